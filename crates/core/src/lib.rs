@@ -1,0 +1,19 @@
+//! The I/O-free domain core of edgeshell, shared by the edge Worker (`wasm32-unknown-unknown`), the control
+//! functions (`wasm32-wasip2`) and native code (pool agent, runner, tests).
+//!
+//! Nothing here reads the clock, the environment or randomness, or touches files and sockets: callers pass
+//! `now` ([`time::Timestamp`]) and random bytes in, and carry out the effects the core returns. Platform crates
+//! are thin adapters around these modules.
+
+pub mod artifacts;
+pub mod bundles;
+pub mod dangerous;
+pub mod ids;
+pub mod jwks;
+pub mod placement;
+pub mod protocol;
+pub mod room;
+pub mod time;
+pub mod tokens;
+
+mod base64url;

@@ -1,0 +1,173 @@
+//! The one table of how sessions end: WebSocket close codes, the HTTP status used when the same condition
+//! is refused before the upgrade, and what a client should do next. ARCHITECTURE.md reproduces it.
+
+use crate::tokens::TokenError;
+use serde::{Deserialize, Serialize};
+
+/// What a client should do after a close.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NextStep {
+    /// Reconnect with the resume ticket (with backoff).
+    Resume,
+    /// Get a new attach token from the control plane, then attach.
+    NewToken,
+    /// The session is over or unusable; offer a new session.
+    NewSession,
+    /// Try again later (with backoff).
+    Later,
+    /// Nothing will help; show the reason.
+    GiveUp,
+}
+
+/// Why a session connection is closed. Codes 4000-4999 are the application range of RFC 6455.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[repr(u16)]
+pub enum CloseCode {
+    /// Normal closure.
+    Normal = 1000,
+    /// The peer broke the protocol: undecodable frame, unsupported version, frame not allowed for its
+    /// role, output beyond its credit.
+    ProtocolError = 4000,
+    /// No token, a malformed or forged one, an unknown kid, or a bad resume ticket.
+    Unauthorized = 4001,
+    /// The token (or the session's authorization) expired and no refresh arrived in time.
+    TokenExpired = 4002,
+    /// A valid token that does not grant this: another session, another scope.
+    Forbidden = 4003,
+    /// No such session.
+    SessionNotFound = 4004,
+    /// The token's one-time id was already used.
+    Replayed = 4009,
+    /// The session ended (program exited, deleted, idle, deadline).
+    SessionEnded = 4010,
+    /// The runner disconnected and did not come back within the grace period.
+    RunnerLost = 4011,
+    /// A newer connection of the same seat (or runner) took over.
+    Superseded = 4012,
+    /// Too many connections or the room is busy; retry later.
+    Overloaded = 4013,
+    /// No message or heartbeat within the heartbeat timeout.
+    HeartbeatTimeout = 4014,
+    /// The resume point is no longer held (or lies beyond the stream): attach afresh.
+    ResumeFailed = 4015,
+    /// A bug or platform failure on our side.
+    InternalError = 1011,
+}
+
+/// Every close code, for tables and exhaustive tests.
+pub const ALL_CLOSE_CODES: [CloseCode; 14] = [
+    CloseCode::Normal,
+    CloseCode::ProtocolError,
+    CloseCode::Unauthorized,
+    CloseCode::TokenExpired,
+    CloseCode::Forbidden,
+    CloseCode::SessionNotFound,
+    CloseCode::Replayed,
+    CloseCode::SessionEnded,
+    CloseCode::RunnerLost,
+    CloseCode::Superseded,
+    CloseCode::Overloaded,
+    CloseCode::HeartbeatTimeout,
+    CloseCode::ResumeFailed,
+    CloseCode::InternalError,
+];
+
+impl CloseCode {
+    /// The numeric WebSocket close code.
+    pub fn code(self) -> u16 {
+        self as u16
+    }
+
+    /// The code for a number, if it is one of ours.
+    pub fn from_code(code: u16) -> Option<CloseCode> {
+        ALL_CLOSE_CODES.into_iter().find(|c| c.code() == code)
+    }
+
+    /// The HTTP status for refusing the same condition before a WebSocket upgrade.
+    pub fn http_status(self) -> u16 {
+        match self {
+            CloseCode::Normal => 200,
+            CloseCode::ProtocolError => 400,
+            CloseCode::Unauthorized | CloseCode::TokenExpired => 401,
+            CloseCode::Forbidden => 403,
+            CloseCode::SessionNotFound => 404,
+            CloseCode::Replayed | CloseCode::Superseded | CloseCode::ResumeFailed => 409,
+            CloseCode::SessionEnded | CloseCode::RunnerLost => 410,
+            CloseCode::Overloaded => 503,
+            CloseCode::HeartbeatTimeout => 408,
+            CloseCode::InternalError => 500,
+        }
+    }
+
+    /// A stable machine-readable name, used in JSON error bodies and logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            CloseCode::Normal => "normal",
+            CloseCode::ProtocolError => "protocol_error",
+            CloseCode::Unauthorized => "unauthorized",
+            CloseCode::TokenExpired => "token_expired",
+            CloseCode::Forbidden => "forbidden",
+            CloseCode::SessionNotFound => "session_not_found",
+            CloseCode::Replayed => "replayed_token",
+            CloseCode::SessionEnded => "session_ended",
+            CloseCode::RunnerLost => "runner_lost",
+            CloseCode::Superseded => "superseded",
+            CloseCode::Overloaded => "overloaded",
+            CloseCode::HeartbeatTimeout => "heartbeat_timeout",
+            CloseCode::ResumeFailed => "resume_failed",
+            CloseCode::InternalError => "internal_error",
+        }
+    }
+
+    /// What the client should do next.
+    pub fn next_step(self) -> NextStep {
+        match self {
+            CloseCode::Normal | CloseCode::HeartbeatTimeout | CloseCode::InternalError => NextStep::Resume,
+            CloseCode::TokenExpired | CloseCode::ResumeFailed => NextStep::NewToken,
+            CloseCode::SessionEnded | CloseCode::RunnerLost | CloseCode::SessionNotFound => NextStep::NewSession,
+            CloseCode::Overloaded => NextStep::Later,
+            CloseCode::ProtocolError
+            | CloseCode::Unauthorized
+            | CloseCode::Forbidden
+            | CloseCode::Replayed
+            | CloseCode::Superseded => NextStep::GiveUp,
+        }
+    }
+}
+
+impl From<&TokenError> for CloseCode {
+    fn from(e: &TokenError) -> CloseCode {
+        if e.is_expiry() {
+            CloseCode::TokenExpired
+        } else if e.is_forbidden() {
+            CloseCode::Forbidden
+        } else {
+            CloseCode::Unauthorized
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_unique_and_round_trip() {
+        for (i, c) in ALL_CLOSE_CODES.iter().enumerate() {
+            assert_eq!(CloseCode::from_code(c.code()), Some(*c));
+            for other in &ALL_CLOSE_CODES[i + 1..] {
+                assert_ne!(c.code(), other.code());
+                assert_ne!(c.name(), other.name());
+            }
+            assert!(c.code() == 1000 || c.code() == 1011 || (4000..5000).contains(&c.code()));
+        }
+        assert_eq!(CloseCode::from_code(4999), None);
+    }
+
+    #[test]
+    fn token_errors_map() {
+        assert_eq!(CloseCode::from(&TokenError::Expired { exp: 1, now: 2 }), CloseCode::TokenExpired);
+        assert_eq!(CloseCode::from(&TokenError::WrongSession), CloseCode::Forbidden);
+        assert_eq!(CloseCode::from(&TokenError::BadSignature), CloseCode::Unauthorized);
+    }
+}

@@ -1,0 +1,462 @@
+//! The session wire protocol spoken between browser, room (Durable Object) and runner: one binary
+//! WebSocket message per [`Frame`], versioned, with hard size limits.
+//!
+//! Layout: `[version u8][type u8][fields]`, integers big-endian, strings as `u16 length + UTF-8`, byte
+//! payloads (input, output) running to the end of the message. Output carries the byte offset of its first
+//! byte in the session's output stream; acks and credits are offsets too, which is what makes exact
+//! resume possible: a reconnecting peer says where it is, and the stream continues at that byte.
+
+mod close;
+
+pub use close::{CloseCode, NextStep, ALL_CLOSE_CODES};
+
+/// The protocol version this build speaks.
+pub const VERSION: u8 = 1;
+/// The most bytes of terminal data in one input or output frame.
+pub const MAX_DATA_BYTES: usize = 64 * 1024;
+/// The most bytes of a string field (tokens, tickets, reasons).
+pub const MAX_TEXT_BYTES: usize = 8 * 1024;
+/// The largest encoded frame.
+pub const MAX_FRAME_BYTES: usize = MAX_DATA_BYTES + 16;
+
+/// Who is on the other end of a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum Role {
+    /// A browser showing the terminal.
+    Browser,
+    /// The runner owning the PTY.
+    Runner,
+}
+
+/// Signals a browser may deliver to the session's program (besides Ctrl-C typed as input).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Signal {
+    /// SIGHUP.
+    Hangup,
+    /// SIGINT.
+    Interrupt,
+    /// SIGQUIT.
+    Quit,
+    /// SIGTERM.
+    Terminate,
+    /// SIGKILL.
+    Kill,
+}
+
+impl Signal {
+    /// The POSIX signal number.
+    pub fn number(self) -> u8 {
+        match self {
+            Signal::Hangup => 1,
+            Signal::Interrupt => 2,
+            Signal::Quit => 3,
+            Signal::Kill => 9,
+            Signal::Terminate => 15,
+        }
+    }
+
+    fn from_number(n: u8) -> Option<Signal> {
+        [Signal::Hangup, Signal::Interrupt, Signal::Quit, Signal::Kill, Signal::Terminate]
+            .into_iter()
+            .find(|s| s.number() == n)
+    }
+}
+
+/// How the session's program ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum ExitStatus {
+    /// Exited with this code.
+    Code(i32),
+    /// Killed by this signal number.
+    Signaled(u8),
+}
+
+/// Sent by the room to a peer right after it is admitted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Welcome {
+    /// The role the peer was admitted as.
+    pub role: Role,
+    /// The session.
+    pub session: String,
+    /// Browser: the offset of the first output byte that follows. Runner: the offset the room has
+    /// stored up to, from which the runner must (re)send.
+    pub offset: u64,
+    /// The ticket for resuming this connection without a token; each resume returns a new one.
+    pub resume_ticket: String,
+    /// Browser: bytes it may have unacknowledged. Runner: bytes of credit beyond `offset`.
+    pub window: u32,
+    /// When the peer's authorization expires, seconds since the epoch (0: with the session).
+    pub expires_at: u64,
+    /// The heartbeat interval the room expects, in milliseconds.
+    pub heartbeat_ms: u32,
+}
+
+/// One protocol message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Frame {
+    /// Heartbeat request; answered with `Pong` carrying the same nonce.
+    Ping {
+        /// Echoed back.
+        nonce: u64,
+    },
+    /// Heartbeat answer.
+    Pong {
+        /// The nonce of the `Ping`.
+        nonce: u64,
+    },
+    /// Keystrokes or pasted text for the program (browser -> room -> runner).
+    Input {
+        /// Raw bytes for the PTY.
+        data: Vec<u8>,
+    },
+    /// Terminal size change (browser -> room -> runner).
+    Resize {
+        /// Columns.
+        cols: u16,
+        /// Rows.
+        rows: u16,
+    },
+    /// Deliver a signal to the program's process group (browser -> room -> runner).
+    Signal {
+        /// Which signal.
+        signal: Signal,
+    },
+    /// The browser has received output up to (not including) this offset.
+    Ack {
+        /// Offset of the next byte it expects.
+        offset: u64,
+    },
+    /// A fresh attach token, sent in-band before the current one expires (browser -> room).
+    Refresh {
+        /// The compact JWS.
+        token: String,
+    },
+    /// Program output (runner -> room -> browser).
+    Output {
+        /// Offset of `data[0]` in the session's output stream.
+        offset: u64,
+        /// The bytes.
+        data: Vec<u8>,
+    },
+    /// The program exited (runner -> room -> browser), sent after its last output.
+    Exited {
+        /// How.
+        status: ExitStatus,
+    },
+    /// Flow control from the room to the runner.
+    Credit {
+        /// The room has stored output up to here; the runner may forget it.
+        acked: u64,
+        /// The runner may send output up to (not including) this offset.
+        limit: u64,
+    },
+    /// Admission (room -> peer).
+    Welcome(Welcome),
+    /// The attach token expires soon; send a `Refresh` (room -> browser).
+    RefreshNeeded {
+        /// Expiry, seconds since the epoch.
+        expires_at: u64,
+    },
+    /// The refresh was accepted (room -> browser).
+    RefreshAccepted {
+        /// New expiry, seconds since the epoch.
+        expires_at: u64,
+    },
+    /// The runner's connection dropped; it has the grace period to come back (room -> browser).
+    RunnerAway,
+    /// The runner is back (room -> browser).
+    RunnerBack,
+    /// The runner did not come back: the session is lost (room -> browser).
+    RunnerLost,
+    /// The room is about to close this connection; carries the full reason (WebSocket close reasons are
+    /// limited to 123 bytes).
+    Closing {
+        /// The close code that follows.
+        code: CloseCode,
+        /// Human-readable reason.
+        reason: String,
+    },
+}
+
+/// Why bytes did not decode to a frame.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FrameError {
+    /// Empty message.
+    #[error("empty frame")]
+    Empty,
+    /// Larger than [`MAX_FRAME_BYTES`].
+    #[error("frame of {0} bytes exceeds the {MAX_FRAME_BYTES}-byte limit")]
+    TooLarge(usize),
+    /// Another protocol version.
+    #[error("protocol version {0} is not supported (this side speaks {VERSION})")]
+    UnsupportedVersion(u8),
+    /// Unknown frame type.
+    #[error("unknown frame type {0:#04x}")]
+    UnknownType(u8),
+    /// Ended before a field did.
+    #[error("frame ends inside field {0}")]
+    Truncated(&'static str),
+    /// Bytes after the last field.
+    #[error("{0} unexpected bytes after the frame")]
+    TrailingBytes(usize),
+    /// A field holds a value outside its domain.
+    #[error("invalid value for {0}")]
+    InvalidValue(&'static str),
+}
+
+mod tag {
+    pub(super) const PING: u8 = 0x01;
+    pub(super) const PONG: u8 = 0x02;
+    pub(super) const INPUT: u8 = 0x10;
+    pub(super) const RESIZE: u8 = 0x11;
+    pub(super) const SIGNAL: u8 = 0x12;
+    pub(super) const ACK: u8 = 0x13;
+    pub(super) const REFRESH: u8 = 0x14;
+    pub(super) const OUTPUT: u8 = 0x20;
+    pub(super) const EXITED: u8 = 0x21;
+    pub(super) const CREDIT: u8 = 0x22;
+    pub(super) const WELCOME: u8 = 0x30;
+    pub(super) const REFRESH_NEEDED: u8 = 0x31;
+    pub(super) const REFRESH_ACCEPTED: u8 = 0x32;
+    pub(super) const RUNNER_AWAY: u8 = 0x33;
+    pub(super) const RUNNER_BACK: u8 = 0x34;
+    pub(super) const RUNNER_LOST: u8 = 0x35;
+    pub(super) const CLOSING: u8 = 0x36;
+}
+
+impl Frame {
+    /// Encodes into a new buffer.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(16 + self.payload_len());
+        self.encode_into(&mut out);
+        out
+    }
+
+    fn payload_len(&self) -> usize {
+        match self {
+            Frame::Input { data } | Frame::Output { data, .. } => data.len(),
+            Frame::Refresh { token } => token.len(),
+            Frame::Welcome(w) => w.session.len() + w.resume_ticket.len() + 32,
+            Frame::Closing { reason, .. } => reason.len(),
+            _ => 0,
+        }
+    }
+
+    /// Appends the encoding to `out`. Data and text longer than the limits is the caller's bug; the
+    /// decoder on the other side refuses it.
+    pub fn encode_into(&self, out: &mut Vec<u8>) {
+        out.push(VERSION);
+        match self {
+            Frame::Ping { nonce } => tagged_u64(out, tag::PING, *nonce),
+            Frame::Pong { nonce } => tagged_u64(out, tag::PONG, *nonce),
+            Frame::Input { data } => {
+                out.push(tag::INPUT);
+                out.extend_from_slice(data);
+            }
+            Frame::Resize { cols, rows } => {
+                out.push(tag::RESIZE);
+                out.extend_from_slice(&cols.to_be_bytes());
+                out.extend_from_slice(&rows.to_be_bytes());
+            }
+            Frame::Signal { signal } => {
+                out.push(tag::SIGNAL);
+                out.push(signal.number());
+            }
+            Frame::Ack { offset } => tagged_u64(out, tag::ACK, *offset),
+            Frame::Refresh { token } => {
+                out.push(tag::REFRESH);
+                put_str(out, token);
+            }
+            Frame::Output { offset, data } => {
+                tagged_u64(out, tag::OUTPUT, *offset);
+                out.extend_from_slice(data);
+            }
+            Frame::Exited { status } => {
+                out.push(tag::EXITED);
+                match status {
+                    ExitStatus::Code(code) => {
+                        out.push(0);
+                        out.extend_from_slice(&code.to_be_bytes());
+                    }
+                    ExitStatus::Signaled(sig) => {
+                        out.push(1);
+                        out.push(*sig);
+                    }
+                }
+            }
+            Frame::Credit { acked, limit } => {
+                tagged_u64(out, tag::CREDIT, *acked);
+                out.extend_from_slice(&limit.to_be_bytes());
+            }
+            Frame::Welcome(w) => {
+                out.push(tag::WELCOME);
+                out.push(match w.role {
+                    Role::Browser => 1,
+                    Role::Runner => 2,
+                });
+                put_str(out, &w.session);
+                out.extend_from_slice(&w.offset.to_be_bytes());
+                put_str(out, &w.resume_ticket);
+                out.extend_from_slice(&w.window.to_be_bytes());
+                out.extend_from_slice(&w.expires_at.to_be_bytes());
+                out.extend_from_slice(&w.heartbeat_ms.to_be_bytes());
+            }
+            Frame::RefreshNeeded { expires_at } => tagged_u64(out, tag::REFRESH_NEEDED, *expires_at),
+            Frame::RefreshAccepted { expires_at } => tagged_u64(out, tag::REFRESH_ACCEPTED, *expires_at),
+            Frame::RunnerAway => out.push(tag::RUNNER_AWAY),
+            Frame::RunnerBack => out.push(tag::RUNNER_BACK),
+            Frame::RunnerLost => out.push(tag::RUNNER_LOST),
+            Frame::Closing { code, reason } => {
+                out.push(tag::CLOSING);
+                out.extend_from_slice(&code.code().to_be_bytes());
+                put_str(out, reason);
+            }
+        }
+    }
+
+    /// Decodes one message, refusing anything not exactly one well-formed frame.
+    pub fn decode(bytes: &[u8]) -> Result<Frame, FrameError> {
+        if bytes.len() > MAX_FRAME_BYTES {
+            return Err(FrameError::TooLarge(bytes.len()));
+        }
+        let mut r = Reader { bytes };
+        let version = r.u8("version").map_err(|_| FrameError::Empty)?;
+        if version != VERSION {
+            return Err(FrameError::UnsupportedVersion(version));
+        }
+        let frame = match r.u8("type")? {
+            tag::PING => Frame::Ping { nonce: r.u64("nonce")? },
+            tag::PONG => Frame::Pong { nonce: r.u64("nonce")? },
+            tag::INPUT => Frame::Input { data: r.data()? },
+            tag::RESIZE => {
+                let cols = r.u16("cols")?;
+                let rows = r.u16("rows")?;
+                if cols == 0 || rows == 0 {
+                    return Err(FrameError::InvalidValue("terminal size"));
+                }
+                Frame::Resize { cols, rows }
+            }
+            tag::SIGNAL => Frame::Signal {
+                signal: Signal::from_number(r.u8("signal")?).ok_or(FrameError::InvalidValue("signal"))?,
+            },
+            tag::ACK => Frame::Ack { offset: r.u64("offset")? },
+            tag::REFRESH => Frame::Refresh { token: r.string("token")? },
+            tag::OUTPUT => {
+                let offset = r.u64("offset")?;
+                let data = r.data()?;
+                if offset.checked_add(data.len() as u64).is_none() {
+                    return Err(FrameError::InvalidValue("offset"));
+                }
+                Frame::Output { offset, data }
+            }
+            tag::EXITED => {
+                let status = match r.u8("exit kind")? {
+                    0 => ExitStatus::Code(r.u32("exit code")? as i32),
+                    1 => ExitStatus::Signaled(r.u8("exit signal")?),
+                    _ => return Err(FrameError::InvalidValue("exit kind")),
+                };
+                Frame::Exited { status }
+            }
+            tag::CREDIT => {
+                let acked = r.u64("acked")?;
+                let limit = r.u64("limit")?;
+                if limit < acked {
+                    return Err(FrameError::InvalidValue("credit limit"));
+                }
+                Frame::Credit { acked, limit }
+            }
+            tag::WELCOME => {
+                let role = match r.u8("role")? {
+                    1 => Role::Browser,
+                    2 => Role::Runner,
+                    _ => return Err(FrameError::InvalidValue("role")),
+                };
+                Frame::Welcome(Welcome {
+                    role,
+                    session: r.string("session")?,
+                    offset: r.u64("offset")?,
+                    resume_ticket: r.string("resume_ticket")?,
+                    window: r.u32("window")?,
+                    expires_at: r.u64("expires_at")?,
+                    heartbeat_ms: r.u32("heartbeat_ms")?,
+                })
+            }
+            tag::REFRESH_NEEDED => Frame::RefreshNeeded { expires_at: r.u64("expires_at")? },
+            tag::REFRESH_ACCEPTED => Frame::RefreshAccepted { expires_at: r.u64("expires_at")? },
+            tag::RUNNER_AWAY => Frame::RunnerAway,
+            tag::RUNNER_BACK => Frame::RunnerBack,
+            tag::RUNNER_LOST => Frame::RunnerLost,
+            tag::CLOSING => {
+                let code = CloseCode::from_code(r.u16("code")?).ok_or(FrameError::InvalidValue("close code"))?;
+                Frame::Closing { code, reason: r.string("reason")? }
+            }
+            other => return Err(FrameError::UnknownType(other)),
+        };
+        if !r.bytes.is_empty() {
+            return Err(FrameError::TrailingBytes(r.bytes.len()));
+        }
+        Ok(frame)
+    }
+}
+
+fn tagged_u64(out: &mut Vec<u8>, tag: u8, value: u64) {
+    out.push(tag);
+    out.extend_from_slice(&value.to_be_bytes());
+}
+
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    let len = u16::try_from(s.len()).unwrap_or(u16::MAX);
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(&s.as_bytes()[..usize::from(len)]);
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+}
+
+impl Reader<'_> {
+    fn take<const N: usize>(&mut self, field: &'static str) -> Result<[u8; N], FrameError> {
+        let (head, rest) = self.bytes.split_first_chunk::<N>().ok_or(FrameError::Truncated(field))?;
+        self.bytes = rest;
+        Ok(*head)
+    }
+
+    fn u8(&mut self, field: &'static str) -> Result<u8, FrameError> {
+        Ok(self.take::<1>(field)?[0])
+    }
+
+    fn u16(&mut self, field: &'static str) -> Result<u16, FrameError> {
+        self.take(field).map(u16::from_be_bytes)
+    }
+
+    fn u32(&mut self, field: &'static str) -> Result<u32, FrameError> {
+        self.take(field).map(u32::from_be_bytes)
+    }
+
+    fn u64(&mut self, field: &'static str) -> Result<u64, FrameError> {
+        self.take(field).map(u64::from_be_bytes)
+    }
+
+    fn string(&mut self, field: &'static str) -> Result<String, FrameError> {
+        let len = usize::from(self.u16(field)?);
+        if len > MAX_TEXT_BYTES {
+            return Err(FrameError::InvalidValue(field));
+        }
+        if self.bytes.len() < len {
+            return Err(FrameError::Truncated(field));
+        }
+        let (text, rest) = self.bytes.split_at(len);
+        self.bytes = rest;
+        String::from_utf8(text.to_vec()).map_err(|_| FrameError::InvalidValue(field))
+    }
+
+    fn data(&mut self) -> Result<Vec<u8>, FrameError> {
+        if self.bytes.len() > MAX_DATA_BYTES {
+            return Err(FrameError::InvalidValue("data length"));
+        }
+        Ok(core::mem::take(&mut self.bytes).to_vec())
+    }
+}
+
+#[cfg(test)]
+mod tests;

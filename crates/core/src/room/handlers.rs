@@ -1,0 +1,489 @@
+//! How the room reacts to peers: admission (attach, resume, join), frames, refreshes, disconnects.
+
+use super::ticket::{self, Holder};
+use super::{ConnId, Effect, EndReason, Phase, Room, Seat, MAX_CHUNK, MAX_CONSUMED};
+use crate::protocol::{CloseCode, Frame, Role, Welcome};
+use crate::time::Timestamp;
+use crate::tokens::{Scope, Verified};
+
+impl Room {
+    pub(super) fn browser_attach(
+        &mut self,
+        conn: ConnId,
+        token: &Verified,
+        entropy: &[u8; 32],
+        now: Timestamp,
+        fx: &mut Vec<Effect>,
+    ) {
+        if let Err((code, reason)) = self.admit_token(token, Scope::Attach, now) {
+            return Self::refuse(conn, code, reason, fx);
+        }
+        if self.seats.len() >= self.config.max_browsers as usize {
+            return Self::refuse(conn, CloseCode::Overloaded, "too many browsers on this session", fx);
+        }
+        self.consume(token, now);
+        let id = self.next_seat;
+        self.next_seat += 1;
+        let (ticket, hash) = ticket::issue(Holder::Seat(id), entropy);
+        let start = self.buffer.start();
+        self.seats.push(Seat {
+            id,
+            subject: token.claims().sub.clone(),
+            conn: Some(conn),
+            ticket: hash,
+            authorized_until: token.claims().exp,
+            refresh_requested: false,
+            acked: start,
+            sent: start,
+            last_seen: now,
+            detached_at: None,
+            exit_sent: false,
+        });
+        self.idle_since = None;
+        self.welcome_browser(conn, start, ticket, token.claims().exp, fx);
+        self.after_attach(conn, fx);
+    }
+
+    pub(super) fn browser_resume(
+        &mut self,
+        conn: ConnId,
+        ticket_text: &str,
+        offset: u64,
+        entropy: &[u8; 32],
+        now: Timestamp,
+        fx: &mut Vec<Effect>,
+    ) {
+        if let Phase::Ended(reason) = self.phase {
+            return Self::refuse(conn, reason.close_code(), "the session has ended", fx);
+        }
+        let Some((Holder::Seat(id), secret)) = ticket::parse(ticket_text) else {
+            return Self::refuse(conn, CloseCode::Unauthorized, "malformed resume ticket", fx);
+        };
+        let Some(index) = self.seats.iter().position(|s| s.id == id && s.ticket.matches(&secret)) else {
+            return Self::refuse(conn, CloseCode::Unauthorized, "unknown or used resume ticket", fx);
+        };
+        let seat = &self.seats[index];
+        if seat.authorized_until.saturating_add(self.config.leeway.as_secs()) <= now.as_secs() {
+            return Self::refuse(conn, CloseCode::TokenExpired, "authorization expired; attach with a new token", fx);
+        }
+        if offset < self.buffer.start() || offset > self.buffer.end() {
+            return Self::refuse(conn, CloseCode::ResumeFailed, "resume point is no longer held; attach afresh", fx);
+        }
+        if let Some(old) = seat.conn {
+            self.close(old, CloseCode::Superseded, "resumed on another connection", now, fx);
+        }
+        let (ticket_text, hash) = ticket::issue(Holder::Seat(id), entropy);
+        let seat = &mut self.seats[index];
+        seat.conn = Some(conn);
+        seat.ticket = hash;
+        seat.acked = offset;
+        seat.sent = offset;
+        seat.last_seen = now;
+        seat.detached_at = None;
+        seat.exit_sent = false;
+        let expires = seat.authorized_until;
+        self.idle_since = None;
+        self.welcome_browser(conn, offset, ticket_text, expires, fx);
+        self.after_attach(conn, fx);
+    }
+
+    fn welcome_browser(&self, conn: ConnId, offset: u64, resume_ticket: String, expires_at: u64, fx: &mut Vec<Effect>) {
+        let welcome = Welcome {
+            role: Role::Browser,
+            session: self.session.to_string(),
+            offset,
+            resume_ticket,
+            window: self.config.browser_window,
+            expires_at,
+            heartbeat_ms: self.config.heartbeat_interval.as_millis() as u32,
+        };
+        Self::send(fx, conn, &Frame::Welcome(welcome));
+    }
+
+    /// Tells a newly admitted browser where the runner is, then starts its output.
+    fn after_attach(&mut self, conn: ConnId, fx: &mut Vec<Effect>) {
+        if matches!(self.phase, Phase::RunnerAway { .. }) {
+            Self::send(fx, conn, &Frame::RunnerAway);
+        }
+        self.pump(conn, fx);
+    }
+
+    pub(super) fn runner_join(
+        &mut self,
+        conn: ConnId,
+        token: &Verified,
+        entropy: &[u8; 32],
+        now: Timestamp,
+        fx: &mut Vec<Effect>,
+    ) {
+        if let Err((code, reason)) = self.admit_token(token, Scope::Join, now) {
+            return Self::refuse(conn, code, reason, fx);
+        }
+        if self.phase != Phase::AwaitingRunner {
+            return Self::refuse(conn, CloseCode::Forbidden, "a runner already joined; resume with its ticket", fx);
+        }
+        self.consume(token, now);
+        self.admit_runner(conn, entropy, now, fx);
+    }
+
+    pub(super) fn runner_resume(
+        &mut self,
+        conn: ConnId,
+        ticket_text: &str,
+        entropy: &[u8; 32],
+        now: Timestamp,
+        fx: &mut Vec<Effect>,
+    ) {
+        if let Phase::Ended(reason) = self.phase {
+            return Self::refuse(conn, reason.close_code(), "the session has ended", fx);
+        }
+        if matches!(self.phase, Phase::Exited { .. }) {
+            return Self::refuse(conn, CloseCode::SessionEnded, "the program already exited", fx);
+        }
+        let valid = match (ticket::parse(ticket_text), &self.runner.ticket) {
+            (Some((Holder::Runner, secret)), Some(hash)) => hash.matches(&secret),
+            _ => false,
+        };
+        if !valid {
+            return Self::refuse(conn, CloseCode::Unauthorized, "unknown or used runner ticket", fx);
+        }
+        if let Some(old) = self.runner.conn.take() {
+            Self::close_conn(old, CloseCode::Superseded, "runner resumed on another connection", fx);
+        }
+        if matches!(self.phase, Phase::RunnerAway { .. }) {
+            self.broadcast(&Frame::RunnerBack, fx);
+        }
+        self.admit_runner(conn, entropy, now, fx);
+    }
+
+    fn admit_runner(&mut self, conn: ConnId, entropy: &[u8; 32], now: Timestamp, fx: &mut Vec<Effect>) {
+        let (ticket_text, hash) = ticket::issue(Holder::Runner, entropy);
+        self.runner.conn = Some(conn);
+        self.runner.ticket = Some(hash);
+        self.runner.last_seen = now;
+        self.phase = Phase::Live;
+        let offset = self.buffer.end();
+        let limit = self.credit_limit();
+        self.runner.credit_limit = limit;
+        let welcome = Welcome {
+            role: Role::Runner,
+            session: self.session.to_string(),
+            offset,
+            resume_ticket: ticket_text,
+            window: u32::try_from(limit - offset).unwrap_or(u32::MAX),
+            expires_at: 0,
+            heartbeat_ms: self.config.heartbeat_interval.as_millis() as u32,
+        };
+        Self::send(fx, conn, &Frame::Welcome(welcome));
+        if let Some((cols, rows)) = self.size {
+            Self::send(fx, conn, &Frame::Resize { cols, rows });
+        }
+        if !self.pending_input.is_empty() {
+            let data = core::mem::take(&mut self.pending_input);
+            Self::send(fx, conn, &Frame::Input { data });
+        }
+    }
+
+    /// Checks a verified token against this room: kind, session, ended, replay.
+    fn admit_token(&mut self, token: &Verified, scope: Scope, now: Timestamp) -> Result<(), (CloseCode, &'static str)> {
+        let c = token.claims();
+        if c.scope != scope {
+            return Err((CloseCode::Forbidden, "token has the wrong scope"));
+        }
+        if c.sid != self.session {
+            return Err((CloseCode::Forbidden, "token is for another session"));
+        }
+        if let Phase::Ended(reason) = self.phase {
+            return Err((reason.close_code(), "the session has ended"));
+        }
+        if self.consumed.iter().any(|(j, _)| j == &c.jti) {
+            return Err((CloseCode::Replayed, "this token was already used"));
+        }
+        self.forget_expired_jtis(now);
+        if self.consumed.len() >= MAX_CONSUMED {
+            return Err((CloseCode::Overloaded, "too many attaches on this session"));
+        }
+        Ok(())
+    }
+
+    fn consume(&mut self, token: &Verified, now: Timestamp) {
+        self.forget_expired_jtis(now);
+        self.consumed.push((token.claims().jti.clone(), token.claims().exp));
+    }
+
+    /// A token id can be forgotten once the token could no longer verify anyway.
+    fn forget_expired_jtis(&mut self, now: Timestamp) {
+        let leeway = self.config.leeway.as_secs();
+        self.consumed.retain(|(_, exp)| exp.saturating_add(leeway) > now.as_secs());
+    }
+
+    pub(super) fn message(&mut self, conn: ConnId, data: &[u8], now: Timestamp, fx: &mut Vec<Effect>) {
+        let Some(role) = self.role_of(conn) else {
+            return;
+        };
+        let frame = match Frame::decode(data) {
+            Ok(frame) => frame,
+            Err(e) => return self.close(conn, CloseCode::ProtocolError, &e.to_string(), now, fx),
+        };
+        self.touch(conn, now);
+        match (role, frame) {
+            (_, Frame::Ping { nonce }) => Self::send(fx, conn, &Frame::Pong { nonce }),
+            (_, Frame::Pong { .. }) => {}
+            (Role::Browser, Frame::Input { data }) => self.relay_to_runner(Frame::Input { data }, fx),
+            (Role::Browser, Frame::Resize { cols, rows }) => {
+                self.size = Some((cols, rows));
+                self.relay_to_runner(Frame::Resize { cols, rows }, fx);
+            }
+            (Role::Browser, Frame::Signal { signal }) => self.relay_to_runner(Frame::Signal { signal }, fx),
+            (Role::Browser, Frame::Ack { offset }) => self.browser_ack(conn, offset, now, fx),
+            (Role::Browser, Frame::Refresh { token }) => fx.push(Effect::VerifyRefresh { conn, token }),
+            (Role::Runner, Frame::Output { offset, data }) => self.runner_output(conn, offset, &data, now, fx),
+            (Role::Runner, Frame::Exited { status }) => {
+                if self.phase == Phase::Live {
+                    self.phase = Phase::Exited { at: now };
+                    self.runner.conn = None;
+                    self.runner.ticket = None;
+                    Self::close_conn(conn, CloseCode::Normal, "exit recorded", fx);
+                    self.exit_status = Some(status);
+                    self.pump_all(fx);
+                }
+            }
+            (role, frame) => {
+                let reason = format!("{role:?} may not send {}", frame_name(&frame));
+                self.close(conn, CloseCode::ProtocolError, &reason, now, fx);
+            }
+        }
+    }
+
+    fn relay_to_runner(&mut self, frame: Frame, fx: &mut Vec<Effect>) {
+        match (self.runner.conn, frame) {
+            (Some(runner), frame) => Self::send(fx, runner, &frame),
+            (None, Frame::Input { data }) if matches!(self.phase, Phase::AwaitingRunner | Phase::RunnerAway { .. }) => {
+                // Queue a little typing while the runner is (re)connecting; beyond the cap it is dropped.
+                let room = (self.config.max_pending_input as usize).saturating_sub(self.pending_input.len());
+                self.pending_input.extend_from_slice(&data[..data.len().min(room)]);
+            }
+            // Resizes are remembered in `self.size` and sent on join; signals need a live program.
+            _ => {}
+        }
+    }
+
+    fn browser_ack(&mut self, conn: ConnId, offset: u64, now: Timestamp, fx: &mut Vec<Effect>) {
+        let Some(seat) = self.seats.iter_mut().find(|s| s.conn == Some(conn)) else {
+            return;
+        };
+        if offset > seat.sent {
+            return self.close(conn, CloseCode::ProtocolError, "ack beyond the output sent", now, fx);
+        }
+        seat.acked = seat.acked.max(offset);
+        self.trim(fx);
+        self.pump(conn, fx);
+        self.maybe_finish_exit(now, fx);
+    }
+
+    fn runner_output(&mut self, conn: ConnId, offset: u64, data: &[u8], now: Timestamp, fx: &mut Vec<Effect>) {
+        let end = self.buffer.end();
+        let data_end = offset + data.len() as u64;
+        if offset > end {
+            return self.close(conn, CloseCode::ProtocolError, "output skips bytes", now, fx);
+        }
+        if data_end > self.runner.credit_limit {
+            return self.close(conn, CloseCode::ProtocolError, "output beyond credit", now, fx);
+        }
+        if data_end <= end {
+            return; // Already stored: a resend after resume.
+        }
+        self.buffer.append(&data[(end - offset) as usize..]);
+        self.trim(fx);
+        let limit = self.credit_limit();
+        self.runner.credit_limit = limit;
+        Self::send(fx, conn, &Frame::Credit { acked: self.buffer.end(), limit });
+        self.pump_all(fx);
+    }
+
+    /// Where the runner's credit ends: the oldest byte still needed plus the buffer capacity.
+    fn credit_limit(&self) -> u64 {
+        self.buffer.start() + u64::from(self.config.buffer_capacity)
+    }
+
+    /// Drops output no seat needs, keeping `history_bytes`; grants the runner more credit if that freed
+    /// a quarter of the buffer (or the runner is stalled).
+    pub(super) fn trim(&mut self, fx: &mut Vec<Effect>) {
+        let end = self.buffer.end();
+        let history_start = end.saturating_sub(u64::from(self.config.history_bytes));
+        let needed = self.seats.iter().map(|s| s.acked).min().unwrap_or(end);
+        self.buffer.trim_to(needed.min(history_start));
+        let limit = self.credit_limit();
+        let stalled = self.runner.credit_limit <= end;
+        let freed = limit.saturating_sub(self.runner.credit_limit) >= u64::from(self.config.buffer_capacity / 4);
+        if let (Some(runner), true) = (self.runner.conn, limit > self.runner.credit_limit && (stalled || freed)) {
+            self.runner.credit_limit = limit;
+            Self::send(fx, runner, &Frame::Credit { acked: end, limit });
+        }
+    }
+
+    /// Sends a browser the output it may have, then the exit status once it has everything.
+    pub(super) fn pump(&mut self, conn: ConnId, fx: &mut Vec<Effect>) {
+        let end = self.buffer.end();
+        let window = u64::from(self.config.browser_window);
+        let exit = self.exit_status;
+        let Some(seat) = self.seats.iter_mut().find(|s| s.conn == Some(conn)) else {
+            return;
+        };
+        while seat.sent < end && seat.sent - seat.acked < window {
+            let to = end.min(seat.acked + window).min(seat.sent + MAX_CHUNK);
+            let data = self.buffer.slice(seat.sent, to);
+            fx.push(Effect::Send { conn, frame: Frame::Output { offset: seat.sent, data }.encode() });
+            seat.sent = to;
+        }
+        if let (Some(status), true) = (exit, seat.sent == end && !seat.exit_sent) {
+            seat.exit_sent = true;
+            fx.push(Effect::Send { conn, frame: Frame::Exited { status }.encode() });
+        }
+    }
+
+    pub(super) fn pump_all(&mut self, fx: &mut Vec<Effect>) {
+        let conns: Vec<ConnId> = self.seats.iter().filter_map(|s| s.conn).collect();
+        for conn in conns {
+            self.pump(conn, fx);
+        }
+    }
+
+    pub(super) fn broadcast(&self, frame: &Frame, fx: &mut Vec<Effect>) {
+        let bytes = frame.encode();
+        for conn in self.seats.iter().filter_map(|s| s.conn) {
+            fx.push(Effect::Send { conn, frame: bytes.clone() });
+        }
+    }
+
+    pub(super) fn refresh_verified(&mut self, conn: ConnId, token: &Verified, now: Timestamp, fx: &mut Vec<Effect>) {
+        let Some(index) = self.seats.iter().position(|s| s.conn == Some(conn)) else {
+            return;
+        };
+        if let Err((code, reason)) = self.admit_token(token, Scope::Attach, now) {
+            return self.close(conn, code, reason, now, fx);
+        }
+        if token.claims().sub != self.seats[index].subject {
+            return self.close(conn, CloseCode::Forbidden, "refresh token is for another user", now, fx);
+        }
+        self.consume(token, now);
+        let seat = &mut self.seats[index];
+        seat.authorized_until = seat.authorized_until.max(token.claims().exp);
+        seat.refresh_requested = false;
+        let expires_at = seat.authorized_until;
+        Self::send(fx, conn, &Frame::RefreshAccepted { expires_at });
+    }
+
+    pub(super) fn touch(&mut self, conn: ConnId, at: Timestamp) {
+        if self.runner.conn == Some(conn) {
+            self.runner.last_seen = self.runner.last_seen.max(at);
+        } else if let Some(seat) = self.seats.iter_mut().find(|s| s.conn == Some(conn)) {
+            seat.last_seen = seat.last_seen.max(at);
+        }
+    }
+
+    pub(super) fn disconnected(&mut self, conn: ConnId, now: Timestamp, fx: &mut Vec<Effect>) {
+        if self.runner.conn == Some(conn) {
+            self.runner.conn = None;
+            if self.phase == Phase::Live {
+                self.phase = Phase::RunnerAway { since: now };
+                self.broadcast(&Frame::RunnerAway, fx);
+            }
+        } else if let Some(seat) = self.seats.iter_mut().find(|s| s.conn == Some(conn)) {
+            seat.conn = None;
+            seat.detached_at = Some(now);
+            if self.seats.iter().all(|s| s.conn.is_none()) {
+                self.idle_since = Some(now);
+            }
+            self.maybe_finish_exit(now, fx);
+        }
+    }
+
+    /// Closes a connection of this room with a `Closing` frame first, and updates the state as if it
+    /// had disconnected.
+    pub(super) fn close(&mut self, conn: ConnId, code: CloseCode, reason: &str, now: Timestamp, fx: &mut Vec<Effect>) {
+        Self::close_conn(conn, code, reason, fx);
+        self.disconnected(conn, now, fx);
+    }
+
+    pub(super) fn close_conn(conn: ConnId, code: CloseCode, reason: &str, fx: &mut Vec<Effect>) {
+        Self::send(fx, conn, &Frame::Closing { code, reason: reason.to_owned() });
+        fx.push(Effect::Close { conn, code, reason: truncate_reason(reason) });
+    }
+
+    /// Refuses a connection that was never admitted.
+    fn refuse(conn: ConnId, code: CloseCode, reason: &str, fx: &mut Vec<Effect>) {
+        Self::close_conn(conn, code, reason, fx);
+    }
+
+    /// Ends the session: every connection is told why and closed.
+    pub(super) fn end(&mut self, reason: EndReason, _now: Timestamp, fx: &mut Vec<Effect>) {
+        if matches!(self.phase, Phase::Ended(_)) {
+            return;
+        }
+        self.phase = Phase::Ended(reason);
+        let code = reason.close_code();
+        let text = reason.describe();
+        if reason == EndReason::RunnerLost {
+            self.broadcast(&Frame::RunnerLost, fx);
+        }
+        for seat in &mut self.seats {
+            if let Some(conn) = seat.conn.take() {
+                Self::close_conn(conn, code, &text, fx);
+            }
+        }
+        self.seats.clear();
+        if let Some(conn) = self.runner.conn.take() {
+            Self::close_conn(conn, code, &text, fx);
+        }
+        self.runner.ticket = None;
+        self.pending_input.clear();
+        self.buffer.trim_to(self.buffer.end());
+        if !self.ended_reported {
+            self.ended_reported = true;
+            fx.push(Effect::SessionEnded(reason));
+        }
+    }
+
+    /// After an exit, the session ends once every seat has acknowledged all output.
+    pub(super) fn maybe_finish_exit(&mut self, now: Timestamp, fx: &mut Vec<Effect>) {
+        let (Phase::Exited { .. }, Some(status)) = (self.phase, self.exit_status) else {
+            return;
+        };
+        let end = self.buffer.end();
+        if !self.seats.is_empty() && self.seats.iter().all(|s| s.conn.is_some() && s.acked == end && s.exit_sent) {
+            self.end(EndReason::Exited(status), now, fx);
+        }
+    }
+}
+
+/// WebSocket close reasons are limited to 123 bytes of UTF-8.
+fn truncate_reason(reason: &str) -> String {
+    let mut cut = reason.len().min(123);
+    while !reason.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    reason[..cut].to_owned()
+}
+
+fn frame_name(frame: &Frame) -> &'static str {
+    match frame {
+        Frame::Ping { .. } => "ping",
+        Frame::Pong { .. } => "pong",
+        Frame::Input { .. } => "input",
+        Frame::Resize { .. } => "resize",
+        Frame::Signal { .. } => "signal",
+        Frame::Ack { .. } => "ack",
+        Frame::Refresh { .. } => "refresh",
+        Frame::Output { .. } => "output",
+        Frame::Exited { .. } => "exited",
+        Frame::Credit { .. } => "credit",
+        Frame::Welcome(_) => "welcome",
+        Frame::RefreshNeeded { .. } => "refresh-needed",
+        Frame::RefreshAccepted { .. } => "refresh-accepted",
+        Frame::RunnerAway => "runner-away",
+        Frame::RunnerBack => "runner-back",
+        Frame::RunnerLost => "runner-lost",
+        Frame::Closing { .. } => "closing",
+    }
+}

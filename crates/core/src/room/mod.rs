@@ -1,0 +1,434 @@
+//! The session room: the per-session state machine a Durable Object hosts. It pairs browsers with the
+//! runner, relays both ways, and keeps output until every browser has acknowledged it, so a reconnect
+//! continues at the exact byte (never repeating or skipping one).
+//!
+//! Sans-io: the host calls [`Room::on_event`] with each event and the current time and carries out the
+//! returned [`Effect`]s (send a frame, close a socket, set the alarm, verify a token). The whole state
+//! serializes ([`Room::to_bytes`]) so the host can hibernate and restore it.
+//!
+//! Flow control is by offsets. A browser may have at most `browser_window` bytes sent but not acked; the
+//! runner may send output up to the `limit` of its last [`Frame::Credit`], which never exceeds the oldest
+//! byte some browser still needs plus `buffer_capacity`. A browser that stays away therefore stalls the
+//! program (the PTY stops being read) instead of losing output, until its resume window ends.
+
+mod buffer;
+mod handlers;
+mod ticket;
+mod timers;
+
+#[cfg(test)]
+mod tests;
+
+use crate::ids::{Jti, SessionId, Subject};
+use crate::protocol::{CloseCode, ExitStatus, Frame};
+use crate::time::Timestamp;
+use crate::tokens::{TokenError, Verified};
+use buffer::OutputBuffer;
+use core::time::Duration;
+use serde::{Deserialize, Serialize};
+use ticket::TicketHash;
+
+/// The version of the serialized room state; bumped on any incompatible change.
+pub const STATE_VERSION: u8 = 1;
+
+/// A connection (WebSocket) as numbered by the host. Stable across hibernation (the host stores it in
+/// the socket's attachment).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ConnId(pub u64);
+
+/// Tunables of a room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomConfig {
+    /// Most output bytes held for browsers that have not acked them.
+    pub buffer_capacity: u32,
+    /// Output bytes kept after every browser acked them, for a browser that attaches afresh.
+    pub history_bytes: u32,
+    /// Unacked bytes a browser may have in flight.
+    pub browser_window: u32,
+    /// Most browser seats (attached or resumable) at once.
+    pub max_browsers: u32,
+    /// Input bytes queued while the runner is away.
+    pub max_pending_input: u32,
+    /// Expected heartbeat interval.
+    pub heartbeat_interval: Duration,
+    /// A connection silent for this long is dead (3 missed heartbeats + timeout).
+    pub dead_after: Duration,
+    /// How long the runner may be away before the session is lost.
+    pub runner_grace: Duration,
+    /// How long the first runner join may take.
+    pub join_timeout: Duration,
+    /// How long a dropped browser may take to resume.
+    pub resume_window: Duration,
+    /// How long before its authorization expires a browser is asked to refresh.
+    pub refresh_lead: Duration,
+    /// The session ends after this long without any attached browser.
+    pub idle_timeout: Duration,
+    /// The session's hard limit from creation.
+    pub max_duration: Duration,
+    /// Clock skew tolerated on token expiry.
+    pub leeway: Duration,
+}
+
+impl Default for RoomConfig {
+    fn default() -> Self {
+        RoomConfig {
+            buffer_capacity: 4 * 1024 * 1024,
+            history_bytes: 64 * 1024,
+            browser_window: 1024 * 1024,
+            max_browsers: 4,
+            max_pending_input: 64 * 1024,
+            heartbeat_interval: Duration::from_secs(30),
+            dead_after: Duration::from_secs(3 * 30 + 10),
+            runner_grace: Duration::from_secs(2),
+            join_timeout: Duration::from_secs(60),
+            resume_window: Duration::from_secs(120),
+            refresh_lead: Duration::from_secs(60),
+            idle_timeout: Duration::from_secs(5 * 60),
+            max_duration: Duration::from_secs(60 * 60),
+            leeway: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Something that happened to the room.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// A browser connected with an attach token the host verified.
+    BrowserAttach {
+        /// The new connection.
+        conn: ConnId,
+        /// The verified attach token.
+        token: Verified,
+        /// Fresh random bytes for its resume ticket.
+        entropy: [u8; 32],
+    },
+    /// A browser reconnected with a resume ticket.
+    BrowserResume {
+        /// The new connection.
+        conn: ConnId,
+        /// The ticket from its last `Welcome`.
+        ticket: String,
+        /// Output bytes it has (the offset it wants to continue at).
+        offset: u64,
+        /// Fresh random bytes for its next ticket.
+        entropy: [u8; 32],
+    },
+    /// The runner connected with a join token the host verified.
+    RunnerJoin {
+        /// The new connection.
+        conn: ConnId,
+        /// The verified join token.
+        token: Verified,
+        /// Fresh random bytes for its resume ticket.
+        entropy: [u8; 32],
+    },
+    /// The runner reconnected with its resume ticket.
+    RunnerResume {
+        /// The new connection.
+        conn: ConnId,
+        /// The ticket from its last `Welcome`.
+        ticket: String,
+        /// Fresh random bytes for its next ticket.
+        entropy: [u8; 32],
+    },
+    /// A binary message arrived.
+    Message {
+        /// From whom.
+        conn: ConnId,
+        /// The raw frame.
+        data: Vec<u8>,
+    },
+    /// The platform answered a heartbeat for `conn` without waking the room (auto-response); `at` is when.
+    HeartbeatSeen {
+        /// Whose.
+        conn: ConnId,
+        /// When the platform saw it.
+        at: Timestamp,
+    },
+    /// The host verified the token of a `Refresh` frame (see [`Effect::VerifyRefresh`]).
+    RefreshVerified {
+        /// The connection that sent it.
+        conn: ConnId,
+        /// The verified token.
+        token: Verified,
+    },
+    /// The token of a `Refresh` frame did not verify.
+    RefreshRejected {
+        /// The connection that sent it.
+        conn: ConnId,
+        /// Why.
+        error: TokenError,
+    },
+    /// A connection closed or errored.
+    Disconnected {
+        /// Which.
+        conn: ConnId,
+    },
+    /// The alarm fired.
+    Alarm,
+    /// The control plane ended the session (user deleted it).
+    End,
+}
+
+/// Something the host must do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    /// Send an encoded frame as a binary message.
+    Send {
+        /// To whom.
+        conn: ConnId,
+        /// The encoded frame.
+        frame: Vec<u8>,
+    },
+    /// Close the connection.
+    Close {
+        /// Which.
+        conn: ConnId,
+        /// The close code.
+        code: CloseCode,
+        /// Reason text, at most 123 bytes.
+        reason: String,
+    },
+    /// Verify this token (scope attach, this session) and report back with `RefreshVerified` or
+    /// `RefreshRejected`.
+    VerifyRefresh {
+        /// The connection that sent it.
+        conn: ConnId,
+        /// The compact JWS.
+        token: String,
+    },
+    /// Set the alarm (or clear it with `None`).
+    SetAlarm(Option<Timestamp>),
+    /// The session is over; tell the control plane and the pool (once).
+    SessionEnded(EndReason),
+}
+
+/// Why a session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EndReason {
+    /// The program exited.
+    Exited(ExitStatus),
+    /// The runner went away and did not come back, or never joined.
+    RunnerLost,
+    /// No browser for the idle timeout.
+    Idle,
+    /// The session's hard limit passed.
+    Deadline,
+    /// The control plane ended it.
+    Ended,
+}
+
+impl EndReason {
+    fn close_code(self) -> CloseCode {
+        match self {
+            EndReason::RunnerLost => CloseCode::RunnerLost,
+            _ => CloseCode::SessionEnded,
+        }
+    }
+
+    fn describe(self) -> String {
+        match self {
+            EndReason::Exited(ExitStatus::Code(c)) => format!("the program exited with status {c}"),
+            EndReason::Exited(ExitStatus::Signaled(s)) => {
+                format!("the program was killed by signal {s}")
+            }
+            EndReason::RunnerLost => "the runner was lost".into(),
+            EndReason::Idle => "the session was idle for too long".into(),
+            EndReason::Deadline => "the session reached its time limit".into(),
+            EndReason::Ended => "the session was ended".into(),
+        }
+    }
+}
+
+/// Where the session is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Phase {
+    /// Created; the runner has not joined yet.
+    AwaitingRunner,
+    /// The runner is connected.
+    Live,
+    /// The runner's connection dropped at `since`; it may resume within the grace period.
+    RunnerAway {
+        /// When it dropped.
+        since: Timestamp,
+    },
+    /// The program exited at `at`; browsers are catching up on the last output.
+    Exited {
+        /// When.
+        at: Timestamp,
+    },
+    /// Over. The room stays as a tombstone so late tokens cannot recreate it.
+    Ended(EndReason),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Seat {
+    id: u32,
+    subject: Subject,
+    conn: Option<ConnId>,
+    ticket: TicketHash,
+    /// Seconds since the epoch.
+    authorized_until: u64,
+    refresh_requested: bool,
+    acked: u64,
+    sent: u64,
+    last_seen: Timestamp,
+    detached_at: Option<Timestamp>,
+    exit_sent: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct RunnerSlot {
+    conn: Option<ConnId>,
+    ticket: Option<TicketHash>,
+    last_seen: Timestamp,
+    /// The `limit` of the last credit sent.
+    credit_limit: u64,
+}
+
+/// The state of one session's room. See the module documentation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Room {
+    version: u8,
+    session: SessionId,
+    config: RoomConfig,
+    created_at: Timestamp,
+    phase: Phase,
+    buffer: OutputBuffer,
+    seats: Vec<Seat>,
+    next_seat: u32,
+    runner: RunnerSlot,
+    consumed: Vec<(Jti, u64)>,
+    pending_input: Vec<u8>,
+    size: Option<(u16, u16)>,
+    exit_status: Option<ExitStatus>,
+    idle_since: Option<Timestamp>,
+    alarm: Option<Timestamp>,
+    ended_reported: bool,
+}
+
+/// Most one-time token ids a room remembers at once (expired ones are forgotten first).
+const MAX_CONSUMED: usize = 1024;
+/// Largest output chunk sent to a browser.
+const MAX_CHUNK: u64 = 32 * 1024;
+
+/// Why stored room state could not be restored.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RestoreError {
+    /// Written by another version.
+    #[error("room state version {found} is not {STATE_VERSION}")]
+    Version {
+        /// The version found.
+        found: u8,
+    },
+    /// Not room state.
+    #[error("room state is corrupt: {0}")]
+    Corrupt(String),
+}
+
+impl Room {
+    /// A new room for `session`, created at `now`.
+    pub fn new(session: SessionId, config: RoomConfig, now: Timestamp) -> Room {
+        Room {
+            version: STATE_VERSION,
+            session,
+            config,
+            created_at: now,
+            phase: Phase::AwaitingRunner,
+            buffer: OutputBuffer::default(),
+            seats: Vec::new(),
+            next_seat: 1,
+            runner: RunnerSlot { conn: None, ticket: None, last_seen: now, credit_limit: 0 },
+            consumed: Vec::new(),
+            pending_input: Vec::new(),
+            size: None,
+            exit_status: None,
+            idle_since: Some(now),
+            alarm: None,
+            ended_reported: false,
+        }
+    }
+
+    /// The session.
+    pub fn session(&self) -> &SessionId {
+        &self.session
+    }
+
+    /// The current phase.
+    pub fn phase(&self) -> Phase {
+        self.phase
+    }
+
+    /// Total output bytes received from the runner.
+    pub fn output_end(&self) -> u64 {
+        self.buffer.end()
+    }
+
+    /// Output bytes currently held.
+    pub fn buffered_bytes(&self) -> u64 {
+        self.buffer.len()
+    }
+
+    /// Browsers currently connected.
+    pub fn attached_browsers(&self) -> usize {
+        self.seats.iter().filter(|s| s.conn.is_some()).count()
+    }
+
+    /// The role of a connection, if it belongs to this room.
+    pub fn role_of(&self, conn: ConnId) -> Option<crate::protocol::Role> {
+        if self.runner.conn == Some(conn) {
+            Some(crate::protocol::Role::Runner)
+        } else if self.seats.iter().any(|s| s.conn == Some(conn)) {
+            Some(crate::protocol::Role::Browser)
+        } else {
+            None
+        }
+    }
+
+    /// Handles one event at `now` and returns what the host must do, in order.
+    pub fn on_event(&mut self, event: Event, now: Timestamp) -> Vec<Effect> {
+        let mut fx = Vec::new();
+        self.expire(now, &mut fx);
+        match event {
+            Event::BrowserAttach { conn, token, entropy } => self.browser_attach(conn, &token, &entropy, now, &mut fx),
+            Event::BrowserResume { conn, ticket, offset, entropy } => {
+                self.browser_resume(conn, &ticket, offset, &entropy, now, &mut fx)
+            }
+            Event::RunnerJoin { conn, token, entropy } => self.runner_join(conn, &token, &entropy, now, &mut fx),
+            Event::RunnerResume { conn, ticket, entropy } => self.runner_resume(conn, &ticket, &entropy, now, &mut fx),
+            Event::Message { conn, data } => self.message(conn, &data, now, &mut fx),
+            Event::HeartbeatSeen { conn, at } => self.touch(conn, at),
+            Event::RefreshVerified { conn, token } => self.refresh_verified(conn, &token, now, &mut fx),
+            Event::RefreshRejected { conn, error } => {
+                let code = CloseCode::from(&error);
+                self.close(conn, code, &format!("refresh refused: {error}"), now, &mut fx);
+            }
+            Event::Disconnected { conn } => self.disconnected(conn, now, &mut fx),
+            Event::Alarm => {}
+            Event::End => self.end(EndReason::Ended, now, &mut fx),
+        }
+        self.expire(now, &mut fx);
+        self.schedule(&mut fx);
+        fx
+    }
+
+    /// Serializes the whole state (versioned) for storage.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        // Serializing plain data into a Vec cannot fail.
+        postcard::to_allocvec(self).unwrap_or_default()
+    }
+
+    /// Restores state written by [`Room::to_bytes`].
+    pub fn from_bytes(bytes: &[u8]) -> Result<Room, RestoreError> {
+        match bytes.first() {
+            Some(&STATE_VERSION) => {}
+            Some(&found) => return Err(RestoreError::Version { found }),
+            None => return Err(RestoreError::Corrupt("empty".into())),
+        }
+        postcard::from_bytes(bytes).map_err(|e| RestoreError::Corrupt(e.to_string()))
+    }
+
+    fn send(fx: &mut Vec<Effect>, conn: ConnId, frame: &Frame) {
+        fx.push(Effect::Send { conn, frame: frame.encode() });
+    }
+}

@@ -1,0 +1,441 @@
+//! Room tests. A small harness plays browser and runner by the protocol (decoding every frame the room
+//! sends), so the assertions are about what peers would see.
+
+mod exact_resume;
+
+use super::*;
+use crate::dangerous::assume_verified;
+use crate::ids::{Kid, RegionId};
+use crate::protocol::{CloseCode, ExitStatus, Frame, Role, Welcome};
+use crate::tokens::{Claims, Scope};
+use std::collections::BTreeMap;
+
+pub(super) const T0: u64 = 1_800_000_000;
+
+pub(super) fn at(ms: u64) -> Timestamp {
+    Timestamp::from_millis(T0 * 1000 + ms)
+}
+
+pub(super) fn sid() -> SessionId {
+    SessionId::new("s1").unwrap()
+}
+
+pub(super) fn token(scope: Scope, jti: &str, session: &str, exp_in_secs: u64) -> Verified {
+    let claims = Claims {
+        iss: "https://control.test".into(),
+        aud: "edgeshell-edge".into(),
+        sub: Subject::new("alice").unwrap(),
+        sid: SessionId::new(session).unwrap(),
+        region: RegionId::new("eu").unwrap(),
+        jti: Jti::new(jti).unwrap(),
+        iat: T0,
+        nbf: T0,
+        exp: T0 + exp_in_secs,
+        scope,
+        art: None,
+        bh: None,
+    };
+    assume_verified(claims, Kid::new("k1").unwrap())
+}
+
+/// What one connection has been sent.
+#[derive(Debug, Default)]
+pub(super) struct Inbox {
+    pub(super) frames: Vec<Frame>,
+    pub(super) closed: Option<CloseCode>,
+}
+
+pub(super) struct Harness {
+    pub(super) room: Room,
+    pub(super) inbox: BTreeMap<u64, Inbox>,
+    pub(super) ended: Vec<EndReason>,
+    pub(super) alarm: Option<Timestamp>,
+    pub(super) refreshes: Vec<(ConnId, String)>,
+    pub(super) now: Timestamp,
+    next_entropy: u8,
+}
+
+impl Harness {
+    pub(super) fn new(config: RoomConfig) -> Harness {
+        let mut h = Harness {
+            room: Room::new(sid(), config, at(0)),
+            inbox: BTreeMap::new(),
+            ended: Vec::new(),
+            alarm: None,
+            refreshes: Vec::new(),
+            now: at(0),
+            next_entropy: 0,
+        };
+        // The host delivers a first event on creation, which schedules the room's first alarm.
+        h.event(Event::Alarm);
+        h
+    }
+
+    pub(super) fn entropy(&mut self) -> [u8; 32] {
+        self.next_entropy = self.next_entropy.wrapping_add(1);
+        [self.next_entropy; 32]
+    }
+
+    pub(super) fn event(&mut self, event: Event) {
+        let effects = self.room.on_event(event, self.now);
+        for effect in effects {
+            match effect {
+                Effect::Send { conn, frame } => {
+                    let inbox = self.inbox.entry(conn.0).or_default();
+                    assert!(inbox.closed.is_none(), "frame sent to closed connection {conn:?}");
+                    inbox.frames.push(Frame::decode(&frame).expect("room sends valid frames"));
+                }
+                Effect::Close { conn, code, reason } => {
+                    assert!(reason.len() <= 123);
+                    self.inbox.entry(conn.0).or_default().closed.get_or_insert(code);
+                }
+                Effect::VerifyRefresh { conn, token } => self.refreshes.push((conn, token)),
+                Effect::SetAlarm(t) => self.alarm = t,
+                Effect::SessionEnded(r) => self.ended.push(r),
+            }
+        }
+    }
+
+    pub(super) fn advance_to(&mut self, t: Timestamp) {
+        self.now = t;
+        if self.alarm.is_some_and(|a| a <= t) {
+            self.event(Event::Alarm);
+        }
+    }
+
+    /// Advances in heartbeat-sized steps, with the platform answering heartbeats of `conns` on the way.
+    pub(super) fn advance_alive(&mut self, to: Timestamp, conns: &[u64]) {
+        while self.now < to {
+            let next = (self.now + core::time::Duration::from_secs(30)).min(to);
+            for c in conns {
+                self.event(Event::HeartbeatSeen { conn: ConnId(*c), at: next });
+            }
+            self.advance_to(next);
+        }
+    }
+
+    pub(super) fn send(&mut self, conn: u64, frame: Frame) {
+        self.event(Event::Message { conn: ConnId(conn), data: frame.encode() });
+    }
+
+    pub(super) fn take(&mut self, conn: u64) -> Vec<Frame> {
+        core::mem::take(&mut self.inbox.entry(conn).or_default().frames)
+    }
+
+    pub(super) fn closed(&self, conn: u64) -> Option<CloseCode> {
+        self.inbox.get(&conn).and_then(|i| i.closed)
+    }
+
+    pub(super) fn join_runner(&mut self, conn: u64) -> Welcome {
+        let entropy = self.entropy();
+        self.event(Event::RunnerJoin { conn: ConnId(conn), token: token(Scope::Join, "join-1", "s1", 600), entropy });
+        welcome(&self.take(conn))
+    }
+
+    pub(super) fn attach(&mut self, conn: u64, jti: &str) -> Vec<Frame> {
+        let entropy = self.entropy();
+        self.event(Event::BrowserAttach { conn: ConnId(conn), token: token(Scope::Attach, jti, "s1", 600), entropy });
+        self.take(conn)
+    }
+
+    pub(super) fn resume(&mut self, conn: u64, ticket: &str, offset: u64) -> Vec<Frame> {
+        let entropy = self.entropy();
+        self.event(Event::BrowserResume { conn: ConnId(conn), ticket: ticket.to_owned(), offset, entropy });
+        self.take(conn)
+    }
+}
+
+pub(super) fn welcome(frames: &[Frame]) -> Welcome {
+    match frames.first() {
+        Some(Frame::Welcome(w)) => w.clone(),
+        other => panic!("expected a welcome, got {other:?}"),
+    }
+}
+
+pub(super) fn output(frames: &[Frame]) -> Vec<u8> {
+    frames.iter().flat_map(|f| if let Frame::Output { data, .. } = f { data.clone() } else { Vec::new() }).collect()
+}
+
+fn live() -> Harness {
+    let mut h = Harness::new(RoomConfig::default());
+    let w = h.join_runner(1);
+    assert_eq!((w.role, w.offset, w.window), (Role::Runner, 0, 4 * 1024 * 1024));
+    h
+}
+
+#[test]
+fn attach_and_echo() {
+    let mut h = live();
+    let w = welcome(&h.attach(10, "a1"));
+    assert_eq!((w.role, w.offset, w.expires_at), (Role::Browser, 0, T0 + 600));
+    h.send(10, Frame::Input { data: b"echo hi\r".to_vec() });
+    h.send(10, Frame::Resize { cols: 120, rows: 40 });
+    assert_eq!(h.take(1), vec![Frame::Input { data: b"echo hi\r".to_vec() }, Frame::Resize { cols: 120, rows: 40 }]);
+    h.send(1, Frame::Output { offset: 0, data: b"hi\r\n".to_vec() });
+    assert_eq!(h.take(10), vec![Frame::Output { offset: 0, data: b"hi\r\n".to_vec() }]);
+    assert_eq!(h.take(1), vec![Frame::Credit { acked: 4, limit: 4 * 1024 * 1024 }]);
+    h.send(10, Frame::Ping { nonce: 9 });
+    assert_eq!(h.take(10), vec![Frame::Pong { nonce: 9 }]);
+}
+
+#[test]
+fn attach_tokens_work_once_even_under_a_flood() {
+    let mut h = live();
+    let mut welcomes = 0;
+    for conn in 100..200 {
+        let frames = h.attach(conn, "same-jti");
+        if matches!(frames.first(), Some(Frame::Welcome(_))) {
+            welcomes += 1;
+        } else {
+            assert_eq!(h.closed(conn), Some(CloseCode::Replayed), "conn {conn}");
+        }
+    }
+    assert_eq!(welcomes, 1);
+}
+
+#[test]
+fn tokens_for_other_sessions_or_kinds_are_forbidden() {
+    let mut h = live();
+    let e = h.entropy();
+    h.event(Event::BrowserAttach { conn: ConnId(10), token: token(Scope::Attach, "x", "other", 600), entropy: e });
+    assert_eq!(h.closed(10), Some(CloseCode::Forbidden));
+    h.event(Event::BrowserAttach { conn: ConnId(11), token: token(Scope::Join, "y", "s1", 600), entropy: e });
+    assert_eq!(h.closed(11), Some(CloseCode::Forbidden));
+    h.event(Event::RunnerJoin { conn: ConnId(12), token: token(Scope::Join, "z", "s1", 600), entropy: e });
+    assert_eq!(h.closed(12), Some(CloseCode::Forbidden), "second runner join");
+}
+
+#[test]
+fn runner_lost_after_grace_and_back_within_it() {
+    let mut h = live();
+    h.attach(10, "a1");
+    h.event(Event::Disconnected { conn: ConnId(1) });
+    assert_eq!(h.take(10), vec![Frame::RunnerAway]);
+    h.advance_to(at(1999));
+    assert!(h.ended.is_empty());
+    h.advance_to(at(2000));
+    assert_eq!(h.ended, vec![EndReason::RunnerLost]);
+    let frames = h.take(10);
+    assert_eq!(frames[0], Frame::RunnerLost);
+    assert_eq!(h.closed(10), Some(CloseCode::RunnerLost));
+    // The tombstone refuses late attaches.
+    h.attach(11, "a2");
+    assert_eq!(h.closed(11), Some(CloseCode::RunnerLost));
+}
+
+#[test]
+fn runner_resumes_and_resends_without_duplicates() {
+    let mut h = Harness::new(RoomConfig::default());
+    let w = h.join_runner(1);
+    h.attach(10, "a1");
+    h.send(1, Frame::Output { offset: 0, data: b"abc".to_vec() });
+    h.event(Event::Disconnected { conn: ConnId(1) });
+    h.now = at(1500);
+    let e = h.entropy();
+    h.event(Event::RunnerResume { conn: ConnId(2), ticket: w.resume_ticket.clone(), entropy: e });
+    let w2 = welcome(&h.take(2));
+    assert_eq!(w2.offset, 3, "room tells the runner where to continue");
+    // The runner resends from its last credit ack (0): the overlap is dropped.
+    h.send(2, Frame::Output { offset: 0, data: b"abcdef".to_vec() });
+    assert_eq!(output(&h.take(10)), b"abcdef");
+    // The old ticket is spent.
+    let e = h.entropy();
+    h.event(Event::RunnerResume { conn: ConnId(3), ticket: w.resume_ticket, entropy: e });
+    assert_eq!(h.closed(3), Some(CloseCode::Unauthorized));
+}
+
+#[test]
+fn browser_resumes_at_the_exact_byte() {
+    let mut h = live();
+    let w = welcome(&h.attach(10, "a1"));
+    let stream: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+    for (i, chunk) in stream.chunks(10_000).enumerate() {
+        h.send(1, Frame::Output { offset: (i * 10_000) as u64, data: chunk.to_vec() });
+    }
+    let mut got = output(&h.take(10));
+    got.truncate(42_123); // the network dropped the rest
+    h.event(Event::Disconnected { conn: ConnId(10) });
+    let frames = h.resume(11, &w.resume_ticket, got.len() as u64);
+    assert_eq!(welcome(&frames).offset, 42_123);
+    got.extend(output(&frames));
+    assert_eq!(got, stream);
+    // The spent ticket cannot be replayed.
+    h.resume(12, &w.resume_ticket, 0);
+    assert_eq!(h.closed(12), Some(CloseCode::Unauthorized));
+}
+
+#[test]
+fn resume_outside_the_held_range_fails_cleanly() {
+    let mut h = live();
+    let w = welcome(&h.attach(10, "a1"));
+    h.send(1, Frame::Output { offset: 0, data: vec![b'x'; 100] });
+    h.take(10);
+    h.event(Event::Disconnected { conn: ConnId(10) });
+    h.resume(11, &w.resume_ticket, 101);
+    assert_eq!(h.closed(11), Some(CloseCode::ResumeFailed));
+    h.resume(12, "1.not-a-ticket", 0);
+    assert_eq!(h.closed(12), Some(CloseCode::Unauthorized));
+}
+
+#[test]
+fn backpressure_instead_of_loss() {
+    let config = RoomConfig { buffer_capacity: 1000, history_bytes: 100, browser_window: 400, ..RoomConfig::default() };
+    let mut h = Harness::new(config);
+    assert_eq!(h.join_runner(1).window, 1000);
+    h.attach(10, "a1");
+    h.send(1, Frame::Output { offset: 0, data: vec![1; 1000] });
+    assert_eq!(output(&h.take(10)).len(), 400, "browser window");
+    assert_eq!(h.take(1), vec![Frame::Credit { acked: 1000, limit: 1000 }], "runner is out of credit");
+    h.send(1, Frame::Output { offset: 1000, data: vec![1] });
+    assert_eq!(h.closed(1), Some(CloseCode::ProtocolError), "overrun is a protocol error");
+}
+
+#[test]
+fn acks_release_credit_and_more_output() {
+    let config = RoomConfig { buffer_capacity: 1000, history_bytes: 0, browser_window: 400, ..RoomConfig::default() };
+    let mut h = Harness::new(config);
+    h.join_runner(1);
+    h.attach(10, "a1");
+    h.send(1, Frame::Output { offset: 0, data: vec![1; 1000] });
+    h.take(10);
+    h.take(1);
+    h.send(10, Frame::Ack { offset: 400 });
+    assert_eq!(output(&h.take(10)).len(), 400);
+    assert_eq!(h.take(1), vec![Frame::Credit { acked: 1000, limit: 1400 }]);
+    h.send(10, Frame::Ack { offset: 900 });
+    assert_eq!(h.closed(10), Some(CloseCode::ProtocolError), "ack beyond what was sent");
+}
+
+#[test]
+fn refresh_in_band() {
+    let mut h = live();
+    h.attach(10, "a1");
+    h.advance_alive(at(540_000), &[1, 10]);
+    assert_eq!(h.take(10), vec![Frame::RefreshNeeded { expires_at: T0 + 600 }]);
+    h.send(10, Frame::Refresh { token: "jws".into() });
+    assert_eq!(h.refreshes, vec![(ConnId(10), "jws".to_owned())]);
+    let fresh = token(Scope::Attach, "a2", "s1", 1200);
+    h.event(Event::RefreshVerified { conn: ConnId(10), token: fresh.clone() });
+    assert_eq!(h.take(10), vec![Frame::RefreshAccepted { expires_at: T0 + 1200 }]);
+    // The same refresh token again is a replay.
+    h.event(Event::RefreshVerified { conn: ConnId(10), token: fresh });
+    assert_eq!(h.closed(10), Some(CloseCode::Replayed));
+}
+
+#[test]
+fn unrefreshed_authorization_expires() {
+    let mut h = live();
+    h.attach(10, "a1");
+    h.advance_alive(at(600_000 + 29_999), &[1, 10]);
+    assert_eq!(h.closed(10), None, "within the leeway");
+    h.advance_alive(at(600_000 + 30_000), &[1, 10]);
+    assert_eq!(h.closed(10), Some(CloseCode::TokenExpired));
+}
+
+#[test]
+fn rejected_refresh_closes_with_its_code() {
+    let mut h = live();
+    h.attach(10, "a1");
+    h.event(Event::RefreshRejected { conn: ConnId(10), error: crate::tokens::TokenError::BadSignature });
+    assert_eq!(h.closed(10), Some(CloseCode::Unauthorized));
+}
+
+#[test]
+fn protocol_violations() {
+    let mut h = live();
+    h.attach(10, "a1");
+    h.send(10, Frame::Output { offset: 0, data: vec![1] });
+    assert_eq!(h.closed(10), Some(CloseCode::ProtocolError));
+    h.attach(11, "a2");
+    h.event(Event::Message { conn: ConnId(11), data: vec![9, 9, 9] });
+    assert_eq!(h.closed(11), Some(CloseCode::ProtocolError));
+    h.send(1, Frame::Output { offset: 5, data: vec![1] });
+    assert_eq!(h.closed(1), Some(CloseCode::ProtocolError), "gap in runner output");
+}
+
+#[test]
+fn exit_is_delivered_after_the_last_byte() {
+    let config = RoomConfig { browser_window: 4, ..RoomConfig::default() };
+    let mut h = Harness::new(config);
+    h.join_runner(1);
+    h.attach(10, "a1");
+    h.send(1, Frame::Output { offset: 0, data: b"bye!!".to_vec() });
+    h.send(1, Frame::Exited { status: ExitStatus::Code(3) });
+    assert_eq!(h.closed(1), Some(CloseCode::Normal));
+    let frames = h.take(10);
+    assert_eq!(output(&frames), b"bye!");
+    assert!(!frames.iter().any(|f| matches!(f, Frame::Exited { .. })));
+    h.send(10, Frame::Ack { offset: 4 });
+    assert_eq!(
+        h.take(10),
+        vec![Frame::Output { offset: 4, data: b"!".to_vec() }, Frame::Exited { status: ExitStatus::Code(3) }]
+    );
+    h.send(10, Frame::Ack { offset: 5 });
+    assert_eq!(h.ended, vec![EndReason::Exited(ExitStatus::Code(3))]);
+    assert_eq!(h.closed(10), Some(CloseCode::SessionEnded));
+}
+
+#[test]
+fn timers_end_idle_and_silent_sessions() {
+    let mut h = Harness::new(RoomConfig::default());
+    h.advance_to(at(60_000));
+    assert_eq!(h.ended, vec![EndReason::RunnerLost], "runner never joined");
+
+    let mut h = live();
+    h.attach(10, "a1");
+    h.advance_to(at(100_000));
+    assert_eq!(h.closed(10), Some(CloseCode::HeartbeatTimeout));
+    assert_eq!(h.closed(1), Some(CloseCode::HeartbeatTimeout));
+    h.advance_to(at(102_000));
+    assert_eq!(h.ended, vec![EndReason::RunnerLost]);
+
+    let mut h = live();
+    h.event(Event::HeartbeatSeen { conn: ConnId(1), at: at(90_000) });
+    h.advance_to(at(5 * 60_000));
+    assert_eq!(h.ended, vec![EndReason::Idle]);
+}
+
+#[test]
+fn heartbeats_seen_by_the_platform_keep_connections() {
+    let mut h = live();
+    h.attach(10, "a1");
+    for t in (30_000..200_000).step_by(30_000) {
+        h.event(Event::HeartbeatSeen { conn: ConnId(10), at: at(t) });
+        h.event(Event::HeartbeatSeen { conn: ConnId(1), at: at(t) });
+        h.advance_to(at(t));
+    }
+    assert_eq!(h.closed(10), None);
+    assert_eq!(h.closed(1), None);
+}
+
+#[test]
+fn end_and_state_round_trip() {
+    let mut h = live();
+    let w = welcome(&h.attach(10, "a1"));
+    h.send(1, Frame::Output { offset: 0, data: b"state".to_vec() });
+    let bytes = h.room.to_bytes();
+    let restored = Room::from_bytes(&bytes).unwrap();
+    assert_eq!(restored, h.room);
+    assert!(matches!(Room::from_bytes(&[9]), Err(RestoreError::Version { found: 9 })));
+    assert!(matches!(Room::from_bytes(&[STATE_VERSION, 0xff]), Err(RestoreError::Corrupt(_))));
+    h.room = restored;
+    h.event(Event::Disconnected { conn: ConnId(10) });
+    assert_eq!(output(&h.resume(11, &w.resume_ticket, 2)), b"ate");
+    h.event(Event::End);
+    assert_eq!(h.ended, vec![EndReason::Ended]);
+    assert_eq!(h.closed(11), Some(CloseCode::SessionEnded));
+    assert_eq!(h.closed(1), Some(CloseCode::SessionEnded));
+}
+
+#[test]
+fn input_waits_for_a_late_runner() {
+    let mut h = Harness::new(RoomConfig::default());
+    h.attach(10, "a1");
+    h.send(10, Frame::Input { data: b"ls\r".to_vec() });
+    h.send(10, Frame::Resize { cols: 100, rows: 30 });
+    let e = h.entropy();
+    h.event(Event::RunnerJoin { conn: ConnId(1), token: token(Scope::Join, "j", "s1", 600), entropy: e });
+    let frames = h.take(1);
+    assert!(matches!(frames[0], Frame::Welcome(_)));
+    assert_eq!(frames[1..], [Frame::Resize { cols: 100, rows: 30 }, Frame::Input { data: b"ls\r".to_vec() }]);
+}

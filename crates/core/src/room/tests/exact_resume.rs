@@ -1,0 +1,246 @@
+//! The exact-resume property: under arbitrary interleavings of output, acks, browser and runner drops
+//! (losing whatever was in flight), resumes and hibernation, the browser receives exactly the runner's
+//! byte stream — every frame continues at the byte it already has, and in the end it has all of it.
+
+use super::*;
+use proptest::prelude::*;
+
+#[derive(Debug, Clone)]
+enum Action {
+    RunnerSend(u16),
+    BrowserRead,
+    BrowserAck,
+    BrowserDrop,
+    BrowserResume,
+    RunnerDrop,
+    RunnerResume,
+    Hibernate,
+    Tick(u16),
+}
+
+fn action() -> impl Strategy<Value = Action> {
+    prop_oneof![
+        4 => (1u16..3000).prop_map(Action::RunnerSend),
+        4 => Just(Action::BrowserRead),
+        3 => Just(Action::BrowserAck),
+        1 => Just(Action::BrowserDrop),
+        2 => Just(Action::BrowserResume),
+        1 => Just(Action::RunnerDrop),
+        2 => Just(Action::RunnerResume),
+        1 => Just(Action::Hibernate),
+        1 => (1u16..2000).prop_map(Action::Tick),
+    ]
+}
+
+struct Runner {
+    conn: Option<u64>,
+    ticket: String,
+    next_send: u64,
+    acked: u64,
+    limit: u64,
+}
+
+struct Browser {
+    conn: Option<u64>,
+    ticket: String,
+    received: Vec<u8>,
+    exited: bool,
+}
+
+struct World {
+    h: Harness,
+    stream: Vec<u8>,
+    runner: Runner,
+    browser: Browser,
+    next_conn: u64,
+}
+
+impl World {
+    fn new(stream: Vec<u8>, config: RoomConfig) -> World {
+        let mut h = Harness::new(config);
+        let w = h.join_runner(1);
+        let bw = welcome(&h.attach(2, "attach-1"));
+        World {
+            h,
+            stream,
+            runner: Runner {
+                conn: Some(1),
+                ticket: w.resume_ticket,
+                next_send: 0,
+                acked: 0,
+                limit: w.offset + u64::from(w.window),
+            },
+            browser: Browser { conn: Some(2), ticket: bw.resume_ticket, received: Vec::new(), exited: false },
+            next_conn: 3,
+        }
+    }
+
+    fn ended(&self) -> bool {
+        matches!(self.h.room.phase(), Phase::Ended(_))
+    }
+
+    fn runner_inbox(&mut self) {
+        let Some(conn) = self.runner.conn else { return };
+        for frame in self.h.take(conn) {
+            match frame {
+                Frame::Credit { acked, limit } => {
+                    self.runner.acked = self.runner.acked.max(acked);
+                    self.runner.limit = self.runner.limit.max(limit);
+                }
+                Frame::Welcome(w) => {
+                    self.runner.ticket = w.resume_ticket;
+                    self.runner.limit = w.offset + u64::from(w.window);
+                    // Resend from the last acknowledged byte: overlaps with what the room holds are dropped.
+                    self.runner.next_send = self.runner.acked.min(w.offset);
+                    self.runner.acked = self.runner.acked.max(w.offset);
+                }
+                _ => {}
+            }
+        }
+        if self.h.closed(conn).is_some() {
+            self.runner.conn = None;
+        }
+    }
+
+    fn runner_send(&mut self, n: u64) {
+        self.runner_inbox();
+        let Some(conn) = self.runner.conn else { return };
+        let end = (self.runner.next_send + n).min(self.runner.limit).min(self.stream.len() as u64);
+        if end > self.runner.next_send {
+            let data = self.stream[self.runner.next_send as usize..end as usize].to_vec();
+            self.h.send(conn, Frame::Output { offset: self.runner.next_send, data });
+            self.runner.next_send = end;
+        }
+        self.runner_inbox();
+    }
+
+    fn browser_read(&mut self) -> Result<(), TestCaseError> {
+        let Some(conn) = self.browser.conn else {
+            return Ok(());
+        };
+        for frame in self.h.take(conn) {
+            match frame {
+                Frame::Welcome(w) => {
+                    prop_assert_eq!(w.offset, self.browser.received.len() as u64, "welcome at the browser's byte");
+                    self.browser.ticket = w.resume_ticket;
+                }
+                Frame::Output { offset, data } => {
+                    prop_assert_eq!(offset, self.browser.received.len() as u64, "output continues at the exact byte");
+                    self.browser.received.extend_from_slice(&data);
+                }
+                Frame::Exited { .. } => self.browser.exited = true,
+                _ => {}
+            }
+        }
+        if self.h.closed(conn).is_some() {
+            self.browser.conn = None;
+        }
+        Ok(())
+    }
+
+    fn step(&mut self, action: &Action) -> Result<(), TestCaseError> {
+        if self.ended() {
+            return Ok(());
+        }
+        match action {
+            Action::RunnerSend(n) => self.runner_send(u64::from(*n)),
+            Action::BrowserRead => self.browser_read()?,
+            Action::BrowserAck => {
+                if let Some(conn) = self.browser.conn {
+                    self.h.send(conn, Frame::Ack { offset: self.browser.received.len() as u64 });
+                }
+            }
+            Action::BrowserDrop => {
+                if let Some(conn) = self.browser.conn.take() {
+                    self.h.take(conn); // in flight: lost
+                    self.h.event(Event::Disconnected { conn: ConnId(conn) });
+                }
+            }
+            Action::BrowserResume => {
+                if let Some(conn) = self.browser.conn.take() {
+                    self.h.take(conn);
+                }
+                let conn = self.next_conn;
+                self.next_conn += 1;
+                let ticket = self.browser.ticket.clone();
+                let entropy = self.h.entropy();
+                let offset = self.browser.received.len() as u64;
+                self.h.event(Event::BrowserResume { conn: ConnId(conn), ticket, offset, entropy });
+                prop_assert_eq!(self.h.closed(conn), None, "resume with the latest ticket is accepted");
+                self.browser.conn = Some(conn);
+                self.browser_read()?;
+            }
+            Action::RunnerDrop => {
+                if let Some(conn) = self.runner.conn.take() {
+                    self.h.take(conn);
+                    self.h.event(Event::Disconnected { conn: ConnId(conn) });
+                }
+            }
+            Action::RunnerResume => {
+                if self.runner.conn.is_none() && self.runner.next_send < self.stream.len() as u64 + 1 {
+                    let conn = self.next_conn;
+                    self.next_conn += 1;
+                    let ticket = self.runner.ticket.clone();
+                    let entropy = self.h.entropy();
+                    self.h.event(Event::RunnerResume { conn: ConnId(conn), ticket, entropy });
+                    self.runner.conn = Some(conn);
+                    self.runner_inbox();
+                }
+            }
+            Action::Hibernate => self.h.room = Room::from_bytes(&self.h.room.to_bytes()).expect("restores"),
+            Action::Tick(ms) => {
+                let t = self.h.now + core::time::Duration::from_millis(u64::from(*ms));
+                self.h.advance_to(t);
+            }
+        }
+        Ok(())
+    }
+
+    /// Reconnects whoever is away and lets everything flow to the end.
+    fn drain(&mut self) -> Result<(), TestCaseError> {
+        if self.browser.conn.is_none() {
+            self.step(&Action::BrowserResume)?;
+        }
+        if self.runner.conn.is_none() {
+            self.step(&Action::RunnerResume)?;
+        }
+        for _ in 0..10_000 {
+            if self.browser.received.len() == self.stream.len() || self.ended() {
+                break;
+            }
+            self.runner_send(8192);
+            self.browser_read()?;
+            self.step(&Action::BrowserAck)?;
+        }
+        Ok(())
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn browser_sees_exactly_the_runner_stream(
+        len in 0usize..60_000,
+        seed in any::<u8>(),
+        history in prop_oneof![Just(0u32), Just(700u32)],
+        actions in proptest::collection::vec(action(), 0..250),
+    ) {
+        let stream: Vec<u8> = (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect();
+        let config = RoomConfig {
+            buffer_capacity: 5000,
+            history_bytes: history,
+            browser_window: 1500,
+            runner_grace: core::time::Duration::from_secs(3600),
+            dead_after: core::time::Duration::from_secs(3600),
+            ..RoomConfig::default()
+        };
+        let mut world = World::new(stream.clone(), config);
+        for a in &actions {
+            world.step(a)?;
+            prop_assert!(world.h.room.buffered_bytes() <= 5000 + 3000, "buffer stays bounded");
+        }
+        world.drain()?;
+        prop_assert_eq!(&world.browser.received, &stream);
+    }
+}

@@ -1,0 +1,126 @@
+//! The room's clocks: every deadline it keeps, what happens when one passes, and the alarm for the next.
+
+use super::{Effect, EndReason, Phase, Room};
+use crate::protocol::{CloseCode, Frame};
+use crate::time::Timestamp;
+
+/// A deadline and what it is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Due {
+    JoinTimeout,
+    RunnerGrace,
+    ExitLinger,
+    MaxDuration,
+    Idle,
+    RunnerSilent,
+    SeatSilent(u32),
+    SeatResumeWindow(u32),
+    SeatRefresh(u32),
+    SeatExpired(u32),
+}
+
+impl Room {
+    fn deadlines(&self) -> Vec<(Timestamp, Due)> {
+        let c = &self.config;
+        let mut out = Vec::new();
+        match self.phase {
+            Phase::Ended(_) => return out,
+            Phase::AwaitingRunner => out.push((self.created_at + c.join_timeout, Due::JoinTimeout)),
+            Phase::RunnerAway { since } => out.push((since + c.runner_grace, Due::RunnerGrace)),
+            Phase::Exited { at } => out.push((at + c.resume_window, Due::ExitLinger)),
+            Phase::Live => {}
+        }
+        out.push((self.created_at + c.max_duration, Due::MaxDuration));
+        if let Some(since) = self.idle_since {
+            out.push((since + c.idle_timeout, Due::Idle));
+        }
+        if self.runner.conn.is_some() {
+            out.push((self.runner.last_seen + c.dead_after, Due::RunnerSilent));
+        }
+        for s in &self.seats {
+            let expires = Timestamp::from_secs(s.authorized_until);
+            match (s.conn, s.detached_at) {
+                (Some(_), _) => {
+                    out.push((s.last_seen + c.dead_after, Due::SeatSilent(s.id)));
+                    if !s.refresh_requested {
+                        out.push((expires - c.refresh_lead, Due::SeatRefresh(s.id)));
+                    }
+                }
+                (None, Some(at)) => out.push((at + c.resume_window, Due::SeatResumeWindow(s.id))),
+                (None, None) => {}
+            }
+            out.push((expires + c.leeway, Due::SeatExpired(s.id)));
+        }
+        out
+    }
+
+    /// Acts on every deadline that has passed at `now`.
+    pub(super) fn expire(&mut self, now: Timestamp, fx: &mut Vec<Effect>) {
+        // Each action removes its own deadline or ends the session, so this settles quickly; the bound
+        // only guards against a bug turning into a hang.
+        for _ in 0..64 {
+            let Some((_, due)) = self.deadlines().into_iter().filter(|(at, _)| *at <= now).min_by_key(|(at, _)| *at)
+            else {
+                return;
+            };
+            self.fire(due, now, fx);
+        }
+    }
+
+    fn fire(&mut self, due: Due, now: Timestamp, fx: &mut Vec<Effect>) {
+        let seat_conn = |room: &Room, id: u32| room.seats.iter().find(|s| s.id == id).and_then(|s| s.conn);
+        match due {
+            Due::JoinTimeout | Due::RunnerGrace => self.end(EndReason::RunnerLost, now, fx),
+            Due::ExitLinger => {
+                let status = self.exit_status.unwrap_or(crate::protocol::ExitStatus::Code(0));
+                self.end(EndReason::Exited(status), now, fx);
+            }
+            Due::MaxDuration => self.end(EndReason::Deadline, now, fx),
+            Due::Idle => self.end(EndReason::Idle, now, fx),
+            Due::RunnerSilent => {
+                if let Some(conn) = self.runner.conn {
+                    self.close(conn, CloseCode::HeartbeatTimeout, "no heartbeat from the runner", now, fx);
+                }
+            }
+            Due::SeatSilent(id) => {
+                if let Some(conn) = seat_conn(self, id) {
+                    self.close(conn, CloseCode::HeartbeatTimeout, "no heartbeat; resume with your ticket", now, fx);
+                }
+            }
+            Due::SeatRefresh(id) => {
+                if let Some(seat) = self.seats.iter_mut().find(|s| s.id == id) {
+                    seat.refresh_requested = true;
+                    if let Some(conn) = seat.conn {
+                        let expires_at = seat.authorized_until;
+                        Self::send(fx, conn, &Frame::RefreshNeeded { expires_at });
+                    }
+                }
+            }
+            Due::SeatResumeWindow(id) | Due::SeatExpired(id) => {
+                if let Some(conn) = seat_conn(self, id) {
+                    Self::close_conn(
+                        conn,
+                        CloseCode::TokenExpired,
+                        "authorization expired; attach with a new token",
+                        fx,
+                    );
+                }
+                self.seats.retain(|s| s.id != id);
+                if self.seats.iter().all(|s| s.conn.is_none()) && self.idle_since.is_none() {
+                    self.idle_since = Some(now);
+                }
+                self.trim(fx);
+                self.maybe_finish_exit(now, fx);
+            }
+        }
+    }
+
+    /// Emits `SetAlarm` when the next deadline changed.
+    pub(super) fn schedule(&mut self, fx: &mut Vec<Effect>) {
+        let next = self.deadlines().into_iter().map(|(at, _)| at).min();
+        if next != self.alarm {
+            self.alarm = next;
+            fx.push(Effect::SetAlarm(next));
+        }
+    }
+}
