@@ -1,0 +1,29 @@
+//! RS256 backends for the core's signature port, and loading of signing keys.
+//!
+//! - [`JwtCompactRs256`]: verify with `jwt-compact` + `rsa` (pure Rust; works on every target).
+//! - [`RingRs256`] (feature `ring`): verify with `ring`, the fast native path.
+//! - [`RsaSigner`]: sign with `jwt-compact` + `rsa`. RSA signing uses the operating system's randomness
+//!   for blinding, which is why it lives here and not in the I/O-free core.
+//!
+//! WebCrypto, the Worker's backend, lives in the edge gateway.
+
+mod private_jwk;
+mod signer;
+mod verifiers;
+
+pub use private_jwk::PrivateJwk;
+pub use signer::{KeyError, RsaSigner};
+pub use verifiers::JwtCompactRs256;
+#[cfg(feature = "ring")]
+pub use verifiers::RingRs256;
+
+/// Resolves a future that is ready at once (the native verifiers never wait). Panics if it is not: that
+/// would be a misuse with an asynchronous backend.
+pub fn now_or_never<F: core::future::Future>(future: F) -> F::Output {
+    let mut future = core::pin::pin!(future);
+    let mut cx = core::task::Context::from_waker(core::task::Waker::noop());
+    match future.as_mut().poll(&mut cx) {
+        core::task::Poll::Ready(output) => output,
+        core::task::Poll::Pending => panic!("now_or_never used with a future that waits"),
+    }
+}

@@ -1,0 +1,230 @@
+//! Token verification against real RS256 backends: the RFC 7515 and PyJWT vectors, and a negative corpus
+//! where every attack must be refused for the stated reason by both native backends.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use edgeshell_core::ids::{Jti, Kid, RegionId, SessionId, Subject};
+use edgeshell_core::jwks::{KeySet, VerifyingKey};
+use edgeshell_core::time::Timestamp;
+use edgeshell_core::tokens::{
+    sign, Claims, Expectation, Scope, SignatureVerifier, TokenError, TokenSigner, ValidationOptions, Validator,
+    Verified,
+};
+use edgeshell_keys::{now_or_never, JwtCompactRs256, PrivateJwk, RingRs256, RsaSigner};
+use serde_json::Value;
+
+fn vector(name: &str) -> Value {
+    let path = format!("{}/tests/vectors/{name}", env!("CARGO_MANIFEST_DIR"));
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn signer_from(v: &Value) -> RsaSigner {
+    let jwk: PrivateJwk = serde_json::from_value(v["jwk"].clone()).unwrap();
+    RsaSigner::from_jwk(None, &jwk).unwrap()
+}
+
+fn b64(bytes: &[u8]) -> String {
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+#[test]
+fn rfc7515_a2_signs_and_verifies_byte_for_byte() {
+    let v = vector("rfc7515-a2.json");
+    let signer = signer_from(&v);
+    let input = v["signing_input"].as_str().unwrap().as_bytes();
+    let expected = URL_SAFE_NO_PAD.decode(v["signature"].as_str().unwrap()).unwrap();
+    assert_eq!(signer.sign(input).unwrap(), expected, "deterministic RS256 reproduces the RFC's signature");
+    let key = signer.verifying_key();
+    now_or_never(JwtCompactRs256.verify(key, input, &expected)).unwrap();
+    now_or_never(RingRs256.verify(key, input, &expected)).unwrap();
+    let mut bad = expected.clone();
+    bad[10] ^= 1;
+    assert!(now_or_never(JwtCompactRs256.verify(key, input, &bad)).is_err());
+    assert!(now_or_never(RingRs256.verify(key, input, &bad)).is_err());
+}
+
+struct Fixture {
+    signer: RsaSigner,
+    keys: KeySet,
+    validator: Validator,
+    now: Timestamp,
+    session: SessionId,
+}
+
+fn fixture() -> Fixture {
+    let v = vector("pyjwt-rs256.json");
+    let signer = signer_from(&v);
+    let jwks = serde_json::json!({"keys": [signer.verifying_key().to_jwk()]});
+    let keys = KeySet::from_json(jwks.to_string().as_bytes()).unwrap();
+    Fixture {
+        signer,
+        keys,
+        validator: Validator::new(ValidationOptions::new("https://control.test", "edgeshell-edge")),
+        now: Timestamp::from_secs(v["now"].as_u64().unwrap() + 60),
+        session: SessionId::new("s_pyjwt").unwrap(),
+    }
+}
+
+impl Fixture {
+    fn claims(&self) -> Claims {
+        let now = self.now.as_secs() - 60;
+        Claims {
+            iss: "https://control.test".into(),
+            aud: "edgeshell-edge".into(),
+            sub: Subject::new("alice").unwrap(),
+            sid: self.session.clone(),
+            region: RegionId::new("eu-west").unwrap(),
+            jti: Jti::new("j1").unwrap(),
+            iat: now,
+            nbf: now,
+            exp: now + 600,
+            scope: Scope::Attach,
+            art: None,
+            bh: None,
+        }
+    }
+
+    /// Verifies with both native backends; they must agree.
+    fn verify(&self, token: &str) -> Result<Verified, TokenError> {
+        let expect = Expectation { scope: Scope::Attach, session: Some(&self.session) };
+        let a = now_or_never(self.validator.verify(token, &self.keys, &JwtCompactRs256, expect, self.now));
+        let b = now_or_never(self.validator.verify(token, &self.keys, &RingRs256, expect, self.now));
+        assert_eq!(a, b, "backends disagree on {token}");
+        a
+    }
+
+    fn token(&self, claims: &Claims) -> String {
+        sign(claims, &self.signer).unwrap()
+    }
+
+    /// Signs arbitrary header and payload JSON, to craft tokens our types would never produce.
+    fn raw(&self, header: &str, payload: &str) -> String {
+        let input = format!("{}.{}", b64(header.as_bytes()), b64(payload.as_bytes()));
+        let sig = self.signer.sign(input.as_bytes()).unwrap();
+        format!("{input}.{}", b64(&sig))
+    }
+}
+
+#[test]
+fn pyjwt_token_verifies_and_our_signature_matches_theirs() {
+    let v = vector("pyjwt-rs256.json");
+    let f = fixture();
+    let token = v["valid_attach"].as_str().unwrap();
+    let verified = f.verify(token).expect("PyJWT's token verifies");
+    assert_eq!(verified.claims().jti.as_str(), "j-pyjwt-1");
+    let (input, sig) = token.rsplit_once('.').unwrap();
+    assert_eq!(b64(&f.signer.sign(input.as_bytes()).unwrap()), sig, "same key, same input, same signature");
+}
+
+fn check(f: &Fixture, token: &str, expected: &str) {
+    let got = f.verify(token).map(|_| ()).map_err(|e| e.to_string());
+    match got {
+        Err(msg) => assert!(msg.contains(expected), "want {expected:?}, got {msg:?} for {token}"),
+        Ok(()) => panic!("accepted, want {expected:?}: {token}"),
+    }
+}
+
+#[test]
+fn negative_corpus() {
+    let v = vector("pyjwt-rs256.json");
+    let f = fixture();
+    let good = f.claims();
+    assert!(f.verify(&f.token(&good)).is_ok());
+
+    // Algorithm attacks.
+    check(&f, v["alg_none"].as_str().unwrap(), "\"none\" is not accepted");
+    check(&f, v["hs256_with_public_key_as_secret"].as_str().unwrap(), "\"HS256\" is not accepted");
+    let claims_json = serde_json::to_string(&good).unwrap();
+    check(&f, &f.raw(r#"{"alg":"PS256","kid":"pyjwt-1"}"#, &claims_json), "not accepted");
+
+    // Key selection attacks.
+    check(&f, &f.raw(r#"{"alg":"RS256","kid":"other"}"#, &claims_json), "no key with kid other");
+    check(&f, &f.raw(r#"{"alg":"RS256","kid":"../../../../dev/null"}"#, &claims_json), "kid is invalid");
+    check(&f, &f.raw(r#"{"alg":"RS256","kid":"x' UNION SELECT key FROM keys--"}"#, &claims_json), "kid is invalid");
+    check(&f, &f.raw(r#"{"alg":"RS256"}"#, &claims_json), "no kid");
+    check(&f, &f.raw(r#"{"alg":"RS256","kid":"pyjwt-1","jwk":{"kty":"RSA"}}"#, &claims_json), "its own key");
+
+    // Time.
+    let mut c = good.clone();
+    c.exp = f.now.as_secs() - 31;
+    c.nbf = c.exp - 600;
+    c.iat = c.nbf;
+    check(&f, &f.token(&c), "expired");
+    c.exp = f.now.as_secs() - 29; // within the 30 s leeway
+    c.nbf = c.exp - 600;
+    assert!(f.verify(&f.token(&c)).is_ok());
+    let mut c = good.clone();
+    c.nbf = f.now.as_secs() + 31;
+    c.exp = c.nbf + 60;
+    check(&f, &f.token(&c), "not valid before");
+    let mut c = good.clone();
+    c.exp = c.nbf + 601;
+    check(&f, &f.token(&c), "lifetime 601s exceeds");
+
+    // Claims.
+    let mut c = good.clone();
+    c.aud = "someone-else".into();
+    check(&f, &f.token(&c), "audience");
+    let mut c = good.clone();
+    c.iss = "https://evil.test".into();
+    check(&f, &f.token(&c), "issuer");
+    let mut c = good.clone();
+    c.sid = SessionId::new("s_other").unwrap();
+    check(&f, &f.token(&c), "another session");
+    let mut c = good.clone();
+    c.scope = Scope::Join;
+    check(&f, &f.token(&c), "scope session:join");
+    let dup = claims_json.replacen("\"sid\":\"s_pyjwt\"", "\"sid\":\"s_pyjwt\",\"sid\":\"s_other\"", 1);
+    check(&f, &f.raw(r#"{"alg":"RS256","kid":"pyjwt-1"}"#, &dup), "duplicate field `sid`");
+    let missing = claims_json.replacen("\"jti\":\"j1\",", "", 1);
+    check(&f, &f.raw(r#"{"alg":"RS256","kid":"pyjwt-1"}"#, &missing), "missing field `jti`");
+    let extra = claims_json.replacen('{', "{\"admin\":true,", 1);
+    check(&f, &f.raw(r#"{"alg":"RS256","kid":"pyjwt-1"}"#, &extra), "unknown field `admin`");
+    check(&f, &f.raw(r#"{"alg":"RS256","kid":"pyjwt-1"}"#, "[]"), "claims");
+
+    // Tampering.
+    let token = f.token(&good);
+    let (h, rest) = token.split_once('.').unwrap();
+    let (_, s) = rest.split_once('.').unwrap();
+    let mut other = good.clone();
+    other.sid = SessionId::new("s_pyjwt").unwrap();
+    other.sub = Subject::new("mallory").unwrap();
+    let forged_payload = b64(serde_json::to_string(&other).unwrap().as_bytes());
+    check(&f, &format!("{h}.{forged_payload}.{s}"), "signature verification failed");
+    let mut sig = URL_SAFE_NO_PAD.decode(s).unwrap();
+    sig[0] ^= 0x80;
+    check(&f, &format!("{h}.{}.{}", rest.split_once('.').unwrap().0, b64(&sig)), "signature verification failed");
+    check(
+        &f,
+        &format!("{h}.{}.{}", rest.split_once('.').unwrap().0, b64(&sig[..200])),
+        "signature verification failed",
+    );
+    check(&f, &format!("{token}x"), "signature base64");
+    check(&f, &token.replace('.', "!"), "three");
+    check(&f, &format!("{h}.{}", "A".repeat(9000)), "more than");
+
+    // A different key under the same kid (key substitution).
+    let rfc = signer_from(&vector("rfc7515-a2.json"));
+    let input = format!("{}.{}", b64(br#"{"alg":"RS256","kid":"pyjwt-1"}"#), b64(claims_json.as_bytes()));
+    let sig = rfc.sign(input.as_bytes()).unwrap();
+    check(&f, &format!("{input}.{}", b64(&sig)), "signature verification failed");
+}
+
+#[test]
+fn key_loading_refuses_weak_and_broken_keys() {
+    let rfc = vector("rfc7515-a2.json");
+    let mut jwk: PrivateJwk = serde_json::from_value(rfc["jwk"].clone()).unwrap();
+    jwk.d = jwk.p.clone();
+    assert!(RsaSigner::from_jwk(None, &jwk).is_err(), "inconsistent key");
+    jwk.kty = "EC".into();
+    assert!(RsaSigner::from_jwk(None, &jwk).is_err());
+    assert!(RsaSigner::from_pem(
+        Kid::new("k").unwrap(),
+        "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----"
+    )
+    .is_err());
+    let small = VerifyingKey::rsa(Kid::new("k").unwrap(), edgeshell_core::tokens::Alg::Rs256, &[0xff; 128], &[1, 0, 1]);
+    assert!(small.is_err(), "1024-bit keys are refused");
+    let dbg = format!("{:?} {:?}", jwk, signer_from(&rfc));
+    assert!(!dbg.contains(rfc["jwk"]["d"].as_str().unwrap()), "private members never printed: {dbg}");
+}
