@@ -1,0 +1,67 @@
+//! `cargo xtask bench`: runs the criterion benchmarks and prints each group's figures as ratios to a
+//! baseline measured in the same run, because absolute times on shared machines are noise.
+
+use crate::run::{cargo, root, Step};
+use anyhow::{Context, Result};
+use std::path::PathBuf;
+
+/// (group directory, baseline benchmark, other benchmarks) as criterion writes them.
+const TABLES: [(&str, &str, &[&str]); 2] = [
+    ("rs256_2048", "verify_ring", &["verify_jwt_compact_rsa", "sign_jwt_compact_rsa"]),
+    (
+        "frame",
+        "decode_ack",
+        &[
+            "encode_output/64",
+            "decode_output/64",
+            "encode_output/4096",
+            "decode_output/4096",
+            "encode_output/32768",
+            "decode_output/32768",
+        ],
+    ),
+];
+
+pub(crate) fn run() -> Result<()> {
+    let args = [
+        "bench",
+        "-p",
+        "edgeshell-keys",
+        "-p",
+        "edgeshell-core",
+        "--",
+        "--warm-up-time",
+        "1",
+        "--measurement-time",
+        "3",
+    ];
+    Step::new("criterion benchmarks", cargo(&args)).run()?;
+    let dir = criterion_dir();
+    println!("\n{:<34} {:>14} {:>10}", "benchmark", "mean", "ratio");
+    for (group, baseline, others) in TABLES {
+        let base = mean_ns(&dir, group, baseline)?;
+        println!("{:<34} {:>11.0} ns {:>9.2}x  (baseline)", format!("{group}/{baseline}"), base, 1.0);
+        for name in others {
+            let mean = mean_ns(&dir, group, name)?;
+            println!("{:<34} {:>11.0} ns {:>9.2}x", format!("{group}/{name}"), mean, mean / base);
+        }
+    }
+    Ok(())
+}
+
+fn criterion_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root().join("target")).join("criterion")
+}
+
+/// The mean estimate criterion recorded for `group/name`, in nanoseconds.
+fn mean_ns(dir: &std::path::Path, group: &str, name: &str) -> Result<f64> {
+    let path = dir.join(group).join(name).join("new").join("estimates.json");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let key = "\"mean\":{\"confidence_interval\":";
+    let at = text.find(key).context("no mean in estimates")?;
+    let rest = &text[at..];
+    let p = rest.find("\"point_estimate\":").context("no point estimate")? + "\"point_estimate\":".len();
+    let num: String =
+        rest[p..].chars().take_while(|c| c.is_ascii_digit() || matches!(c, '.' | 'e' | 'E' | '-' | '+')).collect();
+    num.parse().with_context(|| format!("parsing {num:?}"))
+}

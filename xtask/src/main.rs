@@ -1,0 +1,52 @@
+//! Developer tasks, in the manner of rust-analyzer's xtask: `cargo xtask <task>`.
+//!
+//! - `test`: every test layer there is today (unit, vectors, property, integration), the wasm builds of the
+//!   core, and a short run of every fuzz target. The README's test command; `.ci/run` calls it.
+//! - `bench`: the criterion benchmarks, summarized as ratios against a baseline measured in the same run.
+//! - `fuzz <target> [seconds]`: one fuzz target for longer.
+
+// A command-line tool: printing its report to stdout is its job.
+#![allow(clippy::print_stdout)]
+
+mod bench;
+mod run;
+
+use anyhow::{bail, Result};
+use run::{cargo, fuzz_smoke, Step};
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("test") => test(),
+        Some("bench") => bench::run(),
+        Some("fuzz") => {
+            let target = args.get(1).map(String::as_str).unwrap_or("frame_decoder");
+            let seconds = args.get(2).map(|s| s.parse()).transpose()?.unwrap_or(60);
+            run::fuzz(&[target], seconds)
+        }
+        _ => bail!("usage: cargo xtask <test | bench | fuzz [target] [seconds]>"),
+    }
+}
+
+fn test() -> Result<()> {
+    let steps = [
+        Step::new("tests (unit, vectors, properties, integration)", cargo(&["test", "--workspace", "--all-targets"])),
+        Step::new("doc tests", cargo(&["test", "--workspace", "--doc"])),
+        Step::new(
+            "core for wasm32-unknown-unknown (the Worker)",
+            cargo(&["build", "-p", "edgeshell-core", "--target", "wasm32-unknown-unknown"]),
+        ),
+        Step::new(
+            "core for wasm32-wasip2 (the functions)",
+            cargo(&["build", "-p", "edgeshell-core", "--target", "wasm32-wasip2"]),
+        ),
+        Step::new(
+            "keys for wasm32-wasip2 (signing in the functions)",
+            cargo(&["build", "-p", "edgeshell-keys", "--no-default-features", "--target", "wasm32-wasip2"]),
+        ),
+    ];
+    for step in steps {
+        step.run()?;
+    }
+    fuzz_smoke()
+}

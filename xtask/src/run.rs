@@ -1,0 +1,81 @@
+//! Running commands with a visible step name, and the fuzz runs.
+
+use anyhow::{bail, Context, Result};
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Instant;
+
+/// The fuzz targets of the core, one per parser of untrusted input.
+pub(crate) const FUZZ_TARGETS: [&str; 3] = ["token_parser", "frame_decoder", "jwks_parser"];
+
+/// A named command.
+pub(crate) struct Step {
+    name: &'static str,
+    command: Command,
+}
+
+impl Step {
+    pub(crate) fn new(name: &'static str, command: Command) -> Step {
+        Step { name, command }
+    }
+
+    pub(crate) fn run(mut self) -> Result<()> {
+        eprintln!("\n==> {}", self.name);
+        let started = Instant::now();
+        let status = self.command.status().with_context(|| format!("starting {:?}", self.command))?;
+        if !status.success() {
+            bail!("step failed: {} ({status})", self.name);
+        }
+        eprintln!("==> {}: ok in {:.1}s", self.name, started.elapsed().as_secs_f64());
+        Ok(())
+    }
+}
+
+/// The workspace root (xtask lives one level below it).
+pub(crate) fn root() -> PathBuf {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().map(PathBuf::from).unwrap_or(manifest)
+}
+
+/// `cargo <args>` run from the workspace root.
+pub(crate) fn cargo(args: &[&str]) -> Command {
+    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    c.args(args).current_dir(root());
+    c
+}
+
+/// Fuzz builds use sanitizer flags, so they get their own target directory to keep the normal one warm.
+fn fuzz_target_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => PathBuf::from(format!("{}-fuzz", PathBuf::from(dir).display())),
+        None => root().join("target").join("fuzz"),
+    }
+}
+
+/// Builds and runs fuzz targets for `seconds` each. cargo-fuzz needs nightly flags; on the stable
+/// toolchain `RUSTC_BOOTSTRAP=1` allows them (the sanitizer runtime ships with rust-std for x86_64 Linux).
+pub(crate) fn fuzz(targets: &[&str], seconds: u64) -> Result<()> {
+    let core = root().join("crates").join("core");
+    let fuzz_cmd = |args: &[&str]| {
+        let mut c = cargo(&["fuzz"]);
+        c.args(args).current_dir(&core).env("RUSTC_BOOTSTRAP", "1").env("CARGO_TARGET_DIR", fuzz_target_dir());
+        c
+    };
+    Step::new("fuzz targets build", fuzz_cmd(&["build", "-O"])).run()?;
+    for target in targets {
+        let time = format!("-max_total_time={seconds}");
+        let mut c = fuzz_cmd(&["run", "-O", target, "--", &time, "-rss_limit_mb=2048"]);
+        c.env("RUST_BACKTRACE", "1");
+        Step::new("fuzz run", c).run().with_context(|| format!("fuzz target {target}"))?;
+    }
+    Ok(())
+}
+
+/// A brief run of every target, as part of `test`. `EDGESHELL_FUZZ_SECONDS` sets the time per target.
+pub(crate) fn fuzz_smoke() -> Result<()> {
+    if Command::new("cargo").args(["fuzz", "--version"]).output().map(|o| !o.status.success()).unwrap_or(true) {
+        bail!("cargo-fuzz is missing: `cargo install cargo-fuzz --locked` (.ci/run does this)");
+    }
+    let seconds = std::env::var("EDGESHELL_FUZZ_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(10);
+    fuzz(&FUZZ_TARGETS, seconds)
+}
