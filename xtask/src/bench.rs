@@ -23,19 +23,10 @@ const TABLES: [(&str, &str, &[&str]); 2] = [
 ];
 
 pub(crate) fn run() -> Result<()> {
-    let args = [
-        "bench",
-        "-p",
-        "edgeshell-keys",
-        "-p",
-        "edgeshell-core",
-        "--",
-        "--warm-up-time",
-        "1",
-        "--measurement-time",
-        "3",
-    ];
-    Step::new("criterion benchmarks", cargo(&args)).run()?;
+    for (package, bench) in [("edgeshell-keys", "rs256"), ("edgeshell-core", "frames")] {
+        let args = ["bench", "-p", package, "--bench", bench, "--", "--warm-up-time", "1", "--measurement-time", "3"];
+        Step::new("criterion benchmarks", cargo(&args)).run()?;
+    }
     let dir = criterion_dir();
     println!("\n{:<34} {:>14} {:>10}", "benchmark", "mean", "ratio");
     for (group, baseline, others) in TABLES {

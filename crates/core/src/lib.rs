@@ -9,6 +9,7 @@ pub mod artifacts;
 pub mod bundles;
 pub mod dangerous;
 pub mod ids;
+pub mod jti;
 pub mod jwks;
 pub mod placement;
 pub mod protocol;

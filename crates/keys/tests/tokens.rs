@@ -228,3 +228,49 @@ fn key_loading_refuses_weak_and_broken_keys() {
     let dbg = format!("{:?} {:?}", jwk, signer_from(&rfc));
     assert!(!dbg.contains(rfc["jwk"]["d"].as_str().unwrap()), "private members never printed: {dbg}");
 }
+
+#[test]
+fn artifact_links_are_signed_bound_and_single_use_under_concurrency() {
+    use edgeshell_core::artifacts::{check_link, link_claims, ArtifactLimits, ArtifactPath, LinkRequest};
+    use edgeshell_core::jti::{Consumed, JtiStore, MemoryJtiStore};
+    use edgeshell_core::tokens::Method;
+
+    let f = fixture();
+    let owner = Subject::new("alice").unwrap();
+    let region = RegionId::new("eu-west").unwrap();
+    let path = ArtifactPath::new("out/report.html").unwrap();
+    let req = LinkRequest {
+        issuer: "https://control.test",
+        audience: "edgeshell-edge",
+        owner: &owner,
+        session: &f.session,
+        region: &region,
+        path: &path,
+        method: Method::Get,
+        jti: Jti::new("link-1").unwrap(),
+    };
+    let claims = link_claims(req, &ArtifactLimits::default(), Timestamp::from_secs(f.now.as_secs() - 10));
+    let link = sign(&claims, &f.signer).unwrap();
+    let expect = Expectation { scope: Scope::ArtifactGet, session: Some(&f.session) };
+    let verified = now_or_never(f.validator.verify(&link, &f.keys, &RingRs256, expect, f.now)).unwrap();
+    check_link(&verified, &f.session, &path, Method::Get).unwrap();
+    assert!(check_link(&verified, &f.session, &ArtifactPath::new("other").unwrap(), Method::Get).is_err());
+    // An attach endpoint refuses the link, and the link refuses to be an attach token.
+    let attach = Expectation { scope: Scope::Attach, session: Some(&f.session) };
+    assert!(matches!(
+        now_or_never(f.validator.verify(&link, &f.keys, &RingRs256, attach, f.now)),
+        Err(TokenError::WrongScope { .. })
+    ));
+
+    // 100 concurrent uses of the same link: exactly one first use.
+    let store = MemoryJtiStore::default();
+    let expires = Timestamp::from_secs(verified.claims().exp);
+    let firsts = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..100)
+            .map(|_| s.spawn(|| now_or_never(store.consume_once(&verified.claims().jti, expires, f.now)).unwrap()))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect::<Vec<_>>()
+    });
+    assert_eq!(firsts.iter().filter(|c| **c == Consumed::First).count(), 1);
+    assert_eq!(firsts.iter().filter(|c| **c == Consumed::Replayed).count(), 99);
+}

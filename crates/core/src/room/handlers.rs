@@ -16,10 +16,10 @@ impl Room {
         fx: &mut Vec<Effect>,
     ) {
         if let Err((code, reason)) = self.admit_token(token, Scope::Attach, now) {
-            return Self::refuse(conn, code, reason, fx);
+            return Self::close_conn(conn, code, reason, fx);
         }
         if self.seats.len() >= self.config.max_browsers as usize {
-            return Self::refuse(conn, CloseCode::Overloaded, "too many browsers on this session", fx);
+            return Self::close_conn(conn, CloseCode::Overloaded, "too many browsers on this session", fx);
         }
         self.consume(token, now);
         let id = self.next_seat;
@@ -54,20 +54,30 @@ impl Room {
         fx: &mut Vec<Effect>,
     ) {
         if let Phase::Ended(reason) = self.phase {
-            return Self::refuse(conn, reason.close_code(), "the session has ended", fx);
+            return Self::close_conn(conn, reason.close_code(), "the session has ended", fx);
         }
         let Some((Holder::Seat(id), secret)) = ticket::parse(ticket_text) else {
-            return Self::refuse(conn, CloseCode::Unauthorized, "malformed resume ticket", fx);
+            return Self::close_conn(conn, CloseCode::Unauthorized, "malformed resume ticket", fx);
         };
         let Some(index) = self.seats.iter().position(|s| s.id == id && s.ticket.matches(&secret)) else {
-            return Self::refuse(conn, CloseCode::Unauthorized, "unknown or used resume ticket", fx);
+            return Self::close_conn(conn, CloseCode::Unauthorized, "unknown or used resume ticket", fx);
         };
         let seat = &self.seats[index];
         if seat.authorized_until.saturating_add(self.config.leeway.as_secs()) <= now.as_secs() {
-            return Self::refuse(conn, CloseCode::TokenExpired, "authorization expired; attach with a new token", fx);
+            return Self::close_conn(
+                conn,
+                CloseCode::TokenExpired,
+                "authorization expired; attach with a new token",
+                fx,
+            );
         }
         if offset < self.buffer.start() || offset > self.buffer.end() {
-            return Self::refuse(conn, CloseCode::ResumeFailed, "resume point is no longer held; attach afresh", fx);
+            return Self::close_conn(
+                conn,
+                CloseCode::ResumeFailed,
+                "resume point is no longer held; attach afresh",
+                fx,
+            );
         }
         if let Some(old) = seat.conn {
             self.close(old, CloseCode::Superseded, "resumed on another connection", now, fx);
@@ -117,10 +127,10 @@ impl Room {
         fx: &mut Vec<Effect>,
     ) {
         if let Err((code, reason)) = self.admit_token(token, Scope::Join, now) {
-            return Self::refuse(conn, code, reason, fx);
+            return Self::close_conn(conn, code, reason, fx);
         }
         if self.phase != Phase::AwaitingRunner {
-            return Self::refuse(conn, CloseCode::Forbidden, "a runner already joined; resume with its ticket", fx);
+            return Self::close_conn(conn, CloseCode::Forbidden, "a runner already joined; resume with its ticket", fx);
         }
         self.consume(token, now);
         self.admit_runner(conn, entropy, now, fx);
@@ -135,17 +145,17 @@ impl Room {
         fx: &mut Vec<Effect>,
     ) {
         if let Phase::Ended(reason) = self.phase {
-            return Self::refuse(conn, reason.close_code(), "the session has ended", fx);
+            return Self::close_conn(conn, reason.close_code(), "the session has ended", fx);
         }
         if matches!(self.phase, Phase::Exited { .. }) {
-            return Self::refuse(conn, CloseCode::SessionEnded, "the program already exited", fx);
+            return Self::close_conn(conn, CloseCode::SessionEnded, "the program already exited", fx);
         }
         let valid = match (ticket::parse(ticket_text), &self.runner.ticket) {
             (Some((Holder::Runner, secret)), Some(hash)) => hash.matches(&secret),
             _ => false,
         };
         if !valid {
-            return Self::refuse(conn, CloseCode::Unauthorized, "unknown or used runner ticket", fx);
+            return Self::close_conn(conn, CloseCode::Unauthorized, "unknown or used runner ticket", fx);
         }
         if let Some(old) = self.runner.conn.take() {
             Self::close_conn(old, CloseCode::Superseded, "runner resumed on another connection", fx);
@@ -406,14 +416,11 @@ impl Room {
         self.disconnected(conn, now, fx);
     }
 
+    /// Closes a connection with a `Closing` frame first, without touching room state (for connections that
+    /// were never admitted or were already replaced).
     pub(super) fn close_conn(conn: ConnId, code: CloseCode, reason: &str, fx: &mut Vec<Effect>) {
         Self::send(fx, conn, &Frame::Closing { code, reason: reason.to_owned() });
         fx.push(Effect::Close { conn, code, reason: truncate_reason(reason) });
-    }
-
-    /// Refuses a connection that was never admitted.
-    fn refuse(conn: ConnId, code: CloseCode, reason: &str, fx: &mut Vec<Effect>) {
-        Self::close_conn(conn, code, reason, fx);
     }
 
     /// Ends the session: every connection is told why and closed.
