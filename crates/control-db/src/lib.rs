@@ -1,0 +1,29 @@
+//! The control plane's Postgres schema and the statements that must be exactly right everywhere they
+//! run: versioned migrations ([`migrate`]), the periodic cleanup job ([`cleanup`]), and the atomic
+//! one-time JTI check ([`jti`]).
+//!
+//! The SQL text lives in `functions/migrations` and in this crate's constants, so the wasm components
+//! (through Spin's Postgres interface) and native tools run the same statements.
+
+pub mod cleanup;
+pub mod jti;
+pub mod migrate;
+
+/// Why a database operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// Postgres refused or the connection failed.
+    #[error("postgres: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+    /// An applied migration differs from the one in this build: someone edited history.
+    #[error("migration {version} ({name}) was applied with different contents; never edit an applied migration")]
+    ChecksumMismatch {
+        /// Its version.
+        version: i32,
+        /// Its name.
+        name: String,
+    },
+    /// The database has migrations this build does not know: it is older than the schema.
+    #[error("the database has migration {0}, which this build does not know; deploy a newer build")]
+    UnknownVersion(i32),
+}

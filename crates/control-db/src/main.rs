@@ -1,0 +1,44 @@
+//! `edgeshell-db`: applies migrations, shows the schema version, and runs the cleanup job.
+//!
+//! ```text
+//! edgeshell-db migrate            apply pending migrations
+//! edgeshell-db status             list applied versions
+//! edgeshell-db cleanup [SECONDS]  one cleanup pass, or one every SECONDS until stopped
+//! ```
+//! The database comes from `DATABASE_URL`.
+
+use anyhow::{bail, Context, Result};
+use edgeshell_control_db::{cleanup, migrate};
+use std::time::Duration;
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let url = std::env::var("DATABASE_URL").context("DATABASE_URL is not set")?;
+    let (mut client, connection) =
+        tokio_postgres::connect(&url, tokio_postgres::NoTls).await.context("connecting to DATABASE_URL")?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            eprintln!("edgeshell-db: connection: {e}");
+        }
+    });
+    match args.first().map(String::as_str) {
+        Some("migrate") => {
+            let applied = migrate::migrate(&mut client).await?;
+            eprintln!("edgeshell-db: applied {applied:?}; now at {:?}", migrate::applied_versions(&client).await?);
+        }
+        Some("status") => eprintln!("edgeshell-db: applied {:?}", migrate::applied_versions(&client).await?),
+        Some("cleanup") => {
+            let every = args.get(1).map(|s| s.parse::<u64>()).transpose().context("SECONDS must be a number")?;
+            loop {
+                eprintln!("edgeshell-db: cleanup {:?}", cleanup::cleanup(&client).await?);
+                match every {
+                    Some(secs) => tokio::time::sleep(Duration::from_secs(secs.max(1))).await,
+                    None => break,
+                }
+            }
+        }
+        _ => bail!("usage: edgeshell-db <migrate | status | cleanup [SECONDS]>"),
+    }
+    Ok(())
+}
