@@ -11,6 +11,7 @@ pub mod dangerous;
 pub mod ids;
 pub mod jti;
 pub mod jwks;
+pub mod oidc;
 pub mod placement;
 pub mod protocol;
 pub mod room;
