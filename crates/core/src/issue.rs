@@ -1,0 +1,174 @@
+//! Issuing our tokens: the claims of each kind with its lifetime, fresh ids from caller-supplied
+//! randomness, and the binding of pool commands to their request body. The control plane signs what this
+//! builds; nothing here signs or reads randomness itself.
+
+use crate::base64url;
+use crate::ids::{Jti, RegionId, SessionId, Subject};
+use crate::time::Timestamp;
+use crate::tokens::{Claims, Scope, TokenError, Verified};
+use sha2::{Digest, Sha256};
+
+/// The audience of tokens checked at the edge.
+pub const EDGE_AUDIENCE: &str = "edgeshell-edge";
+
+/// The subject of pool commands: the control plane itself.
+pub const CONTROL_SUBJECT: &str = "edgeshell-control";
+
+/// The audience of pool commands for `region`.
+pub fn pool_audience(region: &RegionId) -> String {
+    format!("edgeshell-pool:{region}")
+}
+
+/// A token id from 16 random bytes (128 bits).
+pub fn jti(entropy: [u8; 16]) -> Jti {
+    Jti::new(base64url::encode(&entropy)).unwrap_or_else(|_| unreachable_id())
+}
+
+/// A session id from 16 random bytes: `s_` and 22 base64url characters.
+pub fn session_id(entropy: [u8; 16]) -> SessionId {
+    SessionId::new(format!("s_{}", base64url::encode(&entropy))).unwrap_or_else(|_| unreachable_id())
+}
+
+/// The ids built here are valid by construction (base64url of 16 bytes is 22 characters of
+/// `[A-Za-z0-9_-]`; the constants are plain words).
+fn unreachable_id<T>() -> T {
+    panic!("base64url of 16 bytes is always a valid id")
+}
+
+/// The subject runner-side tokens carry.
+pub fn pool_subject(region: &RegionId) -> Subject {
+    Subject::new(format!("pool:{region}")).unwrap_or_else(|_| unreachable_id())
+}
+
+/// Builds the claims of every token kind for one issuer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Issuer {
+    /// `iss` of everything issued.
+    pub issuer: String,
+}
+
+impl Issuer {
+    /// An issuer named by its URL.
+    pub fn new(issuer: impl Into<String>) -> Self {
+        Issuer { issuer: issuer.into() }
+    }
+
+    /// The common claims; `at` is the session and region the token is bound to.
+    fn claims(
+        &self,
+        scope: Scope,
+        aud: String,
+        sub: Subject,
+        at: (&SessionId, &RegionId),
+        entropy: [u8; 16],
+        now: Timestamp,
+    ) -> Claims {
+        let (sid, region) = at;
+        let now_s = now.as_secs();
+        Claims {
+            iss: self.issuer.clone(),
+            aud,
+            sub,
+            sid: sid.clone(),
+            region: region.clone(),
+            jti: jti(entropy),
+            iat: now_s,
+            nbf: now_s,
+            exp: now_s + scope.max_lifetime_secs(),
+            scope,
+            art: None,
+            bh: None,
+        }
+    }
+
+    /// A browser attach token for `user` (10 minutes, one-time).
+    pub fn attach(
+        &self,
+        user: &Subject,
+        sid: &SessionId,
+        region: &RegionId,
+        entropy: [u8; 16],
+        now: Timestamp,
+    ) -> Claims {
+        self.claims(Scope::Attach, EDGE_AUDIENCE.into(), user.clone(), (sid, region), entropy, now)
+    }
+
+    /// The runner's join token (15 minutes, one-time).
+    pub fn join(&self, sid: &SessionId, region: &RegionId, entropy: [u8; 16], now: Timestamp) -> Claims {
+        self.claims(Scope::Join, EDGE_AUDIENCE.into(), pool_subject(region), (sid, region), entropy, now)
+    }
+
+    /// The runner's artifact upload token (the session's lifetime, reusable).
+    pub fn artifact_put(&self, sid: &SessionId, region: &RegionId, entropy: [u8; 16], now: Timestamp) -> Claims {
+        self.claims(Scope::ArtifactPut, EDGE_AUDIENCE.into(), pool_subject(region), (sid, region), entropy, now)
+    }
+
+    /// A command to `region`'s pool agent about `sid`, bound to the exact request `body` (60 s, one-time).
+    pub fn pool_command(
+        &self,
+        sid: &SessionId,
+        region: &RegionId,
+        body: &[u8],
+        entropy: [u8; 16],
+        now: Timestamp,
+    ) -> Claims {
+        let subject = Subject::new(CONTROL_SUBJECT).unwrap_or_else(|_| unreachable_id());
+        let mut claims = self.claims(Scope::PoolCommand, pool_audience(region), subject, (sid, region), entropy, now);
+        claims.bh = Some(body_hash(body));
+        claims
+    }
+}
+
+/// base64url SHA-256 of a request body.
+pub fn body_hash(body: &[u8]) -> String {
+    base64url::encode(&Sha256::digest(body))
+}
+
+/// Checks that a verified pool command was issued for exactly this body.
+pub fn check_body(command: &Verified, body: &[u8]) -> Result<(), TokenError> {
+    let expected = body_hash(body);
+    match command.claims().bh.as_deref() {
+        Some(bh) if subtle::ConstantTimeEq::ct_eq(bh.as_bytes(), expected.as_bytes()).into() => Ok(()),
+        _ => Err(TokenError::BadClaim("bh: the command was signed for another body")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dangerous::assume_verified;
+    use crate::ids::Kid;
+    use crate::tokens::{Expectation, ValidationOptions, Validator};
+
+    fn check(claims: &Claims, scope: Scope, aud: &str, lifetime: u64) {
+        assert_eq!((claims.scope, claims.aud.as_str(), claims.exp - claims.nbf), (scope, aud, lifetime));
+        let validator = Validator::new(ValidationOptions::new("https://control.test", aud));
+        let expect = Expectation { scope, session: Some(&claims.sid) };
+        assert_eq!(validator.check_claims(claims, expect, Timestamp::from_secs(claims.iat)), Ok(()), "{scope}");
+    }
+
+    #[test]
+    fn every_kind_passes_its_own_validation() {
+        let i = Issuer::new("https://control.test");
+        let (sid, region, user) = (session_id([1; 16]), RegionId::new("eu").unwrap(), Subject::new("alice").unwrap());
+        let now = Timestamp::from_secs(1_800_000_000);
+        check(&i.attach(&user, &sid, &region, [2; 16], now), Scope::Attach, EDGE_AUDIENCE, 600);
+        check(&i.join(&sid, &region, [3; 16], now), Scope::Join, EDGE_AUDIENCE, 900);
+        check(&i.artifact_put(&sid, &region, [4; 16], now), Scope::ArtifactPut, EDGE_AUDIENCE, 7200);
+        check(&i.pool_command(&sid, &region, b"{}", [5; 16], now), Scope::PoolCommand, "edgeshell-pool:eu", 60);
+        assert_eq!(i.join(&sid, &region, [3; 16], now).sub.as_str(), "pool:eu");
+        assert_ne!(jti([2; 16]), jti([3; 16]));
+        assert_eq!(sid.as_str().len(), 24);
+    }
+
+    #[test]
+    fn pool_commands_are_bound_to_their_body() {
+        let i = Issuer::new("https://control.test");
+        let (sid, region) = (session_id([1; 16]), RegionId::new("eu").unwrap());
+        let body = br#"{"action":"start","session":"s_1"}"#;
+        let claims = i.pool_command(&sid, &region, body, [5; 16], Timestamp::from_secs(1));
+        let verified = assume_verified(claims, Kid::new("k").unwrap());
+        assert_eq!(check_body(&verified, body), Ok(()));
+        assert!(check_body(&verified, br#"{"action":"stop","session":"s_1"}"#).is_err());
+    }
+}
