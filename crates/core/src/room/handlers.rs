@@ -288,7 +288,7 @@ impl Room {
         seat.acked = seat.acked.max(offset);
         self.trim(fx);
         self.pump(conn, fx);
-        self.maybe_finish_exit(now, fx);
+        self.maybe_finish_exit(fx);
     }
 
     fn runner_output(&mut self, conn: ConnId, offset: u64, data: &[u8], now: Timestamp, fx: &mut Vec<Effect>) {
@@ -405,7 +405,7 @@ impl Room {
             if self.seats.iter().all(|s| s.conn.is_none()) {
                 self.idle_since = Some(now);
             }
-            self.maybe_finish_exit(now, fx);
+            self.maybe_finish_exit(fx);
         }
     }
 
@@ -424,7 +424,7 @@ impl Room {
     }
 
     /// Ends the session: every connection is told why and closed.
-    pub(super) fn end(&mut self, reason: EndReason, _now: Timestamp, fx: &mut Vec<Effect>) {
+    pub(super) fn end(&mut self, reason: EndReason, fx: &mut Vec<Effect>) {
         if matches!(self.phase, Phase::Ended(_)) {
             return;
         }
@@ -453,13 +453,13 @@ impl Room {
     }
 
     /// After an exit, the session ends once every seat has acknowledged all output.
-    pub(super) fn maybe_finish_exit(&mut self, now: Timestamp, fx: &mut Vec<Effect>) {
+    pub(super) fn maybe_finish_exit(&mut self, fx: &mut Vec<Effect>) {
         let (Phase::Exited { .. }, Some(status)) = (self.phase, self.exit_status) else {
             return;
         };
         let end = self.buffer.end();
         if !self.seats.is_empty() && self.seats.iter().all(|s| s.conn.is_some() && s.acked == end && s.exit_sent) {
-            self.end(EndReason::Exited(status), now, fx);
+            self.end(EndReason::Exited(status), fx);
         }
     }
 }

@@ -405,7 +405,7 @@ impl Room {
             }
             Event::Disconnected { conn } => self.disconnected(conn, now, &mut fx),
             Event::Alarm => {}
-            Event::End => self.end(EndReason::Ended, now, &mut fx),
+            Event::End => self.end(EndReason::Ended, &mut fx),
         }
         self.expire(now, &mut fx);
         self.schedule(&mut fx);

@@ -70,13 +70,13 @@ impl Room {
     fn fire(&mut self, due: Due, now: Timestamp, fx: &mut Vec<Effect>) {
         let seat_conn = |room: &Room, id: u32| room.seats.iter().find(|s| s.id == id).and_then(|s| s.conn);
         match due {
-            Due::JoinTimeout | Due::RunnerGrace => self.end(EndReason::RunnerLost, now, fx),
+            Due::JoinTimeout | Due::RunnerGrace => self.end(EndReason::RunnerLost, fx),
             Due::ExitLinger => {
                 let status = self.exit_status.unwrap_or(crate::protocol::ExitStatus::Code(0));
-                self.end(EndReason::Exited(status), now, fx);
+                self.end(EndReason::Exited(status), fx);
             }
-            Due::MaxDuration => self.end(EndReason::Deadline, now, fx),
-            Due::Idle => self.end(EndReason::Idle, now, fx),
+            Due::MaxDuration => self.end(EndReason::Deadline, fx),
+            Due::Idle => self.end(EndReason::Idle, fx),
             Due::RunnerSilent => {
                 if let Some(conn) = self.runner.conn {
                     self.close(conn, CloseCode::HeartbeatTimeout, "no heartbeat from the runner", now, fx);
@@ -110,7 +110,7 @@ impl Room {
                     self.idle_since = Some(now);
                 }
                 self.trim(fx);
-                self.maybe_finish_exit(now, fx);
+                self.maybe_finish_exit(fx);
             }
         }
     }
