@@ -17,6 +17,7 @@ pub mod placement;
 pub mod protocol;
 pub mod quotas;
 pub mod room;
+pub mod runner_link;
 pub mod time;
 pub mod tokens;
 

@@ -1,8 +1,10 @@
 //! The exact-resume property: under arbitrary interleavings of output, acks, browser and runner drops
 //! (losing whatever was in flight), resumes and hibernation, the browser receives exactly the runner's
 //! byte stream — every frame continues at the byte it already has, and in the end it has all of it.
+//! Both ends are the real state machines: the room, and the runner's `RunnerLink`.
 
 use super::*;
+use crate::runner_link::RunnerLink;
 use proptest::prelude::*;
 
 #[derive(Debug, Clone)]
@@ -34,10 +36,9 @@ fn action() -> impl Strategy<Value = Action> {
 
 struct Runner {
     conn: Option<u64>,
-    ticket: String,
-    next_send: u64,
-    acked: u64,
-    limit: u64,
+    link: RunnerLink,
+    /// Bytes of the stream read from the "PTY" so far.
+    read: usize,
 }
 
 struct Browser {
@@ -59,17 +60,13 @@ impl World {
     fn new(stream: Vec<u8>, config: RoomConfig) -> World {
         let mut h = Harness::new(config);
         let w = h.join_runner(1);
+        let mut link = RunnerLink::new();
+        link.on_frame(Frame::Welcome(w)).expect("welcome");
         let bw = welcome(&h.attach(2, "attach-1"));
         World {
             h,
             stream,
-            runner: Runner {
-                conn: Some(1),
-                ticket: w.resume_ticket,
-                next_send: 0,
-                acked: 0,
-                limit: w.offset + u64::from(w.window),
-            },
+            runner: Runner { conn: Some(1), link, read: 0 },
             browser: Browser { conn: Some(2), ticket: bw.resume_ticket, received: Vec::new(), exited: false },
             next_conn: 3,
         }
@@ -82,34 +79,22 @@ impl World {
     fn runner_inbox(&mut self) {
         let Some(conn) = self.runner.conn else { return };
         for frame in self.h.take(conn) {
-            match frame {
-                Frame::Credit { acked, limit } => {
-                    self.runner.acked = self.runner.acked.max(acked);
-                    self.runner.limit = self.runner.limit.max(limit);
-                }
-                Frame::Welcome(w) => {
-                    self.runner.ticket = w.resume_ticket;
-                    self.runner.limit = w.offset + u64::from(w.window);
-                    // Resend from the last acknowledged byte: overlaps with what the room holds are dropped.
-                    self.runner.next_send = self.runner.acked.min(w.offset);
-                    self.runner.acked = self.runner.acked.max(w.offset);
-                }
-                _ => {}
-            }
+            self.runner.link.on_frame(frame).expect("the room only sends the runner valid frames");
         }
         if self.h.closed(conn).is_some() {
             self.runner.conn = None;
+            self.runner.link.disconnected();
         }
     }
 
-    fn runner_send(&mut self, n: u64) {
+    fn runner_send(&mut self, n: usize) {
         self.runner_inbox();
         let Some(conn) = self.runner.conn else { return };
-        let end = (self.runner.next_send + n).min(self.runner.limit).min(self.stream.len() as u64);
-        if end > self.runner.next_send {
-            let data = self.stream[self.runner.next_send as usize..end as usize].to_vec();
-            self.h.send(conn, Frame::Output { offset: self.runner.next_send, data });
-            self.runner.next_send = end;
+        let take = n.min(self.runner.link.read_budget()).min(self.stream.len() - self.runner.read);
+        self.runner.link.push_output(&self.stream[self.runner.read..self.runner.read + take]);
+        self.runner.read += take;
+        while let Some(frame) = self.runner.link.next_frame() {
+            self.h.send(conn, frame);
         }
         self.runner_inbox();
     }
@@ -143,7 +128,7 @@ impl World {
             return Ok(());
         }
         match action {
-            Action::RunnerSend(n) => self.runner_send(u64::from(*n)),
+            Action::RunnerSend(n) => self.runner_send(usize::from(*n)),
             Action::BrowserRead => self.browser_read()?,
             Action::BrowserAck => {
                 if let Some(conn) = self.browser.conn {
@@ -174,13 +159,14 @@ impl World {
                 if let Some(conn) = self.runner.conn.take() {
                     self.h.take(conn);
                     self.h.event(Event::Disconnected { conn: ConnId(conn) });
+                    self.runner.link.disconnected();
                 }
             }
             Action::RunnerResume => {
-                if self.runner.conn.is_none() && self.runner.next_send < self.stream.len() as u64 + 1 {
+                if self.runner.conn.is_none() {
                     let conn = self.next_conn;
                     self.next_conn += 1;
-                    let ticket = self.runner.ticket.clone();
+                    let ticket = self.runner.link.resume_ticket().unwrap_or_default().to_owned();
                     let entropy = self.h.entropy();
                     self.h.event(Event::RunnerResume { conn: ConnId(conn), ticket, entropy });
                     self.runner.conn = Some(conn);
