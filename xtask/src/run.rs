@@ -73,7 +73,7 @@ pub(crate) fn fuzz(targets: &[&str], seconds: u64) -> Result<()> {
 
 /// A brief run of every target, as part of `test`. `EDGESHELL_FUZZ_SECONDS` sets the time per target.
 pub(crate) fn fuzz_smoke() -> Result<()> {
-    if Command::new("cargo").args(["fuzz", "--version"]).output().map(|o| !o.status.success()).unwrap_or(true) {
+    if cargo(&["fuzz", "--version"]).output().map(|o| !o.status.success()).unwrap_or(true) {
         bail!("cargo-fuzz is missing: `cargo install cargo-fuzz --locked` (.ci/run does this)");
     }
     let seconds = std::env::var("EDGESHELL_FUZZ_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(10);

@@ -14,12 +14,12 @@ const STRICT: GeneralPurpose = GeneralPurpose::new(
 );
 
 /// Encodes bytes as unpadded base64url.
-pub(crate) fn encode(bytes: &[u8]) -> String {
+pub fn encode(bytes: &[u8]) -> String {
     STRICT.encode(bytes)
 }
 
 /// Decodes unpadded, canonical base64url; anything else is an error.
-pub(crate) fn decode(text: &str) -> Result<Vec<u8>, base64::DecodeError> {
+pub fn decode(text: &str) -> Result<Vec<u8>, base64::DecodeError> {
     STRICT.decode(text)
 }
 

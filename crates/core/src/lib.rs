@@ -6,6 +6,7 @@
 //! are thin adapters around these modules.
 
 pub mod artifacts;
+pub mod base64url;
 pub mod bundles;
 pub mod dangerous;
 pub mod ids;
@@ -20,5 +21,3 @@ pub mod room;
 pub mod runner_link;
 pub mod time;
 pub mod tokens;
-
-mod base64url;

@@ -123,9 +123,8 @@ impl RunnerLink {
     /// Call when the connection dropped: nothing sent since the last credit is known to have arrived.
     pub fn disconnected(&mut self) {
         self.next_send = self.acked;
-        if !self.pending.is_empty() || self.exit.is_some() {
-            self.exit_sent = false;
-        }
+        // An exit sent on the lost connection may not have arrived either.
+        self.exit_sent = false;
     }
 
     /// Handles one frame from the room.

@@ -1,8 +1,7 @@
 //! Private RSA keys as JWKs (RFC 7517/7518 section 6.3.2): how signing keys arrive in secret variables and
 //! how test vectors are written. Never `Debug`-printed with its private members.
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine as _;
+use edgeshell_core::base64url;
 use serde::Deserialize;
 
 /// An RSA private key in JWK form.
@@ -32,8 +31,7 @@ impl core::fmt::Debug for PrivateJwk {
 
 impl PrivateJwk {
     pub(crate) fn component(name: &str, value: &str) -> Result<rsa::BigUint, String> {
-        URL_SAFE_NO_PAD
-            .decode(value)
+        base64url::decode(value)
             .map(|bytes| rsa::BigUint::from_bytes_be(&bytes))
             .map_err(|e| format!("JWK member {name}: {e}"))
     }

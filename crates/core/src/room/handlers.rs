@@ -21,7 +21,7 @@ impl Room {
         if self.seats.len() >= self.config.max_browsers as usize {
             return Self::close_conn(conn, CloseCode::Overloaded, "too many browsers on this session", fx);
         }
-        self.consume(token, now);
+        self.consume(token);
         let id = self.next_seat;
         self.next_seat += 1;
         let (ticket, hash) = ticket::issue(Holder::Seat(id), entropy);
@@ -132,7 +132,7 @@ impl Room {
         if self.phase != Phase::AwaitingRunner {
             return Self::close_conn(conn, CloseCode::Forbidden, "a runner already joined; resume with its ticket", fx);
         }
-        self.consume(token, now);
+        self.consume(token);
         self.admit_runner(conn, entropy, now, fx);
     }
 
@@ -216,8 +216,8 @@ impl Room {
         Ok(())
     }
 
-    fn consume(&mut self, token: &Verified, now: Timestamp) {
-        self.forget_expired_jtis(now);
+    /// Records the token's id; always called after `admit_token`, which already pruned expired ids.
+    fn consume(&mut self, token: &Verified) {
         self.consumed.push((token.claims().jti.clone(), token.claims().exp));
     }
 
@@ -376,7 +376,7 @@ impl Room {
         if token.claims().sub != self.seats[index].subject {
             return self.close(conn, CloseCode::Forbidden, "refresh token is for another user", now, fx);
         }
-        self.consume(token, now);
+        self.consume(token);
         let seat = &mut self.seats[index];
         seat.authorized_until = seat.authorized_until.max(token.claims().exp);
         seat.refresh_requested = false;
