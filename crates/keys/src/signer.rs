@@ -52,15 +52,16 @@ impl RsaSigner {
         Self::new(kid, key)
     }
 
-    /// Loads a private JWK; its `kid` is used unless `kid` is given.
+    /// Loads a private JWK; `kid` wins over the JWK's own, and the RFC 7638 thumbprint names a key with
+    /// neither.
     pub fn from_jwk(kid: Option<Kid>, jwk: &PrivateJwk) -> Result<Self, KeyError> {
         if jwk.kty != "RSA" {
             return Err(KeyError::Refused(format!("kty {:?} is not RSA", jwk.kty)));
         }
         let kid = match (kid, &jwk.kid) {
-            (Some(k), _) => k,
-            (None, Some(k)) => Kid::new(k.as_str()).map_err(|e| KeyError::Refused(e.to_string()))?,
-            (None, None) => return Err(KeyError::Refused("the JWK has no kid and none was given".into())),
+            (Some(k), _) => Some(k),
+            (None, Some(k)) => Some(Kid::new(k.as_str()).map_err(|e| KeyError::Refused(e.to_string()))?),
+            (None, None) => None,
         };
         let part = |name, v: &String| PrivateJwk::component(name, v).map_err(KeyError::Unreadable);
         let key = RsaPrivateKey::from_components(
@@ -70,6 +71,35 @@ impl RsaSigner {
             vec![part("p", &jwk.p)?, part("q", &jwk.q)?],
         )
         .map_err(|e| KeyError::Refused(e.to_string()))?;
+        Self::with_kid_or_thumbprint(kid, key)
+    }
+
+    /// Loads a key as secret variables hold it: a private JWK (`{...}`) or a PEM. Without a `kid`, the
+    /// key's RFC 7638 thumbprint names it, so the same key always gets the same id.
+    pub fn from_secret(text: &str) -> Result<Self, KeyError> {
+        let text = text.trim();
+        if text.starts_with('{') {
+            let jwk: PrivateJwk =
+                serde_json::from_str(text).map_err(|e| KeyError::Unreadable(format!("private JWK: {e}")))?;
+            return Self::from_jwk(None, &jwk);
+        }
+        use rsa::pkcs1::DecodeRsaPrivateKey;
+        use rsa::pkcs8::DecodePrivateKey;
+        let key = RsaPrivateKey::from_pkcs8_pem(text)
+            .or_else(|_| RsaPrivateKey::from_pkcs1_pem(text))
+            .map_err(|e| KeyError::Unreadable(e.to_string()))?;
+        Self::with_kid_or_thumbprint(None, key)
+    }
+
+    fn with_kid_or_thumbprint(kid: Option<Kid>, key: RsaPrivateKey) -> Result<Self, KeyError> {
+        let kid = match kid {
+            Some(kid) => kid,
+            None => {
+                let n = edgeshell_core::base64url::encode(&key.n().to_bytes_be());
+                let e = edgeshell_core::base64url::encode(&key.e().to_bytes_be());
+                Kid::new(edgeshell_core::jwks::thumbprint(&e, &n)).map_err(|e| KeyError::Refused(e.to_string()))?
+            }
+        };
         Self::new(kid, key)
     }
 

@@ -274,3 +274,32 @@ fn artifact_links_are_signed_bound_and_single_use_under_concurrency() {
     assert_eq!(firsts.iter().filter(|c| **c == Consumed::First).count(), 1);
     assert_eq!(firsts.iter().filter(|c| **c == Consumed::Replayed).count(), 99);
 }
+
+#[test]
+fn keys_load_from_secret_variables_as_jwk_or_pem() {
+    use rsa::pkcs8::EncodePrivateKey;
+    let v = vector("rfc7515-a2.json");
+    let with_kid = RsaSigner::from_secret(&v["jwk"].to_string()).unwrap();
+    assert_eq!(with_kid.kid().as_str(), "rfc7515-a2");
+    let mut anonymous = v["jwk"].clone();
+    anonymous.as_object_mut().unwrap().remove("kid");
+    let by_thumbprint = RsaSigner::from_secret(&anonymous.to_string()).unwrap();
+    assert_eq!(by_thumbprint.kid().as_str(), with_kid.verifying_key().thumbprint());
+
+    // The same key as PKCS#8 PEM gets the same thumbprint kid and signs identically.
+    let jwk: PrivateJwk = serde_json::from_value(v["jwk"].clone()).unwrap();
+    let n = rsa::BigUint::from_bytes_be(&URL_SAFE_NO_PAD.decode(&jwk.n).unwrap());
+    let e = rsa::BigUint::from_bytes_be(&URL_SAFE_NO_PAD.decode(&jwk.e).unwrap());
+    let d = rsa::BigUint::from_bytes_be(&URL_SAFE_NO_PAD.decode(&jwk.d).unwrap());
+    let p = rsa::BigUint::from_bytes_be(&URL_SAFE_NO_PAD.decode(&jwk.p).unwrap());
+    let q = rsa::BigUint::from_bytes_be(&URL_SAFE_NO_PAD.decode(&jwk.q).unwrap());
+    let key = rsa::RsaPrivateKey::from_components(n, e, d, vec![p, q]).unwrap();
+    let pem = key.to_pkcs8_pem(rsa::pkcs8::LineEnding::LF).unwrap();
+    let from_pem = RsaSigner::from_secret(&pem).unwrap();
+    assert_eq!(from_pem.kid(), by_thumbprint.kid());
+    assert_eq!(from_pem.sign(b"x").unwrap(), with_kid.sign(b"x").unwrap());
+
+    for bad in ["", "not a key", "{\"kty\":\"RSA\"}", "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----"] {
+        assert!(RsaSigner::from_secret(bad).is_err(), "{bad:?}");
+    }
+}
