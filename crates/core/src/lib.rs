@@ -5,6 +5,8 @@
 //! `now` ([`time::Timestamp`]) and random bytes in, and carry out the effects the core returns. Platform crates
 //! are thin adapters around these modules.
 
+#![forbid(unsafe_code)]
+
 pub mod artifacts;
 pub mod base64url;
 pub mod bundles;

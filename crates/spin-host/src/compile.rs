@@ -1,0 +1,52 @@
+//! Compiling components once: each `.wasm` is precompiled to a `.cwasm` named by the SHA-256 of its bytes
+//! and of the engine's compatibility hash, so a restart of the host (or the next test) loads machine code
+//! instead of compiling again.
+
+use anyhow::{Context, Result};
+use sha2::{Digest, Sha256};
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use wasmtime::component::Component;
+use wasmtime::Engine;
+
+/// Loads `wasm`, from the cache in `cache_dir` when present, compiling and caching otherwise.
+pub fn load(engine: &Engine, wasm: &Path, cache_dir: &Path) -> Result<Component> {
+    let bytes = std::fs::read(wasm).with_context(|| format!("reading component {}", wasm.display()))?;
+    let cached = cache_path(engine, &bytes, cache_dir);
+    if cached.exists() {
+        // SAFETY: the file was written by `Engine::precompile_component` of an engine with the same
+        // compatibility hash (it is part of the file name) into a directory only this host writes, and
+        // it is named by the hash of its source, so it is exactly what we would compile now.
+        #[allow(unsafe_code)]
+        let component = unsafe { Component::deserialize_file(engine, &cached) };
+        match component {
+            Ok(component) => return Ok(component),
+            Err(_) => {
+                let _ = std::fs::remove_file(&cached); // stale or truncated: recompile below
+            }
+        }
+    }
+    let compiled = engine
+        .precompile_component(&bytes)
+        .map_err(anyhow::Error::from)
+        .with_context(|| format!("compiling {}", wasm.display()))?;
+    std::fs::create_dir_all(cache_dir).with_context(|| format!("creating {}", cache_dir.display()))?;
+    // Write then rename, so a concurrent reader never sees half a file.
+    let tmp = cached.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&tmp, &compiled).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, &cached).with_context(|| format!("renaming to {}", cached.display()))?;
+    // SAFETY: `compiled` was produced just now by this engine.
+    #[allow(unsafe_code)]
+    let component = unsafe { Component::deserialize(engine, &compiled) }?;
+    Ok(component)
+}
+
+fn cache_path(engine: &Engine, wasm: &[u8], dir: &Path) -> PathBuf {
+    let mut engine_hash = std::collections::hash_map::DefaultHasher::new();
+    engine.precompile_compatibility_hash().hash(&mut engine_hash);
+    let mut digest = Sha256::new();
+    digest.update(wasm);
+    digest.update(engine_hash.finish().to_be_bytes());
+    let name: String = digest.finalize().iter().take(20).map(|b| format!("{b:02x}")).collect();
+    dir.join(format!("{name}.cwasm"))
+}

@@ -1,0 +1,15 @@
+//! A local host for the control functions' Spin components, built on wasmtime: the same `.wasm` files
+//! that run on Spin in production run here, locally and in every test.
+//!
+//! Implemented: HTTP triggers by the routes of `spin.toml`, a fresh instance per request from a
+//! pre-instantiated component, precompiled components cached on disk, `fermyon:spin/variables`
+//! (from `SPIN_VARIABLE_*`, a dotenv file, or the manifest's defaults), and `wasi:http` outbound
+//! requests limited to each component's `allowed_outbound_hosts`.
+
+pub mod compile;
+pub mod manifest;
+pub mod outbound;
+pub mod server;
+pub mod variables;
+
+pub use server::{Host, HostConfig};

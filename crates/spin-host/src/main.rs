@@ -1,0 +1,41 @@
+//! `edgeshell-spin-host`: serves the components of a `spin.toml` on a local address.
+//!
+//! ```text
+//! edgeshell-spin-host [--manifest spin.toml] [--listen 127.0.0.1:3000] [--env-file .env]
+//!                     [--cache-dir DIR] [--wasm-dir DIR]
+//! ```
+
+use anyhow::{bail, Context, Result};
+use edgeshell_spin_host::{Host, HostConfig};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let mut config = HostConfig {
+        manifest: PathBuf::from("spin.toml"),
+        env_file: None,
+        cache_dir: std::env::temp_dir().join("edgeshell-cwasm"),
+        wasm_dir: None,
+    };
+    let mut listen = String::from("127.0.0.1:3000");
+    let mut args = std::env::args().skip(1);
+    while let Some(flag) = args.next() {
+        let mut value = || args.next().with_context(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--manifest" => config.manifest = value()?.into(),
+            "--listen" => listen = value()?,
+            "--env-file" => config.env_file = Some(value()?.into()),
+            "--cache-dir" => config.cache_dir = value()?.into(),
+            "--wasm-dir" => config.wasm_dir = Some(value()?.into()),
+            other => bail!("unknown argument {other}"),
+        }
+    }
+    let host = Arc::new(Host::load(&config)?);
+    let listener = tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("binding {listen}"))?;
+    eprintln!("edgeshell-spin-host: serving {} on http://{}", config.manifest.display(), listener.local_addr()?);
+    tokio::select! {
+        result = host.serve(listener) => result,
+        _ = tokio::signal::ctrl_c() => Ok(()),
+    }
+}

@@ -1,0 +1,267 @@
+//! The subset of Spin's manifest v2 (`spin.toml`) the host implements: application variables,
+//! HTTP triggers (routes), and per component its source, variables and allowed outbound hosts.
+//! Anything else in the file is ignored; anything referenced but missing is an error at load time.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Why a manifest was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    /// Unreadable or not TOML of the expected shape.
+    #[error("spin.toml: {0}")]
+    Parse(String),
+    /// A rule of the manifest is broken.
+    #[error("spin.toml: {0}")]
+    Invalid(String),
+}
+
+#[derive(Debug, Deserialize)]
+struct Raw {
+    spin_manifest_version: u32,
+    #[serde(default)]
+    variables: BTreeMap<String, VariableDecl>,
+    #[serde(default)]
+    trigger: RawTriggers,
+    #[serde(default)]
+    component: BTreeMap<String, RawComponent>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RawTriggers {
+    #[serde(default)]
+    http: Vec<RawRoute>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawRoute {
+    route: String,
+    component: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawComponent {
+    source: String,
+    #[serde(default)]
+    allowed_outbound_hosts: Vec<String>,
+    #[serde(default)]
+    variables: BTreeMap<String, String>,
+}
+
+/// An application variable's declaration.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VariableDecl {
+    /// Value when the provider has none.
+    pub default: Option<String>,
+    /// Startup fails when no value is provided.
+    #[serde(default)]
+    pub required: bool,
+    /// Never logged.
+    #[serde(default)]
+    pub secret: bool,
+}
+
+/// One component.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ComponentDecl {
+    /// Its id in the manifest.
+    pub id: String,
+    /// Path of its `.wasm`, resolved against the manifest's directory.
+    pub source: PathBuf,
+    /// `scheme://host[:port]` patterns it may call.
+    pub allowed_outbound_hosts: Vec<String>,
+    /// Its variables, as templates over application variables.
+    pub variables: BTreeMap<String, String>,
+}
+
+/// A route to a component.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    /// `/exact` or `/prefix/...`.
+    pub pattern: String,
+    /// The component id.
+    pub component: String,
+}
+
+impl Route {
+    /// Whether `path` (without query) is served by this route.
+    pub fn matches(&self, path: &str) -> bool {
+        match self.pattern.strip_suffix("/...") {
+            Some(prefix) => path == prefix || path.strip_prefix(prefix).is_some_and(|rest| rest.starts_with('/')),
+            None => path == self.pattern,
+        }
+    }
+}
+
+/// A checked manifest.
+#[derive(Debug, Clone)]
+pub struct Manifest {
+    /// Application variables.
+    pub variables: BTreeMap<String, VariableDecl>,
+    /// Routes in manifest order; the most specific match wins.
+    pub routes: Vec<Route>,
+    /// Components by id.
+    pub components: BTreeMap<String, ComponentDecl>,
+}
+
+impl Manifest {
+    /// Loads and checks `path`.
+    pub fn load(path: &Path) -> Result<Manifest, ManifestError> {
+        let text =
+            std::fs::read_to_string(path).map_err(|e| ManifestError::Parse(format!("{}: {e}", path.display())))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Manifest::parse(&text, base)
+    }
+
+    /// Parses manifest text whose relative paths are relative to `base`.
+    pub fn parse(text: &str, base: &Path) -> Result<Manifest, ManifestError> {
+        let raw: Raw = toml::from_str(text).map_err(|e| ManifestError::Parse(e.to_string()))?;
+        let invalid = |m: String| Err(ManifestError::Invalid(m));
+        if raw.spin_manifest_version != 2 {
+            return invalid(format!("spin_manifest_version {} is not 2", raw.spin_manifest_version));
+        }
+        for (name, decl) in &raw.variables {
+            if !valid_variable_name(name) {
+                return invalid(format!("variable name {name:?} must match [a-z][a-z0-9_]*"));
+            }
+            if decl.required && decl.default.is_some() {
+                return invalid(format!("variable {name} is required and has a default"));
+            }
+        }
+        let mut components = BTreeMap::new();
+        for (id, c) in raw.component {
+            for (name, template) in &c.variables {
+                if !valid_variable_name(name) {
+                    return invalid(format!("component {id}: variable name {name:?} must match [a-z][a-z0-9_]*"));
+                }
+                for reference in
+                    template_references(template).map_err(|e| ManifestError::Invalid(format!("component {id}: {e}")))?
+                {
+                    if !raw.variables.contains_key(reference) {
+                        return invalid(format!(
+                            "component {id}: variable {name} uses undeclared {{{{ {reference} }}}}"
+                        ));
+                    }
+                }
+            }
+            for host in &c.allowed_outbound_hosts {
+                crate::outbound::Allowed::parse(host)
+                    .map_err(|e| ManifestError::Invalid(format!("component {id}: {e}")))?;
+            }
+            let source = base.join(&c.source);
+            components.insert(
+                id.clone(),
+                ComponentDecl { id, source, allowed_outbound_hosts: c.allowed_outbound_hosts, variables: c.variables },
+            );
+        }
+        let mut routes = Vec::new();
+        for r in raw.trigger.http {
+            if !components.contains_key(&r.component) {
+                return invalid(format!("route {} names unknown component {}", r.route, r.component));
+            }
+            if !r.route.starts_with('/') {
+                return invalid(format!("route {} must start with /", r.route));
+            }
+            if routes.iter().any(|x: &Route| x.pattern == r.route) {
+                return invalid(format!("route {} appears twice", r.route));
+            }
+            routes.push(Route { pattern: r.route, component: r.component });
+        }
+        Ok(Manifest { variables: raw.variables, routes, components })
+    }
+
+    /// The route serving `path`: exact routes first, then the longest matching prefix.
+    pub fn route(&self, path: &str) -> Option<&Route> {
+        self.routes.iter().filter(|r| r.matches(path)).max_by_key(|r| (!r.pattern.ends_with("/..."), r.pattern.len()))
+    }
+}
+
+fn valid_variable_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_lowercase())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+/// The variables a template like `"https://{{ host }}/x"` refers to.
+pub fn template_references(template: &str) -> Result<Vec<&str>, String> {
+    let mut out = Vec::new();
+    let mut rest = template;
+    while let Some(start) = rest.find("{{") {
+        let after = &rest[start + 2..];
+        let end = after.find("}}").ok_or_else(|| format!("unclosed {{{{ in {template:?}"))?;
+        let name = after[..end].trim();
+        if !valid_variable_name(name) {
+            return Err(format!("bad variable reference {name:?} in {template:?}"));
+        }
+        out.push(name);
+        rest = &after[end + 2..];
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+        spin_manifest_version = 2
+        [application]
+        name = "x"
+        [variables]
+        key = { required = true, secret = true }
+        region = { default = "eu" }
+        [[trigger.http]]
+        route = "/.well-known/jwks.json"
+        component = "jwks"
+        [[trigger.http]]
+        route = "/api/sessions/..."
+        component = "sessions"
+        [[trigger.http]]
+        route = "/api/sessions"
+        component = "sessions"
+        [component.jwks]
+        source = "target/jwks.wasm"
+        [component.jwks.variables]
+        signing_key = "{{ key }}"
+        [component.sessions]
+        source = "target/sessions.wasm"
+        allowed_outbound_hosts = ["http://127.0.0.1:*"]
+        [component.sessions.variables]
+        label = "region-{{region}}"
+    "#;
+
+    #[test]
+    fn parses_and_routes() {
+        let m = Manifest::parse(GOOD, Path::new("/app")).unwrap();
+        assert_eq!(m.components["jwks"].source, Path::new("/app/target/jwks.wasm"));
+        assert_eq!(m.route("/.well-known/jwks.json").unwrap().component, "jwks");
+        assert_eq!(m.route("/api/sessions").unwrap().pattern, "/api/sessions");
+        assert_eq!(m.route("/api/sessions/s_1").unwrap().pattern, "/api/sessions/...");
+        assert!(m.route("/api/sessionsX").is_none());
+        assert!(m.route("/").is_none());
+    }
+
+    fn check(edit: (&str, &str), expected: &str) {
+        let text = GOOD.replacen(edit.0, edit.1, 1);
+        let err = Manifest::parse(&text, Path::new("/")).unwrap_err().to_string();
+        assert!(err.contains(expected), "want {expected:?}, got {err:?}");
+    }
+
+    #[test]
+    fn refusals() {
+        check(("spin_manifest_version = 2", "spin_manifest_version = 1"), "is not 2");
+        check(("signing_key = \"{{ key }}\"", "signing_key = \"{{ nope }}\""), "undeclared");
+        check(("signing_key = \"{{ key }}\"", "signing_key = \"{{ key \""), "unclosed");
+        check(("component = \"jwks\"", "component = \"ghost\""), "unknown component");
+        check(("route = \"/.well-known/jwks.json\"", "route = \"jwks\""), "must start with /");
+        check(("key = { required", "Key = { required"), "must match");
+        check(("\"http://127.0.0.1:*\"", "\"127.0.0.1\""), "scheme");
+        check(
+            ("region = { default = \"eu\" }", "region = { default = \"eu\", required = true }"),
+            "required and has a default",
+        );
+        check(("[variables]", "[variables]\nx = { deflt = \"1\" }"), "unknown field");
+    }
+}

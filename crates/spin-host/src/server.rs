@@ -1,0 +1,262 @@
+//! Serving components over HTTP: one pre-instantiated component per manifest entry, a fresh instance
+//! (store) per request, Spin variables and the outbound allowlist wired into each store.
+
+use crate::compile;
+use crate::manifest::Manifest;
+use crate::outbound::Allowlist;
+use crate::variables::{self, ComponentVariables};
+use anyhow::{anyhow, Context, Result};
+use hyper::body::Incoming;
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use wasmtime::component::{HasSelf, Linker, ResourceTable};
+use wasmtime::{Config, Engine, Store};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::io::TokioIo;
+use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
+
+/// Host bindings for `fermyon:spin/variables@2.0.0`, the one Spin interface beyond WASI the components
+/// import today. The interface is declared here, as the contract the host implements.
+mod spin_variables {
+    wasmtime::component::bindgen!({
+        inline: r#"
+            package fermyon:spin@2.0.0;
+
+            interface variables {
+                get: func(name: string) -> result<string, error>;
+
+                variant error {
+                    invalid-name(string),
+                    undefined(string),
+                    provider(string),
+                    other(string),
+                }
+            }
+
+            world host {
+                import variables;
+            }
+        "#,
+        world: "host",
+    });
+}
+
+use spin_variables::fermyon::spin::variables as spin_vars;
+
+/// What a request's store holds.
+struct RequestState {
+    wasi: WasiCtx,
+    http: WasiHttpCtx,
+    table: ResourceTable,
+    hooks: OutboundHooks,
+    variables: ComponentVariables,
+}
+
+impl WasiView for RequestState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl WasiHttpView for RequestState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: &mut self.hooks }
+    }
+}
+
+impl spin_vars::Host for RequestState {
+    fn get(&mut self, name: String) -> Result<String, spin_vars::Error> {
+        let valid = name.chars().next().is_some_and(|c| c.is_ascii_lowercase())
+            && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        if !valid {
+            return Err(spin_vars::Error::InvalidName(name));
+        }
+        self.variables.get(&name).map(str::to_owned).ok_or(spin_vars::Error::Undefined(name))
+    }
+}
+
+/// Outgoing requests are checked against the component's `allowed_outbound_hosts`.
+struct OutboundHooks {
+    allowlist: Arc<Allowlist>,
+}
+
+/// The I/O future `send_request` hands back with the response.
+type IoFuture = Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>;
+/// What `send_request` returns.
+type SendFuture = Box<
+    dyn Future<Output = Result<(http::Response<wasmtime_wasi_http::WasiBody>, IoFuture), wasmtime_wasi_http::Error>>
+        + Send,
+>;
+
+impl WasiHttpHooks for OutboundHooks {
+    fn send_request(
+        &mut self,
+        request: http::Request<wasmtime_wasi_http::WasiBody>,
+        options: Option<wasmtime_wasi_http::RequestOptions>,
+        fut: IoFuture,
+    ) -> SendFuture {
+        drop(fut);
+        let uri = request.uri();
+        let scheme = uri.scheme_str().unwrap_or("https").to_owned();
+        let host = uri.host().unwrap_or_default().to_owned();
+        let port = uri.port_u16().unwrap_or(if scheme == "https" { 443 } else { 80 });
+        let allowed = self.allowlist.allows(&scheme, &host, port);
+        Box::new(async move {
+            use http_body_util::BodyExt;
+            if !allowed {
+                return Err(wasmtime_wasi_http::Error::HttpRequestDenied);
+            }
+            let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
+            Ok((response.map(BodyExt::boxed_unsync), Box::new(io) as IoFuture))
+        })
+    }
+}
+
+/// Where the host finds its inputs.
+#[derive(Debug, Clone)]
+pub struct HostConfig {
+    /// The manifest.
+    pub manifest: PathBuf,
+    /// A dotenv file of variables, if any.
+    pub env_file: Option<PathBuf>,
+    /// Where precompiled components are cached.
+    pub cache_dir: PathBuf,
+    /// When set, component sources are looked up here by file name instead of the manifest's paths
+    /// (tests and CI build into a shared cargo target directory).
+    pub wasm_dir: Option<PathBuf>,
+}
+
+struct Loaded {
+    pre: ProxyPre<RequestState>,
+    variables: ComponentVariables,
+    allowlist: Arc<Allowlist>,
+}
+
+/// A loaded application, ready to serve.
+pub struct Host {
+    engine: Engine,
+    manifest: Manifest,
+    components: BTreeMap<String, Loaded>,
+}
+
+impl Host {
+    /// Loads the manifest, resolves variables (process environment, then the env file, then defaults),
+    /// and compiles or loads every component.
+    pub fn load(config: &HostConfig) -> Result<Host> {
+        let manifest = Manifest::load(&config.manifest)?;
+        let env: BTreeMap<String, String> = std::env::vars().collect();
+        let file = match &config.env_file {
+            Some(path) => variables::parse_env_file(
+                &std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
+            )?,
+            None => BTreeMap::new(),
+        };
+        let mut resolved = variables::resolve(&manifest, &env, &file)?;
+        let engine = Engine::new(&Config::new())?;
+        let mut linker: Linker<RequestState> = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+        spin_vars::add_to_linker::<RequestState, HasSelf<RequestState>>(&mut linker, |s| s)?;
+        let mut components = BTreeMap::new();
+        for (id, decl) in &manifest.components {
+            let source = match &config.wasm_dir {
+                Some(dir) => {
+                    dir.join(decl.source.file_name().ok_or_else(|| anyhow!("component {id} has no file name"))?)
+                }
+                None => decl.source.clone(),
+            };
+            let component = compile::load(&engine, &source, &config.cache_dir)
+                .with_context(|| format!("component {id} ({})", source.display()))?;
+            let pre = ProxyPre::new(
+                linker
+                    .instantiate_pre(&component)
+                    .map_err(anyhow::Error::from)
+                    .with_context(|| format!("linking component {id}"))?,
+            )?;
+            let allowlist = Arc::new(Allowlist::new(&decl.allowed_outbound_hosts).map_err(|e| anyhow!(e))?);
+            let variables = resolved.remove(id).unwrap_or_default();
+            components.insert(id.clone(), Loaded { pre, variables, allowlist });
+        }
+        Ok(Host { engine, manifest, components })
+    }
+
+    /// Serves until the listener fails or the task is dropped.
+    pub async fn serve(self: Arc<Self>, listener: TcpListener) -> Result<()> {
+        loop {
+            let (stream, peer) = listener.accept().await?;
+            let host = self.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |req| {
+                    let host = host.clone();
+                    async move { Ok::<_, std::convert::Infallible>(host.handle(req, peer).await) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .keep_alive(true)
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    }
+
+    async fn handle(&self, req: hyper::Request<Incoming>, _peer: SocketAddr) -> hyper::Response<HyperOutgoingBody> {
+        let Some(route) = self.manifest.route(req.uri().path()) else {
+            return error_response(404, "not_found", "no route for this path");
+        };
+        let Some(loaded) = self.components.get(&route.component) else {
+            return error_response(500, "internal_error", "route names a component that did not load");
+        };
+        match self.call(loaded, req).await {
+            Ok(response) => response,
+            Err(e) => {
+                eprintln!("edgeshell-spin-host: component {} failed: {e:#}", route.component);
+                error_response(500, "internal_error", "the function failed")
+            }
+        }
+    }
+
+    async fn call(&self, loaded: &Loaded, req: hyper::Request<Incoming>) -> Result<hyper::Response<HyperOutgoingBody>> {
+        let state = RequestState {
+            wasi: WasiCtx::builder().inherit_stderr().build(),
+            http: WasiHttpCtx::new(),
+            table: ResourceTable::new(),
+            hooks: OutboundHooks { allowlist: loaded.allowlist.clone() },
+            variables: loaded.variables.clone(),
+        };
+        let mut store = Store::new(&self.engine, state);
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        let req = store.data_mut().http().new_incoming_request(Scheme::Http, req)?;
+        let out = store.data_mut().http().new_response_outparam(sender)?;
+        let pre = loaded.pre.clone();
+        let task = tokio::spawn(async move {
+            let proxy = pre.instantiate_async(&mut store).await?;
+            proxy.wasi_http_incoming_handler().call_handle(&mut store, req, out).await
+        });
+        match receiver.await {
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(e)) => Err(anyhow!("the function returned an error code: {e:?}")),
+            Err(_) => match task.await {
+                Ok(Ok(())) => Err(anyhow!("the function never set a response")),
+                Ok(Err(e)) => Err(e.into()),
+                Err(e) => Err(e.into()),
+            },
+        }
+    }
+}
+
+/// Every error the host itself answers is JSON with a stable code, like the functions' own errors.
+fn error_response(status: u16, code: &str, message: &str) -> hyper::Response<HyperOutgoingBody> {
+    use http_body_util::{BodyExt, Full};
+    let body = format!(r#"{{"error":{{"code":"{code}","message":"{message}"}}}}"#);
+    let body = Full::new(bytes::Bytes::from(body)).map_err(|never| match never {}).boxed_unsync();
+    let mut response = hyper::Response::new(body);
+    *response.status_mut() = hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
+    response.headers_mut().insert("content-type", hyper::header::HeaderValue::from_static("application/json"));
+    response
+}
