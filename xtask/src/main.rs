@@ -29,8 +29,24 @@ fn main() -> Result<()> {
 }
 
 fn test() -> Result<()> {
+    // The components first: the host's tests run the real .wasm files.
+    Step::new(
+        "control functions for wasm32-wasip2",
+        cargo(&[
+            "build",
+            "--release",
+            "--locked",
+            "--target",
+            "wasm32-wasip2",
+            "--manifest-path",
+            "functions/Cargo.toml",
+        ]),
+    )
+    .run()?;
+    let mut tests = cargo(&["test", "--workspace", "--all-targets"]);
+    tests.env("EDGESHELL_WASM_DIR", run::functions_wasm_dir());
     let steps = [
-        Step::new("tests (unit, vectors, properties, integration)", cargo(&["test", "--workspace", "--all-targets"])),
+        Step::new("tests (unit, vectors, properties, integration)", tests),
         Step::new("doc tests", cargo(&["test", "--workspace", "--doc"])),
         Step::new(
             "core for wasm32-unknown-unknown (the Worker)",

@@ -37,6 +37,16 @@ pub(crate) fn root() -> PathBuf {
     manifest.parent().map(PathBuf::from).unwrap_or(manifest)
 }
 
+/// Where the functions' release `.wasm` files land: the shared target directory when one is set (cargo
+/// uses it for the `functions/` workspace too), else `functions/target`.
+pub(crate) fn functions_wasm_dir() -> PathBuf {
+    let target = match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => root().join("functions").join("target"),
+    };
+    target.join("wasm32-wasip2").join("release")
+}
+
 /// `cargo <args>` run from the workspace root.
 pub(crate) fn cargo(args: &[&str]) -> Command {
     let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
