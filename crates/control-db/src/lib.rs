@@ -2,14 +2,20 @@
 //! run: versioned migrations ([`migrate`]), the periodic cleanup job ([`cleanup`]), and the atomic
 //! one-time JTI check ([`jti`]).
 //!
-//! The SQL text lives in `functions/migrations` and in this crate's constants, so the wasm components
-//! (through Spin's Postgres interface) and native tools run the same statements.
+//! The SQL text lives in `functions/migrations` and in [`sql`], which has no dependencies (build with
+//! `default-features = false`), so the wasm components and native tools run the same statements.
 
+pub mod sql;
+
+#[cfg(feature = "native")]
 pub mod cleanup;
+#[cfg(feature = "native")]
 pub mod jti;
+#[cfg(feature = "native")]
 pub mod migrate;
 
 /// Why a database operation failed.
+#[cfg(feature = "native")]
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
     /// Postgres refused or the connection failed.
