@@ -3,12 +3,14 @@
 //!
 //! Implemented: HTTP triggers by the routes of `spin.toml`, a fresh instance per request from a
 //! pre-instantiated component, precompiled components cached on disk, `fermyon:spin/variables`
-//! (from `SPIN_VARIABLE_*`, a dotenv file, or the manifest's defaults), and `wasi:http` outbound
+//! (from `SPIN_VARIABLE_*`, a dotenv file, or the manifest's defaults), `spin:postgres@4.0.0` on a
+//! connection pool, and `wasi:http` outbound
 //! requests limited to each component's `allowed_outbound_hosts`.
 
 pub mod compile;
 pub mod manifest;
 pub mod outbound;
+pub mod postgres;
 pub mod server;
 pub mod variables;
 

@@ -147,8 +147,17 @@ impl Manifest {
                 }
             }
             for host in &c.allowed_outbound_hosts {
-                crate::outbound::Allowed::parse(host)
-                    .map_err(|e| ManifestError::Invalid(format!("component {id}: {e}")))?;
+                if host.contains("{{") {
+                    // Checked once rendered with the variables' values.
+                    let references = template_references(host)
+                        .map_err(|e| ManifestError::Invalid(format!("component {id}: {e}")))?;
+                    if let Some(undeclared) = references.iter().find(|r| !raw.variables.contains_key(**r)) {
+                        return invalid(format!("component {id}: allowed host uses undeclared {{{{ {undeclared} }}}}"));
+                    }
+                } else {
+                    crate::outbound::Allowed::parse(host)
+                        .map_err(|e| ManifestError::Invalid(format!("component {id}: {e}")))?;
+                }
             }
             let source = base.join(&c.source);
             components.insert(

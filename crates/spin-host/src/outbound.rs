@@ -1,4 +1,5 @@
-//! `allowed_outbound_hosts`: which URLs a component may call. Entries are `scheme://host[:port]`, where
+//! `allowed_outbound_hosts`: which URLs and databases a component may reach. Entries are
+//! `scheme://host[:port]` (`http`, `https`, `postgres`), where
 //! `host` may be `*` or start with `*.`, and `port` may be `*`; with no port the scheme's default applies.
 
 /// One parsed entry.
@@ -14,8 +15,8 @@ impl Allowed {
     /// Parses one entry.
     pub fn parse(entry: &str) -> Result<Allowed, String> {
         let (scheme, rest) = entry.split_once("://").ok_or_else(|| format!("outbound host {entry:?} has no scheme"))?;
-        if !matches!(scheme, "http" | "https") {
-            return Err(format!("outbound host {entry:?}: only http and https are supported"));
+        if !matches!(scheme, "http" | "https" | "postgres") {
+            return Err(format!("outbound host {entry:?}: only http, https and postgres are supported"));
         }
         let rest = rest.trim_end_matches('/');
         if rest.contains('/') || rest.contains('@') || rest.is_empty() {
@@ -42,7 +43,11 @@ impl Allowed {
             Some(suffix) => host.ends_with(&format!(".{suffix}")),
             None => host == self.host,
         };
-        let default_port = if self.scheme == "https" { 443 } else { 80 };
+        let default_port = match self.scheme.as_str() {
+            "https" => 443,
+            "postgres" => 5432,
+            _ => 80,
+        };
         let port_ok = self.any_port || self.port.unwrap_or(default_port) == port;
         self.scheme == scheme && host_ok && port_ok
     }
@@ -84,6 +89,9 @@ mod tests {
         check("http://127.0.0.1:*", ("http", "127.0.0.1", 9999), true);
         check("http://127.0.0.1:8080", ("http", "127.0.0.1", 8081), false);
         check("http://*:*", ("http", "anything", 1), true);
+        check("postgres://db.internal", ("postgres", "db.internal", 5432), true);
+        check("postgres://db.internal", ("postgres", "db.internal", 5433), false);
+        check("postgres://db.internal", ("https", "db.internal", 5432), false);
         for bad in ["127.0.0.1", "ftp://x", "https://a/b", "https://u@h", "https://h:port"] {
             assert!(Allowed::parse(bad).is_err(), "{bad}");
         }

@@ -4,6 +4,7 @@
 use crate::compile;
 use crate::manifest::Manifest;
 use crate::outbound::Allowlist;
+use crate::postgres::{bindings as pg_bindings, PgAccess, PgPool, PgView};
 use crate::variables::{self, ComponentVariables};
 use anyhow::{anyhow, Context, Result};
 use hyper::body::Incoming;
@@ -13,7 +14,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::net::TcpListener;
-use wasmtime::component::{HasSelf, Linker, ResourceTable};
+use wasmtime::component::{HasData, HasSelf, Linker, ResourceTable};
 use wasmtime::{Config, Engine, Store};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::io::TokioIo;
@@ -57,6 +58,14 @@ struct RequestState {
     table: ResourceTable,
     hooks: OutboundHooks,
     variables: ComponentVariables,
+    pg: PgAccess,
+}
+
+/// Selects the Postgres view of a request's store for the generated bindings.
+struct PgData;
+
+impl HasData for PgData {
+    type Data<'a> = PgView<'a>;
 }
 
 impl WasiView for RequestState {
@@ -144,6 +153,7 @@ pub struct Host {
     engine: Engine,
     manifest: Manifest,
     components: BTreeMap<String, Loaded>,
+    pg_pool: Arc<PgPool>,
 }
 
 impl Host {
@@ -164,6 +174,10 @@ impl Host {
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
         spin_vars::add_to_linker::<RequestState, HasSelf<RequestState>>(&mut linker, |s| s)?;
+        pg_bindings::spin::postgres::postgres::add_to_linker::<RequestState, PgData>(&mut linker, |s| PgView {
+            access: &s.pg,
+            table: &mut s.table,
+        })?;
         let mut components = BTreeMap::new();
         for (id, decl) in &manifest.components {
             let source = match &config.wasm_dir {
@@ -180,11 +194,13 @@ impl Host {
                     .map_err(anyhow::Error::from)
                     .with_context(|| format!("linking component {id}"))?,
             )?;
-            let allowlist = Arc::new(Allowlist::new(&decl.allowed_outbound_hosts).map_err(|e| anyhow!(e))?);
-            let variables = resolved.remove(id).unwrap_or_default();
+            let resolved = resolved.remove(id).unwrap_or_default();
+            let allowlist =
+                Arc::new(Allowlist::new(&resolved.allowed_outbound_hosts).map_err(|e| anyhow!("component {id}: {e}"))?);
+            let variables = resolved.variables;
             components.insert(id.clone(), Loaded { pre, variables, allowlist });
         }
-        Ok(Host { engine, manifest, components })
+        Ok(Host { engine, manifest, components, pg_pool: Arc::new(PgPool::default()) })
     }
 
     /// Serves until the listener fails or the task is dropped.
@@ -228,6 +244,7 @@ impl Host {
             table: ResourceTable::new(),
             hooks: OutboundHooks { allowlist: loaded.allowlist.clone() },
             variables: loaded.variables.clone(),
+            pg: PgAccess { pool: self.pg_pool.clone(), allowlist: loaded.allowlist.clone() },
         };
         let mut store = Store::new(&self.engine, state);
         let (sender, receiver) = tokio::sync::oneshot::channel();

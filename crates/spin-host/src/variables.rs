@@ -34,6 +34,15 @@ impl ComponentVariables {
     }
 }
 
+/// One component's variables and its allowlist, rendered.
+#[derive(Debug, Clone, Default)]
+pub struct Resolved {
+    /// Its variables.
+    pub variables: ComponentVariables,
+    /// Its `allowed_outbound_hosts`, templates rendered.
+    pub allowed_outbound_hosts: Vec<String>,
+}
+
 /// Parses a dotenv file: `NAME=value` lines, `#` comments, optional `export `, optional quotes.
 pub fn parse_env_file(text: &str) -> Result<BTreeMap<String, String>, VariablesError> {
     let mut out = BTreeMap::new();
@@ -63,7 +72,7 @@ pub fn resolve(
     manifest: &Manifest,
     env: &BTreeMap<String, String>,
     file: &BTreeMap<String, String>,
-) -> Result<BTreeMap<String, ComponentVariables>, VariablesError> {
+) -> Result<BTreeMap<String, Resolved>, VariablesError> {
     let mut app = BTreeMap::new();
     let mut missing = Vec::new();
     for (name, decl) in &manifest.variables {
@@ -85,20 +94,20 @@ pub fn resolve(
     if !missing.is_empty() {
         return Err(VariablesError::Missing(missing.join(", ")));
     }
+    let render = |template: &str| {
+        // References were checked when the manifest loaded; a declared variable without a value
+        // (optional, no default) renders as empty.
+        let mut rendered = template.to_owned();
+        for reference in template_references(template).unwrap_or_default() {
+            rendered = render_one(&rendered, reference, app.get(reference).map(String::as_str).unwrap_or(""));
+        }
+        rendered
+    };
     let mut out = BTreeMap::new();
     for (id, component) in &manifest.components {
-        let mut vars = BTreeMap::new();
-        for (name, template) in &component.variables {
-            // References were checked when the manifest loaded; a declared variable without a value
-            // (optional, no default) renders as empty.
-            let mut rendered = template.clone();
-            for reference in template_references(template).unwrap_or_default() {
-                let value = app.get(reference).map(String::as_str).unwrap_or("");
-                rendered = render_one(&rendered, reference, value);
-            }
-            vars.insert(name.clone(), rendered);
-        }
-        out.insert(id.clone(), ComponentVariables(Arc::new(vars)));
+        let vars = component.variables.iter().map(|(name, template)| (name.clone(), render(template))).collect();
+        let allowed_outbound_hosts = component.allowed_outbound_hosts.iter().map(|h| render(h)).collect();
+        out.insert(id.clone(), Resolved { variables: ComponentVariables(Arc::new(vars)), allowed_outbound_hosts });
     }
     Ok(out)
 }
@@ -136,6 +145,7 @@ mod tests {
         optional = {}
         [component.c]
         source = "c.wasm"
+        allowed_outbound_hosts = ["postgres://{{ region }}.db:5432"]
         [component.c.variables]
         signing_key = "{{ key }}"
         label = "{{region}}-{{ region }}-{{ optional }}"
@@ -151,14 +161,15 @@ mod tests {
         let env = map(&[("SPIN_VARIABLE_KEY", "from-env")]);
         let file = map(&[("key", "from-file"), ("SPIN_VARIABLE_REGION", "us")]);
         let vars = resolve(&m, &env, &file).unwrap();
-        assert_eq!(vars["c"].get("signing_key"), Some("from-env"));
-        assert_eq!(vars["c"].get("label"), Some("us-us-"));
-        assert_eq!(vars["c"].get("key"), None, "components see only their own variables");
+        assert_eq!(vars["c"].variables.get("signing_key"), Some("from-env"));
+        assert_eq!(vars["c"].variables.get("label"), Some("us-us-"));
+        assert_eq!(vars["c"].allowed_outbound_hosts, ["postgres://us.db:5432"]);
+        assert_eq!(vars["c"].variables.get("key"), None, "components see only their own variables");
         let vars = resolve(&m, &BTreeMap::new(), &map(&[("key", "k")])).unwrap();
-        assert_eq!(vars["c"].get("label"), Some("eu-eu-"));
+        assert_eq!(vars["c"].variables.get("label"), Some("eu-eu-"));
         let err = resolve(&m, &BTreeMap::new(), &BTreeMap::new()).unwrap_err().to_string();
         assert!(err.contains("key"), "{err}");
-        assert!(!format!("{:?}", vars["c"]).contains("\"k\""), "values are not printed");
+        assert!(!format!("{:?}", vars["c"].variables).contains("\"k\""), "values are not printed");
     }
 
     #[test]

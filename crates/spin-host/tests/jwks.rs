@@ -6,111 +6,10 @@ use edgeshell_core::jwks::KeySet;
 use edgeshell_core::time::Timestamp;
 use edgeshell_core::tokens::{sign, Claims, Expectation, Scope, ValidationOptions, Validator};
 use edgeshell_keys::{now_or_never, RingRs256, RsaSigner};
-use edgeshell_spin_host::{Host, HostConfig};
-use http_body_util::{BodyExt, Empty};
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
-// Tokio streams as hyper I/O, with the adapter wasmtime-wasi-http already ships.
-use wasmtime_wasi_http::io::TokioIo;
+use edgeshell_spin_host::Host;
+use support::{config, request, start, tempdir, vector_jwk};
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
-}
-
-/// Where `cargo xtask test` (or `cargo build --target wasm32-wasip2 --release` in `functions/`) put the
-/// components.
-fn wasm_dir() -> PathBuf {
-    let dir = match std::env::var_os("EDGESHELL_WASM_DIR") {
-        Some(dir) => PathBuf::from(dir),
-        None => root().join("functions/target/wasm32-wasip2/release"),
-    };
-    assert!(
-        dir.join("edgeshell_jwks.wasm").exists(),
-        "components not built in {}: run `cargo xtask test`, or build `functions/` for wasm32-wasip2",
-        dir.display()
-    );
-    dir
-}
-
-fn vector_jwk(name: &str) -> String {
-    let path = root().join("crates/keys/tests/vectors").join(name);
-    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    v["jwk"].to_string()
-}
-
-struct TestHost {
-    url: String,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
-    _dir: tempdir::Dir,
-}
-
-impl Drop for TestHost {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-mod tempdir {
-    //! A directory removed on drop.
-    pub(crate) struct Dir(pub(crate) std::path::PathBuf);
-    impl Dir {
-        pub(crate) fn new(tag: &str) -> Dir {
-            let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
-            let p = std::env::temp_dir().join(format!("edgeshell-{tag}-{}-{nanos}", std::process::id()));
-            std::fs::create_dir_all(&p).unwrap();
-            Dir(p)
-        }
-    }
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-}
-
-fn config(dir: &tempdir::Dir, env: &str) -> HostConfig {
-    let env_file = dir.0.join(".env");
-    std::fs::write(&env_file, env).unwrap();
-    HostConfig {
-        manifest: root().join("spin.toml"),
-        env_file: Some(env_file),
-        cache_dir: dir.0.join("cwasm"),
-        wasm_dir: Some(wasm_dir()),
-    }
-}
-
-/// Serving tests share one compile cache in cargo's temporary directory for tests (writes are atomic), so
-/// a component compiles once per change, like any build output.
-fn shared_cache() -> PathBuf {
-    Path::new(env!("CARGO_TARGET_TMPDIR")).join("cwasm")
-}
-
-async fn start(env: &str) -> TestHost {
-    let dir = tempdir::Dir::new("host");
-    let mut cfg = config(&dir, env);
-    cfg.cache_dir = shared_cache();
-    let host = Arc::new(Host::load(&cfg).expect("host loads"));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let task = tokio::spawn(host.serve(listener));
-    TestHost { url, task, _dir: dir }
-}
-
-async fn request(url: &str, method: &str, path: &str) -> (u16, http::HeaderMap, Vec<u8>) {
-    let authority = url.trim_start_matches("http://").to_owned();
-    let stream = tokio::net::TcpStream::connect(&authority).await.unwrap();
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
-    tokio::spawn(conn);
-    let req = http::Request::builder()
-        .method(method)
-        .uri(path)
-        .header("host", authority)
-        .body(Empty::<bytes::Bytes>::new())
-        .unwrap();
-    let resp = sender.send_request(req).await.unwrap();
-    let (parts, body) = resp.into_parts();
-    (parts.status.as_u16(), parts.headers, body.collect().await.unwrap().to_bytes().to_vec())
-}
+mod support;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jwks_publishes_current_and_next_keys() {
@@ -174,6 +73,7 @@ fn a_missing_secret_stops_startup_and_components_are_cached() {
     let cfg = config(&dir, &format!("SPIN_VARIABLE_SIGNING_KEY='{}'\n", vector_jwk("pyjwt-rs256.json")));
     Host::load(&cfg).unwrap();
     let cached: Vec<_> = std::fs::read_dir(&cfg.cache_dir).unwrap().collect();
-    assert_eq!(cached.len(), 1, "one precompiled component cached");
+    let components = edgeshell_spin_host::manifest::Manifest::load(&cfg.manifest).unwrap().components.len();
+    assert_eq!(cached.len(), components, "one precompiled file per component");
     Host::load(&cfg).expect("loads again from the cache");
 }

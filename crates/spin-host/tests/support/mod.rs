@@ -1,0 +1,122 @@
+//! Shared by the host's integration tests: the repository's paths, the built components, test keys, a
+//! host serving on a loopback port (stopped on drop), and a small HTTP client.
+#![allow(dead_code, unreachable_pub)]
+
+use edgeshell_spin_host::{Host, HostConfig};
+use http_body_util::{BodyExt, Full};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+// Tokio streams as hyper I/O, with the adapter wasmtime-wasi-http already ships.
+use wasmtime_wasi_http::io::TokioIo;
+
+/// Values for the manifest's other required variables; tests override them with later lines.
+pub const BASE_ENV: &str = "SPIN_VARIABLE_DATABASE_URL=postgres://edgeshell@127.0.0.1:1/none\nSPIN_VARIABLE_INTERNAL_API_KEY=test-internal-key\n";
+
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+}
+
+/// Where `cargo xtask test` (or `cargo build --target wasm32-wasip2 --release` in `functions/`) put the
+/// components.
+pub fn wasm_dir() -> PathBuf {
+    let dir = match std::env::var_os("EDGESHELL_WASM_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => root().join("functions/target/wasm32-wasip2/release"),
+    };
+    assert!(
+        dir.join("edgeshell_jwks.wasm").exists(),
+        "components not built in {}: run `cargo xtask test`, or build `functions/` for wasm32-wasip2",
+        dir.display()
+    );
+    dir
+}
+
+pub fn vector_jwk(name: &str) -> String {
+    let path = root().join("crates/keys/tests/vectors").join(name);
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    v["jwk"].to_string()
+}
+
+pub struct TestHost {
+    pub url: String,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    _dir: tempdir::Dir,
+}
+
+impl Drop for TestHost {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+pub mod tempdir {
+    //! A directory removed on drop.
+    pub(crate) struct Dir(pub(crate) std::path::PathBuf);
+    impl Dir {
+        pub(crate) fn new(tag: &str) -> Dir {
+            let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+            let p = std::env::temp_dir().join(format!("edgeshell-{tag}-{}-{nanos}", std::process::id()));
+            std::fs::create_dir_all(&p).unwrap();
+            Dir(p)
+        }
+    }
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+pub fn config(dir: &tempdir::Dir, env: &str) -> HostConfig {
+    let env_file = dir.0.join(".env");
+    std::fs::write(&env_file, format!("{BASE_ENV}{env}")).unwrap();
+    HostConfig {
+        manifest: root().join("spin.toml"),
+        env_file: Some(env_file),
+        cache_dir: dir.0.join("cwasm"),
+        wasm_dir: Some(wasm_dir()),
+    }
+}
+
+/// Serving tests share one compile cache in cargo's temporary directory for tests (writes are atomic), so
+/// a component compiles once per change, like any build output.
+pub fn shared_cache() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("cwasm")
+}
+
+pub async fn start(env: &str) -> TestHost {
+    let dir = tempdir::Dir::new("host");
+    let mut cfg = config(&dir, env);
+    cfg.cache_dir = shared_cache();
+    let host = Arc::new(Host::load(&cfg).expect("host loads"));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let task = tokio::spawn(host.serve(listener));
+    TestHost { url, task, _dir: dir }
+}
+
+pub async fn request(url: &str, method: &str, path: &str) -> (u16, http::HeaderMap, Vec<u8>) {
+    send(url, method, path, &[], Vec::new()).await
+}
+
+/// One HTTP/1.1 request with headers and a body.
+pub async fn send(
+    url: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> (u16, http::HeaderMap, Vec<u8>) {
+    let authority = url.trim_start_matches("http://").to_owned();
+    let stream = tokio::net::TcpStream::connect(&authority).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
+    tokio::spawn(conn);
+    let mut req = http::Request::builder().method(method).uri(path).header("host", authority);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let req = req.body(Full::new(bytes::Bytes::from(body))).unwrap();
+    let resp = sender.send_request(req).await.unwrap();
+    let (parts, body) = resp.into_parts();
+    (parts.status.as_u16(), parts.headers, body.collect().await.unwrap().to_bytes().to_vec())
+}
