@@ -8,6 +8,32 @@ use crate::time::Timestamp;
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
+/// No token we issue lives longer than a day; an id claimed to expire later is a caller's bug, not a
+/// reason to remember it for ever.
+pub const MAX_JTI_TTL: core::time::Duration = core::time::Duration::from_secs(24 * 60 * 60);
+
+/// Why an id cannot be recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum JtiError {
+    /// Already expired: its token cannot verify, so recording it proves nothing.
+    #[error("expires_at is in the past")]
+    Expired,
+    /// Further away than any token we issue lives.
+    #[error("expires_at is more than a day away")]
+    TooFar,
+}
+
+/// Checks the expiry a caller wants an id remembered until.
+pub fn check_expiry(expires_at: Timestamp, now: Timestamp) -> Result<(), JtiError> {
+    if expires_at <= now {
+        Err(JtiError::Expired)
+    } else if expires_at > now + MAX_JTI_TTL {
+        Err(JtiError::TooFar)
+    } else {
+        Ok(())
+    }
+}
+
 /// Whether this use was the first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Consumed {
@@ -45,5 +71,25 @@ impl JtiStore for MemoryJtiStore {
         }
         seen.insert(jti.clone(), expires_at);
         Ok(Consumed::First)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(expires_in_secs: i64, expected: Result<(), JtiError>) {
+        let now = Timestamp::from_secs(1_000_000);
+        let at = Timestamp::from_secs((1_000_000 + expires_in_secs) as u64);
+        assert_eq!(check_expiry(at, now), expected, "{expires_in_secs}");
+    }
+
+    #[test]
+    fn expiry_bounds() {
+        check(-1, Err(JtiError::Expired));
+        check(0, Err(JtiError::Expired));
+        check(1, Ok(()));
+        check(86_400, Ok(()));
+        check(86_401, Err(JtiError::TooFar));
     }
 }

@@ -10,7 +10,6 @@ use anyhow::{anyhow, Context, Result};
 use hyper::body::Incoming;
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::net::TcpListener;
@@ -206,12 +205,12 @@ impl Host {
     /// Serves until the listener fails or the task is dropped.
     pub async fn serve(self: Arc<Self>, listener: TcpListener) -> Result<()> {
         loop {
-            let (stream, peer) = listener.accept().await?;
+            let (stream, _) = listener.accept().await?;
             let host = self.clone();
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(move |req| {
                     let host = host.clone();
-                    async move { Ok::<_, std::convert::Infallible>(host.handle(req, peer).await) }
+                    async move { Ok::<_, std::convert::Infallible>(host.handle(req).await) }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .keep_alive(true)
@@ -221,7 +220,7 @@ impl Host {
         }
     }
 
-    async fn handle(&self, req: hyper::Request<Incoming>, _peer: SocketAddr) -> hyper::Response<HyperOutgoingBody> {
+    async fn handle(&self, req: hyper::Request<Incoming>) -> hyper::Response<HyperOutgoingBody> {
         let Some(route) = self.manifest.route(req.uri().path()) else {
             return error_response(404, "not_found", "no route for this path");
         };
