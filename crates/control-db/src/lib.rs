@@ -1,6 +1,6 @@
 //! The control plane's Postgres schema and the statements that must be exactly right everywhere they
-//! run: versioned migrations ([`migrate`]), the periodic cleanup job ([`cleanup`]), and the atomic
-//! one-time JTI check ([`jti`]).
+//! run: versioned migrations ([`migrate`]), the periodic cleanup job ([`cleanup`]), the atomic
+//! one-time JTI check ([`jti`]), and pool API keys ([`pool_keys`]).
 //!
 //! The SQL text lives in `functions/migrations` and in [`sql`], which has no dependencies (build with
 //! `default-features = false`), so the wasm components and native tools run the same statements.
@@ -13,6 +13,8 @@ pub mod cleanup;
 pub mod jti;
 #[cfg(feature = "native")]
 pub mod migrate;
+#[cfg(feature = "native")]
+pub mod pool_keys;
 
 /// Why a database operation failed.
 #[cfg(feature = "native")]

@@ -4,11 +4,15 @@
 //! edgeshell-db migrate            apply pending migrations
 //! edgeshell-db status             list applied versions
 //! edgeshell-db cleanup [SECONDS]  one cleanup pass, or one every SECONDS until stopped
+//! edgeshell-db pool-key add REGION    create a pool API key (printed once, stored hashed)
+//! edgeshell-db pool-key revoke KEY_ID revoke one
+//! edgeshell-db pool-key list          list live keys (ids and regions only)
 //! ```
 //! The database comes from `DATABASE_URL`.
 
 use anyhow::{bail, Context, Result};
-use edgeshell_control_db::{cleanup, migrate};
+use edgeshell_control_db::{cleanup, migrate, pool_keys};
+use std::io::Write;
 use std::time::Duration;
 
 #[tokio::main(flavor = "current_thread")]
@@ -38,7 +42,27 @@ async fn main() -> Result<()> {
                 }
             }
         }
-        _ => bail!("usage: edgeshell-db <migrate | status | cleanup [SECONDS]>"),
+        Some("pool-key") => match (args.get(1).map(String::as_str), args.get(2)) {
+            (Some("add"), Some(region)) => {
+                edgeshell_core::ids::RegionId::new(region.as_str()).context("REGION")?;
+                let (key_id, key) = pool_keys::add(&client, region).await?;
+                eprintln!("edgeshell-db: pool key {key_id} for region {region}; it is shown only now:");
+                writeln!(std::io::stdout(), "{key}")?;
+            }
+            (Some("revoke"), Some(key_id)) => {
+                if !pool_keys::revoke(&client, key_id).await? {
+                    bail!("no live key {key_id}");
+                }
+                eprintln!("edgeshell-db: revoked {key_id}");
+            }
+            (Some("list"), None) => {
+                for (id, region, created) in pool_keys::list(&client).await? {
+                    writeln!(std::io::stdout(), "{id}\t{region}\t{created}")?;
+                }
+            }
+            _ => bail!("usage: edgeshell-db pool-key <add REGION | revoke KEY_ID | list>"),
+        },
+        _ => bail!("usage: edgeshell-db <migrate | status | cleanup [SECONDS] | pool-key ...>"),
     }
     Ok(())
 }

@@ -18,8 +18,14 @@ pub struct Migration {
 }
 
 /// Every migration, in order. The files are `functions/migrations/NNNN_name.sql`.
-pub const MIGRATIONS: &[Migration] =
-    &[Migration { version: 1, name: "initial", sql: include_str!("../../../functions/migrations/0001_initial.sql") }];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration { version: 1, name: "initial", sql: include_str!("../../../functions/migrations/0001_initial.sql") },
+    Migration {
+        version: 2,
+        name: "provider_keys",
+        sql: include_str!("../../../functions/migrations/0002_provider_keys.sql"),
+    },
+];
 
 /// An arbitrary constant naming the migration lock.
 const LOCK_KEY: i64 = 0x6564_6765_7368_6c6c; // "edgeshll"

@@ -17,6 +17,7 @@ pub mod jti;
 pub mod jwks;
 pub mod oidc;
 pub mod placement;
+pub mod pool_api;
 pub mod protocol;
 pub mod quotas;
 pub mod room;

@@ -91,6 +91,17 @@ pub struct CacheMetrics {
     pub fetch_errors: u64,
 }
 
+/// The times a cache's decisions depend on, for caches that live outside one process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheTimes {
+    /// When the held keys were fetched.
+    pub fetched_at: Timestamp,
+    /// The last refetch caused by an unknown kid.
+    pub last_unknown_kid_fetch: Option<Timestamp>,
+    /// The last failed fetch since the last good one.
+    pub last_failure: Option<Timestamp>,
+}
+
 /// The cache state for one issuer.
 #[derive(Debug, Clone)]
 pub struct JwksCache {
@@ -123,6 +134,26 @@ impl JwksCache {
         cache.keys = Some(keys);
         cache.fetched_at = fetched_at;
         cache
+    }
+
+    /// Restores a cache whose state was kept outside memory (a table, a storage object): the keys and
+    /// the times that the cooldown and backoff rules depend on.
+    pub fn restore(policy: CachePolicy, keys: Option<KeySet>, times: CacheTimes) -> Self {
+        let mut cache = JwksCache::new(policy);
+        cache.keys = keys;
+        cache.fetched_at = times.fetched_at;
+        cache.last_unknown_kid_fetch = times.last_unknown_kid_fetch;
+        cache.last_failure = times.last_failure;
+        cache
+    }
+
+    /// The times to keep with the keys for [`JwksCache::restore`].
+    pub fn times(&self) -> CacheTimes {
+        CacheTimes {
+            fetched_at: self.fetched_at,
+            last_unknown_kid_fetch: self.last_unknown_kid_fetch,
+            last_failure: self.last_failure,
+        }
     }
 
     /// The policy in force.
@@ -335,5 +366,15 @@ mod tests {
         c.on_fetch(Ok(keys(&["new"])), at(300));
         assert_eq!(c.freshness(at(300)), Freshness::Fresh);
         assert_eq!(outcome(c.lookup(&kid("new"), at(300))), "key");
+    }
+
+    #[test]
+    fn restored_state_keeps_the_cooldown() {
+        let mut cache = JwksCache::with_keys(CachePolicy::default(), keys(&["a"]), at(0));
+        assert_eq!(cache.lookup(&kid("b"), at(1)), Lookup::Fetch);
+        cache.on_fetch(Ok(keys(&["a"])), at(1));
+        let mut restored = JwksCache::restore(CachePolicy::default(), cache.keys().cloned(), cache.times());
+        assert_eq!(restored.lookup(&kid("b"), at(2)), Lookup::Unknown, "cooldown survives the restore");
+        assert_eq!(restored.lookup(&kid("b"), at(40)), Lookup::Fetch);
     }
 }
