@@ -137,6 +137,25 @@ impl PgPool {
 pub struct PgConnection {
     address: String,
     client: Client,
+    /// True between `BEGIN` and `COMMIT`/`ROLLBACK`: a connection dropped then is closed (the server
+    /// rolls back) instead of being pooled with a transaction still open.
+    in_transaction: bool,
+}
+
+impl PgConnection {
+    fn track(&mut self, statement: &str) {
+        let head: String = statement
+            .trim_start()
+            .chars()
+            .take_while(|c| c.is_ascii_alphabetic())
+            .collect::<String>()
+            .to_ascii_uppercase();
+        match head.as_str() {
+            "BEGIN" | "START" => self.in_transaction = true,
+            "COMMIT" | "ROLLBACK" | "END" | "ABORT" => self.in_transaction = false,
+            _ => {}
+        }
+    }
 }
 
 /// What a request's store needs for Postgres.
@@ -173,7 +192,7 @@ impl pg::HostConnection for PgView<'_> {
             Ok(c) => c,
             Err(e) => return Ok(Err(e)),
         };
-        Ok(Ok(self.table.push(PgConnection { address, client })?))
+        Ok(Ok(self.table.push(PgConnection { address, client, in_transaction: false })?))
     }
 
     async fn query(
@@ -182,7 +201,9 @@ impl pg::HostConnection for PgView<'_> {
         statement: String,
         params: Vec<pg::ParameterValue>,
     ) -> wasmtime::Result<Result<pg::RowSet, pg::Error>> {
-        let client = &self.table.get(&conn)?.client;
+        let connection = self.table.get_mut(&conn)?;
+        connection.track(&statement);
+        let client = &connection.client;
         let params = match to_sql_params(params) {
             Ok(p) => p,
             Err(e) => return Ok(Err(e)),
@@ -209,7 +230,9 @@ impl pg::HostConnection for PgView<'_> {
         statement: String,
         params: Vec<pg::ParameterValue>,
     ) -> wasmtime::Result<Result<u64, pg::Error>> {
-        let client = &self.table.get(&conn)?.client;
+        let connection = self.table.get_mut(&conn)?;
+        connection.track(&statement);
+        let client = &connection.client;
         let params = match to_sql_params(params) {
             Ok(p) => p,
             Err(e) => return Ok(Err(e)),
@@ -220,7 +243,9 @@ impl pg::HostConnection for PgView<'_> {
 
     async fn drop(&mut self, conn: Resource<PgConnection>) -> wasmtime::Result<()> {
         let conn = self.table.delete(conn)?;
-        self.access.pool.put(conn.address, conn.client);
+        if !conn.in_transaction {
+            self.access.pool.put(conn.address, conn.client);
+        }
         Ok(())
     }
 }

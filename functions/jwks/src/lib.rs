@@ -1,9 +1,11 @@
-//! `GET /.well-known/jwks.json`: publishes the public halves of the current signing key and of the next
-//! one (when set), so verifiers learn a key before it signs anything and rotation needs no downtime.
-//! Private keys come from the secret variables `signing_key` and `next_signing_key` (a private JWK or a
-//! PEM; without a `kid`, the RFC 7638 thumbprint is used).
+//! `GET /.well-known/jwks.json`: publishes the public halves of the current signing key, the next one
+//! and the previous one (when set). Verifiers learn a key before it signs anything (`next`), and tokens
+//! signed before a promotion keep verifying until they expire (`previous`), so rotation needs no
+//! downtime. Keys come from the secret variables `signing_key`, `next_signing_key` and
+//! `previous_signing_key` (a private JWK or a PEM; without a `kid`, the RFC 7638 thumbprint is used).
 
 use edgeshell_core::jwks::KeySet;
+use edgeshell_fn::Failure;
 use edgeshell_keys::RsaSigner;
 use spin_sdk::http::{Method, Request, Response};
 use spin_sdk::{http_component, variables};
@@ -14,7 +16,7 @@ const CACHE_CONTROL: &str = "public, max-age=300, stale-while-revalidate=60, sta
 #[http_component]
 fn handle(req: Request) -> Response {
     if !matches!(req.method(), Method::Get | Method::Head) {
-        return error(405, "method_not_allowed", "use GET");
+        return Failure::new(405, "method_not_allowed", "use GET").into_response();
     }
     match key_set() {
         Ok(json) => Response::builder()
@@ -25,14 +27,14 @@ fn handle(req: Request) -> Response {
             .build(),
         Err(message) => {
             eprintln!("jwks: {message}");
-            error(500, "signing_key_unusable", "the signing keys are not configured correctly")
+            Failure::new(500, "signing_key_unusable", "the signing keys are not configured correctly").into_response()
         }
     }
 }
 
 fn key_set() -> Result<Vec<u8>, String> {
     let mut keys = Vec::new();
-    for name in ["signing_key", "next_signing_key"] {
+    for name in ["signing_key", "next_signing_key", "previous_signing_key"] {
         let value = variables::get(name).map_err(|e| format!("variable {name}: {e}"))?;
         if value.trim().is_empty() {
             if name == "signing_key" {
@@ -45,9 +47,4 @@ fn key_set() -> Result<Vec<u8>, String> {
     }
     let set = KeySet::from_keys(keys).map_err(|e| e.to_string())?;
     serde_json::to_vec(&set.to_jwk_set()).map_err(|e| e.to_string())
-}
-
-fn error(status: u16, code: &str, message: &str) -> Response {
-    let body = serde_json::json!({ "error": { "code": code, "message": message } });
-    Response::builder().status(status).header("content-type", "application/json").body(body.to_string()).build()
 }
