@@ -1,0 +1,159 @@
+//! The implicit-flow sign-in page: the browser client sends the user here, they type a dev user name,
+//! and are sent back to the client with an ID token in the URL fragment. Only loopback redirect URIs
+//! are accepted, so the page cannot hand tokens to another site.
+
+use crate::server::{respond, IdTokenRequest};
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::{Response, StatusCode};
+use std::collections::BTreeMap;
+
+/// The parameters both steps carry.
+struct Authorize {
+    redirect_uri: String,
+    state: String,
+    nonce: String,
+}
+
+fn params(encoded: &[u8]) -> BTreeMap<String, String> {
+    form_urlencoded::parse(encoded).into_owned().collect()
+}
+
+fn check(client_id: &str, p: &BTreeMap<String, String>) -> Result<Authorize, String> {
+    let get = |k: &str| p.get(k).cloned().unwrap_or_default();
+    if get("client_id") != client_id {
+        return Err(format!("unknown client_id; this issuer serves {client_id:?}"));
+    }
+    if get("response_type") != "id_token" {
+        return Err("only response_type=id_token is supported".into());
+    }
+    let redirect_uri = get("redirect_uri");
+    if !is_loopback(&redirect_uri) {
+        return Err("redirect_uri must be an http(s) URL on 127.0.0.1, [::1] or localhost".into());
+    }
+    Ok(Authorize { redirect_uri, state: get("state"), nonce: get("nonce") })
+}
+
+fn is_loopback(uri: &str) -> bool {
+    let Some(rest) = uri.strip_prefix("http://").or_else(|| uri.strip_prefix("https://")) else { return false };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if authority.contains('@') {
+        return false;
+    }
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => authority.split(':').next().unwrap_or_default(),
+    };
+    matches!(host, "127.0.0.1" | "::1" | "localhost")
+}
+
+fn escape(s: &str) -> String {
+    s.chars()
+        .map(|c| match c {
+            '&' => "&amp;".to_owned(),
+            '<' => "&lt;".to_owned(),
+            '>' => "&gt;".to_owned(),
+            '"' => "&quot;".to_owned(),
+            '\'' => "&#39;".to_owned(),
+            c => c.to_string(),
+        })
+        .collect()
+}
+
+fn bad(message: &str) -> Response<Full<Bytes>> {
+    respond(StatusCode::BAD_REQUEST, "text/plain; charset=utf-8", format!("sign-in refused: {message}\n"))
+}
+
+pub(crate) fn authorize_page(client_id: &str, query: &str) -> Response<Full<Bytes>> {
+    let p = params(query.as_bytes());
+    let a = match check(client_id, &p) {
+        Ok(a) => a,
+        Err(m) => return bad(&m),
+    };
+    let hidden = [
+        ("client_id", client_id),
+        ("response_type", "id_token"),
+        ("redirect_uri", a.redirect_uri.as_str()),
+        ("state", a.state.as_str()),
+        ("nonce", a.nonce.as_str()),
+    ]
+    .iter()
+    .map(|(k, v)| format!(r#"<input type="hidden" name="{k}" value="{}">"#, escape(v)))
+    .collect::<String>();
+    let page = format!(
+        r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><title>edgeshell dev sign-in</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<style>body{{font:16px system-ui,sans-serif;background:#0f1419;color:#e6e1cf;display:grid;place-items:center;height:100vh;margin:0}}
+form{{background:#1c232b;padding:2rem;border-radius:12px;min-width:18rem}}h1{{font-size:1.2rem;margin-top:0}}
+input[type=text]{{width:100%;padding:.6rem;border-radius:6px;border:1px solid #3d4752;background:#0f1419;color:inherit;box-sizing:border-box}}
+button{{margin-top:1rem;width:100%;padding:.6rem;border:0;border-radius:6px;background:#39bae6;color:#0f1419;font-weight:600;cursor:pointer}}
+p{{color:#8a9199;font-size:.85rem}}</style></head><body>
+<form method="post" action="/authorize"><h1>Sign in to edgeshell (dev)</h1>
+<label for="user">Dev user name</label><input id="user" name="user" type="text" value="dev" autofocus required
+ pattern="[A-Za-z0-9._\-]{{1,64}}">{hidden}<button type="submit">Sign in</button>
+<p>Local development issuer: any name signs in.</p></form></body></html>"#
+    );
+    respond(StatusCode::OK, "text/html; charset=utf-8", page)
+}
+
+pub(crate) fn authorize_submit(
+    client_id: &str,
+    body: &[u8],
+    sign: impl Fn(&IdTokenRequest) -> anyhow::Result<String>,
+) -> Response<Full<Bytes>> {
+    let p = params(body);
+    let a = match check(client_id, &p) {
+        Ok(a) => a,
+        Err(m) => return bad(&m),
+    };
+    let request = IdTokenRequest {
+        user: p.get("user").cloned().unwrap_or_default(),
+        audience: None,
+        nonce: Some(a.nonce.clone()).filter(|n| !n.is_empty()),
+    };
+    let token = match sign(&request) {
+        Ok(t) => t,
+        Err(e) => return bad(&e.to_string()),
+    };
+    let fragment = form_urlencoded::Serializer::new(String::new())
+        .append_pair("id_token", &token)
+        .append_pair("token_type", "Bearer")
+        .append_pair("state", &a.state)
+        .finish();
+    let base = a.redirect_uri.split('#').next().unwrap_or_default();
+    let mut response = respond(StatusCode::SEE_OTHER, "text/plain; charset=utf-8", "");
+    match format!("{base}#{fragment}").parse() {
+        Ok(location) => {
+            response.headers_mut().insert("location", location);
+            response
+        }
+        Err(_) => bad("redirect_uri is not a valid header value"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_loopback_redirects() {
+        for ok in ["http://127.0.0.1:8787/", "http://localhost:8787/app?x=1", "https://[::1]:9/cb"] {
+            assert!(is_loopback(ok), "{ok}");
+        }
+        for bad in [
+            "http://evil.com/",
+            "http://127.0.0.1.evil.com/",
+            "http://evil.com@127.0.0.1/",
+            "http://127.0.0.1@evil.com/",
+            "javascript:alert(1)",
+            "//127.0.0.1/",
+        ] {
+            assert!(!is_loopback(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn escaping() {
+        assert_eq!(escape(r#""><script>"#), "&quot;&gt;&lt;script&gt;");
+    }
+}
