@@ -2,6 +2,9 @@
 //! host serving on a loopback port (stopped on drop), and a small HTTP client.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod pool;
+pub mod stack;
+
 use edgeshell_spin_host::{Host, HostConfig};
 use http_body_util::{BodyExt, Full};
 use std::path::{Path, PathBuf};
@@ -10,7 +13,12 @@ use std::sync::Arc;
 use wasmtime_wasi_http::io::TokioIo;
 
 /// Values for the manifest's other required variables; tests override them with later lines.
-pub const BASE_ENV: &str = "SPIN_VARIABLE_DATABASE_URL=postgres://edgeshell@127.0.0.1:1/none\nSPIN_VARIABLE_INTERNAL_API_KEY=test-internal-key\n";
+pub const BASE_ENV: &str = "SPIN_VARIABLE_DATABASE_URL=postgres://edgeshell@127.0.0.1:1/none
+SPIN_VARIABLE_INTERNAL_API_KEY=test-internal-key
+SPIN_VARIABLE_EDGE_URL=ws://127.0.0.1:1
+SPIN_VARIABLE_OIDC_ISSUER=http://127.0.0.1:1
+SPIN_VARIABLE_OIDC_AUDIENCE=edgeshell-test
+";
 
 pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()

@@ -1,0 +1,254 @@
+//! The real `sessions` and `pools` components in the host, with a real Postgres, the dev OIDC issuer and
+//! pools that verify every command: the mint round trip (tokens verify against the served JWKS), the
+//! session routes, quotas (also under concurrent mints), failover without leftovers, a stopped
+//! database, and key rotation.
+
+use edgeshell_core::ids::SessionId;
+use edgeshell_core::issue::EDGE_AUDIENCE;
+use edgeshell_core::jwks::KeySet;
+use edgeshell_core::time::Timestamp;
+use edgeshell_core::tokens::{Expectation, Scope, ValidationOptions, Validator, Verified};
+use edgeshell_keys::RingRs256;
+use support::pool::Mode;
+use support::stack::{Stack, EDGE_URL, TOKEN_ISSUER};
+use support::{request, start, vector_jwk};
+
+mod support;
+
+fn now() -> Timestamp {
+    Timestamp::from_millis(
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64
+    )
+}
+
+async fn served_keys(url: &str) -> KeySet {
+    let (status, _, body) = request(url, "GET", "/.well-known/jwks.json").await;
+    assert_eq!(status, 200);
+    KeySet::from_json(&body).unwrap()
+}
+
+async fn verify(url: &str, token: &str, scope: Scope, sid: &SessionId) -> Verified {
+    let validator = Validator::new(ValidationOptions::new(TOKEN_ISSUER, EDGE_AUDIENCE));
+    let expect = Expectation { scope, session: Some(sid) };
+    validator.verify(token, &served_keys(url).await, &RingRs256, expect, now()).await.expect("token verifies")
+}
+
+fn sid(v: &serde_json::Value) -> SessionId {
+    SessionId::new(v["session_id"].as_str().expect("session_id")).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mint_round_trip_and_session_routes() {
+    let stack = Stack::start("").await;
+    let eu = stack.add_pool("eu", Mode::Accept).await;
+    let alice = stack.id_token("alice");
+
+    let (status, minted) = stack.mint(&alice, serde_json::json!({})).await;
+    assert_eq!(status, 201, "{minted}");
+    let sid = sid(&minted);
+    assert_eq!(minted["region"], "eu");
+    assert_eq!(minted["ws_url"], format!("{EDGE_URL}/sessions/{sid}/attach"));
+    // The attach token verifies with the core against the JWKS the functions serve.
+    let attach = verify(&stack.host.url, minted["token"].as_str().unwrap(), Scope::Attach, &sid).await;
+    assert_eq!(attach.claims().sub.as_str(), "dev:alice");
+    assert_eq!(attach.claims().region.as_str(), "eu");
+    assert_eq!(minted["expires_at"], attach.claims().exp);
+
+    // The pool got a start with a join token for this session, which verifies too.
+    let starts = eu.pool.with_log(|l| l.starts.clone());
+    assert_eq!(starts.len(), 1);
+    assert_eq!(starts[0].join_url, format!("{EDGE_URL}/sessions/{sid}/join"));
+    let join = verify(&stack.host.url, &starts[0].join_token, Scope::Join, &sid).await;
+    assert_eq!(join.claims().sub.as_str(), "pool:eu");
+    assert!(eu.pool.with_log(|l| l.rejected.is_empty()), "every command verified");
+
+    // Listing, showing, refreshing.
+    let (status, list) = stack.call("GET", "/api/sessions", &alice, serde_json::Value::Null).await;
+    assert_eq!(status, 200, "{list}");
+    assert_eq!(list["sessions"][0]["session_id"], sid.as_str());
+    assert_eq!(list["sessions"][0]["state"], "running");
+    let path = format!("/api/sessions/{sid}");
+    let (status, one) = stack.call("GET", &path, &alice, serde_json::Value::Null).await;
+    assert_eq!((status, one["region"].as_str()), (200, Some("eu")), "{one}");
+    let (status, refreshed) = stack.call("POST", &format!("{path}/token"), &alice, serde_json::Value::Null).await;
+    assert_eq!(status, 200, "{refreshed}");
+    let again = verify(&stack.host.url, refreshed["token"].as_str().unwrap(), Scope::Attach, &sid).await;
+    assert_ne!(again.claims().jti, attach.claims().jti, "a fresh one-time token");
+
+    // Someone else's session does not exist for them.
+    let bob = stack.id_token("bob");
+    assert_eq!(stack.call("GET", &path, &bob, serde_json::Value::Null).await.0, 404);
+    assert_eq!(stack.call("DELETE", &path, &bob, serde_json::Value::Null).await.0, 404);
+    let (_, bobs) = stack.call("GET", "/api/sessions", &bob, serde_json::Value::Null).await;
+    assert_eq!(bobs["sessions"], serde_json::json!([]));
+
+    // Ending stops the runner; ending again is fine; the session cannot be refreshed any more.
+    let (status, ended) = stack.call("DELETE", &path, &alice, serde_json::Value::Null).await;
+    assert_eq!((status, ended["runner_stopped"].as_bool()), (200, Some(true)), "{ended}");
+    assert_eq!(eu.pool.stopped(), vec![sid.clone()]);
+    assert_eq!(stack.call("DELETE", &path, &alice, serde_json::Value::Null).await.0, 200);
+    assert_eq!(stack.call("POST", &format!("{path}/token"), &alice, serde_json::Value::Null).await.0, 404);
+    let audit =
+        stack.db.query("SELECT action FROM audit_log WHERE session_id = $1 ORDER BY id", &[&sid.as_str()]).await;
+    let actions: Vec<String> = audit.unwrap().iter().map(|r| r.get(0)).collect();
+    assert_eq!(actions, ["session.start", "session.end"]);
+
+    // Errors are JSON with stable codes.
+    let (status, e) = stack.call("PUT", "/api/sessions", &alice, serde_json::Value::Null).await;
+    assert_eq!((status, e["error"]["code"].as_str()), (405, Some("method_not_allowed")));
+    let (status, e) = stack.mint(&alice, serde_json::json!({ "region_hint": "no such/region" })).await;
+    assert_eq!((status, e["error"]["code"].as_str()), (400, Some("bad_request")), "{e}");
+    let (status, e) = stack.mint(&alice, serde_json::json!({ "surprise": 1 })).await;
+    assert_eq!((status, e["error"]["code"].as_str()), (400, Some("bad_request")), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn placement_follows_the_hint_and_rtts() {
+    let stack = Stack::start("").await;
+    let _eu = stack.add_pool("eu", Mode::Accept).await;
+    let _us = stack.add_pool("us", Mode::Accept).await;
+    let alice = stack.id_token("alice");
+    let (_, m) = stack.mint(&alice, serde_json::json!({ "rtts": { "eu": 120, "us": 20 } })).await;
+    assert_eq!(m["region"], "us", "{m}");
+    let (_, m) = stack.mint(&alice, serde_json::json!({ "region_hint": "eu", "rtts": { "eu": 120, "us": 20 } })).await;
+    assert_eq!(m["region"], "eu", "{m}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quotas_hold_under_concurrent_mints() {
+    let stack = Stack::start("SPIN_VARIABLE_MAX_LIVE_SESSIONS=2\nSPIN_VARIABLE_MINTS_PER_MINUTE=4\n").await;
+    let _eu = stack.add_pool("eu", Mode::Accept).await;
+    let alice = std::sync::Arc::new(stack.id_token("alice"));
+    let stack = std::sync::Arc::new(stack);
+    // Four concurrent mints against a limit of two live sessions: exactly two succeed.
+    let tasks: Vec<_> = (0..4)
+        .map(|_| {
+            let (stack, alice) = (stack.clone(), alice.clone());
+            tokio::spawn(async move { stack.mint(&alice, serde_json::json!({})).await })
+        })
+        .collect();
+    let mut results = Vec::new();
+    for t in tasks {
+        results.push(t.await.unwrap());
+    }
+    let ok: Vec<_> = results.iter().filter(|(s, _)| *s == 201).collect();
+    let refused: Vec<_> = results.iter().filter(|(s, _)| *s == 429).collect();
+    assert_eq!((ok.len(), refused.len()), (2, 2), "{results:?}");
+    assert!(refused.iter().all(|(_, e)| e["error"]["code"] == "quota_exceeded"), "{results:?}");
+
+    // Other users are not affected.
+    let bob = stack.id_token("bob");
+    assert_eq!(stack.mint(&bob, serde_json::json!({})).await.0, 201);
+
+    // Ending one frees a slot; then the rate limit (4 per minute, refused mints not counted) stops alice.
+    let first = sid(&ok[0].1);
+    assert_eq!(stack.call("DELETE", &format!("/api/sessions/{first}"), &alice, serde_json::Value::Null).await.0, 200);
+    let (status, m) = stack.mint(&alice, serde_json::json!({})).await;
+    assert_eq!(status, 201, "{m}");
+    let second = sid(&ok[1].1);
+    assert_eq!(stack.call("DELETE", &format!("/api/sessions/{second}"), &alice, serde_json::Value::Null).await.0, 200);
+    let (status, m) = stack.mint(&alice, serde_json::json!({})).await;
+    assert_eq!(status, 201, "{m}");
+    let third = sid(&m);
+    assert_eq!(stack.call("DELETE", &format!("/api/sessions/{third}"), &alice, serde_json::Value::Null).await.0, 200);
+    let auth = format!("Bearer {alice}");
+    let headers = [("authorization", auth.as_str())];
+    let (status, headers, body) = support::send(&stack.host.url, "POST", "/api/sessions", &headers, Vec::new()).await;
+    assert_eq!(status, 429, "{}", String::from_utf8_lossy(&body));
+    let retry: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry), "Retry-After {retry}");
+    assert!(String::from_utf8_lossy(&body).contains("too many new sessions"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_region_fails_over_without_leftovers() {
+    let stack = Stack::start("SPIN_VARIABLE_POOL_TIMEOUT_MS=500\n").await;
+    let near = stack.add_pool("near", Mode::Refuse).await;
+    let far = stack.add_pool("far", Mode::Accept).await;
+    let alice = stack.id_token("alice");
+    let hint = serde_json::json!({ "region_hint": "near" });
+
+    // A refusing region: the next one takes the session.
+    let (status, m) = stack.mint(&alice, hint.clone()).await;
+    assert_eq!((status, m["region"].as_str()), (201, Some("far")), "{m}");
+    let s1 = sid(&m);
+    assert_eq!((near.pool.started(), far.pool.started()), (vec![s1.clone()], vec![s1.clone()]));
+    assert!(near.pool.stopped().is_empty(), "a refused start started nothing");
+
+    // A hung region: it is told to stop the session before the next region is tried.
+    near.pool.set_mode(Mode::Hang);
+    let (status, m) = stack.mint(&alice, hint.clone()).await;
+    assert_eq!((status, m["region"].as_str()), (201, Some("far")), "{m}");
+    let s2 = sid(&m);
+    assert_eq!(near.pool.stopped(), vec![s2.clone()], "the timed-out region stops what it may have started");
+
+    // Every region failing: 503, no session row, and nothing left running anywhere.
+    far.pool.set_mode(Mode::Refuse);
+    let (status, e) = stack.mint(&alice, hint).await;
+    assert_eq!((status, e["error"]["code"].as_str()), (503, Some("no_region_available")), "{e}");
+    let s3 = near.pool.started().last().cloned().unwrap();
+    assert_eq!(near.pool.stopped().last(), Some(&s3));
+    let rows = stack.sessions().await;
+    let ids: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
+    assert_eq!(ids, [s1.as_str(), s2.as_str()], "the failed mint left no session");
+    assert!(rows.iter().all(|r| r.1 == "running" && r.2.as_deref() == Some("far")), "{rows:?}");
+    assert!(near.pool.with_log(|l| l.rejected.is_empty()) && far.pool.with_log(|l| l.rejected.is_empty()));
+
+    // No pool at all: 503 with Retry-After, not a hang.
+    stack.db.execute("DELETE FROM pools", &[]).await.unwrap();
+    let (status, e) = stack.mint(&alice, serde_json::json!({})).await;
+    assert_eq!((status, e["error"]["code"].as_str()), (503, Some("no_region_available")), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopped_database_gives_503_then_recovers() {
+    let mut stack = Stack::start("").await;
+    let _eu = stack.add_pool("eu", Mode::Accept).await;
+    let alice = stack.id_token("alice");
+    assert_eq!(stack.mint(&alice, serde_json::json!({})).await.0, 201);
+    stack.pg.stop().unwrap();
+    let started = std::time::Instant::now();
+    let (status, e) = stack.mint(&alice, serde_json::json!({})).await;
+    eprintln!("503 after {:?}", started.elapsed());
+    assert_eq!((status, e["error"]["code"].as_str()), (503, Some("database_unavailable")), "{e}");
+    // A guard against hanging, not a performance figure: the connect timeout is one second.
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    stack.pg.restart().unwrap();
+    // The pool registry is durable; the pool heartbeats again after the outage.
+    let (status, m) = stack.mint(&alice, serde_json::json!({})).await;
+    assert!(status == 201 || m["error"]["code"] == "no_region_available", "{m}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_rotation_keeps_old_tokens_valid_until_they_expire() {
+    let (a, b) = (vector_jwk("pyjwt-rs256.json"), vector_jwk("rfc7515-a2.json"));
+    // Step 1: B is published as the next key while A signs.
+    let stack = Stack::start(&format!("SPIN_VARIABLE_NEXT_SIGNING_KEY='{b}'\n")).await;
+    let _eu = stack.add_pool("eu", Mode::Accept).await;
+    let alice = stack.id_token("alice");
+    let (_, m) = stack.mint(&alice, serde_json::json!({})).await;
+    let (old_sid, old_token) = (sid(&m), m["token"].as_str().unwrap().to_owned());
+    assert_eq!(verify(&stack.host.url, &old_token, Scope::Attach, &old_sid).await.kid().as_str(), "pyjwt-1");
+
+    // Step 2: B is promoted, A stays published as the previous key: old and new tokens both verify.
+    let env = |extra: &str| {
+        format!(
+            "SPIN_VARIABLE_SIGNING_KEY='{b}'\nSPIN_VARIABLE_TOKEN_ISSUER={TOKEN_ISSUER}\n\
+             SPIN_VARIABLE_DATABASE_URL={}\nSPIN_VARIABLE_DATABASE_HOST=127.0.0.1:{}\n{extra}",
+            stack.db_url,
+            stack.pg.port()
+        )
+    };
+    let promoted = start(&env(&format!("SPIN_VARIABLE_PREVIOUS_SIGNING_KEY='{a}'\n"))).await;
+    assert_eq!(verify(&promoted.url, &old_token, Scope::Attach, &old_sid).await.kid().as_str(), "pyjwt-1");
+    let keys = served_keys(&promoted.url).await;
+    let kids: Vec<&str> = keys.keys().iter().map(|k| k.kid().as_str()).collect();
+    assert_eq!(kids, ["rfc7515-a2", "pyjwt-1"]);
+
+    // Step 3: after the old tokens' lifetime, A is removed, and tokens it signed stop verifying.
+    let done = start(&env("")).await;
+    let validator = Validator::new(ValidationOptions::new(TOKEN_ISSUER, EDGE_AUDIENCE));
+    let expect = Expectation { scope: Scope::Attach, session: Some(&old_sid) };
+    let result = validator.verify(&old_token, &served_keys(&done.url).await, &RingRs256, expect, now()).await;
+    assert!(result.is_err(), "a retired key verifies nothing");
+}

@@ -1,0 +1,142 @@
+//! The edge's side (internal key): register an upload under the limits, and redeem a download link
+//! exactly once. The edge has already verified the runner's `artifact:put` token or the link's
+//! signature and claims; these routes do what needs the database.
+
+use crate::limits;
+use edgeshell_control_db::sql::JTI_CONSUME;
+use edgeshell_core::artifacts::{ArtifactPath, Usage};
+use edgeshell_core::ids::{Jti, SessionId};
+use edgeshell_core::jti::check_expiry;
+use edgeshell_core::time::Timestamp;
+use edgeshell_fn::db::{col, int, text, Db};
+use edgeshell_fn::platform::now;
+use edgeshell_fn::reply::{json, Failure};
+use edgeshell_fn::request::{json_body, require_internal};
+use edgeshell_fn::Reply;
+use serde::Deserialize;
+use spin_sdk::http::Request;
+use spin_sdk::pg4::ParameterValue;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Upload {
+    session_id: String,
+    path: String,
+    size: u64,
+    /// Hex SHA-256 of the content, when the uploader computed it.
+    #[serde(default)]
+    sha256: Option<String>,
+}
+
+fn ids(session: String, path: &str) -> Result<(SessionId, ArtifactPath), Failure> {
+    let sid = SessionId::new(session).map_err(|e| Failure::bad_request("bad_session", e.to_string()))?;
+    let path = ArtifactPath::new(path).map_err(|e| Failure::bad_request("bad_path", e.to_string()))?;
+    Ok((sid, path))
+}
+
+fn hex32(s: &str) -> Result<Vec<u8>, Failure> {
+    let bad = || Failure::bad_request("bad_sha256", "sha256 must be 64 hex digits");
+    if s.len() != 64 {
+        return Err(bad());
+    }
+    (0..32).map(|i| u8::from_str_radix(s.get(2 * i..2 * i + 2).ok_or_else(bad)?, 16).map_err(|_| bad())).collect()
+}
+
+pub(crate) fn register(req: &Request) -> Reply {
+    require_internal(req)?;
+    let input: Upload = json_body(req, 4096)?;
+    let (sid, path) = ids(input.session_id, &input.path)?;
+    let sha = input.sha256.as_deref().map(hex32).transpose()?;
+    let limits = limits()?;
+    let db = Db::open()?;
+    let created = db.transaction(|tx| {
+        let owner_row = tx
+            .query_opt("SELECT owner FROM sessions WHERE id = $1", &[text(sid.as_str())])?
+            .ok_or_else(|| Failure::new(404, "session_not_found", "no such session"))?;
+        let owner: String = col(&owner_row, 0)?;
+        // Serialize uploads of one user so two cannot both fit the last free bytes.
+        tx.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 11))", &[text(owner.as_str())])?;
+        let usage_row = tx
+            .query_opt(
+                "SELECT (SELECT count(*) FROM artifacts WHERE session_id = $1 AND expires_at > now()),
+                        (SELECT COALESCE(sum(size_bytes), 0)::int8 FROM artifacts WHERE owner = $2 AND expires_at > now())",
+                &[text(sid.as_str()), text(owner.as_str())],
+            )?
+            .ok_or_else(|| Failure::internal("usage query returned no row"))?;
+        let usage = Usage {
+            session_artifacts: u32::try_from(col::<i64>(&usage_row, 0)?).unwrap_or(u32::MAX),
+            user_bytes: u64::try_from(col::<i64>(&usage_row, 1)?).unwrap_or(u64::MAX),
+        };
+        limits.check_upload(usage, input.size).map_err(|e| Failure::new(413, "artifact_limit", e.to_string()))?;
+        let now = now();
+        let expires = limits.expires_at(now);
+        let object_key = format!("sessions/{sid}/{}", path.as_str());
+        let inserted = tx.execute(
+            "INSERT INTO artifacts (session_id, path, owner, size_bytes, sha256, object_key, expires_at)
+             VALUES ($1, $2, $3, $4, $5, $6, to_timestamp($7)) ON CONFLICT (session_id, path) DO NOTHING",
+            &[
+                text(sid.as_str()),
+                text(path.as_str()),
+                text(owner.as_str()),
+                int(i64::try_from(input.size).unwrap_or(i64::MAX)),
+                sha.map_or(ParameterValue::DbNull, ParameterValue::Binary),
+                text(object_key.as_str()),
+                ParameterValue::Floating64(expires.as_secs() as f64),
+            ],
+        )?;
+        if inserted == 0 {
+            return Err(Failure::new(409, "artifact_exists", "the session already has an artifact at this path"));
+        }
+        let detail = serde_json::json!({ "path": path.as_str(), "size": input.size }).to_string();
+        tx.execute(
+            "INSERT INTO audit_log (actor, action, session_id, detail) VALUES ($1, 'artifact.upload', $2, ($3::text)::jsonb)",
+            &[text(format!("runner:{sid}")), text(sid.as_str()), text(detail)],
+        )?;
+        Ok(serde_json::json!({ "object_key": object_key, "expires_at": expires.as_secs() }))
+    })?;
+    json(201, &created)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Redeem {
+    jti: String,
+    expires_at: u64,
+    session_id: String,
+    path: String,
+    /// Who downloads (the link's subject).
+    owner: String,
+}
+
+pub(crate) fn redeem(req: &Request) -> Reply {
+    require_internal(req)?;
+    let input: Redeem = json_body(req, 4096)?;
+    let (sid, path) = ids(input.session_id, &input.path)?;
+    let jti = Jti::new(input.jti).map_err(|e| Failure::bad_request("bad_jti", e.to_string()))?;
+    check_expiry(Timestamp::from_secs(input.expires_at), now())
+        .map_err(|e| Failure::bad_request("bad_expiry", e.to_string()))?;
+    let db = Db::open()?;
+    let object = db.transaction(|tx| {
+        let row = tx
+            .query_opt(
+                "SELECT object_key, size_bytes FROM artifacts
+                 WHERE session_id = $1 AND path = $2 AND owner = $3 AND expires_at > now()",
+                &[text(sid.as_str()), text(path.as_str()), text(input.owner.as_str())],
+            )?
+            .ok_or_else(|| Failure::new(404, "artifact_not_found", "no such artifact"))?;
+        let first = tx.execute(JTI_CONSUME, &[
+            text(jti.as_str()),
+            ParameterValue::Floating64(input.expires_at as f64),
+        ])?;
+        if first != 1 {
+            return Err(Failure::new(409, "replayed_token", "this link was already used"));
+        }
+        let detail = serde_json::json!({ "path": path.as_str(), "jti": jti.as_str() }).to_string();
+        tx.execute(
+            "INSERT INTO audit_log (actor, action, session_id, detail) VALUES ($1, 'artifact.download', $2, ($3::text)::jsonb)",
+            &[text(input.owner.as_str()), text(sid.as_str()), text(detail)],
+        )?;
+        Ok(serde_json::json!({ "object_key": col::<String>(&row, 0)?, "size": col::<i64>(&row, 1)? }))
+    })?;
+    json(200, &object)
+}

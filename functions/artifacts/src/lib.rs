@@ -1,0 +1,52 @@
+//! Artifacts: files a session's program produces, stored by the edge (R2) and handed out only to the
+//! session's owner through signed, single-use, short-lived links. Every link issued, every upload and
+//! every download is written to the audit log.
+//!
+//! | route | caller | what |
+//! |---|---|---|
+//! | `GET /api/artifacts?session=ID` | user (ID token) | the session's artifacts |
+//! | `POST /api/artifacts/links` | user | `{session_id, path}` -> a download link |
+//! | `POST /internal/artifacts` | edge (internal key) | register an upload under the limits -> its object key |
+//! | `POST /internal/artifacts/redeem` | edge | use a link once -> the object key |
+//!
+//! Limits (variables, defaults from the brief): `artifact_max_per_session` (50), `artifact_max_bytes`
+//! (100 MB), `artifact_user_bytes` (10 GB), `artifact_retention_secs` (7 days), `artifact_link_ttl_secs`
+//! (300).
+
+mod edge;
+mod user;
+
+use core::time::Duration;
+use edgeshell_core::artifacts::ArtifactLimits;
+use edgeshell_fn::reply::{finish, Failure};
+use edgeshell_fn::request::number_variable;
+use spin_sdk::http::{Method, Request, Response};
+use spin_sdk::http_component;
+
+#[http_component]
+fn handle(req: Request) -> Response {
+    finish(match (req.method(), req.path()) {
+        (Method::Get, "/api/artifacts") => user::list(&req),
+        (Method::Post, "/api/artifacts/links") => user::link(&req),
+        (Method::Post, "/internal/artifacts") => edge::register(&req),
+        (Method::Post, "/internal/artifacts/redeem") => edge::redeem(&req),
+        (_, "/api/artifacts" | "/api/artifacts/links" | "/internal/artifacts" | "/internal/artifacts/redeem") => {
+            Err(Failure::new(405, "method_not_allowed", "method not allowed here"))
+        }
+        _ => Err(Failure::new(404, "not_found", "no such route")),
+    })
+}
+
+/// The limits in force.
+fn limits() -> Result<ArtifactLimits, Failure> {
+    let d = ArtifactLimits::default();
+    let secs = |name, default: Duration| number_variable(name, default.as_secs()).map(Duration::from_secs);
+    Ok(ArtifactLimits {
+        max_per_session: u32::try_from(number_variable("artifact_max_per_session", d.max_per_session.into())?)
+            .unwrap_or(u32::MAX),
+        max_bytes: number_variable("artifact_max_bytes", d.max_bytes)?,
+        max_user_bytes: number_variable("artifact_user_bytes", d.max_user_bytes)?,
+        retention: secs("artifact_retention_secs", d.retention)?,
+        link_ttl: secs("artifact_link_ttl_secs", d.link_ttl)?,
+    })
+}

@@ -1,0 +1,103 @@
+//! The owner's side: list a session's artifacts and get a download link for one.
+
+use crate::limits;
+use edgeshell_core::artifacts::{download_path, link_claims, ArtifactPath, LinkRequest};
+use edgeshell_core::ids::{RegionId, SessionId};
+use edgeshell_core::issue::{jti, EDGE_AUDIENCE};
+use edgeshell_core::tokens::Method;
+use edgeshell_fn::db::{col, text, Db};
+use edgeshell_fn::identity::authenticate;
+use edgeshell_fn::platform::{entropy, now};
+use edgeshell_fn::reply::{json, Failure};
+use edgeshell_fn::request::{json_body, query_param, variable};
+use edgeshell_fn::signing::Signing;
+use edgeshell_fn::Reply;
+use serde::Deserialize;
+use spin_sdk::http::Request;
+
+fn not_found() -> Failure {
+    Failure::new(404, "session_not_found", "no such session")
+}
+
+/// The session's region if the caller owns it.
+fn owned(db: &Db, sid: &SessionId, owner: &str) -> Result<RegionId, Failure> {
+    let row = db
+        .query_opt("SELECT region FROM sessions WHERE id = $1 AND owner = $2", &[text(sid.as_str()), text(owner)])?
+        .ok_or_else(not_found)?;
+    let region: Option<String> = col(&row, 0)?;
+    region.and_then(|r| RegionId::new(r).ok()).ok_or_else(not_found)
+}
+
+pub(crate) fn list(req: &Request) -> Reply {
+    let sid = query_param(req, "session")
+        .and_then(|s| SessionId::new(s).ok())
+        .ok_or_else(|| Failure::bad_request("bad_request", "name the session: /api/artifacts?session=ID"))?;
+    let db = Db::open()?;
+    let user = authenticate(req, &db)?;
+    owned(&db, &sid, user.subject.as_str())?;
+    let rows = db.query(
+        "SELECT path, size_bytes, encode(sha256, 'hex'), extract(epoch FROM created_at)::int8,
+                extract(epoch FROM expires_at)::int8
+         FROM artifacts WHERE session_id = $1 AND expires_at > now() ORDER BY path",
+        &[text(sid.as_str())],
+    )?;
+    let mut artifacts = Vec::new();
+    for r in rows {
+        artifacts.push(serde_json::json!({
+            "path": col::<String>(&r, 0)?,
+            "size": col::<i64>(&r, 1)?,
+            "sha256": col::<Option<String>>(&r, 2)?,
+            "created_at": col::<i64>(&r, 3)?,
+            "expires_at": col::<i64>(&r, 4)?,
+        }));
+    }
+    json(200, &serde_json::json!({ "session_id": sid, "artifacts": artifacts }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LinkInput {
+    session_id: String,
+    path: String,
+}
+
+pub(crate) fn link(req: &Request) -> Reply {
+    let input: LinkInput = json_body(req, 4096)?;
+    let sid = SessionId::new(input.session_id).map_err(|_| not_found())?;
+    let path = ArtifactPath::new(&input.path).map_err(|e| Failure::bad_request("bad_path", e.to_string()))?;
+    let limits = limits()?;
+    let signing = Signing::load()?;
+    let edge = variable("edge_url")?;
+    let origin = edge.replacen("wss://", "https://", 1).replacen("ws://", "http://", 1);
+    let db = Db::open()?;
+    let user = authenticate(req, &db)?;
+    let region = owned(&db, &sid, user.subject.as_str())?;
+    db.query_opt(
+        "SELECT 1 FROM artifacts WHERE session_id = $1 AND path = $2 AND expires_at > now()",
+        &[text(sid.as_str()), text(path.as_str())],
+    )?
+    .ok_or_else(|| Failure::new(404, "artifact_not_found", "no such artifact"))?;
+    let now = now();
+    let claims = link_claims(
+        LinkRequest {
+            issuer: &signing.issuer.issuer,
+            audience: EDGE_AUDIENCE,
+            owner: &user.subject,
+            session: &sid,
+            region: &region,
+            path: &path,
+            method: Method::Get,
+            jti: jti(entropy()),
+        },
+        &limits,
+        now,
+    );
+    let token = signing.sign(&claims)?;
+    let detail = serde_json::json!({ "path": path.as_str(), "jti": claims.jti, "expires_at": claims.exp }).to_string();
+    db.execute(
+        "INSERT INTO audit_log (actor, action, session_id, detail) VALUES ($1, 'artifact.link', $2, ($3::text)::jsonb)",
+        &[text(user.subject.as_str()), text(sid.as_str()), text(detail)],
+    )?;
+    let url = format!("{}{}?token={token}", origin.trim_end_matches('/'), download_path(&sid, &path));
+    json(201, &serde_json::json!({ "url": url, "expires_at": claims.exp }))
+}

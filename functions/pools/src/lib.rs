@@ -1,0 +1,134 @@
+//! The pool registry.
+//!
+//! - `POST /api/pools/heartbeat`: a pool agent registers and reports (`region`, `endpoint`, `capacity`,
+//!   `load`, `draining`, its `runners`) with `Authorization: Bearer <pool API key>`. Keys are stored
+//!   only as SHA-256 and bound to one region: 401 for a bad or revoked key, 403 for another region's,
+//!   429 for heartbeats closer together than [`MIN_INTERVAL_MS`]. The answer names runners whose
+//!   session ended or is unknown, which the agent stops. Pools that stop heartbeating drop out of
+//!   placement after the health TTL.
+//! - `GET /api/regions`: the regions and whether they take sessions now, for clients choosing one.
+
+use edgeshell_core::ids::RegionId;
+use edgeshell_core::placement::{is_eligible, PlacementPolicy, RegionStatus};
+use edgeshell_core::pool_api::{api_key_hash, check_endpoint, Heartbeat, HeartbeatAnswer};
+use edgeshell_core::time::Timestamp;
+use edgeshell_fn::db::{col, int, text, Db};
+use edgeshell_fn::platform::now;
+use edgeshell_fn::reply::{finish, json, Failure};
+use edgeshell_fn::request::{bearer, json_body, number_variable};
+use edgeshell_fn::Reply;
+use spin_sdk::http::{Method, Request, Response};
+use spin_sdk::http_component;
+use spin_sdk::pg4::ParameterValue;
+
+/// Heartbeats of one pool closer together than this are refused with 429.
+const MIN_INTERVAL_MS: u64 = 200;
+/// How often agents should report.
+const HEARTBEAT_EVERY_MS: u64 = 1000;
+/// Largest heartbeat body (a pool with thousands of runners fits).
+const MAX_BODY: usize = 256 * 1024;
+/// Sanity bound on capacity and load.
+const MAX_RUNNERS: u32 = 1_000_000;
+
+#[http_component]
+fn handle(req: Request) -> Response {
+    finish(match (req.method(), req.path()) {
+        (Method::Post, "/api/pools/heartbeat") => heartbeat(&req),
+        (Method::Get, "/api/regions") => regions(),
+        (_, "/api/pools/heartbeat" | "/api/regions") => {
+            Err(Failure::new(405, "method_not_allowed", "method not allowed here"))
+        }
+        _ => Err(Failure::new(404, "not_found", "no such route")),
+    })
+}
+
+fn heartbeat(req: &Request) -> Reply {
+    let key = bearer(req).ok_or_else(|| Failure::new(401, "missing_api_key", "send the pool API key as Bearer"))?;
+    let db = Db::open()?;
+    let row = db
+        .query_opt(
+            "SELECT region FROM pool_api_keys WHERE key_sha256 = $1 AND revoked_at IS NULL",
+            &[ParameterValue::Binary(api_key_hash(key).to_vec())],
+        )?
+        .ok_or_else(|| Failure::new(401, "invalid_api_key", "unknown or revoked pool API key"))?;
+    let key_region: String = col(&row, 0)?;
+    let hb: Heartbeat = json_body(req, MAX_BODY)?;
+    if hb.region.as_str() != key_region {
+        return Err(Failure::new(403, "wrong_region", format!("this key belongs to region {key_region}")));
+    }
+    check_endpoint(&hb.endpoint).map_err(|e| Failure::bad_request("bad_endpoint", e.to_string()))?;
+    if hb.capacity > MAX_RUNNERS || hb.load > MAX_RUNNERS {
+        return Err(Failure::bad_request("bad_capacity", format!("capacity and load are at most {MAX_RUNNERS}")));
+    }
+    let updated = db.transaction(|tx| {
+        tx.execute("SET LOCAL synchronous_commit = off", &[])?;
+        tx.execute(
+            "INSERT INTO pools (region, endpoint, capacity, load, draining, last_heartbeat)
+             VALUES ($1, $2, $3, $4, $5, now())
+             ON CONFLICT (region) DO UPDATE SET endpoint = EXCLUDED.endpoint, capacity = EXCLUDED.capacity,
+                 load = EXCLUDED.load, draining = EXCLUDED.draining, last_heartbeat = now()
+             WHERE pools.last_heartbeat IS NULL
+                OR pools.last_heartbeat <= now() - make_interval(secs => $6::int8 / 1000.0)",
+            &[
+                text(hb.region.as_str()),
+                text(hb.endpoint.as_str()),
+                ParameterValue::Int32(hb.capacity as i32),
+                ParameterValue::Int32(hb.load as i32),
+                ParameterValue::Boolean(hb.draining),
+                int(MIN_INTERVAL_MS as i64),
+            ],
+        )
+    })?;
+    if updated == 0 {
+        return Err(Failure::new(429, "rate_limited", "heartbeats come too often").retry_after(1));
+    }
+    let runners = serde_json::to_string(&hb.runners).map_err(|e| Failure::internal(e.to_string()))?;
+    let rows = db.query(
+        "SELECT r FROM jsonb_array_elements_text(($1::text)::jsonb) AS r
+         WHERE NOT EXISTS (SELECT 1 FROM sessions s
+                           WHERE s.id = r AND s.region = $2 AND s.state <> 'ended' AND s.expires_at > now())",
+        &[text(runners), text(hb.region.as_str())],
+    )?;
+    let stop = rows
+        .iter()
+        .map(|r| col::<String>(r, 0))
+        .collect::<Result<Vec<_>, _>>()?
+        .into_iter()
+        .filter_map(|id| edgeshell_core::ids::SessionId::new(id).ok())
+        .collect();
+    json(200, &HeartbeatAnswer { stop, next_heartbeat_ms: HEARTBEAT_EVERY_MS })
+}
+
+fn regions() -> Reply {
+    let db = Db::open()?;
+    let policy = PlacementPolicy {
+        health_ttl: core::time::Duration::from_secs(number_variable("pool_health_ttl_secs", 5)?),
+        ..PlacementPolicy::default()
+    };
+    let rows = db.query(
+        "SELECT region, capacity, load, draining, COALESCE((extract(epoch FROM last_heartbeat) * 1000)::int8, 0)
+         FROM pools ORDER BY region",
+        &[],
+    )?;
+    let now: Timestamp = now();
+    let mut regions = Vec::new();
+    for row in rows {
+        let Ok(region) = RegionId::new(col::<String>(&row, 0)?) else { continue };
+        let status = RegionStatus {
+            region,
+            capacity: u32::try_from(col::<i32>(&row, 1)?).unwrap_or(0),
+            load: u32::try_from(col::<i32>(&row, 2)?).unwrap_or(u32::MAX),
+            draining: col(&row, 3)?,
+            last_heartbeat: Timestamp::from_millis(u64::try_from(col::<i64>(&row, 4)?).unwrap_or(0)),
+        };
+        let available = is_eligible(&status, &policy, now);
+        regions.push(serde_json::json!({
+            "region": status.region,
+            "available": available,
+            "capacity": status.capacity,
+            "load": status.load,
+            "draining": status.draining,
+        }));
+    }
+    json(200, &serde_json::json!({ "regions": regions }))
+}

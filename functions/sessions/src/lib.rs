@@ -1,0 +1,44 @@
+//! `/api/sessions`: the user's sessions.
+//!
+//! | route | what |
+//! |---|---|
+//! | `POST /api/sessions` | mint: authenticate, enforce quotas, place with failover, start the runner, answer the attach token |
+//! | `GET /api/sessions` | the caller's recent sessions |
+//! | `GET /api/sessions/{id}` | one of them |
+//! | `POST /api/sessions/{id}/token` | a fresh attach token for a live session (in-band refresh) |
+//! | `DELETE /api/sessions/{id}` | end it and stop its runner |
+//!
+//! Every route takes the user's OIDC ID token as `Authorization: Bearer`. Sessions of other users are
+//! reported as not found.
+
+mod config;
+mod manage;
+mod mint;
+mod pools;
+
+use edgeshell_fn::reply::{finish, Failure};
+use edgeshell_fn::request::segments_after;
+use spin_sdk::http::{Method, Request, Response};
+use spin_sdk::http_component;
+
+#[http_component]
+fn handle(req: Request) -> Response {
+    finish(route(&req))
+}
+
+fn route(req: &Request) -> edgeshell_fn::Reply {
+    let segments = segments_after(req, "/api/sessions").ok_or_else(not_found)?;
+    match (req.method(), segments.as_slice()) {
+        (Method::Post, []) => mint::mint(req),
+        (Method::Get, []) => manage::list(req),
+        (Method::Get, [id]) => manage::show(req, id),
+        (Method::Post, [id, "token"]) => manage::refresh(req, id),
+        (Method::Delete, [id]) => manage::end(req, id),
+        (_, [] | [_] | [_, "token"]) => Err(Failure::new(405, "method_not_allowed", "method not allowed here")),
+        _ => Err(not_found()),
+    }
+}
+
+fn not_found() -> Failure {
+    Failure::new(404, "not_found", "no such route")
+}

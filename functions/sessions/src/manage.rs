@@ -1,0 +1,147 @@
+//! The caller's sessions: list, show, refresh the attach token, end. Other users' sessions are "not
+//! found", so ids cannot be probed.
+
+use crate::config::Config;
+use crate::mint::Minted;
+use crate::pools::{self, Registry};
+use edgeshell_core::ids::{RegionId, SessionId};
+use edgeshell_core::pool_api::attach_path;
+use edgeshell_fn::db::{col, text, Db};
+use edgeshell_fn::identity::authenticate;
+use edgeshell_fn::platform::{entropy, now};
+use edgeshell_fn::reply::{json, Failure};
+use edgeshell_fn::signing::Signing;
+use edgeshell_fn::Reply;
+use serde::Serialize;
+use spin_sdk::http::Request;
+use spin_sdk::pg4::DbValue;
+
+/// A session as its owner sees it.
+#[derive(Serialize)]
+struct SessionView {
+    session_id: String,
+    region: Option<String>,
+    state: String,
+    created_at: i64,
+    expires_at: i64,
+    ended_at: Option<i64>,
+    end_reason: Option<String>,
+}
+
+const COLUMNS: &str = "id, region, CASE WHEN state <> 'ended' AND expires_at <= now() THEN 'ended' ELSE state END,
+    extract(epoch FROM created_at)::int8, extract(epoch FROM expires_at)::int8,
+    extract(epoch FROM ended_at)::int8, CASE WHEN state <> 'ended' AND expires_at <= now() THEN 'expired' ELSE end_reason END";
+
+fn view(row: &[DbValue]) -> Result<SessionView, Failure> {
+    Ok(SessionView {
+        session_id: col(row, 0)?,
+        region: col(row, 1)?,
+        state: col(row, 2)?,
+        created_at: col(row, 3)?,
+        expires_at: col(row, 4)?,
+        ended_at: col(row, 5)?,
+        end_reason: col(row, 6)?,
+    })
+}
+
+pub(crate) fn list(req: &Request) -> Reply {
+    let db = Db::open()?;
+    let user = authenticate(req, &db)?;
+    let rows = db.query(
+        &format!("SELECT {COLUMNS} FROM sessions WHERE owner = $1 ORDER BY created_at DESC LIMIT 100"),
+        &[text(user.subject.as_str())],
+    )?;
+    let sessions = rows.iter().map(|r| view(r)).collect::<Result<Vec<_>, _>>()?;
+    json(200, &serde_json::json!({ "sessions": sessions }))
+}
+
+fn session_id(id: &str) -> Result<SessionId, Failure> {
+    SessionId::new(id).map_err(|_| not_found())
+}
+
+fn not_found() -> Failure {
+    Failure::new(404, "session_not_found", "no such session")
+}
+
+pub(crate) fn show(req: &Request, id: &str) -> Reply {
+    let sid = session_id(id)?;
+    let db = Db::open()?;
+    let user = authenticate(req, &db)?;
+    let row = db
+        .query_opt(
+            &format!("SELECT {COLUMNS} FROM sessions WHERE id = $1 AND owner = $2"),
+            &[text(sid.as_str()), text(user.subject.as_str())],
+        )?
+        .ok_or_else(not_found)?;
+    json(200, &view(&row)?)
+}
+
+/// A fresh attach token for a live session: the browser refreshes in-band before the old one expires.
+pub(crate) fn refresh(req: &Request, id: &str) -> Reply {
+    let sid = session_id(id)?;
+    let config = Config::load()?;
+    let signing = Signing::load()?;
+    let db = Db::open()?;
+    let user = authenticate(req, &db)?;
+    let row = db
+        .query_opt(
+            "SELECT region, extract(epoch FROM expires_at)::int8 FROM sessions
+             WHERE id = $1 AND owner = $2 AND state = 'running' AND expires_at > now()",
+            &[text(sid.as_str()), text(user.subject.as_str())],
+        )?
+        .ok_or_else(|| Failure::new(404, "session_not_found", "no such live session"))?;
+    let region = RegionId::new(col::<String>(&row, 0)?).map_err(|e| Failure::internal(e.to_string()))?;
+    let claims = signing.issuer.attach(&user.subject, &sid, &region, entropy(), now());
+    json(
+        200,
+        &Minted {
+            ws_url: format!("{}{}", config.edge_url, attach_path(&sid)),
+            token: signing.sign(&claims)?,
+            expires_at: claims.exp,
+            session_expires_at: u64::try_from(col::<i64>(&row, 1)?).unwrap_or(0),
+            session_id: sid,
+            region,
+        },
+    )
+}
+
+/// Ends a session and stops its runner. Ending an ended session succeeds (idempotent).
+pub(crate) fn end(req: &Request, id: &str) -> Reply {
+    let sid = session_id(id)?;
+    let signing = Signing::load()?;
+    let db = Db::open()?;
+    let user = authenticate(req, &db)?;
+    let ended = db.transaction(|tx| {
+        tx.execute("SET LOCAL synchronous_commit = off", &[])?;
+        let row = tx.query_opt(
+            "UPDATE sessions SET state = 'ended', ended_at = now(), end_reason = 'ended by its owner'
+             WHERE id = $1 AND owner = $2 AND state <> 'ended' RETURNING region",
+            &[text(sid.as_str()), text(user.subject.as_str())],
+        )?;
+        if row.is_some() {
+            tx.execute(
+                "INSERT INTO audit_log (actor, action, session_id) VALUES ($1, 'session.end', $2)",
+                &[text(user.subject.as_str()), text(sid.as_str())],
+            )?;
+        }
+        Ok(row)
+    })?;
+    let Some(row) = ended else {
+        // Already ended, or not the caller's.
+        db.query_opt(
+            "SELECT 1 FROM sessions WHERE id = $1 AND owner = $2",
+            &[text(sid.as_str()), text(user.subject.as_str())],
+        )?
+        .ok_or_else(not_found)?;
+        return json(200, &serde_json::json!({ "session_id": sid, "state": "ended", "runner_stopped": true }));
+    };
+    let stopped = match col::<Option<String>>(&row, 0)? {
+        Some(region) => match (RegionId::new(region.as_str()), Registry::endpoint_of(&db, &region)?) {
+            (Ok(region), Some(endpoint)) => pools::stop(&signing, &endpoint, &region, &sid, "ended by its owner"),
+            _ => false,
+        },
+        None => true,
+    };
+    // A runner whose stop failed is reaped by its pool at the next heartbeat, which reports ended sessions.
+    json(200, &serde_json::json!({ "session_id": sid, "state": "ended", "runner_stopped": stopped }))
+}

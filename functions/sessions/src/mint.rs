@@ -1,0 +1,215 @@
+//! `POST /api/sessions`: mint a session.
+//!
+//! 1. Authenticate the user's ID token. 2. Reserve: under a per-user advisory lock, check the quotas and
+//!    record the session as `starting` (so concurrent mints cannot both pass the limit). 3. Place: the
+//!    core orders healthy regions by the client's hint and RTTs; each candidate's pool is asked to start
+//!    the runner with a signed command; a region that times out is told to stop before the next is tried.
+//! 4. Record the session as `running` and answer the attach token.
+//!
+//! A mint that fails after the reservation deletes its row, so it leaves no half-made session; a runner
+//! that may have started is stopped, so it leaves no orphan.
+
+use crate::config::Config;
+use crate::pools::{self, Registry};
+use core::time::Duration;
+use edgeshell_core::ids::{RegionId, SessionId, Subject};
+use edgeshell_core::issue::session_id;
+use edgeshell_core::placement::{candidates, ClientLocation, FailoverPlan, PlacementError, Step};
+use edgeshell_core::pool_api::{attach_path, join_path, PoolCommand, StartRunner};
+use edgeshell_core::quotas::{QuotaPolicy, QuotaUsage};
+use edgeshell_core::time::Timestamp;
+use edgeshell_fn::db::{col, text, Db};
+use edgeshell_fn::identity::authenticate;
+use edgeshell_fn::platform::{entropy, now};
+use edgeshell_fn::reply::{json, Failure};
+use edgeshell_fn::request::json_body;
+use edgeshell_fn::signing::Signing;
+use edgeshell_fn::Reply;
+use serde::{Deserialize, Serialize};
+use spin_sdk::http::Request;
+use spin_sdk::pg4::ParameterValue;
+use std::collections::BTreeMap;
+
+/// What the client may say about where it is.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MintRequest {
+    /// A region the user picked.
+    #[serde(default)]
+    region_hint: Option<String>,
+    /// Measured round-trip times per region, in milliseconds.
+    #[serde(default)]
+    rtts: BTreeMap<String, u64>,
+}
+
+/// The answer of a successful mint.
+#[derive(Serialize)]
+pub(crate) struct Minted {
+    pub(crate) session_id: SessionId,
+    pub(crate) region: RegionId,
+    /// Where the browser attaches (WebSocket); the token goes in `Sec-WebSocket-Protocol`.
+    pub(crate) ws_url: String,
+    /// The attach token.
+    pub(crate) token: String,
+    /// When the attach token expires (seconds since the epoch).
+    pub(crate) expires_at: u64,
+    /// When the session ends at the latest.
+    pub(crate) session_expires_at: u64,
+}
+
+pub(crate) fn mint(req: &Request) -> Reply {
+    let input: MintRequest = json_body(req, 4096)?;
+    let bad = |what: &str, e: String| Failure::bad_request("bad_request", format!("{what}: {e}"));
+    let hint = input.region_hint.map(RegionId::new).transpose().map_err(|e| bad("region_hint", e.to_string()))?;
+    let rtts = input
+        .rtts
+        .into_iter()
+        .map(|(region, ms)| {
+            Ok((RegionId::new(region).map_err(|e| bad("rtts", e.to_string()))?, Duration::from_millis(ms)))
+        })
+        .collect::<Result<Vec<_>, Failure>>()?;
+    let config = Config::load()?;
+    let signing = Signing::load()?;
+    let db = Db::open()?;
+    let user = authenticate(req, &db)?;
+    let now = now();
+    let sid = session_id(entropy());
+    let deadline = now + config.session_max;
+    reserve(&db, &user.subject, &sid, deadline, &config.quota, now)?;
+    let placed =
+        place(&db, &signing, &config, (&sid, deadline), ClientLocation { hint: hint.as_ref(), rtts: &rtts }, now)
+            .and_then(|(region, endpoint)| match record(&db, &user.subject, &sid, &region) {
+                Ok(()) => Ok(region),
+                Err(e) => {
+                    pools::stop(&signing, &endpoint, &region, &sid, "the mint failed");
+                    Err(e)
+                }
+            });
+    let region = match placed {
+        Ok(region) => region,
+        Err(e) => {
+            let _ = db.execute("DELETE FROM sessions WHERE id = $1", &[text(sid.as_str())]);
+            return Err(e);
+        }
+    };
+    let claims = signing.issuer.attach(&user.subject, &sid, &region, entropy(), now);
+    let minted = Minted {
+        ws_url: format!("{}{}", config.edge_url, attach_path(&sid)),
+        token: signing.sign(&claims)?,
+        expires_at: claims.exp,
+        session_expires_at: deadline.as_secs(),
+        session_id: sid,
+        region,
+    };
+    json(201, &minted)
+}
+
+/// Checks the quotas and records the session as `starting`, atomically per user.
+fn reserve(
+    db: &Db,
+    owner: &Subject,
+    sid: &SessionId,
+    deadline: Timestamp,
+    quota: &QuotaPolicy,
+    now: Timestamp,
+) -> Result<(), Failure> {
+    let window = ParameterValue::Floating64(quota.window_start(now).as_secs() as f64);
+    db.transaction(|tx| {
+        tx.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 7))", &[text(owner.as_str())])?;
+        let row = tx
+            .query_opt(
+                "SELECT (SELECT count(*) FROM sessions WHERE owner = $1 AND state <> 'ended' AND expires_at > now()),
+                        COALESCE((SELECT mints FROM mint_windows WHERE owner = $1 AND window_start = to_timestamp($2)), 0)::int8",
+                &[text(owner.as_str()), window.clone()],
+            )?
+            .ok_or_else(|| Failure::internal("quota query returned no row"))?;
+        let usage = QuotaUsage {
+            live_sessions: u32::try_from(col::<i64>(&row, 0)?).unwrap_or(u32::MAX),
+            mints_in_window: u32::try_from(col::<i64>(&row, 1)?).unwrap_or(u32::MAX),
+        };
+        quota.check_mint(usage, now).map_err(|e| {
+            Failure::new(429, "quota_exceeded", e.to_string()).retry_after(e.retry_after_secs())
+        })?;
+        tx.execute(
+            "WITH counted AS (
+                 INSERT INTO mint_windows (owner, window_start, mints) VALUES ($1, to_timestamp($3), 1)
+                 ON CONFLICT (owner, window_start) DO UPDATE SET mints = mint_windows.mints + 1
+             )
+             INSERT INTO sessions (id, owner, state, expires_at) VALUES ($2, $1, 'starting', to_timestamp($4))",
+            &[
+                text(owner.as_str()),
+                text(sid.as_str()),
+                window.clone(),
+                ParameterValue::Floating64(deadline.as_secs() as f64),
+            ],
+        )?;
+        Ok(())
+    })
+}
+
+/// Places the session and starts its runner; returns the region and its pool's endpoint.
+fn place(
+    db: &Db,
+    signing: &Signing,
+    config: &Config,
+    (sid, deadline): (&SessionId, Timestamp),
+    client: ClientLocation<'_>,
+    now: Timestamp,
+) -> Result<(RegionId, String), Failure> {
+    let registry = Registry::load(db)?;
+    let unavailable = |e: PlacementError| Failure::new(503, "no_region_available", e.to_string()).retry_after(5);
+    let mut plan =
+        FailoverPlan::new(candidates(&registry.status, client, &config.placement, now).map_err(unavailable)?);
+    loop {
+        match plan.step() {
+            Step::Start(region) => {
+                let endpoint =
+                    registry.endpoint(&region).ok_or_else(|| Failure::internal("candidate without endpoint"))?;
+                db.execute(
+                    "UPDATE sessions SET region = $2 WHERE id = $1",
+                    &[text(sid.as_str()), text(region.as_str())],
+                )?;
+                let join = signing.issuer.join(sid, &region, entropy(), now);
+                let command = PoolCommand::Start(StartRunner {
+                    session_id: sid.clone(),
+                    region: region.clone(),
+                    join_url: format!("{}{}", config.edge_url, join_path(sid)),
+                    join_token: signing.sign(&join)?,
+                    deadline: deadline.as_secs(),
+                });
+                plan.record(pools::start(signing, endpoint, &command, config.pool_timeout)?);
+            }
+            Step::Stop(region) => {
+                if let Some(endpoint) = registry.endpoint(&region) {
+                    pools::stop(signing, endpoint, &region, sid, "start timed out; placed elsewhere");
+                }
+            }
+            Step::Placed(region) => {
+                let endpoint = registry.endpoint(&region).unwrap_or_default().to_owned();
+                return Ok((region, endpoint));
+            }
+            Step::Failed(e) => return Err(unavailable(e)),
+        }
+    }
+}
+
+/// Marks the session running and audits the start (the audit row may lag a crash by a moment:
+/// `synchronous_commit` is off for this transaction only).
+fn record(db: &Db, owner: &Subject, sid: &SessionId, region: &RegionId) -> Result<(), Failure> {
+    db.transaction(|tx| {
+        tx.execute("SET LOCAL synchronous_commit = off", &[])?;
+        let updated = tx.execute(
+            "UPDATE sessions SET state = 'running', region = $2 WHERE id = $1 AND state = 'starting'",
+            &[text(sid.as_str()), text(region.as_str())],
+        )?;
+        if updated != 1 {
+            return Err(Failure::new(409, "session_ended", "the session ended while it was starting"));
+        }
+        let detail = serde_json::json!({ "region": region }).to_string();
+        tx.execute(
+            "INSERT INTO audit_log (actor, action, session_id, detail) VALUES ($1, 'session.start', $2, ($3::text)::jsonb)",
+            &[text(owner.as_str()), text(sid.as_str()), text(detail)],
+        )?;
+        Ok(())
+    })
+}
