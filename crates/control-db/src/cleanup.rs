@@ -1,5 +1,8 @@
-//! The periodic cleanup job: expired token ids, old rate-limit windows, sessions past their expiry, and
-//! ended sessions after a day (kept that long for "my sessions" and support).
+//! The periodic cleanup job: expired token ids, old rate-limit windows, sessions past their expiry,
+//! ended sessions after a day (kept that long for "my sessions" and support), and artifact records past
+//! their retention (the objects themselves expire by the bucket's lifecycle rule, set to the same
+//! retention). Run it with `edgeshell-db cleanup SECONDS` as a long-running job, or one pass at a time
+//! from a scheduler (a Kubernetes CronJob in production).
 
 use crate::DbError;
 use tokio_postgres::Client;
@@ -15,6 +18,8 @@ pub struct Cleaned {
     pub sessions_expired: u64,
     /// Ended sessions deleted.
     pub sessions_deleted: u64,
+    /// Artifact records past their retention deleted.
+    pub artifacts_expired: u64,
 }
 
 /// Runs one cleanup pass.
@@ -34,5 +39,6 @@ pub async fn cleanup(client: &Client) -> Result<Cleaned, DbError> {
         sessions_deleted: client
             .execute("DELETE FROM sessions WHERE state = 'ended' AND ended_at < now() - interval '1 day'", &[])
             .await?,
+        artifacts_expired: client.execute("DELETE FROM artifacts WHERE expires_at < now()", &[]).await?,
     })
 }

@@ -89,8 +89,17 @@ async fn schema_migrations_jti_and_cleanup() {
         )
         .await
         .unwrap();
+    client
+        .execute(
+            "INSERT INTO artifacts (session_id, path, owner, size_bytes, object_key, expires_at) VALUES
+             ('s-old', 'a.txt', 'alice', 1, 'k-old', now() - interval '1 second'),
+             ('s-new', 'a.txt', 'alice', 1, 'k-new', now() + interval '7 days')",
+            &[],
+        )
+        .await
+        .unwrap();
     let cleaned = cleanup::cleanup(&client).await.unwrap();
-    assert_eq!((cleaned.jtis, cleaned.sessions_expired), (1, 1), "{cleaned:?}");
+    assert_eq!((cleaned.jtis, cleaned.sessions_expired, cleaned.artifacts_expired), (1, 1, 1), "{cleaned:?}");
     let live: i64 = client.query_one("SELECT count(*) FROM token_jtis", &[]).await.unwrap().get(0);
     assert_eq!(live, 2);
     let state: String = client.query_one("SELECT state FROM sessions WHERE id = 's-old'", &[]).await.unwrap().get(0);

@@ -119,7 +119,10 @@ fn check(c: &IdTokenClaims, p: &OidcProvider, now: Timestamp) -> Result<(), Toke
         return Err(TokenError::WrongIssuer(c.iss.clone()));
     }
     if !c.aud.contains(&p.client_id) {
-        return Err(TokenError::WrongAudience(format!("{:?}", c.aud)));
+        return Err(TokenError::WrongAudience(match &c.aud {
+            Audience::One(a) => a.clone(),
+            Audience::Many(all) => all.join(", "),
+        }));
     }
     if c.aud.is_many() && c.azp.as_deref() != Some(p.client_id.as_str()) {
         return Err(TokenError::BadClaim("azp"));

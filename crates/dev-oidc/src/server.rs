@@ -12,6 +12,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::net::TcpListener;
@@ -59,6 +60,7 @@ struct Inner {
     issuer: String,
     client_id: String,
     signer: RsaSigner,
+    jwks_served: AtomicU64,
 }
 
 impl Drop for DevIssuer {
@@ -77,7 +79,12 @@ impl DevIssuer {
         let signer = tokio::task::spawn_blocking(move || RsaSigner::generate(kid, 2048, &mut rand::rngs::OsRng))
             .await?
             .context("generating the dev issuer's key")?;
-        let inner = Arc::new(Inner { issuer: format!("http://{addr}"), client_id: client_id.to_owned(), signer });
+        let inner = Arc::new(Inner {
+            issuer: format!("http://{addr}"),
+            client_id: client_id.to_owned(),
+            signer,
+            jwks_served: AtomicU64::new(0),
+        });
         let task = tokio::spawn(serve(listener, inner.clone()));
         Ok(DevIssuer { inner, addr, task })
     }
@@ -100,6 +107,21 @@ impl DevIssuer {
     /// Signs an ID token directly (what `POST /token` answers).
     pub fn id_token(&self, request: &IdTokenRequest) -> Result<String> {
         self.inner.id_token(request)
+    }
+
+    /// Signs arbitrary claims with the issuer's key (tests build tokens with bad claims this way).
+    pub fn sign_claims(&self, claims: &serde_json::Value) -> Result<String> {
+        Ok(sign(claims, &self.inner.signer)?)
+    }
+
+    /// The issuer's key id.
+    pub fn kid(&self) -> &str {
+        edgeshell_core::tokens::TokenSigner::kid(&self.inner.signer).as_str()
+    }
+
+    /// How many times the JWKS was served (verifiers' fetches).
+    pub fn jwks_served(&self) -> u64 {
+        self.inner.jwks_served.load(Ordering::Relaxed)
     }
 
     /// Waits until the task ends (it runs until dropped).
@@ -189,6 +211,7 @@ async fn route(inner: &Inner, req: Request<Incoming>) -> Response<Full<Bytes>> {
     match (&parts.method, parts.uri.path()) {
         (&Method::GET, "/.well-known/openid-configuration") => json(StatusCode::OK, &inner.discovery()),
         (&Method::GET, "/jwks.json") => {
+            inner.jwks_served.fetch_add(1, Ordering::Relaxed);
             let set = edgeshell_core::jwks::KeySet::from_keys(vec![inner.signer.verifying_key().clone()]);
             match set.map(|s| serde_json::to_value(s.to_jwk_set())) {
                 Ok(Ok(v)) => json(StatusCode::OK, &v),

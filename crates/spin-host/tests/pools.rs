@@ -1,0 +1,108 @@
+//! The real `pools` component: API keys are checked by hash (401 unknown or revoked, 403 another
+//! region's), heartbeats are rate limited (429 with Retry-After), endpoints are validated, stale pools
+//! drop out of placement, and the answer names runners whose session is over (orphan reaping).
+
+use edgeshell_control_db::pool_keys;
+use serde_json::json;
+use support::pool::Mode;
+use support::stack::Stack;
+
+mod support;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_rate_limits_and_endpoints() {
+    let stack = Stack::start("").await;
+    let eu = stack.add_pool("eu", Mode::Accept).await;
+    let beat = |key: &str, body: serde_json::Value| {
+        let key = key.to_owned();
+        let stack = &stack;
+        async move { stack.call("POST", "/api/pools/heartbeat", &key, body).await }
+    };
+    let body =
+        |region: &str, endpoint: &str| json!({ "region": region, "endpoint": endpoint, "capacity": 4, "load": 1 });
+
+    let (status, e) = beat("", body("eu", &eu.pool.endpoint)).await;
+    assert_eq!((status, e["error"]["code"].as_str()), (401, Some("missing_api_key")), "{e}");
+    let (status, e) = beat("esp_000000000000_wrong", body("eu", &eu.pool.endpoint)).await;
+    assert_eq!((status, e["error"]["code"].as_str()), (401, Some("invalid_api_key")), "{e}");
+    let (status, e) = beat(&eu.key, body("us", &eu.pool.endpoint)).await;
+    assert_eq!((status, e["error"]["code"].as_str()), (403, Some("wrong_region")), "{e}");
+    for bad in ["ftp://x", "http://x/path", "http://user@x"] {
+        let (status, e) = beat(&eu.key, body("eu", bad)).await;
+        assert_eq!((status, e["error"]["code"].as_str()), (400, Some("bad_endpoint")), "{bad}: {e}");
+    }
+    let (status, e) = beat(&eu.key, json!({ "region": "eu" })).await;
+    assert_eq!((status, e["error"]["code"].as_str()), (400, Some("bad_request")), "{e}");
+
+    // Two heartbeats at once: the second is refused with Retry-After.
+    tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    let (first, second) =
+        tokio::join!(beat(&eu.key, body("eu", &eu.pool.endpoint)), beat(&eu.key, body("eu", &eu.pool.endpoint)));
+    let mut statuses = [first.0, second.0];
+    statuses.sort();
+    assert_eq!(statuses, [200, 429], "{first:?} {second:?}");
+    let limited = if first.0 == 429 { first.1 } else { second.1 };
+    assert_eq!(limited["error"]["code"], "rate_limited");
+
+    // The registry holds only the hash of the key.
+    let stored: Vec<u8> = stack.db.query_one("SELECT key_sha256 FROM pool_api_keys", &[]).await.unwrap().get(0);
+    assert_eq!(stored, edgeshell_core::pool_api::api_key_hash(&eu.key));
+    assert!(!String::from_utf8_lossy(&stored).contains(&eu.key));
+
+    // A revoked key stops working; a new key for the region works (rotation).
+    let key_id: String = stack.db.query_one("SELECT key_id FROM pool_api_keys", &[]).await.unwrap().get(0);
+    let (_, new_key) = pool_keys::add(&stack.db, "eu").await.unwrap();
+    assert!(pool_keys::revoke(&stack.db, &key_id).await.unwrap());
+    tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    assert_eq!(beat(&eu.key, body("eu", &eu.pool.endpoint)).await.0, 401);
+    assert_eq!(beat(&new_key, body("eu", &eu.pool.endpoint)).await.0, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_pools_drop_out_and_orphans_are_named() {
+    let stack = Stack::start("SPIN_VARIABLE_POOL_HEALTH_TTL_SECS=1\n").await;
+    let eu = stack.add_pool("eu", Mode::Accept).await;
+    let alice = stack.id_token("alice");
+    let (status, m) = stack.mint(&alice, json!({})).await;
+    assert_eq!(status, 201, "{m}");
+    let live = m["session_id"].as_str().unwrap().to_owned();
+
+    let (status, regions) = stack.call("GET", "/api/regions", "", serde_json::Value::Null).await;
+    assert_eq!(status, 200);
+    assert_eq!(regions["regions"][0]["region"], "eu");
+    assert_eq!(regions["regions"][0]["available"], true);
+
+    // The agent reports its runners: the live one stays, an unknown one and an ended one are to stop.
+    let (status, m2) = stack.mint(&alice, json!({})).await;
+    assert_eq!(status, 201);
+    let ended = m2["session_id"].as_str().unwrap().to_owned();
+    assert_eq!(stack.call("DELETE", &format!("/api/sessions/{ended}"), &alice, serde_json::Value::Null).await.0, 200);
+    tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    let body = json!({
+        "region": "eu", "endpoint": eu.pool.endpoint, "capacity": 4, "load": 3,
+        "runners": [live, ended, "s_unknownsession00000000"],
+    });
+    let (status, answer) = stack.call("POST", "/api/pools/heartbeat", &eu.key, body).await;
+    assert_eq!(status, 200, "{answer}");
+    let mut stop: Vec<&str> = answer["stop"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    stop.sort();
+    let mut expected = vec![ended.as_str(), "s_unknownsession00000000"];
+    expected.sort();
+    assert_eq!(stop, expected);
+
+    // Without heartbeats the pool drops out of placement after the health TTL.
+    tokio::time::sleep(std::time::Duration::from_millis(1300)).await;
+    let (status, e) = stack.mint(&alice, json!({})).await;
+    assert_eq!((status, e["error"]["code"].as_str()), (503, Some("no_region_available")), "{e}");
+    let (_, regions) = stack.call("GET", "/api/regions", "", serde_json::Value::Null).await;
+    assert_eq!(regions["regions"][0]["available"], false);
+    // A draining pool takes nothing either, even while it heartbeats.
+    let body = json!({ "region": "eu", "endpoint": eu.pool.endpoint, "capacity": 4, "load": 0, "draining": true });
+    assert_eq!(stack.call("POST", "/api/pools/heartbeat", &eu.key, body).await.0, 200);
+    assert_eq!(stack.mint(&alice, json!({})).await.0, 503);
+    let (status, _) = stack.heartbeat(&eu, 4, 0).await;
+    assert!(status == 200 || status == 429);
+    tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    assert_eq!(stack.heartbeat(&eu, 4, 0).await.0, 200);
+    assert_eq!(stack.mint(&alice, json!({})).await.0, 201, "back in placement");
+}
