@@ -1,12 +1,15 @@
 //! The control plane's signing key: loading (PKCS#8 / PKCS#1 PEM, or a private JWK), its public half for
-//! the JWKS, and RS256 signing through `jwt-compact`.
+//! the JWKS, and RS256 signing (with `ring` when its feature is on, else through `jwt-compact` and `rsa`).
 
 use crate::private_jwk::PrivateJwk;
 use edgeshell_core::ids::Kid;
 use edgeshell_core::jwks::VerifyingKey;
 use edgeshell_core::tokens::{Alg, SignatureError, TokenSigner};
-use jwt_compact::alg::{Rsa, RsaPrivateKey};
-use jwt_compact::{Algorithm, AlgorithmSignature};
+use jwt_compact::alg::RsaPrivateKey;
+#[cfg(not(feature = "ring"))]
+use jwt_compact::{alg::Rsa, Algorithm, AlgorithmSignature};
+#[cfg(feature = "ring")]
+use rsa::traits::PrivateKeyParts;
 use rsa::traits::PublicKeyParts;
 
 /// Why a signing key could not be loaded.
@@ -23,8 +26,13 @@ pub enum KeyError {
 /// An RS256 signing key with its id.
 pub struct RsaSigner {
     kid: Kid,
+    #[cfg(not(feature = "ring"))]
     key: RsaPrivateKey,
     public: VerifyingKey,
+    /// The same key in `ring`, which signs natively in about a third of the time `rsa` takes (measured
+    /// with `cargo xtask bench`); used whenever the `ring` feature is on.
+    #[cfg(feature = "ring")]
+    fast: ring::rsa::KeyPair,
 }
 
 impl core::fmt::Debug for RsaSigner {
@@ -39,7 +47,16 @@ impl RsaSigner {
         key.validate().map_err(|e| KeyError::Refused(e.to_string()))?;
         let public = VerifyingKey::rsa(kid.clone(), Alg::Rs256, &key.n().to_bytes_be(), &key.e().to_bytes_be())
             .map_err(|e| KeyError::Refused(e.to_string()))?;
-        Ok(RsaSigner { kid, key, public })
+        #[cfg(feature = "ring")]
+        let fast = ring_key_pair(&key)?;
+        Ok(RsaSigner {
+            kid,
+            #[cfg(not(feature = "ring"))]
+            key,
+            public,
+            #[cfg(feature = "ring")]
+            fast,
+        })
     }
 
     /// Loads a PKCS#8 (`BEGIN PRIVATE KEY`) or PKCS#1 (`BEGIN RSA PRIVATE KEY`) PEM.
@@ -129,6 +146,35 @@ impl TokenSigner for RsaSigner {
     }
 
     fn sign(&self, signing_input: &[u8]) -> Result<Vec<u8>, SignatureError> {
+        #[cfg(feature = "ring")]
+        {
+            let mut signature = vec![0u8; self.fast.public().modulus_len()];
+            let rng = ring::rand::SystemRandom::new();
+            self.fast
+                .sign(&ring::signature::RSA_PKCS1_SHA256, &rng, signing_input, &mut signature)
+                .map_err(|_| SignatureError::Backend("ring could not sign".into()))?;
+            Ok(signature)
+        }
+        #[cfg(not(feature = "ring"))]
         Ok(Rsa::rs256().sign(&self.key, signing_input).as_bytes().into_owned())
     }
+}
+
+/// The key's CRT form for `ring`.
+#[cfg(feature = "ring")]
+fn ring_key_pair(key: &RsaPrivateKey) -> Result<ring::rsa::KeyPair, KeyError> {
+    let refused = |what: &str| KeyError::Refused(format!("ring: {what}"));
+    let [p, q] = key.primes() else { return Err(refused("multi-prime keys are not supported")) };
+    let (dp, dq) = (key.dp().ok_or_else(|| refused("no dP"))?, key.dq().ok_or_else(|| refused("no dQ"))?);
+    let qinv = key.qinv().and_then(|v| v.to_biguint()).ok_or_else(|| refused("no qInv"))?;
+    let components = ring::rsa::KeyPairComponents {
+        public_key: ring::rsa::PublicKeyComponents { n: key.n().to_bytes_be(), e: key.e().to_bytes_be() },
+        d: key.d().to_bytes_be(),
+        p: p.to_bytes_be(),
+        q: q.to_bytes_be(),
+        dP: dp.to_bytes_be(),
+        dQ: dq.to_bytes_be(),
+        qInv: qinv.to_bytes_be(),
+    };
+    ring::rsa::KeyPair::from_components(&components).map_err(|e| refused(&e.to_string()))
 }

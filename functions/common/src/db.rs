@@ -2,6 +2,7 @@
 //! errors mapped to stable codes (an unreachable database is `503 database_unavailable` with
 //! `Retry-After`), transactions that roll back on any failure, and typed column access.
 
+use crate::platform::Spent;
 use crate::reply::Failure;
 use crate::request::variable;
 use spin_sdk::pg4::{Connection, DbValue, Decode, ParameterValue, PgError};
@@ -9,6 +10,8 @@ use spin_sdk::pg4::{Connection, DbValue, Decode, ParameterValue, PgError};
 /// An open connection.
 pub struct Db {
     conn: Connection,
+    /// Time spent in statements, for `Server-Timing`.
+    pub spent: Spent,
 }
 
 /// Maps a Postgres error to what the client sees.
@@ -25,17 +28,17 @@ impl Db {
     /// Opens the database named by the `database_url` variable.
     pub fn open() -> Result<Db, Failure> {
         let url = variable("database_url")?;
-        Ok(Db { conn: Connection::open(&url).map_err(failure)? })
+        Ok(Db { conn: Connection::open(&url).map_err(failure)?, spent: Spent::default() })
     }
 
     /// Runs a statement; returns the rows affected.
     pub fn execute(&self, sql: &str, params: &[ParameterValue]) -> Result<u64, Failure> {
-        self.conn.execute(sql, params).map_err(failure)
+        self.spent.time(|| self.conn.execute(sql, params)).map_err(failure)
     }
 
     /// Runs a query; returns its rows.
     pub fn query(&self, sql: &str, params: &[ParameterValue]) -> Result<Vec<Vec<DbValue>>, Failure> {
-        Ok(self.conn.query(sql, params).map_err(failure)?.rows)
+        Ok(self.spent.time(|| self.conn.query(sql, params)).map_err(failure)?.rows)
     }
 
     /// The first row, if any.

@@ -57,13 +57,18 @@ impl Failure {
 
 /// A JSON response.
 pub fn json(status: u16, body: &impl serde::Serialize) -> Reply {
+    json_with(status, body, &[])
+}
+
+/// A JSON response with extra headers.
+pub fn json_with(status: u16, body: &impl serde::Serialize, headers: &[(&str, String)]) -> Reply {
     let body = serde_json::to_vec(body).map_err(|e| Failure::internal(format!("serializing a response: {e}")))?;
-    Ok(Response::builder()
-        .status(status)
-        .header("content-type", "application/json")
-        .header("cache-control", "no-store")
-        .body(body)
-        .build())
+    let mut builder = Response::builder();
+    builder.status(status).header("content-type", "application/json").header("cache-control", "no-store");
+    for (name, value) in headers {
+        builder.header(*name, value.as_str());
+    }
+    Ok(builder.body(body).build())
 }
 
 /// Turns a handler's result into the response.

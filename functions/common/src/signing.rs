@@ -1,6 +1,7 @@
 //! Signing our tokens with the current key (`signing_key`, a secret variable) under our issuer name
 //! (`token_issuer`). The next key is only published (by the jwks component) until it is promoted.
 
+use crate::platform::Spent;
 use crate::reply::Failure;
 use crate::request::variable;
 use edgeshell_core::issue::Issuer;
@@ -12,6 +13,8 @@ pub struct Signing {
     signer: RsaSigner,
     /// Builds the claims of each token kind.
     pub issuer: Issuer,
+    /// Time spent signing, for `Server-Timing`.
+    pub spent: Spent,
 }
 
 impl Signing {
@@ -19,11 +22,11 @@ impl Signing {
     pub fn load() -> Result<Signing, Failure> {
         let signer = RsaSigner::from_secret(&variable("signing_key")?)
             .map_err(|e| Failure::internal(format!("signing_key: {e}")))?;
-        Ok(Signing { signer, issuer: Issuer::new(variable("token_issuer")?) })
+        Ok(Signing { signer, issuer: Issuer::new(variable("token_issuer")?), spent: Spent::default() })
     }
 
     /// A compact JWS of `claims`.
     pub fn sign(&self, claims: &Claims) -> Result<String, Failure> {
-        sign(claims, &self.signer).map_err(|e| Failure::internal(format!("signing: {e}")))
+        self.spent.time(|| sign(claims, &self.signer)).map_err(|e| Failure::internal(format!("signing: {e}")))
     }
 }

@@ -22,6 +22,9 @@ pub enum Mode {
     Refuse,
     /// Never answers (a hung pool).
     Hang,
+    /// Starts a real process (`true`) per runner and answers when it has run: the floor of the local
+    /// backend's start cost, for benchmarks.
+    Spawn,
 }
 
 #[derive(Default)]
@@ -38,6 +41,8 @@ struct State {
     issuer: String,
     mode: Mutex<Mode>,
     log: Mutex<Log>,
+    /// The control plane's keys, fetched on first use and again for an unknown kid (as an agent would).
+    keys: Mutex<Option<KeySet>>,
 }
 
 pub struct TestPool {
@@ -63,6 +68,7 @@ impl TestPool {
             issuer: issuer.to_owned(),
             mode: Mutex::new(mode),
             log: Mutex::new(Log::default()),
+            keys: Mutex::new(None),
         });
         let served = state.clone();
         let task = tokio::spawn(async move {
@@ -137,6 +143,12 @@ async fn handle(state: &State, req: hyper::Request<hyper::body::Incoming>) -> hy
                     let started = Started { session_id: sid, runner: "test-runner".into() };
                     reply(201, serde_json::to_string(&started).unwrap())
                 }
+                Mode::Spawn => {
+                    let status = tokio::process::Command::new("true").status().await.unwrap();
+                    assert!(status.success());
+                    let started = Started { session_id: sid, runner: "process".into() };
+                    reply(201, serde_json::to_string(&started).unwrap())
+                }
                 Mode::Refuse => reply(503, r#"{"error":{"code":"no_capacity","message":"full"}}"#.into()),
                 Mode::Hang => {
                     tokio::time::sleep(std::time::Duration::from_secs(60)).await;
@@ -147,12 +159,24 @@ async fn handle(state: &State, req: hyper::Request<hyper::body::Incoming>) -> hy
     }
 }
 
-async fn verify(state: &State, token: &str, body: &[u8], path: &str) -> Result<PoolCommand, String> {
+async fn fetch_keys(state: &State) -> Result<KeySet, String> {
     let (status, _, jwks) = super::request(&state.control_url, "GET", "/.well-known/jwks.json").await;
     if status != 200 {
         return Err(format!("jwks status {status}"));
     }
     let keys = KeySet::from_json(&jwks).map_err(|e| e.to_string())?;
+    *state.keys.lock().unwrap() = Some(keys.clone());
+    Ok(keys)
+}
+
+async fn verify(state: &State, token: &str, body: &[u8], path: &str) -> Result<PoolCommand, String> {
+    let cached = state.keys.lock().unwrap().clone();
+    let kid_known =
+        |keys: &KeySet| edgeshell_core::tokens::UntrustedToken::parse(token).is_ok_and(|t| keys.get(t.kid()).is_some());
+    let keys = match cached {
+        Some(keys) if kid_known(&keys) => keys,
+        _ => fetch_keys(state).await?,
+    };
     let command: PoolCommand = serde_json::from_slice(body).map_err(|e| format!("body: {e}"))?;
     let validator = Validator::new(ValidationOptions::new(state.issuer.clone(), pool_audience(&state.region)));
     let now = Timestamp::from_millis(
