@@ -30,19 +30,7 @@ fn main() -> Result<()> {
 
 fn test() -> Result<()> {
     // The components first: the host's tests run the real .wasm files.
-    Step::new(
-        "control functions for wasm32-wasip2",
-        cargo(&[
-            "build",
-            "--release",
-            "--locked",
-            "--target",
-            "wasm32-wasip2",
-            "--manifest-path",
-            "functions/Cargo.toml",
-        ]),
-    )
-    .run()?;
+    run::build_functions().run()?;
     let mut tests = cargo(&["test", "--workspace", "--all-targets"]);
     tests.env("EDGESHELL_WASM_DIR", run::functions_wasm_dir());
     let steps = [
@@ -57,7 +45,7 @@ fn test() -> Result<()> {
             cargo(&["build", "-p", "edgeshell-core", "--target", "wasm32-wasip2"]),
         ),
         Step::new(
-            "keys for wasm32-wasip2 (signing in the functions)",
+            "keys for wasm32-wasip2 without ring (the pure-Rust fallback)",
             cargo(&["build", "-p", "edgeshell-keys", "--no-default-features", "--target", "wasm32-wasip2"]),
         ),
     ];

@@ -37,6 +37,22 @@ pub(crate) fn root() -> PathBuf {
     manifest.parent().map(PathBuf::from).unwrap_or(manifest)
 }
 
+/// Builds the control functions' components (release, `wasm32-wasip2`, locked).
+pub(crate) fn build_functions() -> Step {
+    Step::new(
+        "control functions for wasm32-wasip2",
+        cargo(&[
+            "build",
+            "--release",
+            "--locked",
+            "--target",
+            "wasm32-wasip2",
+            "--manifest-path",
+            "functions/Cargo.toml",
+        ]),
+    )
+}
+
 /// Where the functions' release `.wasm` files land: the shared target directory when one is set (cargo
 /// uses it for the `functions/` workspace too), else `functions/target`.
 pub(crate) fn functions_wasm_dir() -> PathBuf {

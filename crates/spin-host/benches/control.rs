@@ -1,0 +1,229 @@
+//! Control-plane benchmarks on this machine, with the real components in the host, a real Postgres and
+//! the dev issuer (run by `cargo xtask bench`):
+//!
+//! - a trivial component request (`PUT /api/sessions` -> 405): the baseline every ratio refers to;
+//! - `POST /internal/jti/consume` with fresh ids: ops/s and latency percentiles;
+//! - `POST /api/sessions` (mint) with an instantly accepting pool (runner start excluded) and with a pool
+//!   that spawns a process per start (the local backend's floor; the full runner start is the pool
+//!   agent's benchmark);
+//! - component instantiation alone, and the RS256 signing time inside the component (from the mint's
+//!   `Server-Timing`).
+//!
+//! Load comes from keep-alive connections on loopback; every request must succeed.
+
+#![allow(missing_docs, clippy::print_stdout)]
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use edgeshell_spin_host::Host;
+use http_body_util::{BodyExt, Full};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use support::pool::Mode;
+use support::stack::{Stack, INTERNAL_KEY};
+use wasmtime_wasi_http::io::TokioIo;
+
+struct Figures {
+    name: String,
+    ops_per_sec: f64,
+    p50: Duration,
+    p99: Duration,
+}
+
+type Sender = hyper::client::conn::http1::SendRequest<Full<bytes::Bytes>>;
+
+async fn connect(url: &str) -> Sender {
+    let stream = tokio::net::TcpStream::connect(url.trim_start_matches("http://")).await.unwrap();
+    stream.set_nodelay(true).unwrap();
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
+    tokio::spawn(conn);
+    sender
+}
+
+/// A request to send and the status it must get.
+type MakeRequest = Arc<dyn Fn(usize) -> (http::Request<Full<bytes::Bytes>>, u16) + Send + Sync>;
+
+/// Sends `total` requests over `concurrency` connections; answers figures and the responses' headers.
+async fn load(
+    name: &str,
+    url: &str,
+    concurrency: usize,
+    total: usize,
+    make: MakeRequest,
+) -> (Figures, Vec<http::HeaderMap>) {
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let workers: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let (url, next, make, name) = (url.to_owned(), next.clone(), make.clone(), name.to_owned());
+            tokio::spawn(async move {
+                let mut sender = connect(&url).await;
+                let mut out = Vec::new();
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= total {
+                        return out;
+                    }
+                    let (req, expected) = make(i);
+                    let t = Instant::now();
+                    let resp = sender.send_request(req).await.unwrap();
+                    let (parts, body) = resp.into_parts();
+                    let body = body.collect().await.unwrap().to_bytes();
+                    let took = t.elapsed();
+                    assert_eq!(parts.status.as_u16(), expected, "{name}: {}", String::from_utf8_lossy(&body));
+                    out.push((took, parts.headers));
+                }
+            })
+        })
+        .collect();
+    let mut latencies = Vec::new();
+    let mut headers = Vec::new();
+    for w in workers {
+        for (took, h) in w.await.unwrap() {
+            latencies.push(took);
+            headers.push(h);
+        }
+    }
+    let elapsed = started.elapsed();
+    latencies.sort();
+    let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
+    let figures = Figures {
+        name: name.to_owned(),
+        ops_per_sec: total as f64 / elapsed.as_secs_f64(),
+        p50: pct(0.50),
+        p99: pct(0.99),
+    };
+    (figures, headers)
+}
+
+fn request(method: &str, path: &str, bearer: &str, body: String) -> http::Request<Full<bytes::Bytes>> {
+    http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", "127.0.0.1")
+        .header("authorization", format!("Bearer {bearer}"))
+        .header("content-type", "application/json")
+        .body(Full::new(bytes::Bytes::from(body)))
+        .unwrap()
+}
+
+/// Mean of the `name` entry's duration per count in `Server-Timing`, in milliseconds.
+fn server_timing(headers: &[http::HeaderMap], name: &str) -> (f64, f64) {
+    let (mut total_ms, mut count) = (0.0, 0.0);
+    for h in headers {
+        let value = h.get("server-timing").and_then(|v| v.to_str().ok()).unwrap_or_default();
+        for entry in value.split(", ").filter(|e| e.starts_with(&format!("{name};"))) {
+            let dur: f64 = entry.split("dur=").nth(1).and_then(|d| d.split(';').next()).unwrap().parse().unwrap();
+            let n: f64 = entry.split("desc=\"").nth(1).and_then(|d| d.split(' ').next()).unwrap().parse().unwrap();
+            total_ms += dur;
+            count += n;
+        }
+    }
+    (total_ms / count.max(1.0), count / headers.len().max(1) as f64)
+}
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    runtime.block_on(run());
+}
+
+async fn run() {
+    // `cargo bench` passes `--bench`; `cargo test --all-targets` runs this once as a smoke test, so the
+    // benchmark itself stays tested, with a few requests of each kind.
+    let full = std::env::args().any(|a| a == "--bench");
+    let n = |count: usize| if full { count } else { (count / 100).max(2) };
+    let unlimited = "SPIN_VARIABLE_MAX_LIVE_SESSIONS=100000000\nSPIN_VARIABLE_MINTS_PER_MINUTE=100000000\n";
+    let stack = Stack::start(unlimited).await;
+    let fast = stack.add_pool("fast", Mode::Accept).await;
+    // The pool heartbeats like an agent, so it stays in placement for the whole run.
+    let (beat_url, key) = (stack.host.url.clone(), fast.key.clone());
+    let body = serde_json::json!({ "region": "fast", "endpoint": fast.pool.endpoint, "capacity": 100000, "load": 0 });
+    let heartbeat = tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_millis(1000)).await;
+            let auth = format!("Bearer {key}");
+            let headers = [("authorization", auth.as_str()), ("content-type", "application/json")];
+            support::send(&beat_url, "POST", "/api/pools/heartbeat", &headers, body.to_string().into_bytes()).await;
+        }
+    });
+    let users: Arc<Vec<String>> = Arc::new((0..64).map(|i| stack.id_token(&format!("bench-{i}"))).collect());
+    let url = stack.host.url.clone();
+    let mut rows = Vec::new();
+
+    // Warm up every component (compile cache, connection pool, provider keys).
+    let warm: MakeRequest = Arc::new(|_| (request("PUT", "/api/sessions", "", String::new()), 405));
+    load("warm-up", &url, 2, 50, warm).await;
+    let u = users.clone();
+    let warm_mint: MakeRequest =
+        Arc::new(move |i| (request("POST", "/api/sessions", &u[i % u.len()], "{}".into()), 201));
+    load("warm-up mint", &url, 2, 20, warm_mint).await;
+
+    let baseline: MakeRequest = Arc::new(|_| (request("PUT", "/api/sessions", "", String::new()), 405));
+    rows.push(load("component request (405), baseline", &url, 8, n(2000), baseline).await.0);
+
+    let exp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() + 600;
+    let jti: MakeRequest = Arc::new(move |i| {
+        let body = format!(r#"{{"jti":"bench-{i}-{exp}","expires_at":{exp}}}"#);
+        (request("POST", "/internal/jti/consume", INTERNAL_KEY, body), 200)
+    });
+    rows.push(load("jti consume", &url, 16, n(5000), jti).await.0);
+
+    let u = users.clone();
+    let mint: MakeRequest = Arc::new(move |i| (request("POST", "/api/sessions", &u[i % u.len()], "{}".into()), 201));
+    // One at a time first: the component's own timings without waiting for the CPU.
+    let (figures, headers) = load("mint, one at a time", &url, 1, n(50), mint.clone()).await;
+    rows.push(figures);
+    let breakdown: Vec<(&str, (f64, f64))> = ["total", "keys", "identity", "sign", "db", "place"]
+        .into_iter()
+        .map(|name| (name, server_timing(&headers, name)))
+        .collect();
+    let (figures, _) = load("mint, runner start excluded", &url, 8, n(400), mint.clone()).await;
+    rows.push(figures);
+
+    fast.pool.set_mode(Mode::Spawn);
+    rows.push(load("mint, pool spawns a process", &url, 8, n(200), mint).await.0);
+
+    heartbeat.abort();
+
+    // Instantiation alone, sequentially.
+    let dir = support::tempdir::Dir::new("bench");
+    let mut cfg = support::config(&dir, "SPIN_VARIABLE_SIGNING_KEY=unused\n");
+    cfg.cache_dir = support::shared_cache();
+    let host = Host::load(&cfg).unwrap();
+    let mut times = Vec::new();
+    for _ in 0..n(2000) {
+        let t = Instant::now();
+        host.instantiate("sessions").await.unwrap();
+        times.push(t.elapsed());
+    }
+    times.sort();
+    let mean = times.iter().sum::<Duration>() / times.len() as u32;
+
+    let base = rows[0].p50.as_secs_f64();
+    println!("\n{:<40} {:>10} {:>10} {:>10} {:>12}", "control plane", "ops/s", "p50", "p99", "p50 ratio");
+    for r in &rows {
+        println!(
+            "{:<40} {:>10.0} {:>8.2}ms {:>8.2}ms {:>11.2}x",
+            r.name,
+            r.ops_per_sec,
+            r.p50.as_secs_f64() * 1e3,
+            r.p99.as_secs_f64() * 1e3,
+            r.p50.as_secs_f64() / base
+        );
+    }
+    println!(
+        "{:<40} {:>10} {:>8.3}ms {:>8.3}ms {:>11.2}x",
+        "instantiate the sessions component",
+        "",
+        times[times.len() / 2].as_secs_f64() * 1e3,
+        times[times.len() * 99 / 100].as_secs_f64() * 1e3,
+        times[times.len() / 2].as_secs_f64() / base
+    );
+    println!("instantiate mean: {:.3} ms", mean.as_secs_f64() * 1e3);
+    println!("\ninside a mint, one at a time (Server-Timing means per operation):");
+    for (name, (ms, count)) in breakdown {
+        println!("  {name:<10} {count:>5.1} x {ms:>8.3} ms");
+    }
+}
