@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! edgeshell-spin-host [--manifest spin.toml] [--listen 127.0.0.1:3000] [--env-file .env]
-//!                     [--cache-dir DIR] [--wasm-dir DIR]
+//!                     [--cache-dir DIR] [--wasm-dir DIR] [--max-instances 256]
 //! ```
 
 use anyhow::{bail, Context, Result};
@@ -17,6 +17,7 @@ async fn main() -> Result<()> {
         env_file: None,
         cache_dir: std::env::temp_dir().join("edgeshell-cwasm"),
         wasm_dir: None,
+        max_instances: edgeshell_spin_host::server::DEFAULT_MAX_INSTANCES,
     };
     let mut listen = String::from("127.0.0.1:3000");
     let mut args = std::env::args().skip(1);
@@ -28,6 +29,7 @@ async fn main() -> Result<()> {
             "--env-file" => config.env_file = Some(value()?.into()),
             "--cache-dir" => config.cache_dir = value()?.into(),
             "--wasm-dir" => config.wasm_dir = Some(value()?.into()),
+            "--max-instances" => config.max_instances = value()?.parse().context("--max-instances is a number")?,
             other => bail!("unknown argument {other}"),
         }
     }

@@ -50,6 +50,11 @@ mod spin_variables {
 
 use spin_variables::fermyon::spin::variables as spin_vars;
 
+/// Requests that may run at once by default (one component instance each).
+pub const DEFAULT_MAX_INSTANCES: u32 = 256;
+/// The most linear memory one instance may grow to.
+const MAX_MEMORY_BYTES: usize = 256 << 20;
+
 /// How often a running guest yields.
 const EPOCH_TICK: std::time::Duration = std::time::Duration::from_millis(1);
 
@@ -142,6 +147,8 @@ pub struct HostConfig {
     /// When set, component sources are looked up here by file name instead of the manifest's paths
     /// (tests and CI build into a shared cargo target directory).
     pub wasm_dir: Option<PathBuf>,
+    /// Requests that may run at once; more get `503 overloaded` with `Retry-After`.
+    pub max_instances: u32,
 }
 
 struct Loaded {
@@ -175,6 +182,18 @@ impl Host {
         // A guest busy with CPU work (RSA signing takes milliseconds) yields to other requests and to the
         // database connections sharing the runtime at every epoch tick, instead of holding a worker.
         wasm_config.epoch_interruption(true);
+        // Instances come from a pool of preallocated slots that are reset and reused, instead of mapping
+        // and unmapping memory per request (the on-demand allocator's munmap costs every thread a TLB
+        // flush). Sized for `max_instances` requests in flight; beyond that a request gets a 503.
+        let max = config.max_instances.max(1);
+        let mut pool = wasmtime::PoolingAllocationConfig::default();
+        pool.total_component_instances(max)
+            .total_core_instances(max * 4)
+            .total_memories(max * 2)
+            .total_tables(max * 4)
+            .total_stacks(max)
+            .max_memory_size(MAX_MEMORY_BYTES);
+        wasm_config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&wasm_config)?;
         let ticker = engine.weak();
         std::thread::Builder::new().name("epoch-ticker".into()).spawn(move || {
@@ -244,6 +263,11 @@ impl Host {
         };
         match self.call(loaded, req).await {
             Ok(response) => response,
+            Err(e) if e.chain().any(|c| c.is::<wasmtime::PoolConcurrencyLimitError>()) => {
+                let mut response = error_response(503, "overloaded", "too many requests in flight; retry shortly");
+                response.headers_mut().insert("retry-after", hyper::header::HeaderValue::from_static("1"));
+                response
+            }
             Err(e) => {
                 eprintln!("edgeshell-spin-host: component {} failed: {e:#}", route.component);
                 error_response(500, "internal_error", "the function failed")

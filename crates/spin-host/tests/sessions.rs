@@ -258,3 +258,30 @@ async fn key_rotation_keeps_old_tokens_valid_until_they_expire() {
     let result = validator.verify(&old_token, &served_keys(&done.url).await, &RingRs256, expect, now()).await;
     assert!(result.is_err(), "a retired key verifies nothing");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_host_answers_503_instead_of_queueing() {
+    // Two instances at a time; mints waiting on a hung pool hold them.
+    let stack = std::sync::Arc::new(Stack::start_limited("SPIN_VARIABLE_POOL_TIMEOUT_MS=3000\n", 2).await);
+    let slow = stack.add_pool("slow", Mode::Accept).await;
+    let alice = stack.id_token("alice");
+    // A first mint lets the pool fetch and cache the control plane's keys.
+    assert_eq!(stack.mint(&alice, serde_json::json!({})).await.0, 201);
+    slow.pool.set_mode(Mode::Hang);
+    let busy: Vec<_> = (0..2)
+        .map(|_| {
+            let (stack, alice) = (stack.clone(), alice.clone());
+            tokio::spawn(async move { stack.mint(&alice, serde_json::json!({})).await })
+        })
+        .collect();
+    tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
+    assert!(busy.iter().all(|b| !b.is_finished()), "both mints wait for the hung pool");
+    let (status, headers, body) = support::send(&stack.host.url, "GET", "/api/regions", &[], Vec::new()).await;
+    assert_eq!(status, 503, "{}", String::from_utf8_lossy(&body));
+    assert!(String::from_utf8_lossy(&body).contains("overloaded"));
+    assert_eq!(headers["retry-after"], "1");
+    for b in busy {
+        assert_eq!(b.await.unwrap().0, 503, "a hung pool's mint fails over to nothing");
+    }
+    assert_eq!(support::request(&stack.host.url, "GET", "/api/regions").await.0, 200, "the slots are free again");
+}

@@ -83,6 +83,7 @@ pub fn config(dir: &tempdir::Dir, env: &str) -> HostConfig {
         env_file: Some(env_file),
         cache_dir: dir.0.join("cwasm"),
         wasm_dir: Some(wasm_dir()),
+        max_instances: edgeshell_spin_host::server::DEFAULT_MAX_INSTANCES,
     }
 }
 
@@ -93,9 +94,15 @@ pub fn shared_cache() -> PathBuf {
 }
 
 pub async fn start(env: &str) -> TestHost {
+    start_limited(env, edgeshell_spin_host::server::DEFAULT_MAX_INSTANCES).await
+}
+
+/// A host that runs at most `max_instances` requests at once.
+pub async fn start_limited(env: &str, max_instances: u32) -> TestHost {
     let dir = tempdir::Dir::new("host");
     let mut cfg = config(&dir, env);
     cfg.cache_dir = shared_cache();
+    cfg.max_instances = max_instances;
     let host = Arc::new(Host::load(&cfg).expect("host loads"));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());

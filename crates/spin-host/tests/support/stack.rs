@@ -2,7 +2,7 @@
 //! serving the real components from `spin.toml`, and pools registered through the real heartbeat route.
 
 use super::pool::{Mode, TestPool};
-use super::{send, start, vector_jwk, TestHost};
+use super::{send, vector_jwk, TestHost};
 use edgeshell_control_db::{migrate, pool_keys};
 use edgeshell_dev_oidc::{DevIssuer, IdTokenRequest};
 use local_postgres::LocalPostgres;
@@ -29,6 +29,11 @@ pub struct Pool {
 impl Stack {
     /// Everything up; `extra` adds or overrides `SPIN_VARIABLE_*` lines.
     pub async fn start(extra: &str) -> Stack {
+        Stack::start_limited(extra, edgeshell_spin_host::server::DEFAULT_MAX_INSTANCES).await
+    }
+
+    /// Everything up, with a host that runs at most `max_instances` requests at once.
+    pub async fn start_limited(extra: &str, max_instances: u32) -> Stack {
         let pg = LocalPostgres::start().expect("postgres starts");
         pg.create_database("control").unwrap();
         let db_url = pg.url("control");
@@ -55,7 +60,7 @@ SPIN_VARIABLE_POOL_ORIGIN=http://127.0.0.1:*
             jwks = issuer.jwks_url(),
             issuer_port = issuer.addr().port(),
         );
-        let host = start(&env).await;
+        let host = super::start_limited(&env, max_instances).await;
         Stack { pg, db_url, db, issuer, host }
     }
 
