@@ -1,12 +1,14 @@
 //! What every control function shares, so each component stays a thin adapter over the core:
 //! JSON errors with stable codes ([`reply`]), request parsing and internal authentication
 //! ([`request`]), the clock and randomness ([`platform`]), Postgres ([`db`]), outbound HTTP with
-//! timeouts ([`outbound`]), the signed-in user ([`identity`]) and token signing ([`signing`]).
+//! timeouts ([`outbound`]), the signed-in user ([`identity`]), token signing ([`signing`]) and the pool registry
+//! ([`registry`]).
 
 pub mod db;
 pub mod identity;
 pub mod outbound;
 pub mod platform;
+pub mod registry;
 pub mod reply;
 pub mod request;
 pub mod signing;

@@ -8,12 +8,12 @@
 //!   placement after the health TTL.
 //! - `GET /api/regions`: the regions and whether they take sessions now, for clients choosing one.
 
-use edgeshell_core::ids::RegionId;
-use edgeshell_core::placement::{is_eligible, PlacementPolicy, RegionStatus};
+use edgeshell_core::placement::{is_eligible, PlacementPolicy};
 use edgeshell_core::pool_api::{api_key_hash, check_endpoint, Heartbeat, HeartbeatAnswer};
 use edgeshell_core::time::Timestamp;
 use edgeshell_fn::db::{col, int, text, Db};
 use edgeshell_fn::platform::now;
+use edgeshell_fn::registry;
 use edgeshell_fn::reply::{finish, json, Failure};
 use edgeshell_fn::request::{bearer, json_body, number_variable};
 use edgeshell_fn::Reply;
@@ -105,30 +105,19 @@ fn regions() -> Reply {
         health_ttl: core::time::Duration::from_secs(number_variable("pool_health_ttl_secs", 5)?),
         ..PlacementPolicy::default()
     };
-    let rows = db.query(
-        "SELECT region, capacity, load, draining, COALESCE((extract(epoch FROM last_heartbeat) * 1000)::int8, 0)
-         FROM pools ORDER BY region",
-        &[],
-    )?;
     let now: Timestamp = now();
-    let mut regions = Vec::new();
-    for row in rows {
-        let Ok(region) = RegionId::new(col::<String>(&row, 0)?) else { continue };
-        let status = RegionStatus {
-            region,
-            capacity: u32::try_from(col::<i32>(&row, 1)?).unwrap_or(0),
-            load: u32::try_from(col::<i32>(&row, 2)?).unwrap_or(u32::MAX),
-            draining: col(&row, 3)?,
-            last_heartbeat: Timestamp::from_millis(u64::try_from(col::<i64>(&row, 4)?).unwrap_or(0)),
-        };
-        let available = is_eligible(&status, &policy, now);
-        regions.push(serde_json::json!({
-            "region": status.region,
-            "available": available,
-            "capacity": status.capacity,
-            "load": status.load,
-            "draining": status.draining,
-        }));
-    }
+    let regions: Vec<_> = registry::load(&db)?
+        .into_iter()
+        .map(|pool| {
+            let s = pool.status;
+            serde_json::json!({
+                "region": s.region,
+                "available": is_eligible(&s, &policy, now),
+                "capacity": s.capacity,
+                "load": s.load,
+                "draining": s.draining,
+            })
+        })
+        .collect();
     json(200, &serde_json::json!({ "regions": regions }))
 }

@@ -3,7 +3,7 @@
 
 use crate::config::Config;
 use crate::mint::Minted;
-use crate::pools::{self, Registry};
+use crate::pools;
 use edgeshell_core::ids::{RegionId, SessionId};
 use edgeshell_core::pool_api::attach_path;
 use edgeshell_fn::db::{col, text, Db};
@@ -136,7 +136,7 @@ pub(crate) fn end(req: &Request, id: &str) -> Reply {
         return json(200, &serde_json::json!({ "session_id": sid, "state": "ended", "runner_stopped": true }));
     };
     let stopped = match col::<Option<String>>(&row, 0)? {
-        Some(region) => match (RegionId::new(region.as_str()), Registry::endpoint_of(&db, &region)?) {
+        Some(region) => match (RegionId::new(region.as_str()), edgeshell_fn::registry::endpoint_of(&db, &region)?) {
             (Ok(region), Some(endpoint)) => pools::stop(&signing, &endpoint, &region, &sid, "ended by its owner"),
             _ => false,
         },

@@ -5,10 +5,10 @@ use core::time::Duration;
 use edgeshell_core::ids::{RegionId, SessionId};
 use edgeshell_core::placement::{AttemptOutcome, RegionStatus};
 use edgeshell_core::pool_api::{stop_path, PoolCommand, START_PATH};
-use edgeshell_core::time::Timestamp;
-use edgeshell_fn::db::{col, text, Db};
+use edgeshell_fn::db::Db;
 use edgeshell_fn::outbound::{self, Call, OutboundError};
 use edgeshell_fn::platform::{entropy, now};
+use edgeshell_fn::registry;
 use edgeshell_fn::reply::Failure;
 use edgeshell_fn::signing::Signing;
 use std::collections::BTreeMap;
@@ -24,36 +24,13 @@ pub(crate) struct Registry {
 
 impl Registry {
     pub(crate) fn load(db: &Db) -> Result<Registry, Failure> {
-        let rows = db.query(
-            "SELECT region, endpoint, capacity, load, draining, (extract(epoch FROM last_heartbeat) * 1000)::int8
-             FROM pools WHERE last_heartbeat IS NOT NULL",
-            &[],
-        )?;
-        let mut registry = Registry { status: Vec::new(), endpoints: BTreeMap::new() };
-        for row in rows {
-            let Ok(region) = RegionId::new(col::<String>(&row, 0)?) else { continue };
-            registry.endpoints.insert(region.clone(), col(&row, 1)?);
-            registry.status.push(RegionStatus {
-                region,
-                capacity: u32::try_from(col::<i32>(&row, 2)?).unwrap_or(0),
-                load: u32::try_from(col::<i32>(&row, 3)?).unwrap_or(u32::MAX),
-                draining: col(&row, 4)?,
-                last_heartbeat: Timestamp::from_millis(u64::try_from(col::<i64>(&row, 5)?).unwrap_or(0)),
-            });
-        }
-        Ok(registry)
+        let pools = registry::load(db)?;
+        let endpoints = pools.iter().map(|p| (p.status.region.clone(), p.endpoint.clone())).collect();
+        Ok(Registry { status: pools.into_iter().map(|p| p.status).collect(), endpoints })
     }
 
     pub(crate) fn endpoint(&self, region: &RegionId) -> Option<&str> {
         self.endpoints.get(region).map(String::as_str)
-    }
-
-    /// The endpoint of one region, read on its own (for stops outside a mint).
-    pub(crate) fn endpoint_of(db: &Db, region: &str) -> Result<Option<String>, Failure> {
-        Ok(match db.query_opt("SELECT endpoint FROM pools WHERE region = $1", &[text(region)])? {
-            Some(row) => Some(col(&row, 0)?),
-            None => None,
-        })
     }
 }
 
