@@ -3,7 +3,6 @@
 //! answers 503 promptly and the function recovers when it is back; the allowlist keeps the component
 //! from any other database.
 
-use edgeshell_control_db::migrate;
 use local_postgres::LocalPostgres;
 use support::{send, start, vector_jwk, TestHost};
 
@@ -34,12 +33,7 @@ fn body(jti: &str, expires_at: u64) -> String {
 }
 
 async fn migrated() -> (LocalPostgres, String) {
-    let pg = LocalPostgres::start().expect("postgres starts");
-    pg.create_database("control").unwrap();
-    let url = pg.url("control");
-    let (mut client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
-    tokio::spawn(conn);
-    migrate::migrate(&mut client).await.unwrap();
+    let (pg, url, _) = support::migrated_postgres().await;
     (pg, url)
 }
 

@@ -75,6 +75,17 @@ pub mod tempdir {
     }
 }
 
+/// A private Postgres with the control plane's schema: the cluster, the database URL, a client.
+pub async fn migrated_postgres() -> (local_postgres::LocalPostgres, String, tokio_postgres::Client) {
+    let pg = local_postgres::LocalPostgres::start().expect("postgres starts");
+    pg.create_database("control").unwrap();
+    let url = pg.url("control");
+    let (mut client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(conn);
+    edgeshell_control_db::migrate::migrate(&mut client).await.unwrap();
+    (pg, url, client)
+}
+
 pub fn config(dir: &tempdir::Dir, env: &str) -> HostConfig {
     let env_file = dir.0.join(".env");
     std::fs::write(&env_file, format!("{BASE_ENV}{env}")).unwrap();

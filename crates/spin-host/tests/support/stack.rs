@@ -3,7 +3,7 @@
 
 use super::pool::{Mode, TestPool};
 use super::{send, vector_jwk, TestHost};
-use edgeshell_control_db::{migrate, pool_keys};
+use edgeshell_control_db::pool_keys;
 use edgeshell_dev_oidc::{DevIssuer, IdTokenRequest};
 use local_postgres::LocalPostgres;
 
@@ -34,12 +34,7 @@ impl Stack {
 
     /// Everything up, with a host that runs at most `max_instances` requests at once.
     pub async fn start_limited(extra: &str, max_instances: u32) -> Stack {
-        let pg = LocalPostgres::start().expect("postgres starts");
-        pg.create_database("control").unwrap();
-        let db_url = pg.url("control");
-        let (mut db, conn) = tokio_postgres::connect(&db_url, tokio_postgres::NoTls).await.unwrap();
-        tokio::spawn(conn);
-        migrate::migrate(&mut db).await.unwrap();
+        let (pg, db_url, db) = super::migrated_postgres().await;
         let issuer = DevIssuer::start("127.0.0.1:0", CLIENT_ID).await.unwrap();
         let env = format!(
             "SPIN_VARIABLE_SIGNING_KEY='{key}'
