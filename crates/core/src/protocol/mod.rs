@@ -7,8 +7,10 @@
 //! resume possible: a reconnecting peer says where it is, and the stream continues at that byte.
 
 mod close;
+mod handshake;
 
 pub use close::{CloseCode, NextStep, ALL_CLOSE_CODES};
+pub use handshake::{Credential, HandshakeError, SUBPROTOCOL};
 
 /// The protocol version this build speaks.
 pub const VERSION: u8 = 1;

@@ -1,0 +1,140 @@
+//! How a peer presents its credential when it opens a session WebSocket: in `Sec-WebSocket-Protocol`,
+//! never in the URL (URLs end up in access logs and browser history), because browsers cannot set other
+//! headers on a WebSocket. The client offers `edgeshell.v1` plus one credential subprotocol; the server
+//! answers with `edgeshell.v1` only, so the credential is never echoed back.
+//!
+//! - `edgeshell.auth.<compact JWS>`: an attach token (browser) or join token (runner);
+//! - `edgeshell.resume.<ticket>`: the resume ticket of the peer's last `Welcome`.
+//!
+//! Compact JWS (base64url and dots) and tickets (`<holder>.<base64url>`) are valid subprotocol tokens.
+
+/// The subprotocol of this protocol version, the only one a server answers with.
+pub const SUBPROTOCOL: &str = "edgeshell.v1";
+
+const AUTH_PREFIX: &str = "edgeshell.auth.";
+const RESUME_PREFIX: &str = "edgeshell.resume.";
+
+/// The credential a peer opens a connection with.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Credential {
+    /// A compact JWS: attach token (browser) or join token (runner).
+    Token(String),
+    /// A resume ticket from the last `Welcome`.
+    Resume(String),
+}
+
+impl core::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        // Both are bearer secrets.
+        f.write_str(match self {
+            Credential::Token(_) => "Credential::Token(..)",
+            Credential::Resume(_) => "Credential::Resume(..)",
+        })
+    }
+}
+
+/// Why an offered subprotocol list was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HandshakeError {
+    /// `edgeshell.v1` was not offered: another version or not our client.
+    #[error("the client does not speak {SUBPROTOCOL}")]
+    WrongVersion,
+    /// No `edgeshell.auth.*` or `edgeshell.resume.*` entry.
+    #[error("no credential offered in Sec-WebSocket-Protocol")]
+    NoCredential,
+    /// More than one credential, or an empty or malformed one.
+    #[error("malformed credential in Sec-WebSocket-Protocol: {0}")]
+    Malformed(&'static str),
+}
+
+impl Credential {
+    /// The subprotocols a client offers, in order: the version, then the credential.
+    pub fn offer(&self) -> [String; 2] {
+        let credential = match self {
+            Credential::Token(t) => format!("{AUTH_PREFIX}{t}"),
+            Credential::Resume(t) => format!("{RESUME_PREFIX}{t}"),
+        };
+        [SUBPROTOCOL.to_owned(), credential]
+    }
+
+    /// The `Sec-WebSocket-Protocol` header value a client sends.
+    pub fn header_value(&self) -> String {
+        self.offer().join(", ")
+    }
+
+    /// Reads the credential from the offered subprotocols (one or more comma-separated header values).
+    pub fn from_offer(header: &str) -> Result<Credential, HandshakeError> {
+        let mut version = false;
+        let mut found = None;
+        for item in header.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let credential = if item == SUBPROTOCOL {
+                version = true;
+                continue;
+            } else if let Some(token) = item.strip_prefix(AUTH_PREFIX) {
+                Credential::Token(check_text(token)?.to_owned())
+            } else if let Some(ticket) = item.strip_prefix(RESUME_PREFIX) {
+                Credential::Resume(check_text(ticket)?.to_owned())
+            } else {
+                // Other subprotocols are ignored, as RFC 6455 allows.
+                continue;
+            };
+            if found.replace(credential).is_some() {
+                return Err(HandshakeError::Malformed("more than one credential"));
+            }
+        }
+        if !version {
+            return Err(HandshakeError::WrongVersion);
+        }
+        found.ok_or(HandshakeError::NoCredential)
+    }
+}
+
+fn check_text(text: &str) -> Result<&str, HandshakeError> {
+    if text.is_empty() {
+        return Err(HandshakeError::Malformed("empty"));
+    }
+    if text.len() > super::MAX_TEXT_BYTES {
+        return Err(HandshakeError::Malformed("too long"));
+    }
+    if !text.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')) {
+        return Err(HandshakeError::Malformed("characters outside base64url and '.'"));
+    }
+    Ok(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(header: &str, expected: Result<Credential, HandshakeError>) {
+        assert_eq!(Credential::from_offer(header), expected, "{header}");
+    }
+
+    #[test]
+    fn offers_round_trip() {
+        for c in [Credential::Token("eyJ.eyJ.sig-_".into()), Credential::Resume("r.AAAA".into())] {
+            check(&c.header_value(), Ok(c.clone()));
+            // Browsers may send the list as several header lines joined by the server.
+            check(&format!("chat, {}", c.offer().join(",")), Ok(c));
+        }
+    }
+
+    #[test]
+    fn refuses_what_is_not_one_clean_credential() {
+        check("edgeshell.auth.a.b.c", Err(HandshakeError::WrongVersion));
+        check("edgeshell.v2, edgeshell.auth.x", Err(HandshakeError::WrongVersion));
+        check("edgeshell.v1", Err(HandshakeError::NoCredential));
+        check("edgeshell.v1, edgeshell.auth.", Err(HandshakeError::Malformed("empty")));
+        check(
+            "edgeshell.v1, edgeshell.auth.a, edgeshell.resume.r.b",
+            Err(HandshakeError::Malformed("more than one credential")),
+        );
+        check(
+            "edgeshell.v1, edgeshell.auth.a/b",
+            Err(HandshakeError::Malformed("characters outside base64url and '.'")),
+        );
+        let long = format!("edgeshell.v1, edgeshell.auth.{}", "a".repeat(super::super::MAX_TEXT_BYTES + 1));
+        check(&long, Err(HandshakeError::Malformed("too long")));
+        assert_eq!(format!("{:?}", Credential::Token("secret".into())), "Credential::Token(..)");
+    }
+}

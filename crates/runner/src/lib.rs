@@ -1,0 +1,13 @@
+//! The edgeshell runner: owns one session's PTY and streams it to the session's room at the edge, and
+//! installs the CLI bundle the image runs (see `bundle`). The binary is `edgeshell-runner`.
+//!
+//! - [`pty`]: the program on a real pseudo-terminal.
+//! - [`relay`]: the main loop between the PTY and the room, over the core's `RunnerLink`.
+//! - [`dial`]: opening the WebSocket with the join token or resume ticket.
+//! - [`process_tree`]: finding and killing everything a program started.
+//! - [`settings`]: the runner's configuration from its environment.
+
+pub mod dial;
+pub mod process_tree;
+pub mod pty;
+pub mod relay;

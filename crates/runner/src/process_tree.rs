@@ -1,0 +1,100 @@
+//! Finding and killing every process of a runner on Linux: all processes whose session or process
+//! group is one of the given ids, found in `/proc`. A program's own children stay in its session even
+//! when a shell puts them into job process groups, so this catches what `kill(-pgid)` alone misses.
+//! A process that calls `setsid` itself escapes; the local backend is a development tool, and
+//! production runners are Kubernetes Jobs, whose pod is the boundary.
+
+use rustix::process::{Pid, Signal};
+use std::time::Duration;
+
+/// What `/proc/<pid>/stat` says about a process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcStat {
+    /// Process id.
+    pub pid: i32,
+    /// Parent's process id.
+    pub ppid: i32,
+    /// Process group id.
+    pub pgrp: i32,
+    /// Session id.
+    pub session: i32,
+    /// Start time in clock ticks since boot: with the pid, it names one process (pids are reused).
+    pub start_time: u64,
+}
+
+/// Parses one `/proc/<pid>/stat` line (the command name may hold spaces and parentheses).
+pub fn parse_stat(line: &str) -> Option<ProcStat> {
+    let pid = line.split_once(' ')?.0.parse().ok()?;
+    let rest = &line[line.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // After the name: state(0) ppid(1) pgrp(2) session(3) ... starttime(19).
+    Some(ProcStat {
+        pid,
+        ppid: fields.get(1)?.parse().ok()?,
+        pgrp: fields.get(2)?.parse().ok()?,
+        session: fields.get(3)?.parse().ok()?,
+        start_time: fields.get(19)?.parse().ok()?,
+    })
+}
+
+/// The status of one process, if it exists.
+pub fn stat(pid: i32) -> Option<ProcStat> {
+    parse_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// Every process whose session or process group is in `ids`.
+pub fn members(ids: &[i32]) -> Vec<ProcStat> {
+    let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter_map(stat)
+        .filter(|s| ids.contains(&s.session) || ids.contains(&s.pgrp))
+        .collect()
+}
+
+/// Kills every process in the sessions and groups `ids` with `SIGKILL`, again and again until none is
+/// left (a fork may race the first pass). Returns how many processes were signalled.
+pub async fn kill_all(ids: &[i32]) -> usize {
+    let mut signalled = 0;
+    for _ in 0..50 {
+        let found = members(ids);
+        // Zombies (already dead, waiting for their parent to reap them) are not worth another pass.
+        let live: Vec<_> = found.iter().filter(|s| !is_zombie(s.pid)).collect();
+        if live.is_empty() {
+            return signalled;
+        }
+        for s in live {
+            if let Some(pid) = Pid::from_raw(s.pid) {
+                if rustix::process::kill_process(pid, Signal::KILL).is_ok() {
+                    signalled += 1;
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    signalled
+}
+
+fn is_zombie(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|l| l.rfind(')').and_then(|i| l.get(i + 2..i + 3)).map(|s| s == "Z" || s == "X"))
+        .unwrap_or(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_names_with_spaces_and_parens() {
+        let line = "4242 (my (odd) name) S 1 4242 4242 34816 4242 4194560 100 0 0 0 0 0 0 0 20 0 1 0 987654 1000 10 \
+                    18446744073709551615";
+        assert_eq!(
+            parse_stat(line),
+            Some(ProcStat { pid: 4242, ppid: 1, pgrp: 4242, session: 4242, start_time: 987654 })
+        );
+        assert_eq!(parse_stat("garbage"), None);
+        let me = stat(std::process::id() as i32).unwrap();
+        assert_eq!(me.pid, std::process::id() as i32);
+    }
+}

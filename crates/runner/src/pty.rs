@@ -1,0 +1,181 @@
+//! A real pseudo-terminal with the session's program on its slave side: the program is a session leader
+//! with the PTY as its controlling terminal (so Ctrl-C typed as input interrupts its foreground job, as in
+//! any terminal), dies with the runner (parent-death signal), and is started with an explicit environment
+//! (the runner's own secrets never reach it).
+
+use rustix::fd::{AsFd, OwnedFd};
+use rustix::process::{Pid, Resource, Rlimit, Signal};
+use rustix::termios::Winsize;
+use std::io;
+use std::path::PathBuf;
+use std::process::Stdio;
+use tokio::io::unix::AsyncFd;
+
+/// What to run in the PTY, and under which limits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Program {
+    /// The executable (looked up in `PATH` of `env` when it has no slash).
+    pub command: String,
+    /// Its arguments.
+    pub args: Vec<String>,
+    /// Its working directory.
+    pub cwd: PathBuf,
+    /// Its complete environment.
+    pub env: Vec<(String, String)>,
+    /// Initial size: columns, rows.
+    pub size: (u16, u16),
+    /// Address-space limit in bytes (`RLIMIT_AS`), if any.
+    pub memory_limit: Option<u64>,
+    /// Process limit (`RLIMIT_NPROC`, per user; not enforced for root), if any.
+    pub process_limit: Option<u64>,
+}
+
+/// The master side of the PTY a program runs on. The program's [`tokio::process::Child`] is returned
+/// beside it by [`Pty::spawn`], so waiting for the exit and reading output can go on at once.
+#[derive(Debug)]
+pub struct Pty {
+    master: AsyncFd<OwnedFd>,
+    pid: Pid,
+}
+
+/// One read from the PTY.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ReadResult {
+    /// This many bytes were read into the buffer.
+    Data(usize),
+    /// Every holder of the slave side closed it: no more output will come.
+    Closed,
+}
+
+fn winsize((cols, rows): (u16, u16)) -> Winsize {
+    Winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 }
+}
+
+impl Pty {
+    /// Opens a PTY and starts `program` on it. Call within a Tokio runtime, on a thread that lives as
+    /// long as the program: the parent-death signal fires when the spawning thread ends.
+    pub fn spawn(program: &Program) -> io::Result<(Pty, tokio::process::Child)> {
+        use rustix::fs::{Mode, OFlags};
+        use rustix::pty::OpenptFlags;
+        let master = rustix::pty::openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC)?;
+        rustix::pty::grantpt(&master)?;
+        rustix::pty::unlockpt(&master)?;
+        let name = rustix::pty::ptsname(&master, Vec::new())?;
+        let slave = rustix::fs::open(name.as_c_str(), OFlags::RDWR | OFlags::NOCTTY | OFlags::CLOEXEC, Mode::empty())?;
+        rustix::termios::tcsetwinsize(&slave, winsize(program.size))?;
+
+        let mut command = tokio::process::Command::new(&program.command);
+        command
+            .args(&program.args)
+            .current_dir(&program.cwd)
+            .env_clear()
+            .envs(program.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::from(slave.try_clone()?))
+            .stdout(Stdio::from(slave.try_clone()?))
+            .stderr(Stdio::from(slave));
+        let limits = (program.memory_limit, program.process_limit);
+        #[allow(unsafe_code)]
+        // SAFETY: the closure runs in the forked child before exec and makes only raw system calls
+        // (setsid, ioctl, prctl, setrlimit) through rustix, which neither allocate nor take locks, so it
+        // is async-signal-safe.
+        unsafe {
+            command.pre_exec(move || {
+                rustix::process::setsid()?;
+                // fd 0 is the slave: make it the controlling terminal of the new session.
+                rustix::process::ioctl_tiocsctty(rustix::stdio::stdin())?;
+                rustix::process::set_parent_process_death_signal(Some(Signal::KILL))?;
+                if let Some(bytes) = limits.0 {
+                    let limit = Rlimit { current: Some(bytes), maximum: Some(bytes) };
+                    rustix::process::setrlimit(Resource::As, limit)?;
+                }
+                if let Some(count) = limits.1 {
+                    let limit = Rlimit { current: Some(count), maximum: Some(count) };
+                    rustix::process::setrlimit(Resource::Nproc, limit)?;
+                }
+                Ok(())
+            });
+        }
+        let child = command.spawn()?;
+        let pid = child.id().and_then(|id| Pid::from_raw(id as i32)).ok_or_else(|| io::Error::other("no child pid"))?;
+        set_nonblocking(&master)?;
+        #[allow(unsafe_code)]
+        // SAFETY: `master` is an open descriptor owned by the `AsyncFd` from here on; `OwnedFd` always
+        // returns that same descriptor and closes it only when dropped.
+        let master = unsafe { AsyncFd::register(master) }.map_err(|e| io::Error::other(e.to_string()))?;
+        Ok((Pty { master, pid }, child))
+    }
+
+    /// The program's process id, which is also its session and process group id.
+    pub fn pid(&self) -> Pid {
+        self.pid
+    }
+
+    /// Reads output into `buf` when some is ready.
+    pub async fn read(&self, buf: &mut [u8]) -> io::Result<ReadResult> {
+        loop {
+            let mut guard = self.master.readable().await?;
+            match guard.try_io(|fd| rustix::io::read(fd.get_ref(), &mut *buf).map_err(io::Error::from)) {
+                Ok(Ok(0)) => return Ok(ReadResult::Closed),
+                Ok(Ok(n)) => return Ok(ReadResult::Data(n)),
+                // Linux reports a master whose slave is closed everywhere as EIO.
+                Ok(Err(e)) if e.raw_os_error() == Some(rustix::io::Errno::IO.raw_os_error()) => {
+                    return Ok(ReadResult::Closed)
+                }
+                Ok(Err(e)) => return Err(e),
+                Err(_would_block) => continue,
+            }
+        }
+    }
+
+    /// Writes as much of `data` as the PTY takes now, waiting until it takes at least one byte.
+    pub async fn write(&self, data: &[u8]) -> io::Result<usize> {
+        loop {
+            let mut guard = self.master.writable().await?;
+            match guard.try_io(|fd| rustix::io::write(fd.get_ref(), data).map_err(io::Error::from)) {
+                Ok(result) => return result,
+                Err(_would_block) => continue,
+            }
+        }
+    }
+
+    /// Sets the terminal size; the program gets `SIGWINCH`.
+    pub fn resize(&self, cols: u16, rows: u16) -> io::Result<()> {
+        rustix::termios::tcsetwinsize(self.master.get_ref(), winsize((cols, rows))).map_err(io::Error::from)
+    }
+
+    /// Delivers `signal` to the terminal's foreground process group (the job a user would interrupt),
+    /// or to the program's group when there is none.
+    pub fn signal(&self, signal: Signal) -> io::Result<()> {
+        let group = rustix::termios::tcgetpgrp(self.master.get_ref()).unwrap_or(self.pid);
+        rustix::process::kill_process_group(group, signal).map_err(io::Error::from)
+    }
+}
+
+fn set_nonblocking(fd: impl AsFd) -> io::Result<()> {
+    use rustix::fs::OFlags;
+    let flags = rustix::fs::fcntl_getfl(&fd)?;
+    rustix::fs::fcntl_setfl(&fd, flags | OFlags::NONBLOCK)?;
+    Ok(())
+}
+
+/// The protocol's view of an exit status.
+pub fn exit_status(status: std::process::ExitStatus) -> edgeshell_core::protocol::ExitStatus {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => edgeshell_core::protocol::ExitStatus::Code(code),
+        (None, Some(sig)) => edgeshell_core::protocol::ExitStatus::Signaled(sig.clamp(0, 255) as u8),
+        (None, None) => edgeshell_core::protocol::ExitStatus::Code(-1),
+    }
+}
+
+/// The OS signal for a protocol signal.
+pub fn os_signal(signal: edgeshell_core::protocol::Signal) -> Signal {
+    use edgeshell_core::protocol::Signal as S;
+    match signal {
+        S::Hangup => Signal::HUP,
+        S::Interrupt => Signal::INT,
+        S::Quit => Signal::QUIT,
+        S::Terminate => Signal::TERM,
+        S::Kill => Signal::KILL,
+    }
+}

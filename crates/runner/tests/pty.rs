@@ -1,0 +1,158 @@
+//! The PTY layer against a real shell: input echoes, resize reaches `stty size`, Ctrl-C interrupts the
+//! foreground job, the exit status comes back, and stopping kills everything the program started.
+
+use edgeshell_runner::process_tree;
+use edgeshell_runner::pty::{exit_status, Program, Pty, ReadResult};
+use std::time::Duration;
+
+fn shell(dir: &std::path::Path) -> Program {
+    Program {
+        command: "/bin/sh".into(),
+        args: vec![],
+        cwd: dir.to_owned(),
+        env: vec![
+            ("PATH".into(), "/usr/bin:/bin".into()),
+            ("PS1".into(), "$ ".into()),
+            ("TERM".into(), "xterm".into()),
+        ],
+        size: (80, 24),
+        memory_limit: None,
+        process_limit: None,
+    }
+}
+
+/// Reads until `needle` appears in the output (after `from`), or fails after 10 s.
+async fn expect(pty: &Pty, seen: &mut String, needle: &str) {
+    let mut buf = [0u8; 4096];
+    let found = tokio::time::timeout(Duration::from_secs(10), async {
+        while !seen.contains(needle) {
+            match pty.read(&mut buf).await.unwrap() {
+                ReadResult::Data(n) => seen.push_str(&String::from_utf8_lossy(&buf[..n])),
+                ReadResult::Closed => return false,
+            }
+        }
+        true
+    })
+    .await;
+    assert_eq!(found, Ok(true), "waiting for {needle:?}; output so far: {seen:?}");
+    // Later expectations look only at what follows.
+    let at = seen.find(needle).unwrap() + needle.len();
+    seen.drain(..at);
+}
+
+async fn send(pty: &Pty, text: &[u8]) {
+    let mut rest = text;
+    while !rest.is_empty() {
+        let n = pty.write(rest).await.unwrap();
+        rest = &rest[n..];
+    }
+}
+
+#[tokio::test]
+async fn input_echoes_and_output_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    let (pty, _child) = Pty::spawn(&shell(dir.path())).unwrap();
+    let mut seen = String::new();
+    send(&pty, b"echo he''llo\n").await;
+    // The terminal echoes the typed line, then the shell prints the word.
+    expect(&pty, &mut seen, "echo he''llo").await;
+    expect(&pty, &mut seen, "hello").await;
+}
+
+#[tokio::test]
+async fn resize_reaches_stty_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let (pty, _child) = Pty::spawn(&shell(dir.path())).unwrap();
+    let mut seen = String::new();
+    send(&pty, b"stty size\n").await;
+    expect(&pty, &mut seen, "24 80").await;
+    pty.resize(132, 43).unwrap();
+    send(&pty, b"stty size\n").await;
+    expect(&pty, &mut seen, "43 132").await;
+}
+
+#[tokio::test]
+async fn ctrl_c_interrupts_the_foreground_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let (pty, _child) = Pty::spawn(&shell(dir.path())).unwrap();
+    let mut seen = String::new();
+    // Typed Ctrl-C goes through the line discipline as SIGINT.
+    send(&pty, b"sleep 60; echo not-interrupted\n").await;
+    expect(&pty, &mut seen, "not-interrupted").await; // the echo of the typed line
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    send(&pty, &[3]).await;
+    send(&pty, b"echo after-$((40+2))\n").await;
+    expect(&pty, &mut seen, "after-42").await;
+    assert!(!seen.contains("not-interrupted"), "sleep was not interrupted: {seen:?}");
+    // A Signal frame takes the other path: kill() to the foreground group.
+    send(&pty, b"sleep 60\n").await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    pty.signal(rustix::process::Signal::INT).unwrap();
+    send(&pty, b"echo again-$((1+1))\n").await;
+    expect(&pty, &mut seen, "again-2").await;
+}
+
+#[tokio::test]
+async fn exit_status_is_reported_after_the_last_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let (pty, mut child) = Pty::spawn(&shell(dir.path())).unwrap();
+    let mut seen = String::new();
+    send(&pty, b"printf 'last words'; exit 7\n").await;
+    expect(&pty, &mut seen, "last words").await;
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait()).await.unwrap().unwrap();
+    assert_eq!(exit_status(status), edgeshell_core::protocol::ExitStatus::Code(7));
+    let mut buf = [0u8; 256];
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), pty.read(&mut buf)).await.unwrap().unwrap() {
+            ReadResult::Closed => break,
+            ReadResult::Data(_) => {}
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_killed_program_reports_its_signal() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut program = shell(dir.path());
+    program.args = vec!["-c".into(), "kill -TERM $$".into()];
+    let (_pty, mut child) = Pty::spawn(&program).unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait()).await.unwrap().unwrap();
+    assert_eq!(exit_status(status), edgeshell_core::protocol::ExitStatus::Signaled(15));
+}
+
+#[tokio::test]
+async fn stop_kills_everything_the_program_started() {
+    let dir = tempfile::tempdir().unwrap();
+    let (pty, _child) = Pty::spawn(&shell(dir.path())).unwrap();
+    let mut seen = String::new();
+    // Job control puts each background job in its own process group; a nohup'd child ignores SIGHUP.
+    send(&pty, b"set -m; sleep 1001 & nohup sleep 1002 >/dev/null 2>&1 & (sleep 1003; true) & echo started-$((2*3))\n")
+        .await;
+    expect(&pty, &mut seen, "started-6").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let group = pty.pid().as_raw_nonzero().get();
+    let before = process_tree::members(&[group]);
+    assert!(before.len() >= 4, "shell and three jobs expected: {before:?}");
+    assert!(before.iter().any(|p| p.pgrp != group), "jobs have their own groups: {before:?}");
+    let killed = process_tree::kill_all(&[group]).await;
+    assert!(killed >= 4, "{killed}");
+    let after: Vec<_> = process_tree::members(&[group])
+        .into_iter()
+        .filter(|p| {
+            let state = std::fs::read_to_string(format!("/proc/{}/stat", p.pid)).unwrap_or_default();
+            !state.contains(") Z ")
+        })
+        .collect();
+    assert!(after.is_empty(), "survivors: {after:?}");
+}
+
+#[tokio::test]
+async fn the_program_sees_only_the_environment_it_was_given() {
+    let dir = tempfile::tempdir().unwrap();
+    std::env::set_var("EDGESHELL_JOIN_TOKEN", "must-not-leak");
+    let (pty, _child) = Pty::spawn(&shell(dir.path())).unwrap();
+    let mut seen = String::new();
+    send(&pty, b"echo token=[$EDGESHELL_JOIN_TOKEN] pwd=$(pwd)\n").await;
+    expect(&pty, &mut seen, "token=[] pwd=").await;
+    expect(&pty, &mut seen, dir.path().file_name().unwrap().to_str().unwrap()).await;
+}
