@@ -311,9 +311,12 @@ impl Room {
         self.pump_all(fx);
     }
 
-    /// Where the runner's credit ends: the oldest byte still needed plus the buffer capacity.
+    /// Where the runner's credit ends: the oldest byte a browser still needs plus the buffer capacity.
+    /// History kept for fresh attaches does not count: it is bounded by `history_bytes` on its own, so
+    /// a history as large as the capacity cannot stall the runner.
     fn credit_limit(&self) -> u64 {
-        self.buffer.start() + u64::from(self.config.buffer_capacity)
+        let needed = self.seats.iter().map(|s| s.acked).min().unwrap_or(self.buffer.end());
+        needed.max(self.buffer.start()) + u64::from(self.config.buffer_capacity)
     }
 
     /// Drops output no seat needs, keeping `history_bytes`; grants the runner more credit if that freed

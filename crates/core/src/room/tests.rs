@@ -307,6 +307,22 @@ fn acks_release_credit_and_more_output() {
 }
 
 #[test]
+fn history_as_large_as_the_buffer_does_not_stall_the_runner() {
+    let config =
+        RoomConfig { buffer_capacity: 1000, history_bytes: 1000, browser_window: 400, ..RoomConfig::default() };
+    let mut h = Harness::new(config);
+    h.join_runner(1);
+    h.attach(10, "a1");
+    h.send(1, Frame::Output { offset: 0, data: vec![1; 1000] });
+    h.take(10);
+    h.take(1);
+    h.send(10, Frame::Ack { offset: 400 });
+    assert_eq!(h.take(1), vec![Frame::Credit { acked: 1000, limit: 1400 }], "acked bytes free credit");
+    h.send(1, Frame::Output { offset: 1000, data: vec![2; 400] });
+    assert_eq!(h.closed(1), None);
+}
+
+#[test]
 fn refresh_in_band() {
     let mut h = live();
     h.attach(10, "a1");
