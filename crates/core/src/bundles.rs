@@ -109,7 +109,8 @@ pub struct BundlePolicy {
 }
 
 impl BundlePolicy {
-    /// A policy from host names and hex SHA-256 digests (an optional `sha256:` prefix is accepted).
+    /// A policy from host names (`host` for port 443, or `host:port`) and hex SHA-256 digests (an
+    /// optional `sha256:` prefix is accepted).
     pub fn new<H: AsRef<str>, D: AsRef<str>>(allowed_hosts: &[H], allowlist: &[D]) -> Result<Self, BundleError> {
         let allowlist = allowlist.iter().map(|d| parse_digest(d.as_ref())).collect::<Result<_, _>>()?;
         Ok(BundlePolicy {
@@ -120,7 +121,8 @@ impl BundlePolicy {
         })
     }
 
-    /// Accepts only `https://host[:443]/...` with `host` exactly in the allowed list, no user info.
+    /// Accepts only `https://host[:port]/...` with no user info, where the allowed list names `host`
+    /// (then only port 443 is allowed) or exactly `host:port`.
     pub fn check_url(&self, url: &str) -> Result<(), BundleError> {
         let refuse =
             |why: &str| Err(BundleError::UrlRefused(format!("{why}: {}", url.chars().take(120).collect::<String>())));
@@ -130,17 +132,22 @@ impl BundlePolicy {
         if !url.is_ascii() || url.chars().any(|c| c.is_ascii_control() || c == ' ') {
             return refuse("non-ASCII, control or space characters");
         }
-        let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or_default().to_ascii_lowercase();
         if authority.contains('@') {
             return refuse("user info in URL");
         }
-        let host = match authority.rsplit_once(':') {
-            Some((host, "443")) => host,
-            Some(_) => return refuse("port other than 443"),
-            None => authority,
+        let (host, port) = match authority.rsplit_once(':') {
+            Some((host, port)) => (host, port),
+            None => (authority.as_str(), "443"),
         };
-        let host = host.to_ascii_lowercase();
-        if host.is_empty() || !self.allowed_hosts.iter().any(|h| h == &host) {
+        if host.is_empty() || port.parse::<u16>().is_err() {
+            return refuse("malformed host or port");
+        }
+        let allowed = self.allowed_hosts.iter().any(|entry| match entry.rsplit_once(':') {
+            Some((h, p)) => h == host && p == port,
+            None => entry == host && port == "443",
+        });
+        if !allowed {
             return refuse("host not allowed");
         }
         Ok(())
@@ -462,6 +469,11 @@ mod tests {
         check_url("https://evil.net/bundles.example.com", false);
         check_url("https://bundles.example.com@evil.net/x", false);
         check_url("https://bundles.example.com:8443/x", false);
+        check_url("https://bundles.example.com:/x", false);
+        let ported = BundlePolicy::new(&["mirror.example.com:8443"], &[DIGEST]).unwrap();
+        assert!(ported.check_url("https://mirror.example.com:8443/x").is_ok());
+        assert!(ported.check_url("https://mirror.example.com/x").is_err());
+        assert!(ported.check_url("https://mirror.example.com:9443/x").is_err());
         check_url("https://bundles.example.com\n/x", false);
         check_url("file:///etc/passwd", false);
     }

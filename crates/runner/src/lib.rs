@@ -6,8 +6,11 @@
 //! - [`dial`]: opening the WebSocket with the join token or resume ticket.
 //! - [`process_tree`]: finding and killing everything a program started.
 //! - [`settings`]: the runner's configuration from its environment.
+//! - [`bundle`]: download, verification and safe extraction of the CLI bundle.
 
+pub mod bundle;
 pub mod dial;
 pub mod process_tree;
 pub mod pty;
 pub mod relay;
+pub mod settings;
