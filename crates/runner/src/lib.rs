@@ -6,9 +6,11 @@
 //! - [`dial`]: opening the WebSocket with the join token or resume ticket.
 //! - [`process_tree`]: finding and killing everything a program started.
 //! - [`settings`]: the runner's configuration from its environment.
+//! - [`cli`]: the command line.
 //! - [`bundle`]: download, verification and safe extraction of the CLI bundle.
 
 pub mod bundle;
+pub mod cli;
 pub mod dial;
 pub mod process_tree;
 pub mod pty;

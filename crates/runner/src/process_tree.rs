@@ -42,12 +42,18 @@ pub fn stat(pid: i32) -> Option<ProcStat> {
     parse_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
 }
 
-/// Every process whose session or process group is in `ids`.
+/// Every process whose session or process group is in `ids`, never the caller itself. Ids 0 and 1
+/// (kernel threads, init) are ignored.
 pub fn members(ids: &[i32]) -> Vec<ProcStat> {
+    let ids: Vec<i32> = ids.iter().copied().filter(|id| *id > 1).collect();
+    let me = std::process::id() as i32;
     let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
+    if ids.is_empty() {
+        return Vec::new();
+    }
     dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
         .filter_map(stat)
-        .filter(|s| ids.contains(&s.session) || ids.contains(&s.pgrp))
+        .filter(|s| s.pid != me && (ids.contains(&s.session) || ids.contains(&s.pgrp)))
         .collect()
 }
 

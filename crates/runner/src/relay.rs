@@ -32,6 +32,9 @@ pub struct Settings {
     pub max_offline: Duration,
     /// One connection attempt's limit.
     pub connect_timeout: Duration,
+    /// Where to record the program's process id and start time (for the pool agent's reaping after
+    /// a crash), if anywhere.
+    pub status_file: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for Settings {
@@ -59,13 +62,15 @@ pub enum Outcome {
     Refused(String),
     /// The room stayed unreachable for the offline limit.
     Unreachable(String),
+    /// The runner was told to stop (SIGTERM from its pool agent).
+    Stopped,
 }
 
 impl Outcome {
     /// The runner process's exit code: 0 when the session ran its course.
     pub fn exit_code(&self) -> i32 {
         match self {
-            Outcome::Exited(_) | Outcome::Ended(..) | Outcome::Idle => 0,
+            Outcome::Exited(_) | Outcome::Ended(..) | Outcome::Idle | Outcome::Stopped => 0,
             Outcome::DeadlinePassed => 3,
             Outcome::Refused(_) => 4,
             Outcome::Unreachable(_) => 5,
@@ -81,9 +86,23 @@ const EXIT_DRAIN: Duration = Duration::from_millis(300);
 
 /// Runs `program` for the session until it ends; always leaves no process of the program behind.
 pub async fn run(settings: Settings, program: Program) -> anyhow::Result<Outcome> {
+    run_until(settings, program, std::future::pending()).await
+}
+
+/// [`run`], ending early with [`Outcome::Stopped`] when `stop` completes.
+pub async fn run_until(
+    settings: Settings,
+    program: Program,
+    stop: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<Outcome> {
     let (pty, child) = Pty::spawn(&program)?;
     let group = pty.pid().as_raw_nonzero().get();
     tracing::info!(pid = group, command = %program.command, "program started");
+    if let Some(path) = &settings.status_file {
+        let start_time = process_tree::stat(group).map_or(0, |s| s.start_time);
+        let status = serde_json::json!({ "program_pid": group, "start_time": start_time });
+        std::fs::write(path, status.to_string())?;
+    }
     let (exit_tx, exit_rx) = oneshot::channel();
     tokio::spawn(async move {
         let mut child = child;
@@ -102,7 +121,10 @@ pub async fn run(settings: Settings, program: Program) -> anyhow::Result<Outcome
         settings: settings.clone(),
         next_nonce: 1,
     };
-    let outcome = relay.run().await;
+    let outcome = tokio::select! {
+        outcome = relay.run() => outcome,
+        _ = stop => Outcome::Stopped,
+    };
     let killed = process_tree::kill_all(&[group]).await;
     tracing::info!(?outcome, killed, "session over");
     Ok(outcome)

@@ -94,6 +94,7 @@ pub fn from_env(var: impl Fn(&str) -> Option<String>, args: &[String]) -> Result
             idle_timeout: Duration::from_secs(number("EDGESHELL_IDLE_TIMEOUT_SECS")?.unwrap_or(15 * 60)),
             max_offline: Duration::from_secs(number("EDGESHELL_MAX_OFFLINE_SECS")?.unwrap_or(60)),
             connect_timeout: Duration::from_secs(10),
+            status_file: var("EDGESHELL_STATUS_FILE").map(PathBuf::from),
         },
         program: Program {
             command,

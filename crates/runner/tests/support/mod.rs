@@ -57,6 +57,7 @@ pub fn settings(host: &RoomHost, sid: &SessionId) -> Settings {
         idle_timeout: Duration::from_secs(600),
         max_offline: Duration::from_secs(10),
         connect_timeout: Duration::from_secs(5),
+        status_file: None,
     }
 }
 

@@ -1,0 +1,262 @@
+//! The agent's state and decisions: which runners it holds, whether a start fits (region, capacity,
+//! draining, one runner per session, deadline), the deadline every runner is clamped to, and the
+//! periodic sweep that notices ended runners and stops overdue ones. The HTTP API and the heartbeat
+//! loop call into this; the backend carries it out.
+
+use crate::backend::{BackendError, RunnerBackend, RunnerLimits, RunnerSpec};
+use crate::metrics::{Metrics, StartResult};
+use edgeshell_core::ids::{RegionId, SessionId};
+use edgeshell_core::pool_api::{StartRunner, Started};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// A runner past its deadline by this much is stopped by the agent (the runner stops itself at the
+/// deadline; this catches one that does not).
+const DEADLINE_GRACE: Duration = Duration::from_secs(10);
+
+/// One runner the agent holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RunnerInfo {
+    /// The session.
+    pub session_id: SessionId,
+    /// The backend's name for it.
+    pub runner: String,
+    /// When it was started, seconds since the epoch.
+    pub started_at: u64,
+    /// When it is stopped, seconds since the epoch.
+    pub deadline: u64,
+}
+
+/// Why a start was not carried out; each maps to one HTTP status in [`StartError::status`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StartError {
+    /// The command is for another region.
+    #[error("this pool serves region {ours}, not {asked}")]
+    WrongRegion {
+        /// This pool's.
+        ours: RegionId,
+        /// The command's.
+        asked: RegionId,
+    },
+    /// Every slot is taken.
+    #[error("the pool is at capacity ({0} runners)")]
+    AtCapacity(u32),
+    /// The agent is shutting down.
+    #[error("the pool is draining")]
+    Draining,
+    /// The session has a runner here already.
+    #[error("session {0} already has a runner in this pool")]
+    AlreadyRunning(SessionId),
+    /// The deadline is not in the future.
+    #[error("the session's deadline has passed")]
+    DeadlinePassed,
+    /// The backend failed.
+    #[error("{0}")]
+    Backend(String),
+}
+
+impl StartError {
+    /// The HTTP status and stable code.
+    pub fn status(&self) -> (u16, &'static str) {
+        match self {
+            StartError::WrongRegion { .. } => (403, "wrong_region"),
+            StartError::AtCapacity(_) => (503, "at_capacity"),
+            StartError::Draining => (503, "draining"),
+            StartError::AlreadyRunning(_) => (409, "already_running"),
+            StartError::DeadlinePassed => (400, "deadline_passed"),
+            StartError::Backend(_) => (502, "runner_start_failed"),
+        }
+    }
+}
+
+/// Seconds since the epoch.
+pub fn now_secs() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// A pool agent over backend `B`.
+pub struct Agent<B> {
+    region: RegionId,
+    capacity: u32,
+    limits: RunnerLimits,
+    backend: B,
+    runners: Mutex<BTreeMap<SessionId, RunnerInfo>>,
+    /// Starts in progress (they hold a slot).
+    starting: Mutex<Vec<SessionId>>,
+    draining: AtomicBool,
+    /// The agent's metrics.
+    pub metrics: Metrics,
+}
+
+impl<B: RunnerBackend> Agent<B> {
+    /// An agent for `region` holding at most `capacity` runners.
+    pub fn new(region: RegionId, capacity: u32, limits: RunnerLimits, backend: B) -> Self {
+        Agent {
+            region,
+            capacity,
+            limits,
+            backend,
+            runners: Mutex::new(BTreeMap::new()),
+            starting: Mutex::new(Vec::new()),
+            draining: AtomicBool::new(false),
+            metrics: Metrics::default(),
+        }
+    }
+
+    /// The pool's region.
+    pub fn region(&self) -> &RegionId {
+        &self.region
+    }
+
+    /// Runners the pool can hold.
+    pub fn capacity(&self) -> u32 {
+        self.capacity
+    }
+
+    /// The backend's kind.
+    pub fn backend_kind(&self) -> &'static str {
+        self.backend.kind()
+    }
+
+    /// Runners held now (starting ones included).
+    pub fn load(&self) -> u32 {
+        let held = self.runners.lock().unwrap_or_else(|e| e.into_inner()).len();
+        let starting = self.starting.lock().unwrap_or_else(|e| e.into_inner()).len();
+        (held + starting) as u32
+    }
+
+    /// The runners held, oldest session id first.
+    pub fn runners(&self) -> Vec<RunnerInfo> {
+        self.runners.lock().unwrap_or_else(|e| e.into_inner()).values().cloned().collect()
+    }
+
+    /// True while shutting down.
+    pub fn draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+
+    /// Removes what an earlier agent left; call once before serving.
+    pub async fn reap_leftovers(&self) -> Result<usize, BackendError> {
+        let reaped = self.backend.reap_leftovers().await?;
+        self.metrics.reaped(reaped);
+        Ok(reaped)
+    }
+
+    /// Carries out a verified start command.
+    pub async fn start(&self, command: StartRunner) -> Result<Started, StartError> {
+        let refused = |e: StartError| {
+            self.metrics.start(StartResult::Refused, None);
+            Err(e)
+        };
+        if command.region != self.region {
+            return refused(StartError::WrongRegion { ours: self.region.clone(), asked: command.region });
+        }
+        if self.draining() {
+            return refused(StartError::Draining);
+        }
+        let now = now_secs();
+        if command.deadline <= now {
+            return refused(StartError::DeadlinePassed);
+        }
+        let deadline = command.deadline.min(now + self.limits.max_runtime.as_secs());
+        let sid = command.session_id.clone();
+        {
+            // One lock order everywhere: runners, then starting.
+            let runners = self.runners.lock().unwrap_or_else(|e| e.into_inner());
+            let mut starting = self.starting.lock().unwrap_or_else(|e| e.into_inner());
+            if runners.contains_key(&sid) || starting.contains(&sid) {
+                drop((runners, starting));
+                return refused(StartError::AlreadyRunning(sid));
+            }
+            if (runners.len() + starting.len()) as u32 >= self.capacity {
+                drop((runners, starting));
+                return refused(StartError::AtCapacity(self.capacity));
+            }
+            starting.push(sid.clone());
+        }
+        let spec = RunnerSpec {
+            session_id: sid.clone(),
+            join_url: command.join_url,
+            join_token: command.join_token,
+            deadline,
+        };
+        let began = Instant::now();
+        let result = self.backend.start(spec).await;
+        let mut runners = self.runners.lock().unwrap_or_else(|e| e.into_inner());
+        self.starting.lock().unwrap_or_else(|e| e.into_inner()).retain(|s| s != &sid);
+        match result {
+            Ok(runner) => {
+                self.metrics.start(StartResult::Ok, Some(began.elapsed().as_secs_f64()));
+                let info = RunnerInfo { session_id: sid.clone(), runner: runner.clone(), started_at: now, deadline };
+                runners.insert(sid.clone(), info);
+                tracing::info!(session = %sid, %runner, deadline, ms = began.elapsed().as_millis() as u64, "runner started");
+                Ok(Started { session_id: sid, runner })
+            }
+            Err(BackendError::AlreadyRunning(s)) => {
+                self.metrics.start(StartResult::Refused, None);
+                Err(StartError::AlreadyRunning(s))
+            }
+            Err(e) => {
+                self.metrics.start(StartResult::Failed, None);
+                tracing::error!(session = %sid, error = %e, "runner start failed");
+                Err(StartError::Backend(e.to_string()))
+            }
+        }
+    }
+
+    /// Stops a session's runner (idempotent).
+    pub async fn stop(&self, session: &SessionId, reason: &str) -> Result<(), BackendError> {
+        let held = self.runners.lock().unwrap_or_else(|e| e.into_inner()).contains_key(session);
+        self.backend.stop(session).await?;
+        if self.runners.lock().unwrap_or_else(|e| e.into_inner()).remove(session).is_some() || held {
+            self.metrics.stopped();
+            tracing::info!(session = %session, reason, "runner stopped");
+        }
+        Ok(())
+    }
+
+    /// Notices runners that ended and stops those past their deadline. Call about once a second.
+    pub async fn sweep(&self) {
+        for exit in self.backend.take_exits().await {
+            if !exit.success {
+                self.metrics.runner_failed();
+            }
+            self.runners.lock().unwrap_or_else(|e| e.into_inner()).remove(&exit.session_id);
+            tracing::info!(session = %exit.session_id, success = exit.success, detail = %exit.detail, "runner ended");
+        }
+        match self.backend.running().await {
+            Ok(alive) => {
+                let starting = self.starting.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                self.runners
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .retain(|sid, _| alive.contains(sid) || starting.contains(sid));
+            }
+            Err(e) => tracing::warn!(error = %e, "listing runners failed"),
+        }
+        let overdue: Vec<SessionId> = {
+            let limit = now_secs().saturating_sub(DEADLINE_GRACE.as_secs());
+            let runners = self.runners.lock().unwrap_or_else(|e| e.into_inner());
+            runners.values().filter(|r| r.deadline <= limit).map(|r| r.session_id.clone()).collect()
+        };
+        for sid in overdue {
+            if let Err(e) = self.stop(&sid, "deadline passed").await {
+                tracing::warn!(session = %sid, error = %e, "stopping an overdue runner failed");
+            }
+        }
+    }
+
+    /// Stops taking sessions and stops every runner (shutdown).
+    pub async fn drain(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+        let sessions: Vec<SessionId> = self.runners().into_iter().map(|r| r.session_id).collect();
+        for sid in sessions {
+            if let Err(e) = self.stop(&sid, "agent shutting down").await {
+                tracing::warn!(session = %sid, error = %e, "stopping a runner at shutdown failed");
+            }
+        }
+    }
+}

@@ -1,0 +1,270 @@
+//! The Kubernetes objects of a runner, built as plain values so they can be checked without a cluster:
+//! a `Secret` holding the join token, a `Job` running the runner image (non-root, read-only root
+//! filesystem, no capabilities, seccomp `RuntimeDefault`, a hard `activeDeadlineSeconds`, cleaned up by
+//! `ttlSecondsAfterFinished`), and the pool's `NetworkPolicy`: runners accept no connections and may
+//! only resolve names and open HTTPS connections to the edge and bundle hosts.
+
+use crate::backend::{RunnerLimits, RunnerSpec};
+use edgeshell_core::ids::{RegionId, SessionId};
+use k8s_openapi::api::batch::v1::{Job, JobSpec};
+use k8s_openapi::api::core::v1::{
+    Capabilities, Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, PodSecurityContext, PodSpec, PodTemplateSpec,
+    ResourceRequirements, SeccompProfile, Secret, SecretKeySelector, SecurityContext, Volume, VolumeMount,
+};
+use k8s_openapi::api::networking::v1::{
+    IPBlock, NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyPeer, NetworkPolicyPort, NetworkPolicySpec,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+
+/// Label every runner object carries.
+pub const APP_LABEL: (&str, &str) = ("app.kubernetes.io/name", "edgeshell-runner");
+/// Label naming the pool (region) that owns a runner.
+pub const POOL_LABEL: &str = "edgeshell.dev/pool";
+/// Annotation holding the session id (ids may end in `-` or `_`, which label values may not).
+pub const SESSION_ANNOTATION: &str = "edgeshell.dev/session";
+/// The Secret key of the join token.
+pub const TOKEN_KEY: &str = "join-token";
+/// The uid and gid runners run as (the image's `runner` user).
+pub const RUNNER_UID: i64 = 10001;
+/// A finished Job (and its pod) is deleted this long after it ends.
+pub const TTL_AFTER_FINISHED_SECS: i32 = 60;
+
+/// How runners are made in the cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KubernetesOptions {
+    /// The namespace of the agent and its runners.
+    pub namespace: String,
+    /// The pool's region.
+    pub region: RegionId,
+    /// The runner image (by digest in production).
+    pub image: String,
+    /// The session command, or the image's default program.
+    pub session_command: Option<String>,
+    /// Per-runner limits.
+    pub limits: RunnerLimits,
+    /// CIDRs runners may reach on port 443: the edge's and the bundle hosts' addresses.
+    pub egress_cidrs: Vec<String>,
+}
+
+/// The Job (and Secret) name of a session: DNS-1123, stable, and not revealing the session id.
+pub fn job_name(session: &SessionId) -> String {
+    let digest = Sha256::digest(session.as_str().as_bytes());
+    let hex: String = digest.iter().take(10).map(|b| format!("{b:02x}")).collect();
+    format!("edgeshell-runner-{hex}")
+}
+
+/// The labels of every object of `region`'s runners.
+pub fn labels(region: &RegionId) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (APP_LABEL.0.to_owned(), APP_LABEL.1.to_owned()),
+        ("app.kubernetes.io/managed-by".to_owned(), "edgeshell-pool-agent".to_owned()),
+        (POOL_LABEL.to_owned(), region.to_string()),
+    ])
+}
+
+/// The label selector of `region`'s runner objects.
+pub fn selector(region: &RegionId) -> String {
+    format!("{}={},{POOL_LABEL}={region}", APP_LABEL.0, APP_LABEL.1)
+}
+
+fn meta(options: &KubernetesOptions, spec: &RunnerSpec) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(job_name(&spec.session_id)),
+        namespace: Some(options.namespace.clone()),
+        labels: Some(labels(&options.region)),
+        annotations: Some(BTreeMap::from([(SESSION_ANNOTATION.to_owned(), spec.session_id.to_string())])),
+        ..ObjectMeta::default()
+    }
+}
+
+/// The Secret carrying the join token to the runner's environment.
+pub fn runner_secret(options: &KubernetesOptions, spec: &RunnerSpec) -> Secret {
+    Secret {
+        metadata: meta(options, spec),
+        string_data: Some(BTreeMap::from([(TOKEN_KEY.to_owned(), spec.join_token.clone())])),
+        type_: Some("Opaque".to_owned()),
+        immutable: Some(true),
+        ..Secret::default()
+    }
+}
+
+fn env(name: &str, value: impl Into<String>) -> EnvVar {
+    EnvVar { name: name.to_owned(), value: Some(value.into()), value_from: None }
+}
+
+fn quantity(text: String) -> Quantity {
+    Quantity(text)
+}
+
+/// The Job running the session's runner; `now` in seconds since the epoch.
+pub fn runner_job(options: &KubernetesOptions, spec: &RunnerSpec, now: u64) -> Job {
+    let limits = &options.limits;
+    let runtime = spec.deadline.saturating_sub(now).clamp(1, limits.max_runtime.as_secs().max(1));
+    let mut env_vars = vec![
+        env("EDGESHELL_JOIN_URL", &spec.join_url),
+        env("EDGESHELL_SESSION_ID", spec.session_id.as_str()),
+        env("EDGESHELL_DEADLINE", spec.deadline.to_string()),
+        env("EDGESHELL_IDLE_TIMEOUT_SECS", limits.idle_timeout.as_secs().to_string()),
+        env("EDGESHELL_PROCESS_LIMIT", limits.process_limit.to_string()),
+        env("EDGESHELL_WORKDIR", "/work"),
+        EnvVar {
+            name: "EDGESHELL_JOIN_TOKEN".to_owned(),
+            value: None,
+            value_from: Some(EnvVarSource {
+                secret_key_ref: Some(SecretKeySelector {
+                    name: job_name(&spec.session_id),
+                    key: TOKEN_KEY.to_owned(),
+                    optional: Some(false),
+                }),
+                ..EnvVarSource::default()
+            }),
+        },
+    ];
+    if let Some(command) = &options.session_command {
+        env_vars.push(env("EDGESHELL_SESSION_COMMAND", command));
+    }
+    let memory = format!("{}Mi", limits.memory_mb);
+    let resources = ResourceRequirements {
+        limits: Some(BTreeMap::from([
+            ("cpu".to_owned(), quantity(format!("{}m", limits.cpu_millis))),
+            ("memory".to_owned(), quantity(memory.clone())),
+            ("ephemeral-storage".to_owned(), quantity("2Gi".into())),
+        ])),
+        // Requests equal limits: the Guaranteed QoS class, so a busy node evicts other pods first.
+        requests: Some(BTreeMap::from([
+            ("cpu".to_owned(), quantity(format!("{}m", limits.cpu_millis))),
+            ("memory".to_owned(), quantity(memory)),
+            ("ephemeral-storage".to_owned(), quantity("2Gi".into())),
+        ])),
+        ..ResourceRequirements::default()
+    };
+    let runtime_default = || Some(SeccompProfile { type_: "RuntimeDefault".to_owned(), localhost_profile: None });
+    let container = Container {
+        name: "runner".to_owned(),
+        image: Some(options.image.clone()),
+        image_pull_policy: Some("IfNotPresent".to_owned()),
+        env: Some(env_vars),
+        resources: Some(resources),
+        security_context: Some(SecurityContext {
+            allow_privilege_escalation: Some(false),
+            privileged: Some(false),
+            read_only_root_filesystem: Some(true),
+            run_as_non_root: Some(true),
+            run_as_user: Some(RUNNER_UID),
+            run_as_group: Some(RUNNER_UID),
+            capabilities: Some(Capabilities { drop: Some(vec!["ALL".to_owned()]), add: None }),
+            seccomp_profile: runtime_default(),
+            ..SecurityContext::default()
+        }),
+        volume_mounts: Some(vec![
+            VolumeMount { name: "work".into(), mount_path: "/work".into(), ..VolumeMount::default() },
+            VolumeMount { name: "tmp".into(), mount_path: "/tmp".into(), ..VolumeMount::default() },
+        ]),
+        ..Container::default()
+    };
+    let scratch = |name: &str, size: &str| Volume {
+        name: name.to_owned(),
+        empty_dir: Some(EmptyDirVolumeSource { size_limit: Some(quantity(size.into())), medium: None }),
+        ..Volume::default()
+    };
+    let mut template_meta = meta(options, spec);
+    template_meta.name = None;
+    template_meta.namespace = None;
+    Job {
+        metadata: meta(options, spec),
+        spec: Some(JobSpec {
+            backoff_limit: Some(0),
+            active_deadline_seconds: Some(runtime as i64),
+            ttl_seconds_after_finished: Some(TTL_AFTER_FINISHED_SECS),
+            template: PodTemplateSpec {
+                metadata: Some(template_meta),
+                spec: Some(PodSpec {
+                    restart_policy: Some("Never".to_owned()),
+                    automount_service_account_token: Some(false),
+                    enable_service_links: Some(false),
+                    termination_grace_period_seconds: Some(5),
+                    security_context: Some(PodSecurityContext {
+                        run_as_non_root: Some(true),
+                        run_as_user: Some(RUNNER_UID),
+                        run_as_group: Some(RUNNER_UID),
+                        fs_group: Some(RUNNER_UID),
+                        seccomp_profile: runtime_default(),
+                        ..PodSecurityContext::default()
+                    }),
+                    containers: vec![container],
+                    volumes: Some(vec![scratch("work", "1Gi"), scratch("tmp", "256Mi")]),
+                    ..PodSpec::default()
+                }),
+            },
+            ..JobSpec::default()
+        }),
+        status: None,
+    }
+}
+
+/// The pool's policy for its runner pods: no ingress at all; egress only to the cluster DNS and to
+/// `egress_cidrs` on TCP 443 (never the cloud metadata address).
+pub fn runner_network_policy(options: &KubernetesOptions) -> NetworkPolicy {
+    let port = |protocol: &str, port: i32| NetworkPolicyPort {
+        protocol: Some(protocol.to_owned()),
+        port: Some(IntOrString::Int(port)),
+        end_port: None,
+    };
+    let dns = NetworkPolicyEgressRule {
+        to: Some(vec![NetworkPolicyPeer {
+            namespace_selector: Some(LabelSelector {
+                match_labels: Some(BTreeMap::from([(
+                    "kubernetes.io/metadata.name".to_owned(),
+                    "kube-system".to_owned(),
+                )])),
+                ..LabelSelector::default()
+            }),
+            pod_selector: Some(LabelSelector {
+                match_labels: Some(BTreeMap::from([("k8s-app".to_owned(), "kube-dns".to_owned())])),
+                ..LabelSelector::default()
+            }),
+            ip_block: None,
+        }]),
+        ports: Some(vec![port("UDP", 53), port("TCP", 53)]),
+    };
+    let https = NetworkPolicyEgressRule {
+        to: Some(
+            options
+                .egress_cidrs
+                .iter()
+                .map(|cidr| NetworkPolicyPeer {
+                    ip_block: Some(IPBlock {
+                        cidr: cidr.clone(),
+                        except: (cidr == "0.0.0.0/0").then(|| vec!["169.254.0.0/16".to_owned()]),
+                    }),
+                    ..NetworkPolicyPeer::default()
+                })
+                .collect(),
+        ),
+        ports: Some(vec![port("TCP", 443)]),
+    };
+    NetworkPolicy {
+        metadata: ObjectMeta {
+            name: Some(format!("edgeshell-runners-{}", options.region)),
+            namespace: Some(options.namespace.clone()),
+            labels: Some(labels(&options.region)),
+            ..ObjectMeta::default()
+        },
+        spec: Some(NetworkPolicySpec {
+            pod_selector: Some(LabelSelector {
+                match_labels: Some(BTreeMap::from([
+                    (APP_LABEL.0.to_owned(), APP_LABEL.1.to_owned()),
+                    (POOL_LABEL.to_owned(), options.region.to_string()),
+                ])),
+                ..LabelSelector::default()
+            }),
+            policy_types: Some(vec!["Ingress".to_owned(), "Egress".to_owned()]),
+            ingress: Some(vec![]),
+            egress: Some(if options.egress_cidrs.is_empty() { vec![dns] } else { vec![dns, https] }),
+        }),
+    }
+}

@@ -1,0 +1,272 @@
+//! Runners as local processes: one `edgeshell-runner` per session in its own process group and working
+//! directory, which is removed when the runner ends. Each runner is recorded in the state directory
+//! (pid and start time, and the program's pid once the runner reports it), so an agent restarted after
+//! a crash finds and kills what its predecessor left, whether the runner still lives or only the
+//! program's children do.
+
+use super::{BackendError, RunnerBackend, RunnerExit, RunnerLimits, RunnerSpec};
+use edgeshell_core::ids::SessionId;
+use edgeshell_runner::process_tree;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// How the local backend runs runners.
+#[derive(Debug, Clone)]
+pub struct LocalOptions {
+    /// The runner command: an `edgeshell-runner` executable and leading arguments.
+    pub runner_command: Vec<String>,
+    /// Where runners' working directories are made.
+    pub work_root: PathBuf,
+    /// Where runner records are kept (survives agent restarts).
+    pub state_dir: PathBuf,
+    /// The session command (`EDGESHELL_SESSION_COMMAND`), or the runner's default shell.
+    pub session_command: Option<String>,
+    /// Variables of the agent's environment passed on to the session's program.
+    pub pass_env: Vec<String>,
+    /// Per-runner limits.
+    pub limits: RunnerLimits,
+}
+
+/// What survives an agent crash about one runner.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Record {
+    session_id: String,
+    pid: i32,
+    start_time: u64,
+    workdir: PathBuf,
+}
+
+/// What the runner writes once its program runs (see `edgeshell_runner::relay::Settings::status_file`).
+#[derive(Debug, Clone, Copy, Deserialize)]
+struct ProgramStatus {
+    program_pid: i32,
+}
+
+struct Live {
+    pid: i32,
+    start_time: u64,
+    /// Becomes true when the runner has exited and everything was cleaned up.
+    done: watch::Receiver<bool>,
+}
+
+/// The local-process backend.
+pub struct LocalBackend {
+    options: LocalOptions,
+    live: Arc<Mutex<HashMap<SessionId, Live>>>,
+    exits: Arc<Mutex<Vec<RunnerExit>>>,
+}
+
+impl LocalBackend {
+    /// A backend with these options; creates its directories.
+    pub fn new(options: LocalOptions) -> std::io::Result<LocalBackend> {
+        std::fs::create_dir_all(&options.work_root)?;
+        std::fs::create_dir_all(&options.state_dir)?;
+        Ok(LocalBackend { options, live: Arc::default(), exits: Arc::default() })
+    }
+
+    fn record_path(&self, session: &str) -> PathBuf {
+        self.options.state_dir.join(format!("{session}.json"))
+    }
+
+    fn status_path(&self, session: &str) -> PathBuf {
+        self.options.state_dir.join(format!("{session}.program"))
+    }
+
+    fn command(&self, spec: &RunnerSpec, workdir: &Path) -> tokio::process::Command {
+        let o = &self.options;
+        let mut cmd = tokio::process::Command::new(o.runner_command.first().map_or("edgeshell-runner", String::as_str));
+        cmd.args(o.runner_command.iter().skip(1));
+        let var = |name: &str| std::env::var(name).ok();
+        cmd.env_clear()
+            .current_dir(workdir)
+            .env("PATH", var("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into()))
+            .env("HOME", workdir)
+            .env("EDGESHELL_JOIN_URL", &spec.join_url)
+            .env("EDGESHELL_JOIN_TOKEN", &spec.join_token)
+            .env("EDGESHELL_SESSION_ID", spec.session_id.as_str())
+            .env("EDGESHELL_DEADLINE", spec.deadline.to_string())
+            .env("EDGESHELL_WORKDIR", workdir)
+            .env("EDGESHELL_STATUS_FILE", self.status_path(spec.session_id.as_str()))
+            .env("EDGESHELL_IDLE_TIMEOUT_SECS", o.limits.idle_timeout.as_secs().to_string())
+            .env("EDGESHELL_MEMORY_LIMIT_MB", o.limits.memory_mb.to_string())
+            .env("EDGESHELL_PROCESS_LIMIT", o.limits.process_limit.to_string())
+            .env("EDGESHELL_PASS_ENV", o.pass_env.join(","))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .kill_on_drop(false)
+            // Its own process group: stopping it never signals the agent.
+            .process_group(0);
+        for name in ["LANG", "EDGESHELL_LOG", "EDGESHELL_LOG_FORMAT", "SHELL"] {
+            if let Some(value) = var(name) {
+                cmd.env(name, value);
+            }
+        }
+        for name in &o.pass_env {
+            if let Some(value) = var(name) {
+                cmd.env(name, value);
+            }
+        }
+        if let Some(command) = &o.session_command {
+            cmd.env("EDGESHELL_SESSION_COMMAND", command);
+        }
+        #[allow(unsafe_code)]
+        // SAFETY: runs in the forked child before exec and only makes the prctl system call, which is
+        // async-signal-safe.
+        unsafe {
+            cmd.pre_exec(|| {
+                // A runner never outlives its agent; what its program left is reaped on restart.
+                rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))?;
+                Ok(())
+            });
+        }
+        cmd
+    }
+
+    /// Kills a runner's process group and its program's session, then removes its files.
+    async fn clean_up(&self, session: &str, pid: i32, workdir: &Path) -> usize {
+        let mut ids = vec![pid];
+        if let Some(program) = read_program(&self.status_path(session)) {
+            ids.push(program);
+        }
+        let killed = process_tree::kill_all(&ids).await;
+        remove_within(&self.options.work_root, workdir);
+        let _ = std::fs::remove_file(self.status_path(session));
+        let _ = std::fs::remove_file(self.record_path(session));
+        killed
+    }
+}
+
+fn read_program(path: &Path) -> Option<i32> {
+    let text = std::fs::read_to_string(path).ok()?;
+    serde_json::from_str::<ProgramStatus>(&text).ok().map(|s| s.program_pid).filter(|p| *p > 1)
+}
+
+/// Removes `dir` only if it lies inside `root` (records are files an attacker on the host could edit).
+fn remove_within(root: &Path, dir: &Path) {
+    match (root.canonicalize(), dir.canonicalize()) {
+        (Ok(root), Ok(dir)) if dir.starts_with(&root) && dir != root => {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        _ => {}
+    }
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(tmp, path)
+}
+
+impl RunnerBackend for LocalBackend {
+    fn kind(&self) -> &'static str {
+        "local"
+    }
+
+    async fn start(&self, spec: RunnerSpec) -> Result<String, BackendError> {
+        let sid = spec.session_id.clone();
+        if self.live.lock().unwrap_or_else(|e| e.into_inner()).contains_key(&sid) {
+            return Err(BackendError::AlreadyRunning(sid));
+        }
+        let start_error = |what: &str, e: std::io::Error| BackendError::Start(format!("{what}: {e}"));
+        // Session ids are `s_` and base64url: safe as a file name.
+        let workdir = self.options.work_root.join(sid.as_str());
+        remove_within(&self.options.work_root, &workdir);
+        std::fs::create_dir(&workdir).map_err(|e| start_error("working directory", e))?;
+        let mut child = match self.command(&spec, &workdir).spawn() {
+            Ok(child) => child,
+            Err(e) => {
+                let _ = std::fs::remove_dir(&workdir);
+                return Err(start_error(&format!("spawning {}", self.options.runner_command.join(" ")), e));
+            }
+        };
+        let pid = child.id().map_or(0, |p| p as i32);
+        let start_time = process_tree::stat(pid).map_or(0, |s| s.start_time);
+        let record = Record { session_id: sid.to_string(), pid, start_time, workdir: workdir.clone() };
+        let json = serde_json::to_vec(&record).unwrap_or_default();
+        if let Err(e) = write_atomically(&self.record_path(sid.as_str()), &json) {
+            let _ = child.start_kill();
+            self.clean_up(sid.as_str(), pid, &workdir).await;
+            return Err(start_error("recording the runner", e));
+        }
+        let (done_tx, done) = watch::channel(false);
+        self.live.lock().unwrap_or_else(|e| e.into_inner()).insert(sid.clone(), Live { pid, start_time, done });
+        let watcher =
+            LocalBackend { options: self.options.clone(), live: self.live.clone(), exits: self.exits.clone() };
+        tokio::spawn(async move {
+            let status = child.wait().await;
+            let killed = watcher.clean_up(sid.as_str(), pid, &workdir).await;
+            let (success, detail) = match &status {
+                Ok(s) => (s.success(), format!("runner exited with {s}")),
+                Err(e) => (false, format!("waiting for the runner failed: {e}")),
+            };
+            tracing::info!(session = %sid, pid, killed, %detail, "runner ended");
+            watcher.live.lock().unwrap_or_else(|e| e.into_inner()).remove(&sid);
+            watcher.exits.lock().unwrap_or_else(|e| e.into_inner()).push(RunnerExit {
+                session_id: sid,
+                success,
+                detail,
+            });
+            let _ = done_tx.send(true);
+        });
+        Ok(format!("pid:{pid}"))
+    }
+
+    async fn stop(&self, session: &SessionId) -> Result<(), BackendError> {
+        let found = {
+            let live = self.live.lock().unwrap_or_else(|e| e.into_inner());
+            live.get(session).map(|l| (l.pid, l.start_time, l.done.clone()))
+        };
+        let Some((pid, start_time, mut done)) = found else { return Ok(()) };
+        // Only signal the process we started (pids are reused).
+        if process_tree::stat(pid).is_some_and(|s| s.start_time == start_time) {
+            if let Some(p) = rustix::process::Pid::from_raw(pid) {
+                // The runner ends its program's whole tree on SIGTERM, then exits.
+                let _ = rustix::process::kill_process(p, rustix::process::Signal::TERM);
+            }
+        }
+        if tokio::time::timeout(Duration::from_secs(5), done.wait_for(|d| *d)).await.is_err() {
+            let workdir = self.options.work_root.join(session.as_str());
+            let killed = self.clean_up(session.as_str(), pid, &workdir).await;
+            tracing::warn!(session = %session, pid, killed, "runner ignored SIGTERM; killed");
+            let _ = tokio::time::timeout(Duration::from_secs(5), done.wait_for(|d| *d)).await;
+        }
+        Ok(())
+    }
+
+    async fn running(&self) -> Result<Vec<SessionId>, BackendError> {
+        Ok(self.live.lock().unwrap_or_else(|e| e.into_inner()).keys().cloned().collect())
+    }
+
+    async fn take_exits(&self) -> Vec<RunnerExit> {
+        std::mem::take(&mut *self.exits.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    async fn reap_leftovers(&self) -> Result<usize, BackendError> {
+        let entries = std::fs::read_dir(&self.options.state_dir)
+            .map_err(|e| BackendError::Query(format!("state directory: {e}")))?;
+        let mut reaped = 0;
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.extension().is_none_or(|e| e != "json") {
+                continue;
+            }
+            let Some(record) = std::fs::read(&path).ok().and_then(|b| serde_json::from_slice::<Record>(&b).ok()) else {
+                tracing::warn!(path = %path.display(), "unreadable runner record removed");
+                let _ = std::fs::remove_file(&path);
+                continue;
+            };
+            // A pid now naming another process is left alone; only its program's session is killed.
+            let alive = process_tree::stat(record.pid).is_some_and(|s| s.start_time == record.start_time);
+            let pid = if alive { record.pid } else { 0 };
+            let killed = self.clean_up(&record.session_id, pid, &record.workdir).await;
+            tracing::info!(session = %record.session_id, pid = record.pid, alive, killed, "reaped a runner left by an earlier agent");
+            reaped += 1;
+        }
+        Ok(reaped)
+    }
+}

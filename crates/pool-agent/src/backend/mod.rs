@@ -1,0 +1,113 @@
+//! Where runners run, behind one port: [`local::LocalBackend`] starts `edgeshell-runner` processes (dev,
+//! tests, one machine), [`kubernetes::KubernetesBackend`] creates one Job per session (production).
+//!
+//! The agent is native only, so unlike the core's ports these futures are `Send`: the agent serves
+//! requests on Tokio's multi-threaded runtime.
+
+pub mod kubernetes;
+pub mod local;
+
+use edgeshell_core::ids::SessionId;
+use std::future::Future;
+use std::time::Duration;
+
+/// What a runner needs to start.
+#[derive(Clone)]
+pub struct RunnerSpec {
+    /// The session.
+    pub session_id: SessionId,
+    /// Where the runner dials (`wss://edge/sessions/{id}/join`).
+    pub join_url: String,
+    /// The one-time join token (a secret).
+    pub join_token: String,
+    /// When the runner is stopped, seconds since the epoch.
+    pub deadline: u64,
+}
+
+impl std::fmt::Debug for RunnerSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunnerSpec")
+            .field("session_id", &self.session_id)
+            .field("join_url", &self.join_url)
+            .field("deadline", &self.deadline)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Per-runner limits, applied by each backend as far as it can.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunnerLimits {
+    /// The longest a runner may live, whatever the command's deadline says.
+    pub max_runtime: Duration,
+    /// Memory of the session's program (address space locally, the container limit on Kubernetes).
+    pub memory_mb: u64,
+    /// Processes (`RLIMIT_NPROC` locally, which the kernel does not apply to root; a pids limit is the
+    /// container runtime's on Kubernetes).
+    pub process_limit: u64,
+    /// The session ends after this long without input or output.
+    pub idle_timeout: Duration,
+    /// CPU for one runner, in millicores (Kubernetes).
+    pub cpu_millis: u32,
+}
+
+impl Default for RunnerLimits {
+    fn default() -> Self {
+        RunnerLimits {
+            max_runtime: Duration::from_secs(60 * 60),
+            memory_mb: 1024,
+            process_limit: 256,
+            idle_timeout: Duration::from_secs(15 * 60),
+            cpu_millis: 1000,
+        }
+    }
+}
+
+/// How a runner ended, as far as the backend can tell.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunnerExit {
+    /// The session.
+    pub session_id: SessionId,
+    /// True when it ended normally (exit code 0 or a completed Job).
+    pub success: bool,
+    /// For logs.
+    pub detail: String,
+}
+
+/// Why a backend operation failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BackendError {
+    /// The session already has a runner here.
+    #[error("session {0} already has a runner in this pool")]
+    AlreadyRunning(SessionId),
+    /// Starting failed.
+    #[error("starting the runner failed: {0}")]
+    Start(String),
+    /// Stopping failed.
+    #[error("stopping the runner failed: {0}")]
+    Stop(String),
+    /// Listing or reaping failed.
+    #[error("querying runners failed: {0}")]
+    Query(String),
+}
+
+/// Starts, stops and lists one pool's runners.
+pub trait RunnerBackend: Send + Sync + 'static {
+    /// `local` or `kubernetes`, for logs and metrics.
+    fn kind(&self) -> &'static str;
+
+    /// Starts the runner of `spec.session_id`; returns the backend's name for it (pid, Job name).
+    fn start(&self, spec: RunnerSpec) -> impl Future<Output = Result<String, BackendError>> + Send;
+
+    /// Stops the session's runner and everything it started. Stopping an unknown session succeeds.
+    fn stop(&self, session: &SessionId) -> impl Future<Output = Result<(), BackendError>> + Send;
+
+    /// The sessions whose runners are alive.
+    fn running(&self) -> impl Future<Output = Result<Vec<SessionId>, BackendError>> + Send;
+
+    /// Runners that ended since the last call.
+    fn take_exits(&self) -> impl Future<Output = Vec<RunnerExit>> + Send;
+
+    /// Removes every runner an earlier agent of this pool left behind (after a crash or restart);
+    /// returns how many.
+    fn reap_leftovers(&self) -> impl Future<Output = Result<usize, BackendError>> + Send;
+}

@@ -1,0 +1,81 @@
+//! The edgeshell pool agent: one per region. It registers and heartbeats with the control plane,
+//! starts one runner per session on commands the control plane signed, enforces per-runner limits, and
+//! reaps runners whose session ended, whose deadline passed, or whose agent restarted.
+//!
+//! - [`config`]: settings from the environment.
+//! - [`commands`]: verifying signed commands against the control plane's JWKS.
+//! - [`agent`]: the runner table and the start/stop/sweep decisions.
+//! - [`backend`]: where runners run (local processes, Kubernetes Jobs).
+//! - [`api`]: the HTTP API; [`heartbeat`]: reporting to the control plane; [`metrics`]: Prometheus.
+
+pub mod agent;
+pub mod api;
+pub mod backend;
+pub mod commands;
+pub mod config;
+pub mod heartbeat;
+pub mod metrics;
+
+use agent::Agent;
+use backend::kubernetes::KubernetesBackend;
+use backend::local::LocalBackend;
+use backend::RunnerBackend;
+use config::{AgentConfig, BackendConfig};
+use sha2::{Digest, Sha256};
+use std::future::Future;
+use std::sync::Arc;
+
+/// Runs the agent until `shutdown` completes, then drains: stops taking sessions, stops its runners,
+/// and reports the empty pool.
+pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    match config.backend.clone() {
+        BackendConfig::Local(options) => serve(config, LocalBackend::new(options)?, shutdown).await,
+        BackendConfig::Kubernetes(options) => serve(config, KubernetesBackend::connect(options).await?, shutdown).await,
+    }
+}
+
+async fn serve<B: RunnerBackend>(
+    config: AgentConfig,
+    backend: B,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let http = reqwest::Client::builder().connect_timeout(std::time::Duration::from_secs(5)).build()?;
+    let agent = Arc::new(Agent::new(config.region.clone(), config.capacity, config.limits.clone(), backend));
+    let reaped = agent.reap_leftovers().await?;
+    let listener = tokio::net::TcpListener::bind(config.listen).await?;
+    tracing::info!(
+        region = %config.region,
+        backend = agent.backend_kind(),
+        listen = %listener.local_addr()?,
+        endpoint = %config.endpoint,
+        capacity = config.capacity,
+        reaped,
+        "pool agent serving"
+    );
+    let commands = commands::CommandCheck::new(&config.token_issuer, &config.region, &config.jwks_url, http.clone());
+    let api =
+        Arc::new(api::Api { agent: agent.clone(), commands, api_key_sha256: Sha256::digest(&config.api_key).into() });
+    let server = tokio::spawn(api::serve(api, listener));
+    let reporter = heartbeat::Reporter {
+        url: format!("{}{}", config.control_url, heartbeat::HEARTBEAT_PATH),
+        api_key: config.api_key.clone(),
+        endpoint: config.endpoint.clone(),
+        http,
+    };
+    let sweeper = async {
+        loop {
+            agent.sweep().await;
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        }
+    };
+    tokio::select! {
+        _ = shutdown => tracing::info!("shutting down: draining"),
+        _ = reporter.run(&agent) => {}
+        _ = sweeper => {}
+    }
+    agent.drain().await;
+    let _ = reporter.beat(&agent).await;
+    server.abort();
+    tracing::info!("pool agent stopped");
+    Ok(())
+}

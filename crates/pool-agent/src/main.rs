@@ -1,0 +1,58 @@
+//! `edgeshell-pool-agent`: a region's pool agent, configured from its environment (see README.md).
+//! `edgeshell-pool-agent runner ...` runs the embedded runner (for local pools from one executable).
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("runner") {
+        std::process::exit(edgeshell_runner::cli::main(args[1..].to_vec()));
+    }
+    if args.iter().any(|a| a == "--help" || a == "-h") {
+        eprintln!("edgeshell-pool-agent: configured by EDGESHELL_POOL_* and EDGESHELL_RUNNER_* variables (README.md)");
+        return;
+    }
+    init_logs();
+    let config = match edgeshell_pool_agent::config::from_env(|k| std::env::var(k).ok()) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("edgeshell-pool-agent: {e}");
+            std::process::exit(2);
+        }
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("edgeshell-pool-agent: {e}");
+            std::process::exit(1);
+        }
+    };
+    let result = runtime.block_on(edgeshell_pool_agent::run(config, shutdown_signal()));
+    if let Err(e) = result {
+        tracing::error!(error = format!("{e:#}"), "pool agent failed");
+        eprintln!("edgeshell-pool-agent: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+/// SIGTERM (Kubernetes, systemd) or SIGINT (Ctrl-C).
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
+
+/// Structured logs on stderr: JSON unless `EDGESHELL_LOG_FORMAT=text`; level from `EDGESHELL_LOG`.
+fn init_logs() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("EDGESHELL_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = if std::env::var("EDGESHELL_LOG_FORMAT").as_deref() == Ok("text") {
+        builder.try_init()
+    } else {
+        builder.json().try_init()
+    };
+}
