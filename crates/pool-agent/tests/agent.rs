@@ -1,0 +1,235 @@
+//! The agent binary with its local backend, started as a real process: a signed start runs a real
+//! runner that joins its room and serves a terminal; stop kills the whole tree and removes the working
+//! directory; every unsigned, forged, replayed or misbound command is refused; capacity, duplicates and
+//! deadlines hold; and an agent killed and restarted reaps what the old one left.
+
+mod support;
+
+use edgeshell_core::pool_api::{stop_path, PoolCommand, START_PATH};
+use edgeshell_core::protocol::Credential;
+use edgeshell_room_host::browser::Browser;
+use edgeshell_runner::process_tree;
+use std::time::Duration;
+use support::*;
+
+const WAIT: Duration = Duration::from_secs(15);
+
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z "))
+}
+
+async fn wait_gone(pid: i32) {
+    for _ in 0..300 {
+        if !alive(pid) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("process {pid} is still alive");
+}
+
+/// Attaches a browser, starts `sleep` in the background, and returns the sleeper's pid.
+async fn background_sleeper(fixture: &Fixture, sid: &edgeshell_core::ids::SessionId) -> (Browser, i32) {
+    let credential = Credential::Token(fixture.attach_token(sid));
+    let mut browser = Browser::attach(&fixture.room.attach_url(sid), &credential).await.unwrap();
+    browser.input(b"nohup sleep 1000 >/dev/null 2>&1 & echo pi''d=$!\n").await;
+    let at = browser.expect_from(0, "pid=", WAIT).await;
+    let end = browser.expect_from(at, "\r\n", WAIT).await;
+    let pid: i32 = String::from_utf8_lossy(&browser.output[at..end - 2]).trim().parse().unwrap();
+    assert!(alive(pid));
+    (browser, pid)
+}
+
+#[tokio::test]
+async fn a_signed_start_serves_a_terminal_and_stop_removes_everything() {
+    let fixture = Fixture::start().await;
+    let state = tempfile::tempdir().unwrap();
+    let agent = spawn_agent(&fixture, state.path(), &[]).await;
+    let sid = new_session();
+    let (status, body) = fixture.start_runner(&agent, &sid, 600).await;
+    assert_eq!(status, 201, "{body}");
+    let started: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(started["session_id"], sid.as_str());
+
+    let (mut browser, sleeper) = background_sleeper(&fixture, &sid).await;
+    browser.input(b"echo cwd=$(pwd) mem=$(ulimit -v)\n").await;
+    let workdir = state.path().join("work").join(sid.as_str());
+    browser.expect_from(0, &format!("cwd={}", workdir.display()), WAIT).await;
+    browser.expect_from(0, &format!("mem={}", 1024 * 1024), WAIT).await;
+    let listed = fixture.runners(&agent).await;
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0]["session_id"], sid.as_str());
+
+    let (status, body) = fixture.stop_runner(&agent, &sid).await;
+    assert_eq!(status, 200, "{body}");
+    wait_gone(sleeper).await;
+    assert!(!workdir.exists(), "the working directory outlived the runner");
+    fixture.wait_for_runners(&agent, 0).await;
+    assert_eq!(std::fs::read_dir(state.path()).unwrap().filter(|e| e.as_ref().unwrap().path().is_file()).count(), 0);
+    // Stopping again is fine.
+    assert_eq!(fixture.stop_runner(&agent, &sid).await.0, 200);
+    let metrics = fixture.http.get(format!("{}/metrics", agent.url)).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("edgeshell_pool_runner_starts_total{region=\"eu\",backend=\"local\",result=\"ok\"} 1"));
+    assert!(metrics.contains("edgeshell_pool_runner_start_seconds_count{region=\"eu\",backend=\"local\"} 1"));
+}
+
+#[tokio::test]
+async fn unsigned_forged_replayed_and_misbound_commands_are_refused() {
+    let fixture = Fixture::start().await;
+    let state = tempfile::tempdir().unwrap();
+    let agent = spawn_agent(&fixture, state.path(), &[]).await;
+    let sid = new_session();
+    let body = fixture.start_body(&sid, 600);
+    let check = |(status, text): (u16, String), expected: u16, code: &str| {
+        assert_eq!(status, expected, "{text}");
+        assert!(text.contains(&format!("\"error\":\"{code}\"")), "{text}");
+    };
+
+    check(fixture.post(&agent, START_PATH, None, body.clone()).await, 401, "unauthorized");
+    check(fixture.post(&agent, START_PATH, Some("not.a.token"), body.clone()).await, 401, "unauthorized");
+    // Signed by another key under the same kid: the signature fails.
+    let other = edgeshell_dev_oidc::DevIssuer::start("127.0.0.1:0", "x").await.unwrap();
+    let mut claims = edgeshell_core::issue::Issuer::new(fixture.issuer.issuer()).pool_command(
+        &sid,
+        &region(),
+        &body,
+        rand::random(),
+        now(),
+    );
+    let forged = {
+        let mut header_kid = other.sign_claims(&serde_json::to_value(&claims).unwrap()).unwrap();
+        // Re-head the forgery with the real issuer's kid.
+        let real_header = fixture.command_token(&sid, &region(), &body);
+        let (real_head, _) = real_header.split_once('.').unwrap();
+        let (_, rest) = header_kid.split_once('.').unwrap();
+        header_kid = format!("{real_head}.{rest}");
+        header_kid
+    };
+    check(fixture.post(&agent, START_PATH, Some(&forged), body.clone()).await, 401, "unauthorized");
+    // Another region's audience.
+    let elsewhere = fixture.command_token(&sid, &edgeshell_core::ids::RegionId::new("us").unwrap(), &body);
+    check(fixture.post(&agent, START_PATH, Some(&elsewhere), body.clone()).await, 401, "unauthorized");
+    // Expired.
+    claims.exp = now().as_secs() - 120;
+    claims.iat = claims.exp - 60;
+    claims.nbf = claims.iat;
+    check(fixture.post(&agent, START_PATH, Some(&fixture.sign(&claims)), body.clone()).await, 401, "unauthorized");
+    // Signed for another body (a stop) but sent with this one.
+    let stop = Fixture::stop_body(&sid);
+    let for_stop = fixture.command_token(&sid, &region(), &stop);
+    check(fixture.post(&agent, START_PATH, Some(&for_stop), body.clone()).await, 403, "forbidden");
+    // Signed for another session.
+    let other_sid = new_session();
+    let other_body = fixture.start_body(&other_sid, 600);
+    let for_other = fixture.command_token(&other_sid, &region(), &other_body);
+    check(fixture.post(&agent, START_PATH, Some(&for_other), body.clone()).await, 403, "forbidden");
+    // A stop whose path names another session than its body.
+    let stop_token = fixture.command_token(&sid, &region(), &stop);
+    check(fixture.post(&agent, &stop_path(&other_sid), Some(&stop_token), stop.clone()).await, 403, "forbidden");
+    // Garbage, properly signed, is a bad command.
+    let garbage = b"{\"action\":\"explode\"}".to_vec();
+    let garbage_token = fixture.command_token(&sid, &region(), &garbage);
+    check(fixture.post(&agent, START_PATH, Some(&garbage_token), garbage).await, 400, "bad_command");
+    fixture.wait_for_runners(&agent, 0).await;
+
+    // The genuine command works once; the same token again is a replay.
+    let token = fixture.command_token(&sid, &region(), &body);
+    let (status, text) = fixture.post(&agent, START_PATH, Some(&token), body.clone()).await;
+    assert_eq!(status, 201, "{text}");
+    check(fixture.post(&agent, START_PATH, Some(&token), body.clone()).await, 401, "unauthorized");
+    // A fresh token for the same session: one runner per session.
+    check(fixture.start_runner(&agent, &sid, 600).await, 409, "already_running");
+    // Operator routes want the API key.
+    let response = fixture.http.get(format!("{}/v1/runners", agent.url)).bearer_auth("esp_nope").send().await.unwrap();
+    assert_eq!(response.status(), 401);
+    assert_eq!(fixture.runners(&agent).await.len(), 1);
+}
+
+#[tokio::test]
+async fn concurrent_replays_of_one_command_start_one_runner() {
+    let fixture = Fixture::start().await;
+    let state = tempfile::tempdir().unwrap();
+    let agent = spawn_agent(&fixture, state.path(), &[]).await;
+    let sid = new_session();
+    let body = fixture.start_body(&sid, 600);
+    let token = fixture.command_token(&sid, &region(), &body);
+    let attempts = (0..20).map(|_| fixture.post(&agent, START_PATH, Some(&token), body.clone()));
+    let results = futures_util::future::join_all(attempts).await;
+    let created = results.iter().filter(|(s, _)| *s == 201).count();
+    assert_eq!(created, 1, "{results:?}");
+    assert!(results.iter().all(|(s, _)| *s == 201 || *s == 401), "{results:?}");
+    assert_eq!(fixture.runners(&agent).await.len(), 1);
+}
+
+#[tokio::test]
+async fn capacity_and_deadlines_are_enforced() {
+    let fixture = Fixture::start().await;
+    let state = tempfile::tempdir().unwrap();
+    let agent = spawn_agent(&fixture, state.path(), &[("EDGESHELL_POOL_CAPACITY", "1")]).await;
+    let first = new_session();
+    let (status, body) = fixture.start_runner(&agent, &first, 2).await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = fixture.start_runner(&agent, &new_session(), 600).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("at_capacity"));
+    // The first runner's deadline is 2 s away: the runner stops itself and the slot frees.
+    fixture.wait_for_runners(&agent, 0).await;
+    let (status, body) = fixture.start_runner(&agent, &new_session(), 600).await;
+    assert_eq!(status, 201, "{body}");
+    // A deadline in the past is refused.
+    let sid = new_session();
+    let mut command: PoolCommand = serde_json::from_slice(&fixture.start_body(&sid, 600)).unwrap();
+    if let PoolCommand::Start(s) = &mut command {
+        s.deadline = now().as_secs() - 1;
+    }
+    let body = serde_json::to_vec(&command).unwrap();
+    let token = fixture.command_token(&sid, &region(), &body);
+    let (status, text) = fixture.post(&agent, START_PATH, Some(&token), body).await;
+    assert!(status == 400 || status == 503, "{text}");
+}
+
+#[tokio::test]
+async fn an_agent_killed_and_restarted_reaps_what_it_left() {
+    let fixture = Fixture::start().await;
+    let state = tempfile::tempdir().unwrap();
+    let mut agent = spawn_agent(&fixture, state.path(), &[]).await;
+    let sid = new_session();
+    assert_eq!(fixture.start_runner(&agent, &sid, 600).await.0, 201);
+    let (_browser, sleeper) = background_sleeper(&fixture, &sid).await;
+    let sleeper_session = process_tree::stat(sleeper).unwrap().session;
+    let workdir = state.path().join("work").join(sid.as_str());
+    assert!(workdir.exists());
+
+    // A crash: no draining, no cleanup.
+    rustix::process::kill_process(rustix::process::Pid::from_raw(agent.pid).unwrap(), rustix::process::Signal::KILL)
+        .unwrap();
+    let _ = agent.child.wait().await;
+    // The runner dies with its agent; the program's nohup'd child does not.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(alive(sleeper), "the orphan should outlive the crash until the restart reaps it");
+    assert!(workdir.exists());
+
+    let restarted = spawn_agent(&fixture, state.path(), &[]).await;
+    wait_gone(sleeper).await;
+    assert!(process_tree::members(&[sleeper_session]).iter().all(|p| !alive(p.pid)));
+    assert!(!workdir.exists(), "the old runner's working directory was not removed");
+    assert!(fixture.runners(&restarted).await.is_empty());
+    let metrics = fixture.http.get(format!("{}/metrics", restarted.url)).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("edgeshell_pool_reaped_total{region=\"eu\",backend=\"local\"} 1"), "{metrics}");
+}
+
+#[tokio::test]
+async fn draining_on_sigterm_stops_every_runner() {
+    let fixture = Fixture::start().await;
+    let state = tempfile::tempdir().unwrap();
+    let mut agent = spawn_agent(&fixture, state.path(), &[]).await;
+    let sid = new_session();
+    assert_eq!(fixture.start_runner(&agent, &sid, 600).await.0, 201);
+    let (_browser, sleeper) = background_sleeper(&fixture, &sid).await;
+    rustix::process::kill_process(rustix::process::Pid::from_raw(agent.pid).unwrap(), rustix::process::Signal::TERM)
+        .unwrap();
+    let status = tokio::time::timeout(WAIT, agent.child.wait()).await.unwrap().unwrap();
+    assert!(status.success(), "{status}");
+    wait_gone(sleeper).await;
+    assert!(!state.path().join("work").join(sid.as_str()).exists());
+}

@@ -1,0 +1,197 @@
+//! What the agent's tests share: a key server standing for the control plane's JWKS (the dev OIDC
+//! issuer signs our tokens here), the room host the runners join, tokens as the control plane mints
+//! them, and the agent binary started as a real process and stopped on drop.
+
+#![allow(dead_code, unreachable_pub)]
+
+use edgeshell_core::ids::{RegionId, SessionId, Subject};
+use edgeshell_core::issue::{session_id, Issuer};
+use edgeshell_core::jwks::KeySet;
+use edgeshell_core::pool_api::{stop_path, PoolCommand, StartRunner, START_PATH};
+use edgeshell_core::room::RoomConfig;
+use edgeshell_core::time::Timestamp;
+use edgeshell_dev_oidc::DevIssuer;
+use edgeshell_room_host::{Options, RoomHost};
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::io::AsyncBufReadExt;
+
+pub const REGION: &str = "eu";
+pub const API_KEY: &str = "esp_test_0123456789abcdefghijklmnopqrstuvwxyzABCDEFG";
+
+pub struct Fixture {
+    pub issuer: DevIssuer,
+    pub room: RoomHost,
+    pub http: reqwest::Client,
+}
+
+pub fn now() -> Timestamp {
+    Timestamp::from_secs(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs())
+}
+
+pub fn region() -> RegionId {
+    RegionId::new(REGION).unwrap()
+}
+
+pub fn new_session() -> SessionId {
+    session_id(rand::random())
+}
+
+impl Fixture {
+    pub async fn start() -> Fixture {
+        let issuer = DevIssuer::start("127.0.0.1:0", "edgeshell-dev").await.unwrap();
+        let http = reqwest::Client::new();
+        let jwks = http.get(issuer.jwks_url()).send().await.unwrap().bytes().await.unwrap();
+        let keys = KeySet::from_json(&jwks).unwrap();
+        let room = RoomHost::start(Options { issuer: issuer.issuer().into(), keys, config: RoomConfig::default() })
+            .await
+            .unwrap();
+        Fixture { issuer, room, http }
+    }
+
+    fn issuer(&self) -> Issuer {
+        Issuer::new(self.issuer.issuer())
+    }
+
+    pub fn sign(&self, claims: &edgeshell_core::tokens::Claims) -> String {
+        self.issuer.sign_claims(&serde_json::to_value(claims).unwrap()).unwrap()
+    }
+
+    pub fn command_token(&self, sid: &SessionId, region: &RegionId, body: &[u8]) -> String {
+        self.sign(&self.issuer().pool_command(sid, region, body, rand::random(), now()))
+    }
+
+    pub fn attach_token(&self, sid: &SessionId) -> String {
+        let user = Subject::new("dev:alice").unwrap();
+        self.sign(&self.issuer().attach(&user, sid, &region(), rand::random(), now()))
+    }
+
+    pub fn start_body(&self, sid: &SessionId, deadline_in: u64) -> Vec<u8> {
+        let join = self.sign(&self.issuer().join(sid, &region(), rand::random(), now()));
+        let command = PoolCommand::Start(StartRunner {
+            session_id: sid.clone(),
+            region: region(),
+            join_url: self.room.join_url(sid),
+            join_token: join,
+            deadline: now().as_secs() + deadline_in,
+        });
+        serde_json::to_vec(&command).unwrap()
+    }
+
+    pub fn stop_body(sid: &SessionId) -> Vec<u8> {
+        serde_json::to_vec(&PoolCommand::Stop { session_id: sid.clone(), reason: "test".into() }).unwrap()
+    }
+
+    /// Sends a command with `token`; returns status and body.
+    pub async fn post(&self, agent: &AgentProcess, path: &str, token: Option<&str>, body: Vec<u8>) -> (u16, String) {
+        let mut request = self.http.post(format!("{}{path}", agent.url)).body(body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.unwrap();
+        (response.status().as_u16(), response.text().await.unwrap())
+    }
+
+    /// Starts a runner for `sid` with a properly signed command.
+    pub async fn start_runner(&self, agent: &AgentProcess, sid: &SessionId, deadline_in: u64) -> (u16, String) {
+        let body = self.start_body(sid, deadline_in);
+        let token = self.command_token(sid, &region(), &body);
+        self.post(agent, START_PATH, Some(&token), body).await
+    }
+
+    pub async fn stop_runner(&self, agent: &AgentProcess, sid: &SessionId) -> (u16, String) {
+        let body = Fixture::stop_body(sid);
+        let token = self.command_token(sid, &region(), &body);
+        self.post(agent, &stop_path(sid), Some(&token), body).await
+    }
+
+    /// The runners the agent lists.
+    pub async fn runners(&self, agent: &AgentProcess) -> Vec<serde_json::Value> {
+        let response = self.http.get(format!("{}/v1/runners", agent.url)).bearer_auth(API_KEY).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        let body: serde_json::Value = response.json().await.unwrap();
+        body["runners"].as_array().unwrap().clone()
+    }
+
+    /// Waits until the agent lists `n` runners.
+    pub async fn wait_for_runners(&self, agent: &AgentProcess, n: usize) {
+        for _ in 0..200 {
+            if self.runners(agent).await.len() == n {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the agent never listed {n} runners: {:?}", self.runners(agent).await);
+    }
+}
+
+/// The agent binary, running.
+pub struct AgentProcess {
+    pub child: tokio::process::Child,
+    pub url: String,
+    pub pid: i32,
+}
+
+impl Drop for AgentProcess {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Starts the agent with the test's settings plus `extra`, keeping state in `state`.
+pub async fn spawn_agent(fixture: &Fixture, state: &Path, extra: &[(&str, &str)]) -> AgentProcess {
+    let bin = env!("CARGO_BIN_EXE_edgeshell-pool-agent");
+    let port = free_port();
+    let mut command = tokio::process::Command::new(bin);
+    command
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("EDGESHELL_POOL_REGION", REGION)
+        .env("EDGESHELL_POOL_LISTEN", format!("127.0.0.1:{port}"))
+        // No control plane here: heartbeats fail and are retried, which the agent survives.
+        .env("EDGESHELL_CONTROL_URL", format!("http://127.0.0.1:{}", free_port()))
+        .env("EDGESHELL_POOL_API_KEY", API_KEY)
+        .env("EDGESHELL_TOKEN_ISSUER", fixture.issuer.issuer())
+        .env("EDGESHELL_JWKS_URL", fixture.issuer.jwks_url())
+        .env("EDGESHELL_POOL_STATE_DIR", state)
+        .env("EDGESHELL_RUNNER_COMMAND", format!("{bin} runner"))
+        .env("EDGESHELL_SESSION_COMMAND", "/bin/sh")
+        .env("EDGESHELL_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    for (k, v) in extra {
+        command.env(k, v);
+    }
+    let mut child = command.spawn().unwrap();
+    let pid = child.id().unwrap() as i32;
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let ready = tokio::time::timeout(Duration::from_secs(20), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.contains("pool agent serving") {
+                return true;
+            }
+            if line.contains("\"level\":\"ERROR\"") {
+                eprintln!("agent: {line}");
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(ready, Ok(true), "the agent did not come up");
+    // Keep draining its logs so it never blocks on a full pipe.
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if std::env::var("EDGESHELL_TEST_LOGS").is_ok() {
+                eprintln!("agent: {line}");
+            }
+        }
+    });
+    AgentProcess { child, url: format!("http://127.0.0.1:{port}"), pid }
+}
