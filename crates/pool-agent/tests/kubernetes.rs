@@ -1,0 +1,162 @@
+//! The Kubernetes backend's objects, checked as the API server would receive them (no cluster is
+//! available here): the Job's isolation settings, deadline and cleanup, the join token kept in a Secret
+//! and out of the Job, valid names and labels, and the network policy's default deny.
+
+use edgeshell_core::ids::{RegionId, SessionId};
+use edgeshell_pool_agent::backend::kubernetes::objects::{
+    job_name, runner_job, runner_network_policy, runner_secret, selector, KubernetesOptions,
+};
+use edgeshell_pool_agent::backend::{RunnerLimits, RunnerSpec};
+use serde_json::{json, Value};
+use std::time::Duration;
+
+const NOW: u64 = 1_800_000_000;
+
+fn options() -> KubernetesOptions {
+    KubernetesOptions {
+        namespace: "edgeshell-eu".into(),
+        region: RegionId::new("eu").unwrap(),
+        image: "registry.example.com/edgeshell/runner@sha256:0123".into(),
+        session_command: None,
+        limits: RunnerLimits {
+            max_runtime: Duration::from_secs(3600),
+            memory_mb: 768,
+            process_limit: 128,
+            idle_timeout: Duration::from_secs(600),
+            cpu_millis: 500,
+        },
+        egress_cidrs: vec!["198.51.100.0/24".into(), "0.0.0.0/0".into()],
+    }
+}
+
+fn spec(deadline_in: u64) -> RunnerSpec {
+    RunnerSpec {
+        // Session ids may end in `_` or `-`, which names and label values may not.
+        session_id: SessionId::new("s_AbC-dEf_123456789012-_").unwrap(),
+        join_url: "wss://edge.example.com/sessions/s_AbC-dEf_123456789012-_/join".into(),
+        join_token: "eyJhbGciOiJSUzI1NiJ9.secret-join-token.sig".into(),
+        deadline: NOW + deadline_in,
+    }
+}
+
+fn is_dns_label(name: &str) -> bool {
+    name.len() <= 63
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name.ends_with(|c: char| c.is_ascii_alphanumeric())
+}
+
+fn is_label_value(value: &str) -> bool {
+    value.len() <= 63
+        && value.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && value.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && value.ends_with(|c: char| c.is_ascii_alphanumeric())
+}
+
+#[test]
+fn the_job_is_isolated_bounded_and_cleaned_up() {
+    let job = serde_json::to_value(runner_job(&options(), &spec(900), NOW)).unwrap();
+    let name = job["metadata"]["name"].as_str().unwrap();
+    assert!(is_dns_label(name), "{name}");
+    assert_eq!(name, job_name(&spec(0).session_id));
+    for (k, v) in job["metadata"]["labels"].as_object().unwrap() {
+        assert!(is_label_value(v.as_str().unwrap()), "label {k}={v}");
+    }
+    assert_eq!(job["metadata"]["annotations"]["edgeshell.dev/session"], "s_AbC-dEf_123456789012-_");
+    assert_eq!(job["metadata"]["namespace"], "edgeshell-eu");
+
+    let spec_ = &job["spec"];
+    assert_eq!(spec_["activeDeadlineSeconds"], 900);
+    assert_eq!(spec_["ttlSecondsAfterFinished"], 60);
+    assert_eq!(spec_["backoffLimit"], 0);
+    let pod = &spec_["template"]["spec"];
+    assert_eq!(pod["restartPolicy"], "Never");
+    assert_eq!(pod["automountServiceAccountToken"], false);
+    assert_eq!(pod["enableServiceLinks"], false);
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    assert_eq!(pod["securityContext"]["runAsUser"], 10001);
+    assert_eq!(pod["securityContext"]["seccompProfile"]["type"], "RuntimeDefault");
+    let containers = pod["containers"].as_array().unwrap();
+    assert_eq!(containers.len(), 1);
+    let c = &containers[0];
+    assert_eq!(c["image"], "registry.example.com/edgeshell/runner@sha256:0123");
+    let sc = &c["securityContext"];
+    assert_eq!(sc["readOnlyRootFilesystem"], true);
+    assert_eq!(sc["allowPrivilegeEscalation"], false);
+    assert_eq!(sc["privileged"], false);
+    assert_eq!(sc["runAsNonRoot"], true);
+    assert_eq!(sc["capabilities"]["drop"], json!(["ALL"]));
+    assert!(sc["capabilities"]["add"].is_null());
+    assert_eq!(sc["seccompProfile"]["type"], "RuntimeDefault");
+    assert_eq!(c["resources"]["limits"]["memory"], "768Mi");
+    assert_eq!(c["resources"]["limits"]["cpu"], "500m");
+    assert_eq!(c["resources"]["requests"], c["resources"]["limits"], "Guaranteed QoS");
+    // Writable places are the scratch volumes only, each bounded.
+    let mounts: Vec<&str> =
+        c["volumeMounts"].as_array().unwrap().iter().map(|m| m["mountPath"].as_str().unwrap()).collect();
+    assert_eq!(mounts, ["/work", "/tmp"]);
+    for v in pod["volumes"].as_array().unwrap() {
+        assert!(v["emptyDir"]["sizeLimit"].is_string(), "{v}");
+    }
+    // The join token only by reference.
+    let env = c["env"].as_array().unwrap();
+    let token = env.iter().find(|e| e["name"] == "EDGESHELL_JOIN_TOKEN").unwrap();
+    assert!(token["value"].is_null());
+    assert_eq!(token["valueFrom"]["secretKeyRef"], json!({ "name": name, "key": "join-token", "optional": false }));
+    assert!(!job.to_string().contains("secret-join-token"), "the token leaked into the Job");
+    let var = |n: &str| env.iter().find(|e| e["name"] == n).map(|e| e["value"].clone()).unwrap_or(Value::Null);
+    assert_eq!(var("EDGESHELL_JOIN_URL"), "wss://edge.example.com/sessions/s_AbC-dEf_123456789012-_/join");
+    assert_eq!(var("EDGESHELL_DEADLINE"), (NOW + 900).to_string());
+    assert_eq!(var("EDGESHELL_WORKDIR"), "/work");
+}
+
+#[test]
+fn deadlines_are_clamped_to_the_pools_maximum_and_at_least_a_second() {
+    let far = serde_json::to_value(runner_job(&options(), &spec(100_000), NOW)).unwrap();
+    assert_eq!(far["spec"]["activeDeadlineSeconds"], 3600);
+    let past = serde_json::to_value(runner_job(&options(), &spec(0), NOW)).unwrap();
+    assert_eq!(past["spec"]["activeDeadlineSeconds"], 1);
+}
+
+#[test]
+fn the_secret_holds_the_token_and_is_immutable() {
+    let secret = serde_json::to_value(runner_secret(&options(), &spec(900))).unwrap();
+    assert_eq!(secret["metadata"]["name"], job_name(&spec(0).session_id));
+    assert_eq!(secret["stringData"]["join-token"], "eyJhbGciOiJSUzI1NiJ9.secret-join-token.sig");
+    assert_eq!(secret["immutable"], true);
+    assert_eq!(secret["type"], "Opaque");
+}
+
+#[test]
+fn runners_accept_nothing_and_reach_only_dns_and_allowed_https() {
+    let policy = serde_json::to_value(runner_network_policy(&options())).unwrap();
+    let spec = &policy["spec"];
+    assert_eq!(spec["policyTypes"], json!(["Ingress", "Egress"]));
+    assert_eq!(spec["ingress"], json!([]), "no ingress rule: all ingress denied");
+    assert_eq!(
+        spec["podSelector"]["matchLabels"],
+        json!({ "app.kubernetes.io/name": "edgeshell-runner", "edgeshell.dev/pool": "eu" })
+    );
+    let egress = spec["egress"].as_array().unwrap();
+    assert_eq!(egress.len(), 2);
+    assert_eq!(egress[0]["ports"], json!([{ "port": 53, "protocol": "UDP" }, { "port": 53, "protocol": "TCP" }]));
+    assert_eq!(egress[0]["to"][0]["podSelector"]["matchLabels"], json!({ "k8s-app": "kube-dns" }));
+    assert_eq!(egress[1]["ports"], json!([{ "port": 443, "protocol": "TCP" }]));
+    let blocks: Vec<&Value> = egress[1]["to"].as_array().unwrap().iter().map(|p| &p["ipBlock"]).collect();
+    assert_eq!(blocks[0], &json!({ "cidr": "198.51.100.0/24" }));
+    assert_eq!(blocks[1], &json!({ "cidr": "0.0.0.0/0", "except": ["169.254.0.0/16"] }), "metadata server excluded");
+    // Without allowed CIDRs, only DNS remains.
+    let closed = runner_network_policy(&KubernetesOptions { egress_cidrs: vec![], ..options() });
+    assert_eq!(serde_json::to_value(closed).unwrap()["spec"]["egress"].as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn names_are_stable_and_distinct_and_the_selector_matches_the_labels() {
+    let a = job_name(&SessionId::new("s_a").unwrap());
+    assert_eq!(a, job_name(&SessionId::new("s_a").unwrap()));
+    assert_ne!(a, job_name(&SessionId::new("s_A").unwrap()), "ids differing only in case");
+    assert_eq!(
+        selector(&RegionId::new("eu").unwrap()),
+        "app.kubernetes.io/name=edgeshell-runner,edgeshell.dev/pool=eu"
+    );
+}
