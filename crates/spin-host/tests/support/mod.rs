@@ -5,10 +5,9 @@
 pub mod pool;
 pub mod stack;
 
-use edgeshell_spin_host::{Host, HostConfig};
+use edgeshell_spin_host::HostConfig;
 use http_body_util::{BodyExt, Full};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 // Tokio streams as hyper I/O, with the adapter wasmtime-wasi-http already ships.
 use wasmtime_wasi_http::io::TokioIo;
 
@@ -21,22 +20,12 @@ SPIN_VARIABLE_OIDC_AUDIENCE=edgeshell-test
 ";
 
 pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+    edgeshell_stack::paths::repo_root()
 }
 
-/// Where `cargo xtask test` (or `cargo build --target wasm32-wasip2 --release` in `functions/`) put the
-/// components.
+/// Where `cargo xtask test` put the components.
 pub fn wasm_dir() -> PathBuf {
-    let dir = match std::env::var_os("EDGESHELL_WASM_DIR") {
-        Some(dir) => PathBuf::from(dir),
-        None => root().join("functions/target/wasm32-wasip2/release"),
-    };
-    assert!(
-        dir.join("edgeshell_jwks.wasm").exists(),
-        "components not built in {}: run `cargo xtask test`, or build `functions/` for wasm32-wasip2",
-        dir.display()
-    );
-    dir
+    edgeshell_stack::paths::wasm_dir().unwrap()
 }
 
 pub fn vector_jwk(name: &str) -> String {
@@ -45,17 +34,8 @@ pub fn vector_jwk(name: &str) -> String {
     v["jwk"].to_string()
 }
 
-pub struct TestHost {
-    pub url: String,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
-    _dir: tempdir::Dir,
-}
-
-impl Drop for TestHost {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
+/// A host serving on a loopback port, stopped on drop.
+pub type TestHost = edgeshell_stack::FunctionsHost;
 
 pub mod tempdir {
     //! A directory removed on drop.
@@ -77,13 +57,7 @@ pub mod tempdir {
 
 /// A private Postgres with the control plane's schema: the cluster, the database URL, a client.
 pub async fn migrated_postgres() -> (local_postgres::LocalPostgres, String, tokio_postgres::Client) {
-    let pg = local_postgres::LocalPostgres::start().expect("postgres starts");
-    pg.create_database("control").unwrap();
-    let url = pg.url("control");
-    let (mut client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
-    tokio::spawn(conn);
-    edgeshell_control_db::migrate::migrate(&mut client).await.unwrap();
-    (pg, url, client)
+    edgeshell_stack::postgres::migrated().await.expect("postgres starts")
 }
 
 pub fn config(dir: &tempdir::Dir, env: &str) -> HostConfig {
@@ -110,15 +84,7 @@ pub async fn start(env: &str) -> TestHost {
 
 /// A host that runs at most `max_instances` requests at once.
 pub async fn start_limited(env: &str, max_instances: u32) -> TestHost {
-    let dir = tempdir::Dir::new("host");
-    let mut cfg = config(&dir, env);
-    cfg.cache_dir = shared_cache();
-    cfg.max_instances = max_instances;
-    let host = Arc::new(Host::load(&cfg).expect("host loads"));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let task = tokio::spawn(host.serve(listener));
-    TestHost { url, task, _dir: dir }
+    TestHost::start(&format!("{BASE_ENV}{env}"), &shared_cache(), max_instances).await.expect("host starts")
 }
 
 pub async fn request(url: &str, method: &str, path: &str) -> (u16, http::HeaderMap, Vec<u8>) {

@@ -2,22 +2,31 @@
 //! serving the real components from `spin.toml`, and pools registered through the real heartbeat route.
 
 use super::pool::{Mode, TestPool};
-use super::{send, vector_jwk, TestHost};
+use super::{send, vector_jwk};
 use edgeshell_control_db::pool_keys;
-use edgeshell_dev_oidc::{DevIssuer, IdTokenRequest};
-use local_postgres::LocalPostgres;
+use edgeshell_stack::{ControlPlane, ControlSettings};
 
 pub const INTERNAL_KEY: &str = "internal-key-for-tests";
 pub const TOKEN_ISSUER: &str = "edgeshell-test-control";
 pub const CLIENT_ID: &str = "edgeshell-dev";
 pub const EDGE_URL: &str = "ws://127.0.0.1:8787";
 
+/// The control plane of `edgeshell_stack` with the tests' settings and helpers.
 pub struct Stack {
-    pub pg: LocalPostgres,
-    pub db_url: String,
-    pub db: tokio_postgres::Client,
-    pub issuer: DevIssuer,
-    pub host: TestHost,
+    control: ControlPlane,
+}
+
+impl std::ops::Deref for Stack {
+    type Target = ControlPlane;
+    fn deref(&self) -> &ControlPlane {
+        &self.control
+    }
+}
+
+impl std::ops::DerefMut for Stack {
+    fn deref_mut(&mut self) -> &mut ControlPlane {
+        &mut self.control
+    }
 }
 
 /// A pool and its API key.
@@ -34,33 +43,21 @@ impl Stack {
 
     /// Everything up, with a host that runs at most `max_instances` requests at once.
     pub async fn start_limited(extra: &str, max_instances: u32) -> Stack {
-        let (pg, db_url, db) = super::migrated_postgres().await;
-        let issuer = DevIssuer::start("127.0.0.1:0", CLIENT_ID).await.unwrap();
-        let env = format!(
-            "SPIN_VARIABLE_SIGNING_KEY='{key}'
-SPIN_VARIABLE_DATABASE_URL={db_url}
-SPIN_VARIABLE_DATABASE_HOST=127.0.0.1:{port}
-SPIN_VARIABLE_INTERNAL_API_KEY={INTERNAL_KEY}
-SPIN_VARIABLE_TOKEN_ISSUER={TOKEN_ISSUER}
-SPIN_VARIABLE_EDGE_URL={EDGE_URL}
-SPIN_VARIABLE_OIDC_ISSUER={iss}
-SPIN_VARIABLE_OIDC_AUDIENCE={CLIENT_ID}
-SPIN_VARIABLE_OIDC_JWKS_URL={jwks}
-SPIN_VARIABLE_OIDC_JWKS_ORIGIN=http://127.0.0.1:{issuer_port}
-SPIN_VARIABLE_POOL_ORIGIN=http://127.0.0.1:*
-{extra}",
-            key = vector_jwk("pyjwt-rs256.json"),
-            port = pg.port(),
-            iss = issuer.issuer(),
-            jwks = issuer.jwks_url(),
-            issuer_port = issuer.addr().port(),
-        );
-        let host = super::start_limited(&env, max_instances).await;
-        Stack { pg, db_url, db, issuer, host }
+        let settings = ControlSettings {
+            signing_key: vector_jwk("pyjwt-rs256.json"),
+            token_issuer: TOKEN_ISSUER.into(),
+            edge_url: EDGE_URL.into(),
+            internal_key: INTERNAL_KEY.into(),
+            client_id: CLIENT_ID.into(),
+            extra: extra.into(),
+            cache_dir: super::shared_cache(),
+            max_instances,
+        };
+        Stack { control: ControlPlane::start(&settings).await.expect("control plane starts") }
     }
 
     pub fn id_token(&self, user: &str) -> String {
-        self.issuer.id_token(&IdTokenRequest { user: user.into(), ..Default::default() }).unwrap()
+        self.control.id_token(user).unwrap()
     }
 
     /// Starts a pool, gives it a key, and registers it with a heartbeat.

@@ -1,0 +1,97 @@
+//! The control plane as one piece: a migrated private Postgres, the dev OIDC issuer, and the functions
+//! host configured for both.
+
+use crate::functions_host::FunctionsHost;
+use crate::postgres;
+use edgeshell_dev_oidc::{DevIssuer, IdTokenRequest};
+use local_postgres::LocalPostgres;
+use std::path::PathBuf;
+
+/// How to configure the control plane.
+#[derive(Debug, Clone)]
+pub struct ControlSettings {
+    /// The signing key, a private JWK (JSON).
+    pub signing_key: String,
+    /// `iss` of the tokens it mints.
+    pub token_issuer: String,
+    /// The edge's base URL (`ws://` or `wss://`), for the URLs in minted sessions.
+    pub edge_url: String,
+    /// The shared secret of internal routes.
+    pub internal_key: String,
+    /// The dev issuer's client id (the ID tokens' audience).
+    pub client_id: String,
+    /// More `SPIN_VARIABLE_*` lines, overriding the above.
+    pub extra: String,
+    /// Where compiled components are cached.
+    pub cache_dir: PathBuf,
+    /// Requests the host runs at once.
+    pub max_instances: u32,
+}
+
+/// A running control plane; everything stops when dropped.
+pub struct ControlPlane {
+    /// The functions host.
+    pub host: FunctionsHost,
+    /// The dev OIDC issuer users sign in with.
+    pub issuer: DevIssuer,
+    /// The control database's URL.
+    pub db_url: String,
+    /// A client of it.
+    pub db: tokio_postgres::Client,
+    /// The cluster (dropped last).
+    pub pg: LocalPostgres,
+}
+
+impl ControlPlane {
+    /// Starts Postgres, the issuer and the host.
+    pub async fn start(settings: &ControlSettings) -> anyhow::Result<ControlPlane> {
+        let (pg, db_url, db) = postgres::migrated().await?;
+        let issuer = DevIssuer::start("127.0.0.1:0", &settings.client_id).await?;
+        let env = format!(
+            "SPIN_VARIABLE_SIGNING_KEY='{key}'
+SPIN_VARIABLE_DATABASE_URL={db_url}
+SPIN_VARIABLE_DATABASE_HOST=127.0.0.1:{port}
+SPIN_VARIABLE_INTERNAL_API_KEY={internal}
+SPIN_VARIABLE_TOKEN_ISSUER={token_issuer}
+SPIN_VARIABLE_EDGE_URL={edge}
+SPIN_VARIABLE_OIDC_ISSUER={iss}
+SPIN_VARIABLE_OIDC_AUDIENCE={client}
+SPIN_VARIABLE_OIDC_JWKS_URL={jwks}
+SPIN_VARIABLE_OIDC_JWKS_ORIGIN=http://127.0.0.1:{issuer_port}
+SPIN_VARIABLE_POOL_ORIGIN=http://127.0.0.1:*
+{extra}",
+            key = settings.signing_key,
+            port = pg.port(),
+            internal = settings.internal_key,
+            token_issuer = settings.token_issuer,
+            edge = settings.edge_url,
+            iss = issuer.issuer(),
+            client = settings.client_id,
+            jwks = issuer.jwks_url(),
+            issuer_port = issuer.addr().port(),
+            extra = settings.extra,
+        );
+        let host = FunctionsHost::start(&env, &settings.cache_dir, settings.max_instances).await?;
+        Ok(ControlPlane { host, issuer, db_url, db, pg })
+    }
+
+    /// The functions' base URL.
+    pub fn url(&self) -> &str {
+        &self.host.url
+    }
+
+    /// Where the control plane publishes its keys.
+    pub fn jwks_url(&self) -> String {
+        format!("{}/.well-known/jwks.json", self.host.url)
+    }
+
+    /// An ID token of the dev issuer for `user`.
+    pub fn id_token(&self, user: &str) -> anyhow::Result<String> {
+        self.issuer.id_token(&IdTokenRequest { user: user.into(), ..Default::default() })
+    }
+
+    /// A new pool API key for `region` (what `edgeshell-db pool-key add` prints).
+    pub async fn add_pool_key(&self, region: &str) -> anyhow::Result<String> {
+        Ok(edgeshell_control_db::pool_keys::add(&self.db, region).await?.1)
+    }
+}

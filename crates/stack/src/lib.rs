@@ -1,0 +1,12 @@
+//! The local stack's pieces, started from Rust on loopback ports and stopped on drop: a private Postgres
+//! with the control plane's schema ([`postgres`]), the functions host serving the real components
+//! ([`functions_host`]), and the two together with the dev OIDC issuer as one control plane
+//! ([`control`]). Integration tests of every crate start what they need from here.
+
+pub mod control;
+pub mod functions_host;
+pub mod paths;
+pub mod postgres;
+
+pub use control::{ControlPlane, ControlSettings};
+pub use functions_host::FunctionsHost;

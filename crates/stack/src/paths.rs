@@ -1,0 +1,30 @@
+//! Where the repository's files and the built components are.
+
+use std::path::{Path, PathBuf};
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    root.canonicalize().unwrap_or(root)
+}
+
+/// The Spin manifest.
+pub fn manifest() -> PathBuf {
+    repo_root().join("spin.toml")
+}
+
+/// Where `cargo xtask test` (or `cargo build --target wasm32-wasip2 --release` in `functions/`) put the
+/// components: `EDGESHELL_WASM_DIR`, else `functions/target/wasm32-wasip2/release`.
+pub fn wasm_dir() -> anyhow::Result<PathBuf> {
+    let dir = match std::env::var_os("EDGESHELL_WASM_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => repo_root().join("functions/target/wasm32-wasip2/release"),
+    };
+    if !dir.join("edgeshell_jwks.wasm").exists() {
+        anyhow::bail!(
+            "components not built in {}: run `cargo xtask test`, or build `functions/` for wasm32-wasip2",
+            dir.display()
+        );
+    }
+    Ok(dir)
+}
