@@ -131,6 +131,29 @@ pub struct AgentProcess {
     pub child: tokio::process::Child,
     pub url: String,
     pub pid: i32,
+    pub api_key: String,
+}
+
+impl AgentProcess {
+    /// The runners the agent lists.
+    pub async fn runners(&self) -> Vec<serde_json::Value> {
+        let url = format!("{}/v1/runners", self.url);
+        let response = reqwest::Client::new().get(url).bearer_auth(&self.api_key).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        let body: serde_json::Value = response.json().await.unwrap();
+        body["runners"].as_array().unwrap().clone()
+    }
+
+    /// Waits until the agent lists `n` runners (up to 10 s).
+    pub async fn wait_for_runners(&self, n: usize) {
+        for _ in 0..200 {
+            if self.runners().await.len() == n {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the agent never listed {n} runners: {:?}", self.runners().await);
+    }
 }
 
 impl Drop for AgentProcess {
@@ -143,8 +166,34 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// Whom the agent trusts and reports to.
+pub struct Upstream {
+    pub token_issuer: String,
+    pub jwks_url: String,
+    pub control_url: String,
+    pub api_key: String,
+}
+
+impl Fixture {
+    /// The dev issuer stands in as the signer; no control plane (heartbeats fail and are retried,
+    /// which the agent survives).
+    pub fn upstream(&self) -> Upstream {
+        Upstream {
+            token_issuer: self.issuer.issuer().into(),
+            jwks_url: self.issuer.jwks_url(),
+            control_url: format!("http://127.0.0.1:{}", free_port()),
+            api_key: API_KEY.into(),
+        }
+    }
+}
+
 /// Starts the agent with the test's settings plus `extra`, keeping state in `state`.
 pub async fn spawn_agent(fixture: &Fixture, state: &Path, extra: &[(&str, &str)]) -> AgentProcess {
+    spawn_agent_for(&fixture.upstream(), state, extra).await
+}
+
+/// Starts the agent against `upstream`.
+pub async fn spawn_agent_for(upstream: &Upstream, state: &Path, extra: &[(&str, &str)]) -> AgentProcess {
     let bin = env!("CARGO_BIN_EXE_edgeshell-pool-agent");
     let port = free_port();
     let mut command = tokio::process::Command::new(bin);
@@ -153,11 +202,10 @@ pub async fn spawn_agent(fixture: &Fixture, state: &Path, extra: &[(&str, &str)]
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("EDGESHELL_POOL_REGION", REGION)
         .env("EDGESHELL_POOL_LISTEN", format!("127.0.0.1:{port}"))
-        // No control plane here: heartbeats fail and are retried, which the agent survives.
-        .env("EDGESHELL_CONTROL_URL", format!("http://127.0.0.1:{}", free_port()))
-        .env("EDGESHELL_POOL_API_KEY", API_KEY)
-        .env("EDGESHELL_TOKEN_ISSUER", fixture.issuer.issuer())
-        .env("EDGESHELL_JWKS_URL", fixture.issuer.jwks_url())
+        .env("EDGESHELL_CONTROL_URL", &upstream.control_url)
+        .env("EDGESHELL_POOL_API_KEY", &upstream.api_key)
+        .env("EDGESHELL_TOKEN_ISSUER", &upstream.token_issuer)
+        .env("EDGESHELL_JWKS_URL", &upstream.jwks_url)
         .env("EDGESHELL_POOL_STATE_DIR", state)
         .env("EDGESHELL_RUNNER_COMMAND", format!("{bin} runner"))
         .env("EDGESHELL_SESSION_COMMAND", "/bin/sh")
@@ -193,5 +241,5 @@ pub async fn spawn_agent(fixture: &Fixture, state: &Path, extra: &[(&str, &str)]
             }
         }
     });
-    AgentProcess { child, url: format!("http://127.0.0.1:{port}"), pid }
+    AgentProcess { child, url: format!("http://127.0.0.1:{port}"), pid, api_key: upstream.api_key.clone() }
 }

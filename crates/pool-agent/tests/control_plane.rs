@@ -1,0 +1,150 @@
+//! The agent with the real control plane (the functions host serving the real components, on a
+//! private Postgres): it registers through heartbeats, a minted session's runner starts on the signed
+//! command and serves the terminal through the room, ending the session stops it, and a runner the
+//! control plane does not know is reaped through the heartbeat answer.
+
+mod support;
+
+use edgeshell_core::ids::SessionId;
+use edgeshell_core::jwks::KeySet;
+use edgeshell_core::pool_api::{PoolCommand, StartRunner, START_PATH};
+use edgeshell_core::protocol::Credential;
+use edgeshell_core::room::RoomConfig;
+use edgeshell_keys::RsaSigner;
+use edgeshell_room_host::browser::Browser;
+use edgeshell_room_host::{Options, RoomHost};
+use edgeshell_stack::{ControlPlane, ControlSettings};
+use std::time::Duration;
+use support::*;
+
+const TOKEN_ISSUER: &str = "edgeshell-test-control";
+const WAIT: Duration = Duration::from_secs(15);
+
+struct World {
+    control: ControlPlane,
+    room: RoomHost,
+    signer: RsaSigner,
+    _state: tempfile::TempDir,
+    agent: AgentProcess,
+}
+
+fn signing_jwk() -> String {
+    let path = edgeshell_stack::paths::repo_root().join("crates/keys/tests/vectors/pyjwt-rs256.json");
+    let vector: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    vector["jwk"].to_string()
+}
+
+async fn world() -> World {
+    let jwk = signing_jwk();
+    let signer = RsaSigner::from_secret(&jwk).unwrap();
+    // The edge trusts the control plane's key, as the Worker does through the published JWKS.
+    let keys = KeySet::from_keys(vec![signer.verifying_key().clone()]).unwrap();
+    let room = RoomHost::start(Options { issuer: TOKEN_ISSUER.into(), keys, config: RoomConfig::default() })
+        .await
+        .unwrap();
+    let settings = ControlSettings {
+        signing_key: jwk,
+        token_issuer: TOKEN_ISSUER.into(),
+        edge_url: room.url(),
+        internal_key: "internal-key-for-tests".into(),
+        client_id: "edgeshell-dev".into(),
+        extra: String::new(),
+        cache_dir: std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("cwasm"),
+        max_instances: 64,
+    };
+    let control = ControlPlane::start(&settings).await.unwrap();
+    let upstream = Upstream {
+        token_issuer: TOKEN_ISSUER.into(),
+        jwks_url: control.jwks_url(),
+        control_url: control.url().into(),
+        api_key: control.add_pool_key(REGION).await.unwrap(),
+    };
+    let state = tempfile::tempdir().unwrap();
+    let agent = spawn_agent_for(&upstream, state.path(), &[]).await;
+    World { control, room, signer, _state: state, agent }
+}
+
+impl World {
+    async fn call(&self, method: reqwest::Method, path: &str, bearer: &str) -> (u16, serde_json::Value) {
+        let url = format!("{}{path}", self.control.url());
+        let response = reqwest::Client::new().request(method, url).bearer_auth(bearer).send().await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
+    /// Mints a session, retrying while the pool's first heartbeat is still on its way.
+    async fn mint(&self) -> serde_json::Value {
+        let id_token = self.control.id_token("alice").unwrap();
+        for _ in 0..100 {
+            let (status, body) = self.call(reqwest::Method::POST, "/api/sessions", &id_token).await;
+            if status == 201 {
+                return body;
+            }
+            assert_eq!(status, 503, "{body}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("no session could be minted");
+    }
+}
+
+#[tokio::test]
+async fn a_minted_session_runs_on_the_agent_and_ends_with_it() {
+    let w = world().await;
+    let minted = w.mint().await;
+    assert_eq!(minted["region"], REGION);
+    let sid = SessionId::new(minted["session_id"].as_str().unwrap()).unwrap();
+    let ws_url = minted["ws_url"].as_str().unwrap();
+    assert_eq!(ws_url, w.room.attach_url(&sid));
+    w.agent.wait_for_runners(1).await;
+
+    let credential = Credential::Token(minted["token"].as_str().unwrap().to_owned());
+    let mut browser = Browser::attach(ws_url, &credential).await.unwrap();
+    browser.input(b"echo from-$((6*7))\n").await;
+    browser.expect_from(0, "from-42", WAIT).await;
+
+    let id_token = w.control.id_token("alice").unwrap();
+    let (status, body) = w.call(reqwest::Method::DELETE, &format!("/api/sessions/{sid}"), &id_token).await;
+    assert!((200..300).contains(&status), "{status} {body}");
+    w.agent.wait_for_runners(0).await;
+    assert!(browser.expect_close(WAIT).await.is_some(), "the terminal closes when the runner is stopped");
+}
+
+#[tokio::test]
+async fn a_runner_the_control_plane_does_not_know_is_reaped_by_heartbeat() {
+    let w = world().await;
+    // Register the pool first (a mint succeeds only once it has heartbeated).
+    let minted = w.mint().await;
+    w.agent.wait_for_runners(1).await;
+    // A start signed with the control plane's key for a session it never recorded.
+    let sid = edgeshell_core::issue::session_id(rand::random());
+    let issuer = edgeshell_core::issue::Issuer::new(TOKEN_ISSUER);
+    let join = issuer.join(&sid, &region(), rand::random(), now());
+    let body = serde_json::to_vec(&PoolCommand::Start(StartRunner {
+        session_id: sid.clone(),
+        region: region(),
+        join_url: w.room.join_url(&sid),
+        join_token: edgeshell_core::tokens::sign(&join, &w.signer).unwrap(),
+        deadline: now().as_secs() + 600,
+    }))
+    .unwrap();
+    let claims = issuer.pool_command(&sid, &region(), &body, rand::random(), now());
+    let token = edgeshell_core::tokens::sign(&claims, &w.signer).unwrap();
+    let response = reqwest::Client::new()
+        .post(format!("{}{START_PATH}", w.agent.url))
+        .bearer_auth(token)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    // The next heartbeats name it; the agent stops it and keeps the known one.
+    for _ in 0..100 {
+        let listed = w.agent.runners().await;
+        if listed.len() == 1 {
+            assert_eq!(listed[0]["session_id"], minted["session_id"]);
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the orphan was not reaped: {:?}", w.agent.runners().await);
+}
