@@ -9,6 +9,34 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// Every variable the agent reads (besides `EDGESHELL_LOG` and `EDGESHELL_LOG_FORMAT`), for checks
+/// that deployment files name only real settings.
+pub const VARIABLES: [&str; 23] = [
+    "EDGESHELL_CONTROL_URL",
+    "EDGESHELL_JWKS_URL",
+    "EDGESHELL_K8S_NAMESPACE",
+    "EDGESHELL_PASS_ENV",
+    "EDGESHELL_POOL_API_KEY",
+    "EDGESHELL_POOL_API_KEY_FILE",
+    "EDGESHELL_POOL_BACKEND",
+    "EDGESHELL_POOL_CAPACITY",
+    "EDGESHELL_POOL_ENDPOINT",
+    "EDGESHELL_POOL_LISTEN",
+    "EDGESHELL_POOL_REGION",
+    "EDGESHELL_POOL_STATE_DIR",
+    "EDGESHELL_RUNNER_COMMAND",
+    "EDGESHELL_RUNNER_CPU_MILLIS",
+    "EDGESHELL_RUNNER_EGRESS_CIDRS",
+    "EDGESHELL_RUNNER_IDLE_TIMEOUT_SECS",
+    "EDGESHELL_RUNNER_IMAGE",
+    "EDGESHELL_RUNNER_MAX_RUNTIME_SECS",
+    "EDGESHELL_RUNNER_MEMORY_MB",
+    "EDGESHELL_RUNNER_PROCESS_LIMIT",
+    "EDGESHELL_RUNNER_WORK_ROOT",
+    "EDGESHELL_SESSION_COMMAND",
+    "EDGESHELL_TOKEN_ISSUER",
+];
+
 /// Why the agent cannot start.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -205,6 +233,26 @@ mod tests {
         ("EDGESHELL_POOL_API_KEY", "esp_k1_secret"),
         ("EDGESHELL_TOKEN_ISSUER", "https://control.test"),
     ];
+
+    #[test]
+    fn the_variable_list_is_what_the_code_reads() {
+        // The code after the list itself, up to the tests.
+        let source = include_str!("config.rs");
+        let after_list = source.find("/// Why the agent cannot start.").unwrap();
+        let code = &source[after_list..source.find("#[cfg(test)]").unwrap()];
+        let mut read: Vec<&str> = code
+            .match_indices("\"EDGESHELL_")
+            .map(|(i, _)| {
+                let name = &code[i + 1..];
+                &name[..name.find(|c: char| !(c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')).unwrap()]
+            })
+            .collect();
+        read.sort();
+        read.dedup();
+        let mut listed = VARIABLES.to_vec();
+        listed.sort();
+        assert_eq!(read, listed);
+    }
 
     #[test]
     fn defaults_and_derived_values() {

@@ -39,9 +39,8 @@ async fn world() -> World {
     let signer = RsaSigner::from_secret(&jwk).unwrap();
     // The edge trusts the control plane's key, as the Worker does through the published JWKS.
     let keys = KeySet::from_keys(vec![signer.verifying_key().clone()]).unwrap();
-    let room = RoomHost::start(Options { issuer: TOKEN_ISSUER.into(), keys, config: RoomConfig::default() })
-        .await
-        .unwrap();
+    let room =
+        RoomHost::start(Options { issuer: TOKEN_ISSUER.into(), keys, config: RoomConfig::default() }).await.unwrap();
     let settings = ControlSettings {
         signing_key: jwk,
         token_issuer: TOKEN_ISSUER.into(),

@@ -3,137 +3,14 @@
 //! directory is gone afterwards, and nothing is written anywhere else. A good bundle installs with its
 //! modes.
 
-use edgeshell_core::bundles::{hex, BundleError, BundlePolicy};
+mod support;
+
+use edgeshell_core::bundles::{BundleError, BundlePolicy};
 use edgeshell_runner::bundle::{client_builder, install, InstallError};
-use http_body_util::Full;
-use sha2::{Digest, Sha256};
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
-
-const HOST: &str = "bundles.test";
-
-/// An HTTPS server for `bundles.test` with fixed paths (a value starting `redirect:` is a 302).
-struct Server {
-    addr: SocketAddr,
-    ca_pem: String,
-    requests: Arc<AtomicUsize>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-impl Server {
-    async fn start(files: HashMap<String, Vec<u8>>) -> Server {
-        use tokio_rustls::rustls;
-        let certified = rcgen::generate_simple_self_signed(vec![HOST.to_owned(), "other.test".to_owned()]).unwrap();
-        let key = rustls::pki_types::PrivateKeyDer::Pkcs8(certified.signing_key.serialize_der().into());
-        let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(vec![certified.cert.der().clone()], key)
-            .unwrap();
-        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let requests = Arc::new(AtomicUsize::new(0));
-        let files = Arc::new(files);
-        let counter = requests.clone();
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((tcp, _)) = listener.accept().await else { continue };
-                let (acceptor, files, counter) = (acceptor.clone(), files.clone(), counter.clone());
-                tokio::spawn(async move {
-                    let Ok(tls) = acceptor.accept(tcp).await else { return };
-                    let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                        counter.fetch_add(1, Ordering::SeqCst);
-                        let body = files.get(req.uri().path()).cloned();
-                        async move {
-                            let mut response = hyper::Response::new(Full::new(bytes::Bytes::new()));
-                            match body {
-                                Some(b) if b.starts_with(b"redirect:") => {
-                                    *response.status_mut() = hyper::StatusCode::FOUND;
-                                    let to = String::from_utf8(b[9..].to_vec()).unwrap();
-                                    response.headers_mut().insert("location", to.parse().unwrap());
-                                }
-                                Some(b) => *response.body_mut() = Full::new(bytes::Bytes::from(b)),
-                                None => *response.status_mut() = hyper::StatusCode::NOT_FOUND,
-                            }
-                            Ok::<_, std::convert::Infallible>(response)
-                        }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
-                        .await;
-                });
-            }
-        });
-        Server { addr, ca_pem: certified.cert.pem(), requests, task }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("https://{}{path}", self.host())
-    }
-
-    /// `bundles.test:<port>`, as the policy allows it.
-    fn host(&self) -> String {
-        format!("{HOST}:{}", self.addr.port())
-    }
-}
-
-/// Builds tar archives entry by entry, writing names and link targets raw (tar's own builder refuses
-/// the malicious ones, which is the point of this corpus).
-struct Tar(Vec<u8>);
-
-impl Tar {
-    fn new() -> Tar {
-        Tar(Vec::new())
-    }
-
-    fn entry(mut self, name: &[u8], kind: tar::EntryType, link: &[u8], data: &[u8], mode: u32) -> Tar {
-        let mut header = tar::Header::new_gnu();
-        {
-            let gnu = header.as_gnu_mut().unwrap();
-            gnu.name[..name.len()].copy_from_slice(name);
-            gnu.linkname[..link.len()].copy_from_slice(link);
-        }
-        header.set_entry_type(kind);
-        header.set_size(data.len() as u64);
-        header.set_mode(mode);
-        header.set_cksum();
-        self.0.extend_from_slice(header.as_bytes());
-        self.0.extend_from_slice(data);
-        self.0.resize(self.0.len().div_ceil(512) * 512, 0);
-        self
-    }
-
-    fn file(self, name: &str, data: &[u8]) -> Tar {
-        self.entry(name.as_bytes(), tar::EntryType::Regular, b"", data, 0o644)
-    }
-
-    fn finish(mut self) -> Vec<u8> {
-        self.0.extend_from_slice(&[0u8; 1024]);
-        self.0
-    }
-}
-
-fn gzip(data: &[u8]) -> Vec<u8> {
-    use std::io::Write;
-    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
-    encoder.write_all(data).unwrap();
-    encoder.finish().unwrap()
-}
-
-fn digest(data: &[u8]) -> String {
-    hex(&Sha256::digest(data))
-}
+use std::sync::atomic::Ordering;
+use support::bundles::{digest, gzip, Server, Tar, HOST};
 
 /// Everything under `root`, as relative paths.
 fn tree(root: &Path) -> Vec<String> {

@@ -3,6 +3,8 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+pub mod bundles;
+
 use edgeshell_core::ids::{Kid, RegionId, SessionId, Subject};
 use edgeshell_core::issue::{session_id, Issuer};
 use edgeshell_core::jwks::KeySet;

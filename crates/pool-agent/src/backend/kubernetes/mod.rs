@@ -1,8 +1,8 @@
 //! Runners as Kubernetes Jobs, one per session, in the agent's namespace (see [`objects`] for what is
 //! created). The cluster is the source of truth: the agent lists its pool's Jobs by label, so a
 //! restarted agent finds and deletes what its predecessor left. Talks to the API server with the
-//! in-cluster service account (or a kubeconfig); its RBAC needs Jobs, Pods, Secrets and NetworkPolicies
-//! in that namespace only (see `runner-image/k8s/agent.yaml`).
+//! in-cluster service account (or a kubeconfig); its RBAC is Jobs and Secrets (the join token), and
+//! reading Pods, in that namespace only (see `runner-image/k8s/agent.yaml`).
 
 pub mod objects;
 
@@ -10,10 +10,9 @@ use super::{BackendError, RunnerBackend, RunnerExit, RunnerSpec};
 use edgeshell_core::ids::SessionId;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Secret;
-use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams, PropagationPolicy};
 use kube::Api;
-use objects::{job_name, runner_job, runner_network_policy, runner_secret, selector, KubernetesOptions};
+use objects::{job_name, runner_job, runner_secret, selector, KubernetesOptions};
 use std::collections::HashSet;
 use std::sync::Mutex;
 
@@ -27,19 +26,12 @@ pub struct KubernetesBackend {
     exits: Mutex<Vec<RunnerExit>>,
 }
 
-const MANAGER: &str = "edgeshell-pool-agent";
-
 impl KubernetesBackend {
-    /// Connects with the in-cluster (or kubeconfig) credentials and applies the pool's network policy.
+    /// Connects with the in-cluster (or kubeconfig) credentials. The runners' network policy is applied
+    /// by the operator (`runner-image/k8s/`, or `edgeshell-pool-agent network-policy`), so the agent
+    /// needs no rights on policies.
     pub async fn connect(options: KubernetesOptions) -> Result<KubernetesBackend, BackendError> {
         let client = kube::Client::try_default().await.map_err(|e| BackendError::Query(format!("cluster: {e}")))?;
-        let policies: Api<NetworkPolicy> = Api::namespaced(client.clone(), &options.namespace);
-        let policy = runner_network_policy(&options);
-        let name = policy.metadata.name.clone().unwrap_or_default();
-        policies
-            .patch(&name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&policy))
-            .await
-            .map_err(|e| BackendError::Query(format!("applying network policy {name}: {e}")))?;
         Ok(KubernetesBackend {
             jobs: Api::namespaced(client.clone(), &options.namespace),
             secrets: Api::namespaced(client, &options.namespace),
