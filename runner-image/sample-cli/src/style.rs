@@ -63,7 +63,7 @@ impl Style {
     /// `[#####.....]  n/total` in the remaining width.
     pub(crate) fn bar(&self, done: usize, total: usize) -> String {
         let cells = self.width.saturating_sub(30).clamp(10, 40);
-        let filled = if total == 0 { cells } else { cells * done / total };
+        let filled = (cells * done).checked_div(total).unwrap_or(cells);
         let bar = format!("{}{}", "█".repeat(filled), "░".repeat(cells - filled));
         format!("{} {done:>3}/{total}", self.paint("38;5;75", &bar))
     }
