@@ -28,6 +28,7 @@ pub(crate) fn run() -> Result<()> {
         Step::new("criterion benchmarks", cargo(&args)).run()?;
     }
     control()?;
+    runners()?;
     let dir = criterion_dir();
     println!("\n{:<34} {:>14} {:>10}", "benchmark", "mean", "ratio");
     for (group, baseline, others) in TABLES {
@@ -48,6 +49,12 @@ fn control() -> Result<()> {
     let mut bench = cargo(&["bench", "-p", "edgeshell-spin-host", "--bench", "control"]);
     bench.env("EDGESHELL_WASM_DIR", crate::run::functions_wasm_dir());
     Step::new("control plane benchmarks", bench).run()
+}
+
+/// Runner start latency, output throughput and idle memory with the local backend (prints its own
+/// table, ratios to a bare PTY measured in the same run).
+fn runners() -> Result<()> {
+    Step::new("runner benchmarks", cargo(&["bench", "-p", "edgeshell-pool-agent", "--bench", "runners"])).run()
 }
 
 fn criterion_dir() -> PathBuf {

@@ -106,7 +106,15 @@ impl RunnerLink {
         if self.next_send < end {
             let to = end.min(self.next_send + MAX_DATA_BYTES as u64 / 2);
             let (from, upto) = ((self.next_send - self.acked) as usize, (to - self.acked) as usize);
-            let data: Vec<u8> = self.pending.range(from..upto).copied().collect();
+            // Copy from the ring's two halves in bulk, not byte by byte.
+            let (head, tail) = self.pending.as_slices();
+            let mut data = Vec::with_capacity(upto - from);
+            if from < head.len() {
+                data.extend_from_slice(&head[from..upto.min(head.len())]);
+            }
+            if upto > head.len() {
+                data.extend_from_slice(&tail[from.saturating_sub(head.len())..upto - head.len()]);
+            }
             let frame = Frame::Output { offset: self.next_send, data };
             self.next_send = to;
             return Some(frame);
