@@ -37,21 +37,8 @@ pub const VARIABLES: [&str; 23] = [
     "EDGESHELL_TOKEN_ISSUER",
 ];
 
-/// Why the agent cannot start.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// A required variable is missing.
-    #[error("{0} is not set")]
-    Missing(&'static str),
-    /// A variable holds something unusable.
-    #[error("{name} is invalid: {why}")]
-    Invalid {
-        /// The variable.
-        name: &'static str,
-        /// What is wrong.
-        why: String,
-    },
-}
+/// Why the agent cannot start: the runner's configuration error, as both read `EDGESHELL_*` variables.
+pub use edgeshell_runner::settings::ConfigError;
 
 /// Where runners run.
 #[derive(Debug, Clone)]
@@ -156,13 +143,7 @@ pub fn from_env(var: impl Fn(&str) -> Option<String>) -> Result<AgentConfig, Con
                     .unwrap_or_else(|| state_dir.join("work")),
                 state_dir,
                 session_command,
-                pass_env: var("EDGESHELL_PASS_ENV")
-                    .unwrap_or_default()
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .map(String::from)
-                    .collect(),
+                pass_env: list(var("EDGESHELL_PASS_ENV")),
                 limits: limits.clone(),
             })
         }
@@ -172,13 +153,7 @@ pub fn from_env(var: impl Fn(&str) -> Option<String>) -> Result<AgentConfig, Con
             image: required("EDGESHELL_RUNNER_IMAGE")?,
             session_command,
             limits: limits.clone(),
-            egress_cidrs: var("EDGESHELL_RUNNER_EGRESS_CIDRS")
-                .unwrap_or_default()
-                .split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(String::from)
-                .collect(),
+            egress_cidrs: list(var("EDGESHELL_RUNNER_EGRESS_CIDRS")),
         }),
         other => return Err(invalid("EDGESHELL_POOL_BACKEND", format!("{other:?}: use local or kubernetes"))),
     };
@@ -194,6 +169,11 @@ pub fn from_env(var: impl Fn(&str) -> Option<String>) -> Result<AgentConfig, Con
         limits,
         backend,
     })
+}
+
+/// A comma-separated list, blanks dropped.
+fn list(value: Option<String>) -> Vec<String> {
+    value.unwrap_or_default().split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect()
 }
 
 /// The runner command: `EDGESHELL_RUNNER_COMMAND` (program and leading arguments), else an
@@ -238,7 +218,7 @@ mod tests {
     fn the_variable_list_is_what_the_code_reads() {
         // The code after the list itself, up to the tests.
         let source = include_str!("config.rs");
-        let after_list = source.find("/// Why the agent cannot start.").unwrap();
+        let after_list = source.find("/// Why the agent cannot start").unwrap();
         let code = &source[after_list..source.find("#[cfg(test)]").unwrap()];
         let mut read: Vec<&str> = code
             .match_indices("\"EDGESHELL_")

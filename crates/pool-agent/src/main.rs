@@ -18,7 +18,7 @@ fn main() {
         eprintln!("edgeshell-pool-agent: configured by EDGESHELL_POOL_* and EDGESHELL_RUNNER_* variables (README.md)");
         return;
     }
-    init_logs();
+    edgeshell_runner::cli::init_logs();
     let config = match edgeshell_pool_agent::config::from_env(|k| std::env::var(k).ok()) {
         Ok(config) => config,
         Err(e) => {
@@ -72,16 +72,4 @@ async fn shutdown_signal() {
         _ = term.recv() => {}
         _ = int.recv() => {}
     }
-}
-
-/// Structured logs on stderr: JSON unless `EDGESHELL_LOG_FORMAT=text`; level from `EDGESHELL_LOG`.
-fn init_logs() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("EDGESHELL_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    let _ = if std::env::var("EDGESHELL_LOG_FORMAT").as_deref() == Ok("text") {
-        builder.try_init()
-    } else {
-        builder.json().try_init()
-    };
 }

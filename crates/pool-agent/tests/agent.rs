@@ -40,6 +40,23 @@ async fn background_sleeper(fixture: &Fixture, sid: &edgeshell_core::ids::Sessio
     (browser, pid)
 }
 
+/// An agent holding one runner whose program left a background job: the agent, the session, the
+/// attached browser and the job's pid.
+async fn agent_with_a_sleeper(
+    fixture: &Fixture,
+    state: &std::path::Path,
+) -> (AgentProcess, edgeshell_core::ids::SessionId, Browser, i32) {
+    let agent = spawn_agent(fixture, state, &[]).await;
+    let sid = new_session();
+    assert_eq!(fixture.start_runner(&agent, &sid, 600).await.0, 201);
+    let (browser, sleeper) = background_sleeper(fixture, &sid).await;
+    (agent, sid, browser, sleeper)
+}
+
+fn signal(agent: &AgentProcess, signal: rustix::process::Signal) {
+    rustix::process::kill_process(rustix::process::Pid::from_raw(agent.pid).unwrap(), signal).unwrap();
+}
+
 #[tokio::test]
 async fn a_signed_start_serves_a_terminal_and_stop_removes_everything() {
     let fixture = Fixture::start().await;
@@ -192,17 +209,13 @@ async fn capacity_and_deadlines_are_enforced() {
 async fn an_agent_killed_and_restarted_reaps_what_it_left() {
     let fixture = Fixture::start().await;
     let state = tempfile::tempdir().unwrap();
-    let mut agent = spawn_agent(&fixture, state.path(), &[]).await;
-    let sid = new_session();
-    assert_eq!(fixture.start_runner(&agent, &sid, 600).await.0, 201);
-    let (_browser, sleeper) = background_sleeper(&fixture, &sid).await;
+    let (mut agent, sid, _browser, sleeper) = agent_with_a_sleeper(&fixture, state.path()).await;
     let sleeper_session = process_tree::stat(sleeper).unwrap().session;
     let workdir = state.path().join("work").join(sid.as_str());
     assert!(workdir.exists());
 
     // A crash: no draining, no cleanup.
-    rustix::process::kill_process(rustix::process::Pid::from_raw(agent.pid).unwrap(), rustix::process::Signal::KILL)
-        .unwrap();
+    signal(&agent, rustix::process::Signal::KILL);
     let _ = agent.child.wait().await;
     // The runner dies with its agent; the program's nohup'd child does not.
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -222,12 +235,8 @@ async fn an_agent_killed_and_restarted_reaps_what_it_left() {
 async fn draining_on_sigterm_stops_every_runner() {
     let fixture = Fixture::start().await;
     let state = tempfile::tempdir().unwrap();
-    let mut agent = spawn_agent(&fixture, state.path(), &[]).await;
-    let sid = new_session();
-    assert_eq!(fixture.start_runner(&agent, &sid, 600).await.0, 201);
-    let (_browser, sleeper) = background_sleeper(&fixture, &sid).await;
-    rustix::process::kill_process(rustix::process::Pid::from_raw(agent.pid).unwrap(), rustix::process::Signal::TERM)
-        .unwrap();
+    let (mut agent, sid, _browser, sleeper) = agent_with_a_sleeper(&fixture, state.path()).await;
+    signal(&agent, rustix::process::Signal::TERM);
     let status = tokio::time::timeout(WAIT, agent.child.wait()).await.unwrap().unwrap();
     assert!(status.success(), "{status}");
     wait_gone(sleeper).await;

@@ -81,8 +81,9 @@ async fn install_bundle(args: &[String]) -> Result<i32> {
     Ok(0)
 }
 
-/// Structured logs on stderr: JSON unless `EDGESHELL_LOG_FORMAT=text`; level from `EDGESHELL_LOG`.
-fn init_logs() {
+/// Structured logs on stderr: JSON unless `EDGESHELL_LOG_FORMAT=text`; level from `EDGESHELL_LOG`
+/// (default `info`). The pool agent logs the same way.
+pub fn init_logs() {
     // Embedded in another binary, logs may be set up already.
     let filter = tracing_subscriber::EnvFilter::try_from_env("EDGESHELL_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));

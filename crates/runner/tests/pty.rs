@@ -1,24 +1,14 @@
 //! The PTY layer against a real shell: input echoes, resize reaches `stty size`, Ctrl-C interrupts the
 //! foreground job, the exit status comes back, and stopping kills everything the program started.
 
+mod support;
+
 use edgeshell_runner::process_tree;
 use edgeshell_runner::pty::{exit_status, Program, Pty, ReadResult};
 use std::time::Duration;
 
 fn shell(dir: &std::path::Path) -> Program {
-    Program {
-        command: "/bin/sh".into(),
-        args: vec![],
-        cwd: dir.to_owned(),
-        env: vec![
-            ("PATH".into(), "/usr/bin:/bin".into()),
-            ("PS1".into(), "$ ".into()),
-            ("TERM".into(), "xterm".into()),
-        ],
-        size: (80, 24),
-        memory_limit: None,
-        process_limit: None,
-    }
+    support::shell(dir, &[])
 }
 
 /// Reads until `needle` appears in the output (after `from`), or fails after 10 s.
