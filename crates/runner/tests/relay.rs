@@ -160,3 +160,16 @@ async fn an_unreachable_edge_is_given_up_on() {
     let outcome = tokio::time::timeout(WAIT, run(s, shell(dir.path(), &["-c", "sleep 1000"]))).await.unwrap().unwrap();
     assert!(matches!(outcome, Outcome::Unreachable(_)), "{outcome:?}");
 }
+
+#[tokio::test]
+async fn an_idle_session_ends() {
+    let host = room_host(RoomConfig::default()).await;
+    let sid = new_session();
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = settings(&host, &sid);
+    s.idle_timeout = Duration::from_secs(1);
+    // The program prints once, then nothing happens.
+    let outcome =
+        tokio::time::timeout(WAIT, run(s, shell(dir.path(), &["-c", "echo hi; sleep 1000"]))).await.unwrap().unwrap();
+    assert_eq!(outcome, Outcome::Idle);
+}
