@@ -3,12 +3,14 @@
 //! - `test`: every test layer there is today (unit, vectors, property, integration), the wasm builds of the
 //!   core, and a short run of every fuzz target. The README's test command; `.ci/run` calls it.
 //! - `bench`: the criterion benchmarks, summarized as ratios against a baseline measured in the same run.
+//! - `edge-build`: installs the edge gateway's tools if missing and builds the Worker.
 //! - `fuzz <target> [seconds]`: one fuzz target for longer.
 
 // A command-line tool: printing its report to stdout is its job.
 #![allow(clippy::print_stdout)]
 
 mod bench;
+mod edge;
 mod run;
 
 use anyhow::{bail, Result};
@@ -19,20 +21,24 @@ fn main() -> Result<()> {
     match args.first().map(String::as_str) {
         Some("test") => test(),
         Some("bench") => bench::run(),
+        Some("edge-build") => edge::build(&edge::tools()?),
         Some("fuzz") => {
             let target = args.get(1).map(String::as_str).unwrap_or("frame_decoder");
             let seconds = args.get(2).map(|s| s.parse()).transpose()?.unwrap_or(60);
             run::fuzz(&[target], seconds)
         }
-        _ => bail!("usage: cargo xtask <test | bench | fuzz [target] [seconds]>"),
+        _ => bail!("usage: cargo xtask <test | bench | edge-build | fuzz [target] [seconds]>"),
     }
 }
 
 fn test() -> Result<()> {
-    // The components first: the host's tests run the real .wasm files.
+    // The components and the Worker first: the tests run the real .wasm files and `wrangler dev`.
     run::build_functions().run()?;
+    let edge_tools = edge::tools()?;
+    edge::build(&edge_tools)?;
     let mut tests = cargo(&["test", "--workspace", "--all-targets"]);
     tests.env("EDGESHELL_WASM_DIR", run::functions_wasm_dir());
+    edge::test_env(&edge_tools, &mut tests);
     let steps = [
         Step::new("tests (unit, vectors, properties, integration)", tests),
         Step::new("doc tests", cargo(&["test", "--workspace", "--doc"])),

