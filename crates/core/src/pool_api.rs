@@ -144,6 +144,72 @@ pub fn check_endpoint(endpoint: &str) -> Result<(), BadEndpoint> {
     }
 }
 
+/// What a pool holds when a start command arrives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolSlots<'a> {
+    /// The pool's region.
+    pub region: &'a RegionId,
+    /// Runners it can hold.
+    pub capacity: u32,
+    /// Runners it holds or is starting.
+    pub held: u32,
+    /// True while it shuts down.
+    pub draining: bool,
+    /// True when the command's session already has a runner here (or one starting).
+    pub has_session: bool,
+}
+
+/// Why a pool refuses a (verified) start command.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StartRefusal {
+    /// The command is for another region.
+    #[error("this pool serves region {ours}, not {asked}")]
+    WrongRegion {
+        /// The pool's.
+        ours: RegionId,
+        /// The command's.
+        asked: RegionId,
+    },
+    /// The pool is shutting down.
+    #[error("the pool is draining")]
+    Draining,
+    /// The deadline is not in the future.
+    #[error("the session's deadline has passed")]
+    DeadlinePassed,
+    /// The session has a runner here already.
+    #[error("session {0} already has a runner in this pool")]
+    AlreadyRunning(SessionId),
+    /// Every slot is taken.
+    #[error("the pool is at capacity ({0} runners)")]
+    AtCapacity(u32),
+}
+
+/// Decides a start: the refusal, or the runner's deadline (the command's, clamped to
+/// `max_runtime_secs` from `now_secs`).
+pub fn admit_start(
+    start: &StartRunner,
+    pool: PoolSlots<'_>,
+    max_runtime_secs: u64,
+    now_secs: u64,
+) -> Result<u64, StartRefusal> {
+    if &start.region != pool.region {
+        return Err(StartRefusal::WrongRegion { ours: pool.region.clone(), asked: start.region.clone() });
+    }
+    if pool.draining {
+        return Err(StartRefusal::Draining);
+    }
+    if start.deadline <= now_secs {
+        return Err(StartRefusal::DeadlinePassed);
+    }
+    if pool.has_session {
+        return Err(StartRefusal::AlreadyRunning(start.session_id.clone()));
+    }
+    if pool.held >= pool.capacity {
+        return Err(StartRefusal::AtCapacity(pool.capacity));
+    }
+    Ok(start.deadline.min(now_secs.saturating_add(max_runtime_secs)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -166,6 +232,35 @@ mod tests {
         assert!(serde_json::from_str::<PoolCommand>(r#"{"action":"stop","session_id":"s_abc","reason":"x","y":1}"#)
             .is_err());
         assert_eq!(stop_path(&sid), "/v1/runners/s_abc/stop");
+    }
+
+    #[test]
+    fn starts_are_admitted_in_order_and_deadlines_clamped() {
+        let eu = RegionId::new("eu").unwrap();
+        let start = |deadline| StartRunner {
+            session_id: SessionId::new("s_1").unwrap(),
+            region: eu.clone(),
+            join_url: "wss://e/sessions/s_1/join".into(),
+            join_token: "t".into(),
+            deadline,
+        };
+        let pool = PoolSlots { region: &eu, capacity: 2, held: 1, draining: false, has_session: false };
+        let check = |s: &StartRunner, p: PoolSlots<'_>, expected: Result<u64, StartRefusal>| {
+            assert_eq!(admit_start(s, p, 3600, 1000), expected, "{p:?}");
+        };
+        check(&start(2000), pool, Ok(2000));
+        check(&start(999_999), pool, Ok(4600));
+        check(&start(1000), pool, Err(StartRefusal::DeadlinePassed));
+        check(&start(2000), PoolSlots { held: 2, ..pool }, Err(StartRefusal::AtCapacity(2)));
+        check(
+            &start(2000),
+            PoolSlots { has_session: true, held: 2, ..pool },
+            Err(StartRefusal::AlreadyRunning(SessionId::new("s_1").unwrap())),
+        );
+        check(&start(2000), PoolSlots { draining: true, ..pool }, Err(StartRefusal::Draining));
+        let us = RegionId::new("us").unwrap();
+        let wrong = StartRefusal::WrongRegion { ours: us.clone(), asked: eu.clone() };
+        check(&start(2000), PoolSlots { region: &us, ..pool }, Err(wrong));
     }
 
     #[test]

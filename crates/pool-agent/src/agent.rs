@@ -1,12 +1,12 @@
-//! The agent's state and decisions: which runners it holds, whether a start fits (region, capacity,
-//! draining, one runner per session, deadline), the deadline every runner is clamped to, and the
-//! periodic sweep that notices ended runners and stops overdue ones. The HTTP API and the heartbeat
-//! loop call into this; the backend carries it out.
+//! The agent's state: which runners it holds, and the periodic sweep that notices ended runners and
+//! stops overdue ones. Whether a start fits (region, draining, deadline, one runner per session,
+//! capacity) and the deadline it gets are decided by the core's `pool_api::admit_start`. The HTTP API
+//! and the heartbeat loop call into this; the backend carries it out.
 
 use crate::backend::{BackendError, RunnerBackend, RunnerLimits, RunnerSpec};
 use crate::metrics::{Metrics, StartResult};
 use edgeshell_core::ids::{RegionId, SessionId};
-use edgeshell_core::pool_api::{StartRunner, Started};
+use edgeshell_core::pool_api::{admit_start, PoolSlots, StartRefusal, StartRunner, Started};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -56,6 +56,18 @@ pub enum StartError {
     /// The backend failed.
     #[error("{0}")]
     Backend(String),
+}
+
+impl From<StartRefusal> for StartError {
+    fn from(refusal: StartRefusal) -> StartError {
+        match refusal {
+            StartRefusal::WrongRegion { ours, asked } => StartError::WrongRegion { ours, asked },
+            StartRefusal::Draining => StartError::Draining,
+            StartRefusal::DeadlinePassed => StartError::DeadlinePassed,
+            StartRefusal::AlreadyRunning(sid) => StartError::AlreadyRunning(sid),
+            StartRefusal::AtCapacity(n) => StartError::AtCapacity(n),
+        }
+    }
 }
 
 impl StartError {
@@ -151,32 +163,30 @@ impl<B: RunnerBackend> Agent<B> {
             self.metrics.start(StartResult::Refused, None);
             Err(e)
         };
-        if command.region != self.region {
-            return refused(StartError::WrongRegion { ours: self.region.clone(), asked: command.region });
-        }
-        if self.draining() {
-            return refused(StartError::Draining);
-        }
         let now = now_secs();
-        if command.deadline <= now {
-            return refused(StartError::DeadlinePassed);
-        }
-        let deadline = command.deadline.min(now + self.limits.max_runtime.as_secs());
         let sid = command.session_id.clone();
-        {
+        let deadline = {
             // One lock order everywhere: runners, then starting.
             let runners = self.runners.lock().unwrap_or_else(|e| e.into_inner());
             let mut starting = self.starting.lock().unwrap_or_else(|e| e.into_inner());
-            if runners.contains_key(&sid) || starting.contains(&sid) {
-                drop((runners, starting));
-                return refused(StartError::AlreadyRunning(sid));
+            let slots = PoolSlots {
+                region: &self.region,
+                capacity: self.capacity,
+                held: (runners.len() + starting.len()) as u32,
+                draining: self.draining(),
+                has_session: runners.contains_key(&sid) || starting.contains(&sid),
+            };
+            match admit_start(&command, slots, self.limits.max_runtime.as_secs(), now) {
+                Ok(deadline) => {
+                    starting.push(sid.clone());
+                    deadline
+                }
+                Err(refusal) => {
+                    drop((runners, starting));
+                    return refused(refusal.into());
+                }
             }
-            if (runners.len() + starting.len()) as u32 >= self.capacity {
-                drop((runners, starting));
-                return refused(StartError::AtCapacity(self.capacity));
-            }
-            starting.push(sid.clone());
-        }
+        };
         let spec = RunnerSpec {
             session_id: sid.clone(),
             join_url: command.join_url,
