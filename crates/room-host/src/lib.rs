@@ -344,6 +344,8 @@ async fn run_room(
                 Effect::SessionEnded(reason) => {
                     shared.ended.lock().unwrap_or_else(|e| e.into_inner()).push((room.session().clone(), reason));
                 }
+                // Nothing is stored natively; the tombstone simply stays in memory with the host.
+                Effect::Forget => {}
             }
         }
     }

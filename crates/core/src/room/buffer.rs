@@ -38,6 +38,16 @@ impl OutputBuffer {
         self.bytes.range(a..b).copied().collect()
     }
 
+    /// Takes the bytes out, leaving the offsets: the buffer then reads as empty at `start`.
+    pub(crate) fn take_bytes(&mut self) -> VecDeque<u8> {
+        std::mem::take(&mut self.bytes)
+    }
+
+    /// Puts back bytes [`OutputBuffer::take_bytes`] took (or restored ones), starting at `start`.
+    pub(crate) fn put_bytes(&mut self, bytes: VecDeque<u8>) {
+        self.bytes = bytes;
+    }
+
     /// Drops everything before `offset` (no-op if already dropped).
     pub(crate) fn trim_to(&mut self, offset: u64) {
         let offset = offset.min(self.end());

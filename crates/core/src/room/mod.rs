@@ -4,7 +4,8 @@
 //!
 //! Sans-io: the host calls [`Room::on_event`] with each event and the current time and carries out the
 //! returned [`Effect`]s (send a frame, close a socket, set the alarm, verify a token). The whole state
-//! serializes ([`Room::to_bytes`]) so the host can hibernate and restore it.
+//! serializes ([`Room::to_bytes`]), and [`Room::checkpoint`] stores it incrementally, so the host can
+//! hibernate and restore it.
 //!
 //! Flow control is by offsets. A browser may have at most `browser_window` bytes sent but not acked; the
 //! runner may send output up to the `limit` of its last [`Frame::Credit`], which never exceeds the oldest
@@ -13,6 +14,7 @@
 
 mod buffer;
 mod handlers;
+mod store;
 mod ticket;
 mod timers;
 
@@ -26,10 +28,11 @@ use crate::tokens::{TokenError, Verified};
 use buffer::OutputBuffer;
 use core::time::Duration;
 use serde::{Deserialize, Serialize};
+pub use store::{Checkpoint, OutputChunk, StoredOutput};
 use ticket::TicketHash;
 
 /// The version of the serialized room state; bumped on any incompatible change.
-pub const STATE_VERSION: u8 = 1;
+pub const STATE_VERSION: u8 = 2;
 
 /// A connection (WebSocket) as numbered by the host. Stable across hibernation (the host stores it in
 /// the socket's attachment).
@@ -67,6 +70,9 @@ pub struct RoomConfig {
     pub max_duration: Duration,
     /// Clock skew tolerated on token expiry.
     pub leeway: Duration,
+    /// How long an ended room is kept as a tombstone (so that a token minted for it cannot recreate
+    /// it) before the host may forget it: the longest lifetime of a token that addresses a room.
+    pub tombstone: Duration,
 }
 
 impl Default for RoomConfig {
@@ -86,6 +92,7 @@ impl Default for RoomConfig {
             idle_timeout: Duration::from_secs(5 * 60),
             max_duration: Duration::from_secs(60 * 60),
             leeway: Duration::from_secs(30),
+            tombstone: Duration::from_secs(crate::tokens::Scope::Join.max_lifetime_secs() + 30),
         }
     }
 }
@@ -201,6 +208,9 @@ pub enum Effect {
     SetAlarm(Option<Timestamp>),
     /// The session is over; tell the control plane and the pool (once).
     SessionEnded(EndReason),
+    /// The tombstone's time is up: no token for this session can verify any more, so the host may
+    /// delete everything it stored for the room (once, after `SessionEnded`).
+    Forget,
 }
 
 /// Why a session ended.
@@ -257,7 +267,8 @@ pub enum Phase {
         /// When.
         at: Timestamp,
     },
-    /// Over. The room stays as a tombstone so late tokens cannot recreate it.
+    /// Over. The room stays as a tombstone so late tokens cannot recreate it, until
+    /// [`Effect::Forget`].
     Ended(EndReason),
 }
 
@@ -305,6 +316,9 @@ pub struct Room {
     idle_since: Option<Timestamp>,
     alarm: Option<Timestamp>,
     ended_reported: bool,
+    /// When the session ended, for the tombstone's expiry.
+    ended_at: Option<Timestamp>,
+    forgotten: bool,
 }
 
 /// Most one-time token ids a room remembers at once (expired ones are forgotten first).
@@ -346,6 +360,8 @@ impl Room {
             idle_since: Some(now),
             alarm: None,
             ended_reported: false,
+            ended_at: None,
+            forgotten: false,
         }
     }
 
@@ -408,6 +424,9 @@ impl Room {
             Event::End => self.end(EndReason::Ended, &mut fx),
         }
         self.expire(now, &mut fx);
+        if matches!(self.phase, Phase::Ended(_)) && self.ended_at.is_none() {
+            self.ended_at = Some(now);
+        }
         self.schedule(&mut fx);
         fx
     }

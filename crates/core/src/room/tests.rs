@@ -52,7 +52,39 @@ pub(super) struct Harness {
     pub(super) alarm: Option<Timestamp>,
     pub(super) refreshes: Vec<(ConnId, String)>,
     pub(super) now: Timestamp,
+    pub(super) forgotten: bool,
+    /// What a hibernating host would have stored, checkpointed after every event.
+    pub(super) store: Store,
     next_entropy: u8,
+}
+
+/// A host's storage of a room: the state and the output chunks, as a Durable Object keeps them.
+#[derive(Default)]
+pub(super) struct Store {
+    state: Vec<u8>,
+    chunks: BTreeMap<u64, OutputChunk>,
+    stored: StoredOutput,
+}
+
+impl Store {
+    fn save(&mut self, room: &mut Room) {
+        let checkpoint = room.checkpoint(&mut self.stored);
+        self.state = checkpoint.state;
+        if let Some(chunk) = checkpoint.append {
+            self.chunks.insert(chunk.offset, chunk);
+        }
+        if let Some(before) = checkpoint.forget_before {
+            self.chunks.retain(|_, c| c.end() > before);
+        }
+    }
+
+    /// The room as a host waking from hibernation rebuilds it.
+    pub(super) fn wake(&self) -> Room {
+        let chunks: Vec<OutputChunk> = self.chunks.values().cloned().collect();
+        let (room, stored) = Room::restore(&self.state, &chunks).expect("checkpoints restore");
+        assert_eq!(stored, self.stored);
+        room
+    }
 }
 
 impl Harness {
@@ -64,6 +96,8 @@ impl Harness {
             alarm: None,
             refreshes: Vec::new(),
             now: at(0),
+            forgotten: false,
+            store: Store::default(),
             next_entropy: 0,
         };
         // The host delivers a first event on creation, which schedules the room's first alarm.
@@ -92,8 +126,13 @@ impl Harness {
                 Effect::VerifyRefresh { conn, token } => self.refreshes.push((conn, token)),
                 Effect::SetAlarm(t) => self.alarm = t,
                 Effect::SessionEnded(r) => self.ended.push(r),
+                Effect::Forget => {
+                    assert!(!self.ended.is_empty() && !self.forgotten, "forget once, after the end");
+                    self.forgotten = true;
+                }
             }
         }
+        self.store.save(&mut self.room);
     }
 
     pub(super) fn advance_to(&mut self, t: Timestamp) {
@@ -454,4 +493,23 @@ fn input_waits_for_a_late_runner() {
     let frames = h.take(1);
     assert!(matches!(frames[0], Frame::Welcome(_)));
     assert_eq!(frames[1..], [Frame::Resize { cols: 100, rows: 30 }, Frame::Input { data: b"ls\r".to_vec() }]);
+}
+
+#[test]
+fn an_ended_room_is_a_tombstone_until_no_token_can_verify() {
+    let mut h = live();
+    h.attach(10, "a1");
+    h.advance_to(at(5_000));
+    h.event(Event::End);
+    let tombstone = RoomConfig::default().tombstone;
+    assert_eq!(h.alarm, Some(at(5_000) + tombstone), "the alarm is the tombstone's expiry");
+    // A late attach with a fresh token finds the tombstone, not a new session.
+    h.attach(11, "a2");
+    assert_eq!(h.closed(11), Some(CloseCode::SessionEnded));
+    assert!(!h.forgotten);
+    h.advance_to(at(5_000) + tombstone);
+    assert!(h.forgotten, "then the host may forget the room");
+    assert_eq!(h.alarm, None);
+    h.advance_to(at(5_000) + tombstone + core::time::Duration::from_secs(60));
+    assert_eq!(h.ended, vec![EndReason::Ended], "ended and forgotten once");
 }

@@ -17,6 +17,7 @@ enum Due {
     SeatResumeWindow(u32),
     SeatRefresh(u32),
     SeatExpired(u32),
+    Forget,
 }
 
 impl Room {
@@ -24,7 +25,12 @@ impl Room {
         let c = &self.config;
         let mut out = Vec::new();
         match self.phase {
-            Phase::Ended(_) => return out,
+            Phase::Ended(_) => {
+                if let (Some(at), false) = (self.ended_at, self.forgotten) {
+                    out.push((at + c.tombstone, Due::Forget));
+                }
+                return out;
+            }
             Phase::AwaitingRunner => out.push((self.created_at + c.join_timeout, Due::JoinTimeout)),
             Phase::RunnerAway { since } => out.push((since + c.runner_grace, Due::RunnerGrace)),
             Phase::Exited { at } => out.push((at + c.resume_window, Due::ExitLinger)),
@@ -76,6 +82,10 @@ impl Room {
                 self.end(EndReason::Exited(status), fx);
             }
             Due::MaxDuration => self.end(EndReason::Deadline, fx),
+            Due::Forget => {
+                self.forgotten = true;
+                fx.push(Effect::Forget);
+            }
             Due::Idle => self.end(EndReason::Idle, fx),
             Due::RunnerSilent => {
                 if let Some(conn) = self.runner.conn {

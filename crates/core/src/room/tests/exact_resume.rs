@@ -173,7 +173,12 @@ impl World {
                     self.runner_inbox();
                 }
             }
-            Action::Hibernate => self.h.room = Room::from_bytes(&self.h.room.to_bytes()).expect("restores"),
+            Action::Hibernate => {
+                let woken = self.h.store.wake();
+                prop_assert_eq!(&woken, &self.h.room, "the checkpoints restore the room exactly");
+                prop_assert_eq!(&Room::from_bytes(&self.h.room.to_bytes()).expect("restores"), &self.h.room);
+                self.h.room = woken;
+            }
             Action::Tick(ms) => {
                 let t = self.h.now + core::time::Duration::from_millis(u64::from(*ms));
                 self.h.advance_to(t);

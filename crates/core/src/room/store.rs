@@ -1,0 +1,192 @@
+//! Incremental persistence of a room, for hosts whose memory may vanish between events (a Durable
+//! Object evicted while its sockets hibernate). After every event the host stores a [`Checkpoint`]: the
+//! room's small state as one value, the output appended since the last checkpoint as one chunk, and the
+//! offset before which stored chunks are no longer needed. [`Room::restore`] rebuilds the room from the
+//! state and the chunks. Output bytes are thus written once, not once per event as a whole-state
+//! snapshot ([`Room::to_bytes`]) would write them.
+
+use super::{RestoreError, Room, STATE_VERSION};
+use serde::{Deserialize, Serialize};
+
+/// Output bytes starting at an absolute offset of the stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutputChunk {
+    /// Offset of the first byte.
+    pub offset: u64,
+    /// The bytes.
+    pub data: Vec<u8>,
+}
+
+impl OutputChunk {
+    /// Offset one past the last byte.
+    pub fn end(&self) -> u64 {
+        self.offset + self.data.len() as u64
+    }
+}
+
+/// What to write after an event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checkpoint {
+    /// The room without its output bytes; replaces the stored state.
+    pub state: Vec<u8>,
+    /// Output received since the last checkpoint; store it under its offset.
+    pub append: Option<OutputChunk>,
+    /// Delete stored chunks that end at or before this offset.
+    pub forget_before: Option<u64>,
+}
+
+/// The extent of the output the host has stored; the host keeps it next to the room and passes it to
+/// every [`Room::checkpoint`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoredOutput {
+    start: u64,
+    end: u64,
+}
+
+#[derive(Serialize)]
+struct StateRef<'a> {
+    room: &'a Room,
+    output_end: u64,
+}
+
+#[derive(Deserialize)]
+struct State {
+    room: Room,
+    output_end: u64,
+}
+
+impl Room {
+    /// What to store now so that [`Room::restore`] yields this room, given what was stored before.
+    pub fn checkpoint(&mut self, stored: &mut StoredOutput) -> Checkpoint {
+        let (start, end) = (self.buffer.start(), self.buffer.end());
+        let from = stored.end.max(start);
+        let append = (from < end).then(|| OutputChunk { offset: from, data: self.buffer.slice(from, end) });
+        let forget_before = (start > stored.start).then_some(start);
+        *stored = StoredOutput { start, end };
+        // The bytes are in the chunks; the state records only where they start and end.
+        let bytes = self.buffer.take_bytes();
+        // Serializing plain data into a Vec cannot fail.
+        let state = postcard::to_allocvec(&StateRef { room: self, output_end: end }).unwrap_or_default();
+        self.buffer.put_bytes(bytes);
+        Checkpoint { state, append, forget_before }
+    }
+
+    /// Rebuilds a room from its last checkpointed state and the stored chunks (in any order; chunks
+    /// before the buffer's start are ignored). Fails if the chunks do not cover the buffer exactly.
+    pub fn restore(state: &[u8], chunks: &[OutputChunk]) -> Result<(Room, StoredOutput), RestoreError> {
+        match state.first() {
+            Some(&STATE_VERSION) => {}
+            Some(&found) => return Err(RestoreError::Version { found }),
+            None => return Err(RestoreError::Corrupt("empty".into())),
+        }
+        let State { mut room, output_end } =
+            postcard::from_bytes(state).map_err(|e| RestoreError::Corrupt(e.to_string()))?;
+        let start = room.buffer.start();
+        if output_end < start {
+            return Err(RestoreError::Corrupt(format!("output ends at {output_end}, before its start {start}")));
+        }
+        let mut sorted: Vec<&OutputChunk> = chunks.iter().filter(|c| c.end() > start).collect();
+        sorted.sort_by_key(|c| c.offset);
+        let mut bytes = Vec::with_capacity((output_end - start) as usize);
+        let mut at = start;
+        for chunk in sorted {
+            if chunk.offset > at {
+                return Err(RestoreError::Corrupt(format!("output bytes {at}..{} are missing", chunk.offset)));
+            }
+            let skip = (at - chunk.offset) as usize;
+            let take = chunk.end().min(output_end).saturating_sub(at) as usize;
+            bytes.extend_from_slice(&chunk.data[skip..skip + take]);
+            at += take as u64;
+        }
+        if at != output_end {
+            return Err(RestoreError::Corrupt(format!("output bytes {at}..{output_end} are missing")));
+        }
+        room.buffer.put_bytes(bytes.into());
+        Ok((room, StoredOutput { start, end: output_end }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::SessionId;
+    use crate::room::RoomConfig;
+    use crate::time::Timestamp;
+
+    fn room_with_output(parts: &[&[u8]], trim_to: u64) -> Room {
+        let mut room = Room::new(SessionId::new("s_store").unwrap(), RoomConfig::default(), Timestamp::from_secs(1));
+        for part in parts {
+            room.buffer.append(part);
+        }
+        room.buffer.trim_to(trim_to);
+        room
+    }
+
+    #[test]
+    fn chunks_are_written_once_and_forgotten_when_trimmed() {
+        let mut room = room_with_output(&[b"hello "], 0);
+        let mut stored = StoredOutput::default();
+        let first = room.checkpoint(&mut stored);
+        assert_eq!(first.append, Some(OutputChunk { offset: 0, data: b"hello ".to_vec() }));
+        assert_eq!(first.forget_before, None);
+        let same = room.checkpoint(&mut stored);
+        assert_eq!((same.append, same.forget_before), (None, None), "nothing new, nothing written");
+        room.buffer.append(b"world");
+        room.buffer.trim_to(6);
+        let second = room.checkpoint(&mut stored);
+        assert_eq!(second.append, Some(OutputChunk { offset: 6, data: b"world".to_vec() }));
+        assert_eq!(second.forget_before, Some(6));
+        let chunks = [first.append.unwrap(), second.append.unwrap()];
+        let (restored, back) = Room::restore(&second.state, &chunks).unwrap();
+        assert_eq!(restored, room);
+        assert_eq!(back, stored);
+        // The first chunk ended at the new start, so only the second is needed.
+        let (restored, _) = Room::restore(&second.state, &chunks[1..]).unwrap();
+        assert_eq!(restored, room);
+    }
+
+    #[test]
+    fn a_start_inside_a_chunk_restores_from_the_middle() {
+        let mut room = room_with_output(&[b"0123456789"], 0);
+        let mut stored = StoredOutput::default();
+        let first = room.checkpoint(&mut stored);
+        room.buffer.trim_to(4);
+        let second = room.checkpoint(&mut stored);
+        assert_eq!(second.forget_before, Some(4));
+        let (restored, _) = Room::restore(&second.state, &[first.append.unwrap()]).unwrap();
+        assert_eq!(restored.buffer.slice(4, 10), b"456789");
+        assert_eq!(restored, room);
+    }
+
+    #[test]
+    fn missing_or_short_chunks_are_corruption_not_silent_loss() {
+        let mut room = room_with_output(&[b"abc"], 0);
+        let mut stored = StoredOutput::default();
+        let first = room.checkpoint(&mut stored);
+        room.buffer.append(b"def");
+        let second = room.checkpoint(&mut stored);
+        assert!(matches!(Room::restore(&second.state, &[]), Err(RestoreError::Corrupt(_))));
+        assert!(matches!(
+            Room::restore(&second.state, &[first.append.clone().unwrap()]),
+            Err(RestoreError::Corrupt(_))
+        ));
+        let gap = [second.append.unwrap()];
+        assert!(matches!(Room::restore(&second.state, &gap), Err(RestoreError::Corrupt(_))));
+        assert!(matches!(Room::restore(&[], &[]), Err(RestoreError::Corrupt(_))));
+        assert!(matches!(Room::restore(&[STATE_VERSION + 1], &[]), Err(RestoreError::Version { .. })));
+        assert!(matches!(Room::restore(&[STATE_VERSION, 0xff, 0xff], &[]), Err(RestoreError::Corrupt(_))));
+    }
+
+    #[test]
+    fn output_trimmed_in_the_same_event_it_arrived_is_not_needed() {
+        let mut room = room_with_output(&[b"abc"], 0);
+        let mut stored = StoredOutput::default();
+        let first = room.checkpoint(&mut stored);
+        room.buffer.append(b"defgh");
+        room.buffer.trim_to(6);
+        let second = room.checkpoint(&mut stored);
+        assert_eq!(second.append, Some(OutputChunk { offset: 6, data: b"gh".to_vec() }));
+        let (restored, _) = Room::restore(&second.state, &[first.append.unwrap(), second.append.unwrap()]).unwrap();
+        assert_eq!(restored, room);
+    }
+}
