@@ -1,21 +1,46 @@
-//! The edgeshell edge gateway, a Cloudflare Worker. Today it serves `GET /healthz` (with the protocol
-//! version it speaks); the attach and join routes, token checks against the cached JWKS and the
-//! `SessionRoom` Durable Object follow the design in ARCHITECTURE.md.
+//! The edgeshell edge gateway, a Cloudflare Worker: browsers attach and runners join their session's
+//! `SessionRoom` Durable Object over WebSockets, after their token was verified here against the
+//! control plane's cached JWKS (no database); artifacts stream from and to R2 behind signed links.
+//! The web client's static assets are served by the platform from `[assets]` before this code runs.
+//!
+//! | route | module |
+//! |---|---|
+//! | `GET /healthz` | here: liveness, protocol version, the isolate's JWKS cache counters |
+//! | `GET /sessions/{sid}/attach`, `/sessions/{sid}/join` (WebSocket) | [`upgrade`], then [`session_room`] |
+//! | `GET`, `PUT /artifacts/{sid}/{path}` | [`artifacts`] |
 
+pub mod artifacts;
+pub mod config;
+pub mod http;
+pub mod keys;
+pub mod room_link;
+pub mod room_store;
+pub mod session_room;
+pub mod upgrade;
+pub mod webcrypto;
+
+use http::{error, Failure};
 use worker::{event, Context, Env, Request, Response, Result};
 
 /// Routes one request.
 #[event(fetch)]
-async fn fetch(req: Request, _env: Env, _ctx: Context) -> Result<Response> {
-    match req.path().as_str() {
-        "/healthz" => Response::from_json(&serde_json::json!({
+async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
+    let path = req.path();
+    if path == "/healthz" {
+        return Response::from_json(&serde_json::json!({
             "ok": true,
             "protocol": edgeshell_core::protocol::SUBPROTOCOL,
-        })),
-        path => Response::from_json(&serde_json::json!({
-            "error": "not_found",
-            "message": format!("no route {path}"),
-        }))
-        .map(|r| r.with_status(404)),
+            "jwks": keys::metrics(),
+        }));
     }
+    if path.starts_with("/sessions/") {
+        if !upgrade::is_websocket(&req) {
+            return error(&Failure::new(426, "upgrade_required", "session routes are WebSocket endpoints"));
+        }
+        return upgrade::serve(req, &env, &ctx).await;
+    }
+    if path.starts_with("/artifacts/") {
+        return artifacts::serve(req, &env, &ctx).await;
+    }
+    error(&Failure::new(404, "not_found", format!("no route {path}")))
 }

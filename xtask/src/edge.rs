@@ -95,7 +95,32 @@ pub(crate) fn build(tools: &Tools) -> Result<()> {
         .env("WASM_BINDGEN_BIN", bin.join("wasm-bindgen"))
         .env("WASM_OPT_BIN", modules.join("wasm-opt"))
         .env("ESBUILD_BIN", modules.join("esbuild"));
-    Step::new("edge gateway Worker (worker-build)", c).run()
+    Step::new("edge gateway Worker (worker-build)", c).run()?;
+    web_assets()
+}
+
+/// Assembles the web client's static assets into `edge-gateway/web/dist` (wrangler.toml `[assets]`).
+fn web_assets() -> Result<()> {
+    let web = gateway().join("web");
+    let dist = web.join("dist");
+    if dist.exists() {
+        std::fs::remove_dir_all(&dist).with_context(|| format!("removing {}", dist.display()))?;
+    }
+    copy_tree(&web.join("static"), &dist)
+}
+
+fn copy_tree(from: &std::path::Path, to: &std::path::Path) -> Result<()> {
+    std::fs::create_dir_all(to).with_context(|| format!("creating {}", to.display()))?;
+    for entry in std::fs::read_dir(from).with_context(|| format!("reading {}", from.display()))? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_tree(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), &target).with_context(|| format!("copying to {}", target.display()))?;
+        }
+    }
+    Ok(())
 }
 
 /// The environment tests need to start `wrangler dev`.

@@ -186,6 +186,34 @@ impl FailoverPlan {
     }
 }
 
+/// Where each region's session rooms should be created at the edge: a Cloudflare location hint per
+/// region (`weur`, `enam`, ...), so a room sits near its runner.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LocationHints(Vec<(RegionId, String)>);
+
+impl LocationHints {
+    /// Parses `eu=weur,us=enam` (whitespace and a trailing comma allowed).
+    pub fn parse(text: &str) -> Result<LocationHints, String> {
+        let mut hints = Vec::new();
+        for pair in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (region, hint) =
+                pair.split_once('=').ok_or_else(|| format!("location hint {pair:?} is not region=hint"))?;
+            let region = RegionId::new(region.trim()).map_err(|e| format!("location hint {pair:?}: {e}"))?;
+            let hint = hint.trim();
+            if hint.is_empty() || hint.len() > 16 || !hint.bytes().all(|b| b.is_ascii_lowercase()) {
+                return Err(format!("location hint {hint:?} is not a location name (weur, enam, ...)"));
+            }
+            hints.push((region, hint.to_owned()));
+        }
+        Ok(LocationHints(hints))
+    }
+
+    /// The hint for `region`, if one is configured.
+    pub fn hint(&self, region: &RegionId) -> Option<&str> {
+        self.0.iter().find(|(r, _)| r == region).map(|(_, h)| h.as_str())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -266,5 +294,16 @@ mod tests {
         plan.record(AttemptOutcome::TimedOut);
         assert_eq!(plan.step(), Step::Stop(rid("a")));
         assert_eq!(plan.step(), Step::Failed(PlacementError::AllFailed(1)));
+    }
+
+    #[test]
+    fn location_hints_parse_and_refuse_garbage() {
+        let hints = LocationHints::parse(" eu=weur, us=enam ,").unwrap();
+        assert_eq!(hints.hint(&RegionId::new("us").unwrap()), Some("enam"));
+        assert_eq!(hints.hint(&RegionId::new("ap").unwrap()), None);
+        assert_eq!(LocationHints::parse("").unwrap(), LocationHints::default());
+        for bad in ["eu", "eu=WEUR", "eu=", "../x=weur", "eu=we ur"] {
+            assert!(LocationHints::parse(bad).is_err(), "{bad}");
+        }
     }
 }

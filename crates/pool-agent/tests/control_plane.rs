@@ -94,7 +94,7 @@ async fn a_minted_session_runs_on_the_agent_and_ends_with_it() {
     let sid = SessionId::new(minted["session_id"].as_str().unwrap()).unwrap();
     let ws_url = minted["ws_url"].as_str().unwrap();
     assert_eq!(ws_url, w.room.attach_url(&sid));
-    w.agent.wait_for_runners(1).await;
+    w.agent.wait_for_runners(1).await.unwrap();
 
     let credential = Credential::Token(minted["token"].as_str().unwrap().to_owned());
     let mut browser = Browser::attach(ws_url, &credential).await.unwrap();
@@ -104,7 +104,7 @@ async fn a_minted_session_runs_on_the_agent_and_ends_with_it() {
     let id_token = w.control.id_token("alice").unwrap();
     let (status, body) = w.call(reqwest::Method::DELETE, &format!("/api/sessions/{sid}"), &id_token).await;
     assert!((200..300).contains(&status), "{status} {body}");
-    w.agent.wait_for_runners(0).await;
+    w.agent.wait_for_runners(0).await.unwrap();
     assert!(browser.expect_close(WAIT).await.is_some(), "the terminal closes when the runner is stopped");
 }
 
@@ -113,7 +113,7 @@ async fn a_runner_the_control_plane_does_not_know_is_reaped_by_heartbeat() {
     let w = world().await;
     // Register the pool first (a mint succeeds only once it has heartbeated).
     let minted = w.mint().await;
-    w.agent.wait_for_runners(1).await;
+    w.agent.wait_for_runners(1).await.unwrap();
     // A start signed with the control plane's key for a session it never recorded.
     let sid = edgeshell_core::issue::session_id(rand::random());
     let issuer = edgeshell_core::issue::Issuer::new(TOKEN_ISSUER);
@@ -138,7 +138,7 @@ async fn a_runner_the_control_plane_does_not_know_is_reaped_by_heartbeat() {
     assert_eq!(response.status(), 201);
     // The next heartbeats name it; the agent stops it and keeps the known one.
     for _ in 0..100 {
-        let listed = w.agent.runners().await;
+        let listed = w.agent.runners().await.unwrap();
         if listed.len() == 1 {
             assert_eq!(listed[0]["session_id"], minted["session_id"]);
             return;

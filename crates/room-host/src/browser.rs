@@ -152,10 +152,20 @@ impl Browser {
         .await;
         match found {
             Ok(Some(end)) => end,
-            _ => panic!(
-                "{needle:?} did not arrive within {within:?}; output after {from}: {:?}",
-                String::from_utf8_lossy(&self.output[from.min(self.output.len())..])
-            ),
+            outcome => {
+                let tail = &self.output[from.min(self.output.len()).max(self.output.len().saturating_sub(400))..];
+                let why = if outcome.is_ok() {
+                    format!("closed ({:?})", self.closed)
+                } else {
+                    format!("not within {within:?}")
+                };
+                panic!(
+                    "{needle:?} did not arrive: {why}; {} bytes after {from}, ending {:?}; events {:?}",
+                    self.output.len().saturating_sub(from),
+                    String::from_utf8_lossy(tail),
+                    self.events
+                )
+            }
         }
     }
 

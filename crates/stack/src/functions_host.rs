@@ -8,6 +8,8 @@ use std::sync::Arc;
 pub struct FunctionsHost {
     /// `http://127.0.0.1:<port>`.
     pub url: String,
+    /// Where it listens.
+    pub addr: std::net::SocketAddr,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
     dir: PathBuf,
 }
@@ -21,8 +23,13 @@ impl Drop for FunctionsHost {
 
 impl FunctionsHost {
     /// Serves with the variables in `env` (dotenv lines), compiled components cached in `cache_dir`,
-    /// and at most `max_instances` requests at once.
-    pub async fn start(env: &str, cache_dir: &Path, max_instances: u32) -> anyhow::Result<FunctionsHost> {
+    /// and at most `max_instances` requests at once, at `addr` (a free port when `None`).
+    pub async fn start(
+        env: &str,
+        cache_dir: &Path,
+        max_instances: u32,
+        addr: Option<std::net::SocketAddr>,
+    ) -> anyhow::Result<FunctionsHost> {
         let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_nanos();
         let dir = std::env::temp_dir().join(format!("edgeshell-host-{}-{nanos}", std::process::id()));
         std::fs::create_dir_all(&dir)?;
@@ -36,9 +43,21 @@ impl FunctionsHost {
             max_instances,
         };
         let host = Arc::new(Host::load(&config)?);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let url = format!("http://{}", listener.local_addr()?);
+        let listener = match addr {
+            Some(addr) => tokio::net::TcpListener::bind(addr).await?,
+            None => tokio::net::TcpListener::bind("127.0.0.1:0").await?,
+        };
+        let addr = listener.local_addr()?;
+        let url = format!("http://{addr}");
         let task = tokio::spawn(host.serve(listener));
-        Ok(FunctionsHost { url, task, dir })
+        Ok(FunctionsHost { url, addr, task, dir })
+    }
+
+    /// Stops serving and waits until the listener is closed.
+    pub async fn stop(&self) {
+        self.task.abort();
+        while !self.task.is_finished() {
+            tokio::task::yield_now().await;
+        }
     }
 }

@@ -23,7 +23,7 @@ async fn the_worker_answers_under_wrangler_dev() {
     let edge = EdgeGateway::start().await.unwrap();
     let (status, body) = get(&edge.url, "/healthz").await;
     assert_eq!(status, 200);
-    assert_eq!(body, serde_json::json!({ "ok": true, "protocol": "edgeshell.v1" }));
+    assert_eq!((body["ok"].as_bool(), body["protocol"].as_str()), (Some(true), Some("edgeshell.v1")));
     let (status, body) = get(&edge.url, "/nowhere").await;
     assert_eq!((status, body["error"].as_str()), (404, Some("not_found")));
 }

@@ -135,6 +135,16 @@ impl CloseCode {
     }
 }
 
+/// A close reason as a WebSocket close frame can carry it: at most 123 bytes of UTF-8, cut at a
+/// character boundary. (The full text travels in the `Closing` frame before the close.)
+pub fn close_reason(reason: &str) -> String {
+    let mut cut = reason.len().min(123);
+    while !reason.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    reason[..cut].to_owned()
+}
+
 impl From<&TokenError> for CloseCode {
     fn from(e: &TokenError) -> CloseCode {
         if e.is_expiry() {
@@ -150,6 +160,14 @@ impl From<&TokenError> for CloseCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn close_reasons_fit_a_close_frame() {
+        assert_eq!(close_reason("short"), "short");
+        let long = "é".repeat(100);
+        let cut = close_reason(&long);
+        assert!(cut.len() <= 123 && long.starts_with(&cut) && cut.len() == 122);
+    }
 
     #[test]
     fn codes_are_unique_and_round_trip() {

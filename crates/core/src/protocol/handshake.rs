@@ -8,6 +8,9 @@
 //!
 //! Compact JWS (base64url and dots) and tickets (`<holder>.<base64url>`) are valid subprotocol tokens.
 
+use super::{CloseCode, Role};
+use crate::ids::SessionId;
+
 /// The subprotocol of this protocol version, the only one a server answers with.
 pub const SUBPROTOCOL: &str = "edgeshell.v1";
 
@@ -89,6 +92,67 @@ impl Credential {
     }
 }
 
+/// What a session WebSocket upgrade asks for, read from its path, query and offered subprotocols before
+/// any token is checked: `/sessions/{sid}/attach` (browser) or `/sessions/{sid}/join` (runner), and for a
+/// browser's resume the offset it continues at (`?offset=<bytes>`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upgrade {
+    /// The session addressed.
+    pub session: SessionId,
+    /// Who connects.
+    pub role: Role,
+    /// With what.
+    pub credential: Credential,
+    /// A browser resume's offset (output bytes it already has).
+    pub offset: Option<u64>,
+}
+
+/// An upgrade refused before any token check, with the close code that says why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{reason}")]
+pub struct UpgradeRefused {
+    /// The close code (and through it the HTTP status).
+    pub code: CloseCode,
+    /// What was wrong.
+    pub reason: String,
+}
+
+impl Upgrade {
+    /// Reads an upgrade request: the URL path, its query (if any) and the `Sec-WebSocket-Protocol` value.
+    pub fn parse(path: &str, query: Option<&str>, protocols: &str) -> Result<Upgrade, UpgradeRefused> {
+        let refuse = |code, reason: String| UpgradeRefused { code, reason };
+        let no_route = || refuse(CloseCode::SessionNotFound, format!("no route {path}"));
+        let rest = path.strip_prefix("/sessions/").ok_or_else(no_route)?;
+        let (sid, tail) = rest.split_once('/').ok_or_else(no_route)?;
+        let role = match tail {
+            "attach" => Role::Browser,
+            "join" => Role::Runner,
+            _ => return Err(no_route()),
+        };
+        let session = SessionId::new(sid).map_err(|e| refuse(CloseCode::SessionNotFound, e.to_string()))?;
+        let credential = Credential::from_offer(protocols).map_err(|e| {
+            let code =
+                if e == HandshakeError::WrongVersion { CloseCode::ProtocolError } else { CloseCode::Unauthorized };
+            refuse(code, e.to_string())
+        })?;
+        let offset = match (role, &credential) {
+            (Role::Browser, Credential::Resume(_)) => {
+                let value = query
+                    .unwrap_or_default()
+                    .split('&')
+                    .find_map(|kv| kv.strip_prefix("offset="))
+                    .ok_or_else(|| refuse(CloseCode::ProtocolError, "a resume needs ?offset=<bytes>".into()))?;
+                let offset = value
+                    .parse()
+                    .map_err(|_| refuse(CloseCode::ProtocolError, format!("offset {value:?} is not a byte count")))?;
+                Some(offset)
+            }
+            _ => None,
+        };
+        Ok(Upgrade { session, role, credential, offset })
+    }
+}
+
 fn check_text(text: &str) -> Result<&str, HandshakeError> {
     if text.is_empty() {
         return Err(HandshakeError::Malformed("empty"));
@@ -136,5 +200,26 @@ mod tests {
         let long = format!("edgeshell.v1, edgeshell.auth.{}", "a".repeat(super::super::MAX_TEXT_BYTES + 1));
         check(&long, Err(HandshakeError::Malformed("too long")));
         assert_eq!(format!("{:?}", Credential::Token("secret".into())), "Credential::Token(..)");
+    }
+
+    #[test]
+    fn upgrades_name_session_role_credential_and_offset() {
+        let token = Credential::Token("a.b.c".into()).header_value();
+        let resume = Credential::Resume("s1.AAAA".into()).header_value();
+        let up = Upgrade::parse("/sessions/s_abc/attach", None, &token).unwrap();
+        assert_eq!((up.session.as_str(), up.role, up.offset), ("s_abc", Role::Browser, None));
+        let up = Upgrade::parse("/sessions/s_abc/join", Some("x=1"), &resume).unwrap();
+        assert_eq!((up.role, up.offset), (Role::Runner, None), "runners resume where the room says");
+        let up = Upgrade::parse("/sessions/s_abc/attach", Some("a=b&offset=42"), &resume).unwrap();
+        assert_eq!(up.offset, Some(42));
+        let code =
+            |path: &str, query: Option<&str>, protocols: &str| Upgrade::parse(path, query, protocols).unwrap_err().code;
+        assert_eq!(code("/sessions/s_abc/attach", None, &resume), CloseCode::ProtocolError);
+        assert_eq!(code("/sessions/s_abc/attach", Some("offset=-1"), &resume), CloseCode::ProtocolError);
+        assert_eq!(code("/sessions/s_abc/watch", None, &token), CloseCode::SessionNotFound);
+        assert_eq!(code("/sessions/../attach", None, &token), CloseCode::SessionNotFound);
+        assert_eq!(code("/sessions/s_abc", None, &token), CloseCode::SessionNotFound);
+        assert_eq!(code("/sessions/s_abc/attach", None, "edgeshell.v1"), CloseCode::Unauthorized);
+        assert_eq!(code("/sessions/s_abc/attach", None, "chat"), CloseCode::ProtocolError);
     }
 }

@@ -9,8 +9,8 @@
 mod close;
 mod handshake;
 
-pub use close::{CloseCode, NextStep, ALL_CLOSE_CODES};
-pub use handshake::{Credential, HandshakeError, SUBPROTOCOL};
+pub use close::{close_reason, CloseCode, NextStep, ALL_CLOSE_CODES};
+pub use handshake::{Credential, HandshakeError, Upgrade, UpgradeRefused, SUBPROTOCOL};
 
 /// The protocol version this build speaks.
 pub const VERSION: u8 = 1;

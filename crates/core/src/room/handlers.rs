@@ -2,7 +2,7 @@
 
 use super::ticket::{self, Holder};
 use super::{ConnId, Effect, EndReason, Phase, Room, Seat, MAX_CHUNK, MAX_CONSUMED};
-use crate::protocol::{CloseCode, Frame, Role, Welcome};
+use crate::protocol::{close_reason, CloseCode, Frame, Role, Welcome};
 use crate::time::Timestamp;
 use crate::tokens::{Scope, Verified};
 
@@ -298,14 +298,17 @@ impl Room {
             return self.close(conn, CloseCode::ProtocolError, "output skips bytes", now, fx);
         }
         if data_end > self.runner.credit_limit {
-            return self.close(conn, CloseCode::ProtocolError, "output beyond credit", now, fx);
+            let why = format!("output beyond credit (to {data_end}, credit to {})", self.runner.credit_limit);
+            return self.close(conn, CloseCode::ProtocolError, &why, now, fx);
         }
         if data_end <= end {
             return; // Already stored: a resend after resume.
         }
         self.buffer.append(&data[(end - offset) as usize..]);
         self.trim(fx);
-        let limit = self.credit_limit();
+        // Credit once granted is never taken back: a browser attaching afresh needs output from the
+        // history's start, which may lie before what the runner was already allowed to send.
+        let limit = self.credit_limit().max(self.runner.credit_limit);
         self.runner.credit_limit = limit;
         Self::send(fx, conn, &Frame::Credit { acked: self.buffer.end(), limit });
         self.pump_all(fx);
@@ -423,7 +426,7 @@ impl Room {
     /// were never admitted or were already replaced).
     pub(super) fn close_conn(conn: ConnId, code: CloseCode, reason: &str, fx: &mut Vec<Effect>) {
         Self::send(fx, conn, &Frame::Closing { code, reason: reason.to_owned() });
-        fx.push(Effect::Close { conn, code, reason: truncate_reason(reason) });
+        fx.push(Effect::Close { conn, code, reason: close_reason(reason) });
     }
 
     /// Ends the session: every connection is told why and closed.
@@ -465,15 +468,6 @@ impl Room {
             self.end(EndReason::Exited(status), fx);
         }
     }
-}
-
-/// WebSocket close reasons are limited to 123 bytes of UTF-8.
-fn truncate_reason(reason: &str) -> String {
-    let mut cut = reason.len().min(123);
-    while !reason.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    reason[..cut].to_owned()
 }
 
 fn frame_name(frame: &Frame) -> &'static str {

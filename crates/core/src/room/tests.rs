@@ -362,6 +362,22 @@ fn history_as_large_as_the_buffer_does_not_stall_the_runner() {
 }
 
 #[test]
+fn credit_granted_before_a_browser_attached_is_not_taken_back() {
+    let config = RoomConfig { buffer_capacity: 1000, history_bytes: 100, browser_window: 400, ..RoomConfig::default() };
+    let mut h = Harness::new(config);
+    h.join_runner(1);
+    // A prompt before any browser: with nobody to wait for, the runner may send up to 2 + 1000.
+    h.send(1, Frame::Output { offset: 0, data: b"$ ".to_vec() });
+    assert_eq!(h.take(1).last(), Some(&Frame::Credit { acked: 2, limit: 1002 }));
+    // A browser attaches and needs the output from byte 0; the runner uses all it was granted.
+    h.attach(10, "a1");
+    h.send(1, Frame::Output { offset: 2, data: vec![7; 998] });
+    h.send(1, Frame::Output { offset: 1000, data: b"ok".to_vec() });
+    assert_eq!(h.closed(1), None, "output within granted credit is accepted");
+    assert_eq!(h.room.output_end(), 1002);
+}
+
+#[test]
 fn refresh_in_band() {
     let mut h = live();
     h.attach(10, "a1");

@@ -13,9 +13,6 @@ use edgeshell_core::time::Timestamp;
 use edgeshell_dev_oidc::DevIssuer;
 use edgeshell_room_host::{Options, RoomHost};
 use std::path::Path;
-use std::process::Stdio;
-use std::time::Duration;
-use tokio::io::AsyncBufReadExt;
 
 pub const REGION: &str = "eu";
 pub const API_KEY: &str = "esp_test_0123456789abcdefghijklmnopqrstuvwxyzABCDEFG";
@@ -108,59 +105,17 @@ impl Fixture {
 
     /// The runners the agent lists.
     pub async fn runners(&self, agent: &AgentProcess) -> Vec<serde_json::Value> {
-        let response = self.http.get(format!("{}/v1/runners", agent.url)).bearer_auth(API_KEY).send().await.unwrap();
-        assert_eq!(response.status(), 200);
-        let body: serde_json::Value = response.json().await.unwrap();
-        body["runners"].as_array().unwrap().clone()
+        agent.runners().await.unwrap()
     }
 
     /// Waits until the agent lists `n` runners.
     pub async fn wait_for_runners(&self, agent: &AgentProcess, n: usize) {
-        for _ in 0..200 {
-            if self.runners(agent).await.len() == n {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("the agent never listed {n} runners: {:?}", self.runners(agent).await);
+        agent.wait_for_runners(n).await.unwrap()
     }
 }
 
 /// The agent binary, running.
-pub struct AgentProcess {
-    pub child: tokio::process::Child,
-    pub url: String,
-    pub pid: i32,
-    pub api_key: String,
-}
-
-impl AgentProcess {
-    /// The runners the agent lists.
-    pub async fn runners(&self) -> Vec<serde_json::Value> {
-        let url = format!("{}/v1/runners", self.url);
-        let response = reqwest::Client::new().get(url).bearer_auth(&self.api_key).send().await.unwrap();
-        assert_eq!(response.status(), 200);
-        let body: serde_json::Value = response.json().await.unwrap();
-        body["runners"].as_array().unwrap().clone()
-    }
-
-    /// Waits until the agent lists `n` runners (up to 10 s).
-    pub async fn wait_for_runners(&self, n: usize) {
-        for _ in 0..200 {
-            if self.runners().await.len() == n {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("the agent never listed {n} runners: {:?}", self.runners().await);
-    }
-}
-
-impl Drop for AgentProcess {
-    fn drop(&mut self) {
-        let _ = self.child.start_kill();
-    }
-}
+pub use edgeshell_stack::PoolAgent as AgentProcess;
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
@@ -194,53 +149,14 @@ pub async fn spawn_agent(fixture: &Fixture, state: &Path, extra: &[(&str, &str)]
 
 /// Starts the agent against `upstream`.
 pub async fn spawn_agent_for(upstream: &Upstream, state: &Path, extra: &[(&str, &str)]) -> AgentProcess {
-    let bin = env!("CARGO_BIN_EXE_edgeshell-pool-agent");
-    let port = free_port();
-    let mut command = tokio::process::Command::new(bin);
-    command
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("EDGESHELL_POOL_REGION", REGION)
-        .env("EDGESHELL_POOL_LISTEN", format!("127.0.0.1:{port}"))
-        .env("EDGESHELL_CONTROL_URL", &upstream.control_url)
-        .env("EDGESHELL_POOL_API_KEY", &upstream.api_key)
-        .env("EDGESHELL_TOKEN_ISSUER", &upstream.token_issuer)
-        .env("EDGESHELL_JWKS_URL", &upstream.jwks_url)
-        .env("EDGESHELL_POOL_STATE_DIR", state)
-        .env("EDGESHELL_RUNNER_COMMAND", format!("{bin} runner"))
-        .env("EDGESHELL_SESSION_COMMAND", "/bin/sh")
-        .env("EDGESHELL_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    for (k, v) in extra {
-        command.env(k, v);
-    }
-    let mut child = command.spawn().unwrap();
-    let pid = child.id().unwrap() as i32;
-    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
-    // Keep draining its logs so it never blocks on a full pipe; errors are always shown.
-    tokio::spawn(async move {
-        while let Ok(Some(line)) = lines.next_line().await {
-            if std::env::var("EDGESHELL_TEST_LOGS").is_ok() || line.contains("\"level\":\"ERROR\"") {
-                eprintln!("agent: {line}");
-            }
-        }
-    });
-    let url = format!("http://127.0.0.1:{port}");
-    let http = reqwest::Client::new();
-    let mut up = false;
-    for _ in 0..400 {
-        if http.get(format!("{url}/healthz")).send().await.is_ok_and(|r| r.status() == 200) {
-            up = true;
-            break;
-        }
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("the agent exited: {status}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(up, "the agent did not come up");
-    AgentProcess { child, url, pid, api_key: upstream.api_key.clone() }
+    let settings = edgeshell_stack::AgentSettings {
+        region: REGION.into(),
+        token_issuer: upstream.token_issuer.clone(),
+        jwks_url: upstream.jwks_url.clone(),
+        control_url: upstream.control_url.clone(),
+        api_key: upstream.api_key.clone(),
+        state_dir: state.to_owned(),
+        session_command: "/bin/sh".into(),
+    };
+    AgentProcess::spawn(Path::new(env!("CARGO_BIN_EXE_edgeshell-pool-agent")), &settings, extra).await.unwrap()
 }

@@ -84,7 +84,7 @@ pub async fn start(env: &str) -> TestHost {
 
 /// A host that runs at most `max_instances` requests at once.
 pub async fn start_limited(env: &str, max_instances: u32) -> TestHost {
-    TestHost::start(&format!("{BASE_ENV}{env}"), &shared_cache(), max_instances).await.expect("host starts")
+    TestHost::start(&format!("{BASE_ENV}{env}"), &shared_cache(), max_instances, None).await.expect("host starts")
 }
 
 pub async fn request(url: &str, method: &str, path: &str) -> (u16, http::HeaderMap, Vec<u8>) {

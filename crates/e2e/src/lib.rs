@@ -1,0 +1,180 @@
+//! The whole stack for end-to-end tests, every piece real and on loopback: the control plane (functions
+//! host with the real components, private Postgres, dev OIDC issuer), the edge gateway under
+//! `wrangler dev` with its JWKS fetched through a counting [`JwksProxy`], and one pool agent per region
+//! running real runners on real PTYs. Users sign in with the dev issuer and mint sessions through the
+//! public API, exactly as the web client does.
+
+use edgeshell_core::ids::SessionId;
+use edgeshell_stack::{AgentSettings, ControlPlane, ControlSettings, EdgeGateway, JwksProxy, PoolAgent};
+use std::time::Duration;
+
+/// The control plane's `iss` in these tests.
+pub const TOKEN_ISSUER: &str = "edgeshell-e2e-control";
+/// The key of the control plane's internal routes.
+pub const INTERNAL_KEY: &str = "internal-key-for-e2e";
+
+/// A test vector's private JWK (`crates/keys/tests/vectors/<name>`): `pyjwt-rs256.json` (kid
+/// `pyjwt-1`) and `rfc7515-a2.json` (kid `rfc7515-a2`).
+pub fn vector_jwk(name: &str) -> anyhow::Result<String> {
+    let path = edgeshell_stack::paths::repo_root().join("crates/keys/tests/vectors").join(name);
+    let vector: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path)?)?;
+    Ok(vector["jwk"].to_string())
+}
+
+/// Where compiled components are cached between runs: the target directory's `tmp/cwasm`.
+fn cwasm_cache() -> std::path::PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| edgeshell_stack::paths::repo_root().join("target"));
+    target.join("tmp/cwasm")
+}
+
+/// What to start.
+#[derive(Debug, Clone)]
+pub struct StackOptions {
+    /// Regions, one pool agent each.
+    pub regions: Vec<String>,
+    /// More edge vars (room timers, hibernation), overriding `wrangler.toml`.
+    pub edge_vars: Vec<(&'static str, String)>,
+    /// The session program the runners start.
+    pub session_command: String,
+}
+
+impl Default for StackOptions {
+    fn default() -> Self {
+        StackOptions { regions: vec!["eu".into()], edge_vars: Vec::new(), session_command: "/bin/sh".into() }
+    }
+}
+
+/// A minted session, as `POST /api/sessions` answers.
+#[derive(Debug, Clone)]
+pub struct Session {
+    /// Its id.
+    pub id: SessionId,
+    /// Where it runs.
+    pub region: String,
+    /// Where a browser attaches.
+    pub ws_url: String,
+    /// The attach token.
+    pub token: String,
+}
+
+/// The running stack; everything stops when dropped.
+pub struct Stack {
+    /// Pool agents by region.
+    pub agents: Vec<(String, PoolAgent)>,
+    /// The edge gateway.
+    pub edge: EdgeGateway,
+    /// The edge's view of the control plane's JWKS.
+    pub jwks: JwksProxy,
+    /// The control plane.
+    pub control: ControlPlane,
+    /// How the control plane was configured (for redeploys).
+    pub control_settings: ControlSettings,
+    http: reqwest::Client,
+    _state: tempfile::TempDir,
+}
+
+impl Stack {
+    /// Starts everything; the control plane signs with `pyjwt-rs256.json`'s key.
+    pub async fn start(options: StackOptions) -> anyhow::Result<Stack> {
+        let edge_port = EdgeGateway::free_port()?;
+        let control_settings = ControlSettings {
+            signing_key: vector_jwk("pyjwt-rs256.json")?,
+            token_issuer: TOKEN_ISSUER.into(),
+            edge_url: format!("ws://127.0.0.1:{edge_port}"),
+            internal_key: INTERNAL_KEY.into(),
+            client_id: "edgeshell-dev".into(),
+            // Scenarios mint many sessions for few users.
+            extra: "SPIN_VARIABLE_MAX_LIVE_SESSIONS=1000\nSPIN_VARIABLE_MINTS_PER_MINUTE=10000\n".into(),
+            cache_dir: cwasm_cache(),
+            max_instances: 64,
+        };
+        let control = ControlPlane::start(&control_settings).await?;
+        let jwks = JwksProxy::start(&control.jwks_url()).await?;
+        let mut vars = vec![
+            ("TOKEN_ISSUER", TOKEN_ISSUER.to_owned()),
+            ("JWKS_URL", jwks.url.clone()),
+            ("CONTROL_URL", control.url().to_owned()),
+            ("INTERNAL_API_KEY", INTERNAL_KEY.to_owned()),
+        ];
+        vars.extend(options.edge_vars.iter().cloned());
+        let edge = EdgeGateway::start_on(edge_port, &vars).await?;
+        let state = tempfile::tempdir()?;
+        let bin = edgeshell_stack::paths::workspace_bin("edgeshell-pool-agent")?;
+        let mut agents = Vec::new();
+        for region in &options.regions {
+            let state_dir = state.path().join(region);
+            std::fs::create_dir_all(&state_dir)?;
+            let settings = AgentSettings {
+                region: region.clone(),
+                token_issuer: TOKEN_ISSUER.into(),
+                jwks_url: control.jwks_url(),
+                control_url: control.url().into(),
+                api_key: control.add_pool_key(region).await?,
+                state_dir,
+                session_command: options.session_command.clone(),
+            };
+            agents.push((region.clone(), PoolAgent::spawn(&bin, &settings, &[]).await?));
+        }
+        let stack =
+            Stack { agents, edge, jwks, control, control_settings, http: reqwest::Client::new(), _state: state };
+        Ok(stack)
+    }
+
+    /// Calls the control plane's public API as `user`.
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        user: &str,
+        body: serde_json::Value,
+    ) -> anyhow::Result<(u16, serde_json::Value)> {
+        let url = format!("{}{path}", self.control.url());
+        let id_token = self.control.id_token(user)?;
+        let response = self.http.request(method, url).bearer_auth(id_token).json(&body).send().await?;
+        let status = response.status().as_u16();
+        Ok((status, response.json().await.unwrap_or(serde_json::Value::Null)))
+    }
+
+    /// Mints a session for `user`, waiting (up to 10 s) for the pools' first heartbeats.
+    pub async fn mint(&self, user: &str) -> anyhow::Result<Session> {
+        for _ in 0..100 {
+            let (status, body) = self.call(reqwest::Method::POST, "/api/sessions", user, serde_json::json!({})).await?;
+            if status == 201 {
+                let text = |k: &str| body[k].as_str().map(str::to_owned).ok_or_else(|| anyhow::anyhow!("no {k}"));
+                return Ok(Session {
+                    id: SessionId::new(text("session_id")?)?,
+                    region: text("region")?,
+                    ws_url: text("ws_url")?,
+                    token: text("token")?,
+                });
+            }
+            anyhow::ensure!(body["error"]["code"] == "no_region_available", "mint failed: {status} {body}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        anyhow::bail!("no region became available")
+    }
+
+    /// A fresh attach token for `user`'s session.
+    pub async fn attach_token(&self, user: &str, session: &SessionId) -> anyhow::Result<String> {
+        let path = format!("/api/sessions/{session}/token");
+        let (status, body) = self.call(reqwest::Method::POST, &path, user, serde_json::json!({})).await?;
+        anyhow::ensure!(status == 200 || status == 201, "token refused: {status} {body}");
+        body["token"].as_str().map(str::to_owned).ok_or_else(|| anyhow::anyhow!("no token in {body}"))
+    }
+
+    /// The agent of `region`.
+    pub fn agent(&self, region: &str) -> anyhow::Result<&PoolAgent> {
+        self.agents
+            .iter()
+            .find(|(r, _)| r == region)
+            .map(|(_, a)| a)
+            .ok_or_else(|| anyhow::anyhow!("no region {region}"))
+    }
+
+    /// The edge's WebSocket origin.
+    pub fn edge_ws(&self) -> String {
+        self.edge.url.replacen("http://", "ws://", 1)
+    }
+}

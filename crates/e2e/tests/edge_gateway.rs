@@ -1,0 +1,311 @@
+//! The edge gateway under a real `wrangler dev`, with the real control plane, a pool agent and real
+//! runners: sessions are minted through the public API, runners join the `SessionRoom` Durable Object
+//! through the Worker, and browsers attach with their token in `Sec-WebSocket-Protocol`.
+//!
+//! One stack serves the scenarios in order (starting `wrangler dev` and the control plane takes about
+//! 20 seconds); each scenario uses its own sessions. Key rotation redeploys the control plane, so it
+//! runs last.
+
+use edgeshell_core::ids::{RegionId, SessionId, Subject};
+use edgeshell_core::issue::Issuer;
+use edgeshell_core::protocol::{CloseCode, Credential, Frame};
+use edgeshell_core::time::Timestamp;
+use edgeshell_core::tokens::{sign, Claims};
+use edgeshell_e2e::{vector_jwk, Session, Stack, StackOptions, TOKEN_ISSUER};
+use edgeshell_keys::RsaSigner;
+use edgeshell_room_host::browser::{AttachError, Browser};
+use sha2::{Digest, Sha256};
+use std::time::{Duration, Instant};
+
+const WAIT: Duration = Duration::from_secs(20);
+const USER: &str = "alice";
+/// The room's runner grace period in this stack.
+const GRACE: Duration = Duration::from_secs(2);
+
+fn now() -> Timestamp {
+    Timestamp::from_millis(
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64
+    )
+}
+
+fn entropy() -> [u8; 16] {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    let mut e = [0u8; 16];
+    e.copy_from_slice(&nanos.to_le_bytes());
+    e
+}
+
+/// Signs attach claims with the given key, as a forger or a misbehaving issuer would.
+fn attach_token(signer: &RsaSigner, session: &SessionId, edit: impl FnOnce(&mut Claims)) -> String {
+    let mut claims = Issuer::new(TOKEN_ISSUER).attach(
+        &Subject::new(USER).unwrap(),
+        session,
+        &RegionId::new("eu").unwrap(),
+        entropy(),
+        now(),
+    );
+    edit(&mut claims);
+    sign(&claims, signer).unwrap()
+}
+
+/// A test vector's key under another kid.
+fn key_with_kid(vector: &str, kid: &str) -> RsaSigner {
+    let mut jwk: serde_json::Value = serde_json::from_str(&vector_jwk(vector).unwrap()).unwrap();
+    jwk["kid"] = kid.into();
+    RsaSigner::from_secret(&jwk.to_string()).unwrap()
+}
+
+async fn attach(session: &Session, token: &str) -> Result<Browser, AttachError> {
+    Browser::attach(&session.ws_url, &Credential::Token(token.to_owned())).await
+}
+
+fn closed_with(result: Result<Browser, AttachError>) -> CloseCode {
+    match result {
+        Err(AttachError::Closed(code, _)) => code,
+        Err(other) => panic!("expected a close code, got {other:?}"),
+        Ok(_) => panic!("expected a refusal, got a welcome"),
+    }
+}
+
+async fn attach_and_echo(stack: &Stack) -> Session {
+    let session = stack.mint(USER).await.unwrap();
+    assert!(session.ws_url.starts_with(&stack.edge_ws()), "{} is not at the edge", session.ws_url);
+    let mut browser = attach(&session, &session.token).await.expect("attach");
+    browser.input(b"echo hel''lo\n").await;
+    browser.expect_from(0, "hello", WAIT).await;
+    // Resize reaches the PTY.
+    browser.resize(101, 31).await;
+    let from = browser.output.len();
+    browser.input(b"stty size\n").await;
+    browser.expect_from(from, "31 101", WAIT).await;
+    session
+}
+
+async fn cached_keys_need_no_network(stack: &Stack) {
+    let before = stack.jwks.requests();
+    for _ in 0..3 {
+        let session = stack.mint(USER).await.unwrap();
+        let mut browser = attach(&session, &session.token).await.expect("attach");
+        browser.input(b"echo cached\n").await;
+        browser.expect_from(0, "cached", WAIT).await;
+    }
+    assert_eq!(stack.jwks.requests(), before, "attaches on a warm cache make no network call");
+}
+
+async fn tokens_work_once(stack: &Stack) {
+    let session = stack.mint(USER).await.unwrap();
+    let _first = attach(&session, &session.token).await.expect("the first use attaches");
+    assert_eq!(closed_with(attach(&session, &session.token).await), CloseCode::Replayed);
+
+    // One fresh token, 100 browsers at once: exactly one gets in.
+    let token = stack.attach_token(USER, &session.id).await.unwrap();
+    let attempts: Vec<_> = (0..100)
+        .map(|_| {
+            let (session, token) = (session.clone(), token.clone());
+            tokio::spawn(async move { attach(&session, &token).await })
+        })
+        .collect();
+    let mut welcomed = 0;
+    for attempt in attempts {
+        match attempt.await.unwrap() {
+            Ok(_) => welcomed += 1,
+            Err(AttachError::Closed(CloseCode::Replayed, _)) => {}
+            Err(other) => panic!("a replayed attach must be refused as replayed: {other:?}"),
+        }
+    }
+    assert_eq!(welcomed, 1, "exactly one of 100 concurrent uses attaches");
+}
+
+async fn bad_tokens_get_their_close_codes(stack: &Stack) {
+    let session = stack.mint(USER).await.unwrap();
+    let other = stack.mint("bob").await.unwrap();
+    let key = RsaSigner::from_secret(&vector_jwk("pyjwt-rs256.json").unwrap()).unwrap();
+    let expired = attach_token(&key, &session.id, |c| {
+        c.iat -= 3600;
+        c.nbf -= 3600;
+        c.exp -= 3600;
+    });
+    assert_eq!(closed_with(attach(&session, &expired).await), CloseCode::TokenExpired);
+    assert_eq!(closed_with(attach(&session, &other.token).await), CloseCode::Forbidden, "another session's token");
+    // Same kid, another key: the signature does not verify.
+    let forger = key_with_kid("rfc7515-a2.json", "pyjwt-1");
+    assert_eq!(
+        closed_with(attach(&session, &attach_token(&forger, &session.id, |_| {})).await),
+        CloseCode::Unauthorized
+    );
+    let wrong_audience = attach_token(&key, &session.id, |c| c.aud = "someone-else".into());
+    assert_eq!(closed_with(attach(&session, &wrong_audience).await), CloseCode::Unauthorized);
+    assert_eq!(closed_with(attach(&session, "not.a.token").await), CloseCode::Unauthorized);
+    // A join token is not an attach token.
+    let join =
+        sign(&Issuer::new(TOKEN_ISSUER).join(&session.id, &RegionId::new("eu").unwrap(), entropy(), now()), &key)
+            .unwrap();
+    assert_eq!(closed_with(attach(&session, &join).await), CloseCode::Forbidden);
+    // A resume ticket for a session that has no room.
+    let nowhere = format!("{}/sessions/s_nowhere0000000000000000/attach?offset=0", stack.edge_ws());
+    let result = Browser::attach(&nowhere, &Credential::Resume("1.AAAA".into())).await;
+    assert_eq!(closed_with(result), CloseCode::SessionNotFound);
+    // Unknown kids cost at most one JWKS refetch per cooldown, however many arrive.
+    let before = stack.jwks.requests();
+    let stranger = key_with_kid("rfc7515-a2.json", "unknown-kid");
+    for _ in 0..5 {
+        assert_eq!(
+            closed_with(attach(&session, &attach_token(&stranger, &session.id, |_| {})).await),
+            CloseCode::Unauthorized
+        );
+    }
+    assert!(stack.jwks.requests() - before <= 1, "{} refetches for unknown kids", stack.jwks.requests() - before);
+    assert_eq!(
+        reqwest::get(format!("{}/sessions/{}/attach", stack.edge.url, session.id)).await.unwrap().status(),
+        426,
+        "a plain GET is told to upgrade"
+    );
+}
+
+async fn runner_lost_within_grace(stack: &Stack) {
+    let session = stack.mint(USER).await.unwrap();
+    let mut browser = attach(&session, &session.token).await.expect("attach");
+    browser.input(b"echo up\n").await;
+    browser.expect_from(0, "up", WAIT).await;
+    let runners = stack.agent("eu").unwrap().runners().await.unwrap();
+    let runner = runners.iter().find(|r| r["session_id"] == session.id.as_str()).expect("the agent lists the runner");
+    let pid: i32 = runner["runner"].as_str().unwrap().trim_start_matches("pid:").parse().unwrap();
+    let killed = Instant::now();
+    rustix::process::kill_process(rustix::process::Pid::from_raw(pid).unwrap(), rustix::process::Signal::KILL).unwrap();
+    let closed = browser.expect_close(WAIT).await;
+    let took = killed.elapsed();
+    assert_eq!(closed.map(|c| c.0), Some(CloseCode::RunnerLost));
+    assert!(
+        browser.events.contains(&Frame::RunnerAway),
+        "the browser was told the runner is away: {:?}",
+        browser.events
+    );
+    assert!(browser.events.contains(&Frame::RunnerLost));
+    eprintln!("runner lost reported {took:?} after the kill (grace {GRACE:?})");
+    // The room's alarm fires at the grace's end; the rest is the platform's alarm delivery.
+    assert!(took < GRACE + Duration::from_secs(3), "runner lost after {took:?}");
+}
+
+/// The stream `seq 1 n` prints, with the PTY's newline translation turned off.
+fn seq_output(n: u32) -> Vec<u8> {
+    let mut out = Vec::new();
+    for i in 1..=n {
+        out.extend_from_slice(format!("{i}\n").as_bytes());
+    }
+    out
+}
+
+async fn exact_resume_through_a_drop(stack: &Stack) {
+    const N: u32 = 1_500_000; // 10.9 MB
+    let expected = seq_output(N);
+    let session = stack.mint(USER).await.unwrap();
+    let mut browser = attach(&session, &session.token).await.expect("attach");
+    browser.input(b"stty -echo -onlcr; echo ready\n").await;
+    let from = browser.expect_from(0, "ready", WAIT).await;
+    browser.input(format!("seq 1 {N}; echo; echo finished\n").as_bytes()).await;
+    // Cut the connection in the middle of the output, without a close frame.
+    tokio::time::timeout(WAIT, async {
+        while browser.output.len() < from + 3_000_000 {
+            assert!(browser.step().await, "closed early: {:?}", browser.closed);
+        }
+    })
+    .await
+    .expect("3 MB arrive");
+    let (kept, offset, ticket) = (browser.output.clone(), browser.offset, browser.welcome.resume_ticket.clone());
+    drop(browser);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let url = format!("{}?offset={offset}", session.ws_url);
+    let mut resumed = Browser::attach(&url, &Credential::Resume(ticket)).await.expect("resume with the ticket");
+    assert_eq!(resumed.welcome.offset, offset, "output continues at the exact byte");
+    resumed.expect_from(0, "finished", Duration::from_secs(120)).await;
+    let mut stream = kept;
+    stream.extend_from_slice(&resumed.output);
+    // After "ready" comes the prompt, then seq's output.
+    let start = stream[from..].windows(6).position(|w| w == b"1\n2\n3\n").map(|p| from + p).expect("the output starts");
+    let received = &stream[start..start + expected.len()];
+    assert_eq!(
+        Sha256::digest(received),
+        Sha256::digest(&expected),
+        "the received stream is the runner's, byte for byte"
+    );
+}
+
+async fn cached_keys_survive_an_issuer_outage(stack: &Stack) {
+    stack.jwks.set_down(true);
+    let session = stack.mint(USER).await.unwrap();
+    let mut browser = attach(&session, &session.token).await.expect("attach on cached keys");
+    browser.input(b"echo still here\n").await;
+    browser.expect_from(0, "still here", WAIT).await;
+    stack.jwks.set_down(false);
+}
+
+async fn artifact_links_work_once(stack: &Stack, session: &Session) {
+    let key = RsaSigner::from_secret(&vector_jwk("pyjwt-rs256.json").unwrap()).unwrap();
+    let region = RegionId::new(&session.region).unwrap();
+    let put = sign(&Issuer::new(TOKEN_ISSUER).artifact_put(&session.id, &region, entropy(), now()), &key).unwrap();
+    let url = format!("{}/artifacts/{}/out/report.txt", stack.edge.url, session.id);
+    let http = reqwest::Client::new();
+    let content = b"the report\n".repeat(1000);
+    let uploaded = http.put(&url).bearer_auth(&put).body(content.clone()).send().await.unwrap();
+    assert_eq!(uploaded.status(), 201, "{}", uploaded.text().await.unwrap());
+    let denied = http.put(format!("{url}2")).bearer_auth("forged").body("x").send().await.unwrap();
+    assert_eq!(denied.status(), 401);
+
+    let body = serde_json::json!({ "session_id": session.id.as_str(), "path": "out/report.txt" });
+    let (status, link) = stack.call(reqwest::Method::POST, "/api/artifacts/links", USER, body).await.unwrap();
+    assert_eq!(status, 201, "{link}");
+    let link = link["url"].as_str().unwrap().replacen("wss://", "http://", 1).replacen("ws://", "http://", 1);
+    let first = http.get(&link).send().await.unwrap();
+    assert_eq!(first.status(), 200);
+    assert_eq!(first.bytes().await.unwrap().as_ref(), content.as_slice(), "the download streams the upload");
+    let second = http.get(&link).send().await.unwrap();
+    assert_eq!(second.status(), 409, "a link works once");
+    let tampered = link.replace("report.txt", "other.txt");
+    assert_eq!(http.get(&tampered).send().await.unwrap().status(), 403, "a link is bound to its path");
+}
+
+async fn rotation_needs_one_refetch(stack: &mut Stack) {
+    let old = stack.mint(USER).await.unwrap();
+    let mut settings = stack.control_settings.clone();
+    settings.signing_key = vector_jwk("rfc7515-a2.json").unwrap();
+    settings.extra += &format!("SPIN_VARIABLE_PREVIOUS_SIGNING_KEY='{}'\n", vector_jwk("pyjwt-rs256.json").unwrap());
+    stack.control.redeploy(&settings).await.unwrap();
+    let before = stack.jwks.requests();
+    let new = stack.mint(USER).await.unwrap();
+    let mut browser = attach(&new, &new.token).await.expect("a token of the new key attaches");
+    browser.input(b"echo rotated\n").await;
+    browser.expect_from(0, "rotated", WAIT).await;
+    assert_eq!(stack.jwks.requests() - before, 1, "the new kid costs a single JWKS refetch");
+    let again = stack.mint(USER).await.unwrap();
+    attach(&again, &again.token).await.expect("and is cached after");
+    let _old = attach(&old, &old.token).await.expect("tokens of the previous key still verify");
+    assert_eq!(stack.jwks.requests() - before, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_edge_gateway_end_to_end() {
+    let options = StackOptions {
+        edge_vars: vec![("ROOM_RUNNER_GRACE_MS", GRACE.as_millis().to_string())],
+        ..StackOptions::default()
+    };
+    let mut stack = Stack::start(options).await.unwrap();
+    let steps = Instant::now();
+    let first = attach_and_echo(&stack).await;
+    eprintln!("attach and echo: ok ({:?})", steps.elapsed());
+    cached_keys_need_no_network(&stack).await;
+    eprintln!("warm attaches without network: ok");
+    tokens_work_once(&stack).await;
+    eprintln!("one-time attach tokens: ok");
+    bad_tokens_get_their_close_codes(&stack).await;
+    eprintln!("close codes: ok");
+    runner_lost_within_grace(&stack).await;
+    eprintln!("runner lost: ok");
+    exact_resume_through_a_drop(&stack).await;
+    eprintln!("exact resume: ok");
+    cached_keys_survive_an_issuer_outage(&stack).await;
+    eprintln!("issuer outage: ok");
+    artifact_links_work_once(&stack, &first).await;
+    eprintln!("artifacts: ok");
+    rotation_needs_one_refetch(&mut stack).await;
+    eprintln!("key rotation: ok ({:?} in all)", steps.elapsed());
+}

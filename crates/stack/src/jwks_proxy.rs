@@ -1,0 +1,90 @@
+//! A loopback HTTP proxy in front of the control plane's JWKS for tests that count the edge's key
+//! fetches or take the issuer down: every request is counted, and while "down" it answers 503 without
+//! asking upstream.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// A running proxy; stops when dropped.
+pub struct JwksProxy {
+    /// The URL to give the edge as its JWKS URL.
+    pub url: String,
+    state: Arc<State>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+struct State {
+    upstream: String,
+    requests: AtomicU64,
+    down: AtomicBool,
+    http: reqwest::Client,
+}
+
+impl Drop for JwksProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl JwksProxy {
+    /// Proxies `GET <url>` to `upstream`.
+    pub async fn start(upstream: &str) -> anyhow::Result<JwksProxy> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("http://{}/.well-known/jwks.json", listener.local_addr()?);
+        let state = Arc::new(State {
+            upstream: upstream.to_owned(),
+            requests: AtomicU64::new(0),
+            down: AtomicBool::new(false),
+            http: reqwest::Client::new(),
+        });
+        let serving = state.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                tokio::spawn(answer(serving.clone(), stream));
+            }
+        });
+        Ok(JwksProxy { url, state, task })
+    }
+
+    /// Requests received so far.
+    pub fn requests(&self) -> u64 {
+        self.state.requests.load(Ordering::SeqCst)
+    }
+
+    /// Takes the issuer down (503) or brings it back.
+    pub fn set_down(&self, down: bool) {
+        self.state.down.store(down, Ordering::SeqCst);
+    }
+}
+
+async fn answer(state: Arc<State>, mut stream: TcpStream) {
+    let mut head = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+        if head.len() > 64 * 1024 {
+            return;
+        }
+    }
+    state.requests.fetch_add(1, Ordering::SeqCst);
+    let (status, body) = if state.down.load(Ordering::SeqCst) {
+        (503, b"{\"error\":{\"code\":\"down\",\"message\":\"taken down by the test\"}}".to_vec())
+    } else {
+        match state.http.get(&state.upstream).send().await {
+            Ok(r) => (r.status().as_u16(), r.bytes().await.map(|b| b.to_vec()).unwrap_or_default()),
+            Err(_) => (502, Vec::new()),
+        }
+    };
+    let head = format!(
+        "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    );
+    let _ = stream.write_all(head.as_bytes()).await;
+    let _ = stream.write_all(&body).await;
+    let _ = stream.shutdown().await;
+}

@@ -1,0 +1,122 @@
+//! A pool agent binary (`edgeshell-pool-agent`) as a real process on a loopback port, running its
+//! runners as local processes; killed on drop. Its logs are drained, errors always shown, everything
+//! with `EDGESHELL_TEST_LOGS` set.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::io::AsyncBufReadExt;
+
+/// Whom the agent trusts and reports to, and how it runs sessions.
+#[derive(Debug, Clone)]
+pub struct AgentSettings {
+    /// Its region.
+    pub region: String,
+    /// The control plane's `iss`.
+    pub token_issuer: String,
+    /// The control plane's JWKS.
+    pub jwks_url: String,
+    /// The control plane's base URL (heartbeats).
+    pub control_url: String,
+    /// The pool's API key.
+    pub api_key: String,
+    /// Where it records its runners.
+    pub state_dir: PathBuf,
+    /// The session program.
+    pub session_command: String,
+}
+
+/// A running agent.
+pub struct PoolAgent {
+    /// The process.
+    pub child: tokio::process::Child,
+    /// `http://127.0.0.1:<port>`.
+    pub url: String,
+    /// Its process id.
+    pub pid: i32,
+    /// The API key it was given (also guards its read routes).
+    pub api_key: String,
+}
+
+impl Drop for PoolAgent {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+    }
+}
+
+fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+impl PoolAgent {
+    /// Starts `bin` with `settings` plus `extra` variables and waits until `/healthz` answers. The
+    /// runners are `bin runner` (the agent embeds the runner).
+    pub async fn spawn(bin: &Path, settings: &AgentSettings, extra: &[(&str, &str)]) -> anyhow::Result<PoolAgent> {
+        let port = free_port()?;
+        let mut command = tokio::process::Command::new(bin);
+        command
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("EDGESHELL_POOL_REGION", &settings.region)
+            .env("EDGESHELL_POOL_LISTEN", format!("127.0.0.1:{port}"))
+            .env("EDGESHELL_CONTROL_URL", &settings.control_url)
+            .env("EDGESHELL_POOL_API_KEY", &settings.api_key)
+            .env("EDGESHELL_TOKEN_ISSUER", &settings.token_issuer)
+            .env("EDGESHELL_JWKS_URL", &settings.jwks_url)
+            .env("EDGESHELL_POOL_STATE_DIR", &settings.state_dir)
+            .env("EDGESHELL_RUNNER_COMMAND", format!("{} runner", bin.display()))
+            .env("EDGESHELL_SESSION_COMMAND", &settings.session_command)
+            .env("EDGESHELL_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        for (k, v) in extra {
+            command.env(k, v);
+        }
+        let mut child = command.spawn()?;
+        let pid = child.id().ok_or_else(|| anyhow::anyhow!("the agent exited at once"))? as i32;
+        let stderr = child.stderr.take().ok_or_else(|| anyhow::anyhow!("no stderr pipe"))?;
+        let mut lines = tokio::io::BufReader::new(stderr).lines();
+        let region = settings.region.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                if std::env::var("EDGESHELL_TEST_LOGS").is_ok() || line.contains("\"level\":\"ERROR\"") {
+                    eprintln!("agent {region}: {line}");
+                }
+            }
+        });
+        let url = format!("http://127.0.0.1:{port}");
+        let http = reqwest::Client::new();
+        for _ in 0..400 {
+            if http.get(format!("{url}/healthz")).send().await.is_ok_and(|r| r.status() == 200) {
+                return Ok(PoolAgent { child, url, pid, api_key: settings.api_key.clone() });
+            }
+            if let Some(status) = child.try_wait()? {
+                anyhow::bail!("the agent exited: {status}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        anyhow::bail!("the agent did not answer /healthz within 20 s")
+    }
+
+    /// The runners the agent lists.
+    pub async fn runners(&self) -> anyhow::Result<Vec<serde_json::Value>> {
+        let url = format!("{}/v1/runners", self.url);
+        let response = reqwest::Client::new().get(url).bearer_auth(&self.api_key).send().await?;
+        anyhow::ensure!(response.status() == 200, "GET /v1/runners: HTTP {}", response.status());
+        let body: serde_json::Value = response.json().await?;
+        Ok(body["runners"].as_array().cloned().unwrap_or_default())
+    }
+
+    /// Waits until the agent lists `n` runners (up to 10 s).
+    pub async fn wait_for_runners(&self, n: usize) -> anyhow::Result<()> {
+        for _ in 0..200 {
+            if self.runners().await?.len() == n {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        anyhow::bail!("the agent never listed {n} runners: {:?}", self.runners().await?)
+    }
+}

@@ -1,0 +1,186 @@
+//! Artifact routes: `GET /artifacts/{sid}/{path}?token=<artifact:get>` streams an object from R2 to its
+//! owner once per link, and `PUT /artifacts/{sid}/{path}` with the runner's `artifact:put` token streams
+//! an upload into R2. Tokens are verified here (no database); what needs the database — the link's
+//! one-time use, the upload limits, the audit log — is the control plane's internal artifacts routes.
+
+use crate::config::{internal_key, EdgeConfig};
+use crate::http::{error, Failure};
+use crate::keys::{self, VerifyError};
+use edgeshell_core::artifacts::{check_link, ArtifactPath};
+use edgeshell_core::ids::SessionId;
+use edgeshell_core::tokens::{Expectation, Method, Scope, TokenError, Verified};
+use futures_util::future::{select, Either};
+use serde::Deserialize;
+use std::time::Duration;
+use worker::{Context, Delay, Env, Fetch, Headers, Request, RequestInit, Response, Result};
+
+/// The R2 bucket binding of artifacts (`wrangler.toml`).
+pub const BUCKET_BINDING: &str = "ARTIFACTS";
+/// How long a call to the control plane may take.
+const CONTROL_TIMEOUT: Duration = Duration::from_secs(5);
+
+fn parse_target(path: &str) -> std::result::Result<(SessionId, ArtifactPath), Failure> {
+    let rest = path.strip_prefix("/artifacts/").unwrap_or_default();
+    let (sid, file) = rest.split_once('/').ok_or_else(|| Failure::new(404, "not_found", "no artifact named"))?;
+    let session = SessionId::new(sid).map_err(|e| Failure::new(404, "not_found", e.to_string()))?;
+    // Paths contain no escapes but the space (core `download_path`); anything else is refused there.
+    let file =
+        ArtifactPath::new(&file.replace("%20", " ")).map_err(|e| Failure::new(400, "bad_path", e.to_string()))?;
+    Ok((session, file))
+}
+
+fn token_failure(e: VerifyError) -> Failure {
+    match e {
+        VerifyError::Token(e) if e.is_forbidden() => Failure::new(403, "forbidden", e.to_string()),
+        VerifyError::Token(e) => Failure::new(401, "unauthorized", e.to_string()),
+        VerifyError::KeysUnavailable => Failure::new(503, "keys_unavailable", "signing keys cannot be fetched now"),
+    }
+}
+
+async fn verify(
+    config: &EdgeConfig,
+    ctx: &Context,
+    token: Option<String>,
+    scope: Scope,
+    session: &SessionId,
+) -> std::result::Result<Verified, Failure> {
+    let token = token.ok_or_else(|| token_failure(VerifyError::Token(TokenError::Malformed("no token".into()))))?;
+    keys::verify(config, Some(ctx), &token, Expectation { scope, session: Some(session) }).await.map_err(token_failure)
+}
+
+/// Serves an artifact route.
+pub async fn serve(req: Request, env: &Env, ctx: &Context) -> Result<Response> {
+    let outcome = match req.method() {
+        worker::Method::Get => download(&req, env, ctx).await,
+        worker::Method::Put => upload(&req, env, ctx).await,
+        _ => Err(Failure::new(405, "method_not_allowed", "artifacts are read with GET and uploaded with PUT")),
+    };
+    outcome.or_else(|f| error(&f))
+}
+
+fn config(env: &Env) -> std::result::Result<EdgeConfig, Failure> {
+    EdgeConfig::from_env(env).map_err(|e| {
+        worker::console_error!("{}", serde_json::json!({"event": "config_error", "error": e.to_string()}));
+        Failure::new(500, "misconfigured", "the gateway is misconfigured")
+    })
+}
+
+#[derive(Deserialize)]
+struct Redeemed {
+    object_key: String,
+}
+
+async fn download(req: &Request, env: &Env, ctx: &Context) -> std::result::Result<Response, Failure> {
+    let config = config(env)?;
+    let url = req.url().map_err(|e| Failure::new(400, "bad_request", e.to_string()))?;
+    let (session, path) = parse_target(url.path())?;
+    let token = url.query_pairs().find(|(k, _)| k == "token").map(|(_, v)| v.into_owned());
+    let link = verify(&config, ctx, token, Scope::ArtifactGet, &session).await?;
+    check_link(&link, &session, &path, Method::Get).map_err(|e| Failure::new(403, "forbidden", e.to_string()))?;
+    let c = link.claims();
+    let body = serde_json::json!({
+        "jti": c.jti.as_str(), "expires_at": c.exp, "session_id": session.as_str(),
+        "path": path.as_str(), "owner": c.sub.as_str(),
+    });
+    let redeemed: Redeemed = control(env, &config, "/internal/artifacts/redeem", &body).await?;
+    let bucket = env.bucket(BUCKET_BINDING).map_err(|e| Failure::new(500, "misconfigured", e.to_string()))?;
+    let object = bucket
+        .get(redeemed.object_key.as_str())
+        .execute()
+        .await
+        .map_err(|e| Failure::new(502, "storage_unavailable", e.to_string()))?
+        .ok_or_else(|| Failure::new(404, "artifact_not_found", "the artifact's content is gone"))?;
+    let headers = Headers::new();
+    let set = |name: &str, value: &str| headers.set(name, value).map_err(|e| Failure::internal(e.to_string()));
+    object.write_http_metadata(headers.clone()).map_err(|e| Failure::internal(e.to_string()))?;
+    set("content-length", &object.size().to_string())?;
+    set("cache-control", "private, no-store")?;
+    set("x-content-type-options", "nosniff")?;
+    let name = path.as_str().rsplit('/').next().unwrap_or("artifact");
+    set("content-disposition", &format!("attachment; filename=\"{name}\""))?;
+    let body = object.body().ok_or_else(|| Failure::internal("the object has no body"))?;
+    let stream = body.stream().map_err(|e| Failure::internal(e.to_string()))?;
+    Response::from_stream(stream).map(|r| r.with_headers(headers)).map_err(|e| Failure::internal(e.to_string()))
+}
+
+#[derive(Deserialize)]
+struct Registered {
+    object_key: String,
+}
+
+async fn upload(req: &Request, env: &Env, ctx: &Context) -> std::result::Result<Response, Failure> {
+    let config = config(env)?;
+    let url = req.url().map_err(|e| Failure::new(400, "bad_request", e.to_string()))?;
+    let (session, path) = parse_target(url.path())?;
+    let bearer =
+        req.headers().get("authorization").ok().flatten().and_then(|v| v.strip_prefix("Bearer ").map(str::to_owned));
+    verify(&config, ctx, bearer, Scope::ArtifactPut, &session).await?;
+    let size: u64 = req
+        .headers()
+        .get("content-length")
+        .ok()
+        .flatten()
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| Failure::new(411, "length_required", "an upload needs a Content-Length"))?;
+    let sha256 = req.headers().get("x-content-sha256").ok().flatten();
+    let body = serde_json::json!({
+        "session_id": session.as_str(), "path": path.as_str(), "size": size, "sha256": sha256,
+    });
+    let registered: Registered = control(env, &config, "/internal/artifacts", &body).await?;
+    let bucket = env.bucket(BUCKET_BINDING).map_err(|e| Failure::new(500, "misconfigured", e.to_string()))?;
+    let stream = req.inner().body().ok_or_else(|| Failure::new(400, "empty_body", "the upload has no body"))?;
+    bucket.put(registered.object_key.as_str(), stream).execute().await.map_err(|e| {
+        worker::console_error!("{}", serde_json::json!({"event": "artifact_store_failed", "error": e.to_string()}));
+        Failure::new(502, "storage_unavailable", format!("the upload could not be stored: {e}"))
+    })?;
+    let answer = serde_json::json!({ "session_id": session.as_str(), "path": path.as_str(), "size": size });
+    Response::from_json(&answer).map(|r| r.with_status(201)).map_err(|e| Failure::internal(e.to_string()))
+}
+
+#[derive(Deserialize)]
+struct ControlError {
+    error: ControlErrorBody,
+}
+
+#[derive(Deserialize)]
+struct ControlErrorBody {
+    code: String,
+    message: String,
+}
+
+/// POSTs `body` to an internal route of the control plane; its errors pass through with their code.
+async fn control<T: serde::de::DeserializeOwned>(
+    env: &Env,
+    config: &EdgeConfig,
+    path: &str,
+    body: &serde_json::Value,
+) -> std::result::Result<T, Failure> {
+    let unavailable = |why: String| Failure::new(503, "control_unavailable", why);
+    let key = internal_key(env).map_err(|e| Failure::new(500, "misconfigured", e.to_string()))?;
+    let headers = Headers::new();
+    headers.set("authorization", &format!("Bearer {key}")).map_err(|e| Failure::internal(e.to_string()))?;
+    headers.set("content-type", "application/json").map_err(|e| Failure::internal(e.to_string()))?;
+    let mut init = RequestInit::new();
+    init.with_method(worker::Method::Post).with_headers(headers).with_body(Some(body.to_string().into()));
+    let request = Request::new_with_init(&format!("{}{path}", config.control_url), &init)
+        .map_err(|e| Failure::internal(e.to_string()))?;
+    let fetch = Fetch::Request(request);
+    let sent = Box::pin(fetch.send());
+    let mut response = match select(sent, Box::pin(Delay::from(CONTROL_TIMEOUT))).await {
+        Either::Left((Ok(r), _)) => r,
+        Either::Left((Err(e), _)) => return Err(unavailable(e.to_string())),
+        Either::Right(_) => return Err(unavailable(format!("no answer within {CONTROL_TIMEOUT:?}"))),
+    };
+    let status = response.status_code();
+    let text = response.text().await.map_err(|e| unavailable(e.to_string()))?;
+    if (200..300).contains(&status) {
+        return serde_json::from_str(&text).map_err(|e| Failure::new(502, "bad_control_answer", e.to_string()));
+    }
+    match serde_json::from_str::<ControlError>(&text) {
+        _ if status == 401 => {
+            Err(Failure::new(500, "misconfigured", "the control plane refused the gateway's internal key"))
+        }
+        Ok(ControlError { error }) if status < 500 => Err(Failure::new(status, error.code, error.message)),
+        _ => Err(unavailable(format!("the control plane answered HTTP {status}"))),
+    }
+}

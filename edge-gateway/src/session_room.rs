@@ -1,0 +1,366 @@
+//! The `SessionRoom` Durable Object: one per session (named by its id), hosting the core's `Room`. It
+//! turns the platform's callbacks (a connection handed over by the Worker, a message, a close, the
+//! alarm) into `Room::on_event`, stores a checkpoint after every event, and carries out the effects.
+//!
+//! Sockets are accepted with the hibernation API (`ROOM_HIBERNATION=on`, the default): an idle session
+//! costs nothing while its sockets stay open, text `ping` heartbeats are answered by the platform without
+//! waking the object, and after a wake the room is restored from its checkpoint and the sockets from
+//! their attachments. With `ROOM_HIBERNATION=off` the object accepts sockets itself and pumps their
+//! events (kept for the latency comparison in ARCHITECTURE.md).
+
+// `#[durable_object]` generates undocumented exported glue.
+#![allow(missing_docs)]
+
+use crate::config::EdgeConfig;
+use crate::keys::{self, Refusal, VerifyError};
+use crate::room_link::{self, Admission};
+use crate::room_store::{RoomStore, StoreError};
+use crate::upgrade;
+use crate::webcrypto::random;
+use edgeshell_core::protocol::{close_reason, CloseCode, Frame, SUBPROTOCOL};
+use edgeshell_core::room::{ConnId, Effect, Event, Room, StoredOutput};
+use edgeshell_core::time::Timestamp;
+use edgeshell_core::tokens::{Expectation, Scope};
+use futures_util::StreamExt;
+use std::cell::RefCell;
+use std::collections::{HashMap, VecDeque};
+use std::rc::Rc;
+use wasm_bindgen::JsValue;
+use web_sys::BinaryType;
+use worker::{
+    durable_object, DurableObject, Env, Headers, Request, Response, Result, ScheduledTime, State, WebSocket,
+    WebSocketIncomingMessage, WebSocketPair, WebSocketRequestResponsePair, WebsocketEvent,
+};
+
+/// Text heartbeat a client sends; the platform answers [`PONG`] without waking the object.
+const PING: &str = "ping";
+const PONG: &str = "pong";
+
+/// The Durable Object class (bound as `SESSION_ROOMS`).
+#[durable_object]
+pub struct SessionRoom {
+    host: Rc<Host>,
+}
+
+/// Everything the object keeps in memory; shared with the socket pumps when not hibernating.
+struct Host {
+    state: State,
+    env: Env,
+    room: RefCell<Option<Loaded>>,
+    sockets: RefCell<HashMap<ConnId, WebSocket>>,
+}
+
+struct Loaded {
+    room: Room,
+    stored: StoredOutput,
+    store: RoomStore,
+}
+
+fn log(event: &str, fields: serde_json::Value) {
+    let mut line = serde_json::json!({ "event": event });
+    if let (Some(line), serde_json::Value::Object(fields)) = (line.as_object_mut(), fields) {
+        line.extend(fields);
+    }
+    worker::console_log!("{line}");
+}
+
+impl DurableObject for SessionRoom {
+    fn new(state: State, env: Env) -> Self {
+        if let Ok(pair) = WebSocketRequestResponsePair::new(PING, PONG) {
+            state.set_websocket_auto_response(&pair);
+        }
+        SessionRoom {
+            host: Rc::new(Host { state, env, room: RefCell::new(None), sockets: RefCell::new(HashMap::new()) }),
+        }
+    }
+
+    async fn fetch(&self, req: Request) -> Result<Response> {
+        match self.host.clone().connect(&req).await {
+            Ok(response) => Ok(response),
+            Err(refusal) => upgrade::refuse(&refusal),
+        }
+    }
+
+    async fn websocket_message(&self, ws: WebSocket, message: WebSocketIncomingMessage) -> Result<()> {
+        let Some(conn) = conn_of(&ws) else { return Ok(()) };
+        self.host.on_message(conn, &ws, message).await;
+        Ok(())
+    }
+
+    async fn websocket_close(&self, ws: WebSocket, _code: usize, _reason: String, _was_clean: bool) -> Result<()> {
+        if let Some(conn) = conn_of(&ws) {
+            self.host.on_gone(conn).await;
+        }
+        Ok(())
+    }
+
+    async fn websocket_error(&self, ws: WebSocket, _error: worker::Error) -> Result<()> {
+        if let Some(conn) = conn_of(&ws) {
+            self.host.on_gone(conn).await;
+        }
+        Ok(())
+    }
+
+    async fn alarm(&self) -> Result<Response> {
+        let mut events = self.host.heartbeats_seen();
+        events.push(Event::Alarm);
+        self.host.handle(events).await;
+        Response::empty()
+    }
+}
+
+/// A socket's connection id, kept in its attachment as hex (JavaScript numbers hold only 53 bits).
+fn conn_of(ws: &WebSocket) -> Option<ConnId> {
+    let text = ws.deserialize_attachment::<String>().ok().flatten()?;
+    u64::from_str_radix(&text, 16).ok().map(ConnId)
+}
+
+impl Host {
+    fn config(&self) -> std::result::Result<EdgeConfig, Refusal> {
+        EdgeConfig::from_env(&self.env).map_err(|e| Refusal::new(CloseCode::InternalError, e.to_string()))
+    }
+
+    /// Loads the room from storage unless it is in memory. `Ok(false)`: there is no room.
+    fn ensure_loaded(&self) -> std::result::Result<bool, StoreError> {
+        if self.room.borrow().is_some() {
+            return Ok(true);
+        }
+        let store = RoomStore::open(&self.state.storage())?;
+        match store.load()? {
+            Some((room, stored)) => {
+                *self.room.borrow_mut() = Some(Loaded { room, stored, store });
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// Accepts a connection the Worker handed over.
+    async fn connect(self: Rc<Self>, req: &Request) -> std::result::Result<Response, Refusal> {
+        let internal = |e: worker::Error| Refusal::new(CloseCode::InternalError, e.to_string());
+        let storage_failed = |e: StoreError| Refusal::new(CloseCode::InternalError, e.to_string());
+        let (session, admission) = room_link::read(req)?;
+        let config = self.config()?;
+        if !self.ensure_loaded().map_err(storage_failed)? {
+            if matches!(admission, Admission::BrowserResume { .. } | Admission::RunnerResume { .. }) {
+                return Err(Refusal::new(CloseCode::SessionNotFound, "no such session here; attach with a token"));
+            }
+            let store = RoomStore::open(&self.state.storage()).map_err(storage_failed)?;
+            let room = Room::new(session.clone(), config.room, keys::now());
+            *self.room.borrow_mut() = Some(Loaded { room, stored: StoredOutput::default(), store });
+            log("room_created", serde_json::json!({ "session": session.as_str() }));
+        }
+        let pair = WebSocketPair::new().map_err(internal)?;
+        let server = pair.server;
+        AsRef::<web_sys::WebSocket>::as_ref(&server).set_binary_type(BinaryType::Arraybuffer);
+        let conn = ConnId(u64::from_le_bytes(random()));
+        server.serialize_attachment(format!("{:016x}", conn.0)).map_err(internal)?;
+        if config.hibernation {
+            self.state.accept_web_socket(&server);
+        } else {
+            server.accept().map_err(internal)?;
+            wasm_bindgen_futures::spawn_local(self.clone().pump(conn, server.clone()));
+        }
+        self.sockets.borrow_mut().insert(conn, server);
+        let entropy = random();
+        let event = match admission {
+            Admission::Attach(token) => Event::BrowserAttach { conn, token, entropy },
+            Admission::Join(token) => Event::RunnerJoin { conn, token, entropy },
+            Admission::BrowserResume { ticket, offset } => Event::BrowserResume { conn, ticket, offset, entropy },
+            Admission::RunnerResume { ticket } => Event::RunnerResume { conn, ticket, entropy },
+        };
+        self.handle(vec![event]).await;
+        let headers = Headers::new();
+        headers.set("sec-websocket-protocol", SUBPROTOCOL).map_err(internal)?;
+        Ok(Response::from_websocket(pair.client).map_err(internal)?.with_headers(headers))
+    }
+
+    /// Serves a socket accepted without hibernation.
+    async fn pump(self: Rc<Self>, conn: ConnId, ws: WebSocket) {
+        let Ok(mut events) = ws.events() else { return };
+        while let Some(event) = events.next().await {
+            match event {
+                Ok(WebsocketEvent::Message(m)) => {
+                    let message = match m.text() {
+                        Some(text) => WebSocketIncomingMessage::String(text),
+                        None => WebSocketIncomingMessage::Binary(m.bytes().unwrap_or_default()),
+                    };
+                    self.on_message(conn, &ws, message).await;
+                }
+                Ok(WebsocketEvent::Close(_)) | Err(_) => break,
+            }
+        }
+        self.on_gone(conn).await;
+    }
+
+    async fn on_message(&self, conn: ConnId, ws: &WebSocket, message: WebSocketIncomingMessage) {
+        let event = match message {
+            WebSocketIncomingMessage::Binary(data) => Event::Message { conn, data },
+            // Answered here only when the platform did not (sockets accepted without hibernation).
+            WebSocketIncomingMessage::String(text) if text == PING => {
+                let _ = ws.send_with_str(PONG);
+                Event::HeartbeatSeen { conn, at: keys::now() }
+            }
+            // Frames are binary; the room refuses anything else as a protocol error.
+            WebSocketIncomingMessage::String(text) => Event::Message { conn, data: text.into_bytes() },
+        };
+        self.handle(vec![event]).await;
+    }
+
+    async fn on_gone(&self, conn: ConnId) {
+        if self.sockets.borrow_mut().remove(&conn).is_some() || self.room.borrow().is_some() {
+            self.handle(vec![Event::Disconnected { conn }]).await;
+        }
+    }
+
+    /// When the platform last answered each socket's heartbeat.
+    fn heartbeats_seen(&self) -> Vec<Event> {
+        let mut seen = Vec::new();
+        for ws in self.state.get_websockets() {
+            let (Some(conn), Some(at)) = (conn_of(&ws), auto_response_time(&self.state, &ws)) else { continue };
+            seen.push(Event::HeartbeatSeen { conn, at });
+        }
+        seen
+    }
+
+    /// The socket of `conn`, recovered from the platform after a wake.
+    fn socket(&self, conn: ConnId) -> Option<WebSocket> {
+        if let Some(ws) = self.sockets.borrow().get(&conn) {
+            return Some(ws.clone());
+        }
+        let mut sockets = self.sockets.borrow_mut();
+        for ws in self.state.get_websockets() {
+            if let Some(c) = conn_of(&ws) {
+                sockets.entry(c).or_insert(ws);
+            }
+        }
+        sockets.get(&conn).cloned()
+    }
+
+    /// Feeds events to the room, storing a checkpoint after each, and carries out the effects (which may
+    /// produce more events: a refresh token's verification).
+    async fn handle(&self, events: Vec<Event>) {
+        let mut queue = VecDeque::from(events);
+        while let Some(event) = queue.pop_front() {
+            let conn = match &event {
+                Event::Message { conn, .. } | Event::HeartbeatSeen { conn, .. } => Some(*conn),
+                _ => None,
+            };
+            let effects = match self.step(event) {
+                Ok(Some(effects)) => effects,
+                Ok(None) => {
+                    // No room (forgotten, or never made): a stray socket is told so and closed.
+                    if let Some(ws) = conn.and_then(|c| self.socket(c)) {
+                        close(&ws, CloseCode::SessionNotFound, "no such session");
+                    }
+                    continue;
+                }
+                Err(e) => {
+                    log("room_storage_failed", serde_json::json!({ "error": e.to_string() }));
+                    self.fail_all();
+                    return;
+                }
+            };
+            for effect in effects {
+                if let Some(event) = self.apply(effect).await {
+                    queue.push_back(event);
+                }
+            }
+        }
+    }
+
+    /// One event through the room, checkpointed.
+    fn step(&self, event: Event) -> std::result::Result<Option<Vec<Effect>>, StoreError> {
+        if !self.ensure_loaded()? {
+            return Ok(None);
+        }
+        let mut slot = self.room.borrow_mut();
+        let Some(loaded) = slot.as_mut() else { return Ok(None) };
+        let effects = loaded.room.on_event(event, keys::now());
+        let checkpoint = loaded.room.checkpoint(&mut loaded.stored);
+        loaded.store.save(checkpoint)?;
+        Ok(Some(effects))
+    }
+
+    async fn apply(&self, effect: Effect) -> Option<Event> {
+        match effect {
+            Effect::Send { conn, frame } => {
+                if let Some(ws) = self.socket(conn) {
+                    if ws.send_with_bytes(&frame).is_err() {
+                        return Some(Event::Disconnected { conn });
+                    }
+                }
+            }
+            Effect::Close { conn, code, reason } => {
+                log(
+                    "connection_closed",
+                    serde_json::json!({ "conn": format!("{:016x}", conn.0), "code": code.code(), "reason": reason }),
+                );
+                if let Some(ws) = self.sockets.borrow_mut().remove(&conn).or_else(|| self.socket(conn)) {
+                    close(&ws, code, &reason);
+                }
+            }
+            Effect::VerifyRefresh { conn, token } => {
+                let session = self.room.borrow().as_ref().map(|l| l.room.session().clone())?;
+                let config = self.config().ok()?;
+                let expect = Expectation { scope: Scope::Attach, session: Some(&session) };
+                return match keys::verify(&config, None, &token, expect).await {
+                    Ok(token) => Some(Event::RefreshVerified { conn, token }),
+                    Err(VerifyError::Token(error)) => Some(Event::RefreshRejected { conn, error }),
+                    // Not judged: the seat keeps its current authorization and the client may retry.
+                    Err(VerifyError::KeysUnavailable) => None,
+                };
+            }
+            Effect::SetAlarm(at) => {
+                let storage = self.state.storage();
+                let result = match at {
+                    Some(at) => storage.set_alarm(alarm_time(at)).await,
+                    None => storage.delete_alarm().await,
+                };
+                if let Err(e) = result {
+                    log("room_alarm_failed", serde_json::json!({ "error": e.to_string() }));
+                }
+            }
+            Effect::SessionEnded(reason) => {
+                let session = self.room.borrow().as_ref().map(|l| l.room.session().to_string());
+                log("session_ended", serde_json::json!({ "session": session, "reason": format!("{reason:?}") }));
+            }
+            Effect::Forget => {
+                let forgotten = self.room.borrow().as_ref().map(|l| l.store.forget());
+                if let Some(Err(e)) = forgotten {
+                    log("room_forget_failed", serde_json::json!({ "error": e.to_string() }));
+                }
+                *self.room.borrow_mut() = None;
+            }
+        }
+        None
+    }
+
+    /// Storage failed: nothing can be promised any more, so every peer is told to come back.
+    fn fail_all(&self) {
+        for ws in self.state.get_websockets().into_iter().chain(self.sockets.borrow_mut().drain().map(|(_, ws)| ws)) {
+            close(&ws, CloseCode::InternalError, "the session's storage failed; reconnect");
+        }
+        *self.room.borrow_mut() = None;
+    }
+}
+
+fn close(ws: &WebSocket, code: CloseCode, reason: &str) {
+    let _ = ws.send_with_bytes(Frame::Closing { code, reason: reason.to_owned() }.encode());
+    let _ = ws.close(Some(code.code()), Some(close_reason(reason)));
+}
+
+fn alarm_time(at: Timestamp) -> ScheduledTime {
+    ScheduledTime::new(js_sys::Date::new(&JsValue::from_f64(at.as_millis() as f64)))
+}
+
+/// `state.getWebSocketAutoResponseTimestamp(ws)`, which workers-rs does not bind.
+fn auto_response_time(state: &State, ws: &WebSocket) -> Option<Timestamp> {
+    let raw: &JsValue = state.as_raw().as_ref();
+    let function = js_sys::Reflect::get(raw, &JsValue::from_str("getWebSocketAutoResponseTimestamp")).ok()?;
+    let function: js_sys::Function = wasm_bindgen::JsCast::dyn_into(function).ok()?;
+    let socket: &JsValue = AsRef::<web_sys::WebSocket>::as_ref(ws).as_ref();
+    let date = function.call1(raw, socket).ok()?;
+    let date: js_sys::Date = wasm_bindgen::JsCast::dyn_into(date).ok()?;
+    Some(Timestamp::from_millis(date.get_time() as u64))
+}
