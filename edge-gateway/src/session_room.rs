@@ -296,7 +296,10 @@ impl Host {
                     "connection_closed",
                     serde_json::json!({ "conn": format!("{:016x}", conn.0), "code": code.code(), "reason": reason }),
                 );
-                if let Some(ws) = self.sockets.borrow_mut().remove(&conn).or_else(|| self.socket(conn)) {
+                // Looked up before it leaves the map (a socket from before a wake is found on the platform).
+                let socket = self.socket(conn);
+                self.sockets.borrow_mut().remove(&conn);
+                if let Some(ws) = socket {
                     close(&ws, code, &reason);
                 }
             }

@@ -29,6 +29,7 @@ pub(crate) fn run() -> Result<()> {
     }
     control()?;
     runners()?;
+    edge()?;
     let dir = criterion_dir();
     println!("\n{:<34} {:>14} {:>10}", "benchmark", "mean", "ratio");
     for (group, baseline, others) in TABLES {
@@ -55,6 +56,19 @@ fn control() -> Result<()> {
 /// table, ratios to a bare PTY measured in the same run).
 fn runners() -> Result<()> {
     Step::new("runner benchmarks", cargo(&["bench", "-p", "edgeshell-pool-agent", "--bench", "runners"])).run()
+}
+
+/// Echo, throughput and attach through the edge gateway under `wrangler dev`, with and without
+/// hibernation, against the native room (prints its own table).
+fn edge() -> Result<()> {
+    let tools = crate::edge::tools()?;
+    crate::edge::build(&tools)?;
+    // The bench starts pool agents from the release profile's directory.
+    Step::new("pool agent (release)", cargo(&["build", "--release", "-p", "edgeshell-pool-agent"])).run()?;
+    let mut bench = cargo(&["bench", "-p", "edgeshell-e2e", "--bench", "edge"]);
+    bench.env("EDGESHELL_WASM_DIR", crate::run::functions_wasm_dir());
+    crate::edge::test_env(&tools, &mut bench);
+    Step::new("edge gateway benchmarks", bench).run()
 }
 
 fn criterion_dir() -> PathBuf {

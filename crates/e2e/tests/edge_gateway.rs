@@ -78,6 +78,27 @@ async fn attach_and_echo(stack: &Stack) -> Session {
     let from = browser.output.len();
     browser.input(b"stty size\n").await;
     browser.expect_from(from, "31 101", WAIT).await;
+    // Text heartbeats are answered by the platform (auto-response).
+    browser.heartbeat().await;
+    tokio::time::timeout(WAIT, async {
+        while browser.pongs == 0 {
+            assert!(browser.step().await, "closed while waiting for pong");
+        }
+    })
+    .await
+    .expect("pong");
+    // An in-band refresh: the room has the new token verified at the edge and extends the seat.
+    let fresh = stack.attach_token(USER, &session.id).await.unwrap();
+    browser.send(Frame::Refresh { token: fresh.clone() }).await;
+    tokio::time::timeout(WAIT, async {
+        while !browser.events.iter().any(|f| matches!(f, Frame::RefreshAccepted { .. })) {
+            assert!(browser.step().await, "closed while refreshing: {:?}", browser.closed);
+        }
+    })
+    .await
+    .expect("refresh accepted");
+    // The refresh consumed the token: it cannot attach a second browser.
+    assert_eq!(closed_with(attach(&session, &fresh).await), CloseCode::Replayed);
     session
 }
 
@@ -230,6 +251,31 @@ async fn exact_resume_through_a_drop(stack: &Stack) {
     );
 }
 
+/// The edge restarts (every socket drops, the room's object starts afresh): the room is restored from
+/// its checkpoints, the runner resumes with its ticket, the browser resumes at its exact byte.
+async fn the_room_survives_an_edge_restart(stack: &mut Stack) {
+    let session = stack.mint(USER).await.unwrap();
+    let mut browser = attach(&session, &session.token).await.expect("attach");
+    browser.input(b"echo before; sleep 0.1; echo held\n").await;
+    browser.expect_from(0, "held\r\n", WAIT).await;
+    let (kept, offset, ticket) = (browser.output.clone(), browser.offset, browser.welcome.resume_ticket.clone());
+    drop(browser);
+    stack.edge.restart().await.unwrap();
+    eprintln!("edge restarted");
+    let url = format!("{}?offset={offset}", session.ws_url);
+    let credential = Credential::Resume(ticket);
+    let resume = Browser::attach(&url, &credential);
+    let mut resumed = tokio::time::timeout(WAIT, resume).await.expect("an answer").expect("resume after the restart");
+    assert_eq!(resumed.welcome.offset, offset, "the restored room continues at the exact byte");
+    // The runner redials with its ticket (backoff up to 5 s); typed input waits for it.
+    resumed.input(b"echo after\n").await;
+    resumed.expect_from(0, "after\r\n", Duration::from_secs(30)).await;
+    let mut stream = kept;
+    stream.extend_from_slice(&resumed.output);
+    let text = String::from_utf8_lossy(&stream);
+    assert_eq!(text.matches("\r\nheld\r\n").count(), 1, "nothing repeated: {text:?}");
+}
+
 async fn cached_keys_survive_an_issuer_outage(stack: &Stack) {
     stack.jwks.set_down(true);
     let session = stack.mint(USER).await.unwrap();
@@ -306,6 +352,8 @@ async fn the_edge_gateway_end_to_end() {
     eprintln!("issuer outage: ok");
     artifact_links_work_once(&stack, &first).await;
     eprintln!("artifacts: ok");
+    the_room_survives_an_edge_restart(&mut stack).await;
+    eprintln!("edge restart: ok");
     rotation_needs_one_refetch(&mut stack).await;
     eprintln!("key rotation: ok ({:?} in all)", steps.elapsed());
 }

@@ -25,6 +25,8 @@ pub struct Browser {
     pub events: Vec<Frame>,
     /// The close code, once closed.
     pub closed: Option<(CloseCode, String)>,
+    /// Text `pong`s received (answers to [`Browser::heartbeat`]).
+    pub pongs: u32,
     /// When this many output bytes arrived unacknowledged, an `Ack` is sent.
     pub ack_every: u64,
     acked: u64,
@@ -65,6 +67,7 @@ impl Browser {
                             exit: None,
                             events: Vec::new(),
                             closed: None,
+                            pongs: 0,
                             ack_every: 64 * 1024,
                             acked: offset,
                         });
@@ -102,6 +105,11 @@ impl Browser {
         self.send(Frame::Signal { signal }).await;
     }
 
+    /// Sends the text heartbeat the platform answers with `pong` without waking the room.
+    pub async fn heartbeat(&mut self) {
+        self.socket.send(Message::Text("ping".into())).await.expect("send to the room");
+    }
+
     /// Handles one message; false when the connection is over.
     pub async fn step(&mut self) -> bool {
         let message = match self.socket.next().await {
@@ -132,18 +140,25 @@ impl Browser {
                 });
                 return false;
             }
+            Message::Text(text) if text.as_str() == "pong" => self.pongs += 1,
             _ => {}
         }
         true
     }
 
-    /// Reads until `needle` appears in the output after byte `from`; panics after `within`.
+    /// Reads until `needle` appears in the output after byte `from`; panics after `within`. Each byte
+    /// is searched once, so waiting for a marker after megabytes of output stays linear.
     pub async fn expect_from(&mut self, from: usize, needle: &str, within: Duration) -> usize {
+        let needle_bytes = needle.as_bytes();
+        let mut searched = from;
         let found = tokio::time::timeout(within, async {
             loop {
-                if let Some(at) = find(&self.output[from.min(self.output.len())..], needle.as_bytes()) {
-                    return Some(from + at + needle.len());
+                let start = searched.min(self.output.len());
+                if let Some(at) = find(&self.output[start..], needle_bytes) {
+                    return Some(start + at + needle_bytes.len());
                 }
+                // The next search starts where a match could still begin.
+                searched = self.output.len().saturating_sub(needle_bytes.len().saturating_sub(1)).max(from);
                 if !self.step().await {
                     return None;
                 }

