@@ -40,8 +40,15 @@ struct Sizes {
 
 /// A way to get a fresh session with a runner, and fresh attach tokens for it.
 enum Path {
-    Direct { room: RoomHost, signer: RsaSigner, runners: Vec<tokio::process::Child> },
+    Direct(Box<Direct>),
     Edge(Box<Stack>),
+}
+
+/// The native room with runners started by hand.
+struct Direct {
+    room: RoomHost,
+    signer: RsaSigner,
+    runners: Vec<tokio::process::Child>,
 }
 
 struct Session {
@@ -72,7 +79,7 @@ impl Path {
         let room = RoomHost::start(Options { issuer: TOKEN_ISSUER.into(), keys, config: RoomConfig::default() })
             .await
             .unwrap();
-        Path::Direct { room, signer, runners: Vec::new() }
+        Path::Direct(Box::new(Direct { room, signer, runners: Vec::new() }))
     }
 
     async fn edge(hibernation: bool) -> Path {
@@ -85,7 +92,8 @@ impl Path {
 
     async fn session(&mut self) -> (Session, String) {
         match self {
-            Path::Direct { room, signer, runners } => {
+            Path::Direct(direct) => {
+                let Direct { room, signer, runners } = direct.as_mut();
                 let id = edgeshell_core::issue::session_id(entropy());
                 let region = RegionId::new("eu").unwrap();
                 let join = sign(&Issuer::new(TOKEN_ISSUER).join(&id, &region, entropy(), now()), signer).unwrap();
@@ -113,7 +121,8 @@ impl Path {
 
     async fn token(&self, session: &Session) -> String {
         match self {
-            Path::Direct { signer, .. } => {
+            Path::Direct(direct) => {
+                let signer = &direct.signer;
                 let user = Subject::new("bench").unwrap();
                 let claims = Issuer::new(TOKEN_ISSUER).attach(
                     &user,
