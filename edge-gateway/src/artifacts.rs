@@ -6,27 +6,32 @@
 use crate::config::{internal_key, EdgeConfig};
 use crate::http::{error, Failure};
 use crate::keys::{self, VerifyError};
-use edgeshell_core::artifacts::{check_link, ArtifactPath};
+use edgeshell_core::artifacts::{check_link, parse_artifact_route, ArtifactPath};
 use edgeshell_core::ids::SessionId;
 use edgeshell_core::tokens::{Expectation, Method, Scope, TokenError, Verified};
 use futures_util::future::{select, Either};
 use serde::Deserialize;
 use std::time::Duration;
-use worker::{Context, Delay, Env, Fetch, Headers, Request, RequestInit, Response, Result};
+use worker::{url, Context, Delay, Env, Fetch, Headers, Request, RequestInit, Response, Result};
 
 /// The R2 bucket binding of artifacts (`wrangler.toml`).
 pub const BUCKET_BINDING: &str = "ARTIFACTS";
 /// How long a call to the control plane may take.
 const CONTROL_TIMEOUT: Duration = Duration::from_secs(5);
 
-fn parse_target(path: &str) -> std::result::Result<(SessionId, ArtifactPath), Failure> {
-    let rest = path.strip_prefix("/artifacts/").unwrap_or_default();
-    let (sid, file) = rest.split_once('/').ok_or_else(|| Failure::new(404, "not_found", "no artifact named"))?;
-    let session = SessionId::new(sid).map_err(|e| Failure::new(404, "not_found", e.to_string()))?;
-    // Paths contain no escapes but the space (core `download_path`); anything else is refused there.
-    let file =
-        ArtifactPath::new(&file.replace("%20", " ")).map_err(|e| Failure::new(400, "bad_path", e.to_string()))?;
-    Ok((session, file))
+/// The request's configuration, session and artifact.
+fn target(req: &Request, env: &Env) -> std::result::Result<(EdgeConfig, url::Url, SessionId, ArtifactPath), Failure> {
+    let config = EdgeConfig::from_env(env).map_err(|e| {
+        worker::console_error!("{}", serde_json::json!({"event": "config_error", "error": e.to_string()}));
+        Failure::new(500, "misconfigured", "the gateway is misconfigured")
+    })?;
+    let url = req.url().map_err(|e| Failure::new(400, "bad_request", e.to_string()))?;
+    let (session, path) = match parse_artifact_route(url.path()) {
+        Some(Ok(target)) => target,
+        Some(Err(e)) => return Err(Failure::new(400, "bad_path", e.to_string())),
+        None => return Err(Failure::new(404, "not_found", "no artifact named")),
+    };
+    Ok((config, url, session, path))
 }
 
 fn token_failure(e: VerifyError) -> Failure {
@@ -58,22 +63,13 @@ pub async fn serve(req: Request, env: &Env, ctx: &Context) -> Result<Response> {
     outcome.or_else(|f| error(&f))
 }
 
-fn config(env: &Env) -> std::result::Result<EdgeConfig, Failure> {
-    EdgeConfig::from_env(env).map_err(|e| {
-        worker::console_error!("{}", serde_json::json!({"event": "config_error", "error": e.to_string()}));
-        Failure::new(500, "misconfigured", "the gateway is misconfigured")
-    })
-}
-
 #[derive(Deserialize)]
 struct Redeemed {
     object_key: String,
 }
 
 async fn download(req: &Request, env: &Env, ctx: &Context) -> std::result::Result<Response, Failure> {
-    let config = config(env)?;
-    let url = req.url().map_err(|e| Failure::new(400, "bad_request", e.to_string()))?;
-    let (session, path) = parse_target(url.path())?;
+    let (config, url, session, path) = target(req, env)?;
     let token = url.query_pairs().find(|(k, _)| k == "token").map(|(_, v)| v.into_owned());
     let link = verify(&config, ctx, token, Scope::ArtifactGet, &session).await?;
     check_link(&link, &session, &path, Method::Get).map_err(|e| Failure::new(403, "forbidden", e.to_string()))?;
@@ -109,9 +105,7 @@ struct Registered {
 }
 
 async fn upload(req: &Request, env: &Env, ctx: &Context) -> std::result::Result<Response, Failure> {
-    let config = config(env)?;
-    let url = req.url().map_err(|e| Failure::new(400, "bad_request", e.to_string()))?;
-    let (session, path) = parse_target(url.path())?;
+    let (config, _, session, path) = target(req, env)?;
     let bearer =
         req.headers().get("authorization").ok().flatten().and_then(|v| v.strip_prefix("Bearer ").map(str::to_owned));
     verify(&config, ctx, bearer, Scope::ArtifactPut, &session).await?;

@@ -73,7 +73,7 @@ pub async fn open(env: &Env, session: &SessionId, hint: Option<&str>, handoff: H
         return Err(Refusal::new(CloseCode::InternalError, e));
     }
     let rooms = env.durable_object(ROOMS_BINDING).map_err(internal)?;
-    let stub = match hint {
+    let object = match hint {
         Some(hint) => rooms.get_by_name_with_location_hint(session.as_str(), hint),
         None => rooms.get_by_name(session.as_str()),
     }
@@ -81,7 +81,7 @@ pub async fn open(env: &Env, session: &SessionId, hint: Option<&str>, handoff: H
     let mut init = RequestInit::new();
     init.with_method(Method::Get).with_headers(handoff.headers);
     let request = Request::new_with_init("https://room.internal/connect", &init).map_err(internal)?;
-    stub.fetch_with_request(request).await.map_err(internal)
+    object.fetch_with_request(request).await.map_err(internal)
 }
 
 /// What the room was handed.

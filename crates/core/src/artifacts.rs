@@ -220,9 +220,34 @@ pub fn download_path(session: &SessionId, path: &ArtifactPath) -> String {
     format!("/artifacts/{session}/{}", path.as_str().replace(' ', "%20"))
 }
 
+/// Reads the session and artifact of a URL path that [`download_path`] made (the upload route uses the
+/// same form). `None` when it is not an artifact route or names no valid session; a bad artifact path
+/// is an error that says why.
+pub fn parse_artifact_route(url_path: &str) -> Option<Result<(SessionId, ArtifactPath), ArtifactError>> {
+    let rest = url_path.strip_prefix("/artifacts/")?;
+    let (sid, file) = rest.split_once('/')?;
+    let session = SessionId::new(sid).ok()?;
+    // Paths hold no escapes but the space; any other `%` is refused by `ArtifactPath`.
+    Some(ArtifactPath::new(&file.replace("%20", " ")).map(|path| (session, path)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn artifact_routes_round_trip_and_refuse_escapes() {
+        let session = SessionId::new("s_abc").unwrap();
+        let path = ArtifactPath::new("out/run 1.txt").unwrap();
+        let route = download_path(&session, &path);
+        assert_eq!(parse_artifact_route(&route), Some(Ok((session, path))));
+        assert_eq!(parse_artifact_route("/elsewhere/s_abc/x"), None);
+        assert_eq!(parse_artifact_route("/artifacts/s_abc"), None);
+        assert_eq!(parse_artifact_route("/artifacts/not%20a%20session/x"), None);
+        for bad in ["/artifacts/s_abc/..%2Fetc", "/artifacts/s_abc/a/../b", "/artifacts/s_abc/"] {
+            assert!(matches!(parse_artifact_route(bad), Some(Err(ArtifactError::BadPath { .. }))), "{bad}");
+        }
+    }
     use crate::dangerous::assume_verified;
     use crate::ids::Kid;
 
