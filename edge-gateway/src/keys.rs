@@ -9,7 +9,7 @@ use crate::config::EdgeConfig;
 use crate::webcrypto::WebCryptoVerifier;
 use edgeshell_core::jwks::cache::{CachePolicy, JwksCache, Lookup};
 use edgeshell_core::jwks::{JwksError, KeySet, MAX_JWKS_BYTES};
-use edgeshell_core::protocol::CloseCode;
+use edgeshell_core::protocol::{CloseCode, UpgradeRefused};
 use edgeshell_core::time::Timestamp;
 use edgeshell_core::tokens::{Expectation, TokenError, UntrustedToken, Verified};
 use futures_util::future::{select, Either};
@@ -32,28 +32,6 @@ pub fn now() -> Timestamp {
     Timestamp::from_millis(Date::now().as_millis())
 }
 
-/// Why a connection or request is refused, in terms of the close-code table.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Refusal {
-    /// The close code (and through it the HTTP status).
-    pub code: CloseCode,
-    /// What was wrong; never contains a token.
-    pub reason: String,
-}
-
-impl Refusal {
-    /// A refusal with this code and reason.
-    pub fn new(code: CloseCode, reason: impl Into<String>) -> Refusal {
-        Refusal { code, reason: reason.into() }
-    }
-}
-
-impl From<TokenError> for Refusal {
-    fn from(e: TokenError) -> Refusal {
-        Refusal::new(CloseCode::from(&e), e.to_string())
-    }
-}
-
 /// Why a token could not be accepted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum VerifyError {
@@ -69,12 +47,12 @@ impl From<TokenError> for VerifyError {
     }
 }
 
-impl From<VerifyError> for Refusal {
-    fn from(e: VerifyError) -> Refusal {
+impl From<VerifyError> for UpgradeRefused {
+    fn from(e: VerifyError) -> UpgradeRefused {
         match e {
             VerifyError::Token(e) => e.into(),
             VerifyError::KeysUnavailable => {
-                Refusal::new(CloseCode::InternalError, "the signing keys cannot be fetched now; retry shortly")
+                UpgradeRefused::new(CloseCode::InternalError, "the signing keys cannot be fetched now; retry shortly")
             }
         }
     }

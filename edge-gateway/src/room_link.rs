@@ -3,10 +3,9 @@
 //! through its namespace binding, never from the internet), and the room reads them back. The room
 //! still re-checks scope and session and owns replay; it never sees the raw token.
 
-use crate::keys::Refusal;
 use edgeshell_core::dangerous::assume_verified;
 use edgeshell_core::ids::{Kid, SessionId};
-use edgeshell_core::protocol::{CloseCode, Role};
+use edgeshell_core::protocol::{CloseCode, Role, UpgradeRefused};
 use edgeshell_core::tokens::{Claims, Verified};
 use worker::{Env, Headers, Method, Request, RequestInit, Response};
 
@@ -67,10 +66,15 @@ impl Handoff {
 }
 
 /// Opens the connection in `session`'s room, created near `hint` if it does not exist yet.
-pub async fn open(env: &Env, session: &SessionId, hint: Option<&str>, handoff: Handoff) -> Result<Response, Refusal> {
-    let internal = |e: worker::Error| Refusal::new(CloseCode::InternalError, format!("the session room: {e}"));
+pub async fn open(
+    env: &Env,
+    session: &SessionId,
+    hint: Option<&str>,
+    handoff: Handoff,
+) -> Result<Response, UpgradeRefused> {
+    let internal = |e: worker::Error| UpgradeRefused::new(CloseCode::InternalError, format!("the session room: {e}"));
     if let Some(e) = handoff.failed {
-        return Err(Refusal::new(CloseCode::InternalError, e));
+        return Err(UpgradeRefused::new(CloseCode::InternalError, e));
     }
     let rooms = env.durable_object(ROOMS_BINDING).map_err(internal)?;
     let object = match hint {
@@ -106,12 +110,12 @@ pub enum Admission {
 }
 
 /// Reads a handoff in the room.
-pub fn read(req: &Request) -> Result<(SessionId, Admission), Refusal> {
-    let bad = |what: &str| Refusal::new(CloseCode::InternalError, format!("bad handoff: {what}"));
+pub fn read(req: &Request) -> Result<(SessionId, Admission), UpgradeRefused> {
+    let bad = |what: &str| UpgradeRefused::new(CloseCode::InternalError, format!("bad handoff: {what}"));
     let header = |name: &str| req.headers().get(name).ok().flatten();
     let session = SessionId::new(header(SESSION).ok_or_else(|| bad("no session"))?).map_err(|_| bad("session"))?;
     let role = header(ROLE).ok_or_else(|| bad("no role"))?;
-    let verified = || -> Result<Verified, Refusal> {
+    let verified = || -> Result<Verified, UpgradeRefused> {
         let claims: Claims =
             serde_json::from_str(&header(CLAIMS).ok_or_else(|| bad("no claims"))?).map_err(|_| bad("claims"))?;
         let kid = Kid::new(header(KID).ok_or_else(|| bad("no kid"))?).map_err(|_| bad("kid"))?;

@@ -12,12 +12,12 @@
 #![allow(missing_docs)]
 
 use crate::config::EdgeConfig;
-use crate::keys::{self, Refusal, VerifyError};
+use crate::keys::{self, VerifyError};
 use crate::room_link::{self, Admission};
 use crate::room_store::{RoomStore, StoreError};
 use crate::upgrade;
 use crate::webcrypto::random;
-use edgeshell_core::protocol::{close_reason, CloseCode, Frame, SUBPROTOCOL};
+use edgeshell_core::protocol::{close_reason, CloseCode, Frame, UpgradeRefused, SUBPROTOCOL};
 use edgeshell_core::room::{ConnId, Effect, Event, Room, StoredOutput};
 use edgeshell_core::time::Timestamp;
 use edgeshell_core::tokens::{Expectation, Scope};
@@ -77,7 +77,7 @@ impl DurableObject for SessionRoom {
     async fn fetch(&self, req: Request) -> Result<Response> {
         match self.host.clone().connect(&req).await {
             Ok(response) => Ok(response),
-            Err(refusal) => upgrade::refuse(&refusal),
+            Err(refused) => upgrade::refuse(&refused),
         }
     }
 
@@ -116,8 +116,8 @@ fn conn_of(ws: &WebSocket) -> Option<ConnId> {
 }
 
 impl Host {
-    fn config(&self) -> std::result::Result<EdgeConfig, Refusal> {
-        EdgeConfig::from_env(&self.env).map_err(|e| Refusal::new(CloseCode::InternalError, e.to_string()))
+    fn config(&self) -> std::result::Result<EdgeConfig, UpgradeRefused> {
+        EdgeConfig::from_env(&self.env).map_err(|e| UpgradeRefused::new(CloseCode::InternalError, e.to_string()))
     }
 
     /// Loads the room from storage unless it is in memory. `Ok(false)`: there is no room.
@@ -136,14 +136,25 @@ impl Host {
     }
 
     /// Accepts a connection the Worker handed over.
-    async fn connect(self: Rc<Self>, req: &Request) -> std::result::Result<Response, Refusal> {
-        let internal = |e: worker::Error| Refusal::new(CloseCode::InternalError, e.to_string());
-        let storage_failed = |e: StoreError| Refusal::new(CloseCode::InternalError, e.to_string());
+    async fn connect(self: Rc<Self>, req: &Request) -> std::result::Result<Response, UpgradeRefused> {
+        let internal = |e: worker::Error| UpgradeRefused::new(CloseCode::InternalError, e.to_string());
+        let storage_failed = |e: StoreError| UpgradeRefused::new(CloseCode::InternalError, e.to_string());
         let (session, admission) = room_link::read(req)?;
         let config = self.config()?;
+        let conn = ConnId(u64::from_le_bytes(random()));
+        let entropy = random();
+        let event = match admission {
+            Admission::Attach(token) => Event::BrowserAttach { conn, token, entropy },
+            Admission::Join(token) => Event::RunnerJoin { conn, token, entropy },
+            Admission::BrowserResume { ticket, offset } => Event::BrowserResume { conn, ticket, offset, entropy },
+            Admission::RunnerResume { ticket } => Event::RunnerResume { conn, ticket, entropy },
+        };
         if !self.ensure_loaded().map_err(storage_failed)? {
-            if matches!(admission, Admission::BrowserResume { .. } | Admission::RunnerResume { .. }) {
-                return Err(Refusal::new(CloseCode::SessionNotFound, "no such session here; attach with a token"));
+            if !event.may_create_room() {
+                return Err(UpgradeRefused::new(
+                    CloseCode::SessionNotFound,
+                    "no such session here; attach with a token",
+                ));
             }
             let store = RoomStore::open(&self.state.storage()).map_err(storage_failed)?;
             let room = Room::new(session.clone(), config.room, keys::now());
@@ -153,7 +164,6 @@ impl Host {
         let pair = WebSocketPair::new().map_err(internal)?;
         let server = pair.server;
         AsRef::<web_sys::WebSocket>::as_ref(&server).set_binary_type(BinaryType::Arraybuffer);
-        let conn = ConnId(u64::from_le_bytes(random()));
         server.serialize_attachment(format!("{:016x}", conn.0)).map_err(internal)?;
         if config.hibernation {
             self.state.accept_web_socket(&server);
@@ -162,13 +172,6 @@ impl Host {
             wasm_bindgen_futures::spawn_local(self.clone().pump(conn, server.clone()));
         }
         self.sockets.borrow_mut().insert(conn, server);
-        let entropy = random();
-        let event = match admission {
-            Admission::Attach(token) => Event::BrowserAttach { conn, token, entropy },
-            Admission::Join(token) => Event::RunnerJoin { conn, token, entropy },
-            Admission::BrowserResume { ticket, offset } => Event::BrowserResume { conn, ticket, offset, entropy },
-            Admission::RunnerResume { ticket } => Event::RunnerResume { conn, ticket, entropy },
-        };
         self.handle(vec![event]).await;
         let headers = Headers::new();
         headers.set("sec-websocket-protocol", SUBPROTOCOL).map_err(internal)?;

@@ -5,12 +5,14 @@
 //!
 //! A refused upgrade is still accepted and then closed with the close code of the table (after a
 //! `Closing` frame with the full reason): browsers cannot read the HTTP status of a failed upgrade, and
-//! the close code is what tells the client its next step. The room is never involved in a refusal.
+//! the close code is what tells the client its next step. The room is never involved in a refused.
 
 use crate::config::EdgeConfig;
-use crate::keys::{self, Refusal};
+use crate::keys;
 use crate::room_link;
-use edgeshell_core::protocol::{close_reason, CloseCode, Credential, Frame, Role, Upgrade, SUBPROTOCOL};
+use edgeshell_core::protocol::{
+    close_reason, CloseCode, Credential, Frame, Role, Upgrade, UpgradeRefused, SUBPROTOCOL,
+};
 use edgeshell_core::tokens::{Expectation, Scope};
 use worker::{Context, Env, Headers, Request, Response, Result, WebSocketPair};
 
@@ -23,17 +25,17 @@ pub fn is_websocket(req: &Request) -> bool {
 pub async fn serve(req: Request, env: &Env, ctx: &Context) -> Result<Response> {
     match forward(req, env, ctx).await {
         Ok(response) => Ok(response),
-        Err(refusal) => refuse(&refusal),
+        Err(refused) => refuse(&refused),
     }
 }
 
-async fn forward(req: Request, env: &Env, ctx: &Context) -> std::result::Result<Response, Refusal> {
-    let url = req.url().map_err(|e| Refusal::new(CloseCode::ProtocolError, e.to_string()))?;
+async fn forward(req: Request, env: &Env, ctx: &Context) -> std::result::Result<Response, UpgradeRefused> {
+    let url = req.url().map_err(|e| UpgradeRefused::new(CloseCode::ProtocolError, e.to_string()))?;
     let protocols = req.headers().get("sec-websocket-protocol").ok().flatten().unwrap_or_default();
-    let upgrade = Upgrade::parse(url.path(), url.query(), &protocols).map_err(|r| Refusal::new(r.code, r.reason))?;
+    let upgrade = Upgrade::parse(url.path(), url.query(), &protocols)?;
     let config = EdgeConfig::from_env(env).map_err(|e| {
         worker::console_error!("{}", serde_json::json!({"event": "config_error", "error": e.to_string()}));
-        Refusal::new(CloseCode::InternalError, "the gateway is misconfigured")
+        UpgradeRefused::new(CloseCode::InternalError, "the gateway is misconfigured")
     })?;
     let mut handoff = room_link::Handoff::new(&upgrade.session, upgrade.role);
     let mut hint = None;
@@ -53,13 +55,13 @@ async fn forward(req: Request, env: &Env, ctx: &Context) -> std::result::Result<
     room_link::open(env, &upgrade.session, hint.as_deref(), handoff).await
 }
 
-/// Accepts the WebSocket only to close it with the refusal's code.
-pub fn refuse(refusal: &Refusal) -> Result<Response> {
+/// Accepts the WebSocket only to close it with the refused's code.
+pub fn refuse(refused: &UpgradeRefused) -> Result<Response> {
     let pair = WebSocketPair::new()?;
     pair.server.accept()?;
-    let closing = Frame::Closing { code: refusal.code, reason: refusal.reason.clone() };
+    let closing = Frame::Closing { code: refused.code, reason: refused.reason.clone() };
     pair.server.send_with_bytes(closing.encode())?;
-    pair.server.close(Some(refusal.code.code()), Some(close_reason(&refusal.reason)))?;
+    pair.server.close(Some(refused.code.code()), Some(close_reason(&refused.reason)))?;
     let headers = Headers::new();
     headers.set("sec-websocket-protocol", SUBPROTOCOL)?;
     Ok(Response::from_websocket(pair.client)?.with_headers(headers))

@@ -183,9 +183,7 @@ async fn throughput(browser: &mut Browser, bytes: u64) -> f64 {
     browser
         .input(format!("yes 0123456789abcdefghijklmnopqrstuvwxyz | head -c {bytes}; echo; echo do''ne\n").as_bytes())
         .await;
-    while browser.output.len() <= from + 100 {
-        assert!(browser.step().await);
-    }
+    assert!(browser.step_until(WAIT, |b| b.output.len() > from + 100).await);
     let started = Instant::now();
     let start_len = browser.output.len();
     browser.expect_from(start_len, "done", WAIT * 4).await;
@@ -205,9 +203,7 @@ async fn attach_latencies(path: &mut Path, n: usize) -> (Vec<Duration>, Vec<Dura
         let token = path.token(session).await;
         let opened = Instant::now();
         let mut browser = attach(&session.attach_url, Credential::Token(token)).await;
-        while browser.output.is_empty() {
-            assert!(browser.step().await);
-        }
+        assert!(browser.step_until(WAIT, |b| !b.output.is_empty()).await);
         with_token.push(opened.elapsed());
         let (ticket, offset) = (browser.welcome.resume_ticket.clone(), browser.welcome.offset);
         drop(browser);
@@ -215,9 +211,7 @@ async fn attach_latencies(path: &mut Path, n: usize) -> (Vec<Duration>, Vec<Dura
         let url = format!("{}?offset={offset}", session.attach_url);
         let opened = Instant::now();
         let mut resumed = attach(&url, Credential::Resume(ticket)).await;
-        while resumed.output.is_empty() {
-            assert!(resumed.step().await);
-        }
+        assert!(resumed.step_until(WAIT, |b| !b.output.is_empty()).await);
         with_ticket.push(opened.elapsed());
     }
     with_token.sort();

@@ -80,23 +80,12 @@ async fn attach_and_echo(stack: &Stack) -> Session {
     browser.expect_from(from, "31 101", WAIT).await;
     // Text heartbeats are answered by the platform (auto-response).
     browser.heartbeat().await;
-    tokio::time::timeout(WAIT, async {
-        while browser.pongs == 0 {
-            assert!(browser.step().await, "closed while waiting for pong");
-        }
-    })
-    .await
-    .expect("pong");
+    assert!(browser.step_until(WAIT, |b| b.pongs > 0).await, "no pong: {:?}", browser.closed);
     // An in-band refresh: the room has the new token verified at the edge and extends the seat.
     let fresh = stack.attach_token(USER, &session.id).await.unwrap();
     browser.send(Frame::Refresh { token: fresh.clone() }).await;
-    tokio::time::timeout(WAIT, async {
-        while !browser.events.iter().any(|f| matches!(f, Frame::RefreshAccepted { .. })) {
-            assert!(browser.step().await, "closed while refreshing: {:?}", browser.closed);
-        }
-    })
-    .await
-    .expect("refresh accepted");
+    let accepted = |b: &Browser| b.events.iter().any(|f| matches!(f, Frame::RefreshAccepted { .. }));
+    assert!(browser.step_until(WAIT, accepted).await, "refresh not accepted: {:?}", browser.closed);
     // The refresh consumed the token: it cannot attach a second browser.
     assert_eq!(closed_with(attach(&session, &fresh).await), CloseCode::Replayed);
     session
@@ -225,13 +214,7 @@ async fn exact_resume_through_a_drop(stack: &Stack) {
     let from = browser.expect_from(0, "ready", WAIT).await;
     browser.input(format!("seq 1 {N}; echo; echo finished\n").as_bytes()).await;
     // Cut the connection in the middle of the output, without a close frame.
-    tokio::time::timeout(WAIT, async {
-        while browser.output.len() < from + 3_000_000 {
-            assert!(browser.step().await, "closed early: {:?}", browser.closed);
-        }
-    })
-    .await
-    .expect("3 MB arrive");
+    assert!(browser.step_until(WAIT, |b| b.output.len() >= from + 3_000_000).await, "3 MB did not arrive");
     let (kept, offset, ticket) = (browser.output.clone(), browser.offset, browser.welcome.resume_ticket.clone());
     drop(browser);
     tokio::time::sleep(Duration::from_millis(200)).await;

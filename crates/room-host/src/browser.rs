@@ -146,6 +146,20 @@ impl Browser {
         true
     }
 
+    /// Reads until `done` holds for this browser; false if the connection ended or `within` passed first.
+    pub async fn step_until(&mut self, within: Duration, done: impl Fn(&Browser) -> bool) -> bool {
+        tokio::time::timeout(within, async {
+            while !done(self) {
+                if !self.step().await {
+                    return false;
+                }
+            }
+            true
+        })
+        .await
+        .unwrap_or(false)
+    }
+
     /// Reads until `needle` appears in the output after byte `from`; panics after `within`. Each byte
     /// is searched once, so waiting for a marker after megabytes of output stays linear.
     pub async fn expect_from(&mut self, from: usize, needle: &str, within: Duration) -> usize {

@@ -12,10 +12,10 @@ pub mod browser;
 use edgeshell_core::ids::SessionId;
 use edgeshell_core::issue::EDGE_AUDIENCE;
 use edgeshell_core::jwks::KeySet;
-use edgeshell_core::protocol::{CloseCode, Credential, Role, Upgrade, SUBPROTOCOL};
+use edgeshell_core::protocol::{CloseCode, Credential, Role, Upgrade, UpgradeRefused, SUBPROTOCOL};
 use edgeshell_core::room::{ConnId, Effect, EndReason, Event, Room, RoomConfig};
 use edgeshell_core::time::Timestamp;
-use edgeshell_core::tokens::{Expectation, Scope, TokenError, ValidationOptions, Validator, Verified};
+use edgeshell_core::tokens::{Expectation, Scope, ValidationOptions, Validator, Verified};
 use edgeshell_keys::{now_or_never, RingRs256};
 use futures_util::{SinkExt, StreamExt};
 use std::collections::HashMap;
@@ -181,7 +181,7 @@ async fn serve(shared: Arc<Shared>, stream: TcpStream) {
                 response.headers_mut().insert("sec-websocket-protocol", SUBPROTOCOL.parse().expect("static header"));
                 Ok(response)
             }
-            Err((code, why)) => {
+            Err(UpgradeRefused { code, reason: why }) => {
                 let mut refusal = ErrorResponse::new(Some(format!("{}: {why}", code.name())));
                 *refusal.status_mut() =
                     http::StatusCode::from_u16(code.http_status()).unwrap_or(http::StatusCode::BAD_REQUEST);
@@ -239,15 +239,14 @@ async fn serve(shared: Arc<Shared>, stream: TcpStream) {
 }
 
 /// Checks the path and credential of an upgrade, verifying tokens before the upgrade as the edge does.
-fn admit(shared: &Shared, conn: ConnId, request: &Request) -> Result<Admission, (CloseCode, String)> {
+fn admit(shared: &Shared, conn: ConnId, request: &Request) -> Result<Admission, UpgradeRefused> {
     let protocols = request.headers().get("sec-websocket-protocol").and_then(|v| v.to_str().ok()).unwrap_or_default();
-    let upgrade = Upgrade::parse(request.uri().path(), request.uri().query(), protocols)
-        .map_err(|refused| (refused.code, refused.reason))?;
+    let upgrade = Upgrade::parse(request.uri().path(), request.uri().query(), protocols)?;
     let session = upgrade.session;
-    let verify = |scope: Scope, token: &str| -> Result<Verified, (CloseCode, String)> {
+    let verify = |scope: Scope, token: &str| -> Result<Verified, UpgradeRefused> {
         let expect = Expectation { scope, session: Some(&session) };
         let checked = now_or_never(shared.validator.verify(token, &shared.options.keys, &RingRs256, expect, now()));
-        checked.map_err(|e: TokenError| (CloseCode::from(&e), e.to_string()))
+        checked.map_err(UpgradeRefused::from)
     };
     let event = match (upgrade.role, upgrade.credential) {
         (Role::Browser, Credential::Token(t)) => {
@@ -261,6 +260,10 @@ fn admit(shared: &Shared, conn: ConnId, request: &Request) -> Result<Admission, 
         }
         (Role::Runner, Credential::Resume(ticket)) => Event::RunnerResume { conn, ticket, entropy: entropy() },
     };
+    let exists = shared.rooms.lock().unwrap_or_else(|e| e.into_inner()).contains_key(&session);
+    if !exists && !event.may_create_room() {
+        return Err(UpgradeRefused::new(CloseCode::SessionNotFound, "no such session here; attach with a token"));
+    }
     Ok(Admission { session, event })
 }
 

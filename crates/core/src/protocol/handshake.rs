@@ -107,7 +107,8 @@ pub struct Upgrade {
     pub offset: Option<u64>,
 }
 
-/// An upgrade refused before any token check, with the close code that says why.
+/// A session connection refused, with the close code that says why: before any token check
+/// ([`Upgrade::parse`]), or by a host's token check.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{reason}")]
 pub struct UpgradeRefused {
@@ -117,10 +118,23 @@ pub struct UpgradeRefused {
     pub reason: String,
 }
 
+impl UpgradeRefused {
+    /// A refusal with this code and reason.
+    pub fn new(code: CloseCode, reason: impl Into<String>) -> UpgradeRefused {
+        UpgradeRefused { code, reason: reason.into() }
+    }
+}
+
+impl From<crate::tokens::TokenError> for UpgradeRefused {
+    fn from(e: crate::tokens::TokenError) -> UpgradeRefused {
+        UpgradeRefused::new(CloseCode::from(&e), e.to_string())
+    }
+}
+
 impl Upgrade {
     /// Reads an upgrade request: the URL path, its query (if any) and the `Sec-WebSocket-Protocol` value.
     pub fn parse(path: &str, query: Option<&str>, protocols: &str) -> Result<Upgrade, UpgradeRefused> {
-        let refuse = |code, reason: String| UpgradeRefused { code, reason };
+        let refuse = |code, reason: String| UpgradeRefused::new(code, reason);
         let no_route = || refuse(CloseCode::SessionNotFound, format!("no route {path}"));
         let rest = path.strip_prefix("/sessions/").ok_or_else(no_route)?;
         let (sid, tail) = rest.split_once('/').ok_or_else(no_route)?;

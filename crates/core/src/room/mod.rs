@@ -177,6 +177,15 @@ pub enum Event {
     End,
 }
 
+impl Event {
+    /// Whether this event may bring a room into being when the host has none for the session: only a
+    /// verified token may; a resume ticket belongs to a room that exists (or is forgotten), so without
+    /// one the host refuses with `SessionNotFound`.
+    pub fn may_create_room(&self) -> bool {
+        matches!(self, Event::BrowserAttach { .. } | Event::RunnerJoin { .. })
+    }
+}
+
 /// Something the host must do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Effect {

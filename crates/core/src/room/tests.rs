@@ -529,3 +529,15 @@ fn an_ended_room_is_a_tombstone_until_no_token_can_verify() {
     h.advance_to(at(5_000) + tombstone + core::time::Duration::from_secs(60));
     assert_eq!(h.ended, vec![EndReason::Ended], "ended and forgotten once");
 }
+
+#[test]
+fn only_tokens_bring_a_room_into_being() {
+    let e = [1u8; 32];
+    let attach = Event::BrowserAttach { conn: ConnId(1), token: token(Scope::Attach, "a", "s1", 600), entropy: e };
+    let join = Event::RunnerJoin { conn: ConnId(2), token: token(Scope::Join, "j", "s1", 600), entropy: e };
+    let resume = Event::BrowserResume { conn: ConnId(3), ticket: "1.AAAA".into(), offset: 0, entropy: e };
+    let runner_resume = Event::RunnerResume { conn: ConnId(4), ticket: "r.AAAA".into(), entropy: e };
+    assert!(attach.may_create_room() && join.may_create_room());
+    assert!(!resume.may_create_room() && !runner_resume.may_create_room());
+    assert!(!Event::Alarm.may_create_room() && !Event::Disconnected { conn: ConnId(1) }.may_create_room());
+}
