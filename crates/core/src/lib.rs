@@ -9,6 +9,7 @@
 
 pub mod artifacts;
 pub mod base64url;
+pub mod browser_link;
 pub mod bundles;
 pub mod dangerous;
 pub mod ids;
