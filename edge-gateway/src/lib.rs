@@ -8,11 +8,16 @@
 //! | `GET /healthz` | here: liveness, protocol version, the isolate's JWKS cache counters |
 //! | `GET /sessions/{sid}/attach`, `/sessions/{sid}/join` (WebSocket) | [`upgrade`], then [`session_room`] |
 //! | `GET`, `PUT /artifacts/{sid}/{path}` | [`artifacts`] |
+//! | `/api/sessions/...`, `/api/regions`, `/api/artifacts/...` | [`public_api`]: passed to the control plane |
+//! | `GET /client-config.json` | [`public_api`]: the page's sign-in settings |
+//! | `GET /probe/{region}` | [`probe`]: a round trip to where the region's rooms live |
 
 pub mod artifacts;
 pub mod config;
 pub mod http;
 pub mod keys;
+pub mod probe;
+pub mod public_api;
 pub mod room_link;
 pub mod room_store;
 pub mod session_room;
@@ -38,6 +43,15 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
             return error(&Failure::new(426, "upgrade_required", "session routes are WebSocket endpoints"));
         }
         return upgrade::serve(req, &env, &ctx).await;
+    }
+    if public_api::is_public_api(&path) {
+        return public_api::proxy(req, &env).await;
+    }
+    if path == "/client-config.json" {
+        return public_api::client_config(&env);
+    }
+    if path.starts_with("/probe/") {
+        return probe::serve(&req, &env).await;
     }
     if path.starts_with("/artifacts/") {
         return artifacts::serve(req, &env, &ctx).await;

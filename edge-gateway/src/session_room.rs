@@ -75,6 +75,10 @@ impl DurableObject for SessionRoom {
     }
 
     async fn fetch(&self, req: Request) -> Result<Response> {
+        if req.path() == crate::probe::PROBE_PATH {
+            // A region probe: answered without loading or creating a room.
+            return Ok(Response::empty()?.with_status(204));
+        }
         match self.host.clone().connect(&req).await {
             Ok(response) => Ok(response),
             Err(refused) => upgrade::refuse(&refused),

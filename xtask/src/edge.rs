@@ -99,15 +99,59 @@ pub(crate) fn build(tools: &Tools) -> Result<()> {
     web_assets()
 }
 
-/// Assembles the web client's static assets into `edge-gateway/web/dist` (wrangler.toml `[assets]`).
+/// Builds the web client into `edge-gateway/web/dist` (wrangler.toml `[assets]`): its protocol engine
+/// (`web/client`, the core's browser_link) for wasm32 through wasm-bindgen and wasm-opt, the page's
+/// modules and xterm.js bundled by esbuild, and the static files.
 fn web_assets() -> Result<()> {
     let web = gateway().join("web");
+    let bin = tools_root().join("bin");
+    let modules = gateway().join("node_modules/.bin");
+    let mut engine = crate::run::cargo(&[
+        "build",
+        "--release",
+        "--locked",
+        "--target",
+        "wasm32-unknown-unknown",
+        "-p",
+        "edgeshell-web-client",
+    ]);
+    engine.current_dir(gateway());
+    Step::new("web client engine (wasm32)", engine).run()?;
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| gateway().join("target"), PathBuf::from);
+    let wasm = target.join("wasm32-unknown-unknown/release/edgeshell_web_client.wasm");
+    let out = web.join("build/client");
+    let mut bindgen = Command::new(bin.join("wasm-bindgen"));
+    bindgen.args(["--target", "web", "--no-typescript", "--out-name", "client", "--out-dir"]).arg(&out).arg(&wasm);
+    Step::new("web client engine (wasm-bindgen)", bindgen).run()?;
     let dist = web.join("dist");
+    // Emptied, not removed: a running `wrangler dev` keeps watching the directory it started with.
     if dist.exists() {
-        std::fs::remove_dir_all(&dist).with_context(|| format!("removing {}", dist.display()))?;
+        for entry in std::fs::read_dir(&dist)? {
+            let path = entry?.path();
+            let removed = if path.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
+            removed.with_context(|| format!("removing {}", path.display()))?;
+        }
     }
-    copy_tree(&web.join("static"), &dist)
+    copy_tree(&web.join("static"), &dist)?;
+    let mut opt = Command::new(modules.join("wasm-opt"));
+    opt.arg("-Oz")
+        .args(RUSTC_WASM_FEATURES.iter().map(|f| format!("--enable-{f}")))
+        .arg(out.join("client_bg.wasm"))
+        .arg("-o")
+        .arg(dist.join("client.wasm"));
+    Step::new("web client engine (wasm-opt)", opt).run()?;
+    let mut bundle = Command::new(modules.join("esbuild"));
+    bundle
+        .args(["src/main.js", "--bundle", "--format=esm", "--minify", "--sourcemap", "--target=es2022"])
+        .arg("--log-level=warning")
+        .arg(format!("--outfile={}", dist.join("app.js").display()))
+        .current_dir(&web);
+    Step::new("web client page (esbuild)", bundle).run()
 }
+
+/// The wasm features rustc enables by default for wasm32 (wasm-opt must accept them).
+const RUSTC_WASM_FEATURES: [&str; 6] =
+    ["bulk-memory", "mutable-globals", "nontrapping-float-to-int", "sign-ext", "reference-types", "multivalue"];
 
 fn copy_tree(from: &std::path::Path, to: &std::path::Path) -> Result<()> {
     std::fs::create_dir_all(to).with_context(|| format!("creating {}", to.display()))?;

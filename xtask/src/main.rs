@@ -3,6 +3,7 @@
 //! - `test`: every test layer there is today (unit, vectors, property, integration), the wasm builds of the
 //!   core, and a short run of every fuzz target. The README's test command; `.ci/run` calls it.
 //! - `bench`: the criterion benchmarks, summarized as ratios against a baseline measured in the same run.
+//! - `dev`: the whole stack locally (Postgres, functions, dev issuer, two regions, `wrangler dev`).
 //! - `edge-build`: installs the edge gateway's tools if missing and builds the Worker.
 //! - `fuzz <target> [seconds]`: one fuzz target for longer.
 
@@ -10,6 +11,7 @@
 #![allow(clippy::print_stdout)]
 
 mod bench;
+mod dev;
 mod edge;
 mod run;
 
@@ -21,13 +23,14 @@ fn main() -> Result<()> {
     match args.first().map(String::as_str) {
         Some("test") => test(),
         Some("bench") => bench::run(),
+        Some("dev") => dev::run(),
         Some("edge-build") => edge::build(&edge::tools()?),
         Some("fuzz") => {
             let target = args.get(1).map(String::as_str).unwrap_or("frame_decoder");
             let seconds = args.get(2).map(|s| s.parse()).transpose()?.unwrap_or(60);
             run::fuzz(&[target], seconds)
         }
-        _ => bail!("usage: cargo xtask <test | bench | edge-build | fuzz [target] [seconds]>"),
+        _ => bail!("usage: cargo xtask <test | dev | bench | edge-build | fuzz [target] [seconds]>"),
     }
 }
 

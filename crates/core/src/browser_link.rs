@@ -16,6 +16,9 @@ pub const PONG: &str = "pong";
 pub const BACKOFF_BASE_MS: u64 = 250;
 /// The largest reconnect delay, in milliseconds.
 pub const BACKOFF_CAP_MS: u64 = 15_000;
+/// How often the round trip is measured while connected (at most; a third of the room's heartbeat
+/// interval when that is shorter).
+pub const PROBE_EVERY_MS: u64 = 5_000;
 /// Reconnect attempts without a `Welcome` in between before the link gives up.
 pub const MAX_ATTEMPTS: u32 = 12;
 
@@ -124,6 +127,7 @@ pub struct BrowserLink {
     attempts: u32,
     welcomed: bool,
     ping_sent_at: Option<u64>,
+    last_probe: Option<u64>,
     last_heard: u64,
     rtt_ms: Option<u64>,
     exit: Option<ExitStatus>,
@@ -146,6 +150,7 @@ impl BrowserLink {
             attempts: 0,
             welcomed: false,
             ping_sent_at: None,
+            last_probe: None,
             last_heard: 0,
             rtt_ms: None,
             exit: None,
@@ -198,6 +203,7 @@ impl BrowserLink {
     pub fn opened(&mut self, now_ms: u64) {
         self.welcomed = false;
         self.ping_sent_at = None;
+        self.last_probe = None;
         self.last_heard = now_ms;
     }
 
@@ -293,13 +299,13 @@ impl BrowserLink {
         if now_ms.saturating_sub(self.last_heard) > 2 * self.heartbeat_ms {
             return Err(Silent { for_ms: now_ms - self.last_heard });
         }
-        // Probe at a third of the interval: the RTT stays fresh and the room's timeout never nears.
-        let due = match self.ping_sent_at {
-            Some(_) => false,
-            None => now_ms.saturating_sub(self.last_heard) >= self.heartbeat_ms / 3,
-        };
+        // The first probe right after the welcome, then every few seconds: the RTT stays fresh and the
+        // room's heartbeat timeout never nears. One probe in flight at a time.
+        let every = PROBE_EVERY_MS.min(self.heartbeat_ms / 3);
+        let due = self.ping_sent_at.is_none() && self.last_probe.is_none_or(|at| now_ms.saturating_sub(at) >= every);
         if due {
             self.ping_sent_at = Some(now_ms);
+            self.last_probe = Some(now_ms);
             return Ok(Some(PING));
         }
         Ok(None)

@@ -38,13 +38,29 @@ pub struct StackOptions {
     pub edge_vars: Vec<(&'static str, String)>,
     /// The session program the runners start.
     pub session_command: String,
+    /// The edge's port (a free one when `None`).
+    pub edge_port: Option<u16>,
+    /// An existing control database (migrated at start); a private cluster when `None`.
+    pub database_url: Option<String>,
+    /// The control plane's signing key, a private JWK; the `pyjwt-rs256.json` vector's when `None`.
+    pub signing_key: Option<String>,
 }
 
 impl Default for StackOptions {
     fn default() -> Self {
-        StackOptions { regions: vec!["eu".into()], edge_vars: Vec::new(), session_command: "/bin/sh".into() }
+        StackOptions {
+            regions: vec!["eu".into()],
+            edge_vars: Vec::new(),
+            session_command: "/bin/sh".into(),
+            edge_port: None,
+            database_url: None,
+            signing_key: None,
+        }
     }
 }
+
+/// The dev issuer's client id (the ID tokens' audience, the page's `OIDC_CLIENT_ID`).
+pub const CLIENT_ID: &str = "edgeshell-dev";
 
 /// A minted session, as `POST /api/sessions` answers.
 #[derive(Debug, Clone)]
@@ -61,8 +77,9 @@ pub struct Session {
 
 /// The running stack; everything stops when dropped.
 pub struct Stack {
-    /// Pool agents by region.
+    /// Pool agents by region (a stopped region has none).
     pub agents: Vec<(String, PoolAgent)>,
+    agent_settings: Vec<AgentSettings>,
     /// The edge gateway.
     pub edge: EdgeGateway,
     /// The edge's view of the control plane's JWKS.
@@ -76,33 +93,44 @@ pub struct Stack {
 }
 
 impl Stack {
-    /// Starts everything; the control plane signs with `pyjwt-rs256.json`'s key.
+    /// Starts everything.
     pub async fn start(options: StackOptions) -> anyhow::Result<Stack> {
-        let edge_port = EdgeGateway::free_port()?;
+        let edge_port = match options.edge_port {
+            Some(port) => port,
+            None => EdgeGateway::free_port()?,
+        };
+        let signing_key = match &options.signing_key {
+            Some(key) => key.clone(),
+            None => vector_jwk("pyjwt-rs256.json")?,
+        };
         let control_settings = ControlSettings {
-            signing_key: vector_jwk("pyjwt-rs256.json")?,
+            signing_key,
             token_issuer: TOKEN_ISSUER.into(),
             edge_url: format!("ws://127.0.0.1:{edge_port}"),
             internal_key: INTERNAL_KEY.into(),
-            client_id: "edgeshell-dev".into(),
+            client_id: CLIENT_ID.into(),
             // Scenarios mint many sessions for few users.
             extra: "SPIN_VARIABLE_MAX_LIVE_SESSIONS=1000\nSPIN_VARIABLE_MINTS_PER_MINUTE=10000\n".into(),
             cache_dir: cwasm_cache(),
             max_instances: 64,
         };
-        let control = ControlPlane::start(&control_settings).await?;
+        let control = ControlPlane::start_with(&control_settings, options.database_url.as_deref()).await?;
         let jwks = JwksProxy::start(&control.jwks_url()).await?;
         let mut vars = vec![
             ("TOKEN_ISSUER", TOKEN_ISSUER.to_owned()),
             ("JWKS_URL", jwks.url.clone()),
             ("CONTROL_URL", control.url().to_owned()),
             ("INTERNAL_API_KEY", INTERNAL_KEY.to_owned()),
+            ("OIDC_AUTHORIZE_URL", format!("{}/authorize", control.issuer.issuer())),
+            ("OIDC_CLIENT_ID", CLIENT_ID.to_owned()),
+            ("OIDC_PROVIDER_NAME", "the local dev issuer".to_owned()),
         ];
         vars.extend(options.edge_vars.iter().cloned());
         let edge = EdgeGateway::start_on(edge_port, &vars).await?;
         let state = tempfile::tempdir()?;
         let bin = edgeshell_stack::paths::workspace_bin("edgeshell-pool-agent")?;
         let mut agents = Vec::new();
+        let mut agent_settings = Vec::new();
         for region in &options.regions {
             let state_dir = state.path().join(region);
             std::fs::create_dir_all(&state_dir)?;
@@ -116,9 +144,18 @@ impl Stack {
                 session_command: options.session_command.clone(),
             };
             agents.push((region.clone(), PoolAgent::spawn(&bin, &settings, &[]).await?));
+            agent_settings.push(settings);
         }
-        let stack =
-            Stack { agents, edge, jwks, control, control_settings, http: reqwest::Client::new(), _state: state };
+        let stack = Stack {
+            agents,
+            agent_settings,
+            edge,
+            jwks,
+            control,
+            control_settings,
+            http: reqwest::Client::new(),
+            _state: state,
+        };
         Ok(stack)
     }
 
@@ -171,6 +208,43 @@ impl Stack {
             .find(|(r, _)| r == region)
             .map(|(_, a)| a)
             .ok_or_else(|| anyhow::anyhow!("no region {region}"))
+    }
+
+    /// A region outage: its pool agent and every runner it started are killed at once (SIGKILL), as a
+    /// lost zone takes both. Returns the killed runners' session ids.
+    pub async fn stop_region(&mut self, region: &str) -> anyhow::Result<Vec<String>> {
+        let at = self
+            .agents
+            .iter()
+            .position(|(r, _)| r == region)
+            .ok_or_else(|| anyhow::anyhow!("{region} is not running"))?;
+        let runners = self.agents[at].1.runners().await?;
+        let (_, mut agent) = self.agents.remove(at);
+        agent.child.kill().await?;
+        let mut sessions = Vec::new();
+        for runner in runners {
+            let pid = runner["runner"].as_str().and_then(|r| r.strip_prefix("pid:")).and_then(|p| p.parse().ok());
+            if let Some(pid) = pid.and_then(rustix::process::Pid::from_raw) {
+                // The runner may have exited on its own already.
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+            }
+            sessions.extend(runner["session_id"].as_str().map(str::to_owned));
+        }
+        Ok(sessions)
+    }
+
+    /// Brings a stopped region back with a new agent under the same key and settings.
+    pub async fn start_region(&mut self, region: &str) -> anyhow::Result<()> {
+        anyhow::ensure!(self.agent(region).is_err(), "{region} is already running");
+        let settings = self
+            .agent_settings
+            .iter()
+            .find(|s| s.region == region)
+            .ok_or_else(|| anyhow::anyhow!("no region {region}"))?;
+        let bin = edgeshell_stack::paths::workspace_bin("edgeshell-pool-agent")?;
+        let agent = PoolAgent::spawn(&bin, settings, &[]).await?;
+        self.agents.push((region.to_owned(), agent));
+        Ok(())
     }
 
     /// The edge's WebSocket origin.

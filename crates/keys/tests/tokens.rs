@@ -303,3 +303,18 @@ fn keys_load_from_secret_variables_as_jwk_or_pem() {
         assert!(RsaSigner::from_secret(bad).is_err(), "{bad:?}");
     }
 }
+
+#[test]
+fn a_generated_key_round_trips_as_a_jwk_and_verifies_with_both_backends() {
+    let jwk = PrivateJwk::generate("dev-1", 2048, &mut rand::rngs::OsRng).unwrap();
+    let text = serde_json::to_string(&jwk).unwrap();
+    assert!(!format!("{jwk:?}").contains(&jwk.d), "Debug must not print private members");
+    let parsed: PrivateJwk = serde_json::from_str(&text).unwrap();
+    let signer = RsaSigner::from_jwk(None, &parsed).unwrap();
+    assert_eq!(signer.kid().as_str(), "dev-1");
+    let signature = signer.sign(b"signing input").unwrap();
+    now_or_never(JwtCompactRs256.verify(signer.verifying_key(), b"signing input", &signature)).unwrap();
+    now_or_never(RingRs256.verify(signer.verifying_key(), b"signing input", &signature)).unwrap();
+    let other = PrivateJwk::generate("dev-2", 2048, &mut rand::rngs::OsRng).unwrap();
+    assert_ne!(other.n, jwk.n, "each generation is a new key");
+}

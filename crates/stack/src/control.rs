@@ -38,24 +38,39 @@ pub struct ControlPlane {
     pub db_url: String,
     /// A client of it.
     pub db: tokio_postgres::Client,
-    /// The cluster (dropped last).
-    pub pg: LocalPostgres,
+    /// `host:port` of the database (the host's allowed outbound Postgres host).
+    pub db_host: String,
+    /// The private cluster, when the control plane started its own (dropped last).
+    pub pg: Option<LocalPostgres>,
 }
 
 impl ControlPlane {
-    /// Starts Postgres, the issuer and the host.
+    /// Starts a private Postgres, the issuer and the host.
     pub async fn start(settings: &ControlSettings) -> anyhow::Result<ControlPlane> {
-        let (pg, db_url, db) = postgres::migrated().await?;
+        ControlPlane::start_with(settings, None).await
+    }
+
+    /// Starts the issuer and the host on `database_url` (migrated first), or on a private Postgres
+    /// when it is `None`.
+    pub async fn start_with(settings: &ControlSettings, database_url: Option<&str>) -> anyhow::Result<ControlPlane> {
+        let (pg, db_url, db) = match database_url {
+            None => {
+                let (pg, url, db) = postgres::migrated().await?;
+                (Some(pg), url, db)
+            }
+            Some(url) => (None, url.to_owned(), postgres::migrate_existing(url).await?),
+        };
+        let db_host = postgres::host_of(&db_url)?;
         let issuer = DevIssuer::start("127.0.0.1:0", &settings.client_id).await?;
-        let env = host_env(settings, &db_url, pg.port(), &issuer);
+        let env = host_env(settings, &db_url, &db_host, &issuer);
         let host = FunctionsHost::start(&env, &settings.cache_dir, settings.max_instances, None).await?;
-        Ok(ControlPlane { host, issuer, db_url, db, pg })
+        Ok(ControlPlane { host, issuer, db_url, db, db_host, pg })
     }
 
     /// Restarts the functions host at the same address with new settings (a deploy: new keys, new
     /// variables), keeping the database and the issuer. Requests in flight are cut.
     pub async fn redeploy(&mut self, settings: &ControlSettings) -> anyhow::Result<()> {
-        let env = host_env(settings, &self.db_url, self.pg.port(), &self.issuer);
+        let env = host_env(settings, &self.db_url, &self.db_host, &self.issuer);
         let addr = self.host.addr;
         self.host.stop().await;
         self.host = FunctionsHost::start(&env, &settings.cache_dir, settings.max_instances, Some(addr)).await?;
@@ -84,11 +99,11 @@ impl ControlPlane {
 }
 
 /// The host's variables for `settings` on this database and issuer.
-fn host_env(settings: &ControlSettings, db_url: &str, pg_port: u16, issuer: &DevIssuer) -> String {
+fn host_env(settings: &ControlSettings, db_url: &str, db_host: &str, issuer: &DevIssuer) -> String {
     format!(
         "SPIN_VARIABLE_SIGNING_KEY='{key}'
 SPIN_VARIABLE_DATABASE_URL={db_url}
-SPIN_VARIABLE_DATABASE_HOST=127.0.0.1:{pg_port}
+SPIN_VARIABLE_DATABASE_HOST={db_host}
 SPIN_VARIABLE_INTERNAL_API_KEY={internal}
 SPIN_VARIABLE_TOKEN_ISSUER={token_issuer}
 SPIN_VARIABLE_EDGE_URL={edge}

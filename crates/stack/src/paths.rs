@@ -29,12 +29,15 @@ pub fn wasm_dir() -> anyhow::Result<PathBuf> {
     Ok(dir)
 }
 
-/// A binary of this workspace, next to the running test's own directory (`target/<profile>/`):
+/// A binary of this workspace in the running program's profile directory (`target/<profile>/`):
 /// `cargo test --workspace` builds every binary before it runs any test.
 pub fn workspace_bin(name: &str) -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe()?;
-    // Test binaries live in target/<profile>/deps.
-    let profile_dir = exe.parent().and_then(Path::parent).ok_or_else(|| anyhow::anyhow!("no target directory"))?;
+    // Test binaries live in target/<profile>/deps, other binaries in target/<profile>.
+    let mut profile_dir = exe.parent().ok_or_else(|| anyhow::anyhow!("no target directory"))?;
+    if profile_dir.file_name().is_some_and(|n| n == "deps") {
+        profile_dir = profile_dir.parent().ok_or_else(|| anyhow::anyhow!("no target directory"))?;
+    }
     let bin = profile_dir.join(name);
     if !bin.exists() {
         anyhow::bail!("{} is not built: run `cargo xtask test` (or `cargo build -p {name}`)", bin.display());

@@ -69,14 +69,14 @@ fn heartbeats_measure_the_round_trip_and_silence_is_detected() {
     link.opened(0);
     assert_eq!(link.tick(5000), Ok(None), "no heartbeat before the welcome");
     link.on_binary(&welcome(0, "t"), 0).unwrap();
-    assert_eq!(link.tick(500), Ok(None));
-    assert_eq!(link.tick(1000), Ok(Some(PING)));
+    assert_eq!(link.tick(500), Ok(Some(PING)), "the first probe right after the welcome");
     assert_eq!(link.tick(1500), Ok(None), "one probe in flight at a time");
-    assert_eq!(link.on_text("pong", 1042), Some(42));
-    assert_eq!(link.rtt_ms(), Some(42));
-    assert_eq!(link.on_text("something else", 1043), None);
-    assert_eq!(link.tick(2100), Ok(Some(PING)));
-    assert_eq!(link.tick(8000), Err(Silent { for_ms: 6957 }));
+    assert_eq!(link.on_text("pong", 1542), Some(1042));
+    assert_eq!(link.rtt_ms(), Some(1042));
+    assert_eq!(link.on_text("something else", 1543), None);
+    assert_eq!(link.tick(1400), Ok(None), "the next probe a third of the heartbeat later");
+    assert_eq!(link.tick(1600), Ok(Some(PING)));
+    assert_eq!(link.tick(8000), Err(Silent { for_ms: 6457 }));
 }
 
 #[test]

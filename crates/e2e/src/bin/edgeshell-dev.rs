@@ -1,0 +1,94 @@
+//! `edgeshell-dev`: the whole stack on this machine, for a person at a browser (`cargo xtask dev` builds
+//! everything, then runs this). Postgres (a private cluster unless `DATABASE_URL` is set), the control
+//! functions in the wasmtime host, the dev OIDC issuer, two regions (`eu` and `us`, one pool agent each,
+//! runners as local processes) and the edge gateway under `wrangler dev`. Ctrl-C stops all of it.
+//!
+//! | variable | default | what |
+//! |---|---|---|
+//! | `EDGESHELL_DEV_PORT` | 8787 | the edge's port: the page is `http://127.0.0.1:<port>/` |
+//! | `EDGESHELL_DEV_REGIONS` | `eu,us` | the regions, one pool agent each |
+//! | `EDGESHELL_SESSION_COMMAND` | `bash -l` (or `/bin/sh`) | the program each session runs |
+//! | `DATABASE_URL` | private cluster | an existing control database (migrated at start) |
+//! | `EDGESHELL_TEST_LOGS` | unset | set to see every component's logs |
+
+// A command-line tool: printing its progress is its job.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use edgeshell_e2e::{Stack, StackOptions};
+use std::time::Instant;
+
+fn var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+/// The default session program: a login shell, so the person gets their usual prompt.
+fn session_command() -> String {
+    var("EDGESHELL_SESSION_COMMAND").unwrap_or_else(|| {
+        if std::path::Path::new("/bin/bash").exists() {
+            "/bin/bash -l".into()
+        } else {
+            "/bin/sh".into()
+        }
+    })
+}
+
+fn main() -> anyhow::Result<()> {
+    // The sessions' PATH includes this build's binaries: `edgeshell-sample-cli` runs in any session. Set
+    // before any thread starts.
+    if let Ok(bin) = edgeshell_stack::paths::workspace_bin("edgeshell-pool-agent") {
+        if let Some(dir) = bin.parent() {
+            std::env::set_var("PATH", format!("{}:{}", dir.display(), std::env::var("PATH").unwrap_or_default()));
+        }
+    }
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(run())
+}
+
+async fn run() -> anyhow::Result<()> {
+    let port = match var("EDGESHELL_DEV_PORT") {
+        Some(p) => p.parse().map_err(|_| anyhow::anyhow!("EDGESHELL_DEV_PORT={p:?} is not a port"))?,
+        None => 8787,
+    };
+    if std::net::TcpListener::bind(("127.0.0.1", port)).is_err() {
+        anyhow::bail!("port {port} is in use: stop what holds it or set EDGESHELL_DEV_PORT");
+    }
+    let regions: Vec<String> = var("EDGESHELL_DEV_REGIONS")
+        .unwrap_or_else(|| "eu,us".into())
+        .split(',')
+        .map(|r| r.trim().to_owned())
+        .filter(|r| !r.is_empty())
+        .collect();
+    let started = Instant::now();
+    eprintln!("==> generating this run's signing key");
+    let key = edgeshell_keys::PrivateJwk::generate("dev-signing-key", 2048, &mut rand::rngs::OsRng)?;
+    eprintln!(
+        "==> starting {} (Postgres, functions host, dev OIDC issuer), wrangler dev on port {port}, pool agents for {}",
+        if var("DATABASE_URL").is_some() { "the control plane on DATABASE_URL" } else { "the control plane" },
+        regions.join(", ")
+    );
+    let options = StackOptions {
+        regions: regions.clone(),
+        session_command: session_command(),
+        edge_port: Some(port),
+        database_url: var("DATABASE_URL"),
+        signing_key: Some(serde_json::to_string(&key)?),
+        ..StackOptions::default()
+    };
+    let stack = Stack::start(options).await?;
+    println!(
+        "\nedgeshell is up in {:.1} s\n\n  open      {}/\n  sign in   as any name (the local dev issuer)\n\n  control   {}\n  issuer    {}\n  database  {}",
+        started.elapsed().as_secs_f64(),
+        stack.edge.url,
+        stack.control.url(),
+        stack.control.issuer.issuer(),
+        stack.control.db_url,
+    );
+    for (region, agent) in &stack.agents {
+        println!("  pool {region:<4} {} (metrics {}/metrics)", agent.url, agent.url);
+    }
+    println!("  health    {}/healthz\n\nCtrl-C stops everything.", stack.edge.url);
+    tokio::signal::ctrl_c().await?;
+    eprintln!("\n==> stopping");
+    drop(stack);
+    eprintln!("==> stopped");
+    Ok(())
+}

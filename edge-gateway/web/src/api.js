@@ -1,0 +1,48 @@
+// The control plane's public API, reached through the gateway's own origin (/api/...). Every failure
+// becomes an ApiError carrying the control plane's stable code and message.
+
+export class ApiError extends Error {
+  constructor(status, code, message, retryAfter) {
+    super(message);
+    this.status = status;
+    this.code = code;
+    this.retryAfter = retryAfter;
+  }
+}
+
+export async function call(method, path, idToken, body) {
+  const headers = { accept: 'application/json' };
+  if (idToken) headers.authorization = `Bearer ${idToken}`;
+  if (body !== undefined) headers['content-type'] = 'application/json';
+  let response;
+  try {
+    response = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  } catch (e) {
+    throw new ApiError(0, 'network', `The service cannot be reached (${e.message}).`);
+  }
+  const text = await response.text();
+  let json = null;
+  try {
+    json = text ? JSON.parse(text) : null;
+  } catch {
+    // Not JSON: reported below with the status.
+  }
+  if (!response.ok) {
+    const err = json && json.error;
+    const retry = Number(response.headers.get('retry-after')) || undefined;
+    throw new ApiError(response.status, err ? err.code : 'http_' + response.status,
+      err ? err.message : `The service answered ${response.status}.`, retry);
+  }
+  return json;
+}
+
+export const api = {
+  config: () => call('GET', '/client-config.json'),
+  regions: () => call('GET', '/api/regions'),
+  startSession: (idToken, options) => call('POST', '/api/sessions', idToken, options),
+  sessions: (idToken) => call('GET', '/api/sessions', idToken),
+  attachToken: (idToken, id) => call('POST', `/api/sessions/${encodeURIComponent(id)}/token`, idToken, {}),
+  endSession: (idToken, id) => call('DELETE', `/api/sessions/${encodeURIComponent(id)}`, idToken),
+  artifacts: (idToken, id) => call('GET', `/api/artifacts?session=${encodeURIComponent(id)}`, idToken),
+  artifactLink: (idToken, id, path) => call('POST', '/api/artifacts/links', idToken, { session_id: id, path }),
+};

@@ -1,0 +1,399 @@
+// The edgeshell web client: sign in, pick the nearest healthy region, start or reopen a session, and
+// keep a live terminal through network drops. Views: sign-in, home (regions and sessions), terminal.
+
+import '@xterm/xterm/css/xterm.css';
+import './style.css';
+import { Terminal } from '@xterm/xterm';
+import { FitAddon } from '@xterm/addon-fit';
+import { WebLinksAddon } from '@xterm/addon-web-links';
+import init from '../build/client/client.js';
+import { api, ApiError } from './api.js';
+import { completeSignIn, currentUser, displayName, signIn, signOut } from './auth.js';
+import { probeAll } from './regions.js';
+import { TerminalSession } from './session.js';
+
+const $ = (id) => document.getElementById(id);
+const STATUS_TEXT = {
+  connecting: 'Connecting',
+  live: 'Live',
+  resuming: 'Reconnecting',
+  'runner-away': 'Runner reconnecting',
+  'runner-lost': 'Runner lost',
+  ended: 'Ended',
+};
+
+const app = {
+  config: null,
+  user: null,
+  rtts: {},
+  term: null,
+  fit: null,
+  current: null,
+  // Figures the end-to-end tests read; also handy in the console.
+  metrics: { sessionStartMs: null, statuses: [] },
+};
+window.edgeshell = app;
+
+function show(view) {
+  for (const id of ['signin-view', 'home-view', 'terminal-view']) $(id).hidden = id !== view;
+  document.body.dataset.view = view;
+}
+
+function toast(message, kind = 'error') {
+  const t = $('toast');
+  t.textContent = message;
+  t.dataset.kind = kind;
+  t.hidden = false;
+  clearTimeout(toast.timer);
+  toast.timer = setTimeout(() => { t.hidden = true; }, 6000);
+}
+
+function explainApiError(e) {
+  if (!(e instanceof ApiError)) return e.message;
+  if (e.status === 401) {
+    signOut();
+    return 'Your sign-in expired; sign in again.';
+  }
+  if (e.status === 429 && e.retryAfter) return `${e.message} Try again in ${e.retryAfter} s.`;
+  return e.message;
+}
+
+function idToken() {
+  app.user = currentUser();
+  if (!app.user) {
+    showSignIn('Your sign-in expired; sign in again.');
+    throw new ApiError(401, 'signed_out', 'Signed out.');
+  }
+  return app.user.token;
+}
+
+// ---------------------------------------------------------------- sign-in
+
+function showSignIn(message) {
+  $('signin-provider').textContent = app.config.oidc.provider_name;
+  $('signin-message').textContent = message || '';
+  $('user-chip').hidden = true;
+  show('signin-view');
+}
+
+// ---------------------------------------------------------------- home
+
+async function showHome() {
+  if (app.current) {
+    app.current.dispose();
+    app.current = null;
+  }
+  history.replaceState(null, '', '/');
+  $('user-name').textContent = displayName(app.user);
+  $('user-chip').hidden = false;
+  show('home-view');
+  await Promise.all([refreshRegions(), refreshSessions()]);
+}
+
+async function refreshRegions() {
+  const list = $('regions');
+  let regions;
+  try {
+    regions = (await api.regions()).regions;
+  } catch (e) {
+    list.innerHTML = '';
+    list.append(row('Regions are unavailable: ' + explainApiError(e)));
+    return;
+  }
+  const available = regions.filter((r) => r.available).map((r) => r.region);
+  app.rtts = await probeAll(available);
+  list.innerHTML = '';
+  if (regions.length === 0) list.append(row('No region has registered yet.'));
+  const best = available.filter((r) => app.rtts[r] != null).sort((a, b) => app.rtts[a] - app.rtts[b])[0];
+  for (const r of regions) {
+    const li = document.createElement('li');
+    li.className = 'region';
+    li.dataset.region = r.region;
+    li.dataset.available = r.available;
+    const rtt = app.rtts[r.region];
+    li.innerHTML = `<span class="dot"></span><span class="name"></span><span class="meta"></span>`;
+    li.querySelector('.name').textContent = r.region + (r.region === best ? ' · nearest' : '');
+    li.querySelector('.meta').textContent = !r.available
+      ? (r.draining ? 'draining' : 'unavailable')
+      : `${rtt == null ? '—' : `${rtt.toFixed(0)} ms`} · ${r.load}/${r.capacity} in use`;
+    list.append(li);
+  }
+  $('start').disabled = available.length === 0;
+}
+
+function row(text) {
+  const li = document.createElement('li');
+  li.className = 'empty';
+  li.textContent = text;
+  return li;
+}
+
+async function refreshSessions() {
+  const list = $('sessions');
+  let sessions;
+  try {
+    sessions = (await api.sessions(idToken())).sessions.filter((s) => s.state !== 'ended');
+  } catch (e) {
+    list.innerHTML = '';
+    list.append(row(explainApiError(e)));
+    return;
+  }
+  list.innerHTML = '';
+  if (sessions.length === 0) list.append(row('No running sessions.'));
+  for (const s of sessions) {
+    const li = document.createElement('li');
+    li.className = 'session';
+    li.innerHTML = '<span class="dot"></span><code></code><span class="meta"></span><button class="ghost">Open</button><button class="ghost danger">End</button>';
+    li.querySelector('code').textContent = s.session_id;
+    li.querySelector('.meta').textContent = `${s.region || '—'} · since ${new Date(s.created_at * 1000).toLocaleTimeString()}`;
+    const [open, end] = li.querySelectorAll('button');
+    open.onclick = () => reopen(s.session_id, s.region);
+    end.onclick = async () => {
+      try {
+        await api.endSession(idToken(), s.session_id);
+      } catch (e) {
+        toast(explainApiError(e));
+      }
+      refreshSessions();
+    };
+    list.append(li);
+  }
+}
+
+async function startSession() {
+  const button = $('start');
+  button.disabled = true;
+  button.textContent = 'Starting…';
+  const clicked = performance.now();
+  try {
+    const session = await api.startSession(idToken(), { rtts: roundedRtts() });
+    openTerminal(session, clicked);
+  } catch (e) {
+    toast(explainApiError(e));
+    if (e.status === 401) showSignIn();
+  } finally {
+    button.disabled = false;
+    button.textContent = 'Start a session';
+  }
+}
+
+function roundedRtts() {
+  const out = {};
+  for (const [region, ms] of Object.entries(app.rtts)) if (ms != null) out[region] = Math.max(1, Math.round(ms));
+  return out;
+}
+
+async function reopen(sessionId, region) {
+  try {
+    const { token } = await api.attachToken(idToken(), sessionId);
+    openTerminal({ session_id: sessionId, region, token }, null);
+  } catch (e) {
+    toast(explainApiError(e));
+    if (app.user) showHome();
+  }
+}
+
+// ---------------------------------------------------------------- terminal
+
+function ensureTerminal() {
+  if (app.term) {
+    app.term.reset();
+    return;
+  }
+  const scrollback = Number(sessionStorage.getItem('edgeshell.scrollback')) || 10000;
+  app.term = new Terminal({
+    cursorBlink: true,
+    fontFamily: '"JetBrains Mono", "DejaVu Sans Mono", Menlo, Consolas, monospace',
+    fontSize: 14,
+    scrollback,
+    allowProposedApi: true,
+    theme: { background: '#0b0f14', foreground: '#d7dde5', cursor: '#5cc8ff', selectionBackground: '#2a4a6b' },
+  });
+  app.fit = new FitAddon();
+  app.term.loadAddon(app.fit);
+  app.term.loadAddon(new WebLinksAddon());
+  app.term.open($('terminal'));
+  // Ctrl+Shift+C / Ctrl+Shift+V copy and paste, as in desktop terminals (Ctrl+C stays an interrupt).
+  app.term.attachCustomKeyEventHandler((e) => {
+    if (e.type !== 'keydown' || !e.ctrlKey || !e.shiftKey) return true;
+    if (e.code === 'KeyC') {
+      copySelection();
+      return false;
+    }
+    if (e.code === 'KeyV') {
+      pasteClipboard();
+      return false;
+    }
+    return true;
+  });
+  new ResizeObserver(() => app.fit.fit()).observe($('terminal'));
+}
+
+async function copySelection() {
+  const text = app.term.getSelection();
+  if (!text) return toast('Select text in the terminal first.', 'info');
+  try {
+    await navigator.clipboard.writeText(text);
+    toast('Copied.', 'info');
+  } catch {
+    toast('The browser refused clipboard access.');
+  }
+}
+
+async function pasteClipboard() {
+  try {
+    app.term.paste(await navigator.clipboard.readText());
+  } catch {
+    toast('The browser refused clipboard access; use its paste shortcut.');
+  }
+}
+
+function openTerminal(session, clickedAt) {
+  if (app.current) app.current.dispose();
+  show('terminal-view');
+  $('overlay').hidden = true;
+  $('artifacts').hidden = true;
+  ensureTerminal();
+  app.fit.fit();
+  app.term.focus();
+  history.replaceState(null, '', `/#/s/${session.session_id}`);
+  const sessionObj = new TerminalSession({
+    session,
+    term: app.term,
+    onFirstOutput: () => {
+      if (clickedAt !== null) app.metrics.sessionStartMs = performance.now() - clickedAt;
+    },
+    freshToken: async () => (await api.attachToken(idToken(), session.session_id)).token,
+    onChange: renderStatus,
+    onStop: showStopped,
+  });
+  app.current = sessionObj;
+  app.metrics.statuses = [];
+  $('session-id').textContent = session.session_id;
+}
+
+function renderStatus(s) {
+  const bar = $('statusbar');
+  const seen = app.metrics.statuses;
+  if (seen[seen.length - 1] !== s.status) seen.push(s.status);
+  bar.dataset.status = s.status;
+  $('status-text').textContent = STATUS_TEXT[s.status] + (s.retryIn ? ` in ${(s.retryIn / 1000).toFixed(1)} s` : '');
+  $('status-region').textContent = s.region;
+  $('status-rtt').textContent = s.rtt == null ? '— ms' : `${s.rtt} ms`;
+  $('status-bytes').textContent = formatBytes(s.offset);
+}
+
+function formatBytes(n) {
+  if (n < 1024) return `${n} B`;
+  if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KiB`;
+  return `${(n / 1024 / 1024).toFixed(1)} MiB`;
+}
+
+function showStopped({ message, next }) {
+  const overlay = $('overlay');
+  $('overlay-message').textContent = message;
+  $('overlay-new').hidden = next !== 'new-session';
+  overlay.dataset.next = next;
+  overlay.hidden = false;
+}
+
+async function endCurrent() {
+  const s = app.current;
+  if (!s) return;
+  try {
+    await api.endSession(idToken(), s.session.session_id);
+  } catch (e) {
+    toast(explainApiError(e));
+  }
+}
+
+async function toggleArtifacts() {
+  const panel = $('artifacts');
+  if (!panel.hidden) {
+    panel.hidden = true;
+    return;
+  }
+  panel.hidden = false;
+  const list = $('artifact-list');
+  list.innerHTML = '';
+  list.append(row('Loading…'));
+  const id = app.current && app.current.session.session_id;
+  try {
+    const { artifacts } = await api.artifacts(idToken(), id);
+    list.innerHTML = '';
+    if (artifacts.length === 0) list.append(row('This session has saved no artifacts yet.'));
+    for (const a of artifacts) {
+      const li = document.createElement('li');
+      li.className = 'artifact';
+      li.innerHTML = '<code></code><span class="meta"></span><button class="ghost">Download</button>';
+      li.querySelector('code').textContent = a.path;
+      li.querySelector('.meta').textContent = formatBytes(a.size);
+      li.querySelector('button').onclick = () => download(id, a.path);
+      list.append(li);
+    }
+  } catch (e) {
+    list.innerHTML = '';
+    list.append(row(explainApiError(e)));
+  }
+}
+
+async function download(id, path) {
+  try {
+    // Each link works once and briefly: fetch it at click time.
+    const { url } = await api.artifactLink(idToken(), id, path);
+    const u = new URL(url);
+    const a = document.createElement('a');
+    a.href = u.pathname + u.search;
+    a.download = path.split('/').pop();
+    a.click();
+  } catch (e) {
+    toast(explainApiError(e));
+  }
+}
+
+// ---------------------------------------------------------------- boot
+
+async function boot() {
+  // `?scrollback=N` sets this tab's terminal history (lines); kept across sign-in redirects.
+  const scrollback = Number(new URLSearchParams(location.search).get('scrollback'));
+  if (scrollback > 0) sessionStorage.setItem('edgeshell.scrollback', String(Math.min(scrollback, 200000)));
+  $('signin').onclick = () => signIn(app.config.oidc);
+  $('signout').onclick = () => {
+    signOut();
+    if (app.current) app.current.dispose();
+    app.current = null;
+    showSignIn();
+  };
+  $('start').onclick = startSession;
+  $('refresh-regions').onclick = () => refreshRegions();
+  $('overlay-new').onclick = () => {
+    showHome().then(() => startSession());
+  };
+  $('overlay-home').onclick = () => showHome();
+  $('home').onclick = () => showHome();
+  $('end').onclick = endCurrent;
+  $('copy').onclick = copySelection;
+  $('paste').onclick = pasteClipboard;
+  $('artifacts-toggle').onclick = toggleArtifacts;
+
+  try {
+    [app.config] = await Promise.all([api.config(), init({ module_or_path: '/client.wasm' })]);
+  } catch (e) {
+    document.body.textContent = `edgeshell cannot start: ${e.message}`;
+    return;
+  }
+  const failed = completeSignIn();
+  app.user = currentUser();
+  if (!app.user) return showSignIn(failed);
+  const reopenId = (location.hash.match(/^#\/s\/([A-Za-z0-9_-]+)$/) || [])[1];
+  if (reopenId) {
+    const s = await api.sessions(idToken()).catch(() => ({ sessions: [] }));
+    const known = s.sessions.find((x) => x.session_id === reopenId);
+    $('user-name').textContent = displayName(app.user);
+    $('user-chip').hidden = false;
+    if (known && known.state !== 'ended') return reopen(reopenId, known.region);
+  }
+  return showHome();
+}
+
+boot();

@@ -1,0 +1,304 @@
+// End-to-end tests of the web client in headless Chromium (Debian's, driven by playwright-core), against
+// a running stack. Started by crates/e2e/tests/browser.rs, which starts the stack, answers this script's
+// requests on stdin (stop or start a region) and checks the figures it prints.
+//
+// Environment: EDGESHELL_URL (the edge), EDGESHELL_SAMPLE_CLI (the sample CLI's path), EDGESHELL_SCREENSHOT
+// (where to save the screenshot of a live session), CHROMIUM (default /usr/bin/chromium).
+// Output: one JSON object per line: {"step"}, {"figure", "value", "unit"}, {"need"} (answered on stdin with
+// {"ok": true}), and finally {"done": true}. Any failure exits non-zero with the reason.
+
+import { chromium } from 'playwright-core';
+import net from 'node:net';
+import readline from 'node:readline';
+
+const edge = new URL(process.env.EDGESHELL_URL || 'http://127.0.0.1:8787');
+const SAMPLE_CLI = process.env.EDGESHELL_SAMPLE_CLI || 'edgeshell-sample-cli';
+const out = (o) => process.stdout.write(`${JSON.stringify(o)}\n`);
+
+// ------------------------------------------------------------------ requests to the harness
+
+const lines = [];
+let waiting = null;
+readline.createInterface({ input: process.stdin }).on('line', (line) => {
+  if (waiting) {
+    const w = waiting;
+    waiting = null;
+    w(line);
+  } else {
+    lines.push(line);
+  }
+});
+
+async function ask(need, args = {}) {
+  out({ need, ...args });
+  const line = lines.length ? lines.shift() : await new Promise((resolve) => { waiting = resolve; });
+  const reply = JSON.parse(line);
+  if (!reply.ok) throw new Error(`the harness could not ${need}: ${reply.error}`);
+  return reply;
+}
+
+// ------------------------------------------------------------------ a proxy that can cut the page off
+
+// Every connection of the page goes through this loopback proxy, so the test can cut them all in the
+// middle of a transfer (as a network drop would) and refuse new ones for a while.
+class CutProxy {
+  constructor(upstreamPort) {
+    this.upstreamPort = upstreamPort;
+    this.pairs = new Set();
+    this.refusing = false;
+    this.cutAfter = null;
+    this.cuts = 0;
+  }
+
+  start() {
+    this.server = net.createServer((client) => this.accept(client));
+    return new Promise((resolve) => this.server.listen(0, '127.0.0.1', () => {
+      this.port = this.server.address().port;
+      resolve(this);
+    }));
+  }
+
+  accept(client) {
+    if (this.refusing) {
+      client.destroy();
+      return;
+    }
+    const upstream = net.connect(this.upstreamPort, '127.0.0.1');
+    const pair = { client, upstream };
+    this.pairs.add(pair);
+    const drop = () => {
+      this.pairs.delete(pair);
+      client.destroy();
+      upstream.destroy();
+    };
+    client.on('error', drop).on('close', drop);
+    upstream.on('error', drop).on('close', drop);
+    client.pipe(upstream);
+    upstream.on('data', (chunk) => {
+      if (this.cutAfter !== null) {
+        this.cutAfter.seen += chunk.length;
+        if (this.cutAfter.seen >= this.cutAfter.bytes) {
+          // Deliver part of this chunk, then cut: the page is left in the middle of a message.
+          client.write(chunk.subarray(0, Math.floor(chunk.length / 2)));
+          const { refuseMs } = this.cutAfter;
+          this.cutAfter = null;
+          this.cut(refuseMs);
+          return;
+        }
+      }
+      client.write(chunk);
+    });
+  }
+
+  /** Cuts every connection after `bytes` more bytes towards the page, then refuses new ones for `refuseMs`. */
+  armCut(bytes, refuseMs) {
+    this.cutAfter = { bytes, seen: 0, refuseMs };
+  }
+
+  cut(refuseMs) {
+    this.cuts += 1;
+    this.cutAt = Date.now();
+    this.refusing = true;
+    for (const { client, upstream } of this.pairs) {
+      client.destroy();
+      upstream.destroy();
+    }
+    this.pairs.clear();
+    setTimeout(() => { this.refusing = false; }, refuseMs);
+  }
+
+  close() {
+    for (const { client, upstream } of this.pairs) {
+      client.destroy();
+      upstream.destroy();
+    }
+    this.server.close();
+  }
+}
+
+// ------------------------------------------------------------------ terminal helpers
+
+async function screen(page) {
+  return page.evaluate(() => {
+    const buffer = window.edgeshell.term.buffer.active;
+    const rows = [];
+    for (let i = 0; i < buffer.length; i += 1) rows.push(buffer.getLine(i).translateToString(true));
+    return rows;
+  });
+}
+
+async function waitFor(what, check, timeoutMs = 15000) {
+  const deadline = Date.now() + timeoutMs;
+  let last;
+  while (Date.now() < deadline) {
+    last = await check();
+    if (last) return last;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+async function waitForLine(page, predicate, what, timeoutMs) {
+  return waitFor(what, async () => (await screen(page)).find(predicate), timeoutMs);
+}
+
+async function status(page) {
+  return page.getAttribute('#statusbar', 'data-status');
+}
+
+async function typeLine(page, text) {
+  await page.click('#terminal');
+  await page.keyboard.type(text);
+  await page.keyboard.press('Enter');
+}
+
+async function waitLive(page) {
+  await page.waitForSelector('#terminal-view', { state: 'visible' });
+  await waitFor('the session to be live', async () => (await status(page)) === 'live');
+}
+
+// ------------------------------------------------------------------ the scenarios
+
+async function signIn(page, base) {
+  await page.goto(`${base}/?scrollback=60000`);
+  await page.click('#signin');
+  await page.waitForURL((url) => url.port !== String(new URL(base).port));
+  await page.fill('#user', 'alice');
+  await page.click('button[type=submit]');
+  await page.waitForSelector('#home-view', { state: 'visible' });
+  await waitFor('two available regions', async () => (await page.$$('.region[data-available="true"]')).length === 2);
+  const rtts = await page.$$eval('.region .meta', (els) => els.map((e) => e.textContent));
+  if (!rtts.every((t) => /\d+ ms/.test(t))) throw new Error(`regions without a measured RTT: ${rtts}`);
+}
+
+async function startSession(page) {
+  await page.click('#start');
+  await waitLive(page);
+  // The first output byte (the shell's prompt) sets the figure.
+  return waitFor('the first output', () => page.evaluate(() => window.edgeshell.metrics.sessionStartMs));
+}
+
+async function sessionStartTimes(page, n) {
+  const times = [];
+  for (let i = 0; i < n; i += 1) {
+    times.push(await startSession(page));
+    if (i < n - 1) {
+      await page.click('#home');
+      await page.waitForSelector('#home-view', { state: 'visible' });
+    }
+  }
+  return times;
+}
+
+async function echoHello(page) {
+  await typeLine(page, 'echo hello');
+  await waitForLine(page, (l) => l.trim() === 'hello', '"hello" on its own line');
+}
+
+async function sampleCli(page, screenshot) {
+  await typeLine(page, `clear; EDGESHELL_DEMO_SPEED=25 ${SAMPLE_CLI} --task "add a --verbose flag"`);
+  await waitForLine(page, (l) => l.includes('✔ Done'), 'the sample CLI to finish', 30000);
+  const rows = await screen(page);
+  for (const stage of ['Reading the repository', 'Planning', 'Editing', 'Running tests']) {
+    if (!rows.some((l) => l.includes(stage))) throw new Error(`the progress lacks "${stage}"`);
+  }
+  if (!rows.some((l) => /test result: ok\. \d+ passed/.test(l))) throw new Error('no test summary rendered');
+  // Spinner frames are overwritten in place (\r): no line may keep one.
+  if (rows.some((l) => /^\s+[⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏]/.test(l))) throw new Error('a spinner frame was left on screen');
+  if (screenshot) await page.screenshot({ path: screenshot });
+}
+
+async function resize(page) {
+  await page.setViewportSize({ width: 760, height: 460 });
+  const size = await waitFor('the terminal to refit', () => page.evaluate(() => {
+    const t = window.edgeshell.term;
+    return t.cols < 100 ? { cols: t.cols, rows: t.rows } : null;
+  }));
+  await typeLine(page, 'stty size');
+  await waitForLine(page, (l) => l.trim() === `${size.rows} ${size.cols}`, `stty size = ${size.rows} ${size.cols}`);
+  await page.setViewportSize({ width: 1100, height: 700 });
+}
+
+async function cutInTheMiddle(page, proxy) {
+  const N = 30000;
+  await typeLine(page, 'clear');
+  await waitFor('a cleared screen', async () => (await screen(page)).filter((l) => l.trim()).length <= 1);
+  await page.evaluate(() => { window.edgeshell.metrics.statuses = []; });
+  // Cut after 40 KB of the ~170 KB output reached the page, and refuse reconnects for 1.5 s.
+  proxy.armCut(40_000, 1500);
+  await typeLine(page, `seq 1 ${N}; echo END$((6*7))`);
+  await waitForLine(page, (l) => l.trim() === 'END42', 'the end of the output', 30000);
+  if (proxy.cuts === 0) throw new Error('the proxy never cut the connection');
+  const rows = await screen(page);
+  const numbers = rows.map((l) => l.trim()).filter((l) => /^\d+$/.test(l)).map(Number);
+  const expected = Array.from({ length: N }, (_, i) => i + 1);
+  if (numbers.length !== N || numbers.some((n, i) => n !== expected[i])) {
+    const firstBad = numbers.findIndex((n, i) => n !== expected[i]);
+    throw new Error(`the output is not 1..${N} exactly once: ${numbers.length} lines, first mismatch at ${firstBad} (${numbers[firstBad]})`);
+  }
+  const statuses = await page.evaluate(() => window.edgeshell.metrics.statuses);
+  if (!statuses.includes('resuming')) throw new Error(`the page never showed "resuming": ${statuses}`);
+  return statuses;
+}
+
+async function regionLost(page) {
+  const region = await page.textContent('#status-region');
+  await ask('stop-region', { region });
+  const stopped = Date.now();
+  await page.waitForSelector('#overlay', { state: 'visible', timeout: 10000 });
+  const lostMs = Date.now() - stopped;
+  const message = await page.textContent('#overlay-message');
+  if (!/stopped answering|lost/i.test(message)) throw new Error(`unexpected message: ${message}`);
+  if ((await status(page)) !== 'runner-lost') throw new Error(`status is ${await status(page)}, not runner-lost`);
+  // The page offers a new session, which lands in the other region.
+  await page.click('#overlay-new');
+  await waitLive(page);
+  const newRegion = await page.textContent('#status-region');
+  if (newRegion === region) throw new Error(`the new session landed in the lost region ${region}`);
+  await echoHello(page);
+  await ask('start-region', { region });
+  return { region, newRegion, lostMs };
+}
+
+async function main() {
+  const proxy = await new CutProxy(Number(edge.port)).start();
+  const browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
+  });
+  try {
+    const context = await browser.newContext({ viewport: { width: 1100, height: 700 } });
+    const page = await context.newPage();
+    page.on('pageerror', (e) => out({ pageerror: e.message }));
+    const base = `http://127.0.0.1:${proxy.port}`;
+    const step = async (name, f) => {
+      const started = Date.now();
+      const result = await f();
+      out({ step: name, ms: Date.now() - started });
+      return result;
+    };
+    await step('sign in with the dev issuer', () => signIn(page, base));
+    const times = await step('start sessions', () => sessionStartTimes(page, 7));
+    times.sort((a, b) => a - b);
+    out({ figure: 'session start p50 (click -> first prompt byte)', value: times[Math.floor(times.length / 2)], unit: 'ms' });
+    out({ figure: 'session start max', value: times[times.length - 1], unit: 'ms' });
+    await step('echo hello', () => echoHello(page));
+    await step('sample CLI progress', () => sampleCli(page, process.env.EDGESHELL_SCREENSHOT));
+    await step('resize follows stty size', () => resize(page));
+    const statuses = await step('cut in the middle, shown exactly once', () => cutInTheMiddle(page, proxy));
+    out({ figure: 'statuses through the cut', value: statuses.join(' > ') });
+    if (process.env.EDGESHELL_NO_REGION_STOP !== '1') {
+      const lost = await step('region lost, new session elsewhere', () => regionLost(page));
+      out({ figure: 'region stop -> page shows runner lost', value: lost.lostMs, unit: 'ms' });
+    }
+    out({ done: true });
+  } finally {
+    await browser.close();
+    proxy.close();
+  }
+}
+
+main().then(() => process.exit(0), (e) => {
+  out({ error: e.stack || String(e) });
+  process.exit(1);
+});
