@@ -63,7 +63,7 @@ pub async fn proxy(mut req: Request, env: &Env) -> Result<Response> {
     let status = answer.status_code();
     let body = answer.bytes().await?;
     let headers = Headers::new();
-    for name in ["content-type", "retry-after"] {
+    for name in ["content-type", "retry-after", "server-timing"] {
         if let Some(value) = answer.headers().get(name)? {
             headers.set(name, &value)?;
         }

@@ -4,6 +4,8 @@
 //! running real runners on real PTYs. Users sign in with the dev issuer and mint sessions through the
 //! public API, exactly as the web client does.
 
+pub mod pool_proxy;
+
 use edgeshell_core::ids::SessionId;
 use edgeshell_stack::{AgentSettings, ControlPlane, ControlSettings, EdgeGateway, JwksProxy, PoolAgent};
 use std::time::Duration;
@@ -176,8 +178,13 @@ impl Stack {
 
     /// Mints a session for `user`, waiting (up to 10 s) for the pools' first heartbeats.
     pub async fn mint(&self, user: &str) -> anyhow::Result<Session> {
+        self.mint_with(user, serde_json::json!({})).await
+    }
+
+    /// Mints a session with options (`region_hint`, `rtts`), waiting (up to 10 s) for a region.
+    pub async fn mint_with(&self, user: &str, options: serde_json::Value) -> anyhow::Result<Session> {
         for _ in 0..100 {
-            let (status, body) = self.call(reqwest::Method::POST, "/api/sessions", user, serde_json::json!({})).await?;
+            let (status, body) = self.call(reqwest::Method::POST, "/api/sessions", user, options.clone()).await?;
             if status == 201 {
                 let text = |k: &str| body[k].as_str().map(str::to_owned).ok_or_else(|| anyhow::anyhow!("no {k}"));
                 return Ok(Session {
@@ -235,6 +242,11 @@ impl Stack {
 
     /// Brings a stopped region back with a new agent under the same key and settings.
     pub async fn start_region(&mut self, region: &str) -> anyhow::Result<()> {
+        self.start_region_with(region, &[]).await
+    }
+
+    /// Brings a stopped region back with more agent variables (`EDGESHELL_POOL_ENDPOINT`, ...).
+    pub async fn start_region_with(&mut self, region: &str, extra: &[(&str, &str)]) -> anyhow::Result<()> {
         anyhow::ensure!(self.agent(region).is_err(), "{region} is already running");
         let settings = self
             .agent_settings
@@ -242,7 +254,7 @@ impl Stack {
             .find(|s| s.region == region)
             .ok_or_else(|| anyhow::anyhow!("no region {region}"))?;
         let bin = edgeshell_stack::paths::workspace_bin("edgeshell-pool-agent")?;
-        let agent = PoolAgent::spawn(&bin, settings, &[]).await?;
+        let agent = PoolAgent::spawn(&bin, settings, extra).await?;
         self.agents.push((region.to_owned(), agent));
         Ok(())
     }

@@ -167,6 +167,7 @@ async function startSession() {
   const clicked = performance.now();
   try {
     const session = await api.startSession(idToken(), { rtts: roundedRtts() });
+    app.metrics.mintMs = performance.now() - clicked;
     openTerminal(session, clicked);
   } catch (e) {
     toast(explainApiError(e));

@@ -93,21 +93,20 @@ fn mint_timed(req: &Request) -> Result<(Minted, Signing, Db, Spent, Steps), Fail
     let db = Db::open()?;
     let user = steps.1.time(|| authenticate(req, &db))?;
     let now = now();
-    let sid = session_id(entropy());
+    let mut sid = session_id(entropy());
     let deadline = now + config.session_max;
     reserve(&db, &user.subject, &sid, deadline, &config.quota, now)?;
     let placing = Spent::default();
     let client = ClientLocation { hint: hint.as_ref(), rtts: &rtts };
-    let placed =
-        placing.time(|| place(&db, &signing, &config, (&sid, deadline), client, now)).and_then(|(region, endpoint)| {
-            match record(&db, &user.subject, &sid, &region) {
-                Ok(()) => Ok(region),
-                Err(e) => {
-                    pools::stop(&signing, &endpoint, &region, &sid, "the mint failed");
-                    Err(e)
-                }
+    let placed = placing.time(|| place(&db, &signing, &config, (&mut sid, deadline), client, now)).and_then(
+        |(region, endpoint)| match record(&db, &user.subject, &sid, &region) {
+            Ok(()) => Ok(region),
+            Err(e) => {
+                pools::stop(&signing, &endpoint, &region, &sid, "the mint failed");
+                Err(e)
             }
-        });
+        },
+    );
     let region = match placed {
         Ok(region) => region,
         Err(e) => {
@@ -171,11 +170,16 @@ fn reserve(
 }
 
 /// Places the session and starts its runner; returns the region and its pool's endpoint.
+///
+/// Each region tried after the first gets a new session id (the reserved row follows it): a start that
+/// timed out may still reach its pool later, and the runner it starts then joins a room no browser will
+/// attach to (it ends at the join timeout) instead of taking over the session, and its pool reaps it at
+/// the next heartbeat because no live session of that id is in that region.
 fn place(
     db: &Db,
     signing: &Signing,
     config: &Config,
-    (sid, deadline): (&SessionId, Timestamp),
+    (sid, deadline): (&mut SessionId, Timestamp),
     client: ClientLocation<'_>,
     now: Timestamp,
 ) -> Result<(RegionId, String), Failure> {
@@ -183,15 +187,20 @@ fn place(
     let unavailable = |e: PlacementError| Failure::new(503, "no_region_available", e.to_string()).retry_after(5);
     let mut plan =
         FailoverPlan::new(candidates(&registry.status, client, &config.placement, now).map_err(unavailable)?);
+    let mut tried: Vec<(RegionId, SessionId)> = Vec::new();
     loop {
         match plan.step() {
             Step::Start(region) => {
                 let endpoint =
                     registry.endpoint(&region).ok_or_else(|| Failure::internal("candidate without endpoint"))?;
+                let id = if tried.is_empty() { sid.clone() } else { session_id(entropy()) };
                 db.execute(
-                    "UPDATE sessions SET region = $2 WHERE id = $1",
-                    &[text(sid.as_str()), text(region.as_str())],
+                    "UPDATE sessions SET id = $2, region = $3 WHERE id = $1",
+                    &[text(sid.as_str()), text(id.as_str()), text(region.as_str())],
                 )?;
+                *sid = id;
+                tried.push((region.clone(), sid.clone()));
+                let sid = &*sid;
                 let join = signing.issuer.join(sid, &region, entropy(), now);
                 let command = PoolCommand::Start(StartRunner {
                     session_id: sid.clone(),
@@ -203,8 +212,9 @@ fn place(
                 plan.record(pools::start(signing, endpoint, &command, config.pool_timeout)?);
             }
             Step::Stop(region) => {
-                if let Some(endpoint) = registry.endpoint(&region) {
-                    pools::stop(signing, endpoint, &region, sid, "start timed out; placed elsewhere");
+                let attempt = tried.iter().rev().find(|(r, _)| *r == region).map(|(_, id)| id);
+                if let (Some(endpoint), Some(id)) = (registry.endpoint(&region), attempt) {
+                    pools::stop(signing, endpoint, &region, id, "start timed out; placed elsewhere");
                 }
             }
             Step::Placed(region) => {

@@ -1,0 +1,163 @@
+//! Multi-region failover at the API level, with two real regions (a pool agent each, real runners), the
+//! real control plane and the edge under `wrangler dev`:
+//!
+//! - region A stops (its agent and runners killed): its browsers hear "runner lost" after the grace
+//!   period; new sessions land in B at once (the mint fails over) and A leaves placement within the
+//!   health TTL; A restarted takes sessions again;
+//! - A refuses starts, or answers too slowly: the mint fails over to B, and no session or runner is
+//!   left behind in A (a start that arrives late is refused by the room and reaped by A's pool).
+//!
+//! The figures are printed; the assertions are about outcomes, not durations.
+
+use edgeshell_core::protocol::{CloseCode, Credential};
+use edgeshell_e2e::pool_proxy::{PathMode, PoolProxy};
+use edgeshell_e2e::{Session, Stack, StackOptions};
+use edgeshell_room_host::browser::Browser;
+use std::time::{Duration, Instant};
+
+const USER: &str = "carol";
+const WAIT: Duration = Duration::from_secs(20);
+
+async fn mint_in(stack: &Stack, hint: &str) -> Session {
+    stack.mint_with(USER, serde_json::json!({ "region_hint": hint })).await.expect("a mint succeeds")
+}
+
+async fn shell(session: &Session) -> Browser {
+    let mut browser = Browser::attach(&session.ws_url, &Credential::Token(session.token.clone())).await.unwrap();
+    browser.input(b"echo alive-$((40+2))\n").await;
+    browser.expect_from(0, "alive-42", WAIT).await;
+    browser
+}
+
+async fn region_available(stack: &Stack, region: &str) -> bool {
+    let (_, body) = stack.call(reqwest::Method::GET, "/api/regions", USER, serde_json::Value::Null).await.unwrap();
+    body["regions"].as_array().unwrap().iter().any(|r| r["region"] == region && r["available"] == true)
+}
+
+/// Sessions of `region` the database still counts as live.
+async fn live_sessions_in(stack: &Stack, region: &str) -> Vec<String> {
+    let rows = stack
+        .control
+        .db
+        .query("SELECT id FROM sessions WHERE region = $1 AND state <> 'ended' ORDER BY id", &[&region])
+        .await
+        .unwrap();
+    rows.iter().map(|r| r.get(0)).collect()
+}
+
+async fn wait_until<F: std::future::Future<Output = bool>>(within: Duration, mut check: impl FnMut() -> F) -> bool {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn regions_fail_over_and_come_back() {
+    let options = StackOptions { regions: vec!["eu".into(), "us".into()], ..StackOptions::default() };
+    let mut stack = Stack::start(options).await.expect("the stack starts");
+
+    // ---- A stops.
+    let in_a = mint_in(&stack, "eu").await;
+    assert_eq!(in_a.region, "eu", "the hint is honoured while eu is healthy");
+    let mut browser = shell(&in_a).await;
+    let stopped = Instant::now();
+    stack.stop_region("eu").await.unwrap();
+    let first_in_b = mint_in(&stack, "eu").await;
+    let placed_in_b = stopped.elapsed();
+    assert_eq!(first_in_b.region, "us", "the mint fails over to the healthy region");
+    let closed = browser.expect_close(WAIT).await;
+    let lost_after = stopped.elapsed();
+    assert_eq!(closed.map(|(code, _)| code), Some(CloseCode::RunnerLost), "the browser hears runner lost");
+    assert!(wait_until(WAIT, || async { !region_available(&stack, "eu").await }).await, "eu leaves placement");
+    let unavailable_after = stopped.elapsed();
+    let direct = Instant::now();
+    let second_in_b = mint_in(&stack, "eu").await;
+    assert_eq!(second_in_b.region, "us");
+    let direct_mint = direct.elapsed();
+    shell(&second_in_b).await;
+    eprintln!(
+        "figure: region stop -> new session placed in the other region: {:.0} ms (mint with a failed attempt)",
+        placed_in_b.as_secs_f64() * 1000.0
+    );
+    eprintln!(
+        "figure: region stop -> browser hears runner lost: {:.0} ms (grace 2 s)",
+        lost_after.as_secs_f64() * 1000.0
+    );
+    eprintln!(
+        "figure: region stop -> region out of placement: {:.0} ms (health TTL 5 s); a mint then takes {:.0} ms",
+        unavailable_after.as_secs_f64() * 1000.0,
+        direct_mint.as_secs_f64() * 1000.0
+    );
+    assert_eq!(live_sessions_in(&stack, "eu").await, vec![in_a.id.as_str().to_owned()], "no mint left a session in eu");
+
+    // ---- A comes back.
+    let restarted = Instant::now();
+    stack.start_region("eu").await.unwrap();
+    let mut back = None;
+    for _ in 0..100 {
+        let session = mint_in(&stack, "eu").await;
+        if session.region == "eu" {
+            back = Some(session);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let back = back.expect("eu takes sessions again");
+    eprintln!("figure: region restart -> takes sessions again: {:.0} ms", restarted.elapsed().as_secs_f64() * 1000.0);
+    shell(&back).await;
+
+    // ---- A refuses starts.
+    let proxy = PoolProxy::start().await.unwrap();
+    stack.stop_region("eu").await.unwrap();
+    stack.start_region_with("eu", &[("EDGESHELL_POOL_ENDPOINT", proxy.url.as_str())]).await.unwrap();
+    proxy.set_upstream(&stack.agent("eu").unwrap().url);
+    assert!(
+        wait_until(WAIT, || async {
+            // The new agent's heartbeat moved eu's endpoint to the proxy; a passing start proves it.
+            let s = mint_in(&stack, "eu").await;
+            s.region == "eu"
+        })
+        .await,
+        "eu serves through the proxy"
+    );
+    let before = live_sessions_in(&stack, "eu").await;
+    let runners_before = stack.agent("eu").unwrap().runners().await.unwrap().len();
+    proxy.set_mode(PathMode::Refuse);
+    let refused = mint_in(&stack, "eu").await;
+    assert_eq!(refused.region, "us", "a refusing region is skipped");
+    shell(&refused).await;
+    assert_eq!(live_sessions_in(&stack, "eu").await, before, "no session is left in the refusing region");
+    assert_eq!(stack.agent("eu").unwrap().runners().await.unwrap().len(), runners_before, "no runner started in eu");
+
+    // ---- A answers too slowly (later than the control plane's 3 s pool timeout).
+    proxy.set_mode(PathMode::Delay(Duration::from_millis(3500)));
+    let slow_started = Instant::now();
+    let slow = mint_in(&stack, "eu").await;
+    let slow_mint = slow_started.elapsed();
+    assert_eq!(slow.region, "us", "a slow region is given up on");
+    let mut browser = shell(&slow).await;
+    assert_eq!(live_sessions_in(&stack, "eu").await, before, "no session is left in the slow region");
+    // The late start reaches eu's agent after the mint gave up; the runner it starts must not take the
+    // session over, and eu's pool stops it (heartbeats report it; the control plane names it to stop).
+    let eu = stack.agent("eu").unwrap();
+    let reaped = wait_until(Duration::from_secs(15), || async {
+        let runners = eu.runners().await.unwrap();
+        !runners.iter().any(|r| r["session_id"] == slow.id.as_str())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let runners = eu.runners().await.unwrap();
+    assert!(
+        reaped && !runners.iter().any(|r| r["session_id"] == slow.id.as_str()),
+        "the late runner in eu is gone: {runners:?}"
+    );
+    browser.input(b"echo still-$((6*7))\n").await;
+    let from = browser.output.len();
+    browser.expect_from(from, "still-42", WAIT).await;
+    eprintln!("figure: mint with a slow first region: {:.0} ms (pool timeout 3 s)", slow_mint.as_secs_f64() * 1000.0);
+}
