@@ -29,6 +29,8 @@ fi
 if $postgres && ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then need postgresql; fi
 # Node.js and npm fetch wrangler, Node 22, esbuild, binaryen, xterm.js and playwright-core.
 command -v npm >/dev/null || need nodejs npm
+# Python 3.11+ with venv for terraform/validate.sh (python-hcl2 and checkov from PyPI).
+if $ci && ! python3 -c "import tomllib, venv, ensurepip" >/dev/null 2>&1; then need python3 python3-venv; fi
 # Headless Chromium for the browser tests (driven by playwright-core, never downloaded by it).
 if $ci && ! command -v chromium >/dev/null; then need chromium fonts-dejavu-core; fi
 

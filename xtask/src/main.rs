@@ -1,7 +1,7 @@
 //! Developer tasks, in the manner of rust-analyzer's xtask: `cargo xtask <task>`.
 //!
-//! - `test`: every test layer there is today (unit, vectors, property, integration), the wasm builds of the
-//!   core, and a short run of every fuzz target. The README's test command; `.ci/run` calls it.
+//! - `test`: every test layer there is today (unit, vectors, property, integration, end to end, browser),
+//!   the wasm builds of the core, terraform's validation, and a short run of every fuzz target. The README's test command; `.ci/run` calls it.
 //! - `bench`: the criterion benchmarks, summarized as ratios against a baseline measured in the same run.
 //! - `dev`: the whole stack locally (Postgres, functions, dev issuer, two regions, `wrangler dev`).
 //! - `edge-build`: installs the edge gateway's tools if missing and builds the Worker.
@@ -53,6 +53,11 @@ fn test() -> Result<()> {
             "core for wasm32-wasip2 (the functions)",
             cargo(&["build", "-p", "edgeshell-core", "--target", "wasm32-wasip2"]),
         ),
+        Step::new("terraform: parse, cross-check with wrangler.toml, spin.toml and the agent, checkov", {
+            let mut c = std::process::Command::new("bash");
+            c.arg(run::root().join("terraform/validate.sh"));
+            c
+        }),
         Step::new(
             "keys for wasm32-wasip2 without ring (the pure-Rust fallback)",
             cargo(&["build", "-p", "edgeshell-keys", "--no-default-features", "--target", "wasm32-wasip2"]),

@@ -1,3 +1,6 @@
+//! The browser link against hand-built frames: credentials and paths, exactly-once output across resumes
+//! (a property test over random cuts and resume points), acks, heartbeats, close codes and backoff.
+
 use super::*;
 use crate::protocol::Welcome;
 use proptest::prelude::*;

@@ -1,0 +1,27 @@
+terraform {
+  required_version = ">= 1.6.0"
+  required_providers {
+    cloudflare = {
+      source  = "cloudflare/cloudflare"
+      version = "5.12.0"
+    }
+    google = {
+      source  = "hashicorp/google"
+      version = "6.49.0"
+    }
+    kubernetes = {
+      source  = "hashicorp/kubernetes"
+      version = "2.38.0"
+    }
+    helm = {
+      source  = "hashicorp/helm"
+      version = "3.0.2"
+    }
+    random = {
+      source  = "hashicorp/random"
+      version = "3.7.2"
+    }
+  }
+  # Keep state remote and encrypted, e.g.:
+  # backend "gcs" { bucket = "<your-state-bucket>" prefix = "edgeshell" }
+}

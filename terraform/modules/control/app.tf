@@ -1,0 +1,269 @@
+# The control functions as a SpinApp: every Spin variable of spin.toml is wired here, the secret ones
+# from a Kubernetes Secret (a test checks the names against spin.toml). The schema is migrated by a Job
+# before the app rolls out, and expired rows are swept by a CronJob.
+
+locals {
+  ns = "edgeshell-control"
+  secret_variables = {
+    signing_key          = var.signing_key
+    next_signing_key     = var.next_signing_key
+    previous_signing_key = var.previous_signing_key
+    database_url         = local.database_url
+    internal_api_key     = var.internal_api_key
+  }
+  plain_variables = merge(
+    var.limits,
+    {
+      database_host = local.db_host
+      token_issuer  = var.token_issuer
+      edge_url      = var.edge_url
+      oidc_issuer   = var.oidc_issuer
+      oidc_audience = var.oidc_audience
+      pool_origin   = var.pool_origin
+    },
+    var.oidc_jwks_url == "" ? {} : { oidc_jwks_url = var.oidc_jwks_url },
+    var.oidc_jwks_origin == "" ? {} : { oidc_jwks_origin = var.oidc_jwks_origin },
+  )
+  tool_security = {
+    allow_privilege_escalation = false
+    read_only_root_filesystem  = true
+    run_as_non_root            = true
+  }
+}
+
+resource "kubernetes_namespace_v1" "control" {
+  metadata {
+    name = local.ns
+    labels = {
+      "pod-security.kubernetes.io/enforce" = "restricted"
+    }
+  }
+}
+
+resource "kubernetes_secret_v1" "variables" {
+  metadata {
+    name      = "edgeshell-control-variables"
+    namespace = kubernetes_namespace_v1.control.metadata[0].name
+  }
+  data = local.secret_variables
+}
+
+resource "kubernetes_job_v1" "migrate" {
+  metadata {
+    # A new name per image, so a new release migrates again.
+    name      = "edgeshell-db-migrate-${substr(sha256(var.db_tool_image), 0, 8)}"
+    namespace = kubernetes_namespace_v1.control.metadata[0].name
+  }
+  spec {
+    backoff_limit = 3
+    template {
+      metadata {
+        labels = { "app.kubernetes.io/name" = "edgeshell-db" }
+      }
+      spec {
+        restart_policy                  = "Never"
+        automount_service_account_token = false
+        security_context {
+          run_as_non_root = true
+          run_as_user     = 10003
+          seccomp_profile {
+            type = "RuntimeDefault"
+          }
+        }
+        container {
+          name              = "migrate"
+          image             = var.db_tool_image
+          image_pull_policy = "Always"
+          args              = ["migrate"]
+          env {
+            name = "DATABASE_URL"
+            value_from {
+              secret_key_ref {
+                name = kubernetes_secret_v1.variables.metadata[0].name
+                key  = "database_url"
+              }
+            }
+          }
+          resources {
+            requests = { cpu = "100m", memory = "64Mi" }
+            limits   = { cpu = "500m", memory = "128Mi" }
+          }
+          security_context {
+            allow_privilege_escalation = local.tool_security.allow_privilege_escalation
+            read_only_root_filesystem  = local.tool_security.read_only_root_filesystem
+            run_as_non_root            = local.tool_security.run_as_non_root
+            capabilities {
+              drop = ["ALL"]
+            }
+          }
+        }
+      }
+    }
+  }
+  wait_for_completion = true
+  timeouts {
+    create = "10m"
+  }
+}
+
+resource "kubernetes_cron_job_v1" "cleanup" {
+  metadata {
+    name      = "edgeshell-db-cleanup"
+    namespace = kubernetes_namespace_v1.control.metadata[0].name
+  }
+  spec {
+    schedule                      = "*/5 * * * *"
+    concurrency_policy            = "Forbid"
+    successful_jobs_history_limit = 1
+    failed_jobs_history_limit     = 3
+    job_template {
+      metadata {}
+      spec {
+        backoff_limit = 1
+        template {
+          metadata {
+            labels = { "app.kubernetes.io/name" = "edgeshell-db" }
+          }
+          spec {
+            restart_policy                  = "Never"
+            automount_service_account_token = false
+            security_context {
+              run_as_non_root = true
+              run_as_user     = 10003
+              seccomp_profile {
+                type = "RuntimeDefault"
+              }
+            }
+            container {
+              name              = "cleanup"
+              image             = var.db_tool_image
+              image_pull_policy = "Always"
+              args              = ["cleanup"]
+              env {
+                name = "DATABASE_URL"
+                value_from {
+                  secret_key_ref {
+                    name = kubernetes_secret_v1.variables.metadata[0].name
+                    key  = "database_url"
+                  }
+                }
+              }
+              resources {
+                requests = { cpu = "50m", memory = "32Mi" }
+                limits   = { cpu = "250m", memory = "64Mi" }
+              }
+              security_context {
+                allow_privilege_escalation = false
+                read_only_root_filesystem  = true
+                run_as_non_root            = true
+                capabilities {
+                  drop = ["ALL"]
+                }
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+resource "kubernetes_manifest" "executor" {
+  manifest = {
+    apiVersion = "core.spinkube.dev/v1alpha1"
+    kind       = "SpinAppExecutor"
+    metadata   = { name = "containerd-shim-spin", namespace = local.ns }
+    spec = {
+      createDeployment = true
+      deploymentConfig = { runtimeClassName = "wasmtime-spin-v2" }
+    }
+  }
+  depends_on = [helm_release.spin_operator, kubernetes_namespace_v1.control]
+}
+
+resource "kubernetes_manifest" "app" {
+  manifest = {
+    apiVersion = "core.spinkube.dev/v1alpha1"
+    kind       = "SpinApp"
+    metadata   = { name = "edgeshell-control", namespace = local.ns }
+    spec = {
+      image    = var.spin_app_image
+      executor = kubernetes_manifest.executor.manifest.metadata.name
+      replicas = var.replicas
+      resources = {
+        limits   = { cpu = "1", memory = "512Mi" }
+        requests = { cpu = "250m", memory = "128Mi" }
+      }
+      variables = concat(
+        [for name, value in local.plain_variables : { name = name, value = value }],
+        [for name in keys(local.secret_variables) : {
+          name      = name
+          valueFrom = { secretKeyRef = { name = kubernetes_secret_v1.variables.metadata[0].name, key = name } }
+        }],
+      )
+    }
+  }
+  depends_on = [kubernetes_job_v1.migrate]
+}
+
+# HTTPS for the edge, the browsers' API calls (through the edge) and the pool agents' heartbeats: a
+# global static address, a Google-managed certificate and a GCE Ingress to the SpinApp's Service.
+resource "google_compute_global_address" "control" {
+  project = var.project_id
+  name    = "edgeshell-control"
+}
+
+resource "kubernetes_manifest" "certificate" {
+  manifest = {
+    apiVersion = "networking.gke.io/v1"
+    kind       = "ManagedCertificate"
+    metadata   = { name = "edgeshell-control", namespace = local.ns }
+    spec       = { domains = [var.hostname] }
+  }
+  depends_on = [kubernetes_namespace_v1.control]
+}
+
+resource "kubernetes_manifest" "frontend" {
+  manifest = {
+    apiVersion = "networking.gke.io/v1beta1"
+    kind       = "FrontendConfig"
+    metadata   = { name = "edgeshell-control", namespace = local.ns }
+    spec = {
+      redirectToHttps = { enabled = true }
+      sslPolicy       = "edgeshell-modern-tls"
+    }
+  }
+  depends_on = [kubernetes_namespace_v1.control]
+}
+
+resource "google_compute_ssl_policy" "modern" {
+  project         = var.project_id
+  name            = "edgeshell-modern-tls"
+  profile         = "MODERN"
+  min_tls_version = "TLS_1_2"
+}
+
+resource "kubernetes_ingress_v1" "control" {
+  metadata {
+    name      = "edgeshell-control"
+    namespace = local.ns
+    annotations = {
+      "kubernetes.io/ingress.class"                 = "gce"
+      "kubernetes.io/ingress.global-static-ip-name" = google_compute_global_address.control.name
+      "networking.gke.io/managed-certificates"      = "edgeshell-control"
+      "networking.gke.io/v1beta1.FrontendConfig"    = "edgeshell-control"
+    }
+  }
+  spec {
+    default_backend {
+      service {
+        # spin-operator names the app's Service after the SpinApp.
+        name = "edgeshell-control"
+        port {
+          number = 80
+        }
+      }
+    }
+  }
+  depends_on = [kubernetes_manifest.app, kubernetes_manifest.certificate, kubernetes_manifest.frontend]
+}

@@ -1,0 +1,133 @@
+variable "project_id" {
+  description = "GCP project of the control plane (no default: never committed)."
+  type        = string
+}
+
+variable "gcp_region" {
+  description = "GCP region of the control plane and its database, e.g. europe-west1."
+  type        = string
+}
+
+variable "hostname" {
+  description = "The control plane's public hostname, e.g. control.example.com (CONTROL_URL is https://<hostname>)."
+  type        = string
+}
+
+variable "admin_cidrs" {
+  description = "Networks allowed to reach the cluster's API (your CI and operators)."
+  type        = list(string)
+}
+
+variable "spin_app_image" {
+  description = "The control functions' Spin app as an OCI artifact, by digest (`spin registry push` of spin.toml)."
+  type        = string
+  validation {
+    condition     = can(regex("@sha256:[0-9a-f]{64}$", var.spin_app_image))
+    error_message = "Pin the Spin app by digest."
+  }
+}
+
+variable "db_tool_image" {
+  description = "An image with `edgeshell-db` (migrations and cleanup), by digest."
+  type        = string
+  validation {
+    condition     = can(regex("@sha256:[0-9a-f]{64}$", var.db_tool_image))
+    error_message = "Pin the image by digest."
+  }
+}
+
+variable "replicas" {
+  description = "SpinApp replicas."
+  type        = number
+  default     = 3
+}
+
+variable "db_tier" {
+  description = "Cloud SQL machine tier."
+  type        = string
+  default     = "db-custom-2-7680"
+}
+
+variable "signing_key" {
+  description = "Spin variable signing_key: the current private JWK or PEM."
+  type        = string
+  sensitive   = true
+}
+
+variable "next_signing_key" {
+  description = "Spin variable next_signing_key (rotation step 1), empty when none."
+  type        = string
+  sensitive   = true
+  default     = ""
+}
+
+variable "previous_signing_key" {
+  description = "Spin variable previous_signing_key (rotation step 2, cleared after 2 h)."
+  type        = string
+  sensitive   = true
+  default     = ""
+}
+
+variable "internal_api_key" {
+  description = "Spin variable internal_api_key: the edge's bearer key for /internal/*."
+  type        = string
+  sensitive   = true
+}
+
+variable "token_issuer" {
+  description = "Spin variable token_issuer."
+  type        = string
+  default     = "edgeshell-control"
+}
+
+variable "edge_url" {
+  description = "Spin variable edge_url: the edge's wss:// origin (module edge's edge_url)."
+  type        = string
+}
+
+variable "oidc_issuer" {
+  description = "Spin variable oidc_issuer (Firebase: https://securetoken.google.com/<project>)."
+  type        = string
+}
+
+variable "oidc_audience" {
+  description = "Spin variable oidc_audience (the web client's id; Firebase: <project>)."
+  type        = string
+}
+
+variable "oidc_jwks_url" {
+  description = "Spin variable oidc_jwks_url; empty keeps the manifest's default (Firebase's)."
+  type        = string
+  default     = ""
+}
+
+variable "oidc_jwks_origin" {
+  description = "Spin variable oidc_jwks_origin; empty keeps the manifest's default."
+  type        = string
+  default     = ""
+}
+
+variable "pool_origin" {
+  description = "Spin variable pool_origin: which pool endpoints may be called, e.g. https://*.pools.example.com."
+  type        = string
+}
+
+variable "limits" {
+  description = "Optional Spin variables of spin.toml's limits, by name (unset ones keep the manifest's defaults)."
+  type        = map(string)
+  default     = {}
+  validation {
+    # The names are spin.toml's (terraform/tests checks this list against the manifest).
+    condition = alltrue([for name in keys(var.limits) : contains([
+      "session_max_secs", "max_live_sessions", "mints_per_minute", "pool_timeout_ms", "pool_health_ttl_secs",
+      "artifact_max_per_session", "artifact_max_bytes", "artifact_user_bytes", "artifact_retention_secs",
+      "artifact_link_ttl_secs",
+    ], name)])
+    error_message = "limits names a variable spin.toml does not declare as a limit."
+  }
+}
+
+variable "rbac_security_group" {
+  description = "The Google Groups for RBAC root group, gke-security-groups@<your domain> (operators get cluster roles through groups)."
+  type        = string
+}

@@ -1,0 +1,99 @@
+# The edge gateway: the Worker from the build output (`cargo xtask edge-build`), its SessionRoom
+# Durable Object namespace (SQLite-backed, migration v1), the R2 artifacts bucket with a retention rule,
+# the web client's assets, and the custom domain. Mirrors wrangler.toml (tests/terraform checks it).
+
+locals {
+  jwks_url = var.jwks_url != "" ? var.jwks_url : "${trimsuffix(var.control_url, "/")}/.well-known/jwks.json"
+  plain_vars = merge(var.room_settings, {
+    TOKEN_ISSUER          = var.token_issuer
+    JWKS_URL              = local.jwks_url
+    CONTROL_URL           = var.control_url
+    REGION_LOCATION_HINTS = join(",", [for region, hint in var.region_location_hints : "${region}=${hint}"])
+    OIDC_AUTHORIZE_URL    = var.oidc_authorize_url
+    OIDC_CLIENT_ID        = var.oidc_client_id
+    OIDC_PROVIDER_NAME    = var.oidc_provider_name
+  })
+}
+
+resource "cloudflare_r2_bucket" "artifacts" {
+  account_id = var.account_id
+  name       = var.artifacts_bucket_name
+  location   = var.artifacts_location
+}
+
+resource "cloudflare_r2_bucket_lifecycle" "artifacts" {
+  account_id  = var.account_id
+  bucket_name = cloudflare_r2_bucket.artifacts.name
+  rules = [{
+    id         = "expire-artifacts"
+    enabled    = true
+    conditions = { prefix = "" }
+    delete_objects_transition = {
+      condition = { type = "Age", max_age = var.artifact_retention_days * 86400 }
+    }
+  }]
+}
+
+resource "cloudflare_worker" "edge" {
+  account_id = var.account_id
+  name       = var.worker_name
+  # Served on the custom domain only.
+  subdomain = { enabled = false, previews_enabled = false }
+  observability = {
+    enabled            = true
+    head_sampling_rate = 1
+  }
+}
+
+resource "cloudflare_worker_version" "edge" {
+  account_id         = var.account_id
+  worker_id          = cloudflare_worker.edge.id
+  compatibility_date = var.compatibility_date
+  main_module        = "index.js"
+  modules = [
+    {
+      name         = "index.js"
+      content_type = "application/javascript+module"
+      content_file = "${var.build_dir}/index.js"
+    },
+    {
+      name         = "index_bg.wasm"
+      content_type = "application/wasm"
+      content_file = "${var.build_dir}/index_bg.wasm"
+    },
+  ]
+  assets = {
+    directory = var.assets_dir
+    config = {
+      not_found_handling = "none"
+      run_worker_first   = ["/healthz", "/sessions/*", "/artifacts/*", "/api/*", "/probe/*", "/client-config.json"]
+    }
+  }
+  bindings = concat(
+    [
+      { name = "SESSION_ROOMS", type = "durable_object_namespace", class_name = "SessionRoom" },
+      { name = "ARTIFACTS", type = "r2_bucket", bucket_name = cloudflare_r2_bucket.artifacts.name },
+      { name = "INTERNAL_API_KEY", type = "secret_text", text = var.internal_api_key },
+    ],
+    [for name, value in local.plain_vars : { name = name, type = "plain_text", text = value }],
+  )
+  migrations = {
+    new_tag            = "v1"
+    new_sqlite_classes = ["SessionRoom"]
+  }
+}
+
+resource "cloudflare_workers_deployment" "edge" {
+  account_id  = var.account_id
+  script_name = cloudflare_worker.edge.name
+  strategy    = "percentage"
+  versions    = [{ version_id = cloudflare_worker_version.edge.id, percentage = 100 }]
+}
+
+resource "cloudflare_workers_custom_domain" "edge" {
+  account_id = var.account_id
+  zone_id    = var.zone_id
+  hostname   = var.hostname
+  service    = cloudflare_worker.edge.name
+  depends_on = [cloudflare_workers_deployment.edge]
+}

@@ -1,0 +1,218 @@
+"""Validation of terraform/ where neither terraform nor its providers can be downloaded.
+
+- Every .tf file parses (python-hcl2).
+- The names the modules bind match what the code reads: the edge module's Worker bindings and vars
+  against wrangler.toml and the Worker's sources, the control module's Spin variables against
+  spin.toml, the runner_pool module's agent settings against the pool agent's configuration and its
+  RBAC against runner-image/k8s/rbac.yaml.
+
+Run by terraform/validate.sh (which also runs checkov).
+"""
+
+import glob
+import os
+import re
+import tomllib
+import unittest
+
+import hcl2
+import yaml
+
+ROOT = os.path.normpath(os.path.join(os.path.dirname(__file__), "..", ".."))
+TF = os.path.join(ROOT, "terraform")
+
+
+def parse(path):
+    with open(os.path.join(TF, path)) as f:
+        return hcl2.load(f)
+
+
+def one(value):
+    """python-hcl2 wraps attribute values in lists; the value itself."""
+    while isinstance(value, list) and len(value) == 1:
+        value = value[0]
+    return value
+
+
+def strings(value):
+    """A list attribute's strings, however python-hcl2 nested them."""
+    value = one(value)
+    return [one(v) for v in value] if isinstance(value, list) else [value]
+
+
+def keys_in(expression):
+    """The keys of the object literals inside an HCL expression as python-hcl2 renders it."""
+    return set(re.findall(r"'([A-Za-z_][A-Za-z0-9_]*)':", expression))
+
+
+def local(module_file, name):
+    for block in parse(module_file).get("locals", []):
+        if name in block:
+            return block[name][0] if isinstance(block[name], list) else block[name]
+    raise KeyError(f"no local {name} in {module_file}")
+
+
+def resource(module_file, kind, name):
+    for block in parse(module_file).get("resource", []):
+        if kind in block and name in block[kind]:
+            return block[kind][name]
+    raise KeyError(f"no {kind}.{name} in {module_file}")
+
+
+def source_strings(pattern, paths):
+    found = set()
+    for path in paths:
+        with open(os.path.join(ROOT, path)) as f:
+            found |= set(re.findall(pattern, f.read()))
+    return found
+
+
+class EveryFileParses(unittest.TestCase):
+    def test_parse(self):
+        files = sorted(glob.glob(os.path.join(TF, "**", "*.tf"), recursive=True))
+        self.assertGreaterEqual(len(files), 15)
+        for path in files:
+            with self.subTest(path=os.path.relpath(path, ROOT)):
+                with open(path) as f:
+                    self.assertIsInstance(hcl2.load(f), dict)
+
+    def test_providers_are_pinned_exactly(self):
+        for path in glob.glob(os.path.join(TF, "**", "versions.tf"), recursive=True):
+            with open(path) as f:
+                doc = hcl2.load(f)
+            for block in doc["terraform"]:
+                for providers in block["required_providers"]:
+                    for name, spec in providers.items():
+                        with self.subTest(path=os.path.relpath(path, ROOT), provider=name):
+                            self.assertRegex(one(one(spec)["version"]), r"^\d+\.\d+\.\d+$")
+
+    def test_no_ids_or_secrets_are_hard_coded(self):
+        for path in glob.glob(os.path.join(TF, "**", "*.tf"), recursive=True):
+            with open(path) as f:
+                text = f.read()
+            with self.subTest(path=os.path.relpath(path, ROOT)):
+                # Cloudflare account and zone ids are 32 hex characters; keys start with esp_ or -----BEGIN.
+                self.assertNotRegex(text, r"\b[0-9a-f]{32}\b")
+                self.assertNotIn("esp_", text)
+                self.assertNotIn("-----BEGIN", text)
+
+
+class EdgeMatchesWrangler(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        with open(os.path.join(ROOT, "wrangler.toml"), "rb") as f:
+            cls.wrangler = tomllib.load(f)
+        cls.version = resource("modules/edge/main.tf", "cloudflare_worker_version", "edge")
+        cls.bindings = cls.version["bindings"][0]
+        cls.plain_vars = keys_in(local("modules/edge/main.tf", "plain_vars"))
+        # Every binding, var and secret name the Worker's code reads.
+        cls.read = source_strings(r'"([A-Z][A-Z0-9_]{3,})"', glob.glob("edge-gateway/src/*.rs", root_dir=ROOT))
+
+    def test_durable_object_and_migration(self):
+        do = self.wrangler["durable_objects"]["bindings"][0]
+        self.assertIn(f"'name': '{do['name']}', 'type': 'durable_object_namespace', 'class_name': '{do['class_name']}'", self.bindings)
+        migration = self.wrangler["migrations"][-1]
+        self.assertEqual(self.version["migrations"][0]["new_tag"], migration["tag"])
+        self.assertEqual(self.version["migrations"][0]["new_sqlite_classes"], migration["new_sqlite_classes"])
+
+    def test_r2_bucket(self):
+        r2 = self.wrangler["r2_buckets"][0]
+        self.assertIn(f"'name': '{r2['binding']}', 'type': 'r2_bucket'", self.bindings)
+        variables = parse("modules/edge/variables.tf")["variable"]
+        default = one([v["artifacts_bucket_name"]["default"] for v in variables if "artifacts_bucket_name" in v][0])
+        self.assertEqual(default, r2["bucket_name"])
+
+    def test_assets_and_compatibility_date(self):
+        config = self.version["assets"][0]["config"]
+        self.assertEqual(config["run_worker_first"], self.wrangler["assets"]["run_worker_first"])
+        self.assertEqual(config["not_found_handling"], self.wrangler["assets"]["not_found_handling"])
+        variables = parse("modules/edge/variables.tf")["variable"]
+        default = one([v["compatibility_date"]["default"] for v in variables if "compatibility_date" in v][0])
+        self.assertEqual(default, self.wrangler["compatibility_date"])
+
+    def test_vars_and_secrets(self):
+        bound = self.plain_vars | {"INTERNAL_API_KEY"}
+        for name in bound:
+            with self.subTest(name=name):
+                self.assertIn(name, self.read, f"terraform binds {name}, which the Worker never reads")
+        self.assertIn("'name': 'INTERNAL_API_KEY', 'type': 'secret_text'", self.bindings)
+        for name in self.wrangler["vars"]:
+            with self.subTest(name=name):
+                optional = name.startswith("ROOM_")
+                self.assertTrue(name in bound or optional, f"wrangler.toml sets {name}; the edge module does not")
+        for required in ["TOKEN_ISSUER", "JWKS_URL", "CONTROL_URL", "OIDC_AUTHORIZE_URL", "OIDC_CLIENT_ID"]:
+            self.assertIn(required, bound)
+
+
+class ControlMatchesSpin(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        with open(os.path.join(ROOT, "spin.toml"), "rb") as f:
+            cls.spin = tomllib.load(f)["variables"]
+        cls.secret = set(local("modules/control/app.tf", "secret_variables").keys()) - {"__start_line__", "__end_line__"}
+        cls.plain = keys_in(local("modules/control/app.tf", "plain_variables"))
+        variables = parse("modules/control/variables.tf")["variable"]
+        limits = [v["limits"] for v in variables if "limits" in v][0]
+        cls.limits = set(re.findall(r"""['"]([a-z_]+)['"]""", one(one(limits["validation"])["condition"])))
+
+    def test_every_name_is_a_spin_variable(self):
+        for name in self.secret | self.plain | self.limits:
+            with self.subTest(name=name):
+                self.assertIn(name, self.spin)
+
+    def test_required_variables_are_set(self):
+        for name, spec in self.spin.items():
+            if spec.get("required"):
+                with self.subTest(name=name):
+                    self.assertIn(name, self.secret | self.plain)
+
+    def test_secrets_come_from_the_secret(self):
+        for name, spec in self.spin.items():
+            with self.subTest(name=name):
+                if spec.get("secret"):
+                    self.assertIn(name, self.secret)
+                    self.assertNotIn(name, self.plain)
+                else:
+                    self.assertNotIn(name, self.secret)
+
+    def test_every_spin_variable_is_reachable(self):
+        for name in self.spin:
+            with self.subTest(name=name):
+                self.assertIn(name, self.secret | self.plain | self.limits | {"oidc_jwks_url", "oidc_jwks_origin"})
+
+
+class PoolMatchesAgent(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.env = set(local("modules/runner_pool/agent.tf", "agent_env").keys()) - {"__start_line__", "__end_line__"}
+        with open(os.path.join(TF, "modules/runner_pool/agent.tf")) as f:
+            cls.env |= set(re.findall(r'name\s*=\s*"(EDGESHELL_[A-Z0-9_]+)"', f.read()))
+        # The agent's own list of the variables it reads (config::VARIABLES), plus its log settings.
+        with open(os.path.join(ROOT, "crates/pool-agent/src/config.rs")) as f:
+            listed = re.search(r"pub const VARIABLES: \[&str; \d+\] = \[(.*?)\];", f.read(), re.S)
+        cls.read = set(re.findall(r'"(EDGESHELL_[A-Z0-9_]+)"', listed.group(1))) | {"EDGESHELL_LOG", "EDGESHELL_LOG_FORMAT"}
+
+    def test_every_setting_is_read_by_the_agent(self):
+        for name in self.env:
+            with self.subTest(name=name):
+                self.assertIn(name, self.read)
+
+    def test_required_settings(self):
+        for name in ["EDGESHELL_POOL_REGION", "EDGESHELL_CONTROL_URL", "EDGESHELL_TOKEN_ISSUER",
+                     "EDGESHELL_POOL_BACKEND", "EDGESHELL_RUNNER_IMAGE", "EDGESHELL_K8S_NAMESPACE",
+                     "EDGESHELL_POOL_ENDPOINT", "EDGESHELL_RUNNER_EGRESS_CIDRS"]:
+            with self.subTest(name=name):
+                self.assertIn(name, self.env)
+        self.assertTrue({"EDGESHELL_POOL_API_KEY", "EDGESHELL_POOL_API_KEY_FILE"} & self.env)
+
+    def test_the_agents_role_matches_the_manifests(self):
+        with open(os.path.join(ROOT, "runner-image/k8s/rbac.yaml")) as f:
+            role = [d for d in yaml.safe_load_all(f) if d and d["kind"] == "Role"][0]
+        expected = sorted((r["apiGroups"][0], r["resources"][0], tuple(r["verbs"])) for r in role["rules"])
+        rules = resource("modules/runner_pool/agent.tf", "kubernetes_role_v1", "agent")["rule"]
+        got = sorted((strings(r["api_groups"])[0], strings(r["resources"])[0], tuple(strings(r["verbs"]))) for r in rules)
+        self.assertEqual(got, expected)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
