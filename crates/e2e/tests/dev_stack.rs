@@ -1,0 +1,114 @@
+//! `edgeshell-dev`, what `cargo xtask dev` runs: it brings the whole stack up (two regions), serves the
+//! page and the API on the edge's port, and on Ctrl-C (SIGINT) stops every piece: no process it
+//! started survives it, and its private Postgres no longer answers.
+
+use std::collections::BTreeSet;
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+/// Every process whose parent chain leads to `root`.
+fn descendants(root: u32) -> BTreeSet<u32> {
+    let mut parents = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+        // The parent is the second field after the parenthesised command name.
+        let Some(after) = stat.rsplit_once(')').map(|(_, rest)| rest) else { continue };
+        if let Some(ppid) = after.split_whitespace().nth(1).and_then(|p| p.parse::<u32>().ok()) {
+            parents.push((pid, ppid));
+        }
+    }
+    let mut found = BTreeSet::from([root]);
+    loop {
+        let before = found.len();
+        for (pid, ppid) in &parents {
+            if found.contains(ppid) {
+                found.insert(*pid);
+            }
+        }
+        if found.len() == before {
+            break;
+        }
+    }
+    found.remove(&root);
+    found
+}
+
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z "))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dev_stack_comes_up_and_ctrl_c_leaves_nothing_behind() {
+    let bin = edgeshell_stack::paths::workspace_bin("edgeshell-dev").expect("edgeshell-dev is built");
+    let port = edgeshell_stack::EdgeGateway::free_port().unwrap();
+    let mut dev = tokio::process::Command::new(bin)
+        .env("EDGESHELL_DEV_PORT", port.to_string())
+        .env("EDGESHELL_SESSION_COMMAND", "/bin/sh")
+        .env_remove("DATABASE_URL")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let pid = dev.id().unwrap();
+    let mut lines = BufReader::new(dev.stdout.take().unwrap()).lines();
+    let mut database = None;
+    let up = tokio::time::timeout(Duration::from_secs(180), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(url) = line.trim().strip_prefix("database  ") {
+                database = Some(url.to_owned());
+            }
+            if line.contains("Ctrl-C stops everything") {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(up.ok(), Some(true), "edgeshell-dev printed its addresses");
+    let database = database.expect("the database URL is printed");
+
+    let http = reqwest::Client::new();
+    let page = http.get(format!("http://127.0.0.1:{port}/")).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains("/app.js"), "the web client is served");
+    let config: serde_json::Value =
+        http.get(format!("http://127.0.0.1:{port}/client-config.json")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(config["oidc"]["client_id"], "edgeshell-dev");
+    let mut regions = Vec::new();
+    for _ in 0..100 {
+        let body: serde_json::Value =
+            http.get(format!("http://127.0.0.1:{port}/api/regions")).send().await.unwrap().json().await.unwrap();
+        regions = body["regions"].as_array().cloned().unwrap_or_default();
+        if regions.iter().filter(|r| r["available"] == true).count() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let names: BTreeSet<_> = regions.iter().filter_map(|r| r["region"].as_str()).collect();
+    assert_eq!(names, BTreeSet::from(["eu", "us"]), "two local regions: {regions:?}");
+
+    let started = descendants(pid);
+    assert!(started.len() >= 3, "wrangler, workerd and two agents run under it: {started:?}");
+    rustix::process::kill_process(rustix::process::Pid::from_raw(pid as i32).unwrap(), rustix::process::Signal::INT)
+        .unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(60), dev.wait()).await.expect("it stops").unwrap();
+    assert!(status.success(), "a clean exit on Ctrl-C: {status}");
+    // Give the kernel a moment to reap.
+    let mut left: Vec<u32> = started.iter().copied().filter(|p| alive(*p)).collect();
+    for _ in 0..50 {
+        if left.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        left.retain(|p| alive(*p));
+    }
+    assert!(left.is_empty(), "processes left behind: {left:?}");
+    let connect = tokio_postgres::connect(&database, tokio_postgres::NoTls).await;
+    assert!(connect.is_err(), "the private Postgres was stopped");
+    let edge = std::net::TcpStream::connect(("127.0.0.1", port));
+    assert!(edge.is_err(), "nothing listens on the edge's port");
+}
