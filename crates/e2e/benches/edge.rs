@@ -9,7 +9,9 @@
 //!
 //! Figures: echo round trip (a typed byte until the PTY's echo arrives), output throughput, attach
 //! latency (WebSocket open until the first output byte, with a token and with a resume ticket, whose
-//! difference is the edge's token check), and the Worker's `.wasm` size.
+//! difference is the edge's token check), session start (a new session until its first prompt byte at an
+//! attached browser: through the edge a real mint with placement and the pool starting the runner;
+//! directly the runner started by hand), and the Worker's `.wasm` size.
 //!
 //! `cargo xtask bench` runs the full version; under `cargo test` it runs once with tiny counts against
 //! the edge only, as a smoke test.
@@ -36,6 +38,7 @@ struct Sizes {
     echoes: usize,
     bytes: u64,
     attaches: usize,
+    starts: usize,
 }
 
 /// A way to get a fresh session with a runner, and fresh attach tokens for it.
@@ -138,6 +141,46 @@ impl Path {
     }
 }
 
+impl Path {
+    /// Ends a session made by [`Path::session`]: its runner stops.
+    async fn end(&mut self, session: &Session) {
+        match self {
+            Path::Direct(direct) => {
+                if let Some(mut runner) = direct.runners.pop() {
+                    let _ = runner.kill().await;
+                }
+            }
+            Path::Edge(stack) => {
+                let path = format!("/api/sessions/{}", session.id);
+                let (status, body) =
+                    stack.call(reqwest::Method::DELETE, &path, "bench", serde_json::Value::Null).await.unwrap();
+                assert_eq!(status, 200, "ending {}: {body}", session.id);
+            }
+        }
+    }
+}
+
+/// A new session until its first output byte (the shell's prompt) reaches an attached browser, `n`
+/// times: (the whole, of which getting the session and its token). Through the edge the session comes
+/// from the control plane's mint (placement, three signatures, the pool starting the runner); directly,
+/// the runner is started by hand and the token signed natively.
+async fn session_starts(path: &mut Path, n: usize) -> (Vec<Duration>, Vec<Duration>) {
+    let (mut whole, mut mint) = (Vec::new(), Vec::new());
+    for _ in 0..n {
+        let started = Instant::now();
+        let (session, token) = path.session().await;
+        mint.push(started.elapsed());
+        let mut browser = attach(&session.attach_url, Credential::Token(token)).await;
+        browser.step_until(WAIT, |b| !b.output.is_empty()).await;
+        whole.push(started.elapsed());
+        drop(browser);
+        path.end(&session).await;
+    }
+    whole.sort();
+    mint.sort();
+    (whole, mint)
+}
+
 async fn attach(url: &str, credential: Credential) -> Browser {
     Browser::attach(url, &credential).await.unwrap_or_else(|e| panic!("attach to {url}: {e:?}"))
 }
@@ -229,6 +272,8 @@ struct Figures {
     mbps: f64,
     attach_token: Vec<Duration>,
     attach_ticket: Vec<Duration>,
+    start: Vec<Duration>,
+    start_session: Vec<Duration>,
 }
 
 async fn measure(name: &'static str, mut path: Path, sizes: &Sizes) -> Figures {
@@ -239,7 +284,8 @@ async fn measure(name: &'static str, mut path: Path, sizes: &Sizes) -> Figures {
     let mbps = throughput(&mut browser, sizes.bytes).await;
     let (attach_token, attach_ticket) = attach_latencies(&mut path, sizes.attaches).await;
     drop((session, browser));
-    Figures { name, echo, mbps, attach_token, attach_ticket }
+    let (start, start_session) = session_starts(&mut path, sizes.starts).await;
+    Figures { name, echo, mbps, attach_token, attach_ticket, start, start_session }
 }
 
 fn report(all: &[Figures]) {
@@ -270,6 +316,17 @@ fn report(all: &[Figures]) {
             pct(&f.attach_token, 0.5) - pct(&f.attach_ticket, 0.5),
         );
     }
+    for f in all {
+        println!(
+            "{}: session start (new session -> first prompt byte) p50 {:.1} ms, p99 {:.1} ms ({:.1}x {}), of which the session and its token p50 {:.1} ms",
+            f.name,
+            pct(&f.start, 0.5),
+            pct(&f.start, 0.99),
+            pct(&f.start, 0.5) / pct(&base.start, 0.5),
+            base.name,
+            pct(&f.start_session, 0.5),
+        );
+    }
     let wasm = edgeshell_stack::paths::repo_root().join("edge-gateway/build/index_bg.wasm");
     if let Ok(meta) = std::fs::metadata(&wasm) {
         println!("Worker .wasm: {:.0} KiB", meta.len() as f64 / 1024.0);
@@ -281,7 +338,7 @@ fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     runtime.block_on(async {
         if full {
-            let sizes = Sizes { echoes: 500, bytes: 20_000_000, attaches: 40 };
+            let sizes = Sizes { echoes: 500, bytes: 20_000_000, attaches: 40, starts: 12 };
             let mut all = vec![measure("direct (native room)", Path::direct().await, &sizes).await];
             all.push(measure("edge, hibernation", Path::edge(true).await, &sizes).await);
             if std::env::var_os("EDGESHELL_BENCH_QUICK").is_none() {
@@ -289,7 +346,7 @@ fn main() {
             }
             report(&all);
         } else {
-            let sizes = Sizes { echoes: 5, bytes: 100_000, attaches: 2 };
+            let sizes = Sizes { echoes: 5, bytes: 100_000, attaches: 2, starts: 2 };
             let all = [
                 measure("direct (native room)", Path::direct().await, &sizes).await,
                 measure("edge, hibernation", Path::edge(true).await, &sizes).await,
