@@ -15,11 +15,11 @@ const TIMEOUT: Duration = Duration::from_secs(20);
 /// The largest request body passed on (session options, artifact requests).
 const MAX_BODY: usize = 64 * 1024;
 /// Paths that may be passed on.
-const PUBLIC: [&str; 3] = ["/api/sessions", "/api/regions", "/api/artifacts/"];
+const PUBLIC: [&str; 3] = ["/api/sessions", "/api/regions", "/api/artifacts"];
 
-/// True for a path this module serves.
+/// True for a path this module serves: one of [`PUBLIC`] or below it.
 pub fn is_public_api(path: &str) -> bool {
-    PUBLIC.iter().any(|p| path == *p || path.starts_with(&format!("{}/", p.trim_end_matches('/'))))
+    PUBLIC.iter().any(|p| path.strip_prefix(p).is_some_and(|rest| rest.is_empty() || rest.starts_with('/')))
 }
 
 /// Passes one request to the control plane.

@@ -217,6 +217,32 @@ impl Stack {
             .ok_or_else(|| anyhow::anyhow!("no region {region}"))
     }
 
+    /// Uploads an artifact through the edge as the session's runner would, with an `artifact:put` token
+    /// signed by the control plane's key; returns the HTTP status.
+    pub async fn upload_artifact(
+        &self,
+        session: &SessionId,
+        region: &str,
+        path: &str,
+        content: Vec<u8>,
+    ) -> anyhow::Result<u16> {
+        use edgeshell_core::issue::Issuer;
+        let key = edgeshell_keys::RsaSigner::from_secret(&self.control_settings.signing_key)?;
+        let region = edgeshell_core::ids::RegionId::new(region)?;
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
+        let entropy: [u8; 16] = rand::random();
+        let claims = Issuer::new(TOKEN_ISSUER).artifact_put(
+            session,
+            &region,
+            entropy,
+            edgeshell_core::time::Timestamp::from_millis(now.as_millis() as u64),
+        );
+        let token = edgeshell_core::tokens::sign(&claims, &key)?;
+        let url = format!("{}/artifacts/{session}/{path}", self.edge.url);
+        let response = self.http.put(url).bearer_auth(token).body(content).send().await?;
+        Ok(response.status().as_u16())
+    }
+
     /// A region outage: its pool agent and every runner it started are killed at once (SIGKILL), as a
     /// lost zone takes both. Returns the killed runners' session ids.
     pub async fn stop_region(&mut self, region: &str) -> anyhow::Result<Vec<String>> {

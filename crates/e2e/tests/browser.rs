@@ -31,6 +31,16 @@ fn screenshot() -> PathBuf {
     target.join("tmp/edgeshell-live-session.png")
 }
 
+/// The script's `upload-artifact` request: the session's runner saves a file.
+async fn upload(stack: &Stack, message: &serde_json::Value) -> anyhow::Result<()> {
+    let text = |k: &str| message[k].as_str().map(str::to_owned).ok_or_else(|| anyhow::anyhow!("no {k}"));
+    let session = edgeshell_core::ids::SessionId::new(text("session")?)?;
+    let status =
+        stack.upload_artifact(&session, &text("region")?, &text("path")?, text("content")?.into_bytes()).await?;
+    anyhow::ensure!(status == 201, "the upload answered {status}");
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_web_client_in_chromium() {
     let Some(chromium) = chromium() else {
@@ -65,6 +75,7 @@ async fn the_web_client_in_chromium() {
             if let Some(need) = message["need"].as_str() {
                 let region = message["region"].as_str().unwrap_or_default().to_owned();
                 let answer = match need {
+                    "upload-artifact" => upload(&stack, &message).await,
                     "stop-region" => stack.stop_region(&region).await.map(|_| ()),
                     "start-region" => stack.start_region(&region).await,
                     other => Err(anyhow::anyhow!("unknown request {other}")),
@@ -91,6 +102,7 @@ async fn the_web_client_in_chromium() {
         "sign in with the dev issuer",
         "start sessions",
         "echo hello",
+        "artifacts listed and downloaded",
         "sample CLI progress",
         "resize follows stty size",
         "cut in the middle, shown exactly once",

@@ -269,14 +269,11 @@ async fn cached_keys_survive_an_issuer_outage(stack: &Stack) {
 }
 
 async fn artifact_links_work_once(stack: &Stack, session: &Session) {
-    let key = RsaSigner::from_secret(&vector_jwk("pyjwt-rs256.json").unwrap()).unwrap();
-    let region = RegionId::new(&session.region).unwrap();
-    let put = sign(&Issuer::new(TOKEN_ISSUER).artifact_put(&session.id, &region, entropy(), now()), &key).unwrap();
     let url = format!("{}/artifacts/{}/out/report.txt", stack.edge.url, session.id);
     let http = reqwest::Client::new();
     let content = b"the report\n".repeat(1000);
-    let uploaded = http.put(&url).bearer_auth(&put).body(content.clone()).send().await.unwrap();
-    assert_eq!(uploaded.status(), 201, "{}", uploaded.text().await.unwrap());
+    let uploaded = stack.upload_artifact(&session.id, &session.region, "out/report.txt", content.clone()).await;
+    assert_eq!(uploaded.unwrap(), 201);
     let denied = http.put(format!("{url}2")).bearer_auth("forged").body("x").send().await.unwrap();
     assert_eq!(denied.status(), 401);
 

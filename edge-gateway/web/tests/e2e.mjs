@@ -8,6 +8,7 @@
 // {"ok": true}), and finally {"done": true}. Any failure exits non-zero with the reason.
 
 import { chromium } from 'playwright-core';
+import fs from 'node:fs/promises';
 import net from 'node:net';
 import readline from 'node:readline';
 
@@ -196,6 +197,26 @@ async function echoHello(page) {
   await waitForLine(page, (l) => l.trim() === 'hello', '"hello" on its own line');
 }
 
+async function artifacts(page) {
+  const session = await page.textContent('#session-id');
+  const region = await page.textContent('#status-region');
+  const content = `the report of ${session}\n`.repeat(3);
+  await ask('upload-artifact', { session, region, path: 'out/report.txt', content });
+  await page.click('#artifacts-toggle');
+  await waitFor('the artifact in the list', async () => {
+    const items = await page.$$eval('#artifact-list li', (els) => els.map((e) => e.textContent));
+    if (items.some((t) => /unavailable|error|not|denied|no route|no such/i.test(t) && !t.includes('report.txt'))) {
+      throw new Error(`the artifact list says: ${items}`);
+    }
+    return items.some((t) => t.includes('out/report.txt'));
+  });
+  const [download] = await Promise.all([page.waitForEvent('download'), page.click('.artifact button')]);
+  const saved = await fs.readFile(await download.path(), 'utf8');
+  if (saved !== content) throw new Error(`the download differs from the upload (${saved.length} bytes)`);
+  if (download.suggestedFilename() !== 'report.txt') throw new Error(`saved as ${download.suggestedFilename()}`);
+  await page.click('#artifacts-toggle');
+}
+
 async function sampleCli(page, screenshot) {
   await typeLine(page, `clear; EDGESHELL_DEMO_SPEED=25 ${SAMPLE_CLI} --task "add a --verbose flag"`);
   await waitForLine(page, (l) => l.includes('✔ Done'), 'the sample CLI to finish', 30000);
@@ -285,6 +306,7 @@ async function main() {
     out({ figure: 'of which mint p50 (POST /api/sessions)', value: p50(times.map((t) => t.mint)), unit: 'ms' });
     out({ figure: 'session start max', value: Math.max(...times.map((t) => t.total)), unit: 'ms' });
     await step('echo hello', () => echoHello(page));
+    await step('artifacts listed and downloaded', () => artifacts(page));
     await step('sample CLI progress', () => sampleCli(page, process.env.EDGESHELL_SCREENSHOT));
     await step('resize follows stty size', () => resize(page));
     const statuses = await step('cut in the middle, shown exactly once', () => cutInTheMiddle(page, proxy));
