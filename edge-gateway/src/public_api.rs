@@ -72,22 +72,40 @@ pub async fn proxy(mut req: Request, env: &Env) -> Result<Response> {
     Ok(Response::from_bytes(body)?.with_status(status).with_headers(headers))
 }
 
-/// `GET /client-config.json`: the page's sign-in settings (all public).
+/// `GET /client-config.json`: how the page signs people in (all public values). `FIREBASE_PROJECT_ID`
+/// and `FIREBASE_API_KEY` (with `FIREBASE_AUTH_DOMAIN`, default `<project>.firebaseapp.com`) select
+/// Firebase Authentication; otherwise `OIDC_AUTHORIZE_URL` and `OIDC_CLIENT_ID` select an OpenID
+/// Connect provider's implicit flow. Half a pair, or neither, is a configuration error.
 pub fn client_config(env: &Env) -> Result<Response> {
     let var = |name: &str| env.var(name).ok().map(|v| v.to_string()).filter(|v| !v.trim().is_empty());
-    let Some(authorize_url) = var("OIDC_AUTHORIZE_URL") else {
-        return error(&Failure::new(500, "misconfigured", "OIDC_AUTHORIZE_URL is not set"));
+    let misconfigured = |message: &str| error(&Failure::new(500, "misconfigured", message));
+    let firebase = match (var("FIREBASE_PROJECT_ID"), var("FIREBASE_API_KEY")) {
+        (Some(project), Some(api_key)) => Some(serde_json::json!({
+            "auth_domain": var("FIREBASE_AUTH_DOMAIN").unwrap_or_else(|| format!("{project}.firebaseapp.com")),
+            "project_id": project,
+            "api_key": api_key,
+        })),
+        (None, None) => None,
+        _ => return misconfigured("FIREBASE_PROJECT_ID and FIREBASE_API_KEY are set together or not at all"),
     };
-    let Some(client_id) = var("OIDC_CLIENT_ID") else {
-        return error(&Failure::new(500, "misconfigured", "OIDC_CLIENT_ID is not set"));
-    };
-    let body = serde_json::json!({
-        "oidc": {
+    let oidc = match (var("OIDC_AUTHORIZE_URL"), var("OIDC_CLIENT_ID")) {
+        (Some(authorize_url), Some(client_id)) => Some(serde_json::json!({
             "authorize_url": authorize_url,
             "client_id": client_id,
             "scope": var("OIDC_SCOPE").unwrap_or_else(|| "openid email profile".into()),
-            "provider_name": var("OIDC_PROVIDER_NAME").unwrap_or_else(|| "your identity provider".into()),
-        },
+        })),
+        (None, None) => None,
+        _ => return misconfigured("OIDC_AUTHORIZE_URL and OIDC_CLIENT_ID are set together or not at all"),
+    };
+    if firebase.is_none() && oidc.is_none() {
+        return misconfigured("no sign-in is configured: set OIDC_AUTHORIZE_URL and OIDC_CLIENT_ID, or FIREBASE_*");
+    }
+    let provider = var("OIDC_PROVIDER_NAME").unwrap_or_else(|| "your identity provider".into());
+    let body = serde_json::json!({
+        // Firebase, when configured, is what the page uses.
+        "firebase": firebase,
+        "oidc": if firebase.is_some() { None } else { oidc },
+        "provider_name": if firebase.is_some() { var("OIDC_PROVIDER_NAME").unwrap_or_else(|| "Google".into()) } else { provider },
         "protocol": edgeshell_core::protocol::SUBPROTOCOL,
     });
     let mut response = Response::from_json(&body)?;

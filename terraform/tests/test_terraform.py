@@ -104,7 +104,8 @@ class EdgeMatchesWrangler(unittest.TestCase):
             cls.wrangler = tomllib.load(f)
         cls.version = resource("modules/edge/main.tf", "cloudflare_worker_version", "edge")
         cls.bindings = cls.version["bindings"][0]
-        cls.plain_vars = keys_in(local("modules/edge/main.tf", "plain_vars"))
+        cls.plain_vars = keys_in(local("modules/edge/main.tf", "plain_vars")) | keys_in(
+            local("modules/edge/main.tf", "sign_in"))
         # Every binding, var and secret name the Worker's code reads.
         cls.read = source_strings(r'"([A-Z][A-Z0-9_]{3,})"', glob.glob("edge-gateway/src/*.rs", root_dir=ROOT))
 
@@ -140,7 +141,8 @@ class EdgeMatchesWrangler(unittest.TestCase):
             with self.subTest(name=name):
                 optional = name.startswith("ROOM_")
                 self.assertTrue(name in bound or optional, f"wrangler.toml sets {name}; the edge module does not")
-        for required in ["TOKEN_ISSUER", "JWKS_URL", "CONTROL_URL", "OIDC_AUTHORIZE_URL", "OIDC_CLIENT_ID"]:
+        for required in ["TOKEN_ISSUER", "JWKS_URL", "CONTROL_URL", "OIDC_AUTHORIZE_URL", "OIDC_CLIENT_ID",
+                         "FIREBASE_PROJECT_ID", "FIREBASE_API_KEY", "FIREBASE_AUTH_DOMAIN"]:
             self.assertIn(required, bound)
 
 

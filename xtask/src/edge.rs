@@ -143,8 +143,10 @@ fn web_assets() -> Result<()> {
     let mut bundle = Command::new(modules.join("esbuild"));
     bundle
         .args(["src/main.js", "--bundle", "--format=esm", "--minify", "--sourcemap", "--target=es2022"])
+        // Firebase's sign-in is a chunk of its own, loaded only when the gateway configures it.
+        .args(["--splitting", "--entry-names=app", "--chunk-names=chunks/[name]-[hash]"])
         .arg("--log-level=warning")
-        .arg(format!("--outfile={}", dist.join("app.js").display()))
+        .arg(format!("--outdir={}", dist.display()))
         .current_dir(&web);
     Step::new("web client page (esbuild)", bundle).run()
 }

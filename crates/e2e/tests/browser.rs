@@ -100,6 +100,7 @@ async fn the_web_client_in_chromium() {
     assert!(status.success() && done, "the script ended with {status} after {steps:?}");
     for expected in [
         "sign in with the dev issuer",
+        "firebase sign-in loaded on demand",
         "start sessions",
         "echo hello",
         "artifacts listed and downloaded",

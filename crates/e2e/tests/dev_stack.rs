@@ -78,6 +78,7 @@ async fn the_dev_stack_comes_up_and_ctrl_c_leaves_nothing_behind() {
     let config: serde_json::Value =
         http.get(format!("http://127.0.0.1:{port}/client-config.json")).send().await.unwrap().json().await.unwrap();
     assert_eq!(config["oidc"]["client_id"], "edgeshell-dev");
+    assert_eq!(config["firebase"], serde_json::Value::Null, "the dev stack signs in with its own issuer");
     let mut regions = Vec::new();
     for _ in 0..100 {
         let body: serde_json::Value =

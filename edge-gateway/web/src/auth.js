@@ -1,6 +1,8 @@
-// Sign-in with any OpenID Connect provider's implicit flow (response_type=id_token): the page sends the
-// person to the provider, which returns an ID token in the URL fragment. The token is kept in
-// sessionStorage (this tab only) and checked for state and nonce here; the control plane verifies its
+// Sign-in, two ways, chosen by the gateway's /client-config.json:
+// - any OpenID Connect provider's implicit flow (response_type=id_token): the page sends the person to the
+//   provider, which returns an ID token in the URL fragment, checked here for state and nonce;
+// - Firebase Authentication (`firebase` in the config), loaded on demand from ./firebase.js.
+// Either way the ID token is kept in sessionStorage (this tab only); the control plane verifies its
 // signature, issuer and audience on every call.
 
 const KEY = 'edgeshell.id_token';
@@ -38,8 +40,28 @@ export function displayName(user) {
   return c.name || c.email || c.preferred_username || c.sub;
 }
 
-/** Sends the browser to the provider. */
-export function signIn(oidc) {
+/** Signs in with whatever the config names; resolves when signed in (Firebase) or never (a redirect). */
+export async function signIn(config) {
+  if (config.firebase) {
+    const firebase = await import('./firebase.js');
+    sessionStorage.setItem(KEY, await firebase.signIn(config.firebase));
+    return;
+  }
+  redirectToProvider(config.oidc);
+}
+
+/** With Firebase, keeps the stored ID token current as Firebase refreshes it. */
+export async function watchTokens(config) {
+  if (!config.firebase) return;
+  const firebase = await import('./firebase.js');
+  firebase.watch(config.firebase, (token) => {
+    if (token) sessionStorage.setItem(KEY, token);
+    else sessionStorage.removeItem(KEY);
+  });
+}
+
+/** Sends the browser to the OIDC provider. */
+function redirectToProvider(oidc) {
   const state = randomId();
   const nonce = randomId();
   sessionStorage.setItem(PENDING, JSON.stringify({ state, nonce }));
@@ -69,6 +91,7 @@ export function completeSignIn() {
   return null;
 }
 
-export function signOut() {
+export function signOut(config) {
   sessionStorage.removeItem(KEY);
+  if (config && config.firebase) import('./firebase.js').then((firebase) => firebase.signOut(config.firebase));
 }

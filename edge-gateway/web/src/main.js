@@ -8,7 +8,7 @@ import { FitAddon } from '@xterm/addon-fit';
 import { WebLinksAddon } from '@xterm/addon-web-links';
 import init from '../build/client/client.js';
 import { api, ApiError } from './api.js';
-import { completeSignIn, currentUser, displayName, signIn, signOut } from './auth.js';
+import { completeSignIn, currentUser, displayName, signIn, signOut, watchTokens } from './auth.js';
 import { probeAll } from './regions.js';
 import { TerminalSession } from './session.js';
 
@@ -51,7 +51,7 @@ function toast(message, kind = 'error') {
 function explainApiError(e) {
   if (!(e instanceof ApiError)) return e.message;
   if (e.status === 401) {
-    signOut();
+    signOut(app.config);
     return 'Your sign-in expired; sign in again.';
   }
   if (e.status === 429 && e.retryAfter) return `${e.message} Try again in ${e.retryAfter} s.`;
@@ -70,7 +70,7 @@ function idToken() {
 // ---------------------------------------------------------------- sign-in
 
 function showSignIn(message) {
-  $('signin-provider').textContent = app.config.oidc.provider_name;
+  $('signin-provider').textContent = app.config.provider_name;
   $('signin-message').textContent = message || '';
   $('user-chip').hidden = true;
   show('signin-view');
@@ -358,9 +358,17 @@ async function boot() {
   // `?scrollback=N` sets this tab's terminal history (lines); kept across sign-in redirects.
   const scrollback = Number(new URLSearchParams(location.search).get('scrollback'));
   if (scrollback > 0) sessionStorage.setItem('edgeshell.scrollback', String(Math.min(scrollback, 200000)));
-  $('signin').onclick = () => signIn(app.config.oidc);
+  $('signin').onclick = async () => {
+    try {
+      await signIn(app.config);
+      app.user = currentUser();
+      if (app.user) showHome();
+    } catch (e) {
+      showSignIn(`Sign-in failed: ${e.message}`);
+    }
+  };
   $('signout').onclick = () => {
-    signOut();
+    signOut(app.config);
     if (app.current) app.current.dispose();
     app.current = null;
     showSignIn();
@@ -384,6 +392,7 @@ async function boot() {
     return;
   }
   const failed = completeSignIn();
+  await watchTokens(app.config);
   app.user = currentUser();
   if (!app.user) return showSignIn(failed);
   const reopenId = (location.hash.match(/^#\/s\/([A-Za-z0-9_-]+)$/) || [])[1];

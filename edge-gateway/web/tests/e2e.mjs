@@ -172,6 +172,29 @@ async function signIn(page, base) {
   if (!rtts.every((t) => /\d+ ms/.test(t))) throw new Error(`regions without a measured RTT: ${rtts}`);
 }
 
+// With a Firebase project configured, the page loads Firebase's sign-in (a chunk of its own) and
+// reports a failed sign-in clearly; nothing leaves loopback here, so Google cannot be reached.
+async function firebaseSignIn(context, base) {
+  const page = await context.newPage();
+  let chunk = false;
+  page.on('request', (r) => { chunk ||= r.url().includes('/chunks/firebase-'); });
+  const config = {
+    firebase: { project_id: 'demo-edgeshell', api_key: 'demo-api-key', auth_domain: 'demo-edgeshell.firebaseapp.com' },
+    oidc: null,
+    provider_name: 'Google',
+    protocol: 'edgeshell.v1',
+  };
+  await page.route('**/client-config.json', (route) => route.fulfill({ json: config }));
+  await page.route(/^https?:\/\/(?!127\.0\.0\.1[:/])/, (route) => route.abort());
+  await page.goto(`${base}/`);
+  await page.waitForSelector('#signin-view', { state: 'visible' });
+  if ((await page.textContent('#signin-provider')) !== 'Google') throw new Error('the provider name is not shown');
+  await page.click('#signin');
+  await waitFor('a sign-in error', async () => /Sign-in failed/.test(await page.textContent('#signin-message')), 20000);
+  if (!chunk) throw new Error('the Firebase chunk was never loaded');
+  await page.close();
+}
+
 async function startSession(page) {
   await page.click('#start');
   await waitLive(page);
@@ -299,7 +322,11 @@ async function main() {
       out({ step: name, ms: Date.now() - started });
       return result;
     };
+    let firebaseChunk = false;
+    page.on('request', (r) => { firebaseChunk ||= r.url().includes('/chunks/firebase-'); });
     await step('sign in with the dev issuer', () => signIn(page, base));
+    if (firebaseChunk) throw new Error('the OIDC page loaded the Firebase chunk');
+    await step('firebase sign-in loaded on demand', () => firebaseSignIn(context, base));
     const times = await step('start sessions', () => sessionStartTimes(page, 7));
     const p50 = (xs) => xs.slice().sort((a, b) => a - b)[Math.floor(xs.length / 2)];
     out({ figure: 'session start p50 (click -> first prompt byte)', value: p50(times.map((t) => t.total)), unit: 'ms' });

@@ -33,6 +33,7 @@ module "edge" {
   oidc_authorize_url    = var.oidc.authorize_url
   oidc_client_id        = var.oidc.audience
   oidc_provider_name    = var.oidc.provider_name
+  firebase              = var.firebase
   internal_api_key      = var.internal_api_key
 }
 

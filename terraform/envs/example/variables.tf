@@ -114,3 +114,13 @@ variable "rbac_security_group" {
   description = "Google Groups for RBAC: gke-security-groups@<your domain>."
   type        = string
 }
+
+variable "firebase" {
+  description = "Sign in with Firebase Authentication instead of oidc.authorize_url: { project_id, api_key, auth_domain }; oidc.issuer and oidc.audience are then https://securetoken.google.com/<project> and <project>."
+  type = object({
+    project_id  = string
+    api_key     = string
+    auth_domain = string
+  })
+  default = null
+}

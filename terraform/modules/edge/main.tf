@@ -4,15 +4,28 @@
 
 locals {
   jwks_url = var.jwks_url != "" ? var.jwks_url : "${trimsuffix(var.control_url, "/")}/.well-known/jwks.json"
-  plain_vars = merge(var.room_settings, {
+  sign_in = var.firebase != null ? {
+    FIREBASE_PROJECT_ID  = var.firebase.project_id
+    FIREBASE_API_KEY     = var.firebase.api_key
+    FIREBASE_AUTH_DOMAIN = var.firebase.auth_domain
+    } : {
+    OIDC_AUTHORIZE_URL = var.oidc_authorize_url
+    OIDC_CLIENT_ID     = var.oidc_client_id
+  }
+  plain_vars = merge(var.room_settings, local.sign_in, {
     TOKEN_ISSUER          = var.token_issuer
     JWKS_URL              = local.jwks_url
     CONTROL_URL           = var.control_url
     REGION_LOCATION_HINTS = join(",", [for region, hint in var.region_location_hints : "${region}=${hint}"])
-    OIDC_AUTHORIZE_URL    = var.oidc_authorize_url
-    OIDC_CLIENT_ID        = var.oidc_client_id
     OIDC_PROVIDER_NAME    = var.oidc_provider_name
   })
+}
+
+check "sign_in" {
+  assert {
+    condition     = var.firebase != null || (var.oidc_authorize_url != "" && var.oidc_client_id != "")
+    error_message = "Configure the page's sign-in: firebase, or oidc_authorize_url and oidc_client_id."
+  }
 }
 
 resource "cloudflare_r2_bucket" "artifacts" {

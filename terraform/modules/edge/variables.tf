@@ -57,13 +57,25 @@ variable "region_location_hints" {
 }
 
 variable "oidc_authorize_url" {
-  description = "OIDC_AUTHORIZE_URL: the identity provider's authorization endpoint (implicit flow)."
+  description = "OIDC_AUTHORIZE_URL: the identity provider's authorization endpoint (implicit flow); empty with firebase."
   type        = string
+  default     = ""
 }
 
 variable "oidc_client_id" {
-  description = "OIDC_CLIENT_ID: the web client's id at the provider (the control plane's oidc_audience)."
+  description = "OIDC_CLIENT_ID: the web client's id at the provider (the control plane's oidc_audience); empty with firebase."
   type        = string
+  default     = ""
+}
+
+variable "firebase" {
+  description = "Firebase Authentication instead of the OIDC flow: the web app's public config { project_id, api_key, auth_domain } (null: OIDC)."
+  type = object({
+    project_id  = string
+    api_key     = string
+    auth_domain = string
+  })
+  default = null
 }
 
 variable "oidc_provider_name" {
