@@ -103,6 +103,7 @@ async fn the_web_client_in_chromium() {
         "firebase sign-in loaded on demand",
         "start sessions",
         "echo hello",
+        "copy and paste",
         "artifacts listed and downloaded",
         "sample CLI progress",
         "resize follows stty size",

@@ -220,6 +220,23 @@ async function echoHello(page) {
   await waitForLine(page, (l) => l.trim() === 'hello', '"hello" on its own line');
 }
 
+// The toolbar's Copy takes the terminal's selection to the clipboard; Paste types the clipboard into the
+// session (bracketed paste when the program asked for it).
+async function copyAndPaste(page) {
+  await page.evaluate(() => window.edgeshell.term.selectAll());
+  await page.click('#copy');
+  const copied = await waitFor('the clipboard', async () => {
+    const text = await page.evaluate(() => navigator.clipboard.readText());
+    return text.includes('hello') ? text : null;
+  });
+  if (!copied.split('\n').some((l) => l.trim() === 'hello')) throw new Error('the copy lacks the output line');
+  await page.evaluate(() => navigator.clipboard.writeText('echo pasted-$((2+3))'));
+  await page.click('#paste');
+  await page.click('#terminal');
+  await page.keyboard.press('Enter');
+  await waitForLine(page, (l) => l.trim() === 'pasted-5', 'the pasted command\'s output');
+}
+
 async function artifacts(page) {
   const session = await page.textContent('#session-id');
   const region = await page.textContent('#status-region');
@@ -313,6 +330,7 @@ async function main() {
   });
   try {
     const context = await browser.newContext({ viewport: { width: 1100, height: 700 } });
+    await context.grantPermissions(['clipboard-read', 'clipboard-write']);
     const page = await context.newPage();
     page.on('pageerror', (e) => out({ pageerror: e.message }));
     const base = `http://127.0.0.1:${proxy.port}`;
@@ -333,6 +351,7 @@ async function main() {
     out({ figure: 'of which mint p50 (POST /api/sessions)', value: p50(times.map((t) => t.mint)), unit: 'ms' });
     out({ figure: 'session start max', value: Math.max(...times.map((t) => t.total)), unit: 'ms' });
     await step('echo hello', () => echoHello(page));
+    await step('copy and paste', () => copyAndPaste(page));
     await step('artifacts listed and downloaded', () => artifacts(page));
     await step('sample CLI progress', () => sampleCli(page, process.env.EDGESHELL_SCREENSHOT));
     await step('resize follows stty size', () => resize(page));
