@@ -12,8 +12,8 @@ resource "google_container_cluster" "control" {
   project                  = var.project_id
   name                     = "edgeshell-control"
   location                 = var.gcp_region
-  network                  = google_compute_network.control.id
-  subnetwork               = google_compute_subnetwork.control.id
+  network                  = module.network.network_id
+  subnetwork               = module.network.subnet_id
   remove_default_node_pool = true
   initial_node_count       = 1
   networking_mode          = "VPC_NATIVE"

@@ -18,7 +18,7 @@ resource "google_sql_database_instance" "control" {
 
     ip_configuration {
       ipv4_enabled    = false
-      private_network = google_compute_network.control.id
+      private_network = module.network.network_id
       ssl_mode        = "ENCRYPTED_ONLY"
     }
 

@@ -1,72 +1,15 @@
-# One region's GKE Autopilot cluster: its own VPC and subnet, private nodes, a private control-plane
+# One region's GKE Autopilot cluster: its own VPC (module `network`), private nodes, a private control-plane
 # endpoint reachable from admin_cidrs only, Workload Identity, Shielded nodes and Binary Authorization
 # (Autopilot enforces both), release channel REGULAR.
 
-resource "google_compute_network" "pool" {
-  project                 = var.project_id
-  name                    = "edgeshell-pool-${var.region}"
-  auto_create_subnetworks = false
-}
-
-# Nothing may reach this network from outside but what GKE opens for itself (load balancer health
-# checks, the control plane); this rule makes the default explicit and logged.
-resource "google_compute_firewall" "deny_ingress_pool" {
-  project   = var.project_id
-  name      = "edgeshell-pool-${var.region}-deny-ingress"
-  network   = google_compute_network.pool.id
-  direction = "INGRESS"
-  priority  = 65534
-  deny {
-    protocol = "all"
-  }
-  source_ranges = ["0.0.0.0/0"]
-  log_config {
-    metadata = "INCLUDE_ALL_METADATA"
-  }
-}
-
-resource "google_compute_subnetwork" "pool" {
-  project                  = var.project_id
-  name                     = "edgeshell-pool-${var.region}"
-  region                   = var.gcp_region
-  network                  = google_compute_network.pool.id
-  ip_cidr_range            = var.subnet_cidr
-  private_ip_google_access = true
-  secondary_ip_range {
-    range_name    = "pods"
-    ip_cidr_range = var.pods_cidr
-  }
-  secondary_ip_range {
-    range_name    = "services"
-    ip_cidr_range = var.services_cidr
-  }
-  log_config {
-    aggregation_interval = "INTERVAL_5_SEC"
-    flow_sampling        = 0.5
-    metadata             = "INCLUDE_ALL_METADATA"
-  }
-}
-
-# Runners and the agent reach the internet (the edge, bundle hosts, the control plane) through NAT;
-# nodes have no public addresses.
-resource "google_compute_router" "pool" {
-  project = var.project_id
-  name    = "edgeshell-pool-${var.region}"
-  region  = var.gcp_region
-  network = google_compute_network.pool.id
-}
-
-resource "google_compute_router_nat" "pool" {
-  project                            = var.project_id
-  name                               = "edgeshell-pool-${var.region}"
-  router                             = google_compute_router.pool.name
-  region                             = var.gcp_region
-  nat_ip_allocate_option             = "AUTO_ONLY"
-  source_subnetwork_ip_ranges_to_nat = "ALL_SUBNETWORKS_ALL_IP_RANGES"
-  log_config {
-    enable = true
-    filter = "ERRORS_ONLY"
-  }
+module "network" {
+  source        = "../network"
+  project_id    = var.project_id
+  name          = "edgeshell-pool-${var.region}"
+  gcp_region    = var.gcp_region
+  subnet_cidr   = var.subnet_cidr
+  pods_cidr     = var.pods_cidr
+  services_cidr = var.services_cidr
 }
 
 resource "google_container_cluster" "pool" {
@@ -77,8 +20,8 @@ resource "google_container_cluster" "pool" {
   name             = "edgeshell-pool-${var.region}"
   location         = var.gcp_region
   enable_autopilot = true
-  network          = google_compute_network.pool.id
-  subnetwork       = google_compute_subnetwork.pool.id
+  network          = module.network.network_id
+  subnetwork       = module.network.subnet_id
 
   ip_allocation_policy {
     cluster_secondary_range_name  = "pods"
