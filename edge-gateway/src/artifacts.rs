@@ -3,21 +3,18 @@
 //! an upload into R2. Tokens are verified here (no database); what needs the database — the link's
 //! one-time use, the upload limits, the audit log — is the control plane's internal artifacts routes.
 
-use crate::config::{internal_key, EdgeConfig};
+use crate::config::EdgeConfig;
+use crate::control_api;
 use crate::http::{error, Failure};
 use crate::keys::{self, VerifyError};
 use edgeshell_core::artifacts::{check_link, parse_artifact_route, ArtifactPath};
 use edgeshell_core::ids::SessionId;
 use edgeshell_core::tokens::{Expectation, Method, Scope, TokenError, Verified};
-use futures_util::future::{select, Either};
 use serde::Deserialize;
-use std::time::Duration;
-use worker::{url, Context, Delay, Env, Fetch, Headers, Request, RequestInit, Response, Result};
+use worker::{url, Context, Env, Headers, Request, Response, Result};
 
 /// The R2 bucket binding of artifacts (`wrangler.toml`).
 pub const BUCKET_BINDING: &str = "ARTIFACTS";
-/// How long a call to the control plane may take.
-const CONTROL_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The request's configuration, session and artifact.
 fn target(req: &Request, env: &Env) -> std::result::Result<(EdgeConfig, url::Url, SessionId, ArtifactPath), Failure> {
@@ -78,7 +75,7 @@ async fn download(req: &Request, env: &Env, ctx: &Context) -> std::result::Resul
         "jti": c.jti.as_str(), "expires_at": c.exp, "session_id": session.as_str(),
         "path": path.as_str(), "owner": c.sub.as_str(),
     });
-    let redeemed: Redeemed = control(env, &config, "/internal/artifacts/redeem", &body).await?;
+    let redeemed: Redeemed = control_api::internal(env, &config, "/internal/artifacts/redeem", &body).await?;
     let bucket = env.bucket(BUCKET_BINDING).map_err(|e| Failure::new(500, "misconfigured", e.to_string()))?;
     let object = bucket
         .get(redeemed.object_key.as_str())
@@ -120,7 +117,7 @@ async fn upload(req: &Request, env: &Env, ctx: &Context) -> std::result::Result<
     let body = serde_json::json!({
         "session_id": session.as_str(), "path": path.as_str(), "size": size, "sha256": sha256,
     });
-    let registered: Registered = control(env, &config, "/internal/artifacts", &body).await?;
+    let registered: Registered = control_api::internal(env, &config, "/internal/artifacts", &body).await?;
     let bucket = env.bucket(BUCKET_BINDING).map_err(|e| Failure::new(500, "misconfigured", e.to_string()))?;
     let stream = req.inner().body().ok_or_else(|| Failure::new(400, "empty_body", "the upload has no body"))?;
     bucket.put(registered.object_key.as_str(), stream).execute().await.map_err(|e| {
@@ -129,52 +126,4 @@ async fn upload(req: &Request, env: &Env, ctx: &Context) -> std::result::Result<
     })?;
     let answer = serde_json::json!({ "session_id": session.as_str(), "path": path.as_str(), "size": size });
     Response::from_json(&answer).map(|r| r.with_status(201)).map_err(|e| Failure::internal(e.to_string()))
-}
-
-#[derive(Deserialize)]
-struct ControlError {
-    error: ControlErrorBody,
-}
-
-#[derive(Deserialize)]
-struct ControlErrorBody {
-    code: String,
-    message: String,
-}
-
-/// POSTs `body` to an internal route of the control plane; its errors pass through with their code.
-async fn control<T: serde::de::DeserializeOwned>(
-    env: &Env,
-    config: &EdgeConfig,
-    path: &str,
-    body: &serde_json::Value,
-) -> std::result::Result<T, Failure> {
-    let unavailable = |why: String| Failure::new(503, "control_unavailable", why);
-    let key = internal_key(env).map_err(|e| Failure::new(500, "misconfigured", e.to_string()))?;
-    let headers = Headers::new();
-    headers.set("authorization", &format!("Bearer {key}")).map_err(|e| Failure::internal(e.to_string()))?;
-    headers.set("content-type", "application/json").map_err(|e| Failure::internal(e.to_string()))?;
-    let mut init = RequestInit::new();
-    init.with_method(worker::Method::Post).with_headers(headers).with_body(Some(body.to_string().into()));
-    let request = Request::new_with_init(&format!("{}{path}", config.control_url), &init)
-        .map_err(|e| Failure::internal(e.to_string()))?;
-    let fetch = Fetch::Request(request);
-    let sent = Box::pin(fetch.send());
-    let mut response = match select(sent, Box::pin(Delay::from(CONTROL_TIMEOUT))).await {
-        Either::Left((Ok(r), _)) => r,
-        Either::Left((Err(e), _)) => return Err(unavailable(e.to_string())),
-        Either::Right(_) => return Err(unavailable(format!("no answer within {CONTROL_TIMEOUT:?}"))),
-    };
-    let status = response.status_code();
-    let text = response.text().await.map_err(|e| unavailable(e.to_string()))?;
-    if (200..300).contains(&status) {
-        return serde_json::from_str(&text).map_err(|e| Failure::new(502, "bad_control_answer", e.to_string()));
-    }
-    match serde_json::from_str::<ControlError>(&text) {
-        _ if status == 401 => {
-            Err(Failure::new(500, "misconfigured", "the control plane refused the gateway's internal key"))
-        }
-        Ok(ControlError { error }) if status < 500 => Err(Failure::new(status, error.code, error.message)),
-        _ => Err(unavailable(format!("the control plane answered HTTP {status}"))),
-    }
 }

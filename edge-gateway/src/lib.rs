@@ -14,6 +14,7 @@
 
 pub mod artifacts;
 pub mod config;
+pub mod control_api;
 pub mod http;
 pub mod keys;
 pub mod probe;

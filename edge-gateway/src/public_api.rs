@@ -5,10 +5,10 @@
 //! `GET /client-config.json` tells the page how to sign in.
 
 use crate::config::EdgeConfig;
+use crate::control_api;
 use crate::http::{error, Failure};
-use futures_util::future::{select, Either};
 use std::time::Duration;
-use worker::{Delay, Env, Fetch, Headers, Method, Request, RequestInit, Response, Result};
+use worker::{Env, Headers, Method, Request, RequestInit, Response, Result};
 
 /// How long the control plane may take (a mint asks a pool to start a runner, with failover).
 const TIMEOUT: Duration = Duration::from_secs(20);
@@ -51,14 +51,9 @@ pub async fn proxy(mut req: Request, env: &Env) -> Result<Response> {
         init.with_body(Some(js_sys::Uint8Array::from(body.as_slice()).into()));
     }
     let forwarded = Request::new_with_init(&target, &init)?;
-    let fetch = Fetch::Request(forwarded);
-    let sent = Box::pin(fetch.send());
-    let mut answer = match select(sent, Box::pin(Delay::from(TIMEOUT))).await {
-        Either::Left((Ok(r), _)) => r,
-        Either::Left((Err(e), _)) => return error(&Failure::new(503, "control_unavailable", e.to_string())),
-        Either::Right(_) => {
-            return error(&Failure::new(503, "control_unavailable", format!("no answer within {TIMEOUT:?}")))
-        }
+    let mut answer = match control_api::send(forwarded, TIMEOUT).await {
+        Ok(answer) => answer,
+        Err(failure) => return error(&failure),
     };
     let status = answer.status_code();
     let body = answer.bytes().await?;

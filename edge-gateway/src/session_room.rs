@@ -12,13 +12,14 @@
 #![allow(missing_docs)]
 
 use crate::config::EdgeConfig;
+use crate::control_api;
 use crate::keys::{self, VerifyError};
 use crate::room_link::{self, Admission};
 use crate::room_store::{RoomStore, StoreError};
 use crate::upgrade;
 use crate::webcrypto::random;
 use edgeshell_core::protocol::{close_reason, CloseCode, Frame, UpgradeRefused, SUBPROTOCOL};
-use edgeshell_core::room::{ConnId, Effect, Event, Room, StoredOutput};
+use edgeshell_core::room::{ConnId, Effect, EndReason, Event, Room, StoredOutput};
 use edgeshell_core::time::Timestamp;
 use edgeshell_core::tokens::{Expectation, Scope};
 use futures_util::StreamExt;
@@ -268,6 +269,9 @@ impl Host {
                     return;
                 }
             };
+            let mut effects = effects;
+            // Telling the control plane waits for the network: every close and send goes first.
+            effects.sort_by_key(|e| matches!(e, Effect::SessionEnded(_)));
             for effect in effects {
                 if let Some(event) = self.apply(effect).await {
                     queue.push_back(event);
@@ -287,6 +291,17 @@ impl Host {
         let checkpoint = loaded.room.checkpoint(&mut loaded.stored);
         loaded.store.save(checkpoint)?;
         Ok(Some(effects))
+    }
+
+    /// Tells the control plane the session ended here, so its row and the user's list agree with the
+    /// room. A failure is logged; the row then ends when the session expires.
+    async fn report_ended(&self, session: &str, reason: EndReason) {
+        let Ok(config) = self.config() else { return };
+        let body = serde_json::json!({ "reason": reason.name(), "detail": reason.detail() });
+        let path = format!("/internal/sessions/{session}/ended");
+        if let Err(e) = control_api::internal::<serde_json::Value>(&self.env, &config, &path, &body).await {
+            log("session_end_report_failed", serde_json::json!({ "session": session, "error": e.message }));
+        }
     }
 
     async fn apply(&self, effect: Effect) -> Option<Event> {
@@ -332,8 +347,9 @@ impl Host {
                 }
             }
             Effect::SessionEnded(reason) => {
-                let session = self.room.borrow().as_ref().map(|l| l.room.session().to_string());
+                let session = self.room.borrow().as_ref().map(|l| l.room.session().to_string())?;
                 log("session_ended", serde_json::json!({ "session": session, "reason": format!("{reason:?}") }));
+                self.report_ended(&session, reason).await;
             }
             Effect::Forget => {
                 let forgotten = self.room.borrow().as_ref().map(|l| l.store.forget());

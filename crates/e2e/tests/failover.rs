@@ -2,7 +2,7 @@
 //! real control plane and the edge under `wrangler dev`:
 //!
 //! - region A stops (its agent and runners killed): its browsers hear "runner lost" after the grace
-//!   period; new sessions land in B at once (the mint fails over) and A leaves placement within the
+//!   period, and the control plane records the session as ended by it; new sessions land in B at once (the mint fails over) and A leaves placement within the
 //!   health TTL; A restarted takes sessions again;
 //! - A refuses starts, or answers too slowly: the mint fails over to B, and no session or runner is
 //!   left behind in A (a start that arrives late is refused by the room and reaped by A's pool).
@@ -34,7 +34,8 @@ async fn region_available(stack: &Stack, region: &str) -> bool {
     body["regions"].as_array().unwrap().iter().any(|r| r["region"] == region && r["available"] == true)
 }
 
-/// Sessions of `region` the database still counts as live.
+/// Sessions of `region` the database still counts as live (sessions whose runner was lost end as their
+/// rooms report it, so a later list may hold fewer).
 async fn live_sessions_in(stack: &Stack, region: &str) -> Vec<String> {
     let rows = stack
         .control
@@ -93,7 +94,23 @@ async fn regions_fail_over_and_come_back() {
         unavailable_after.as_secs_f64() * 1000.0,
         direct_mint.as_secs_f64() * 1000.0
     );
-    assert_eq!(live_sessions_in(&stack, "eu").await, vec![in_a.id.as_str().to_owned()], "no mint left a session in eu");
+    // The lost session's room told the control plane: no session of eu is live any more, and the lost
+    // one says why.
+    assert!(
+        wait_until(WAIT, || async { live_sessions_in(&stack, "eu").await.is_empty() }).await,
+        "sessions live in eu: {:?}",
+        live_sessions_in(&stack, "eu").await
+    );
+    let row = stack
+        .control
+        .db
+        .query_one("SELECT state, end_reason FROM sessions WHERE id = $1", &[&in_a.id.as_str()])
+        .await
+        .unwrap();
+    assert_eq!(
+        (row.get::<_, String>(0), row.get::<_, Option<String>>(1)),
+        ("ended".into(), Some("runner_lost".into()))
+    );
 
     // ---- A comes back.
     let restarted = Instant::now();
@@ -131,7 +148,8 @@ async fn regions_fail_over_and_come_back() {
     let refused = mint_in(&stack, "eu").await;
     assert_eq!(refused.region, "us", "a refusing region is skipped");
     shell(&refused).await;
-    assert_eq!(live_sessions_in(&stack, "eu").await, before, "no session is left in the refusing region");
+    let after = live_sessions_in(&stack, "eu").await;
+    assert!(after.iter().all(|s| before.contains(s)), "a session was left in the refusing region: {after:?}");
     assert_eq!(stack.agent("eu").unwrap().runners().await.unwrap().len(), runners_before, "no runner started in eu");
 
     // ---- A answers too slowly (later than the control plane's 3 s pool timeout).
@@ -141,7 +159,8 @@ async fn regions_fail_over_and_come_back() {
     let slow_mint = slow_started.elapsed();
     assert_eq!(slow.region, "us", "a slow region is given up on");
     let mut browser = shell(&slow).await;
-    assert_eq!(live_sessions_in(&stack, "eu").await, before, "no session is left in the slow region");
+    let after = live_sessions_in(&stack, "eu").await;
+    assert!(after.iter().all(|s| before.contains(s)), "a session was left in the slow region: {after:?}");
     // The late start reaches eu's agent after the mint gave up; the runner it starts must not take the
     // session over, and eu's pool stops it (heartbeats report it; the control plane names it to stop).
     let eu = stack.agent("eu").unwrap();

@@ -291,3 +291,40 @@ async fn a_full_host_answers_503_instead_of_queueing() {
     }
     assert_eq!(support::request(&stack.host.url, "GET", "/api/regions").await.0, 200, "the slots are free again");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_edge_reports_ended_sessions_once_and_only_with_the_internal_key() {
+    let stack = Stack::start("").await;
+    let _pool = stack.add_pool("eu", Mode::Accept).await;
+    let alice = stack.id_token("alice");
+    let (status, m) = stack.mint(&alice, serde_json::json!({})).await;
+    assert_eq!(status, 201, "{m}");
+    let id = sid(&m);
+    let path = format!("/internal/sessions/{id}/ended");
+    let lost = serde_json::json!({ "reason": "runner_lost" });
+
+    // Not the edge: refused, and the session stays running.
+    assert_eq!(stack.call("POST", &path, "", lost.clone()).await.0, 401);
+    assert_eq!(stack.call("POST", &path, "not-the-key", lost.clone()).await.0, 401);
+    assert_eq!(stack.call("POST", &path, &alice, lost.clone()).await.0, 401, "a user's ID token is not the key");
+    let (_, shown) = stack.call("GET", &format!("/api/sessions/{id}"), &alice, serde_json::Value::Null).await;
+    assert_eq!(shown["state"], "running");
+
+    let key = support::stack::INTERNAL_KEY;
+    let (status, e) = stack.call("POST", &path, key, serde_json::json!({ "reason": "bored" })).await;
+    assert_eq!((status, e["error"]["code"].as_str()), (400, Some("bad_reason")), "{e}");
+    let (status, e) = stack.call("POST", "/internal/sessions/no%2Fslash/ended", key, lost.clone()).await;
+    assert!(status == 400 || status == 404, "a malformed id is refused: {status} {e}");
+
+    let (status, first) = stack.call("POST", &path, key, lost.clone()).await;
+    assert_eq!((status, first["changed"].as_bool()), (200, Some(true)), "{first}");
+    let exited = serde_json::json!({ "reason": "exited", "detail": "status 0" });
+    let (status, again) = stack.call("POST", &path, key, exited).await;
+    assert_eq!((status, again["changed"].as_bool()), (200, Some(false)), "idempotent: {again}");
+    let (_, shown) = stack.call("GET", &format!("/api/sessions/{id}"), &alice, serde_json::Value::Null).await;
+    assert_eq!(
+        (shown["state"].as_str(), shown["end_reason"].as_str()),
+        (Some("ended"), Some("runner_lost")),
+        "{shown}"
+    );
+}

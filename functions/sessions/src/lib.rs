@@ -7,11 +7,13 @@
 //! | `GET /api/sessions/{id}` | one of them |
 //! | `POST /api/sessions/{id}/token` | a fresh attach token for a live session (in-band refresh) |
 //! | `DELETE /api/sessions/{id}` | end it and stop its runner |
+//! | `POST /internal/sessions/{id}/ended` | the edge's room reports the session ended (internal key) |
 //!
-//! Every route takes the user's OIDC ID token as `Authorization: Bearer`. Sessions of other users are
-//! reported as not found.
+//! Every public route takes the user's OIDC ID token as `Authorization: Bearer`. Sessions of other users
+//! are reported as not found.
 
 mod config;
+mod edge;
 mod manage;
 mod mint;
 mod pools;
@@ -27,6 +29,13 @@ fn handle(req: Request) -> Response {
 }
 
 fn route(req: &Request) -> edgeshell_fn::Reply {
+    if let Some(segments) = segments_after(req, "/internal/sessions") {
+        return match (req.method(), segments.as_slice()) {
+            (Method::Post, [id, "ended"]) => edge::ended(req, id),
+            (_, [_, "ended"]) => Err(Failure::new(405, "method_not_allowed", "method not allowed here")),
+            _ => Err(not_found()),
+        };
+    }
     let segments = segments_after(req, "/api/sessions").ok_or_else(not_found)?;
     match (req.method(), segments.as_slice()) {
         (Method::Post, []) => mint::mint(req),

@@ -238,6 +238,29 @@ pub enum EndReason {
 }
 
 impl EndReason {
+    /// Every [`EndReason::name`], for the control plane's check of what a room reports.
+    pub const NAMES: [&'static str; 5] = ["exited", "runner_lost", "idle", "deadline", "ended"];
+
+    /// A stable machine-readable name (what the edge reports to the control plane).
+    pub fn name(self) -> &'static str {
+        match self {
+            EndReason::Exited(_) => "exited",
+            EndReason::RunnerLost => "runner_lost",
+            EndReason::Idle => "idle",
+            EndReason::Deadline => "deadline",
+            EndReason::Ended => "ended",
+        }
+    }
+
+    /// The detail beyond the name: the exit status, if any.
+    pub fn detail(self) -> String {
+        match self {
+            EndReason::Exited(ExitStatus::Code(c)) => format!("status {c}"),
+            EndReason::Exited(ExitStatus::Signaled(s)) => format!("signal {s}"),
+            _ => String::new(),
+        }
+    }
+
     fn close_code(self) -> CloseCode {
         match self {
             EndReason::RunnerLost => CloseCode::RunnerLost,

@@ -541,3 +541,19 @@ fn only_tokens_bring_a_room_into_being() {
     assert!(!resume.may_create_room() && !runner_resume.may_create_room());
     assert!(!Event::Alarm.may_create_room() && !Event::Disconnected { conn: ConnId(1) }.may_create_room());
 }
+
+#[test]
+fn end_reasons_have_distinct_listed_names() {
+    let reasons = [
+        EndReason::Exited(ExitStatus::Code(3)),
+        EndReason::RunnerLost,
+        EndReason::Idle,
+        EndReason::Deadline,
+        EndReason::Ended,
+    ];
+    let names: Vec<&str> = reasons.iter().map(|r| r.name()).collect();
+    assert_eq!(names, EndReason::NAMES, "NAMES lists every reason, in order");
+    assert_eq!(EndReason::Exited(ExitStatus::Code(3)).detail(), "status 3");
+    assert_eq!(EndReason::Exited(ExitStatus::Signaled(9)).detail(), "signal 9");
+    assert_eq!(EndReason::Idle.detail(), "");
+}

@@ -1,0 +1,67 @@
+//! Calls from the edge to the control plane: a fetch with a deadline, and the internal routes
+//! (`/internal/*`, with the internal API key), whose JSON errors pass through with their code.
+
+use crate::config::{internal_key, EdgeConfig};
+use crate::http::Failure;
+use futures_util::future::{select, Either};
+use serde::Deserialize;
+use std::time::Duration;
+use worker::{Delay, Env, Fetch, Headers, Request, RequestInit, Response};
+
+/// How long an internal call may take.
+const INTERNAL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Sends `request`, giving up after `timeout`; a failure or timeout is `503 control_unavailable`.
+pub async fn send(request: Request, timeout: Duration) -> Result<Response, Failure> {
+    let unavailable = |why: String| Failure::new(503, "control_unavailable", why);
+    let fetch = Fetch::Request(request);
+    let sent = Box::pin(fetch.send());
+    let answer = match select(sent, Box::pin(Delay::from(timeout))).await {
+        Either::Left((Ok(r), _)) => Ok(r),
+        Either::Left((Err(e), _)) => Err(unavailable(e.to_string())),
+        Either::Right(_) => Err(unavailable(format!("no answer within {timeout:?}"))),
+    };
+    answer
+}
+
+#[derive(Deserialize)]
+struct ControlError {
+    error: ControlErrorBody,
+}
+
+#[derive(Deserialize)]
+struct ControlErrorBody {
+    code: String,
+    message: String,
+}
+
+/// POSTs `body` to an internal route of the control plane and reads its JSON answer.
+pub async fn internal<T: serde::de::DeserializeOwned>(
+    env: &Env,
+    config: &EdgeConfig,
+    path: &str,
+    body: &serde_json::Value,
+) -> Result<T, Failure> {
+    let unavailable = |why: String| Failure::new(503, "control_unavailable", why);
+    let key = internal_key(env).map_err(|e| Failure::new(500, "misconfigured", e.to_string()))?;
+    let headers = Headers::new();
+    headers.set("authorization", &format!("Bearer {key}")).map_err(|e| Failure::internal(e.to_string()))?;
+    headers.set("content-type", "application/json").map_err(|e| Failure::internal(e.to_string()))?;
+    let mut init = RequestInit::new();
+    init.with_method(worker::Method::Post).with_headers(headers).with_body(Some(body.to_string().into()));
+    let request = Request::new_with_init(&format!("{}{path}", config.control_url), &init)
+        .map_err(|e| Failure::internal(e.to_string()))?;
+    let mut response = send(request, INTERNAL_TIMEOUT).await?;
+    let status = response.status_code();
+    let text = response.text().await.map_err(|e| unavailable(e.to_string()))?;
+    if (200..300).contains(&status) {
+        return serde_json::from_str(&text).map_err(|e| Failure::new(502, "bad_control_answer", e.to_string()));
+    }
+    match serde_json::from_str::<ControlError>(&text) {
+        _ if status == 401 => {
+            Err(Failure::new(500, "misconfigured", "the control plane refused the gateway's internal key"))
+        }
+        Ok(ControlError { error }) if status < 500 => Err(Failure::new(status, error.code, error.message)),
+        _ => Err(unavailable(format!("the control plane answered HTTP {status}"))),
+    }
+}
