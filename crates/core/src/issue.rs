@@ -40,6 +40,10 @@ pub fn pool_subject(region: &RegionId) -> Subject {
     Subject::new(format!("pool:{region}")).unwrap_or_else(|_| unreachable_id())
 }
 
+/// The shortest attach token [`Issuer::attach_for`] makes: a little more than the room's refresh lead
+/// (60 s), so a fresh token is not due for refresh the moment it is used.
+pub const MIN_ATTACH_LIFETIME_SECS: u64 = 65;
+
 /// Builds the claims of every token kind for one issuer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Issuer {
@@ -91,6 +95,23 @@ impl Issuer {
         now: Timestamp,
     ) -> Claims {
         self.claims(Scope::Attach, EDGE_AUDIENCE.into(), user.clone(), (sid, region), entropy, now)
+    }
+
+    /// A browser's attach token living `lifetime_secs`, clamped to
+    /// [`MIN_ATTACH_LIFETIME_SECS`]..=the attach scope's maximum. Shorter tokens mean more in-band
+    /// refreshes (the room asks a minute before expiry), and less exposure if one leaks.
+    pub fn attach_for(
+        &self,
+        user: &Subject,
+        (sid, region): (&SessionId, &RegionId),
+        entropy: [u8; 16],
+        now: Timestamp,
+        lifetime_secs: u64,
+    ) -> Claims {
+        let mut claims = self.attach(user, sid, region, entropy, now);
+        let lifetime = lifetime_secs.clamp(MIN_ATTACH_LIFETIME_SECS, Scope::Attach.max_lifetime_secs());
+        claims.exp = claims.nbf + lifetime;
+        claims
     }
 
     /// The runner's join token (15 minutes, one-time).
@@ -159,6 +180,17 @@ mod tests {
         assert_eq!(i.join(&sid, &region, [3; 16], now).sub.as_str(), "pool:eu");
         assert_ne!(jti([2; 16]), jti([3; 16]));
         assert_eq!(sid.as_str().len(), 24);
+    }
+
+    #[test]
+    fn attach_lifetimes_are_clamped_to_the_refresh_lead_and_the_scope() {
+        let i = Issuer::new("https://control.test");
+        let (sid, region, user) = (session_id([1; 16]), RegionId::new("eu").unwrap(), Subject::new("alice").unwrap());
+        let now = Timestamp::from_secs(1_800_000_000);
+        let at = (&sid, &region);
+        check(&i.attach_for(&user, at, [2; 16], now, 120), Scope::Attach, EDGE_AUDIENCE, 120);
+        check(&i.attach_for(&user, at, [2; 16], now, 1), Scope::Attach, EDGE_AUDIENCE, MIN_ATTACH_LIFETIME_SECS);
+        check(&i.attach_for(&user, at, [2; 16], now, u64::MAX), Scope::Attach, EDGE_AUDIENCE, 600);
     }
 
     #[test]

@@ -46,6 +46,8 @@ pub struct StackOptions {
     pub database_url: Option<String>,
     /// The control plane's signing key, a private JWK; the `pyjwt-rs256.json` vector's when `None`.
     pub signing_key: Option<String>,
+    /// More control-plane Spin variables (`NAME`, value), e.g. `ATTACH_TOKEN_SECS`.
+    pub control_vars: Vec<(&'static str, String)>,
 }
 
 impl Default for StackOptions {
@@ -57,6 +59,7 @@ impl Default for StackOptions {
             edge_port: None,
             database_url: None,
             signing_key: None,
+            control_vars: Vec::new(),
         }
     }
 }
@@ -112,7 +115,10 @@ impl Stack {
             internal_key: INTERNAL_KEY.into(),
             client_id: CLIENT_ID.into(),
             // Scenarios mint many sessions for few users.
-            extra: "SPIN_VARIABLE_MAX_LIVE_SESSIONS=1000\nSPIN_VARIABLE_MINTS_PER_MINUTE=10000\n".into(),
+            extra: options.control_vars.iter().fold(
+                "SPIN_VARIABLE_MAX_LIVE_SESSIONS=1000\nSPIN_VARIABLE_MINTS_PER_MINUTE=10000\n".to_owned(),
+                |extra, (name, value)| format!("{extra}SPIN_VARIABLE_{name}={value}\n"),
+            ),
             cache_dir: cwasm_cache(),
             max_instances: 64,
         };

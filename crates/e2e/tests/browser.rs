@@ -46,7 +46,12 @@ async fn the_web_client_in_chromium() {
     let Some(chromium) = chromium() else {
         panic!("Debian's chromium is required: apt-get install chromium (scripts/prerequisites.sh --ci does)");
     };
-    let options = StackOptions { regions: vec!["eu".into(), "us".into()], ..StackOptions::default() };
+    let options = StackOptions {
+        regions: vec!["eu".into(), "us".into()],
+        // Attach tokens of 65 s: the room asks for a refresh after 5 s, so the page's refresh runs here.
+        control_vars: vec![("ATTACH_TOKEN_SECS", "65".into())],
+        ..StackOptions::default()
+    };
     let mut stack = Stack::start(options).await.expect("the stack starts");
     let root = edgeshell_stack::paths::repo_root();
     let sample_cli = edgeshell_stack::paths::workspace_bin("edgeshell-sample-cli").expect("the sample CLI is built");
@@ -103,6 +108,7 @@ async fn the_web_client_in_chromium() {
         "firebase sign-in loaded on demand",
         "start sessions",
         "echo hello",
+        "token refreshed in band",
         "copy and paste",
         "artifacts listed and downloaded",
         "sample CLI progress",

@@ -220,6 +220,15 @@ async function echoHello(page) {
   await waitForLine(page, (l) => l.trim() === 'hello', '"hello" on its own line');
 }
 
+// The room asks for a fresh attach token before the current one expires (65 s tokens here: after 5 s);
+// the page fetches one from the control plane and hands it over in band, and the expiry moves on.
+async function tokenRefresh(page) {
+  const first = await page.evaluate(() => window.edgeshell.current.link.expiresAt);
+  if (!first) throw new Error('the welcome carried no expiry');
+  await waitFor('an in-band refresh', () => page.evaluate((e) => window.edgeshell.current.link.expiresAt > e, first), 20000);
+  if ((await status(page)) !== 'live') throw new Error('the session is not live after the refresh');
+}
+
 // The toolbar's Copy takes the terminal's selection to the clipboard; Paste types the clipboard into the
 // session (bracketed paste when the program asked for it).
 async function copyAndPaste(page) {
@@ -351,6 +360,7 @@ async function main() {
     out({ figure: 'of which mint p50 (POST /api/sessions)', value: p50(times.map((t) => t.mint)), unit: 'ms' });
     out({ figure: 'session start max', value: Math.max(...times.map((t) => t.total)), unit: 'ms' });
     await step('echo hello', () => echoHello(page));
+    await step('token refreshed in band', () => tokenRefresh(page));
     await step('copy and paste', () => copyAndPaste(page));
     await step('artifacts listed and downloaded', () => artifacts(page));
     await step('sample CLI progress', () => sampleCli(page, process.env.EDGESHELL_SCREENSHOT));

@@ -18,6 +18,8 @@ pub(crate) struct Config {
     pub(crate) placement: PlacementPolicy,
     /// How long a pool may take to accept a start.
     pub(crate) pool_timeout: Duration,
+    /// How long an attach token lives (clamped by `Issuer::attach_for`).
+    pub(crate) attach_token_secs: u64,
 }
 
 impl Config {
@@ -41,6 +43,7 @@ impl Config {
                 ..defaults.1
             },
             pool_timeout: Duration::from_millis(number_variable("pool_timeout_ms", 3000)?),
+            attach_token_secs: number_variable("attach_token_secs", 600)?,
         })
     }
 }

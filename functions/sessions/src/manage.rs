@@ -91,7 +91,7 @@ pub(crate) fn refresh(req: &Request, id: &str) -> Reply {
         )?
         .ok_or_else(|| Failure::new(404, "session_not_found", "no such live session"))?;
     let region = RegionId::new(col::<String>(&row, 0)?).map_err(|e| Failure::internal(e.to_string()))?;
-    let claims = signing.issuer.attach(&user.subject, &sid, &region, entropy(), now());
+    let claims = signing.issuer.attach_for(&user.subject, (&sid, &region), entropy(), now(), config.attach_token_secs);
     json(
         200,
         &Minted {

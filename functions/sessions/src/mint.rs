@@ -114,7 +114,7 @@ fn mint_timed(req: &Request) -> Result<(Minted, Signing, Db, Spent, Steps), Fail
             return Err(e);
         }
     };
-    let claims = signing.issuer.attach(&user.subject, &sid, &region, entropy(), now);
+    let claims = signing.issuer.attach_for(&user.subject, (&sid, &region), entropy(), now, config.attach_token_secs);
     let minted = Minted {
         ws_url: format!("{}{}", config.edge_url, attach_path(&sid)),
         token: signing.sign(&claims)?,
