@@ -19,6 +19,9 @@ pub const BACKOFF_CAP_MS: u64 = 15_000;
 /// How often the round trip is measured while connected (at most; a third of the room's heartbeat
 /// interval when that is shorter).
 pub const PROBE_EVERY_MS: u64 = 5_000;
+/// Input typed while no connection is live is kept up to this many bytes, and sent after the next
+/// `Welcome`; beyond it, keystrokes are dropped.
+pub const MAX_QUEUED_INPUT: usize = 64 * 1024;
 /// Reconnect attempts without a `Welcome` in between before the link gives up.
 pub const MAX_ATTEMPTS: u32 = 12;
 
@@ -132,6 +135,8 @@ pub struct BrowserLink {
     rtt_ms: Option<u64>,
     exit: Option<ExitStatus>,
     closing: Option<(CloseCode, String)>,
+    size: Option<(u16, u16)>,
+    queued: Vec<u8>,
 }
 
 impl BrowserLink {
@@ -155,6 +160,8 @@ impl BrowserLink {
             rtt_ms: None,
             exit: None,
             closing: None,
+            size: None,
+            queued: Vec::new(),
         }
     }
 
@@ -236,6 +243,12 @@ impl BrowserLink {
                 // The room counts the browser as having what it resumed from.
                 self.acked = w.offset;
                 self.set_status(Status::Live, &mut updates);
+                // Every connection starts with the terminal's size, then what was typed meanwhile.
+                if let Some((cols, rows)) = self.size {
+                    updates.push(Update::Send(Frame::Resize { cols, rows }.encode()));
+                }
+                let queued = core::mem::take(&mut self.queued);
+                updates.extend(self.input(&queued).into_iter().map(Update::Send));
             }
             Frame::Output { offset, data } => {
                 let next = self.next.ok_or(BrowserLinkError::Unexpected("output before welcome"))?;
@@ -311,14 +324,26 @@ impl BrowserLink {
         Ok(None)
     }
 
-    /// Keystrokes or pasted text as binary messages (split at the frame limit).
-    pub fn input(&self, data: &[u8]) -> Vec<Vec<u8>> {
+    /// Keystrokes or pasted text as binary messages (split at the frame limit). Without a live
+    /// connection they are queued (up to [`MAX_QUEUED_INPUT`]) and sent after the next `Welcome`.
+    pub fn input(&mut self, data: &[u8]) -> Vec<Vec<u8>> {
+        if !self.welcomed {
+            if self.queued.len() + data.len() <= MAX_QUEUED_INPUT {
+                self.queued.extend_from_slice(data);
+            }
+            return Vec::new();
+        }
         data.chunks(MAX_DATA_BYTES).map(|chunk| Frame::Input { data: chunk.to_vec() }.encode()).collect()
     }
 
-    /// A terminal size change as a binary message (`None` for a zero size, which the room refuses).
-    pub fn resize(&self, cols: u16, rows: u16) -> Option<Vec<u8>> {
-        (cols > 0 && rows > 0).then(|| Frame::Resize { cols, rows }.encode())
+    /// A terminal size change: remembered for every later connection, and the message to send now if
+    /// one is live (`None` otherwise, and for a zero size, which the room refuses).
+    pub fn resize(&mut self, cols: u16, rows: u16) -> Option<Vec<u8>> {
+        if cols == 0 || rows == 0 {
+            return None;
+        }
+        self.size = Some((cols, rows));
+        self.welcomed.then(|| Frame::Resize { cols, rows }.encode())
     }
 
     /// A fresh attach token for the in-band refresh: the message to send. It also becomes the token
@@ -338,6 +363,7 @@ impl BrowserLink {
     /// network); `random` in `[0, 1)` spreads the reconnects of many browsers.
     pub fn closed(&mut self, code: u16, random: f64) -> (AfterClose, Vec<Update>) {
         let mut updates = Vec::new();
+        self.welcomed = false;
         let announced = self.closing.take();
         let ours = CloseCode::from_code(code).or(announced.as_ref().map(|(c, _)| *c));
         let reason = announced.map(|(_, r)| r).unwrap_or_default();

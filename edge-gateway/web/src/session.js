@@ -1,13 +1,12 @@
 // One live session in the page: the WebSocket, xterm.js and the protocol engine (the core's
 // browser_link, compiled to wasm) wired together. The engine decides everything protocol-related (what
 // to send, which output is new, when to ack, what a close means, how long to back off); this class only
-// moves bytes and runs timers.
+// moves bytes and runs timers (what was typed while disconnected, and the size, are the engine's to
+// send after the next welcome).
 
 import { Link } from '../build/client/client.js';
 
 const TICK_MS = 1000;
-// Keystrokes typed while reconnecting are kept (up to this much) and sent once live again.
-const MAX_QUEUED_INPUT = 64 * 1024;
 
 export class TerminalSession {
   /**
@@ -28,19 +27,13 @@ export class TerminalSession {
     this.onFirstOutput = onFirstOutput;
     this.link = new Link(session.session_id, session.token);
     this.ws = null;
-    this.queued = [];
-    this.queuedBytes = 0;
     this.stopped = false;
     this.timer = setInterval(() => this.tick(), TICK_MS);
     this.inputSub = term.onData((text) => this.input(text));
     this.binarySub = term.onBinary((text) => this.input(text));
     this.resizeSub = term.onResize(({ cols, rows }) => this.send(this.link.resize(cols, rows)));
+    this.link.resize(term.cols, term.rows);
     this.connect();
-  }
-
-  get live() {
-    return this.ws !== null && this.ws.readyState === WebSocket.OPEN && this.link.status !== 'connecting'
-      && this.link.status !== 'resuming';
   }
 
   connect() {
@@ -96,9 +89,6 @@ export class TerminalSession {
         case 'gap':
           this.term.write(`\r\n\x1b[33m[edgeshell: ${u.bytes} bytes of output were lost while disconnected]\x1b[0m\r\n`);
           break;
-        case 'status':
-          if (u.status === 'live') this.becameLive();
-          break;
         case 'refresh':
           this.refresh();
           break;
@@ -107,14 +97,6 @@ export class TerminalSession {
       }
     }
     this.changed();
-  }
-
-  becameLive() {
-    this.send(this.link.resize(this.term.cols, this.term.rows));
-    const queued = this.queued;
-    this.queued = [];
-    this.queuedBytes = 0;
-    for (const text of queued) this.input(text);
   }
 
   async refresh() {
@@ -129,13 +111,6 @@ export class TerminalSession {
 
   input(text) {
     if (this.stopped) return;
-    if (!this.live) {
-      if (this.queuedBytes + text.length <= MAX_QUEUED_INPUT) {
-        this.queued.push(text);
-        this.queuedBytes += text.length;
-      }
-      return;
-    }
     for (const message of this.link.input(text)) this.send(message);
   }
 

@@ -169,7 +169,8 @@ fn the_room_may_not_send_browser_frames_or_runner_welcomes() {
 
 #[test]
 fn input_is_split_at_the_frame_limit_and_zero_sizes_are_not_sent() {
-    let link = BrowserLink::new("s1", "tok");
+    let mut link = BrowserLink::new("s1", "tok");
+    link.on_binary(&welcome(0, "t"), 0).unwrap();
     let frames = link.input(&vec![b'a'; MAX_DATA_BYTES * 2 + 1]);
     assert_eq!(frames.len(), 3);
     assert!(frames.iter().all(|f| Frame::decode(f).is_ok()));
@@ -215,4 +216,26 @@ proptest! {
         let delay = backoff_ms(attempt, random);
         prop_assert!((50..=BACKOFF_CAP_MS).contains(&delay));
     }
+}
+
+#[test]
+fn input_typed_while_disconnected_follows_the_size_after_the_next_welcome() {
+    let mut link = BrowserLink::new("s1", "tok");
+    assert_eq!(link.resize(80, 24), None, "no connection yet: remembered only");
+    assert!(link.input(b"ls\n").is_empty());
+    let updates = link.on_binary(&welcome(0, "t1"), 0).unwrap();
+    let sent: Vec<Frame> =
+        updates.iter().filter_map(|u| if let Update::Send(m) = u { Frame::decode(m).ok() } else { None }).collect();
+    assert_eq!(sent, vec![Frame::Resize { cols: 80, rows: 24 }, Frame::Input { data: b"ls\n".to_vec() }]);
+    assert_eq!(link.input(b"x").len(), 1, "live: sent at once");
+
+    // The connection drops: typing is queued, bounded, and a resize waits for the next welcome.
+    link.closed(1006, 0.5);
+    assert!(link.input(b"pwd\n").is_empty());
+    assert!(link.input(&vec![b'z'; MAX_QUEUED_INPUT]).is_empty(), "beyond the bound: dropped");
+    assert_eq!(link.resize(100, 30), None);
+    let updates = link.on_binary(&welcome(0, "t2"), 0).unwrap();
+    let sent: Vec<Frame> =
+        updates.iter().filter_map(|u| if let Update::Send(m) = u { Frame::decode(m).ok() } else { None }).collect();
+    assert_eq!(sent, vec![Frame::Resize { cols: 100, rows: 30 }, Frame::Input { data: b"pwd\n".to_vec() }]);
 }

@@ -64,13 +64,15 @@ impl Link {
         }
     }
 
-    /// Typed or pasted text as binary messages.
-    pub fn input(&self, text: &str) -> Array {
+    /// Typed or pasted text as binary messages (empty while disconnected: queued for the next
+    /// connection).
+    pub fn input(&mut self, text: &str) -> Array {
         self.inner.input(text.as_bytes()).iter().map(|m| JsValue::from(Uint8Array::from(m.as_slice()))).collect()
     }
 
-    /// A resize message, or `undefined` for a zero size.
-    pub fn resize(&self, cols: u16, rows: u16) -> Option<Vec<u8>> {
+    /// A resize message to send now, or `undefined` (no live connection: remembered and sent after the
+    /// next welcome; or a zero size).
+    pub fn resize(&mut self, cols: u16, rows: u16) -> Option<Vec<u8>> {
         self.inner.resize(cols, rows)
     }
 
