@@ -2,41 +2,33 @@
 //! page and the API on the edge's port, and on Ctrl-C (SIGINT) stops every piece: no process it
 //! started survives it, and its private Postgres no longer answers.
 
+use edgeshell_runner::process_tree::{self, ProcStat};
 use std::collections::BTreeSet;
 use std::process::Stdio;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-/// Every process whose parent chain leads to `root`.
-fn descendants(root: u32) -> BTreeSet<u32> {
-    let mut parents = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
-        // The parent is the second field after the parenthesised command name.
-        let Some(after) = stat.rsplit_once(')').map(|(_, rest)| rest) else { continue };
-        if let Some(ppid) = after.split_whitespace().nth(1).and_then(|p| p.parse::<u32>().ok()) {
-            parents.push((pid, ppid));
-        }
-    }
+/// Every process whose parent chain leads to `root` (a pid with its start time names one process).
+fn descendants(root: i32) -> Vec<ProcStat> {
+    let all: Vec<ProcStat> = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter_map(process_tree::stat)
+        .collect();
     let mut found = BTreeSet::from([root]);
     loop {
         let before = found.len();
-        for (pid, ppid) in &parents {
-            if found.contains(ppid) {
-                found.insert(*pid);
-            }
-        }
+        found.extend(all.iter().filter(|p| found.contains(&p.ppid)).map(|p| p.pid).collect::<Vec<_>>());
         if found.len() == before {
             break;
         }
     }
-    found.remove(&root);
-    found
+    all.into_iter().filter(|p| p.pid != root && found.contains(&p.pid)).collect()
 }
 
-fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z "))
+/// The same process still runs (not exited, not a zombie, not a reused pid).
+fn alive(p: &ProcStat) -> bool {
+    process_tree::stat(p.pid).is_some_and(|now| now.start_time == p.start_time) && !process_tree::is_zombie(p.pid)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -53,7 +45,7 @@ async fn the_dev_stack_comes_up_and_ctrl_c_leaves_nothing_behind() {
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    let pid = dev.id().unwrap();
+    let pid = dev.id().unwrap() as i32;
     let mut lines = BufReader::new(dev.stdout.take().unwrap()).lines();
     let mut database = None;
     let up = tokio::time::timeout(Duration::from_secs(180), async {
@@ -94,18 +86,17 @@ async fn the_dev_stack_comes_up_and_ctrl_c_leaves_nothing_behind() {
 
     let started = descendants(pid);
     assert!(started.len() >= 3, "wrangler, workerd and two agents run under it: {started:?}");
-    rustix::process::kill_process(rustix::process::Pid::from_raw(pid as i32).unwrap(), rustix::process::Signal::INT)
-        .unwrap();
+    rustix::process::kill_process(rustix::process::Pid::from_raw(pid).unwrap(), rustix::process::Signal::INT).unwrap();
     let status = tokio::time::timeout(Duration::from_secs(60), dev.wait()).await.expect("it stops").unwrap();
     assert!(status.success(), "a clean exit on Ctrl-C: {status}");
     // Give the kernel a moment to reap.
-    let mut left: Vec<u32> = started.iter().copied().filter(|p| alive(*p)).collect();
+    let mut left: Vec<ProcStat> = started.iter().copied().filter(alive).collect();
     for _ in 0..50 {
         if left.is_empty() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
-        left.retain(|p| alive(*p));
+        left.retain(alive);
     }
     assert!(left.is_empty(), "processes left behind: {left:?}");
     let connect = tokio_postgres::connect(&database, tokio_postgres::NoTls).await;

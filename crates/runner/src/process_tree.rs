@@ -80,7 +80,8 @@ pub async fn kill_all(ids: &[i32]) -> usize {
     signalled
 }
 
-fn is_zombie(pid: i32) -> bool {
+/// True when `pid` is gone or a zombie (exited, waiting for its parent to reap it).
+pub fn is_zombie(pid: i32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
         .and_then(|l| l.rfind(')').and_then(|i| l.get(i + 2..i + 3)).map(|s| s == "Z" || s == "X"))
