@@ -22,14 +22,31 @@ const TABLES: [(&str, &str, &[&str]); 2] = [
     ),
 ];
 
-pub(crate) fn run() -> Result<()> {
+/// The groups `cargo xtask bench [group]` can run on their own.
+const GROUPS: [&str; 4] = ["criterion", "control", "runners", "edge"];
+
+pub(crate) fn run(only: Option<&str>) -> Result<()> {
+    match only {
+        None => {
+            criterion()?;
+            control()?;
+            runners()?;
+            edge()
+        }
+        Some("criterion") => criterion(),
+        Some("control") => control(),
+        Some("runners") => runners(),
+        Some("edge") => edge(),
+        Some(other) => anyhow::bail!("no benchmark group {other:?}; the groups are {}", GROUPS.join(", ")),
+    }
+}
+
+/// The micro-benchmarks (signing, frame codec), summarized as ratios to their baselines.
+fn criterion() -> Result<()> {
     for (package, bench) in [("edgeshell-keys", "rs256"), ("edgeshell-core", "frames")] {
         let args = ["bench", "-p", package, "--bench", bench, "--", "--warm-up-time", "1", "--measurement-time", "3"];
         Step::new("criterion benchmarks", cargo(&args)).run()?;
     }
-    control()?;
-    runners()?;
-    edge()?;
     let dir = criterion_dir();
     println!("\n{:<34} {:>14} {:>10}", "benchmark", "mean", "ratio");
     for (group, baseline, others) in TABLES {

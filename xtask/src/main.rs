@@ -2,7 +2,7 @@
 //!
 //! - `test`: every test layer there is today (unit, vectors, property, integration, end to end, browser),
 //!   the wasm builds of the core, terraform's validation, and a short run of every fuzz target. The README's test command; `.ci/run` calls it.
-//! - `bench`: the criterion benchmarks, summarized as ratios against a baseline measured in the same run.
+//! - `bench [group]`: the benchmarks (all, or one group), summarized as ratios against a baseline measured in the same run.
 //! - `dev`: the whole stack locally (Postgres, functions, dev issuer, two regions, `wrangler dev`).
 //! - `edge-build`: installs the edge gateway's tools if missing and builds the Worker.
 //! - `fuzz <target> [seconds]`: one fuzz target for longer.
@@ -22,7 +22,7 @@ fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("test") => test(),
-        Some("bench") => bench::run(),
+        Some("bench") => bench::run(args.get(1).map(String::as_str)),
         Some("dev") => dev::run(),
         Some("edge-build") => edge::build(&edge::tools()?),
         Some("fuzz") => {
@@ -30,7 +30,7 @@ fn main() -> Result<()> {
             let seconds = args.get(2).map(|s| s.parse()).transpose()?.unwrap_or(60);
             run::fuzz(&[target], seconds)
         }
-        _ => bail!("usage: cargo xtask <test | dev | bench | edge-build | fuzz [target] [seconds]>"),
+        _ => bail!("usage: cargo xtask <test | dev | bench [criterion|control|runners|edge] | edge-build | fuzz [target] [seconds]>"),
     }
 }
 

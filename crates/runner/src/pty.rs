@@ -110,21 +110,27 @@ impl Pty {
         self.pid
     }
 
-    /// Reads output into `buf` when some is ready.
+    /// Reads output into `buf` when some is ready, taking everything that is ready at once (up to
+    /// `buf`'s size) so bulk output travels in few large frames; a lone keystroke's echo is returned as
+    /// soon as it is read, without waiting for more.
     pub async fn read(&self, buf: &mut [u8]) -> io::Result<ReadResult> {
-        loop {
+        let first = loop {
             let mut guard = self.master.readable().await?;
-            match guard.try_io(|fd| rustix::io::read(fd.get_ref(), &mut *buf).map_err(io::Error::from)) {
-                Ok(Ok(0)) => return Ok(ReadResult::Closed),
-                Ok(Ok(n)) => return Ok(ReadResult::Data(n)),
-                // Linux reports a master whose slave is closed everywhere as EIO.
-                Ok(Err(e)) if e.raw_os_error() == Some(rustix::io::Errno::IO.raw_os_error()) => {
-                    return Ok(ReadResult::Closed)
-                }
-                Ok(Err(e)) => return Err(e),
+            match guard.try_io(|fd| read_once(fd.get_ref(), &mut *buf)) {
+                Ok(result) => break result?,
                 Err(_would_block) => continue,
             }
+        };
+        let Some(mut filled) = first else { return Ok(ReadResult::Closed) };
+        // The kernel hands PTY output over in pieces of about 4 KiB; take what else is already there.
+        while filled < buf.len() {
+            match read_once(self.master.get_ref(), &mut buf[filled..]) {
+                Ok(Some(n)) => filled += n,
+                // Closed or nothing more yet: the next read reports it.
+                Ok(None) | Err(_) => break,
+            }
         }
+        Ok(ReadResult::Data(filled))
     }
 
     /// Writes as much of `data` as the PTY takes now, waiting until it takes at least one byte.
@@ -148,6 +154,16 @@ impl Pty {
     pub fn signal(&self, signal: Signal) -> io::Result<()> {
         let group = rustix::termios::tcgetpgrp(self.master.get_ref()).unwrap_or(self.pid);
         rustix::process::kill_process_group(group, signal).map_err(io::Error::from)
+    }
+}
+
+/// One non-blocking read: `Some(n)` bytes (n > 0), `None` when the terminal is closed (end of file, or
+/// EIO, as Linux reports a master whose slave is closed everywhere), `WouldBlock` when nothing is ready.
+fn read_once(fd: &OwnedFd, buf: &mut [u8]) -> io::Result<Option<usize>> {
+    match rustix::io::read(fd, buf) {
+        Ok(0) | Err(rustix::io::Errno::IO) => Ok(None),
+        Ok(n) => Ok(Some(n)),
+        Err(e) => Err(io::Error::from(e)),
     }
 }
 
