@@ -1,6 +1,7 @@
 //! The `SessionRoom` Durable Object: one per session (named by its id), hosting the core's `Room`. It
 //! turns the platform's callbacks (a connection handed over by the Worker, a message, a close, the
-//! alarm) into `Room::on_event`, stores a checkpoint after every event, and carries out the effects.
+//! alarm) into `Room::on_event`, stores a checkpoint after every event that changed more than liveness
+//! (`Room::checkpoint`), and carries out the effects.
 //!
 //! Sockets are accepted with the hibernation API (`ROOM_HIBERNATION=on`, the default): an idle session
 //! costs nothing while its sockets stay open, text `ping` heartbeats are answered by the platform without
@@ -280,7 +281,7 @@ impl Host {
         }
     }
 
-    /// One event through the room, checkpointed.
+    /// One event through the room, checkpointed when it changed more than liveness.
     fn step(&self, event: Event) -> std::result::Result<Option<Vec<Effect>>, StoreError> {
         if !self.ensure_loaded()? {
             return Ok(None);
@@ -288,8 +289,9 @@ impl Host {
         let mut slot = self.room.borrow_mut();
         let Some(loaded) = slot.as_mut() else { return Ok(None) };
         let effects = loaded.room.on_event(event, keys::now());
-        let checkpoint = loaded.room.checkpoint(&mut loaded.stored);
-        loaded.store.save(checkpoint)?;
+        if let Some(checkpoint) = loaded.room.checkpoint(&mut loaded.stored) {
+            loaded.store.save(checkpoint)?;
+        }
         Ok(Some(effects))
     }
 

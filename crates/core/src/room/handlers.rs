@@ -175,6 +175,7 @@ impl Room {
         let offset = self.buffer.end();
         let limit = self.credit_limit();
         self.runner.credit_limit = limit;
+        self.runner.credit_acked = offset;
         let welcome = Welcome {
             role: Role::Runner,
             session: self.session.to_string(),
@@ -250,6 +251,10 @@ impl Room {
             (Role::Runner, Frame::Output { offset, data }) => self.runner_output(conn, offset, &data, now, fx),
             (Role::Runner, Frame::Exited { status }) => {
                 if self.phase == Phase::Live {
+                    // Everything before the exit is stored: the runner may forget it and finish.
+                    if self.runner.credit_acked < self.buffer.end() {
+                        self.grant(conn, self.runner.credit_limit, fx);
+                    }
                     self.phase = Phase::Exited { at: now };
                     self.runner.conn = None;
                     self.runner.ticket = None;
@@ -309,9 +314,23 @@ impl Room {
         // Credit once granted is never taken back: a browser attaching afresh needs output from the
         // history's start, which may lie before what the runner was already allowed to send.
         let limit = self.credit_limit().max(self.runner.credit_limit);
-        self.runner.credit_limit = limit;
-        Self::send(fx, conn, &Frame::Credit { acked: self.buffer.end(), limit });
+        let end = self.buffer.end();
+        let step = u64::from(self.config.buffer_capacity / 16).max(1);
+        let due = end - self.runner.credit_acked >= step
+            || limit - self.runner.credit_limit >= step
+            || (end >= self.runner.credit_limit && limit > self.runner.credit_limit);
+        if due {
+            self.grant(conn, limit, fx);
+        }
         self.pump_all(fx);
+    }
+
+    /// Sends the runner a credit to `limit`, acknowledging all output received.
+    fn grant(&mut self, runner: ConnId, limit: u64, fx: &mut Vec<Effect>) {
+        let acked = self.buffer.end();
+        self.runner.credit_limit = limit;
+        self.runner.credit_acked = acked;
+        Self::send(fx, runner, &Frame::Credit { acked, limit });
     }
 
     /// Where the runner's credit ends: the oldest byte a browser still needs plus the buffer capacity.
@@ -333,8 +352,7 @@ impl Room {
         let stalled = self.runner.credit_limit <= end;
         let freed = limit.saturating_sub(self.runner.credit_limit) >= u64::from(self.config.buffer_capacity / 4);
         if let (Some(runner), true) = (self.runner.conn, limit > self.runner.credit_limit && (stalled || freed)) {
-            self.runner.credit_limit = limit;
-            Self::send(fx, runner, &Frame::Credit { acked: end, limit });
+            self.grant(runner, limit, fx);
         }
     }
 

@@ -10,7 +10,9 @@
 //! Flow control is by offsets. A browser may have at most `browser_window` bytes sent but not acked; the
 //! runner may send output up to the `limit` of its last [`Frame::Credit`], which never exceeds the oldest
 //! byte some browser still needs plus `buffer_capacity`. A browser that stays away therefore stalls the
-//! program (the PTY stops being read) instead of losing output, until its resume window ends.
+//! program (the PTY stops being read) instead of losing output, until its resume window ends. Credit is
+//! sent in steps (a sixteenth of the buffer acknowledged, a quarter freed, or a runner at its limit),
+//! not for every frame: the runner keeps unacknowledged output anyway, and each message costs the host.
 
 mod buffer;
 mod handlers;
@@ -28,11 +30,11 @@ use crate::tokens::{TokenError, Verified};
 use buffer::OutputBuffer;
 use core::time::Duration;
 use serde::{Deserialize, Serialize};
-pub use store::{Checkpoint, OutputChunk, StoredOutput};
+pub use store::{Checkpoint, OutputChunk, StoredOutput, LIVENESS_SLACK};
 use ticket::TicketHash;
 
 /// The version of the serialized room state; bumped on any incompatible change.
-pub const STATE_VERSION: u8 = 2;
+pub const STATE_VERSION: u8 = 3;
 
 /// A connection (WebSocket) as numbered by the host. Stable across hibernation (the host stores it in
 /// the socket's attachment).
@@ -327,6 +329,8 @@ struct RunnerSlot {
     last_seen: Timestamp,
     /// The `limit` of the last credit sent.
     credit_limit: u64,
+    /// The `acked` of the last credit sent (or the welcome's offset).
+    credit_acked: u64,
 }
 
 /// The state of one session's room. See the module documentation.
@@ -384,7 +388,7 @@ impl Room {
             buffer: OutputBuffer::default(),
             seats: Vec::new(),
             next_seat: 1,
-            runner: RunnerSlot { conn: None, ticket: None, last_seen: now, credit_limit: 0 },
+            runner: RunnerSlot { conn: None, ticket: None, last_seen: now, credit_limit: 0, credit_acked: 0 },
             consumed: Vec::new(),
             pending_input: Vec::new(),
             size: None,
@@ -459,7 +463,7 @@ impl Room {
         if matches!(self.phase, Phase::Ended(_)) && self.ended_at.is_none() {
             self.ended_at = Some(now);
         }
-        self.schedule(&mut fx);
+        self.schedule(now, &mut fx);
         fx
     }
 

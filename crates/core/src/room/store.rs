@@ -4,9 +4,20 @@
 //! offset before which stored chunks are no longer needed. [`Room::restore`] rebuilds the room from the
 //! state and the chunks. Output bytes are thus written once, not once per event as a whole-state
 //! snapshot ([`Room::to_bytes`]) would write them.
+//!
+//! Liveness alone is not worth a write: when an event changed nothing but when connections were last
+//! heard from (typed input, heartbeats), there is nothing to store until those times cross a
+//! [`LIVENESS_SLACK`] boundary. A restored room may therefore think a connection was last heard from up
+//! to that long before it was, so it may close a silent connection that much earlier (against a
+//! `dead_after` of 100 s); nothing else is ever lost.
 
 use super::{RestoreError, Room, STATE_VERSION};
+use crate::time::Timestamp;
+use core::time::Duration;
 use serde::{Deserialize, Serialize};
+
+/// How stale the stored liveness times may be (see the module documentation).
+pub const LIVENESS_SLACK: Duration = Duration::from_secs(10);
 
 /// Output bytes starting at an absolute offset of the stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,12 +46,14 @@ pub struct Checkpoint {
     pub forget_before: Option<u64>,
 }
 
-/// The extent of the output the host has stored; the host keeps it next to the room and passes it to
-/// every [`Room::checkpoint`].
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// What the host has stored: the extent of the output, and the last state written (with its liveness
+/// times rounded down to [`LIVENESS_SLACK`]). The host keeps it next to the room and passes it to every
+/// [`Room::checkpoint`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StoredOutput {
     start: u64,
     end: u64,
+    rounded_state: Vec<u8>,
 }
 
 #[derive(Serialize)]
@@ -56,19 +69,43 @@ struct State {
 }
 
 impl Room {
-    /// What to store now so that [`Room::restore`] yields this room, given what was stored before.
-    pub fn checkpoint(&mut self, stored: &mut StoredOutput) -> Checkpoint {
+    /// What to store now so that [`Room::restore`] yields this room (up to [`LIVENESS_SLACK`] in its
+    /// liveness times), given what was stored before; `None` when nothing needs writing.
+    pub fn checkpoint(&mut self, stored: &mut StoredOutput) -> Option<Checkpoint> {
         let (start, end) = (self.buffer.start(), self.buffer.end());
         let from = stored.end.max(start);
         let append = (from < end).then(|| OutputChunk { offset: from, data: self.buffer.slice(from, end) });
         let forget_before = (start > stored.start).then_some(start);
-        *stored = StoredOutput { start, end };
         // The bytes are in the chunks; the state records only where they start and end.
         let bytes = self.buffer.take_bytes();
+        let rounded_state = self.rounded_state(end);
+        let unchanged = append.is_none() && forget_before.is_none() && rounded_state == stored.rounded_state;
         // Serializing plain data into a Vec cannot fail.
-        let state = postcard::to_allocvec(&StateRef { room: self, output_end: end }).unwrap_or_default();
+        let state =
+            (!unchanged).then(|| postcard::to_allocvec(&StateRef { room: self, output_end: end }).unwrap_or_default());
         self.buffer.put_bytes(bytes);
-        Checkpoint { state, append, forget_before }
+        let state = state?;
+        *stored = StoredOutput { start, end, rounded_state };
+        Some(Checkpoint { state, append, forget_before })
+    }
+
+    /// The state as [`Room::checkpoint`] writes it, with the liveness times rounded down to
+    /// [`LIVENESS_SLACK`]: what decides whether a write is due. (The buffer's bytes are taken out.)
+    fn rounded_state(&mut self, output_end: u64) -> Vec<u8> {
+        let slack = LIVENESS_SLACK.as_millis() as u64;
+        let round = |t: Timestamp| Timestamp::from_millis(t.as_millis() / slack * slack);
+        let saved: Vec<Timestamp> =
+            core::iter::once(self.runner.last_seen).chain(self.seats.iter().map(|s| s.last_seen)).collect();
+        self.runner.last_seen = round(self.runner.last_seen);
+        for seat in &mut self.seats {
+            seat.last_seen = round(seat.last_seen);
+        }
+        let rounded = postcard::to_allocvec(&StateRef { room: self, output_end }).unwrap_or_default();
+        self.runner.last_seen = saved[0];
+        for (seat, at) in self.seats.iter_mut().zip(&saved[1..]) {
+            seat.last_seen = *at;
+        }
+        rounded
     }
 
     /// Rebuilds a room from its last checkpointed state and the stored chunks (in any order; chunks
@@ -101,8 +138,9 @@ impl Room {
         if at != output_end {
             return Err(RestoreError::Corrupt(format!("output bytes {at}..{output_end} are missing")));
         }
+        let rounded_state = room.rounded_state(output_end);
         room.buffer.put_bytes(bytes.into());
-        Ok((room, StoredOutput { start, end: output_end }))
+        Ok((room, StoredOutput { start, end: output_end, rounded_state }))
     }
 }
 
@@ -126,14 +164,13 @@ mod tests {
     fn chunks_are_written_once_and_forgotten_when_trimmed() {
         let mut room = room_with_output(&[b"hello "], 0);
         let mut stored = StoredOutput::default();
-        let first = room.checkpoint(&mut stored);
+        let first = room.checkpoint(&mut stored).unwrap();
         assert_eq!(first.append, Some(OutputChunk { offset: 0, data: b"hello ".to_vec() }));
         assert_eq!(first.forget_before, None);
-        let same = room.checkpoint(&mut stored);
-        assert_eq!((same.append, same.forget_before), (None, None), "nothing new, nothing written");
+        assert_eq!(room.checkpoint(&mut stored), None, "nothing new, nothing written");
         room.buffer.append(b"world");
         room.buffer.trim_to(6);
-        let second = room.checkpoint(&mut stored);
+        let second = room.checkpoint(&mut stored).unwrap();
         assert_eq!(second.append, Some(OutputChunk { offset: 6, data: b"world".to_vec() }));
         assert_eq!(second.forget_before, Some(6));
         let chunks = [first.append.unwrap(), second.append.unwrap()];
@@ -146,12 +183,31 @@ mod tests {
     }
 
     #[test]
+    fn liveness_is_written_only_when_it_crosses_the_slack() {
+        let mut room = room_with_output(&[b"x"], 0);
+        let mut stored = StoredOutput::default();
+        let first = room.checkpoint(&mut stored).unwrap();
+        room.runner.last_seen = Timestamp::from_secs(9);
+        assert_eq!(room.checkpoint(&mut stored), None, "heard from within the same 10 s: nothing to write");
+        room.runner.last_seen = Timestamp::from_secs(12);
+        let second = room.checkpoint(&mut stored).expect("crossed a boundary: written");
+        room.runner.last_seen = Timestamp::from_secs(19);
+        assert_eq!(room.checkpoint(&mut stored), None);
+        let (restored, back) = Room::restore(&second.state, &[first.append.unwrap()]).unwrap();
+        assert_eq!(restored.runner.last_seen, Timestamp::from_secs(12), "at most the slack behind");
+        assert_eq!(back, stored, "and the host's record of what it stored is the same after a restore");
+        // Anything else is written at once.
+        room.idle_since = None;
+        assert!(room.checkpoint(&mut stored).is_some());
+    }
+
+    #[test]
     fn a_start_inside_a_chunk_restores_from_the_middle() {
         let mut room = room_with_output(&[b"0123456789"], 0);
         let mut stored = StoredOutput::default();
-        let first = room.checkpoint(&mut stored);
+        let first = room.checkpoint(&mut stored).unwrap();
         room.buffer.trim_to(4);
-        let second = room.checkpoint(&mut stored);
+        let second = room.checkpoint(&mut stored).unwrap();
         assert_eq!(second.forget_before, Some(4));
         let (restored, _) = Room::restore(&second.state, &[first.append.unwrap()]).unwrap();
         assert_eq!(restored.buffer.slice(4, 10), b"456789");
@@ -162,9 +218,9 @@ mod tests {
     fn missing_or_short_chunks_are_corruption_not_silent_loss() {
         let mut room = room_with_output(&[b"abc"], 0);
         let mut stored = StoredOutput::default();
-        let first = room.checkpoint(&mut stored);
+        let first = room.checkpoint(&mut stored).unwrap();
         room.buffer.append(b"def");
-        let second = room.checkpoint(&mut stored);
+        let second = room.checkpoint(&mut stored).unwrap();
         assert!(matches!(Room::restore(&second.state, &[]), Err(RestoreError::Corrupt(_))));
         assert!(matches!(
             Room::restore(&second.state, &[first.append.clone().unwrap()]),
@@ -181,10 +237,10 @@ mod tests {
     fn output_trimmed_in_the_same_event_it_arrived_is_not_needed() {
         let mut room = room_with_output(&[b"abc"], 0);
         let mut stored = StoredOutput::default();
-        let first = room.checkpoint(&mut stored);
+        let first = room.checkpoint(&mut stored).unwrap();
         room.buffer.append(b"defgh");
         room.buffer.trim_to(6);
-        let second = room.checkpoint(&mut stored);
+        let second = room.checkpoint(&mut stored).unwrap();
         assert_eq!(second.append, Some(OutputChunk { offset: 6, data: b"gh".to_vec() }));
         let (restored, _) = Room::restore(&second.state, &[first.append.unwrap(), second.append.unwrap()]).unwrap();
         assert_eq!(restored, room);

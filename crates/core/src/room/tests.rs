@@ -2,6 +2,7 @@
 //! sends), so the assertions are about what peers would see.
 
 mod exact_resume;
+mod quiet_traffic;
 
 use super::*;
 use crate::dangerous::assume_verified;
@@ -53,6 +54,8 @@ pub(super) struct Harness {
     pub(super) refreshes: Vec<(ConnId, String)>,
     pub(super) now: Timestamp,
     pub(super) forgotten: bool,
+    /// How many times the room asked for its alarm to move.
+    pub(super) alarms_set: usize,
     /// What a hibernating host would have stored, checkpointed after every event.
     pub(super) store: Store,
     next_entropy: u8,
@@ -64,11 +67,14 @@ pub(super) struct Store {
     state: Vec<u8>,
     chunks: BTreeMap<u64, OutputChunk>,
     stored: StoredOutput,
+    /// Checkpoints written.
+    pub(super) writes: usize,
 }
 
 impl Store {
     fn save(&mut self, room: &mut Room) {
-        let checkpoint = room.checkpoint(&mut self.stored);
+        let Some(checkpoint) = room.checkpoint(&mut self.stored) else { return };
+        self.writes += 1;
         self.state = checkpoint.state;
         if let Some(chunk) = checkpoint.append {
             self.chunks.insert(chunk.offset, chunk);
@@ -87,6 +93,23 @@ impl Store {
     }
 }
 
+impl Room {
+    /// Takes `other`'s liveness times (when each connection was last heard from), answering how much
+    /// older this room's were at most.
+    pub(super) fn take_liveness_from(&mut self, other: &Room) -> core::time::Duration {
+        let mut stale = core::time::Duration::ZERO;
+        let mut take = |mine: &mut Timestamp, theirs: Timestamp| {
+            stale = stale.max(core::time::Duration::from_millis(theirs.as_millis().saturating_sub(mine.as_millis())));
+            *mine = theirs;
+        };
+        take(&mut self.runner.last_seen, other.runner.last_seen);
+        for (mine, theirs) in self.seats.iter_mut().zip(&other.seats) {
+            take(&mut mine.last_seen, theirs.last_seen);
+        }
+        stale
+    }
+}
+
 impl Harness {
     pub(super) fn new(config: RoomConfig) -> Harness {
         let mut h = Harness {
@@ -97,6 +120,7 @@ impl Harness {
             refreshes: Vec::new(),
             now: at(0),
             forgotten: false,
+            alarms_set: 0,
             store: Store::default(),
             next_entropy: 0,
         };
@@ -124,7 +148,10 @@ impl Harness {
                     self.inbox.entry(conn.0).or_default().closed.get_or_insert(code);
                 }
                 Effect::VerifyRefresh { conn, token } => self.refreshes.push((conn, token)),
-                Effect::SetAlarm(t) => self.alarm = t,
+                Effect::SetAlarm(t) => {
+                    self.alarm = t;
+                    self.alarms_set += 1;
+                }
                 Effect::SessionEnded(r) => self.ended.push(r),
                 Effect::Forget => {
                     assert!(!self.ended.is_empty() && !self.forgotten, "forget once, after the end");
@@ -195,7 +222,7 @@ pub(super) fn output(frames: &[Frame]) -> Vec<u8> {
     frames.iter().flat_map(|f| if let Frame::Output { data, .. } = f { data.clone() } else { Vec::new() }).collect()
 }
 
-fn live() -> Harness {
+pub(super) fn live() -> Harness {
     let mut h = Harness::new(RoomConfig::default());
     let w = h.join_runner(1);
     assert_eq!((w.role, w.offset, w.window), (Role::Runner, 0, 4 * 1024 * 1024));
@@ -212,7 +239,7 @@ fn attach_and_echo() {
     assert_eq!(h.take(1), vec![Frame::Input { data: b"echo hi\r".to_vec() }, Frame::Resize { cols: 120, rows: 40 }]);
     h.send(1, Frame::Output { offset: 0, data: b"hi\r\n".to_vec() });
     assert_eq!(h.take(10), vec![Frame::Output { offset: 0, data: b"hi\r\n".to_vec() }]);
-    assert_eq!(h.take(1), vec![Frame::Credit { acked: 4, limit: 4 * 1024 * 1024 }]);
+    assert_eq!(h.take(1), vec![], "a few bytes earn no credit message: the runner's credit reaches far ahead");
     h.send(10, Frame::Ping { nonce: 9 });
     assert_eq!(h.take(10), vec![Frame::Pong { nonce: 9 }]);
 }
@@ -366,15 +393,15 @@ fn credit_granted_before_a_browser_attached_is_not_taken_back() {
     let config = RoomConfig { buffer_capacity: 1000, history_bytes: 100, browser_window: 400, ..RoomConfig::default() };
     let mut h = Harness::new(config);
     h.join_runner(1);
-    // A prompt before any browser: with nobody to wait for, the runner may send up to 2 + 1000.
-    h.send(1, Frame::Output { offset: 0, data: b"$ ".to_vec() });
-    assert_eq!(h.take(1).last(), Some(&Frame::Credit { acked: 2, limit: 1002 }));
+    // A banner before any browser: with nobody to wait for, the runner may send up to 100 + 1000.
+    h.send(1, Frame::Output { offset: 0, data: vec![b'$'; 100] });
+    assert_eq!(h.take(1).last(), Some(&Frame::Credit { acked: 100, limit: 1100 }));
     // A browser attaches and needs the output from byte 0; the runner uses all it was granted.
     h.attach(10, "a1");
-    h.send(1, Frame::Output { offset: 2, data: vec![7; 998] });
-    h.send(1, Frame::Output { offset: 1000, data: b"ok".to_vec() });
+    h.send(1, Frame::Output { offset: 100, data: vec![7; 998] });
+    h.send(1, Frame::Output { offset: 1098, data: b"ok".to_vec() });
     assert_eq!(h.closed(1), None, "output within granted credit is accepted");
-    assert_eq!(h.room.output_end(), 1002);
+    assert_eq!(h.room.output_end(), 1100);
 }
 
 #[test]
@@ -518,11 +545,16 @@ fn an_ended_room_is_a_tombstone_until_no_token_can_verify() {
     h.advance_to(at(5_000));
     h.event(Event::End);
     let tombstone = RoomConfig::default().tombstone;
-    assert_eq!(h.alarm, Some(at(5_000) + tombstone), "the alarm is the tombstone's expiry");
+    assert!(h.alarm.is_some_and(|a| a <= at(5_000) + tombstone), "an alarm no later than the tombstone's expiry");
     // A late attach with a fresh token finds the tombstone, not a new session.
     h.attach(11, "a2");
     assert_eq!(h.closed(11), Some(CloseCode::SessionEnded));
     assert!(!h.forgotten);
+    // An earlier alarm (set for a deadline that has gone) fires harmlessly and re-arms for the expiry.
+    let just_before = at(5_000) + tombstone - core::time::Duration::from_millis(1);
+    h.advance_to(just_before);
+    assert!(!h.forgotten);
+    assert_eq!(h.alarm, Some(at(5_000) + tombstone), "the alarm is the tombstone's expiry");
     h.advance_to(at(5_000) + tombstone);
     assert!(h.forgotten, "then the host may forget the room");
     assert_eq!(h.alarm, None);

@@ -6,7 +6,7 @@ use crate::time::Timestamp;
 
 /// A deadline and what it is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Due {
+pub(super) enum Due {
     JoinTimeout,
     RunnerGrace,
     ExitLinger,
@@ -21,7 +21,7 @@ enum Due {
 }
 
 impl Room {
-    fn deadlines(&self) -> Vec<(Timestamp, Due)> {
+    pub(super) fn deadlines(&self) -> Vec<(Timestamp, Due)> {
         let c = &self.config;
         let mut out = Vec::new();
         match self.phase {
@@ -125,10 +125,15 @@ impl Room {
         }
     }
 
-    /// Emits `SetAlarm` when the next deadline changed.
-    pub(super) fn schedule(&mut self, fx: &mut Vec<Effect>) {
+    /// Emits `SetAlarm` when the alarm must move: the next deadline comes before the alarm, the alarm
+    /// has fired (or is due), or nothing is due any more. An alarm still ahead of a deadline that moved
+    /// later stays: firing early is harmless (nothing is due, and the alarm is re-armed then), while
+    /// moving it on every message would cost the host a storage write per frame, since the silence
+    /// deadlines move with each heartbeat and each byte.
+    pub(super) fn schedule(&mut self, now: Timestamp, fx: &mut Vec<Effect>) {
         let next = self.deadlines().into_iter().map(|(at, _)| at).min();
-        if next != self.alarm {
+        let early_enough = matches!((self.alarm, next), (Some(set), Some(next)) if set > now && set <= next);
+        if next != self.alarm && !early_enough {
             self.alarm = next;
             fx.push(Effect::SetAlarm(next));
         }

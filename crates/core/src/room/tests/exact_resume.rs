@@ -175,7 +175,10 @@ impl World {
             }
             Action::Hibernate => {
                 let woken = self.h.store.wake();
-                prop_assert_eq!(&woken, &self.h.room, "the checkpoints restore the room exactly");
+                let mut same = woken.clone();
+                let stale = same.take_liveness_from(&self.h.room);
+                prop_assert_eq!(&same, &self.h.room, "the checkpoints restore the room, but for liveness");
+                prop_assert!(stale < LIVENESS_SLACK, "liveness restored {stale:?} stale");
                 prop_assert_eq!(&Room::from_bytes(&self.h.room.to_bytes()).expect("restores"), &self.h.room);
                 self.h.room = woken;
             }
