@@ -1,7 +1,10 @@
 //! Host side of `spin:postgres/postgres@4.0.0` on `tokio-postgres`: connections come from a small pool
 //! per address (so per-request instances do not pay a connection each), connecting gives up after one
 //! second (callers answer 503 promptly when the database is down), and every address is checked against
-//! the component's `allowed_outbound_hosts` (`postgres://host:port`).
+//! the component's `allowed_outbound_hosts` (`postgres://host:port`). Each pooled connection keeps the
+//! statements it prepared, so a statement run again costs one round trip instead of two (parse, then
+//! execute); a statement the server no longer accepts (its plan changed with the schema) is prepared
+//! again once.
 //!
 //! Values: booleans, integers, floats, text, bytea, jsonb, timestamps and NULL convert both ways; other
 //! column types come back as `unsupported` with their raw bytes, other parameter types are refused.
@@ -14,7 +17,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, UNIX_EPOCH};
 use tokio_postgres::types::{FromSql, IsNull, ToSql, Type};
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::{Client, Error as PgError, NoTls, Row, Statement};
 use wasmtime::component::{Resource, ResourceTable};
 
 /// The interface, declared here as the contract the host implements.
@@ -95,19 +98,78 @@ use bindings::spin::postgres::postgres as pg;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 const MAX_IDLE_PER_ADDRESS: usize = 16;
+/// Prepared statements a connection keeps (the functions run a few dozen distinct ones).
+const MAX_STATEMENTS: usize = 128;
 
 /// Idle connections by address, shared by every request of the host.
 #[derive(Default)]
 pub struct PgPool {
-    idle: Mutex<HashMap<String, Vec<Client>>>,
+    idle: Mutex<HashMap<String, Vec<Pooled>>>,
+}
+
+/// A connection and the statements prepared on it.
+struct Pooled {
+    client: Client,
+    statements: HashMap<String, Statement>,
+}
+
+impl Pooled {
+    /// The prepared form of `sql`, from the cache or the server.
+    async fn statement(&mut self, sql: &str) -> Result<Statement, PgError> {
+        if let Some(statement) = self.statements.get(sql) {
+            return Ok(statement.clone());
+        }
+        let statement = self.client.prepare(sql).await?;
+        if self.statements.len() >= MAX_STATEMENTS {
+            self.statements.clear();
+        }
+        self.statements.insert(sql.to_owned(), statement.clone());
+        Ok(statement)
+    }
+
+    /// Runs the prepared `sql` for its rows (and its prepared form, which names the columns).
+    async fn query(&mut self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<(Vec<Row>, Statement), PgError> {
+        let statement = self.statement(sql).await?;
+        match self.client.query(&statement, params).await {
+            Err(e) if stale_statement(&e) => {
+                let statement = self.prepare_again(sql).await?;
+                Ok((self.client.query(&statement, params).await?, statement))
+            }
+            result => Ok((result?, statement)),
+        }
+    }
+
+    /// Runs the prepared `sql` for the number of rows it changed.
+    async fn execute(&mut self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, PgError> {
+        let statement = self.statement(sql).await?;
+        match self.client.execute(&statement, params).await {
+            Err(e) if stale_statement(&e) => {
+                let statement = self.prepare_again(sql).await?;
+                self.client.execute(&statement, params).await
+            }
+            result => result,
+        }
+    }
+
+    /// The server refused the cached statement: forget it and prepare it anew.
+    async fn prepare_again(&mut self, sql: &str) -> Result<Statement, PgError> {
+        self.statements.remove(sql);
+        self.statement(sql).await
+    }
+}
+
+/// The server's answer to a prepared statement it can no longer run as prepared: `0A000` ("cached plan
+/// must not change result type") or `26000` (no such prepared statement).
+fn stale_statement(e: &PgError) -> bool {
+    e.code().is_some_and(|c| matches!(c.code(), "0A000" | "26000"))
 }
 
 impl PgPool {
-    async fn get(&self, address: &str) -> Result<Client, pg::Error> {
+    async fn get(&self, address: &str) -> Result<Pooled, pg::Error> {
         loop {
             let client = self.idle.lock().unwrap_or_else(|p| p.into_inner()).get_mut(address).and_then(Vec::pop);
             match client {
-                Some(c) if !c.is_closed() => return Ok(c),
+                Some(c) if !c.client.is_closed() => return Ok(c),
                 Some(_) => continue,
                 None => break,
             }
@@ -118,11 +180,11 @@ impl PgPool {
             .map_err(|_| pg::Error::ConnectionFailed("timed out connecting to the database".into()))?
             .map_err(|e| pg::Error::ConnectionFailed(e.to_string()))?;
         tokio::spawn(connection);
-        Ok(client)
+        Ok(Pooled { client, statements: HashMap::new() })
     }
 
-    fn put(&self, address: String, client: Client) {
-        if client.is_closed() {
+    fn put(&self, address: String, client: Pooled) {
+        if client.client.is_closed() {
             return;
         }
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
@@ -136,7 +198,7 @@ impl PgPool {
 /// An open connection as the guest holds it.
 pub struct PgConnection {
     address: String,
-    client: Client,
+    client: Pooled,
     /// True between `BEGIN` and `COMMIT`/`ROLLBACK`: a connection dropped then is closed (the server
     /// rolls back) instead of being pooled with a transaction still open.
     in_transaction: bool,
@@ -203,22 +265,18 @@ impl pg::HostConnection for PgView<'_> {
     ) -> wasmtime::Result<Result<pg::RowSet, pg::Error>> {
         let connection = self.table.get_mut(&conn)?;
         connection.track(&statement);
-        let client = &connection.client;
         let params = match to_sql_params(params) {
             Ok(p) => p,
             Err(e) => return Ok(Err(e)),
         };
         let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)).collect();
-        let rows = match client.query(&statement, &refs).await {
+        let (rows, prepared) = match connection.client.query(&statement, &refs).await {
             Ok(rows) => rows,
             Err(e) => return Ok(Err(query_error(e))),
         };
         let columns = match rows.first() {
             Some(r) => r.columns().iter().map(column).collect(),
-            None => match client.prepare(&statement).await {
-                Ok(s) => s.columns().iter().map(column).collect(),
-                Err(e) => return Ok(Err(query_error(e))),
-            },
+            None => prepared.columns().iter().map(column).collect(),
         };
         let rows = rows.iter().map(|r| (0..r.len()).map(|i| value(r, i)).collect()).collect();
         Ok(Ok(pg::RowSet { columns, rows }))
@@ -232,13 +290,12 @@ impl pg::HostConnection for PgView<'_> {
     ) -> wasmtime::Result<Result<u64, pg::Error>> {
         let connection = self.table.get_mut(&conn)?;
         connection.track(&statement);
-        let client = &connection.client;
         let params = match to_sql_params(params) {
             Ok(p) => p,
             Err(e) => return Ok(Err(e)),
         };
         let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)).collect();
-        Ok(client.execute(&statement, &refs).await.map_err(query_error))
+        Ok(connection.client.execute(&statement, &refs).await.map_err(query_error))
     }
 
     async fn drop(&mut self, conn: Resource<PgConnection>) -> wasmtime::Result<()> {
@@ -400,5 +457,37 @@ fn value(row: &tokio_postgres::Row, i: usize) -> pg::DbValue {
         }),
         Type::JSONB => get(row, i, |j: JsonbOut| V::Jsonb(j.0)),
         _ => get(row, i, |r: Raw| V::Unsupported(r.0)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn statements_are_prepared_once_per_connection_and_again_when_the_schema_changes() {
+        let pg = local_postgres::LocalPostgres::start().unwrap();
+        let pool = PgPool::default();
+        let mut conn = pool.get(&pg.url("postgres")).await.unwrap();
+        conn.execute("CREATE TABLE t (a int)", &[]).await.unwrap();
+        let insert = "INSERT INTO t (a) VALUES ($1)";
+        for a in 0..3i32 {
+            assert_eq!(conn.execute(insert, &[&a]).await.unwrap(), 1);
+        }
+        let select = "SELECT * FROM t ORDER BY a";
+        let (rows, _) = conn.query(select, &[]).await.unwrap();
+        assert_eq!((rows.len(), rows[0].len()), (3, 1));
+        assert_eq!(conn.statements.len(), 3, "each distinct statement prepared once");
+        // The pooled connection keeps its statements for the next request.
+        pool.put(pg.url("postgres"), conn);
+        let mut conn = pool.get(&pg.url("postgres")).await.unwrap();
+        let cached = conn.statements[select].clone();
+        // The schema changes under the cached statement: the server refuses it, it is prepared again.
+        conn.execute("ALTER TABLE t ADD COLUMN b text DEFAULT 'x'", &[]).await.unwrap();
+        let (rows, prepared) = conn.query(select, &[]).await.unwrap();
+        assert_eq!(rows[0].len(), 2, "the new column is there");
+        assert_eq!((cached.columns().len(), prepared.columns().len()), (1, 2), "prepared afresh");
+        let b: &str = rows[2].get(1);
+        assert_eq!(b, "x");
     }
 }
