@@ -1,7 +1,8 @@
 //! A room's storage in its Durable Object's SQLite database: `room_state` holds the checkpointed state
 //! (one row), `room_output` the output chunks by offset (core `Room::checkpoint`). Writes are synchronous
-//! and the runtime holds outgoing messages until they are durable, so a peer never sees a byte the room
-//! could forget.
+//! and the runtime holds outgoing messages until they are durable, so a peer never hears of a change the
+//! room could forget; output written in a later batch is the exception the protocol allows for (the
+//! runner keeps it until a credit says it is stored).
 
 use edgeshell_core::room::{Checkpoint, OutputChunk, Room, StoredOutput};
 use worker::{SqlStorage, SqlStorageValue, Storage};

@@ -1,7 +1,11 @@
 //! The `SessionRoom` Durable Object: one per session (named by its id), hosting the core's `Room`. It
 //! turns the platform's callbacks (a connection handed over by the Worker, a message, a close, the
-//! alarm) into `Room::on_event`, stores a checkpoint after every event that changed more than liveness
-//! (`Room::checkpoint`), and carries out the effects.
+//! alarm) into `Room::on_event`, writes the room's checkpoint when `Room::checkpoint_due` says so, and
+//! carries out the effects. Changes to who may connect are written before the event's effects leave
+//! (the runtime holds outgoing messages until the write is durable); output is written in batches, at
+//! most [`FLUSH_DELAY`] after it arrived or once [`FLUSH_BYTES`] are waiting, so a stream costs one
+//! write per batch instead of one per frame (the runner keeps what is not yet stored; see the core's
+//! `room` module).
 //!
 //! Sockets are accepted with the hibernation API (`ROOM_HIBERNATION=on`, the default): an idle session
 //! costs nothing while its sockets stay open, text `ping` heartbeats are answered by the platform without
@@ -20,7 +24,7 @@ use crate::room_store::{RoomStore, StoreError};
 use crate::upgrade;
 use crate::webcrypto::random;
 use edgeshell_core::protocol::{close_reason, CloseCode, Frame, UpgradeRefused, SUBPROTOCOL};
-use edgeshell_core::room::{ConnId, Effect, EndReason, Event, Room, StoredOutput};
+use edgeshell_core::room::{CheckpointDue, ConnId, Effect, EndReason, Event, Room, StoredOutput};
 use edgeshell_core::time::Timestamp;
 use edgeshell_core::tokens::{Expectation, Scope};
 use futures_util::StreamExt;
@@ -33,6 +37,11 @@ use worker::{
     durable_object, DurableObject, Env, Headers, Request, Response, Result, ScheduledTime, State, WebSocket,
     WebSocketIncomingMessage, WebSocketPair, WebSocketRequestResponsePair, WebsocketEvent,
 };
+
+/// How long output may wait before it is written.
+const FLUSH_DELAY: std::time::Duration = std::time::Duration::from_millis(10);
+/// Output waiting beyond which it is written at once (well under the storage's 2 MB value limit).
+const FLUSH_BYTES: u64 = 256 * 1024;
 
 /// Text heartbeat a client sends; the platform answers [`PONG`] without waking the object.
 const PING: &str = "ping";
@@ -50,12 +59,24 @@ struct Host {
     env: Env,
     room: RefCell<Option<Loaded>>,
     sockets: RefCell<HashMap<ConnId, WebSocket>>,
+    /// A batch write is scheduled.
+    flush_scheduled: std::cell::Cell<bool>,
 }
 
 struct Loaded {
     room: Room,
     stored: StoredOutput,
     store: RoomStore,
+}
+
+impl Loaded {
+    /// Writes the room's checkpoint; answers what the room does now that it is stored (a credit).
+    fn write(&mut self) -> std::result::Result<Vec<Effect>, StoreError> {
+        if let Some(checkpoint) = self.room.checkpoint(&mut self.stored) {
+            self.store.save(checkpoint)?;
+        }
+        Ok(self.room.checkpoint_written())
+    }
 }
 
 fn log(event: &str, fields: serde_json::Value) {
@@ -72,7 +93,13 @@ impl DurableObject for SessionRoom {
             state.set_websocket_auto_response(&pair);
         }
         SessionRoom {
-            host: Rc::new(Host { state, env, room: RefCell::new(None), sockets: RefCell::new(HashMap::new()) }),
+            host: Rc::new(Host {
+                state,
+                env,
+                room: RefCell::new(None),
+                sockets: RefCell::new(HashMap::new()),
+                flush_scheduled: std::cell::Cell::new(false),
+            }),
         }
     }
 
@@ -202,7 +229,7 @@ impl Host {
         self.on_gone(conn).await;
     }
 
-    async fn on_message(&self, conn: ConnId, ws: &WebSocket, message: WebSocketIncomingMessage) {
+    async fn on_message(self: &Rc<Self>, conn: ConnId, ws: &WebSocket, message: WebSocketIncomingMessage) {
         let event = match message {
             WebSocketIncomingMessage::Binary(data) => Event::Message { conn, data },
             // Answered here only when the platform did not (sockets accepted without hibernation).
@@ -216,7 +243,7 @@ impl Host {
         self.handle(vec![event]).await;
     }
 
-    async fn on_gone(&self, conn: ConnId) {
+    async fn on_gone(self: &Rc<Self>, conn: ConnId) {
         if self.sockets.borrow_mut().remove(&conn).is_some() || self.room.borrow().is_some() {
             self.handle(vec![Event::Disconnected { conn }]).await;
         }
@@ -246,9 +273,9 @@ impl Host {
         sockets.get(&conn).cloned()
     }
 
-    /// Feeds events to the room, storing a checkpoint after each, and carries out the effects (which may
+    /// Feeds events to the room, writing its checkpoint as due, and carries out the effects (which may
     /// produce more events: a refresh token's verification).
-    async fn handle(&self, events: Vec<Event>) {
+    async fn handle(self: &Rc<Self>, events: Vec<Event>) {
         let mut queue = VecDeque::from(events);
         while let Some(event) = queue.pop_front() {
             let conn = match &event {
@@ -270,29 +297,63 @@ impl Host {
                     return;
                 }
             };
-            let mut effects = effects;
-            // Telling the control plane waits for the network: every close and send goes first.
-            effects.sort_by_key(|e| matches!(e, Effect::SessionEnded(_)));
-            for effect in effects {
-                if let Some(event) = self.apply(effect).await {
-                    queue.push_back(event);
-                }
-            }
+            queue.extend(self.carry_out(effects).await);
         }
     }
 
-    /// One event through the room, checkpointed when it changed more than liveness.
-    fn step(&self, event: Event) -> std::result::Result<Option<Vec<Effect>>, StoreError> {
+    /// Carries out effects; answers the events they produced.
+    async fn carry_out(&self, mut effects: Vec<Effect>) -> Vec<Event> {
+        // Telling the control plane waits for the network: every close and send goes first.
+        effects.sort_by_key(|e| matches!(e, Effect::SessionEnded(_)));
+        let mut events = Vec::new();
+        for effect in effects {
+            events.extend(self.apply(effect).await);
+        }
+        events
+    }
+
+    /// One event through the room; its checkpoint is written now when due now (or when the batch is
+    /// full), else a batch write is scheduled.
+    fn step(self: &Rc<Self>, event: Event) -> std::result::Result<Option<Vec<Effect>>, StoreError> {
         if !self.ensure_loaded()? {
             return Ok(None);
         }
         let mut slot = self.room.borrow_mut();
         let Some(loaded) = slot.as_mut() else { return Ok(None) };
-        let effects = loaded.room.on_event(event, keys::now());
-        if let Some(checkpoint) = loaded.room.checkpoint(&mut loaded.stored) {
-            loaded.store.save(checkpoint)?;
+        let mut effects = loaded.room.on_event(event, keys::now());
+        match loaded.room.checkpoint_due(&loaded.stored) {
+            CheckpointDue::Nothing => {}
+            CheckpointDue::Soon if loaded.room.output_end() - loaded.stored.end() < FLUSH_BYTES => {
+                if !self.flush_scheduled.replace(true) {
+                    wasm_bindgen_futures::spawn_local(self.clone().flush_later());
+                }
+            }
+            CheckpointDue::Soon | CheckpointDue::Now => effects.extend(loaded.write()?),
         }
         Ok(Some(effects))
+    }
+
+    /// Writes the batch after [`FLUSH_DELAY`] (a pending timer also keeps the object from hibernating
+    /// with unwritten output).
+    async fn flush_later(self: Rc<Self>) {
+        worker::Delay::from(FLUSH_DELAY).await;
+        self.flush_scheduled.set(false);
+        let written = match self.room.borrow_mut().as_mut() {
+            Some(loaded) => loaded.write(),
+            None => return,
+        };
+        match written {
+            Ok(effects) => {
+                let events = self.carry_out(effects).await;
+                if !events.is_empty() {
+                    self.handle(events).await;
+                }
+            }
+            Err(e) => {
+                log("room_storage_failed", serde_json::json!({ "error": e.to_string() }));
+                self.fail_all();
+            }
+        }
     }
 
     /// Tells the control plane the session ended here, so its row and the user's list agree with the

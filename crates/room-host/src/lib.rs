@@ -311,7 +311,10 @@ async fn run_room(
         if let Event::Disconnected { conn } = &event {
             conns.remove(conn);
         }
-        for effect in room.on_event(event, now()) {
+        let mut effects = room.on_event(event, now());
+        // Nothing is stored natively: memory is all there is, so everything counts as written.
+        effects.extend(room.checkpoint_written());
+        for effect in effects {
             match effect {
                 Effect::Send { conn, frame } => {
                     if let Some(out) = conns.get(&conn) {

@@ -22,6 +22,12 @@ impl OutputBuffer {
         self.start + self.bytes.len() as u64
     }
 
+    /// Moves the start to `start` without touching the bytes (for a masked copy of the state; see
+    /// `Room::checkpoint_due`); answers the old start.
+    pub(crate) fn replace_start(&mut self, start: u64) -> u64 {
+        std::mem::replace(&mut self.start, start)
+    }
+
     /// Bytes held.
     pub(crate) fn len(&self) -> u64 {
         self.bytes.len() as u64

@@ -71,7 +71,11 @@ impl Room {
                 fx,
             );
         }
-        if offset < self.buffer.start() || offset > self.buffer.end() {
+        // A browser may be ahead of the room: a host that crashed before storing output it had sent
+        // restores without it, and the runner sends it again. Such a browser waits at its offset, which
+        // cannot lie further ahead than the runner's credit reaches.
+        let ahead_limit = self.buffer.end() + u64::from(self.config.buffer_capacity);
+        if offset < self.buffer.start() || offset > ahead_limit {
             return Self::close_conn(
                 conn,
                 CloseCode::ResumeFailed,
@@ -172,16 +176,17 @@ impl Room {
         self.runner.ticket = Some(hash);
         self.runner.last_seen = now;
         self.phase = Phase::Live;
+        // Admitting a runner is due `Now`: everything held is stored before the welcome leaves.
         let offset = self.buffer.end();
+        self.runner.credit_acked = offset;
         let limit = self.credit_limit();
         self.runner.credit_limit = limit;
-        self.runner.credit_acked = offset;
         let welcome = Welcome {
             role: Role::Runner,
             session: self.session.to_string(),
             offset,
             resume_ticket: ticket_text,
-            window: u32::try_from(limit - offset).unwrap_or(u32::MAX),
+            window: u32::try_from(limit.saturating_sub(offset)).unwrap_or(u32::MAX),
             expires_at: 0,
             heartbeat_ms: self.config.heartbeat_interval.as_millis() as u32,
         };
@@ -251,8 +256,10 @@ impl Room {
             (Role::Runner, Frame::Output { offset, data }) => self.runner_output(conn, offset, &data, now, fx),
             (Role::Runner, Frame::Exited { status }) => {
                 if self.phase == Phase::Live {
-                    // Everything before the exit is stored: the runner may forget it and finish.
-                    if self.runner.credit_acked < self.buffer.end() {
+                    // The exit is due `Now`: the host stores everything before these effects leave, so
+                    // the runner may forget its output and finish.
+                    self.stored_end = self.buffer.end();
+                    if self.runner.credit_acked < self.stored_end {
                         self.grant(conn, self.runner.credit_limit, fx);
                     }
                     self.phase = Phase::Exited { at: now };
@@ -311,23 +318,29 @@ impl Room {
         }
         self.buffer.append(&data[(end - offset) as usize..]);
         self.trim(fx);
-        // Credit once granted is never taken back: a browser attaching afresh needs output from the
-        // history's start, which may lie before what the runner was already allowed to send.
-        let limit = self.credit_limit().max(self.runner.credit_limit);
-        let end = self.buffer.end();
-        let step = u64::from(self.config.buffer_capacity / 16).max(1);
-        let due = end - self.runner.credit_acked >= step
-            || limit - self.runner.credit_limit >= step
-            || (end >= self.runner.credit_limit && limit > self.runner.credit_limit);
-        if due {
-            self.grant(conn, limit, fx);
-        }
         self.pump_all(fx);
     }
 
-    /// Sends the runner a credit to `limit`, acknowledging all output received.
+    /// Sends the runner a credit when one is due: a step (a sixteenth of the buffer) of stored output
+    /// to acknowledge or of room to grant, or any room at all for a runner at its limit. Credit once
+    /// granted is never taken back: a browser attaching afresh needs output from the history's start,
+    /// which may lie before what the runner was already allowed to send.
+    pub(super) fn maybe_grant(&mut self, fx: &mut Vec<Effect>) {
+        let Some(runner) = self.runner.conn else { return };
+        let limit = self.credit_limit().max(self.runner.credit_limit);
+        let step = u64::from(self.config.buffer_capacity / 16).max(1);
+        let stalled = self.buffer.end() >= self.runner.credit_limit;
+        let due = self.stored_end.saturating_sub(self.runner.credit_acked) >= step
+            || limit - self.runner.credit_limit >= step
+            || (stalled && limit > self.runner.credit_limit);
+        if due {
+            self.grant(runner, limit, fx);
+        }
+    }
+
+    /// Sends the runner a credit to `limit`, acknowledging the output stored.
     fn grant(&mut self, runner: ConnId, limit: u64, fx: &mut Vec<Effect>) {
-        let acked = self.buffer.end();
+        let acked = self.stored_end.max(self.runner.credit_acked);
         self.runner.credit_limit = limit;
         self.runner.credit_acked = acked;
         Self::send(fx, runner, &Frame::Credit { acked, limit });
@@ -337,23 +350,22 @@ impl Room {
     /// History kept for fresh attaches does not count: it is bounded by `history_bytes` on its own, so
     /// a history as large as the capacity cannot stall the runner.
     fn credit_limit(&self) -> u64 {
-        let needed = self.seats.iter().map(|s| s.acked).min().unwrap_or(self.buffer.end());
-        needed.max(self.buffer.start()) + u64::from(self.config.buffer_capacity)
+        // A browser ahead of the room (see `browser_resume`) needs the bytes up to its offset first.
+        let needed = self.seats.iter().map(|s| s.acked).min().unwrap_or(self.buffer.end()).min(self.buffer.end());
+        let capacity = u64::from(self.config.buffer_capacity);
+        // Never more than a buffer beyond what is stored: a crash then loses at most that much, and a
+        // browser can be at most that far ahead of the restored room.
+        (needed.max(self.buffer.start()) + capacity).min(self.stored_end.max(self.runner.credit_acked) + capacity)
     }
 
-    /// Drops output no seat needs, keeping `history_bytes`; grants the runner more credit if that freed
-    /// a quarter of the buffer (or the runner is stalled).
+    /// Drops output no seat needs, keeping `history_bytes`, and grants the runner the room that freed
+    /// when a credit is due.
     pub(super) fn trim(&mut self, fx: &mut Vec<Effect>) {
         let end = self.buffer.end();
         let history_start = end.saturating_sub(u64::from(self.config.history_bytes));
         let needed = self.seats.iter().map(|s| s.acked).min().unwrap_or(end);
         self.buffer.trim_to(needed.min(history_start));
-        let limit = self.credit_limit();
-        let stalled = self.runner.credit_limit <= end;
-        let freed = limit.saturating_sub(self.runner.credit_limit) >= u64::from(self.config.buffer_capacity / 4);
-        if let (Some(runner), true) = (self.runner.conn, limit > self.runner.credit_limit && (stalled || freed)) {
-            self.grant(runner, limit, fx);
-        }
+        self.maybe_grant(fx);
     }
 
     /// Sends a browser the output it may have, then the exit status once it has everything.

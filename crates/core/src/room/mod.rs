@@ -11,8 +11,13 @@
 //! runner may send output up to the `limit` of its last [`Frame::Credit`], which never exceeds the oldest
 //! byte some browser still needs plus `buffer_capacity`. A browser that stays away therefore stalls the
 //! program (the PTY stops being read) instead of losing output, until its resume window ends. Credit is
-//! sent in steps (a sixteenth of the buffer acknowledged, a quarter freed, or a runner at its limit),
-//! not for every frame: the runner keeps unacknowledged output anyway, and each message costs the host.
+//! sent in steps (a sixteenth of the buffer acknowledged or freed, or a runner at its limit), not for
+//! every frame: the runner keeps unacknowledged output anyway, and each message costs the host.
+//!
+//! A credit acknowledges only output the host has stored ([`Room::checkpoint_written`]), so a host may
+//! store output in batches ([`CheckpointDue::Soon`]) and still lose nothing when it crashes: the runner
+//! sends again whatever the restored room lacks, and a browser that had already received some of it
+//! resumes at its own offset, beyond the restored end, and continues there once the bytes are back.
 
 mod buffer;
 mod handlers;
@@ -30,7 +35,7 @@ use crate::tokens::{TokenError, Verified};
 use buffer::OutputBuffer;
 use core::time::Duration;
 use serde::{Deserialize, Serialize};
-pub use store::{Checkpoint, OutputChunk, StoredOutput, LIVENESS_SLACK};
+pub use store::{Checkpoint, CheckpointDue, OutputChunk, StoredOutput, LIVENESS_SLACK};
 use ticket::TicketHash;
 
 /// The version of the serialized room state; bumped on any incompatible change.
@@ -355,6 +360,10 @@ pub struct Room {
     /// When the session ended, for the tombstone's expiry.
     ended_at: Option<Timestamp>,
     forgotten: bool,
+    /// Output the host has written (see [`Room::checkpoint_written`]); the runner's credit acknowledges
+    /// no more than this. Not part of the state: whatever a room is restored from is stored.
+    #[serde(skip)]
+    stored_end: u64,
 }
 
 /// Most one-time token ids a room remembers at once (expired ones are forgotten first).
@@ -398,6 +407,7 @@ impl Room {
             ended_reported: false,
             ended_at: None,
             forgotten: false,
+            stored_end: 0,
         }
     }
 
@@ -480,7 +490,9 @@ impl Room {
             Some(&found) => return Err(RestoreError::Version { found }),
             None => return Err(RestoreError::Corrupt("empty".into())),
         }
-        postcard::from_bytes(bytes).map_err(|e| RestoreError::Corrupt(e.to_string()))
+        let mut room: Room = postcard::from_bytes(bytes).map_err(|e| RestoreError::Corrupt(e.to_string()))?;
+        room.stored_end = room.buffer.end();
+        Ok(room)
     }
 
     fn send(fx: &mut Vec<Effect>, conn: ConnId, frame: &Frame) {

@@ -5,13 +5,20 @@
 //! state and the chunks. Output bytes are thus written once, not once per event as a whole-state
 //! snapshot ([`Room::to_bytes`]) would write them.
 //!
-//! Liveness alone is not worth a write: when an event changed nothing but when connections were last
-//! heard from (typed input, heartbeats), there is nothing to store until those times cross a
-//! [`LIVENESS_SLACK`] boundary. A restored room may therefore think a connection was last heard from up
-//! to that long before it was, so it may close a silent connection that much earlier (against a
-//! `dead_after` of 100 s); nothing else is ever lost.
+//! Not every change must be written at once ([`Room::checkpoint_due`]):
+//!
+//! - **Now**: anything that decides who may connect or what happened (tickets, consumed token ids,
+//!   seats, the phase, queued input, the exit). The host writes it before the event's effects leave, so
+//!   no peer ever hears of a change the room could forget.
+//! - **Soon**: output and how far it was sent and acknowledged. The host may batch it: a credit names
+//!   only stored output, so the runner still holds what a crash would lose and sends it again, and a
+//!   browser resumes at its own offset.
+//! - **Nothing**: liveness alone (when connections were last heard from: typed input, heartbeats)
+//!   until those times cross a [`LIVENESS_SLACK`] boundary. A restored room may therefore think a
+//!   connection was last heard from up to that long before it was, so it may close a silent connection
+//!   that much earlier (against a `dead_after` of 100 s).
 
-use super::{RestoreError, Room, STATE_VERSION};
+use super::{Effect, RestoreError, Room, STATE_VERSION};
 use crate::time::Timestamp;
 use core::time::Duration;
 use serde::{Deserialize, Serialize};
@@ -47,13 +54,39 @@ pub struct Checkpoint {
 }
 
 /// What the host has stored: the extent of the output, and the last state written (with its liveness
-/// times rounded down to [`LIVENESS_SLACK`]). The host keeps it next to the room and passes it to every
-/// [`Room::checkpoint`].
+/// times rounded down to [`LIVENESS_SLACK`], and with output progress left out). The host keeps it next
+/// to the room and passes it to [`Room::checkpoint_due`] and [`Room::checkpoint`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StoredOutput {
     start: u64,
     end: u64,
     rounded_state: Vec<u8>,
+    essential_state: Vec<u8>,
+}
+
+impl StoredOutput {
+    /// Output bytes stored (the end of the stored stream).
+    pub fn end(&self) -> u64 {
+        self.end
+    }
+}
+
+/// How soon the room's changes must be written (see the module documentation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckpointDue {
+    /// Nothing worth a write changed.
+    Nothing,
+    /// Output or progress changed: write within a batch, then call [`Room::checkpoint_written`].
+    Soon,
+    /// Write before the event's effects leave, then call [`Room::checkpoint_written`].
+    Now,
+}
+
+/// Which fields [`Room::masked_state`] masks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mask {
+    Liveness,
+    Progress,
 }
 
 #[derive(Serialize)]
@@ -69,8 +102,26 @@ struct State {
 }
 
 impl Room {
-    /// What to store now so that [`Room::restore`] yields this room (up to [`LIVENESS_SLACK`] in its
-    /// liveness times), given what was stored before; `None` when nothing needs writing.
+    /// How soon what changed since `stored` must be written.
+    pub fn checkpoint_due(&mut self, stored: &StoredOutput) -> CheckpointDue {
+        let (start, end) = (self.buffer.start(), self.buffer.end());
+        let bytes = self.buffer.take_bytes();
+        let due = if self.masked_state(Mask::Progress, end) != stored.essential_state {
+            CheckpointDue::Now
+        } else if (start, end) != (stored.start, stored.end)
+            || self.masked_state(Mask::Liveness, end) != stored.rounded_state
+        {
+            CheckpointDue::Soon
+        } else {
+            CheckpointDue::Nothing
+        };
+        self.buffer.put_bytes(bytes);
+        due
+    }
+
+    /// What to store so that [`Room::restore`] yields this room (up to [`LIVENESS_SLACK`] in its
+    /// liveness times), given what was stored before; `None` when nothing needs writing. Once it is
+    /// written, call [`Room::checkpoint_written`].
     pub fn checkpoint(&mut self, stored: &mut StoredOutput) -> Option<Checkpoint> {
         let (start, end) = (self.buffer.start(), self.buffer.end());
         let from = stored.end.max(start);
@@ -78,34 +129,61 @@ impl Room {
         let forget_before = (start > stored.start).then_some(start);
         // The bytes are in the chunks; the state records only where they start and end.
         let bytes = self.buffer.take_bytes();
-        let rounded_state = self.rounded_state(end);
+        let rounded_state = self.masked_state(Mask::Liveness, end);
         let unchanged = append.is_none() && forget_before.is_none() && rounded_state == stored.rounded_state;
         // Serializing plain data into a Vec cannot fail.
         let state =
             (!unchanged).then(|| postcard::to_allocvec(&StateRef { room: self, output_end: end }).unwrap_or_default());
+        let essential_state = self.masked_state(Mask::Progress, end);
         self.buffer.put_bytes(bytes);
         let state = state?;
-        *stored = StoredOutput { start, end, rounded_state };
+        *stored = StoredOutput { start, end, rounded_state, essential_state };
         Some(Checkpoint { state, append, forget_before })
     }
 
-    /// The state as [`Room::checkpoint`] writes it, with the liveness times rounded down to
-    /// [`LIVENESS_SLACK`]: what decides whether a write is due. (The buffer's bytes are taken out.)
-    fn rounded_state(&mut self, output_end: u64) -> Vec<u8> {
+    /// The host wrote this room's checkpoint (or keeps no storage at all): everything it holds is
+    /// stored, so the runner may be told so. Answers the effects (a credit) to carry out.
+    pub fn checkpoint_written(&mut self) -> Vec<Effect> {
+        let mut fx = Vec::new();
+        self.stored_end = self.buffer.end();
+        self.maybe_grant(&mut fx);
+        fx
+    }
+
+    /// The state as [`Room::checkpoint`] writes it, with some fields masked, to tell what changed:
+    /// with `Liveness`, the liveness times rounded down to [`LIVENESS_SLACK`]; with `Progress`, the
+    /// liveness times and the output's progress (where it starts, how far each peer got, the credit)
+    /// left out as well. (The buffer's bytes must be taken out.)
+    fn masked_state(&mut self, mask: Mask, output_end: u64) -> Vec<u8> {
         let slack = LIVENESS_SLACK.as_millis() as u64;
-        let round = |t: Timestamp| Timestamp::from_millis(t.as_millis() / slack * slack);
-        let saved: Vec<Timestamp> =
-            core::iter::once(self.runner.last_seen).chain(self.seats.iter().map(|s| s.last_seen)).collect();
-        self.runner.last_seen = round(self.runner.last_seen);
+        let progress = mask == Mask::Progress;
+        let hide = |t: Timestamp| Timestamp::from_millis(if progress { 0 } else { t.as_millis() / slack * slack });
+        let saved_runner = (self.runner.last_seen, self.runner.credit_limit, self.runner.credit_acked);
+        let saved_seats: Vec<(Timestamp, u64, u64)> =
+            self.seats.iter().map(|s| (s.last_seen, s.sent, s.acked)).collect();
+        self.runner.last_seen = hide(self.runner.last_seen);
         for seat in &mut self.seats {
-            seat.last_seen = round(seat.last_seen);
+            seat.last_seen = hide(seat.last_seen);
         }
-        let rounded = postcard::to_allocvec(&StateRef { room: self, output_end }).unwrap_or_default();
-        self.runner.last_seen = saved[0];
-        for (seat, at) in self.seats.iter_mut().zip(&saved[1..]) {
-            seat.last_seen = *at;
+        let mut saved_start = None;
+        if progress {
+            (self.runner.credit_limit, self.runner.credit_acked) = (0, 0);
+            for seat in &mut self.seats {
+                (seat.sent, seat.acked) = (0, 0);
+            }
+            saved_start = Some(self.buffer.replace_start(0));
         }
-        rounded
+        let output_end = if progress { 0 } else { output_end };
+        // Serializing plain data into a Vec cannot fail.
+        let masked = postcard::to_allocvec(&StateRef { room: self, output_end }).unwrap_or_default();
+        (self.runner.last_seen, self.runner.credit_limit, self.runner.credit_acked) = saved_runner;
+        for (seat, (seen, sent, acked)) in self.seats.iter_mut().zip(saved_seats) {
+            (seat.last_seen, seat.sent, seat.acked) = (seen, sent, acked);
+        }
+        if let Some(start) = saved_start {
+            self.buffer.replace_start(start);
+        }
+        masked
     }
 
     /// Rebuilds a room from its last checkpointed state and the stored chunks (in any order; chunks
@@ -138,9 +216,11 @@ impl Room {
         if at != output_end {
             return Err(RestoreError::Corrupt(format!("output bytes {at}..{output_end} are missing")));
         }
-        let rounded_state = room.rounded_state(output_end);
+        let rounded_state = room.masked_state(Mask::Liveness, output_end);
+        let essential_state = room.masked_state(Mask::Progress, output_end);
         room.buffer.put_bytes(bytes.into());
-        Ok((room, StoredOutput { start, end: output_end, rounded_state }))
+        room.stored_end = output_end;
+        Ok((room, StoredOutput { start, end: output_end, rounded_state, essential_state }))
     }
 }
 
@@ -165,12 +245,14 @@ mod tests {
         let mut room = room_with_output(&[b"hello "], 0);
         let mut stored = StoredOutput::default();
         let first = room.checkpoint(&mut stored).unwrap();
+        room.checkpoint_written();
         assert_eq!(first.append, Some(OutputChunk { offset: 0, data: b"hello ".to_vec() }));
         assert_eq!(first.forget_before, None);
         assert_eq!(room.checkpoint(&mut stored), None, "nothing new, nothing written");
         room.buffer.append(b"world");
         room.buffer.trim_to(6);
         let second = room.checkpoint(&mut stored).unwrap();
+        room.checkpoint_written();
         assert_eq!(second.append, Some(OutputChunk { offset: 6, data: b"world".to_vec() }));
         assert_eq!(second.forget_before, Some(6));
         let chunks = [first.append.unwrap(), second.append.unwrap()];
@@ -187,6 +269,7 @@ mod tests {
         let mut room = room_with_output(&[b"x"], 0);
         let mut stored = StoredOutput::default();
         let first = room.checkpoint(&mut stored).unwrap();
+        room.checkpoint_written();
         room.runner.last_seen = Timestamp::from_secs(9);
         assert_eq!(room.checkpoint(&mut stored), None, "heard from within the same 10 s: nothing to write");
         room.runner.last_seen = Timestamp::from_secs(12);
@@ -206,8 +289,10 @@ mod tests {
         let mut room = room_with_output(&[b"0123456789"], 0);
         let mut stored = StoredOutput::default();
         let first = room.checkpoint(&mut stored).unwrap();
+        room.checkpoint_written();
         room.buffer.trim_to(4);
         let second = room.checkpoint(&mut stored).unwrap();
+        room.checkpoint_written();
         assert_eq!(second.forget_before, Some(4));
         let (restored, _) = Room::restore(&second.state, &[first.append.unwrap()]).unwrap();
         assert_eq!(restored.buffer.slice(4, 10), b"456789");
@@ -219,8 +304,10 @@ mod tests {
         let mut room = room_with_output(&[b"abc"], 0);
         let mut stored = StoredOutput::default();
         let first = room.checkpoint(&mut stored).unwrap();
+        room.checkpoint_written();
         room.buffer.append(b"def");
         let second = room.checkpoint(&mut stored).unwrap();
+        room.checkpoint_written();
         assert!(matches!(Room::restore(&second.state, &[]), Err(RestoreError::Corrupt(_))));
         assert!(matches!(
             Room::restore(&second.state, &[first.append.clone().unwrap()]),
@@ -238,9 +325,11 @@ mod tests {
         let mut room = room_with_output(&[b"abc"], 0);
         let mut stored = StoredOutput::default();
         let first = room.checkpoint(&mut stored).unwrap();
+        room.checkpoint_written();
         room.buffer.append(b"defgh");
         room.buffer.trim_to(6);
         let second = room.checkpoint(&mut stored).unwrap();
+        room.checkpoint_written();
         assert_eq!(second.append, Some(OutputChunk { offset: 6, data: b"gh".to_vec() }));
         let (restored, _) = Room::restore(&second.state, &[first.append.unwrap(), second.append.unwrap()]).unwrap();
         assert_eq!(restored, room);

@@ -1,233 +1,15 @@
-//! Room tests. A small harness plays browser and runner by the protocol (decoding every frame the room
-//! sends), so the assertions are about what peers would see.
+//! Room tests, on the harness in `tests/harness.rs`, which plays browser and runner by the protocol
+//! (decoding every frame the room sends), so the assertions are about what peers would see.
 
 mod exact_resume;
+mod harness;
 mod quiet_traffic;
 
 use super::*;
-use crate::dangerous::assume_verified;
-use crate::ids::{Kid, RegionId};
-use crate::protocol::{CloseCode, ExitStatus, Frame, Role, Welcome};
-use crate::tokens::{Claims, Scope};
-use std::collections::BTreeMap;
+use crate::protocol::{CloseCode, ExitStatus, Frame, Role};
+use crate::tokens::Scope;
 
-pub(super) const T0: u64 = 1_800_000_000;
-
-pub(super) fn at(ms: u64) -> Timestamp {
-    Timestamp::from_millis(T0 * 1000 + ms)
-}
-
-pub(super) fn sid() -> SessionId {
-    SessionId::new("s1").unwrap()
-}
-
-pub(super) fn token(scope: Scope, jti: &str, session: &str, exp_in_secs: u64) -> Verified {
-    let claims = Claims {
-        iss: "https://control.test".into(),
-        aud: "edgeshell-edge".into(),
-        sub: Subject::new("alice").unwrap(),
-        sid: SessionId::new(session).unwrap(),
-        region: RegionId::new("eu").unwrap(),
-        jti: Jti::new(jti).unwrap(),
-        iat: T0,
-        nbf: T0,
-        exp: T0 + exp_in_secs,
-        scope,
-        art: None,
-        bh: None,
-    };
-    assume_verified(claims, Kid::new("k1").unwrap())
-}
-
-/// What one connection has been sent.
-#[derive(Debug, Default)]
-pub(super) struct Inbox {
-    pub(super) frames: Vec<Frame>,
-    pub(super) closed: Option<CloseCode>,
-}
-
-pub(super) struct Harness {
-    pub(super) room: Room,
-    pub(super) inbox: BTreeMap<u64, Inbox>,
-    pub(super) ended: Vec<EndReason>,
-    pub(super) alarm: Option<Timestamp>,
-    pub(super) refreshes: Vec<(ConnId, String)>,
-    pub(super) now: Timestamp,
-    pub(super) forgotten: bool,
-    /// How many times the room asked for its alarm to move.
-    pub(super) alarms_set: usize,
-    /// What a hibernating host would have stored, checkpointed after every event.
-    pub(super) store: Store,
-    next_entropy: u8,
-}
-
-/// A host's storage of a room: the state and the output chunks, as a Durable Object keeps them.
-#[derive(Default)]
-pub(super) struct Store {
-    state: Vec<u8>,
-    chunks: BTreeMap<u64, OutputChunk>,
-    stored: StoredOutput,
-    /// Checkpoints written.
-    pub(super) writes: usize,
-}
-
-impl Store {
-    fn save(&mut self, room: &mut Room) {
-        let Some(checkpoint) = room.checkpoint(&mut self.stored) else { return };
-        self.writes += 1;
-        self.state = checkpoint.state;
-        if let Some(chunk) = checkpoint.append {
-            self.chunks.insert(chunk.offset, chunk);
-        }
-        if let Some(before) = checkpoint.forget_before {
-            self.chunks.retain(|_, c| c.end() > before);
-        }
-    }
-
-    /// The room as a host waking from hibernation rebuilds it.
-    pub(super) fn wake(&self) -> Room {
-        let chunks: Vec<OutputChunk> = self.chunks.values().cloned().collect();
-        let (room, stored) = Room::restore(&self.state, &chunks).expect("checkpoints restore");
-        assert_eq!(stored, self.stored);
-        room
-    }
-}
-
-impl Room {
-    /// Takes `other`'s liveness times (when each connection was last heard from), answering how much
-    /// older this room's were at most.
-    pub(super) fn take_liveness_from(&mut self, other: &Room) -> core::time::Duration {
-        let mut stale = core::time::Duration::ZERO;
-        let mut take = |mine: &mut Timestamp, theirs: Timestamp| {
-            stale = stale.max(core::time::Duration::from_millis(theirs.as_millis().saturating_sub(mine.as_millis())));
-            *mine = theirs;
-        };
-        take(&mut self.runner.last_seen, other.runner.last_seen);
-        for (mine, theirs) in self.seats.iter_mut().zip(&other.seats) {
-            take(&mut mine.last_seen, theirs.last_seen);
-        }
-        stale
-    }
-}
-
-impl Harness {
-    pub(super) fn new(config: RoomConfig) -> Harness {
-        let mut h = Harness {
-            room: Room::new(sid(), config, at(0)),
-            inbox: BTreeMap::new(),
-            ended: Vec::new(),
-            alarm: None,
-            refreshes: Vec::new(),
-            now: at(0),
-            forgotten: false,
-            alarms_set: 0,
-            store: Store::default(),
-            next_entropy: 0,
-        };
-        // The host delivers a first event on creation, which schedules the room's first alarm.
-        h.event(Event::Alarm);
-        h
-    }
-
-    pub(super) fn entropy(&mut self) -> [u8; 32] {
-        self.next_entropy = self.next_entropy.wrapping_add(1);
-        [self.next_entropy; 32]
-    }
-
-    pub(super) fn event(&mut self, event: Event) {
-        let effects = self.room.on_event(event, self.now);
-        for effect in effects {
-            match effect {
-                Effect::Send { conn, frame } => {
-                    let inbox = self.inbox.entry(conn.0).or_default();
-                    assert!(inbox.closed.is_none(), "frame sent to closed connection {conn:?}");
-                    inbox.frames.push(Frame::decode(&frame).expect("room sends valid frames"));
-                }
-                Effect::Close { conn, code, reason } => {
-                    assert!(reason.len() <= 123);
-                    self.inbox.entry(conn.0).or_default().closed.get_or_insert(code);
-                }
-                Effect::VerifyRefresh { conn, token } => self.refreshes.push((conn, token)),
-                Effect::SetAlarm(t) => {
-                    self.alarm = t;
-                    self.alarms_set += 1;
-                }
-                Effect::SessionEnded(r) => self.ended.push(r),
-                Effect::Forget => {
-                    assert!(!self.ended.is_empty() && !self.forgotten, "forget once, after the end");
-                    self.forgotten = true;
-                }
-            }
-        }
-        self.store.save(&mut self.room);
-    }
-
-    pub(super) fn advance_to(&mut self, t: Timestamp) {
-        self.now = t;
-        if self.alarm.is_some_and(|a| a <= t) {
-            self.event(Event::Alarm);
-        }
-    }
-
-    /// Advances in heartbeat-sized steps, with the platform answering heartbeats of `conns` on the way.
-    pub(super) fn advance_alive(&mut self, to: Timestamp, conns: &[u64]) {
-        while self.now < to {
-            let next = (self.now + core::time::Duration::from_secs(30)).min(to);
-            for c in conns {
-                self.event(Event::HeartbeatSeen { conn: ConnId(*c), at: next });
-            }
-            self.advance_to(next);
-        }
-    }
-
-    pub(super) fn send(&mut self, conn: u64, frame: Frame) {
-        self.event(Event::Message { conn: ConnId(conn), data: frame.encode() });
-    }
-
-    pub(super) fn take(&mut self, conn: u64) -> Vec<Frame> {
-        core::mem::take(&mut self.inbox.entry(conn).or_default().frames)
-    }
-
-    pub(super) fn closed(&self, conn: u64) -> Option<CloseCode> {
-        self.inbox.get(&conn).and_then(|i| i.closed)
-    }
-
-    pub(super) fn join_runner(&mut self, conn: u64) -> Welcome {
-        let entropy = self.entropy();
-        self.event(Event::RunnerJoin { conn: ConnId(conn), token: token(Scope::Join, "join-1", "s1", 600), entropy });
-        welcome(&self.take(conn))
-    }
-
-    pub(super) fn attach(&mut self, conn: u64, jti: &str) -> Vec<Frame> {
-        let entropy = self.entropy();
-        self.event(Event::BrowserAttach { conn: ConnId(conn), token: token(Scope::Attach, jti, "s1", 600), entropy });
-        self.take(conn)
-    }
-
-    pub(super) fn resume(&mut self, conn: u64, ticket: &str, offset: u64) -> Vec<Frame> {
-        let entropy = self.entropy();
-        self.event(Event::BrowserResume { conn: ConnId(conn), ticket: ticket.to_owned(), offset, entropy });
-        self.take(conn)
-    }
-}
-
-pub(super) fn welcome(frames: &[Frame]) -> Welcome {
-    match frames.first() {
-        Some(Frame::Welcome(w)) => w.clone(),
-        other => panic!("expected a welcome, got {other:?}"),
-    }
-}
-
-pub(super) fn output(frames: &[Frame]) -> Vec<u8> {
-    frames.iter().flat_map(|f| if let Frame::Output { data, .. } = f { data.clone() } else { Vec::new() }).collect()
-}
-
-pub(super) fn live() -> Harness {
-    let mut h = Harness::new(RoomConfig::default());
-    let w = h.join_runner(1);
-    assert_eq!((w.role, w.offset, w.window), (Role::Runner, 0, 4 * 1024 * 1024));
-    h
-}
+use harness::*;
 
 #[test]
 fn attach_and_echo() {
@@ -337,7 +119,9 @@ fn resume_outside_the_held_range_fails_cleanly() {
     h.send(1, Frame::Output { offset: 0, data: vec![b'x'; 100] });
     h.take(10);
     h.event(Event::Disconnected { conn: ConnId(10) });
-    h.resume(11, &w.resume_ticket, 101);
+    // Ahead of the room by more than the runner could ever have been allowed to send.
+    let beyond = 100 + u64::from(RoomConfig::default().buffer_capacity) + 1;
+    h.resume(11, &w.resume_ticket, beyond);
     assert_eq!(h.closed(11), Some(CloseCode::ResumeFailed));
     h.resume(12, "1.not-a-ticket", 0);
     assert_eq!(h.closed(12), Some(CloseCode::Unauthorized));

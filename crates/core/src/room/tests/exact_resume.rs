@@ -1,6 +1,6 @@
 //! The exact-resume property: under arbitrary interleavings of output, acks, browser and runner drops
-//! (losing whatever was in flight), resumes and hibernation, the browser receives exactly the runner's
-//! byte stream — every frame continues at the byte it already has, and in the end it has all of it.
+//! (losing whatever was in flight), resumes, hibernation and crashes of a host that writes output in
+//! batches (losing what it had not written), the browser receives exactly the runner's byte stream — every frame continues at the byte it already has, and in the end it has all of it.
 //! Both ends are the real state machines: the room, and the runner's `RunnerLink`.
 
 use super::*;
@@ -17,6 +17,8 @@ enum Action {
     RunnerDrop,
     RunnerResume,
     Hibernate,
+    Flush,
+    Crash,
     Tick(u16),
 }
 
@@ -30,6 +32,8 @@ fn action() -> impl Strategy<Value = Action> {
         1 => Just(Action::RunnerDrop),
         2 => Just(Action::RunnerResume),
         1 => Just(Action::Hibernate),
+        2 => Just(Action::Flush),
+        1 => Just(Action::Crash),
         1 => (1u16..2000).prop_map(Action::Tick),
     ]
 }
@@ -174,6 +178,11 @@ impl World {
                 }
             }
             Action::Hibernate => {
+                // An object hibernates only once its writes are done (a write may earn the runner a
+                // credit, which is itself worth a write).
+                while self.h.room.checkpoint_due(&self.h.store.stored) != CheckpointDue::Nothing {
+                    self.h.flush();
+                }
                 let woken = self.h.store.wake();
                 let mut same = woken.clone();
                 let stale = same.take_liveness_from(&self.h.room);
@@ -181,6 +190,19 @@ impl World {
                 prop_assert!(stale < LIVENESS_SLACK, "liveness restored {stale:?} stale");
                 prop_assert_eq!(&Room::from_bytes(&self.h.room.to_bytes()).expect("restores"), &self.h.room);
                 self.h.room = woken;
+            }
+            Action::Flush => self.h.flush(),
+            Action::Crash => {
+                // The object dies: its memory and whatever it had not written are gone, and every
+                // connection drops with what was in flight.
+                if let Some(conn) = self.browser.conn.take() {
+                    self.h.take(conn);
+                }
+                if let Some(conn) = self.runner.conn.take() {
+                    self.h.take(conn);
+                    self.runner.link.disconnected();
+                }
+                self.h.room = self.h.store.wake();
             }
             Action::Tick(ms) => {
                 let t = self.h.now + core::time::Duration::from_millis(u64::from(*ms));
@@ -203,6 +225,7 @@ impl World {
                 break;
             }
             self.runner_send(8192);
+            self.h.flush();
             self.browser_read()?;
             self.step(&Action::BrowserAck)?;
         }
@@ -218,6 +241,7 @@ proptest! {
         len in 0usize..60_000,
         seed in any::<u8>(),
         history in prop_oneof![Just(0u32), Just(700u32)],
+        defer in any::<bool>(),
         actions in proptest::collection::vec(action(), 0..250),
     ) {
         let stream: Vec<u8> = (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect();
@@ -230,6 +254,7 @@ proptest! {
             ..RoomConfig::default()
         };
         let mut world = World::new(stream.clone(), config);
+        world.h.defer = defer;
         for a in &actions {
             world.step(a)?;
             prop_assert!(world.h.room.buffered_bytes() <= 5000 + 3000, "buffer stays bounded");

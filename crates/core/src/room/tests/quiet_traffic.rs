@@ -67,3 +67,29 @@ fn a_runner_at_its_limit_gets_credit_as_soon_as_there_is_any() {
     h.send(10, Frame::Ack { offset: 10 });
     assert_eq!(h.take(1), vec![Frame::Credit { acked: 1600, limit: 1610 }]);
 }
+
+#[test]
+fn who_may_connect_is_written_at_once_output_may_wait() {
+    let mut h = live();
+    h.defer = true;
+    let due = |h: &mut Harness| h.room.checkpoint_due(&h.store.stored);
+    let w = welcome(&h.attach(10, "a1"));
+    assert_eq!(due(&mut h), CheckpointDue::Nothing, "the attach (a consumed token, a seat) was written");
+    h.send(10, Frame::Input { data: b"l".to_vec() });
+    assert_eq!(due(&mut h), CheckpointDue::Nothing, "typing changes only liveness");
+    h.send(1, Frame::Output { offset: 0, data: b"l".to_vec() });
+    assert_eq!(due(&mut h), CheckpointDue::Soon, "output may wait for the batch");
+    assert_eq!(output(&h.take(10)), b"l", "and the browser has it already");
+    // Resuming rotates the ticket: written before the welcome leaves, with the waiting output.
+    h.event(Event::Disconnected { conn: ConnId(10) });
+    let w2 = welcome(&h.resume(11, &w.resume_ticket, 1));
+    assert_eq!(due(&mut h), CheckpointDue::Nothing);
+    let restored = h.store.wake();
+    assert_eq!(restored.output_end(), 1);
+    // The spent ticket is gone from storage too, and the new one is there.
+    h.room = restored;
+    h.resume(12, &w.resume_ticket, 1);
+    assert_eq!(h.closed(12), Some(CloseCode::Unauthorized));
+    h.resume(13, &w2.resume_ticket, 1);
+    assert_eq!(h.closed(13), None);
+}
