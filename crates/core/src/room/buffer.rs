@@ -23,9 +23,9 @@ impl OutputBuffer {
     }
 
     /// Moves the start to `start` without touching the bytes (for a masked copy of the state; see
-    /// `Room::checkpoint_due`); answers the old start.
-    pub(crate) fn replace_start(&mut self, start: u64) -> u64 {
-        std::mem::replace(&mut self.start, start)
+    /// `Room::checkpoint_due`).
+    pub(crate) fn set_start(&mut self, start: u64) {
+        self.start = start;
     }
 
     /// Bytes held.

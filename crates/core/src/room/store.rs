@@ -154,36 +154,28 @@ impl Room {
     /// with `Liveness`, the liveness times rounded down to [`LIVENESS_SLACK`]; with `Progress`, the
     /// liveness times and the output's progress (where it starts, how far each peer got, the credit)
     /// left out as well. (The buffer's bytes must be taken out.)
-    fn masked_state(&mut self, mask: Mask, output_end: u64) -> Vec<u8> {
+    fn masked_state(&self, mask: Mask, output_end: u64) -> Vec<u8> {
         let slack = LIVENESS_SLACK.as_millis() as u64;
         let progress = mask == Mask::Progress;
         let hide = |t: Timestamp| Timestamp::from_millis(if progress { 0 } else { t.as_millis() / slack * slack });
-        let saved_runner = (self.runner.last_seen, self.runner.credit_limit, self.runner.credit_acked);
-        let saved_seats: Vec<(Timestamp, u64, u64)> =
-            self.seats.iter().map(|s| (s.last_seen, s.sent, s.acked)).collect();
-        self.runner.last_seen = hide(self.runner.last_seen);
-        for seat in &mut self.seats {
+        // A copy without the buffer's bytes (the caller took them out) is small.
+        let mut room = self.clone();
+        room.runner.last_seen = hide(room.runner.last_seen);
+        for seat in &mut room.seats {
             seat.last_seen = hide(seat.last_seen);
-        }
-        let mut saved_start = None;
-        if progress {
-            (self.runner.credit_limit, self.runner.credit_acked) = (0, 0);
-            for seat in &mut self.seats {
+            if progress {
                 (seat.sent, seat.acked) = (0, 0);
             }
-            saved_start = Some(self.buffer.replace_start(0));
         }
-        let output_end = if progress { 0 } else { output_end };
+        let output_end = if progress {
+            (room.runner.credit_limit, room.runner.credit_acked) = (0, 0);
+            room.buffer.set_start(0);
+            0
+        } else {
+            output_end
+        };
         // Serializing plain data into a Vec cannot fail.
-        let masked = postcard::to_allocvec(&StateRef { room: self, output_end }).unwrap_or_default();
-        (self.runner.last_seen, self.runner.credit_limit, self.runner.credit_acked) = saved_runner;
-        for (seat, (seen, sent, acked)) in self.seats.iter_mut().zip(saved_seats) {
-            (seat.last_seen, seat.sent, seat.acked) = (seen, sent, acked);
-        }
-        if let Some(start) = saved_start {
-            self.buffer.replace_start(start);
-        }
-        masked
+        postcard::to_allocvec(&StateRef { room: &room, output_end }).unwrap_or_default()
     }
 
     /// Rebuilds a room from its last checkpointed state and the stored chunks (in any order; chunks
