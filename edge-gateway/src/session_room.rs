@@ -291,11 +291,7 @@ impl Host {
                     }
                     continue;
                 }
-                Err(e) => {
-                    log("room_storage_failed", serde_json::json!({ "error": e.to_string() }));
-                    self.fail_all();
-                    return;
-                }
+                Err(e) => return self.storage_failed(&e),
             };
             queue.extend(self.carry_out(effects).await);
         }
@@ -349,10 +345,7 @@ impl Host {
                     self.handle(events).await;
                 }
             }
-            Err(e) => {
-                log("room_storage_failed", serde_json::json!({ "error": e.to_string() }));
-                self.fail_all();
-            }
+            Err(e) => self.storage_failed(&e),
         }
     }
 
@@ -426,7 +419,8 @@ impl Host {
     }
 
     /// Storage failed: nothing can be promised any more, so every peer is told to come back.
-    fn fail_all(&self) {
+    fn storage_failed(&self, e: &StoreError) {
+        log("room_storage_failed", serde_json::json!({ "error": e.to_string() }));
         for ws in self.state.get_websockets().into_iter().chain(self.sockets.borrow_mut().drain().map(|(_, ws)| ws)) {
             close(&ws, CloseCode::InternalError, "the session's storage failed; reconnect");
         }
