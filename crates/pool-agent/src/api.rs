@@ -162,6 +162,8 @@ pub async fn serve<B: RunnerBackend>(api: Arc<Api<B>>, listener: tokio::net::Tcp
                 continue;
             }
         };
+        // Answers are small and latency counts (a start is inside a mint): no Nagle delay.
+        let _ = stream.set_nodelay(true);
         let api = api.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req| {
