@@ -2,14 +2,17 @@
 //! the dev issuer (run by `cargo xtask bench`):
 //!
 //! - a trivial component request (`PUT /api/sessions` -> 405): the baseline every ratio refers to;
-//! - `POST /internal/jti/consume` with fresh ids: ops/s and latency percentiles;
+//! - `POST /internal/jti/consume` with fresh ids: ops/s and latency percentiles, and its statement from a
+//!   native client (the database's own share);
 //! - `POST /api/sessions` (mint) with an instantly accepting pool (runner start excluded) and with a pool
 //!   that spawns a process per start (the local backend's floor; the full runner start is the pool
 //!   agent's benchmark);
 //! - component instantiation alone, and the RS256 signing time inside the component (from the mint's
 //!   `Server-Timing`).
 //!
-//! Load comes from keep-alive connections on loopback; every request must succeed.
+//! Load comes from keep-alive connections on loopback; every request must succeed. Arguments after `--`
+//! choose groups (`jti`, `mint`; the baseline and instantiation always run), e.g. to profile one of them:
+//! `cargo bench -p edgeshell-spin-host --bench control -- jti`.
 
 #![allow(missing_docs, clippy::print_stdout)]
 
@@ -86,16 +89,51 @@ async fn load(
             headers.push(h);
         }
     }
-    let elapsed = started.elapsed();
+    (figures(name, latencies, started.elapsed()), headers)
+}
+
+fn figures(name: &str, mut latencies: Vec<Duration>, elapsed: Duration) -> Figures {
     latencies.sort();
     let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
-    let figures = Figures {
+    Figures {
         name: name.to_owned(),
-        ops_per_sec: total as f64 / elapsed.as_secs_f64(),
+        ops_per_sec: latencies.len() as f64 / elapsed.as_secs_f64(),
         p50: pct(0.50),
         p99: pct(0.99),
-    };
-    (figures, headers)
+    }
+}
+
+/// The JTI check's statement from a native client on `concurrency` connections, prepared once: what the
+/// database alone can do on this machine, the floor under the component's figures.
+async fn database_alone(db_url: &str, concurrency: usize, total: usize, exp: u64) -> Figures {
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let workers: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let (db_url, next) = (db_url.to_owned(), next.clone());
+            tokio::spawn(async move {
+                let (client, connection) = tokio_postgres::connect(&db_url, tokio_postgres::NoTls).await.unwrap();
+                tokio::spawn(connection);
+                let statement = client.prepare(edgeshell_control_db::sql::JTI_CONSUME).await.unwrap();
+                let mut out = Vec::new();
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= total {
+                        return out;
+                    }
+                    let t = Instant::now();
+                    let jti = format!("native-{i}-{exp}");
+                    assert_eq!(client.execute(&statement, &[&jti, &(exp as f64)]).await.unwrap(), 1);
+                    out.push(t.elapsed());
+                }
+            })
+        })
+        .collect();
+    let mut latencies = Vec::new();
+    for w in workers {
+        latencies.extend(w.await.unwrap());
+    }
+    figures("jti statement alone (native client)", latencies, started.elapsed())
 }
 
 fn request(method: &str, path: &str, bearer: &str, body: String) -> http::Request<Full<bytes::Bytes>> {
@@ -133,6 +171,8 @@ async fn run() {
     // `cargo bench` passes `--bench`; `cargo test --all-targets` runs this once as a smoke test, so the
     // benchmark itself stays tested, with a few requests of each kind.
     let full = std::env::args().any(|a| a == "--bench");
+    let groups: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    let wanted = |group: &str| groups.is_empty() || groups.iter().any(|g| g == group);
     let n = |count: usize| if full { count } else { (count / 100).max(2) };
     let unlimited = "SPIN_VARIABLE_MAX_LIVE_SESSIONS=100000000\nSPIN_VARIABLE_MINTS_PER_MINUTE=100000000\n";
     let stack = Stack::start(unlimited).await;
@@ -155,10 +195,12 @@ async fn run() {
     // Warm up every component (compile cache, connection pool, provider keys).
     let warm: MakeRequest = Arc::new(|_| (request("PUT", "/api/sessions", "", String::new()), 405));
     load("warm-up", &url, 2, 50, warm).await;
-    let u = users.clone();
-    let warm_mint: MakeRequest =
-        Arc::new(move |i| (request("POST", "/api/sessions", &u[i % u.len()], "{}".into()), 201));
-    load("warm-up mint", &url, 2, 20, warm_mint).await;
+    if wanted("mint") {
+        let u = users.clone();
+        let warm_mint: MakeRequest =
+            Arc::new(move |i| (request("POST", "/api/sessions", &u[i % u.len()], "{}".into()), 201));
+        load("warm-up mint", &url, 2, 20, warm_mint).await;
+    }
 
     let baseline: MakeRequest = Arc::new(|_| (request("PUT", "/api/sessions", "", String::new()), 405));
     rows.push(load("component request (405), baseline", &url, 8, n(2000), baseline).await.0);
@@ -168,22 +210,29 @@ async fn run() {
         let body = format!(r#"{{"jti":"bench-{i}-{exp}","expires_at":{exp}}}"#);
         (request("POST", "/internal/jti/consume", INTERNAL_KEY, body), 200)
     });
-    rows.push(load("jti consume", &url, 16, n(5000), jti).await.0);
+    if wanted("jti") {
+        rows.push(load("jti consume", &url, 16, n(5000), jti).await.0);
+        rows.push(database_alone(&stack.db_url, 16, n(5000), exp).await);
+    }
 
-    let u = users.clone();
-    let mint: MakeRequest = Arc::new(move |i| (request("POST", "/api/sessions", &u[i % u.len()], "{}".into()), 201));
-    // One at a time first: the component's own timings without waiting for the CPU.
-    let (figures, headers) = load("mint, one at a time", &url, 1, n(50), mint.clone()).await;
-    rows.push(figures);
-    let breakdown: Vec<(&str, (f64, f64))> = ["total", "keys", "identity", "sign", "db", "place"]
-        .into_iter()
-        .map(|name| (name, server_timing(&headers, name)))
-        .collect();
-    let (figures, _) = load("mint, runner start excluded", &url, 8, n(400), mint.clone()).await;
-    rows.push(figures);
+    let mut breakdown: Vec<(&str, (f64, f64))> = Vec::new();
+    if wanted("mint") {
+        let u = users.clone();
+        let mint: MakeRequest =
+            Arc::new(move |i| (request("POST", "/api/sessions", &u[i % u.len()], "{}".into()), 201));
+        // One at a time first: the component's own timings without waiting for the CPU.
+        let (figures, headers) = load("mint, one at a time", &url, 1, n(50), mint.clone()).await;
+        rows.push(figures);
+        breakdown = ["total", "keys", "identity", "sign", "db", "place"]
+            .into_iter()
+            .map(|name| (name, server_timing(&headers, name)))
+            .collect();
+        let (figures, _) = load("mint, runner start excluded", &url, 8, n(400), mint.clone()).await;
+        rows.push(figures);
 
-    fast.pool.set_mode(Mode::Spawn);
-    rows.push(load("mint, pool spawns a process", &url, 8, n(200), mint).await.0);
+        fast.pool.set_mode(Mode::Spawn);
+        rows.push(load("mint, pool spawns a process", &url, 8, n(200), mint).await.0);
+    }
 
     heartbeat.abort();
 
@@ -222,7 +271,9 @@ async fn run() {
         times[times.len() / 2].as_secs_f64() / base
     );
     println!("instantiate mean: {:.3} ms", mean.as_secs_f64() * 1e3);
-    println!("\ninside a mint, one at a time (Server-Timing means per operation):");
+    if !breakdown.is_empty() {
+        println!("\ninside a mint, one at a time (Server-Timing means per operation):");
+    }
     for (name, (ms, count)) in breakdown {
         println!("  {name:<10} {count:>5.1} x {ms:>8.3} ms");
     }
