@@ -100,8 +100,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// Idle connections kept per address. Above the requests a host runs at once on this machine: a request's
 /// connection goes back to the pool only when its instance is dropped, after the response has left, so
 /// a client that sends its next request at once briefly needs one more connection than it has requests
-/// in flight. With a cap of 16 at 16 in flight, one request in about a hundred opened a new connection
-/// (a new server process, tens of milliseconds) and the pool then closed one: the JTI check's p99.
+/// in flight. With a cap of 16 at 16 in flight, bursts opened a new connection (a new server process,
+/// tens of milliseconds) and the pool then closed one.
 const MAX_IDLE_PER_ADDRESS: usize = 64;
 /// An idle connection older than this is closed instead of used, so a burst does not hold server
 /// processes for good.
