@@ -4,13 +4,16 @@
 //! - [`RingRs256`] (feature `ring`): verify with `ring`, the fast native path.
 //! - [`RsaSigner`]: sign with `jwt-compact` + `rsa`. RSA signing uses the operating system's randomness
 //!   for blinding, which is why it lives here and not in the I/O-free core.
+//! - [`KeyRing`]: the current, next and previous keys of a rotation, and the JWKS they publish.
 //!
 //! WebCrypto, the Worker's backend, lives in the edge gateway.
 
+mod keyring;
 mod private_jwk;
 mod signer;
 mod verifiers;
 
+pub use keyring::{KeyRing, KeyRingError};
 pub use private_jwk::PrivateJwk;
 pub use signer::{KeyError, RsaSigner};
 pub use verifiers::JwtCompactRs256;
