@@ -110,6 +110,7 @@ impl Stack {
         };
         let control_settings = ControlSettings {
             signing_key,
+            signer: false,
             token_issuer: TOKEN_ISSUER.into(),
             edge_url: format!("ws://127.0.0.1:{edge_port}"),
             internal_key: INTERNAL_KEY.into(),

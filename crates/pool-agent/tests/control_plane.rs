@@ -43,6 +43,7 @@ async fn world() -> World {
         RoomHost::start(Options { issuer: TOKEN_ISSUER.into(), keys, config: RoomConfig::default() }).await.unwrap();
     let settings = ControlSettings {
         signing_key: jwk,
+        signer: false,
         token_issuer: TOKEN_ISSUER.into(),
         edge_url: room.url(),
         internal_key: "internal-key-for-tests".into(),

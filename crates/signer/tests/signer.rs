@@ -110,7 +110,8 @@ async fn claims_a_verifier_would_refuse_are_never_signed() {
         mutate(&mut claims);
         body(&claims)
     };
-    let cases: [(&str, fn(&mut Claims), &str); 5] = [
+    type Case = (&'static str, fn(&mut Claims), &'static str);
+    let cases: [Case; 5] = [
         ("another issuer", |c| c.iss = "someone-else".into(), "claims_refused"),
         ("a month long", |c| c.exp = c.nbf + 30 * 24 * 3600, "claims_refused"),
         ("expired", |c| c.exp = c.nbf, "claims_refused"),

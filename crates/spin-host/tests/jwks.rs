@@ -65,11 +65,16 @@ async fn only_the_current_key_when_no_next_and_unusable_keys_fail_cleanly() {
 #[test]
 fn a_missing_secret_stops_startup_and_components_are_cached() {
     let dir = tempdir::Dir::new("host-config");
-    let err = match Host::load(&config(&dir, "# nothing\n")) {
-        Ok(_) => panic!("loaded without a signing key"),
+    // A required secret (the internal key) left out: the host refuses to start and names it.
+    let cfg = config(&dir, "");
+    let env_file = cfg.env_file.clone().unwrap();
+    let without = std::fs::read_to_string(&env_file).unwrap().replace("SPIN_VARIABLE_INTERNAL_API_KEY=", "# ");
+    std::fs::write(&env_file, without).unwrap();
+    let err = match Host::load(&cfg) {
+        Ok(_) => panic!("loaded without the internal API key"),
         Err(e) => format!("{e:#}"),
     };
-    assert!(err.contains("signing_key"), "{err}");
+    assert!(err.contains("internal_api_key"), "{err}");
     let cfg = config(&dir, &format!("SPIN_VARIABLE_SIGNING_KEY='{}'\n", vector_jwk("pyjwt-rs256.json")));
     Host::load(&cfg).unwrap();
     let cached: Vec<_> = std::fs::read_dir(&cfg.cache_dir).unwrap().collect();

@@ -1,9 +1,11 @@
-//! The control plane as one piece: a migrated private Postgres, the dev OIDC issuer, and the functions
-//! host configured for both.
+//! The control plane as one piece: a migrated private Postgres, the dev OIDC issuer, optionally the
+//! token signer, and the functions host configured for them.
 
 use crate::functions_host::FunctionsHost;
 use crate::postgres;
 use edgeshell_dev_oidc::{DevIssuer, IdTokenRequest};
+use edgeshell_keys::KeyRing;
+use edgeshell_signer::{Signer, SignerConfig};
 use local_postgres::LocalPostgres;
 use std::path::PathBuf;
 
@@ -12,6 +14,9 @@ use std::path::PathBuf;
 pub struct ControlSettings {
     /// The signing key, a private JWK (JSON).
     pub signing_key: String,
+    /// Sign with an `edgeshell-signer` (in this process) holding `signing_key`, instead of in the
+    /// components, which then get no private key at all.
+    pub signer: bool,
     /// `iss` of the tokens it mints.
     pub token_issuer: String,
     /// The edge's base URL (`ws://` or `wss://`), for the URLs in minted sessions.
@@ -40,9 +45,14 @@ pub struct ControlPlane {
     pub db: tokio_postgres::Client,
     /// `host:port` of the database (the host's allowed outbound Postgres host).
     pub db_host: String,
+    /// The token signer, when `signer` was asked for.
+    pub signer: Option<Signer>,
     /// The private cluster, when the control plane started its own (dropped last).
     pub pg: Option<LocalPostgres>,
 }
+
+/// The bearer key the functions present to the stack's signer.
+pub const SIGNER_API_KEY: &str = "edgeshell-stack-signer-key-0123456789";
 
 impl ControlPlane {
     /// Starts a private Postgres, the issuer and the host.
@@ -62,15 +72,19 @@ impl ControlPlane {
         };
         let db_host = postgres::host_of(&db_url)?;
         let issuer = DevIssuer::start("127.0.0.1:0", &settings.client_id).await?;
-        let env = host_env(settings, &db_url, &db_host, &issuer);
+        let signer = match settings.signer {
+            true => Some(start_signer(settings).await?),
+            false => None,
+        };
+        let env = host_env(settings, &db_url, &db_host, &issuer, signer.as_ref());
         let host = FunctionsHost::start(&env, &settings.cache_dir, settings.max_instances, None).await?;
-        Ok(ControlPlane { host, issuer, db_url, db, db_host, pg })
+        Ok(ControlPlane { host, issuer, db_url, db, db_host, signer, pg })
     }
 
     /// Restarts the functions host at the same address with new settings (a deploy: new keys, new
-    /// variables), keeping the database and the issuer. Requests in flight are cut.
+    /// variables), keeping the database, the issuer and the signer. Requests in flight are cut.
     pub async fn redeploy(&mut self, settings: &ControlSettings) -> anyhow::Result<()> {
-        let env = host_env(settings, &self.db_url, &self.db_host, &self.issuer);
+        let env = host_env(settings, &self.db_url, &self.db_host, &self.issuer, self.signer.as_ref());
         let addr = self.host.addr;
         self.host.stop().await;
         self.host = FunctionsHost::start(&env, &settings.cache_dir, settings.max_instances, Some(addr)).await?;
@@ -98,10 +112,36 @@ impl ControlPlane {
     }
 }
 
-/// The host's variables for `settings` on this database and issuer.
-fn host_env(settings: &ControlSettings, db_url: &str, db_host: &str, issuer: &DevIssuer) -> String {
+/// A signer on a loopback port holding `settings.signing_key`.
+async fn start_signer(settings: &ControlSettings) -> anyhow::Result<Signer> {
+    let config = SignerConfig {
+        listen: "127.0.0.1:0".parse()?,
+        issuer: settings.token_issuer.clone(),
+        api_key: SIGNER_API_KEY.into(),
+        keys: KeyRing::from_secrets(&settings.signing_key, "", "")?,
+    };
+    Signer::start(config).await
+}
+
+/// The host's variables for `settings` on this database and issuer, signing at `signer` if given.
+fn host_env(
+    settings: &ControlSettings,
+    db_url: &str,
+    db_host: &str,
+    issuer: &DevIssuer,
+    signer: Option<&Signer>,
+) -> String {
+    let signing = match signer {
+        None => format!("SPIN_VARIABLE_SIGNING_KEY='{}'", settings.signing_key),
+        Some(signer) => format!(
+            "SPIN_VARIABLE_SIGNER_URL=http://{addr}
+SPIN_VARIABLE_SIGNER_ORIGIN=http://{addr}
+SPIN_VARIABLE_SIGNER_API_KEY={SIGNER_API_KEY}",
+            addr = signer.addr()
+        ),
+    };
     format!(
-        "SPIN_VARIABLE_SIGNING_KEY='{key}'
+        "{signing}
 SPIN_VARIABLE_DATABASE_URL={db_url}
 SPIN_VARIABLE_DATABASE_HOST={db_host}
 SPIN_VARIABLE_INTERNAL_API_KEY={internal}
@@ -113,7 +153,6 @@ SPIN_VARIABLE_OIDC_JWKS_URL={jwks}
 SPIN_VARIABLE_OIDC_JWKS_ORIGIN=http://127.0.0.1:{issuer_port}
 SPIN_VARIABLE_POOL_ORIGIN=http://127.0.0.1:*
 {extra}",
-        key = settings.signing_key,
         internal = settings.internal_key,
         token_issuer = settings.token_issuer,
         edge = settings.edge_url,

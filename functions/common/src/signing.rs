@@ -1,32 +1,114 @@
-//! Signing our tokens with the current key (`signing_key`, a secret variable) under our issuer name
-//! (`token_issuer`). The next key is only published (by the jwks component) until it is promoted.
+//! Signing our tokens under our issuer name (`token_issuer`), with one of two backends:
+//!
+//! - **the signer service** when `signer_url` is set: claims go to its `POST /v1/sign` with the secret
+//!   `signer_api_key`, and RS256 runs natively there (about 1 ms). The functions then hold no private key
+//!   at all. The production setting.
+//! - **in the component** otherwise, with the secret `signing_key`: RS256 in wasm costs 10-17 ms per
+//!   token, which bounds mints to a few dozen per second per core. Kept for the smallest deployments.
+//!
+//! The next key is only published (by the jwks component, or by the signer) until it is promoted.
 
+use crate::outbound::{self, Call, OutboundError};
 use crate::platform::Spent;
 use crate::reply::Failure;
 use crate::request::variable;
+use core::time::Duration;
 use edgeshell_core::issue::Issuer;
 use edgeshell_core::tokens::{sign, Claims};
 use edgeshell_keys::RsaSigner;
+use spin_sdk::variables;
 
-/// The current signer and issuer.
+/// How long the signer may take to answer one token.
+const SIGNER_TIMEOUT: Duration = Duration::from_secs(2);
+/// The largest answer read from the signer.
+const MAX_ANSWER_BYTES: usize = 16 * 1024;
+
+/// Where signatures are made.
+enum Backend {
+    /// In this component, with the private key from `signing_key`.
+    Local(Box<RsaSigner>),
+    /// At the signer service (`signer_url`).
+    Remote {
+        /// `{signer_url}/v1/sign`.
+        url: String,
+        /// `Bearer {signer_api_key}`.
+        authorization: String,
+    },
+}
+
+/// The signer and issuer of this request.
 pub struct Signing {
-    signer: RsaSigner,
+    backend: Backend,
     /// Builds the claims of each token kind.
     pub issuer: Issuer,
     /// Time spent signing, for `Server-Timing`.
     pub spent: Spent,
 }
 
+/// A non-empty variable, or `None` when unset or blank.
+fn optional(name: &str) -> Option<String> {
+    variables::get(name).ok().filter(|v| !v.trim().is_empty())
+}
+
 impl Signing {
-    /// Loads the key and the issuer name from variables.
+    /// The signer service when `signer_url` is set, else the key in `signing_key`.
     pub fn load() -> Result<Signing, Failure> {
-        let signer = RsaSigner::from_secret(&variable("signing_key")?)
-            .map_err(|e| Failure::internal(format!("signing_key: {e}")))?;
-        Ok(Signing { signer, issuer: Issuer::new(variable("token_issuer")?), spent: Spent::default() })
+        let backend = match optional("signer_url") {
+            Some(base) => Backend::Remote {
+                url: format!("{}/v1/sign", base.trim_end_matches('/')),
+                authorization: format!("Bearer {}", variable("signer_api_key")?),
+            },
+            None => {
+                let secret = variable("signing_key").map_err(|_| {
+                    Failure::internal("neither signer_url nor signing_key is set: tokens cannot be signed")
+                })?;
+                let signer =
+                    RsaSigner::from_secret(&secret).map_err(|e| Failure::internal(format!("signing_key: {e}")))?;
+                Backend::Local(Box::new(signer))
+            }
+        };
+        Ok(Signing { backend, issuer: Issuer::new(variable("token_issuer")?), spent: Spent::default() })
     }
 
     /// A compact JWS of `claims`.
     pub fn sign(&self, claims: &Claims) -> Result<String, Failure> {
-        self.spent.time(|| sign(claims, &self.signer)).map_err(|e| Failure::internal(format!("signing: {e}")))
+        self.spent.time(|| match &self.backend {
+            Backend::Local(signer) => {
+                sign(claims, signer.as_ref()).map_err(|e| Failure::internal(format!("signing: {e}")))
+            }
+            Backend::Remote { url, authorization } => remote(url, authorization, claims),
+        })
     }
+}
+
+fn unavailable(why: impl core::fmt::Display) -> Failure {
+    eprintln!("signer: {why}");
+    Failure::new(503, "signer_unavailable", "tokens cannot be signed now; retry shortly")
+}
+
+fn remote(url: &str, authorization: &str, claims: &Claims) -> Result<String, Failure> {
+    let body = serde_json::to_vec(&serde_json::json!({ "claims": claims }))
+        .map_err(|e| Failure::internal(format!("encoding claims: {e}")))?;
+    let headers = [("authorization", authorization), ("content-type", "application/json")];
+    let call =
+        Call { post: true, url, headers: &headers, body: &body, timeout: SIGNER_TIMEOUT, max_body: MAX_ANSWER_BYTES };
+    let answer = outbound::send(&call).map_err(|e| match e {
+        OutboundError::Denied => Failure::internal(format!("{url} is not in allowed_outbound_hosts (signer_origin)")),
+        other => unavailable(format!("{url}: {other}")),
+    })?;
+    if answer.status != 200 {
+        let text = String::from_utf8_lossy(&answer.body);
+        // A refusal of our own claims or of our key is a defect or a misconfiguration, not an outage.
+        return Err(match answer.status {
+            401 | 400 | 422 => Failure::internal(format!("the signer refused: HTTP {} {text}", answer.status)),
+            _ => unavailable(format!("HTTP {} {text}", answer.status)),
+        });
+    }
+    #[derive(serde::Deserialize)]
+    struct Signed {
+        token: String,
+    }
+    serde_json::from_slice::<Signed>(&answer.body)
+        .map(|s| s.token)
+        .map_err(|e| unavailable(format!("an unreadable answer: {e}")))
 }

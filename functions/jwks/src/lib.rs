@@ -1,12 +1,16 @@
 //! `GET /.well-known/jwks.json`: publishes the public halves of the current signing key, the next one
 //! and the previous one (when set). Verifiers learn a key before it signs anything (`next`), and tokens
 //! signed before a promotion keep verifying until they expire (`previous`), so rotation needs no
-//! downtime. Keys come from the secret variables `signing_key`, `next_signing_key` and
-//! `previous_signing_key` (a private JWK or a PEM; without a `kid`, the RFC 7638 thumbprint is used).
+//! downtime. With a signer service (`signer_url`), the set is the one the signer publishes, checked
+//! before it is passed on; otherwise keys come from the secret variables `signing_key`,
+//! `next_signing_key` and `previous_signing_key` (a private JWK or a PEM; without a `kid`, the RFC 7638
+//! thumbprint is used).
 
-use edgeshell_core::jwks::KeySet;
+use core::time::Duration;
+use edgeshell_core::jwks::{KeySet, MAX_JWKS_BYTES};
+use edgeshell_fn::outbound::{self, Call};
 use edgeshell_fn::Failure;
-use edgeshell_keys::RsaSigner;
+use edgeshell_keys::KeyRing;
 use spin_sdk::http::{Method, Request, Response};
 use spin_sdk::{http_component, variables};
 
@@ -25,26 +29,47 @@ fn handle(req: Request) -> Response {
             .header("cache-control", CACHE_CONTROL)
             .body(if matches!(req.method(), Method::Head) { Vec::new() } else { json })
             .build(),
-        Err(message) => {
-            eprintln!("jwks: {message}");
-            Failure::new(500, "signing_key_unusable", "the signing keys are not configured correctly").into_response()
-        }
+        Err(failure) => failure.into_response(),
     }
 }
 
-fn key_set() -> Result<Vec<u8>, String> {
-    let mut keys = Vec::new();
-    for name in ["signing_key", "next_signing_key", "previous_signing_key"] {
-        let value = variables::get(name).map_err(|e| format!("variable {name}: {e}"))?;
-        if value.trim().is_empty() {
-            if name == "signing_key" {
-                return Err("signing_key is empty".into());
-            }
-            continue;
-        }
-        let signer = RsaSigner::from_secret(&value).map_err(|e| format!("{name}: {e}"))?;
-        keys.push(signer.verifying_key().clone());
+fn key_set() -> Result<Vec<u8>, Failure> {
+    let misconfigured = |message: String| {
+        eprintln!("jwks: {message}");
+        Failure::new(500, "signing_key_unusable", "the signing keys are not configured correctly")
+    };
+    let get = |name: &str| variables::get(name).map_err(|e| misconfigured(format!("variable {name}: {e}")));
+    let signer_url = get("signer_url")?;
+    if !signer_url.trim().is_empty() {
+        return from_signer(signer_url.trim_end_matches('/')).map_err(|message| {
+            eprintln!("jwks: {message}");
+            Failure::new(503, "signer_unavailable", "the signing keys cannot be read now; retry shortly")
+        });
     }
-    let set = KeySet::from_keys(keys).map_err(|e| e.to_string())?;
+    let ring = KeyRing::from_secrets(&get("signing_key")?, &get("next_signing_key")?, &get("previous_signing_key")?)
+        .map_err(|e| misconfigured(e.to_string()))?;
+    Ok(ring.jwks_json())
+}
+
+/// The signer's published set, parsed (so nothing but a well-formed key set is ever served) and
+/// re-serialized.
+fn from_signer(base: &str) -> Result<Vec<u8>, String> {
+    let url = format!("{base}/v1/jwks");
+    let call = Call {
+        post: false,
+        url: &url,
+        headers: &[],
+        body: &[],
+        timeout: Duration::from_secs(2),
+        max_body: MAX_JWKS_BYTES,
+    };
+    let answer = outbound::send(&call).map_err(|e| format!("{url}: {e}"))?;
+    if answer.status != 200 {
+        return Err(format!("{url}: HTTP {}", answer.status));
+    }
+    let set = KeySet::from_json(&answer.body).map_err(|e| format!("{url}: {e}"))?;
+    if set.keys().is_empty() {
+        return Err(format!("{url}: no usable key"));
+    }
     serde_json::to_vec(&set.to_jwk_set()).map_err(|e| e.to_string())
 }

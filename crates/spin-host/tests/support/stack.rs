@@ -43,8 +43,19 @@ impl Stack {
 
     /// Everything up, with a host that runs at most `max_instances` requests at once.
     pub async fn start_limited(extra: &str, max_instances: u32) -> Stack {
+        Stack::start_with(extra, max_instances, false).await
+    }
+
+    /// Everything up, signing at an `edgeshell-signer` instead of in the components.
+    #[allow(dead_code)] // Not every test binary signs at the signer.
+    pub async fn start_signed(extra: &str) -> Stack {
+        Stack::start_with(extra, edgeshell_spin_host::server::DEFAULT_MAX_INSTANCES, true).await
+    }
+
+    async fn start_with(extra: &str, max_instances: u32, signer: bool) -> Stack {
         let settings = ControlSettings {
             signing_key: vector_jwk("pyjwt-rs256.json"),
+            signer,
             token_issuer: TOKEN_ISSUER.into(),
             edge_url: EDGE_URL.into(),
             internal_key: INTERNAL_KEY.into(),
