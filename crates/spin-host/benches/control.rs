@@ -10,8 +10,12 @@
 //! - component instantiation alone, and the RS256 signing time inside the component (from the mint's
 //!   `Server-Timing`).
 //!
+//! The mint rows run twice: signing in the component (`mint`) and at the native signer service
+//! (`signer`, the production setting).
+//!
 //! Load comes from keep-alive connections on loopback; every request must succeed. Arguments after `--`
-//! choose groups (`jti`, `mint`; the baseline and instantiation always run), e.g. to profile one of them:
+//! choose groups (`jti`, `mint`, `signer`; the baseline and instantiation always run), e.g. to profile
+//! one of them:
 //! `cargo bench -p edgeshell-spin-host --bench control -- jti`.
 
 #![allow(missing_docs, clippy::print_stdout)]
@@ -176,31 +180,13 @@ async fn run() {
     let n = |count: usize| if full { count } else { (count / 100).max(2) };
     let unlimited = "SPIN_VARIABLE_MAX_LIVE_SESSIONS=100000000\nSPIN_VARIABLE_MINTS_PER_MINUTE=100000000\n";
     let stack = Stack::start(unlimited).await;
-    let fast = stack.add_pool("fast", Mode::Accept).await;
-    // The pool heartbeats like an agent, so it stays in placement for the whole run.
-    let (beat_url, key) = (stack.host.url.clone(), fast.key.clone());
-    let body = serde_json::json!({ "region": "fast", "endpoint": fast.pool.endpoint, "capacity": 100000, "load": 0 });
-    let heartbeat = tokio::spawn(async move {
-        loop {
-            tokio::time::sleep(Duration::from_millis(1000)).await;
-            let auth = format!("Bearer {key}");
-            let headers = [("authorization", auth.as_str()), ("content-type", "application/json")];
-            support::send(&beat_url, "POST", "/api/pools/heartbeat", &headers, body.to_string().into_bytes()).await;
-        }
-    });
-    let users: Arc<Vec<String>> = Arc::new((0..64).map(|i| stack.id_token(&format!("bench-{i}"))).collect());
+    let (fast, heartbeat) = fast_pool(&stack).await;
     let url = stack.host.url.clone();
     let mut rows = Vec::new();
 
-    // Warm up every component (compile cache, connection pool, provider keys).
+    // Warm up every component (compile cache, connection pool).
     let warm: MakeRequest = Arc::new(|_| (request("PUT", "/api/sessions", "", String::new()), 405));
     load("warm-up", &url, 2, 50, warm).await;
-    if wanted("mint") {
-        let u = users.clone();
-        let warm_mint: MakeRequest =
-            Arc::new(move |i| (request("POST", "/api/sessions", &u[i % u.len()], "{}".into()), 201));
-        load("warm-up mint", &url, 2, 20, warm_mint).await;
-    }
 
     let baseline: MakeRequest = Arc::new(|_| (request("PUT", "/api/sessions", "", String::new()), 405));
     rows.push(load("component request (405), baseline", &url, 8, n(2000), baseline).await.0);
@@ -215,26 +201,17 @@ async fn run() {
         rows.push(database_alone(&stack.db_url, 16, n(5000), exp).await);
     }
 
-    let mut breakdown: Vec<(&str, (f64, f64))> = Vec::new();
+    let mut breakdowns = Vec::new();
     if wanted("mint") {
-        let u = users.clone();
-        let mint: MakeRequest =
-            Arc::new(move |i| (request("POST", "/api/sessions", &u[i % u.len()], "{}".into()), 201));
-        // One at a time first: the component's own timings without waiting for the CPU.
-        let (figures, headers) = load("mint, one at a time", &url, 1, n(50), mint.clone()).await;
-        rows.push(figures);
-        breakdown = ["total", "keys", "identity", "sign", "db", "place"]
-            .into_iter()
-            .map(|name| (name, server_timing(&headers, name)))
-            .collect();
-        let (figures, _) = load("mint, runner start excluded", &url, 8, n(400), mint.clone()).await;
-        rows.push(figures);
-
-        fast.pool.set_mode(Mode::Spawn);
-        rows.push(load("mint, pool spawns a process", &url, 8, n(200), mint).await.0);
+        breakdowns.push(("RS256 in the component", mints(&stack, &fast, "", &n, &mut rows).await));
     }
-
     heartbeat.abort();
+    if wanted("signer") {
+        let signed = Stack::start_signed(unlimited).await;
+        let (fast, heartbeat) = fast_pool(&signed).await;
+        breakdowns.push(("RS256 at the signer", mints(&signed, &fast, ", signer", &n, &mut rows).await));
+        heartbeat.abort();
+    }
 
     // Instantiation alone, sequentially.
     let dir = support::tempdir::Dir::new("bench");
@@ -271,10 +248,58 @@ async fn run() {
         times[times.len() / 2].as_secs_f64() / base
     );
     println!("instantiate mean: {:.3} ms", mean.as_secs_f64() * 1e3);
-    if !breakdown.is_empty() {
-        println!("\ninside a mint, one at a time (Server-Timing means per operation):");
-    }
-    for (name, (ms, count)) in breakdown {
-        println!("  {name:<10} {count:>5.1} x {ms:>8.3} ms");
+    for (label, breakdown) in breakdowns {
+        println!("\ninside a mint with {label}, one at a time (Server-Timing means per operation):");
+        for (name, (ms, count)) in breakdown {
+            println!("  {name:<10} {count:>5.1} x {ms:>8.3} ms");
+        }
     }
 }
+
+/// A pool in region `fast` that accepts every start at once and heartbeats like an agent, so it stays
+/// in placement for the whole run.
+async fn fast_pool(stack: &Stack) -> (support::stack::Pool, tokio::task::JoinHandle<()>) {
+    let fast = stack.add_pool("fast", Mode::Accept).await;
+    let (beat_url, key) = (stack.host.url.clone(), fast.key.clone());
+    let body = serde_json::json!({ "region": "fast", "endpoint": fast.pool.endpoint, "capacity": 100000, "load": 0 });
+    let heartbeat = tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_millis(1000)).await;
+            let auth = format!("Bearer {key}");
+            let headers = [("authorization", auth.as_str()), ("content-type", "application/json")];
+            support::send(&beat_url, "POST", "/api/pools/heartbeat", &headers, body.to_string().into_bytes()).await;
+        }
+    });
+    (fast, heartbeat)
+}
+
+/// Mints on `stack` (rows named with `suffix`): one at a time, 8 in flight with the runner start
+/// excluded, and 8 in flight with a pool that spawns a process per start. Answers the one-at-a-time
+/// `Server-Timing` breakdown.
+async fn mints(
+    stack: &Stack,
+    fast: &support::stack::Pool,
+    suffix: &str,
+    n: &impl Fn(usize) -> usize,
+    rows: &mut Vec<Figures>,
+) -> Vec<(&'static str, (f64, f64))> {
+    let url = stack.host.url.clone();
+    let users: Arc<Vec<String>> = Arc::new((0..64).map(|i| stack.id_token(&format!("bench-{i}"))).collect());
+    let u = users.clone();
+    let mint: MakeRequest = Arc::new(move |i| (request("POST", "/api/sessions", &u[i % u.len()], "{}".into()), 201));
+    // Warm up: compile cache, connections, the identity provider's keys.
+    load("warm-up mint", &url, 2, 20, mint.clone()).await;
+    // One at a time first: the component's own timings without waiting for the CPU.
+    let (figures, headers) = load(&format!("mint, one at a time{suffix}"), &url, 1, n(50), mint.clone()).await;
+    rows.push(figures);
+    let breakdown = ["total", "keys", "identity", "sign", "db", "place"]
+        .into_iter()
+        .map(|name| (name, server_timing(&headers, name)))
+        .collect();
+    let (figures, _) = load(&format!("mint, runner start excluded{suffix}"), &url, 8, n(400), mint.clone()).await;
+    rows.push(figures);
+    fast.pool.set_mode(Mode::Spawn);
+    rows.push(load(&format!("mint, pool spawns a process{suffix}"), &url, 8, n(200), mint).await.0);
+    breakdown
+}
+
