@@ -183,6 +183,34 @@ class ControlMatchesSpin(unittest.TestCase):
                 self.assertIn(name, self.secret | self.plain | self.limits | {"oidc_jwks_url", "oidc_jwks_origin"})
 
 
+class SignerMatchesItsSettings(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        files = local("modules/control/signer.tf", "signer_files")
+        cls.env = set(files.keys()) - {"__start_line__", "__end_line__"}
+        with open(os.path.join(TF, "modules/control/signer.tf")) as f:
+            cls.env |= set(re.findall(r'name\s*=\s*"(EDGESHELL_[A-Z0-9_]+)"', f.read()))
+        with open(os.path.join(ROOT, "crates/signer/src/config.rs")) as f:
+            listed = re.search(r"pub const VARIABLES: \[&str; \d+\] = \[(.*?)\];", f.read(), re.S)
+        cls.read = set(re.findall(r'"(EDGESHELL_[A-Z0-9_]+)"', listed.group(1)))
+
+    def test_every_setting_is_read_by_the_signer(self):
+        for name in self.env:
+            with self.subTest(name=name):
+                self.assertIn(name.removesuffix("_FILE"), self.read)
+
+    def test_the_signer_gets_its_keys_and_the_functions_none(self):
+        for name in ["EDGESHELL_SIGNER_ISSUER", "EDGESHELL_SIGNER_API_KEY_FILE", "EDGESHELL_SIGNING_KEY_FILE"]:
+            with self.subTest(name=name):
+                self.assertIn(name, self.env)
+        secret = local("modules/control/app.tf", "secret_variables")
+        for name in ["signing_key", "next_signing_key", "previous_signing_key"]:
+            with self.subTest(name=name):
+                self.assertEqual(secret[name], "", "private keys stay out of the functions")
+        plain = keys_in(local("modules/control/app.tf", "plain_variables"))
+        self.assertTrue({"signer_url", "signer_origin"} <= plain)
+
+
 class PoolMatchesAgent(unittest.TestCase):
     @classmethod
     def setUpClass(cls):

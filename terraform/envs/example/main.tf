@@ -63,6 +63,7 @@ module "control" {
   rbac_security_group  = var.rbac_security_group
   spin_app_image       = var.images.spin_app
   db_tool_image        = var.images.db_tool
+  signer_image         = var.images.signer
   signing_key          = var.signing_key
   next_signing_key     = var.next_signing_key
   previous_signing_key = var.previous_signing_key

@@ -24,10 +24,11 @@ variable "admin_cidrs" {
 }
 
 variable "images" {
-  description = "Images by digest: spin_app (the Spin app OCI artifact), db_tool (edgeshell-db), pool_agent, runner."
+  description = "Images by digest: spin_app (the Spin app OCI artifact), db_tool (edgeshell-db), signer (edgeshell-signer), pool_agent, runner."
   type = object({
     spin_app   = string
     db_tool    = string
+    signer     = string
     pool_agent = string
     runner     = string
   })

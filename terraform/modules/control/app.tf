@@ -5,9 +5,11 @@
 locals {
   ns = "edgeshell-control"
   secret_variables = {
-    signing_key          = var.signing_key
-    next_signing_key     = var.next_signing_key
-    previous_signing_key = var.previous_signing_key
+    # The private keys live only in the signer (signer.tf); the functions sign through it.
+    signing_key          = ""
+    next_signing_key     = ""
+    previous_signing_key = ""
+    signer_api_key       = random_password.signer_api_key.result
     database_url         = local.database_url
     internal_api_key     = var.internal_api_key
   }
@@ -20,6 +22,8 @@ locals {
       oidc_issuer   = var.oidc_issuer
       oidc_audience = var.oidc_audience
       pool_origin   = var.pool_origin
+      signer_url    = local.signer_url
+      signer_origin = local.signer_url
     },
     var.oidc_jwks_url == "" ? {} : { oidc_jwks_url = var.oidc_jwks_url },
     var.oidc_jwks_origin == "" ? {} : { oidc_jwks_origin = var.oidc_jwks_origin },
@@ -203,7 +207,7 @@ resource "kubernetes_manifest" "app" {
       )
     }
   }
-  depends_on = [kubernetes_job_v1.migrate]
+  depends_on = [kubernetes_job_v1.migrate, kubernetes_deployment_v1.signer]
 }
 
 # HTTPS for the edge, the browsers' API calls (through the edge) and the pool agents' heartbeats: a

@@ -48,21 +48,36 @@ variable "db_tier" {
   default     = "db-custom-2-7680"
 }
 
+variable "signer_image" {
+  description = "The token signer's image (`runner-image/Dockerfile`, target `signer`), by digest."
+  type        = string
+  validation {
+    condition     = can(regex("@sha256:[0-9a-f]{64}$", var.signer_image))
+    error_message = "Pin the image by digest."
+  }
+}
+
+variable "signer_replicas" {
+  description = "Token signer replicas (each signs about 1,000 tokens per second per core)."
+  type        = number
+  default     = 2
+}
+
 variable "signing_key" {
-  description = "Spin variable signing_key: the current private JWK or PEM."
+  description = "The current private JWK or PEM; held by the signer only."
   type        = string
   sensitive   = true
 }
 
 variable "next_signing_key" {
-  description = "Spin variable next_signing_key (rotation step 1), empty when none."
+  description = "The next private key (rotation step 1), empty when none; held by the signer only."
   type        = string
   sensitive   = true
   default     = ""
 }
 
 variable "previous_signing_key" {
-  description = "Spin variable previous_signing_key (rotation step 2, cleared after 2 h)."
+  description = "The previous private key (rotation step 2, cleared after 2 h); held by the signer only."
   type        = string
   sensitive   = true
   default     = ""
