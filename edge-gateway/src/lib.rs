@@ -11,6 +11,7 @@
 //! | `/api/sessions/...`, `/api/regions`, `/api/artifacts/...` | [`public_api`]: passed to the control plane |
 //! | `GET /client-config.json` | [`public_api`]: the page's sign-in settings |
 //! | `GET /probe/{region}` | [`probe`]: a round trip to where the region's rooms live |
+//! | `POST /internal/verify-cost` | [`verify_cost`]: the token check run `n` times, for the benchmark (internal key) |
 
 pub mod artifacts;
 pub mod config;
@@ -23,6 +24,7 @@ pub mod room_link;
 pub mod room_store;
 pub mod session_room;
 pub mod upgrade;
+pub mod verify_cost;
 pub mod webcrypto;
 
 use http::{error, Failure};
@@ -53,6 +55,9 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
     }
     if path.starts_with("/probe/") {
         return probe::serve(&req, &env).await;
+    }
+    if path == verify_cost::PATH && req.method() == worker::Method::Post {
+        return verify_cost::serve(req, &env, &ctx).await;
     }
     if path.starts_with("/artifacts/") {
         return artifacts::serve(req, &env, &ctx).await;

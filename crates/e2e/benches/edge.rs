@@ -10,7 +10,8 @@
 //! Figures: echo round trip (a typed byte until the PTY's echo arrives), output throughput (median of
 //! three), attach
 //! latency (WebSocket open until the first output byte, with a token and with a resume ticket, whose
-//! difference is the edge's token check), session start (a new session until its first prompt byte at an
+//! difference includes the edge's token check), the token check alone (a refusal after a full check
+//! minus a refusal before it, and inside the isolate with `/internal/verify-cost`), session start (a new session until its first prompt byte at an
 //! attached browser: through the edge a real mint with placement and the pool starting the runner;
 //! directly the runner started by hand), and the Worker's `.wasm` size.
 //!
@@ -23,13 +24,13 @@
 use edgeshell_core::ids::{RegionId, SessionId, Subject};
 use edgeshell_core::issue::Issuer;
 use edgeshell_core::jwks::KeySet;
-use edgeshell_core::protocol::Credential;
+use edgeshell_core::protocol::{CloseCode, Credential};
 use edgeshell_core::room::RoomConfig;
 use edgeshell_core::time::Timestamp;
 use edgeshell_core::tokens::sign;
 use edgeshell_e2e::{vector_jwk, Stack, StackOptions};
 use edgeshell_keys::RsaSigner;
-use edgeshell_room_host::browser::Browser;
+use edgeshell_room_host::browser::{AttachError, Browser};
 use edgeshell_room_host::{Options, RoomHost};
 use std::time::{Duration, Instant};
 
@@ -40,6 +41,7 @@ struct Sizes {
     bytes: u64,
     attaches: usize,
     starts: usize,
+    refusals: usize,
 }
 
 /// A way to get a fresh session with a runner, and fresh attach tokens for it.
@@ -263,6 +265,65 @@ async fn attach_latencies(path: &mut Path, n: usize) -> (Vec<Duration>, Vec<Dura
     (with_token, with_ticket)
 }
 
+/// The token check alone, per attach, `n` times each, interleaved: refusals of a correctly signed token
+/// for another session (parsed, key found, signature verified, claims checked, then refused with
+/// `Forbidden`) against refusals of a credential that does not parse as a token (refused before any of
+/// that, `Unauthorized`). Both are answered by the gateway alone (no room, no runner) on the same path
+/// otherwise, so the difference of their medians is what checking a token costs at attach. (A token
+/// refused for its session is not consumed: one-time use is the room's, after the check.)
+async fn verify_costs(path: &mut Path, n: usize) -> (Vec<Duration>, Vec<Duration>) {
+    let (session, token) = path.session().await;
+    let other = edgeshell_core::issue::session_id(entropy());
+    let url = session.attach_url.replace(session.id.as_str(), other.as_str());
+    let (mut verified, mut unparsed) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    let signed = Credential::Token(token);
+    let garbage = Credential::Token("not-a-token".into());
+    for _ in 0..n {
+        for (credential, code, into) in
+            [(&signed, CloseCode::Forbidden, &mut verified), (&garbage, CloseCode::Unauthorized, &mut unparsed)]
+        {
+            let opened = Instant::now();
+            match Browser::attach(&url, credential).await {
+                // The gateway accepts and closes (browsers cannot read a refused upgrade's status); the
+                // native room refuses the upgrade itself.
+                Err(AttachError::Closed(got, _)) if got == code => into.push(opened.elapsed()),
+                Err(AttachError::Refused(status)) if status == code.http_status() => into.push(opened.elapsed()),
+                Err(other) => panic!("expected a refusal with {code:?}, got {other:?}"),
+                Ok(_) => panic!("a token for another session attached"),
+            }
+        }
+    }
+    path.end(&session).await;
+    verified.sort();
+    unparsed.sort();
+    (verified, unparsed)
+}
+
+/// The token check inside the isolate, per check: `POST /internal/verify-cost` with `n = 1` and
+/// `n = 201` (a valid attach token for its session), `rounds` times each, interleaved; the difference
+/// of the medians over 200. `None` for the native room, which has no such route.
+async fn isolate_verify_cost(path: &mut Path, rounds: usize) -> Option<f64> {
+    let (session, token) = path.session().await;
+    let Path::Edge(stack) = &*path else { return None };
+    let client = reqwest::Client::new();
+    let url = format!("{}/internal/verify-cost", stack.edge.url);
+    let (mut one, mut many) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        for (n, into) in [(1u32, &mut one), (201, &mut many)] {
+            let body = serde_json::json!({ "token": token, "session": session.id.as_str(), "n": n });
+            let started = Instant::now();
+            let answer = client.post(&url).bearer_auth(edgeshell_e2e::INTERNAL_KEY).json(&body).send().await.unwrap();
+            let answer: serde_json::Value = answer.json().await.unwrap();
+            into.push(started.elapsed());
+            assert_eq!(answer["passed"], n, "every check passes: {answer}");
+        }
+    }
+    path.end(&session).await;
+    one.sort();
+    many.sort();
+    Some((pct(&many, 0.5) - pct(&one, 0.5)) / 200.0)
+}
+
 fn pct(sorted: &[Duration], p: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize].as_secs_f64() * 1e3
 }
@@ -275,6 +336,9 @@ struct Figures {
     attach_ticket: Vec<Duration>,
     start: Vec<Duration>,
     start_session: Vec<Duration>,
+    verified: Vec<Duration>,
+    unparsed: Vec<Duration>,
+    in_isolate: Option<f64>,
 }
 
 async fn measure(name: &'static str, mut path: Path, sizes: &Sizes) -> Figures {
@@ -292,7 +356,9 @@ async fn measure(name: &'static str, mut path: Path, sizes: &Sizes) -> Figures {
     let (attach_token, attach_ticket) = attach_latencies(&mut path, sizes.attaches).await;
     drop((session, browser));
     let (start, start_session) = session_starts(&mut path, sizes.starts).await;
-    Figures { name, echo, mbps, attach_token, attach_ticket, start, start_session }
+    let (verified, unparsed) = verify_costs(&mut path, sizes.refusals).await;
+    let in_isolate = isolate_verify_cost(&mut path, (sizes.refusals / 20).max(2)).await;
+    Figures { name, echo, mbps, attach_token, attach_ticket, start, start_session, verified, unparsed, in_isolate }
 }
 
 fn report(all: &[Figures]) {
@@ -334,6 +400,23 @@ fn report(all: &[Figures]) {
             pct(&f.start_session, 0.5),
         );
     }
+    for f in all {
+        println!(
+            "{}: token check per attach {:+.3} ms (refusal after the check p50 {:.2} ms minus refusal before it p50 {:.2} ms, {} each; p25 difference {:+.3} ms)",
+            f.name,
+            pct(&f.verified, 0.5) - pct(&f.unparsed, 0.5),
+            pct(&f.verified, 0.5),
+            pct(&f.unparsed, 0.5),
+            f.verified.len(),
+            pct(&f.verified, 0.25) - pct(&f.unparsed, 0.25),
+        );
+        if let Some(ms) = f.in_isolate {
+            println!(
+                "{}: token check inside the isolate {:.3} ms (a request of 201 checks minus one of 1 check, over 200, medians)",
+                f.name, ms
+            );
+        }
+    }
     let wasm = edgeshell_stack::paths::repo_root().join("edge-gateway/build/index_bg.wasm");
     if let Ok(meta) = std::fs::metadata(&wasm) {
         println!("Worker .wasm: {:.0} KiB", meta.len() as f64 / 1024.0);
@@ -345,7 +428,7 @@ fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     runtime.block_on(async {
         if full {
-            let sizes = Sizes { echoes: 500, bytes: 20_000_000, attaches: 40, starts: 12 };
+            let sizes = Sizes { echoes: 500, bytes: 20_000_000, attaches: 40, starts: 12, refusals: 1000 };
             let mut all = vec![measure("direct (native room)", Path::direct().await, &sizes).await];
             all.push(measure("edge, hibernation", Path::edge(true).await, &sizes).await);
             if std::env::var_os("EDGESHELL_BENCH_QUICK").is_none() {
@@ -353,7 +436,7 @@ fn main() {
             }
             report(&all);
         } else {
-            let sizes = Sizes { echoes: 5, bytes: 100_000, attaches: 2, starts: 2 };
+            let sizes = Sizes { echoes: 5, bytes: 100_000, attaches: 2, starts: 2, refusals: 3 };
             let all = [
                 measure("direct (native room)", Path::direct().await, &sizes).await,
                 measure("edge, hibernation", Path::edge(true).await, &sizes).await,

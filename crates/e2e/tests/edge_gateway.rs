@@ -11,7 +11,7 @@ use edgeshell_core::issue::Issuer;
 use edgeshell_core::protocol::{CloseCode, Credential, Frame};
 use edgeshell_core::time::Timestamp;
 use edgeshell_core::tokens::{sign, Claims};
-use edgeshell_e2e::{vector_jwk, Session, Stack, StackOptions, TOKEN_ISSUER};
+use edgeshell_e2e::{vector_jwk, Session, Stack, StackOptions, INTERNAL_KEY, TOKEN_ISSUER};
 use edgeshell_keys::RsaSigner;
 use edgeshell_room_host::browser::{AttachError, Browser};
 use sha2::{Digest, Sha256};
@@ -100,6 +100,47 @@ async fn cached_keys_need_no_network(stack: &Stack) {
         browser.expect_from(0, "cached", WAIT).await;
     }
     assert_eq!(stack.jwks.requests(), before, "attaches on a warm cache make no network call");
+}
+
+/// The benchmark's route runs the attach path's check `n` times, only for the internal key, and does
+/// not consume the token (one-time use is the room's).
+async fn the_verify_cost_route(stack: &Stack) {
+    let session = stack.mint(USER).await.unwrap();
+    let url = format!("{}/internal/verify-cost", stack.edge.url);
+    let http = reqwest::Client::new();
+    let ask = |n: u32, sid: &str| serde_json::json!({ "token": session.token, "session": sid, "n": n });
+    let no_key = http.post(&url).json(&ask(3, session.id.as_str())).send().await.unwrap();
+    assert_eq!(no_key.status().as_u16(), 401);
+    let wrong_key = http.post(&url).bearer_auth("not-the-key").json(&ask(3, session.id.as_str())).send().await.unwrap();
+    assert_eq!(wrong_key.status().as_u16(), 401);
+    let too_many =
+        http.post(&url).bearer_auth(INTERNAL_KEY).json(&ask(5000, session.id.as_str())).send().await.unwrap();
+    assert_eq!(too_many.status().as_u16(), 400);
+    let ran: serde_json::Value = http
+        .post(&url)
+        .bearer_auth(INTERNAL_KEY)
+        .json(&ask(3, session.id.as_str()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!((ran["checks"].as_u64(), ran["passed"].as_u64()), (Some(3), Some(3)), "{ran}");
+    let other = edgeshell_core::issue::session_id([9; 16]);
+    let refused: serde_json::Value = http
+        .post(&url)
+        .bearer_auth(INTERNAL_KEY)
+        .json(&ask(2, other.as_str()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(refused["passed"], 0, "{refused}");
+    assert!(refused["error"].as_str().is_some_and(|e| e.contains("WrongSession")), "{refused}");
+    attach(&session, &session.token).await.expect("the checks did not use the token up");
 }
 
 async fn tokens_work_once(stack: &Stack) {
@@ -320,6 +361,8 @@ async fn the_edge_gateway_end_to_end() {
     eprintln!("attach and echo: ok ({:?})", steps.elapsed());
     cached_keys_need_no_network(&stack).await;
     eprintln!("warm attaches without network: ok");
+    the_verify_cost_route(&stack).await;
+    eprintln!("verify-cost route: ok");
     tokens_work_once(&stack).await;
     eprintln!("one-time attach tokens: ok");
     bad_tokens_get_their_close_codes(&stack).await;

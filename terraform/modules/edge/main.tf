@@ -79,7 +79,7 @@ resource "cloudflare_worker_version" "edge" {
     directory = var.assets_dir
     config = {
       not_found_handling = "none"
-      run_worker_first   = ["/healthz", "/sessions/*", "/artifacts/*", "/api/*", "/probe/*", "/client-config.json"]
+      run_worker_first   = ["/healthz", "/sessions/*", "/artifacts/*", "/api/*", "/probe/*", "/client-config.json", "/internal/*"]
     }
   }
   bindings = concat(
