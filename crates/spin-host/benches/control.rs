@@ -302,4 +302,3 @@ async fn mints(
     rows.push(load(&format!("mint, pool spawns a process{suffix}"), &url, 8, n(200), mint).await.0);
     breakdown
 }
-

@@ -60,8 +60,12 @@ async fn a_signer_that_is_down_fails_mints_cleanly_until_it_is_back() {
     let addr = stack.signer.as_ref().unwrap().addr();
     drop(stack.signer.take());
 
-    let (status, e) = stack.mint(&alice, serde_json::json!({})).await;
+    let auth = format!("Bearer {alice}");
+    let (status, headers, body) =
+        support::send(&stack.host.url, "POST", "/api/sessions", &[("authorization", &auth)], Vec::new()).await;
+    let e: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!((status, e["error"]["code"].as_str()), (503, Some("signer_unavailable")), "{e}");
+    assert_eq!(headers["retry-after"], "1");
     assert!(stack.sessions().await.is_empty(), "the failed mint left no session row");
     assert!(eu.pool.started().is_empty(), "no runner was asked for");
     let (status, body) = served(&stack.host.url).await;

@@ -83,7 +83,7 @@ impl Signing {
 
 fn unavailable(why: impl core::fmt::Display) -> Failure {
     eprintln!("signer: {why}");
-    Failure::new(503, "signer_unavailable", "tokens cannot be signed now; retry shortly")
+    Failure::new(503, "signer_unavailable", "tokens cannot be signed now; retry shortly").retry_after(1)
 }
 
 fn remote(url: &str, authorization: &str, claims: &Claims) -> Result<String, Failure> {

@@ -43,7 +43,7 @@ fn key_set() -> Result<Vec<u8>, Failure> {
     if !signer_url.trim().is_empty() {
         return from_signer(signer_url.trim_end_matches('/')).map_err(|message| {
             eprintln!("jwks: {message}");
-            Failure::new(503, "signer_unavailable", "the signing keys cannot be read now; retry shortly")
+            Failure::new(503, "signer_unavailable", "the signing keys cannot be read now; retry shortly").retry_after(1)
         });
     }
     let ring = KeyRing::from_secrets(&get("signing_key")?, &get("next_signing_key")?, &get("previous_signing_key")?)
