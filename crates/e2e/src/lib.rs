@@ -46,6 +46,8 @@ pub struct StackOptions {
     pub database_url: Option<String>,
     /// The control plane's signing key, a private JWK; the `pyjwt-rs256.json` vector's when `None`.
     pub signing_key: Option<String>,
+    /// Sign at a token signer holding the key (the production shape) instead of in the components.
+    pub signer: bool,
     /// More control-plane Spin variables (`NAME`, value), e.g. `ATTACH_TOKEN_SECS`.
     pub control_vars: Vec<(&'static str, String)>,
 }
@@ -59,6 +61,7 @@ impl Default for StackOptions {
             edge_port: None,
             database_url: None,
             signing_key: None,
+            signer: false,
             control_vars: Vec::new(),
         }
     }
@@ -110,7 +113,7 @@ impl Stack {
         };
         let control_settings = ControlSettings {
             signing_key,
-            signer: false,
+            signer: options.signer,
             token_issuer: TOKEN_ISSUER.into(),
             edge_url: format!("ws://127.0.0.1:{edge_port}"),
             internal_key: INTERNAL_KEY.into(),

@@ -42,6 +42,8 @@ async fn the_web_client_in_chromium() {
         regions: vec!["eu".into(), "us".into()],
         // Attach tokens of 65 s: the room asks for a refresh after 5 s, so the page's refresh runs here.
         control_vars: vec![("ATTACH_TOKEN_SECS", "65".into())],
+        // As in production (and `cargo xtask dev`): every token the page gets is signed at the signer.
+        signer: true,
         ..StackOptions::default()
     };
     let mut stack = Stack::start(options).await.expect("the stack starts");
@@ -111,4 +113,7 @@ async fn the_web_client_in_chromium() {
         assert!(steps.iter().any(|s| s == expected), "step {expected:?} did not run: {steps:?}");
     }
     assert!(screenshot().exists(), "no screenshot at {}", screenshot().display());
+    // Sessions (3 tokens each), refreshes and artifact links: all signed at the signer.
+    let signed = stack.control.signer.as_ref().map_or(0, |s| s.signed());
+    assert!(signed >= 3 * 7, "tokens signed at the signer: {signed}");
 }

@@ -1,6 +1,7 @@
 //! `edgeshell-dev`: the whole stack on this machine, for a person at a browser (`cargo xtask dev` builds
 //! everything, then runs this). Postgres (a private cluster unless `DATABASE_URL` is set), the control
-//! functions in the wasmtime host, the dev OIDC issuer, two regions (`eu` and `us`, one pool agent each,
+//! functions in the wasmtime host signing at the token signer (as in production), the dev OIDC issuer,
+//! two regions (`eu` and `us`, one pool agent each,
 //! runners as local processes) and the edge gateway under `wrangler dev`. Ctrl-C stops all of it.
 //!
 //! | variable | default | what |
@@ -71,6 +72,7 @@ async fn run() -> anyhow::Result<()> {
         edge_port: Some(port),
         database_url: var("DATABASE_URL"),
         signing_key: Some(serde_json::to_string(&key)?),
+        signer: true,
         ..StackOptions::default()
     };
     let stack = Stack::start(options).await?;
@@ -84,6 +86,9 @@ async fn run() -> anyhow::Result<()> {
     );
     for (region, agent) in &stack.agents {
         println!("  pool {region:<4} {} (metrics {}/metrics)", agent.url, agent.url);
+    }
+    if let Some(signer) = &stack.control.signer {
+        println!("  signer    http://{} (kid {})", signer.addr(), signer.kid());
     }
     println!("  health    {}/healthz\n\nCtrl-C stops everything.", stack.edge.url);
     tokio::signal::ctrl_c().await?;
