@@ -1,12 +1,33 @@
 //! Issuing our tokens: the claims of each kind with its lifetime, fresh ids from caller-supplied
-//! randomness, and the binding of pool commands to their request body. The control plane signs what this
-//! builds; nothing here signs or reads randomness itself.
+//! randomness, the binding of pool commands to their request body, and what may be signed at all
+//! ([`Issuer::check_signable`]: the rules a verifier applies, checked before a signature exists). The
+//! control plane signs what this builds; nothing here signs or reads randomness itself.
 
 use crate::base64url;
 use crate::ids::{Jti, RegionId, SessionId, Subject};
 use crate::time::Timestamp;
-use crate::tokens::{Claims, Scope, TokenError, Verified};
+use crate::tokens::{Claims, Expectation, Scope, TokenError, ValidationOptions, Validator, Verified};
+use core::time::Duration;
 use sha2::{Digest, Sha256};
+
+/// How far the `iat` of claims to sign may be from the signer's clock, either way.
+pub const SIGNING_LEEWAY: Duration = Duration::from_secs(30);
+
+/// Why claims may not be signed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SignRefusal {
+    /// The claims would not verify anywhere (another issuer, expired, a lifetime too long, ...).
+    #[error("{0}")]
+    Claims(TokenError),
+    /// Issued at a time other than now.
+    #[error("iat {iat} is not now ({now}, leeway {}s)", SIGNING_LEEWAY.as_secs())]
+    NotNow {
+        /// The claimed issue time.
+        iat: u64,
+        /// The signer's clock.
+        now: u64,
+    },
+}
 
 /// The audience of tokens checked at the edge.
 pub const EDGE_AUDIENCE: &str = "edgeshell-edge";
@@ -55,6 +76,24 @@ impl Issuer {
     /// An issuer named by its URL.
     pub fn new(issuer: impl Into<String>) -> Self {
         Issuer { issuer: issuer.into() }
+    }
+
+    /// Whether `claims` may be signed as this issuer at `now`: they name this issuer, are issued now
+    /// (not back-dated, not post-dated beyond [`SIGNING_LEEWAY`]), and pass every claim check a verifier
+    /// applies (expiry, lifetime within the kind's maximum, ...). Any audience: we address the edge and
+    /// each region's pool agents. Every signer checks this, so no path signs a token a verifier would
+    /// refuse, and the signer service's API key is no key to long-lived or back-dated tokens.
+    pub fn check_signable(&self, claims: &Claims, now: Timestamp) -> Result<(), SignRefusal> {
+        let now_s = now.as_secs();
+        if claims.iat.abs_diff(now_s) > SIGNING_LEEWAY.as_secs() {
+            return Err(SignRefusal::NotNow { iat: claims.iat, now: now_s });
+        }
+        let validator = Validator::new(ValidationOptions {
+            leeway: SIGNING_LEEWAY,
+            ..ValidationOptions::new(self.issuer.clone(), claims.aud.clone())
+        });
+        let expect = Expectation { scope: claims.scope, session: Some(&claims.sid) };
+        validator.check_claims(claims, expect, now).map_err(SignRefusal::Claims)
     }
 
     /// The common claims; `at` is the session and region the token is bound to.
@@ -157,6 +196,48 @@ pub fn check_body(command: &Verified, body: &[u8]) -> Result<(), TokenError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn attach_now() -> (Issuer, Claims, Timestamp) {
+        let issuer = Issuer::new("edgeshell-control");
+        let now = Timestamp::from_millis(1_800_000_000_000);
+        let sid = session_id([7; 16]);
+        let claims = issuer.attach(&Subject::new("alice").unwrap(), &sid, &RegionId::new("eu").unwrap(), [1; 16], now);
+        (issuer, claims, now)
+    }
+
+    #[test]
+    fn claims_the_issuer_makes_now_are_signable() {
+        let (issuer, claims, now) = attach_now();
+        assert_eq!(issuer.check_signable(&claims, now), Ok(()));
+        let join = issuer.join(&claims.sid, &claims.region, [2; 16], now);
+        assert_eq!(issuer.check_signable(&join, now), Ok(()));
+    }
+
+    #[test]
+    fn another_issuer_a_long_life_an_expired_a_back_or_post_dated_token_is_not_signable() {
+        let (issuer, claims, now) = attach_now();
+        let refused = |mutate: fn(&mut Claims)| {
+            let mut c = claims.clone();
+            mutate(&mut c);
+            issuer.check_signable(&c, now)
+        };
+        assert!(matches!(
+            Issuer::new("someone-else").check_signable(&claims, now),
+            Err(SignRefusal::Claims(TokenError::WrongIssuer(_)))
+        ));
+        assert!(matches!(
+            refused(|c| c.exp = c.nbf + 30 * 24 * 3600),
+            Err(SignRefusal::Claims(TokenError::LifetimeTooLong { .. }))
+        ));
+        assert!(matches!(refused(|c| c.exp = c.iat), Err(SignRefusal::Claims(_))));
+        let back_dated = refused(|c| {
+            c.iat -= 3600;
+            c.nbf -= 3600;
+            c.exp -= 3600;
+        });
+        assert!(matches!(back_dated, Err(SignRefusal::NotNow { .. })));
+        assert!(matches!(refused(|c| c.iat += 3600), Err(SignRefusal::NotNow { .. })));
+    }
     use crate::dangerous::assume_verified;
     use crate::ids::Kid;
     use crate::tokens::{Expectation, ValidationOptions, Validator};

@@ -10,11 +10,11 @@
 //! | `GET /healthz` | liveness and the current `kid` |
 //!
 //! The signer is not a blank signing oracle: it signs only claims of our own token kinds, under our
-//! issuer, issued now, within each kind's maximum lifetime ([`policy`]). A stolen API key still cannot
-//! mint a long-lived or back-dated token.
+//! issuer, issued now, within each kind's maximum lifetime (the core's `Issuer::check_signable`, which
+//! the in-component signer applies too). A stolen API key still cannot mint a long-lived or
+//! back-dated token.
 
 pub mod config;
-pub mod policy;
 pub mod server;
 
 pub use config::SignerConfig;

@@ -1,9 +1,9 @@
 //! The signer's HTTP routes over hyper (HTTP/1.1 keep-alive: the functions host pools connections).
 
 use crate::config::SignerConfig;
-use crate::policy::{Policy, Refusal};
 use anyhow::{Context, Result};
 use bytes::Bytes;
+use edgeshell_core::issue::{Issuer, SignRefusal};
 use edgeshell_core::time::Timestamp;
 use edgeshell_core::tokens::{sign, Claims, TokenSigner};
 use edgeshell_keys::KeyRing;
@@ -38,7 +38,7 @@ pub struct Signer {
 struct Inner {
     keys: KeyRing,
     jwks: Bytes,
-    policy: Policy,
+    issuer: Issuer,
     api_key: String,
     signed: AtomicU64,
     refused: AtomicU64,
@@ -58,7 +58,7 @@ impl Signer {
         let inner = Arc::new(Inner {
             jwks: Bytes::from(config.keys.jwks_json()),
             keys: config.keys,
-            policy: Policy::new(config.issuer),
+            issuer: Issuer::new(config.issuer),
             api_key: config.api_key,
             signed: AtomicU64::new(0),
             refused: AtomicU64::new(0),
@@ -170,11 +170,11 @@ async fn sign_route(inner: &Inner, req: Request<Incoming>) -> Response<Full<Byte
         Ok(r) => r,
         Err(e) => return error(StatusCode::BAD_REQUEST, "bad_request", &format!("expected {{\"claims\": ...}}: {e}")),
     };
-    if let Err(refusal) = inner.policy.check(&request.claims, now()) {
+    if let Err(refusal) = inner.issuer.check_signable(&request.claims, now()) {
         inner.refused.fetch_add(1, Ordering::Relaxed);
         let code = match refusal {
-            Refusal::Claims(_) => "claims_refused",
-            Refusal::NotNow { .. } => "not_issued_now",
+            SignRefusal::Claims(_) => "claims_refused",
+            SignRefusal::NotNow { .. } => "not_issued_now",
         };
         return error(StatusCode::UNPROCESSABLE_ENTITY, code, &refusal.to_string());
     }

@@ -9,7 +9,7 @@
 //! The next key is only published (by the jwks component, or by the signer) until it is promoted.
 
 use crate::outbound::{self, Call, OutboundError};
-use crate::platform::Spent;
+use crate::platform::{now, Spent};
 use crate::reply::Failure;
 use crate::request::variable;
 use core::time::Duration;
@@ -70,8 +70,9 @@ impl Signing {
         Ok(Signing { backend, issuer: Issuer::new(variable("token_issuer")?), spent: Spent::default() })
     }
 
-    /// A compact JWS of `claims`.
+    /// A compact JWS of `claims`; claims a verifier would refuse are never signed (a defect: 500).
     pub fn sign(&self, claims: &Claims) -> Result<String, Failure> {
+        self.issuer.check_signable(claims, now()).map_err(|e| Failure::internal(format!("not signable: {e}")))?;
         self.spent.time(|| match &self.backend {
             Backend::Local(signer) => {
                 sign(claims, signer.as_ref()).map_err(|e| Failure::internal(format!("signing: {e}")))
