@@ -108,36 +108,25 @@ async fn the_verify_cost_route(stack: &Stack) {
     let session = stack.mint(USER).await.unwrap();
     let url = format!("{}/internal/verify-cost", stack.edge.url);
     let http = reqwest::Client::new();
-    let ask = |n: u32, sid: &str| serde_json::json!({ "token": session.token, "session": sid, "n": n });
-    let no_key = http.post(&url).json(&ask(3, session.id.as_str())).send().await.unwrap();
-    assert_eq!(no_key.status().as_u16(), 401);
-    let wrong_key = http.post(&url).bearer_auth("not-the-key").json(&ask(3, session.id.as_str())).send().await.unwrap();
-    assert_eq!(wrong_key.status().as_u16(), 401);
-    let too_many =
-        http.post(&url).bearer_auth(INTERNAL_KEY).json(&ask(5000, session.id.as_str())).send().await.unwrap();
-    assert_eq!(too_many.status().as_u16(), 400);
-    let ran: serde_json::Value = http
-        .post(&url)
-        .bearer_auth(INTERNAL_KEY)
-        .json(&ask(3, session.id.as_str()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!((ran["checks"].as_u64(), ran["passed"].as_u64()), (Some(3), Some(3)), "{ran}");
+    let ask = |key: Option<&'static str>, n: u32, sid: &str| {
+        let body = serde_json::json!({ "token": session.token, "session": sid, "n": n });
+        let mut request = http.post(&url).json(&body);
+        if let Some(key) = key {
+            request = request.bearer_auth(key);
+        }
+        async move {
+            let answer = request.send().await.unwrap();
+            (answer.status().as_u16(), answer.json::<serde_json::Value>().await.unwrap())
+        }
+    };
+    let sid = session.id.as_str();
+    assert_eq!(ask(None, 3, sid).await.0, 401);
+    assert_eq!(ask(Some("not-the-key"), 3, sid).await.0, 401);
+    assert_eq!(ask(Some(INTERNAL_KEY), 5000, sid).await.0, 400);
+    let (status, ran) = ask(Some(INTERNAL_KEY), 3, sid).await;
+    assert_eq!((status, ran["checks"].as_u64(), ran["passed"].as_u64()), (200, Some(3), Some(3)), "{ran}");
     let other = edgeshell_core::issue::session_id([9; 16]);
-    let refused: serde_json::Value = http
-        .post(&url)
-        .bearer_auth(INTERNAL_KEY)
-        .json(&ask(2, other.as_str()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, refused) = ask(Some(INTERNAL_KEY), 2, other.as_str()).await;
     assert_eq!(refused["passed"], 0, "{refused}");
     assert!(refused["error"].as_str().is_some_and(|e| e.contains("WrongSession")), "{refused}");
     attach(&session, &session.token).await.expect("the checks did not use the token up");
