@@ -16,7 +16,8 @@
 //! Load comes from keep-alive connections on loopback; every request must succeed. Arguments after `--`
 //! choose groups (`jti`, `mint`, `signer`; the baseline and instantiation always run), e.g. to profile
 //! one of them:
-//! `cargo bench -p edgeshell-spin-host --bench control -- jti`.
+//! `cargo bench -p edgeshell-spin-host --bench control -- jti`. `EDGESHELL_BENCH_SCALE=k` sends k times
+//! as many requests, for a window long enough to profile.
 
 #![allow(missing_docs, clippy::print_stdout)]
 
@@ -177,7 +178,9 @@ async fn run() {
     let full = std::env::args().any(|a| a == "--bench");
     let groups: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
     let wanted = |group: &str| groups.is_empty() || groups.iter().any(|g| g == group);
-    let n = |count: usize| if full { count } else { (count / 100).max(2) };
+    // `EDGESHELL_BENCH_SCALE=k` runs k times the requests (a longer window for a profiler).
+    let scale: usize = std::env::var("EDGESHELL_BENCH_SCALE").ok().and_then(|s| s.parse().ok()).unwrap_or(1);
+    let n = |count: usize| if full { count * scale } else { (count / 100).max(2) };
     let unlimited = "SPIN_VARIABLE_MAX_LIVE_SESSIONS=100000000\nSPIN_VARIABLE_MINTS_PER_MINUTE=100000000\n";
     let stack = Stack::start(unlimited).await;
     let (fast, heartbeat) = fast_pool(&stack).await;
