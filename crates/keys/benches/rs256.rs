@@ -1,10 +1,11 @@
-//! RS256 costs: verify with `ring` against `jwt-compact` + `rsa` (same key, same token, same run), and
-//! signing with `RsaSigner` (`ring` natively). Report ratios; absolute figures depend on the machine.
+//! RS256 costs: verify with `ring`, `crypto-bigint` (`MontgomeryRs256`) and `jwt-compact` + `rsa` (same
+//! key, same token, same run), and signing with `RsaSigner` (`ring` natively). Report ratios; absolute
+//! figures depend on the machine.
 #![allow(missing_docs)] // criterion_group! generates undocumented functions.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use edgeshell_core::tokens::{SignatureVerifier, TokenSigner};
-use edgeshell_keys::{now_or_never, JwtCompactRs256, PrivateJwk, RingRs256, RsaSigner};
+use edgeshell_keys::{now_or_never, JwtCompactRs256, MontgomeryRs256, PrivateJwk, RingRs256, RsaSigner};
 
 fn signer() -> RsaSigner {
     let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/pyjwt-rs256.json")).unwrap();
@@ -24,6 +25,9 @@ fn rs256(c: &mut Criterion) {
     });
     g.bench_function("verify_jwt_compact_rsa", |b| {
         b.iter(|| now_or_never(JwtCompactRs256.verify(key, black_box(input), &sig)).unwrap())
+    });
+    g.bench_function("verify_montgomery", |b| {
+        b.iter(|| now_or_never(MontgomeryRs256.verify(key, black_box(input), &sig)).unwrap())
     });
     g.bench_function("sign_ring", |b| b.iter(|| signer.sign(black_box(input)).unwrap()));
     g.finish();

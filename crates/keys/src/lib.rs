@@ -1,6 +1,9 @@
 //! RS256 backends for the core's signature port, and loading of signing keys.
 //!
-//! - [`JwtCompactRs256`]: verify with `jwt-compact` + `rsa` (pure Rust; works on every target).
+//! - [`MontgomeryRs256`]: verify with `crypto-bigint` (pure Rust; every target, and fast in wasm, where
+//!   the components use it).
+//! - [`JwtCompactRs256`]: verify with `jwt-compact` + `rsa` (pure Rust), the independent reference the
+//!   tests hold the others to.
 //! - [`RingRs256`] (feature `ring`): verify with `ring`, the fast native path.
 //! - [`RsaSigner`]: sign with `jwt-compact` + `rsa`. RSA signing uses the operating system's randomness
 //!   for blinding, which is why it lives here and not in the I/O-free core.
@@ -9,11 +12,13 @@
 //! WebCrypto, the Worker's backend, lives in the edge gateway.
 
 mod keyring;
+mod montgomery;
 mod private_jwk;
 mod signer;
 mod verifiers;
 
 pub use keyring::{KeyRing, KeyRingError};
+pub use montgomery::MontgomeryRs256;
 pub use private_jwk::PrivateJwk;
 pub use signer::{KeyError, RsaSigner};
 pub use verifiers::JwtCompactRs256;

@@ -1,5 +1,5 @@
 //! Token verification against real RS256 backends: the RFC 7515 and PyJWT vectors, and a negative corpus
-//! where every attack must be refused for the stated reason by both native backends.
+//! where every attack must be refused for the stated reason by all three native backends.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
@@ -10,7 +10,7 @@ use edgeshell_core::tokens::{
     sign, Claims, Expectation, Scope, SignatureVerifier, TokenError, TokenSigner, ValidationOptions, Validator,
     Verified,
 };
-use edgeshell_keys::{now_or_never, JwtCompactRs256, PrivateJwk, RingRs256, RsaSigner};
+use edgeshell_keys::{now_or_never, JwtCompactRs256, MontgomeryRs256, PrivateJwk, RingRs256, RsaSigner};
 use serde_json::Value;
 
 fn vector(name: &str) -> Value {
@@ -37,10 +37,12 @@ fn rfc7515_a2_signs_and_verifies_byte_for_byte() {
     let key = signer.verifying_key();
     now_or_never(JwtCompactRs256.verify(key, input, &expected)).unwrap();
     now_or_never(RingRs256.verify(key, input, &expected)).unwrap();
+    now_or_never(MontgomeryRs256.verify(key, input, &expected)).unwrap();
     let mut bad = expected.clone();
     bad[10] ^= 1;
     assert!(now_or_never(JwtCompactRs256.verify(key, input, &bad)).is_err());
     assert!(now_or_never(RingRs256.verify(key, input, &bad)).is_err());
+    assert!(now_or_never(MontgomeryRs256.verify(key, input, &bad)).is_err());
 }
 
 struct Fixture {
@@ -84,12 +86,14 @@ impl Fixture {
         }
     }
 
-    /// Verifies with both native backends; they must agree.
+    /// Verifies with the three native backends; they must agree.
     fn verify(&self, token: &str) -> Result<Verified, TokenError> {
         let expect = Expectation { scope: Scope::Attach, session: Some(&self.session) };
         let a = now_or_never(self.validator.verify(token, &self.keys, &JwtCompactRs256, expect, self.now));
         let b = now_or_never(self.validator.verify(token, &self.keys, &RingRs256, expect, self.now));
+        let c = now_or_never(self.validator.verify(token, &self.keys, &MontgomeryRs256, expect, self.now));
         assert_eq!(a, b, "backends disagree on {token}");
+        assert_eq!(a, c, "backends disagree on {token}");
         a
     }
 
@@ -305,7 +309,7 @@ fn keys_load_from_secret_variables_as_jwk_or_pem() {
 }
 
 #[test]
-fn a_generated_key_round_trips_as_a_jwk_and_verifies_with_both_backends() {
+fn a_generated_key_round_trips_as_a_jwk_and_verifies_with_every_backend() {
     let jwk = PrivateJwk::generate("dev-1", 2048, &mut rand::rngs::OsRng).unwrap();
     let text = serde_json::to_string(&jwk).unwrap();
     assert!(!format!("{jwk:?}").contains(&jwk.d), "Debug must not print private members");
@@ -315,6 +319,7 @@ fn a_generated_key_round_trips_as_a_jwk_and_verifies_with_both_backends() {
     let signature = signer.sign(b"signing input").unwrap();
     now_or_never(JwtCompactRs256.verify(signer.verifying_key(), b"signing input", &signature)).unwrap();
     now_or_never(RingRs256.verify(signer.verifying_key(), b"signing input", &signature)).unwrap();
+    now_or_never(MontgomeryRs256.verify(signer.verifying_key(), b"signing input", &signature)).unwrap();
     let other = PrivateJwk::generate("dev-2", 2048, &mut rand::rngs::OsRng).unwrap();
     assert_ne!(other.n, jwk.n, "each generation is a new key");
 }

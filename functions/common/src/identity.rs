@@ -18,7 +18,7 @@ use edgeshell_core::jwks::{KeySet, MAX_JWKS_BYTES};
 use edgeshell_core::oidc::{verify_id_token, Identity, OidcProvider};
 use edgeshell_core::time::Timestamp;
 use edgeshell_core::tokens::{TokenError, UntrustedToken};
-use edgeshell_keys::{now_or_never, JwtCompactRs256};
+use edgeshell_keys::{now_or_never, MontgomeryRs256};
 use spin_sdk::pg4::ParameterValue;
 
 /// How long a JWKS fetch may take.
@@ -34,7 +34,7 @@ pub fn authenticate(req: &spin_sdk::http::Request, db: &Db) -> Result<Identity, 
     let provider = OidcProvider::new(variable("oidc_issuer")?, variable("oidc_audience")?);
     let jwks_url = variable("oidc_jwks_url")?;
     let keys = provider_keys(db, &jwks_url, untrusted.kid())?;
-    let verified = now_or_never(verify_id_token(token, &provider, &keys, &JwtCompactRs256, now()));
+    let verified = now_or_never(verify_id_token(token, &provider, &keys, &MontgomeryRs256, now()));
     match verified {
         Ok(identity) => Ok(identity),
         Err(TokenError::UnknownKid(kid)) => Err(unauthorized(format!("no key {kid} at the identity provider"))),
