@@ -1,12 +1,12 @@
-//! The core's signature port on WebCrypto (`crypto.subtle`), and the isolate's randomness. Imported
-//! keys are kept per isolate by their public members, and `subtle` and the algorithm object are made
-//! once per isolate, so a warm isolate verifies with one `subtle.verify` call and nothing else crosses
-//! into JavaScript (the token check measured 0.10-0.14 ms per attach when each check computed the key's
-//! thumbprint and rebuilt both).
+//! The core's signature port on WebCrypto (`crypto.subtle`): RS256 (attach tokens) and ES256 (runner
+//! join tokens), and the isolate's randomness. Imported keys are kept per isolate by their public
+//! members, and `subtle` and the algorithm objects are made once per isolate, so a warm isolate verifies
+//! with one `subtle.verify` call and nothing else crosses into JavaScript (the token check measured
+//! 0.10-0.14 ms per attach when each check computed the key's thumbprint and rebuilt both).
 
 use edgeshell_core::base64url;
-use edgeshell_core::jwks::VerifyingKey;
-use edgeshell_core::tokens::{Alg, SignatureError, SignatureVerifier};
+use edgeshell_core::jwks::{PublicKey, VerifyingKey};
+use edgeshell_core::tokens::{SignatureError, SignatureVerifier};
 use js_sys::{Array, Object, Reflect};
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -14,14 +14,22 @@ use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{Crypto, CryptoKey, SubtleCrypto};
 
-/// A key's identity, whatever its `kid`: its public members (modulus, exponent).
-type KeyId = (Vec<u8>, Vec<u8>);
+/// `crypto.subtle` and the algorithm objects, made once per isolate.
+#[derive(Clone)]
+struct Subtle {
+    subtle: SubtleCrypto,
+    /// RSASSA-PKCS1-v1_5 with SHA-256: import and verify.
+    rs256: Object,
+    /// ECDSA on P-256: import.
+    p256: Object,
+    /// ECDSA with SHA-256: verify.
+    es256: Object,
+}
 
 thread_local! {
-    /// Imported keys by their public members.
-    static IMPORTED: RefCell<HashMap<KeyId, CryptoKey>> = RefCell::new(HashMap::new());
-    /// `crypto.subtle` and the RS256 algorithm object, made on first use.
-    static RS256: RefCell<Option<(SubtleCrypto, Object)>> = const { RefCell::new(None) };
+    /// Imported keys by their public members (a key's identity, whatever its `kid`).
+    static IMPORTED: RefCell<HashMap<PublicKey, CryptoKey>> = RefCell::new(HashMap::new());
+    static SUBTLE: RefCell<Option<Subtle>> = const { RefCell::new(None) };
 }
 
 fn crypto() -> Result<Crypto, SignatureError> {
@@ -34,13 +42,18 @@ fn crypto() -> Result<Crypto, SignatureError> {
     Ok(crypto.unchecked_into())
 }
 
-/// The isolate's `crypto.subtle` and RS256 algorithm object.
-fn rs256_subtle() -> Result<(SubtleCrypto, Object), SignatureError> {
-    if let Some(made) = RS256.with(|c| c.borrow().clone()) {
+/// The isolate's `crypto.subtle` and algorithm objects.
+fn subtle() -> Result<Subtle, SignatureError> {
+    if let Some(made) = SUBTLE.with(|c| c.borrow().clone()) {
         return Ok(made);
     }
-    let made = (crypto()?.subtle(), rs256()?);
-    RS256.with(|c| *c.borrow_mut() = Some(made.clone()));
+    let made = Subtle {
+        subtle: crypto()?.subtle(),
+        rs256: object(&[("name", "RSASSA-PKCS1-v1_5".into()), ("hash", "SHA-256".into())])?,
+        p256: object(&[("name", "ECDSA".into()), ("namedCurve", "P-256".into())])?,
+        es256: object(&[("name", "ECDSA".into()), ("hash", "SHA-256".into())])?,
+    };
+    SUBTLE.with(|c| *c.borrow_mut() = Some(made.clone()));
     Ok(made)
 }
 
@@ -65,28 +78,37 @@ fn object(pairs: &[(&str, JsValue)]) -> Result<Object, SignatureError> {
     Ok(o)
 }
 
-fn rs256() -> Result<Object, SignatureError> {
-    object(&[("name", "RSASSA-PKCS1-v1_5".into()), ("hash", "SHA-256".into())])
-}
-
-async fn import(key: &VerifyingKey) -> Result<CryptoKey, SignatureError> {
-    let found = IMPORTED.with(|m| {
-        m.borrow().iter().find(|((n, e), _)| n == key.modulus() && e == key.exponent()).map(|(_, k)| k.clone())
-    });
-    if let Some(k) = found {
+async fn import(key: &VerifyingKey, subtle: &Subtle) -> Result<CryptoKey, SignatureError> {
+    if let Some(k) = IMPORTED.with(|m| m.borrow().get(key.public()).cloned()) {
         return Ok(k);
     }
-    let data = object(&[
-        ("kty", "RSA".into()),
-        ("n", base64url::encode(key.modulus()).into()),
-        ("e", base64url::encode(key.exponent()).into()),
-        ("alg", "RS256".into()),
-        ("ext", true.into()),
-    ])?;
+    let (data, algorithm) = match key.public() {
+        PublicKey::Rsa { n, e } => (
+            object(&[
+                ("kty", "RSA".into()),
+                ("n", base64url::encode(n).into()),
+                ("e", base64url::encode(e).into()),
+                ("alg", "RS256".into()),
+                ("ext", true.into()),
+            ])?,
+            &subtle.rs256,
+        ),
+        PublicKey::P256 { x, y } => (
+            object(&[
+                ("kty", "EC".into()),
+                ("crv", "P-256".into()),
+                ("x", base64url::encode(x).into()),
+                ("y", base64url::encode(y).into()),
+                ("ext", true.into()),
+            ])?,
+            &subtle.p256,
+        ),
+    };
     let usages = Array::of1(&"verify".into());
-    let (subtle, rs256) = rs256_subtle()?;
+    // WebCrypto refuses a point off the curve here, before any verification.
     let promise = subtle
-        .import_key_with_object("jwk", &data, &rs256, false, &usages)
+        .subtle
+        .import_key_with_object("jwk", &data, algorithm, false, &usages)
         .map_err(|e| SignatureError::BadKey(format!("{e:?}")))?;
     let imported: CryptoKey = JsFuture::from(promise)
         .await
@@ -99,24 +121,27 @@ async fn import(key: &VerifyingKey) -> Result<CryptoKey, SignatureError> {
         if m.len() >= 64 {
             m.clear();
         }
-        m.insert((key.modulus().to_vec(), key.exponent().to_vec()), imported.clone());
+        m.insert(key.public().clone(), imported.clone());
     });
     Ok(imported)
 }
 
-/// RS256 verification with WebCrypto.
+/// RS256 and ES256 verification with WebCrypto.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct WebCryptoVerifier;
 
 impl SignatureVerifier for WebCryptoVerifier {
     async fn verify(&self, key: &VerifyingKey, signing_input: &[u8], signature: &[u8]) -> Result<(), SignatureError> {
-        match key.alg() {
-            Alg::Rs256 => {}
-        }
-        let imported = import(key).await?;
-        let (subtle, rs256) = rs256_subtle()?;
+        let subtle = subtle()?;
+        let imported = import(key, &subtle).await?;
+        let algorithm = match key.public() {
+            PublicKey::Rsa { .. } => &subtle.rs256,
+            // JWS's ES256 signature is `r || s`, the encoding WebCrypto's ECDSA takes.
+            PublicKey::P256 { .. } => &subtle.es256,
+        };
         let promise = subtle
-            .verify_with_object_and_u8_array_and_u8_array(&rs256, &imported, signature, signing_input)
+            .subtle
+            .verify_with_object_and_u8_array_and_u8_array(algorithm, &imported, signature, signing_input)
             .map_err(|e| SignatureError::Backend(format!("{e:?}")))?;
         let valid = JsFuture::from(promise).await.map_err(|e| SignatureError::Backend(format!("{e:?}")))?;
         if valid.as_bool() == Some(true) {

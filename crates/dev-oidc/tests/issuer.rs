@@ -5,7 +5,7 @@ use edgeshell_core::jwks::KeySet;
 use edgeshell_core::oidc::{verify_id_token, OidcProvider};
 use edgeshell_core::time::Timestamp;
 use edgeshell_dev_oidc::DevIssuer;
-use edgeshell_keys::RingRs256;
+use edgeshell_keys::RingVerifier;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// One HTTP/1.0 exchange: (status, head, body).
@@ -43,7 +43,7 @@ async fn tokens_verify_with_the_published_keys() {
     assert_eq!(status, 200, "{body}");
     let token = serde_json::from_str::<serde_json::Value>(&body).unwrap()["id_token"].as_str().unwrap().to_owned();
     let provider = OidcProvider::new(issuer.issuer(), "edgeshell-dev");
-    let identity = verify_id_token(&token, &provider, &keys, &RingRs256, now()).await.unwrap();
+    let identity = verify_id_token(&token, &provider, &keys, &RingVerifier, now()).await.unwrap();
     assert_eq!(identity.subject.as_str(), "dev:alice");
     assert!(identity.email_verified);
 

@@ -11,8 +11,8 @@
 
 use crypto_bigint::modular::{BoxedMontyForm, BoxedMontyParams};
 use crypto_bigint::{BoxedUint, Odd};
-use edgeshell_core::jwks::VerifyingKey;
-use edgeshell_core::tokens::{Alg, SignatureError, SignatureVerifier};
+use edgeshell_core::jwks::{PublicKey, VerifyingKey};
+use edgeshell_core::tokens::{SignatureError, SignatureVerifier};
 use sha2::{Digest, Sha256};
 
 /// DER of the `DigestInfo` header for SHA-256 (RFC 8017 §9.2, note 1); the 32-byte hash follows it.
@@ -25,15 +25,15 @@ pub struct MontgomeryRs256;
 
 impl SignatureVerifier for MontgomeryRs256 {
     async fn verify(&self, key: &VerifyingKey, signing_input: &[u8], signature: &[u8]) -> Result<(), SignatureError> {
-        match key.alg() {
-            Alg::Rs256 => {}
-        }
-        let k = key.modulus().len();
+        let PublicKey::Rsa { n, e } = key.public() else {
+            return Err(SignatureError::BadKey(format!("{} is not verified by this backend", key.alg())));
+        };
+        let k = n.len();
         // A signature is exactly as long as the modulus (RFC 8017 §8.2.2 step 1).
         if signature.len() != k {
             return Err(SignatureError::Invalid);
         }
-        let decrypted = public_operation(key, signature)?;
+        let decrypted = public_operation(n, e, signature)?;
         let expected = encode(Sha256::digest(signing_input).as_slice(), k)?;
         if decrypted == expected {
             Ok(())
@@ -43,21 +43,21 @@ impl SignatureVerifier for MontgomeryRs256 {
     }
 }
 
-/// RSAVP1: `signature^e mod n`, as `k` big-endian bytes. A signature not below the modulus is invalid.
-fn public_operation(key: &VerifyingKey, signature: &[u8]) -> Result<Vec<u8>, SignatureError> {
+/// RSAVP1: `signature^e mod n`, as big-endian bytes as long as the modulus. A signature not below the modulus is invalid.
+fn public_operation(modulus: &[u8], exponent: &[u8], signature: &[u8]) -> Result<Vec<u8>, SignatureError> {
     let bad_key = |reason: &str| SignatureError::BadKey(reason.to_owned());
-    let k = key.modulus().len();
+    let k = modulus.len();
     let bits = u32::try_from(k * 8).map_err(|_| bad_key("RSA modulus too long"))?;
-    let n = BoxedUint::from_be_slice(key.modulus(), bits).map_err(|_| bad_key("RSA modulus does not fit"))?;
+    let n = BoxedUint::from_be_slice(modulus, bits).map_err(|_| bad_key("RSA modulus does not fit"))?;
     let n: Odd<BoxedUint> = Option::from(Odd::new(n)).ok_or_else(|| bad_key("RSA modulus is even"))?;
     let s = BoxedUint::from_be_slice(signature, n.bits_precision()).map_err(|_| SignatureError::Invalid)?;
     if s >= *n.as_ref() {
         return Err(SignatureError::Invalid);
     }
-    if key.exponent().len() > 8 {
+    if exponent.len() > 8 {
         return Err(bad_key("RSA exponent longer than 64 bits"));
     }
-    let e = key.exponent().iter().fold(0u64, |acc, &b| (acc << 8) | u64::from(b));
+    let e = exponent.iter().fold(0u64, |acc, &b| (acc << 8) | u64::from(b));
     if e < 3 {
         return Err(bad_key("RSA exponent below 3"));
     }

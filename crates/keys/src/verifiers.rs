@@ -1,7 +1,7 @@
 //! Native implementations of the core's `SignatureVerifier` port.
 
-use edgeshell_core::jwks::VerifyingKey;
-use edgeshell_core::tokens::{Alg, SignatureError, SignatureVerifier};
+use edgeshell_core::jwks::{PublicKey, VerifyingKey};
+use edgeshell_core::tokens::{SignatureError, SignatureVerifier};
 use jwt_compact::alg::{Rsa, RsaPublicKey, RsaSignature};
 use jwt_compact::{Algorithm, AlgorithmSignature};
 
@@ -10,23 +10,22 @@ use jwt_compact::{Algorithm, AlgorithmSignature};
 pub struct JwtCompactRs256;
 
 impl JwtCompactRs256 {
-    fn public_key(key: &VerifyingKey) -> Result<RsaPublicKey, SignatureError> {
-        let n = rsa::BigUint::from_bytes_be(key.modulus());
-        let e = rsa::BigUint::from_bytes_be(key.exponent());
+    fn public_key(n: &[u8], e: &[u8]) -> Result<RsaPublicKey, SignatureError> {
+        let (n, e) = (rsa::BigUint::from_bytes_be(n), rsa::BigUint::from_bytes_be(e));
         RsaPublicKey::new(n, e).map_err(|e| SignatureError::BadKey(e.to_string()))
     }
 }
 
 impl SignatureVerifier for JwtCompactRs256 {
     async fn verify(&self, key: &VerifyingKey, signing_input: &[u8], signature: &[u8]) -> Result<(), SignatureError> {
-        match key.alg() {
-            Alg::Rs256 => {}
-        }
+        let PublicKey::Rsa { n, e } = key.public() else {
+            return Err(SignatureError::BadKey(format!("{} is not verified by this backend", key.alg())));
+        };
         // PKCS#1 v1.5 signatures are exactly as long as the modulus.
-        if signature.len() != key.modulus().len() {
+        if signature.len() != n.len() {
             return Err(SignatureError::Invalid);
         }
-        let public = Self::public_key(key)?;
+        let public = Self::public_key(n, e)?;
         let signature = RsaSignature::try_from_slice(signature).map_err(|_| SignatureError::Invalid)?;
         if Rsa::rs256().verify_signature(&signature, &public, signing_input) {
             Ok(())
@@ -36,19 +35,27 @@ impl SignatureVerifier for JwtCompactRs256 {
     }
 }
 
-/// RS256 verification with `ring`.
+/// RS256 and ES256 verification with `ring`, the native services' backend. A P-256 point off the curve
+/// is refused by `ring` like a bad signature.
 #[cfg(feature = "ring")]
 #[derive(Debug, Clone, Copy, Default)]
-pub struct RingRs256;
+pub struct RingVerifier;
 
 #[cfg(feature = "ring")]
-impl SignatureVerifier for RingRs256 {
+impl SignatureVerifier for RingVerifier {
     async fn verify(&self, key: &VerifyingKey, signing_input: &[u8], signature: &[u8]) -> Result<(), SignatureError> {
-        use ring::signature::{RsaPublicKeyComponents, RSA_PKCS1_2048_8192_SHA256};
-        match key.alg() {
-            Alg::Rs256 => {}
-        }
-        let public = RsaPublicKeyComponents { n: key.modulus(), e: key.exponent() };
-        public.verify(&RSA_PKCS1_2048_8192_SHA256, signing_input, signature).map_err(|_| SignatureError::Invalid)
+        use ring::signature::{
+            RsaPublicKeyComponents, UnparsedPublicKey, ECDSA_P256_SHA256_FIXED, RSA_PKCS1_2048_8192_SHA256,
+        };
+        let checked = match key.public() {
+            PublicKey::Rsa { n, e } => {
+                RsaPublicKeyComponents { n, e }.verify(&RSA_PKCS1_2048_8192_SHA256, signing_input, signature)
+            }
+            PublicKey::P256 { .. } => {
+                let point = key.p256_sec1().ok_or_else(|| SignatureError::BadKey("no P-256 point".into()))?;
+                UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, point).verify(signing_input, signature)
+            }
+        };
+        checked.map_err(|_| SignatureError::Invalid)
     }
 }

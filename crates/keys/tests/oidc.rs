@@ -7,7 +7,7 @@ use edgeshell_core::jwks::KeySet;
 use edgeshell_core::oidc::{verify_id_token, OidcProvider};
 use edgeshell_core::time::Timestamp;
 use edgeshell_core::tokens::{TokenError, TokenSigner};
-use edgeshell_keys::{now_or_never, PrivateJwk, RingRs256, RsaSigner};
+use edgeshell_keys::{now_or_never, PrivateJwk, RingVerifier, RsaSigner};
 use serde_json::{json, Value};
 
 const NOW: u64 = 1_800_000_000;
@@ -34,7 +34,7 @@ fn firebase_claims() -> Value {
 }
 
 fn verify(t: &str, provider: &OidcProvider, keys: &KeySet) -> Result<String, TokenError> {
-    now_or_never(verify_id_token(t, provider, keys, &RingRs256, Timestamp::from_secs(NOW)))
+    now_or_never(verify_id_token(t, provider, keys, &RingVerifier, Timestamp::from_secs(NOW)))
         .map(|i| i.subject.to_string())
 }
 
@@ -46,7 +46,8 @@ fn id_tokens() {
     let firebase = OidcProvider::firebase("edgeshell-demo");
 
     let ok = token(&s, header.clone(), firebase_claims());
-    let identity = now_or_never(verify_id_token(&ok, &firebase, &keys, &RingRs256, Timestamp::from_secs(NOW))).unwrap();
+    let identity =
+        now_or_never(verify_id_token(&ok, &firebase, &keys, &RingVerifier, Timestamp::from_secs(NOW))).unwrap();
     assert_eq!(identity.subject.as_str(), "uid-123");
     assert_eq!(identity.email.as_deref(), Some("alice@example.com"));
     assert!(identity.email_verified);

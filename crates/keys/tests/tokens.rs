@@ -10,7 +10,7 @@ use edgeshell_core::tokens::{
     sign, Claims, Expectation, Scope, SignatureVerifier, TokenError, TokenSigner, ValidationOptions, Validator,
     Verified,
 };
-use edgeshell_keys::{now_or_never, JwtCompactRs256, MontgomeryRs256, PrivateJwk, RingRs256, RsaSigner};
+use edgeshell_keys::{now_or_never, JwtCompactRs256, MontgomeryRs256, PrivateJwk, RingVerifier, RsaSigner};
 use serde_json::Value;
 
 fn vector(name: &str) -> Value {
@@ -36,12 +36,12 @@ fn rfc7515_a2_signs_and_verifies_byte_for_byte() {
     assert_eq!(signer.sign(input).unwrap(), expected, "deterministic RS256 reproduces the RFC's signature");
     let key = signer.verifying_key();
     now_or_never(JwtCompactRs256.verify(key, input, &expected)).unwrap();
-    now_or_never(RingRs256.verify(key, input, &expected)).unwrap();
+    now_or_never(RingVerifier.verify(key, input, &expected)).unwrap();
     now_or_never(MontgomeryRs256.verify(key, input, &expected)).unwrap();
     let mut bad = expected.clone();
     bad[10] ^= 1;
     assert!(now_or_never(JwtCompactRs256.verify(key, input, &bad)).is_err());
-    assert!(now_or_never(RingRs256.verify(key, input, &bad)).is_err());
+    assert!(now_or_never(RingVerifier.verify(key, input, &bad)).is_err());
     assert!(now_or_never(MontgomeryRs256.verify(key, input, &bad)).is_err());
 }
 
@@ -90,7 +90,7 @@ impl Fixture {
     fn verify(&self, token: &str) -> Result<Verified, TokenError> {
         let expect = Expectation { scope: Scope::Attach, session: Some(&self.session) };
         let a = now_or_never(self.validator.verify(token, &self.keys, &JwtCompactRs256, expect, self.now));
-        let b = now_or_never(self.validator.verify(token, &self.keys, &RingRs256, expect, self.now));
+        let b = now_or_never(self.validator.verify(token, &self.keys, &RingVerifier, expect, self.now));
         let c = now_or_never(self.validator.verify(token, &self.keys, &MontgomeryRs256, expect, self.now));
         assert_eq!(a, b, "backends disagree on {token}");
         assert_eq!(a, c, "backends disagree on {token}");
@@ -256,13 +256,13 @@ fn artifact_links_are_signed_bound_and_single_use_under_concurrency() {
     let claims = link_claims(req, &ArtifactLimits::default(), Timestamp::from_secs(f.now.as_secs() - 10));
     let link = sign(&claims, &f.signer).unwrap();
     let expect = Expectation { scope: Scope::ArtifactGet, session: Some(&f.session) };
-    let verified = now_or_never(f.validator.verify(&link, &f.keys, &RingRs256, expect, f.now)).unwrap();
+    let verified = now_or_never(f.validator.verify(&link, &f.keys, &RingVerifier, expect, f.now)).unwrap();
     check_link(&verified, &f.session, &path, Method::Get).unwrap();
     assert!(check_link(&verified, &f.session, &ArtifactPath::new("other").unwrap(), Method::Get).is_err());
     // An attach endpoint refuses the link, and the link refuses to be an attach token.
     let attach = Expectation { scope: Scope::Attach, session: Some(&f.session) };
     assert!(matches!(
-        now_or_never(f.validator.verify(&link, &f.keys, &RingRs256, attach, f.now)),
+        now_or_never(f.validator.verify(&link, &f.keys, &RingVerifier, attach, f.now)),
         Err(TokenError::WrongScope { .. })
     ));
 
@@ -318,8 +318,39 @@ fn a_generated_key_round_trips_as_a_jwk_and_verifies_with_every_backend() {
     assert_eq!(signer.kid().as_str(), "dev-1");
     let signature = signer.sign(b"signing input").unwrap();
     now_or_never(JwtCompactRs256.verify(signer.verifying_key(), b"signing input", &signature)).unwrap();
-    now_or_never(RingRs256.verify(signer.verifying_key(), b"signing input", &signature)).unwrap();
+    now_or_never(RingVerifier.verify(signer.verifying_key(), b"signing input", &signature)).unwrap();
     now_or_never(MontgomeryRs256.verify(signer.verifying_key(), b"signing input", &signature)).unwrap();
     let other = PrivateJwk::generate("dev-2", 2048, &mut rand::rngs::OsRng).unwrap();
     assert_ne!(other.n, jwk.n, "each generation is a new key");
+}
+
+#[test]
+fn es256_tokens_verify_natively_and_resist_algorithm_confusion() {
+    let f = fixture();
+    let (es, _) = edgeshell_keys::Es256Signer::generate().unwrap();
+    let jwks = serde_json::json!({"keys": [f.signer.verifying_key().to_jwk(), es.verifying_key().to_jwk()]});
+    let keys = KeySet::from_json(jwks.to_string().as_bytes()).unwrap();
+    let claims = f.claims();
+    let expect = Expectation { scope: Scope::Attach, session: Some(&f.session) };
+    let token = sign(&claims, &es).unwrap();
+    let verified = now_or_never(f.validator.verify(&token, &keys, &RingVerifier, expect, f.now)).unwrap();
+    assert_eq!(verified.kid(), es.kid());
+    // The wasm-side RSA verifiers do not pretend to check ES256.
+    let refused = now_or_never(f.validator.verify(&token, &keys, &MontgomeryRs256, expect, f.now));
+    assert!(refused.unwrap_err().to_string().contains("ES256"), "MontgomeryRs256 refuses ES256 as a bad key");
+    // The EC key's kid under an RS256 header, and the RSA key's kid under an ES256 header: refused before
+    // any signature check, whatever the signature is.
+    let (_, payload_and_sig) = token.split_once('.').unwrap();
+    for (alg, kid) in [("RS256", es.kid().as_str()), ("ES256", f.signer.kid().as_str())] {
+        let header = b64(format!(r#"{{"alg":"{alg}","kid":"{kid}","typ":"JWT"}}"#).as_bytes());
+        let forged = format!("{header}.{payload_and_sig}");
+        let err = now_or_never(f.validator.verify(&forged, &keys, &RingVerifier, expect, f.now)).unwrap_err();
+        assert!(matches!(err, TokenError::AlgorithmMismatch { .. }), "{alg} with {kid}: {err}");
+    }
+    // A flipped bit in the ES256 signature is refused.
+    let mut bad = token.into_bytes();
+    let last = bad.len() - 2;
+    bad[last] = if bad[last] == b'A' { b'B' } else { b'A' };
+    let bad = String::from_utf8(bad).unwrap();
+    assert!(now_or_never(f.validator.verify(&bad, &keys, &RingVerifier, expect, f.now)).is_err());
 }

@@ -10,7 +10,7 @@ use edgeshell_core::jwks::{JwksError, KeySet};
 use edgeshell_core::pool_api::PoolCommand;
 use edgeshell_core::time::Timestamp;
 use edgeshell_core::tokens::{Expectation, Scope, TokenError, UntrustedToken, ValidationOptions, Validator};
-use edgeshell_keys::RingRs256;
+use edgeshell_keys::RingVerifier;
 use std::collections::HashMap;
 use std::sync::Mutex;
 
@@ -83,7 +83,7 @@ impl CommandCheck {
         let command: PoolCommand =
             serde_json::from_slice(body).map_err(|e| Rejection::BadRequest(format!("not a pool command: {e}")))?;
         let expect = Expectation { scope: Scope::PoolCommand, session: Some(command.session()) };
-        let verified = self.validator.verify(token, &keys, &RingRs256, expect, now).await.map_err(|e| match e {
+        let verified = self.validator.verify(token, &keys, &RingVerifier, expect, now).await.map_err(|e| match e {
             TokenError::WrongSession => Rejection::Forbidden("the token was signed for another session".into()),
             other => unauthorized(other),
         })?;

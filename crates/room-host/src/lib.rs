@@ -16,7 +16,7 @@ use edgeshell_core::protocol::{CloseCode, Credential, Role, Upgrade, UpgradeRefu
 use edgeshell_core::room::{ConnId, Effect, EndReason, Event, Room, RoomConfig};
 use edgeshell_core::time::Timestamp;
 use edgeshell_core::tokens::{Expectation, Scope, ValidationOptions, Validator, Verified};
-use edgeshell_keys::{now_or_never, RingRs256};
+use edgeshell_keys::{now_or_never, RingVerifier};
 use futures_util::{SinkExt, StreamExt};
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -245,7 +245,7 @@ fn admit(shared: &Shared, conn: ConnId, request: &Request) -> Result<Admission, 
     let session = upgrade.session;
     let verify = |scope: Scope, token: &str| -> Result<Verified, UpgradeRefused> {
         let expect = Expectation { scope, session: Some(&session) };
-        let checked = now_or_never(shared.validator.verify(token, &shared.options.keys, &RingRs256, expect, now()));
+        let checked = now_or_never(shared.validator.verify(token, &shared.options.keys, &RingVerifier, expect, now()));
         checked.map_err(UpgradeRefused::from)
     };
     let event = match (upgrade.role, upgrade.credential) {
@@ -329,8 +329,13 @@ async fn run_room(
                 }
                 Effect::VerifyRefresh { conn, token } => {
                     let expect = Expectation { scope: Scope::Attach, session: Some(room.session()) };
-                    let checked =
-                        now_or_never(shared.validator.verify(&token, &shared.options.keys, &RingRs256, expect, now()));
+                    let checked = now_or_never(shared.validator.verify(
+                        &token,
+                        &shared.options.keys,
+                        &RingVerifier,
+                        expect,
+                        now(),
+                    ));
                     let event = match checked {
                         Ok(token) => Event::RefreshVerified { conn, token },
                         Err(error) => Event::RefreshRejected { conn, error },

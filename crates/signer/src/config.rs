@@ -9,6 +9,12 @@
 //! | `EDGESHELL_SIGNING_KEY` | required | the current private key (JWK or PEM) |
 //! | `EDGESHELL_NEXT_SIGNING_KEY` | none | published ahead of its promotion |
 //! | `EDGESHELL_PREVIOUS_SIGNING_KEY` | none | published until its tokens have expired |
+//! | `EDGESHELL_ES256_KEY` | none | a P-256 PKCS#8 PEM: signs join and pool-command tokens (ES256) |
+//! | `EDGESHELL_NEXT_ES256_KEY` | none | published ahead of its promotion |
+//! | `EDGESHELL_PREVIOUS_ES256_KEY` | none | published until its tokens have expired |
+//!
+//! Without an ES256 key every token is RS256, as before; with one, a mint makes one RSA signature
+//! instead of three (`Scope::may_use_es256`).
 
 use edgeshell_keys::{KeyRing, KeyRingError};
 use std::net::SocketAddr;
@@ -17,13 +23,16 @@ use std::net::SocketAddr;
 pub const MIN_API_KEY_CHARS: usize = 32;
 
 /// Every variable the signer reads.
-pub const VARIABLES: [&str; 6] = [
+pub const VARIABLES: [&str; 9] = [
     "EDGESHELL_SIGNER_LISTEN",
     "EDGESHELL_SIGNER_ISSUER",
     "EDGESHELL_SIGNER_API_KEY",
     "EDGESHELL_SIGNING_KEY",
     "EDGESHELL_NEXT_SIGNING_KEY",
     "EDGESHELL_PREVIOUS_SIGNING_KEY",
+    "EDGESHELL_ES256_KEY",
+    "EDGESHELL_NEXT_ES256_KEY",
+    "EDGESHELL_PREVIOUS_ES256_KEY",
 ];
 
 /// Why the settings cannot be used.
@@ -95,7 +104,11 @@ impl SignerConfig {
         let current = secret("EDGESHELL_SIGNING_KEY")?.ok_or(ConfigError::Missing("EDGESHELL_SIGNING_KEY"))?;
         let next = secret("EDGESHELL_NEXT_SIGNING_KEY")?.unwrap_or_default();
         let previous = secret("EDGESHELL_PREVIOUS_SIGNING_KEY")?.unwrap_or_default();
-        let keys = KeyRing::from_secrets(&current, &next, &previous)?;
+        let es256 = ["EDGESHELL_ES256_KEY", "EDGESHELL_NEXT_ES256_KEY", "EDGESHELL_PREVIOUS_ES256_KEY"]
+            .map(|name| secret(name).map(Option::unwrap_or_default));
+        let [es_current, es_next, es_previous] = es256;
+        let keys =
+            KeyRing::from_secrets(&current, &next, &previous)?.with_es256(&es_current?, &es_next?, &es_previous?)?;
         Ok(SignerConfig { listen, issuer, api_key, keys })
     }
 }

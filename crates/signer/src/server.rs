@@ -178,10 +178,11 @@ async fn sign_route(inner: &Inner, req: Request<Incoming>) -> Response<Full<Byte
         };
         return error(StatusCode::UNPROCESSABLE_ENTITY, code, &refusal.to_string());
     }
-    match sign(&request.claims, &inner.keys.current) {
+    let signer = inner.keys.signer_for(request.claims.scope);
+    match sign(&request.claims, signer) {
         Ok(token) => {
             inner.signed.fetch_add(1, Ordering::Relaxed);
-            json(StatusCode::OK, &serde_json::json!({ "token": token, "kid": inner.keys.current.kid().as_str() }))
+            json(StatusCode::OK, &serde_json::json!({ "token": token, "kid": signer.kid().as_str() }))
         }
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "signing_failed", &e.to_string()),
     }

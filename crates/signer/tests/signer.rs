@@ -1,12 +1,15 @@
 //! The signer over real HTTP on loopback: tokens it signs verify against the keys it publishes, and
-//! every attack on it fails — no key, a wrong key (many at once), claims it must not sign, bad bodies.
+//! every attack on it fails — no key, a wrong key (many at once), claims it must not sign, bad bodies;
+//! with an ES256 key, each kind of token is signed with the algorithm its scope allows.
 
 use edgeshell_core::ids::{RegionId, Subject};
 use edgeshell_core::issue::{session_id, Issuer};
 use edgeshell_core::jwks::KeySet;
 use edgeshell_core::time::Timestamp;
-use edgeshell_core::tokens::{Claims, Expectation, Scope, ValidationOptions, Validator};
-use edgeshell_keys::{now_or_never, PrivateJwk, RingRs256};
+use edgeshell_core::tokens::{
+    Alg, Claims, Expectation, Scope, TokenSigner, UntrustedToken, ValidationOptions, Validator,
+};
+use edgeshell_keys::{now_or_never, PrivateJwk, RingVerifier};
 use edgeshell_signer::{Signer, SignerConfig};
 use std::collections::HashMap;
 
@@ -77,9 +80,49 @@ async fn a_signed_token_verifies_against_the_published_keys_which_include_the_ne
     let validator = Validator::new(ValidationOptions::new(ISSUER, "edgeshell-edge"));
     let expect = Expectation { scope: Scope::Attach, session: Some(&claims.sid) };
     let token = answer["token"].as_str().unwrap();
-    let verified = now_or_never(validator.verify(token, &keys, &RingRs256, expect, now())).unwrap();
+    let verified = now_or_never(validator.verify(token, &keys, &RingVerifier, expect, now())).unwrap();
     assert_eq!(verified.claims(), &claims);
     assert_eq!(signer.signed(), 1);
+}
+
+#[tokio::test]
+async fn with_an_es256_key_join_and_pool_command_tokens_are_es256_and_attach_tokens_stay_rs256() {
+    let (es, pem) = edgeshell_keys::Es256Signer::generate().unwrap();
+    let vars = HashMap::from([
+        ("EDGESHELL_SIGNER_LISTEN", "127.0.0.1:0".to_owned()),
+        ("EDGESHELL_SIGNER_API_KEY", API_KEY.to_owned()),
+        ("EDGESHELL_SIGNING_KEY", secret("current")),
+        ("EDGESHELL_ES256_KEY", pem),
+    ]);
+    let signer = Signer::start(SignerConfig::from_lookup(|name| vars.get(name).cloned()).unwrap()).await.unwrap();
+    let keys = jwks(&signer).await;
+    let algs: Vec<_> = keys.keys().iter().map(|k| (k.kid().as_str().to_owned(), k.alg())).collect();
+    assert_eq!(algs, [("current".to_owned(), Alg::Rs256), (es.kid().as_str().to_owned(), Alg::Es256)]);
+    let issuer = Issuer::new(ISSUER);
+    let (sid, region) = (session_id(rand::random()), RegionId::new("eu").unwrap());
+    let join = issuer.join(&sid, &region, rand::random(), now());
+    let command = issuer.pool_command(&sid, &region, b"{}", rand::random(), now());
+    let attach = attach_claims();
+    for (claims, kid, alg) in
+        [(&join, es.kid().as_str(), "ES256"), (&command, es.kid().as_str(), "ES256"), (&attach, "current", "RS256")]
+    {
+        let (status, answer) = sign(&signer, Some(API_KEY), body(claims)).await;
+        assert_eq!((status, answer["kid"].as_str().unwrap()), (200, kid), "{answer}");
+        let token = answer["token"].as_str().unwrap();
+        let header = UntrustedToken::parse(token).unwrap().header().alg.clone();
+        assert_eq!(header, alg, "{:?}", claims.scope);
+        let validator = Validator::new(ValidationOptions::new(ISSUER, &claims.aud));
+        let expect = Expectation { scope: claims.scope, session: Some(&claims.sid) };
+        let verified = now_or_never(validator.verify(token, &keys, &RingVerifier, expect, now())).unwrap();
+        assert_eq!(verified.claims(), claims);
+    }
+    let bad = HashMap::from([
+        ("EDGESHELL_SIGNER_API_KEY", API_KEY.to_owned()),
+        ("EDGESHELL_SIGNING_KEY", secret("k")),
+        ("EDGESHELL_ES256_KEY", "not a key".to_owned()),
+    ]);
+    let e = SignerConfig::from_lookup(|name| bad.get(name).cloned()).err().unwrap();
+    assert!(e.to_string().contains("current ES256 signing key"), "{e}");
 }
 
 #[tokio::test]

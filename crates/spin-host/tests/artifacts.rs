@@ -8,7 +8,7 @@ use edgeshell_core::issue::EDGE_AUDIENCE;
 use edgeshell_core::jwks::KeySet;
 use edgeshell_core::time::Timestamp;
 use edgeshell_core::tokens::{Expectation, Method, Scope, ValidationOptions, Validator};
-use edgeshell_keys::RingRs256;
+use edgeshell_keys::RingVerifier;
 use serde_json::json;
 use support::pool::Mode;
 use support::request;
@@ -72,7 +72,8 @@ async fn links_are_owner_only_single_use_and_audited() {
     let now =
         Timestamp::from_secs(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs());
     let expect = Expectation { scope: Scope::ArtifactGet, session: Some(&session) };
-    let verified = validator.verify(token, &KeySet::from_json(&jwks).unwrap(), &RingRs256, expect, now).await.unwrap();
+    let verified =
+        validator.verify(token, &KeySet::from_json(&jwks).unwrap(), &RingVerifier, expect, now).await.unwrap();
     let path = ArtifactPath::new("out/report.html").unwrap();
     assert_eq!(check_link(&verified, &session, &path, Method::Get), Ok(()));
     assert!(check_link(&verified, &session, &ArtifactPath::new("second.txt").unwrap(), Method::Get).is_err());

@@ -5,7 +5,7 @@
 use edgeshell_core::jwks::KeySet;
 use edgeshell_core::time::Timestamp;
 use edgeshell_core::tokens::{sign, Claims, Expectation, Scope, ValidationOptions, Validator};
-use edgeshell_keys::{now_or_never, RingRs256, RsaSigner};
+use edgeshell_keys::{now_or_never, RingVerifier, RsaSigner};
 use edgeshell_spin_host::Host;
 use support::{config, request, start, tempdir, vector_jwk};
 
@@ -38,7 +38,7 @@ async fn jwks_publishes_current_and_next_keys() {
     let validator = Validator::new(ValidationOptions::new("https://control.test", "edgeshell-edge"));
     let sid = claims.sid.clone();
     let expect = Expectation { scope: Scope::Attach, session: Some(&sid) };
-    now_or_never(validator.verify(&token, &keys, &RingRs256, expect, Timestamp::from_secs(1_800_000_010))).unwrap();
+    now_or_never(validator.verify(&token, &keys, &RingVerifier, expect, Timestamp::from_secs(1_800_000_010))).unwrap();
 
     let (status, _, body) = request(&host.url, "POST", "/.well-known/jwks.json").await;
     assert_eq!(status, 405);

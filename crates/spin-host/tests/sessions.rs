@@ -8,7 +8,7 @@ use edgeshell_core::issue::EDGE_AUDIENCE;
 use edgeshell_core::jwks::KeySet;
 use edgeshell_core::time::Timestamp;
 use edgeshell_core::tokens::{Expectation, Scope, ValidationOptions, Validator, Verified};
-use edgeshell_keys::RingRs256;
+use edgeshell_keys::RingVerifier;
 use support::pool::Mode;
 use support::stack::{Stack, EDGE_URL, TOKEN_ISSUER};
 use support::{request, start, vector_jwk};
@@ -30,7 +30,7 @@ async fn served_keys(url: &str) -> KeySet {
 async fn verify(url: &str, token: &str, scope: Scope, sid: &SessionId) -> Verified {
     let validator = Validator::new(ValidationOptions::new(TOKEN_ISSUER, EDGE_AUDIENCE));
     let expect = Expectation { scope, session: Some(sid) };
-    validator.verify(token, &served_keys(url).await, &RingRs256, expect, now()).await.expect("token verifies")
+    validator.verify(token, &served_keys(url).await, &RingVerifier, expect, now()).await.expect("token verifies")
 }
 
 fn sid(v: &serde_json::Value) -> SessionId {
@@ -261,7 +261,7 @@ async fn key_rotation_keeps_old_tokens_valid_until_they_expire() {
     let done = start(&env("")).await;
     let validator = Validator::new(ValidationOptions::new(TOKEN_ISSUER, EDGE_AUDIENCE));
     let expect = Expectation { scope: Scope::Attach, session: Some(&old_sid) };
-    let result = validator.verify(&old_token, &served_keys(&done.url).await, &RingRs256, expect, now()).await;
+    let result = validator.verify(&old_token, &served_keys(&done.url).await, &RingVerifier, expect, now()).await;
     assert!(result.is_err(), "a retired key verifies nothing");
 }
 

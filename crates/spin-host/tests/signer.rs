@@ -1,5 +1,6 @@
 //! The functions signing at the token signer (`signer_url`) instead of in wasm: a mint's three tokens
-//! are signed there and verify against the JWKS the functions serve (which is the signer's); the
+//! are signed there (the attach token RS256, the join and pool-command tokens ES256) and verify against
+//! the JWKS the functions serve (which is the signer's); the
 //! components hold no private key; a signer that is down fails mints with 503 and leaves no session and
 //! no runner, and mints work again once it is back.
 
@@ -7,8 +8,8 @@ use edgeshell_core::ids::SessionId;
 use edgeshell_core::issue::EDGE_AUDIENCE;
 use edgeshell_core::jwks::KeySet;
 use edgeshell_core::time::Timestamp;
-use edgeshell_core::tokens::{Expectation, Scope, ValidationOptions, Validator};
-use edgeshell_keys::{KeyRing, RingRs256};
+use edgeshell_core::tokens::{Alg, Expectation, Scope, UntrustedToken, ValidationOptions, Validator};
+use edgeshell_keys::{KeyRing, RingVerifier};
 use edgeshell_signer::{Signer, SignerConfig};
 use support::pool::Mode;
 use support::stack::{Stack, TOKEN_ISSUER};
@@ -38,18 +39,25 @@ async fn a_mint_signs_at_the_signer_and_its_tokens_verify_against_the_served_key
     let (status, body) = served(&stack.host.url).await;
     assert_eq!(status, 200);
     let keys = KeySet::from_json(&body).unwrap();
-    let kids: Vec<&str> = keys.keys().iter().map(|k| k.kid().as_str()).collect();
-    assert_eq!(kids, [signer.kid()], "the functions publish the signer's keys");
+    let algs: Vec<_> = keys.keys().iter().map(|k| (k.kid().as_str(), k.alg())).collect();
+    assert_eq!(algs.len(), 2, "{algs:?}");
+    assert_eq!(algs[0], (signer.kid(), Alg::Rs256), "the functions publish the signer's keys");
+    assert_eq!(algs[1].1, Alg::Es256, "its ES256 key too");
 
     let sid = SessionId::new(minted["session_id"].as_str().unwrap()).unwrap();
     let validator = Validator::new(ValidationOptions::new(TOKEN_ISSUER, EDGE_AUDIENCE));
     let expect = Expectation { scope: Scope::Attach, session: Some(&sid) };
     let token = minted["token"].as_str().unwrap();
-    let attach = validator.verify(token, &keys, &RingRs256, expect, now()).await.expect("attach token verifies");
+    let attach = validator.verify(token, &keys, &RingVerifier, expect, now()).await.expect("attach token verifies");
     assert_eq!(attach.claims().sub.as_str(), "dev:alice");
     // The pool verified its command token and the join token it was given against the same keys.
     assert_eq!(eu.pool.started(), vec![sid]);
     assert!(eu.pool.with_log(|l| l.rejected.is_empty()), "every command verified");
+    // One RSA signature per mint: the attach token. The pool command and the join token are ES256.
+    assert_eq!(UntrustedToken::parse(token).unwrap().header().alg, "RS256");
+    assert_eq!(eu.pool.with_log(|l| l.command_algs.clone()), ["ES256"]);
+    let join = eu.pool.with_log(|l| l.starts[0].join_token.clone());
+    assert_eq!(UntrustedToken::parse(&join).unwrap().header().alg, "ES256");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -112,13 +112,15 @@ impl ControlPlane {
     }
 }
 
-/// A signer on a loopback port holding `settings.signing_key`.
+/// A signer on a loopback port holding `settings.signing_key` and a fresh ES256 key, as production's
+/// signer does (join and pool-command tokens ES256, attach tokens RS256).
 async fn start_signer(settings: &ControlSettings) -> anyhow::Result<Signer> {
+    let (_, es256) = edgeshell_keys::Es256Signer::generate()?;
     let config = SignerConfig {
         listen: "127.0.0.1:0".parse()?,
         issuer: settings.token_issuer.clone(),
         api_key: SIGNER_API_KEY.into(),
-        keys: KeyRing::from_secrets(&settings.signing_key, "", "")?,
+        keys: KeyRing::from_secrets(&settings.signing_key, "", "")?.with_es256(&es256, "", "")?,
     };
     Signer::start(config).await
 }

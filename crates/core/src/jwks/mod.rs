@@ -1,5 +1,9 @@
-//! JSON Web Key Sets (RFC 7517) of RSA signing keys: parsing what an issuer publishes, serializing what we
-//! publish, selecting a key by `kid`, RFC 7638 thumbprints, and the cache policy ([`cache`]).
+//! JSON Web Key Sets (RFC 7517) of signing keys (RSA for RS256, EC P-256 for ES256): parsing what an
+//! issuer publishes, serializing what we publish, selecting a key by `kid`, RFC 7638 thumbprints, and the
+//! cache policy ([`cache`]).
+//!
+//! A P-256 point is checked here only for shape (two 32-byte coordinates); whether it lies on the curve
+//! is checked by the backend that imports it (`ring`, WebCrypto), which refuses it before any use.
 
 pub mod cache;
 
@@ -15,6 +19,8 @@ pub const MAX_JWKS_BYTES: usize = 64 * 1024;
 pub const MAX_KEYS: usize = 16;
 const MIN_MODULUS_BYTES: usize = 256; // 2048 bits
 const MAX_MODULUS_BYTES: usize = 512; // 4096 bits
+/// The length of a P-256 coordinate.
+pub const P256_COORDINATE_BYTES: usize = 32;
 
 /// Why a key set or key was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -53,7 +59,7 @@ pub enum JwksError {
 /// One JWK as published (public members only when we write it).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Jwk {
-    /// Key type; only `RSA` is used.
+    /// Key type: `RSA` or `EC`.
     pub kty: String,
     /// Key id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -73,7 +79,16 @@ pub struct Jwk {
     /// RSA public exponent, base64url big-endian.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub e: Option<String>,
-    /// Private exponent: must never appear in a published set.
+    /// EC curve; only `P-256` is used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crv: Option<String>,
+    /// EC point x coordinate, base64url big-endian.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub x: Option<String>,
+    /// EC point y coordinate, base64url big-endian.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub y: Option<String>,
+    /// Private exponent (RSA) or scalar (EC): must never appear in a published set.
     #[serde(default, skip_serializing)]
     pub d: Option<serde::de::IgnoredAny>,
     /// First prime factor: private.
@@ -91,25 +106,49 @@ pub struct JwkSet {
     pub keys: Vec<Jwk>,
 }
 
-/// A public key usable for verification, with its algorithm pinned.
+/// A public key usable for verification, with its algorithm pinned by its type: RSA keys verify RS256,
+/// P-256 keys ES256.
 #[derive(Clone, PartialEq, Eq)]
 pub struct VerifyingKey {
     kid: Kid,
-    alg: Alg,
-    n: Vec<u8>,
-    e: Vec<u8>,
+    material: PublicKey,
+}
+
+/// The public members of a key.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum PublicKey {
+    /// An RSA key: modulus and exponent, big-endian without leading zeros.
+    Rsa {
+        /// The modulus.
+        n: Vec<u8>,
+        /// The public exponent.
+        e: Vec<u8>,
+    },
+    /// A P-256 point: its coordinates, big-endian, 32 bytes each.
+    P256 {
+        /// The x coordinate.
+        x: [u8; P256_COORDINATE_BYTES],
+        /// The y coordinate.
+        y: [u8; P256_COORDINATE_BYTES],
+    },
 }
 
 impl core::fmt::Debug for VerifyingKey {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(f, "VerifyingKey({}, {}, {} bits)", self.kid, self.alg, self.n.len() * 8)
+        match &self.material {
+            PublicKey::Rsa { n, .. } => write!(f, "VerifyingKey({}, RS256, {} bits)", self.kid, n.len() * 8),
+            PublicKey::P256 { .. } => write!(f, "VerifyingKey({}, ES256, P-256)", self.kid),
+        }
     }
 }
 
 impl VerifyingKey {
-    /// A key from its RSA components, checked for size and shape.
+    /// A key from its RSA components, checked for size and shape. `alg` must be RS256.
     pub fn rsa(kid: Kid, alg: Alg, n: &[u8], e: &[u8]) -> Result<Self, JwksError> {
         let bad = |reason: &str| JwksError::BadKey { kid: Some(kid.to_string()), reason: reason.to_owned() };
+        if alg != Alg::Rs256 {
+            return Err(bad("an RSA key verifies RS256 only"));
+        }
         let n = strip_leading_zeros(n);
         let e = strip_leading_zeros(e);
         if n.len() < MIN_MODULUS_BYTES {
@@ -121,7 +160,15 @@ impl VerifyingKey {
         if e.is_empty() || e.len() > 8 || e[e.len() - 1] & 1 == 0 || (e.len() == 1 && e[0] < 3) {
             return Err(bad("RSA exponent must be odd, at least 3, at most 64 bits"));
         }
-        Ok(VerifyingKey { kid, alg, n: n.to_vec(), e: e.to_vec() })
+        Ok(VerifyingKey { kid, material: PublicKey::Rsa { n: n.to_vec(), e: e.to_vec() } })
+    }
+
+    /// A P-256 key from its coordinates (exactly 32 bytes each, as RFC 7518 section 6.2.1.2 requires).
+    pub fn p256(kid: Kid, x: &[u8], y: &[u8]) -> Result<Self, JwksError> {
+        let bad = |reason: &str| JwksError::BadKey { kid: Some(kid.to_string()), reason: reason.to_owned() };
+        let x: [u8; P256_COORDINATE_BYTES] = x.try_into().map_err(|_| bad("P-256 x is not 32 bytes"))?;
+        let y: [u8; P256_COORDINATE_BYTES] = y.try_into().map_err(|_| bad("P-256 y is not 32 bytes"))?;
+        Ok(VerifyingKey { kid, material: PublicKey::P256 { x, y } })
     }
 
     /// The key id.
@@ -131,38 +178,74 @@ impl VerifyingKey {
 
     /// The one algorithm this key verifies.
     pub fn alg(&self) -> Alg {
-        self.alg
+        match self.material {
+            PublicKey::Rsa { .. } => Alg::Rs256,
+            PublicKey::P256 { .. } => Alg::Es256,
+        }
     }
 
-    /// The RSA modulus, big-endian without leading zeros.
-    pub fn modulus(&self) -> &[u8] {
-        &self.n
+    /// The public members.
+    pub fn public(&self) -> &PublicKey {
+        &self.material
     }
 
-    /// The RSA public exponent, big-endian without leading zeros.
-    pub fn exponent(&self) -> &[u8] {
-        &self.e
+    /// The uncompressed SEC1 encoding of a P-256 key (`04 || x || y`), what `ring` imports; `None` for
+    /// an RSA key.
+    pub fn p256_sec1(&self) -> Option<[u8; 1 + 2 * P256_COORDINATE_BYTES]> {
+        match &self.material {
+            PublicKey::P256 { x, y } => {
+                let mut point = [4u8; 1 + 2 * P256_COORDINATE_BYTES];
+                point[1..1 + P256_COORDINATE_BYTES].copy_from_slice(x);
+                point[1 + P256_COORDINATE_BYTES..].copy_from_slice(y);
+                Some(point)
+            }
+            PublicKey::Rsa { .. } => None,
+        }
     }
 
     /// The key as a public JWK (what we publish, and what WebCrypto imports).
     pub fn to_jwk(&self) -> Jwk {
-        Jwk {
-            kty: "RSA".into(),
+        let mut jwk = Jwk {
+            kty: String::new(),
             kid: Some(self.kid.to_string()),
-            alg: Some(self.alg.name().into()),
+            alg: Some(self.alg().name().into()),
             use_: Some("sig".into()),
             key_ops: None,
-            n: Some(base64url::encode(&self.n)),
-            e: Some(base64url::encode(&self.e)),
+            n: None,
+            e: None,
+            crv: None,
+            x: None,
+            y: None,
             d: None,
             p: None,
             k: None,
+        };
+        match &self.material {
+            PublicKey::Rsa { n, e } => {
+                jwk.kty = "RSA".into();
+                jwk.n = Some(base64url::encode(n));
+                jwk.e = Some(base64url::encode(e));
+            }
+            PublicKey::P256 { x, y } => {
+                jwk.kty = "EC".into();
+                jwk.crv = Some("P-256".into());
+                jwk.x = Some(base64url::encode(x));
+                jwk.y = Some(base64url::encode(y));
+            }
         }
+        jwk
     }
 
     /// The RFC 7638 thumbprint (base64url SHA-256 of the canonical public members).
     pub fn thumbprint(&self) -> String {
-        thumbprint(&base64url::encode(&self.e), &base64url::encode(&self.n))
+        match &self.material {
+            PublicKey::Rsa { n, e } => thumbprint(&base64url::encode(e), &base64url::encode(n)),
+            PublicKey::P256 { x, y } => {
+                let (x, y) = (base64url::encode(x), base64url::encode(y));
+                let canonical = format!(r#"{{"crv":"P-256","kty":"EC","x":"{x}","y":"{y}"}}"#);
+                base64url::encode(&Sha256::digest(canonical.as_bytes()))
+            }
+        }
     }
 }
 
@@ -247,7 +330,13 @@ impl KeySet {
 
 /// `Ok(None)` for keys that are not for us; `Err` for keys that claim to be for us but are broken.
 fn usable_key(jwk: &Jwk) -> Result<Option<VerifyingKey>, JwksError> {
-    if jwk.kty != "RSA" || jwk.use_.as_deref().is_some_and(|u| u != "sig") {
+    // Each key type has exactly one algorithm here; a key without `alg` is pinned to it.
+    let pinned = match (jwk.kty.as_str(), jwk.crv.as_deref()) {
+        ("RSA", _) => Alg::Rs256,
+        ("EC", Some("P-256")) => Alg::Es256,
+        _ => return Ok(None),
+    };
+    if jwk.use_.as_deref().is_some_and(|u| u != "sig") {
         return Ok(None);
     }
     if let Some(ops) = &jwk.key_ops {
@@ -255,14 +344,9 @@ fn usable_key(jwk: &Jwk) -> Result<Option<VerifyingKey>, JwksError> {
             return Ok(None);
         }
     }
-    // An RSA key without `alg` is pinned to RS256, the only RSA algorithm we accept.
-    let alg = match jwk.alg.as_deref() {
-        None => Alg::Rs256,
-        Some(name) => match Alg::from_name(name) {
-            Some(alg) => alg,
-            None => return Ok(None),
-        },
-    };
+    if jwk.alg.as_deref().is_some_and(|name| Alg::from_name(name) != Some(pinned)) {
+        return Ok(None);
+    }
     let Some(kid) = jwk.kid.as_deref() else {
         return Ok(None);
     };
@@ -272,9 +356,10 @@ fn usable_key(jwk: &Jwk) -> Result<Option<VerifyingKey>, JwksError> {
         let v = v.as_deref().ok_or_else(|| bad(format!("missing {name}")))?;
         base64url::decode(v).map_err(|e| bad(format!("{name}: {e}")))
     };
-    let n = decode("n", &jwk.n)?;
-    let e = decode("e", &jwk.e)?;
-    VerifyingKey::rsa(kid, alg, &n, &e).map(Some)
+    match pinned {
+        Alg::Rs256 => VerifyingKey::rsa(kid, pinned, &decode("n", &jwk.n)?, &decode("e", &jwk.e)?).map(Some),
+        Alg::Es256 => VerifyingKey::p256(kid, &decode("x", &jwk.x)?, &decode("y", &jwk.y)?).map(Some),
+    }
 }
 
 #[cfg(test)]
@@ -299,20 +384,50 @@ mod tests {
         assert_eq!(keys.keys()[0].thumbprint(), "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs");
     }
 
+    // RFC 7515 appendix A.3's P-256 key.
+    const EC_X: &str = "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU";
+    const EC_Y: &str = "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0";
+
+    fn ec(extra: &str) -> String {
+        format!(r#"{{"kty":"EC","crv":"P-256","x":"{EC_X}","y":"{EC_Y}"{extra}}}"#)
+    }
+
     #[test]
     fn selection_and_skipping() {
         let keys = set(&format!(
-            "{},{},{},{}",
+            "{},{},{},{},{},{},{}",
             rsa(r#","kid":"a","alg":"RS256","use":"sig""#),
             rsa(r#","kid":"enc","use":"enc""#),
             rsa(r#","kid":"ps","alg":"PS256""#),
-            r#"{"kty":"EC","kid":"ec","crv":"P-256","x":"AA","y":"AA"}"#
+            rsa(r#","kid":"confused","alg":"ES256""#),
+            ec(r#","kid":"ec","alg":"ES256""#),
+            ec(r#","kid":"ec-rs","alg":"RS256""#),
+            r#"{"kty":"EC","kid":"p384","crv":"P-384","x":"AA","y":"AA"}"#
         ))
         .unwrap();
-        assert_eq!(keys.keys().len(), 1);
-        assert_eq!(keys.skipped(), 3);
+        assert_eq!(keys.keys().len(), 2);
+        assert_eq!(keys.skipped(), 5);
         assert_eq!(keys.get(&Kid::new("a").unwrap()).unwrap().alg(), Alg::Rs256);
+        let ec = keys.get(&Kid::new("ec").unwrap()).unwrap();
+        assert_eq!(ec.alg(), Alg::Es256);
+        assert_eq!(ec.p256_sec1().unwrap()[0], 4);
+        assert!(keys.get(&Kid::new("a").unwrap()).unwrap().p256_sec1().is_none());
         assert!(keys.get(&Kid::new("enc").unwrap()).is_none());
+        assert!(keys.get(&Kid::new("confused").unwrap()).is_none(), "an RSA key never verifies ES256");
+    }
+
+    #[test]
+    fn ec_keys_are_pinned_to_es256_and_thumbprinted() {
+        let keys = set(&ec(r#","kid":"e""#)).unwrap();
+        let key = &keys.keys()[0];
+        assert_eq!(key.alg(), Alg::Es256, "an EC key without alg is pinned to ES256");
+        // SHA-256 of {"crv":"P-256","kty":"EC","x":...,"y":...}, computed independently.
+        assert_eq!(key.thumbprint(), "oKIywvGUpTVTyxMQ3bwIIeQUudfr_CkLMjCE19ECD-U");
+        let json = serde_json::to_string(&keys.to_jwk_set()).unwrap();
+        assert!(json.contains(r#""kty":"EC""#) && json.contains(r#""crv":"P-256""#) && !json.contains(r#""n""#));
+        assert_eq!(KeySet::from_json(json.as_bytes()).unwrap(), keys);
+        let rsa_kid = Kid::new("r").unwrap();
+        assert!(VerifyingKey::rsa(rsa_kid, Alg::Es256, &[0xff; 256], &[1, 0, 1]).is_err(), "RSA is RS256 only");
     }
 
     fn check(keys: &str, expected: &str) {
@@ -329,6 +444,10 @@ mod tests {
         check(&rsa(r#","kid":"x""#).replace("AQAB", "AQAA"), "exponent");
         check(&rsa(r#","kid":"x""#).replace("AQAB", "AQAB="), "e:");
         check(&rsa(r#","use":"enc""#), "no usable signing key (1 skipped)");
+        check(&ec(r#","kid":"e""#).replace(EC_X, "AAAA"), "P-256 x is not 32 bytes");
+        check(&ec(r#","kid":"e""#).replace(EC_Y, &format!("{EC_Y}AAAA")), "P-256 y is not 32 bytes");
+        check(&ec(r#","kid":"e","d":"AA""#), "private key material");
+        check(r#"{"kty":"EC","crv":"P-256","kid":"e","x":"AA"}"#, "missing y");
         assert!(matches!(KeySet::from_json(&vec![b' '; MAX_JWKS_BYTES + 1]), Err(JwksError::TooLarge(_))));
         assert!(matches!(KeySet::from_json(b"[]"), Err(JwksError::Malformed(_))));
     }

@@ -48,6 +48,17 @@ impl Scope {
             Scope::PoolCommand => 60,
         }
     }
+
+    /// Whether a token of this kind may be signed ES256 instead of RS256: only where every verifier is
+    /// one of our native services or the edge (join: the room; pool commands: the pool agent), never a
+    /// token the components must check in wasm (artifact links) nor the browser's attach token, which
+    /// stays RS256 as the edge's contract says.
+    pub fn may_use_es256(self) -> bool {
+        match self {
+            Scope::Join | Scope::PoolCommand => true,
+            Scope::Attach | Scope::ArtifactGet | Scope::ArtifactPut => false,
+        }
+    }
 }
 
 impl fmt::Display for Scope {

@@ -124,7 +124,7 @@ impl<'a> UntrustedToken<'a> {
 }
 
 /// Serializes `claims` and signs them with `signer`, giving a compact JWS.
-pub fn sign<C: Serialize>(claims: &C, signer: &impl TokenSigner) -> Result<String, SignatureError> {
+pub fn sign<C: Serialize, S: TokenSigner + ?Sized>(claims: &C, signer: &S) -> Result<String, SignatureError> {
     let header = Header::new(signer.alg(), signer.kid());
     let header = serde_json::to_vec(&header).map_err(|e| SignatureError::Backend(e.to_string()))?;
     let payload = serde_json::to_vec(claims).map_err(|e| SignatureError::Backend(e.to_string()))?;

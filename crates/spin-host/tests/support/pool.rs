@@ -8,7 +8,7 @@ use edgeshell_core::jwks::KeySet;
 use edgeshell_core::pool_api::{stop_path, PoolCommand, StartRunner, Started, START_PATH};
 use edgeshell_core::time::Timestamp;
 use edgeshell_core::tokens::{Expectation, Scope, ValidationOptions, Validator};
-use edgeshell_keys::RingRs256;
+use edgeshell_keys::RingVerifier;
 use http_body_util::{BodyExt, Full};
 use std::sync::{Arc, Mutex};
 use wasmtime_wasi_http::io::TokioIo;
@@ -33,6 +33,8 @@ pub struct Log {
     pub stops: Vec<SessionId>,
     /// Commands refused for a bad token or body, with the reason.
     pub rejected: Vec<String>,
+    /// The signature algorithm of each accepted command's token.
+    pub command_algs: Vec<String>,
 }
 
 struct State {
@@ -123,7 +125,11 @@ async fn handle(state: &State, req: hyper::Request<hyper::body::Incoming>) -> hy
         .to_owned();
     let body = req.into_body().collect().await.unwrap().to_bytes().to_vec();
     let command = match verify(state, &token, &body, &path).await {
-        Ok(c) => c,
+        Ok(c) => {
+            let alg = edgeshell_core::tokens::UntrustedToken::parse(&token).map(|t| t.header().alg.clone());
+            state.log.lock().unwrap().command_algs.push(alg.unwrap_or_default());
+            c
+        }
         Err(reason) => {
             state.log.lock().unwrap().rejected.push(reason.clone());
             return reply(401, reason);
@@ -183,7 +189,8 @@ async fn verify(state: &State, token: &str, body: &[u8], path: &str) -> Result<P
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64,
     );
     let expect = Expectation { scope: Scope::PoolCommand, session: Some(command.session()) };
-    let verified = validator.verify(token, &keys, &RingRs256, expect, now).await.map_err(|e| format!("token: {e}"))?;
+    let verified =
+        validator.verify(token, &keys, &RingVerifier, expect, now).await.map_err(|e| format!("token: {e}"))?;
     check_body(&verified, body).map_err(|e| e.to_string())?;
     let expected_path = match &command {
         PoolCommand::Start(s) if s.region == state.region => START_PATH.to_owned(),
