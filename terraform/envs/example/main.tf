@@ -67,6 +67,9 @@ module "control" {
   signing_key          = var.signing_key
   next_signing_key     = var.next_signing_key
   previous_signing_key = var.previous_signing_key
+  es256_key            = var.es256_key
+  next_es256_key       = var.next_es256_key
+  previous_es256_key   = var.previous_es256_key
   internal_api_key     = var.internal_api_key
   token_issuer         = local.token_issuer
   edge_url             = module.edge.edge_url

@@ -54,6 +54,27 @@ variable "previous_signing_key" {
   default     = ""
 }
 
+variable "es256_key" {
+  description = "P-256 PKCS#8 PEM signing join and pool-command tokens (ES256); empty: every token RS256."
+  type        = string
+  sensitive   = true
+  default     = ""
+}
+
+variable "next_es256_key" {
+  description = "Rotation: the next ES256 key, published ahead of use."
+  type        = string
+  sensitive   = true
+  default     = ""
+}
+
+variable "previous_es256_key" {
+  description = "Rotation: the replaced ES256 key, published until its tokens expire."
+  type        = string
+  sensitive   = true
+  default     = ""
+}
+
 variable "internal_api_key" {
   description = "The edge's bearer key for the control plane's /internal/* routes."
   type        = string

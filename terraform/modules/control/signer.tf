@@ -1,7 +1,8 @@
 # The token signer (crates/signer): the only holder of the private signing keys. The SpinApp's
 # functions send it each token's claims over the cluster network and get the signature back, so no key
-# is in the functions' Secret and RS256 runs natively (about 1 ms instead of 10-17 ms in wasm). Only the
-# SpinApp's pods may reach it.
+# is in the functions' Secret and RS256 runs natively (about 1 ms instead of 10-17 ms in wasm). With an
+# ES256 key (es256_key), join and pool-command tokens are signed ES256, leaving one RSA signature per
+# mint. Only the SpinApp's pods may reach it.
 
 locals {
   signer_labels = { "app.kubernetes.io/name" = "edgeshell-signer" }
@@ -12,6 +13,9 @@ locals {
     EDGESHELL_SIGNING_KEY_FILE          = "signing-key"
     EDGESHELL_NEXT_SIGNING_KEY_FILE     = "next-signing-key"
     EDGESHELL_PREVIOUS_SIGNING_KEY_FILE = "previous-signing-key"
+    EDGESHELL_ES256_KEY_FILE            = "es256-key"
+    EDGESHELL_NEXT_ES256_KEY_FILE       = "next-es256-key"
+    EDGESHELL_PREVIOUS_ES256_KEY_FILE   = "previous-es256-key"
   }
 }
 
@@ -30,6 +34,9 @@ resource "kubernetes_secret_v1" "signer" {
     "signing-key"          = var.signing_key
     "next-signing-key"     = var.next_signing_key
     "previous-signing-key" = var.previous_signing_key
+    "es256-key"            = var.es256_key
+    "next-es256-key"       = var.next_es256_key
+    "previous-es256-key"   = var.previous_es256_key
   }
 }
 

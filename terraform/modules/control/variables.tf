@@ -83,6 +83,27 @@ variable "previous_signing_key" {
   default     = ""
 }
 
+variable "es256_key" {
+  description = "The current P-256 PKCS#8 PEM for join and pool-command tokens (ES256); empty: every token RS256. Held by the signer only."
+  type        = string
+  sensitive   = true
+  default     = ""
+}
+
+variable "next_es256_key" {
+  description = "The next ES256 key (rotation step 1), empty when none; held by the signer only."
+  type        = string
+  sensitive   = true
+  default     = ""
+}
+
+variable "previous_es256_key" {
+  description = "The previous ES256 key (rotation step 2, cleared after 15 min); held by the signer only."
+  type        = string
+  sensitive   = true
+  default     = ""
+}
+
 variable "internal_api_key" {
   description = "Spin variable internal_api_key: the edge's bearer key for /internal/*."
   type        = string
