@@ -5,11 +5,9 @@
 //! pre-instantiated component, precompiled components cached on disk, `fermyon:spin/variables`
 //! (from `SPIN_VARIABLE_*`, a dotenv file, or the manifest's defaults), `spin:postgres@4.0.0` on a
 //! connection pool, and `wasi:http` outbound
-//! requests limited to each component's `allowed_outbound_hosts` (plain HTTP over kept-alive
-//! connections).
+//! requests limited to each component's `allowed_outbound_hosts`.
 
 pub mod compile;
-pub mod keepalive;
 pub mod manifest;
 pub mod outbound;
 pub mod postgres;

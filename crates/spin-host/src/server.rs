@@ -2,7 +2,6 @@
 //! (store) per request, Spin variables and the outbound allowlist wired into each store.
 
 use crate::compile;
-use crate::keepalive::KeptAlive;
 use crate::manifest::Manifest;
 use crate::outbound::Allowlist;
 use crate::postgres::{bindings as pg_bindings, PgAccess, PgPool, PgView};
@@ -105,11 +104,9 @@ impl spin_vars::Host for RequestState {
     }
 }
 
-/// Outgoing requests are checked against the component's `allowed_outbound_hosts`; plain HTTP goes
-/// over the host's kept-alive connections.
+/// Outgoing requests are checked against the component's `allowed_outbound_hosts`.
 struct OutboundHooks {
     allowlist: Arc<Allowlist>,
-    kept_alive: KeptAlive,
 }
 
 /// The I/O future `send_request` hands back with the response.
@@ -133,15 +130,10 @@ impl WasiHttpHooks for OutboundHooks {
         let host = uri.host().unwrap_or_default().to_owned();
         let port = uri.port_u16().unwrap_or(if scheme == "https" { 443 } else { 80 });
         let allowed = self.allowlist.allows(&scheme, &host, port);
-        let kept_alive = self.kept_alive.clone();
         Box::new(async move {
             use http_body_util::BodyExt;
             if !allowed {
                 return Err(wasmtime_wasi_http::Error::HttpRequestDenied);
-            }
-            if scheme == "http" {
-                let response = kept_alive.send(request, options).await?;
-                return Ok((response, Box::new(async { Ok(()) }) as IoFuture));
             }
             let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
             Ok((response.map(BodyExt::boxed_unsync), Box::new(io) as IoFuture))
@@ -177,7 +169,6 @@ pub struct Host {
     manifest: Manifest,
     components: BTreeMap<String, Loaded>,
     pg_pool: Arc<PgPool>,
-    kept_alive: KeptAlive,
 }
 
 impl Host {
@@ -255,7 +246,7 @@ impl Host {
             let variables = resolved.variables;
             components.insert(id.clone(), Loaded { pre, variables, allowlist });
         }
-        Ok(Host { engine, manifest, components, pg_pool: Arc::new(PgPool::default()), kept_alive: KeptAlive::new() })
+        Ok(Host { engine, manifest, components, pg_pool: Arc::new(PgPool::default()) })
     }
 
     /// Serves until the listener fails or the task is dropped.
@@ -313,7 +304,7 @@ impl Host {
             wasi: WasiCtx::builder().inherit_stderr().build(),
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
-            hooks: OutboundHooks { allowlist: loaded.allowlist.clone(), kept_alive: self.kept_alive.clone() },
+            hooks: OutboundHooks { allowlist: loaded.allowlist.clone() },
             variables: loaded.variables.clone(),
             pg: PgAccess { pool: self.pg_pool.clone(), allowlist: loaded.allowlist.clone() },
         };

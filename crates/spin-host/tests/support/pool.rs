@@ -35,8 +35,6 @@ pub struct Log {
     pub rejected: Vec<String>,
     /// The signature algorithm of each accepted command's token.
     pub command_algs: Vec<String>,
-    /// TCP connections accepted.
-    pub connections: usize,
 }
 
 struct State {
@@ -78,7 +76,6 @@ impl TestPool {
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else { continue };
-                served.log.lock().unwrap().connections += 1;
                 let state = served.clone();
                 tokio::spawn(async move {
                     let service = hyper::service::service_fn(move |req| {
