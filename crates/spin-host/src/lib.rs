@@ -8,6 +8,7 @@
 //! requests limited to each component's `allowed_outbound_hosts`.
 
 pub mod compile;
+mod guest_run;
 pub mod manifest;
 pub mod outbound;
 pub mod postgres;

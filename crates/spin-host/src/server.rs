@@ -2,6 +2,7 @@
 //! (store) per request, Spin variables and the outbound allowlist wired into each store.
 
 use crate::compile;
+use crate::guest_run::Running;
 use crate::manifest::Manifest;
 use crate::outbound::Allowlist;
 use crate::postgres::{bindings as pg_bindings, PgAccess, PgPool, PgView};
@@ -284,7 +285,7 @@ impl Host {
         let Some(loaded) = self.components.get(&route.component) else {
             return error_response(500, "internal_error", "route names a component that did not load");
         };
-        match self.call(loaded, req).await {
+        match self.call(&route.component, loaded, req).await {
             Ok(response) => response,
             Err(e) if e.chain().any(|c| c.is::<wasmtime::PoolConcurrencyLimitError>()) => {
                 let mut response = error_response(503, "overloaded", "too many requests in flight; retry shortly");
@@ -322,25 +323,23 @@ impl Host {
         Ok(())
     }
 
-    async fn call(&self, loaded: &Loaded, req: hyper::Request<Incoming>) -> Result<hyper::Response<HyperOutgoingBody>> {
+    async fn call(
+        &self,
+        component: &str,
+        loaded: &Loaded,
+        req: hyper::Request<Incoming>,
+    ) -> Result<hyper::Response<HyperOutgoingBody>> {
         let mut store = self.new_store(loaded);
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let req = store.data_mut().http().new_incoming_request(Scheme::Http, req)?;
         let out = store.data_mut().http().new_response_outparam(sender)?;
         let pre = loaded.pre.clone();
-        let task = tokio::spawn(async move {
+        let guest = Box::pin(async move {
             let proxy = pre.instantiate_async(&mut store).await?;
-            proxy.wasi_http_incoming_handler().call_handle(&mut store, req, out).await
+            proxy.wasi_http_incoming_handler().call_handle(&mut store, req, out).await?;
+            Ok(())
         });
-        match receiver.await {
-            Ok(Ok(response)) => Ok(response),
-            Ok(Err(e)) => Err(anyhow!("the function returned an error code: {e:?}")),
-            Err(_) => match task.await {
-                Ok(Ok(())) => Err(anyhow!("the function never set a response")),
-                Ok(Err(e)) => Err(e.into()),
-                Err(e) => Err(e.into()),
-            },
-        }
+        Running::new(component, guest).response(receiver).await
     }
 }
 

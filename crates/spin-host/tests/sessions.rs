@@ -212,6 +212,41 @@ async fn a_failing_region_fails_over_without_leftovers() {
     assert_eq!((status, e["error"]["code"].as_str()), (503, Some("no_region_available")), "{e}");
 }
 
+/// A client that hangs up in the middle of a mint does not cut the mint off: the function runs to its
+/// end (the host moves it off the closed connection), so the hung region is still told to stop and the
+/// session lands whole in the next one, instead of a half-made session and a runner nobody stops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mint_whose_client_hangs_up_still_finishes() {
+    use tokio::io::AsyncWriteExt;
+    let stack = Stack::start("SPIN_VARIABLE_POOL_TIMEOUT_MS=500\n").await;
+    let near = stack.add_pool("near", Mode::Hang).await;
+    let far = stack.add_pool("far", Mode::Accept).await;
+    let alice = stack.id_token("alice");
+    let body = r#"{"region_hint":"near"}"#;
+    let mut client = tokio::net::TcpStream::connect(stack.host.addr).await.unwrap();
+    let head = format!(
+        "POST /api/sessions HTTP/1.1\r\nhost: 127.0.0.1\r\nauthorization: Bearer {alice}\r\n\
+         content-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    client.write_all(head.as_bytes()).await.unwrap();
+    // Gone while the function waits for the hung region (it gives up on it after 500 ms).
+    while near.pool.started().is_empty() {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    drop(client);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while far.pool.started().is_empty() || stack.sessions().await.iter().any(|r| r.1 != "running") {
+        assert!(std::time::Instant::now() < deadline, "the mint did not finish: {:?}", stack.sessions().await);
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let hung = near.pool.started();
+    assert_eq!(near.pool.stopped(), hung, "the hung region was told to stop its attempt");
+    let rows = stack.sessions().await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!((rows[0].0.as_str(), rows[0].2.as_deref()), (far.pool.started()[0].as_str(), Some("far")));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stopped_database_gives_503_then_recovers() {
     let mut stack = Stack::start("").await;
