@@ -38,6 +38,37 @@ struct Figures {
     ops_per_sec: f64,
     p50: Duration,
     p99: Duration,
+    /// CPU time per request: this process (the host and the load generator), and the database's.
+    cpu: Option<(Duration, Duration)>,
+}
+
+/// CPU time spent so far by this process (every thread) and by the machine's `postgres` processes,
+/// from `/proc/*/schedstat` (nanoseconds, user and system). Per request, it is a steadier figure than
+/// throughput on a shared VM, whose other tenants take cores away but do not add to these counters.
+fn cpu_now() -> (Duration, Duration) {
+    fn on_cpu(schedstat: &std::path::Path) -> u64 {
+        let text = std::fs::read_to_string(schedstat).unwrap_or_default();
+        text.split_whitespace().next().and_then(|n| n.parse().ok()).unwrap_or(0)
+    }
+    let mut own = 0;
+    for task in std::fs::read_dir("/proc/self/task").into_iter().flatten().flatten() {
+        own += on_cpu(&task.path().join("schedstat"));
+    }
+    let mut database = 0;
+    for process in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let comm = std::fs::read_to_string(process.path().join("comm")).unwrap_or_default();
+        if comm.trim_end() == "postgres" {
+            database += on_cpu(&process.path().join("schedstat"));
+        }
+    }
+    (Duration::from_nanos(own), Duration::from_nanos(database))
+}
+
+/// CPU per request between two readings of `cpu_now`.
+fn cpu_per(before: (Duration, Duration), requests: usize) -> Option<(Duration, Duration)> {
+    let after = cpu_now();
+    let n = requests.max(1) as u32;
+    Some(((after.0.saturating_sub(before.0)) / n, (after.1.saturating_sub(before.1)) / n))
 }
 
 type Sender = hyper::client::conn::http1::SendRequest<Full<bytes::Bytes>>;
@@ -62,6 +93,7 @@ async fn load(
     make: MakeRequest,
 ) -> (Figures, Vec<http::HeaderMap>) {
     let next = Arc::new(AtomicUsize::new(0));
+    let cpu = cpu_now();
     let started = Instant::now();
     let workers: Vec<_> = (0..concurrency)
         .map(|_| {
@@ -94,7 +126,9 @@ async fn load(
             headers.push(h);
         }
     }
-    (figures(name, latencies, started.elapsed()), headers)
+    let elapsed = started.elapsed();
+    let cpu = cpu_per(cpu, latencies.len());
+    (Figures { cpu, ..figures(name, latencies, elapsed) }, headers)
 }
 
 fn figures(name: &str, mut latencies: Vec<Duration>, elapsed: Duration) -> Figures {
@@ -105,21 +139,29 @@ fn figures(name: &str, mut latencies: Vec<Duration>, elapsed: Duration) -> Figur
         ops_per_sec: latencies.len() as f64 / elapsed.as_secs_f64(),
         p50: pct(0.50),
         p99: pct(0.99),
+        cpu: None,
     }
 }
 
 /// The JTI check's statement from a native client on `concurrency` connections, prepared once: what the
 /// database alone can do on this machine, the floor under the component's figures.
 async fn database_alone(db_url: &str, concurrency: usize, total: usize, exp: u64) -> Figures {
+    let mut clients = Vec::new();
+    for _ in 0..concurrency {
+        let (client, connection) = tokio_postgres::connect(db_url, tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(connection);
+        let statement = client.prepare(edgeshell_control_db::sql::JTI_CONSUME).await.unwrap();
+        clients.push(Arc::new((client, statement)));
+    }
     let next = Arc::new(AtomicUsize::new(0));
+    let cpu = cpu_now();
     let started = Instant::now();
-    let workers: Vec<_> = (0..concurrency)
-        .map(|_| {
-            let (db_url, next) = (db_url.to_owned(), next.clone());
+    let workers: Vec<_> = clients
+        .iter()
+        .map(|client| {
+            let (next, client) = (next.clone(), client.clone());
             tokio::spawn(async move {
-                let (client, connection) = tokio_postgres::connect(&db_url, tokio_postgres::NoTls).await.unwrap();
-                tokio::spawn(connection);
-                let statement = client.prepare(edgeshell_control_db::sql::JTI_CONSUME).await.unwrap();
+                let (client, statement) = &*client;
                 let mut out = Vec::new();
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
@@ -128,7 +170,7 @@ async fn database_alone(db_url: &str, concurrency: usize, total: usize, exp: u64
                     }
                     let t = Instant::now();
                     let jti = format!("native-{i}-{exp}");
-                    assert_eq!(client.execute(&statement, &[&jti, &(exp as f64)]).await.unwrap(), 1);
+                    assert_eq!(client.execute(statement, &[&jti, &(exp as f64)]).await.unwrap(), 1);
                     out.push(t.elapsed());
                 }
             })
@@ -138,7 +180,11 @@ async fn database_alone(db_url: &str, concurrency: usize, total: usize, exp: u64
     for w in workers {
         latencies.extend(w.await.unwrap());
     }
-    figures("jti statement alone (native client)", latencies, started.elapsed())
+    let elapsed = started.elapsed();
+    // Read while the connections are open: a server process that has exited is no longer counted.
+    let cpu = cpu_per(cpu, latencies.len());
+    drop(clients);
+    Figures { cpu, ..figures("jti statement alone (native client)", latencies, elapsed) }
 }
 
 fn request(method: &str, path: &str, bearer: &str, body: String) -> http::Request<Full<bytes::Bytes>> {
@@ -231,15 +277,28 @@ async fn run() {
     let mean = times.iter().sum::<Duration>() / times.len() as u32;
 
     let base = rows[0].p50.as_secs_f64();
-    println!("\n{:<40} {:>10} {:>10} {:>10} {:>12}", "control plane", "ops/s", "p50", "p99", "p50 ratio");
+    let base_cpu = rows[0].cpu.map(|(own, db)| own + db).unwrap_or_default().as_secs_f64();
+    println!(
+        "\n{:<40} {:>10} {:>10} {:>10} {:>12} {:>20} {:>10}",
+        "control plane", "ops/s", "p50", "p99", "p50 ratio", "CPU/req (here+db)", "CPU ratio"
+    );
     for r in &rows {
+        let (cpu, cpu_ratio) = match r.cpu {
+            Some((own, db)) => (
+                format!("{:.0}+{:.0} us", own.as_secs_f64() * 1e6, db.as_secs_f64() * 1e6),
+                format!("{:.2}x", (own + db).as_secs_f64() / base_cpu),
+            ),
+            None => (String::new(), String::new()),
+        };
         println!(
-            "{:<40} {:>10.0} {:>8.2}ms {:>8.2}ms {:>11.2}x",
+            "{:<40} {:>10.0} {:>8.2}ms {:>8.2}ms {:>11.2}x {:>20} {:>10}",
             r.name,
             r.ops_per_sec,
             r.p50.as_secs_f64() * 1e3,
             r.p99.as_secs_f64() * 1e3,
-            r.p50.as_secs_f64() / base
+            r.p50.as_secs_f64() / base,
+            cpu,
+            cpu_ratio
         );
     }
     println!(
