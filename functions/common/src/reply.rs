@@ -45,15 +45,31 @@ impl Failure {
 
     /// The response.
     pub fn into_response(self) -> Response {
-        let body = serde_json::json!({ "error": { "code": self.code, "message": self.message } });
         let mut builder = Response::builder();
-        builder.status(self.status).header("content-type", "application/json").header("cache-control", "no-store");
-        if let Some(secs) = self.retry_after {
-            builder.header("retry-after", secs.to_string());
+        builder.status(self.status);
+        for (name, value) in self.headers() {
+            builder.header(name, value);
         }
-        builder.body(body.to_string()).build()
+        builder.body(self.body()).build()
+    }
+
+    /// The JSON body: `{"error": {"code", "message"}}`.
+    pub fn body(&self) -> Vec<u8> {
+        serde_json::json!({ "error": { "code": self.code, "message": self.message } }).to_string().into_bytes()
+    }
+
+    /// The headers every error carries, and `Retry-After` where retrying helps.
+    pub fn headers(&self) -> Vec<(&'static str, String)> {
+        let mut headers = JSON_HEADERS.map(|(name, value)| (name, value.to_owned())).to_vec();
+        if let Some(secs) = self.retry_after {
+            headers.push(("retry-after", secs.to_string()));
+        }
+        headers
     }
 }
+
+/// The headers of every JSON answer: the type, and that no cache may keep it.
+pub const JSON_HEADERS: [(&str, &str); 2] = [("content-type", "application/json"), ("cache-control", "no-store")];
 
 /// A JSON response.
 pub fn json(status: u16, body: &impl serde::Serialize) -> Reply {
@@ -64,7 +80,10 @@ pub fn json(status: u16, body: &impl serde::Serialize) -> Reply {
 pub fn json_with(status: u16, body: &impl serde::Serialize, headers: &[(&str, String)]) -> Reply {
     let body = serde_json::to_vec(body).map_err(|e| Failure::internal(format!("serializing a response: {e}")))?;
     let mut builder = Response::builder();
-    builder.status(status).header("content-type", "application/json").header("cache-control", "no-store");
+    builder.status(status);
+    for (name, value) in JSON_HEADERS {
+        builder.header(name, value);
+    }
     for (name, value) in headers {
         builder.header(*name, value.as_str());
     }

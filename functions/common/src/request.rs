@@ -8,15 +8,24 @@ use subtle::ConstantTimeEq;
 
 /// The bearer token of `Authorization`, if any.
 pub fn bearer(req: &Request) -> Option<&str> {
-    let value = req.header("authorization")?.as_str()?;
-    let (scheme, token) = value.split_once(' ')?;
+    bearer_of(req.header("authorization")?.as_str()?)
+}
+
+/// The token of an `Authorization: Bearer <token>` value.
+pub fn bearer_of(authorization: &str) -> Option<&str> {
+    let (scheme, token) = authorization.split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then_some(token.trim()).filter(|t| !t.is_empty())
 }
 
 /// Internal routes take `Authorization: Bearer <internal_api_key>`, compared in constant time.
 pub fn require_internal(req: &Request) -> Result<(), Failure> {
+    require_internal_key(bearer(req))
+}
+
+/// The internal-route check on the bearer token presented, if any.
+pub fn require_internal_key(presented: Option<&str>) -> Result<(), Failure> {
     let expected = variables::get("internal_api_key").unwrap_or_default();
-    let presented = bearer(req).unwrap_or_default();
+    let presented = presented.unwrap_or_default();
     if !expected.is_empty() && bool::from(presented.as_bytes().ct_eq(expected.as_bytes())) {
         Ok(())
     } else {
@@ -26,12 +35,21 @@ pub fn require_internal(req: &Request) -> Result<(), Failure> {
 
 /// The body as JSON of type `T`, at most `max` bytes; an empty body reads as `{}`.
 pub fn json_body<T: DeserializeOwned>(req: &Request, max: usize) -> Result<T, Failure> {
-    let body = req.body();
+    parse_json(req.body(), max)
+}
+
+/// `body` as JSON of type `T`, at most `max` bytes; an empty body reads as `{}`.
+pub fn parse_json<T: DeserializeOwned>(body: &[u8], max: usize) -> Result<T, Failure> {
     if body.len() > max {
-        return Err(Failure::new(413, "body_too_large", format!("the body may hold at most {max} bytes")));
+        return Err(too_large(max));
     }
     let body: &[u8] = if body.iter().all(u8::is_ascii_whitespace) { b"{}" } else { body };
     serde_json::from_slice(body).map_err(|e| Failure::bad_request("bad_request", format!("invalid JSON body: {e}")))
+}
+
+/// 413 for a body over `max` bytes.
+pub fn too_large(max: usize) -> Failure {
+    Failure::new(413, "body_too_large", format!("the body may hold at most {max} bytes"))
 }
 
 /// The path's segments after `prefix` (which must match), without empty ones.
