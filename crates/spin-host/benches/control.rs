@@ -187,6 +187,49 @@ async fn database_alone(db_url: &str, concurrency: usize, total: usize, exp: u64
     Figures { cpu, ..figures("jti statement alone (native client)", latencies, elapsed) }
 }
 
+/// The JTI check as a native endpoint: hyper and tokio-postgres, no wasm, the same statement on one
+/// pipelined connection (the cheapest way found to run it here). What any host of the check could reach
+/// on this machine with the same load generator: the ceiling over the component's figures.
+async fn native_endpoint(db_url: &str) -> String {
+    use hyper::service::service_fn;
+    let (client, connection) = tokio_postgres::connect(db_url, tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    let statement = client.prepare(edgeshell_control_db::sql::JTI_CONSUME).await.unwrap();
+    let shared = Arc::new((client, statement));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            stream.set_nodelay(true).unwrap();
+            let shared = shared.clone();
+            tokio::spawn(async move {
+                let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                    let shared = shared.clone();
+                    async move {
+                        let authorized = req.headers().get("authorization").and_then(|v| v.to_str().ok())
+                            == Some(&format!("Bearer {INTERNAL_KEY}"));
+                        let body = req.into_body().collect().await.unwrap().to_bytes();
+                        let input: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                        assert!(authorized);
+                        let (jti, exp) = (input["jti"].as_str().unwrap(), input["expires_at"].as_f64().unwrap());
+                        let (client, statement) = &*shared;
+                        let first = client.execute(statement, &[&jti, &exp]).await.unwrap() == 1;
+                        let body =
+                            if first { r#"{"first_use":true}"# } else { r#"{"error":{"code":"replayed_token"}}"# };
+                        let mut response = http::Response::new(Full::new(bytes::Bytes::from(body)));
+                        *response.status_mut() = if first { http::StatusCode::OK } else { http::StatusCode::CONFLICT };
+                        Ok::<_, std::convert::Infallible>(response)
+                    }
+                });
+                let _ =
+                    hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+            });
+        }
+    });
+    url
+}
+
 fn request(method: &str, path: &str, bearer: &str, body: String) -> http::Request<Full<bytes::Bytes>> {
     http::Request::builder()
         .method(method)
@@ -248,6 +291,13 @@ async fn run() {
     if wanted("jti") {
         rows.push(load("jti consume", &url, 16, n(5000), jti).await.0);
         rows.push(database_alone(&stack.db_url, 16, n(5000), exp).await);
+        let native = native_endpoint(&stack.db_url).await;
+        let exp2 = exp + 1;
+        let jti: MakeRequest = Arc::new(move |i| {
+            let body = format!(r#"{{"jti":"native-http-{i}-{exp2}","expires_at":{exp2}}}"#);
+            (request("POST", "/internal/jti/consume", INTERNAL_KEY, body), 200)
+        });
+        rows.push(load("jti consume, native endpoint", &native, 16, n(5000), jti).await.0);
     }
 
     let mut breakdowns = Vec::new();
