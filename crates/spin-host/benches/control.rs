@@ -24,6 +24,10 @@
 #[path = "../tests/support/mod.rs"]
 mod support;
 
+/// The host binary's allocator (`src/main.rs`), so the figures are the binary's.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 use edgeshell_spin_host::Host;
 use http_body_util::{BodyExt, Full};
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -10,6 +10,11 @@ use edgeshell_spin_host::{Host, HostConfig};
 use std::path::PathBuf;
 use std::sync::Arc;
 
+/// jemalloc instead of glibc's malloc: per-request stores, WASI contexts and HTTP messages allocate and
+/// free many small objects across both cores (see `Cargo.toml`).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[tokio::main]
 async fn main() -> Result<()> {
     let mut config = HostConfig {
