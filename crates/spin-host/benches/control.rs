@@ -21,6 +21,8 @@
 
 #![allow(missing_docs, clippy::print_stdout)]
 
+#[path = "control/client.rs"]
+mod client;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
@@ -75,18 +77,8 @@ fn cpu_per(before: (Duration, Duration), requests: usize) -> Option<(Duration, D
     Some(((after.0.saturating_sub(before.0)) / n, (after.1.saturating_sub(before.1)) / n))
 }
 
-type Sender = hyper::client::conn::http1::SendRequest<Full<bytes::Bytes>>;
-
-async fn connect(url: &str) -> Sender {
-    let stream = tokio::net::TcpStream::connect(url.trim_start_matches("http://")).await.unwrap();
-    stream.set_nodelay(true).unwrap();
-    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
-    tokio::spawn(conn);
-    sender
-}
-
 /// A request to send and the status it must get.
-type MakeRequest = Arc<dyn Fn(usize) -> (http::Request<Full<bytes::Bytes>>, u16) + Send + Sync>;
+type MakeRequest = Arc<dyn Fn(usize) -> (client::Request, u16) + Send + Sync>;
 
 /// Sends `total` requests over `concurrency` connections; answers figures and the responses' headers.
 async fn load(
@@ -103,7 +95,7 @@ async fn load(
         .map(|_| {
             let (url, next, make, name) = (url.to_owned(), next.clone(), make.clone(), name.to_owned());
             tokio::spawn(async move {
-                let mut sender = connect(&url).await;
+                let mut client = client::Client::connect(&url).await.unwrap();
                 let mut out = Vec::new();
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
@@ -112,12 +104,10 @@ async fn load(
                     }
                     let (req, expected) = make(i);
                     let t = Instant::now();
-                    let resp = sender.send_request(req).await.unwrap();
-                    let (parts, body) = resp.into_parts();
-                    let body = body.collect().await.unwrap().to_bytes();
+                    let resp = client.send(&req).await.unwrap();
                     let took = t.elapsed();
-                    assert_eq!(parts.status.as_u16(), expected, "{name}: {}", String::from_utf8_lossy(&body));
-                    out.push((took, parts.headers));
+                    assert_eq!(resp.status, expected, "{name}: {}", String::from_utf8_lossy(&resp.body));
+                    out.push((took, resp.headers));
                 }
             })
         })
@@ -234,15 +224,8 @@ async fn native_endpoint(db_url: &str) -> String {
     url
 }
 
-fn request(method: &str, path: &str, bearer: &str, body: String) -> http::Request<Full<bytes::Bytes>> {
-    http::Request::builder()
-        .method(method)
-        .uri(path)
-        .header("host", "127.0.0.1")
-        .header("authorization", format!("Bearer {bearer}"))
-        .header("content-type", "application/json")
-        .body(Full::new(bytes::Bytes::from(body)))
-        .unwrap()
+fn request(method: &str, path: &str, bearer: &str, body: String) -> client::Request {
+    client::Request::new(method, path, bearer, &body)
 }
 
 /// Mean of the `name` entry's duration per count in `Server-Timing`, in milliseconds.
