@@ -48,10 +48,18 @@ struct Figures {
     cpu: Option<(Duration, Duration)>,
 }
 
-/// CPU time spent so far by this process (every thread) and by the machine's `postgres` processes,
-/// from `/proc/*/schedstat` (nanoseconds, user and system). Per request, it is a steadier figure than
-/// throughput on a shared VM, whose other tenants take cores away but do not add to these counters.
-fn cpu_now() -> (Duration, Duration) {
+/// CPU time spent so far by this process (every thread) and by each of the machine's `postgres`
+/// processes, from `/proc/*/schedstat` (nanoseconds, user and system). Per request, it is a steadier
+/// figure than throughput on a shared VM, whose other tenants take cores away but do not add to these
+/// counters.
+struct CpuReading {
+    own: u64,
+    /// By process id: a server process that exits during a window (another row's connection closing)
+    /// must not take its whole past off the window's total.
+    database: std::collections::HashMap<u32, u64>,
+}
+
+fn cpu_now() -> CpuReading {
     fn on_cpu(schedstat: &std::path::Path) -> u64 {
         let text = std::fs::read_to_string(schedstat).unwrap_or_default();
         text.split_whitespace().next().and_then(|n| n.parse().ok()).unwrap_or(0)
@@ -60,21 +68,25 @@ fn cpu_now() -> (Duration, Duration) {
     for task in std::fs::read_dir("/proc/self/task").into_iter().flatten().flatten() {
         own += on_cpu(&task.path().join("schedstat"));
     }
-    let mut database = 0;
+    let mut database = std::collections::HashMap::new();
     for process in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = process.file_name().to_str().and_then(|p| p.parse().ok()) else { continue };
         let comm = std::fs::read_to_string(process.path().join("comm")).unwrap_or_default();
         if comm.trim_end() == "postgres" {
-            database += on_cpu(&process.path().join("schedstat"));
+            database.insert(pid, on_cpu(&process.path().join("schedstat")));
         }
     }
-    (Duration::from_nanos(own), Duration::from_nanos(database))
+    CpuReading { own, database }
 }
 
-/// CPU per request between two readings of `cpu_now`.
-fn cpu_per(before: (Duration, Duration), requests: usize) -> Option<(Duration, Duration)> {
+/// CPU per request since `before`: this process's, and the database's (the processes alive at the end,
+/// each counted from the first reading or from its start).
+fn cpu_per(before: CpuReading, requests: usize) -> Option<(Duration, Duration)> {
     let after = cpu_now();
-    let n = requests.max(1) as u32;
-    Some(((after.0.saturating_sub(before.0)) / n, (after.1.saturating_sub(before.1)) / n))
+    let n = requests.max(1) as u64;
+    let database: u64 =
+        after.database.iter().map(|(pid, ns)| ns.saturating_sub(before.database.get(pid).copied().unwrap_or(0))).sum();
+    Some((Duration::from_nanos(after.own.saturating_sub(before.own) / n), Duration::from_nanos(database / n)))
 }
 
 /// A request to send and the status it must get.
