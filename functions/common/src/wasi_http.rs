@@ -30,7 +30,7 @@ impl Incoming {
 
     /// The first value of header `name` (lower case), if it is there and is UTF-8.
     pub fn header(&self, name: &str) -> Option<String> {
-        let values = self.request.headers().get(&name.to_owned());
+        let values = self.request.headers().get(name);
         values.into_iter().next().and_then(|v| String::from_utf8(v).ok())
     }
 

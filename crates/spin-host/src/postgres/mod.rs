@@ -211,6 +211,46 @@ impl Chosen<'_> {
     }
 }
 
+/// What a guest asks of a statement: its rows, or how many rows it changed.
+enum Ask {
+    Rows,
+    Count,
+}
+
+/// A statement's outcome, as asked.
+enum Ran {
+    Rows(Vec<tokio_postgres::Row>, tokio_postgres::Statement),
+    Count(u64),
+}
+
+impl PgView<'_> {
+    /// Runs `statement` of the guest's `conn` with `params` where it may run (see [`Chosen`]).
+    async fn run(
+        &mut self,
+        conn: Resource<PgConnection>,
+        statement: &str,
+        params: Vec<pg::ParameterValue>,
+        ask: Ask,
+    ) -> wasmtime::Result<Result<Ran, pg::Error>> {
+        let params = match values::to_sql_params(params) {
+            Ok(p) => p,
+            Err(e) => return Ok(Err(e)),
+        };
+        let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)).collect();
+        let pool = self.access.pool.clone();
+        let chosen = match Chosen::of(&pool, self.table.get_mut(&conn)?, statement).await {
+            Ok(chosen) => chosen,
+            Err(e) => return Ok(Err(e)),
+        };
+        let ran = match ask {
+            Ask::Rows => chosen.conn().query(statement, &refs).await.map(|(rows, prepared)| Ran::Rows(rows, prepared)),
+            Ask::Count => chosen.conn().execute(statement, &refs).await.map(Ran::Count),
+        };
+        chosen.done(&pool);
+        Ok(ran.map_err(query_error))
+    }
+}
+
 impl pg::HostConnection for PgView<'_> {
     async fn open(&mut self, address: String) -> wasmtime::Result<Result<Resource<PgConnection>, pg::Error>> {
         let config: tokio_postgres::Config = match address.parse() {
@@ -236,21 +276,10 @@ impl pg::HostConnection for PgView<'_> {
         statement: String,
         params: Vec<pg::ParameterValue>,
     ) -> wasmtime::Result<Result<pg::RowSet, pg::Error>> {
-        let params = match values::to_sql_params(params) {
-            Ok(p) => p,
+        let (rows, prepared) = match self.run(conn, &statement, params, Ask::Rows).await? {
+            Ok(Ran::Rows(rows, prepared)) => (rows, prepared),
+            Ok(Ran::Count(_)) => unreachable!("rows were asked for"),
             Err(e) => return Ok(Err(e)),
-        };
-        let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)).collect();
-        let pool = self.access.pool.clone();
-        let chosen = match Chosen::of(&pool, self.table.get_mut(&conn)?, &statement).await {
-            Ok(chosen) => chosen,
-            Err(e) => return Ok(Err(e)),
-        };
-        let ran = chosen.conn().query(&statement, &refs).await;
-        chosen.done(&pool);
-        let (rows, prepared) = match ran {
-            Ok(ran) => ran,
-            Err(e) => return Ok(Err(query_error(e))),
         };
         let columns = match rows.first() {
             Some(r) => r.columns().iter().map(values::column).collect(),
@@ -266,19 +295,11 @@ impl pg::HostConnection for PgView<'_> {
         statement: String,
         params: Vec<pg::ParameterValue>,
     ) -> wasmtime::Result<Result<u64, pg::Error>> {
-        let params = match values::to_sql_params(params) {
-            Ok(p) => p,
-            Err(e) => return Ok(Err(e)),
-        };
-        let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)).collect();
-        let pool = self.access.pool.clone();
-        let chosen = match Chosen::of(&pool, self.table.get_mut(&conn)?, &statement).await {
-            Ok(chosen) => chosen,
-            Err(e) => return Ok(Err(e)),
-        };
-        let ran = chosen.conn().execute(&statement, &refs).await;
-        chosen.done(&pool);
-        Ok(ran.map_err(query_error))
+        Ok(match self.run(conn, &statement, params, Ask::Count).await? {
+            Ok(Ran::Count(changed)) => Ok(changed),
+            Ok(Ran::Rows(..)) => unreachable!("a count was asked for"),
+            Err(e) => Err(e),
+        })
     }
 
     async fn drop(&mut self, conn: Resource<PgConnection>) -> wasmtime::Result<()> {
