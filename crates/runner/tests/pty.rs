@@ -38,6 +38,25 @@ async fn send(pty: &Pty, text: &[u8]) {
     }
 }
 
+/// Waits until a job holds the terminal: its foreground process group (`tpgid` in the shell's
+/// `/proc/<pid>/stat`) is no longer the shell's own. Until then an interrupt reaches the shell, which
+/// goes on to start the job anyway (on a loaded machine, 200 ms after typing was not always enough).
+async fn until_a_job_holds_the_terminal(pty: &Pty) {
+    let shell = pty.pid().as_raw_nonzero().get();
+    for _ in 0..1000 {
+        let stat = std::fs::read_to_string(format!("/proc/{shell}/stat")).unwrap();
+        // After the command name: state, ppid, pgrp, session, tty_nr, tpgid.
+        let fields: Vec<i32> =
+            stat.rsplit_once(')').unwrap().1.split_whitespace().skip(1).take(5).map(|f| f.parse().unwrap()).collect();
+        let (group, foreground) = (fields[1], fields[4]);
+        if foreground > 0 && foreground != group {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("no job took the terminal within 10 s");
+}
+
 #[tokio::test]
 async fn input_echoes_and_output_returns() {
     let dir = tempfile::tempdir().unwrap();
@@ -69,14 +88,14 @@ async fn ctrl_c_interrupts_the_foreground_job() {
     // Typed Ctrl-C goes through the line discipline as SIGINT.
     send(&pty, b"sleep 60; echo not-interrupted\n").await;
     expect(&pty, &mut seen, "not-interrupted").await; // the echo of the typed line
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    until_a_job_holds_the_terminal(&pty).await;
     send(&pty, &[3]).await;
     send(&pty, b"echo after-$((40+2))\n").await;
     expect(&pty, &mut seen, "after-42").await;
     assert!(!seen.contains("not-interrupted"), "sleep was not interrupted: {seen:?}");
     // A Signal frame takes the other path: kill() to the foreground group.
     send(&pty, b"sleep 60\n").await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    until_a_job_holds_the_terminal(&pty).await;
     pty.signal(rustix::process::Signal::INT).unwrap();
     send(&pty, b"echo again-$((1+1))\n").await;
     expect(&pty, &mut seen, "again-2").await;
