@@ -47,6 +47,24 @@ pub enum ReadResult {
     Closed,
 }
 
+/// Gives every signal its default action, as a terminal's login does. A signal the runner was
+/// started with ignored (SIGINT and SIGQUIT under `nohup` or a shell's background job, SIGHUP under
+/// `nohup`) stays ignored across `exec`, so without this the session's program, and every job it
+/// starts, would ignore the Ctrl-C typed into the terminal. (Caught signals revert at `exec`; std
+/// already empties the signal mask.) Async-signal-safe: only `signal(2)`.
+fn default_signal_dispositions() {
+    for signal in 1..=libc::SIGRTMAX() {
+        if signal != libc::SIGKILL && signal != libc::SIGSTOP {
+            #[allow(unsafe_code)]
+            // SAFETY: setting a disposition to SIG_DFL installs no handler; numbers the C library
+            // reserves are refused with an error, which changes nothing.
+            unsafe {
+                libc::signal(signal, libc::SIG_DFL);
+            }
+        }
+    }
+}
+
 fn winsize((cols, rows): (u16, u16)) -> Winsize {
     Winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 }
 }
@@ -76,10 +94,11 @@ impl Pty {
         let limits = (program.memory_limit, program.process_limit);
         #[allow(unsafe_code)]
         // SAFETY: the closure runs in the forked child before exec and makes only raw system calls
-        // (setsid, ioctl, prctl, setrlimit) through rustix, which neither allocate nor take locks, so it
-        // is async-signal-safe.
+        // (signal, setsid, ioctl, prctl, setrlimit), through rustix and libc, which neither allocate nor
+        // take locks, so it is async-signal-safe.
         unsafe {
             command.pre_exec(move || {
+                default_signal_dispositions();
                 rustix::process::setsid()?;
                 // fd 0 is the slave: make it the controlling terminal of the new session.
                 rustix::process::ioctl_tiocsctty(rustix::stdio::stdin())?;

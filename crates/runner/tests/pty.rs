@@ -38,23 +38,32 @@ async fn send(pty: &Pty, text: &[u8]) {
     }
 }
 
-/// Waits until a job holds the terminal: its foreground process group (`tpgid` in the shell's
-/// `/proc/<pid>/stat`) is no longer the shell's own. Until then an interrupt reaches the shell, which
-/// goes on to start the job anyway (on a loaded machine, 200 ms after typing was not always enough).
-async fn until_a_job_holds_the_terminal(pty: &Pty) {
+/// The program that holds the terminal: the command name of its foreground process group's leader
+/// (`tpgid` in the shell's `/proc/<pid>/stat`), or `None` while the shell holds it itself.
+fn terminal_holder(pty: &Pty) -> Option<String> {
     let shell = pty.pid().as_raw_nonzero().get();
+    let stat = std::fs::read_to_string(format!("/proc/{shell}/stat")).unwrap();
+    // After the command name: state, ppid, pgrp, session, tty_nr, tpgid.
+    let fields: Vec<i32> =
+        stat.rsplit_once(')').unwrap().1.split_whitespace().skip(1).take(5).map(|f| f.parse().unwrap()).collect();
+    let (group, foreground) = (fields[1], fields[4]);
+    (foreground > 0 && foreground != group)
+        .then(|| std::fs::read_to_string(format!("/proc/{foreground}/comm")).unwrap_or_default().trim().to_owned())
+}
+
+/// Waits (at most 10 s) until `program` holds the terminal, or with `None` the shell again. An
+/// interrupt must wait for the job's own program: the shell's child holds the terminal before it has
+/// become the job (it still has the shell's SIGINT handler until `exec`, so an interrupt then is
+/// lost and the job runs on), and a line typed before the shell has the terminal back may be read by
+/// nobody. On a loaded machine, 200 ms after typing was not always enough.
+async fn until_the_terminal_is_held_by(pty: &Pty, program: Option<&str>) {
     for _ in 0..1000 {
-        let stat = std::fs::read_to_string(format!("/proc/{shell}/stat")).unwrap();
-        // After the command name: state, ppid, pgrp, session, tty_nr, tpgid.
-        let fields: Vec<i32> =
-            stat.rsplit_once(')').unwrap().1.split_whitespace().skip(1).take(5).map(|f| f.parse().unwrap()).collect();
-        let (group, foreground) = (fields[1], fields[4]);
-        if foreground > 0 && foreground != group {
+        if terminal_holder(pty).as_deref() == program {
             return;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    panic!("no job took the terminal within 10 s");
+    panic!("the terminal is held by {:?}, not {program:?}, after 10 s", terminal_holder(pty));
 }
 
 #[tokio::test]
@@ -88,17 +97,61 @@ async fn ctrl_c_interrupts_the_foreground_job() {
     // Typed Ctrl-C goes through the line discipline as SIGINT.
     send(&pty, b"sleep 60; echo not-interrupted\n").await;
     expect(&pty, &mut seen, "not-interrupted").await; // the echo of the typed line
-    until_a_job_holds_the_terminal(&pty).await;
+    until_the_terminal_is_held_by(&pty, Some("sleep")).await;
     send(&pty, &[3]).await;
+    // The 60 s job ends at once: the shell has the terminal back.
+    until_the_terminal_is_held_by(&pty, None).await;
     send(&pty, b"echo after-$((40+2))\n").await;
     expect(&pty, &mut seen, "after-42").await;
     assert!(!seen.contains("not-interrupted"), "sleep was not interrupted: {seen:?}");
     // A Signal frame takes the other path: kill() to the foreground group.
     send(&pty, b"sleep 60\n").await;
-    until_a_job_holds_the_terminal(&pty).await;
+    until_the_terminal_is_held_by(&pty, Some("sleep")).await;
     pty.signal(rustix::process::Signal::INT).unwrap();
+    until_the_terminal_is_held_by(&pty, None).await;
     send(&pty, b"echo again-$((1+1))\n").await;
     expect(&pty, &mut seen, "again-2").await;
+}
+
+/// A runner started under `nohup` or as a shell's background job has SIGINT, SIGQUIT (and SIGHUP)
+/// ignored, and ignored signals survive `exec`: the program must still start with those at their
+/// default action, or Ctrl-C typed into the terminal would interrupt nothing.
+#[tokio::test]
+async fn the_program_gets_default_signal_actions_whatever_the_runner_ignores() {
+    let dir = tempfile::tempdir().unwrap();
+    let program = Program {
+        args: vec!["-c".into(), r#"echo "ignored=$(grep SigIgn /proc/$$/status | cut -f2)=""#.into()],
+        ..shell(dir.path())
+    };
+    let ignored = [libc::SIGINT, libc::SIGQUIT, libc::SIGHUP];
+    #[allow(unsafe_code)]
+    // SAFETY: SIG_IGN installs no handler; the previous actions are put back right after the spawn.
+    let before: Vec<_> = ignored.iter().map(|&signal| unsafe { libc::signal(signal, libc::SIG_IGN) }).collect();
+    let spawned = Pty::spawn(&program);
+    for (&signal, &action) in ignored.iter().zip(&before) {
+        #[allow(unsafe_code)]
+        // SAFETY: restores the action read above (default, ignored, or the one installed before).
+        unsafe {
+            libc::signal(signal, action);
+        }
+    }
+    let (pty, _child) = spawned.unwrap();
+    // The line is `ignored=<SigIgn in hex>=`.
+    let mut out = String::new();
+    let mut buf = [0u8; 256];
+    let mask = loop {
+        if let Some(mask) = out.split_once("ignored=").and_then(|(_, rest)| rest.split_once('=')).map(|(m, _)| m) {
+            break u64::from_str_radix(mask.trim(), 16).unwrap();
+        }
+        let read = tokio::time::timeout(Duration::from_secs(10), pty.read(&mut buf)).await.unwrap().unwrap();
+        match read {
+            ReadResult::Data(n) => out.push_str(&String::from_utf8_lossy(&buf[..n])),
+            ReadResult::Closed => panic!("no mask in {out:?}"),
+        }
+    };
+    for signal in ignored {
+        assert_eq!(mask & (1 << (signal - 1)), 0, "signal {signal} is ignored in the program: {mask:#x}");
+    }
 }
 
 #[tokio::test]
