@@ -1,7 +1,7 @@
 //! A real pseudo-terminal with the session's program on its slave side: the program is a session leader
 //! with the PTY as its controlling terminal (so Ctrl-C typed as input interrupts its foreground job, as in
-//! any terminal), dies with the runner (parent-death signal), and is started with an explicit environment
-//! (the runner's own secrets never reach it).
+//! any terminal) and every signal at its default action, dies with the runner (parent-death signal), and
+//! is started with an explicit environment (the runner's own secrets never reach it).
 
 use rustix::fd::{AsFd, OwnedFd};
 use rustix::process::{Pid, Resource, Rlimit, Signal};
