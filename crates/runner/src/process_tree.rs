@@ -18,6 +18,8 @@ pub struct ProcStat {
     pub pgrp: i32,
     /// Session id.
     pub session: i32,
+    /// The foreground process group of its controlling terminal (`tpgid`; -1 without one).
+    pub terminal_foreground: i32,
     /// Start time in clock ticks since boot: with the pid, it names one process (pids are reused).
     pub start_time: u64,
 }
@@ -27,12 +29,13 @@ pub fn parse_stat(line: &str) -> Option<ProcStat> {
     let pid = line.split_once(' ')?.0.parse().ok()?;
     let rest = &line[line.rfind(')')? + 2..];
     let fields: Vec<&str> = rest.split_whitespace().collect();
-    // After the name: state(0) ppid(1) pgrp(2) session(3) ... starttime(19).
+    // After the name: state(0) ppid(1) pgrp(2) session(3) tty_nr(4) tpgid(5) ... starttime(19).
     Some(ProcStat {
         pid,
         ppid: fields.get(1)?.parse().ok()?,
         pgrp: fields.get(2)?.parse().ok()?,
         session: fields.get(3)?.parse().ok()?,
+        terminal_foreground: fields.get(5)?.parse().ok()?,
         start_time: fields.get(19)?.parse().ok()?,
     })
 }
@@ -98,7 +101,14 @@ mod tests {
                     18446744073709551615";
         assert_eq!(
             parse_stat(line),
-            Some(ProcStat { pid: 4242, ppid: 1, pgrp: 4242, session: 4242, start_time: 987654 })
+            Some(ProcStat {
+                pid: 4242,
+                ppid: 1,
+                pgrp: 4242,
+                session: 4242,
+                terminal_foreground: 4242,
+                start_time: 987654
+            })
         );
         assert_eq!(parse_stat("garbage"), None);
         let me = stat(std::process::id() as i32).unwrap();

@@ -38,16 +38,12 @@ async fn send(pty: &Pty, text: &[u8]) {
     }
 }
 
-/// The program that holds the terminal: the command name of its foreground process group's leader
-/// (`tpgid` in the shell's `/proc/<pid>/stat`), or `None` while the shell holds it itself.
+/// The program that holds the terminal: the command name of its foreground process group's leader,
+/// or `None` while the shell holds it itself.
 fn terminal_holder(pty: &Pty) -> Option<String> {
-    let shell = pty.pid().as_raw_nonzero().get();
-    let stat = std::fs::read_to_string(format!("/proc/{shell}/stat")).unwrap();
-    // After the command name: state, ppid, pgrp, session, tty_nr, tpgid.
-    let fields: Vec<i32> =
-        stat.rsplit_once(')').unwrap().1.split_whitespace().skip(1).take(5).map(|f| f.parse().unwrap()).collect();
-    let (group, foreground) = (fields[1], fields[4]);
-    (foreground > 0 && foreground != group)
+    let shell = process_tree::stat(pty.pid().as_raw_nonzero().get()).expect("the shell is running");
+    let foreground = shell.terminal_foreground;
+    (foreground > 0 && foreground != shell.pgrp)
         .then(|| std::fs::read_to_string(format!("/proc/{foreground}/comm")).unwrap_or_default().trim().to_owned())
 }
 
