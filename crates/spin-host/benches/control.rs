@@ -21,8 +21,6 @@
 
 #![allow(missing_docs, clippy::print_stdout)]
 
-#[path = "control/client.rs"]
-mod client;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
@@ -35,6 +33,7 @@ use http_body_util::{BodyExt, Full};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use support::http1::{Client, Request};
 use support::pool::Mode;
 use support::stack::{Stack, INTERNAL_KEY};
 use wasmtime_wasi_http::io::TokioIo;
@@ -90,7 +89,7 @@ fn cpu_per(before: CpuReading, requests: usize) -> Option<(Duration, Duration)> 
 }
 
 /// A request to send and the status it must get.
-type MakeRequest = Arc<dyn Fn(usize) -> (client::Request, u16) + Send + Sync>;
+type MakeRequest = Arc<dyn Fn(usize) -> (Request, u16) + Send + Sync>;
 
 /// Sends `total` requests over `concurrency` connections; answers figures and the responses' headers.
 async fn load(
@@ -107,7 +106,7 @@ async fn load(
         .map(|_| {
             let (url, next, make, name) = (url.to_owned(), next.clone(), make.clone(), name.to_owned());
             tokio::spawn(async move {
-                let mut client = client::Client::connect(&url).await.unwrap();
+                let mut client = Client::connect(&url).await.unwrap();
                 let mut out = Vec::new();
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
@@ -236,10 +235,6 @@ async fn native_endpoint(db_url: &str) -> String {
     url
 }
 
-fn request(method: &str, path: &str, bearer: &str, body: String) -> client::Request {
-    client::Request::new(method, path, bearer, &body)
-}
-
 /// Mean of the `name` entry's duration per count in `Server-Timing`, in milliseconds.
 fn server_timing(headers: &[http::HeaderMap], name: &str) -> (f64, f64) {
     let (mut total_ms, mut count) = (0.0, 0.0);
@@ -276,16 +271,16 @@ async fn run() {
     let mut rows = Vec::new();
 
     // Warm up every component (compile cache, connection pool).
-    let warm: MakeRequest = Arc::new(|_| (request("PUT", "/api/sessions", "", String::new()), 405));
+    let warm: MakeRequest = Arc::new(|_| (Request::new("PUT", "/api/sessions", "", ""), 405));
     load("warm-up", &url, 2, 50, warm).await;
 
-    let baseline: MakeRequest = Arc::new(|_| (request("PUT", "/api/sessions", "", String::new()), 405));
+    let baseline: MakeRequest = Arc::new(|_| (Request::new("PUT", "/api/sessions", "", ""), 405));
     rows.push(load("component request (405), baseline", &url, 8, n(2000), baseline).await.0);
 
     let exp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() + 600;
     let jti: MakeRequest = Arc::new(move |i| {
         let body = format!(r#"{{"jti":"bench-{i}-{exp}","expires_at":{exp}}}"#);
-        (request("POST", "/internal/jti/consume", INTERNAL_KEY, body), 200)
+        (Request::new("POST", "/internal/jti/consume", INTERNAL_KEY, &body), 200)
     });
     if wanted("jti") {
         rows.push(load("jti consume", &url, 16, n(5000), jti).await.0);
@@ -294,7 +289,7 @@ async fn run() {
         let exp2 = exp + 1;
         let jti: MakeRequest = Arc::new(move |i| {
             let body = format!(r#"{{"jti":"native-http-{i}-{exp2}","expires_at":{exp2}}}"#);
-            (request("POST", "/internal/jti/consume", INTERNAL_KEY, body), 200)
+            (Request::new("POST", "/internal/jti/consume", INTERNAL_KEY, &body), 200)
         });
         rows.push(load("jti consume, native endpoint", &native, 16, n(5000), jti).await.0);
     }
@@ -397,7 +392,7 @@ async fn mints(
     let url = stack.host.url.clone();
     let users: Arc<Vec<String>> = Arc::new((0..64).map(|i| stack.id_token(&format!("bench-{i}"))).collect());
     let u = users.clone();
-    let mint: MakeRequest = Arc::new(move |i| (request("POST", "/api/sessions", &u[i % u.len()], "{}".into()), 201));
+    let mint: MakeRequest = Arc::new(move |i| (Request::new("POST", "/api/sessions", &u[i % u.len()], "{}"), 201));
     // Warm up: compile cache, connections, the identity provider's keys.
     load("warm-up mint", &url, 2, 20, mint.clone()).await;
     // One at a time first: the component's own timings without waiting for the CPU.

@@ -224,12 +224,7 @@ async fn a_mint_whose_client_hangs_up_still_finishes() {
     let alice = stack.id_token("alice");
     let body = r#"{"region_hint":"near"}"#;
     let mut client = tokio::net::TcpStream::connect(stack.host.addr).await.unwrap();
-    let head = format!(
-        "POST /api/sessions HTTP/1.1\r\nhost: 127.0.0.1\r\nauthorization: Bearer {alice}\r\n\
-         content-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    client.write_all(head.as_bytes()).await.unwrap();
+    client.write_all(support::http1::Request::new("POST", "/api/sessions", &alice, body).bytes()).await.unwrap();
     // Gone while the function waits for the hung region (it gives up on it after 500 ms).
     while near.pool.started().is_empty() {
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;

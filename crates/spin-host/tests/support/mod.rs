@@ -1,7 +1,9 @@
 //! Shared by the host's integration tests: the repository's paths, the built components, test keys, a
-//! host serving on a loopback port (stopped on drop), and a small HTTP client.
+//! host serving on a loopback port (stopped on drop), a small HTTP client on hyper, and a lean one that
+//! writes prepared bytes ([`http1`]).
 #![allow(dead_code, unreachable_pub)]
 
+pub mod http1;
 pub mod pool;
 pub mod stack;
 

@@ -1,4 +1,5 @@
-//! The load generator's HTTP/1.1 client: one kept-alive connection, one request at a time, each
+//! A lean HTTP/1.1 client (the control bench's load generator, and tests that need the raw bytes of a
+//! request): one kept-alive connection, one request at a time, each
 //! request written in one piece from bytes made before the clock starts, the response head parsed with
 //! `httparse` and its body read by `content-length` or chunked. The generator shares the machine's
 //! two cores with what it measures, so it should cost as little as it can: hyper's client runs each
@@ -23,6 +24,11 @@ impl Request {
             )
             .into_bytes(),
         )
+    }
+
+    /// The request as it goes on the wire.
+    pub(crate) fn bytes(&self) -> &[u8] {
+        &self.0
     }
 }
 
@@ -55,7 +61,7 @@ impl Client {
 
     /// Sends `request` and reads its response.
     pub(crate) async fn send(&mut self, request: &Request) -> io::Result<Response> {
-        self.stream.write_all(&request.0).await?;
+        self.stream.write_all(request.bytes()).await?;
         let (status, headers, head_len) = loop {
             let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
             let mut parsed = httparse::Response::new(&mut slots);
