@@ -63,12 +63,13 @@ impl Incoming {
 
 /// Answers with `status` and the JSON `body`, or with the failure's JSON error.
 pub fn respond(out: ResponseOutparam, reply: Result<(u16, Vec<u8>), Failure>) {
-    let (status, headers, body) = match reply {
-        Ok((status, body)) => (status, JSON_HEADERS.map(|(name, value)| (name, value.to_owned())).to_vec(), body),
-        Err(failure) => (failure.status, failure.headers(), failure.body()),
+    let field = |(name, value): (&str, String)| (name.to_owned(), value.into_bytes());
+    let (status, headers, body): (u16, Vec<_>, _) = match reply {
+        Ok((status, body)) => {
+            (status, JSON_HEADERS.map(|(name, value)| field((name, value.to_owned()))).to_vec(), body)
+        }
+        Err(failure) => (failure.status, failure.headers().into_iter().map(field).collect(), failure.body()),
     };
-    let headers: Vec<(String, Vec<u8>)> =
-        headers.into_iter().map(|(name, value)| (name.to_owned(), value.into_bytes())).collect();
     let fields = Fields::from_list(&headers).unwrap_or_else(|_| Fields::new());
     let response = OutgoingResponse::new(fields);
     // Our statuses are all valid; the guard keeps a bad one from going out as 200.
