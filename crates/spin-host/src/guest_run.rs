@@ -13,6 +13,7 @@ use http_body_util::BodyExt;
 use hyper::body::{Body, Frame, SizeHint};
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use tokio::sync::oneshot;
 use wasmtime_wasi_http::p2::bindings::http::types::ErrorCode;
@@ -27,15 +28,15 @@ pub(crate) type ResponseReceiver = oneshot::Receiver<Result<hyper::Response<Hype
 /// A guest that may still be running.
 pub(crate) struct Running {
     guest: Option<GuestFuture>,
-    /// The component's id, for the log.
-    component: String,
+    /// The component's id, for the log (shared with the loaded component: no copy per request).
+    component: Arc<str>,
     /// How the guest failed, if it did.
     failure: Option<anyhow::Error>,
 }
 
 impl Running {
-    pub(crate) fn new(component: &str, guest: GuestFuture) -> Running {
-        Running { guest: Some(guest), component: component.to_owned(), failure: None }
+    pub(crate) fn new(component: Arc<str>, guest: GuestFuture) -> Running {
+        Running { guest: Some(guest), component, failure: None }
     }
 
     /// Lets the guest run until it waits; ready once it has returned.
@@ -82,7 +83,7 @@ impl Drop for Running {
         let Some(guest) = self.guest.take() else { return };
         // No runtime means the host is going away with the process; the guest goes with it.
         let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
-        let component = std::mem::take(&mut self.component);
+        let component = self.component.clone();
         runtime.spawn(async move {
             if let Err(e) = guest.await {
                 eprintln!("edgeshell-spin-host: component {component} failed after its client left: {e:#}");

@@ -159,6 +159,8 @@ pub struct HostConfig {
 }
 
 struct Loaded {
+    /// The component's id in the manifest.
+    id: Arc<str>,
     pre: ProxyPre<RequestState>,
     variables: ComponentVariables,
     allowlist: Arc<Allowlist>,
@@ -245,7 +247,7 @@ impl Host {
             let allowlist =
                 Arc::new(Allowlist::new(&resolved.allowed_outbound_hosts).map_err(|e| anyhow!("component {id}: {e}"))?);
             let variables = resolved.variables;
-            components.insert(id.clone(), Loaded { pre, variables, allowlist });
+            components.insert(id.clone(), Loaded { id: id.as_str().into(), pre, variables, allowlist });
         }
         Ok(Host { engine, manifest, components, pg_pool: Arc::new(PgPool::default()) })
     }
@@ -285,7 +287,7 @@ impl Host {
         let Some(loaded) = self.components.get(&route.component) else {
             return error_response(500, "internal_error", "route names a component that did not load");
         };
-        match self.call(&route.component, loaded, req).await {
+        match self.call(loaded, req).await {
             Ok(response) => response,
             Err(e) if e.chain().any(|c| c.is::<wasmtime::PoolConcurrencyLimitError>()) => {
                 let mut response = error_response(503, "overloaded", "too many requests in flight; retry shortly");
@@ -323,12 +325,7 @@ impl Host {
         Ok(())
     }
 
-    async fn call(
-        &self,
-        component: &str,
-        loaded: &Loaded,
-        req: hyper::Request<Incoming>,
-    ) -> Result<hyper::Response<HyperOutgoingBody>> {
+    async fn call(&self, loaded: &Loaded, req: hyper::Request<Incoming>) -> Result<hyper::Response<HyperOutgoingBody>> {
         let mut store = self.new_store(loaded);
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let req = store.data_mut().http().new_incoming_request(Scheme::Http, req)?;
@@ -339,7 +336,7 @@ impl Host {
             proxy.wasi_http_incoming_handler().call_handle(&mut store, req, out).await?;
             Ok(())
         });
-        Running::new(component, guest).response(receiver).await
+        Running::new(loaded.id.clone(), guest).response(receiver).await
     }
 }
 
