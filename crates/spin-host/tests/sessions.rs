@@ -322,6 +322,33 @@ async fn a_full_host_answers_503_instead_of_queueing() {
     assert_eq!(support::request(&stack.host.url, "GET", "/api/regions").await.0, 200, "the slots are free again");
 }
 
+/// A session the edge ends while its runner is still starting stays ended: the mint answers 409, stops
+/// the runner it started and leaves no session behind, and no start is audited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_ended_while_its_runner_starts_stays_ended() {
+    let stack = Stack::start("SPIN_VARIABLE_POOL_TIMEOUT_MS=5000\n").await;
+    let eu = stack.add_pool("eu", Mode::Slow(std::time::Duration::from_millis(500))).await;
+    let alice = stack.id_token("alice");
+    let end_it = async {
+        while eu.pool.started().is_empty() {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        let id = eu.pool.started()[0].clone();
+        let lost = serde_json::json!({ "reason": "runner_lost" });
+        let (status, ended) =
+            stack.call("POST", &format!("/internal/sessions/{id}/ended"), support::stack::INTERNAL_KEY, lost).await;
+        assert_eq!((status, ended["changed"].as_bool()), (200, Some(true)), "{ended}");
+        id
+    };
+    let ((status, e), id) = tokio::join!(stack.mint(&alice, serde_json::json!({})), end_it);
+    assert_eq!((status, e["error"]["code"].as_str()), (409, Some("session_ended")), "{e}");
+    assert_eq!(eu.pool.stopped(), vec![id.clone()], "the runner it started is stopped");
+    assert!(stack.sessions().await.is_empty(), "no session left: {:?}", stack.sessions().await);
+    let audit = stack.db.query("SELECT action FROM audit_log WHERE session_id = $1", &[&id.as_str()]).await.unwrap();
+    let actions: Vec<String> = audit.iter().map(|r| r.get(0)).collect();
+    assert_eq!(actions, ["session.ended"], "the start is not audited");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_edge_reports_ended_sessions_once_and_only_with_the_internal_key() {
     let stack = Stack::start("").await;

@@ -22,6 +22,8 @@ pub enum Mode {
     Refuse,
     /// Never answers (a hung pool).
     Hang,
+    /// Starts the runner after this long (a slow start that still makes the pool timeout).
+    Slow(std::time::Duration),
     /// Starts a real process (`true`) per runner and answers when it has run: the floor of the local
     /// backend's start cost, for benchmarks.
     Spawn,
@@ -145,6 +147,11 @@ async fn handle(state: &State, req: hyper::Request<hyper::body::Incoming>) -> hy
             state.log.lock().unwrap().starts.push(start);
             let mode = *state.mode.lock().unwrap();
             match mode {
+                Mode::Slow(after) => {
+                    tokio::time::sleep(after).await;
+                    let started = Started { session_id: sid, runner: "test-runner".into() };
+                    reply(201, serde_json::to_string(&started).unwrap())
+                }
                 Mode::Accept => {
                     let started = Started { session_id: sid, runner: "test-runner".into() };
                     reply(201, serde_json::to_string(&started).unwrap())
