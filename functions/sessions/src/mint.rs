@@ -226,23 +226,22 @@ fn place(
     }
 }
 
-/// Marks the session running and audits the start (the audit row may lag a crash by a moment:
-/// `synchronous_commit` is off for this transaction only).
+/// Marks the session running and audits the start. One statement is atomic on its own: one round trip,
+/// and no connection held for a transaction where the host shares connections. The audit row is
+/// committed durably before the mint answers. A session that ended while its runner was starting
+/// stays ended (`session_ended`).
 fn record(db: &Db, owner: &Subject, sid: &SessionId, region: &RegionId) -> Result<(), Failure> {
-    db.transaction(|tx| {
-        tx.execute("SET LOCAL synchronous_commit = off", &[])?;
-        let updated = tx.execute(
-            "UPDATE sessions SET state = 'running', region = $2 WHERE id = $1 AND state = 'starting'",
-            &[text(sid.as_str()), text(region.as_str())],
-        )?;
-        if updated != 1 {
-            return Err(Failure::new(409, "session_ended", "the session ended while it was starting"));
-        }
-        let detail = serde_json::json!({ "region": region }).to_string();
-        tx.execute(
-            "INSERT INTO audit_log (actor, action, session_id, detail) VALUES ($1, 'session.start', $2, ($3::text)::jsonb)",
-            &[text(owner.as_str()), text(sid.as_str()), text(detail)],
-        )?;
-        Ok(())
-    })
+    let detail = serde_json::json!({ "region": region }).to_string();
+    let audited = db.execute(
+        "WITH started AS (
+             UPDATE sessions SET state = 'running', region = $2 WHERE id = $1 AND state = 'starting' RETURNING id
+         )
+         INSERT INTO audit_log (actor, action, session_id, detail)
+         SELECT $3, 'session.start', id, ($4::text)::jsonb FROM started",
+        &[text(sid.as_str()), text(region.as_str()), text(owner.as_str()), text(detail)],
+    )?;
+    if audited != 1 {
+        return Err(Failure::new(409, "session_ended", "the session ended while it was starting"));
+    }
+    Ok(())
 }
