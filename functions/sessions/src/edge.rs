@@ -33,21 +33,17 @@ pub(crate) fn ended(req: &Request, id: &str) -> Reply {
         if input.detail.is_empty() { input.reason.clone() } else { format!("{}: {}", input.reason, input.detail) };
     let reason: String = reason.chars().take(200).collect();
     let db = Db::open()?;
-    let changed = db.transaction(|tx| {
-        tx.execute("SET LOCAL synchronous_commit = off", &[])?;
-        let row = tx.query_opt(
-            "UPDATE sessions SET state = 'ended', ended_at = now(), end_reason = $2
-             WHERE id = $1 AND state <> 'ended' RETURNING owner",
-            &[text(sid.as_str()), text(reason.as_str())],
-        )?;
-        if row.is_some() {
-            let detail = serde_json::json!({ "reason": reason }).to_string();
-            tx.execute(
-                "INSERT INTO audit_log (actor, action, session_id, detail) VALUES ('edge', 'session.ended', $1, ($2::text)::jsonb)",
-                &[text(sid.as_str()), text(detail)],
-            )?;
-        }
-        Ok(row.is_some())
-    })?;
+    let detail = serde_json::json!({ "reason": reason }).to_string();
+    // One statement: the end and its audit row are atomic, and the row is durable when this answers.
+    let audited = db.execute(
+        "WITH ended AS (
+             UPDATE sessions SET state = 'ended', ended_at = now(), end_reason = $2
+             WHERE id = $1 AND state <> 'ended' RETURNING id
+         )
+         INSERT INTO audit_log (actor, action, session_id, detail)
+         SELECT 'edge', 'session.ended', id, ($3::text)::jsonb FROM ended",
+        &[text(sid.as_str()), text(reason.as_str()), text(detail)],
+    )?;
+    let changed = audited == 1;
     json(200, &serde_json::json!({ "session_id": sid, "state": "ended", "changed": changed }))
 }

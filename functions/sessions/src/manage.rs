@@ -111,21 +111,17 @@ pub(crate) fn end(req: &Request, id: &str) -> Reply {
     let signing = Signing::load()?;
     let db = Db::open()?;
     let user = authenticate(req, &db)?;
-    let ended = db.transaction(|tx| {
-        tx.execute("SET LOCAL synchronous_commit = off", &[])?;
-        let row = tx.query_opt(
-            "UPDATE sessions SET state = 'ended', ended_at = now(), end_reason = 'ended by its owner'
-             WHERE id = $1 AND owner = $2 AND state <> 'ended' RETURNING region",
-            &[text(sid.as_str()), text(user.subject.as_str())],
-        )?;
-        if row.is_some() {
-            tx.execute(
-                "INSERT INTO audit_log (actor, action, session_id) VALUES ($1, 'session.end', $2)",
-                &[text(user.subject.as_str()), text(sid.as_str())],
-            )?;
-        }
-        Ok(row)
-    })?;
+    // One statement: the end and its audit row are atomic, and the row is durable when this answers.
+    let ended = db.query_opt(
+        "WITH ended AS (
+             UPDATE sessions SET state = 'ended', ended_at = now(), end_reason = 'ended by its owner'
+             WHERE id = $1 AND owner = $2 AND state <> 'ended' RETURNING region
+         ), audited AS (
+             INSERT INTO audit_log (actor, action, session_id) SELECT $2, 'session.end', $1 FROM ended
+         )
+         SELECT region FROM ended",
+        &[text(sid.as_str()), text(user.subject.as_str())],
+    )?;
     let Some(row) = ended else {
         // Already ended, or not the caller's.
         db.query_opt(
