@@ -94,10 +94,12 @@ async fn mint_round_trip_and_session_routes() {
     assert_eq!(eu.pool.stopped(), vec![sid.clone()]);
     assert_eq!(stack.call("DELETE", &path, &alice, serde_json::Value::Null).await.0, 200);
     assert_eq!(stack.call("POST", &format!("{path}/token"), &alice, serde_json::Value::Null).await.0, 404);
-    let audit =
-        stack.db.query("SELECT action FROM audit_log WHERE session_id = $1 ORDER BY id", &[&sid.as_str()]).await;
-    let actions: Vec<String> = audit.unwrap().iter().map(|r| r.get(0)).collect();
-    assert_eq!(actions, ["session.start", "session.end"]);
+    let audit = stack
+        .db
+        .query("SELECT action, detail->>'region' FROM audit_log WHERE session_id = $1 ORDER BY id", &[&sid.as_str()])
+        .await;
+    let actions: Vec<(String, Option<String>)> = audit.unwrap().iter().map(|r| (r.get(0), r.get(1))).collect();
+    assert_eq!(actions, [("session.start".into(), Some("eu".into())), ("session.end".into(), None)]);
 
     // Errors are JSON with stable codes.
     let (status, e) = stack.call("PUT", "/api/sessions", &alice, serde_json::Value::Null).await;
@@ -344,9 +346,10 @@ async fn a_session_ended_while_its_runner_starts_stays_ended() {
     assert_eq!((status, e["error"]["code"].as_str()), (409, Some("session_ended")), "{e}");
     assert_eq!(eu.pool.stopped(), vec![id.clone()], "the runner it started is stopped");
     assert!(stack.sessions().await.is_empty(), "no session left: {:?}", stack.sessions().await);
-    let audit = stack.db.query("SELECT action FROM audit_log WHERE session_id = $1", &[&id.as_str()]).await.unwrap();
-    let actions: Vec<String> = audit.iter().map(|r| r.get(0)).collect();
-    assert_eq!(actions, ["session.ended"], "the start is not audited");
+    let sql = "SELECT action, detail->>'reason' FROM audit_log WHERE session_id = $1";
+    let audit = stack.db.query(sql, &[&id.as_str()]).await.unwrap();
+    let actions: Vec<(String, String)> = audit.iter().map(|r| (r.get(0), r.get(1))).collect();
+    assert_eq!(actions, [("session.ended".into(), "runner_lost".into())], "the start is not audited");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
