@@ -33,7 +33,6 @@ pub(crate) fn ended(req: &Request, id: &str) -> Reply {
         if input.detail.is_empty() { input.reason.clone() } else { format!("{}: {}", input.reason, input.detail) };
     let reason: String = reason.chars().take(200).collect();
     let db = Db::open()?;
-    let detail = serde_json::json!({ "reason": reason }).to_string();
     // One statement: the end and its audit row are atomic, and the row is durable when this answers.
     let audited = db.execute(
         "WITH ended AS (
@@ -41,8 +40,8 @@ pub(crate) fn ended(req: &Request, id: &str) -> Reply {
              WHERE id = $1 AND state <> 'ended' RETURNING id
          )
          INSERT INTO audit_log (actor, action, session_id, detail)
-         SELECT 'edge', 'session.ended', id, ($3::text)::jsonb FROM ended",
-        &[text(sid.as_str()), text(reason.as_str()), text(detail)],
+         SELECT 'edge', 'session.ended', id, jsonb_build_object('reason', $2::text) FROM ended",
+        &[text(sid.as_str()), text(reason.as_str())],
     )?;
     let changed = audited == 1;
     json(200, &serde_json::json!({ "session_id": sid, "state": "ended", "changed": changed }))

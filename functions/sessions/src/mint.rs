@@ -231,14 +231,13 @@ fn place(
 /// committed durably before the mint answers. A session that ended while its runner was starting
 /// stays ended (`session_ended`).
 fn record(db: &Db, owner: &Subject, sid: &SessionId, region: &RegionId) -> Result<(), Failure> {
-    let detail = serde_json::json!({ "region": region }).to_string();
     let audited = db.execute(
         "WITH started AS (
              UPDATE sessions SET state = 'running', region = $2 WHERE id = $1 AND state = 'starting' RETURNING id
          )
          INSERT INTO audit_log (actor, action, session_id, detail)
-         SELECT $3, 'session.start', id, ($4::text)::jsonb FROM started",
-        &[text(sid.as_str()), text(region.as_str()), text(owner.as_str()), text(detail)],
+         SELECT $3, 'session.start', id, jsonb_build_object('region', $2::text) FROM started",
+        &[text(sid.as_str()), text(region.as_str()), text(owner.as_str())],
     )?;
     if audited != 1 {
         return Err(Failure::new(409, "session_ended", "the session ended while it was starting"));
