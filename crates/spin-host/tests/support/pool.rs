@@ -146,21 +146,20 @@ async fn handle(state: &State, req: hyper::Request<hyper::body::Incoming>) -> hy
             let sid = start.session_id.clone();
             state.log.lock().unwrap().starts.push(start);
             let mode = *state.mode.lock().unwrap();
+            let started = |runner: &str| {
+                let started = Started { session_id: sid.clone(), runner: runner.into() };
+                reply(201, serde_json::to_string(&started).unwrap())
+            };
             match mode {
+                Mode::Accept => started("test-runner"),
                 Mode::Slow(after) => {
                     tokio::time::sleep(after).await;
-                    let started = Started { session_id: sid, runner: "test-runner".into() };
-                    reply(201, serde_json::to_string(&started).unwrap())
-                }
-                Mode::Accept => {
-                    let started = Started { session_id: sid, runner: "test-runner".into() };
-                    reply(201, serde_json::to_string(&started).unwrap())
+                    started("test-runner")
                 }
                 Mode::Spawn => {
                     let status = tokio::process::Command::new("true").status().await.unwrap();
                     assert!(status.success());
-                    let started = Started { session_id: sid, runner: "process".into() };
-                    reply(201, serde_json::to_string(&started).unwrap())
+                    started("process")
                 }
                 Mode::Refuse => reply(503, r#"{"error":{"code":"no_capacity","message":"full"}}"#.into()),
                 Mode::Hang => {
