@@ -381,8 +381,7 @@ async fn fast_pool(stack: &Stack) -> (support::stack::Pool, tokio::task::JoinHan
 
 /// Mints on `stack` (rows named with `suffix`): one at a time, 4 and 8 in flight with the runner start
 /// excluded (a pool that accepts at once), and 4 and 8 in flight with a pool that spawns a process per
-/// start. Answers the one-at-a-time
-/// `Server-Timing` breakdown.
+/// start. Answers the one-at-a-time `Server-Timing` breakdown.
 async fn mints(
     stack: &Stack,
     fast: &support::stack::Pool,
