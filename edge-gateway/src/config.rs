@@ -1,12 +1,13 @@
-//! The gateway's configuration, from the Worker's vars and secrets (documented in `wrangler.toml`).
-//! Every value is checked when read; a missing or malformed one is a clear error, never a default that
-//! silently lets tokens through.
+//! The gateway's configuration, from the Worker's vars and secrets: the core's catalogue of the edge's
+//! settings (`edgeshell_core::settings::EDGE`, listed in docs/configuration.md and `wrangler.toml`), read
+//! with the core's reader. Every value is checked when read; a missing or malformed one is a clear
+//! error, never a default that silently lets tokens through.
 
-use core::time::Duration;
 use edgeshell_core::ids::RegionId;
 use edgeshell_core::issue::EDGE_AUDIENCE;
 use edgeshell_core::placement::LocationHints;
 use edgeshell_core::room::RoomConfig;
+use edgeshell_core::settings::{Program, Reader, SettingsError};
 use edgeshell_core::tokens::{ValidationOptions, Validator};
 use worker::Env;
 
@@ -28,68 +29,44 @@ pub struct EdgeConfig {
 }
 
 /// A configuration value that is missing or malformed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError(pub String);
+pub type ConfigError = SettingsError;
 
-impl core::fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(f, "configuration: {}", self.0)
-    }
+/// A var, else a secret, of the Worker's environment.
+fn lookup(env: &Env, name: &str) -> Option<String> {
+    env.var(name).ok().map(|v| v.to_string()).or_else(|| env.secret(name).ok().map(|s| s.to_string()))
 }
 
-fn var(env: &Env, name: &str) -> Option<String> {
-    env.var(name).ok().map(|v| v.to_string()).filter(|v| !v.trim().is_empty())
-}
-
-fn required(env: &Env, name: &str) -> Result<String, ConfigError> {
-    var(env, name).ok_or_else(|| ConfigError(format!("{name} is not set")))
-}
-
-fn number(env: &Env, name: &str, default: u64) -> Result<u64, ConfigError> {
-    match var(env, name) {
-        None => Ok(default),
-        Some(v) => v.trim().parse().map_err(|_| ConfigError(format!("{name}={v:?} is not a whole number"))),
-    }
-}
-
-fn http_url(name: &str, value: String) -> Result<String, ConfigError> {
-    let parsed = worker::Url::parse(&value).map_err(|e| ConfigError(format!("{name}={value:?}: {e}")))?;
+fn http_url(settings: &Reader<'_>, name: &str) -> Result<String, ConfigError> {
+    let value = settings.required(name)?;
+    let parsed = worker::Url::parse(&value).map_err(|e| settings.invalid(name, format!("{value:?}: {e}")))?;
     match parsed.scheme() {
         "https" | "http" => Ok(value.trim_end_matches('/').to_owned()),
-        other => Err(ConfigError(format!("{name} must be an http(s) URL, not {other}:"))),
+        other => Err(settings.invalid(name, format!("must be an http(s) URL, not {other}:"))),
     }
 }
 
 impl EdgeConfig {
-    /// Reads and checks the configuration.
+    /// Reads and checks the configuration (the core's catalogue of the edge's settings).
     pub fn from_env(env: &Env) -> Result<EdgeConfig, ConfigError> {
-        let defaults = RoomConfig::default();
-        let secs = |name: &str, default: Duration| number(env, name, default.as_secs()).map(Duration::from_secs);
+        let get = |name: &str| lookup(env, name);
+        let settings = Reader::new(Program::Edge, &get);
         let room = RoomConfig {
-            runner_grace: Duration::from_millis(number(
-                env,
-                "ROOM_RUNNER_GRACE_MS",
-                defaults.runner_grace.as_millis() as u64,
-            )?),
-            join_timeout: secs("ROOM_JOIN_TIMEOUT_SECS", defaults.join_timeout)?,
-            resume_window: secs("ROOM_RESUME_WINDOW_SECS", defaults.resume_window)?,
-            idle_timeout: secs("ROOM_IDLE_TIMEOUT_SECS", defaults.idle_timeout)?,
-            max_duration: secs("ROOM_MAX_DURATION_SECS", defaults.max_duration)?,
-            ..defaults
+            runner_grace: settings.millis("ROOM_RUNNER_GRACE_MS")?,
+            join_timeout: settings.secs("ROOM_JOIN_TIMEOUT_SECS")?,
+            resume_window: settings.secs("ROOM_RESUME_WINDOW_SECS")?,
+            idle_timeout: settings.secs("ROOM_IDLE_TIMEOUT_SECS")?,
+            max_duration: settings.secs("ROOM_MAX_DURATION_SECS")?,
+            ..RoomConfig::DEFAULT
         };
-        let hibernation = match var(env, "ROOM_HIBERNATION").as_deref().map(str::trim) {
-            None | Some("on") => true,
-            Some("off") => false,
-            Some(other) => return Err(ConfigError(format!("ROOM_HIBERNATION={other:?} is neither on nor off"))),
-        };
+        let hints = settings.text("REGION_LOCATION_HINTS")?.unwrap_or_default();
         Ok(EdgeConfig {
-            token_issuer: required(env, "TOKEN_ISSUER")?,
-            jwks_url: http_url("JWKS_URL", required(env, "JWKS_URL")?)?,
-            control_url: http_url("CONTROL_URL", required(env, "CONTROL_URL")?)?,
-            location_hints: LocationHints::parse(&var(env, "REGION_LOCATION_HINTS").unwrap_or_default())
-                .map_err(|e| ConfigError(format!("REGION_LOCATION_HINTS: {e}")))?,
+            token_issuer: settings.required("TOKEN_ISSUER")?,
+            jwks_url: http_url(&settings, "JWKS_URL")?,
+            control_url: http_url(&settings, "CONTROL_URL")?,
+            location_hints: LocationHints::parse(&hints)
+                .map_err(|e| settings.invalid("REGION_LOCATION_HINTS", e.to_string()))?,
             room,
-            hibernation,
+            hibernation: settings.choice("ROOM_HIBERNATION", &["on", "off"])? == 0,
         })
     }
 
@@ -106,9 +83,12 @@ impl EdgeConfig {
 
 /// The bearer key of the control plane's internal routes (a secret).
 pub fn internal_key(env: &Env) -> Result<String, ConfigError> {
-    env.secret("INTERNAL_API_KEY")
-        .ok()
-        .map(|s| s.to_string())
-        .filter(|s| !s.is_empty())
-        .ok_or_else(|| ConfigError("the secret INTERNAL_API_KEY is not set".into()))
+    let get = |name: &str| lookup(env, name);
+    Reader::new(Program::Edge, &get).required("INTERNAL_API_KEY")
+}
+
+/// Reads other settings of the edge's catalogue (the page's sign-in) with the core's reader.
+pub fn read<T>(env: &Env, read: impl FnOnce(&Reader<'_>) -> Result<T, ConfigError>) -> Result<T, ConfigError> {
+    let get = |name: &str| lookup(env, name);
+    read(&Reader::new(Program::Edge, &get))
 }

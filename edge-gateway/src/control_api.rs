@@ -2,9 +2,8 @@
 //! (`/internal/*`, with the internal API key), whose JSON errors pass through with their code.
 
 use crate::config::{internal_key, EdgeConfig};
-use crate::http::Failure;
+use crate::http::{self, ApiError, ErrorCode};
 use futures_util::future::{select, Either};
-use serde::Deserialize;
 use std::time::Duration;
 use worker::{Delay, Env, Fetch, Headers, Request, RequestInit, Response};
 
@@ -12,8 +11,8 @@ use worker::{Delay, Env, Fetch, Headers, Request, RequestInit, Response};
 const INTERNAL_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Sends `request`, giving up after `timeout`; a failure or timeout is `503 control_unavailable`.
-pub async fn send(request: Request, timeout: Duration) -> Result<Response, Failure> {
-    let unavailable = |why: String| Failure::new(503, "control_unavailable", why);
+pub async fn send(request: Request, timeout: Duration) -> Result<Response, ApiError> {
+    let unavailable = |why: String| ApiError::new(ErrorCode::ControlUnavailable, why);
     let fetch = Fetch::Request(request);
     let sent = Box::pin(fetch.send());
     let answer = match select(sent, Box::pin(Delay::from(timeout))).await {
@@ -24,44 +23,35 @@ pub async fn send(request: Request, timeout: Duration) -> Result<Response, Failu
     answer
 }
 
-#[derive(Deserialize)]
-struct ControlError {
-    error: ControlErrorBody,
-}
-
-#[derive(Deserialize)]
-struct ControlErrorBody {
-    code: String,
-    message: String,
-}
-
 /// POSTs `body` to an internal route of the control plane and reads its JSON answer.
 pub async fn internal<T: serde::de::DeserializeOwned>(
     env: &Env,
     config: &EdgeConfig,
     path: &str,
     body: &serde_json::Value,
-) -> Result<T, Failure> {
-    let unavailable = |why: String| Failure::new(503, "control_unavailable", why);
-    let key = internal_key(env).map_err(|e| Failure::new(500, "misconfigured", e.to_string()))?;
+) -> Result<T, ApiError> {
+    let unavailable = |why: String| ApiError::new(ErrorCode::ControlUnavailable, why);
+    let key = internal_key(env).map_err(|e| ApiError::new(ErrorCode::Misconfigured, e.to_string()))?;
     let headers = Headers::new();
-    headers.set("authorization", &format!("Bearer {key}")).map_err(|e| Failure::internal(e.to_string()))?;
-    headers.set("content-type", "application/json").map_err(|e| Failure::internal(e.to_string()))?;
+    headers.set("authorization", &format!("Bearer {key}")).map_err(|e| http::internal(e.to_string()))?;
+    headers.set("content-type", "application/json").map_err(|e| http::internal(e.to_string()))?;
     let mut init = RequestInit::new();
     init.with_method(worker::Method::Post).with_headers(headers).with_body(Some(body.to_string().into()));
     let request = Request::new_with_init(&format!("{}{path}", config.control_url), &init)
-        .map_err(|e| Failure::internal(e.to_string()))?;
+        .map_err(|e| http::internal(e.to_string()))?;
     let mut response = send(request, INTERNAL_TIMEOUT).await?;
     let status = response.status_code();
     let text = response.text().await.map_err(|e| unavailable(e.to_string()))?;
     if (200..300).contains(&status) {
-        return serde_json::from_str(&text).map_err(|e| Failure::new(502, "bad_control_answer", e.to_string()));
+        return serde_json::from_str(&text).map_err(|e| ApiError::new(ErrorCode::BadControlAnswer, e.to_string()));
     }
-    match serde_json::from_str::<ControlError>(&text) {
+    match ApiError::from_body(text.as_bytes()) {
         _ if status == 401 => {
-            Err(Failure::new(500, "misconfigured", "the control plane refused the gateway's internal key"))
+            Err(ApiError::new(ErrorCode::Misconfigured, "the control plane refused the gateway's internal key"))
         }
-        Ok(ControlError { error }) if status < 500 => Err(Failure::new(status, error.code, error.message)),
+        // The control plane's refusal passes through: its code is a row of the same table.
+        Ok(refusal) if status < 500 => Err(refusal),
+        Err(e) if status < 500 => Err(ApiError::new(ErrorCode::BadControlAnswer, format!("HTTP {status}: {e}"))),
         _ => Err(unavailable(format!("the control plane answered HTTP {status}"))),
     }
 }

@@ -1,37 +1,19 @@
-//! Plain HTTP answers of the gateway: JSON errors in the control plane's shape,
-//! `{"error": {"code": "...", "message": "..."}}`, with a stable code.
+//! Plain HTTP answers of the gateway: every error is an [`ApiError`] of the core's one table
+//! (`edgeshell_core::api_error`), in its JSON shape, with `Retry-After` where its row allows a retry.
 
+pub use edgeshell_core::api_error::{ApiError, ErrorCode};
 use worker::{Response, Result};
 
-/// A request that failed, with its HTTP status and stable code.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Failure {
-    /// HTTP status.
-    pub status: u16,
-    /// Stable machine-readable code.
-    pub code: String,
-    /// What went wrong, for people.
-    pub message: String,
+/// A bug or platform failure on our side.
+pub fn internal(message: impl Into<String>) -> ApiError {
+    ApiError::new(ErrorCode::InternalError, message)
 }
 
-impl Failure {
-    /// A failure with this status, code and message.
-    pub fn new(status: u16, code: impl Into<String>, message: impl Into<String>) -> Failure {
-        Failure { status, code: code.into(), message: message.into() }
-    }
-
-    /// A bug or platform failure on our side.
-    pub fn internal(message: impl Into<String>) -> Failure {
-        Failure::new(500, "internal_error", message)
-    }
-}
-
-/// The JSON answer for a failure.
-pub fn error(failure: &Failure) -> Result<Response> {
-    let body = serde_json::json!({ "error": { "code": failure.code, "message": failure.message } });
-    let mut response = Response::from_json(&body)?.with_status(failure.status);
-    if failure.status == 503 {
-        response.headers_mut().set("retry-after", "1")?;
+/// The JSON answer for an error.
+pub fn error(error: &ApiError) -> Result<Response> {
+    let mut response = Response::from_bytes(error.body())?.with_status(error.status());
+    for (name, value) in error.headers() {
+        response.headers_mut().set(name, &value)?;
     }
     Ok(response)
 }

@@ -27,7 +27,7 @@ pub mod upgrade;
 pub mod verify_cost;
 pub mod webcrypto;
 
-use http::{error, Failure};
+use http::{error, ApiError, ErrorCode};
 use worker::{event, Context, Env, Request, Response, Result};
 
 /// Routes one request.
@@ -43,7 +43,7 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
     }
     if path.starts_with("/sessions/") {
         if !upgrade::is_websocket(&req) {
-            return error(&Failure::new(426, "upgrade_required", "session routes are WebSocket endpoints"));
+            return error(&ApiError::new(ErrorCode::UpgradeRequired, "session routes are WebSocket endpoints"));
         }
         return upgrade::serve(req, &env, &ctx).await;
     }
@@ -62,5 +62,5 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
     if path.starts_with("/artifacts/") {
         return artifacts::serve(req, &env, &ctx).await;
     }
-    error(&Failure::new(404, "not_found", format!("no route {path}")))
+    error(&ApiError::new(ErrorCode::NotFound, format!("no route {path}")))
 }

@@ -4,7 +4,7 @@
 //! stores nothing and is named so no session id can collide with it.
 
 use crate::config::EdgeConfig;
-use crate::http::{error, Failure};
+use crate::http::{error, ApiError, ErrorCode};
 use crate::room_link::ROOMS_BINDING;
 use edgeshell_core::ids::RegionId;
 use worker::{Env, Method, Request, RequestInit, Response, Result};
@@ -16,15 +16,15 @@ pub const PROBE_PATH: &str = "/probe";
 pub async fn serve(req: &Request, env: &Env) -> Result<Response> {
     let path = req.path();
     let Some(name) = path.strip_prefix("/probe/") else {
-        return error(&Failure::new(404, "not_found", "probe a region: /probe/{region}"));
+        return error(&ApiError::new(ErrorCode::NotFound, "probe a region: /probe/{region}"));
     };
     let region = match RegionId::new(name) {
         Ok(r) => r,
-        Err(e) => return error(&Failure::new(400, "bad_region", e.to_string())),
+        Err(e) => return error(&ApiError::new(ErrorCode::BadRegion, e.to_string())),
     };
     let config = match EdgeConfig::from_env(env) {
         Ok(c) => c,
-        Err(e) => return error(&Failure::new(500, "misconfigured", e.to_string())),
+        Err(e) => return error(&ApiError::new(ErrorCode::Misconfigured, e.to_string())),
     };
     let rooms = env.durable_object(ROOMS_BINDING)?;
     // Session ids never contain '/' (ids::SessionId), so this name is never a session's.

@@ -4,9 +4,10 @@
 //! control plane can live anywhere. Pool and internal routes are not reachable this way.
 //! `GET /client-config.json` tells the page how to sign in.
 
-use crate::config::EdgeConfig;
+use crate::config::{self, EdgeConfig};
 use crate::control_api;
-use crate::http::{error, Failure};
+use crate::http::{error, ApiError, ErrorCode};
+use edgeshell_core::settings::{Reader, SettingsError};
 use std::time::Duration;
 use worker::{Env, Headers, Method, Request, RequestInit, Response, Result};
 
@@ -26,7 +27,7 @@ pub fn is_public_api(path: &str) -> bool {
 pub async fn proxy(mut req: Request, env: &Env) -> Result<Response> {
     let config = match EdgeConfig::from_env(env) {
         Ok(c) => c,
-        Err(e) => return error(&Failure::new(500, "misconfigured", e.to_string())),
+        Err(e) => return error(&ApiError::new(ErrorCode::Misconfigured, e.to_string())),
     };
     let url = req.url()?;
     let mut target = format!("{}{}", config.control_url, url.path());
@@ -46,7 +47,7 @@ pub async fn proxy(mut req: Request, env: &Env) -> Result<Response> {
     if !matches!(method, Method::Get | Method::Head) {
         let body = req.bytes().await?;
         if body.len() > MAX_BODY {
-            return error(&Failure::new(413, "body_too_large", format!("at most {MAX_BODY} bytes")));
+            return error(&ApiError::new(ErrorCode::BodyTooLarge, format!("at most {MAX_BODY} bytes")));
         }
         init.with_body(Some(js_sys::Uint8Array::from(body.as_slice()).into()));
     }
@@ -72,38 +73,59 @@ pub async fn proxy(mut req: Request, env: &Env) -> Result<Response> {
 /// Firebase Authentication; otherwise `OIDC_AUTHORIZE_URL` and `OIDC_CLIENT_ID` select an OpenID
 /// Connect provider's implicit flow. Half a pair, or neither, is a configuration error.
 pub fn client_config(env: &Env) -> Result<Response> {
-    let var = |name: &str| env.var(name).ok().map(|v| v.to_string()).filter(|v| !v.trim().is_empty());
-    let misconfigured = |message: &str| error(&Failure::new(500, "misconfigured", message));
-    let firebase = match (var("FIREBASE_PROJECT_ID"), var("FIREBASE_API_KEY")) {
+    let body = match config::read(env, sign_in) {
+        Ok(body) => body,
+        Err(e) => return error(&ApiError::new(ErrorCode::Misconfigured, e.to_string())),
+    };
+    let mut response = Response::from_json(&body)?;
+    response.headers_mut().set("cache-control", "no-store")?;
+    Ok(response)
+}
+
+fn sign_in(settings: &Reader<'_>) -> core::result::Result<serde_json::Value, SettingsError> {
+    let firebase = match (settings.text("FIREBASE_PROJECT_ID")?, settings.text("FIREBASE_API_KEY")?) {
         (Some(project), Some(api_key)) => Some(serde_json::json!({
-            "auth_domain": var("FIREBASE_AUTH_DOMAIN").unwrap_or_else(|| format!("{project}.firebaseapp.com")),
+            "auth_domain": settings.text("FIREBASE_AUTH_DOMAIN")?.unwrap_or_else(|| format!("{project}.firebaseapp.com")),
             "project_id": project,
             "api_key": api_key,
         })),
         (None, None) => None,
-        _ => return misconfigured("FIREBASE_PROJECT_ID and FIREBASE_API_KEY are set together or not at all"),
+        _ => {
+            return Err(settings.invalid(
+                "FIREBASE_API_KEY",
+                "FIREBASE_PROJECT_ID and FIREBASE_API_KEY are set together or not at all",
+            ))
+        }
     };
-    let oidc = match (var("OIDC_AUTHORIZE_URL"), var("OIDC_CLIENT_ID")) {
+    let oidc = match (settings.text("OIDC_AUTHORIZE_URL")?, settings.text("OIDC_CLIENT_ID")?) {
         (Some(authorize_url), Some(client_id)) => Some(serde_json::json!({
             "authorize_url": authorize_url,
             "client_id": client_id,
-            "scope": var("OIDC_SCOPE").unwrap_or_else(|| "openid email profile".into()),
+            "scope": settings.required("OIDC_SCOPE")?,
         })),
         (None, None) => None,
-        _ => return misconfigured("OIDC_AUTHORIZE_URL and OIDC_CLIENT_ID are set together or not at all"),
+        _ => {
+            return Err(settings
+                .invalid("OIDC_CLIENT_ID", "OIDC_AUTHORIZE_URL and OIDC_CLIENT_ID are set together or not at all"))
+        }
     };
     if firebase.is_none() && oidc.is_none() {
-        return misconfigured("no sign-in is configured: set OIDC_AUTHORIZE_URL and OIDC_CLIENT_ID, or FIREBASE_*");
+        // No sign-in is configured.
+        return Err(SettingsError::Missing(
+            "OIDC_AUTHORIZE_URL and OIDC_CLIENT_ID (or FIREBASE_PROJECT_ID and FIREBASE_API_KEY)",
+        ));
     }
-    let provider = var("OIDC_PROVIDER_NAME").unwrap_or_else(|| "your identity provider".into());
-    let body = serde_json::json!({
+    let named = settings.text("OIDC_PROVIDER_NAME")?;
+    let provider_name = match (&firebase, named) {
+        (_, Some(name)) => name,
+        (Some(_), None) => "Google".to_owned(),
+        (None, None) => "your identity provider".to_owned(),
+    };
+    Ok(serde_json::json!({
         // Firebase, when configured, is what the page uses.
-        "firebase": firebase,
         "oidc": if firebase.is_some() { None } else { oidc },
-        "provider_name": if firebase.is_some() { var("OIDC_PROVIDER_NAME").unwrap_or_else(|| "Google".into()) } else { provider },
+        "firebase": firebase,
+        "provider_name": provider_name,
         "protocol": edgeshell_core::protocol::SUBPROTOCOL,
-    });
-    let mut response = Response::from_json(&body)?;
-    response.headers_mut().set("cache-control", "no-store")?;
-    Ok(response)
+    }))
 }

@@ -1,7 +1,8 @@
 //! The `SessionRoom` Durable Object: one per session (named by its id), hosting the core's `Room`. It
 //! turns the platform's callbacks (a connection handed over by the Worker, a message, a close, the
-//! alarm) into `Room::on_event`, writes the room's checkpoint when `Room::checkpoint_due` says so, and
-//! carries out the effects. Changes to who may connect are written before the event's effects leave
+//! alarm) into the room's `handle_event` and `handle_timeout`, writes the room's checkpoint when
+//! `Room::checkpoint_due` says so, carries out the effects, and keeps the object's alarm at the room's
+//! `poll_timeout` (moving it only when that answer changes, as each move is a storage write). Changes to who may connect are written before the event's effects leave
 //! (the runtime holds outgoing messages until the write is durable); output is written in batches, at
 //! most [`FLUSH_DELAY`] after it arrived or once [`FLUSH_BYTES`] are waiting, so a stream costs one
 //! write per batch instead of one per frame (the runner keeps what is not yet stored; see the core's
@@ -11,7 +12,7 @@
 //! costs nothing while its sockets stay open, text `ping` heartbeats are answered by the platform without
 //! waking the object, and after a wake the room is restored from its checkpoint and the sockets from
 //! their attachments. With `ROOM_HIBERNATION=off` the object accepts sockets itself and pumps their
-//! events (kept for the latency comparison in ARCHITECTURE.md).
+//! events (kept for the latency comparison in docs/decisions/0002).
 
 // `#[durable_object]` generates undocumented exported glue.
 #![allow(missing_docs)]
@@ -23,6 +24,7 @@ use crate::room_link::{self, Admission};
 use crate::room_store::{RoomStore, StoreError};
 use crate::upgrade;
 use crate::webcrypto::random;
+use edgeshell_core::machine::StateMachine;
 use edgeshell_core::protocol::{close_reason, CloseCode, Frame, UpgradeRefused, SUBPROTOCOL};
 use edgeshell_core::room::{CheckpointDue, ConnId, Effect, EndReason, Event, Room, StoredOutput};
 use edgeshell_core::time::Timestamp;
@@ -135,8 +137,9 @@ impl DurableObject for SessionRoom {
     }
 
     async fn alarm(&self) -> Result<Response> {
-        let mut events = self.host.heartbeats_seen();
-        events.push(Event::Alarm);
+        let mut events: Vec<Option<Event>> = self.host.heartbeats_seen().into_iter().map(Some).collect();
+        // `None`: the time alone, for the room's `handle_timeout`.
+        events.push(None);
         self.host.handle(events).await;
         Response::empty()
     }
@@ -205,7 +208,7 @@ impl Host {
             wasm_bindgen_futures::spawn_local(self.clone().pump(conn, server.clone()));
         }
         self.sockets.borrow_mut().insert(conn, server);
-        self.handle(vec![event]).await;
+        self.handle(vec![Some(event)]).await;
         let headers = Headers::new();
         headers.set("sec-websocket-protocol", SUBPROTOCOL).map_err(internal)?;
         Ok(Response::from_websocket(pair.client).map_err(internal)?.with_headers(headers))
@@ -240,12 +243,12 @@ impl Host {
             // Frames are binary; the room refuses anything else as a protocol error.
             WebSocketIncomingMessage::String(text) => Event::Message { conn, data: text.into_bytes() },
         };
-        self.handle(vec![event]).await;
+        self.handle(vec![Some(event)]).await;
     }
 
     async fn on_gone(self: &Rc<Self>, conn: ConnId) {
         if self.sockets.borrow_mut().remove(&conn).is_some() || self.room.borrow().is_some() {
-            self.handle(vec![Event::Disconnected { conn }]).await;
+            self.handle(vec![Some(Event::Disconnected { conn })]).await;
         }
     }
 
@@ -273,17 +276,23 @@ impl Host {
         sockets.get(&conn).cloned()
     }
 
-    /// Feeds events to the room, writing its checkpoint as due, and carries out the effects (which may
-    /// produce more events: a refresh token's verification).
-    async fn handle(self: &Rc<Self>, events: Vec<Event>) {
+    /// Feeds events (`None`: the time alone) to the room, writing its checkpoint as due, re-arms the
+    /// alarm when the room's answer moved, and carries out the effects (which may produce more events:
+    /// a refresh token's verification).
+    async fn handle(self: &Rc<Self>, events: Vec<Option<Event>>) {
         let mut queue = VecDeque::from(events);
         while let Some(event) = queue.pop_front() {
             let conn = match &event {
-                Event::Message { conn, .. } | Event::HeartbeatSeen { conn, .. } => Some(*conn),
+                Some(Event::Message { conn, .. } | Event::HeartbeatSeen { conn, .. }) => Some(*conn),
                 _ => None,
             };
             let effects = match self.step(event) {
-                Ok(Some(effects)) => effects,
+                Ok(Some((effects, alarm))) => {
+                    if let Some(at) = alarm {
+                        self.set_alarm(at).await;
+                    }
+                    effects
+                }
                 Ok(None) => {
                     // No room (forgotten, or never made): a stray socket is told so and closed.
                     if let Some(ws) = conn.and_then(|c| self.socket(c)) {
@@ -293,7 +302,19 @@ impl Host {
                 }
                 Err(e) => return self.storage_failed(&e),
             };
-            queue.extend(self.carry_out(effects).await);
+            queue.extend(self.carry_out(effects).await.into_iter().map(Some));
+        }
+    }
+
+    /// Moves the object's alarm (a storage write, so only when the room's answer changed).
+    async fn set_alarm(&self, at: Option<Timestamp>) {
+        let storage = self.state.storage();
+        let result = match at {
+            Some(at) => storage.set_alarm(alarm_time(at)).await,
+            None => storage.delete_alarm().await,
+        };
+        if let Err(e) = result {
+            log("room_alarm_failed", serde_json::json!({ "error": e.to_string() }));
         }
     }
 
@@ -308,15 +329,25 @@ impl Host {
         events
     }
 
-    /// One event through the room; its checkpoint is written now when due now (or when the batch is
-    /// full), else a batch write is scheduled.
-    fn step(self: &Rc<Self>, event: Event) -> std::result::Result<Option<Vec<Effect>>, StoreError> {
+    /// One event (or the time alone) through the room; its checkpoint is written now when due now (or
+    /// when the batch is full), else a batch write is scheduled. Also says where the alarm must move,
+    /// if it must.
+    #[allow(clippy::type_complexity)]
+    fn step(
+        self: &Rc<Self>,
+        event: Option<Event>,
+    ) -> std::result::Result<Option<(Vec<Effect>, Option<Option<Timestamp>>)>, StoreError> {
         if !self.ensure_loaded()? {
             return Ok(None);
         }
         let mut slot = self.room.borrow_mut();
         let Some(loaded) = slot.as_mut() else { return Ok(None) };
-        let mut effects = loaded.room.on_event(event, keys::now());
+        let alarm = loaded.room.poll_timeout();
+        let mut effects = match event {
+            Some(event) => loaded.room.handle_event(event, keys::now()),
+            None => loaded.room.handle_timeout(keys::now()),
+        };
+        let alarm = Some(loaded.room.poll_timeout()).filter(|now| *now != alarm);
         match loaded.room.checkpoint_due(&loaded.stored) {
             CheckpointDue::Nothing => {}
             CheckpointDue::Soon if loaded.room.output_end() - loaded.stored.end() < FLUSH_BYTES => {
@@ -326,7 +357,7 @@ impl Host {
             }
             CheckpointDue::Soon | CheckpointDue::Now => effects.extend(loaded.write()?),
         }
-        Ok(Some(effects))
+        Ok(Some((effects, alarm)))
     }
 
     /// Writes the batch after [`FLUSH_DELAY`] (a pending timer also keeps the object from hibernating
@@ -342,7 +373,7 @@ impl Host {
             Ok(effects) => {
                 let events = self.carry_out(effects).await;
                 if !events.is_empty() {
-                    self.handle(events).await;
+                    self.handle(events.into_iter().map(Some).collect()).await;
                 }
             }
             Err(e) => self.storage_failed(&e),
@@ -391,16 +422,6 @@ impl Host {
                     // Not judged: the seat keeps its current authorization and the client may retry.
                     Err(VerifyError::KeysUnavailable) => None,
                 };
-            }
-            Effect::SetAlarm(at) => {
-                let storage = self.state.storage();
-                let result = match at {
-                    Some(at) => storage.set_alarm(alarm_time(at)).await,
-                    None => storage.delete_alarm().await,
-                };
-                if let Err(e) = result {
-                    log("room_alarm_failed", serde_json::json!({ "error": e.to_string() }));
-                }
             }
             Effect::SessionEnded(reason) => {
                 let session = self.room.borrow().as_ref().map(|l| l.room.session().to_string())?;

@@ -6,7 +6,7 @@
 //! holder of the internal key can spend the isolate's CPU this way.
 
 use crate::config::{internal_key, EdgeConfig};
-use crate::http::{error, Failure};
+use crate::http::{error, ApiError, ErrorCode};
 use crate::keys;
 use edgeshell_core::ids::SessionId;
 use edgeshell_core::tokens::{Expectation, Scope};
@@ -36,22 +36,22 @@ pub async fn serve(mut req: Request, env: &Env, ctx: &Context) -> Result<Respons
     let presented = req.headers().get("authorization")?.unwrap_or_default();
     let presented = presented.strip_prefix("Bearer ").unwrap_or_default();
     if !bool::from(presented.as_bytes().ct_eq(expected.as_bytes())) {
-        return error(&Failure::new(401, "unauthorized", "missing or wrong internal API key"));
+        return error(&ApiError::new(ErrorCode::Unauthorized, "missing or wrong internal API key"));
     }
     let ask: Ask = match req.json().await {
         Ok(ask) => ask,
-        Err(e) => return error(&Failure::new(400, "bad_request", format!("expected {{token, session, n}}: {e}"))),
+        Err(e) => return error(&ApiError::new(ErrorCode::BadRequest, format!("expected {{token, session, n}}: {e}"))),
     };
     if !(1..=MAX_CHECKS).contains(&ask.n) {
-        return error(&Failure::new(400, "bad_request", format!("n must be 1..={MAX_CHECKS}")));
+        return error(&ApiError::new(ErrorCode::BadRequest, format!("n must be 1..={MAX_CHECKS}")));
     }
     let session = match SessionId::new(&ask.session) {
         Ok(s) => s,
-        Err(e) => return error(&Failure::new(400, "bad_request", e.to_string())),
+        Err(e) => return error(&ApiError::new(ErrorCode::BadRequest, e.to_string())),
     };
     let config = match EdgeConfig::from_env(env) {
         Ok(c) => c,
-        Err(e) => return error(&Failure::new(500, "misconfigured", e.to_string())),
+        Err(e) => return error(&ApiError::new(ErrorCode::Misconfigured, e.to_string())),
     };
     let expect = Expectation { scope: Scope::Attach, session: Some(&session) };
     let mut passed = 0u32;

@@ -7,15 +7,22 @@
 use crate::edge;
 use crate::run::{build_functions, cargo, functions_wasm_dir, root, Step};
 use anyhow::{Context, Result};
+use edgeshell_core::settings::{Program, Reader};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::Command;
 
 /// Builds what is missing and replaces this process with the dev stack.
 pub(crate) fn run() -> Result<()> {
+    // Before anything is built: a taken port would only be found after minutes of building.
+    let env = |name: &str| std::env::var(name).ok();
+    let port: u16 = Reader::new(Program::Dev, &env).number("EDGESHELL_DEV_PORT")?;
+    if std::net::TcpListener::bind(("127.0.0.1", port)).is_err() {
+        anyhow::bail!("port {port} is in use: stop what holds it, or set EDGESHELL_DEV_PORT to another port");
+    }
     let mut prerequisites = Command::new("bash");
     prerequisites.arg(root().join("scripts/prerequisites.sh"));
-    if std::env::var_os("DATABASE_URL").is_some() {
+    if Reader::new(Program::Dev, &env).text("DATABASE_URL")?.is_some() {
         prerequisites.arg("--no-postgres");
     }
     Step::new("prerequisites (rust targets, C toolchain, PostgreSQL, Node.js)", prerequisites).run()?;

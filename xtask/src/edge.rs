@@ -7,6 +7,7 @@
 //!   registry into `edge-gateway/node_modules`, at the versions `package-lock.json` pins;
 //! - worker-build is pointed at them with `WASM_BINDGEN_BIN`, `WASM_OPT_BIN` and `ESBUILD_BIN`.
 
+use crate::fresh::Stamp;
 use crate::run::{root, Step};
 use anyhow::{bail, Context, Result};
 use std::path::PathBuf;
@@ -83,8 +84,55 @@ pub(crate) fn tools() -> Result<Tools> {
     Ok(tools)
 }
 
-/// Builds the Worker into `edge-gateway/build` with worker-build.
+/// The inputs every gateway build shares: the core, the gateway's lock files, and the tools' versions.
+fn shared_inputs() -> Vec<PathBuf> {
+    let core = root().join("crates/core");
+    vec![
+        core.join("src"),
+        core.join("Cargo.toml"),
+        // The core's `workspace = true` dependencies.
+        root().join("Cargo.toml"),
+        gateway().join("Cargo.toml"),
+        gateway().join("Cargo.lock"),
+        gateway().join("package-lock.json"),
+    ]
+}
+
+/// The compiler's and the tools' versions: a new toolchain rebuilds.
+fn tool_versions() -> Result<String> {
+    let rustc = Command::new("rustc").arg("-V").output().context("running rustc -V")?;
+    Ok(format!(
+        "{} worker {} wasm-bindgen {}",
+        String::from_utf8_lossy(&rustc.stdout).trim(),
+        locked_version("worker")?,
+        locked_version("wasm-bindgen")?
+    ))
+}
+
+/// Builds the Worker into `edge-gateway/build` with worker-build, and the web client, each only when
+/// its inputs changed since it was last built.
 pub(crate) fn build(tools: &Tools) -> Result<()> {
+    let mut inputs = shared_inputs();
+    inputs.push(gateway().join("src"));
+    let stamp = Stamp::new(gateway().join("build/.stamp-worker"), &inputs, &tool_versions()?)?;
+    if stamp.is_fresh() && gateway().join("build/index.js").exists() {
+        eprintln!("==> edge gateway Worker: up to date");
+    } else {
+        worker_build(tools)?;
+        stamp.record()?;
+    }
+    let mut inputs = shared_inputs();
+    inputs.push(gateway().join("web"));
+    let stamp = Stamp::new(gateway().join("build/.stamp-web"), &inputs, &tool_versions()?)?;
+    if stamp.is_fresh() && gateway().join("web/dist/app.js").exists() {
+        eprintln!("==> web client: up to date");
+        return Ok(());
+    }
+    web_assets()?;
+    stamp.record()
+}
+
+fn worker_build(tools: &Tools) -> Result<()> {
     let bin = tools_root().join("bin");
     let modules = gateway().join("node_modules/.bin");
     let path = format!("{}:{}:{}", bin.display(), tools.node_bin.display(), std::env::var("PATH").unwrap_or_default());
@@ -95,8 +143,7 @@ pub(crate) fn build(tools: &Tools) -> Result<()> {
         .env("WASM_BINDGEN_BIN", bin.join("wasm-bindgen"))
         .env("WASM_OPT_BIN", modules.join("wasm-opt"))
         .env("ESBUILD_BIN", modules.join("esbuild"));
-    Step::new("edge gateway Worker (worker-build)", c).run()?;
-    web_assets()
+    Step::new("edge gateway Worker (worker-build)", c).run()
 }
 
 /// Builds the web client into `edge-gateway/web/dist` (wrangler.toml `[assets]`): its protocol engine

@@ -1,7 +1,10 @@
 //! Developer tasks, in the manner of rust-analyzer's xtask: `cargo xtask <task>`.
 //!
-//! - `test`: every test layer there is today (unit, vectors, property, integration, end to end, browser),
-//!   the wasm builds of the core, terraform's validation, and a short run of every fuzz target. The README's test command; `.ci/run` calls it.
+//! - `test`: the full gate, the README's test command (`.ci/run` calls it): builds what the heavy tests
+//!   need (the functions for wasm, the Worker, the web client), then every test layer, including the
+//!   tests a plain `cargo test` skips (`#[ignore = "needs ...: cargo xtask test"]`: PostgreSQL, the
+//!   built functions, `wrangler dev`, Chromium), the benches once in test mode, the wasm builds of the
+//!   core, terraform's validation, and a short run of every fuzz target.
 //! - `bench [group]`: the benchmarks (all, or one group), summarized as ratios against a baseline measured in the same run.
 //! - `dev`: the whole stack locally (Postgres, functions, dev issuer, two regions, `wrangler dev`).
 //! - `edge-build`: installs the edge gateway's tools if missing and builds the Worker.
@@ -13,6 +16,7 @@
 mod bench;
 mod dev;
 mod edge;
+mod fresh;
 mod run;
 
 use anyhow::{bail, Result};
@@ -39,11 +43,16 @@ fn test() -> Result<()> {
     run::build_functions().run()?;
     let edge_tools = edge::tools()?;
     edge::build(&edge_tools)?;
-    let mut tests = cargo(&["test", "--workspace", "--all-targets"]);
+    // Every test, the heavy ones a plain `cargo test` skips included.
+    let mut tests = cargo(&["test", "--workspace", "--lib", "--bins", "--tests", "--", "--include-ignored"]);
     tests.env("EDGESHELL_WASM_DIR", run::functions_wasm_dir());
     edge::test_env(&edge_tools, &mut tests);
+    let mut benches = cargo(&["test", "--workspace", "--benches"]);
+    benches.env("EDGESHELL_WASM_DIR", run::functions_wasm_dir());
+    edge::test_env(&edge_tools, &mut benches);
     let steps = [
-        Step::new("tests (unit, vectors, properties, integration)", tests),
+        Step::new("tests (unit, vectors, properties, integration, end to end, browser)", tests),
+        Step::new("benchmarks, once each in test mode", benches),
         Step::new("doc tests", cargo(&["test", "--workspace", "--doc"])),
         Step::new(
             "core for wasm32-unknown-unknown (the Worker)",

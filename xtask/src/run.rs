@@ -104,6 +104,8 @@ pub(crate) fn fuzz_smoke() -> Result<()> {
     if cargo(&["fuzz", "--version"]).output().map(|o| !o.status.success()).unwrap_or(true) {
         bail!("cargo-fuzz is missing: `cargo install cargo-fuzz --locked` (.ci/run does this)");
     }
-    let seconds = std::env::var("EDGESHELL_FUZZ_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(10);
+    let env = |name: &str| std::env::var(name).ok();
+    let seconds = edgeshell_core::settings::Reader::new(edgeshell_core::settings::Program::Dev, &env)
+        .number("EDGESHELL_FUZZ_SECONDS")?;
     fuzz(&FUZZ_TARGETS, seconds)
 }

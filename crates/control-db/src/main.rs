@@ -18,7 +18,9 @@ use std::time::Duration;
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let url = std::env::var("DATABASE_URL").context("DATABASE_URL is not set")?;
+    let env = |name: &str| std::env::var(name).ok();
+    let settings = edgeshell_core::settings::Reader::new(edgeshell_core::settings::Program::Dev, &env);
+    let url = settings.text("DATABASE_URL")?.context("DATABASE_URL is not set")?;
     let (mut client, connection) =
         tokio_postgres::connect(&url, tokio_postgres::NoTls).await.context("connecting to DATABASE_URL")?;
     tokio::spawn(async move {

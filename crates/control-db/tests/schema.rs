@@ -20,6 +20,7 @@ fn database(pg: &LocalPostgres, name: &str) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL: cargo xtask test"]
 async fn schema_migrations_jti_and_cleanup() {
     let pg = LocalPostgres::start().expect("a private PostgreSQL cluster starts");
 
@@ -117,6 +118,7 @@ async fn schema_migrations_jti_and_cleanup() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL: cargo xtask test"]
 async fn stop_and_restart_keep_the_url() {
     let mut pg = LocalPostgres::start().unwrap();
     let url = database(&pg, "restart");

@@ -1,6 +1,7 @@
-//! Artifacts (files a session's program produces): path rules, the limits from the brief, and download
-//! links — `artifact:get` tokens bound to one session, one path, one method and a short expiry, with a
-//! `kid` in the header and a one-time `jti` that the JTI store consumes on use.
+//! Artifacts (files a session's program produces): path rules, the limits
+//! (docs/requirements.md#r-limits), and download links — `artifact:get` tokens bound to one session,
+//! one path, one method and a short expiry, with a `kid` in the header and a one-time `jti` that the
+//! JTI store consumes on use.
 
 use crate::ids::{Jti, RegionId, SessionId, Subject};
 use crate::time::Timestamp;
@@ -92,7 +93,7 @@ impl fmt::Display for ArtifactPath {
     }
 }
 
-/// Limits on artifacts; defaults from the brief.
+/// Limits on artifacts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ArtifactLimits {
     /// Artifacts one session may store.
@@ -107,15 +108,20 @@ pub struct ArtifactLimits {
     pub link_ttl: Duration,
 }
 
+impl ArtifactLimits {
+    /// The defaults (docs/requirements.md#r-limits).
+    pub const DEFAULT: ArtifactLimits = ArtifactLimits {
+        max_per_session: 50,
+        max_bytes: 100 * 1024 * 1024,
+        max_user_bytes: 10 * 1024 * 1024 * 1024,
+        retention: Duration::from_secs(7 * 24 * 60 * 60),
+        link_ttl: Duration::from_secs(5 * 60),
+    };
+}
+
 impl Default for ArtifactLimits {
     fn default() -> Self {
-        ArtifactLimits {
-            max_per_session: 50,
-            max_bytes: 100 * 1024 * 1024,
-            max_user_bytes: 10 * 1024 * 1024 * 1024,
-            retention: Duration::from_secs(7 * 24 * 60 * 60),
-            link_ttl: Duration::from_secs(5 * 60),
-        }
+        ArtifactLimits::DEFAULT
     }
 }
 

@@ -1,29 +1,35 @@
-//! The browser's side of the session protocol, sans-io: which credential and URL the next connection
-//! uses, exactly-once terminal output across reconnects (overlap dropped, gaps reported), acks within the
-//! room's window, text heartbeats with their round-trip time, the in-band token refresh, what each close
-//! code means for the person at the terminal, and reconnect backoff with full jitter.
+//! The browser's side of the session protocol, as a [`StateMachine`]: which credential and URL each
+//! connection uses, exactly-once terminal output across reconnects (overlap dropped, gaps reported), acks
+//! within the room's window, text heartbeats with their round-trip time and the room's silence, the
+//! in-band token refresh, what each close code means for the person at the terminal, and the reconnect
+//! backoff with full jitter.
 //!
 //! The web client (`edge-gateway/web/client`, wasm) wraps it; the page only moves bytes between the
-//! WebSocket, xterm.js and this state machine, and passes the clock and random numbers in.
+//! WebSocket, xterm.js and this machine, runs the one timer [`StateMachine::poll_timeout`] asks for,
+//! and passes the clock and a random seed in.
 
+use crate::machine::{earliest, Backoff, Jitter, StateMachine};
 use crate::protocol::{CloseCode, Credential, ExitStatus, Frame, FrameError, NextStep, Role, MAX_DATA_BYTES};
+use crate::time::Timestamp;
+use core::time::Duration;
 
 /// The text a browser sends as a heartbeat; the room's platform answers [`PONG`] without waking it.
 pub const PING: &str = "ping";
 /// The heartbeat answer.
 pub const PONG: &str = "pong";
-/// The first reconnect delay's upper bound, in milliseconds.
-pub const BACKOFF_BASE_MS: u64 = 250;
-/// The largest reconnect delay, in milliseconds.
-pub const BACKOFF_CAP_MS: u64 = 15_000;
+/// Reconnect delays: 250 ms doubling to 15 s, at least 50 ms.
+pub const BACKOFF: Backoff =
+    Backoff { base: Duration::from_millis(250), cap: Duration::from_secs(15), floor: Duration::from_millis(50) };
 /// How often the round trip is measured while connected (at most; a third of the room's heartbeat
 /// interval when that is shorter).
-pub const PROBE_EVERY_MS: u64 = 5_000;
+pub const PROBE_EVERY: Duration = Duration::from_secs(5);
 /// Input typed while no connection is live is kept up to this many bytes, and sent after the next
 /// `Welcome`; beyond it, keystrokes are dropped.
 pub const MAX_QUEUED_INPUT: usize = 64 * 1024;
 /// Reconnect attempts without a `Welcome` in between before the link gives up.
 pub const MAX_ATTEMPTS: u32 = 12;
+/// The room's heartbeat interval until its `Welcome` names one.
+const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(15);
 
 /// What the person sees in the status bar.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,35 +62,70 @@ impl Status {
     }
 }
 
-/// Something the page must do after feeding the link.
+/// Something that happened to the page's side of the session. Its `Debug` leaves tokens out.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Event {
+    /// The WebSocket asked for by [`Effect::Connect`] opened.
+    Opened,
+    /// A binary message from the room.
+    Binary(Vec<u8>),
+    /// A text message from the room (the heartbeat answer).
+    Text(String),
+    /// Keystrokes or pasted text.
+    Input(Vec<u8>),
+    /// The terminal's size changed.
+    Resize {
+        /// Columns.
+        cols: u16,
+        /// Rows.
+        rows: u16,
+    },
+    /// A fresh attach token for the in-band refresh (after [`Effect::RefreshNeeded`]).
+    Refresh(String),
+    /// A new attach token after [`Effect::NeedToken`]: the next connection attaches with it.
+    NewToken(String),
+    /// The WebSocket closed with `code` (1006 and other non-edgeshell codes for a dropped network).
+    Closed {
+        /// The close code.
+        code: u16,
+    },
+}
+
+/// Something the page must do.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Update {
+pub enum Effect {
+    /// Open a WebSocket to `path` (relative to the edge's origin) offering `credential`; report
+    /// [`Event::Opened`], then messages, then [`Event::Closed`].
+    Connect {
+        /// The path and query.
+        path: String,
+        /// What to offer in `Sec-WebSocket-Protocol`.
+        credential: Credential,
+    },
     /// Write these bytes to the terminal (each output byte arrives here exactly once).
     Output(Vec<u8>),
     /// Output was lost between two connections (the resume point was no longer held): this many bytes.
     Gap(u64),
     /// Send this binary message.
     Send(Vec<u8>),
+    /// Send this text message (the heartbeat).
+    SendText(&'static str),
     /// The status changed.
     Status(Status),
+    /// A heartbeat's round trip, in milliseconds.
+    Rtt(u64),
     /// The program exited.
     Exited(ExitStatus),
-    /// The attach token expires soon: fetch a fresh one and pass it to [`BrowserLink::refresh`].
+    /// The attach token expires soon: fetch a fresh one and pass it in as [`Event::Refresh`].
     RefreshNeeded,
     /// The room announced a close, with the full reason.
     Closing(CloseCode, String),
-}
-
-/// What to do after a connection closed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AfterClose {
-    /// Connect again after this many milliseconds (with [`BrowserLink::credential`]).
-    Reconnect {
-        /// The delay.
-        delay_ms: u64,
-    },
-    /// Fetch a new attach token from the control plane, pass it to [`BrowserLink::new_token`], then
-    /// connect again.
+    /// Drop the connection without waiting for its close (it broke the protocol or went silent); no
+    /// [`Event::Closed`] needs to follow. The link reconnects on its own.
+    Abandon(String),
+    /// The next connection is due in this long (for the status bar).
+    ReconnectIn(Duration),
+    /// Fetch a new attach token from the control plane and pass it in as [`Event::NewToken`].
     NeedToken,
     /// Stop; show the message and offer what `next` says.
     Stop {
@@ -95,7 +136,7 @@ pub enum AfterClose {
     },
 }
 
-/// Why a message from the room broke the protocol (the page closes the socket and reconnects).
+/// Why a message from the room broke the protocol (the link abandons the connection and reconnects).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BrowserLinkError {
     /// Not a frame.
@@ -114,8 +155,24 @@ pub enum BrowserLinkError {
     },
 }
 
-/// The browser's protocol state for one session, across connections.
-#[derive(Debug, Clone)]
+/// Where the WebSocket is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Connection {
+    /// The next connection is due at this time.
+    Waiting { connect_at: Timestamp },
+    /// Asked for; not open yet.
+    Connecting,
+    /// Open; `welcomed` once the room's `Welcome` arrived.
+    Open { welcomed: bool, last_heard: Timestamp, ping_sent_at: Option<Timestamp>, next_probe: Option<Timestamp> },
+    /// Waiting for the page to bring a new token.
+    NeedToken,
+    /// Over.
+    Stopped,
+}
+
+/// The browser's protocol state for one session, across connections. See the module documentation.
+/// Its `Debug` leaves out the token and the resume ticket.
+#[derive(Clone)]
 pub struct BrowserLink {
     session: String,
     token: String,
@@ -124,14 +181,12 @@ pub struct BrowserLink {
     next: Option<u64>,
     acked: u64,
     window: u32,
-    heartbeat_ms: u64,
+    heartbeat: Duration,
     expires_at: u64,
     status: Status,
     attempts: u32,
-    welcomed: bool,
-    ping_sent_at: Option<u64>,
-    last_probe: Option<u64>,
-    last_heard: u64,
+    connection: Connection,
+    jitter: Jitter,
     rtt_ms: Option<u64>,
     exit: Option<ExitStatus>,
     closing: Option<(CloseCode, String)>,
@@ -140,8 +195,9 @@ pub struct BrowserLink {
 }
 
 impl BrowserLink {
-    /// A link for `session` with its first attach token.
-    pub fn new(session: impl Into<String>, token: impl Into<String>) -> BrowserLink {
+    /// A link for `session` with its first attach token, created at `now`; `seed` is random
+    /// (reconnect jitter). Its first timeout, due at once, connects.
+    pub fn new(session: impl Into<String>, token: impl Into<String>, seed: u64, now: Timestamp) -> BrowserLink {
         BrowserLink {
             session: session.into(),
             token: token.into(),
@@ -149,14 +205,12 @@ impl BrowserLink {
             next: None,
             acked: 0,
             window: 0,
-            heartbeat_ms: 15_000,
+            heartbeat: DEFAULT_HEARTBEAT,
             expires_at: 0,
             status: Status::Connecting,
             attempts: 0,
-            welcomed: false,
-            ping_sent_at: None,
-            last_probe: None,
-            last_heard: 0,
+            connection: Connection::Waiting { connect_at: now },
+            jitter: Jitter::new(seed),
             rtt_ms: None,
             exit: None,
             closing: None,
@@ -198,7 +252,7 @@ impl BrowserLink {
         }
     }
 
-    /// The path and query to connect to (relative to the edge's origin).
+    /// The path and query the next connection opens (relative to the edge's origin).
     pub fn path(&self) -> String {
         match (&self.ticket, self.next) {
             (Some(_), Some(offset)) => format!("/sessions/{}/attach?offset={offset}", self.session),
@@ -206,35 +260,63 @@ impl BrowserLink {
         }
     }
 
-    /// Call when a connection opens at `now_ms`.
-    pub fn opened(&mut self, now_ms: u64) {
-        self.welcomed = false;
-        self.ping_sent_at = None;
-        self.last_probe = None;
-        self.last_heard = now_ms;
+    fn welcomed(&self) -> bool {
+        matches!(self.connection, Connection::Open { welcomed: true, .. })
     }
 
-    /// Feeds a binary message from the room.
-    pub fn on_binary(&mut self, bytes: &[u8], now_ms: u64) -> Result<Vec<Update>, BrowserLinkError> {
-        self.last_heard = now_ms;
-        let mut updates = Vec::new();
+    fn connect(&mut self, fx: &mut Vec<Effect>) {
+        self.connection = Connection::Connecting;
+        fx.push(Effect::Connect { path: self.path(), credential: self.credential() });
+    }
+
+    fn set_status(&mut self, status: Status, fx: &mut Vec<Effect>) {
+        if self.status != status {
+            self.status = status;
+            fx.push(Effect::Status(status));
+        }
+    }
+
+    /// Keystrokes as binary messages (split at the frame limit), or queued (up to
+    /// [`MAX_QUEUED_INPUT`]) until the next `Welcome`.
+    fn input(&mut self, data: &[u8], fx: &mut Vec<Effect>) {
+        if !self.welcomed() {
+            if self.queued.len() + data.len() <= MAX_QUEUED_INPUT {
+                self.queued.extend_from_slice(data);
+            }
+            return;
+        }
+        fx.extend(
+            data.chunks(MAX_DATA_BYTES).map(|chunk| Effect::Send(Frame::Input { data: chunk.to_vec() }.encode())),
+        );
+    }
+
+    fn on_binary(&mut self, bytes: &[u8], now: Timestamp, fx: &mut Vec<Effect>) -> Result<(), BrowserLinkError> {
+        let Connection::Open { welcomed, last_heard, .. } = &mut self.connection else { return Ok(()) };
+        *last_heard = now;
+        let was_welcomed = *welcomed;
         match Frame::decode(bytes)? {
             Frame::Welcome(w) => {
                 if w.role != Role::Browser {
                     return Err(BrowserLinkError::Unexpected("a welcome for a runner"));
                 }
-                self.welcomed = true;
+                self.connection = Connection::Open {
+                    welcomed: true,
+                    last_heard: now,
+                    ping_sent_at: None,
+                    // The first probe right after the welcome.
+                    next_probe: Some(now),
+                };
                 self.attempts = 0;
                 self.ticket = Some(w.resume_ticket);
                 self.window = w.window;
-                self.heartbeat_ms = u64::from(w.heartbeat_ms.max(1000));
+                self.heartbeat = Duration::from_millis(u64::from(w.heartbeat_ms.max(1000)));
                 self.expires_at = w.expires_at;
                 match self.next {
                     // A fresh page shows the history from wherever the room starts it.
                     None => self.next = Some(w.offset),
                     // Reattached with a token after the resume point was dropped: report what was lost.
                     Some(next) if w.offset > next => {
-                        updates.push(Update::Gap(w.offset - next));
+                        fx.push(Effect::Gap(w.offset - next));
                         self.next = Some(w.offset);
                     }
                     // Earlier or equal: the overlap is dropped as output arrives.
@@ -242,44 +324,47 @@ impl BrowserLink {
                 }
                 // The room counts the browser as having what it resumed from.
                 self.acked = w.offset;
-                self.set_status(Status::Live, &mut updates);
+                self.set_status(Status::Live, fx);
                 // Every connection starts with the terminal's size, then what was typed meanwhile.
                 if let Some((cols, rows)) = self.size {
-                    updates.push(Update::Send(Frame::Resize { cols, rows }.encode()));
+                    fx.push(Effect::Send(Frame::Resize { cols, rows }.encode()));
                 }
                 let queued = core::mem::take(&mut self.queued);
-                updates.extend(self.input(&queued).into_iter().map(Update::Send));
+                self.input(&queued, fx);
             }
             Frame::Output { offset, data } => {
-                let next = self.next.ok_or(BrowserLinkError::Unexpected("output before welcome"))?;
+                let next = match (was_welcomed, self.next) {
+                    (true, Some(next)) => next,
+                    _ => return Err(BrowserLinkError::Unexpected("output before welcome")),
+                };
                 if offset > next {
                     return Err(BrowserLinkError::OutputGap { expected: next, got: offset });
                 }
                 let end = offset + data.len() as u64;
                 if end > next {
                     let skip = (next - offset) as usize;
-                    updates.push(Update::Output(data[skip..].to_vec()));
+                    fx.push(Effect::Output(data[skip..].to_vec()));
                     self.next = Some(end);
                 }
                 if self.window == 0 || self.offset() - self.acked >= u64::from(self.window / 2).max(1) {
                     self.acked = self.offset();
-                    updates.push(Update::Send(Frame::Ack { offset: self.acked }.encode()));
+                    fx.push(Effect::Send(Frame::Ack { offset: self.acked }.encode()));
                 }
             }
             Frame::Exited { status } => {
                 self.exit = Some(status);
-                updates.push(Update::Exited(status));
+                fx.push(Effect::Exited(status));
             }
-            Frame::RefreshNeeded { .. } => updates.push(Update::RefreshNeeded),
+            Frame::RefreshNeeded { .. } => fx.push(Effect::RefreshNeeded),
             Frame::RefreshAccepted { expires_at } => self.expires_at = expires_at,
-            Frame::RunnerAway => self.set_status(Status::RunnerAway, &mut updates),
-            Frame::RunnerBack => self.set_status(Status::Live, &mut updates),
-            Frame::RunnerLost => self.set_status(Status::RunnerLost, &mut updates),
+            Frame::RunnerAway => self.set_status(Status::RunnerAway, fx),
+            Frame::RunnerBack => self.set_status(Status::Live, fx),
+            Frame::RunnerLost => self.set_status(Status::RunnerLost, fx),
             Frame::Closing { code, reason } => {
                 self.closing = Some((code, reason.clone()));
-                updates.push(Update::Closing(code, reason));
+                fx.push(Effect::Closing(code, reason));
             }
-            Frame::Ping { nonce } => updates.push(Update::Send(Frame::Pong { nonce }.encode())),
+            Frame::Ping { nonce } => fx.push(Effect::Send(Frame::Pong { nonce }.encode())),
             Frame::Pong { .. } => {}
             Frame::Input { .. }
             | Frame::Resize { .. }
@@ -288,175 +373,206 @@ impl BrowserLink {
             | Frame::Refresh { .. }
             | Frame::Credit { .. } => return Err(BrowserLinkError::Unexpected("a frame the room does not send")),
         }
-        Ok(updates)
+        Ok(())
     }
 
-    /// Feeds a text message (the heartbeat answer); returns the round trip when it is one.
-    pub fn on_text(&mut self, text: &str, now_ms: u64) -> Option<u64> {
-        self.last_heard = now_ms;
+    fn on_text(&mut self, text: &str, now: Timestamp, fx: &mut Vec<Effect>) {
+        let every = PROBE_EVERY.min(self.heartbeat / 3);
+        let Connection::Open { last_heard, ping_sent_at, next_probe, .. } = &mut self.connection else { return };
+        *last_heard = now;
         if text != PONG {
-            return None;
+            return;
         }
-        let sent = self.ping_sent_at.take()?;
-        let rtt = now_ms.saturating_sub(sent);
-        self.rtt_ms = Some(rtt);
-        Some(rtt)
+        if let Some(sent) = ping_sent_at.take() {
+            let rtt = now.since(sent).as_millis() as u64;
+            *next_probe = Some(sent + every);
+            self.rtt_ms = Some(rtt);
+            fx.push(Effect::Rtt(rtt));
+        }
     }
 
-    /// Call on a timer (every second or so): `Some(PING)` when a heartbeat is due, and `Err` when the
-    /// connection has been silent for two heartbeat intervals (close it and reconnect).
-    pub fn tick(&mut self, now_ms: u64) -> Result<Option<&'static str>, Silent> {
-        if !self.welcomed {
-            return Ok(None);
-        }
-        if now_ms.saturating_sub(self.last_heard) > 2 * self.heartbeat_ms {
-            return Err(Silent { for_ms: now_ms - self.last_heard });
-        }
-        // The first probe right after the welcome, then every few seconds: the RTT stays fresh and the
-        // room's heartbeat timeout never nears. One probe in flight at a time.
-        let every = PROBE_EVERY_MS.min(self.heartbeat_ms / 3);
-        let due = self.ping_sent_at.is_none() && self.last_probe.is_none_or(|at| now_ms.saturating_sub(at) >= every);
-        if due {
-            self.ping_sent_at = Some(now_ms);
-            self.last_probe = Some(now_ms);
-            return Ok(Some(PING));
-        }
-        Ok(None)
-    }
-
-    /// Keystrokes or pasted text as binary messages (split at the frame limit). Without a live
-    /// connection they are queued (up to [`MAX_QUEUED_INPUT`]) and sent after the next `Welcome`.
-    pub fn input(&mut self, data: &[u8]) -> Vec<Vec<u8>> {
-        if !self.welcomed {
-            if self.queued.len() + data.len() <= MAX_QUEUED_INPUT {
-                self.queued.extend_from_slice(data);
-            }
-            return Vec::new();
-        }
-        data.chunks(MAX_DATA_BYTES).map(|chunk| Frame::Input { data: chunk.to_vec() }.encode()).collect()
-    }
-
-    /// A terminal size change: remembered for every later connection, and the message to send now if
-    /// one is live (`None` otherwise, and for a zero size, which the room refuses).
-    pub fn resize(&mut self, cols: u16, rows: u16) -> Option<Vec<u8>> {
-        if cols == 0 || rows == 0 {
-            return None;
-        }
-        self.size = Some((cols, rows));
-        self.welcomed.then(|| Frame::Resize { cols, rows }.encode())
-    }
-
-    /// A fresh attach token for the in-band refresh: the message to send. It also becomes the token
-    /// for a later fresh attach.
-    pub fn refresh(&mut self, token: String) -> Vec<u8> {
-        self.token = token.clone();
-        Frame::Refresh { token }.encode()
-    }
-
-    /// A new attach token after [`AfterClose::NeedToken`]; the next connection attaches with it.
-    pub fn new_token(&mut self, token: String) {
-        self.token = token;
-        self.ticket = None;
-    }
-
-    /// Call when a connection closed with `code` (1006 and other non-edgeshell codes for a dropped
-    /// network); `random` in `[0, 1)` spreads the reconnects of many browsers.
-    pub fn closed(&mut self, code: u16, random: f64) -> (AfterClose, Vec<Update>) {
-        let mut updates = Vec::new();
-        self.welcomed = false;
+    /// The connection is gone (closed with `code`, or abandoned as 1006): reconnect, fetch a token, or
+    /// stop, as the close-code table says.
+    fn closed(&mut self, code: u16, now: Timestamp, fx: &mut Vec<Effect>) {
         let announced = self.closing.take();
         let ours = CloseCode::from_code(code).or(announced.as_ref().map(|(c, _)| *c));
         let reason = announced.map(|(_, r)| r).unwrap_or_default();
         if let Some(status) = self.exit {
-            self.set_status(Status::Ended, &mut updates);
+            self.set_status(Status::Ended, fx);
             let message = match status {
                 ExitStatus::Code(c) => format!("The program exited with status {c}."),
                 ExitStatus::Signaled(s) => format!("The program was ended by signal {s}."),
             };
-            return (AfterClose::Stop { message, next: NextStep::NewSession }, updates);
+            return self.stop(message, NextStep::NewSession, fx);
         }
-        let step = match ours {
-            // An attach with a token that was already used is normal after a resume ticket expired
-            // locally; anything else of ours follows the table.
-            Some(code) => code.next_step(),
-            None => NextStep::Resume,
-        };
-        let after = match step {
+        match ours.map_or(NextStep::Resume, CloseCode::next_step) {
             NextStep::Resume | NextStep::Later => {
                 self.attempts += 1;
                 if self.attempts > MAX_ATTEMPTS {
+                    self.set_status(Status::Ended, fx);
                     let message = format!("Could not reconnect after {MAX_ATTEMPTS} attempts.");
-                    self.set_status(Status::Ended, &mut updates);
-                    return (AfterClose::Stop { message, next: NextStep::NewSession }, updates);
+                    return self.stop(message, NextStep::NewSession, fx);
                 }
-                self.set_status(
-                    if self.ticket.is_some() { Status::Resuming } else { Status::Connecting },
-                    &mut updates,
-                );
-                AfterClose::Reconnect { delay_ms: backoff_ms(self.attempts, random) }
+                let status = if self.ticket.is_some() { Status::Resuming } else { Status::Connecting };
+                self.set_status(status, fx);
+                let delay = BACKOFF.delay(self.attempts, self.jitter.next_u32());
+                self.connection = Connection::Waiting { connect_at: now + delay };
+                fx.push(Effect::ReconnectIn(delay));
             }
             NextStep::NewToken => {
                 self.ticket = None;
-                self.set_status(Status::Resuming, &mut updates);
-                AfterClose::NeedToken
+                self.set_status(Status::Resuming, fx);
+                self.connection = Connection::NeedToken;
+                fx.push(Effect::NeedToken);
             }
-            NextStep::NewSession | NextStep::GiveUp => {
+            step @ (NextStep::NewSession | NextStep::GiveUp) => {
                 let code = ours.unwrap_or(CloseCode::InternalError);
                 let lost = code == CloseCode::RunnerLost || self.status == Status::RunnerLost;
-                self.set_status(if lost { Status::RunnerLost } else { Status::Ended }, &mut updates);
-                AfterClose::Stop { message: explain(code, &reason), next: step }
+                self.set_status(if lost { Status::RunnerLost } else { Status::Ended }, fx);
+                self.stop(code.explain(&reason), step, fx);
             }
-        };
-        (after, updates)
+        }
     }
 
-    fn set_status(&mut self, status: Status, updates: &mut Vec<Update>) {
-        if self.status != status {
-            self.status = status;
-            updates.push(Update::Status(status));
+    fn stop(&mut self, message: String, next: NextStep, fx: &mut Vec<Effect>) {
+        self.connection = Connection::Stopped;
+        fx.push(Effect::Stop { message, next });
+    }
+
+    fn abandon(&mut self, why: String, now: Timestamp, fx: &mut Vec<Effect>) {
+        fx.push(Effect::Abandon(why));
+        self.closed(1006, now, fx);
+    }
+
+    fn silence_deadline(&self) -> Option<Timestamp> {
+        match self.connection {
+            // Silent for more than two heartbeat intervals.
+            Connection::Open { welcomed: true, last_heard, .. } => {
+                Some(last_heard + self.heartbeat * 2 + Duration::from_millis(1))
+            }
+            _ => None,
         }
     }
 }
 
-/// The connection was silent for too long.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("no message from the room for {for_ms} ms")]
-pub struct Silent {
-    /// How long.
-    pub for_ms: u64,
+impl StateMachine for BrowserLink {
+    type Event = Event;
+    type Effect = Effect;
+
+    fn handle_event(&mut self, event: Event, now: Timestamp) -> Vec<Effect> {
+        // A message that arrives just as the silence deadline passes (a page timer throttled in a
+        // background tab) proves the connection alive: it counts before the deadlines do.
+        if let (Event::Binary(_) | Event::Text(_), Connection::Open { last_heard, .. }) = (&event, &mut self.connection)
+        {
+            *last_heard = now;
+        }
+        let mut fx = self.handle_timeout(now);
+        if self.connection == Connection::Stopped {
+            return fx;
+        }
+        match event {
+            Event::Opened => {
+                if self.connection == Connection::Connecting {
+                    self.connection =
+                        Connection::Open { welcomed: false, last_heard: now, ping_sent_at: None, next_probe: None };
+                }
+            }
+            Event::Binary(bytes) => {
+                if let Err(e) = self.on_binary(&bytes, now, &mut fx) {
+                    self.abandon(e.to_string(), now, &mut fx);
+                }
+            }
+            Event::Text(text) => self.on_text(&text, now, &mut fx),
+            Event::Input(data) => self.input(&data, &mut fx),
+            Event::Resize { cols, rows } => {
+                // A zero size is refused by the room: not remembered, not sent.
+                if cols > 0 && rows > 0 {
+                    self.size = Some((cols, rows));
+                    if self.welcomed() {
+                        fx.push(Effect::Send(Frame::Resize { cols, rows }.encode()));
+                    }
+                }
+            }
+            Event::Refresh(token) => {
+                // It also becomes the token for a later fresh attach.
+                self.token = token.clone();
+                if matches!(self.connection, Connection::Open { .. }) {
+                    fx.push(Effect::Send(Frame::Refresh { token }.encode()));
+                }
+            }
+            Event::NewToken(token) => {
+                self.token = token;
+                self.ticket = None;
+                if self.connection == Connection::NeedToken {
+                    self.connect(&mut fx);
+                }
+            }
+            Event::Closed { code } => {
+                if matches!(self.connection, Connection::Open { .. } | Connection::Connecting) {
+                    self.closed(code, now, &mut fx);
+                }
+            }
+        }
+        fx
+    }
+
+    fn handle_timeout(&mut self, now: Timestamp) -> Vec<Effect> {
+        let mut fx = Vec::new();
+        match self.connection {
+            Connection::Waiting { connect_at } if connect_at <= now => self.connect(&mut fx),
+            Connection::Open { welcomed: true, last_heard, ping_sent_at, next_probe } => {
+                if self.silence_deadline().is_some_and(|at| at <= now) {
+                    let silent = now.since(last_heard).as_millis();
+                    self.abandon(format!("no message from the room for {silent} ms"), now, &mut fx);
+                } else if let (None, Some(at)) = (ping_sent_at, next_probe) {
+                    // One probe in flight at a time; the next a few seconds after the answer.
+                    if at <= now {
+                        self.connection =
+                            Connection::Open { welcomed: true, last_heard, ping_sent_at: Some(now), next_probe: None };
+                        fx.push(Effect::SendText(PING));
+                    }
+                }
+            }
+            _ => {}
+        }
+        fx
+    }
+
+    fn poll_timeout(&self) -> Option<Timestamp> {
+        match self.connection {
+            Connection::Waiting { connect_at } => Some(connect_at),
+            Connection::Open { welcomed: true, ping_sent_at, next_probe, .. } => {
+                earliest([self.silence_deadline(), next_probe.filter(|_| ping_sent_at.is_none())])
+            }
+            _ => None,
+        }
+    }
 }
 
-/// The delay before reconnect attempt `attempt` (1-based): "full jitter" over an exponential bound,
-/// so a region's worth of browsers does not come back in lockstep.
-pub fn backoff_ms(attempt: u32, random: f64) -> u64 {
-    let bound = BACKOFF_BASE_MS.saturating_mul(1 << attempt.saturating_sub(1).min(16)).min(BACKOFF_CAP_MS);
-    let random = if random.is_finite() { random.clamp(0.0, 1.0) } else { 0.5 };
-    // At least 50 ms: an immediate retry would meet the same failure.
-    ((bound as f64 * random) as u64).max(50)
+impl core::fmt::Debug for Event {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Event::Opened => write!(f, "Opened"),
+            Event::Binary(bytes) => write!(f, "Binary({} bytes)", bytes.len()),
+            Event::Text(text) => write!(f, "Text({text:?})"),
+            Event::Input(bytes) => write!(f, "Input({} bytes)", bytes.len()),
+            Event::Resize { cols, rows } => write!(f, "Resize {{ cols: {cols}, rows: {rows} }}"),
+            Event::Refresh(_) => write!(f, "Refresh(..)"),
+            Event::NewToken(_) => write!(f, "NewToken(..)"),
+            Event::Closed { code } => write!(f, "Closed {{ code: {code} }}"),
+        }
+    }
 }
 
-/// What a close means, for a person.
-pub fn explain(code: CloseCode, reason: &str) -> String {
-    let text = match code {
-        CloseCode::Normal => "The connection was closed.",
-        CloseCode::ProtocolError => "The terminal and the server disagreed about the protocol; reload the page.",
-        CloseCode::Unauthorized => "This session link is not valid; sign in again.",
-        CloseCode::TokenExpired => "Your access to this session expired.",
-        CloseCode::Forbidden => "You do not have access to this session.",
-        CloseCode::SessionNotFound => "This session no longer exists.",
-        CloseCode::Replayed => "This session link was already used; open the session from your list.",
-        CloseCode::SessionEnded => "The session has ended.",
-        CloseCode::RunnerLost => "The machine running this session stopped answering; the session is lost.",
-        CloseCode::Superseded => "This session was opened in another tab or window.",
-        CloseCode::Overloaded => "The service is busy; try again shortly.",
-        CloseCode::HeartbeatTimeout => "The connection went quiet and was closed.",
-        CloseCode::ResumeFailed => "The session could not continue where it left off.",
-        CloseCode::InternalError => "Something went wrong on our side.",
-    };
-    if reason.is_empty() {
-        text.to_owned()
-    } else {
-        format!("{text} ({reason})")
+impl core::fmt::Debug for BrowserLink {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("BrowserLink")
+            .field("session", &self.session)
+            .field("next", &self.next)
+            .field("acked", &self.acked)
+            .field("status", &self.status)
+            .field("connection", &self.connection)
+            .finish_non_exhaustive()
     }
 }
 

@@ -108,6 +108,9 @@ pub struct BundlePolicy {
     pub limits: ExtractionLimits,
 }
 
+/// The largest bundle download unless configured (`EDGESHELL_BUNDLE_MAX_MB`).
+pub const DEFAULT_MAX_DOWNLOAD_MB: u64 = 256;
+
 impl BundlePolicy {
     /// A policy from host names (`host` for port 443, or `host:port`) and hex SHA-256 digests (an
     /// optional `sha256:` prefix is accepted).
@@ -116,7 +119,7 @@ impl BundlePolicy {
         Ok(BundlePolicy {
             allowed_hosts: allowed_hosts.iter().map(|h| h.as_ref().to_ascii_lowercase()).collect(),
             allowlist,
-            max_download_bytes: 256 * 1024 * 1024,
+            max_download_bytes: DEFAULT_MAX_DOWNLOAD_MB * 1024 * 1024,
             limits: ExtractionLimits::default(),
         })
     }

@@ -7,6 +7,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod api_error;
 pub mod artifacts;
 pub mod base64url;
 pub mod browser_link;
@@ -16,6 +17,7 @@ pub mod ids;
 pub mod issue;
 pub mod jti;
 pub mod jwks;
+pub mod machine;
 pub mod oidc;
 pub mod placement;
 pub mod pool_api;
@@ -23,5 +25,6 @@ pub mod protocol;
 pub mod quotas;
 pub mod room;
 pub mod runner_link;
+pub mod settings;
 pub mod time;
 pub mod tokens;

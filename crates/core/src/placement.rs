@@ -34,9 +34,15 @@ pub struct PlacementPolicy {
     pub rtt_tolerance: Duration,
 }
 
+impl PlacementPolicy {
+    /// The defaults.
+    pub const DEFAULT: PlacementPolicy =
+        PlacementPolicy { health_ttl: Duration::from_secs(5), rtt_tolerance: Duration::from_millis(15) };
+}
+
 impl Default for PlacementPolicy {
     fn default() -> Self {
-        PlacementPolicy { health_ttl: Duration::from_secs(5), rtt_tolerance: Duration::from_millis(15) }
+        PlacementPolicy::DEFAULT
     }
 }
 

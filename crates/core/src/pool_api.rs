@@ -6,6 +6,7 @@
 //! (see [`crate::issue::Issuer::pool_command`]). Pool agents report themselves with a [`Heartbeat`],
 //! authenticated with their pool API key.
 
+use crate::api_error::{ApiError, ErrorCode};
 use crate::ids::{RegionId, SessionId};
 use serde::{Deserialize, Serialize};
 
@@ -182,6 +183,20 @@ pub enum StartRefusal {
     /// Every slot is taken.
     #[error("the pool is at capacity ({0} runners)")]
     AtCapacity(u32),
+}
+
+impl StartRefusal {
+    /// The answer for it, from the one error table.
+    pub fn to_api_error(&self) -> ApiError {
+        let code = match self {
+            StartRefusal::WrongRegion { .. } => ErrorCode::WrongRegion,
+            StartRefusal::Draining => ErrorCode::Draining,
+            StartRefusal::DeadlinePassed => ErrorCode::DeadlinePassed,
+            StartRefusal::AlreadyRunning(_) => ErrorCode::AlreadyRunning,
+            StartRefusal::AtCapacity(_) => ErrorCode::AtCapacity,
+        };
+        ApiError::new(code, self.to_string())
+    }
 }
 
 /// Decides a start: the refusal, or the runner's deadline (the command's, clamped to

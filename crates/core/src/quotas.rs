@@ -4,7 +4,7 @@
 use crate::time::Timestamp;
 use core::time::Duration;
 
-/// The limits; defaults from the brief (5 concurrent agents per user).
+/// The limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct QuotaPolicy {
     /// Sessions one user may have running or starting.
@@ -15,9 +15,15 @@ pub struct QuotaPolicy {
     pub window: Duration,
 }
 
+impl QuotaPolicy {
+    /// The defaults (docs/requirements.md#r-limits: 5 concurrent agents per user).
+    pub const DEFAULT: QuotaPolicy =
+        QuotaPolicy { max_live_sessions: 5, mints_per_window: 20, window: Duration::from_secs(60) };
+}
+
 impl Default for QuotaPolicy {
     fn default() -> Self {
-        QuotaPolicy { max_live_sessions: 5, mints_per_window: 20, window: Duration::from_secs(60) }
+        QuotaPolicy::DEFAULT
     }
 }
 

@@ -1,19 +1,109 @@
-//! The runner's side of the session protocol, sans-io: it keeps every output byte the room has not yet
-//! stored, sends only within the room's credit, says how much PTY output may be read now (so a stalled
-//! browser slows the program instead of losing bytes), and continues at the exact byte after a
-//! reconnect.
+//! The runner's side of the session protocol, as a [`StateMachine`]: it keeps every output byte the room
+//! has not yet stored, sends only within the room's credit, says how much PTY output may be read now (so
+//! a stalled browser slows the program instead of losing bytes), continues at the exact byte after a
+//! reconnect, and keeps the runner's clocks: heartbeats and the room's silence, the idle timeout, the
+//! session's deadline, the reconnect backoff and the offline limit, and the wait for a program's
+//! leftover children after it exits.
 //!
-//! The runner binary feeds it PTY output and incoming frames, sends the frames it returns, and reads the
-//! PTY only while [`RunnerLink::read_budget`] is positive.
+//! The runner binary (`crates/runner`, `relay`) dials when told ([`Effect::Dial`]), feeds it socket
+//! messages, PTY output and the program's exit, carries out the effects, reads the PTY only while
+//! [`RunnerLink::read_budget`] is positive, and stops when it gets [`Effect::Finish`].
 
-use crate::protocol::{CloseCode, ExitStatus, Frame, Role, Signal, MAX_DATA_BYTES};
+use crate::machine::{earliest, Backoff, Jitter, StateMachine};
+use crate::protocol::{
+    silence_limit, CloseCode, Credential, ExitStatus, Frame, NextStep, Role, Signal, HEARTBEAT_INTERVAL, MAX_DATA_BYTES,
+};
+use crate::time::Timestamp;
+use core::time::Duration;
 use std::collections::VecDeque;
 
-/// What an incoming frame asks of the runner.
+/// Input bytes queued for the PTY beyond which the runner stops reading from the room (the program is
+/// not reading its terminal; the room then queues, and the browsers' typing waits).
+pub const MAX_QUEUED_INPUT: usize = 256 * 1024;
+
+/// The runner's tunables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LinkConfig {
+    /// The session ends after this long without input or output.
+    pub idle_timeout: Duration,
+    /// Give up when the room has been unreachable for this long.
+    pub max_offline: Duration,
+    /// After the program exits, how long the PTY may stay open (held by leftover children) before those
+    /// are killed.
+    pub exit_drain: Duration,
+    /// The heartbeat interval until the room's `Welcome` names its own.
+    pub heartbeat: Duration,
+    /// Reconnect delays.
+    pub backoff: Backoff,
+}
+
+impl LinkConfig {
+    /// The defaults.
+    pub const DEFAULT: LinkConfig = LinkConfig {
+        idle_timeout: Duration::from_secs(15 * 60),
+        max_offline: Duration::from_secs(60),
+        exit_drain: Duration::from_millis(300),
+        heartbeat: HEARTBEAT_INTERVAL,
+        backoff: Backoff {
+            base: Duration::from_millis(100),
+            cap: Duration::from_secs(5),
+            floor: Duration::from_millis(50),
+        },
+    };
+}
+
+impl Default for LinkConfig {
+    fn default() -> Self {
+        LinkConfig::DEFAULT
+    }
+}
+
+/// Something that happened to the runner.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Instruction {
+pub enum Event {
+    /// The connection asked for by [`Effect::Dial`] is open.
+    Connected,
+    /// The dial failed; `permanent` when the edge looked at the credential and said no.
+    DialFailed {
+        /// Whether retrying cannot help.
+        permanent: bool,
+        /// What happened, for the outcome and the log.
+        reason: String,
+    },
+    /// A binary message from the room.
+    Message(Vec<u8>),
+    /// The connection closed (`code` when the room sent one) or failed.
+    Closed {
+        /// The WebSocket close code, if any.
+        code: Option<u16>,
+        /// The close reason or the error.
+        reason: String,
+    },
+    /// Output read from the PTY (at most [`RunnerLink::read_budget`] bytes).
+    Output(Vec<u8>),
+    /// The PTY reached its end (every process holding it has gone).
+    PtyClosed,
+    /// The program exited.
+    ProgramExited(ExitStatus),
+    /// The runner was told to stop (its pool agent's SIGTERM).
+    Stop,
+}
+
+/// Something the runner must do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    /// Open a connection to the room offering this credential; report [`Event::Connected`] or
+    /// [`Event::DialFailed`].
+    Dial(Credential),
+    /// Send this encoded frame on the open connection.
+    Send(Vec<u8>),
+    /// Close the open connection (the program exited and the room has everything).
+    CloseNormally(String),
+    /// Drop the open connection without a word (it went silent or broke the protocol); no
+    /// [`Event::Closed`] needs to follow.
+    Abandon(String),
     /// Write these bytes to the PTY.
-    Input(Vec<u8>),
+    WriteInput(Vec<u8>),
     /// Resize the PTY.
     Resize {
         /// Columns.
@@ -23,46 +113,119 @@ pub enum Instruction {
     },
     /// Signal the program's process group.
     Signal(Signal),
-    /// Send this frame back (a heartbeat answer).
-    Reply(Frame),
-    /// The room is closing the connection; `SessionEnded`/`RunnerLost` mean stop the program.
-    Closing(CloseCode, String),
-    /// Nothing to do (bookkeeping only).
-    Nothing,
+    /// The program exited but something it started still holds the terminal: kill the program's
+    /// whole tree so the terminal closes.
+    KillLeftovers,
+    /// The session is over for the runner: kill whatever is left of the program and exit.
+    Finish(Outcome),
 }
 
-/// Why a frame from the room was not acceptable.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum LinkError {
-    /// The room sent something only browsers receive, or a welcome for another role.
-    #[error("unexpected frame from the room: {0}")]
-    Unexpected(&'static str),
-    /// The room claims to hold bytes the runner never produced.
-    #[error("room offset {room} is beyond the {produced} bytes produced")]
-    OffsetBeyondOutput {
-        /// What the room said.
-        room: u64,
-        /// What was produced.
-        produced: u64,
-    },
+/// How a runner's session ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The program exited and the room received its status.
+    Exited(ExitStatus),
+    /// The room ended the session (the program was stopped).
+    Ended(CloseCode, String),
+    /// The session's deadline passed (the program was stopped).
+    DeadlinePassed,
+    /// Nothing happened for the idle timeout (the program was stopped).
+    Idle,
+    /// The room refused the runner (bad, used or expired join token).
+    Refused(String),
+    /// The room stayed unreachable for the offline limit.
+    Unreachable(String),
+    /// The runner was told to stop.
+    Stopped,
 }
 
-/// The runner's protocol state for one session.
-#[derive(Debug, Clone, Default)]
+impl Outcome {
+    /// The runner process's exit code: 0 when the session ran its course.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Outcome::Exited(_) | Outcome::Ended(..) | Outcome::Idle | Outcome::Stopped => 0,
+            Outcome::DeadlinePassed => 3,
+            Outcome::Refused(_) => 4,
+            Outcome::Unreachable(_) => 5,
+        }
+    }
+}
+
+/// Where the connection to the room is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Connection {
+    /// Waiting to dial at this time.
+    Waiting { dial_at: Timestamp },
+    /// A dial is under way.
+    Dialing,
+    /// Open; `welcomed` once the room's `Welcome` said where to continue (nothing is sent before: the
+    /// credit of an earlier connection may be more than a room restored after a crash allows).
+    Open { welcomed: bool, last_received: Timestamp, next_ping: Timestamp },
+    /// The session is over.
+    Finished,
+}
+
+/// The runner's protocol state for one session. See the module documentation. Its `Debug` leaves out
+/// the join token and the resume ticket.
+#[derive(Clone)]
 pub struct RunnerLink {
+    config: LinkConfig,
+    token: String,
+    deadline: Option<Timestamp>,
+    jitter: Jitter,
+    // Output and credit.
     acked: u64,
     limit: u64,
     next_send: u64,
     pending: VecDeque<u8>,
     ticket: Option<String>,
+    // The program.
     exit: Option<ExitStatus>,
     exit_sent: bool,
+    exit_seen: Option<Timestamp>,
+    pty_closed: bool,
+    leftovers_killed: bool,
+    last_activity: Timestamp,
+    // The connection.
+    connection: Connection,
+    offline_since: Timestamp,
+    attempts: u32,
+    heartbeat: Duration,
+    next_nonce: u64,
 }
 
 impl RunnerLink {
-    /// A link before the first `Welcome` (no credit yet).
-    pub fn new() -> Self {
-        RunnerLink::default()
+    /// A link created at `now` that joins with `join_token` and stops the session at `deadline`; `seed`
+    /// is random (reconnect jitter). Its first timeout, due at once, dials.
+    pub fn new(
+        config: LinkConfig,
+        join_token: String,
+        deadline: Option<Timestamp>,
+        seed: u64,
+        now: Timestamp,
+    ) -> RunnerLink {
+        RunnerLink {
+            config,
+            token: join_token,
+            deadline,
+            jitter: Jitter::new(seed),
+            acked: 0,
+            limit: 0,
+            next_send: 0,
+            pending: VecDeque::new(),
+            ticket: None,
+            exit: None,
+            exit_sent: false,
+            exit_seen: None,
+            pty_closed: false,
+            leftovers_killed: false,
+            last_activity: now,
+            connection: Connection::Waiting { dial_at: now },
+            offline_since: now,
+            attempts: 0,
+            heartbeat: config.heartbeat,
+            next_nonce: 1,
+        }
     }
 
     /// The ticket to resume with after a disconnect.
@@ -80,30 +243,74 @@ impl RunnerLink {
         self.pending.len() as u64
     }
 
-    /// How many bytes of PTY output may be read now: never more than the room's credit allows.
+    /// How many bytes of PTY output may be read now: never more than the room's credit allows, and
+    /// nothing once the PTY closed or the session is over.
     pub fn read_budget(&self) -> usize {
+        if self.pty_closed || self.connection == Connection::Finished {
+            return 0;
+        }
         usize::try_from(self.limit.saturating_sub(self.produced())).unwrap_or(usize::MAX)
     }
 
-    /// Records output read from the PTY (at most [`RunnerLink::read_budget`] bytes).
-    pub fn push_output(&mut self, data: &[u8]) {
-        self.pending.extend(data);
+    /// True once [`Effect::Finish`] was handed out.
+    pub fn is_finished(&self) -> bool {
+        self.connection == Connection::Finished
     }
 
-    /// Records the program's exit; sent after the last output byte.
-    pub fn exited(&mut self, status: ExitStatus) {
-        self.exit = Some(status);
+    fn credential(&self) -> Credential {
+        match &self.ticket {
+            Some(ticket) => Credential::Resume(ticket.clone()),
+            None => Credential::Token(self.token.clone()),
+        }
     }
 
-    /// True when the exit status was sent and nothing remains.
-    pub fn finished(&self) -> bool {
-        self.exit_sent && self.pending.is_empty()
+    fn finish(&mut self, outcome: Outcome, fx: &mut Vec<Effect>) {
+        if self.connection != Connection::Finished {
+            self.connection = Connection::Finished;
+            fx.push(Effect::Finish(outcome));
+        }
     }
 
-    /// The next frame to send on a connected link, if any.
-    pub fn next_frame(&mut self) -> Option<Frame> {
+    /// The connection is gone (or a dial failed): nothing sent since the last credit is known to have
+    /// arrived; dial again after a backoff, unless the room has been unreachable for too long.
+    fn lost(&mut self, now: Timestamp, fx: &mut Vec<Effect>) {
+        if matches!(self.connection, Connection::Open { .. }) {
+            self.offline_since = now;
+        }
+        self.next_send = self.acked;
+        // An exit sent on the lost connection may not have arrived either.
+        self.exit_sent = false;
+        if now.since(self.offline_since) >= self.config.max_offline {
+            let why = format!("no connection to the room for {:?}", self.config.max_offline);
+            return self.finish(Outcome::Unreachable(why), fx);
+        }
+        self.attempts = self.attempts.saturating_add(1);
+        let delay = self.config.backoff.delay(self.attempts, self.jitter.next_u32());
+        self.connection = Connection::Waiting { dial_at: now + delay };
+    }
+
+    /// When the open connection counts as dead, if one is open.
+    fn silence_deadline(&self) -> Option<Timestamp> {
+        match self.connection {
+            Connection::Open { last_received, .. } => Some(last_received + silence_limit(self.heartbeat)),
+            _ => None,
+        }
+    }
+
+    /// When to stop waiting for the terminal to close after the program exited (its leftover children
+    /// hold it), if the link is waiting for that.
+    fn drain_deadline(&self) -> Option<Timestamp> {
+        let waiting = !self.pty_closed && self.read_budget() > 0;
+        self.exit_seen.filter(|_| waiting).map(|seen| seen + self.config.exit_drain)
+    }
+
+    /// Queues every frame the link may send now.
+    fn flush(&mut self, fx: &mut Vec<Effect>) {
+        if !matches!(self.connection, Connection::Open { welcomed: true, .. }) {
+            return;
+        }
         let end = self.produced().min(self.limit);
-        if self.next_send < end {
+        while self.next_send < end {
             let to = end.min(self.next_send + MAX_DATA_BYTES as u64 / 2);
             let (from, upto) = ((self.next_send - self.acked) as usize, (to - self.acked) as usize);
             // Copy from the ring's two halves in bulk, not byte by byte.
@@ -115,59 +322,94 @@ impl RunnerLink {
             if upto > head.len() {
                 data.extend_from_slice(&tail[from.saturating_sub(head.len())..upto - head.len()]);
             }
-            let frame = Frame::Output { offset: self.next_send, data };
+            fx.push(Effect::Send(Frame::Output { offset: self.next_send, data }.encode()));
             self.next_send = to;
-            return Some(frame);
         }
-        match (self.exit, self.exit_sent, self.next_send == self.produced()) {
-            (Some(status), false, true) => {
-                self.exit_sent = true;
-                Some(Frame::Exited { status })
-            }
-            _ => None,
+        // The exit is reported after the last output byte: once the PTY closed and all was sent.
+        let all_sent = self.pty_closed && self.next_send == self.produced();
+        if let (Some(status), false, true) = (self.exit, self.exit_sent, all_sent) {
+            self.exit_sent = true;
+            fx.push(Effect::Send(Frame::Exited { status }.encode()));
         }
     }
 
-    /// Call when the connection dropped: nothing sent since the last credit is known to have arrived.
-    pub fn disconnected(&mut self) {
-        self.next_send = self.acked;
-        // An exit sent on the lost connection may not have arrived either.
-        self.exit_sent = false;
-    }
-
-    /// Handles one frame from the room.
-    pub fn on_frame(&mut self, frame: Frame) -> Result<Instruction, LinkError> {
-        Ok(match frame {
-            Frame::Welcome(w) => {
-                if w.role != Role::Runner {
-                    return Err(LinkError::Unexpected("a browser welcome"));
+    fn on_message(&mut self, bytes: &[u8], now: Timestamp, fx: &mut Vec<Effect>) {
+        if let Connection::Open { last_received, .. } = &mut self.connection {
+            *last_received = now;
+        } else {
+            return;
+        }
+        let frame = match Frame::decode(bytes) {
+            Ok(frame) => frame,
+            Err(e) => return self.abandon(format!("undecodable frame from the room: {e}"), now, fx),
+        };
+        match frame {
+            Frame::Welcome(w) if w.role == Role::Runner => {
+                if w.offset < self.acked {
+                    let why = format!("room offset {} is before the {} bytes it acknowledged", w.offset, self.acked);
+                    return self.abandon(why, now, fx);
+                }
+                if let Err(why) = self.advance_ack(w.offset) {
+                    return self.abandon(why, now, fx);
+                }
+                if let Connection::Open { welcomed, .. } = &mut self.connection {
+                    *welcomed = true;
                 }
                 self.ticket = Some(w.resume_ticket);
-                self.advance_ack(w.offset)?;
                 self.next_send = w.offset;
                 self.limit = w.offset + u64::from(w.window);
-                Instruction::Nothing
+                self.heartbeat = Duration::from_millis(u64::from(w.heartbeat_ms.max(1_000)));
+                self.attempts = 0;
             }
+            Frame::Welcome(_) => self.abandon("a browser welcome".into(), now, fx),
             Frame::Credit { acked, limit } => {
-                self.advance_ack(acked)?;
+                if let Err(why) = self.advance_ack(acked) {
+                    return self.abandon(why, now, fx);
+                }
                 self.next_send = self.next_send.max(self.acked);
                 self.limit = self.limit.max(limit);
-                Instruction::Nothing
             }
-            Frame::Input { data } => Instruction::Input(data),
-            Frame::Resize { cols, rows } => Instruction::Resize { cols, rows },
-            Frame::Signal { signal } => Instruction::Signal(signal),
-            Frame::Ping { nonce } => Instruction::Reply(Frame::Pong { nonce }),
-            Frame::Pong { .. } => Instruction::Nothing,
-            Frame::Closing { code, reason } => Instruction::Closing(code, reason),
-            _ => return Err(LinkError::Unexpected("a frame meant for browsers")),
-        })
+            Frame::Input { data } => {
+                self.last_activity = now;
+                fx.push(Effect::WriteInput(data));
+            }
+            Frame::Resize { cols, rows } => {
+                self.last_activity = now;
+                fx.push(Effect::Resize { cols, rows });
+            }
+            Frame::Signal { signal } => {
+                self.last_activity = now;
+                fx.push(Effect::Signal(signal));
+            }
+            Frame::Ping { nonce } => fx.push(Effect::Send(Frame::Pong { nonce }.encode())),
+            Frame::Pong { .. } => {}
+            // The close that follows decides; a code whose next step is not to come back ends it now.
+            Frame::Closing { code, reason } => {
+                if !resumable(code) {
+                    self.finish(Outcome::Ended(code, reason), fx);
+                }
+            }
+            _ => self.abandon("a frame meant for browsers".into(), now, fx),
+        }
+    }
+
+    /// A connection that broke the protocol or went silent is dropped and redialled.
+    fn abandon(&mut self, why: String, now: Timestamp, fx: &mut Vec<Effect>) {
+        fx.push(Effect::Abandon(why));
+        self.lost(now, fx);
+    }
+
+    fn on_closed(&mut self, code: Option<u16>, reason: String, now: Timestamp, fx: &mut Vec<Effect>) {
+        match code.and_then(CloseCode::from_code) {
+            Some(code) if !resumable(code) => self.finish(Outcome::Ended(code, reason), fx),
+            _ => self.lost(now, fx),
+        }
     }
 
     /// The room has stored everything before `offset`: forget it.
-    fn advance_ack(&mut self, offset: u64) -> Result<(), LinkError> {
+    fn advance_ack(&mut self, offset: u64) -> Result<(), String> {
         if offset > self.produced() {
-            return Err(LinkError::OffsetBeyondOutput { room: offset, produced: self.produced() });
+            return Err(format!("room offset {offset} is beyond the {} bytes produced", self.produced()));
         }
         if offset > self.acked {
             self.pending.drain(..(offset - self.acked) as usize);
@@ -175,62 +417,164 @@ impl RunnerLink {
         }
         Ok(())
     }
+
+    /// After each step: send what may be sent, and finish when the room has everything after the exit.
+    fn settle(&mut self, fx: &mut Vec<Effect>) {
+        self.flush(fx);
+        if self.exit_sent && self.pending.is_empty() && matches!(self.connection, Connection::Open { .. }) {
+            let status = self.exit.unwrap_or(ExitStatus::Code(-1));
+            fx.push(Effect::CloseNormally("the program exited".into()));
+            self.finish(Outcome::Exited(status), fx);
+        }
+    }
+
+    fn deadlines(&self) -> [Option<Timestamp>; 6] {
+        if self.connection == Connection::Finished {
+            return [None; 6];
+        }
+        let (dial, ping) = match self.connection {
+            Connection::Waiting { dial_at } => (Some(dial_at), None),
+            Connection::Open { next_ping, .. } => (None, Some(next_ping)),
+            Connection::Dialing | Connection::Finished => (None, None),
+        };
+        [
+            dial,
+            ping,
+            self.silence_deadline(),
+            Some(self.last_activity + self.config.idle_timeout),
+            self.deadline,
+            self.drain_deadline(),
+        ]
+    }
+}
+
+impl StateMachine for RunnerLink {
+    type Event = Event;
+    type Effect = Effect;
+
+    fn handle_event(&mut self, event: Event, now: Timestamp) -> Vec<Effect> {
+        // A message that arrives just as the silence deadline passes (a host's timer that fired late)
+        // proves the connection alive: it counts before the deadlines do.
+        if let (Event::Message(_), Connection::Open { last_received, .. }) = (&event, &mut self.connection) {
+            *last_received = now;
+        }
+        let mut fx = self.handle_timeout_inner(now);
+        if self.connection == Connection::Finished {
+            return fx;
+        }
+        match event {
+            Event::Connected => {
+                if self.connection == Connection::Dialing {
+                    let next_ping = now + self.heartbeat;
+                    self.connection = Connection::Open { welcomed: false, last_received: now, next_ping };
+                }
+            }
+            Event::DialFailed { permanent: true, reason } => self.finish(Outcome::Refused(reason), &mut fx),
+            Event::DialFailed { permanent: false, .. } => {
+                if self.connection == Connection::Dialing {
+                    self.lost(now, &mut fx);
+                }
+            }
+            Event::Message(bytes) => self.on_message(&bytes, now, &mut fx),
+            Event::Closed { code, reason } => {
+                if matches!(self.connection, Connection::Open { .. }) {
+                    self.on_closed(code, reason, now, &mut fx);
+                }
+            }
+            Event::Output(data) => {
+                self.last_activity = now;
+                self.pending.extend(data);
+            }
+            Event::PtyClosed => self.pty_closed = true,
+            Event::ProgramExited(status) => {
+                if self.exit.is_none() {
+                    self.exit = Some(status);
+                    self.exit_seen = Some(now);
+                }
+            }
+            Event::Stop => self.finish(Outcome::Stopped, &mut fx),
+        }
+        if self.connection != Connection::Finished {
+            self.settle(&mut fx);
+        }
+        fx
+    }
+
+    fn handle_timeout(&mut self, now: Timestamp) -> Vec<Effect> {
+        let mut fx = self.handle_timeout_inner(now);
+        if self.connection != Connection::Finished {
+            self.settle(&mut fx);
+        }
+        fx
+    }
+
+    fn poll_timeout(&self) -> Option<Timestamp> {
+        earliest(self.deadlines())
+    }
+}
+
+impl RunnerLink {
+    fn handle_timeout_inner(&mut self, now: Timestamp) -> Vec<Effect> {
+        let mut fx = Vec::new();
+        if self.connection == Connection::Finished {
+            return fx;
+        }
+        if self.deadline.is_some_and(|at| at <= now) {
+            self.finish(Outcome::DeadlinePassed, &mut fx);
+            return fx;
+        }
+        if self.last_activity + self.config.idle_timeout <= now {
+            self.finish(Outcome::Idle, &mut fx);
+            return fx;
+        }
+        match self.connection {
+            Connection::Waiting { dial_at } if dial_at <= now => {
+                self.connection = Connection::Dialing;
+                fx.push(Effect::Dial(self.credential()));
+            }
+            Connection::Open { welcomed, last_received, next_ping } => {
+                if self.silence_deadline().is_some_and(|at| at <= now) {
+                    self.abandon("the room stopped answering heartbeats".into(), now, &mut fx);
+                } else if next_ping <= now {
+                    fx.push(Effect::Send(Frame::Ping { nonce: self.next_nonce }.encode()));
+                    self.next_nonce += 1;
+                    self.connection = Connection::Open { welcomed, last_received, next_ping: now + self.heartbeat };
+                }
+            }
+            _ => {}
+        }
+        if self.drain_deadline().is_some_and(|at| at <= now) {
+            if self.leftovers_killed {
+                // Killed already and still open: stop waiting for output.
+                self.pty_closed = true;
+            } else {
+                self.leftovers_killed = true;
+                self.exit_seen = Some(now);
+                fx.push(Effect::KillLeftovers);
+            }
+        }
+        fx
+    }
+}
+
+/// Whether the runner comes back after a close with `code` (now, or later with backoff).
+fn resumable(code: CloseCode) -> bool {
+    matches!(code.next_step(), NextStep::Resume | NextStep::Later)
+}
+
+impl core::fmt::Debug for RunnerLink {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        // The join token and the resume ticket are secrets: left out.
+        f.debug_struct("RunnerLink")
+            .field("acked", &self.acked)
+            .field("limit", &self.limit)
+            .field("next_send", &self.next_send)
+            .field("unacked", &self.pending.len())
+            .field("connection", &self.connection)
+            .field("exit", &self.exit)
+            .finish_non_exhaustive()
+    }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::protocol::Welcome;
-
-    fn welcome(offset: u64, window: u32) -> Frame {
-        Frame::Welcome(Welcome {
-            role: Role::Runner,
-            session: "s".into(),
-            offset,
-            resume_ticket: format!("r.{offset}"),
-            window,
-            expires_at: 0,
-            heartbeat_ms: 30_000,
-        })
-    }
-
-    #[test]
-    fn sends_within_credit_and_resumes_at_the_room_offset() {
-        let mut link = RunnerLink::new();
-        assert_eq!(link.read_budget(), 0, "no credit before the welcome");
-        link.on_frame(welcome(0, 10)).unwrap();
-        assert_eq!(link.read_budget(), 10);
-        link.push_output(b"0123456789");
-        assert_eq!(link.read_budget(), 0);
-        assert_eq!(link.next_frame(), Some(Frame::Output { offset: 0, data: b"0123456789".to_vec() }));
-        assert_eq!(link.next_frame(), None);
-        link.on_frame(Frame::Credit { acked: 4, limit: 14 }).unwrap();
-        assert_eq!((link.unacked(), link.read_budget()), (6, 4));
-        link.push_output(b"abcd");
-        link.disconnected();
-        // The room had stored 7 bytes when the connection dropped.
-        link.on_frame(welcome(7, 7)).unwrap();
-        assert_eq!(link.resume_ticket(), Some("r.7"));
-        assert_eq!(link.next_frame(), Some(Frame::Output { offset: 7, data: b"789abcd".to_vec() }));
-        link.exited(ExitStatus::Code(0));
-        assert_eq!(link.next_frame(), Some(Frame::Exited { status: ExitStatus::Code(0) }));
-        link.on_frame(Frame::Credit { acked: 14, limit: 20 }).unwrap();
-        assert!(link.finished());
-    }
-
-    #[test]
-    fn relays_instructions_and_refuses_nonsense() {
-        let mut link = RunnerLink::new();
-        assert_eq!(link.on_frame(Frame::Input { data: vec![3] }), Ok(Instruction::Input(vec![3])));
-        assert_eq!(link.on_frame(Frame::Ping { nonce: 5 }), Ok(Instruction::Reply(Frame::Pong { nonce: 5 })));
-        assert_eq!(
-            link.on_frame(Frame::Signal { signal: Signal::Interrupt }),
-            Ok(Instruction::Signal(Signal::Interrupt))
-        );
-        assert!(link.on_frame(Frame::RunnerLost).is_err());
-        assert_eq!(
-            link.on_frame(Frame::Credit { acked: 1, limit: 2 }),
-            Err(LinkError::OffsetBeyondOutput { room: 1, produced: 0 })
-        );
-    }
-}
+mod tests;

@@ -2,25 +2,10 @@
 //! files, sockets, threads or processes, and only allowlisted dependencies), every Rust file opens with a
 //! `//!` line saying what it is for, and no file grows past 600 lines.
 
-use std::path::{Path, PathBuf};
+mod support;
 
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
-}
-
-fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        let name = path.file_name().unwrap().to_string_lossy().to_string();
-        if path.is_dir() {
-            if !matches!(name.as_str(), "target" | "node_modules" | ".git" | "corpus" | "artifacts") {
-                rust_files(&path, out);
-            }
-        } else if name.ends_with(".rs") {
-            out.push(path);
-        }
-    }
-}
+use std::path::Path;
+use support::{rust_files, workspace};
 
 /// Text that means the core would be doing I/O or reading ambient state.
 const FORBIDDEN_IN_CORE: [&str; 14] = [

@@ -2,10 +2,9 @@
 //! and are sent back to the client with an ID token in the URL fragment. Only loopback redirect URIs
 //! are accepted, so the page cannot hand tokens to another site.
 
-use crate::server::{respond, IdTokenRequest};
-use bytes::Bytes;
-use http_body_util::Full;
-use hyper::{Response, StatusCode};
+use crate::server::IdTokenRequest;
+use edgeshell_core::api_error::ErrorCode;
+use edgeshell_platform::http::{respond, Reply};
 use std::collections::BTreeMap;
 
 /// The parameters both steps carry.
@@ -60,11 +59,13 @@ fn escape(s: &str) -> String {
         .collect()
 }
 
-fn bad(message: &str) -> Response<Full<Bytes>> {
-    respond(StatusCode::BAD_REQUEST, "text/plain; charset=utf-8", format!("sign-in refused: {message}\n"))
+/// A refusal shown to the person at the browser: text, with the status and code of the error table.
+fn bad(message: &str) -> Reply {
+    let code = ErrorCode::BadRequest;
+    respond(code.status(), "text/plain; charset=utf-8", format!("sign-in refused ({}): {message}\n", code.name()))
 }
 
-pub(crate) fn authorize_page(client_id: &str, query: &str) -> Response<Full<Bytes>> {
+pub(crate) fn authorize_page(client_id: &str, query: &str) -> Reply {
     let p = params(query.as_bytes());
     let a = match check(client_id, &p) {
         Ok(a) => a,
@@ -93,14 +94,14 @@ p{{color:#8a9199;font-size:.85rem}}</style></head><body>
  pattern="[A-Za-z0-9._\-]{{1,64}}">{hidden}<button type="submit">Sign in</button>
 <p>Local development issuer: any name signs in.</p></form></body></html>"#
     );
-    respond(StatusCode::OK, "text/html; charset=utf-8", page)
+    respond(200, "text/html; charset=utf-8", page)
 }
 
 pub(crate) fn authorize_submit(
     client_id: &str,
     body: &[u8],
     sign: impl Fn(&IdTokenRequest) -> anyhow::Result<String>,
-) -> Response<Full<Bytes>> {
+) -> Reply {
     let p = params(body);
     let a = match check(client_id, &p) {
         Ok(a) => a,
@@ -121,7 +122,7 @@ pub(crate) fn authorize_submit(
         .append_pair("state", &a.state)
         .finish();
     let base = a.redirect_uri.split('#').next().unwrap_or_default();
-    let mut response = respond(StatusCode::SEE_OTHER, "text/plain; charset=utf-8", "");
+    let mut response = respond(303, "text/plain; charset=utf-8", "");
     match format!("{base}#{fragment}").parse() {
         Ok(location) => {
             response.headers_mut().insert("location", location);

@@ -2,19 +2,18 @@
 
 use crate::pages;
 use anyhow::{Context, Result};
-use bytes::Bytes;
+use edgeshell_core::api_error::{ApiError, ErrorCode};
 use edgeshell_core::ids::Kid;
 use edgeshell_core::tokens::sign;
 use edgeshell_keys::RsaSigner;
-use http_body_util::{BodyExt, Full, Limited};
+use edgeshell_platform::clock;
+use edgeshell_platform::http::{self, Reply};
 use hyper::body::Incoming;
-use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper::{Method, Request};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::net::TcpListener;
 
 /// How long ID tokens live.
@@ -85,7 +84,7 @@ impl DevIssuer {
             signer,
             jwks_served: AtomicU64::new(0),
         });
-        let task = tokio::spawn(serve(listener, inner.clone()));
+        let task = tokio::spawn(http::serve(listener, inner.clone(), route));
         Ok(DevIssuer { inner, addr, task })
     }
 
@@ -139,7 +138,7 @@ impl Inner {
                 && user.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')),
             "a dev user name is 1 to 64 letters, digits, '.', '_' or '-'"
         );
-        let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
+        let now = clock::now().as_secs();
         let claims = IdClaims {
             iss: &self.issuer,
             aud: request.audience.as_deref().unwrap_or(&self.client_id),
@@ -170,66 +169,36 @@ impl Inner {
     }
 }
 
-async fn serve(listener: TcpListener, inner: Arc<Inner>) {
-    loop {
-        let Ok((stream, _)) = listener.accept().await else { continue };
-        let inner = inner.clone();
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| {
-                let inner = inner.clone();
-                async move { Ok::<_, std::convert::Infallible>(route(&inner, req).await) }
-            });
-            let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
-        });
-    }
-}
-
-pub(crate) fn respond(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(body.into()));
-    *response.status_mut() = status;
-    let headers = response.headers_mut();
-    headers.insert("content-type", content_type.parse().expect("static header"));
-    headers.insert("cache-control", "no-store".parse().expect("static header"));
-    response
-}
-
-fn json(status: StatusCode, value: &serde_json::Value) -> Response<Full<Bytes>> {
-    respond(status, "application/json", value.to_string())
-}
-
-fn error(status: StatusCode, code: &str, message: &str) -> Response<Full<Bytes>> {
-    json(status, &serde_json::json!({ "error": { "code": code, "message": message } }))
-}
-
-async fn route(inner: &Inner, req: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn route(inner: Arc<Inner>, req: Request<Incoming>) -> Reply {
     let (parts, body) = req.into_parts();
-    let body = match Limited::new(body, 16 * 1024).collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(_) => return error(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", "at most 16 KiB"),
+    let body = match http::read_body(body, 16 * 1024).await {
+        Ok(body) => body,
+        Err(e) => return http::error(&e),
     };
+    let error = |code: ErrorCode, message: String| http::error(&ApiError::new(code, message));
     let query = parts.uri.query().unwrap_or_default();
     match (&parts.method, parts.uri.path()) {
-        (&Method::GET, "/.well-known/openid-configuration") => json(StatusCode::OK, &inner.discovery()),
+        (&Method::GET, "/.well-known/openid-configuration") => http::json(200, &inner.discovery()),
         (&Method::GET, "/jwks.json") => {
             inner.jwks_served.fetch_add(1, Ordering::Relaxed);
             let set = edgeshell_core::jwks::KeySet::from_keys(vec![inner.signer.verifying_key().clone()]);
             match set.map(|s| serde_json::to_value(s.to_jwk_set())) {
-                Ok(Ok(v)) => json(StatusCode::OK, &v),
-                _ => error(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "cannot publish the key"),
+                Ok(Ok(v)) => http::json(200, &v),
+                _ => error(ErrorCode::InternalError, "cannot publish the key".into()),
             }
         }
         (&Method::POST, "/token") => {
             let request: IdTokenRequest = match serde_json::from_slice(&body) {
                 Ok(r) => r,
-                Err(e) => return error(StatusCode::BAD_REQUEST, "bad_request", &format!("expected {{\"user\"}}: {e}")),
+                Err(e) => return error(ErrorCode::BadRequest, format!("expected {{\"user\"}}: {e}")),
             };
             match inner.id_token(&request) {
-                Ok(t) => json(StatusCode::OK, &serde_json::json!({ "id_token": t, "expires_in": ID_TOKEN_SECS })),
-                Err(e) => error(StatusCode::BAD_REQUEST, "bad_user", &e.to_string()),
+                Ok(t) => http::json(200, &serde_json::json!({ "id_token": t, "expires_in": ID_TOKEN_SECS })),
+                Err(e) => error(ErrorCode::BadUser, e.to_string()),
             }
         }
         (&Method::GET, "/authorize") => pages::authorize_page(&inner.client_id, query),
         (&Method::POST, "/authorize") => pages::authorize_submit(&inner.client_id, &body, |r| inner.id_token(r)),
-        _ => error(StatusCode::NOT_FOUND, "not_found", "no such route"),
+        (_, path) => http::not_found(path),
     }
 }

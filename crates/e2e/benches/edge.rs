@@ -431,7 +431,7 @@ fn main() {
             let sizes = Sizes { echoes: 500, bytes: 20_000_000, attaches: 40, starts: 12, refusals: 1000 };
             let mut all = vec![measure("direct (native room)", Path::direct().await, &sizes).await];
             all.push(measure("edge, hibernation", Path::edge(true).await, &sizes).await);
-            if std::env::var_os("EDGESHELL_BENCH_QUICK").is_none() {
+            if edgeshell_stack::dev_setting("EDGESHELL_BENCH_QUICK").is_none() {
                 all.push(measure("edge, no hibernation", Path::edge(false).await, &sizes).await);
             }
             report(&all);

@@ -4,6 +4,7 @@
 //! Delayed requests still arrive late, as on a slow network, so a start the control plane gave up on
 //! reaches the agent afterwards.
 
+use edgeshell_core::api_error::{ApiError, ErrorCode};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
@@ -74,9 +75,11 @@ impl PoolProxy {
 async fn serve(mut client: TcpStream, mode: PathMode, upstream: Option<String>) {
     match mode {
         PathMode::Refuse => {
-            let body = r#"{"error":{"code":"unavailable","message":"the region refuses starts"}}"#;
+            let refusal = ApiError::new(ErrorCode::Draining, "the region refuses starts");
+            let body = String::from_utf8_lossy(&refusal.body()).into_owned();
             let answer = format!(
-                "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                "HTTP/1.1 {} Refused\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                refusal.status(),
                 body.len()
             );
             // The request is read by nobody: a refusing front end answers at once.

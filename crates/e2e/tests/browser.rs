@@ -11,7 +11,7 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 fn chromium() -> Option<PathBuf> {
-    let path = PathBuf::from(std::env::var_os("CHROMIUM").unwrap_or_else(|| "/usr/bin/chromium".into()));
+    let path = PathBuf::from(edgeshell_stack::dev_setting("CHROMIUM").expect("CHROMIUM has a default"));
     path.exists().then_some(path)
 }
 
@@ -34,6 +34,7 @@ async fn upload(stack: &Stack, message: &serde_json::Value) -> anyhow::Result<()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Chromium and the whole local stack: cargo xtask test"]
 async fn the_web_client_in_chromium() {
     let Some(chromium) = chromium() else {
         panic!("Debian's chromium is required: apt-get install chromium (scripts/prerequisites.sh --ci does)");

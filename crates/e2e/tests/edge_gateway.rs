@@ -339,6 +339,7 @@ async fn rotation_needs_one_refetch(stack: &mut Stack) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the whole local stack: cargo xtask test"]
 async fn the_edge_gateway_end_to_end() {
     let options = StackOptions {
         edge_vars: vec![("ROOM_RUNNER_GRACE_MS", GRACE.as_millis().to_string())],

@@ -58,6 +58,7 @@ async fn wait_until<F: std::future::Future<Output = bool>>(within: Duration, mut
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the whole local stack: cargo xtask test"]
 async fn regions_fail_over_and_come_back() {
     let options = StackOptions { regions: vec!["eu".into(), "us".into()], ..StackOptions::default() };
     let mut stack = Stack::start(options).await.expect("the stack starts");

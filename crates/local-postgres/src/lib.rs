@@ -217,7 +217,9 @@ fn is_root() -> bool {
 /// The server binaries: `EDGESHELL_PG_BINDIR`, else the newest `/usr/lib/postgresql/*/bin`, else
 /// `pg_config --bindir`.
 fn find_bindir() -> Option<PathBuf> {
-    if let Some(dir) = std::env::var_os("EDGESHELL_PG_BINDIR") {
+    let env = |name: &str| std::env::var(name).ok();
+    let settings = edgeshell_core::settings::Reader::new(edgeshell_core::settings::Program::Dev, &env);
+    if let Ok(Some(dir)) = settings.text("EDGESHELL_PG_BINDIR") {
         return Some(PathBuf::from(dir));
     }
     let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")

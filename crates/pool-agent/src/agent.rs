@@ -5,13 +5,15 @@
 
 use crate::backend::{BackendError, RunnerBackend, RunnerLimits, RunnerSpec};
 use crate::metrics::{Metrics, StartResult};
+use edgeshell_core::api_error::{ApiError, ErrorCode};
 use edgeshell_core::ids::{RegionId, SessionId};
 use edgeshell_core::pool_api::{admit_start, PoolSlots, StartRefusal, StartRunner, Started};
+use edgeshell_platform::clock;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 /// A runner past its deadline by this much is stopped by the agent (the runner stops itself at the
 /// deadline; this catches one that does not).
@@ -28,65 +30,6 @@ pub struct RunnerInfo {
     pub started_at: u64,
     /// When it is stopped, seconds since the epoch.
     pub deadline: u64,
-}
-
-/// Why a start was not carried out; each maps to one HTTP status in [`StartError::status`].
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum StartError {
-    /// The command is for another region.
-    #[error("this pool serves region {ours}, not {asked}")]
-    WrongRegion {
-        /// This pool's.
-        ours: RegionId,
-        /// The command's.
-        asked: RegionId,
-    },
-    /// Every slot is taken.
-    #[error("the pool is at capacity ({0} runners)")]
-    AtCapacity(u32),
-    /// The agent is shutting down.
-    #[error("the pool is draining")]
-    Draining,
-    /// The session has a runner here already.
-    #[error("session {0} already has a runner in this pool")]
-    AlreadyRunning(SessionId),
-    /// The deadline is not in the future.
-    #[error("the session's deadline has passed")]
-    DeadlinePassed,
-    /// The backend failed.
-    #[error("{0}")]
-    Backend(String),
-}
-
-impl From<StartRefusal> for StartError {
-    fn from(refusal: StartRefusal) -> StartError {
-        match refusal {
-            StartRefusal::WrongRegion { ours, asked } => StartError::WrongRegion { ours, asked },
-            StartRefusal::Draining => StartError::Draining,
-            StartRefusal::DeadlinePassed => StartError::DeadlinePassed,
-            StartRefusal::AlreadyRunning(sid) => StartError::AlreadyRunning(sid),
-            StartRefusal::AtCapacity(n) => StartError::AtCapacity(n),
-        }
-    }
-}
-
-impl StartError {
-    /// The HTTP status and stable code.
-    pub fn status(&self) -> (u16, &'static str) {
-        match self {
-            StartError::WrongRegion { .. } => (403, "wrong_region"),
-            StartError::AtCapacity(_) => (503, "at_capacity"),
-            StartError::Draining => (503, "draining"),
-            StartError::AlreadyRunning(_) => (409, "already_running"),
-            StartError::DeadlinePassed => (400, "deadline_passed"),
-            StartError::Backend(_) => (502, "runner_start_failed"),
-        }
-    }
-}
-
-/// Seconds since the epoch.
-pub fn now_secs() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 /// A pool agent over backend `B`.
@@ -158,12 +101,12 @@ impl<B: RunnerBackend> Agent<B> {
     }
 
     /// Carries out a verified start command.
-    pub async fn start(&self, command: StartRunner) -> Result<Started, StartError> {
-        let refused = |e: StartError| {
+    pub async fn start(&self, command: StartRunner) -> Result<Started, ApiError> {
+        let refused = |e: ApiError| {
             self.metrics.start(StartResult::Refused, None);
             Err(e)
         };
-        let now = now_secs();
+        let now = clock::now().as_secs();
         let sid = command.session_id.clone();
         let deadline = {
             // One lock order everywhere: runners, then starting.
@@ -183,7 +126,7 @@ impl<B: RunnerBackend> Agent<B> {
                 }
                 Err(refusal) => {
                     drop((runners, starting));
-                    return refused(refusal.into());
+                    return refused(refusal.to_api_error());
                 }
             }
         };
@@ -207,12 +150,12 @@ impl<B: RunnerBackend> Agent<B> {
             }
             Err(BackendError::AlreadyRunning(s)) => {
                 self.metrics.start(StartResult::Refused, None);
-                Err(StartError::AlreadyRunning(s))
+                Err(StartRefusal::AlreadyRunning(s).to_api_error())
             }
             Err(e) => {
                 self.metrics.start(StartResult::Failed, None);
                 tracing::error!(session = %sid, error = %e, "runner start failed");
-                Err(StartError::Backend(e.to_string()))
+                Err(ApiError::new(ErrorCode::RunnerStartFailed, e.to_string()))
             }
         }
     }
@@ -248,7 +191,7 @@ impl<B: RunnerBackend> Agent<B> {
             Err(e) => tracing::warn!(error = %e, "listing runners failed"),
         }
         let overdue: Vec<SessionId> = {
-            let limit = now_secs().saturating_sub(DEADLINE_GRACE.as_secs());
+            let limit = clock::now().as_secs().saturating_sub(DEADLINE_GRACE.as_secs());
             let runners = self.runners.lock().unwrap_or_else(|e| e.into_inner());
             runners.values().filter(|r| r.deadline <= limit).map(|r| r.session_id.clone()).collect()
         };

@@ -10,17 +10,17 @@
 //! | `GET /healthz` | none | 200 while serving |
 //! | `GET /metrics` | none | Prometheus text |
 //!
-//! Every error is `{"error": code, "message": text}`.
+//! Every error is the core's error table's (`{"error": {"code", "message"}}`).
 
 use crate::agent::Agent;
 use crate::backend::RunnerBackend;
 use crate::commands::CommandCheck;
-use bytes::Bytes;
+use edgeshell_core::api_error::{ApiError, ErrorCode};
 use edgeshell_core::ids::SessionId;
 use edgeshell_core::pool_api::{PoolCommand, START_PATH};
-use edgeshell_core::time::Timestamp;
-use http_body_util::{BodyExt, Full, Limited};
-use hyper::{Method, Request, Response, StatusCode};
+use edgeshell_platform::clock;
+use edgeshell_platform::http::{self, Reply};
+use hyper::{Method, Request};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 
@@ -37,35 +37,13 @@ pub struct Api<B> {
     pub api_key_sha256: [u8; 32],
 }
 
-type Reply = Response<Full<Bytes>>;
-
-fn json(status: u16, value: &serde_json::Value) -> Reply {
-    let mut response = Response::new(Full::new(Bytes::from(value.to_string())));
-    *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    response.headers_mut().insert("content-type", "application/json".parse().expect("static header"));
-    response
-}
-
-fn error(status: u16, code: &str, message: impl std::fmt::Display) -> Reply {
-    json(status, &serde_json::json!({ "error": code, "message": message.to_string() }))
-}
-
-fn now() -> Timestamp {
-    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    Timestamp::from_millis(since.as_millis() as u64)
-}
-
-fn bearer<T>(req: &Request<T>) -> Option<&str> {
-    req.headers().get("authorization")?.to_str().ok()?.strip_prefix("Bearer ")
-}
-
 impl<B: RunnerBackend> Api<B> {
     /// Answers one request.
     pub async fn handle(&self, req: Request<hyper::body::Incoming>) -> Reply {
         let path = req.uri().path().to_owned();
         let method = req.method().clone();
         match (method, path.as_str()) {
-            (Method::GET, "/healthz") => json(200, &serde_json::json!({ "ok": true })),
+            (Method::GET, "/healthz") => http::json(200, &serde_json::json!({ "ok": true })),
             (Method::GET, "/metrics") => {
                 let agent = &self.agent;
                 let text = agent.metrics.render(
@@ -74,18 +52,14 @@ impl<B: RunnerBackend> Api<B> {
                     agent.runners().len(),
                     agent.capacity(),
                 );
-                let mut response = Response::new(Full::new(Bytes::from(text)));
-                response
-                    .headers_mut()
-                    .insert("content-type", "text/plain; version=0.0.4".parse().expect("static header"));
-                response
+                http::respond(200, "text/plain; version=0.0.4", text)
             }
             (Method::GET, "/v1/runners") => match self.operator(&req) {
-                Ok(()) => json(200, &serde_json::json!({ "runners": self.agent.runners() })),
+                Ok(()) => http::json(200, &serde_json::json!({ "runners": self.agent.runners() })),
                 Err(reply) => *reply,
             },
             (Method::GET, "/v1/health") => match self.operator(&req) {
-                Ok(()) => json(
+                Ok(()) => http::json(
                     200,
                     &serde_json::json!({
                         "region": self.agent.region(),
@@ -101,78 +75,56 @@ impl<B: RunnerBackend> Api<B> {
             (Method::POST, p) => match p.strip_prefix("/v1/runners/").and_then(|r| r.strip_suffix("/stop")) {
                 Some(sid) => match SessionId::new(sid) {
                     Ok(sid) => self.command(req, Some(sid)).await,
-                    Err(e) => error(404, "not_found", e),
+                    Err(e) => http::error(&ApiError::new(ErrorCode::NotFound, e.to_string())),
                 },
-                None => error(404, "not_found", format!("no route POST {p}")),
+                None => http::not_found(p),
             },
-            (m, p) => error(404, "not_found", format!("no route {m} {p}")),
+            (_, p) => http::not_found(p),
         }
     }
 
     /// The operator routes take the pool's API key, compared as SHA-256 in constant time.
     fn operator<T>(&self, req: &Request<T>) -> Result<(), Box<Reply>> {
-        let presented: [u8; 32] = Sha256::digest(bearer(req).unwrap_or_default().as_bytes()).into();
+        let presented: [u8; 32] = Sha256::digest(http::bearer(req).unwrap_or_default().as_bytes()).into();
         if bool::from(subtle::ConstantTimeEq::ct_eq(&presented[..], &self.api_key_sha256[..])) {
             Ok(())
         } else {
-            Err(Box::new(error(401, "unauthorized", "send the pool API key as Bearer")))
+            Err(Box::new(http::error(&ApiError::new(ErrorCode::Unauthorized, "send the pool API key as Bearer"))))
         }
     }
 
     async fn command(&self, req: Request<hyper::body::Incoming>, path_session: Option<SessionId>) -> Reply {
-        let token = bearer(&req).map(str::to_owned);
-        let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
-            Ok(body) => body.to_bytes(),
-            Err(e) => return error(413, "body_too_large", format!("command bodies are at most {MAX_BODY} bytes: {e}")),
+        let token = http::bearer(&req).map(str::to_owned);
+        let body = match http::read_body(req.into_body(), MAX_BODY).await {
+            Ok(body) => body,
+            Err(e) => return http::error(&e),
         };
-        let command = match self.commands.check(token.as_deref(), &body, path_session.as_ref(), now()).await {
+        let command = match self.commands.check(token.as_deref(), &body, path_session.as_ref(), clock::now()).await {
             Ok(command) => command,
             Err(rejection) => {
-                let (status, code) = rejection.status();
-                self.agent.metrics.rejected(status);
-                tracing::warn!(status, code, reason = %rejection, "command refused");
-                return error(status, code, rejection);
+                self.agent.metrics.rejected(rejection.status());
+                tracing::warn!(status = rejection.status(), code = rejection.code.name(), reason = %rejection.message, "command refused");
+                return http::error(&rejection);
             }
         };
         match (command, path_session) {
             (PoolCommand::Start(start), None) => match self.agent.start(start).await {
-                Ok(started) => json(201, &serde_json::to_value(started).unwrap_or_default()),
-                Err(e) => {
-                    let (status, code) = e.status();
-                    error(status, code, e)
-                }
+                Ok(started) => http::json(201, &started),
+                Err(e) => http::error(&e),
             },
             (PoolCommand::Stop { session_id, reason }, Some(_)) => match self.agent.stop(&session_id, &reason).await {
-                Ok(()) => json(200, &serde_json::json!({ "session_id": session_id, "stopped": true })),
-                Err(e) => error(502, "runner_stop_failed", e),
+                Ok(()) => http::json(200, &serde_json::json!({ "session_id": session_id, "stopped": true })),
+                Err(e) => http::error(&ApiError::new(ErrorCode::RunnerStopFailed, e.to_string())),
             },
-            _ => error(400, "bad_command", "start commands go to /v1/runners, stop commands to /v1/runners/{id}/stop"),
+            _ => http::error(&ApiError::new(
+                ErrorCode::BadCommand,
+                "start commands go to /v1/runners, stop commands to /v1/runners/{id}/stop",
+            )),
         }
     }
 }
 
 /// Serves the API on `listener` until the task is dropped.
 pub async fn serve<B: RunnerBackend>(api: Arc<Api<B>>, listener: tokio::net::TcpListener) {
-    loop {
-        let (stream, _) = match listener.accept().await {
-            Ok(conn) => conn,
-            Err(e) => {
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        // Answers are small and latency counts (a start is inside a mint): no Nagle delay.
-        let _ = stream.set_nodelay(true);
-        let api = api.clone();
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| {
-                let api = api.clone();
-                async move { Ok::<_, std::convert::Infallible>(api.handle(req).await) }
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                .await;
-        });
-    }
+    http::serve(listener, api, |api, req| async move { api.handle(req).await }).await;
 }

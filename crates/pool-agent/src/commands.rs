@@ -3,6 +3,7 @@
 //! control plane's published JWKS (fetched and cached under the core's cache policy, verified with
 //! `ring`), bound to the exact request body and to the path's session, and used only once.
 
+use edgeshell_core::api_error::{ApiError, ErrorCode};
 use edgeshell_core::ids::{Jti, RegionId, SessionId};
 use edgeshell_core::issue::{check_body, pool_audience};
 use edgeshell_core::jwks::cache::{CachePolicy, JwksCache, Lookup};
@@ -13,35 +14,6 @@ use edgeshell_core::tokens::{Expectation, Scope, TokenError, UntrustedToken, Val
 use edgeshell_keys::RingVerifier;
 use std::collections::HashMap;
 use std::sync::Mutex;
-
-/// Why a command was refused; each maps to one HTTP status in [`Rejection::status`].
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Rejection {
-    /// No token, or one that does not verify (401).
-    #[error("{0}")]
-    Unauthorized(String),
-    /// A valid token for something else: another session or body (403).
-    #[error("{0}")]
-    Forbidden(String),
-    /// The body is not a command (400).
-    #[error("{0}")]
-    BadRequest(String),
-    /// The control plane's keys cannot be had now (503).
-    #[error("{0}")]
-    KeysUnavailable(String),
-}
-
-impl Rejection {
-    /// The HTTP status and the stable error code.
-    pub fn status(&self) -> (u16, &'static str) {
-        match self {
-            Rejection::Unauthorized(_) => (401, "unauthorized"),
-            Rejection::Forbidden(_) => (403, "forbidden"),
-            Rejection::BadRequest(_) => (400, "bad_command"),
-            Rejection::KeysUnavailable(_) => (503, "keys_unavailable"),
-        }
-    }
-}
 
 /// Verifies commands for one region.
 pub struct CommandCheck {
@@ -73,30 +45,32 @@ impl CommandCheck {
         body: &[u8],
         path_session: Option<&SessionId>,
         now: Timestamp,
-    ) -> Result<PoolCommand, Rejection> {
-        let unauthorized = |e: TokenError| Rejection::Unauthorized(format!("command token refused: {e}"));
-        let token = token.ok_or_else(|| Rejection::Unauthorized("a signed command token is required".into()))?;
+    ) -> Result<PoolCommand, ApiError> {
+        let unauthorized =
+            |e: TokenError| ApiError::new(ErrorCode::Unauthorized, format!("command token refused: {e}"));
+        let token =
+            token.ok_or_else(|| ApiError::new(ErrorCode::Unauthorized, "a signed command token is required"))?;
         let untrusted = UntrustedToken::parse(token).map_err(unauthorized)?;
         let keys = self.keys_for(&untrusted, now).await?;
         // Parsed, not trusted: it only names the session the token must be for, and the token binds the
         // exact bytes below.
-        let command: PoolCommand =
-            serde_json::from_slice(body).map_err(|e| Rejection::BadRequest(format!("not a pool command: {e}")))?;
+        let command: PoolCommand = serde_json::from_slice(body)
+            .map_err(|e| ApiError::new(ErrorCode::BadCommand, format!("not a pool command: {e}")))?;
         let expect = Expectation { scope: Scope::PoolCommand, session: Some(command.session()) };
         let verified = self.validator.verify(token, &keys, &RingVerifier, expect, now).await.map_err(|e| match e {
-            TokenError::WrongSession => Rejection::Forbidden("the token was signed for another session".into()),
+            TokenError::WrongSession => ApiError::new(ErrorCode::Forbidden, "the token was signed for another session"),
             other => unauthorized(other),
         })?;
-        check_body(&verified, body).map_err(|e| Rejection::Forbidden(e.to_string()))?;
+        check_body(&verified, body).map_err(|e| ApiError::new(ErrorCode::Forbidden, e.to_string()))?;
         if path_session.is_some_and(|s| s != command.session()) {
-            return Err(Rejection::Forbidden("the path names another session than the command".into()));
+            return Err(ApiError::new(ErrorCode::Forbidden, "the path names another session than the command"));
         }
         self.use_once(&verified.claims().jti, verified.claims().exp, now)?;
         Ok(command)
     }
 
     /// The key set holding the token's key: cached, or fetched once per the cache policy.
-    async fn keys_for(&self, token: &UntrustedToken<'_>, now: Timestamp) -> Result<KeySet, Rejection> {
+    async fn keys_for(&self, token: &UntrustedToken<'_>, now: Timestamp) -> Result<KeySet, ApiError> {
         for _ in 0..3 {
             let decision = {
                 let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
@@ -105,7 +79,10 @@ impl CommandCheck {
                     Lookup::Fetch => true,
                     Lookup::Wait => false,
                     Lookup::Unknown => {
-                        return Err(Rejection::Unauthorized(format!("unknown signing key {:?}", token.kid().as_str())))
+                        return Err(ApiError::new(
+                            ErrorCode::Unauthorized,
+                            format!("unknown signing key {:?}", token.kid().as_str()),
+                        ))
                     }
                     Lookup::Unavailable => return Err(unavailable()),
                 }
@@ -132,18 +109,21 @@ impl CommandCheck {
         KeySet::from_json(&response.bytes().await.map_err(fetch_error)?)
     }
 
-    fn use_once(&self, jti: &Jti, exp: u64, now: Timestamp) -> Result<(), Rejection> {
+    fn use_once(&self, jti: &Jti, exp: u64, now: Timestamp) -> Result<(), ApiError> {
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
         // Expired ids can go: their tokens fail the expiry check anyway.
         let leeway = self.validator.options().leeway.as_secs();
         seen.retain(|_, e| e.saturating_add(leeway) > now.as_secs());
         if seen.insert(jti.clone(), exp).is_some() {
-            return Err(Rejection::Unauthorized("this command was already carried out (replayed token)".into()));
+            return Err(ApiError::new(
+                ErrorCode::Unauthorized,
+                "this command was already carried out (replayed token)",
+            ));
         }
         Ok(())
     }
 }
 
-fn unavailable() -> Rejection {
-    Rejection::KeysUnavailable("the control plane's signing keys cannot be fetched now".into())
+fn unavailable() -> ApiError {
+    ApiError::new(ErrorCode::KeysUnavailable, "the control plane's signing keys cannot be fetched now")
 }

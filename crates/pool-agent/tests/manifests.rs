@@ -3,8 +3,9 @@
 //! form a valid configuration, its pod meets Pod Security "restricted", and the runners' network
 //! policy is exactly what the agent generates for those settings.
 
+use edgeshell_core::settings::{names, Program};
 use edgeshell_pool_agent::backend::kubernetes::objects::runner_network_policy;
-use edgeshell_pool_agent::config::{from_env, BackendConfig, VARIABLES};
+use edgeshell_pool_agent::config::{from_env, BackendConfig};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
@@ -101,13 +102,14 @@ fn agent_settings() -> BTreeMap<String, String> {
 #[test]
 fn the_agents_settings_are_real_and_form_a_valid_configuration() {
     let vars = agent_settings();
+    let read = names(Program::PoolAgent);
     for name in vars.keys() {
-        assert!(VARIABLES.contains(&name.as_str()), "the agent does not read {name}");
+        assert!(read.contains(name), "the agent does not read {name}");
     }
     let deployment: Deployment = one("Deployment");
     let pod = deployment.spec.clone().unwrap().template.spec.unwrap();
     for env in pod.containers[0].env.clone().unwrap() {
-        assert!(VARIABLES.contains(&env.name.as_str()), "the agent does not read {}", env.name);
+        assert!(read.contains(&env.name), "the agent does not read {}", env.name);
     }
     let config = from_env(|k| vars.get(k).cloned()).unwrap();
     assert!(matches!(config.backend, BackendConfig::Kubernetes(_)));

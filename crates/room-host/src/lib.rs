@@ -9,14 +9,16 @@
 
 pub mod browser;
 
+use edgeshell_core::api_error::{ApiError, ErrorCode};
 use edgeshell_core::ids::SessionId;
 use edgeshell_core::issue::EDGE_AUDIENCE;
 use edgeshell_core::jwks::KeySet;
+use edgeshell_core::machine::StateMachine;
 use edgeshell_core::protocol::{CloseCode, Credential, Role, Upgrade, UpgradeRefused, SUBPROTOCOL};
 use edgeshell_core::room::{ConnId, Effect, EndReason, Event, Room, RoomConfig};
-use edgeshell_core::time::Timestamp;
 use edgeshell_core::tokens::{Expectation, Scope, ValidationOptions, Validator, Verified};
 use edgeshell_keys::{now_or_never, RingVerifier};
+use edgeshell_platform::clock::{self, now};
 use futures_util::{SinkExt, StreamExt};
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -151,11 +153,6 @@ impl RoomHost {
     }
 }
 
-fn now() -> Timestamp {
-    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    Timestamp::from_millis(since.as_millis() as u64)
-}
-
 fn entropy<const N: usize>() -> [u8; N] {
     let mut bytes = [0u8; N];
     rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut bytes);
@@ -182,9 +179,16 @@ async fn serve(shared: Arc<Shared>, stream: TcpStream) {
                 Ok(response)
             }
             Err(UpgradeRefused { code, reason: why }) => {
-                let mut refusal = ErrorResponse::new(Some(format!("{}: {why}", code.name())));
+                // Refused before the upgrade, in the one error shape (the edge upgrades and closes instead).
+                let error = ApiError::new(code.error_code().unwrap_or(ErrorCode::InternalError), why);
+                let mut refusal = ErrorResponse::new(Some(String::from_utf8_lossy(&error.body()).into_owned()));
                 *refusal.status_mut() =
-                    http::StatusCode::from_u16(code.http_status()).unwrap_or(http::StatusCode::BAD_REQUEST);
+                    http::StatusCode::from_u16(error.status()).unwrap_or(http::StatusCode::BAD_REQUEST);
+                for (name, value) in error.headers() {
+                    if let Ok(value) = http::HeaderValue::from_str(&value) {
+                        refusal.headers_mut().insert(name, value);
+                    }
+                }
                 Err(refusal)
             }
         }
@@ -286,11 +290,11 @@ async fn run_room(
     mut inbox: mpsc::UnboundedReceiver<RoomInput>,
 ) {
     let mut conns: HashMap<ConnId, mpsc::UnboundedSender<Message>> = HashMap::new();
-    let mut alarm: Option<Timestamp> = None;
     loop {
+        let alarm = room.poll_timeout();
         let sleep = async {
             match alarm {
-                Some(at) => tokio::time::sleep(at.since(now())).await,
+                Some(at) => tokio::time::sleep(clock::until(at)).await,
                 None => std::future::pending().await,
             }
         };
@@ -298,20 +302,20 @@ async fn run_room(
             input = inbox.recv() => match input {
                 Some(RoomInput::Open { conn, event, outbox }) => {
                     conns.insert(conn, outbox);
-                    event
+                    Some(event)
                 }
-                Some(RoomInput::Event(event)) => event,
+                Some(RoomInput::Event(event)) => Some(event),
                 None => return,
             },
-            _ = sleep => {
-                alarm = None;
-                Event::Alarm
-            }
+            _ = sleep => None,
         };
-        if let Event::Disconnected { conn } = &event {
+        if let Some(Event::Disconnected { conn }) = &event {
             conns.remove(conn);
         }
-        let mut effects = room.on_event(event, now());
+        let mut effects = match event {
+            Some(event) => room.handle_event(event, now()),
+            None => room.handle_timeout(now()),
+        };
         // Nothing is stored natively: memory is all there is, so everything counts as written.
         effects.extend(room.checkpoint_written());
         for effect in effects {
@@ -342,7 +346,6 @@ async fn run_room(
                     };
                     let _ = events.send(RoomInput::Event(event));
                 }
-                Effect::SetAlarm(at) => alarm = at,
                 Effect::SessionEnded(reason) => {
                     shared.ended.lock().unwrap_or_else(|e| e.into_inner()).push((room.session().clone(), reason));
                 }

@@ -9,6 +9,8 @@
 use crate::{bundle, relay, settings};
 use anyhow::{bail, Context, Result};
 use edgeshell_core::bundles::BundlePolicy;
+use edgeshell_core::settings::{Program, Reader};
+use edgeshell_platform::environment::Environment;
 
 /// Runs the command line `args` (without the program name); returns the process exit code.
 pub fn main(args: Vec<String>) -> i32 {
@@ -54,26 +56,19 @@ fn real_main(args: Vec<String>) -> Result<i32> {
 
 async fn install_bundle(args: &[String]) -> Result<i32> {
     let [url, dest] = args else { bail!("usage: edgeshell-runner install-bundle URL DEST") };
-    let list = |name: &str| -> Vec<String> {
-        std::env::var(name)
-            .unwrap_or_default()
-            .split([',', ' ', '\n'])
-            .filter(|s| !s.is_empty())
-            .map(String::from)
-            .collect()
-    };
-    let hosts = list("EDGESHELL_BUNDLE_HOSTS");
-    let allowlist = list("EDGESHELL_BUNDLE_SHA256");
+    let env = Environment::read(Program::Runner)?;
+    let lookup = env.lookup();
+    let settings = Reader::new(Program::Runner, &lookup);
+    let hosts = settings.list("EDGESHELL_BUNDLE_HOSTS")?;
+    let allowlist = settings.list("EDGESHELL_BUNDLE_SHA256")?;
     if hosts.is_empty() || allowlist.is_empty() {
         bail!("EDGESHELL_BUNDLE_HOSTS and EDGESHELL_BUNDLE_SHA256 must name the allowed hosts and digests");
     }
     let mut policy = BundlePolicy::new(&hosts, &allowlist)?;
-    if let Ok(mb) = std::env::var("EDGESHELL_BUNDLE_MAX_MB") {
-        policy.max_download_bytes = mb.parse::<u64>().context("EDGESHELL_BUNDLE_MAX_MB")? * 1024 * 1024;
-    }
-    let roots = match std::env::var("EDGESHELL_BUNDLE_CA_FILE") {
-        Ok(path) => std::fs::read(&path).with_context(|| format!("reading {path}"))?,
-        Err(_) => Vec::new(),
+    policy.max_download_bytes = settings.number::<u64>("EDGESHELL_BUNDLE_MAX_MB")?.saturating_mul(1024 * 1024);
+    let roots = match settings.text("EDGESHELL_BUNDLE_CA_FILE")? {
+        Some(path) => std::fs::read(&path).with_context(|| format!("reading {path}"))?,
+        None => Vec::new(),
     };
     let client = bundle::client(&policy, &roots)?;
     let installed = bundle::install(&client, &policy, url, std::path::Path::new(dest)).await?;
@@ -85,10 +80,13 @@ async fn install_bundle(args: &[String]) -> Result<i32> {
 /// (default `info`). The pool agent logs the same way.
 pub fn init_logs() {
     // Embedded in another binary, logs may be set up already.
-    let filter = tracing_subscriber::EnvFilter::try_from_env("EDGESHELL_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let env = |name: &str| std::env::var(name).ok();
+    let settings = Reader::new(Program::Runner, &env);
+    let level = settings.required("EDGESHELL_LOG").unwrap_or_else(|_| "info".into());
+    let filter =
+        tracing_subscriber::EnvFilter::try_new(&level).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    let _ = if std::env::var("EDGESHELL_LOG_FORMAT").as_deref() == Ok("text") {
+    let _ = if settings.choice("EDGESHELL_LOG_FORMAT", &["json", "text"]).is_ok_and(|i| i == 1) {
         builder.try_init()
     } else {
         builder.json().try_init()

@@ -65,54 +65,9 @@ pub async fn dial(url: &str, credential: &Credential, timeout: Duration) -> Resu
     }
 }
 
-/// Exponential backoff with jitter (half to all of the step): 100 ms doubling to 5 s.
-#[derive(Debug, Clone)]
-pub struct Backoff {
-    attempt: u32,
-}
-
-impl Backoff {
-    /// Starts at the shortest delay.
-    pub fn new() -> Self {
-        Backoff { attempt: 0 }
-    }
-
-    /// After a success.
-    pub fn reset(&mut self) {
-        self.attempt = 0;
-    }
-
-    /// The delay before the next attempt.
-    pub fn next_delay(&mut self) -> Duration {
-        let cap_ms = (100u64 << self.attempt.min(6)).min(5_000);
-        self.attempt = self.attempt.saturating_add(1);
-        Duration::from_millis(rand::Rng::gen_range(&mut rand::thread_rng(), cap_ms / 2..=cap_ms))
-    }
-}
-
-impl Default for Backoff {
-    fn default() -> Self {
-        Backoff::new()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn backoff_grows_to_its_cap_and_resets() {
-        let mut b = Backoff::new();
-        let first = b.next_delay();
-        assert!(first >= Duration::from_millis(50) && first <= Duration::from_millis(100), "{first:?}");
-        for _ in 0..10 {
-            b.next_delay();
-        }
-        let late = b.next_delay();
-        assert!(late >= Duration::from_millis(2_500) && late <= Duration::from_secs(5), "{late:?}");
-        b.reset();
-        assert!(b.next_delay() <= Duration::from_millis(100));
-    }
 
     #[test]
     fn only_credential_refusals_are_permanent() {

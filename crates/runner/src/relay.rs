@@ -1,21 +1,25 @@
-//! The runner's main loop: the program on its PTY on one side, the session's room on the other, and the
-//! core's [`RunnerLink`] between them deciding what to send and how much output may be read. A dropped
-//! connection is redialled with the resume ticket, and output continues at the exact byte the room
-//! stored; the PTY is simply not read while nothing may be sent, so the program waits instead of losing
-//! output.
+//! The runner's main loop: the host of the core's [`RunnerLink`] state machine. It owns the I/O (the
+//! program on its PTY, the WebSocket to the session's room, one timer) and carries out what the link
+//! decides: when to dial and with which credential, what to send, how much PTY output may be read (the
+//! PTY is simply not read while nothing may be sent, so the program waits instead of losing output),
+//! heartbeats, the idle timeout, the deadline, reconnect backoff and when the session is over.
 
-use crate::dial::{dial, Backoff, Socket};
+use crate::dial::{dial, Socket};
 use crate::process_tree;
 use crate::pty::{exit_status, os_signal, Program, Pty, ReadResult};
-use edgeshell_core::protocol::{CloseCode, Credential, ExitStatus, Frame, NextStep, MAX_DATA_BYTES};
-use edgeshell_core::runner_link::{Instruction, RunnerLink};
+use edgeshell_core::machine::StateMachine;
+use edgeshell_core::protocol::{ExitStatus, MAX_DATA_BYTES};
+use edgeshell_core::runner_link::{Effect, Event, LinkConfig, RunnerLink, MAX_QUEUED_INPUT};
+use edgeshell_platform::clock;
+use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use std::collections::VecDeque;
-use std::time::{Duration, Instant, SystemTime};
-use tokio::sync::oneshot;
+use std::time::{Duration, SystemTime};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsCloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
+
+pub use edgeshell_core::runner_link::Outcome;
 
 /// How the runner reaches its room and how long it may run.
 #[derive(Clone)]
@@ -47,43 +51,6 @@ impl std::fmt::Debug for Settings {
     }
 }
 
-/// How a runner's session ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    /// The program exited and the room received its status.
-    Exited(ExitStatus),
-    /// The room ended the session (the program was stopped).
-    Ended(CloseCode, String),
-    /// The session's deadline passed (the program was stopped).
-    DeadlinePassed,
-    /// Nothing happened for the idle timeout (the program was stopped).
-    Idle,
-    /// The room refused the runner (bad, used or expired join token).
-    Refused(String),
-    /// The room stayed unreachable for the offline limit.
-    Unreachable(String),
-    /// The runner was told to stop (SIGTERM from its pool agent).
-    Stopped,
-}
-
-impl Outcome {
-    /// The runner process's exit code: 0 when the session ran its course.
-    pub fn exit_code(&self) -> i32 {
-        match self {
-            Outcome::Exited(_) | Outcome::Ended(..) | Outcome::Idle | Outcome::Stopped => 0,
-            Outcome::DeadlinePassed => 3,
-            Outcome::Refused(_) => 4,
-            Outcome::Unreachable(_) => 5,
-        }
-    }
-}
-
-/// Input bytes queued for the PTY beyond which the runner stops reading from the room.
-const MAX_QUEUED_INPUT: usize = 256 * 1024;
-/// After the program exits, how long the PTY may stay open (held by leftover children) before those
-/// are killed.
-const EXIT_DRAIN: Duration = Duration::from_millis(300);
-
 /// Runs `program` for the session until it ends; always leaves no process of the program behind.
 pub async fn run(settings: Settings, program: Program) -> anyhow::Result<Outcome> {
     run_until(settings, program, std::future::pending()).await
@@ -103,26 +70,25 @@ pub async fn run_until(
         let status = serde_json::json!({ "program_pid": group, "start_time": start_time });
         std::fs::write(path, status.to_string())?;
     }
-    let (exit_tx, exit_rx) = oneshot::channel();
+    let (exit_tx, exit_rx) = tokio::sync::oneshot::channel();
     tokio::spawn(async move {
         let mut child = child;
         let _ = exit_tx.send(child.wait().await.map(exit_status).unwrap_or(ExitStatus::Code(-1)));
     });
-    let mut relay = Relay {
-        pty,
-        link: RunnerLink::new(),
-        input: VecDeque::new(),
-        exit_rx,
-        exit: None,
-        exit_seen: None,
-        pty_closed: false,
-        leftovers_killed: false,
-        last_activity: Instant::now(),
-        settings: settings.clone(),
-        next_nonce: 1,
-    };
+    let config =
+        LinkConfig { idle_timeout: settings.idle_timeout, max_offline: settings.max_offline, ..LinkConfig::DEFAULT };
+    let link = RunnerLink::new(
+        config,
+        settings.join_token.clone(),
+        settings.deadline.map(clock::timestamp),
+        rand::random(),
+        clock::now(),
+    );
+    let host = Host { pty, group, link, settings, input: VecDeque::new(), sink: None, stream: None };
+    // The stop is raced against the whole loop, so it also ends a dial or a send that is waiting on the
+    // network.
     let outcome = tokio::select! {
-        outcome = relay.run() => outcome,
+        outcome = host.run(exit_rx) => outcome,
         _ = stop => Outcome::Stopped,
     };
     let killed = process_tree::kill_all(&[group]).await;
@@ -130,232 +96,156 @@ pub async fn run_until(
     Ok(outcome)
 }
 
-struct Relay {
+/// The link's I/O.
+struct Host {
     pty: Pty,
+    group: i32,
     link: RunnerLink,
-    input: VecDeque<u8>,
-    exit_rx: oneshot::Receiver<ExitStatus>,
-    exit: Option<ExitStatus>,
-    exit_seen: Option<Instant>,
-    pty_closed: bool,
-    leftovers_killed: bool,
-    last_activity: Instant,
     settings: Settings,
-    next_nonce: u64,
+    /// Typed input waiting for the PTY.
+    input: VecDeque<u8>,
+    sink: Option<SplitSink<Socket, Message>>,
+    stream: Option<SplitStream<Socket>>,
 }
 
-/// How one connection ended.
-enum Dropped {
-    /// The session is over.
-    Finished(Outcome),
-    /// The connection was lost; resume.
-    Lost(String),
-}
-
-impl Relay {
-    async fn run(&mut self) -> Outcome {
-        let mut backoff = Backoff::new();
-        let mut offline_since = Instant::now();
-        loop {
-            let credential = match self.link.resume_ticket() {
-                Some(ticket) => Credential::Resume(ticket.to_owned()),
-                None => Credential::Token(self.settings.join_token.clone()),
-            };
-            match dial(&self.settings.join_url, &credential, self.settings.connect_timeout).await {
-                Ok(socket) => {
-                    backoff.reset();
-                    match self.connected(socket).await {
-                        Dropped::Finished(outcome) => return outcome,
-                        Dropped::Lost(why) => {
-                            tracing::warn!(%why, "connection to the room lost; resuming");
-                            self.link.disconnected();
-                            offline_since = Instant::now();
-                        }
-                    }
-                }
-                Err(e) if e.is_permanent() => return Outcome::Refused(e.to_string()),
-                Err(e) => tracing::warn!(error = %e, "dial failed"),
-            }
-            if offline_since.elapsed() >= self.settings.max_offline {
-                return Outcome::Unreachable(format!("no connection for {:?}", self.settings.max_offline));
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(backoff.next_delay()) => {}
-                _ = sleep_until_deadline(self.settings.deadline) => return Outcome::DeadlinePassed,
-            }
-        }
-    }
-
-    async fn connected(&mut self, socket: Socket) -> Dropped {
-        let (mut sink, mut stream) = socket.split();
+impl Host {
+    async fn run(mut self, exit_rx: tokio::sync::oneshot::Receiver<ExitStatus>) -> Outcome {
+        let mut exit_rx = Some(exit_rx);
         let mut buf = vec![0u8; MAX_DATA_BYTES / 2];
-        let mut heartbeat = Duration::from_secs(30);
-        let mut next_ping = tokio::time::Instant::now() + heartbeat;
-        let mut last_received = Instant::now();
+        let mut effects: VecDeque<Effect> = VecDeque::new();
         loop {
-            while let Some(frame) = self.link.next_frame() {
-                if let Err(e) = sink.feed(Message::Binary(frame.encode().into())).await {
-                    return Dropped::Lost(e.to_string());
+            while let Some(effect) = effects.pop_front() {
+                if let Some(outcome) = self.carry_out(effect, &mut effects).await {
+                    return outcome;
                 }
             }
-            if let Err(e) = sink.flush().await {
-                return Dropped::Lost(e.to_string());
-            }
-            if self.link.finished() {
-                let status = self.exit.unwrap_or(ExitStatus::Code(-1));
-                let _ = sink.send(Message::Close(Some(normal_close()))).await;
-                return Dropped::Finished(Outcome::Exited(status));
+            if let Some(sink) = &mut self.sink {
+                if let Err(e) = sink.flush().await {
+                    effects.extend(self.lost(e.to_string()));
+                    continue;
+                }
             }
             let budget = self.link.read_budget().min(buf.len());
-            let draining = self.exit.is_some() && !self.pty_closed && budget > 0;
-            let drain_until = self.exit_seen.map_or_else(Instant::now, |t| t + EXIT_DRAIN);
-            let idle_at = self.last_activity + self.settings.idle_timeout;
-            tokio::select! {
-                read = self.pty.read(&mut buf[..budget]), if budget > 0 && !self.pty_closed => match read {
-                    Ok(ReadResult::Data(n)) => {
-                        self.link.push_output(&buf[..n]);
-                        self.last_activity = Instant::now();
-                    }
-                    Ok(ReadResult::Closed) | Err(_) => self.pty_closed(),
+            let timer = self.link.poll_timeout().map(clock::until);
+            let reading_room = self.stream.is_some() && self.input.len() < MAX_QUEUED_INPUT;
+            let event = tokio::select! {
+                read = self.pty.read(&mut buf[..budget]), if budget > 0 => match read {
+                    Ok(ReadResult::Data(n)) => Event::Output(buf[..n].to_vec()),
+                    Ok(ReadResult::Closed) | Err(_) => Event::PtyClosed,
                 },
-                written = self.pty.write(self.input.make_contiguous()), if !self.input.is_empty() => match written {
-                    Ok(n) => drop(self.input.drain(..n)),
-                    // The program closed its terminal; its input has nowhere to go.
-                    Err(_) => self.input.clear(),
+                written = self.pty.write(self.input.make_contiguous()), if !self.input.is_empty() => {
+                    match written {
+                        Ok(n) => drop(self.input.drain(..n)),
+                        // The program closed its terminal; its input has nowhere to go.
+                        Err(_) => self.input.clear(),
+                    }
+                    continue;
+                }
+                message = next_message(&mut self.stream), if reading_room => match message {
+                    Some(Ok(Message::Binary(bytes))) => Event::Message(bytes.to_vec()),
+                    Some(Ok(Message::Close(close))) => {
+                        self.drop_connection();
+                        let (code, reason) = close.map_or((None, String::new()), |c| (Some(u16::from(c.code)), c.reason.to_string()));
+                        Event::Closed { code, reason }
+                    }
+                    Some(Ok(_)) => continue,
+                    Some(Err(e)) => {
+                        self.drop_connection();
+                        Event::Closed { code: None, reason: e.to_string() }
+                    }
+                    None => {
+                        self.drop_connection();
+                        Event::Closed { code: None, reason: "connection closed".into() }
+                    }
                 },
-                message = stream.next(), if self.input.len() < MAX_QUEUED_INPUT => {
-                    last_received = Instant::now();
-                    match message {
-                        Some(Ok(Message::Binary(bytes))) => {
-                            if let Some(end) = self.on_message(&bytes, &mut heartbeat, &mut sink).await {
-                                return end;
-                            }
-                        }
-                        Some(Ok(Message::Close(close))) => return self.on_close(close),
-                        Some(Ok(_)) => {}
-                        Some(Err(e)) => return Dropped::Lost(e.to_string()),
-                        None => return Dropped::Lost("connection closed".into()),
-                    }
+                status = async { exit_rx.as_mut().expect("guarded").await }, if exit_rx.is_some() => {
+                    exit_rx = None;
+                    Event::ProgramExited(status.unwrap_or(ExitStatus::Code(-1)))
                 }
-                status = &mut self.exit_rx, if self.exit.is_none() => {
-                    self.exit = Some(status.unwrap_or(ExitStatus::Code(-1)));
-                    self.exit_seen = Some(Instant::now());
-                    self.maybe_exited();
+                _ = tokio::time::sleep(timer.unwrap_or_default()), if timer.is_some() => {
+                    effects.extend(self.link.handle_timeout(clock::now()));
+                    continue;
                 }
-                _ = tokio::time::sleep_until(drain_until.into()), if draining => self.kill_leftovers().await,
-                _ = tokio::time::sleep_until(next_ping) => {
-                    if last_received.elapsed() > heartbeat * 3 + Duration::from_secs(10) {
-                        return Dropped::Lost("the room stopped answering heartbeats".into());
-                    }
-                    let ping = Frame::Ping { nonce: self.next_nonce };
-                    self.next_nonce += 1;
-                    if let Err(e) = sink.send(Message::Binary(ping.encode().into())).await {
-                        return Dropped::Lost(e.to_string());
-                    }
-                    next_ping = tokio::time::Instant::now() + heartbeat;
-                }
-                _ = tokio::time::sleep_until(idle_at.into()) => return Dropped::Finished(Outcome::Idle),
-                _ = sleep_until_deadline(self.settings.deadline) => return Dropped::Finished(Outcome::DeadlinePassed),
-            }
+            };
+            effects.extend(self.link.handle_event(event, clock::now()));
         }
     }
 
-    /// Handles one binary message; `Some` ends the connection.
-    async fn on_message(
-        &mut self,
-        bytes: &[u8],
-        heartbeat: &mut Duration,
-        sink: &mut (impl SinkExt<Message, Error = tokio_tungstenite::tungstenite::Error> + Unpin),
-    ) -> Option<Dropped> {
-        let frame = match Frame::decode(bytes) {
-            Ok(frame) => frame,
-            Err(e) => return Some(Dropped::Lost(format!("undecodable frame from the room: {e}"))),
-        };
-        if let Frame::Welcome(w) = &frame {
-            *heartbeat = Duration::from_millis(u64::from(w.heartbeat_ms.max(1_000)));
-            tracing::info!(offset = w.offset, window = w.window, "joined the room");
-        }
-        let instruction = match self.link.on_frame(frame) {
-            Ok(i) => i,
-            Err(e) => return Some(Dropped::Lost(format!("protocol error: {e}"))),
-        };
-        match instruction {
-            Instruction::Input(data) => {
-                self.input.extend(data);
-                self.last_activity = Instant::now();
+    /// Carries out one effect; `Some` when the session is over.
+    async fn carry_out(&mut self, effect: Effect, more: &mut VecDeque<Effect>) -> Option<Outcome> {
+        match effect {
+            Effect::Dial(credential) => {
+                let event = match dial(&self.settings.join_url, &credential, self.settings.connect_timeout).await {
+                    Ok(socket) => {
+                        let (sink, stream) = socket.split();
+                        (self.sink, self.stream) = (Some(sink), Some(stream));
+                        tracing::info!("connected to the room");
+                        Event::Connected
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "dial failed");
+                        Event::DialFailed { permanent: e.is_permanent(), reason: e.to_string() }
+                    }
+                };
+                more.extend(self.link.handle_event(event, clock::now()));
             }
-            Instruction::Resize { cols, rows } => {
+            Effect::Send(bytes) => {
+                if let Some(sink) = &mut self.sink {
+                    if let Err(e) = sink.feed(Message::Binary(bytes.into())).await {
+                        more.extend(self.lost(e.to_string()));
+                    }
+                }
+            }
+            Effect::CloseNormally(reason) => {
+                if let Some(mut sink) = self.sink.take() {
+                    let close = CloseFrame { code: WsCloseCode::Normal, reason: reason.into() };
+                    let _ = sink.send(Message::Close(Some(close))).await;
+                }
+                self.stream = None;
+            }
+            Effect::Abandon(why) => {
+                tracing::warn!(%why, "connection to the room dropped; resuming");
+                self.drop_connection();
+            }
+            Effect::WriteInput(data) => self.input.extend(data),
+            Effect::Resize { cols, rows } => {
                 if let Err(e) = self.pty.resize(cols, rows) {
                     tracing::warn!(error = %e, "resize failed");
                 }
-                self.last_activity = Instant::now();
             }
-            Instruction::Signal(signal) => {
+            Effect::Signal(signal) => {
                 if let Err(e) = self.pty.signal(os_signal(signal)) {
                     tracing::warn!(error = %e, ?signal, "signal failed");
                 }
-                self.last_activity = Instant::now();
             }
-            Instruction::Reply(frame) => {
-                if let Err(e) = sink.send(Message::Binary(frame.encode().into())).await {
-                    return Some(Dropped::Lost(e.to_string()));
-                }
+            Effect::KillLeftovers => {
+                let killed = process_tree::kill_all(&[self.group]).await;
+                tracing::info!(killed, "stopped processes left behind by the program");
             }
-            Instruction::Closing(code, reason) => {
-                if code.next_step() != NextStep::Resume {
-                    return Some(Dropped::Finished(Outcome::Ended(code, reason)));
-                }
-            }
-            Instruction::Nothing => {}
+            Effect::Finish(outcome) => return Some(outcome),
         }
         None
     }
 
-    fn on_close(&self, close: Option<CloseFrame>) -> Dropped {
-        let Some(close) = close else { return Dropped::Lost("closed without a code".into()) };
-        let reason = close.reason.to_string();
-        match CloseCode::from_code(u16::from(close.code)) {
-            Some(code) if matches!(code.next_step(), NextStep::Resume | NextStep::Later) => Dropped::Lost(reason),
-            Some(code) => Dropped::Finished(Outcome::Ended(code, reason)),
-            None => Dropped::Lost(format!("close code {}: {reason}", u16::from(close.code))),
-        }
+    /// A write or flush failed: the connection is gone.
+    fn lost(&mut self, why: String) -> Vec<Effect> {
+        tracing::warn!(%why, "connection to the room lost; resuming");
+        self.drop_connection();
+        self.link.handle_event(Event::Closed { code: None, reason: why }, clock::now())
     }
 
-    fn pty_closed(&mut self) {
-        self.pty_closed = true;
-        self.maybe_exited();
-    }
-
-    /// The exit is reported once the program has exited and its last output was read.
-    fn maybe_exited(&mut self) {
-        if let (true, Some(status)) = (self.pty_closed, self.exit) {
-            self.link.exited(status);
-        }
-    }
-
-    /// The program exited but something it started still holds the terminal: end those, so the
-    /// terminal closes and the exit can be reported.
-    async fn kill_leftovers(&mut self) {
-        if self.leftovers_killed {
-            // Killed already and still open: stop waiting for output.
-            self.pty_closed();
-            return;
-        }
-        self.leftovers_killed = true;
-        self.exit_seen = Some(Instant::now());
-        let group = self.pty.pid().as_raw_nonzero().get();
-        let killed = process_tree::kill_all(&[group]).await;
-        tracing::info!(killed, "stopped processes left behind by the program");
+    fn drop_connection(&mut self) {
+        self.sink = None;
+        self.stream = None;
     }
 }
 
-fn normal_close() -> CloseFrame {
-    CloseFrame { code: WsCloseCode::Normal, reason: "the program exited".into() }
-}
-
-async fn sleep_until_deadline(deadline: Option<SystemTime>) {
-    match deadline {
-        Some(at) => tokio::time::sleep(at.duration_since(SystemTime::now()).unwrap_or_default()).await,
+/// The next message of the connection, if there is one.
+async fn next_message(
+    stream: &mut Option<SplitStream<Socket>>,
+) -> Option<Result<Message, tokio_tungstenite::tungstenite::Error>> {
+    match stream {
+        Some(stream) => stream.next().await,
         None => std::future::pending().await,
     }
 }

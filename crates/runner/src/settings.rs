@@ -4,24 +4,13 @@
 
 use crate::pty::Program;
 use crate::relay::Settings;
+use edgeshell_core::settings::{Program as SettingsOf, Reader, SettingsError};
+use edgeshell_platform::environment::Environment;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// Why the runner cannot start.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// A required variable is missing.
-    #[error("{0} is not set")]
-    Missing(&'static str),
-    /// A variable holds something unusable.
-    #[error("{name} is invalid: {why}")]
-    Invalid {
-        /// The variable.
-        name: &'static str,
-        /// What is wrong.
-        why: String,
-    },
-}
+/// Why the runner cannot start: a setting is missing or unusable.
+pub type ConfigError = SettingsError;
 
 /// Everything the runner needs.
 #[derive(Debug, Clone)]
@@ -35,34 +24,27 @@ pub struct RunnerConfig {
 }
 
 /// Reads the configuration through `var` (the process environment in production), with `args` (after
-/// `--`) as the session command when given.
+/// `--`) as the session command when given. The settings are the core's catalogue's (`RUNNER`); the
+/// system's own variables (`PATH`, `SHELL`, `LANG`) and those named in `EDGESHELL_PASS_ENV` are
+/// passed through `var` to the program.
 pub fn from_env(var: impl Fn(&str) -> Option<String>, args: &[String]) -> Result<RunnerConfig, ConfigError> {
-    let join_url = var("EDGESHELL_JOIN_URL").ok_or(ConfigError::Missing("EDGESHELL_JOIN_URL"))?;
+    let env = Environment::from_lookup(SettingsOf::Runner, &var)?;
+    let lookup = env.lookup();
+    let settings = Reader::new(SettingsOf::Runner, &lookup);
+    let join_url = settings.required("EDGESHELL_JOIN_URL")?;
     if !(join_url.starts_with("wss://") || join_url.starts_with("ws://")) {
-        return Err(ConfigError::Invalid { name: "EDGESHELL_JOIN_URL", why: "must be a ws:// or wss:// URL".into() });
+        return Err(settings.invalid("EDGESHELL_JOIN_URL", "must be a ws:// or wss:// URL"));
     }
-    let join_token = match (var("EDGESHELL_JOIN_TOKEN"), var("EDGESHELL_JOIN_TOKEN_FILE")) {
-        (Some(token), _) => token,
-        (None, Some(path)) => std::fs::read_to_string(&path)
-            .map_err(|e| ConfigError::Invalid { name: "EDGESHELL_JOIN_TOKEN_FILE", why: format!("{path}: {e}") })?
-            .trim()
-            .to_owned(),
-        (None, None) => return Err(ConfigError::Missing("EDGESHELL_JOIN_TOKEN or EDGESHELL_JOIN_TOKEN_FILE")),
-    };
-    let number = |name: &'static str| -> Result<Option<u64>, ConfigError> {
-        var(name)
-            .map(|v| v.trim().parse::<u64>().map_err(|e| ConfigError::Invalid { name, why: format!("{v:?}: {e}") }))
-            .transpose()
-    };
-    let deadline = number("EDGESHELL_DEADLINE")?.map(|secs| UNIX_EPOCH + Duration::from_secs(secs));
+    let join_token = settings.required("EDGESHELL_JOIN_TOKEN")?;
+    let deadline = settings.parse::<u64>("EDGESHELL_DEADLINE")?.map(|secs| UNIX_EPOCH + Duration::from_secs(secs));
     if deadline.is_some_and(|d| d <= SystemTime::now()) {
-        return Err(ConfigError::Invalid { name: "EDGESHELL_DEADLINE", why: "already passed".into() });
+        return Err(settings.invalid("EDGESHELL_DEADLINE", "already passed"));
     }
-    let workdir = var("EDGESHELL_WORKDIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
-    let session_id = var("EDGESHELL_SESSION_ID").unwrap_or_default();
+    let workdir = PathBuf::from(settings.required("EDGESHELL_WORKDIR")?);
+    let session_id = settings.text("EDGESHELL_SESSION_ID")?.unwrap_or_default();
     let (command, command_args) = match args.split_first() {
         Some((command, rest)) => (command.clone(), rest.to_vec()),
-        None => match var("EDGESHELL_SESSION_COMMAND").filter(|c| !c.trim().is_empty()) {
+        None => match settings.text("EDGESHELL_SESSION_COMMAND")? {
             Some(line) => ("/bin/sh".to_owned(), vec!["-c".to_owned(), format!("exec {line}")]),
             None => (var("SHELL").unwrap_or_else(|| "/bin/sh".into()), Vec::new()),
         },
@@ -75,15 +57,12 @@ pub fn from_env(var: impl Fn(&str) -> Option<String>, args: &[String]) -> Result
         ("LANG".to_owned(), var("LANG").unwrap_or_else(|| "C.UTF-8".into())),
         ("EDGESHELL_SESSION_ID".to_owned(), session_id.clone()),
     ];
-    for name in var("EDGESHELL_PASS_ENV").unwrap_or_default().split(',').map(str::trim).filter(|n| !n.is_empty()) {
+    for name in settings.list("EDGESHELL_PASS_ENV")? {
         if name.starts_with("EDGESHELL_JOIN_TOKEN") {
-            return Err(ConfigError::Invalid {
-                name: "EDGESHELL_PASS_ENV",
-                why: "the join token is never passed on".into(),
-            });
+            return Err(settings.invalid("EDGESHELL_PASS_ENV", "the join token is never passed on"));
         }
-        if let Some(value) = var(name) {
-            env.push((name.to_owned(), value));
+        if let Some(value) = var(&name) {
+            env.push((name, value));
         }
     }
     Ok(RunnerConfig {
@@ -91,10 +70,10 @@ pub fn from_env(var: impl Fn(&str) -> Option<String>, args: &[String]) -> Result
             join_url,
             join_token,
             deadline,
-            idle_timeout: Duration::from_secs(number("EDGESHELL_IDLE_TIMEOUT_SECS")?.unwrap_or(15 * 60)),
-            max_offline: Duration::from_secs(number("EDGESHELL_MAX_OFFLINE_SECS")?.unwrap_or(60)),
+            idle_timeout: settings.secs("EDGESHELL_IDLE_TIMEOUT_SECS")?,
+            max_offline: settings.secs("EDGESHELL_MAX_OFFLINE_SECS")?,
             connect_timeout: Duration::from_secs(10),
-            status_file: var("EDGESHELL_STATUS_FILE").map(PathBuf::from),
+            status_file: settings.text("EDGESHELL_STATUS_FILE")?.map(PathBuf::from),
         },
         program: Program {
             command,
@@ -102,8 +81,8 @@ pub fn from_env(var: impl Fn(&str) -> Option<String>, args: &[String]) -> Result
             cwd: workdir,
             env,
             size: (80, 24),
-            memory_limit: number("EDGESHELL_MEMORY_LIMIT_MB")?.map(|mb| mb * 1024 * 1024),
-            process_limit: number("EDGESHELL_PROCESS_LIMIT")?,
+            memory_limit: settings.parse::<u64>("EDGESHELL_MEMORY_LIMIT_MB")?.map(|mb| mb * 1024 * 1024),
+            process_limit: settings.parse::<u64>("EDGESHELL_PROCESS_LIMIT")?,
         },
         session_id,
     })
@@ -150,7 +129,7 @@ mod tests {
         let c = config(&vars, &[]).unwrap();
         assert_eq!(c.program.args, vec!["-c".to_owned(), "exec claude --verbose".to_owned()]);
         assert_eq!(c.program.memory_limit, Some(512 * 1024 * 1024));
-        assert!(matches!(config(&[BASE[1]], &[]), Err(ConfigError::Missing("EDGESHELL_JOIN_URL"))));
+        assert_eq!(config(&[BASE[1]], &[]).unwrap_err(), ConfigError::Missing("EDGESHELL_JOIN_URL"));
         assert!(matches!(
             config(&[("EDGESHELL_JOIN_URL", "http://x"), BASE[1]], &[]),
             Err(ConfigError::Invalid { .. })

@@ -3,14 +3,14 @@
 use crate::config::SignerConfig;
 use anyhow::{Context, Result};
 use bytes::Bytes;
+use edgeshell_core::api_error::{ApiError, ErrorCode};
 use edgeshell_core::issue::{Issuer, SignRefusal};
-use edgeshell_core::time::Timestamp;
 use edgeshell_core::tokens::{sign, Claims, TokenSigner};
 use edgeshell_keys::KeyRing;
-use http_body_util::{BodyExt, Full, Limited};
+use edgeshell_platform::clock;
+use edgeshell_platform::http::{self, Reply};
 use hyper::body::Incoming;
-use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper::{Method, Request};
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -63,7 +63,7 @@ impl Signer {
             signed: AtomicU64::new(0),
             refused: AtomicU64::new(0),
         });
-        let task = tokio::spawn(serve(listener, inner.clone()));
+        let task = tokio::spawn(http::serve(listener, inner.clone(), route));
         Ok(Signer { inner, addr, task })
     }
 
@@ -88,49 +88,12 @@ impl Signer {
     }
 }
 
-async fn serve(listener: TcpListener, inner: Arc<Inner>) {
-    loop {
-        let Ok((stream, _)) = listener.accept().await else { continue };
-        let _ = stream.set_nodelay(true);
-        let inner = inner.clone();
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| {
-                let inner = inner.clone();
-                async move { Ok::<_, std::convert::Infallible>(route(&inner, req).await) }
-            });
-            let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
-        });
-    }
-}
-
-fn respond(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(body.into()));
-    *response.status_mut() = status;
-    let headers = response.headers_mut();
-    headers.insert("content-type", content_type.parse().expect("static header"));
-    headers.insert("cache-control", "no-store".parse().expect("static header"));
-    response
-}
-
-fn json(status: StatusCode, value: &serde_json::Value) -> Response<Full<Bytes>> {
-    respond(status, "application/json", value.to_string())
-}
-
-fn error(status: StatusCode, code: &str, message: &str) -> Response<Full<Bytes>> {
-    json(status, &serde_json::json!({ "error": { "code": code, "message": message } }))
-}
-
-fn now() -> Timestamp {
-    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    Timestamp::from_millis(since.as_millis() as u64)
-}
-
-async fn route(inner: &Inner, req: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn route(inner: Arc<Inner>, req: Request<Incoming>) -> Reply {
     match (req.method(), req.uri().path()) {
-        (&Method::POST, "/v1/sign") => sign_route(inner, req).await,
-        (&Method::GET, "/v1/jwks") => respond(StatusCode::OK, "application/jwk-set+json", inner.jwks.clone()),
-        (&Method::GET, "/healthz") => json(
-            StatusCode::OK,
+        (&Method::POST, "/v1/sign") => sign_route(&inner, req).await,
+        (&Method::GET, "/v1/jwks") => http::respond(200, "application/jwk-set+json", inner.jwks.clone()),
+        (&Method::GET, "/healthz") => http::json(
+            200,
             &serde_json::json!({
                 "ok": true,
                 "kid": inner.keys.current.kid().as_str(),
@@ -139,51 +102,45 @@ async fn route(inner: &Inner, req: Request<Incoming>) -> Response<Full<Bytes>> {
             }),
         ),
         (_, "/v1/sign" | "/v1/jwks" | "/healthz") => {
-            error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "POST /v1/sign, GET /v1/jwks, GET /healthz")
+            http::method_not_allowed("POST /v1/sign, GET /v1/jwks, GET /healthz")
         }
-        (_, path) => error(StatusCode::NOT_FOUND, "not_found", &format!("no route {path}")),
+        (_, path) => http::not_found(path),
     }
 }
 
 fn authorized(inner: &Inner, req: &Request<Incoming>) -> bool {
-    let presented = req
-        .headers()
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or_default();
+    let presented = http::bearer(req).unwrap_or_default();
     bool::from(presented.as_bytes().ct_eq(inner.api_key.as_bytes()))
 }
 
-async fn sign_route(inner: &Inner, req: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn sign_route(inner: &Inner, req: Request<Incoming>) -> Reply {
+    match sign_request(inner, req).await {
+        Ok(reply) => reply,
+        Err(e) => {
+            if matches!(e.code, ErrorCode::ClaimsRefused | ErrorCode::NotIssuedNow) {
+                inner.refused.fetch_add(1, Ordering::Relaxed);
+            }
+            http::error(&e)
+        }
+    }
+}
+
+async fn sign_request(inner: &Inner, req: Request<Incoming>) -> Result<Reply, ApiError> {
     if !authorized(inner, &req) {
-        return error(StatusCode::UNAUTHORIZED, "unauthorized", "missing or wrong signer API key");
+        return Err(ApiError::new(ErrorCode::Unauthorized, "missing or wrong signer API key"));
     }
-    let body = match Limited::new(req.into_body(), MAX_BODY_BYTES).collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(_) => {
-            let message = format!("a sign request is at most {MAX_BODY_BYTES} bytes");
-            return error(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", &message);
-        }
-    };
-    let request: SignRequest = match serde_json::from_slice(&body) {
-        Ok(r) => r,
-        Err(e) => return error(StatusCode::BAD_REQUEST, "bad_request", &format!("expected {{\"claims\": ...}}: {e}")),
-    };
-    if let Err(refusal) = inner.issuer.check_signable(&request.claims, now()) {
-        inner.refused.fetch_add(1, Ordering::Relaxed);
+    let body = http::read_body(req.into_body(), MAX_BODY_BYTES).await?;
+    let request: SignRequest = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::new(ErrorCode::BadRequest, format!("expected {{\"claims\": ...}}: {e}")))?;
+    inner.issuer.check_signable(&request.claims, clock::now()).map_err(|refusal| {
         let code = match refusal {
-            SignRefusal::Claims(_) => "claims_refused",
-            SignRefusal::NotNow { .. } => "not_issued_now",
+            SignRefusal::Claims(_) => ErrorCode::ClaimsRefused,
+            SignRefusal::NotNow { .. } => ErrorCode::NotIssuedNow,
         };
-        return error(StatusCode::UNPROCESSABLE_ENTITY, code, &refusal.to_string());
-    }
+        ApiError::new(code, refusal.to_string())
+    })?;
     let signer = inner.keys.signer_for(request.claims.scope);
-    match sign(&request.claims, signer) {
-        Ok(token) => {
-            inner.signed.fetch_add(1, Ordering::Relaxed);
-            json(StatusCode::OK, &serde_json::json!({ "token": token, "kid": signer.kid().as_str() }))
-        }
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "signing_failed", &e.to_string()),
-    }
+    let token = sign(&request.claims, signer).map_err(|e| ApiError::new(ErrorCode::SigningFailed, e.to_string()))?;
+    inner.signed.fetch_add(1, Ordering::Relaxed);
+    Ok(http::json(200, &serde_json::json!({ "token": token, "kid": signer.kid().as_str() })))
 }

@@ -262,7 +262,10 @@ async fn run() {
     let groups: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
     let wanted = |group: &str| groups.is_empty() || groups.iter().any(|g| g == group);
     // `EDGESHELL_BENCH_SCALE=k` runs k times the requests (a longer window for a profiler).
-    let scale: usize = std::env::var("EDGESHELL_BENCH_SCALE").ok().and_then(|s| s.parse().ok()).unwrap_or(1);
+    let env = |name: &str| std::env::var(name).ok();
+    let scale: usize = edgeshell_core::settings::Reader::new(edgeshell_core::settings::Program::Dev, &env)
+        .number("EDGESHELL_BENCH_SCALE")
+        .expect("EDGESHELL_BENCH_SCALE");
     let n = |count: usize| if full { count * scale } else { (count / 100).max(2) };
     let unlimited = "SPIN_VARIABLE_MAX_LIVE_SESSIONS=100000000\nSPIN_VARIABLE_MINTS_PER_MINUTE=100000000\n";
     let stack = Stack::start(unlimited).await;

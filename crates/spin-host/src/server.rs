@@ -8,6 +8,7 @@ use crate::outbound::Allowlist;
 use crate::postgres::{bindings as pg_bindings, PgAccess, PgPool, PgView};
 use crate::variables::{self, ComponentVariables};
 use anyhow::{anyhow, Context, Result};
+use edgeshell_core::api_error::{ApiError, ErrorCode};
 use hyper::body::Incoming;
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -282,21 +283,22 @@ impl Host {
 
     async fn handle(&self, req: hyper::Request<Incoming>) -> hyper::Response<HyperOutgoingBody> {
         let Some(route) = self.manifest.route(req.uri().path()) else {
-            return error_response(404, "not_found", "no route for this path");
+            return error_response(&ApiError::new(ErrorCode::NotFound, "no route for this path"));
         };
         let Some(loaded) = self.components.get(&route.component) else {
-            return error_response(500, "internal_error", "route names a component that did not load");
+            return error_response(&ApiError::new(
+                ErrorCode::InternalError,
+                "route names a component that did not load",
+            ));
         };
         match self.call(loaded, req).await {
             Ok(response) => response,
             Err(e) if e.chain().any(|c| c.is::<wasmtime::PoolConcurrencyLimitError>()) => {
-                let mut response = error_response(503, "overloaded", "too many requests in flight; retry shortly");
-                response.headers_mut().insert("retry-after", hyper::header::HeaderValue::from_static("1"));
-                response
+                error_response(&ApiError::new(ErrorCode::Overloaded, "too many requests in flight; retry shortly"))
             }
             Err(e) => {
                 eprintln!("edgeshell-spin-host: component {} failed: {e:#}", route.component);
-                error_response(500, "internal_error", "the function failed")
+                error_response(&ApiError::new(ErrorCode::InternalError, "the function failed"))
             }
         }
     }
@@ -340,13 +342,9 @@ impl Host {
     }
 }
 
-/// Every error the host itself answers is JSON with a stable code, like the functions' own errors.
-fn error_response(status: u16, code: &str, message: &str) -> hyper::Response<HyperOutgoingBody> {
-    use http_body_util::{BodyExt, Full};
-    let body = format!(r#"{{"error":{{"code":"{code}","message":"{message}"}}}}"#);
-    let body = Full::new(bytes::Bytes::from(body)).map_err(|never| match never {}).boxed_unsync();
-    let mut response = hyper::Response::new(body);
-    *response.status_mut() = hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
-    response.headers_mut().insert("content-type", hyper::header::HeaderValue::from_static("application/json"));
-    response
+/// Every error the host itself answers is one of the core's table, in its JSON shape, like the
+/// functions' own errors.
+fn error_response(error: &ApiError) -> hyper::Response<HyperOutgoingBody> {
+    use http_body_util::BodyExt;
+    edgeshell_platform::http::error(error).map(|body| body.map_err(|never| match never {}).boxed_unsync())
 }

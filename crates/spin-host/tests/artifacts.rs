@@ -22,6 +22,7 @@ async fn upload(stack: &Stack, sid: &str, path: &str, size: u64) -> (u16, serde_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the built functions and PostgreSQL: cargo xtask test"]
 async fn links_are_owner_only_single_use_and_audited() {
     let stack = std::sync::Arc::new(
         Stack::start("SPIN_VARIABLE_ARTIFACT_MAX_PER_SESSION=2\nSPIN_VARIABLE_ARTIFACT_MAX_BYTES=1000\nSPIN_VARIABLE_ARTIFACT_USER_BYTES=1500\n")

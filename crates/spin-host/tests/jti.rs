@@ -38,6 +38,7 @@ async fn migrated() -> (LocalPostgres, String) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the built functions and PostgreSQL: cargo xtask test"]
 async fn one_time_use_under_100_concurrent_consumers() {
     let (pg, url) = migrated().await;
     let host = std::sync::Arc::new(start(&env(&url, &format!("127.0.0.1:{}", pg.port()))).await);
@@ -60,6 +61,7 @@ async fn one_time_use_under_100_concurrent_consumers() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the built functions and PostgreSQL: cargo xtask test"]
 async fn bad_requests_are_refused_with_reasons() {
     let (pg, url) = migrated().await;
     let host = start(&env(&url, &format!("127.0.0.1:{}", pg.port()))).await;
@@ -87,6 +89,7 @@ async fn bad_requests_are_refused_with_reasons() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the built functions and PostgreSQL: cargo xtask test"]
 async fn database_outage_answers_503_and_recovers() {
     let (mut pg, url) = migrated().await;
     let host = start(&env(&url, &format!("127.0.0.1:{}", pg.port()))).await;
@@ -104,6 +107,7 @@ async fn database_outage_answers_503_and_recovers() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the built functions and PostgreSQL: cargo xtask test"]
 async fn the_allowlist_keeps_the_component_from_other_databases() {
     let (_pg, url) = migrated().await;
     // The manifest allows only `database_host`; point it elsewhere and the real database is off limits.

@@ -38,6 +38,7 @@ fn sid(v: &serde_json::Value) -> SessionId {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the built functions and PostgreSQL: cargo xtask test"]
 async fn mint_round_trip_and_session_routes() {
     let stack = Stack::start("").await;
     let eu = stack.add_pool("eu", Mode::Accept).await;
@@ -111,6 +112,7 @@ async fn mint_round_trip_and_session_routes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the built functions and PostgreSQL: cargo xtask test"]
 async fn placement_follows_the_hint_and_rtts() {
     let stack = Stack::start("").await;
     let _eu = stack.add_pool("eu", Mode::Accept).await;
@@ -123,6 +125,7 @@ async fn placement_follows_the_hint_and_rtts() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the built functions and PostgreSQL: cargo xtask test"]
 async fn quotas_hold_under_concurrent_mints() {
     let stack = Stack::start("SPIN_VARIABLE_MAX_LIVE_SESSIONS=2\nSPIN_VARIABLE_MINTS_PER_MINUTE=4\n").await;
     let _eu = stack.add_pool("eu", Mode::Accept).await;
@@ -169,6 +172,7 @@ async fn quotas_hold_under_concurrent_mints() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the built functions and PostgreSQL: cargo xtask test"]
 async fn a_failing_region_fails_over_without_leftovers() {
     let stack = Stack::start("SPIN_VARIABLE_POOL_TIMEOUT_MS=500\n").await;
     let near = stack.add_pool("near", Mode::Refuse).await;
@@ -218,6 +222,7 @@ async fn a_failing_region_fails_over_without_leftovers() {
 /// end (the host moves it off the closed connection), so the hung region is still told to stop and the
 /// session lands whole in the next one, instead of a half-made session and a runner nobody stops.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the built functions and PostgreSQL: cargo xtask test"]
 async fn a_mint_whose_client_hangs_up_still_finishes() {
     use tokio::io::AsyncWriteExt;
     let stack = Stack::start("SPIN_VARIABLE_POOL_TIMEOUT_MS=500\n").await;
@@ -245,6 +250,7 @@ async fn a_mint_whose_client_hangs_up_still_finishes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the built functions and PostgreSQL: cargo xtask test"]
 async fn stopped_database_gives_503_then_recovers() {
     let mut stack = Stack::start("").await;
     let _eu = stack.add_pool("eu", Mode::Accept).await;
@@ -264,6 +270,7 @@ async fn stopped_database_gives_503_then_recovers() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the built functions and PostgreSQL: cargo xtask test"]
 async fn key_rotation_keeps_old_tokens_valid_until_they_expire() {
     let (a, b) = (vector_jwk("pyjwt-rs256.json"), vector_jwk("rfc7515-a2.json"));
     // Step 1: B is published as the next key while A signs.
@@ -298,6 +305,7 @@ async fn key_rotation_keeps_old_tokens_valid_until_they_expire() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the built functions and PostgreSQL: cargo xtask test"]
 async fn a_full_host_answers_503_instead_of_queueing() {
     // Two instances at a time; mints waiting on a hung pool hold them.
     let stack = std::sync::Arc::new(Stack::start_limited("SPIN_VARIABLE_POOL_TIMEOUT_MS=3000\n", 2).await);
@@ -324,9 +332,10 @@ async fn a_full_host_answers_503_instead_of_queueing() {
     assert_eq!(support::request(&stack.host.url, "GET", "/api/regions").await.0, 200, "the slots are free again");
 }
 
-/// A session the edge ends while its runner is still starting stays ended: the mint answers 409, stops
+/// A session the edge ends while its runner is still starting stays ended: the mint answers 410, stops
 /// the runner it started and leaves no session behind, and no start is audited.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the built functions and PostgreSQL: cargo xtask test"]
 async fn a_session_ended_while_its_runner_starts_stays_ended() {
     let stack = Stack::start("SPIN_VARIABLE_POOL_TIMEOUT_MS=5000\n").await;
     let eu = stack.add_pool("eu", Mode::Slow(std::time::Duration::from_millis(500))).await;
@@ -343,7 +352,7 @@ async fn a_session_ended_while_its_runner_starts_stays_ended() {
         id
     };
     let ((status, e), id) = tokio::join!(stack.mint(&alice, serde_json::json!({})), end_it);
-    assert_eq!((status, e["error"]["code"].as_str()), (409, Some("session_ended")), "{e}");
+    assert_eq!((status, e["error"]["code"].as_str()), (410, Some("session_ended")), "{e}");
     assert_eq!(eu.pool.stopped(), vec![id.clone()], "the runner it started is stopped");
     assert!(stack.sessions().await.is_empty(), "no session left: {:?}", stack.sessions().await);
     let sql = "SELECT action, detail->>'reason' FROM audit_log WHERE session_id = $1";
@@ -353,6 +362,7 @@ async fn a_session_ended_while_its_runner_starts_stays_ended() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the built functions and PostgreSQL: cargo xtask test"]
 async fn the_edge_reports_ended_sessions_once_and_only_with_the_internal_key() {
     let stack = Stack::start("").await;
     let _pool = stack.add_pool("eu", Mode::Accept).await;

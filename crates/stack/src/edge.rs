@@ -101,7 +101,7 @@ fn spawn(port: u16, state: &std::path::Path) -> anyhow::Result<tokio::process::C
     let wrangler = crate::paths::wrangler();
     let node_bin = crate::paths::node_bin_dir();
     let path = format!("{}:{}", node_bin.display(), std::env::var("PATH").unwrap_or_default());
-    let logs = if std::env::var_os("EDGESHELL_TEST_LOGS").is_some() { Stdio::inherit } else { Stdio::null };
+    let logs = if crate::dev_setting("EDGESHELL_TEST_LOGS").is_some() { Stdio::inherit } else { Stdio::null };
     let child = tokio::process::Command::new(&wrangler)
         .args(["dev", "--ip", "127.0.0.1", "--port", &port.to_string(), "--env-file"])
         .arg(state.join("vars.env"))

@@ -18,3 +18,12 @@ pub use edge::EdgeGateway;
 pub use functions_host::FunctionsHost;
 pub use jwks_proxy::JwksProxy;
 pub use pool_agent::{AgentSettings, PoolAgent};
+
+/// A setting of the local stack and the tests (the core's `DEV` catalogue), read from the environment
+/// with the core's reader: `None` when unset or blank.
+pub fn dev_setting(name: &str) -> Option<String> {
+    let env = |name: &str| std::env::var(name).ok();
+    edgeshell_core::settings::Reader::new(edgeshell_core::settings::Program::Dev, &env)
+        .text(name)
+        .unwrap_or_else(|e| panic!("{e}"))
+}

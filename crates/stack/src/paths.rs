@@ -14,11 +14,13 @@ pub fn manifest() -> PathBuf {
 }
 
 /// Where `cargo xtask test` (or `cargo build --target wasm32-wasip2 --release` in `functions/`) put the
-/// components: `EDGESHELL_WASM_DIR`, else `functions/target/wasm32-wasip2/release`.
+/// components: `EDGESHELL_WASM_DIR`, else the cargo target directory's (`CARGO_TARGET_DIR`, else
+/// `functions/target`) `wasm32-wasip2/release`.
 pub fn wasm_dir() -> anyhow::Result<PathBuf> {
-    let dir = match std::env::var_os("EDGESHELL_WASM_DIR") {
-        Some(dir) => PathBuf::from(dir),
-        None => repo_root().join("functions/target/wasm32-wasip2/release"),
+    let dir = match (crate::dev_setting("EDGESHELL_WASM_DIR"), std::env::var_os("CARGO_TARGET_DIR")) {
+        (Some(dir), _) => PathBuf::from(dir),
+        (None, Some(target)) => PathBuf::from(target).join("wasm32-wasip2/release"),
+        (None, None) => repo_root().join("functions/target/wasm32-wasip2/release"),
     };
     if !dir.join("edgeshell_jwks.wasm").exists() {
         anyhow::bail!(
@@ -48,7 +50,7 @@ pub fn workspace_bin(name: &str) -> anyhow::Result<PathBuf> {
 /// A tool `cargo xtask` names in `var` (`EDGESHELL_WRANGLER`, `EDGESHELL_NODE_BIN`), else its place in
 /// the repository.
 fn tool(var: &str, default: &str) -> PathBuf {
-    std::env::var_os(var).map(PathBuf::from).unwrap_or_else(|| repo_root().join(default))
+    crate::dev_setting(var).map(PathBuf::from).unwrap_or_else(|| repo_root().join(default))
 }
 
 /// The wrangler launcher (npm-pinned in `edge-gateway`).

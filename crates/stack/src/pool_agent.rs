@@ -81,7 +81,7 @@ impl PoolAgent {
         let region = settings.region.clone();
         tokio::spawn(async move {
             while let Ok(Some(line)) = lines.next_line().await {
-                if std::env::var("EDGESHELL_TEST_LOGS").is_ok() || line.contains("\"level\":\"ERROR\"") {
+                if crate::dev_setting("EDGESHELL_TEST_LOGS").is_some() || line.contains("\"level\":\"ERROR\"") {
                     eprintln!("agent {region}: {line}");
                 }
             }

@@ -1,12 +1,10 @@
 // One live session in the page: the WebSocket, xterm.js and the protocol engine (the core's
-// browser_link, compiled to wasm) wired together. The engine decides everything protocol-related (what
-// to send, which output is new, when to ack, what a close means, how long to back off); this class only
-// moves bytes and runs timers (what was typed while disconnected, and the size, are the engine's to
-// send after the next welcome).
+// browser_link state machine, compiled to wasm) wired together. The engine decides everything
+// protocol-related (when to connect and with which credential, what to send, which output is new, when
+// to ack and ping, what a close means, how long to back off); this class feeds it what happened with
+// the time, carries out the effects it returns, and keeps the one timer it asks for.
 
 import { Link } from '../build/client/client.js';
-
-const TICK_MS = 1000;
 
 export class TerminalSession {
   /**
@@ -25,141 +23,139 @@ export class TerminalSession {
     this.onChange = onChange;
     this.onStop = onStop;
     this.onFirstOutput = onFirstOutput;
-    this.link = new Link(session.session_id, session.token);
+    this.link = new Link(session.session_id, session.token, Math.random(), Date.now());
     this.ws = null;
+    this.timer = null;
     this.stopped = false;
-    this.timer = setInterval(() => this.tick(), TICK_MS);
-    this.inputSub = term.onData((text) => this.input(text));
-    this.binarySub = term.onBinary((text) => this.input(text));
-    this.resizeSub = term.onResize(({ cols, rows }) => this.send(this.link.resize(cols, rows)));
-    this.link.resize(term.cols, term.rows);
-    this.connect();
+    this.inputSub = term.onData((text) => this.apply(this.link.input(text, Date.now())));
+    this.binarySub = term.onBinary((text) => this.apply(this.link.input(text, Date.now())));
+    this.resizeSub = term.onResize(({ cols, rows }) => this.apply(this.link.resize(cols, rows, Date.now())));
+    this.apply(this.link.resize(term.cols, term.rows, Date.now()));
+    // The engine's first timeout is due at once: it asks for the first connection.
+    this.apply(this.link.handleTimeout(Date.now()));
   }
 
-  connect() {
+  /** Carries out the engine's effects, then re-arms the timer for its next deadline. */
+  apply(effects) {
     if (this.stopped) return;
-    const origin = location.origin.replace(/^http/, 'ws');
-    let ws;
-    try {
-      ws = new WebSocket(origin + this.link.path(), this.link.protocols());
-    } catch (e) {
-      this.closed(1006);
-      return;
-    }
-    ws.binaryType = 'arraybuffer';
-    this.ws = ws;
-    ws.onopen = () => {
-      this.link.opened(Date.now());
-      this.changed();
-    };
-    ws.onmessage = (event) => {
-      if (this.ws !== ws) return;
-      if (typeof event.data === 'string') {
-        if (this.link.onText(event.data, Date.now()) !== undefined) this.changed();
-        return;
-      }
-      let updates;
-      try {
-        updates = this.link.onBinary(new Uint8Array(event.data), Date.now());
-      } catch (e) {
-        console.warn('edgeshell: protocol error, reconnecting:', e.message);
-        this.drop(ws);
-        return;
-      }
-      this.apply(updates);
-    };
-    ws.onclose = (event) => {
-      if (this.ws === ws) this.closed(event.code);
-    };
-  }
-
-  apply(updates) {
-    for (const u of updates) {
-      switch (u.kind) {
+    let changed = false;
+    let extra = {};
+    for (const e of effects) {
+      switch (e.kind) {
+        case 'connect':
+          this.connect(e.path, e.protocols);
+          break;
         case 'output':
-          this.term.write(u.data);
+          this.term.write(e.data);
+          changed = true; // the status bar shows the offset
           if (this.onFirstOutput) {
             this.onFirstOutput();
             this.onFirstOutput = null;
           }
           break;
         case 'send':
-          this.send(u.data);
+        case 'sendText':
+          this.send(e.kind === 'send' ? e.data : e.text);
           break;
         case 'gap':
-          this.term.write(`\r\n\x1b[33m[edgeshell: ${u.bytes} bytes of output were lost while disconnected]\x1b[0m\r\n`);
+          this.term.write(`\r\n\x1b[33m[edgeshell: ${e.bytes} bytes of output were lost while disconnected]\x1b[0m\r\n`);
           break;
         case 'refresh':
           this.refresh();
           break;
+        case 'abandon':
+          console.warn('edgeshell: connection abandoned, reconnecting:', e.reason);
+          this.abandon();
+          break;
+        case 'reconnectIn':
+          extra = { retryIn: e.ms };
+          changed = true;
+          break;
+        case 'needToken':
+          this.newToken();
+          break;
+        case 'stop':
+          this.stop({ message: e.message, next: e.next });
+          return;
         default:
+          // status, rtt, exited, closing: the status bar shows them.
+          changed = true;
           break;
       }
     }
-    this.changed();
+    if (changed) this.changed(extra);
+    this.arm();
+  }
+
+  /** One timer, at the engine's next deadline. */
+  arm() {
+    clearTimeout(this.timer);
+    const at = this.link.pollTimeout();
+    if (at === undefined || this.stopped) return;
+    this.timer = setTimeout(() => this.apply(this.link.handleTimeout(Date.now())), Math.max(0, at - Date.now()));
+  }
+
+  connect(path, protocols) {
+    const origin = location.origin.replace(/^http/, 'ws');
+    let ws;
+    try {
+      ws = new WebSocket(origin + path, protocols);
+    } catch (e) {
+      this.apply(this.link.closed(1006, Date.now()));
+      return;
+    }
+    ws.binaryType = 'arraybuffer';
+    this.ws = ws;
+    ws.onopen = () => {
+      if (this.ws === ws) this.apply(this.link.opened(Date.now()));
+    };
+    ws.onmessage = (event) => {
+      if (this.ws !== ws) return;
+      const now = Date.now();
+      if (typeof event.data === 'string') this.apply(this.link.onText(event.data, now));
+      else this.apply(this.link.onBinary(new Uint8Array(event.data), now));
+    };
+    ws.onclose = (event) => {
+      if (this.ws !== ws) return;
+      this.ws = null;
+      this.apply(this.link.closed(event.code, Date.now()));
+    };
   }
 
   async refresh() {
     try {
       const token = await this.freshToken();
-      this.send(this.link.refresh(token));
+      this.apply(this.link.refresh(token, Date.now()));
     } catch (e) {
-      // The room closes with token_expired if no refresh arrives; the close path fetches a token again.
+      // The room closes with token_expired if no refresh arrives; the engine then asks for a token.
       console.warn('edgeshell: token refresh failed:', e.message);
     }
   }
 
-  input(text) {
-    if (this.stopped) return;
-    for (const message of this.link.input(text)) this.send(message);
+  async newToken() {
+    try {
+      const token = await this.freshToken();
+      this.apply(this.link.newToken(token, Date.now()));
+    } catch (e) {
+      this.stop({ message: e.message, next: e.code === 'session_not_found' ? 'new-session' : 'give-up' });
+    }
   }
 
   send(message) {
-    if (message && this.ws && this.ws.readyState === WebSocket.OPEN) this.ws.send(message);
+    if (message !== undefined && this.ws && this.ws.readyState === WebSocket.OPEN) this.ws.send(message);
   }
 
-  tick() {
-    if (!this.ws || this.ws.readyState !== WebSocket.OPEN) return;
-    let ping;
-    try {
-      ping = this.link.tick(Date.now());
-    } catch (e) {
-      console.warn('edgeshell:', e.message);
-      this.drop(this.ws);
-      return;
-    }
-    if (ping) this.ws.send(ping);
-  }
-
-  /** Abandons a connection that broke the protocol or went silent, as if the network dropped it. */
-  drop(ws) {
+  /** Drops the connection without waiting for its close; the engine has already planned the next. */
+  abandon() {
+    const ws = this.ws;
+    this.ws = null;
+    if (!ws) return;
     ws.onclose = null;
     ws.onmessage = null;
     try {
       ws.close();
     } catch {
       // Already closing.
-    }
-    if (this.ws === ws) this.closed(1006);
-  }
-
-  async closed(code) {
-    this.ws = null;
-    if (this.stopped) return;
-    const after = this.link.closed(code, Math.random());
-    this.apply(after.updates);
-    if (after.after === 'reconnect') {
-      this.changed({ retryIn: after.delay_ms });
-      this.retry = setTimeout(() => this.connect(), after.delay_ms);
-    } else if (after.after === 'token') {
-      try {
-        this.link.newToken(await this.freshToken());
-        this.connect();
-      } catch (e) {
-        this.stop({ message: e.message, next: e.code === 'session_not_found' ? 'new-session' : 'give-up' });
-      }
-    } else {
-      this.stop({ message: after.message, next: after.next });
     }
   }
 
@@ -181,11 +177,10 @@ export class TerminalSession {
     this.onStop(reason);
   }
 
-  /** Closes the connection and stops all timers (leaving the page or switching sessions). */
+  /** Closes the connection and stops the timer (leaving the page or switching sessions). */
   dispose() {
     this.stopped = true;
-    clearInterval(this.timer);
-    clearTimeout(this.retry);
+    clearTimeout(this.timer);
     this.inputSub.dispose();
     this.binarySub.dispose();
     this.resizeSub.dispose();

@@ -10,7 +10,7 @@ use edgeshell_core::jti::check_expiry;
 use edgeshell_core::time::Timestamp;
 use edgeshell_fn::db::{col, int, text, Db};
 use edgeshell_fn::platform::now;
-use edgeshell_fn::reply::{json, Failure};
+use edgeshell_fn::reply::{self, json, ApiError, ErrorCode};
 use edgeshell_fn::request::{json_body, require_internal};
 use edgeshell_fn::Reply;
 use serde::Deserialize;
@@ -28,14 +28,14 @@ struct Upload {
     sha256: Option<String>,
 }
 
-fn ids(session: String, path: &str) -> Result<(SessionId, ArtifactPath), Failure> {
-    let sid = SessionId::new(session).map_err(|e| Failure::bad_request("bad_session", e.to_string()))?;
-    let path = ArtifactPath::new(path).map_err(|e| Failure::bad_request("bad_path", e.to_string()))?;
+fn ids(session: String, path: &str) -> Result<(SessionId, ArtifactPath), ApiError> {
+    let sid = SessionId::new(session).map_err(|e| ApiError::new(ErrorCode::BadSession, e.to_string()))?;
+    let path = ArtifactPath::new(path).map_err(|e| ApiError::new(ErrorCode::BadPath, e.to_string()))?;
     Ok((sid, path))
 }
 
-fn hex32(s: &str) -> Result<Vec<u8>, Failure> {
-    let bad = || Failure::bad_request("bad_sha256", "sha256 must be 64 hex digits");
+fn hex32(s: &str) -> Result<Vec<u8>, ApiError> {
+    let bad = || ApiError::new(ErrorCode::BadSha256, "sha256 must be 64 hex digits");
     if s.len() != 64 {
         return Err(bad());
     }
@@ -52,7 +52,7 @@ pub(crate) fn register(req: &Request) -> Reply {
     let created = db.transaction(|tx| {
         let owner_row = tx
             .query_opt("SELECT owner FROM sessions WHERE id = $1", &[text(sid.as_str())])?
-            .ok_or_else(|| Failure::new(404, "session_not_found", "no such session"))?;
+            .ok_or_else(|| ApiError::new(ErrorCode::SessionNotFound, "no such session"))?;
         let owner: String = col(&owner_row, 0)?;
         // Serialize uploads of one user so two cannot both fit the last free bytes.
         tx.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 11))", &[text(owner.as_str())])?;
@@ -62,12 +62,12 @@ pub(crate) fn register(req: &Request) -> Reply {
                         (SELECT COALESCE(sum(size_bytes), 0)::int8 FROM artifacts WHERE owner = $2 AND expires_at > now())",
                 &[text(sid.as_str()), text(owner.as_str())],
             )?
-            .ok_or_else(|| Failure::internal("usage query returned no row"))?;
+            .ok_or_else(|| reply::internal("usage query returned no row"))?;
         let usage = Usage {
             session_artifacts: u32::try_from(col::<i64>(&usage_row, 0)?).unwrap_or(u32::MAX),
             user_bytes: u64::try_from(col::<i64>(&usage_row, 1)?).unwrap_or(u64::MAX),
         };
-        limits.check_upload(usage, input.size).map_err(|e| Failure::new(413, "artifact_limit", e.to_string()))?;
+        limits.check_upload(usage, input.size).map_err(|e| ApiError::new(ErrorCode::ArtifactLimit, e.to_string()))?;
         let now = now();
         let expires = limits.expires_at(now);
         let object_key = format!("sessions/{sid}/{}", path.as_str());
@@ -85,7 +85,7 @@ pub(crate) fn register(req: &Request) -> Reply {
             ],
         )?;
         if inserted == 0 {
-            return Err(Failure::new(409, "artifact_exists", "the session already has an artifact at this path"));
+            return Err(ApiError::new(ErrorCode::ArtifactExists, "the session already has an artifact at this path"));
         }
         let detail = serde_json::json!({ "path": path.as_str(), "size": input.size }).to_string();
         tx.execute(
@@ -112,9 +112,9 @@ pub(crate) fn redeem(req: &Request) -> Reply {
     require_internal(req)?;
     let input: Redeem = json_body(req, 4096)?;
     let (sid, path) = ids(input.session_id, &input.path)?;
-    let jti = Jti::new(input.jti).map_err(|e| Failure::bad_request("bad_jti", e.to_string()))?;
+    let jti = Jti::new(input.jti).map_err(|e| ApiError::new(ErrorCode::BadJti, e.to_string()))?;
     check_expiry(Timestamp::from_secs(input.expires_at), now())
-        .map_err(|e| Failure::bad_request("bad_expiry", e.to_string()))?;
+        .map_err(|e| ApiError::new(ErrorCode::BadExpiry, e.to_string()))?;
     let db = Db::open()?;
     let object = db.transaction(|tx| {
         let row = tx
@@ -123,13 +123,13 @@ pub(crate) fn redeem(req: &Request) -> Reply {
                  WHERE session_id = $1 AND path = $2 AND owner = $3 AND expires_at > now()",
                 &[text(sid.as_str()), text(path.as_str()), text(input.owner.as_str())],
             )?
-            .ok_or_else(|| Failure::new(404, "artifact_not_found", "no such artifact"))?;
+            .ok_or_else(|| ApiError::new(ErrorCode::ArtifactNotFound, "no such artifact"))?;
         let first = tx.execute(JTI_CONSUME, &[
             text(jti.as_str()),
             ParameterValue::Floating64(input.expires_at as f64),
         ])?;
         if first != 1 {
-            return Err(Failure::new(409, "replayed_token", "this link was already used"));
+            return Err(ApiError::new(ErrorCode::ReplayedToken, "this link was already used"));
         }
         let detail = serde_json::json!({ "path": path.as_str(), "jti": jti.as_str() }).to_string();
         tx.execute(

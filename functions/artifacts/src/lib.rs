@@ -16,10 +16,9 @@
 mod edge;
 mod user;
 
-use core::time::Duration;
 use edgeshell_core::artifacts::ArtifactLimits;
-use edgeshell_fn::reply::{finish, Failure};
-use edgeshell_fn::request::number_variable;
+use edgeshell_fn::reply::{finish, ApiError, ErrorCode};
+use edgeshell_fn::settings;
 use spin_sdk::http::{Method, Request, Response};
 use spin_sdk::http_component;
 
@@ -31,22 +30,21 @@ fn handle(req: Request) -> Response {
         (Method::Post, "/internal/artifacts") => edge::register(&req),
         (Method::Post, "/internal/artifacts/redeem") => edge::redeem(&req),
         (_, "/api/artifacts" | "/api/artifacts/links" | "/internal/artifacts" | "/internal/artifacts/redeem") => {
-            Err(Failure::new(405, "method_not_allowed", "method not allowed here"))
+            Err(ApiError::new(ErrorCode::MethodNotAllowed, "method not allowed here"))
         }
-        _ => Err(Failure::new(404, "not_found", "no such route")),
+        _ => Err(ApiError::new(ErrorCode::NotFound, "no such route")),
     })
 }
 
 /// The limits in force.
-fn limits() -> Result<ArtifactLimits, Failure> {
-    let d = ArtifactLimits::default();
-    let secs = |name, default: Duration| number_variable(name, default.as_secs()).map(Duration::from_secs);
-    Ok(ArtifactLimits {
-        max_per_session: u32::try_from(number_variable("artifact_max_per_session", d.max_per_session.into())?)
-            .unwrap_or(u32::MAX),
-        max_bytes: number_variable("artifact_max_bytes", d.max_bytes)?,
-        max_user_bytes: number_variable("artifact_user_bytes", d.max_user_bytes)?,
-        retention: secs("artifact_retention_secs", d.retention)?,
-        link_ttl: secs("artifact_link_ttl_secs", d.link_ttl)?,
+fn limits() -> Result<ArtifactLimits, ApiError> {
+    settings::read(|s| {
+        Ok(ArtifactLimits {
+            max_per_session: s.number("artifact_max_per_session")?,
+            max_bytes: s.number("artifact_max_bytes")?,
+            max_user_bytes: s.number("artifact_user_bytes")?,
+            retention: s.secs("artifact_retention_secs")?,
+            link_ttl: s.secs("artifact_link_ttl_secs")?,
+        })
     })
 }

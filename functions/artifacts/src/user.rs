@@ -8,19 +8,20 @@ use edgeshell_core::tokens::Method;
 use edgeshell_fn::db::{col, text, Db};
 use edgeshell_fn::identity::authenticate;
 use edgeshell_fn::platform::{entropy, now};
-use edgeshell_fn::reply::{json, Failure};
-use edgeshell_fn::request::{json_body, query_param, variable};
+use edgeshell_fn::reply::{json, ApiError, ErrorCode};
+use edgeshell_fn::request::{json_body, query_param};
+use edgeshell_fn::settings;
 use edgeshell_fn::signing::Signing;
 use edgeshell_fn::Reply;
 use serde::Deserialize;
 use spin_sdk::http::Request;
 
-fn not_found() -> Failure {
-    Failure::new(404, "session_not_found", "no such session")
+fn not_found() -> ApiError {
+    ApiError::new(ErrorCode::SessionNotFound, "no such session")
 }
 
 /// The session's region if the caller owns it.
-fn owned(db: &Db, sid: &SessionId, owner: &str) -> Result<RegionId, Failure> {
+fn owned(db: &Db, sid: &SessionId, owner: &str) -> Result<RegionId, ApiError> {
     let row = db
         .query_opt("SELECT region FROM sessions WHERE id = $1 AND owner = $2", &[text(sid.as_str()), text(owner)])?
         .ok_or_else(not_found)?;
@@ -31,7 +32,7 @@ fn owned(db: &Db, sid: &SessionId, owner: &str) -> Result<RegionId, Failure> {
 pub(crate) fn list(req: &Request) -> Reply {
     let sid = query_param(req, "session")
         .and_then(|s| SessionId::new(s).ok())
-        .ok_or_else(|| Failure::bad_request("bad_request", "name the session: /api/artifacts?session=ID"))?;
+        .ok_or_else(|| ApiError::new(ErrorCode::BadRequest, "name the session: /api/artifacts?session=ID"))?;
     let db = Db::open()?;
     let user = authenticate(req, &db)?;
     owned(&db, &sid, user.subject.as_str())?;
@@ -64,10 +65,10 @@ struct LinkInput {
 pub(crate) fn link(req: &Request) -> Reply {
     let input: LinkInput = json_body(req, 4096)?;
     let sid = SessionId::new(input.session_id).map_err(|_| not_found())?;
-    let path = ArtifactPath::new(&input.path).map_err(|e| Failure::bad_request("bad_path", e.to_string()))?;
+    let path = ArtifactPath::new(&input.path).map_err(|e| ApiError::new(ErrorCode::BadPath, e.to_string()))?;
     let limits = limits()?;
     let signing = Signing::load()?;
-    let edge = variable("edge_url")?;
+    let edge = settings::required("edge_url")?;
     let origin = edge.replacen("wss://", "https://", 1).replacen("ws://", "http://", 1);
     let db = Db::open()?;
     let user = authenticate(req, &db)?;
@@ -76,7 +77,7 @@ pub(crate) fn link(req: &Request) -> Reply {
         "SELECT 1 FROM artifacts WHERE session_id = $1 AND path = $2 AND expires_at > now()",
         &[text(sid.as_str()), text(path.as_str())],
     )?
-    .ok_or_else(|| Failure::new(404, "artifact_not_found", "no such artifact"))?;
+    .ok_or_else(|| ApiError::new(ErrorCode::ArtifactNotFound, "no such artifact"))?;
     let now = now();
     let claims = link_claims(
         LinkRequest {

@@ -3,8 +3,8 @@
 //! `Retry-After`), transactions that roll back on any failure, and typed column access.
 
 use crate::platform::Spent;
-use crate::reply::Failure;
-use crate::request::variable;
+use crate::reply::{self, ApiError, ErrorCode};
+use crate::settings;
 use spin_sdk::pg4::{Connection, DbValue, Decode, ParameterValue, PgError};
 
 /// An open connection.
@@ -15,39 +15,39 @@ pub struct Db {
 }
 
 /// Maps a Postgres error to what the client sees.
-pub fn failure(e: PgError) -> Failure {
+pub fn failure(e: PgError) -> ApiError {
     match e {
         PgError::ConnectionFailed(m) => {
-            Failure::new(503, "database_unavailable", format!("the database is unavailable: {m}")).retry_after(1)
+            ApiError::new(ErrorCode::DatabaseUnavailable, format!("the database is unavailable: {m}"))
         }
-        other => Failure::internal(format!("postgres: {other:?}")),
+        other => reply::internal(format!("postgres: {other:?}")),
     }
 }
 
 impl Db {
     /// Opens the database named by the `database_url` variable.
-    pub fn open() -> Result<Db, Failure> {
-        let url = variable("database_url")?;
+    pub fn open() -> Result<Db, ApiError> {
+        let url = settings::required("database_url")?;
         Ok(Db { conn: Connection::open(&url).map_err(failure)?, spent: Spent::default() })
     }
 
     /// Runs a statement; returns the rows affected.
-    pub fn execute(&self, sql: &str, params: &[ParameterValue]) -> Result<u64, Failure> {
+    pub fn execute(&self, sql: &str, params: &[ParameterValue]) -> Result<u64, ApiError> {
         self.spent.time(|| self.conn.execute(sql, params)).map_err(failure)
     }
 
     /// Runs a query; returns its rows.
-    pub fn query(&self, sql: &str, params: &[ParameterValue]) -> Result<Vec<Vec<DbValue>>, Failure> {
+    pub fn query(&self, sql: &str, params: &[ParameterValue]) -> Result<Vec<Vec<DbValue>>, ApiError> {
         Ok(self.spent.time(|| self.conn.query(sql, params)).map_err(failure)?.rows)
     }
 
     /// The first row, if any.
-    pub fn query_opt(&self, sql: &str, params: &[ParameterValue]) -> Result<Option<Vec<DbValue>>, Failure> {
+    pub fn query_opt(&self, sql: &str, params: &[ParameterValue]) -> Result<Option<Vec<DbValue>>, ApiError> {
         Ok(self.query(sql, params)?.into_iter().next())
     }
 
     /// Runs `f` in a transaction: committed when it returns `Ok`, rolled back otherwise.
-    pub fn transaction<T>(&self, f: impl FnOnce(&Db) -> Result<T, Failure>) -> Result<T, Failure> {
+    pub fn transaction<T>(&self, f: impl FnOnce(&Db) -> Result<T, ApiError>) -> Result<T, ApiError> {
         self.execute("BEGIN", &[])?;
         match f(self) {
             Ok(value) => {
@@ -63,9 +63,9 @@ impl Db {
 }
 
 /// Column `i` of a row as `T`.
-pub fn col<T: Decode>(row: &[DbValue], i: usize) -> Result<T, Failure> {
-    let value = row.get(i).ok_or_else(|| Failure::internal(format!("row has no column {i}")))?;
-    T::decode(value).map_err(|e| Failure::internal(format!("column {i}: {e}")))
+pub fn col<T: Decode>(row: &[DbValue], i: usize) -> Result<T, ApiError> {
+    let value = row.get(i).ok_or_else(|| reply::internal(format!("row has no column {i}")))?;
+    T::decode(value).map_err(|e| reply::internal(format!("column {i}: {e}")))
 }
 
 /// A text parameter.

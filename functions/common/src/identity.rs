@@ -9,8 +9,9 @@
 use crate::db::{col, text, Db};
 use crate::outbound::{self, Call};
 use crate::platform::now;
-use crate::reply::Failure;
-use crate::request::{bearer, variable};
+use crate::reply::{self, ApiError, ErrorCode};
+use crate::request::bearer;
+use crate::settings;
 use core::time::Duration;
 use edgeshell_core::ids::Kid;
 use edgeshell_core::jwks::cache::{CachePolicy, CacheTimes, JwksCache, Lookup};
@@ -25,14 +26,14 @@ use spin_sdk::pg4::ParameterValue;
 const FETCH_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Verifies the caller's ID token; any problem is a 401 whose message says what was wrong.
-pub fn authenticate(req: &spin_sdk::http::Request, db: &Db) -> Result<Identity, Failure> {
-    let unauthorized = |reason: String| Failure::new(401, "invalid_id_token", reason);
+pub fn authenticate(req: &spin_sdk::http::Request, db: &Db) -> Result<Identity, ApiError> {
+    let unauthorized = |reason: String| ApiError::new(ErrorCode::InvalidIdToken, reason);
     let token = bearer(req).ok_or_else(|| {
-        Failure::new(401, "missing_id_token", "send the ID token of the signed-in user as Authorization: Bearer")
+        ApiError::new(ErrorCode::MissingIdToken, "send the ID token of the signed-in user as Authorization: Bearer")
     })?;
     let untrusted = UntrustedToken::parse(token).map_err(|e| unauthorized(e.to_string()))?;
-    let provider = OidcProvider::new(variable("oidc_issuer")?, variable("oidc_audience")?);
-    let jwks_url = variable("oidc_jwks_url")?;
+    let provider = OidcProvider::new(settings::required("oidc_issuer")?, settings::required("oidc_audience")?);
+    let jwks_url = settings::required("oidc_jwks_url")?;
     let keys = provider_keys(db, &jwks_url, untrusted.kid())?;
     let verified = now_or_never(verify_id_token(token, &provider, &keys, &MontgomeryRs256, now()));
     match verified {
@@ -43,13 +44,13 @@ pub fn authenticate(req: &spin_sdk::http::Request, db: &Db) -> Result<Identity, 
 }
 
 /// The provider's keys, from the table or fetched as the cache policy decides.
-fn provider_keys(db: &Db, url: &str, kid: &Kid) -> Result<KeySet, Failure> {
+fn provider_keys(db: &Db, url: &str, kid: &Kid) -> Result<KeySet, ApiError> {
     let now = now();
     let mut cache = load(db, url)?;
     for _ in 0..2 {
         match cache.lookup(kid, now) {
             Lookup::Key(_) => {
-                let keys = cache.keys().cloned().ok_or_else(|| Failure::internal("cache lost its keys"))?;
+                let keys = cache.keys().cloned().ok_or_else(|| reply::internal("cache lost its keys"))?;
                 if cache.poll_refresh(now) {
                     // A due refresh: whatever happens, this request uses the keys it has.
                     let _ = fetch_and_store(db, url, &mut cache, now, false);
@@ -60,19 +61,17 @@ fn provider_keys(db: &Db, url: &str, kid: &Kid) -> Result<KeySet, Failure> {
             // Fetches are not tracked across requests, so nothing is ever in flight here.
             Lookup::Wait | Lookup::Unknown => break,
             Lookup::Unavailable => {
-                return Err(Failure::new(
-                    503,
-                    "identity_provider_unavailable",
+                return Err(ApiError::new(
+                    ErrorCode::IdentityProviderUnavailable,
                     "the identity provider's keys cannot be fetched; try again shortly",
-                )
-                .retry_after(5))
+                ))
             }
         }
     }
-    Err(Failure::new(401, "invalid_id_token", format!("no key {kid} at the identity provider")))
+    Err(ApiError::new(ErrorCode::InvalidIdToken, format!("no key {kid} at the identity provider")))
 }
 
-fn load(db: &Db, url: &str) -> Result<JwksCache, Failure> {
+fn load(db: &Db, url: &str) -> Result<JwksCache, ApiError> {
     let row = db.query_opt(
         "SELECT jwks, (extract(epoch FROM fetched_at) * 1000)::int8,
                 (extract(epoch FROM last_unknown_kid) * 1000)::int8, (extract(epoch FROM last_failure) * 1000)::int8
@@ -80,7 +79,7 @@ fn load(db: &Db, url: &str) -> Result<JwksCache, Failure> {
         &[text(url)],
     )?;
     let Some(row) = row else { return Ok(JwksCache::new(CachePolicy::default())) };
-    let ms = |i| -> Result<Option<Timestamp>, Failure> {
+    let ms = |i| -> Result<Option<Timestamp>, ApiError> {
         Ok(col::<Option<i64>>(&row, i)?.map(|v| Timestamp::from_millis(v.max(0) as u64)))
     };
     let times = CacheTimes {
@@ -94,7 +93,7 @@ fn load(db: &Db, url: &str) -> Result<JwksCache, Failure> {
 
 /// Fetches the JWKS, records the outcome in the cache and the table. With `required`, a failure to
 /// record is an error; a failed fetch is not (the cache decides what it means).
-fn fetch_and_store(db: &Db, url: &str, cache: &mut JwksCache, now: Timestamp, required: bool) -> Result<(), Failure> {
+fn fetch_and_store(db: &Db, url: &str, cache: &mut JwksCache, now: Timestamp, required: bool) -> Result<(), ApiError> {
     let call = Call { post: false, url, headers: &[], body: &[], timeout: FETCH_TIMEOUT, max_body: MAX_JWKS_BYTES };
     let fetched = outbound::send(&call).map_err(|e| e.to_string()).and_then(|answer| {
         if answer.status != 200 {
@@ -120,7 +119,7 @@ fn fetch_and_store(db: &Db, url: &str, cache: &mut JwksCache, now: Timestamp, re
     }
 }
 
-fn store(db: &Db, url: &str, cache: &JwksCache, body: Option<&[u8]>) -> Result<(), Failure> {
+fn store(db: &Db, url: &str, cache: &JwksCache, body: Option<&[u8]>) -> Result<(), ApiError> {
     let t = cache.times();
     let secs = |t: Option<Timestamp>| {
         t.map_or(ParameterValue::DbNull, |t| ParameterValue::Floating64(t.as_millis() as f64 / 1000.0))

@@ -11,7 +11,8 @@ pub mod platform;
 pub mod registry;
 pub mod reply;
 pub mod request;
+pub mod settings;
 pub mod signing;
 pub mod wasi_http;
 
-pub use reply::{Failure, Reply};
+pub use reply::{ApiError, ErrorCode, Reply};

@@ -2,7 +2,7 @@
 //! for the sessions component (placement) and the pools component (the public region list).
 
 use crate::db::{col, text, Db};
-use crate::reply::Failure;
+use crate::reply::ApiError;
 use edgeshell_core::ids::RegionId;
 use edgeshell_core::placement::RegionStatus;
 use edgeshell_core::time::Timestamp;
@@ -17,7 +17,7 @@ pub struct Pool {
 }
 
 /// Every pool that has heartbeated at least once, by region.
-pub fn load(db: &Db) -> Result<Vec<Pool>, Failure> {
+pub fn load(db: &Db) -> Result<Vec<Pool>, ApiError> {
     let rows = db.query(
         "SELECT region, endpoint, capacity, load, draining, (extract(epoch FROM last_heartbeat) * 1000)::int8
          FROM pools WHERE last_heartbeat IS NOT NULL ORDER BY region",
@@ -41,7 +41,7 @@ pub fn load(db: &Db) -> Result<Vec<Pool>, Failure> {
 }
 
 /// The endpoint of one region's pool, if registered.
-pub fn endpoint_of(db: &Db, region: &str) -> Result<Option<String>, Failure> {
+pub fn endpoint_of(db: &Db, region: &str) -> Result<Option<String>, ApiError> {
     match db.query_opt("SELECT endpoint FROM pools WHERE region = $1", &[text(region)])? {
         Some(row) => Ok(Some(col(&row, 0)?)),
         None => Ok(None),

@@ -10,13 +10,12 @@
 
 use crate::outbound::{self, Call, OutboundError};
 use crate::platform::{now, Spent};
-use crate::reply::Failure;
-use crate::request::variable;
+use crate::reply::{self, ApiError, ErrorCode};
+use crate::settings;
 use core::time::Duration;
 use edgeshell_core::issue::Issuer;
 use edgeshell_core::tokens::{sign, Claims};
 use edgeshell_keys::RsaSigner;
-use spin_sdk::variables;
 
 /// How long the signer may take to answer one token.
 const SIGNER_TIMEOUT: Duration = Duration::from_secs(2);
@@ -45,63 +44,58 @@ pub struct Signing {
     pub spent: Spent,
 }
 
-/// A non-empty variable, or `None` when unset or blank.
-fn optional(name: &str) -> Option<String> {
-    variables::get(name).ok().filter(|v| !v.trim().is_empty())
-}
-
 impl Signing {
     /// The signer service when `signer_url` is set, else the key in `signing_key`.
-    pub fn load() -> Result<Signing, Failure> {
-        let backend = match optional("signer_url") {
+    pub fn load() -> Result<Signing, ApiError> {
+        let backend = match settings::read(|s| s.text("signer_url"))? {
             Some(base) => Backend::Remote {
                 url: format!("{}/v1/sign", base.trim_end_matches('/')),
-                authorization: format!("Bearer {}", variable("signer_api_key")?),
+                authorization: format!("Bearer {}", settings::required("signer_api_key")?),
             },
             None => {
-                let secret = variable("signing_key").map_err(|_| {
-                    Failure::internal("neither signer_url nor signing_key is set: tokens cannot be signed")
+                let secret = settings::read(|s| s.text("signing_key"))?.ok_or_else(|| {
+                    reply::internal("neither signer_url nor signing_key is set: tokens cannot be signed")
                 })?;
                 let signer =
-                    RsaSigner::from_secret(&secret).map_err(|e| Failure::internal(format!("signing_key: {e}")))?;
+                    RsaSigner::from_secret(&secret).map_err(|e| reply::internal(format!("signing_key: {e}")))?;
                 Backend::Local(Box::new(signer))
             }
         };
-        Ok(Signing { backend, issuer: Issuer::new(variable("token_issuer")?), spent: Spent::default() })
+        Ok(Signing { backend, issuer: Issuer::new(settings::required("token_issuer")?), spent: Spent::default() })
     }
 
     /// A compact JWS of `claims`; claims a verifier would refuse are never signed (a defect: 500).
-    pub fn sign(&self, claims: &Claims) -> Result<String, Failure> {
-        self.issuer.check_signable(claims, now()).map_err(|e| Failure::internal(format!("not signable: {e}")))?;
+    pub fn sign(&self, claims: &Claims) -> Result<String, ApiError> {
+        self.issuer.check_signable(claims, now()).map_err(|e| reply::internal(format!("not signable: {e}")))?;
         self.spent.time(|| match &self.backend {
             Backend::Local(signer) => {
-                sign(claims, signer.as_ref()).map_err(|e| Failure::internal(format!("signing: {e}")))
+                sign(claims, signer.as_ref()).map_err(|e| reply::internal(format!("signing: {e}")))
             }
             Backend::Remote { url, authorization } => remote(url, authorization, claims),
         })
     }
 }
 
-fn unavailable(why: impl core::fmt::Display) -> Failure {
+fn unavailable(why: impl core::fmt::Display) -> ApiError {
     eprintln!("signer: {why}");
-    Failure::new(503, "signer_unavailable", "tokens cannot be signed now; retry shortly").retry_after(1)
+    ApiError::new(ErrorCode::SignerUnavailable, "tokens cannot be signed now; retry shortly")
 }
 
-fn remote(url: &str, authorization: &str, claims: &Claims) -> Result<String, Failure> {
+fn remote(url: &str, authorization: &str, claims: &Claims) -> Result<String, ApiError> {
     let body = serde_json::to_vec(&serde_json::json!({ "claims": claims }))
-        .map_err(|e| Failure::internal(format!("encoding claims: {e}")))?;
+        .map_err(|e| reply::internal(format!("encoding claims: {e}")))?;
     let headers = [("authorization", authorization), ("content-type", "application/json")];
     let call =
         Call { post: true, url, headers: &headers, body: &body, timeout: SIGNER_TIMEOUT, max_body: MAX_ANSWER_BYTES };
     let answer = outbound::send(&call).map_err(|e| match e {
-        OutboundError::Denied => Failure::internal(format!("{url} is not in allowed_outbound_hosts (signer_origin)")),
+        OutboundError::Denied => reply::internal(format!("{url} is not in allowed_outbound_hosts (signer_origin)")),
         other => unavailable(format!("{url}: {other}")),
     })?;
     if answer.status != 200 {
         let text = String::from_utf8_lossy(&answer.body);
         // A refusal of our own claims or of our key is a defect or a misconfiguration, not an outage.
         return Err(match answer.status {
-            401 | 400 | 422 => Failure::internal(format!("the signer refused: HTTP {} {text}", answer.status)),
+            401 | 400 | 422 => reply::internal(format!("the signer refused: HTTP {} {text}", answer.status)),
             _ => unavailable(format!("HTTP {} {text}", answer.status)),
         });
     }

@@ -4,7 +4,7 @@
 //! those copies is a call into the host. Here a handler asks for only what it reads, and the answer is
 //! written in one piece. The rules stay those of [`request`](crate::request) and [`reply`](crate::reply).
 
-use crate::reply::{Failure, JSON_HEADERS};
+use crate::reply::{ApiError, ErrorCode, JSON_HEADERS};
 use crate::request::too_large;
 use spin_sdk::http::{Fields, IncomingRequest, Method, OutgoingBody, OutgoingResponse, ResponseOutparam};
 use wasi::io::streams::StreamError;
@@ -35,8 +35,8 @@ impl Incoming {
     }
 
     /// The whole body, at most `max` bytes (413 beyond).
-    pub fn body(self, max: usize) -> Result<Vec<u8>, Failure> {
-        let unreadable = |what: &str| Failure::bad_request("bad_request", format!("the request body {what}"));
+    pub fn body(self, max: usize) -> Result<Vec<u8>, ApiError> {
+        let unreadable = |what: &str| ApiError::new(ErrorCode::BadRequest, format!("the request body {what}"));
         let body = self.request.consume().map_err(|()| unreadable("was already read"))?;
         let mut out = Vec::new();
         {
@@ -62,13 +62,13 @@ impl Incoming {
 }
 
 /// Answers with `status` and the JSON `body`, or with the failure's JSON error.
-pub fn respond(out: ResponseOutparam, reply: Result<(u16, Vec<u8>), Failure>) {
+pub fn respond(out: ResponseOutparam, reply: Result<(u16, Vec<u8>), ApiError>) {
     let field = |(name, value): (&str, String)| (name.to_owned(), value.into_bytes());
     let (status, headers, body): (u16, Vec<_>, _) = match reply {
         Ok((status, body)) => {
             (status, JSON_HEADERS.map(|(name, value)| field((name, value.to_owned()))).to_vec(), body)
         }
-        Err(failure) => (failure.status, failure.headers().into_iter().map(field).collect(), failure.body()),
+        Err(failure) => (failure.status(), failure.headers().into_iter().map(field).collect(), failure.body()),
     };
     let fields = Fields::from_list(&headers).unwrap_or_else(|_| Fields::new());
     let response = OutgoingResponse::new(fields);

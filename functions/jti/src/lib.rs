@@ -14,7 +14,7 @@ use edgeshell_core::jti::check_expiry;
 use edgeshell_core::time::Timestamp;
 use edgeshell_fn::db::{text, Db};
 use edgeshell_fn::platform::now;
-use edgeshell_fn::reply::Failure;
+use edgeshell_fn::reply::{ApiError, ErrorCode};
 use edgeshell_fn::request::{bearer_of, parse_json, require_internal_key};
 use edgeshell_fn::wasi_http::{respond, Incoming};
 use serde::Deserialize;
@@ -37,21 +37,21 @@ fn handle(req: IncomingRequest, out: ResponseOutparam) {
         out,
         match consume(Incoming::new(req)) {
             Ok(true) => Ok((200, br#"{"first_use":true}"#.to_vec())),
-            Ok(false) => Err(Failure::new(409, "replayed_token", "this token id was already used")),
+            Ok(false) => Err(ApiError::new(ErrorCode::ReplayedToken, "this token id was already used")),
             Err(e) => Err(e),
         },
     )
 }
 
-fn consume(req: Incoming) -> Result<bool, Failure> {
+fn consume(req: Incoming) -> Result<bool, ApiError> {
     if !matches!(req.method(), Method::Post) {
-        return Err(Failure::new(405, "method_not_allowed", "use POST"));
+        return Err(ApiError::new(ErrorCode::MethodNotAllowed, "use POST"));
     }
     require_internal_key(req.header("authorization").as_deref().and_then(bearer_of))?;
     let input: Consume = parse_json(&req.body(MAX_BODY_BYTES)?, MAX_BODY_BYTES)?;
-    let jti = Jti::new(input.jti).map_err(|e| Failure::bad_request("bad_jti", e.to_string()))?;
+    let jti = Jti::new(input.jti).map_err(|e| ApiError::new(ErrorCode::BadJti, e.to_string()))?;
     check_expiry(Timestamp::from_secs(input.expires_at), now())
-        .map_err(|e| Failure::bad_request("bad_expiry", e.to_string()))?;
+        .map_err(|e| ApiError::new(ErrorCode::BadExpiry, e.to_string()))?;
     let db = Db::open()?;
     let inserted =
         db.execute(JTI_CONSUME, &[text(jti.as_str()), ParameterValue::Floating64(input.expires_at as f64)])?;

@@ -9,10 +9,11 @@
 use core::time::Duration;
 use edgeshell_core::jwks::{KeySet, MAX_JWKS_BYTES};
 use edgeshell_fn::outbound::{self, Call};
-use edgeshell_fn::Failure;
+use edgeshell_fn::reply::{self, ApiError, ErrorCode};
+use edgeshell_fn::settings;
 use edgeshell_keys::KeyRing;
 use spin_sdk::http::{Method, Request, Response};
-use spin_sdk::{http_component, variables};
+use spin_sdk::http_component;
 
 /// Verifiers may cache for 5 minutes, then revalidate; on an issuer outage they may keep the set a day.
 const CACHE_CONTROL: &str = "public, max-age=300, stale-while-revalidate=60, stale-if-error=86400";
@@ -20,7 +21,7 @@ const CACHE_CONTROL: &str = "public, max-age=300, stale-while-revalidate=60, sta
 #[http_component]
 fn handle(req: Request) -> Response {
     if !matches!(req.method(), Method::Get | Method::Head) {
-        return Failure::new(405, "method_not_allowed", "use GET").into_response();
+        return reply::error_response(&ApiError::new(ErrorCode::MethodNotAllowed, "use GET"));
     }
     match key_set() {
         Ok(json) => Response::builder()
@@ -29,25 +30,24 @@ fn handle(req: Request) -> Response {
             .header("cache-control", CACHE_CONTROL)
             .body(if matches!(req.method(), Method::Head) { Vec::new() } else { json })
             .build(),
-        Err(failure) => failure.into_response(),
+        Err(failure) => reply::error_response(&failure),
     }
 }
 
-fn key_set() -> Result<Vec<u8>, Failure> {
-    let misconfigured = |message: String| {
+fn key_set() -> Result<Vec<u8>, ApiError> {
+    let unusable = |message: String| {
         eprintln!("jwks: {message}");
-        Failure::new(500, "signing_key_unusable", "the signing keys are not configured correctly")
+        ApiError::new(ErrorCode::SigningKeyUnusable, "the signing keys are not configured correctly")
     };
-    let get = |name: &str| variables::get(name).map_err(|e| misconfigured(format!("variable {name}: {e}")));
-    let signer_url = get("signer_url")?;
-    if !signer_url.trim().is_empty() {
+    let get = |name: &str| settings::read(|s| s.text(name)).map(Option::unwrap_or_default);
+    if let Some(signer_url) = settings::read(|s| s.text("signer_url"))? {
         return from_signer(signer_url.trim_end_matches('/')).map_err(|message| {
             eprintln!("jwks: {message}");
-            Failure::new(503, "signer_unavailable", "the signing keys cannot be read now; retry shortly").retry_after(1)
+            ApiError::new(ErrorCode::SignerUnavailable, "the signing keys cannot be read now; retry shortly")
         });
     }
     let ring = KeyRing::from_secrets(&get("signing_key")?, &get("next_signing_key")?, &get("previous_signing_key")?)
-        .map_err(|e| misconfigured(e.to_string()))?;
+        .map_err(|e| unusable(e.to_string()))?;
     Ok(ring.jwks_json())
 }
 

@@ -14,8 +14,9 @@ use edgeshell_core::time::Timestamp;
 use edgeshell_fn::db::{col, int, text, Db};
 use edgeshell_fn::platform::now;
 use edgeshell_fn::registry;
-use edgeshell_fn::reply::{finish, json, Failure};
-use edgeshell_fn::request::{bearer, json_body, number_variable};
+use edgeshell_fn::reply::{self, finish, json, ApiError, ErrorCode};
+use edgeshell_fn::request::{bearer, json_body};
+use edgeshell_fn::settings;
 use edgeshell_fn::Reply;
 use spin_sdk::http::{Method, Request, Response};
 use spin_sdk::http_component;
@@ -36,29 +37,29 @@ fn handle(req: Request) -> Response {
         (Method::Post, "/api/pools/heartbeat") => heartbeat(&req),
         (Method::Get, "/api/regions") => regions(),
         (_, "/api/pools/heartbeat" | "/api/regions") => {
-            Err(Failure::new(405, "method_not_allowed", "method not allowed here"))
+            Err(ApiError::new(ErrorCode::MethodNotAllowed, "method not allowed here"))
         }
-        _ => Err(Failure::new(404, "not_found", "no such route")),
+        _ => Err(ApiError::new(ErrorCode::NotFound, "no such route")),
     })
 }
 
 fn heartbeat(req: &Request) -> Reply {
-    let key = bearer(req).ok_or_else(|| Failure::new(401, "missing_api_key", "send the pool API key as Bearer"))?;
+    let key = bearer(req).ok_or_else(|| ApiError::new(ErrorCode::MissingApiKey, "send the pool API key as Bearer"))?;
     let db = Db::open()?;
     let row = db
         .query_opt(
             "SELECT region FROM pool_api_keys WHERE key_sha256 = $1 AND revoked_at IS NULL",
             &[ParameterValue::Binary(api_key_hash(key).to_vec())],
         )?
-        .ok_or_else(|| Failure::new(401, "invalid_api_key", "unknown or revoked pool API key"))?;
+        .ok_or_else(|| ApiError::new(ErrorCode::InvalidApiKey, "unknown or revoked pool API key"))?;
     let key_region: String = col(&row, 0)?;
     let hb: Heartbeat = json_body(req, MAX_BODY)?;
     if hb.region.as_str() != key_region {
-        return Err(Failure::new(403, "wrong_region", format!("this key belongs to region {key_region}")));
+        return Err(ApiError::new(ErrorCode::WrongRegion, format!("this key belongs to region {key_region}")));
     }
-    check_endpoint(&hb.endpoint).map_err(|e| Failure::bad_request("bad_endpoint", e.to_string()))?;
+    check_endpoint(&hb.endpoint).map_err(|e| ApiError::new(ErrorCode::BadEndpoint, e.to_string()))?;
     if hb.capacity > MAX_RUNNERS || hb.load > MAX_RUNNERS {
-        return Err(Failure::bad_request("bad_capacity", format!("capacity and load are at most {MAX_RUNNERS}")));
+        return Err(ApiError::new(ErrorCode::BadCapacity, format!("capacity and load are at most {MAX_RUNNERS}")));
     }
     let updated = db.transaction(|tx| {
         tx.execute("SET LOCAL synchronous_commit = off", &[])?;
@@ -80,9 +81,9 @@ fn heartbeat(req: &Request) -> Reply {
         )
     })?;
     if updated == 0 {
-        return Err(Failure::new(429, "rate_limited", "heartbeats come too often").retry_after(1));
+        return Err(ApiError::new(ErrorCode::RateLimited, "heartbeats come too often"));
     }
-    let runners = serde_json::to_string(&hb.runners).map_err(|e| Failure::internal(e.to_string()))?;
+    let runners = serde_json::to_string(&hb.runners).map_err(|e| reply::internal(e.to_string()))?;
     let rows = db.query(
         "SELECT r FROM jsonb_array_elements_text(($1::text)::jsonb) AS r
          WHERE NOT EXISTS (SELECT 1 FROM sessions s
@@ -102,7 +103,7 @@ fn heartbeat(req: &Request) -> Reply {
 fn regions() -> Reply {
     let db = Db::open()?;
     let policy = PlacementPolicy {
-        health_ttl: core::time::Duration::from_secs(number_variable("pool_health_ttl_secs", 5)?),
+        health_ttl: settings::read(|s| s.secs("pool_health_ttl_secs"))?,
         ..PlacementPolicy::default()
     };
     let now: Timestamp = now();

@@ -1,10 +1,10 @@
-//! The component's settings, from Spin variables, with the brief's defaults.
+//! The component's settings, from Spin variables (the core's catalogue holds their defaults).
 
 use core::time::Duration;
 use edgeshell_core::placement::PlacementPolicy;
 use edgeshell_core::quotas::QuotaPolicy;
-use edgeshell_fn::reply::Failure;
-use edgeshell_fn::request::{number_variable, variable};
+use edgeshell_fn::reply::ApiError;
+use edgeshell_fn::settings;
 
 /// Settings of minting.
 pub(crate) struct Config {
@@ -23,27 +23,24 @@ pub(crate) struct Config {
 }
 
 impl Config {
-    pub(crate) fn load() -> Result<Config, Failure> {
-        let edge_url = variable("edge_url")?.trim_end_matches('/').to_owned();
-        if !(edge_url.starts_with("ws://") || edge_url.starts_with("wss://")) {
-            return Err(Failure::internal(format!("edge_url must be ws:// or wss://, not {edge_url:?}")));
-        }
-        let defaults = (QuotaPolicy::default(), PlacementPolicy::default());
-        let secs = |name, default: Duration| number_variable(name, default.as_secs()).map(Duration::from_secs);
-        Ok(Config {
-            edge_url,
-            session_max: secs("session_max_secs", Duration::from_secs(600))?,
-            quota: QuotaPolicy {
-                max_live_sessions: u32::try_from(number_variable("max_live_sessions", 5)?).unwrap_or(u32::MAX),
-                mints_per_window: u32::try_from(number_variable("mints_per_minute", 20)?).unwrap_or(u32::MAX),
-                window: Duration::from_secs(60),
-            },
-            placement: PlacementPolicy {
-                health_ttl: secs("pool_health_ttl_secs", defaults.1.health_ttl)?,
-                ..defaults.1
-            },
-            pool_timeout: Duration::from_millis(number_variable("pool_timeout_ms", 3000)?),
-            attach_token_secs: number_variable("attach_token_secs", 600)?,
+    pub(crate) fn load() -> Result<Config, ApiError> {
+        settings::read(|s| {
+            let edge_url = s.required("edge_url")?.trim_end_matches('/').to_owned();
+            if !(edge_url.starts_with("ws://") || edge_url.starts_with("wss://")) {
+                return Err(s.invalid("edge_url", format!("must be ws:// or wss://, not {edge_url:?}")));
+            }
+            Ok(Config {
+                edge_url,
+                session_max: s.secs("session_max_secs")?,
+                quota: QuotaPolicy {
+                    max_live_sessions: s.number("max_live_sessions")?,
+                    mints_per_window: s.number("mints_per_minute")?,
+                    ..QuotaPolicy::DEFAULT
+                },
+                placement: PlacementPolicy { health_ttl: s.secs("pool_health_ttl_secs")?, ..PlacementPolicy::DEFAULT },
+                pool_timeout: s.millis("pool_timeout_ms")?,
+                attach_token_secs: s.number("attach_token_secs")?,
+            })
         })
     }
 }

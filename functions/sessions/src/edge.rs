@@ -6,7 +6,7 @@
 use edgeshell_core::ids::SessionId;
 use edgeshell_core::room::EndReason;
 use edgeshell_fn::db::{text, Db};
-use edgeshell_fn::reply::{json, Failure};
+use edgeshell_fn::reply::{json, ApiError, ErrorCode};
 use edgeshell_fn::request::{json_body, require_internal};
 use edgeshell_fn::Reply;
 use serde::Deserialize;
@@ -24,10 +24,10 @@ struct Ended {
 
 pub(crate) fn ended(req: &Request, id: &str) -> Reply {
     require_internal(req)?;
-    let sid = SessionId::new(id).map_err(|e| Failure::bad_request("bad_session", e.to_string()))?;
+    let sid = SessionId::new(id).map_err(|e| ApiError::new(ErrorCode::BadSession, e.to_string()))?;
     let input: Ended = json_body(req, 1024)?;
     if !REASONS.contains(&input.reason.as_str()) {
-        return Err(Failure::bad_request("bad_reason", format!("reason must be one of {REASONS:?}")));
+        return Err(ApiError::new(ErrorCode::BadReason, format!("reason must be one of {REASONS:?}")));
     }
     let reason =
         if input.detail.is_empty() { input.reason.clone() } else { format!("{}: {}", input.reason, input.detail) };

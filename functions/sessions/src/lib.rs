@@ -18,7 +18,7 @@ mod manage;
 mod mint;
 mod pools;
 
-use edgeshell_fn::reply::{finish, Failure};
+use edgeshell_fn::reply::{finish, ApiError, ErrorCode};
 use edgeshell_fn::request::segments_after;
 use spin_sdk::http::{Method, Request, Response};
 use spin_sdk::http_component;
@@ -32,7 +32,7 @@ fn route(req: &Request) -> edgeshell_fn::Reply {
     if let Some(segments) = segments_after(req, "/internal/sessions") {
         return match (req.method(), segments.as_slice()) {
             (Method::Post, [id, "ended"]) => edge::ended(req, id),
-            (_, [_, "ended"]) => Err(Failure::new(405, "method_not_allowed", "method not allowed here")),
+            (_, [_, "ended"]) => Err(ApiError::new(ErrorCode::MethodNotAllowed, "method not allowed here")),
             _ => Err(not_found()),
         };
     }
@@ -43,11 +43,11 @@ fn route(req: &Request) -> edgeshell_fn::Reply {
         (Method::Get, [id]) => manage::show(req, id),
         (Method::Post, [id, "token"]) => manage::refresh(req, id),
         (Method::Delete, [id]) => manage::end(req, id),
-        (_, [] | [_] | [_, "token"]) => Err(Failure::new(405, "method_not_allowed", "method not allowed here")),
+        (_, [] | [_] | [_, "token"]) => Err(ApiError::new(ErrorCode::MethodNotAllowed, "method not allowed here")),
         _ => Err(not_found()),
     }
 }
 
-fn not_found() -> Failure {
-    Failure::new(404, "not_found", "no such route")
+fn not_found() -> ApiError {
+    ApiError::new(ErrorCode::NotFound, "no such route")
 }

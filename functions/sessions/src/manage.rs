@@ -9,7 +9,7 @@ use edgeshell_core::pool_api::attach_path;
 use edgeshell_fn::db::{col, text, Db};
 use edgeshell_fn::identity::authenticate;
 use edgeshell_fn::platform::{entropy, now};
-use edgeshell_fn::reply::{json, Failure};
+use edgeshell_fn::reply::{self, json, ApiError, ErrorCode};
 use edgeshell_fn::signing::Signing;
 use edgeshell_fn::Reply;
 use serde::Serialize;
@@ -32,7 +32,7 @@ const COLUMNS: &str = "id, region, CASE WHEN state <> 'ended' AND expires_at <= 
     extract(epoch FROM created_at)::int8, extract(epoch FROM expires_at)::int8,
     extract(epoch FROM ended_at)::int8, CASE WHEN state <> 'ended' AND expires_at <= now() THEN 'expired' ELSE end_reason END";
 
-fn view(row: &[DbValue]) -> Result<SessionView, Failure> {
+fn view(row: &[DbValue]) -> Result<SessionView, ApiError> {
     Ok(SessionView {
         session_id: col(row, 0)?,
         region: col(row, 1)?,
@@ -55,12 +55,12 @@ pub(crate) fn list(req: &Request) -> Reply {
     json(200, &serde_json::json!({ "sessions": sessions }))
 }
 
-fn session_id(id: &str) -> Result<SessionId, Failure> {
+fn session_id(id: &str) -> Result<SessionId, ApiError> {
     SessionId::new(id).map_err(|_| not_found())
 }
 
-fn not_found() -> Failure {
-    Failure::new(404, "session_not_found", "no such session")
+fn not_found() -> ApiError {
+    ApiError::new(ErrorCode::SessionNotFound, "no such session")
 }
 
 pub(crate) fn show(req: &Request, id: &str) -> Reply {
@@ -89,8 +89,8 @@ pub(crate) fn refresh(req: &Request, id: &str) -> Reply {
              WHERE id = $1 AND owner = $2 AND state = 'running' AND expires_at > now()",
             &[text(sid.as_str()), text(user.subject.as_str())],
         )?
-        .ok_or_else(|| Failure::new(404, "session_not_found", "no such live session"))?;
-    let region = RegionId::new(col::<String>(&row, 0)?).map_err(|e| Failure::internal(e.to_string()))?;
+        .ok_or_else(|| ApiError::new(ErrorCode::SessionNotFound, "no such live session"))?;
+    let region = RegionId::new(col::<String>(&row, 0)?).map_err(|e| reply::internal(e.to_string()))?;
     let claims = signing.issuer.attach_for(&user.subject, (&sid, &region), entropy(), now(), config.attach_token_secs);
     json(
         200,

@@ -21,7 +21,7 @@ use edgeshell_core::time::Timestamp;
 use edgeshell_fn::db::{col, text, Db};
 use edgeshell_fn::identity::authenticate;
 use edgeshell_fn::platform::{entropy, now, Spent};
-use edgeshell_fn::reply::{json_with, Failure};
+use edgeshell_fn::reply::{self, json_with, ApiError, ErrorCode};
 use edgeshell_fn::request::json_body;
 use edgeshell_fn::signing::Signing;
 use edgeshell_fn::Reply;
@@ -76,9 +76,9 @@ pub(crate) fn mint(req: &Request) -> Reply {
 /// Time spent loading the signing key and checking the ID token.
 type Steps = (Spent, Spent);
 
-fn mint_timed(req: &Request) -> Result<(Minted, Signing, Db, Spent, Steps), Failure> {
+fn mint_timed(req: &Request) -> Result<(Minted, Signing, Db, Spent, Steps), ApiError> {
     let input: MintRequest = json_body(req, 4096)?;
-    let bad = |what: &str, e: String| Failure::bad_request("bad_request", format!("{what}: {e}"));
+    let bad = |what: &str, e: String| ApiError::new(ErrorCode::BadRequest, format!("{what}: {e}"));
     let hint = input.region_hint.map(RegionId::new).transpose().map_err(|e| bad("region_hint", e.to_string()))?;
     let rtts = input
         .rtts
@@ -86,7 +86,7 @@ fn mint_timed(req: &Request) -> Result<(Minted, Signing, Db, Spent, Steps), Fail
         .map(|(region, ms)| {
             Ok((RegionId::new(region).map_err(|e| bad("rtts", e.to_string()))?, Duration::from_millis(ms)))
         })
-        .collect::<Result<Vec<_>, Failure>>()?;
+        .collect::<Result<Vec<_>, ApiError>>()?;
     let config = Config::load()?;
     let steps: Steps = Default::default();
     let signing = steps.0.time(Signing::load)?;
@@ -134,7 +134,7 @@ fn reserve(
     deadline: Timestamp,
     quota: &QuotaPolicy,
     now: Timestamp,
-) -> Result<(), Failure> {
+) -> Result<(), ApiError> {
     let window = ParameterValue::Floating64(quota.window_start(now).as_secs() as f64);
     db.transaction(|tx| {
         tx.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 7))", &[text(owner.as_str())])?;
@@ -144,13 +144,13 @@ fn reserve(
                         COALESCE((SELECT mints FROM mint_windows WHERE owner = $1 AND window_start = to_timestamp($2)), 0)::int8",
                 &[text(owner.as_str()), window.clone()],
             )?
-            .ok_or_else(|| Failure::internal("quota query returned no row"))?;
+            .ok_or_else(|| reply::internal("quota query returned no row"))?;
         let usage = QuotaUsage {
             live_sessions: u32::try_from(col::<i64>(&row, 0)?).unwrap_or(u32::MAX),
             mints_in_window: u32::try_from(col::<i64>(&row, 1)?).unwrap_or(u32::MAX),
         };
         quota.check_mint(usage, now).map_err(|e| {
-            Failure::new(429, "quota_exceeded", e.to_string()).retry_after(e.retry_after_secs())
+            ApiError::new(ErrorCode::QuotaExceeded, e.to_string()).retry_after(e.retry_after_secs())
         })?;
         tx.execute(
             "WITH counted AS (
@@ -182,9 +182,9 @@ fn place(
     (sid, deadline): (&mut SessionId, Timestamp),
     client: ClientLocation<'_>,
     now: Timestamp,
-) -> Result<(RegionId, String), Failure> {
+) -> Result<(RegionId, String), ApiError> {
     let registry = Registry::load(db)?;
-    let unavailable = |e: PlacementError| Failure::new(503, "no_region_available", e.to_string()).retry_after(5);
+    let unavailable = |e: PlacementError| ApiError::new(ErrorCode::NoRegionAvailable, e.to_string());
     let mut plan =
         FailoverPlan::new(candidates(&registry.status, client, &config.placement, now).map_err(unavailable)?);
     let mut tried: Vec<(RegionId, SessionId)> = Vec::new();
@@ -192,7 +192,7 @@ fn place(
         match plan.step() {
             Step::Start(region) => {
                 let endpoint =
-                    registry.endpoint(&region).ok_or_else(|| Failure::internal("candidate without endpoint"))?;
+                    registry.endpoint(&region).ok_or_else(|| reply::internal("candidate without endpoint"))?;
                 let id = if tried.is_empty() { sid.clone() } else { session_id(entropy()) };
                 db.execute(
                     "UPDATE sessions SET id = $2, region = $3 WHERE id = $1",
@@ -230,7 +230,7 @@ fn place(
 /// and no connection held for a transaction where the host shares connections. The audit row is
 /// committed durably before the mint answers. A session that ended while its runner was starting
 /// stays ended (`session_ended`).
-fn record(db: &Db, owner: &Subject, sid: &SessionId, region: &RegionId) -> Result<(), Failure> {
+fn record(db: &Db, owner: &Subject, sid: &SessionId, region: &RegionId) -> Result<(), ApiError> {
     let audited = db.execute(
         "WITH started AS (
              UPDATE sessions SET state = 'running', region = $2 WHERE id = $1 AND state = 'starting' RETURNING id
@@ -240,7 +240,7 @@ fn record(db: &Db, owner: &Subject, sid: &SessionId, region: &RegionId) -> Resul
         &[text(sid.as_str()), text(region.as_str()), text(owner.as_str())],
     )?;
     if audited != 1 {
-        return Err(Failure::new(409, "session_ended", "the session ended while it was starting"));
+        return Err(ApiError::new(ErrorCode::SessionEnded, "the session ended while it was starting"));
     }
     Ok(())
 }

@@ -9,7 +9,7 @@ use edgeshell_fn::db::Db;
 use edgeshell_fn::outbound::{self, Call, OutboundError};
 use edgeshell_fn::platform::{entropy, now};
 use edgeshell_fn::registry;
-use edgeshell_fn::reply::Failure;
+use edgeshell_fn::reply::{self, ApiError};
 use edgeshell_fn::signing::Signing;
 use std::collections::BTreeMap;
 
@@ -23,7 +23,7 @@ pub(crate) struct Registry {
 }
 
 impl Registry {
-    pub(crate) fn load(db: &Db) -> Result<Registry, Failure> {
+    pub(crate) fn load(db: &Db) -> Result<Registry, ApiError> {
         let pools = registry::load(db)?;
         let endpoints = pools.iter().map(|p| (p.status.region.clone(), p.endpoint.clone())).collect();
         Ok(Registry { status: pools.into_iter().map(|p| p.status).collect(), endpoints })
@@ -40,10 +40,10 @@ pub(crate) fn start(
     endpoint: &str,
     command: &PoolCommand,
     timeout: Duration,
-) -> Result<AttemptOutcome, Failure> {
+) -> Result<AttemptOutcome, ApiError> {
     let region = match command {
         PoolCommand::Start(s) => s.region.clone(),
-        PoolCommand::Stop { .. } => return Err(Failure::internal("start called with a stop command")),
+        PoolCommand::Stop { .. } => return Err(reply::internal("start called with a stop command")),
     };
     let outcome = match send(signing, endpoint, &region, START_PATH, command, timeout)? {
         Ok(200..=299) => AttemptOutcome::Started,
@@ -88,8 +88,8 @@ fn send(
     path: &str,
     command: &PoolCommand,
     timeout: Duration,
-) -> Result<Result<u16, OutboundError>, Failure> {
-    let body = serde_json::to_vec(command).map_err(|e| Failure::internal(format!("encoding a command: {e}")))?;
+) -> Result<Result<u16, OutboundError>, ApiError> {
+    let body = serde_json::to_vec(command).map_err(|e| reply::internal(format!("encoding a command: {e}")))?;
     let claims = signing.issuer.pool_command(command.session(), region, &body, entropy(), now());
     let authorization = format!("Bearer {}", signing.sign(&claims)?);
     let url = format!("{endpoint}{path}");

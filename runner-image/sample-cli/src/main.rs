@@ -14,11 +14,22 @@
 mod demo;
 mod style;
 
+use edgeshell_core::settings::{Program, Reader, SettingsError};
 use std::io::{BufRead, Write};
+
+/// A setting's value, or the program stops with the reason.
+fn or_exit<T>(result: Result<T, SettingsError>) -> T {
+    result.unwrap_or_else(|e| {
+        eprintln!("edgeshell-sample-cli: {e}");
+        std::process::exit(2)
+    })
+}
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if let Some(agent) = std::env::var("EDGESHELL_AGENT_COMMAND").ok().filter(|c| !c.trim().is_empty()) {
+    let env = |name: &str| std::env::var(name).ok();
+    let settings = Reader::new(Program::SampleCli, &env);
+    if let Some(agent) = or_exit(settings.text("EDGESHELL_AGENT_COMMAND")) {
         use std::os::unix::process::CommandExt;
         // `sh -c 'exec <agent> "$@"'` keeps the agent's own argument handling and PATH lookup.
         let error = std::process::Command::new("/bin/sh")
@@ -31,7 +42,7 @@ fn main() {
         std::process::exit(127);
     }
     let style = style::Style::from_env();
-    let speed = std::env::var("EDGESHELL_DEMO_SPEED").ok().and_then(|s| s.parse::<f64>().ok()).unwrap_or(1.0);
+    let speed: f64 = or_exit(settings.value("EDGESHELL_DEMO_SPEED"));
     let pace = demo::Pace::new(speed);
     match args.as_slice() {
         [flag, task] if flag == "--task" => demo::run_task(&style, &pace, task),

@@ -1,9 +1,66 @@
-//! The browser link against hand-built frames: credentials and paths, exactly-once output across resumes
-//! (a property test over random cuts and resume points), acks, heartbeats, close codes and backoff.
+//! The browser link against hand-built frames and a test clock: credentials and paths, exactly-once
+//! output across resumes (a property test over random cuts and resume points), acks, heartbeats and
+//! silence, close codes and the reconnect backoff.
 
 use super::*;
 use crate::protocol::Welcome;
 use proptest::prelude::*;
+
+const T0: Timestamp = Timestamp::from_secs(1_000_000);
+
+/// A link and its clock.
+struct Harness {
+    link: BrowserLink,
+    now: Timestamp,
+}
+
+impl Harness {
+    fn new() -> Harness {
+        Harness { link: BrowserLink::new("s1", "tok", 3, T0), now: T0 }
+    }
+
+    /// Connected and welcomed at offset 0 with ticket `t`, its first heartbeat probe sent (one is due
+    /// right after each welcome).
+    fn live() -> Harness {
+        let mut h = Harness::new();
+        h.open();
+        h.binary(&welcome(0, "t"));
+        assert_eq!(h.step(Duration::ZERO), vec![Effect::SendText(PING)]);
+        h
+    }
+
+    /// Handles the due timeout (the connect) and opens the socket.
+    fn open(&mut self) -> Effect {
+        let fx = self.step(Duration::ZERO);
+        let [connect @ Effect::Connect { .. }] = &fx[..] else { panic!("expected a connect: {fx:?}") };
+        assert_eq!(self.event(Event::Opened), vec![]);
+        connect.clone()
+    }
+
+    fn event(&mut self, event: Event) -> Vec<Effect> {
+        self.link.handle_event(event, self.now)
+    }
+
+    fn binary(&mut self, bytes: &[u8]) -> Vec<Effect> {
+        self.event(Event::Binary(bytes.to_vec()))
+    }
+
+    /// Moves the clock forward by `by`, handling each deadline as it falls due.
+    fn step(&mut self, by: Duration) -> Vec<Effect> {
+        let until = self.now + by;
+        let mut fx = Vec::new();
+        while let Some(at) = self.link.poll_timeout().filter(|at| *at <= until) {
+            self.now = self.now.max(at);
+            let more = self.link.handle_timeout(self.now);
+            if more.is_empty() {
+                break;
+            }
+            fx.extend(more);
+        }
+        self.now = until;
+        fx
+    }
+}
 
 fn welcome(offset: u64, ticket: &str) -> Vec<u8> {
     Frame::Welcome(Welcome {
@@ -22,160 +79,207 @@ fn output(offset: u64, data: &[u8]) -> Vec<u8> {
     Frame::Output { offset, data: data.to_vec() }.encode()
 }
 
-fn shown(updates: &[Update]) -> Vec<u8> {
-    updates.iter().filter_map(|u| if let Update::Output(d) = u { Some(d.clone()) } else { None }).flatten().collect()
+fn shown(effects: &[Effect]) -> Vec<u8> {
+    effects.iter().filter_map(|u| if let Effect::Output(d) = u { Some(d.clone()) } else { None }).flatten().collect()
+}
+
+fn sent(effects: &[Effect]) -> Vec<Frame> {
+    effects.iter().filter_map(|u| if let Effect::Send(m) = u { Frame::decode(m).ok() } else { None }).collect()
 }
 
 #[test]
 fn first_attach_uses_the_token_then_resumes_with_the_ticket_at_the_next_byte() {
-    let mut link = BrowserLink::new("s1", "tok");
-    assert_eq!(link.credential(), Credential::Token("tok".into()));
-    assert_eq!(link.path(), "/sessions/s1/attach");
-    link.opened(0);
-    let updates = link.on_binary(&welcome(0, "t1"), 1).unwrap();
-    assert_eq!(updates, vec![Update::Status(Status::Live)]);
-    link.on_binary(&output(0, b"hello"), 2).unwrap();
-    assert_eq!(link.credential(), Credential::Resume("t1".into()));
-    assert_eq!(link.path(), "/sessions/s1/attach?offset=5");
-}
-
-#[test]
-fn overlap_after_a_resume_is_shown_once_and_a_gap_is_reported() {
-    let mut link = BrowserLink::new("s1", "tok");
-    link.on_binary(&welcome(0, "t1"), 0).unwrap();
-    assert_eq!(shown(&link.on_binary(&output(0, b"abcdef"), 0).unwrap()), b"abcdef");
-    // The room resent from an earlier offset: only the new tail is shown.
-    link.on_binary(&welcome(3, "t2"), 0).unwrap();
-    assert_eq!(shown(&link.on_binary(&output(3, b"defgh"), 0).unwrap()), b"gh");
-    assert_eq!(shown(&link.on_binary(&output(5, b"fg"), 0).unwrap()), b"");
-    // On the same connection, output may not skip ahead.
-    assert_eq!(link.on_binary(&output(20, b"x"), 0), Err(BrowserLinkError::OutputGap { expected: 8, got: 20 }));
-    // A fresh attach whose history starts later than the terminal's position: the loss is reported.
-    let updates = link.on_binary(&welcome(12, "t3"), 0).unwrap();
-    assert!(updates.contains(&Update::Gap(4)), "{updates:?}");
-    assert_eq!(link.offset(), 12);
-}
-
-#[test]
-fn acks_go_out_at_half_the_window() {
-    let mut link = BrowserLink::new("s1", "tok");
-    link.on_binary(&welcome(0, "t"), 0).unwrap();
-    let sends = |u: &[Update]| u.iter().filter(|u| matches!(u, Update::Send(_))).count();
-    assert_eq!(sends(&link.on_binary(&output(0, &[b'x'; 511]), 0).unwrap()), 0);
-    let updates = link.on_binary(&output(511, b"y"), 0).unwrap();
-    assert!(updates.contains(&Update::Send(Frame::Ack { offset: 512 }.encode())), "{updates:?}");
-}
-
-#[test]
-fn heartbeats_measure_the_round_trip_and_silence_is_detected() {
-    let mut link = BrowserLink::new("s1", "tok");
-    link.opened(0);
-    assert_eq!(link.tick(5000), Ok(None), "no heartbeat before the welcome");
-    link.on_binary(&welcome(0, "t"), 0).unwrap();
-    assert_eq!(link.tick(500), Ok(Some(PING)), "the first probe right after the welcome");
-    assert_eq!(link.tick(1500), Ok(None), "one probe in flight at a time");
-    assert_eq!(link.on_text("pong", 1542), Some(1042));
-    assert_eq!(link.rtt_ms(), Some(1042));
-    assert_eq!(link.on_text("something else", 1543), None);
-    assert_eq!(link.tick(1400), Ok(None), "the next probe a third of the heartbeat later");
-    assert_eq!(link.tick(1600), Ok(Some(PING)));
-    assert_eq!(link.tick(8000), Err(Silent { for_ms: 6457 }));
-}
-
-#[test]
-fn a_dropped_connection_reconnects_with_growing_jittered_delays_then_gives_up() {
-    let mut link = BrowserLink::new("s1", "tok");
-    link.on_binary(&welcome(0, "t"), 0).unwrap();
-    let mut bounds = Vec::new();
-    for attempt in 1..=MAX_ATTEMPTS {
-        let (after, updates) = link.closed(1006, 0.999);
-        if attempt == 1 {
-            assert_eq!(updates, vec![Update::Status(Status::Resuming)]);
-        }
-        let AfterClose::Reconnect { delay_ms } = after else { panic!("{after:?}") };
-        bounds.push(delay_ms);
-    }
-    assert!(bounds.windows(2).all(|w| w[0] <= w[1]), "{bounds:?}");
-    assert!(*bounds.last().unwrap() <= BACKOFF_CAP_MS);
-    assert!(matches!(link.closed(1006, 0.5).0, AfterClose::Stop { next: NextStep::NewSession, .. }));
-    // A welcome resets the count.
-    let mut link = BrowserLink::new("s1", "tok");
-    for _ in 0..5 {
-        link.closed(1006, 0.5);
-    }
-    link.on_binary(&welcome(0, "t"), 0).unwrap();
-    assert_eq!(link.closed(1006, 0.0).0, AfterClose::Reconnect { delay_ms: 50 });
-}
-
-#[test]
-fn close_codes_lead_to_a_new_token_a_new_session_or_a_clear_message() {
-    let mut link = BrowserLink::new("s1", "tok");
-    link.on_binary(&welcome(0, "t"), 0).unwrap();
-    link.on_binary(&output(0, b"abc"), 0).unwrap();
-    assert_eq!(link.closed(CloseCode::ResumeFailed.code(), 0.5).0, AfterClose::NeedToken);
-    link.new_token("tok2".into());
-    assert_eq!(link.credential(), Credential::Token("tok2".into()));
-    assert_eq!(link.path(), "/sessions/s1/attach");
-
-    let mut link = BrowserLink::new("s1", "tok");
-    link.on_binary(&welcome(0, "t"), 0).unwrap();
-    link.on_binary(&Frame::RunnerAway.encode(), 0).unwrap();
-    assert_eq!(link.status(), Status::RunnerAway);
-    let updates = link.on_binary(&Frame::RunnerLost.encode(), 0).unwrap();
-    assert_eq!(updates, vec![Update::Status(Status::RunnerLost)]);
-    link.on_binary(&Frame::Closing { code: CloseCode::RunnerLost, reason: "grace over".into() }.encode(), 0).unwrap();
-    let (after, _) = link.closed(CloseCode::RunnerLost.code(), 0.5);
-    let AfterClose::Stop { message, next } = after else { panic!("{after:?}") };
-    assert_eq!(next, NextStep::NewSession);
-    assert!(message.contains("stopped answering") && message.contains("grace over"), "{message}");
-    assert_eq!(link.status(), Status::RunnerLost);
-
-    // A refusal announced in a Closing frame counts even when the browser saw another close code.
-    let mut link = BrowserLink::new("s1", "tok");
-    link.on_binary(&Frame::Closing { code: CloseCode::Replayed, reason: "used".into() }.encode(), 0).unwrap();
-    let (after, _) = link.closed(1006, 0.5);
-    assert!(matches!(after, AfterClose::Stop { next: NextStep::GiveUp, .. }), "{after:?}");
-    assert_eq!(link.status(), Status::Ended);
-
-    // The program's exit ends the session whatever the close code.
-    let mut link = BrowserLink::new("s1", "tok");
-    link.on_binary(&welcome(0, "t"), 0).unwrap();
-    link.on_binary(&Frame::Exited { status: ExitStatus::Code(3) }.encode(), 0).unwrap();
-    let (after, _) = link.closed(CloseCode::SessionEnded.code(), 0.5);
+    let mut h = Harness::new();
+    let connect = h.open();
     assert_eq!(
-        after,
-        AfterClose::Stop { message: "The program exited with status 3.".into(), next: NextStep::NewSession }
+        connect,
+        Effect::Connect { path: "/sessions/s1/attach".into(), credential: Credential::Token("tok".into()) }
+    );
+    assert_eq!(h.binary(&welcome(0, "t1")), vec![Effect::Status(Status::Live)]);
+    h.binary(&output(0, b"hello"));
+    assert_eq!(h.link.credential(), Credential::Resume("t1".into()));
+    h.event(Event::Closed { code: 1006 });
+    let fx = h.step(Duration::from_secs(1));
+    assert_eq!(
+        fx,
+        vec![Effect::Connect {
+            path: "/sessions/s1/attach?offset=5".into(),
+            credential: Credential::Resume("t1".into())
+        }]
     );
 }
 
 #[test]
-fn every_close_code_has_a_message() {
-    for code in crate::protocol::ALL_CLOSE_CODES {
-        let text = explain(code, "");
-        assert!(text.ends_with('.') && text.len() > 10, "{code:?}: {text}");
+fn overlap_after_a_resume_is_shown_once_and_a_gap_is_reported() {
+    let mut h = Harness::live();
+    assert_eq!(shown(&h.binary(&output(0, b"abcdef"))), b"abcdef");
+    // The room resent from an earlier offset: only the new tail is shown.
+    h.binary(&welcome(3, "t2"));
+    h.step(Duration::ZERO);
+    assert_eq!(shown(&h.binary(&output(3, b"defgh"))), b"gh");
+    assert_eq!(shown(&h.binary(&output(5, b"fg"))), b"");
+    // A fresh attach whose history starts later than the terminal's position: the loss is reported.
+    let fx = h.binary(&welcome(12, "t3"));
+    assert!(fx.contains(&Effect::Gap(4)), "{fx:?}");
+    assert_eq!(h.link.offset(), 12);
+    assert_eq!(h.step(Duration::ZERO), vec![Effect::SendText(PING)], "a probe after each welcome");
+    // On the same connection, output may not skip ahead: the connection is abandoned and resumed.
+    let fx = h.binary(&output(20, b"x"));
+    assert_eq!(fx[0], Effect::Abandon("output at offset 20 skips bytes after 12".into()));
+    assert_eq!(fx[1], Effect::Status(Status::Resuming));
+}
+
+#[test]
+fn acks_go_out_at_half_the_window() {
+    let mut h = Harness::live();
+    assert!(sent(&h.binary(&output(0, &[b'x'; 511]))).is_empty());
+    assert_eq!(sent(&h.binary(&output(511, b"y"))), vec![Frame::Ack { offset: 512 }]);
+}
+
+#[test]
+fn heartbeats_measure_the_round_trip_and_silence_is_detected() {
+    let mut h = Harness::new();
+    h.open();
+    assert_eq!(h.link.poll_timeout(), None, "no heartbeat before the welcome");
+    h.binary(&welcome(0, "t"));
+    assert_eq!(h.step(Duration::from_millis(500)), vec![Effect::SendText(PING)], "the first probe at once");
+    assert_eq!(h.step(Duration::from_millis(1000)), vec![], "one probe in flight at a time");
+    h.now = h.now + Duration::from_millis(42);
+    assert_eq!(h.event(Event::Text("pong".into())), vec![Effect::Rtt(1542)]);
+    assert_eq!(h.link.rtt_ms(), Some(1542));
+    // The next probe a third of the heartbeat (1 s) after the last one was sent: due already.
+    assert_eq!(h.link.poll_timeout(), Some(T0 + Duration::from_millis(1000)));
+    assert_eq!(h.step(Duration::ZERO), vec![Effect::SendText(PING)]);
+    assert_eq!(h.event(Event::Text("something else".into())), vec![], "not an answer");
+    // Silent for two heartbeat intervals (6 s) after the pong: abandoned, and a reconnect scheduled.
+    let fx = h.step(Duration::from_millis(6001));
+    assert_eq!(fx[0], Effect::Abandon("no message from the room for 6001 ms".into()));
+    assert!(matches!(fx[..], [_, Effect::Status(Status::Resuming), Effect::ReconnectIn(_)]), "{fx:?}");
+}
+
+#[test]
+fn a_dropped_connection_reconnects_with_growing_jittered_delays_then_gives_up() {
+    let mut h = Harness::live();
+    let mut delays = Vec::new();
+    for attempt in 1..=MAX_ATTEMPTS {
+        let fx = h.event(Event::Closed { code: 1006 });
+        if attempt == 1 {
+            assert_eq!(fx[0], Effect::Status(Status::Resuming));
+        }
+        let Some(Effect::ReconnectIn(delay)) = fx.last() else { panic!("{fx:?}") };
+        delays.push(*delay);
+        let bound = (BACKOFF.base * 2u32.pow((attempt - 1).min(16))).min(BACKOFF.cap);
+        assert!(*delay >= BACKOFF.floor && *delay <= bound, "attempt {attempt}: {delay:?}");
+        assert!(matches!(h.step(*delay)[..], [Effect::Connect { .. }]));
+        h.event(Event::Opened);
     }
+    assert!(delays.iter().all(|d| *d <= BACKOFF.cap), "{delays:?}");
+    let fx = h.event(Event::Closed { code: 1006 });
+    assert!(matches!(fx.last(), Some(Effect::Stop { next: NextStep::NewSession, .. })), "{fx:?}");
+    assert_eq!(h.link.poll_timeout(), None);
+    // A welcome resets the count.
+    let mut h = Harness::live();
+    for _ in 0..5 {
+        h.event(Event::Closed { code: 1006 });
+        h.step(BACKOFF.cap);
+        h.event(Event::Opened);
+    }
+    h.binary(&welcome(0, "t"));
+    let fx = h.event(Event::Closed { code: 1006 });
+    let Some(Effect::ReconnectIn(delay)) = fx.last() else { panic!("{fx:?}") };
+    assert!(*delay <= BACKOFF.base, "{delay:?}");
+}
+
+#[test]
+fn close_codes_lead_to_a_new_token_a_new_session_or_a_clear_message() {
+    let mut h = Harness::live();
+    h.binary(&output(0, b"abc"));
+    let fx = h.event(Event::Closed { code: CloseCode::ResumeFailed.code() });
+    assert_eq!(fx.last(), Some(&Effect::NeedToken));
+    assert_eq!(h.link.poll_timeout(), None, "waits for the token");
+    let fx = h.event(Event::NewToken("tok2".into()));
+    assert_eq!(
+        fx,
+        vec![Effect::Connect { path: "/sessions/s1/attach".into(), credential: Credential::Token("tok2".into()) }]
+    );
+
+    let mut h = Harness::live();
+    h.binary(&Frame::RunnerAway.encode());
+    assert_eq!(h.link.status(), Status::RunnerAway);
+    assert_eq!(h.binary(&Frame::RunnerLost.encode()), vec![Effect::Status(Status::RunnerLost)]);
+    h.binary(&Frame::Closing { code: CloseCode::RunnerLost, reason: "grace over".into() }.encode());
+    let fx = h.event(Event::Closed { code: CloseCode::RunnerLost.code() });
+    let Some(Effect::Stop { message, next }) = fx.last() else { panic!("{fx:?}") };
+    assert_eq!(*next, NextStep::NewSession);
+    assert!(message.contains("stopped answering") && message.contains("grace over"), "{message}");
+    assert_eq!(h.link.status(), Status::RunnerLost);
+
+    // A refusal announced in a Closing frame counts even when the browser saw another close code.
+    let mut h = Harness::new();
+    h.open();
+    h.binary(&Frame::Closing { code: CloseCode::Replayed, reason: "used".into() }.encode());
+    let fx = h.event(Event::Closed { code: 1006 });
+    assert!(matches!(fx.last(), Some(Effect::Stop { next: NextStep::GiveUp, .. })), "{fx:?}");
+    assert_eq!(h.link.status(), Status::Ended);
+
+    // The program's exit ends the session whatever the close code.
+    let mut h = Harness::live();
+    h.binary(&Frame::Exited { status: ExitStatus::Code(3) }.encode());
+    let fx = h.event(Event::Closed { code: CloseCode::SessionEnded.code() });
+    assert_eq!(
+        fx.last(),
+        Some(&Effect::Stop { message: "The program exited with status 3.".into(), next: NextStep::NewSession })
+    );
 }
 
 #[test]
 fn the_room_may_not_send_browser_frames_or_runner_welcomes() {
-    let mut link = BrowserLink::new("s1", "tok");
-    assert!(link.on_binary(&Frame::Input { data: b"x".to_vec() }.encode(), 0).is_err());
-    assert!(link.on_binary(&output(0, b"x"), 0).is_err(), "output before the welcome");
+    let abandoned = |bytes: &[u8]| {
+        let mut h = Harness::new();
+        h.open();
+        match h.binary(bytes).first() {
+            Some(Effect::Abandon(why)) => why.clone(),
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(
+        abandoned(&Frame::Input { data: b"x".to_vec() }.encode()),
+        "unexpected frame from the room: a frame the room does not send"
+    );
+    assert_eq!(abandoned(&output(0, b"x")), "unexpected frame from the room: output before welcome");
     let mut w = welcome(0, "t");
     w[2] = 2;
-    assert_eq!(link.on_binary(&w, 0), Err(BrowserLinkError::Unexpected("a welcome for a runner")));
-    assert!(matches!(link.on_binary(&[9, 9], 0), Err(BrowserLinkError::Frame(_))));
+    assert_eq!(abandoned(&w), "unexpected frame from the room: a welcome for a runner");
+    assert!(abandoned(&[9, 9]).starts_with("undecodable frame"));
 }
 
 #[test]
 fn input_is_split_at_the_frame_limit_and_zero_sizes_are_not_sent() {
-    let mut link = BrowserLink::new("s1", "tok");
-    link.on_binary(&welcome(0, "t"), 0).unwrap();
-    let frames = link.input(&vec![b'a'; MAX_DATA_BYTES * 2 + 1]);
+    let mut h = Harness::live();
+    let frames = sent(&h.event(Event::Input(vec![b'a'; MAX_DATA_BYTES * 2 + 1])));
     assert_eq!(frames.len(), 3);
-    assert!(frames.iter().all(|f| Frame::decode(f).is_ok()));
-    assert_eq!(link.resize(0, 10), None);
-    assert_eq!(link.resize(80, 24).map(|f| Frame::decode(&f)), Some(Ok(Frame::Resize { cols: 80, rows: 24 })));
+    assert_eq!(h.event(Event::Resize { cols: 0, rows: 10 }), vec![]);
+    assert_eq!(sent(&h.event(Event::Resize { cols: 80, rows: 24 })), vec![Frame::Resize { cols: 80, rows: 24 }]);
+}
+
+#[test]
+fn a_message_that_arrives_late_still_counts_and_tokens_stay_out_of_debug() {
+    let mut h = Harness::live();
+    // The page's timer was throttled: the answer arrives after the silence deadline. It counts.
+    h.now = h.now + Duration::from_secs(10);
+    assert_eq!(h.event(Event::Text("pong".into())), vec![Effect::Rtt(10_000)]);
+    let shown = format!("{:?} {:?}", h.link, Event::Refresh("secret-token".into()));
+    assert!(!shown.contains("tok") && !shown.contains("secret") && !shown.contains("\"t\""), "{shown}");
+}
+
+#[test]
+fn the_in_band_refresh_sends_the_fresh_token_and_keeps_it_for_a_later_attach() {
+    let mut h = Harness::live();
+    assert_eq!(h.binary(&Frame::RefreshNeeded { expires_at: 5 }.encode()), vec![Effect::RefreshNeeded]);
+    assert_eq!(sent(&h.event(Event::Refresh("tok2".into()))), vec![Frame::Refresh { token: "tok2".into() }]);
+    h.event(Event::Closed { code: CloseCode::TokenExpired.code() });
+    let fx = h.event(Event::NewToken("tok3".into()));
+    assert!(matches!(&fx[..], [Effect::Connect { credential: Credential::Token(t), .. }] if t == "tok3"), "{fx:?}");
 }
 
 proptest! {
@@ -187,8 +291,7 @@ proptest! {
         cuts in proptest::collection::vec((1usize..300, 0usize..200), 0..12),
         chunk in 1usize..97,
     ) {
-        let mut link = BrowserLink::new("s1", "tok");
-        link.on_binary(&welcome(0, "t"), 0).unwrap();
+        let mut h = Harness::live();
         let mut terminal = Vec::new();
         let (mut sent, mut cuts) = (0usize, cuts.into_iter());
         while sent < stream.len() {
@@ -197,45 +300,42 @@ proptest! {
             let until = (sent + run).min(stream.len());
             while sent < until {
                 let end = (sent + chunk).min(until);
-                terminal.extend(shown(&link.on_binary(&output(sent as u64, &stream[sent..end]), 0).unwrap()));
+                terminal.extend(shown(&h.binary(&output(sent as u64, &stream[sent..end]))));
                 sent = end;
             }
             // Reconnect: the room resumes at or before what the browser has.
-            let (after, _) = link.closed(1006, 0.3);
-            prop_assert!(matches!(after, AfterClose::Reconnect { .. }), "{:?}", after);
-            prop_assert_eq!(link.path(), format!("/sessions/s1/attach?offset={}", terminal.len()));
+            let fx = h.event(Event::Closed { code: 1006 });
+            prop_assert!(matches!(fx.last(), Some(Effect::ReconnectIn(_))), "{:?}", fx);
+            let connect = h.step(BACKOFF.cap);
+            let expected = format!("/sessions/s1/attach?offset={}", terminal.len());
+            prop_assert!(matches!(&connect[..], [Effect::Connect { path, .. }] if *path == expected), "{:?}", connect);
+            h.event(Event::Opened);
             let from = sent.saturating_sub(back);
-            link.on_binary(&welcome(from as u64, "t"), 0).unwrap();
+            h.binary(&welcome(from as u64, "t"));
             sent = from;
         }
         prop_assert_eq!(terminal, stream);
-    }
-
-    #[test]
-    fn backoff_stays_within_its_bound(attempt in 0u32..100, random in any::<f64>()) {
-        let delay = backoff_ms(attempt, random);
-        prop_assert!((50..=BACKOFF_CAP_MS).contains(&delay));
     }
 }
 
 #[test]
 fn input_typed_while_disconnected_follows_the_size_after_the_next_welcome() {
-    let mut link = BrowserLink::new("s1", "tok");
-    assert_eq!(link.resize(80, 24), None, "no connection yet: remembered only");
-    assert!(link.input(b"ls\n").is_empty());
-    let updates = link.on_binary(&welcome(0, "t1"), 0).unwrap();
-    let sent: Vec<Frame> =
-        updates.iter().filter_map(|u| if let Update::Send(m) = u { Frame::decode(m).ok() } else { None }).collect();
-    assert_eq!(sent, vec![Frame::Resize { cols: 80, rows: 24 }, Frame::Input { data: b"ls\n".to_vec() }]);
-    assert_eq!(link.input(b"x").len(), 1, "live: sent at once");
+    let mut h = Harness::new();
+    h.open();
+    assert_eq!(h.event(Event::Resize { cols: 80, rows: 24 }), vec![], "no welcome yet: remembered only");
+    assert_eq!(h.event(Event::Input(b"ls\n".to_vec())), vec![]);
+    let fx = h.binary(&welcome(0, "t1"));
+    assert_eq!(sent(&fx), vec![Frame::Resize { cols: 80, rows: 24 }, Frame::Input { data: b"ls\n".to_vec() }]);
+    assert_eq!(h.step(Duration::ZERO), vec![Effect::SendText(PING)]);
+    assert_eq!(sent(&h.event(Event::Input(b"x".to_vec()))).len(), 1, "live: sent at once");
 
     // The connection drops: typing is queued, bounded, and a resize waits for the next welcome.
-    link.closed(1006, 0.5);
-    assert!(link.input(b"pwd\n").is_empty());
-    assert!(link.input(&vec![b'z'; MAX_QUEUED_INPUT]).is_empty(), "beyond the bound: dropped");
-    assert_eq!(link.resize(100, 30), None);
-    let updates = link.on_binary(&welcome(0, "t2"), 0).unwrap();
-    let sent: Vec<Frame> =
-        updates.iter().filter_map(|u| if let Update::Send(m) = u { Frame::decode(m).ok() } else { None }).collect();
-    assert_eq!(sent, vec![Frame::Resize { cols: 100, rows: 30 }, Frame::Input { data: b"pwd\n".to_vec() }]);
+    h.event(Event::Closed { code: 1006 });
+    assert_eq!(h.event(Event::Input(b"pwd\n".to_vec())), vec![]);
+    assert_eq!(h.event(Event::Input(vec![b'z'; MAX_QUEUED_INPUT])), vec![], "beyond the bound: dropped");
+    assert_eq!(h.event(Event::Resize { cols: 100, rows: 30 }), vec![]);
+    h.step(BACKOFF.cap);
+    h.event(Event::Opened);
+    let fx = h.binary(&welcome(0, "t2"));
+    assert_eq!(sent(&fx), vec![Frame::Resize { cols: 100, rows: 30 }, Frame::Input { data: b"pwd\n".to_vec() }]);
 }

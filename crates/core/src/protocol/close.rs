@@ -1,6 +1,7 @@
 //! The one table of how sessions end: WebSocket close codes, the HTTP status used when the same condition
 //! is refused before the upgrade, and what a client should do next. ARCHITECTURE.md reproduces it.
 
+use crate::api_error::ErrorCode;
 use crate::tokens::TokenError;
 use serde::{Deserialize, Serialize};
 
@@ -83,23 +84,34 @@ impl CloseCode {
         ALL_CLOSE_CODES.into_iter().find(|c| c.code() == code)
     }
 
-    /// The HTTP status for refusing the same condition before a WebSocket upgrade.
-    pub fn http_status(self) -> u16 {
-        match self {
-            CloseCode::Normal => 200,
-            CloseCode::ProtocolError => 400,
-            CloseCode::Unauthorized | CloseCode::TokenExpired => 401,
-            CloseCode::Forbidden => 403,
-            CloseCode::SessionNotFound => 404,
-            CloseCode::Replayed | CloseCode::Superseded | CloseCode::ResumeFailed => 409,
-            CloseCode::SessionEnded | CloseCode::RunnerLost => 410,
-            CloseCode::Overloaded => 503,
-            CloseCode::HeartbeatTimeout => 408,
-            CloseCode::InternalError => 500,
-        }
+    /// The HTTP error for refusing the same condition before a WebSocket upgrade (the native room host
+    /// does; the edge always upgrades and closes): a row of the one error table. `None` for a normal
+    /// closure, which is no error.
+    pub fn error_code(self) -> Option<ErrorCode> {
+        Some(match self {
+            CloseCode::Normal => return None,
+            CloseCode::ProtocolError => ErrorCode::ProtocolError,
+            CloseCode::Unauthorized => ErrorCode::Unauthorized,
+            CloseCode::TokenExpired => ErrorCode::TokenExpired,
+            CloseCode::Forbidden => ErrorCode::Forbidden,
+            CloseCode::SessionNotFound => ErrorCode::SessionNotFound,
+            CloseCode::Replayed => ErrorCode::ReplayedToken,
+            CloseCode::SessionEnded => ErrorCode::SessionEnded,
+            CloseCode::RunnerLost => ErrorCode::RunnerLost,
+            CloseCode::Superseded => ErrorCode::Superseded,
+            CloseCode::Overloaded => ErrorCode::Overloaded,
+            CloseCode::HeartbeatTimeout => ErrorCode::HeartbeatTimeout,
+            CloseCode::ResumeFailed => ErrorCode::ResumeFailed,
+            CloseCode::InternalError => ErrorCode::InternalError,
+        })
     }
 
-    /// A stable machine-readable name, used in JSON error bodies and logs.
+    /// The HTTP status of [`CloseCode::error_code`] (200 for a normal closure).
+    pub fn http_status(self) -> u16 {
+        self.error_code().map_or(200, ErrorCode::status)
+    }
+
+    /// A stable machine-readable name, used in logs; the same as its error code's name.
     pub fn name(self) -> &'static str {
         match self {
             CloseCode::Normal => "normal",
@@ -131,6 +143,31 @@ impl CloseCode {
             | CloseCode::Forbidden
             | CloseCode::Replayed
             | CloseCode::Superseded => NextStep::GiveUp,
+        }
+    }
+
+    /// What a close means, for a person (the page shows it), with the close's own reason after it.
+    pub fn explain(self, reason: &str) -> String {
+        let text = match self {
+            CloseCode::Normal => "The connection was closed.",
+            CloseCode::ProtocolError => "The terminal and the server disagreed about the protocol; reload the page.",
+            CloseCode::Unauthorized => "This session link is not valid; sign in again.",
+            CloseCode::TokenExpired => "Your access to this session expired.",
+            CloseCode::Forbidden => "You do not have access to this session.",
+            CloseCode::SessionNotFound => "This session no longer exists.",
+            CloseCode::Replayed => "This session link was already used; open the session from your list.",
+            CloseCode::SessionEnded => "The session has ended.",
+            CloseCode::RunnerLost => "The machine running this session stopped answering; the session is lost.",
+            CloseCode::Superseded => "This session was opened in another tab or window.",
+            CloseCode::Overloaded => "The service is busy; try again shortly.",
+            CloseCode::HeartbeatTimeout => "The connection went quiet and was closed.",
+            CloseCode::ResumeFailed => "The session could not continue where it left off.",
+            CloseCode::InternalError => "Something went wrong on our side.",
+        };
+        if reason.is_empty() {
+            text.to_owned()
+        } else {
+            format!("{text} ({reason})")
         }
     }
 }
@@ -178,8 +215,20 @@ mod tests {
                 assert_ne!(c.name(), other.name());
             }
             assert!(c.code() == 1000 || c.code() == 1011 || (4000..5000).contains(&c.code()));
+            if let Some(error) = c.error_code() {
+                assert_eq!(error.name(), c.name(), "a close code and its HTTP error share a name");
+            }
         }
         assert_eq!(CloseCode::from_code(4999), None);
+    }
+
+    #[test]
+    fn every_close_code_has_a_message() {
+        for code in ALL_CLOSE_CODES {
+            let text = code.explain("");
+            assert!(text.ends_with('.') && text.len() > 10, "{code:?}: {text}");
+        }
+        assert_eq!(CloseCode::RunnerLost.explain("grace over").matches("(grace over)").count(), 1);
     }
 
     #[test]

@@ -20,6 +20,14 @@ pub const MAX_DATA_BYTES: usize = 64 * 1024;
 pub const MAX_TEXT_BYTES: usize = 8 * 1024;
 /// The largest encoded frame.
 pub const MAX_FRAME_BYTES: usize = MAX_DATA_BYTES + 16;
+/// How often the room and the runner exchange heartbeats (the room's `Welcome` tells its peers).
+pub const HEARTBEAT_INTERVAL: core::time::Duration = core::time::Duration::from_secs(30);
+
+/// How long a connection may stay silent before it counts as dead: three missed heartbeats and a
+/// timeout (docs/requirements.md#r-heartbeat).
+pub const fn silence_limit(heartbeat: core::time::Duration) -> core::time::Duration {
+    core::time::Duration::from_millis(heartbeat.as_millis() as u64 * 3 + 10_000)
+}
 
 /// Who is on the other end of a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]

@@ -2,10 +2,10 @@
 //! runner, relays both ways, and keeps output until every browser has acknowledged it, so a reconnect
 //! continues at the exact byte (never repeating or skipping one).
 //!
-//! Sans-io: the host calls [`Room::on_event`] with each event and the current time and carries out the
-//! returned [`Effect`]s (send a frame, close a socket, set the alarm, verify a token). The whole state
-//! serializes ([`Room::to_bytes`]), and [`Room::checkpoint`] stores it incrementally, so the host can
-//! hibernate and restore it.
+//! A [`StateMachine`] (see [`crate::machine`] for the contract): the host feeds each event with the time
+//! and carries out the returned [`Effect`]s (send a frame, close a socket, verify a token), and keeps its
+//! one alarm at [`StateMachine::poll_timeout`]. The whole state serializes ([`Room::to_bytes`]), and
+//! [`Room::checkpoint`] stores it incrementally, so the host can hibernate and restore it.
 //!
 //! Flow control is by offsets. A browser may have at most `browser_window` bytes sent but not acked; the
 //! runner may send output up to the `limit` of its last [`Frame::Credit`], which never exceeds the oldest
@@ -29,6 +29,7 @@ mod timers;
 mod tests;
 
 use crate::ids::{Jti, SessionId, Subject};
+use crate::machine::StateMachine;
 use crate::protocol::{CloseCode, ExitStatus, Frame};
 use crate::time::Timestamp;
 use crate::tokens::{TokenError, Verified};
@@ -82,25 +83,30 @@ pub struct RoomConfig {
     pub tombstone: Duration,
 }
 
+impl RoomConfig {
+    /// The defaults (ARCHITECTURE.md, "The session room", says what each is for).
+    pub const DEFAULT: RoomConfig = RoomConfig {
+        buffer_capacity: 4 * 1024 * 1024,
+        history_bytes: 64 * 1024,
+        browser_window: 1024 * 1024,
+        max_browsers: 4,
+        max_pending_input: 64 * 1024,
+        heartbeat_interval: crate::protocol::HEARTBEAT_INTERVAL,
+        dead_after: crate::protocol::silence_limit(crate::protocol::HEARTBEAT_INTERVAL),
+        runner_grace: Duration::from_secs(2),
+        join_timeout: Duration::from_secs(60),
+        resume_window: Duration::from_secs(120),
+        refresh_lead: Duration::from_secs(60),
+        idle_timeout: Duration::from_secs(5 * 60),
+        max_duration: Duration::from_secs(crate::settings::SESSION_CEILING_SECS),
+        leeway: Duration::from_secs(30),
+        tombstone: Duration::from_secs(crate::tokens::Scope::Join.max_lifetime_secs() + 30),
+    };
+}
+
 impl Default for RoomConfig {
     fn default() -> Self {
-        RoomConfig {
-            buffer_capacity: 4 * 1024 * 1024,
-            history_bytes: 64 * 1024,
-            browser_window: 1024 * 1024,
-            max_browsers: 4,
-            max_pending_input: 64 * 1024,
-            heartbeat_interval: Duration::from_secs(30),
-            dead_after: Duration::from_secs(3 * 30 + 10),
-            runner_grace: Duration::from_secs(2),
-            join_timeout: Duration::from_secs(60),
-            resume_window: Duration::from_secs(120),
-            refresh_lead: Duration::from_secs(60),
-            idle_timeout: Duration::from_secs(5 * 60),
-            max_duration: Duration::from_secs(60 * 60),
-            leeway: Duration::from_secs(30),
-            tombstone: Duration::from_secs(crate::tokens::Scope::Join.max_lifetime_secs() + 30),
-        }
+        RoomConfig::DEFAULT
     }
 }
 
@@ -178,8 +184,6 @@ pub enum Event {
         /// Which.
         conn: ConnId,
     },
-    /// The alarm fired.
-    Alarm,
     /// The control plane ended the session (user deleted it).
     End,
 }
@@ -220,8 +224,6 @@ pub enum Effect {
         /// The compact JWS.
         token: String,
     },
-    /// Set the alarm (or clear it with `None`).
-    SetAlarm(Option<Timestamp>),
     /// The session is over; tell the control plane and the pool (once).
     SessionEnded(EndReason),
     /// The tombstone's time is up: no token for this session can verify any more, so the host may
@@ -338,6 +340,25 @@ struct RunnerSlot {
     credit_acked: u64,
 }
 
+impl StateMachine for Room {
+    type Event = Event;
+    type Effect = Effect;
+
+    fn handle_event(&mut self, event: Event, now: Timestamp) -> Vec<Effect> {
+        self.handle(Some(event), now)
+    }
+
+    fn handle_timeout(&mut self, now: Timestamp) -> Vec<Effect> {
+        self.handle(None, now)
+    }
+
+    /// The alarm the room wants. It moves only earlier as the room runs (see `timers::schedule`), so a
+    /// host whose alarm costs a storage write re-arms it only when this answer changes.
+    fn poll_timeout(&self) -> Option<Timestamp> {
+        self.alarm
+    }
+}
+
 /// The state of one session's room. See the module documentation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Room {
@@ -447,10 +468,14 @@ impl Room {
         }
     }
 
-    /// Handles one event at `now` and returns what the host must do, in order.
-    pub fn on_event(&mut self, event: Event, now: Timestamp) -> Vec<Effect> {
+    /// The room's side of [`StateMachine::handle_event`] and [`StateMachine::handle_timeout`].
+    fn handle(&mut self, event: Option<Event>, now: Timestamp) -> Vec<Effect> {
         let mut fx = Vec::new();
         self.expire(now, &mut fx);
+        let Some(event) = event else {
+            self.finish_step(now);
+            return fx;
+        };
         match event {
             Event::BrowserAttach { conn, token, entropy } => self.browser_attach(conn, &token, &entropy, now, &mut fx),
             Event::BrowserResume { conn, ticket, offset, entropy } => {
@@ -466,15 +491,18 @@ impl Room {
                 self.close(conn, code, &format!("refresh refused: {error}"), now, &mut fx);
             }
             Event::Disconnected { conn } => self.disconnected(conn, now, &mut fx),
-            Event::Alarm => {}
             Event::End => self.end(EndReason::Ended, &mut fx),
         }
         self.expire(now, &mut fx);
+        self.finish_step(now);
+        fx
+    }
+
+    fn finish_step(&mut self, now: Timestamp) {
         if matches!(self.phase, Phase::Ended(_)) && self.ended_at.is_none() {
             self.ended_at = Some(now);
         }
-        self.schedule(now, &mut fx);
-        fx
+        self.schedule(now);
     }
 
     /// Serializes the whole state (versioned) for storage.

@@ -125,17 +125,16 @@ impl Room {
         }
     }
 
-    /// Emits `SetAlarm` when the alarm must move: the next deadline comes before the alarm, the alarm
-    /// has fired (or is due), or nothing is due any more. An alarm still ahead of a deadline that moved
-    /// later stays: firing early is harmless (nothing is due, and the alarm is re-armed then), while
-    /// moving it on every message would cost the host a storage write per frame, since the silence
-    /// deadlines move with each heartbeat and each byte.
-    pub(super) fn schedule(&mut self, now: Timestamp, fx: &mut Vec<Effect>) {
+    /// Moves the alarm (what `poll_timeout` answers) when it must: the next deadline comes before the
+    /// alarm, the alarm has fired (or is due), or nothing is due any more. An alarm still ahead of a
+    /// deadline that moved later stays: firing early is harmless (nothing is due, and the alarm is
+    /// re-armed then), while moving it on every message would cost the host a storage write per frame,
+    /// since the silence deadlines move with each heartbeat and each byte.
+    pub(super) fn schedule(&mut self, now: Timestamp) {
         let next = self.deadlines().into_iter().map(|(at, _)| at).min();
         let early_enough = matches!((self.alarm, next), (Some(set), Some(next)) if set > now && set <= next);
         if next != self.alarm && !early_enough {
             self.alarm = next;
-            fx.push(Effect::SetAlarm(next));
         }
     }
 }

@@ -39,7 +39,7 @@ impl Scope {
 
     /// The longest a token of this kind may live (`exp - nbf`), in seconds. Defence in depth: even the
     /// control plane cannot mint a long-lived attach token by mistake.
-    pub fn max_lifetime_secs(self) -> u64 {
+    pub const fn max_lifetime_secs(self) -> u64 {
         match self {
             Scope::Attach => 10 * 60,
             Scope::Join => 15 * 60,

@@ -4,33 +4,25 @@
 //! two regions (`eu` and `us`, one pool agent each,
 //! runners as local processes) and the edge gateway under `wrangler dev`. Ctrl-C stops all of it.
 //!
-//! | variable | default | what |
-//! |---|---|---|
-//! | `EDGESHELL_DEV_PORT` | 8787 | the edge's port: the page is `http://127.0.0.1:<port>/` |
-//! | `EDGESHELL_DEV_REGIONS` | `eu,us` | the regions, one pool agent each |
-//! | `EDGESHELL_SESSION_COMMAND` | `bash -l` (or `/bin/sh`) | the program each session runs |
-//! | `DATABASE_URL` | private cluster | an existing control database (migrated at start) |
-//! | `EDGESHELL_TEST_LOGS` | unset | set to see every component's logs |
+//! Its settings (`EDGESHELL_DEV_PORT`, `EDGESHELL_DEV_REGIONS`, `EDGESHELL_SESSION_COMMAND`,
+//! `DATABASE_URL`, `EDGESHELL_TEST_LOGS`) are the core's `DEV` catalogue, listed in docs/configuration.md.
 
 // A command-line tool: printing its progress is its job.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+use edgeshell_core::settings::{Program, Reader};
 use edgeshell_e2e::{Stack, StackOptions};
 use std::time::Instant;
 
-fn var(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
-}
-
 /// The default session program: a login shell, so the person gets their usual prompt.
-fn session_command() -> String {
-    var("EDGESHELL_SESSION_COMMAND").unwrap_or_else(|| {
+fn session_command(settings: &Reader<'_>) -> anyhow::Result<String> {
+    Ok(settings.text("EDGESHELL_SESSION_COMMAND")?.unwrap_or_else(|| {
         if std::path::Path::new("/bin/bash").exists() {
             "/bin/bash -l".into()
         } else {
             "/bin/sh".into()
         }
-    })
+    }))
 }
 
 fn main() -> anyhow::Result<()> {
@@ -45,32 +37,27 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run() -> anyhow::Result<()> {
-    let port = match var("EDGESHELL_DEV_PORT") {
-        Some(p) => p.parse().map_err(|_| anyhow::anyhow!("EDGESHELL_DEV_PORT={p:?} is not a port"))?,
-        None => 8787,
-    };
+    let env = |name: &str| std::env::var(name).ok();
+    let settings = Reader::new(Program::Dev, &env);
+    let port: u16 = settings.number("EDGESHELL_DEV_PORT")?;
     if std::net::TcpListener::bind(("127.0.0.1", port)).is_err() {
         anyhow::bail!("port {port} is in use: stop what holds it or set EDGESHELL_DEV_PORT");
     }
-    let regions: Vec<String> = var("EDGESHELL_DEV_REGIONS")
-        .unwrap_or_else(|| "eu,us".into())
-        .split(',')
-        .map(|r| r.trim().to_owned())
-        .filter(|r| !r.is_empty())
-        .collect();
+    let regions = settings.list("EDGESHELL_DEV_REGIONS")?;
+    let database_url = settings.text("DATABASE_URL")?;
     let started = Instant::now();
     eprintln!("==> generating this run's signing key");
     let key = edgeshell_keys::PrivateJwk::generate("dev-signing-key", 2048, &mut rand::rngs::OsRng)?;
     eprintln!(
         "==> starting {} (Postgres, functions host, dev OIDC issuer), wrangler dev on port {port}, pool agents for {}",
-        if var("DATABASE_URL").is_some() { "the control plane on DATABASE_URL" } else { "the control plane" },
+        if database_url.is_some() { "the control plane on DATABASE_URL" } else { "the control plane" },
         regions.join(", ")
     );
     let options = StackOptions {
         regions: regions.clone(),
-        session_command: session_command(),
+        session_command: session_command(&settings)?,
         edge_port: Some(port),
-        database_url: var("DATABASE_URL"),
+        database_url,
         signing_key: Some(serde_json::to_string(&key)?),
         signer: true,
         ..StackOptions::default()

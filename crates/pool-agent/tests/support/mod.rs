@@ -17,6 +17,15 @@ use std::path::Path;
 pub const REGION: &str = "eu";
 pub const API_KEY: &str = "esp_test_0123456789abcdefghijklmnopqrstuvwxyzABCDEFG";
 
+/// Every error the agent answers is a row of the core's table, in its JSON shape and with its status.
+pub fn assert_error_of_the_table(status: u16, body: &str) {
+    if status >= 400 {
+        let error = edgeshell_core::api_error::ApiError::from_body(body.as_bytes())
+            .unwrap_or_else(|e| panic!("HTTP {status} answered with {body:?}: {e}"));
+        assert_eq!(error.status(), status, "{body}");
+    }
+}
+
 pub struct Fixture {
     pub issuer: DevIssuer,
     pub room: RoomHost,
@@ -87,7 +96,10 @@ impl Fixture {
             request = request.bearer_auth(token);
         }
         let response = request.send().await.unwrap();
-        (response.status().as_u16(), response.text().await.unwrap())
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        assert_error_of_the_table(status, &text);
+        (status, text)
     }
 
     /// Starts a runner for `sid` with a properly signed command.

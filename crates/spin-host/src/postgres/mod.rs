@@ -398,6 +398,7 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "needs PostgreSQL: cargo xtask test"]
     async fn a_transaction_has_its_session_until_it_ends_and_its_connection_is_pooled_after() {
         let mut g = Guests::start().await;
         let (a, b) = (g.open().await, g.open().await);
@@ -420,6 +421,7 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "needs PostgreSQL: cargo xtask test"]
     async fn session_state_never_reaches_another_request() {
         let mut g = Guests::start().await;
         let a = g.open().await;
@@ -438,6 +440,7 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "needs PostgreSQL: cargo xtask test"]
     async fn a_transaction_left_open_is_rolled_back_not_pooled() {
         let mut g = Guests::start().await;
         let a = g.open().await;
@@ -459,6 +462,7 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "needs PostgreSQL: cargo xtask test"]
     async fn a_statement_the_server_refuses_leaves_the_shared_connection_usable() {
         let mut g = Guests::start().await;
         let a = g.open().await;

@@ -302,6 +302,7 @@ mod tests {
     use super::*;
 
     #[tokio::test]
+    #[ignore = "needs PostgreSQL: cargo xtask test"]
     async fn statements_are_prepared_once_per_connection_and_again_when_the_schema_changes() {
         let pg = local_postgres::LocalPostgres::start().unwrap();
         let pool = PgPool::default();
@@ -334,6 +335,7 @@ mod tests {
     }
 
     #[tokio::test]
+    #[ignore = "needs PostgreSQL: cargo xtask test"]
     async fn a_burst_of_connections_is_kept_and_connections_idle_too_long_are_closed() {
         let pg = local_postgres::LocalPostgres::start().unwrap();
         let url = pg.url("postgres");
@@ -388,6 +390,7 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "needs PostgreSQL: cargo xtask test"]
     async fn a_light_load_shares_one_backend() {
         let pg = local_postgres::LocalPostgres::start().unwrap();
         let url = pg.url("postgres");
@@ -411,6 +414,7 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "needs PostgreSQL: cargo xtask test"]
     async fn one_lane_opens_at_a_time() {
         let pg = local_postgres::LocalPostgres::start().unwrap();
         let url = pg.url("postgres");
@@ -430,6 +434,7 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "needs PostgreSQL: cargo xtask test"]
     async fn a_stalled_lane_is_passed_over() {
         let pg = local_postgres::LocalPostgres::start().unwrap();
         let url = pg.url("postgres");
@@ -450,6 +455,7 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "needs PostgreSQL: cargo xtask test"]
     async fn when_every_lane_is_full_statements_take_exclusive_connections() {
         let pg = local_postgres::LocalPostgres::start().unwrap();
         let url = pg.url("postgres");
@@ -465,6 +471,7 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "needs PostgreSQL: cargo xtask test"]
     async fn a_lane_whose_server_went_away_is_replaced() {
         let mut pg = local_postgres::LocalPostgres::start().unwrap();
         let url = pg.url("postgres");

@@ -112,5 +112,21 @@ pub async fn send(
     let req = req.body(Full::new(bytes::Bytes::from(body))).unwrap();
     let resp = sender.send_request(req).await.unwrap();
     let (parts, body) = resp.into_parts();
-    (parts.status.as_u16(), parts.headers, body.collect().await.unwrap().to_bytes().to_vec())
+    let (status, body) = (parts.status.as_u16(), body.collect().await.unwrap().to_bytes().to_vec());
+    assert_error_of_the_table(status, &parts.headers, &body);
+    (status, parts.headers, body)
+}
+
+/// Every error any route answers is a row of the core's table: its JSON shape, its status, and
+/// `Retry-After` exactly where the row allows a retry.
+pub fn assert_error_of_the_table(status: u16, headers: &http::HeaderMap, body: &[u8]) {
+    if status < 400 {
+        return;
+    }
+    let text = String::from_utf8_lossy(body);
+    let error = edgeshell_core::api_error::ApiError::from_body(body)
+        .unwrap_or_else(|e| panic!("HTTP {status} answered with {text:?}: {e}"));
+    assert_eq!(error.status(), status, "{text}");
+    let retry = error.code.retry() != edgeshell_core::api_error::Retry::Never;
+    assert_eq!(headers.contains_key("retry-after"), retry, "Retry-After of {}: {text}", error.code.name());
 }

@@ -1,14 +1,18 @@
-//! The web client's protocol engine: [`edgeshell_core::browser_link::BrowserLink`] exposed to the page
-//! through wasm-bindgen. The page (`web/src/`) owns the WebSocket, xterm.js, timers and randomness; this
-//! module only converts between JavaScript values and the core's types, so the browser speaks exactly
-//! the protocol the room and the native test clients speak.
+//! The web client's protocol engine: the core's [`BrowserLink`] state machine exposed to the page through
+//! wasm-bindgen. The page (`web/src/session.js`) owns the WebSocket, xterm.js and one timer; it feeds
+//! each thing that happened in with the time, carries out the effects that come back, and arms its timer
+//! for [`Link::poll_timeout`]. This module only converts between JavaScript values and the core's types,
+//! so the browser speaks exactly the protocol the room and the native clients speak.
 //!
-//! Updates reach JavaScript as plain objects with a `kind`: `output` and `send` (`data`: `Uint8Array`),
-//! `gap` (`bytes`), `status` (`status`), `exited` (`code` or `signal`), `refresh`, `closing` (`code`,
-//! `reason`).
+//! Every call returns the effects as an array of plain objects with a `kind`: `connect` (`path`,
+//! `protocols`), `output` and `send` (`data`: `Uint8Array`), `sendText` (`text`), `gap` (`bytes`),
+//! `status` (`status`), `rtt` (`ms`), `exited` (`code` or `signal`), `refresh`, `closing` (`code`,
+//! `reason`), `abandon` (`reason`), `reconnectIn` (`ms`), `needToken`, `stop` (`message`, `next`).
 
-use edgeshell_core::browser_link::{AfterClose, BrowserLink, Update};
+use edgeshell_core::browser_link::{BrowserLink, Effect, Event};
+use edgeshell_core::machine::StateMachine;
 use edgeshell_core::protocol::{ExitStatus, NextStep};
+use edgeshell_core::time::Timestamp;
 use js_sys::{Array, Object, Reflect, Uint8Array};
 use wasm_bindgen::prelude::*;
 
@@ -20,93 +24,67 @@ pub struct Link {
 
 #[wasm_bindgen]
 impl Link {
-    /// A link for `session`, attaching first with `token`.
+    /// A link for `session`, attaching first with `token`; `seed` is random in `[0, 1)` (reconnect
+    /// jitter). Its first timeout is due at once and connects.
     #[wasm_bindgen(constructor)]
-    pub fn new(session: String, token: String) -> Link {
-        Link { inner: BrowserLink::new(session, token) }
+    pub fn new(session: String, token: String, seed: f64, now_ms: f64) -> Link {
+        let seed = (seed.clamp(0.0, 1.0) * 9_007_199_254_740_992.0) as u64;
+        Link { inner: BrowserLink::new(session, token, seed, ms(now_ms)) }
     }
 
-    /// The `Sec-WebSocket-Protocol` list the next connection offers (version, then credential).
-    pub fn protocols(&self) -> Vec<String> {
-        self.inner.credential().offer().to_vec()
+    /// The WebSocket opened.
+    pub fn opened(&mut self, now_ms: f64) -> Array {
+        self.event(Event::Opened, now_ms)
     }
 
-    /// The path and query the next connection opens.
-    pub fn path(&self) -> String {
-        self.inner.path()
-    }
-
-    /// Call when the WebSocket opened.
-    pub fn opened(&mut self, now_ms: f64) {
-        self.inner.opened(ms(now_ms));
-    }
-
-    /// Feeds a binary message; returns the updates, or throws on a protocol violation (close and
-    /// reconnect).
+    /// A binary message arrived.
     #[wasm_bindgen(js_name = onBinary)]
-    pub fn on_binary(&mut self, bytes: &[u8], now_ms: f64) -> Result<Array, JsError> {
-        let updates = self.inner.on_binary(bytes, ms(now_ms)).map_err(|e| JsError::new(&e.to_string()))?;
-        Ok(updates.into_iter().map(update).collect())
+    pub fn on_binary(&mut self, bytes: &[u8], now_ms: f64) -> Array {
+        self.event(Event::Binary(bytes.to_vec()), now_ms)
     }
 
-    /// Feeds a text message; returns the heartbeat round trip in ms when it was one.
+    /// A text message arrived (the heartbeat answer).
     #[wasm_bindgen(js_name = onText)]
-    pub fn on_text(&mut self, text: &str, now_ms: f64) -> Option<f64> {
-        self.inner.on_text(text, ms(now_ms)).map(|rtt| rtt as f64)
+    pub fn on_text(&mut self, text: String, now_ms: f64) -> Array {
+        self.event(Event::Text(text), now_ms)
     }
 
-    /// Call about every second: returns the text heartbeat to send if one is due; throws when the
-    /// connection went silent (close and reconnect).
-    pub fn tick(&mut self, now_ms: f64) -> Result<Option<String>, JsError> {
-        match self.inner.tick(ms(now_ms)) {
-            Ok(ping) => Ok(ping.map(str::to_owned)),
-            Err(silent) => Err(JsError::new(&silent.to_string())),
-        }
+    /// Typed or pasted text.
+    pub fn input(&mut self, text: &str, now_ms: f64) -> Array {
+        self.event(Event::Input(text.as_bytes().to_vec()), now_ms)
     }
 
-    /// Typed or pasted text as binary messages (empty while disconnected: queued for the next
-    /// connection).
-    pub fn input(&mut self, text: &str) -> Array {
-        self.inner.input(text.as_bytes()).iter().map(|m| JsValue::from(Uint8Array::from(m.as_slice()))).collect()
+    /// The terminal's size changed.
+    pub fn resize(&mut self, cols: u16, rows: u16, now_ms: f64) -> Array {
+        self.event(Event::Resize { cols, rows }, now_ms)
     }
 
-    /// A resize message to send now, or `undefined` (no live connection: remembered and sent after the
-    /// next welcome; or a zero size).
-    pub fn resize(&mut self, cols: u16, rows: u16) -> Option<Vec<u8>> {
-        self.inner.resize(cols, rows)
+    /// A fresh attach token for the in-band refresh (after a `refresh` effect).
+    pub fn refresh(&mut self, token: String, now_ms: f64) -> Array {
+        self.event(Event::Refresh(token), now_ms)
     }
 
-    /// The in-band refresh message carrying a fresh attach token.
-    pub fn refresh(&mut self, token: String) -> Vec<u8> {
-        self.inner.refresh(token)
-    }
-
-    /// A new attach token after `closed` asked for one.
+    /// A new attach token after a `needToken` effect.
     #[wasm_bindgen(js_name = newToken)]
-    pub fn new_token(&mut self, token: String) {
-        self.inner.new_token(token);
+    pub fn new_token(&mut self, token: String, now_ms: f64) -> Array {
+        self.event(Event::NewToken(token), now_ms)
     }
 
-    /// Call when the WebSocket closed: `{after: "reconnect", delay_ms}`, `{after: "token"}` or
-    /// `{after: "stop", message, next}` (`next`: "new-session", "give-up"), with `updates`.
-    pub fn closed(&mut self, code: u16, random: f64) -> Object {
-        let (after, updates) = self.inner.closed(code, random);
-        let out = Object::new();
-        match after {
-            AfterClose::Reconnect { delay_ms } => {
-                set(&out, "after", "reconnect");
-                set(&out, "delay_ms", delay_ms as f64);
-            }
-            AfterClose::NeedToken => set(&out, "after", "token"),
-            AfterClose::Stop { message, next } => {
-                set(&out, "after", "stop");
-                set(&out, "message", message);
-                set(&out, "next", next_name(next));
-            }
-        }
-        let updates: Array = updates.into_iter().map(update).collect();
-        set(&out, "updates", updates);
-        out
+    /// The WebSocket closed with `code`.
+    pub fn closed(&mut self, code: u16, now_ms: f64) -> Array {
+        self.event(Event::Closed { code }, now_ms)
+    }
+
+    /// The timer fired.
+    #[wasm_bindgen(js_name = handleTimeout)]
+    pub fn handle_timeout(&mut self, now_ms: f64) -> Array {
+        self.inner.handle_timeout(ms(now_ms)).into_iter().map(effect).collect()
+    }
+
+    /// When the timer should fire next (milliseconds since the epoch), or `undefined`.
+    #[wasm_bindgen(js_name = pollTimeout)]
+    pub fn poll_timeout(&self) -> Option<f64> {
+        self.inner.poll_timeout().map(|at| at.as_millis() as f64)
     }
 
     /// The status: connecting, live, resuming, runner-away, runner-lost, ended.
@@ -134,12 +112,14 @@ impl Link {
     }
 }
 
-fn ms(now: f64) -> u64 {
-    if now.is_finite() && now > 0.0 {
-        now as u64
-    } else {
-        0
+impl Link {
+    fn event(&mut self, event: Event, now_ms: f64) -> Array {
+        self.inner.handle_event(event, ms(now_ms)).into_iter().map(effect).collect()
     }
+}
+
+fn ms(now: f64) -> Timestamp {
+    Timestamp::from_millis(if now.is_finite() && now > 0.0 { now as u64 } else { 0 })
 }
 
 fn next_name(next: NextStep) -> &'static str {
@@ -157,37 +137,66 @@ fn set(object: &Object, key: &str, value: impl Into<JsValue>) {
     let _ = Reflect::set(object, &JsValue::from_str(key), &value.into());
 }
 
-fn update(update: Update) -> JsValue {
+fn effect(effect: Effect) -> JsValue {
     let out = Object::new();
-    match update {
-        Update::Output(data) => {
-            set(&out, "kind", "output");
+    let kind = |name: &str| set(&out, "kind", name);
+    match effect {
+        Effect::Connect { path, credential } => {
+            kind("connect");
+            set(&out, "path", path);
+            let protocols: Array = credential.offer().iter().map(|p| JsValue::from_str(p)).collect();
+            set(&out, "protocols", protocols);
+        }
+        Effect::Output(data) => {
+            kind("output");
             set(&out, "data", Uint8Array::from(data.as_slice()));
         }
-        Update::Gap(bytes) => {
-            set(&out, "kind", "gap");
+        Effect::Gap(bytes) => {
+            kind("gap");
             set(&out, "bytes", bytes as f64);
         }
-        Update::Send(data) => {
-            set(&out, "kind", "send");
+        Effect::Send(data) => {
+            kind("send");
             set(&out, "data", Uint8Array::from(data.as_slice()));
         }
-        Update::Status(status) => {
-            set(&out, "kind", "status");
+        Effect::SendText(text) => {
+            kind("sendText");
+            set(&out, "text", text);
+        }
+        Effect::Status(status) => {
+            kind("status");
             set(&out, "status", status.name());
         }
-        Update::Exited(status) => {
-            set(&out, "kind", "exited");
+        Effect::Rtt(ms) => {
+            kind("rtt");
+            set(&out, "ms", ms as f64);
+        }
+        Effect::Exited(status) => {
+            kind("exited");
             match status {
                 ExitStatus::Code(code) => set(&out, "code", code),
                 ExitStatus::Signaled(signal) => set(&out, "signal", signal),
             }
         }
-        Update::RefreshNeeded => set(&out, "kind", "refresh"),
-        Update::Closing(code, reason) => {
-            set(&out, "kind", "closing");
+        Effect::RefreshNeeded => kind("refresh"),
+        Effect::Closing(code, reason) => {
+            kind("closing");
             set(&out, "code", code.code());
             set(&out, "reason", reason);
+        }
+        Effect::Abandon(reason) => {
+            kind("abandon");
+            set(&out, "reason", reason);
+        }
+        Effect::ReconnectIn(delay) => {
+            kind("reconnectIn");
+            set(&out, "ms", delay.as_millis() as f64);
+        }
+        Effect::NeedToken => kind("needToken"),
+        Effect::Stop { message, next } => {
+            kind("stop");
+            set(&out, "message", message);
+            set(&out, "next", next_name(next));
         }
     }
     out.into()

@@ -1,10 +1,13 @@
 //! The exact-resume property: under arbitrary interleavings of output, acks, browser and runner drops
 //! (losing whatever was in flight), resumes, hibernation and crashes of a host that writes output in
-//! batches (losing what it had not written), the browser receives exactly the runner's byte stream — every frame continues at the byte it already has, and in the end it has all of it.
-//! Both ends are the real state machines: the room, and the runner's `RunnerLink`.
+//! batches (losing what it had not written), the browser receives exactly the runner's byte stream:
+//! every frame continues at the byte it already has, and in the end it has all of it. Both ends are
+//! the real state machines: the room, and the runner's `RunnerLink` (on a clock of its own).
 
 use super::*;
-use crate::runner_link::RunnerLink;
+use crate::machine::StateMachine;
+use crate::protocol::Credential;
+use crate::runner_link::{Effect as RunnerEffect, Event as RunnerEvent, LinkConfig, RunnerLink};
 use proptest::prelude::*;
 
 #[derive(Debug, Clone)]
@@ -41,8 +44,12 @@ fn action() -> impl Strategy<Value = Action> {
 struct Runner {
     conn: Option<u64>,
     link: RunnerLink,
+    /// The runner host's clock, moved on only to let the link redial.
+    now: Timestamp,
     /// Bytes of the stream read from the "PTY" so far.
     read: usize,
+    /// How the link ended the session, if it did.
+    finished: Option<crate::runner_link::Outcome>,
 }
 
 struct Browser {
@@ -64,13 +71,19 @@ impl World {
     fn new(stream: Vec<u8>, config: RoomConfig) -> World {
         let mut h = Harness::new(config);
         let w = h.join_runner(1);
-        let mut link = RunnerLink::new();
-        link.on_frame(Frame::Welcome(w)).expect("welcome");
+        // No clock of the link's may end the run: only the room's offsets are under test.
+        let day = core::time::Duration::from_secs(86_400);
+        let config = LinkConfig { idle_timeout: day, max_offline: day, ..LinkConfig::DEFAULT };
+        let now = at(0);
+        let mut link = RunnerLink::new(config, "join".into(), None, 1, now);
+        assert_eq!(link.handle_timeout(now), vec![RunnerEffect::Dial(Credential::Token("join".into()))]);
+        link.handle_event(RunnerEvent::Connected, now);
+        assert_eq!(link.handle_event(RunnerEvent::Message(Frame::Welcome(w).encode()), now), vec![]);
         let bw = welcome(&h.attach(2, "attach-1"));
         World {
             h,
             stream,
-            runner: Runner { conn: Some(1), link, read: 0 },
+            runner: Runner { conn: Some(1), link, now, read: 0, finished: None },
             browser: Browser { conn: Some(2), ticket: bw.resume_ticket, received: Vec::new(), exited: false },
             next_conn: 3,
         }
@@ -80,26 +93,49 @@ impl World {
         matches!(self.h.room.phase(), Phase::Ended(_))
     }
 
+    /// Feeds the runner's link one event and carries out what it asks of the connection.
+    fn runner_event(&mut self, event: RunnerEvent) {
+        let effects = self.runner.link.handle_event(event, self.runner.now);
+        for effect in effects {
+            match effect {
+                RunnerEffect::Send(bytes) => {
+                    if let Some(conn) = self.runner.conn {
+                        self.h.send(conn, Frame::decode(&bytes).expect("the link sends valid frames"));
+                    }
+                }
+                RunnerEffect::Abandon(why) => panic!("the room only sends the runner valid frames: {why}"),
+                // The room ended the session: the run stops at the next step.
+                RunnerEffect::Finish(outcome) => self.runner.finished = Some(outcome),
+                other => panic!("unexpected runner effect {other:?}"),
+            }
+        }
+    }
+
     fn runner_inbox(&mut self) {
         let Some(conn) = self.runner.conn else { return };
         for frame in self.h.take(conn) {
-            self.runner.link.on_frame(frame).expect("the room only sends the runner valid frames");
+            self.runner_event(RunnerEvent::Message(frame.encode()));
         }
-        if self.h.closed(conn).is_some() {
+        if let Some(code) = self.h.closed(conn) {
             self.runner.conn = None;
-            self.runner.link.disconnected();
+            self.runner_event(RunnerEvent::Closed { code: Some(code.code()), reason: String::new() });
         }
+    }
+
+    /// The connection dropped under the runner.
+    fn runner_lost(&mut self) {
+        self.runner_event(RunnerEvent::Closed { code: None, reason: "dropped".into() });
     }
 
     fn runner_send(&mut self, n: usize) {
         self.runner_inbox();
-        let Some(conn) = self.runner.conn else { return };
-        let take = n.min(self.runner.link.read_budget()).min(self.stream.len() - self.runner.read);
-        self.runner.link.push_output(&self.stream[self.runner.read..self.runner.read + take]);
-        self.runner.read += take;
-        while let Some(frame) = self.runner.link.next_frame() {
-            self.h.send(conn, frame);
+        if self.runner.conn.is_none() {
+            return;
         }
+        let take = n.min(self.runner.link.read_budget()).min(self.stream.len() - self.runner.read);
+        let data = self.stream[self.runner.read..self.runner.read + take].to_vec();
+        self.runner.read += take;
+        self.runner_event(RunnerEvent::Output(data));
         self.runner_inbox();
     }
 
@@ -163,17 +199,26 @@ impl World {
                 if let Some(conn) = self.runner.conn.take() {
                     self.h.take(conn);
                     self.h.event(Event::Disconnected { conn: ConnId(conn) });
-                    self.runner.link.disconnected();
+                    self.runner_lost();
                 }
             }
             Action::RunnerResume => {
                 if self.runner.conn.is_none() {
+                    // The link redials when its backoff says so, with its resume ticket.
+                    let Some(due) = self.runner.link.poll_timeout() else {
+                        panic!("no redial scheduled; the link ended with {:?}", self.runner.finished)
+                    };
+                    self.runner.now = self.runner.now.max(due);
+                    let dial = self.runner.link.handle_timeout(self.runner.now);
+                    let [RunnerEffect::Dial(Credential::Resume(ticket))] = &dial[..] else {
+                        panic!("expected a resume dial: {dial:?}")
+                    };
                     let conn = self.next_conn;
                     self.next_conn += 1;
-                    let ticket = self.runner.link.resume_ticket().unwrap_or_default().to_owned();
                     let entropy = self.h.entropy();
-                    self.h.event(Event::RunnerResume { conn: ConnId(conn), ticket, entropy });
+                    self.h.event(Event::RunnerResume { conn: ConnId(conn), ticket: ticket.clone(), entropy });
                     self.runner.conn = Some(conn);
+                    self.runner_event(RunnerEvent::Connected);
                     self.runner_inbox();
                 }
             }
@@ -200,7 +245,7 @@ impl World {
                 }
                 if let Some(conn) = self.runner.conn.take() {
                     self.h.take(conn);
-                    self.runner.link.disconnected();
+                    self.runner_lost();
                 }
                 self.h.room = self.h.store.wake();
             }

