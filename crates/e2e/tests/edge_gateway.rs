@@ -6,6 +6,7 @@
 //! 20 seconds); each scenario uses its own sessions. Key rotation redeploys the control plane, so it
 //! runs last.
 
+use edgeshell_core::api_error::{ApiError, ErrorCode, Retry};
 use edgeshell_core::ids::{RegionId, SessionId, Subject};
 use edgeshell_core::issue::Issuer;
 use edgeshell_core::protocol::{CloseCode, Credential, Frame};
@@ -195,11 +196,8 @@ async fn bad_tokens_get_their_close_codes(stack: &Stack) {
         );
     }
     assert!(stack.jwks.requests() - before <= 1, "{} refetches for unknown kids", stack.jwks.requests() - before);
-    assert_eq!(
-        reqwest::get(format!("{}/sessions/{}/attach", stack.edge.url, session.id)).await.unwrap().status(),
-        426,
-        "a plain GET is told to upgrade"
-    );
+    let plain = reqwest::get(format!("{}/sessions/{}/attach", stack.edge.url, session.id)).await.unwrap();
+    assert_eq!(error_of_the_table(plain).await, ErrorCode::UpgradeRequired, "a plain GET is told to upgrade");
 }
 
 async fn runner_lost_within_grace(stack: &Stack) {
@@ -305,7 +303,7 @@ async fn artifact_links_work_once(stack: &Stack, session: &Session) {
     let uploaded = stack.upload_artifact(&session.id, &session.region, "out/report.txt", content.clone()).await;
     assert_eq!(uploaded.unwrap(), 201);
     let denied = http.put(format!("{url}2")).bearer_auth("forged").body("x").send().await.unwrap();
-    assert_eq!(denied.status(), 401);
+    assert_eq!(error_of_the_table(denied).await, ErrorCode::Unauthorized);
 
     let body = serde_json::json!({ "session_id": session.id.as_str(), "path": "out/report.txt" });
     let (status, link) = stack.call(reqwest::Method::POST, "/api/artifacts/links", USER, body).await.unwrap();
@@ -315,9 +313,22 @@ async fn artifact_links_work_once(stack: &Stack, session: &Session) {
     assert_eq!(first.status(), 200);
     assert_eq!(first.bytes().await.unwrap().as_ref(), content.as_slice(), "the download streams the upload");
     let second = http.get(&link).send().await.unwrap();
-    assert_eq!(second.status(), 409, "a link works once");
+    assert_eq!(error_of_the_table(second).await, ErrorCode::ReplayedToken, "a link works once");
     let tampered = link.replace("report.txt", "other.txt");
-    assert_eq!(http.get(&tampered).send().await.unwrap().status(), 403, "a link is bound to its path");
+    let tampered = http.get(&tampered).send().await.unwrap();
+    assert_eq!(error_of_the_table(tampered).await, ErrorCode::Forbidden, "a link is bound to its path");
+}
+
+/// The edge's refusal on a plain route: a row of the one error table, in its shape, with its status and
+/// `Retry-After` exactly where the row allows one.
+async fn error_of_the_table(response: reqwest::Response) -> ErrorCode {
+    let status = response.status().as_u16();
+    let retry = response.headers().contains_key("retry-after");
+    let body = response.bytes().await.unwrap();
+    let error = ApiError::from_body(&body).unwrap_or_else(|e| panic!("HTTP {status}: {e}"));
+    assert_eq!(error.status(), status, "{error}");
+    assert_eq!(retry, error.code.retry() != Retry::Never, "Retry-After of {error}");
+    error.code
 }
 
 async fn rotation_needs_one_refetch(stack: &mut Stack) {
