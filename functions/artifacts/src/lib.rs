@@ -9,9 +9,8 @@
 //! | `POST /internal/artifacts` | edge (internal key) | register an upload under the limits -> its object key |
 //! | `POST /internal/artifacts/redeem` | edge | use a link once -> the object key |
 //!
-//! Limits (variables, defaults from the brief): `artifact_max_per_session` (50), `artifact_max_bytes`
-//! (100 MB), `artifact_user_bytes` (10 GB), `artifact_retention_secs` (7 days), `artifact_link_ttl_secs`
-//! (300).
+//! Limits: the `artifact_*` variables (docs/configuration.md; their defaults are `ArtifactLimits::DEFAULT`,
+//! docs/requirements.md#r-limits).
 
 mod edge;
 mod user;
