@@ -7,6 +7,7 @@
 use crate::ids::Subject;
 use crate::jwks::KeySet;
 use crate::time::Timestamp;
+use crate::tokens::json_object;
 use crate::tokens::{verify_signature, SignatureVerifier, TokenError, UntrustedToken};
 use core::time::Duration;
 use serde::Deserialize;
@@ -106,8 +107,7 @@ pub async fn verify_id_token(
 ) -> Result<Identity, TokenError> {
     let untrusted = UntrustedToken::parse(token)?;
     verify_signature(&untrusted, keys, verifier).await?;
-    let c: IdTokenClaims = serde_json::from_slice(untrusted.payload())
-        .map_err(|e| TokenError::Malformed(format!("ID token claims: {e}")))?;
+    let c: IdTokenClaims = json_object(untrusted.payload(), "ID token claims")?;
     check(&c, provider, now)?;
     let subject = Subject::new(c.sub).map_err(|_| TokenError::BadClaim("sub"))?;
     Ok(Identity { subject, email: c.email, email_verified: c.email_verified.unwrap_or(false), name: c.name })

@@ -142,11 +142,19 @@ fn negative_corpus() {
     check(&f, &f.raw(r#"{"alg":"PS256","kid":"pyjwt-1"}"#, &claims_json), "not accepted");
 
     // Key selection attacks.
-    check(&f, &f.raw(r#"{"alg":"RS256","kid":"other"}"#, &claims_json), "no key with kid other");
-    check(&f, &f.raw(r#"{"alg":"RS256","kid":"../../../../dev/null"}"#, &claims_json), "kid is invalid");
-    check(&f, &f.raw(r#"{"alg":"RS256","kid":"x' UNION SELECT key FROM keys--"}"#, &claims_json), "kid is invalid");
-    check(&f, &f.raw(r#"{"alg":"RS256"}"#, &claims_json), "no kid");
-    check(&f, &f.raw(r#"{"alg":"RS256","kid":"pyjwt-1","jwk":{"kty":"RSA"}}"#, &claims_json), "its own key");
+    check(&f, &f.raw(r#"{"alg":"RS256","kid":"other","typ":"JWT"}"#, &claims_json), "no key with kid other");
+    check(&f, &f.raw(r#"{"alg":"RS256","kid":"../../../../dev/null","typ":"JWT"}"#, &claims_json), "kid is invalid");
+    check(
+        &f,
+        &f.raw(r#"{"alg":"RS256","kid":"x' UNION SELECT key FROM keys--","typ":"JWT"}"#, &claims_json),
+        "kid is invalid",
+    );
+    check(&f, &f.raw(r#"{"alg":"RS256","typ":"JWT"}"#, &claims_json), "no kid");
+    check(
+        &f,
+        &f.raw(r#"{"alg":"RS256","kid":"pyjwt-1","typ":"JWT","jwk":{"kty":"RSA"}}"#, &claims_json),
+        "its own key",
+    );
 
     // Time.
     let mut c = good.clone();
@@ -179,12 +187,26 @@ fn negative_corpus() {
     c.scope = Scope::Join;
     check(&f, &f.token(&c), "scope session:join");
     let dup = claims_json.replacen("\"sid\":\"s_pyjwt\"", "\"sid\":\"s_pyjwt\",\"sid\":\"s_other\"", 1);
-    check(&f, &f.raw(r#"{"alg":"RS256","kid":"pyjwt-1"}"#, &dup), "duplicate field `sid`");
+    check(&f, &f.raw(r#"{"alg":"RS256","kid":"pyjwt-1","typ":"JWT"}"#, &dup), "duplicate field `sid`");
     let missing = claims_json.replacen("\"jti\":\"j1\",", "", 1);
-    check(&f, &f.raw(r#"{"alg":"RS256","kid":"pyjwt-1"}"#, &missing), "missing field `jti`");
+    check(&f, &f.raw(r#"{"alg":"RS256","kid":"pyjwt-1","typ":"JWT"}"#, &missing), "missing field `jti`");
     let extra = claims_json.replacen('{', "{\"admin\":true,", 1);
-    check(&f, &f.raw(r#"{"alg":"RS256","kid":"pyjwt-1"}"#, &extra), "unknown field `admin`");
-    check(&f, &f.raw(r#"{"alg":"RS256","kid":"pyjwt-1"}"#, "[]"), "claims");
+    check(&f, &f.raw(r#"{"alg":"RS256","kid":"pyjwt-1","typ":"JWT"}"#, &extra), "unknown field `admin`");
+    check(&f, &f.raw(r#"{"alg":"RS256","kid":"pyjwt-1","typ":"JWT"}"#, "[]"), "claims");
+
+    // Header and claims shapes (RFC 7515 5.2, RFC 7519 7.2): objects only; `null` parameters count as
+    // present; ours are `typ: JWT`.
+    let header = r#"{"alg":"RS256","kid":"pyjwt-1","typ":"JWT"}"#;
+    check(&f, &f.raw(r#"["RS256","pyjwt-1","JWT"]"#, &claims_json), "header is not a JSON object");
+    check(
+        &f,
+        &f.raw(header, &serde_json::to_string(&claims_as_array(&claims_json)).unwrap()),
+        "claims is not a JSON object",
+    );
+    check(&f, &f.raw(r#"{"alg":"RS256","kid":"pyjwt-1","typ":"JWT","crit":null}"#, &claims_json), "critical");
+    check(&f, &f.raw(r#"{"alg":"RS256","kid":"pyjwt-1","typ":"JWT","jku":null}"#, &claims_json), "its own key");
+    check(&f, &f.raw(r#"{"alg":"RS256","kid":"pyjwt-1"}"#, &claims_json), "typ None is not JWT");
+    check(&f, &f.raw(r#"{"alg":"RS256","kid":"pyjwt-1","typ":"JOSE"}"#, &claims_json), "typ Some(\"JOSE\")");
 
     // Tampering.
     let token = f.token(&good);
@@ -209,9 +231,15 @@ fn negative_corpus() {
 
     // A different key under the same kid (key substitution).
     let rfc = signer_from(&vector("rfc7515-a2.json"));
-    let input = format!("{}.{}", b64(br#"{"alg":"RS256","kid":"pyjwt-1"}"#), b64(claims_json.as_bytes()));
+    let input = format!("{}.{}", b64(br#"{"alg":"RS256","kid":"pyjwt-1","typ":"JWT"}"#), b64(claims_json.as_bytes()));
     let sig = rfc.sign(input.as_bytes()).unwrap();
     check(&f, &format!("{input}.{}", b64(&sig)), "signature verification failed");
+}
+
+/// The claims' values in an array, in field order: what a struct deserializer would also accept.
+fn claims_as_array(claims_json: &str) -> serde_json::Value {
+    let object: serde_json::Map<String, serde_json::Value> = serde_json::from_str(claims_json).unwrap();
+    serde_json::Value::Array(object.into_iter().map(|(_, v)| v).collect())
 }
 
 #[test]
@@ -330,11 +358,18 @@ fn es256_tokens_verify_natively_and_resist_algorithm_confusion() {
     let (es, _) = edgeshell_keys::Es256Signer::generate().unwrap();
     let jwks = serde_json::json!({"keys": [f.signer.verifying_key().to_jwk(), es.verifying_key().to_jwk()]});
     let keys = KeySet::from_json(jwks.to_string().as_bytes()).unwrap();
-    let claims = f.claims();
-    let expect = Expectation { scope: Scope::Attach, session: Some(&f.session) };
+    // ES256 is for the kinds only our services verify (join, pool commands): a join token verifies...
+    let mut claims = f.claims();
+    claims.scope = Scope::Join;
+    let expect = Expectation { scope: Scope::Join, session: Some(&f.session) };
     let token = sign(&claims, &es).unwrap();
     let verified = now_or_never(f.validator.verify(&token, &keys, &RingVerifier, expect, f.now)).unwrap();
     assert_eq!(verified.kid(), es.kid());
+    // ...an attach token signed by the same key does not: the algorithm is pinned per kind as well.
+    let attach = sign(&f.claims(), &es).unwrap();
+    let attach_expect = Expectation { scope: Scope::Attach, session: Some(&f.session) };
+    let err = now_or_never(f.validator.verify(&attach, &keys, &RingVerifier, attach_expect, f.now)).unwrap_err();
+    assert!(matches!(err, TokenError::AlgorithmNotForScope { scope: Scope::Attach, .. }), "{err}");
     // The wasm-side RSA verifiers do not pretend to check ES256.
     let refused = now_or_never(f.validator.verify(&token, &keys, &MontgomeryRs256, expect, f.now));
     assert!(refused.unwrap_err().to_string().contains("ES256"), "MontgomeryRs256 refuses ES256 as a bad key");

@@ -59,6 +59,16 @@ impl Scope {
             Scope::Attach | Scope::ArtifactGet | Scope::ArtifactPut => false,
         }
     }
+
+    /// Whether a token of this kind may be signed with `alg`: RS256 always, ES256 where
+    /// [`Scope::may_use_es256`]. The algorithm is pinned per kind as well as per key, so a key of the
+    /// set that may sign one kind cannot vouch for another.
+    pub fn accepts(self, alg: crate::tokens::Alg) -> bool {
+        match alg {
+            crate::tokens::Alg::Rs256 => true,
+            crate::tokens::Alg::Es256 => self.may_use_es256(),
+        }
+    }
 }
 
 impl fmt::Display for Scope {

@@ -21,17 +21,33 @@ pub struct Header {
     /// Media type, `JWT` for ours.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub typ: Option<String>,
-    #[serde(default, skip_serializing)]
-    crit: Option<IgnoredAny>,
+    // Whether each parameter is present, whatever its value: `"crit": null` is a `crit` too.
+    #[serde(default, skip_serializing, deserialize_with = "present")]
+    crit: bool,
     // Key-carrying parameters let a token name its own key; a token that tries is refused outright.
-    #[serde(default, skip_serializing)]
-    jku: Option<IgnoredAny>,
-    #[serde(default, skip_serializing)]
-    jwk: Option<IgnoredAny>,
-    #[serde(default, skip_serializing)]
-    x5u: Option<IgnoredAny>,
-    #[serde(default, skip_serializing)]
-    x5c: Option<IgnoredAny>,
+    #[serde(default, skip_serializing, deserialize_with = "present")]
+    jku: bool,
+    #[serde(default, skip_serializing, deserialize_with = "present")]
+    jwk: bool,
+    #[serde(default, skip_serializing, deserialize_with = "present")]
+    x5u: bool,
+    #[serde(default, skip_serializing, deserialize_with = "present")]
+    x5c: bool,
+}
+
+/// True for a header parameter that is present, whatever its value (`null` included).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    IgnoredAny::deserialize(d)?;
+    Ok(true)
+}
+
+/// Parses a JOSE header or a claims set, which RFC 7515 (5.2) and RFC 7519 (7.2) require to be a JSON
+/// object: serde would also read a struct from an array, so anything but an object is refused first.
+pub(crate) fn json_object<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, TokenError> {
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(TokenError::Malformed(format!("{what} is not a JSON object")));
+    }
+    serde_json::from_slice(bytes).map_err(|e| TokenError::Malformed(format!("{what}: {e}")))
 }
 
 impl Header {
@@ -41,11 +57,11 @@ impl Header {
             alg: alg.name().to_owned(),
             kid: Some(kid.as_str().to_owned()),
             typ: Some("JWT".to_owned()),
-            crit: None,
-            jku: None,
-            jwk: None,
-            x5u: None,
-            x5c: None,
+            crit: false,
+            jku: false,
+            jwk: false,
+            x5u: false,
+            x5c: false,
         }
     }
 }
@@ -72,15 +88,14 @@ impl<'a> UntrustedToken<'a> {
             return Err(TokenError::Malformed("expected three dot-separated parts".into()));
         };
         let header_json = base64url::decode(h).map_err(|e| TokenError::Malformed(format!("header base64: {e}")))?;
-        let header: Header =
-            serde_json::from_slice(&header_json).map_err(|e| TokenError::Malformed(format!("header: {e}")))?;
+        let header: Header = json_object(&header_json, "header")?;
         if Alg::from_name(&header.alg).is_none() {
             return Err(TokenError::UnsupportedAlgorithm(header.alg));
         }
-        if header.crit.is_some() {
+        if header.crit {
             return Err(TokenError::CriticalHeader);
         }
-        if header.jku.is_some() || header.jwk.is_some() || header.x5u.is_some() || header.x5c.is_some() {
+        if header.jku || header.jwk || header.x5u || header.x5c {
             return Err(TokenError::Malformed("header names its own key (jku/jwk/x5u/x5c)".into()));
         }
         let kid = header.kid.as_deref().ok_or(TokenError::MissingKid)?;
@@ -173,6 +188,10 @@ mod tests {
         check(&token(r#"{"alg":"RS256","kid":"k' OR 1=1 --"}"#, "{}", b"sig"), Err("kid is invalid"));
         check(&token(r#"{"alg":"RS256","kid":".."}"#, "{}", b"sig"), Err("dot segment"));
         check(&token(r#"{"alg":"RS256","kid":"k1","crit":["exp"]}"#, "{}", b"sig"), Err("critical"));
+        // A `null` parameter is present all the same, and a header must be an object (RFC 7515 5.2).
+        check(&token(r#"{"alg":"RS256","kid":"k1","crit":null}"#, "{}", b"sig"), Err("critical"));
+        check(&token(r#"{"alg":"RS256","kid":"k1","x5u":null}"#, "{}", b"sig"), Err("its own key"));
+        check(&token(r#"["RS256","k1","JWT"]"#, "{}", b"sig"), Err("header is not a JSON object"));
         check(&token(r#"{"alg":"RS256","kid":"k1","jku":"https://evil"}"#, "{}", b"sig"), Err("its own key"));
         check(&token(r#"{"alg":"RS256","kid":"k1","jwk":{}}"#, "{}", b"sig"), Err("its own key"));
         check(&token(r#"{"alg":"RS256","alg":"none","kid":"k1"}"#, "{}", b"sig"), Err("duplicate field"));

@@ -10,6 +10,7 @@ mod signature;
 mod validate;
 
 pub use claims::{ArtifactGrant, Claims, Method, Scope};
+pub(crate) use jws::json_object;
 pub use jws::{sign, Header, UntrustedToken, MAX_TOKEN_BYTES};
 pub use signature::{Alg, SignatureError, SignatureVerifier, TokenSigner};
 pub use validate::{verify_signature, Expectation, ValidationOptions, Validator, Verified};
@@ -45,6 +46,17 @@ pub enum TokenError {
     /// No key with this id in the key set; the caller may refetch the JWKS once per cooldown.
     #[error("no key with kid {0}")]
     UnknownKid(Kid),
+    /// The key's algorithm is not one tokens of this kind may be signed with (an ES256 attach token).
+    #[error("{scope} tokens are not signed with {alg}")]
+    AlgorithmNotForScope {
+        /// The kind of token.
+        scope: Scope,
+        /// The algorithm it was signed with.
+        alg: Alg,
+    },
+    /// The header's `typ` is missing or not `JWT` on a token of ours.
+    #[error("header typ {0:?} is not JWT")]
+    WrongType(Option<String>),
     /// The header's algorithm is not the one pinned for the selected key.
     #[error("header algorithm {header:?} does not match key algorithm {key}")]
     AlgorithmMismatch {

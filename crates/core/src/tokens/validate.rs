@@ -2,8 +2,8 @@
 //! the port), then every claim, in that order.
 
 use super::claims::{Claims, Scope};
-use super::jws::UntrustedToken;
-use super::signature::{SignatureError, SignatureVerifier};
+use super::jws::{json_object, UntrustedToken};
+use super::signature::{Alg, SignatureError, SignatureVerifier};
 use super::TokenError;
 use crate::ids::{Kid, SessionId};
 use crate::jwks::KeySet;
@@ -94,9 +94,17 @@ impl Validator {
         now: Timestamp,
     ) -> Result<Verified, TokenError> {
         let untrusted = UntrustedToken::parse(token)?;
+        // Ours always say `typ: JWT`; the algorithm is pinned per token kind as well as per key. Both are
+        // checked before any cryptography.
+        let typ = untrusted.header().typ.as_deref();
+        if !typ.is_some_and(|t| t.eq_ignore_ascii_case("JWT")) {
+            return Err(TokenError::WrongType(typ.map(str::to_owned)));
+        }
+        if let Some(alg) = Alg::from_name(&untrusted.header().alg).filter(|alg| !expect.scope.accepts(*alg)) {
+            return Err(TokenError::AlgorithmNotForScope { scope: expect.scope, alg });
+        }
         verify_signature(&untrusted, keys, verifier).await?;
-        let claims: Claims =
-            serde_json::from_slice(untrusted.payload()).map_err(|e| TokenError::Malformed(format!("claims: {e}")))?;
+        let claims: Claims = json_object(untrusted.payload(), "claims")?;
         self.check_claims(&claims, expect, now)?;
         Ok(Verified { claims, kid: untrusted.kid().clone() })
     }
