@@ -207,7 +207,7 @@ class SignerMatchesItsSettings(unittest.TestCase):
                 self.assertIn(name, self.read)
 
     def test_the_signer_gets_its_keys_and_the_functions_none(self):
-        for name in ["EDGESHELL_SIGNER_ISSUER", "EDGESHELL_SIGNER_API_KEY_FILE", "EDGESHELL_SIGNING_KEY_FILE"]:
+        for name in ["EDGESHELL_SIGNER_ISSUER", "EDGESHELL_SIGNER_CLIENTS_FILE", "EDGESHELL_SIGNING_KEY_FILE"]:
             with self.subTest(name=name):
                 self.assertIn(name, self.env)
         secret = local("modules/control/app.tf", "secret_variables")
@@ -216,6 +216,21 @@ class SignerMatchesItsSettings(unittest.TestCase):
                 self.assertEqual(secret[name], "", "private keys stay out of the functions")
         plain = keys_in(local("modules/control/app.tf", "plain_variables"))
         self.assertTrue({"signer_url", "signer_origin"} <= plain)
+
+
+class SignerGrantMatchesTheCore(unittest.TestCase):
+    def test_the_functions_key_is_granted_exactly_what_the_functions_sign(self):
+        """The grant terraform writes equals the core's FUNCTIONS_SCOPES (never artifact:put)."""
+        with open(os.path.join(TF, "modules/control/signer.tf")) as f:
+            tf = f.read()
+        scopes = re.search(r'scopes\s*=\s*\[(.*?)\]', tf, re.S).group(1)
+        with open(os.path.join(ROOT, "crates/core/src/grants.rs")) as f:
+            core = re.search(r"pub const FUNCTIONS_SCOPES: \[Scope; \d\] =\s*\[(.*?)\];", f.read(), re.S).group(1)
+        names = {"Attach": "session:attach", "Join": "session:join", "PoolCommand": "pool:command",
+                 "ArtifactGet": "artifact:get", "ArtifactPut": "artifact:put"}
+        expected = sorted(names[v] for v in re.findall(r"Scope::(\w+)", core))
+        self.assertEqual(sorted(re.findall(r'"([a-z:]+)"', scopes)), expected)
+        self.assertNotIn("artifact:put", expected)
 
 
 class PoolMatchesAgent(unittest.TestCase):

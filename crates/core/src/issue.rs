@@ -37,8 +37,11 @@ pub const CONTROL_SUBJECT: &str = "edgeshell-control";
 
 /// The audience of pool commands for `region`.
 pub fn pool_audience(region: &RegionId) -> String {
-    format!("edgeshell-pool:{region}")
+    format!("{POOL_AUDIENCE_PREFIX}{region}")
 }
+
+/// What every pool agent's audience starts with.
+pub const POOL_AUDIENCE_PREFIX: &str = "edgeshell-pool:";
 
 /// A token id from 16 random bytes (128 bits).
 pub fn jti(entropy: [u8; 16]) -> Jti {

@@ -13,6 +13,7 @@ pub mod base64url;
 pub mod browser_link;
 pub mod bundles;
 pub mod dangerous;
+pub mod grants;
 pub mod ids;
 pub mod issue;
 pub mod jti;

@@ -80,12 +80,12 @@ mod tests {
         let key = Reader::new(Program::PoolAgent, &env.lookup()).required("EDGESHELL_POOL_API_KEY").unwrap();
         assert_eq!(key, "esp_from_file");
         assert!(!format!("{env:?}").contains("esp_"), "values are never printed");
-        let missing = [("EDGESHELL_SIGNER_API_KEY_FILE", "/nonexistent/key")];
+        let missing = [("EDGESHELL_SIGNER_CLIENTS_FILE", "/nonexistent/key")];
         let err = Environment::from_lookup(Program::Signer, |n| {
             missing.iter().find(|(k, _)| *k == n).map(|(_, v)| v.to_string())
         })
         .unwrap_err();
-        assert!(matches!(err, SettingsError::Invalid { name: "EDGESHELL_SIGNER_API_KEY", .. }), "{err}");
+        assert!(matches!(err, SettingsError::Invalid { name: "EDGESHELL_SIGNER_CLIENTS", .. }), "{err}");
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

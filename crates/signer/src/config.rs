@@ -3,13 +3,11 @@
 //! as Kubernetes mounts secrets); inline wins. Without an ES256 key every token is RS256; with one, a
 //! mint makes one RSA signature instead of three (`Scope::may_use_es256`).
 
+use edgeshell_core::grants::SignerClients;
 use edgeshell_core::settings::{Program, Reader, SettingsError};
 use edgeshell_keys::{KeyRing, KeyRingError};
 use edgeshell_platform::environment::Environment;
 use std::net::SocketAddr;
-
-/// The shortest API key accepted.
-pub const MIN_API_KEY_CHARS: usize = 32;
 
 /// Why the settings cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -28,8 +26,8 @@ pub struct SignerConfig {
     pub listen: SocketAddr,
     /// The issuer it signs for.
     pub issuer: String,
-    /// The bearer key callers present.
-    pub api_key: String,
+    /// The clients, each with its key's hash and its grant.
+    pub clients: SignerClients,
     /// The signing keys.
     pub keys: KeyRing,
 }
@@ -48,11 +46,8 @@ impl SignerConfig {
         let listen =
             settings.parse("EDGESHELL_SIGNER_LISTEN")?.ok_or(SettingsError::Missing("EDGESHELL_SIGNER_LISTEN"))?;
         let issuer = settings.required("EDGESHELL_SIGNER_ISSUER")?;
-        let api_key = settings.required("EDGESHELL_SIGNER_API_KEY")?;
-        if api_key.chars().count() < MIN_API_KEY_CHARS {
-            let why = format!("at least {MIN_API_KEY_CHARS} characters");
-            return Err(settings.invalid("EDGESHELL_SIGNER_API_KEY", why).into());
-        }
+        let clients = SignerClients::parse(&settings.required("EDGESHELL_SIGNER_CLIENTS")?)
+            .map_err(|e| settings.invalid("EDGESHELL_SIGNER_CLIENTS", e.to_string()))?;
         let key = |name| settings.text(name).map(Option::unwrap_or_default);
         let keys = KeyRing::from_secrets(
             &settings.required("EDGESHELL_SIGNING_KEY")?,
@@ -64,6 +59,6 @@ impl SignerConfig {
             &key("EDGESHELL_NEXT_ES256_KEY")?,
             &key("EDGESHELL_PREVIOUS_ES256_KEY")?,
         )?;
-        Ok(SignerConfig { listen, issuer, api_key, keys })
+        Ok(SignerConfig { listen, issuer, clients, keys })
     }
 }

@@ -4,6 +4,7 @@ use crate::config::SignerConfig;
 use anyhow::{Context, Result};
 use bytes::Bytes;
 use edgeshell_core::api_error::{ApiError, ErrorCode};
+use edgeshell_core::grants::SignerClients;
 use edgeshell_core::issue::{Issuer, SignRefusal};
 use edgeshell_core::tokens::{sign, Claims, TokenSigner};
 use edgeshell_keys::KeyRing;
@@ -15,7 +16,6 @@ use serde::Deserialize;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
 
 /// The largest request body: one token's claims.
@@ -39,7 +39,7 @@ struct Inner {
     keys: KeyRing,
     jwks: Bytes,
     issuer: Issuer,
-    api_key: String,
+    clients: SignerClients,
     signed: AtomicU64,
     refused: AtomicU64,
 }
@@ -59,7 +59,7 @@ impl Signer {
             jwks: Bytes::from(config.keys.jwks_json()),
             keys: config.keys,
             issuer: Issuer::new(config.issuer),
-            api_key: config.api_key,
+            clients: config.clients,
             signed: AtomicU64::new(0),
             refused: AtomicU64::new(0),
         });
@@ -108,16 +108,11 @@ async fn route(inner: Arc<Inner>, req: Request<Incoming>) -> Reply {
     }
 }
 
-fn authorized(inner: &Inner, req: &Request<Incoming>) -> bool {
-    let presented = http::bearer(req).unwrap_or_default();
-    bool::from(presented.as_bytes().ct_eq(inner.api_key.as_bytes()))
-}
-
 async fn sign_route(inner: &Inner, req: Request<Incoming>) -> Reply {
     match sign_request(inner, req).await {
         Ok(reply) => reply,
         Err(e) => {
-            if matches!(e.code, ErrorCode::ClaimsRefused | ErrorCode::NotIssuedNow) {
+            if matches!(e.code, ErrorCode::ClaimsRefused | ErrorCode::NotIssuedNow | ErrorCode::Forbidden) {
                 inner.refused.fetch_add(1, Ordering::Relaxed);
             }
             http::error(&e)
@@ -126,9 +121,10 @@ async fn sign_route(inner: &Inner, req: Request<Incoming>) -> Reply {
 }
 
 async fn sign_request(inner: &Inner, req: Request<Incoming>) -> Result<Reply, ApiError> {
-    if !authorized(inner, &req) {
-        return Err(ApiError::new(ErrorCode::Unauthorized, "missing or wrong signer API key"));
-    }
+    // Which client this is, from its key (the SHA-256 of every configured key compared in constant time).
+    let client = http::bearer(&req)
+        .and_then(|key| inner.clients.identify(key))
+        .ok_or_else(|| ApiError::new(ErrorCode::Unauthorized, "missing or wrong signer API key"))?;
     let body = http::read_body(req.into_body(), MAX_BODY_BYTES).await?;
     let request: SignRequest = serde_json::from_slice(&body)
         .map_err(|e| ApiError::new(ErrorCode::BadRequest, format!("expected {{\"claims\": ...}}: {e}")))?;
@@ -139,6 +135,9 @@ async fn sign_request(inner: &Inner, req: Request<Incoming>) -> Result<Reply, Ap
         };
         ApiError::new(code, refusal.to_string())
     })?;
+    // Within what any signer may sign, only what this client's grant allows: a leaked key is worth its
+    // grant, no more.
+    client.allows(&request.claims).map_err(|refusal| ApiError::new(ErrorCode::Forbidden, refusal.to_string()))?;
     let signer = inner.keys.signer_for(request.claims.scope);
     let token = sign(&request.claims, signer).map_err(|e| ApiError::new(ErrorCode::SigningFailed, e.to_string()))?;
     inner.signed.fetch_add(1, Ordering::Relaxed);

@@ -1,7 +1,9 @@
 //! The signer over real HTTP on loopback: tokens it signs verify against the keys it publishes, and
-//! every attack on it fails — no key, a wrong key (many at once), claims it must not sign, bad bodies;
+//! every attack on it fails — no key, a wrong key (many at once), a key asking beyond its grant (many at
+//! once), claims it must not sign, bad bodies;
 //! with an ES256 key, each kind of token is signed with the algorithm its scope allows.
 
+use edgeshell_core::grants::{SignerClient, SignerClients, FUNCTIONS_AUDIENCES, FUNCTIONS_SCOPES};
 use edgeshell_core::ids::{RegionId, Subject};
 use edgeshell_core::issue::{session_id, Issuer};
 use edgeshell_core::jwks::KeySet;
@@ -13,8 +15,20 @@ use edgeshell_keys::{now_or_never, PrivateJwk, RingVerifier};
 use edgeshell_signer::{Signer, SignerConfig};
 use std::collections::HashMap;
 
+/// The functions' key: their grant (attach, join, pool commands, artifact links; no uploads).
 const API_KEY: &str = "test-signer-key-0123456789abcdef0123";
+/// A client that may only have join tokens for the edge signed.
+const JOIN_ONLY_KEY: &str = "test-join-only-key-0123456789abcdef";
 const ISSUER: &str = "edgeshell-control";
+
+/// The clients every test signer serves.
+fn clients() -> String {
+    SignerClients::from_clients(vec![
+        SignerClient::new("functions", API_KEY, &FUNCTIONS_SCOPES, &FUNCTIONS_AUDIENCES),
+        SignerClient::new("join-only", JOIN_ONLY_KEY, &[Scope::Join], &["edgeshell-edge"]),
+    ])
+    .to_json()
+}
 
 fn now() -> Timestamp {
     let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
@@ -28,7 +42,7 @@ fn secret(kid: &str) -> String {
 async fn start(next: Option<&str>) -> Signer {
     let mut vars = HashMap::from([
         ("EDGESHELL_SIGNER_LISTEN", "127.0.0.1:0".to_owned()),
-        ("EDGESHELL_SIGNER_API_KEY", API_KEY.to_owned()),
+        ("EDGESHELL_SIGNER_CLIENTS", clients()),
         ("EDGESHELL_SIGNING_KEY", secret("current")),
     ]);
     if let Some(kid) = next {
@@ -90,7 +104,7 @@ async fn with_an_es256_key_join_and_pool_command_tokens_are_es256_and_attach_tok
     let (es, pem) = edgeshell_keys::Es256Signer::generate().unwrap();
     let vars = HashMap::from([
         ("EDGESHELL_SIGNER_LISTEN", "127.0.0.1:0".to_owned()),
-        ("EDGESHELL_SIGNER_API_KEY", API_KEY.to_owned()),
+        ("EDGESHELL_SIGNER_CLIENTS", clients()),
         ("EDGESHELL_SIGNING_KEY", secret("current")),
         ("EDGESHELL_ES256_KEY", pem),
     ]);
@@ -117,7 +131,7 @@ async fn with_an_es256_key_join_and_pool_command_tokens_are_es256_and_attach_tok
         assert_eq!(verified.claims(), claims);
     }
     let bad = HashMap::from([
-        ("EDGESHELL_SIGNER_API_KEY", API_KEY.to_owned()),
+        ("EDGESHELL_SIGNER_CLIENTS", clients()),
         ("EDGESHELL_SIGNING_KEY", secret("k")),
         ("EDGESHELL_ES256_KEY", "not a key".to_owned()),
     ]);
@@ -197,16 +211,47 @@ async fn malformed_and_oversized_bodies_are_refused_with_a_reason() {
     assert_eq!(signer.signed(), 0);
 }
 
+#[tokio::test]
+async fn a_key_signs_only_its_grant_even_under_a_concurrent_flood() {
+    let signer = start(None).await;
+    let issuer = Issuer::new(ISSUER);
+    let (sid, region) = (session_id(rand::random()), RegionId::new("eu").unwrap());
+    let command = issuer.pool_command(&sid, &region, b"{}", rand::random(), now());
+    let join = issuer.join(&sid, &region, rand::random(), now());
+    let upload = issuer.artifact_put(&sid, &region, rand::random(), now());
+    // A key without pool:command cannot have a pool command signed: 403, whatever else it may do.
+    let (status, answer) = sign(&signer, Some(JOIN_ONLY_KEY), body(&command)).await;
+    assert_eq!((status, answer["error"]["code"].as_str()), (403, Some("forbidden")), "{answer}");
+    assert_eq!(sign(&signer, Some(JOIN_ONLY_KEY), body(&join)).await.0, 200);
+    // The functions' key cannot mint what only a test needs (an upload token without a runner).
+    let (status, answer) = sign(&signer, Some(API_KEY), body(&upload)).await;
+    assert_eq!((status, answer["error"]["code"].as_str()), (403, Some("forbidden")), "{answer}");
+    // A pool command for a region's agent, yes; the same kind for another audience, no.
+    assert_eq!(sign(&signer, Some(API_KEY), body(&command)).await.0, 200);
+    let mut elsewhere = command.clone();
+    elsewhere.aud = "someone-else".into();
+    assert_eq!(sign(&signer, Some(API_KEY), body(&elsewhere)).await.0, 403);
+    // Two hundred tries at once with the narrow key: every one refused, none signed.
+    let before = signer.signed();
+    let attacks = (0..200).map(|i| {
+        let claims = if i % 2 == 0 { &command } else { &upload };
+        sign(&signer, Some(JOIN_ONLY_KEY), body(claims))
+    });
+    let answers = futures_util::future::join_all(attacks).await;
+    assert!(answers.iter().all(|(status, _)| *status == 403), "every out-of-grant request is refused");
+    assert_eq!(signer.signed(), before);
+}
+
 #[test]
 fn settings_are_checked_with_the_variable_named() {
-    let short = HashMap::from([("EDGESHELL_SIGNER_API_KEY", "short".to_owned())]);
-    let e = SignerConfig::from_lookup(|n| short.get(n).cloned()).err().unwrap();
-    assert!(e.to_string().starts_with("EDGESHELL_SIGNER_API_KEY"), "{e}");
-    let no_key = HashMap::from([("EDGESHELL_SIGNER_API_KEY", API_KEY.to_owned())]);
+    let junk = HashMap::from([("EDGESHELL_SIGNER_CLIENTS", "[{\"name\": \"x\"}]".to_owned())]);
+    let e = SignerConfig::from_lookup(|n| junk.get(n).cloned()).err().unwrap();
+    assert!(e.to_string().starts_with("EDGESHELL_SIGNER_CLIENTS"), "{e}");
+    let no_key = HashMap::from([("EDGESHELL_SIGNER_CLIENTS", clients())]);
     let e = SignerConfig::from_lookup(|n| no_key.get(n).cloned()).err().unwrap();
     assert!(e.to_string().contains("EDGESHELL_SIGNING_KEY"), "{e}");
     let missing_file = HashMap::from([
-        ("EDGESHELL_SIGNER_API_KEY_FILE", "/nonexistent/signer-key".to_owned()),
+        ("EDGESHELL_SIGNER_CLIENTS_FILE", "/nonexistent/signer-key".to_owned()),
         ("EDGESHELL_SIGNING_KEY", secret("k")),
     ]);
     let e = SignerConfig::from_lookup(|n| missing_file.get(n).cloned()).err().unwrap();

@@ -4,6 +4,7 @@
 //! components hold no private key; a signer that is down fails mints with 503 and leaves no session and
 //! no runner, and mints work again once it is back.
 
+use edgeshell_core::grants::{SignerClient, SignerClients, FUNCTIONS_AUDIENCES, FUNCTIONS_SCOPES};
 use edgeshell_core::ids::SessionId;
 use edgeshell_core::issue::EDGE_AUDIENCE;
 use edgeshell_core::jwks::KeySet;
@@ -85,7 +86,12 @@ async fn a_signer_that_is_down_fails_mints_cleanly_until_it_is_back() {
     let config = SignerConfig {
         listen: addr,
         issuer: TOKEN_ISSUER.into(),
-        api_key: edgeshell_stack::control::SIGNER_API_KEY.into(),
+        clients: SignerClients::from_clients(vec![SignerClient::new(
+            "functions",
+            edgeshell_stack::control::SIGNER_API_KEY,
+            &FUNCTIONS_SCOPES,
+            &FUNCTIONS_AUDIENCES,
+        )]),
         keys: KeyRing::from_secrets(&vector_jwk("pyjwt-rs256.json"), "", "").unwrap(),
     };
     stack.signer = Some(Signer::start(config).await.unwrap());

@@ -3,6 +3,7 @@
 
 use crate::functions_host::FunctionsHost;
 use crate::postgres;
+use edgeshell_core::grants::{SignerClient, SignerClients, FUNCTIONS_AUDIENCES, FUNCTIONS_SCOPES};
 use edgeshell_dev_oidc::{DevIssuer, IdTokenRequest};
 use edgeshell_keys::KeyRing;
 use edgeshell_signer::{Signer, SignerConfig};
@@ -116,10 +117,12 @@ impl ControlPlane {
 /// signer does (join and pool-command tokens ES256, attach tokens RS256).
 async fn start_signer(settings: &ControlSettings) -> anyhow::Result<Signer> {
     let (_, es256) = edgeshell_keys::Es256Signer::generate()?;
+    // The functions' client, with the functions' grant, as terraform configures it.
+    let functions = SignerClient::new("functions", SIGNER_API_KEY, &FUNCTIONS_SCOPES, &FUNCTIONS_AUDIENCES);
     let config = SignerConfig {
         listen: "127.0.0.1:0".parse()?,
         issuer: settings.token_issuer.clone(),
-        api_key: SIGNER_API_KEY.into(),
+        clients: SignerClients::from_clients(vec![functions]),
         keys: KeyRing::from_secrets(&settings.signing_key, "", "")?.with_es256(&es256, "", "")?,
     };
     Signer::start(config).await

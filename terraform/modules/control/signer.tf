@@ -1,15 +1,16 @@
 # The token signer (crates/signer): the only holder of the private signing keys. The SpinApp's
 # functions send it each token's claims over the cluster network and get the signature back, so no key
-# is in the functions' Secret and RS256 runs natively (about 1 ms instead of 10-17 ms in wasm). With an
-# ES256 key (es256_key), join and pool-command tokens are signed ES256, leaving one RSA signature per
-# mint. Only the SpinApp's pods may reach it.
+# is in the functions' Secret and RS256 runs natively (docs/decisions/0003). With an ES256 key
+# (es256_key), join and pool-command tokens are signed ES256, leaving one RSA signature per mint. Only the
+# SpinApp's pods may reach it. Its one client, the functions, holds a key whose grant is the token kinds
+# and audiences the functions sign (edgeshell_core::grants::FUNCTIONS_*): never an upload token.
 
 locals {
   signer_labels = { "app.kubernetes.io/name" = "edgeshell-signer" }
   signer_url    = "http://edgeshell-signer.${local.ns}.svc.cluster.local:8791"
   # The files the signer reads its secrets from (EDGESHELL_*_FILE).
   signer_files = {
-    EDGESHELL_SIGNER_API_KEY_FILE       = "api-key"
+    EDGESHELL_SIGNER_CLIENTS_FILE       = "clients"
     EDGESHELL_SIGNING_KEY_FILE          = "signing-key"
     EDGESHELL_NEXT_SIGNING_KEY_FILE     = "next-signing-key"
     EDGESHELL_PREVIOUS_SIGNING_KEY_FILE = "previous-signing-key"
@@ -24,13 +25,23 @@ resource "random_password" "signer_api_key" {
   special = false
 }
 
+locals {
+  # The signer stores only each key's SHA-256.
+  signer_clients = jsonencode([{
+    name       = "functions"
+    key_sha256 = sha256(random_password.signer_api_key.result)
+    scopes     = ["session:attach", "session:join", "pool:command", "artifact:get"]
+    audiences  = ["edgeshell-edge", "edgeshell-pool:*"]
+  }])
+}
+
 resource "kubernetes_secret_v1" "signer" {
   metadata {
     name      = "edgeshell-signer"
     namespace = kubernetes_namespace_v1.control.metadata[0].name
   }
   data = {
-    "api-key"              = random_password.signer_api_key.result
+    "clients"              = local.signer_clients
     "signing-key"          = var.signing_key
     "next-signing-key"     = var.next_signing_key
     "previous-signing-key" = var.previous_signing_key

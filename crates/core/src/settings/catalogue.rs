@@ -142,7 +142,11 @@ pub const EDGE: &[Setting] = &[
 pub const SIGNER: &[Setting] = &[
     setting("EDGESHELL_SIGNER_LISTEN", Text("127.0.0.1:8791"), "Where it serves."),
     setting("EDGESHELL_SIGNER_ISSUER", Text("edgeshell-control"), "The only `iss` it signs (the functions' `token_issuer`)."),
-    secret("EDGESHELL_SIGNER_API_KEY", Required, "The bearer key of `POST /v1/sign` (at least 32 characters)."),
+    secret(
+        "EDGESHELL_SIGNER_CLIENTS",
+        Required,
+        "Who may sign what: a JSON list of clients, each with the SHA-256 of its API key, the token kinds and the audiences it may have signed (`edgeshell_core::grants`).",
+    ),
     secret("EDGESHELL_SIGNING_KEY", Required, "The current private key (JWK or PEM)."),
     secret("EDGESHELL_NEXT_SIGNING_KEY", Unset, "The next key, published ahead of its promotion."),
     secret("EDGESHELL_PREVIOUS_SIGNING_KEY", Unset, "The key just replaced, published until its tokens have expired."),
