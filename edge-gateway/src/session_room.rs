@@ -63,6 +63,10 @@ struct Host {
     sockets: RefCell<HashMap<ConnId, WebSocket>>,
     /// A batch write is scheduled.
     flush_scheduled: std::cell::Cell<bool>,
+    /// Connections a room just restored from storage counts as open but the platform no longer has
+    /// (the object restarted, not woke): reported as `Disconnected` before the next event, so input
+    /// is not sent into a socket that is gone.
+    gone: RefCell<Vec<ConnId>>,
 }
 
 struct Loaded {
@@ -101,6 +105,7 @@ impl DurableObject for SessionRoom {
                 room: RefCell::new(None),
                 sockets: RefCell::new(HashMap::new()),
                 flush_scheduled: std::cell::Cell::new(false),
+                gone: RefCell::new(Vec::new()),
             }),
         }
     }
@@ -164,6 +169,8 @@ impl Host {
         let store = RoomStore::open(&self.state.storage())?;
         match store.load()? {
             Some((room, stored)) => {
+                let gone = room.connections().into_iter().filter(|c| self.socket(*c).is_none()).collect();
+                *self.gone.borrow_mut() = gone;
                 *self.room.borrow_mut() = Some(Loaded { room, stored, store });
                 Ok(true)
             }
@@ -280,7 +287,8 @@ impl Host {
     /// alarm when the room's answer moved, and carries out the effects (which may produce more events:
     /// a refresh token's verification).
     async fn handle(self: &Rc<Self>, events: Vec<Option<Event>>) {
-        let mut queue = VecDeque::from(events);
+        let gone = self.gone.take().into_iter().map(|conn| Some(Event::Disconnected { conn }));
+        let mut queue: VecDeque<Option<Event>> = gone.chain(events).collect();
         while let Some(event) = queue.pop_front() {
             let conn = match &event {
                 Some(Event::Message { conn, .. } | Event::HeartbeatSeen { conn, .. }) => Some(*conn),

@@ -146,6 +146,8 @@ error_table! {
     QuotaExceeded = ("quota_exceeded", 429, After(30)),
     /// Requests come too often (pool heartbeats).
     RateLimited = ("rate_limited", 429, After(1)),
+    /// Input arrives faster than the session's program reads it (a close of the session's socket).
+    InputOverflow = ("input_overflow", 429, After(1)),
     /// A bug or a platform failure on our side; the details are in the service's log.
     InternalError = ("internal_error", 500, After(1)),
     /// The service's settings are wrong (a missing binding, variable or key).

@@ -120,6 +120,8 @@ pub enum Effect {
     RefreshNeeded,
     /// The room announced a close, with the full reason.
     Closing(CloseCode, String),
+    /// Something the person should read in the terminal (input that was not delivered).
+    Notice(String),
     /// Drop the connection without waiting for its close (it broke the protocol or went silent); no
     /// [`Event::Closed`] needs to follow. The link reconnects on its own.
     Abandon(String),
@@ -404,6 +406,9 @@ impl BrowserLink {
                 ExitStatus::Signaled(s) => format!("The program was ended by signal {s}."),
             };
             return self.stop(message, NextStep::NewSession, fx);
+        }
+        if ours == Some(CloseCode::InputOverflow) {
+            fx.push(Effect::Notice(CloseCode::InputOverflow.explain(&reason)));
         }
         match ours.map_or(NextStep::Resume, CloseCode::next_step) {
             NextStep::Resume | NextStep::Later => {

@@ -21,6 +21,10 @@ use std::collections::VecDeque;
 /// not reading its terminal; the room then queues, and the browsers' typing waits).
 pub const MAX_QUEUED_INPUT: usize = 256 * 1024;
 
+/// The runner reports input written to the PTY (an `Ack` to the room) in steps of this many bytes, and
+/// whenever it has caught up: the room sends input only within its window.
+pub const INPUT_ACK_STEP: u64 = 16 * 1024;
+
 /// The runner's tunables.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LinkConfig {
@@ -81,6 +85,8 @@ pub enum Event {
     },
     /// Output read from the PTY (at most [`RunnerLink::read_budget`] bytes).
     Output(Vec<u8>),
+    /// This many input bytes were written to the PTY (or dropped because the terminal closed).
+    InputWritten(usize),
     /// The PTY reached its end (every process holding it has gone).
     PtyClosed,
     /// The program exited.
@@ -179,6 +185,12 @@ pub struct RunnerLink {
     next_send: u64,
     pending: VecDeque<u8>,
     ticket: Option<String>,
+    // Input: bytes received since the last welcome, written to the PTY, and reported to the room; and
+    // bytes from earlier connections the host still holds.
+    input_received: u64,
+    input_written: u64,
+    input_reported: u64,
+    input_backlog: u64,
     // The program.
     exit: Option<ExitStatus>,
     exit_sent: bool,
@@ -214,6 +226,10 @@ impl RunnerLink {
             next_send: 0,
             pending: VecDeque::new(),
             ticket: None,
+            input_received: 0,
+            input_written: 0,
+            input_reported: 0,
+            input_backlog: 0,
             exit: None,
             exit_sent: false,
             exit_seen: None,
@@ -309,6 +325,13 @@ impl RunnerLink {
         if !matches!(self.connection, Connection::Open { welcomed: true, .. }) {
             return;
         }
+        let caught_up = self.input_written == self.input_received;
+        if self.input_written > self.input_reported
+            && (self.input_written - self.input_reported >= INPUT_ACK_STEP || caught_up)
+        {
+            self.input_reported = self.input_written;
+            fx.push(Effect::Send(Frame::Ack { offset: self.input_written }.encode()));
+        }
         let end = self.produced().min(self.limit);
         while self.next_send < end {
             let to = end.min(self.next_send + MAX_DATA_BYTES as u64 / 2);
@@ -355,6 +378,10 @@ impl RunnerLink {
                 if let Connection::Open { welcomed, .. } = &mut self.connection {
                     *welcomed = true;
                 }
+                // The room counts input afresh on each connection; what the host still holds from
+                // before is written first and not reported.
+                self.input_backlog += self.input_received - self.input_written;
+                (self.input_received, self.input_written, self.input_reported) = (0, 0, 0);
                 self.ticket = Some(w.resume_ticket);
                 self.next_send = w.offset;
                 self.limit = w.offset + u64::from(w.window);
@@ -371,6 +398,7 @@ impl RunnerLink {
             }
             Frame::Input { data } => {
                 self.last_activity = now;
+                self.input_received += data.len() as u64;
                 fx.push(Effect::WriteInput(data));
             }
             Frame::Resize { cols, rows } => {
@@ -484,6 +512,12 @@ impl StateMachine for RunnerLink {
             Event::Output(data) => {
                 self.last_activity = now;
                 self.pending.extend(data);
+            }
+            Event::InputWritten(n) => {
+                let n = n as u64;
+                let from_before = n.min(self.input_backlog);
+                self.input_backlog -= from_before;
+                self.input_written = (self.input_written + n - from_before).min(self.input_received);
             }
             Event::PtyClosed => self.pty_closed = true,
             Event::ProgramExited(status) => {

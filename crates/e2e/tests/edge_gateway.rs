@@ -262,6 +262,39 @@ async fn exact_resume_through_a_drop(stack: &Stack) {
     );
 }
 
+/// A browser pastes 100 MB into a program that reads nothing: the room forwards a window, holds a little,
+/// and then refuses the paster with 4016; the session lives on and the browser resumes.
+async fn input_to_a_stalled_program_is_bounded(stack: &Stack) {
+    let session = stack.mint(USER).await.unwrap();
+    let mut browser = attach(&session, &session.token).await.expect("attach");
+    // In raw mode the terminal takes a few KiB and then nothing more until the program reads; after a
+    // while the program drains what reached it and says so.
+    let script = "stty raw -echo; echo ready; sleep 3; timeout 5 cat >/dev/null; stty sane; echo drain''ed\n";
+    browser.input(script.as_bytes()).await;
+    browser.expect_from(0, "ready", WAIT).await;
+    let chunk = vec![b'x'; 60 * 1024];
+    let mut sent = 0usize;
+    while sent < 100 * 1024 * 1024 && browser.try_input(&chunk).await {
+        sent += chunk.len();
+        // A close, if one came, is read without waiting.
+        if let Ok(false) = tokio::time::timeout(Duration::from_millis(1), browser.step()).await {
+            break;
+        }
+    }
+    assert!(browser.step_until(WAIT, |b| b.closed.is_some()).await || browser.closed.is_some());
+    let (code, reason) = browser.closed.clone().expect("closed");
+    assert_eq!(code, CloseCode::InputOverflow, "{reason}");
+    assert!(sent < 100 * 1024 * 1024, "refused before the paste ended ({sent} bytes sent)");
+    // The session lives on: the browser resumes, and once the program has drained it types again.
+    let url = format!("{}?offset={}", session.ws_url, browser.offset);
+    let mut resumed = Browser::attach(&url, &Credential::Resume(browser.welcome.resume_ticket.clone()))
+        .await
+        .expect("resume after the refusal");
+    let after = resumed.expect_from(0, "drained", Duration::from_secs(30)).await;
+    resumed.input(b"echo ali''ve\n").await;
+    resumed.expect_from(after, "alive", WAIT).await;
+}
+
 /// The edge restarts (every socket drops, the room's object starts afresh): the room is restored from
 /// its checkpoints, the runner resumes with its ticket, the browser resumes at its exact byte.
 async fn the_room_survives_an_edge_restart(stack: &mut Stack) {
@@ -371,6 +404,8 @@ async fn the_edge_gateway_end_to_end() {
     runner_lost_within_grace(&stack).await;
     eprintln!("runner lost: ok");
     exact_resume_through_a_drop(&stack).await;
+    eprintln!("input to a stalled program");
+    input_to_a_stalled_program_is_bounded(&stack).await;
     eprintln!("exact resume: ok");
     cached_keys_survive_an_issuer_outage(&stack).await;
     eprintln!("issuer outage: ok");

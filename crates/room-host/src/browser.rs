@@ -90,6 +90,12 @@ impl Browser {
         self.socket.send(Message::Binary(frame.encode().into())).await.expect("send to the room");
     }
 
+    /// Types `text`; false when the connection is gone.
+    pub async fn try_input(&mut self, text: &[u8]) -> bool {
+        let frame = Frame::Input { data: text.to_vec() }.encode();
+        self.socket.send(Message::Binary(frame.into())).await.is_ok()
+    }
+
     /// Types `text`.
     pub async fn input(&mut self, text: &[u8]) {
         self.send(Frame::Input { data: text.to_vec() }).await;

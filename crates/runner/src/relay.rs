@@ -134,12 +134,13 @@ impl Host {
                     Ok(ReadResult::Closed) | Err(_) => Event::PtyClosed,
                 },
                 written = self.pty.write(self.input.make_contiguous()), if !self.input.is_empty() => {
-                    match written {
-                        Ok(n) => drop(self.input.drain(..n)),
+                    let n = match written {
+                        Ok(n) => n,
                         // The program closed its terminal; its input has nowhere to go.
-                        Err(_) => self.input.clear(),
-                    }
-                    continue;
+                        Err(_) => self.input.len(),
+                    };
+                    drop(self.input.drain(..n));
+                    Event::InputWritten(n)
                 }
                 message = next_message(&mut self.stream), if reading_room => match message {
                     Some(Ok(Message::Binary(bytes))) => Event::Message(bytes.to_vec()),

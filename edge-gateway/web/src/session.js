@@ -57,6 +57,9 @@ export class TerminalSession {
         case 'sendText':
           this.send(e.kind === 'send' ? e.data : e.text);
           break;
+        case 'notice':
+          this.term.write(`\r\n\x1b[33m[edgeshell: ${e.text}]\x1b[0m\r\n`);
+          break;
         case 'gap':
           this.term.write(`\r\n\x1b[33m[edgeshell: ${e.bytes} bytes of output were lost while disconnected]\x1b[0m\r\n`);
           break;

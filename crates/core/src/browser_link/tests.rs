@@ -254,6 +254,16 @@ fn the_room_may_not_send_browser_frames_or_runner_welcomes() {
 }
 
 #[test]
+fn refused_input_is_told_to_the_person_and_the_link_resumes() {
+    let mut h = Harness::live();
+    h.binary(&Frame::Closing { code: CloseCode::InputOverflow, reason: "full".into() }.encode());
+    let fx = h.event(Event::Closed { code: CloseCode::InputOverflow.code() });
+    let Some(Effect::Notice(text)) = fx.first() else { panic!("{fx:?}") };
+    assert!(text.contains("not delivered") && text.contains("full"), "{text}");
+    assert!(matches!(fx.last(), Some(Effect::ReconnectIn(_))), "{fx:?}");
+}
+
+#[test]
 fn input_is_split_at_the_frame_limit_and_zero_sizes_are_not_sent() {
     let mut h = Harness::live();
     let frames = sent(&h.event(Event::Input(vec![b'a'; MAX_DATA_BYTES * 2 + 1])));

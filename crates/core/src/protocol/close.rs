@@ -51,12 +51,15 @@ pub enum CloseCode {
     HeartbeatTimeout = 4014,
     /// The resume point is no longer held (or lies beyond the stream): attach afresh.
     ResumeFailed = 4015,
+    /// Input arrived faster than the program reads it, beyond what the room holds for it: the excess
+    /// was not delivered. The connection may resume.
+    InputOverflow = 4016,
     /// A bug or platform failure on our side.
     InternalError = 1011,
 }
 
 /// Every close code, for tables and exhaustive tests.
-pub const ALL_CLOSE_CODES: [CloseCode; 14] = [
+pub const ALL_CLOSE_CODES: [CloseCode; 15] = [
     CloseCode::Normal,
     CloseCode::ProtocolError,
     CloseCode::Unauthorized,
@@ -70,6 +73,7 @@ pub const ALL_CLOSE_CODES: [CloseCode; 14] = [
     CloseCode::Overloaded,
     CloseCode::HeartbeatTimeout,
     CloseCode::ResumeFailed,
+    CloseCode::InputOverflow,
     CloseCode::InternalError,
 ];
 
@@ -102,6 +106,7 @@ impl CloseCode {
             CloseCode::Overloaded => ErrorCode::Overloaded,
             CloseCode::HeartbeatTimeout => ErrorCode::HeartbeatTimeout,
             CloseCode::ResumeFailed => ErrorCode::ResumeFailed,
+            CloseCode::InputOverflow => ErrorCode::InputOverflow,
             CloseCode::InternalError => ErrorCode::InternalError,
         })
     }
@@ -127,6 +132,7 @@ impl CloseCode {
             CloseCode::Overloaded => "overloaded",
             CloseCode::HeartbeatTimeout => "heartbeat_timeout",
             CloseCode::ResumeFailed => "resume_failed",
+            CloseCode::InputOverflow => "input_overflow",
             CloseCode::InternalError => "internal_error",
         }
     }
@@ -134,7 +140,9 @@ impl CloseCode {
     /// What the client should do next.
     pub fn next_step(self) -> NextStep {
         match self {
-            CloseCode::Normal | CloseCode::HeartbeatTimeout | CloseCode::InternalError => NextStep::Resume,
+            CloseCode::Normal | CloseCode::HeartbeatTimeout | CloseCode::InputOverflow | CloseCode::InternalError => {
+                NextStep::Resume
+            }
             CloseCode::TokenExpired | CloseCode::ResumeFailed => NextStep::NewToken,
             CloseCode::SessionEnded | CloseCode::RunnerLost | CloseCode::SessionNotFound => NextStep::NewSession,
             CloseCode::Overloaded => NextStep::Later,
@@ -162,6 +170,9 @@ impl CloseCode {
             CloseCode::Overloaded => "The service is busy; try again shortly.",
             CloseCode::HeartbeatTimeout => "The connection went quiet and was closed.",
             CloseCode::ResumeFailed => "The session could not continue where it left off.",
+            CloseCode::InputOverflow => {
+                "The program is not reading its input: what was typed or pasted beyond the limit was not delivered."
+            }
             CloseCode::InternalError => "Something went wrong on our side.",
         };
         if reason.is_empty() {

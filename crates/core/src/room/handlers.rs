@@ -1,8 +1,8 @@
 //! How the room reacts to peers: admission (attach, resume, join), frames, refreshes, disconnects.
 
 use super::ticket::{self, Holder};
-use super::{ConnId, Effect, EndReason, Phase, Room, Seat, MAX_CHUNK, MAX_CONSUMED};
-use crate::protocol::{close_reason, CloseCode, Frame, Role, Welcome};
+use super::{ConnId, Effect, EndReason, Phase, Room, Seat, INPUT_WINDOW, MAX_CHUNK, MAX_CONSUMED};
+use crate::protocol::{close_reason, CloseCode, Frame, Role, Welcome, MAX_DATA_BYTES};
 use crate::time::Timestamp;
 use crate::tokens::{Scope, Verified};
 
@@ -194,10 +194,10 @@ impl Room {
         if let Some((cols, rows)) = self.size {
             Self::send(fx, conn, &Frame::Resize { cols, rows });
         }
-        if !self.pending_input.is_empty() {
-            let data = core::mem::take(&mut self.pending_input);
-            Self::send(fx, conn, &Frame::Input { data });
-        }
+        // A new connection: input is counted from here; what waited goes first.
+        self.input_sent = 0;
+        self.input_acked = 0;
+        self.pump_input(fx);
     }
 
     /// Checks a verified token against this room: kind, session, ended, replay.
@@ -245,7 +245,13 @@ impl Room {
         match (role, frame) {
             (_, Frame::Ping { nonce }) => Self::send(fx, conn, &Frame::Pong { nonce }),
             (_, Frame::Pong { .. }) => {}
-            (Role::Browser, Frame::Input { data }) => self.relay_to_runner(Frame::Input { data }, fx),
+            (Role::Browser, Frame::Input { data }) => self.browser_input(conn, &data, now, fx),
+            (Role::Runner, Frame::Ack { offset }) => {
+                // Input the runner wrote to its PTY; an ack beyond what was sent (from before a wake)
+                // counts as all of it.
+                self.input_acked = self.input_acked.max(offset.min(self.input_sent));
+                self.pump_input(fx);
+            }
             (Role::Browser, Frame::Resize { cols, rows }) => {
                 self.size = Some((cols, rows));
                 self.relay_to_runner(Frame::Resize { cols, rows }, fx);
@@ -278,15 +284,44 @@ impl Room {
     }
 
     fn relay_to_runner(&mut self, frame: Frame, fx: &mut Vec<Effect>) {
-        match (self.runner.conn, frame) {
-            (Some(runner), frame) => Self::send(fx, runner, &frame),
-            (None, Frame::Input { data }) if matches!(self.phase, Phase::AwaitingRunner | Phase::RunnerAway { .. }) => {
-                // Queue a little typing while the runner is (re)connecting; beyond the cap it is dropped.
-                let room = (self.config.max_pending_input as usize).saturating_sub(self.pending_input.len());
-                self.pending_input.extend_from_slice(&data[..data.len().min(room)]);
+        // Resizes are remembered in `self.size` and sent on join; signals need a live program.
+        if let Some(runner) = self.runner.conn {
+            Self::send(fx, runner, &frame);
+        }
+    }
+
+    /// Typed or pasted input: it waits in order behind what already waits, and goes to the runner
+    /// within its input window. Beyond what the room holds, the browser is refused (the excess is not
+    /// delivered) and may resume.
+    fn browser_input(&mut self, conn: ConnId, data: &[u8], now: Timestamp, fx: &mut Vec<Effect>) {
+        if !matches!(self.phase, Phase::AwaitingRunner | Phase::Live | Phase::RunnerAway { .. }) {
+            // The program has exited: its input has nowhere to go.
+            return;
+        }
+        if self.pending_input.len() + data.len() > self.config.max_pending_input as usize {
+            let reason = format!(
+                "the program is not reading its input: {} bytes beyond the {} waiting were not delivered",
+                data.len(),
+                self.pending_input.len()
+            );
+            return self.close(conn, CloseCode::InputOverflow, &reason, now, fx);
+        }
+        self.pending_input.extend_from_slice(data);
+        self.pump_input(fx);
+    }
+
+    /// Sends waiting input to the runner while its window has room.
+    fn pump_input(&mut self, fx: &mut Vec<Effect>) {
+        let Some(runner) = self.runner.conn else { return };
+        while !self.pending_input.is_empty() {
+            let room = INPUT_WINDOW.saturating_sub(self.input_sent - self.input_acked);
+            let take = self.pending_input.len().min(usize::try_from(room).unwrap_or(usize::MAX)).min(MAX_DATA_BYTES);
+            if take == 0 {
+                return;
             }
-            // Resizes are remembered in `self.size` and sent on join; signals need a live program.
-            _ => {}
+            let data: Vec<u8> = self.pending_input.drain(..take).collect();
+            self.input_sent += take as u64;
+            Self::send(fx, runner, &Frame::Input { data });
         }
     }
 

@@ -58,7 +58,7 @@ pub struct RoomConfig {
     pub browser_window: u32,
     /// Most browser seats (attached or resumable) at once.
     pub max_browsers: u32,
-    /// Input bytes queued while the runner is away.
+    /// Input bytes queued while the runner is away or its input window is full.
     pub max_pending_input: u32,
     /// Expected heartbeat interval.
     pub heartbeat_interval: Duration,
@@ -385,7 +385,20 @@ pub struct Room {
     /// no more than this. Not part of the state: whatever a room is restored from is stored.
     #[serde(skip)]
     stored_end: u64,
+    /// Input bytes sent to the runner's connection since it joined, and how many of them it reported
+    /// written to the PTY: at most [`INPUT_WINDOW`] may be in flight. Not part of the state: a woken
+    /// room counts afresh, which allows at most one window more.
+    #[serde(skip)]
+    input_sent: u64,
+    #[serde(skip)]
+    input_acked: u64,
 }
+
+/// Input bytes the runner may have received but not yet written to its PTY. Beyond them input waits
+/// in the room (up to `max_pending_input`), and beyond that it is refused with
+/// [`CloseCode::InputOverflow`]: a browser pasting into a program that reads nothing cannot grow the
+/// room's memory, or the platform's send buffers, past these caps.
+pub const INPUT_WINDOW: u64 = 1024 * 1024;
 
 /// Most one-time token ids a room remembers at once (expired ones are forgotten first).
 const MAX_CONSUMED: usize = 1024;
@@ -429,6 +442,8 @@ impl Room {
             ended_at: None,
             forgotten: false,
             stored_end: 0,
+            input_sent: 0,
+            input_acked: 0,
         }
     }
 
@@ -450,6 +465,12 @@ impl Room {
     /// Output bytes currently held.
     pub fn buffered_bytes(&self) -> u64 {
         self.buffer.len()
+    }
+
+    /// Every connection the room counts as open (the runner's and the browsers'). A host restored after
+    /// a restart, whose sockets are gone, reports each as `Disconnected` before anything else.
+    pub fn connections(&self) -> Vec<ConnId> {
+        self.runner.conn.into_iter().chain(self.seats.iter().filter_map(|s| s.conn)).collect()
     }
 
     /// Browsers currently connected.

@@ -373,3 +373,51 @@ fn end_reasons_have_distinct_listed_names() {
     assert_eq!(EndReason::Exited(ExitStatus::Signaled(9)).detail(), "signal 9");
     assert_eq!(EndReason::Idle.detail(), "");
 }
+
+/// The input bytes among `frames`.
+fn input_bytes(frames: &[Frame]) -> usize {
+    frames.iter().map(|f| if let Frame::Input { data } = f { data.len() } else { 0 }).sum()
+}
+
+#[test]
+fn input_to_a_program_that_reads_nothing_is_bounded_and_the_paster_is_told() {
+    let mut h = live();
+    welcome(&h.attach(10, "a1"));
+    // A 100 MB paste, in the largest frames the protocol allows; the runner acknowledges nothing.
+    let chunk = vec![b'x'; crate::protocol::MAX_DATA_BYTES];
+    let mut sent = 0;
+    while sent < 100 * 1024 * 1024 && h.closed(10).is_none() {
+        h.send(10, Frame::Input { data: chunk.clone() });
+        sent += chunk.len();
+    }
+    assert_eq!(h.closed(10), Some(CloseCode::InputOverflow), "the paster is refused once the room is full");
+    let delivered = input_bytes(&h.take(1));
+    assert_eq!(delivered as u64, INPUT_WINDOW, "the runner got exactly its window");
+    assert!(h.room.pending_input.len() <= h.room.config.max_pending_input as usize);
+    assert!(sent <= INPUT_WINDOW as usize + 2 * h.room.config.max_pending_input as usize + chunk.len(), "{sent}");
+    // What waited in the room flows once the program reads; the refused frame never arrives.
+    let waiting = h.room.pending_input.len();
+    assert_eq!(delivered + waiting + chunk.len(), sent, "every byte is delivered, waiting or refused");
+    h.send(1, Frame::Ack { offset: INPUT_WINDOW });
+    assert_eq!(input_bytes(&h.take(1)), waiting);
+    assert_eq!(h.room.pending_input.len(), 0);
+}
+
+#[test]
+fn input_flows_without_limit_while_the_program_reads() {
+    let mut h = live();
+    welcome(&h.attach(10, "a1"));
+    let chunk = vec![b'y'; 32 * 1024];
+    let mut delivered = 0u64;
+    for _ in 0..320 {
+        h.send(10, Frame::Input { data: chunk.clone() });
+        delivered += input_bytes(&h.take(1)) as u64;
+        // The runner writes what it got and says so.
+        h.send(1, Frame::Ack { offset: delivered });
+    }
+    assert_eq!(delivered, 320 * 32 * 1024, "10 MB in order, nothing refused");
+    assert_eq!(h.closed(10), None);
+    // An ack beyond what was sent (a runner counting from before the room woke) counts as all of it.
+    h.send(1, Frame::Ack { offset: u64::MAX });
+    assert_eq!(h.closed(1), None);
+}

@@ -265,3 +265,25 @@ fn leftovers_holding_the_terminal_are_killed_then_given_up_on() {
     );
     assert_eq!(h.link.read_budget(), 0);
 }
+
+#[test]
+fn input_written_to_the_pty_is_reported_in_steps_and_when_caught_up() {
+    let mut h = Harness::joined(100);
+    let input = |n: usize| Event::Message(Frame::Input { data: vec![b'i'; n] }.encode());
+    let ack = |offset| Effect::Send(Frame::Ack { offset }.encode());
+    assert_eq!(h.event(input(10_000)), vec![Effect::WriteInput(vec![b'i'; 10_000])]);
+    h.event(input(30_000));
+    assert_eq!(h.event(Event::InputWritten(10_000)), vec![], "below a step and not caught up");
+    assert_eq!(h.event(Event::InputWritten(8_000)), vec![ack(18_000)], "a step");
+    assert_eq!(h.event(Event::InputWritten(22_000)), vec![ack(40_000)], "caught up");
+    // Input held from a lost connection is written first and not reported on the next one: the room
+    // counts each connection's input from zero.
+    h.event(input(5_000));
+    h.event(Event::Closed { code: None, reason: "reset".into() });
+    assert!(matches!(h.step(Duration::from_secs(1))[..], [Effect::Dial(_)]));
+    h.event(Event::Connected);
+    h.event(Event::Message(welcome(0, 100)));
+    h.event(input(1_000));
+    assert_eq!(h.event(Event::InputWritten(5_000)), vec![], "the old connection's bytes");
+    assert_eq!(h.event(Event::InputWritten(1_000)), vec![ack(1_000)]);
+}

@@ -7,7 +7,8 @@
 //! Every call returns the effects as an array of plain objects with a `kind`: `connect` (`path`,
 //! `protocols`), `output` and `send` (`data`: `Uint8Array`), `sendText` (`text`), `gap` (`bytes`),
 //! `status` (`status`), `rtt` (`ms`), `exited` (`code` or `signal`), `refresh`, `closing` (`code`,
-//! `reason`), `abandon` (`reason`), `reconnectIn` (`ms`), `needToken`, `stop` (`message`, `next`).
+//! `reason`), `notice` (`text`), `abandon` (`reason`), `reconnectIn` (`ms`), `needToken`, `stop` (`message`,
+//! `next`).
 
 use edgeshell_core::browser_link::{BrowserLink, Effect, Event};
 use edgeshell_core::machine::StateMachine;
@@ -183,6 +184,10 @@ fn effect(effect: Effect) -> JsValue {
             kind("closing");
             set(&out, "code", code.code());
             set(&out, "reason", reason);
+        }
+        Effect::Notice(text) => {
+            kind("notice");
+            set(&out, "text", text);
         }
         Effect::Abandon(reason) => {
             kind("abandon");

@@ -103,6 +103,8 @@ impl Room {
             *mine = theirs;
         };
         take(&mut self.runner.last_seen, other.runner.last_seen);
+        // The input window is counted afresh after a wake; it is not state.
+        (self.input_sent, self.input_acked) = (other.input_sent, other.input_acked);
         for (mine, theirs) in self.seats.iter_mut().zip(&other.seats) {
             take(&mut mine.last_seen, theirs.last_seen);
         }
