@@ -1,6 +1,7 @@
 //! The runner link driven by events and times: credit, exact continuation, and every clock.
 
 use super::*;
+use crate::protocol::Signal;
 use crate::protocol::Welcome;
 
 const T0: Timestamp = Timestamp::from_secs(1_000_000);

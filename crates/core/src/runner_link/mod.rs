@@ -11,11 +11,14 @@
 
 use crate::machine::{earliest, Backoff, Jitter, StateMachine};
 use crate::protocol::{
-    silence_limit, CloseCode, Credential, ExitStatus, Frame, NextStep, Role, Signal, HEARTBEAT_INTERVAL, MAX_DATA_BYTES,
+    silence_limit, CloseCode, Credential, ExitStatus, Frame, NextStep, Role, HEARTBEAT_INTERVAL, MAX_DATA_BYTES,
 };
 use crate::time::Timestamp;
 use core::time::Duration;
 use std::collections::VecDeque;
+
+mod messages;
+pub use messages::{Effect, Event, Outcome};
 
 /// Input bytes queued for the PTY beyond which the runner stops reading from the room (the program is
 /// not reading its terminal; the room then queues, and the browsers' typing waits).
@@ -59,101 +62,6 @@ impl LinkConfig {
 impl Default for LinkConfig {
     fn default() -> Self {
         LinkConfig::DEFAULT
-    }
-}
-
-/// Something that happened to the runner.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Event {
-    /// The connection asked for by [`Effect::Dial`] is open.
-    Connected,
-    /// The dial failed; `permanent` when the edge looked at the credential and said no.
-    DialFailed {
-        /// Whether retrying cannot help.
-        permanent: bool,
-        /// What happened, for the outcome and the log.
-        reason: String,
-    },
-    /// A binary message from the room.
-    Message(Vec<u8>),
-    /// The connection closed (`code` when the room sent one) or failed.
-    Closed {
-        /// The WebSocket close code, if any.
-        code: Option<u16>,
-        /// The close reason or the error.
-        reason: String,
-    },
-    /// Output read from the PTY (at most [`RunnerLink::read_budget`] bytes).
-    Output(Vec<u8>),
-    /// This many input bytes were written to the PTY (or dropped because the terminal closed).
-    InputWritten(usize),
-    /// The PTY reached its end (every process holding it has gone).
-    PtyClosed,
-    /// The program exited.
-    ProgramExited(ExitStatus),
-    /// The runner was told to stop (its pool agent's SIGTERM).
-    Stop,
-}
-
-/// Something the runner must do.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Effect {
-    /// Open a connection to the room offering this credential; report [`Event::Connected`] or
-    /// [`Event::DialFailed`].
-    Dial(Credential),
-    /// Send this encoded frame on the open connection.
-    Send(Vec<u8>),
-    /// Close the open connection (the program exited and the room has everything).
-    CloseNormally(String),
-    /// Drop the open connection without a word (it went silent or broke the protocol); no
-    /// [`Event::Closed`] needs to follow.
-    Abandon(String),
-    /// Write these bytes to the PTY.
-    WriteInput(Vec<u8>),
-    /// Resize the PTY.
-    Resize {
-        /// Columns.
-        cols: u16,
-        /// Rows.
-        rows: u16,
-    },
-    /// Signal the program's process group.
-    Signal(Signal),
-    /// The program exited but something it started still holds the terminal: kill the program's
-    /// whole tree so the terminal closes.
-    KillLeftovers,
-    /// The session is over for the runner: kill whatever is left of the program and exit.
-    Finish(Outcome),
-}
-
-/// How a runner's session ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    /// The program exited and the room received its status.
-    Exited(ExitStatus),
-    /// The room ended the session (the program was stopped).
-    Ended(CloseCode, String),
-    /// The session's deadline passed (the program was stopped).
-    DeadlinePassed,
-    /// Nothing happened for the idle timeout (the program was stopped).
-    Idle,
-    /// The room refused the runner (bad, used or expired join token).
-    Refused(String),
-    /// The room stayed unreachable for the offline limit.
-    Unreachable(String),
-    /// The runner was told to stop.
-    Stopped,
-}
-
-impl Outcome {
-    /// The runner process's exit code: 0 when the session ran its course.
-    pub fn exit_code(&self) -> i32 {
-        match self {
-            Outcome::Exited(_) | Outcome::Ended(..) | Outcome::Idle | Outcome::Stopped => 0,
-            Outcome::DeadlinePassed => 3,
-            Outcome::Refused(_) => 4,
-            Outcome::Unreachable(_) => 5,
-        }
     }
 }
 
