@@ -56,6 +56,7 @@ impl EdgeConfig {
             resume_window: settings.secs("ROOM_RESUME_WINDOW_SECS")?,
             idle_timeout: settings.secs("ROOM_IDLE_TIMEOUT_SECS")?,
             max_duration: settings.secs("ROOM_MAX_DURATION_SECS")?,
+            tombstone: settings.secs("ROOM_TOMBSTONE_SECS")?,
             ..RoomConfig::DEFAULT
         };
         let hints = settings.text("REGION_LOCATION_HINTS")?.unwrap_or_default();

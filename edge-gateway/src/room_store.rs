@@ -43,8 +43,23 @@ pub struct RoomStore {
 }
 
 impl RoomStore {
-    /// Opens the room's tables, creating them on first use.
-    pub fn open(storage: &Storage) -> Result<RoomStore, StoreError> {
+    /// The room's tables if a room was ever created here; reading creates nothing, so a request for
+    /// a session that has no room (a junk resume) leaves no storage behind.
+    pub fn existing(storage: &Storage) -> Result<Option<RoomStore>, StoreError> {
+        let sql = storage.sql();
+        let found = sql
+            .exec("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'room_state'", None)
+            .map_err(failed)?
+            .raw()
+            .next()
+            .transpose()
+            .map_err(failed)?
+            .is_some_and(|row| matches!(row.first(), Some(SqlStorageValue::Integer(n)) if *n > 0));
+        Ok(found.then_some(RoomStore { sql }))
+    }
+
+    /// Creates the room's tables: only for a room a verified token brings into being.
+    pub fn create(storage: &Storage) -> Result<RoomStore, StoreError> {
         let sql = storage.sql();
         for statement in SCHEMA {
             sql.exec(statement, None).map_err(failed)?;
@@ -96,13 +111,6 @@ impl RoomStore {
                 vec![SqlStorageValue::Blob(checkpoint.state)],
             )
             .map_err(failed)?;
-        Ok(())
-    }
-
-    /// Deletes everything stored for the room.
-    pub fn forget(&self) -> Result<(), StoreError> {
-        self.sql.exec("DELETE FROM room_output", None).map_err(failed)?;
-        self.sql.exec("DELETE FROM room_state", None).map_err(failed)?;
         Ok(())
     }
 }

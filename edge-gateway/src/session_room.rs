@@ -166,7 +166,7 @@ impl Host {
         if self.room.borrow().is_some() {
             return Ok(true);
         }
-        let store = RoomStore::open(&self.state.storage())?;
+        let Some(store) = RoomStore::existing(&self.state.storage())? else { return Ok(false) };
         match store.load()? {
             Some((room, stored)) => {
                 let gone = room.connections().into_iter().filter(|c| self.socket(*c).is_none()).collect();
@@ -199,7 +199,7 @@ impl Host {
                     "no such session here; attach with a token",
                 ));
             }
-            let store = RoomStore::open(&self.state.storage()).map_err(storage_failed)?;
+            let store = RoomStore::create(&self.state.storage()).map_err(storage_failed)?;
             let room = Room::new(session.clone(), config.room, keys::now());
             *self.room.borrow_mut() = Some(Loaded { room, stored: StoredOutput::default(), store });
             log("room_created", serde_json::json!({ "session": session.as_str() }));
@@ -437,11 +437,17 @@ impl Host {
                 self.report_ended(&session, reason).await;
             }
             Effect::Forget => {
-                let forgotten = self.room.borrow().as_ref().map(|l| l.store.forget());
-                if let Some(Err(e)) = forgotten {
+                // Every table, row and the alarm: an ended room leaves no storage once no token for it
+                // can verify.
+                *self.room.borrow_mut() = None;
+                let storage = self.state.storage();
+                let deleted = match storage.delete_alarm().await {
+                    Ok(()) => storage.delete_all().await,
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = deleted {
                     log("room_forget_failed", serde_json::json!({ "error": e.to_string() }));
                 }
-                *self.room.borrow_mut() = None;
             }
         }
         None

@@ -31,6 +31,42 @@ impl EdgeGateway {
         Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
     }
 
+    /// What the session rooms have stored, read from the SQLite files `wrangler dev` persists: how
+    /// many objects hold a table of their own, and how many alarms are scheduled. Miniflare writes
+    /// its own `__miniflare_do_name` table into every object it instantiates, which is local
+    /// bookkeeping (production has no such write) and not counted.
+    pub fn stored_rooms(&self) -> anyhow::Result<StoredRooms> {
+        use rusqlite::{Connection, OpenFlags};
+        let dir = self.state.join("data/v3/do/edgeshell-edge-SessionRoom");
+        let open = |path: &std::path::Path| Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY);
+        let mut stored = StoredRooms::default();
+        let Ok(entries) = std::fs::read_dir(&dir) else { return Ok(stored) };
+        for entry in entries {
+            let path = entry?.path();
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+            if !name.ends_with(".sqlite") {
+                continue;
+            }
+            let db = open(&path)?;
+            if name == "metadata.sqlite" {
+                let has_alarms: bool =
+                    db.query_row("SELECT count(*) > 0 FROM sqlite_master WHERE name = '_cf_ALARM'", [], |r| r.get(0))?;
+                if has_alarms {
+                    let n: i64 = db.query_row("SELECT count(*) FROM _cf_ALARM", [], |r| r.get(0))?;
+                    stored.alarms = usize::try_from(n)?;
+                }
+                continue;
+            }
+            let own: i64 = db.query_row(
+                "SELECT count(*) FROM sqlite_master WHERE name NOT LIKE '\\_\\_miniflare%' ESCAPE '\\'",
+                [],
+                |r| r.get(0),
+            )?;
+            stored.objects += usize::from(own > 0);
+        }
+        Ok(stored)
+    }
+
     /// Starts `wrangler dev` on a free port with `wrangler.toml`'s vars.
     pub async fn start() -> anyhow::Result<EdgeGateway> {
         EdgeGateway::start_on(EdgeGateway::free_port()?, &[]).await
@@ -131,4 +167,13 @@ async fn healthy(port: u16) -> bool {
     let mut answer = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(2), stream.read_to_end(&mut answer)).await;
     answer.starts_with(b"HTTP/1.1 200")
+}
+
+/// Storage held by session rooms under `wrangler dev` (see [`EdgeGateway::stored_rooms`]).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct StoredRooms {
+    /// Objects whose database holds a table of ours (or of workerd's: `_cf_KV` and the like).
+    pub objects: usize,
+    /// Alarms scheduled across all session rooms.
+    pub alarms: usize,
 }

@@ -122,6 +122,11 @@ pub const EDGE: &[Setting] = &[
     setting("ROOM_IDLE_TIMEOUT_SECS", Number(ROOM.idle_timeout.as_secs()), "A session ends after this long with no browser attached."),
     setting("ROOM_MAX_DURATION_SECS", Number(ROOM.max_duration.as_secs()), "A room's hard limit from its creation."),
     setting(
+        "ROOM_TOMBSTONE_SECS",
+        Number(ROOM.tombstone.as_secs()),
+        "How long an ended room keeps its record before its storage is deleted. Shorter than the longest token that can address a room (a join token's 15 minutes) lets such a token bring an ended session's room back: for tests only.",
+    ),
+    setting(
         "OIDC_AUTHORIZE_URL",
         Unset,
         "The page's sign-in: an OpenID Connect provider's authorization endpoint (implicit flow, `response_type=id_token`).",
