@@ -104,10 +104,12 @@ impl Path {
                 let region = RegionId::new("eu").unwrap();
                 let join = sign(&Issuer::new(TOKEN_ISSUER).join(&id, &region, entropy(), now()), signer).unwrap();
                 let bin = edgeshell_stack::paths::workspace_bin("edgeshell-pool-agent").unwrap();
+                let token_file = std::env::temp_dir().join(format!("edgeshell-bench-join-{}", id.as_str()));
+                std::fs::write(&token_file, join).unwrap();
                 let runner = tokio::process::Command::new(bin)
                     .arg("runner")
                     .env("EDGESHELL_JOIN_URL", room.join_url(&id))
-                    .env("EDGESHELL_JOIN_TOKEN", join)
+                    .env("EDGESHELL_JOIN_TOKEN_FILE", &token_file)
                     .env("EDGESHELL_SESSION_COMMAND", "/bin/sh")
                     .env("EDGESHELL_LOG", "warn")
                     .kill_on_drop(true)

@@ -19,6 +19,12 @@ fn main() {
         return;
     }
     edgeshell_runner::cli::init_logs();
+    // The agent holds every session's join token on its way to a runner: no process of its user (a
+    // local session's program included) may read its memory through /proc.
+    if let Err(e) = rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable) {
+        eprintln!("edgeshell-pool-agent: making the agent non-dumpable: {e}");
+        std::process::exit(1);
+    }
     let config = match edgeshell_pool_agent::config::from_env(|k| std::env::var(k).ok()) {
         Ok(config) => config,
         Err(e) => {

@@ -1,7 +1,8 @@
 //! The agent binary with its local backend, started as a real process: a signed start runs a real
 //! runner that joins its room and serves a terminal; stop kills the whole tree and removes the working
 //! directory; every unsigned, forged, replayed or misbound command is refused; capacity, duplicates and
-//! deadlines hold; and an agent killed and restarted reaps what the old one left.
+//! deadlines hold; an agent killed and restarted reaps what the old one left; and the session's
+//! program cannot find its join token anywhere.
 
 mod support;
 
@@ -243,4 +244,41 @@ async fn draining_on_sigterm_stops_every_runner() {
     assert!(status.success(), "{status}");
     wait_gone(sleeper).await;
     assert!(!state.path().join("work").join(sid.as_str()).exists());
+}
+
+#[tokio::test]
+async fn the_session_program_cannot_find_its_join_token() {
+    let fixture = Fixture::start().await;
+    let state = tempfile::tempdir().unwrap();
+    let agent = spawn_agent(&fixture, state.path(), &[]).await;
+    let sid = new_session();
+    let join = fixture.join_token(&sid);
+    let body = fixture.start_body_with(&sid, join.clone(), 600);
+    let command = fixture.command_token(&sid, &region(), &body);
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() - 5;
+    let (status, text) = fixture.post(&agent, START_PATH, Some(&command), body).await;
+    assert_eq!(status, 201, "{text}");
+    let credential = Credential::Token(fixture.attach_token(&sid));
+    let mut browser = Browser::attach(&fixture.room.attach_url(&sid), &credential).await.unwrap();
+    // The program looks where a token could be: every process's environment and command line, and
+    // every file written since the session was started (outside /proc and /sys). The token is typed
+    // in two halves joined only in each search's own arguments, so a search never finds itself in
+    // the shell; "FOU""ND" and "sea""rch" keep the echoed command line from matching.
+    let (a, b) = join.split_at(join.len() / 2);
+    let search = format!(
+        "A='{a}'; B='{b}'; \
+         for f in /proc/[0-9]*/environ /proc/[0-9]*/cmdline; do grep -qsF -e \"$A$B\" \"$f\" && echo \"FOU\"\"ND:$f\"; done; \
+         find / \\( -path /proc -o -path /sys \\) -prune -o -type f -newermt @{since} -size -4M -print0 2>/dev/null \
+         | xargs -0 -r grep -lsF -e \"$A$B\" | sed 's/^/FOU''ND:/'; echo \"sea\"\"rch-done\"\n"
+    );
+    browser.input(search.as_bytes()).await;
+    let done = browser.expect_from(0, "search-done", Duration::from_secs(120)).await;
+    let output = String::from_utf8_lossy(&browser.output[..done]);
+    assert!(!output.contains("FOUND:"), "the session's program found its join token:\n{output}");
+    // And the search works: a file holding the token is found.
+    std::fs::write(state.path().join("planted"), &join).unwrap();
+    browser.input(search.as_bytes()).await;
+    let again = browser.expect_from(done, "search-done", Duration::from_secs(120)).await;
+    let output = String::from_utf8_lossy(&browser.output[done..again]);
+    assert!(output.contains(&format!("FOUND:{}", state.path().join("planted").display())), "{output}");
 }

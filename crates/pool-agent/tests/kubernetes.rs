@@ -94,20 +94,39 @@ fn the_job_is_isolated_bounded_and_cleaned_up() {
     // Writable places are the scratch volumes only, each bounded.
     let mounts: Vec<&str> =
         c["volumeMounts"].as_array().unwrap().iter().map(|m| m["mountPath"].as_str().unwrap()).collect();
-    assert_eq!(mounts, ["/work", "/tmp"]);
-    for v in pod["volumes"].as_array().unwrap() {
+    assert_eq!(mounts, ["/work", "/tmp", "/run/edgeshell"]);
+    let volumes = pod["volumes"].as_array().unwrap();
+    for v in volumes.iter().filter(|v| v["secret"].is_null()) {
         assert!(v["emptyDir"]["sizeLimit"].is_string(), "{v}");
     }
-    // The join token only by reference.
+    // The join token in no environment (tini, PID 1, would show it in /proc/1/environ to the
+    // session): the init container alone mounts the Secret and copies the token to a memory volume,
+    // where the runner reads and deletes it before the program starts.
     let env = c["env"].as_array().unwrap();
-    let token = env.iter().find(|e| e["name"] == "EDGESHELL_JOIN_TOKEN").unwrap();
-    assert!(token["value"].is_null());
-    assert_eq!(token["valueFrom"]["secretKeyRef"], json!({ "name": name, "key": "join-token", "optional": false }));
+    assert!(env.iter().all(|e| e["valueFrom"].is_null()), "nothing comes from a Secret into the environment");
     assert!(!job.to_string().contains("secret-join-token"), "the token leaked into the Job");
+    let token_volume = volumes.iter().find(|v| v["name"] == "token").unwrap();
+    assert_eq!(token_volume["emptyDir"]["medium"], "Memory");
+    let secret = volumes.iter().find(|v| !v["secret"].is_null()).unwrap();
+    assert_eq!(secret["secret"]["secretName"], name);
+    assert_eq!(secret["secret"]["defaultMode"], 0o400);
+    let secret_name = secret["name"].as_str().unwrap();
+    let mounts_of = |c: &Value| -> Vec<String> {
+        c["volumeMounts"].as_array().unwrap().iter().map(|m| m["name"].as_str().unwrap().to_owned()).collect()
+    };
+    assert!(!mounts_of(c).iter().any(|m| m == secret_name), "the runner container mounts the Secret");
+    let inits = pod["initContainers"].as_array().unwrap();
+    assert_eq!(inits.len(), 1);
+    let init = &inits[0];
+    assert!(mounts_of(init).iter().any(|m| m == secret_name) && mounts_of(init).iter().any(|m| m == "token"));
+    assert_eq!(init["command"], json!(["/bin/cp", "/secret/join-token", "/run/edgeshell/join-token"]));
+    assert_eq!(init["securityContext"], c["securityContext"], "the init container is as confined as the runner");
+    assert_eq!(init["resources"]["requests"], init["resources"]["limits"]);
     let var = |n: &str| env.iter().find(|e| e["name"] == n).map(|e| e["value"].clone()).unwrap_or(Value::Null);
     assert_eq!(var("EDGESHELL_JOIN_URL"), "wss://edge.example.com/sessions/s_AbC-dEf_123456789012-_/join");
     assert_eq!(var("EDGESHELL_DEADLINE"), (NOW + 900).to_string());
     assert_eq!(var("EDGESHELL_WORKDIR"), "/work");
+    assert_eq!(var("EDGESHELL_JOIN_TOKEN_FILE"), "/run/edgeshell/join-token");
 }
 
 #[test]

@@ -56,25 +56,14 @@ pub async fn run(settings: Settings, program: Program) -> anyhow::Result<Outcome
     run_until(settings, program, std::future::pending()).await
 }
 
-/// [`run`], ending early with [`Outcome::Stopped`] when `stop` completes.
+/// [`run`], ending early with [`Outcome::Stopped`] when `stop` completes. The program starts only once
+/// the room has welcomed the join: a refused join runs nothing, and nothing of the session runs while
+/// the join token is still of use.
 pub async fn run_until(
     settings: Settings,
     program: Program,
     stop: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<Outcome> {
-    let (pty, child) = Pty::spawn(&program)?;
-    let group = pty.pid().as_raw_nonzero().get();
-    tracing::info!(pid = group, command = %program.command, "program started");
-    if let Some(path) = &settings.status_file {
-        let start_time = process_tree::stat(group).map_or(0, |s| s.start_time);
-        let status = serde_json::json!({ "program_pid": group, "start_time": start_time });
-        std::fs::write(path, status.to_string())?;
-    }
-    let (exit_tx, exit_rx) = tokio::sync::oneshot::channel();
-    tokio::spawn(async move {
-        let mut child = child;
-        let _ = exit_tx.send(child.wait().await.map(exit_status).unwrap_or(ExitStatus::Code(-1)));
-    });
     let config =
         LinkConfig { idle_timeout: settings.idle_timeout, max_offline: settings.max_offline, ..LinkConfig::DEFAULT };
     let link = RunnerLink::new(
@@ -84,22 +73,41 @@ pub async fn run_until(
         rand::random(),
         clock::now(),
     );
-    let host = Host { pty, group, link, settings, input: VecDeque::new(), sink: None, stream: None };
+    let mut settings = settings;
+    settings.join_token = String::new();
+    let mut host = Host {
+        program,
+        pty: None,
+        group: None,
+        exit_rx: None,
+        link,
+        settings,
+        input: VecDeque::new(),
+        sink: None,
+        stream: None,
+    };
     // The stop is raced against the whole loop, so it also ends a dial or a send that is waiting on the
     // network.
     let outcome = tokio::select! {
-        outcome = host.run(exit_rx) => outcome,
-        _ = stop => Outcome::Stopped,
+        outcome = host.run() => outcome,
+        _ = stop => Ok(Outcome::Stopped),
     };
-    let killed = process_tree::kill_all(&[group]).await;
-    tracing::info!(?outcome, killed, "session over");
-    Ok(outcome)
+    if let Some(group) = host.group {
+        let killed = process_tree::kill_all(&[group]).await;
+        tracing::info!(?outcome, killed, "session over");
+    }
+    outcome
 }
 
 /// The link's I/O.
 struct Host {
-    pty: Pty,
-    group: i32,
+    program: Program,
+    /// The program's terminal, once it started.
+    pty: Option<Pty>,
+    /// The program's process group, once it started.
+    group: Option<i32>,
+    /// The program's exit, while it runs.
+    exit_rx: Option<tokio::sync::oneshot::Receiver<ExitStatus>>,
     link: RunnerLink,
     settings: Settings,
     /// Typed input waiting for the PTY.
@@ -109,14 +117,13 @@ struct Host {
 }
 
 impl Host {
-    async fn run(mut self, exit_rx: tokio::sync::oneshot::Receiver<ExitStatus>) -> Outcome {
-        let mut exit_rx = Some(exit_rx);
+    async fn run(&mut self) -> anyhow::Result<Outcome> {
         let mut buf = vec![0u8; MAX_DATA_BYTES / 2];
         let mut effects: VecDeque<Effect> = VecDeque::new();
         loop {
             while let Some(effect) = effects.pop_front() {
-                if let Some(outcome) = self.carry_out(effect, &mut effects).await {
-                    return outcome;
+                if let Some(outcome) = self.carry_out(effect, &mut effects).await? {
+                    return Ok(outcome);
                 }
             }
             if let Some(sink) = &mut self.sink {
@@ -129,11 +136,11 @@ impl Host {
             let timer = self.link.poll_timeout().map(clock::until);
             let reading_room = self.stream.is_some() && self.input.len() < MAX_QUEUED_INPUT;
             let event = tokio::select! {
-                read = self.pty.read(&mut buf[..budget]), if budget > 0 => match read {
+                read = read_pty(self.pty.as_ref(), &mut buf[..budget]), if budget > 0 && self.pty.is_some() => match read {
                     Ok(ReadResult::Data(n)) => Event::Output(buf[..n].to_vec()),
                     Ok(ReadResult::Closed) | Err(_) => Event::PtyClosed,
                 },
-                written = self.pty.write(self.input.make_contiguous()), if !self.input.is_empty() => {
+                written = write_pty(self.pty.as_ref(), self.input.make_contiguous()), if !self.input.is_empty() && self.pty.is_some() => {
                     let n = match written {
                         Ok(n) => n,
                         // The program closed its terminal; its input has nowhere to go.
@@ -159,8 +166,8 @@ impl Host {
                         Event::Closed { code: None, reason: "connection closed".into() }
                     }
                 },
-                status = async { exit_rx.as_mut().expect("guarded").await }, if exit_rx.is_some() => {
-                    exit_rx = None;
+                status = async { self.exit_rx.as_mut().expect("guarded").await }, if self.exit_rx.is_some() => {
+                    self.exit_rx = None;
                     Event::ProgramExited(status.unwrap_or(ExitStatus::Code(-1)))
                 }
                 _ = tokio::time::sleep(timer.unwrap_or_default()), if timer.is_some() => {
@@ -172,9 +179,30 @@ impl Host {
         }
     }
 
+    /// Starts the program on its PTY and records its process for the pool agent.
+    fn start_program(&mut self) -> anyhow::Result<()> {
+        let (pty, child) = Pty::spawn(&self.program)?;
+        let group = pty.pid().as_raw_nonzero().get();
+        tracing::info!(pid = group, command = %self.program.command, "program started");
+        (self.pty, self.group) = (Some(pty), Some(group));
+        if let Some(path) = &self.settings.status_file {
+            let start_time = process_tree::stat(group).map_or(0, |s| s.start_time);
+            let status = serde_json::json!({ "program_pid": group, "start_time": start_time });
+            std::fs::write(path, status.to_string())?;
+        }
+        let (exit_tx, exit_rx) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            let mut child = child;
+            let _ = exit_tx.send(child.wait().await.map(exit_status).unwrap_or(ExitStatus::Code(-1)));
+        });
+        self.exit_rx = Some(exit_rx);
+        Ok(())
+    }
+
     /// Carries out one effect; `Some` when the session is over.
-    async fn carry_out(&mut self, effect: Effect, more: &mut VecDeque<Effect>) -> Option<Outcome> {
+    async fn carry_out(&mut self, effect: Effect, more: &mut VecDeque<Effect>) -> anyhow::Result<Option<Outcome>> {
         match effect {
+            Effect::StartProgram => self.start_program()?,
             Effect::Dial(credential) => {
                 let event = match dial(&self.settings.join_url, &credential, self.settings.connect_timeout).await {
                     Ok(socket) => {
@@ -210,22 +238,22 @@ impl Host {
             }
             Effect::WriteInput(data) => self.input.extend(data),
             Effect::Resize { cols, rows } => {
-                if let Err(e) = self.pty.resize(cols, rows) {
+                if let Some(Err(e)) = self.pty.as_ref().map(|pty| pty.resize(cols, rows)) {
                     tracing::warn!(error = %e, "resize failed");
                 }
             }
             Effect::Signal(signal) => {
-                if let Err(e) = self.pty.signal(os_signal(signal)) {
+                if let Some(Err(e)) = self.pty.as_ref().map(|pty| pty.signal(os_signal(signal))) {
                     tracing::warn!(error = %e, ?signal, "signal failed");
                 }
             }
             Effect::KillLeftovers => {
-                let killed = process_tree::kill_all(&[self.group]).await;
+                let killed = process_tree::kill_all(self.group.as_slice()).await;
                 tracing::info!(killed, "stopped processes left behind by the program");
             }
-            Effect::Finish(outcome) => return Some(outcome),
+            Effect::Finish(outcome) => return Ok(Some(outcome)),
         }
-        None
+        Ok(None)
     }
 
     /// A write or flush failed: the connection is gone.
@@ -238,6 +266,20 @@ impl Host {
     fn drop_connection(&mut self) {
         self.sink = None;
         self.stream = None;
+    }
+}
+
+async fn read_pty(pty: Option<&Pty>, buf: &mut [u8]) -> std::io::Result<ReadResult> {
+    match pty {
+        Some(pty) => pty.read(buf).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn write_pty(pty: Option<&Pty>, data: &[u8]) -> std::io::Result<usize> {
+    match pty {
+        Some(pty) => pty.write(data).await,
+        None => std::future::pending().await,
     }
 }
 

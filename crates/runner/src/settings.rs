@@ -1,6 +1,9 @@
 //! The runner's configuration, read from its environment (set by the pool agent, or by a Kubernetes
 //! Job whose join token comes from a Secret), and the environment the session's program gets: a fixed,
-//! small set plus the variables named in `EDGESHELL_PASS_ENV`. The join token is never passed on.
+//! small set plus the variables named in `EDGESHELL_PASS_ENV`. The join token arrives in a file the
+//! runner deletes or a descriptor it closes, never in the environment (any process of the same user
+//! can read a dumpable process's `/proc/<pid>/environ`: tini's, as PID 1 of a runner pod, is), and is
+//! never passed on.
 
 use crate::pty::Program;
 use crate::relay::Settings;
@@ -35,7 +38,7 @@ pub fn from_env(var: impl Fn(&str) -> Option<String>, args: &[String]) -> Result
     if !(join_url.starts_with("wss://") || join_url.starts_with("ws://")) {
         return Err(settings.invalid("EDGESHELL_JOIN_URL", "must be a ws:// or wss:// URL"));
     }
-    let join_token = settings.required("EDGESHELL_JOIN_TOKEN")?;
+    let join_token = take_join_token(&settings, &var)?;
     let deadline = settings.parse::<u64>("EDGESHELL_DEADLINE")?.map(|secs| UNIX_EPOCH + Duration::from_secs(secs));
     if deadline.is_some_and(|d| d <= SystemTime::now()) {
         return Err(settings.invalid("EDGESHELL_DEADLINE", "already passed"));
@@ -88,6 +91,64 @@ pub fn from_env(var: impl Fn(&str) -> Option<String>, args: &[String]) -> Result
     })
 }
 
+/// The join token, taken so that nothing started later can find it: read from
+/// `EDGESHELL_JOIN_TOKEN_FILE`, which is then deleted (a file that cannot be deleted is refused), or
+/// from the descriptor `EDGESHELL_JOIN_TOKEN_FD`, which is then closed. A token in the environment is
+/// refused.
+fn take_join_token(settings: &Reader<'_>, var: &impl Fn(&str) -> Option<String>) -> Result<String, ConfigError> {
+    if var("EDGESHELL_JOIN_TOKEN").is_some() {
+        return Err(ConfigError::Invalid {
+            name: "EDGESHELL_JOIN_TOKEN",
+            why: "the join token is never taken from the environment, which other processes can read; \
+                  use EDGESHELL_JOIN_TOKEN_FILE or EDGESHELL_JOIN_TOKEN_FD"
+                .into(),
+        });
+    }
+    let token = match (settings.text("EDGESHELL_JOIN_TOKEN_FILE")?, settings.parse::<i32>("EDGESHELL_JOIN_TOKEN_FD")?) {
+        (Some(path), None) => {
+            let why = |what: &str, e: std::io::Error| {
+                settings.invalid("EDGESHELL_JOIN_TOKEN_FILE", format!("{what} {path}: {e}"))
+            };
+            let token = std::fs::read_to_string(&path).map_err(|e| why("reading", e))?;
+            std::fs::remove_file(&path).map_err(|e| why("deleting (the session could read it)", e))?;
+            token
+        }
+        (None, Some(fd)) => read_descriptor(fd).map_err(|why| settings.invalid("EDGESHELL_JOIN_TOKEN_FD", why))?,
+        (None, None) => return Err(ConfigError::Missing("EDGESHELL_JOIN_TOKEN_FILE")),
+        (Some(_), Some(_)) => {
+            return Err(settings.invalid("EDGESHELL_JOIN_TOKEN_FD", "set only one of it and EDGESHELL_JOIN_TOKEN_FILE"))
+        }
+    };
+    let token = token.trim().to_owned();
+    if token.is_empty() {
+        return Err(ConfigError::Missing("EDGESHELL_JOIN_TOKEN_FILE"));
+    }
+    Ok(token)
+}
+
+/// Reads an inherited descriptor to its end and closes it.
+fn read_descriptor(fd: i32) -> Result<String, String> {
+    use std::io::Read;
+    use std::os::fd::{BorrowedFd, FromRawFd, OwnedFd};
+    if fd < 3 {
+        return Err(format!("{fd} is a standard stream"));
+    }
+    #[allow(unsafe_code)]
+    // SAFETY: the descriptor is only borrowed to ask the kernel whether it is open (F_GETFD fails on a
+    // closed one without side effects).
+    let open = rustix::io::fcntl_getfd(unsafe { BorrowedFd::borrow_raw(fd) }).is_ok();
+    if !open {
+        return Err(format!("descriptor {fd} is not open"));
+    }
+    #[allow(unsafe_code)]
+    // SAFETY: the descriptor is open (checked above), was handed to this process for this purpose only,
+    // and nothing else in the runner uses or closes it: the file takes ownership and closes it.
+    let file = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+    let mut token = String::new();
+    file.take(64 * 1024).read_to_string(&mut token).map_err(|e| format!("reading descriptor {fd}: {e}"))?;
+    Ok(token)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -99,45 +160,127 @@ mod tests {
         from_env(|k| vars.get(k).cloned(), &args)
     }
 
-    const BASE: [(&str, &str); 2] =
-        [("EDGESHELL_JOIN_URL", "wss://edge.test/sessions/s_1/join"), ("EDGESHELL_JOIN_TOKEN", "t")];
+    const URL: (&str, &str) = ("EDGESHELL_JOIN_URL", "wss://edge.test/sessions/s_1/join");
+
+    /// A fresh file holding the token `t` (the runner deletes it), and its setting.
+    fn token_file(dir: &tempfile::TempDir) -> (&'static str, String) {
+        let path = dir.path().join(format!("token-{}", rand::random::<u64>()));
+        std::fs::write(&path, "t\n").unwrap();
+        ("EDGESHELL_JOIN_TOKEN_FILE", path.to_string_lossy().into_owned())
+    }
+
+    fn base(dir: &tempfile::TempDir) -> Vec<(&'static str, String)> {
+        vec![(URL.0, URL.1.to_owned()), token_file(dir)]
+    }
+
+    fn borrowed<'a>(vars: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
+        vars.iter().map(|(k, v)| (*k, v.as_str())).collect()
+    }
 
     #[test]
     fn the_program_gets_a_clean_environment_and_never_the_token() {
-        let mut vars = BASE.to_vec();
+        let dir = tempfile::tempdir().unwrap();
+        let mut vars = base(&dir);
         vars.extend([
-            ("EDGESHELL_PASS_ENV", "ANTHROPIC_API_KEY, MISSING"),
-            ("ANTHROPIC_API_KEY", "k"),
-            ("SECRET", "x"),
+            ("EDGESHELL_PASS_ENV", "ANTHROPIC_API_KEY, MISSING".to_owned()),
+            ("ANTHROPIC_API_KEY", "k".to_owned()),
+            ("SECRET", "x".to_owned()),
         ]);
-        let c = config(&vars, &[]).unwrap();
+        let c = config(&borrowed(&vars), &[]).unwrap();
+        assert_eq!(c.settings.join_token, "t");
         let names: Vec<&str> = c.program.env.iter().map(|(k, _)| k.as_str()).collect();
         assert!(names.contains(&"ANTHROPIC_API_KEY") && !names.contains(&"SECRET") && !names.contains(&"MISSING"));
         assert!(c.program.env.iter().all(|(_, v)| v != "t"), "token leaked");
         assert_eq!(c.program.command, "/bin/sh");
-        vars.push(("EDGESHELL_PASS_ENV", "EDGESHELL_JOIN_TOKEN"));
-        let bad = config(&[BASE[0], BASE[1], ("EDGESHELL_PASS_ENV", "EDGESHELL_JOIN_TOKEN")], &[]);
+        let mut bad = base(&dir);
+        bad.push(("EDGESHELL_PASS_ENV", "EDGESHELL_JOIN_TOKEN_FILE".to_owned()));
+        let bad = config(&borrowed(&bad), &[]);
         assert!(matches!(bad, Err(ConfigError::Invalid { name: "EDGESHELL_PASS_ENV", .. })));
     }
 
     #[test]
+    fn the_token_file_is_deleted_and_the_environment_never_carries_the_token() {
+        let dir = tempfile::tempdir().unwrap();
+        let (name, path) = token_file(&dir);
+        config(&[URL, (name, &path)], &[]).unwrap();
+        assert!(!std::path::Path::new(&path).exists(), "the token file outlived the runner's start");
+        // Read twice: the second runner finds nothing.
+        assert!(matches!(
+            config(&[URL, (name, &path)], &[]),
+            Err(ConfigError::Invalid { name: "EDGESHELL_JOIN_TOKEN_FILE", .. })
+        ));
+        // In the environment, even beside a file: refused, and the file is left alone.
+        let (name, path) = token_file(&dir);
+        let err = config(&[URL, (name, &path), ("EDGESHELL_JOIN_TOKEN", "t")], &[]).unwrap_err();
+        assert!(matches!(err, ConfigError::Invalid { name: "EDGESHELL_JOIN_TOKEN", .. }), "{err}");
+        // A file that cannot be deleted (its directory is read-only) is refused: the session could read it.
+        if !rustix::process::geteuid().is_root() {
+            let locked = tempfile::tempdir().unwrap();
+            let file = locked.path().join("token");
+            std::fs::write(&file, "t").unwrap();
+            std::fs::set_permissions(locked.path(), std::os::unix::fs::PermissionsExt::from_mode(0o500)).unwrap();
+            let err = config(&[URL, (name, file.to_str().unwrap())], &[]).unwrap_err();
+            std::fs::set_permissions(locked.path(), std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+            assert!(err.to_string().contains("deleting"), "{err}");
+        }
+        // Neither, both, empty, or a descriptor that is a standard stream or not open.
+        assert_eq!(config(&[URL], &[]).unwrap_err(), ConfigError::Missing("EDGESHELL_JOIN_TOKEN_FILE"));
+        let (name, path) = token_file(&dir);
+        let both = config(&[URL, (name, &path), ("EDGESHELL_JOIN_TOKEN_FD", "3")], &[]);
+        assert!(matches!(both, Err(ConfigError::Invalid { name: "EDGESHELL_JOIN_TOKEN_FD", .. })));
+        std::fs::write(&path, "\n").unwrap();
+        assert_eq!(config(&[URL, (name, &path)], &[]).unwrap_err(), ConfigError::Missing("EDGESHELL_JOIN_TOKEN_FILE"));
+        for fd in ["0", "2", "999", "x"] {
+            let err = config(&[URL, ("EDGESHELL_JOIN_TOKEN_FD", fd)], &[]).unwrap_err();
+            assert!(matches!(err, ConfigError::Invalid { name: "EDGESHELL_JOIN_TOKEN_FD", .. }), "{fd}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_token_is_read_from_a_descriptor_which_is_then_closed() {
+        use std::io::Write;
+        use std::os::fd::AsRawFd;
+        let (read, write) = rustix::pipe::pipe().unwrap();
+        std::fs::File::from(write).write_all(b"from-a-pipe\n").unwrap();
+        let fd = read.as_raw_fd().to_string();
+        std::mem::forget(read);
+        let c = config(&[URL, ("EDGESHELL_JOIN_TOKEN_FD", &fd)], &[]).unwrap();
+        assert_eq!(c.settings.join_token, "from-a-pipe");
+        let fd: i32 = fd.parse().unwrap();
+        #[allow(unsafe_code)]
+        // SAFETY: only asks whether the descriptor is still open.
+        let open = rustix::io::fcntl_getfd(unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }).is_ok();
+        assert!(!open, "the descriptor was left open");
+    }
+
+    #[test]
     fn commands_limits_and_errors() {
-        let c = config(&BASE, &["sample-cli", "--fast"]).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let c = config(&borrowed(&base(&dir)), &["sample-cli", "--fast"]).unwrap();
         assert_eq!((c.program.command.as_str(), c.program.args.as_slice()), ("sample-cli", &["--fast".to_owned()][..]));
-        let mut vars = BASE.to_vec();
-        vars.extend([("EDGESHELL_SESSION_COMMAND", "claude --verbose"), ("EDGESHELL_MEMORY_LIMIT_MB", "512")]);
-        let c = config(&vars, &[]).unwrap();
+        let mut vars = base(&dir);
+        vars.extend([
+            ("EDGESHELL_SESSION_COMMAND", "claude --verbose".to_owned()),
+            ("EDGESHELL_MEMORY_LIMIT_MB", "512".to_owned()),
+        ]);
+        let c = config(&borrowed(&vars), &[]).unwrap();
         assert_eq!(c.program.args, vec!["-c".to_owned(), "exec claude --verbose".to_owned()]);
         assert_eq!(c.program.memory_limit, Some(512 * 1024 * 1024));
-        assert_eq!(config(&[BASE[1]], &[]).unwrap_err(), ConfigError::Missing("EDGESHELL_JOIN_URL"));
+        let (name, path) = token_file(&dir);
+        assert_eq!(config(&[(name, &path)], &[]).unwrap_err(), ConfigError::Missing("EDGESHELL_JOIN_URL"));
+        let (name, path) = token_file(&dir);
         assert!(matches!(
-            config(&[("EDGESHELL_JOIN_URL", "http://x"), BASE[1]], &[]),
+            config(&[("EDGESHELL_JOIN_URL", "http://x"), (name, &path)], &[]),
             Err(ConfigError::Invalid { .. })
         ));
-        assert!(matches!(config(&[BASE[0]], &[]), Err(ConfigError::Missing(_))));
-        let past = [BASE[0], BASE[1], ("EDGESHELL_DEADLINE", "1")];
-        assert!(matches!(config(&past, &[]), Err(ConfigError::Invalid { name: "EDGESHELL_DEADLINE", .. })));
-        let nan = [BASE[0], BASE[1], ("EDGESHELL_PROCESS_LIMIT", "many")];
-        assert!(matches!(config(&nan, &[]), Err(ConfigError::Invalid { name: "EDGESHELL_PROCESS_LIMIT", .. })));
+        for (extra, setting) in [
+            (("EDGESHELL_DEADLINE", "1"), "EDGESHELL_DEADLINE"),
+            (("EDGESHELL_PROCESS_LIMIT", "many"), "EDGESHELL_PROCESS_LIMIT"),
+        ] {
+            let mut vars = borrowed(&base(&dir)).into_iter().map(|(k, v)| (k, v.to_owned())).collect::<Vec<_>>();
+            vars.push((extra.0, extra.1.to_owned()));
+            let err = config(&borrowed(&vars), &[]).unwrap_err();
+            assert!(matches!(err, ConfigError::Invalid { name, .. } if name == setting), "{err}");
+        }
     }
 }

@@ -59,7 +59,9 @@ async fn the_entrypoint_installs_the_bundle_and_serves_its_cli() {
     let sid = new_session();
     let work = tempfile::tempdir().unwrap();
     let mut c = command(&server, "/cli.tgz", &digest(&good), work.path());
-    c.env("EDGESHELL_JOIN_URL", host.join_url(&sid)).env("EDGESHELL_JOIN_TOKEN", join_token(&sid));
+    let token_file = work.path().join(".join-token");
+    std::fs::write(&token_file, join_token(&sid)).unwrap();
+    c.env("EDGESHELL_JOIN_URL", host.join_url(&sid)).env("EDGESHELL_JOIN_TOKEN_FILE", &token_file);
     let mut child = c.spawn().unwrap();
     let mut browser = Browser::attach(&host.attach_url(&sid), &Credential::Token(attach_token(&sid))).await.unwrap();
     browser
@@ -69,6 +71,7 @@ async fn the_entrypoint_installs_the_bundle_and_serves_its_cli() {
     let status = tokio::time::timeout(Duration::from_secs(10), child.wait()).await.unwrap().unwrap();
     assert!(status.success(), "{status}");
     assert!(work.path().join(".bundle/bin/hello-cli").exists());
+    assert!(!token_file.exists(), "the runner deletes its token file");
 }
 
 #[tokio::test]
@@ -78,7 +81,9 @@ async fn a_bundle_failing_its_checks_never_runs() {
     let work = tempfile::tempdir().unwrap();
     let mut c = command(&server, "/cli.tgz", &digest(b"another bundle"), work.path());
     // Nothing listens here: reaching the runner would show as a dial failure, not a digest refusal.
-    c.env("EDGESHELL_JOIN_URL", "ws://127.0.0.1:9/sessions/s_x/join").env("EDGESHELL_JOIN_TOKEN", "t");
+    let token_file = work.path().join(".join-token");
+    std::fs::write(&token_file, "t").unwrap();
+    c.env("EDGESHELL_JOIN_URL", "ws://127.0.0.1:9/sessions/s_x/join").env("EDGESHELL_JOIN_TOKEN_FILE", &token_file);
     let out = tokio::time::timeout(Duration::from_secs(20), c.output()).await.unwrap().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());

@@ -76,10 +76,13 @@ async fn output_survives_runner_connection_drops_exactly_once() {
 }
 
 #[tokio::test]
-async fn a_forged_or_reused_join_token_is_refused_and_the_program_stopped() {
+async fn a_forged_or_reused_join_token_is_refused_and_the_program_never_runs() {
     let host = room_host(RoomConfig::default()).await;
     let sid = new_session();
     let dir = tempfile::tempdir().unwrap();
+    // The program leaves a mark when it starts: a refused join must leave none.
+    let marker = dir.path().join("started");
+    let program = || shell(dir.path(), &["-c", "touch started; sleep 1000"]);
     // Signed by a key the room does not trust.
     let forger = edgeshell_keys::RsaSigner::generate(
         edgeshell_core::ids::Kid::new("test-key").unwrap(),
@@ -90,24 +93,35 @@ async fn a_forged_or_reused_join_token_is_refused_and_the_program_stopped() {
     let claims = edgeshell_core::issue::Issuer::new(ISSUER).join(&sid, &region(), rand::random(), now());
     let mut forged = settings(&host, &sid);
     forged.join_token = edgeshell_core::tokens::sign(&claims, &forger).unwrap();
-    let outcome = run(forged, shell(dir.path(), &["-c", "sleep 1000"])).await.unwrap();
+    let outcome = run(forged, program()).await.unwrap();
     assert!(matches!(&outcome, Outcome::Refused(why) if why.contains("401")), "{outcome:?}");
     assert_eq!(outcome.exit_code(), 4);
+    assert!(!marker.exists(), "the program ran before the join was accepted");
 
     // A token for another session.
     let mut other = settings(&host, &sid);
     other.join_token = join_token(&new_session());
-    let outcome = run(other, shell(dir.path(), &["-c", "sleep 1000"])).await.unwrap();
+    let outcome = run(other, program()).await.unwrap();
     assert!(matches!(&outcome, Outcome::Refused(why) if why.contains("403")), "{outcome:?}");
+    assert!(!marker.exists(), "the program ran before the join was accepted");
 
-    // The first use of a join token wins; a second runner with the same token is turned away.
+    // The first use of a join token wins and starts the program; a second runner with the same token
+    // is turned away and starts nothing.
     let first = settings(&host, &sid);
     let mut second = first.clone();
     second.max_offline = Duration::from_secs(2);
-    let first = tokio::spawn(run(first, shell(dir.path(), &["-c", "sleep 1000"])));
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let outcome = run(second, shell(dir.path(), &["-c", "sleep 1000"])).await.unwrap();
+    let first = tokio::spawn(run(first, program()));
+    for _ in 0..250 {
+        if marker.exists() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(marker.exists(), "the joined runner's program did not start");
+    std::fs::remove_file(&marker).unwrap();
+    let outcome = run(second, program()).await.unwrap();
     assert!(!matches!(outcome, Outcome::Exited(_)), "{outcome:?}");
+    assert!(!marker.exists(), "a refused runner started its program");
     first.abort();
 }
 

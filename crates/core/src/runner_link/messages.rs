@@ -42,6 +42,9 @@ pub enum Effect {
     /// Open a connection to the room offering this credential; report [`Event::Connected`] or
     /// [`Event::DialFailed`].
     Dial(Credential),
+    /// The room welcomed the join: start the session's program now (once, and never before: the
+    /// program cannot see a join that has not happened).
+    StartProgram,
     /// Send this encoded frame on the open connection.
     Send(Vec<u8>),
     /// Close the open connection (the program exited and the room has everything).

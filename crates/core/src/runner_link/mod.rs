@@ -290,6 +290,12 @@ impl RunnerLink {
                 // before is written first and not reported.
                 self.input_backlog += self.input_received - self.input_written;
                 (self.input_received, self.input_written, self.input_reported) = (0, 0, 0);
+                // The first welcome is the join: only now may the program start (a refused or
+                // forged join never runs anything), and the one-time token is of no further use.
+                if self.ticket.is_none() {
+                    drop(core::mem::take(&mut self.token));
+                    fx.push(Effect::StartProgram);
+                }
                 self.ticket = Some(w.resume_ticket);
                 self.next_send = w.offset;
                 self.limit = w.offset + u64::from(w.window);

@@ -23,7 +23,7 @@ impl Harness {
         let mut h = Harness::new(None);
         assert_eq!(h.timeout(), vec![Effect::Dial(Credential::Token("join".into()))]);
         assert_eq!(h.event(Event::Connected), vec![]);
-        assert_eq!(h.event(Event::Message(welcome(0, window))), vec![]);
+        assert_eq!(h.event(Event::Message(welcome(0, window))), vec![Effect::StartProgram]);
         h
     }
 
@@ -287,4 +287,27 @@ fn input_written_to_the_pty_is_reported_in_steps_and_when_caught_up() {
     h.event(input(1_000));
     assert_eq!(h.event(Event::InputWritten(5_000)), vec![], "the old connection's bytes");
     assert_eq!(h.event(Event::InputWritten(1_000)), vec![ack(1_000)]);
+}
+
+#[test]
+fn the_program_starts_once_and_only_after_the_join_is_welcomed() {
+    // Refused at the door: nothing ever starts.
+    let mut h = Harness::new(None);
+    h.timeout();
+    let fx = h.event(Event::DialFailed { permanent: true, reason: "used join token".into() });
+    assert_eq!(fx, vec![Effect::Finish(Outcome::Refused("used join token".into()))]);
+    // Connected but closed before the welcome (a forged token's close): still nothing.
+    let mut h = Harness::new(None);
+    h.timeout();
+    assert_eq!(h.event(Event::Connected), vec![]);
+    let code = CloseCode::Unauthorized;
+    let fx = h.event(Event::Closed { code: Some(code.code()), reason: "bad".into() });
+    assert!(!fx.contains(&Effect::StartProgram), "{fx:?}");
+    // Welcomed: it starts, the one-time token is dropped, and a resume does not start it again.
+    let mut h = Harness::joined(100);
+    assert!(h.link.token.is_empty(), "the join token is dropped once used");
+    h.event(Event::Closed { code: None, reason: "reset".into() });
+    assert_eq!(h.step(Duration::from_secs(1)), vec![Effect::Dial(Credential::Resume("r.0".into()))]);
+    h.event(Event::Connected);
+    assert!(!h.event(Event::Message(welcome(0, 100))).contains(&Effect::StartProgram));
 }

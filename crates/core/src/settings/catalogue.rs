@@ -215,7 +215,16 @@ pub const POOL_AGENT: &[Setting] = &[
 /// The runner's environment (set by its pool agent; the image's entrypoint adds the bundle's).
 pub const RUNNER: &[Setting] = &[
     setting("EDGESHELL_JOIN_URL", Required, "`wss://<edge>/sessions/<id>/join`."),
-    secret("EDGESHELL_JOIN_TOKEN", Required, "The one-time join token; never passed on to the program."),
+    setting(
+        "EDGESHELL_JOIN_TOKEN_FILE",
+        Unset,
+        "A file holding the one-time join token; the runner reads and deletes it before anything of the session runs (the runner refuses the token in its environment, which `/proc/<pid>/environ` shows). This or `EDGESHELL_JOIN_TOKEN_FD` is required.",
+    ),
+    setting(
+        "EDGESHELL_JOIN_TOKEN_FD",
+        Unset,
+        "An inherited descriptor (3 or above) to read the join token from, to its end; closed after reading. How the local pool backend delivers it.",
+    ),
     setting("EDGESHELL_SESSION_ID", Unset, "The session, for logs and the program's environment."),
     setting("EDGESHELL_DEADLINE", Unset, "The session's deadline, seconds since the epoch."),
     setting("EDGESHELL_WORKDIR", Text("."), "The program's working directory and `HOME`."),

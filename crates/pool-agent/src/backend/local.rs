@@ -77,7 +77,9 @@ impl LocalBackend {
         self.options.state_dir.join(format!("{session}.program"))
     }
 
-    fn command(&self, spec: &RunnerSpec, workdir: &Path) -> tokio::process::Command {
+    /// The runner's command; its join token is read from `token` (a pipe's read end), which the child
+    /// gets as descriptor 3: never in an environment or a file that another process could read.
+    fn command(&self, spec: &RunnerSpec, workdir: &Path, token: std::os::fd::RawFd) -> tokio::process::Command {
         let o = &self.options;
         let mut cmd = tokio::process::Command::new(o.runner_command.first().map_or("edgeshell-runner", String::as_str));
         cmd.args(o.runner_command.iter().skip(1));
@@ -87,7 +89,7 @@ impl LocalBackend {
             .env("PATH", var("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into()))
             .env("HOME", workdir)
             .env("EDGESHELL_JOIN_URL", &spec.join_url)
-            .env("EDGESHELL_JOIN_TOKEN", &spec.join_token)
+            .env("EDGESHELL_JOIN_TOKEN_FD", TOKEN_FD.to_string())
             .env("EDGESHELL_SESSION_ID", spec.session_id.as_str())
             .env("EDGESHELL_DEADLINE", spec.deadline.to_string())
             .env("EDGESHELL_WORKDIR", workdir)
@@ -115,12 +117,17 @@ impl LocalBackend {
             cmd.env("EDGESHELL_SESSION_COMMAND", command);
         }
         #[allow(unsafe_code)]
-        // SAFETY: runs in the forked child before exec and only makes the prctl system call, which is
-        // async-signal-safe.
+        // SAFETY: runs in the forked child before exec and only makes the prctl, dup2 and fcntl system
+        // calls, which are async-signal-safe.
         unsafe {
-            cmd.pre_exec(|| {
+            cmd.pre_exec(move || {
                 // A runner never outlives its agent; what its program left is reaped on restart.
                 rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))?;
+                // The token's pipe as descriptor 3, open across exec (dup2 onto itself would keep the
+                // close-on-exec flag, so it is cleared explicitly).
+                if libc::dup2(token, TOKEN_FD) < 0 || libc::fcntl(TOKEN_FD, libc::F_SETFD, 0) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
                 Ok(())
             });
         }
@@ -139,6 +146,19 @@ impl LocalBackend {
         let _ = std::fs::remove_file(self.record_path(session));
         killed
     }
+}
+
+/// The descriptor a runner reads its join token from.
+const TOKEN_FD: i32 = 3;
+
+/// A pipe holding `token`, closed for writing: its read end (close-on-exec, so only the runner it is
+/// handed to as [`TOKEN_FD`] inherits it).
+fn token_pipe(token: &str) -> std::io::Result<std::os::fd::OwnedFd> {
+    use std::io::Write;
+    let (read, write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
+    // A token is far below a pipe's buffer: the write never blocks.
+    std::fs::File::from(write).write_all(token.as_bytes())?;
+    Ok(read)
 }
 
 fn read_program(path: &Path) -> Option<i32> {
@@ -177,7 +197,10 @@ impl RunnerBackend for LocalBackend {
         let workdir = self.options.work_root.join(sid.as_str());
         remove_within(&self.options.work_root, &workdir);
         std::fs::create_dir(&workdir).map_err(|e| start_error("working directory", e))?;
-        let mut child = match self.command(&spec, &workdir).spawn() {
+        let token = token_pipe(&spec.join_token).map_err(|e| start_error("the join token's pipe", e))?;
+        let spawned = self.command(&spec, &workdir, std::os::fd::AsRawFd::as_raw_fd(&token)).spawn();
+        drop(token);
+        let mut child = match spawned {
             Ok(child) => child,
             Err(e) => {
                 let _ = std::fs::remove_dir(&workdir);

@@ -73,8 +73,15 @@ impl Fixture {
         self.sign(&self.issuer().attach(&user, sid, &region(), rand::random(), now()))
     }
 
+    pub fn join_token(&self, sid: &SessionId) -> String {
+        self.sign(&self.issuer().join(sid, &region(), rand::random(), now()))
+    }
+
     pub fn start_body(&self, sid: &SessionId, deadline_in: u64) -> Vec<u8> {
-        let join = self.sign(&self.issuer().join(sid, &region(), rand::random(), now()));
+        self.start_body_with(sid, self.join_token(sid), deadline_in)
+    }
+
+    pub fn start_body_with(&self, sid: &SessionId, join: String, deadline_in: u64) -> Vec<u8> {
         let command = PoolCommand::Start(StartRunner {
             session_id: sid.clone(),
             region: region(),

@@ -78,7 +78,10 @@ impl World {
         let mut link = RunnerLink::new(config, "join".into(), None, 1, now);
         assert_eq!(link.handle_timeout(now), vec![RunnerEffect::Dial(Credential::Token("join".into()))]);
         link.handle_event(RunnerEvent::Connected, now);
-        assert_eq!(link.handle_event(RunnerEvent::Message(Frame::Welcome(w).encode()), now), vec![]);
+        assert_eq!(
+            link.handle_event(RunnerEvent::Message(Frame::Welcome(w).encode()), now),
+            vec![RunnerEffect::StartProgram]
+        );
         let bw = welcome(&h.attach(2, "attach-1"));
         World {
             h,

@@ -1,5 +1,8 @@
 //! The Kubernetes objects of a runner, built as plain values so they can be checked without a cluster:
-//! a `Secret` holding the join token, a `Job` running the runner image (non-root, read-only root
+//! a `Secret` holding the join token, which only the Job's init container mounts (it copies the token
+//! into a memory volume the runner reads and empties before anything of the session runs: no
+//! environment, in particular not tini's `/proc/1/environ`, carries it), a `Job` running the runner
+//! image (non-root, read-only root
 //! filesystem, no capabilities, seccomp `RuntimeDefault`, a hard `activeDeadlineSeconds`, cleaned up by
 //! `ttlSecondsAfterFinished`), and the pool's `NetworkPolicy`: runners accept no connections and may
 //! only resolve names and open HTTPS connections to the edge and bundle hosts.
@@ -8,8 +11,8 @@ use crate::backend::{RunnerLimits, RunnerSpec};
 use edgeshell_core::ids::{RegionId, SessionId};
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, PodSecurityContext, PodSpec, PodTemplateSpec,
-    ResourceRequirements, SeccompProfile, Secret, SecretKeySelector, SecurityContext, Volume, VolumeMount,
+    Capabilities, Container, EmptyDirVolumeSource, EnvVar, KeyToPath, PodSecurityContext, PodSpec, PodTemplateSpec,
+    ResourceRequirements, SeccompProfile, Secret, SecretVolumeSource, SecurityContext, Volume, VolumeMount,
 };
 use k8s_openapi::api::networking::v1::{
     IPBlock, NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyPeer, NetworkPolicyPort, NetworkPolicySpec,
@@ -28,6 +31,8 @@ pub const POOL_LABEL: &str = "edgeshell.dev/pool";
 pub const SESSION_ANNOTATION: &str = "edgeshell.dev/session";
 /// The Secret key of the join token.
 pub const TOKEN_KEY: &str = "join-token";
+/// Where the runner finds the join token (and deletes it): a memory volume only the pod sees.
+pub const TOKEN_PATH: &str = "/run/edgeshell/join-token";
 /// The uid and gid runners run as (the image's `runner` user).
 pub const RUNNER_UID: i64 = 10001;
 /// A finished Job (and its pod) is deleted this long after it ends.
@@ -81,7 +86,7 @@ fn meta(options: &KubernetesOptions, spec: &RunnerSpec) -> ObjectMeta {
     }
 }
 
-/// The Secret carrying the join token to the runner's environment.
+/// The Secret carrying the join token to the runner (through the init container's copy).
 pub fn runner_secret(options: &KubernetesOptions, spec: &RunnerSpec) -> Secret {
     Secret {
         metadata: meta(options, spec),
@@ -111,18 +116,7 @@ pub fn runner_job(options: &KubernetesOptions, spec: &RunnerSpec, now: u64) -> J
         env("EDGESHELL_IDLE_TIMEOUT_SECS", limits.idle_timeout.as_secs().to_string()),
         env("EDGESHELL_PROCESS_LIMIT", limits.process_limit.to_string()),
         env("EDGESHELL_WORKDIR", "/work"),
-        EnvVar {
-            name: "EDGESHELL_JOIN_TOKEN".to_owned(),
-            value: None,
-            value_from: Some(EnvVarSource {
-                secret_key_ref: Some(SecretKeySelector {
-                    name: job_name(&spec.session_id),
-                    key: TOKEN_KEY.to_owned(),
-                    optional: Some(false),
-                }),
-                ..EnvVarSource::default()
-            }),
-        },
+        env("EDGESHELL_JOIN_TOKEN_FILE", TOKEN_PATH),
     ];
     if let Some(command) = &options.session_command {
         env_vars.push(env("EDGESHELL_SESSION_COMMAND", command));
@@ -143,32 +137,80 @@ pub fn runner_job(options: &KubernetesOptions, spec: &RunnerSpec, now: u64) -> J
         ..ResourceRequirements::default()
     };
     let runtime_default = || Some(SeccompProfile { type_: "RuntimeDefault".to_owned(), localhost_profile: None });
+    let security_context = || SecurityContext {
+        allow_privilege_escalation: Some(false),
+        privileged: Some(false),
+        read_only_root_filesystem: Some(true),
+        run_as_non_root: Some(true),
+        run_as_user: Some(RUNNER_UID),
+        run_as_group: Some(RUNNER_UID),
+        capabilities: Some(Capabilities { drop: Some(vec!["ALL".to_owned()]), add: None }),
+        seccomp_profile: runtime_default(),
+        ..SecurityContext::default()
+    };
+    let token_dir =
+        std::path::Path::new(TOKEN_PATH).parent().map_or("/run/edgeshell".into(), |p| p.display().to_string());
+    let token_mount = VolumeMount { name: "token".into(), mount_path: token_dir, ..VolumeMount::default() };
+    // The only container that mounts the Secret: it copies the token where the runner can delete it
+    // (a Secret volume is read-only), then exits before the runner starts.
+    let init = Container {
+        name: "join-token".to_owned(),
+        image: Some(options.image.clone()),
+        image_pull_policy: Some("IfNotPresent".to_owned()),
+        command: Some(vec!["/bin/cp".to_owned(), format!("/secret/{TOKEN_KEY}"), TOKEN_PATH.to_owned()]),
+        resources: Some(ResourceRequirements {
+            limits: Some(BTreeMap::from([
+                ("cpu".to_owned(), quantity("50m".into())),
+                ("memory".to_owned(), quantity("16Mi".into())),
+            ])),
+            requests: Some(BTreeMap::from([
+                ("cpu".to_owned(), quantity("50m".into())),
+                ("memory".to_owned(), quantity("16Mi".into())),
+            ])),
+            ..ResourceRequirements::default()
+        }),
+        security_context: Some(security_context()),
+        volume_mounts: Some(vec![
+            VolumeMount {
+                name: "join-token".into(),
+                mount_path: "/secret".into(),
+                read_only: Some(true),
+                ..VolumeMount::default()
+            },
+            token_mount.clone(),
+        ]),
+        ..Container::default()
+    };
     let container = Container {
         name: "runner".to_owned(),
         image: Some(options.image.clone()),
         image_pull_policy: Some("IfNotPresent".to_owned()),
         env: Some(env_vars),
         resources: Some(resources),
-        security_context: Some(SecurityContext {
-            allow_privilege_escalation: Some(false),
-            privileged: Some(false),
-            read_only_root_filesystem: Some(true),
-            run_as_non_root: Some(true),
-            run_as_user: Some(RUNNER_UID),
-            run_as_group: Some(RUNNER_UID),
-            capabilities: Some(Capabilities { drop: Some(vec!["ALL".to_owned()]), add: None }),
-            seccomp_profile: runtime_default(),
-            ..SecurityContext::default()
-        }),
+        security_context: Some(security_context()),
         volume_mounts: Some(vec![
             VolumeMount { name: "work".into(), mount_path: "/work".into(), ..VolumeMount::default() },
             VolumeMount { name: "tmp".into(), mount_path: "/tmp".into(), ..VolumeMount::default() },
+            token_mount,
         ]),
         ..Container::default()
     };
-    let scratch = |name: &str, size: &str| Volume {
+    let scratch = |name: &str, size: &str, medium: Option<&str>| Volume {
         name: name.to_owned(),
-        empty_dir: Some(EmptyDirVolumeSource { size_limit: Some(quantity(size.into())), medium: None }),
+        empty_dir: Some(EmptyDirVolumeSource {
+            size_limit: Some(quantity(size.into())),
+            medium: medium.map(str::to_owned),
+        }),
+        ..Volume::default()
+    };
+    let secret = Volume {
+        name: "join-token".to_owned(),
+        secret: Some(SecretVolumeSource {
+            secret_name: Some(job_name(&spec.session_id)),
+            items: Some(vec![KeyToPath { key: TOKEN_KEY.to_owned(), path: TOKEN_KEY.to_owned(), mode: Some(0o400) }]),
+            default_mode: Some(0o400),
+            optional: Some(false),
+        }),
         ..Volume::default()
     };
     let mut template_meta = meta(options, spec);
@@ -195,8 +237,14 @@ pub fn runner_job(options: &KubernetesOptions, spec: &RunnerSpec, now: u64) -> J
                         seccomp_profile: runtime_default(),
                         ..PodSecurityContext::default()
                     }),
+                    init_containers: Some(vec![init]),
                     containers: vec![container],
-                    volumes: Some(vec![scratch("work", "1Gi"), scratch("tmp", "256Mi")]),
+                    volumes: Some(vec![
+                        scratch("work", "1Gi", None),
+                        scratch("tmp", "256Mi", None),
+                        scratch("token", "1Mi", Some("Memory")),
+                        secret,
+                    ]),
                     ..PodSpec::default()
                 }),
             },
