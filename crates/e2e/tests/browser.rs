@@ -49,7 +49,10 @@ async fn the_web_client_in_chromium() {
     };
     let mut stack = Stack::start(options).await.expect("the stack starts");
     let root = edgeshell_stack::paths::repo_root();
-    let sample_cli = edgeshell_stack::paths::workspace_bin("edgeshell-sample-cli").expect("the sample CLI is built");
+    // The agent offers the built sample CLI to every session, on its PATH (a session's own user cannot
+    // reach the build's directory).
+    edgeshell_stack::paths::workspace_bin("edgeshell-sample-cli").expect("the sample CLI is built");
+    let sample_cli = "edgeshell-sample-cli";
     std::fs::create_dir_all(screenshot().parent().unwrap()).unwrap();
     let mut script = tokio::process::Command::new(edgeshell_stack::paths::node_bin_dir().join("node"))
         .arg(root.join("edge-gateway/web/tests/e2e.mjs"))

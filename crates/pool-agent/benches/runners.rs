@@ -66,6 +66,7 @@ fn program(args: &[&str]) -> Program {
         size: (80, 24),
         memory_limit: None,
         process_limit: None,
+        user: None,
     }
 }
 

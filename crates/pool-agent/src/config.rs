@@ -104,6 +104,8 @@ pub fn from_env(var: impl Fn(&str) -> Option<String>) -> Result<AgentConfig, Con
                 session_command,
                 pass_env: settings.list("EDGESHELL_PASS_ENV")?,
                 limits: limits.clone(),
+                first_uid: settings.number("EDGESHELL_RUNNER_FIRST_UID")?,
+                tools: settings.list("EDGESHELL_RUNNER_TOOLS")?.into_iter().map(PathBuf::from).collect(),
             })
         }
         _ => BackendConfig::Kubernetes(KubernetesOptions {

@@ -1,8 +1,10 @@
 //! The agent binary with its local backend, started as a real process: a signed start runs a real
 //! runner that joins its room and serves a terminal; stop kills the whole tree and removes the working
 //! directory; every unsigned, forged, replayed or misbound command is refused; capacity, duplicates and
-//! deadlines hold; an agent killed and restarted reaps what the old one left; and the session's
-//! program cannot find its join token anywhere.
+//! deadlines hold; an agent killed and restarted reaps what the old one left; the session's program
+//! cannot find its join token anywhere; and, the agent being root, each session runs as a user of its
+//! own: a fork bomb exhausts only its own session, and a process it detached dies with it, whether the
+//! session is stopped or the agent is interrupted (the dev stack's Ctrl-C).
 
 mod support;
 
@@ -275,10 +277,124 @@ async fn the_session_program_cannot_find_its_join_token() {
     let done = browser.expect_from(0, "search-done", Duration::from_secs(120)).await;
     let output = String::from_utf8_lossy(&browser.output[..done]);
     assert!(!output.contains("FOUND:"), "the session's program found its join token:\n{output}");
-    // And the search works: a file holding the token is found.
-    std::fs::write(state.path().join("planted"), &join).unwrap();
+    // And the search works: a file holding the token where any user can read it is found.
+    let planted = tempfile::Builder::new().prefix("edgeshell-planted-").tempfile().unwrap();
+    std::fs::write(planted.path(), &join).unwrap();
+    std::fs::set_permissions(planted.path(), std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
     browser.input(search.as_bytes()).await;
     let again = browser.expect_from(done, "search-done", Duration::from_secs(120)).await;
     let output = String::from_utf8_lossy(&browser.output[done..again]);
-    assert!(output.contains(&format!("FOUND:{}", state.path().join("planted").display())), "{output}");
+    assert!(output.contains(&format!("FOUND:{}", planted.path().display())), "{output}");
+}
+
+/// Attaches a browser to a started session; returns it and the uid its program runs as.
+async fn attach_and_ask_uid(fixture: &Fixture, sid: &edgeshell_core::ids::SessionId) -> (Browser, u32) {
+    let credential = Credential::Token(fixture.attach_token(sid));
+    let mut browser = Browser::attach(&fixture.room.attach_url(sid), &credential).await.unwrap();
+    browser.input(b"echo u''id=$(id -u).\n").await;
+    let at = browser.expect_from(0, "uid=", WAIT).await;
+    let end = browser.expect_from(at, ".", WAIT).await;
+    let uid = String::from_utf8_lossy(&browser.output[at..end - 1]).parse().unwrap();
+    (browser, uid)
+}
+
+fn as_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+#[tokio::test]
+async fn a_fork_bomb_in_one_session_leaves_another_able_to_start_processes() {
+    if !as_root() {
+        eprintln!("skipped: sessions get users of their own only when the agent is root");
+        return;
+    }
+    const LIMIT: usize = 24;
+    let fixture = Fixture::start().await;
+    let state = tempfile::tempdir().unwrap();
+    let agent = spawn_agent(&fixture, state.path(), &[("EDGESHELL_RUNNER_PROCESS_LIMIT", "24")]).await;
+    let (bomber, other) = (new_session(), new_session());
+    for sid in [&bomber, &other] {
+        assert_eq!(fixture.start_runner(&agent, sid, 600).await.0, 201);
+    }
+    let (mut bombing, bomber_uid) = attach_and_ask_uid(&fixture, &bomber).await;
+    let (mut calm, other_uid) = attach_and_ask_uid(&fixture, &other).await;
+    assert!(bomber_uid != 0 && other_uid != 0 && bomber_uid != other_uid, "{bomber_uid} {other_uid}");
+    // Ten times the limit of processes that stay: a bomb that would go on if nothing stopped it.
+    let from = bombing.output.len();
+    bombing.input(b"i=0; while [ $i -lt 240 ]; do sleep 600 & i=$((i+1)); done\n").await;
+    bombing.expect_from(from, "fork", WAIT).await;
+    let held = process_tree::user_processes(bomber_uid).len();
+    assert!((LIMIT - 2..=LIMIT).contains(&held), "the bombing session holds {held} processes, limit {LIMIT}");
+    // The other session still starts processes.
+    let from = calm.output.len();
+    calm.input(b"sh -c true && echo sta''rted-fine\n").await;
+    calm.expect_from(from, "started-fine", WAIT).await;
+    // Ending the bombing session ends all of it.
+    assert_eq!(fixture.stop_runner(&agent, &bomber).await.0, 200);
+    assert_eq!(process_tree::user_processes(bomber_uid), Vec::<i32>::new());
+    assert!(!process_tree::user_processes(other_uid).is_empty(), "the other session was touched");
+}
+
+#[tokio::test]
+async fn a_detached_process_dies_with_its_session_and_with_the_agent() {
+    if !as_root() {
+        eprintln!("skipped: detached processes are found by the session's own user, given when the agent is root");
+        return;
+    }
+    let fixture = Fixture::start().await;
+    let state = tempfile::tempdir().unwrap();
+    let mut agent = spawn_agent(&fixture, state.path(), &[]).await;
+    let detach = |browser: &mut Browser| {
+        let from = browser.output.len();
+        let line = b"setsid sh -c 'echo deta''ched=$$.; exec sleep 1000' </dev/null 2>&1 &\n".to_vec();
+        (from, line)
+    };
+    let mut detached = Vec::new();
+    let sessions = [new_session(), new_session()];
+    for sid in &sessions {
+        assert_eq!(fixture.start_runner(&agent, sid, 600).await.0, 201);
+        let (mut browser, _) = attach_and_ask_uid(&fixture, sid).await;
+        let (from, line) = detach(&mut browser);
+        browser.input(&line).await;
+        let at = browser.expect_from(from, "detached=", WAIT).await;
+        let end = browser.expect_from(at, ".", WAIT).await;
+        let pid: i32 = String::from_utf8_lossy(&browser.output[at..end - 1]).parse().unwrap();
+        let stat = process_tree::stat(pid).unwrap();
+        assert_eq!(stat.session, pid, "the process left its session");
+        detached.push((browser, pid));
+    }
+    // Stopping the first session ("End session") ends its detached process.
+    assert_eq!(fixture.stop_runner(&agent, &sessions[0]).await.0, 200);
+    wait_gone(detached[0].1).await;
+    assert!(alive(detached[1].1));
+    // Interrupting the agent (Ctrl-C on the dev stack) ends the other's.
+    signal(&agent, rustix::process::Signal::INT);
+    let status = tokio::time::timeout(WAIT, agent.child.wait()).await.unwrap().unwrap();
+    assert!(status.success(), "{status}");
+    wait_gone(detached[1].1).await;
+}
+
+#[tokio::test]
+async fn two_agents_on_one_host_never_share_a_session_user() {
+    if !as_root() {
+        eprintln!("skipped: sessions get users of their own only when the agent is root");
+        return;
+    }
+    // The dev stack runs an agent per region on one machine: their sessions' users must differ, or
+    // ending one session would kill the other's.
+    let fixture = Fixture::start().await;
+    let (first_state, second_state) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let first = spawn_agent(&fixture, first_state.path(), &[]).await;
+    let second = spawn_agent(&fixture, second_state.path(), &[]).await;
+    let (a, b) = (new_session(), new_session());
+    let (started_a, started_b) =
+        tokio::join!(fixture.start_runner(&first, &a, 600), fixture.start_runner(&second, &b, 600));
+    assert_eq!((started_a.0, started_b.0), (201, 201));
+    let (_browser_a, uid_a) = attach_and_ask_uid(&fixture, &a).await;
+    let (mut browser_b, uid_b) = attach_and_ask_uid(&fixture, &b).await;
+    assert_ne!(uid_a, uid_b, "two agents gave one user to two sessions");
+    assert_eq!(fixture.stop_runner(&first, &a).await.0, 200);
+    let from = browser_b.output.len();
+    browser_b.input(b"echo sti''ll-here\n").await;
+    browser_b.expect_from(from, "still-here", WAIT).await;
 }

@@ -1,8 +1,9 @@
 //! Finding and killing every process of a runner on Linux: all processes whose session or process
 //! group is one of the given ids, found in `/proc`. A program's own children stay in its session even
 //! when a shell puts them into job process groups, so this catches what `kill(-pgid)` alone misses.
-//! A process that calls `setsid` itself escapes; the local backend is a development tool, and
-//! production runners are Kubernetes Jobs, whose pod is the boundary.
+//! A process that calls `setsid` itself escapes that; when a session has a user of its own (the local
+//! backend started as root), [`kill_user`] kills every process of that user at once, however it
+//! detached. On Kubernetes the pod is the boundary.
 
 use rustix::process::{Pid, Signal};
 use std::time::Duration;
@@ -83,6 +84,60 @@ pub async fn kill_all(ids: &[i32]) -> usize {
     signalled
 }
 
+/// The live (not zombie) processes whose real user id is `uid`.
+pub fn user_processes(uid: u32) -> Vec<i32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| real_uid(*pid) == Some(uid) && !is_zombie(*pid))
+        .collect()
+}
+
+fn real_uid(pid: i32) -> Option<u32> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("Uid:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Kills every process of the user `uid` with `SIGKILL`, however it detached, until none is left;
+/// returns how many were found at first. `kill(-1)` made as that user signals all of its processes in
+/// one pass that a fork cannot race (the kernel holds the task list while it signals). Refuses root and
+/// the caller's own user: only a session's own user may be wiped out.
+pub async fn kill_user(uid: u32) -> std::io::Result<usize> {
+    let me = rustix::process::getuid().as_raw();
+    if uid == 0 || uid == me {
+        return Err(std::io::Error::other(format!("refusing to kill every process of user {uid}")));
+    }
+    let found = user_processes(uid).len();
+    for _ in 0..50 {
+        if user_processes(uid).is_empty() {
+            return Ok(found);
+        }
+        // A child that becomes the user and signals everything the user owns, then exits without
+        // running anything (it is never counted against the user's process limit by an exec).
+        let mut helper = tokio::process::Command::new("/proc/self/exe");
+        helper
+            .uid(uid)
+            .gid(uid)
+            .env_clear()
+            .current_dir("/")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        #[allow(unsafe_code)]
+        // SAFETY: runs in the forked child after the standard library switched its user, and makes only
+        // the kill and _exit system calls, which are async-signal-safe.
+        unsafe {
+            helper.pre_exec(|| {
+                libc::kill(-1, libc::SIGKILL);
+                libc::_exit(0)
+            });
+        }
+        helper.status().await?;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    Err(std::io::Error::other(format!("processes of user {uid} survived 50 rounds of SIGKILL")))
+}
+
 /// True when `pid` is gone or a zombie (exited, waiting for its parent to reap it).
 pub fn is_zombie(pid: i32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
@@ -113,5 +168,15 @@ mod tests {
         assert_eq!(parse_stat("garbage"), None);
         let me = stat(std::process::id() as i32).unwrap();
         assert_eq!(me.pid, std::process::id() as i32);
+    }
+
+    #[test]
+    fn never_wipes_out_root_or_its_own_user() {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let me = rustix::process::getuid().as_raw();
+        for uid in [0, me] {
+            assert!(runtime.block_on(kill_user(uid)).is_err(), "{uid}");
+        }
+        assert!(user_processes(me).contains(&(std::process::id() as i32)));
     }
 }

@@ -26,8 +26,12 @@ pub struct Program {
     pub size: (u16, u16),
     /// Address-space limit in bytes (`RLIMIT_AS`), if any.
     pub memory_limit: Option<u64>,
-    /// Process limit (`RLIMIT_NPROC`, per user; not enforced for root), if any.
+    /// Process limit (`RLIMIT_NPROC`: counted per user, so it bounds one session only when the
+    /// session has a user of its own; not enforced for root), if any.
     pub process_limit: Option<u64>,
+    /// The user (and group) id to run as, if not the runner's: the local backend's per-session user.
+    /// Needs a runner started as root; the terminal is handed to that user too.
+    pub user: Option<u32>,
 }
 
 /// The master side of the PTY a program runs on. The program's [`tokio::process::Child`] is returned
@@ -81,6 +85,11 @@ impl Pty {
         let name = rustix::pty::ptsname(&master, Vec::new())?;
         let slave = rustix::fs::open(name.as_c_str(), OFlags::RDWR | OFlags::NOCTTY | OFlags::CLOEXEC, Mode::empty())?;
         rustix::termios::tcsetwinsize(&slave, winsize(program.size))?;
+        if let Some(id) = program.user {
+            // Programs that reopen their terminal by name (`tty`, password prompts) can.
+            let (uid, gid) = (rustix::fs::Uid::from_raw(id), rustix::fs::Gid::from_raw(id));
+            rustix::fs::chown(name.as_c_str(), Some(uid), Some(gid))?;
+        }
 
         let mut command = tokio::process::Command::new(&program.command);
         command
@@ -91,6 +100,12 @@ impl Pty {
             .stdin(Stdio::from(slave.try_clone()?))
             .stdout(Stdio::from(slave.try_clone()?))
             .stderr(Stdio::from(slave));
+        if let Some(id) = program.user {
+            // The standard library switches the group, drops supplementary groups and then the user
+            // in the child, before the closure below runs (so the parent-death signal set there
+            // survives: changing credentials clears it).
+            command.uid(id).gid(id);
+        }
         let limits = (program.memory_limit, program.process_limit);
         #[allow(unsafe_code)]
         // SAFETY: the closure runs in the forked child before exec and makes only raw system calls

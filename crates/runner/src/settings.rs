@@ -86,9 +86,24 @@ pub fn from_env(var: impl Fn(&str) -> Option<String>, args: &[String]) -> Result
             size: (80, 24),
             memory_limit: settings.parse::<u64>("EDGESHELL_MEMORY_LIMIT_MB")?.map(|mb| mb * 1024 * 1024),
             process_limit: settings.parse::<u64>("EDGESHELL_PROCESS_LIMIT")?,
+            user: run_as(&settings)?,
         },
         session_id,
     })
+}
+
+/// The user the program runs as, when not the runner's: only a runner started as root can switch, and
+/// never to root.
+fn run_as(settings: &Reader<'_>) -> Result<Option<u32>, ConfigError> {
+    let Some(uid) = settings.parse::<u32>("EDGESHELL_RUN_AS_UID")? else { return Ok(None) };
+    if uid == 0 {
+        return Err(settings.invalid("EDGESHELL_RUN_AS_UID", "0 is root: the program never runs as root this way"));
+    }
+    if !rustix::process::geteuid().is_root() {
+        return Err(settings
+            .invalid("EDGESHELL_RUN_AS_UID", "only a runner started as root can run its program as another user"));
+    }
+    Ok(Some(uid))
 }
 
 /// The join token, taken so that nothing started later can find it: read from
@@ -242,15 +257,14 @@ mod tests {
         use std::os::fd::AsRawFd;
         let (read, write) = rustix::pipe::pipe().unwrap();
         std::fs::File::from(write).write_all(b"from-a-pipe\n").unwrap();
-        let fd = read.as_raw_fd().to_string();
+        let fd = read.as_raw_fd();
+        let link = |fd: i32| std::fs::read_link(format!("/proc/self/fd/{fd}")).ok();
+        let pipe = link(fd).unwrap();
         std::mem::forget(read);
-        let c = config(&[URL, ("EDGESHELL_JOIN_TOKEN_FD", &fd)], &[]).unwrap();
+        let c = config(&[URL, ("EDGESHELL_JOIN_TOKEN_FD", &fd.to_string())], &[]).unwrap();
         assert_eq!(c.settings.join_token, "from-a-pipe");
-        let fd: i32 = fd.parse().unwrap();
-        #[allow(unsafe_code)]
-        // SAFETY: only asks whether the descriptor is still open.
-        let open = rustix::io::fcntl_getfd(unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }).is_ok();
-        assert!(!open, "the descriptor was left open");
+        // Closed: the number is free, or (tests run in parallel) already names another file.
+        assert_ne!(link(fd), Some(pipe), "the descriptor was left open");
     }
 
     #[test]
@@ -276,6 +290,8 @@ mod tests {
         for (extra, setting) in [
             (("EDGESHELL_DEADLINE", "1"), "EDGESHELL_DEADLINE"),
             (("EDGESHELL_PROCESS_LIMIT", "many"), "EDGESHELL_PROCESS_LIMIT"),
+            (("EDGESHELL_RUN_AS_UID", "0"), "EDGESHELL_RUN_AS_UID"),
+            (("EDGESHELL_RUN_AS_UID", "-5"), "EDGESHELL_RUN_AS_UID"),
         ] {
             let mut vars = borrowed(&base(&dir)).into_iter().map(|(k, v)| (k, v.to_owned())).collect::<Vec<_>>();
             vars.push((extra.0, extra.1.to_owned()));

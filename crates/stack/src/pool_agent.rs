@@ -50,7 +50,8 @@ fn free_port() -> std::io::Result<u16> {
 
 impl PoolAgent {
     /// Starts `bin` with `settings` plus `extra` variables and waits until `/healthz` answers. The
-    /// runners are `bin runner` (the agent embeds the runner).
+    /// runners are `bin runner` (the agent embeds the runner); the sample CLI beside `bin`, when built,
+    /// is offered to every session (`edgeshell-sample-cli` on its `PATH`).
     pub async fn spawn(bin: &Path, settings: &AgentSettings, extra: &[(&str, &str)]) -> anyhow::Result<PoolAgent> {
         let port = free_port()?;
         let mut command = tokio::process::Command::new(bin);
@@ -71,6 +72,10 @@ impl PoolAgent {
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
+        let sample_cli = bin.with_file_name("edgeshell-sample-cli");
+        if sample_cli.exists() {
+            command.env("EDGESHELL_RUNNER_TOOLS", &sample_cli);
+        }
         for (k, v) in extra {
             command.env(k, v);
         }

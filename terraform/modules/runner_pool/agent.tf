@@ -21,7 +21,6 @@ locals {
     EDGESHELL_RUNNER_MAX_RUNTIME_SECS  = tostring(var.runner_limits.max_runtime_secs)
     EDGESHELL_RUNNER_MEMORY_MB         = tostring(var.runner_limits.memory_mb)
     EDGESHELL_RUNNER_CPU_MILLIS        = tostring(var.runner_limits.cpu_millis)
-    EDGESHELL_RUNNER_PROCESS_LIMIT     = tostring(var.runner_limits.process_limit)
     EDGESHELL_RUNNER_IDLE_TIMEOUT_SECS = tostring(var.runner_limits.idle_timeout_secs)
     EDGESHELL_RUNNER_EGRESS_CIDRS      = join(",", var.runner_egress_cidrs)
     EDGESHELL_LOG_FORMAT               = "json"

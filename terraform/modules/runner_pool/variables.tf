@@ -92,19 +92,17 @@ variable "capacity" {
 }
 
 variable "runner_limits" {
-  description = "Per-runner limits: EDGESHELL_RUNNER_{MAX_RUNTIME_SECS,MEMORY_MB,CPU_MILLIS,PROCESS_LIMIT,IDLE_TIMEOUT_SECS}."
+  description = "Per-runner limits: EDGESHELL_RUNNER_{MAX_RUNTIME_SECS,MEMORY_MB,CPU_MILLIS,IDLE_TIMEOUT_SECS}. Processes per pod are the kubelet's podPidsLimit on the runners' nodes (runner-image/README.md)."
   type = object({
     max_runtime_secs  = number
     memory_mb         = number
     cpu_millis        = number
-    process_limit     = number
     idle_timeout_secs = number
   })
   default = {
     max_runtime_secs  = 3600
     memory_mb         = 1024
     cpu_millis        = 1000
-    process_limit     = 256
     idle_timeout_secs = 900
   }
 }

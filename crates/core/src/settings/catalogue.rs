@@ -181,7 +181,11 @@ pub const POOL_AGENT: &[Setting] = &[
         "The pool's ceiling on a runner's life; a start's deadline beyond it is cut to it.",
     ),
     setting("EDGESHELL_RUNNER_MEMORY_MB", Number(1024), "Memory per runner (`RLIMIT_AS` locally, the container limit on Kubernetes)."),
-    setting("EDGESHELL_RUNNER_PROCESS_LIMIT", Number(256), "Processes per runner (`RLIMIT_NPROC` locally, the kubelet's `podPidsLimit` on Kubernetes)."),
+    setting(
+        "EDGESHELL_RUNNER_PROCESS_LIMIT",
+        Number(256),
+        "Processes per session locally: `RLIMIT_NPROC` of the session's own user (an agent run as root), else of the agent's user, shared by every session. Not used on Kubernetes, where runners share one user and the kubelet's `podPidsLimit` bounds each pod.",
+    ),
     setting(
         "EDGESHELL_RUNNER_IDLE_TIMEOUT_SECS",
         Number(LINK.idle_timeout.as_secs()),
@@ -195,6 +199,16 @@ pub const POOL_AGENT: &[Setting] = &[
     ),
     setting("EDGESHELL_POOL_STATE_DIR", Text("/var/lib/edgeshell-pool"), "Local backend: runner records, for reaping after a crash."),
     setting("EDGESHELL_RUNNER_WORK_ROOT", Derived("`<state dir>/work`"), "Local backend: the runners' working directories."),
+    setting(
+        "EDGESHELL_RUNNER_TOOLS",
+        Unset,
+        "Local backend: executables offered to every session, comma-separated: copied into `<state dir>/tools` (readable by the sessions' users) at start, which leads the sessions' `PATH`.",
+    ),
+    setting(
+        "EDGESHELL_RUNNER_FIRST_UID",
+        Number(2_000_000_000),
+        "Local backend run as root: each live session runs as a user of its own from this id up (the lowest with no process). Pick a range no real user or container mapping uses.",
+    ),
     setting(
         "EDGESHELL_RUNNER_COMMAND",
         Derived("an `edgeshell-runner` beside the agent, else `edgeshell-pool-agent runner`"),
@@ -245,7 +259,12 @@ pub const RUNNER: &[Setting] = &[
         "The runner gives up when the room has been unreachable this long.",
     ),
     setting("EDGESHELL_MEMORY_LIMIT_MB", Unset, "The program's `RLIMIT_AS`."),
-    setting("EDGESHELL_PROCESS_LIMIT", Unset, "The program's `RLIMIT_NPROC`."),
+    setting("EDGESHELL_PROCESS_LIMIT", Unset, "The program's `RLIMIT_NPROC` (per user: a bound per session only with a user per session)."),
+    setting(
+        "EDGESHELL_RUN_AS_UID",
+        Unset,
+        "Run the program as this user and group id (not 0); the runner must be root. The local pool backend gives each session its own.",
+    ),
     setting(
         "EDGESHELL_STATUS_FILE",
         Unset,

@@ -1,8 +1,15 @@
 //! Runners as local processes: one `edgeshell-runner` per session in its own process group and working
 //! directory, which is removed when the runner ends. Each runner is recorded in the state directory
-//! (pid and start time, and the program's pid once the runner reports it), so an agent restarted after
-//! a crash finds and kills what its predecessor left, whether the runner still lives or only the
-//! program's children do.
+//! (pid and start time, the session's user, and the program's pid once the runner reports it), so an
+//! agent restarted after a crash finds and kills what its predecessor left, whether the runner still
+//! lives or only the program's children do.
+//!
+//! Started as root, the agent gives each session a user of its own (`EDGESHELL_RUNNER_FIRST_UID` and
+//! up, one per live session): the program never runs as root, sessions cannot signal, trace or read
+//! each other, `RLIMIT_NPROC` bounds each session alone (a fork bomb exhausts only its own session),
+//! and ending a session kills every process of its user, however it detached. Started as another
+//! user, every session runs as that user with none of this (README: what the local backend does not
+//! isolate).
 
 use super::{BackendError, RunnerBackend, RunnerExit, RunnerLimits, RunnerSpec};
 use edgeshell_core::ids::SessionId;
@@ -30,6 +37,11 @@ pub struct LocalOptions {
     pub pass_env: Vec<String>,
     /// Per-runner limits.
     pub limits: RunnerLimits,
+    /// The first of the per-session user ids (when the agent runs as root).
+    pub first_uid: u32,
+    /// Executables offered to every session: copied where sessions' users can run them, at the head of
+    /// their `PATH` (a build's binaries under a private home would be out of their reach).
+    pub tools: Vec<PathBuf>,
 }
 
 /// What survives an agent crash about one runner.
@@ -39,6 +51,9 @@ struct Record {
     pid: i32,
     start_time: u64,
     workdir: PathBuf,
+    /// The session's own user, if it had one.
+    #[serde(default)]
+    uid: Option<u32>,
 }
 
 /// What the runner writes once its program runs (see `edgeshell_runner::relay::Settings::status_file`).
@@ -50,6 +65,8 @@ struct ProgramStatus {
 struct Live {
     pid: i32,
     start_time: u64,
+    /// The session's own user, if it has one.
+    uid: Option<u32>,
     /// Becomes true when the runner has exited and everything was cleaned up.
     done: watch::Receiver<bool>,
 }
@@ -64,9 +81,52 @@ pub struct LocalBackend {
 impl LocalBackend {
     /// A backend with these options; creates its directories.
     pub fn new(options: LocalOptions) -> std::io::Result<LocalBackend> {
+        use std::os::unix::fs::PermissionsExt;
         std::fs::create_dir_all(&options.work_root)?;
         std::fs::create_dir_all(&options.state_dir)?;
+        if per_session_users() {
+            // Sessions' users pass through to their own directories (0700 each) but list nothing, and
+            // cannot write the records.
+            for dir in [&options.state_dir, &options.work_root] {
+                std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o711))?;
+            }
+            if let Some(closed) = options
+                .work_root
+                .ancestors()
+                .find(|d| std::fs::metadata(d).is_ok_and(|m| m.permissions().mode() & 0o001 == 0))
+            {
+                return Err(std::io::Error::other(format!(
+                    "{} cannot be passed through by other users, so sessions could not reach their directories under {}",
+                    closed.display(),
+                    options.work_root.display()
+                )));
+            }
+        } else {
+            tracing::warn!(
+                "the agent is not root: every session runs as its user, can reach the others, and a process it \
+                 detaches (setsid) can outlive it; see README, the local backend does not isolate"
+            );
+        }
+        if !options.tools.is_empty() {
+            offer_tools(&options.tools, &options.state_dir.join("tools"))?;
+        }
         Ok(LocalBackend { options, live: Arc::default(), exits: Arc::default() })
+    }
+
+    /// A user id of its own for a new session, when sessions get one: the lowest from the first that
+    /// no agent on this host holds and no process runs as.
+    fn claim_free_uid(&self) -> std::io::Result<Option<UidClaim>> {
+        if !per_session_users() {
+            return Ok(None);
+        }
+        for uid in (self.options.first_uid..).take(MAX_SESSION_USERS) {
+            if let Some(claim) = UidClaim::try_claim(uid)? {
+                if process_tree::user_processes(uid).is_empty() {
+                    return Ok(Some(claim));
+                }
+            }
+        }
+        Err(std::io::Error::other(format!("all {MAX_SESSION_USERS} session users are taken")))
     }
 
     fn record_path(&self, session: &str) -> PathBuf {
@@ -79,14 +139,24 @@ impl LocalBackend {
 
     /// The runner's command; its join token is read from `token` (a pipe's read end), which the child
     /// gets as descriptor 3: never in an environment or a file that another process could read.
-    fn command(&self, spec: &RunnerSpec, workdir: &Path, token: std::os::fd::RawFd) -> tokio::process::Command {
+    fn command(
+        &self,
+        spec: &RunnerSpec,
+        workdir: &Path,
+        token: std::os::fd::RawFd,
+        uid: Option<u32>,
+    ) -> tokio::process::Command {
         let o = &self.options;
         let mut cmd = tokio::process::Command::new(o.runner_command.first().map_or("edgeshell-runner", String::as_str));
         cmd.args(o.runner_command.iter().skip(1));
         let var = |name: &str| std::env::var(name).ok();
+        let mut path = var("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
+        if !o.tools.is_empty() {
+            path = format!("{}:{path}", o.state_dir.join("tools").display());
+        }
         cmd.env_clear()
             .current_dir(workdir)
-            .env("PATH", var("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into()))
+            .env("PATH", path)
             .env("HOME", workdir)
             .env("EDGESHELL_JOIN_URL", &spec.join_url)
             .env("EDGESHELL_JOIN_TOKEN_FD", TOKEN_FD.to_string())
@@ -116,6 +186,9 @@ impl LocalBackend {
         if let Some(command) = &o.session_command {
             cmd.env("EDGESHELL_SESSION_COMMAND", command);
         }
+        if let Some(uid) = uid {
+            cmd.env("EDGESHELL_RUN_AS_UID", uid.to_string());
+        }
         #[allow(unsafe_code)]
         // SAFETY: runs in the forked child before exec and only makes the prctl, dup2 and fcntl system
         // calls, which are async-signal-safe.
@@ -134,18 +207,80 @@ impl LocalBackend {
         cmd
     }
 
-    /// Kills a runner's process group and its program's session, then removes its files.
-    async fn clean_up(&self, session: &str, pid: i32, workdir: &Path) -> usize {
+    /// Kills a runner's process group, its program's session and every process of the session's user,
+    /// then removes its files.
+    async fn clean_up(&self, session: &str, pid: i32, workdir: &Path, uid: Option<u32>) -> usize {
         let mut ids = vec![pid];
         if let Some(program) = read_program(&self.status_path(session)) {
             ids.push(program);
         }
-        let killed = process_tree::kill_all(&ids).await;
+        let mut killed = process_tree::kill_all(&ids).await;
+        if let Some(uid) = uid {
+            match process_tree::kill_user(uid).await {
+                Ok(n) => killed += n,
+                Err(e) => tracing::error!(session, uid, error = %e, "could not kill the session's processes"),
+            }
+        }
         remove_within(&self.options.work_root, workdir);
         let _ = std::fs::remove_file(self.status_path(session));
         let _ = std::fs::remove_file(self.record_path(session));
         killed
     }
+}
+
+/// Copies `tools` into `dir`, readable and executable by every user.
+fn offer_tools(tools: &[PathBuf], dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))?;
+    for tool in tools {
+        let name =
+            tool.file_name().ok_or_else(|| std::io::Error::other(format!("{} names no file", tool.display())))?;
+        let copy = dir.join(name);
+        let tmp = copy.with_extension("tmp");
+        std::fs::copy(tool, &tmp).map_err(|e| std::io::Error::other(format!("offering {}: {e}", tool.display())))?;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755))?;
+        std::fs::rename(tmp, copy)?;
+    }
+    Ok(())
+}
+
+/// How many users sessions on one host may have at once, from the first.
+const MAX_SESSION_USERS: usize = 65_536;
+
+/// Where the agents of one host claim session users: an exclusive `flock` on a file per user id,
+/// held for the session's life (and released by the kernel if the agent dies), so two agents (the
+/// dev stack runs one per region) never give the same user to two sessions, nor wipe out each other's.
+const UID_CLAIMS: &str = "/run/edgeshell-pool/users";
+
+/// One session user, held.
+struct UidClaim {
+    uid: u32,
+    _lock: std::fs::File,
+}
+
+impl UidClaim {
+    /// Claims `uid` if no agent holds it.
+    fn try_claim(uid: u32) -> std::io::Result<Option<UidClaim>> {
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(UID_CLAIMS)?;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(Path::new(UID_CLAIMS).join(uid.to_string()))?;
+        match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => Ok(Some(UidClaim { uid, _lock: file })),
+            Err(rustix::io::Errno::WOULDBLOCK) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// True when the agent can give each session a user of its own: it runs as root.
+fn per_session_users() -> bool {
+    rustix::process::geteuid().is_root()
 }
 
 /// The descriptor a runner reads its join token from.
@@ -197,8 +332,25 @@ impl RunnerBackend for LocalBackend {
         let workdir = self.options.work_root.join(sid.as_str());
         remove_within(&self.options.work_root, &workdir);
         std::fs::create_dir(&workdir).map_err(|e| start_error("working directory", e))?;
+        let claim = match self.claim_free_uid() {
+            Ok(claim) => claim,
+            Err(e) => {
+                let _ = std::fs::remove_dir(&workdir);
+                return Err(start_error("a user for the session", e));
+            }
+        };
+        let uid = claim.as_ref().map(|c| c.uid);
+        if let Some(uid) = uid {
+            use std::os::unix::fs::PermissionsExt;
+            let owned = std::os::unix::fs::chown(&workdir, Some(uid), Some(uid))
+                .and_then(|()| std::fs::set_permissions(&workdir, std::fs::Permissions::from_mode(0o700)));
+            if let Err(e) = owned {
+                let _ = std::fs::remove_dir(&workdir);
+                return Err(start_error("handing the working directory to the session's user", e));
+            }
+        }
         let token = token_pipe(&spec.join_token).map_err(|e| start_error("the join token's pipe", e))?;
-        let spawned = self.command(&spec, &workdir, std::os::fd::AsRawFd::as_raw_fd(&token)).spawn();
+        let spawned = self.command(&spec, &workdir, std::os::fd::AsRawFd::as_raw_fd(&token), uid).spawn();
         drop(token);
         let mut child = match spawned {
             Ok(child) => child,
@@ -209,20 +361,22 @@ impl RunnerBackend for LocalBackend {
         };
         let pid = child.id().map_or(0, |p| p as i32);
         let start_time = process_tree::stat(pid).map_or(0, |s| s.start_time);
-        let record = Record { session_id: sid.to_string(), pid, start_time, workdir: workdir.clone() };
+        let record = Record { session_id: sid.to_string(), pid, start_time, workdir: workdir.clone(), uid };
         let json = serde_json::to_vec(&record).unwrap_or_default();
         if let Err(e) = write_atomically(&self.record_path(sid.as_str()), &json) {
             let _ = child.start_kill();
-            self.clean_up(sid.as_str(), pid, &workdir).await;
+            self.clean_up(sid.as_str(), pid, &workdir, uid).await;
             return Err(start_error("recording the runner", e));
         }
         let (done_tx, done) = watch::channel(false);
-        self.live.lock().unwrap_or_else(|e| e.into_inner()).insert(sid.clone(), Live { pid, start_time, done });
+        self.live.lock().unwrap_or_else(|e| e.into_inner()).insert(sid.clone(), Live { pid, start_time, uid, done });
         let watcher =
             LocalBackend { options: self.options.clone(), live: self.live.clone(), exits: self.exits.clone() };
         tokio::spawn(async move {
             let status = child.wait().await;
-            let killed = watcher.clean_up(sid.as_str(), pid, &workdir).await;
+            let killed = watcher.clean_up(sid.as_str(), pid, &workdir, uid).await;
+            // Only now, with none of its processes left, may another session have the user.
+            drop(claim);
             let (success, detail) = match &status {
                 Ok(s) => (s.success(), format!("runner exited with {s}")),
                 Err(e) => (false, format!("waiting for the runner failed: {e}")),
@@ -242,9 +396,9 @@ impl RunnerBackend for LocalBackend {
     async fn stop(&self, session: &SessionId) -> Result<(), BackendError> {
         let found = {
             let live = self.live.lock().unwrap_or_else(|e| e.into_inner());
-            live.get(session).map(|l| (l.pid, l.start_time, l.done.clone()))
+            live.get(session).map(|l| (l.pid, l.start_time, l.uid, l.done.clone()))
         };
-        let Some((pid, start_time, mut done)) = found else { return Ok(()) };
+        let Some((pid, start_time, uid, mut done)) = found else { return Ok(()) };
         // Only signal the process we started (pids are reused).
         if process_tree::stat(pid).is_some_and(|s| s.start_time == start_time) {
             if let Some(p) = rustix::process::Pid::from_raw(pid) {
@@ -254,7 +408,7 @@ impl RunnerBackend for LocalBackend {
         }
         if tokio::time::timeout(Duration::from_secs(5), done.wait_for(|d| *d)).await.is_err() {
             let workdir = self.options.work_root.join(session.as_str());
-            let killed = self.clean_up(session.as_str(), pid, &workdir).await;
+            let killed = self.clean_up(session.as_str(), pid, &workdir, uid).await;
             tracing::warn!(session = %session, pid, killed, "runner ignored SIGTERM; killed");
             let _ = tokio::time::timeout(Duration::from_secs(5), done.wait_for(|d| *d)).await;
         }
@@ -286,7 +440,16 @@ impl RunnerBackend for LocalBackend {
             // A pid now naming another process is left alone; only its program's session is killed.
             let alive = process_tree::stat(record.pid).is_some_and(|s| s.start_time == record.start_time);
             let pid = if alive { record.pid } else { 0 };
-            let killed = self.clean_up(&record.session_id, pid, &record.workdir).await;
+            // Only a user from the sessions' range that no other agent holds now is wiped out (records
+            // are files; the user may since have gone to another agent's session).
+            let in_range = |uid: &u32| (self.options.first_uid..).take(MAX_SESSION_USERS).any(|u| u == *uid);
+            let claim = match record.uid.filter(in_range).filter(|_| per_session_users()) {
+                Some(uid) => UidClaim::try_claim(uid).ok().flatten(),
+                None => None,
+            };
+            let uid = claim.as_ref().map(|c| c.uid);
+            let killed = self.clean_up(&record.session_id, pid, &record.workdir, uid).await;
+            drop(claim);
             tracing::info!(session = %record.session_id, pid = record.pid, alive, killed, "reaped a runner left by an earlier agent");
             reaped += 1;
         }

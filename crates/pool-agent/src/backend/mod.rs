@@ -41,8 +41,9 @@ pub struct RunnerLimits {
     pub max_runtime: Duration,
     /// Memory of the session's program (address space locally, the container limit on Kubernetes).
     pub memory_mb: u64,
-    /// Processes (`RLIMIT_NPROC` locally, which the kernel does not apply to root; a pids limit is the
-    /// container runtime's on Kubernetes).
+    /// Processes per session locally (`RLIMIT_NPROC` of the session's own user). Not applied on
+    /// Kubernetes: `RLIMIT_NPROC` counts per user and every runner pod has user 10001, so one session
+    /// could exhaust the others'; the kubelet's `podPidsLimit` bounds each pod there.
     pub process_limit: u64,
     /// The session ends after this long without input or output.
     pub idle_timeout: Duration,

@@ -76,5 +76,6 @@ pub fn shell(dir: &std::path::Path, args: &[&str]) -> Program {
         size: (80, 24),
         memory_limit: None,
         process_limit: None,
+        user: None,
     }
 }

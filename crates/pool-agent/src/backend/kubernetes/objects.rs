@@ -114,7 +114,6 @@ pub fn runner_job(options: &KubernetesOptions, spec: &RunnerSpec, now: u64) -> J
         env("EDGESHELL_SESSION_ID", spec.session_id.as_str()),
         env("EDGESHELL_DEADLINE", spec.deadline.to_string()),
         env("EDGESHELL_IDLE_TIMEOUT_SECS", limits.idle_timeout.as_secs().to_string()),
-        env("EDGESHELL_PROCESS_LIMIT", limits.process_limit.to_string()),
         env("EDGESHELL_WORKDIR", "/work"),
         env("EDGESHELL_JOIN_TOKEN_FILE", TOKEN_PATH),
     ];
