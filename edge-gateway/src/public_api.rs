@@ -1,10 +1,13 @@
 //! The control plane's public API under the page's own origin: `/api/sessions/...`, `/api/regions` and
 //! `/api/artifacts/...` are passed to `CONTROL_URL` unchanged (method, `Authorization`, `Content-Type`,
 //! body; the answer's status, type, `Retry-After` and body), so the web client needs no CORS and the
-//! control plane can live anywhere. Pool and internal routes are not reachable this way.
+//! control plane can live anywhere. Pool and internal routes are not reachable this way. The browser's
+//! address (`CF-Connecting-IP`) goes along in `x-edgeshell-client-ip`, vouched for by the internal key
+//! in `x-edgeshell-edge-key`, so the control plane limits each browser's unauthenticated calls by its
+//! own address rather than all of them by the edge's.
 //! `GET /client-config.json` tells the page how to sign in.
 
-use crate::config::{self, EdgeConfig};
+use crate::config::{self, internal_key, EdgeConfig};
 use crate::control_api;
 use crate::http::{error, ApiError, ErrorCode};
 use edgeshell_core::settings::{Reader, SettingsError};
@@ -40,6 +43,14 @@ pub async fn proxy(mut req: Request, env: &Env) -> Result<Response> {
         if let Some(value) = req.headers().get(name)? {
             headers.set(name, &value)?;
         }
+    }
+    if let Some(client) = req.headers().get("cf-connecting-ip")? {
+        let key = match internal_key(env) {
+            Ok(key) => key,
+            Err(e) => return error(&ApiError::new(ErrorCode::Misconfigured, e.to_string())),
+        };
+        headers.set("x-edgeshell-client-ip", &client)?;
+        headers.set("x-edgeshell-edge-key", &key)?;
     }
     let method = req.method();
     let mut init = RequestInit::new();

@@ -183,6 +183,33 @@ class ControlMatchesSpin(unittest.TestCase):
                 self.assertIn(name, self.secret | self.plain | self.limits | {"oidc_jwks_url", "oidc_jwks_origin"})
 
 
+class InternalRoutesAnswerTheEdgeAlone(unittest.TestCase):
+    """/internal/* is refused at the load balancer unless it comes from the edge's ranges; the policy is
+    the backend's, and the components trust the load balancer's X-Forwarded-For entry."""
+
+    @classmethod
+    def setUpClass(cls):
+        with open(os.path.join(TF, "modules/control/app.tf")) as f:
+            cls.text = f.read()
+        cls.policy = resource("modules/control/app.tf", "google_compute_security_policy", "control")
+
+    def test_internal_is_denied_after_the_edges_ranges_are_allowed(self):
+        self.assertRegex(self.text, r"for_each\s*=\s*chunklist\(var\.edge_cidrs,\s*4\)")
+        self.assertIn("request.path.startsWith('/internal/') && (${join", self.text)
+        denies = [r for r in self.policy.get("rule", []) if one(r.get("action")) == "deny(403)"]
+        self.assertEqual(len(denies), 1)
+        deny = denies[0]
+        self.assertEqual(one(one(one(deny["match"])["expr"])["expression"]), "request.path.startsWith('/internal/')")
+        # Every allow rule for the edge (1000 + chunk) comes before the deny.
+        self.assertGreater(int(one(deny["priority"])), 1000 + 22 // 4)
+
+    def test_the_backend_gets_the_policy_and_the_client_address_is_the_balancers(self):
+        self.assertIn('"cloud.google.com/backend-config" = jsonencode({ default = "edgeshell-control" })', self.text)
+        config = resource("modules/control/app.tf", "kubernetes_manifest", "backend_config")
+        self.assertIn("google_compute_security_policy.control.name", str(config))
+        self.assertIn('trusted_proxy_hops = "2"', self.text)
+
+
 def catalogue(program):
     """The settings a program reads, from the core's catalogue (crates/core/src/settings/catalogue.rs),
     with `<NAME>_FILE` for each secret, as the native programs accept."""

@@ -14,6 +14,8 @@ pub struct Cleaned {
     pub jtis: u64,
     /// Rate-limit windows deleted.
     pub mint_windows: u64,
+    /// Token buckets untouched for an hour (full again by then) deleted.
+    pub rate_buckets: u64,
     /// Sessions marked ended because they expired.
     pub sessions_expired: u64,
     /// Ended sessions deleted.
@@ -28,6 +30,12 @@ pub async fn cleanup(client: &Client) -> Result<Cleaned, DbError> {
         jtis: client.execute("DELETE FROM token_jtis WHERE expires_at < now()", &[]).await?,
         mint_windows: client
             .execute("DELETE FROM mint_windows WHERE window_start < now() - interval '1 hour'", &[])
+            .await?,
+        rate_buckets: client
+            .execute(
+                "DELETE FROM rate_buckets WHERE at_ms < (extract(epoch FROM now() - interval '1 hour') * 1000)::int8",
+                &[],
+            )
             .await?,
         sessions_expired: client
             .execute(

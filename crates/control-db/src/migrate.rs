@@ -25,6 +25,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "provider_keys",
         sql: include_str!("../../../functions/migrations/0002_provider_keys.sql"),
     },
+    Migration {
+        version: 3,
+        name: "rate_buckets",
+        sql: include_str!("../../../functions/migrations/0003_rate_buckets.sql"),
+    },
 ];
 
 /// An arbitrary constant naming the migration lock.

@@ -36,12 +36,12 @@ async fn schema_migrations_jti_and_cleanup() {
     for r in racers {
         applied.push(r.await.unwrap());
     }
-    assert_eq!(applied.iter().filter(|a| a.as_slice() == [1, 2]).count(), 1, "{applied:?}");
+    assert_eq!(applied.iter().filter(|a| a.as_slice() == [1, 2, 3]).count(), 1, "{applied:?}");
     assert_eq!(applied.iter().filter(|a| a.is_empty()).count(), 3, "{applied:?}");
 
     let mut client = connect(&url).await;
     assert!(migrate::migrate(&mut client).await.unwrap().is_empty(), "idempotent");
-    assert_eq!(migrate::applied_versions(&client).await.unwrap(), vec![1, 2]);
+    assert_eq!(migrate::applied_versions(&client).await.unwrap(), vec![1, 2, 3]);
 
     // UNLOGGED exactly where documented.
     let rows = client
@@ -54,10 +54,11 @@ async fn schema_migrations_jti_and_cleanup() {
         .unwrap();
     let persistence: Vec<(String, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
     for (table, p) in &persistence {
-        let ephemeral = matches!(table.as_str(), "sessions" | "token_jtis" | "mint_windows" | "provider_keys");
+        let ephemeral =
+            matches!(table.as_str(), "sessions" | "token_jtis" | "mint_windows" | "provider_keys" | "rate_buckets");
         assert_eq!(p, if ephemeral { "u" } else { "p" }, "{table}");
     }
-    assert_eq!(persistence.len(), 9, "{persistence:?}");
+    assert_eq!(persistence.len(), 10, "{persistence:?}");
 
     // 100 consumers of one JTI, each on its own connection, released at once: exactly one first use.
     let exp = 4_102_444_800i64; // 2100-01-01
@@ -128,5 +129,5 @@ async fn stop_and_restart_keep_the_url() {
     pg.restart().unwrap();
     let client = connect(&url).await;
     // Logged tables survive a clean restart.
-    assert_eq!(migrate::applied_versions(&client).await.unwrap(), vec![1, 2]);
+    assert_eq!(migrate::applied_versions(&client).await.unwrap(), vec![1, 2, 3]);
 }

@@ -24,6 +24,7 @@ pub mod placement;
 pub mod pool_api;
 pub mod protocol;
 pub mod quotas;
+pub mod ratelimit;
 pub mod room;
 pub mod runner_link;
 pub mod settings;

@@ -12,6 +12,7 @@ use edgeshell_core::api_error::{ApiError, ErrorCode};
 use hyper::body::Incoming;
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::net::TcpListener;
@@ -259,8 +260,8 @@ impl Host {
         // keep-alive connection goes on being served by a host that was replaced.
         let mut connections = tokio::task::JoinSet::new();
         loop {
-            let stream = tokio::select! {
-                accepted = listener.accept() => accepted?.0,
+            let (stream, peer) = tokio::select! {
+                accepted = listener.accept() => accepted?,
                 Some(_) = connections.join_next(), if !connections.is_empty() => continue,
             };
             // A response leaves in more than one write (head, then the body the guest streams); with
@@ -271,7 +272,7 @@ impl Host {
             connections.spawn(async move {
                 let service = hyper::service::service_fn(move |req| {
                     let host = host.clone();
-                    async move { Ok::<_, std::convert::Infallible>(host.handle(req).await) }
+                    async move { Ok::<_, std::convert::Infallible>(host.handle(req, peer).await) }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .keep_alive(true)
@@ -281,7 +282,22 @@ impl Host {
         }
     }
 
-    async fn handle(&self, req: hyper::Request<Incoming>) -> hyper::Response<HyperOutgoingBody> {
+    async fn handle(&self, mut req: hyper::Request<Incoming>, peer: SocketAddr) -> hyper::Response<HyperOutgoingBody> {
+        // As Spin does: the `spin-*` headers are the host's word, never the client's.
+        let forged: Vec<_> = req.headers().keys().filter(|name| name.as_str().starts_with("spin-")).cloned().collect();
+        for name in forged {
+            req.headers_mut().remove(name);
+        }
+        let full_url = format!(
+            "http://{}{}",
+            req.headers().get("host").and_then(|h| h.to_str().ok()).unwrap_or("localhost"),
+            req.uri()
+        );
+        for (name, value) in [("spin-client-addr", peer.to_string()), ("spin-full-url", full_url)] {
+            if let Ok(value) = hyper::header::HeaderValue::from_str(&value) {
+                req.headers_mut().insert(name, value);
+            }
+        }
         let Some(route) = self.manifest.route(req.uri().path()) else {
             return error_response(&ApiError::new(ErrorCode::NotFound, "no route for this path"));
         };

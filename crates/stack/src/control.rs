@@ -157,6 +157,10 @@ SPIN_VARIABLE_OIDC_AUDIENCE={client}
 SPIN_VARIABLE_OIDC_JWKS_URL={jwks}
 SPIN_VARIABLE_OIDC_JWKS_ORIGIN=http://127.0.0.1:{issuer_port}
 SPIN_VARIABLE_POOL_ORIGIN=http://127.0.0.1:*
+# Every caller of a local stack is 127.0.0.1 (tests, the dev page, the pool agents): one address's
+# bucket would hold them all. Tests of the limit set their own.
+SPIN_VARIABLE_PREAUTH_BURST=100000
+SPIN_VARIABLE_PREAUTH_PER_MINUTE=100000
 {extra}",
         internal = settings.internal_key,
         token_issuer = settings.token_issuer,

@@ -14,7 +14,7 @@ use edgeshell_fn::reply::{self, json, ApiError, ErrorCode};
 use edgeshell_fn::request::{json_body, require_internal};
 use edgeshell_fn::Reply;
 use serde::Deserialize;
-use spin_sdk::http::Request;
+use edgeshell_fn::request::Request;
 use spin_sdk::pg4::ParameterValue;
 
 #[derive(Deserialize)]

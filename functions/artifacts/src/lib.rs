@@ -18,21 +18,35 @@ mod user;
 use edgeshell_core::artifacts::ArtifactLimits;
 use edgeshell_fn::reply::{finish, ApiError, ErrorCode};
 use edgeshell_fn::settings;
-use spin_sdk::http::{Method, Request, Response};
+use edgeshell_fn::request::{require_internal, Request};
+use edgeshell_fn::wasi_http::send;
+use spin_sdk::http::{IncomingRequest, Method, ResponseOutparam};
 use spin_sdk::http_component;
 
 #[http_component]
-fn handle(req: Request) -> Response {
-    finish(match (req.method(), req.path()) {
-        (Method::Get, "/api/artifacts") => user::list(&req),
-        (Method::Post, "/api/artifacts/links") => user::link(&req),
-        (Method::Post, "/internal/artifacts") => edge::register(&req),
-        (Method::Post, "/internal/artifacts/redeem") => edge::redeem(&req),
+fn handle(req: IncomingRequest, out: ResponseOutparam) {
+    let req = Request::new(req);
+    send(out, finish(route(&req)));
+}
+
+fn route(req: &Request) -> edgeshell_fn::Reply {
+    // Internal routes do nothing, not even routing, for a caller without the internal key.
+    if req.path().starts_with("/internal/") {
+        require_internal(req)?;
+    } else {
+        // Before any authentication: a token of the caller's address.
+        edgeshell_fn::ratelimit::admit(req, &edgeshell_fn::db::Db::open()?)?;
+    }
+    match (req.method(), req.path()) {
+        (Method::Get, "/api/artifacts") => user::list(req),
+        (Method::Post, "/api/artifacts/links") => user::link(req),
+        (Method::Post, "/internal/artifacts") => edge::register(req),
+        (Method::Post, "/internal/artifacts/redeem") => edge::redeem(req),
         (_, "/api/artifacts" | "/api/artifacts/links" | "/internal/artifacts" | "/internal/artifacts/redeem") => {
             Err(ApiError::new(ErrorCode::MethodNotAllowed, "method not allowed here"))
         }
         _ => Err(ApiError::new(ErrorCode::NotFound, "no such route")),
-    })
+    }
 }
 
 /// The limits in force.

@@ -14,7 +14,7 @@ use edgeshell_fn::settings;
 use edgeshell_fn::signing::Signing;
 use edgeshell_fn::Reply;
 use serde::Deserialize;
-use spin_sdk::http::Request;
+use edgeshell_fn::request::Request;
 
 fn not_found() -> ApiError {
     ApiError::new(ErrorCode::SessionNotFound, "no such session")
@@ -63,6 +63,9 @@ struct LinkInput {
 }
 
 pub(crate) fn link(req: &Request) -> Reply {
+    let db = Db::open()?;
+    // Who is calling comes first: an unauthenticated caller's body is never read.
+    let user = authenticate(req, &db)?;
     let input: LinkInput = json_body(req, 4096)?;
     let sid = SessionId::new(input.session_id).map_err(|_| not_found())?;
     let path = ArtifactPath::new(&input.path).map_err(|e| ApiError::new(ErrorCode::BadPath, e.to_string()))?;
@@ -70,8 +73,6 @@ pub(crate) fn link(req: &Request) -> Reply {
     let signing = Signing::load()?;
     let edge = settings::required("edge_url")?;
     let origin = edge.replacen("wss://", "https://", 1).replacen("ws://", "http://", 1);
-    let db = Db::open()?;
-    let user = authenticate(req, &db)?;
     let region = owned(&db, &sid, user.subject.as_str())?;
     db.query_opt(
         "SELECT 1 FROM artifacts WHERE session_id = $1 AND path = $2 AND expires_at > now()",

@@ -26,11 +26,12 @@ use spin_sdk::pg4::ParameterValue;
 const FETCH_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Verifies the caller's ID token; any problem is a 401 whose message says what was wrong.
-pub fn authenticate(req: &spin_sdk::http::Request, db: &Db) -> Result<Identity, ApiError> {
+pub fn authenticate(req: &crate::request::Request, db: &Db) -> Result<Identity, ApiError> {
     let unauthorized = |reason: String| ApiError::new(ErrorCode::InvalidIdToken, reason);
     let token = bearer(req).ok_or_else(|| {
         ApiError::new(ErrorCode::MissingIdToken, "send the ID token of the signed-in user as Authorization: Bearer")
     })?;
+    let token = token.as_str();
     let untrusted = UntrustedToken::parse(token).map_err(|e| unauthorized(e.to_string()))?;
     let provider = OidcProvider::new(settings::required("oidc_issuer")?, settings::required("oidc_audience")?);
     let jwks_url = settings::required("oidc_jwks_url")?;

@@ -1,13 +1,15 @@
 //! Reading requests: bounded JSON bodies, bearer tokens, internal-route authentication, path segments.
+//! Handlers authenticate from headers first and read a body after, through
+//! [`Incoming`](crate::wasi_http::Incoming), which never reads more than the route's limit.
 
 use crate::reply::{ApiError, ErrorCode};
+pub use crate::wasi_http::Incoming as Request;
 use serde::de::DeserializeOwned;
-use spin_sdk::http::Request;
 use subtle::ConstantTimeEq;
 
 /// The bearer token of `Authorization`, if any.
-pub fn bearer(req: &Request) -> Option<&str> {
-    bearer_of(req.header("authorization")?.as_str()?)
+pub fn bearer(req: &Request) -> Option<String> {
+    bearer_of(&req.header("authorization")?).map(str::to_owned)
 }
 
 /// The token of an `Authorization: Bearer <token>` value.
@@ -18,23 +20,28 @@ pub fn bearer_of(authorization: &str) -> Option<&str> {
 
 /// Internal routes take `Authorization: Bearer <internal_api_key>`, compared in constant time.
 pub fn require_internal(req: &Request) -> Result<(), ApiError> {
-    require_internal_key(bearer(req))
+    require_internal_key(bearer(req).as_deref())
 }
 
 /// The internal-route check on the bearer token presented, if any.
 pub fn require_internal_key(presented: Option<&str>) -> Result<(), ApiError> {
-    let expected = crate::settings::required("internal_api_key")?;
-    let presented = presented.unwrap_or_default();
-    if !expected.is_empty() && bool::from(presented.as_bytes().ct_eq(expected.as_bytes())) {
+    if matches_internal_key(presented.unwrap_or_default())? {
         Ok(())
     } else {
         Err(ApiError::new(ErrorCode::Unauthorized, "missing or wrong internal API key"))
     }
 }
 
-/// The body as JSON of type `T`, at most `max` bytes; an empty body reads as `{}`.
+/// Whether `presented` is the internal key, compared in constant time.
+pub fn matches_internal_key(presented: &str) -> Result<bool, ApiError> {
+    let expected = crate::settings::required("internal_api_key")?;
+    Ok(!expected.is_empty() && bool::from(presented.as_bytes().ct_eq(expected.as_bytes())))
+}
+
+/// The body as JSON of type `T`, at most `max` bytes (see [`Request::body`]); an empty body reads as
+/// `{}`. Call it after authenticating.
 pub fn json_body<T: DeserializeOwned>(req: &Request, max: usize) -> Result<T, ApiError> {
-    parse_json(req.body(), max)
+    parse_json(&req.body(max)?, max)
 }
 
 /// `body` as JSON of type `T`, at most `max` bytes; an empty body reads as `{}`.

@@ -1,12 +1,13 @@
-//! Requests and responses on `wasi:http` directly, for routes on the hot path (the one-time JTI check).
-//! spin-sdk's `Request` first copies in every header, the method, scheme, authority and URI, and reads
-//! the body through its async executor; a JTI check needs one header and a small body, and each of
-//! those copies is a call into the host. Here a handler asks for only what it reads, and the answer is
-//! written in one piece. The rules stay those of [`request`](crate::request) and [`reply`](crate::reply).
+//! Requests and responses on `wasi:http` directly. spin-sdk's `Request` reads the whole body before
+//! the handler runs, so a caller could make a component buffer any amount before it was authenticated;
+//! here a handler reads headers first (authentication, `Content-Length`) and the body only when it asks,
+//! up to its limit, refusing a declared size over the limit without reading a byte. Each header is asked
+//! of the host when read, and the answer is written in one piece. The rules stay those of
+//! [`request`](crate::request) and [`reply`](crate::reply).
 
 use crate::reply::{ApiError, ErrorCode, JSON_HEADERS};
 use crate::request::too_large;
-use spin_sdk::http::{Fields, IncomingRequest, Method, OutgoingBody, OutgoingResponse, ResponseOutparam};
+use spin_sdk::http::{Fields, IncomingRequest, Method, OutgoingBody, OutgoingResponse, Response, ResponseOutparam};
 use wasi::io::streams::StreamError;
 
 /// The most one write to an output stream may carry (`wasi:io/streams` guarantees 4096).
@@ -15,17 +16,29 @@ const WRITE_CHUNK: usize = 4096;
 /// An incoming request, read as far as its handler needs.
 pub struct Incoming {
     request: IncomingRequest,
+    path_with_query: String,
 }
 
 impl Incoming {
     /// Wraps the request the handler was given.
     pub fn new(request: IncomingRequest) -> Incoming {
-        Incoming { request }
+        let path_with_query = request.path_with_query().unwrap_or_else(|| "/".to_owned());
+        Incoming { request, path_with_query }
     }
 
     /// The method.
     pub fn method(&self) -> Method {
         self.request.method()
+    }
+
+    /// The path, without the query.
+    pub fn path(&self) -> &str {
+        self.path_with_query.split_once('?').map_or(self.path_with_query.as_str(), |(path, _)| path)
+    }
+
+    /// The query, without the `?` (empty when there is none).
+    pub fn query(&self) -> &str {
+        self.path_with_query.split_once('?').map_or("", |(_, query)| query)
     }
 
     /// The first value of header `name` (lower case), if it is there and is UTF-8.
@@ -34,8 +47,19 @@ impl Incoming {
         values.into_iter().next().and_then(|v| String::from_utf8(v).ok())
     }
 
-    /// The whole body, at most `max` bytes (413 beyond).
-    pub fn body(self, max: usize) -> Result<Vec<u8>, ApiError> {
+    /// The whole body, at most `max` bytes: 413 for a declared `Content-Length` over `max` before
+    /// anything is read, and as soon as more than `max` bytes arrive otherwise (chunked bodies declare
+    /// no length). Readable once.
+    pub fn body(&self, max: usize) -> Result<Vec<u8>, ApiError> {
+        if let Some(declared) = self.header("content-length") {
+            let declared: u64 = declared
+                .trim()
+                .parse()
+                .map_err(|_| ApiError::new(ErrorCode::BadRequest, "Content-Length is not a number"))?;
+            if declared > max as u64 {
+                return Err(too_large(max));
+            }
+        }
         let unreadable = |what: &str| ApiError::new(ErrorCode::BadRequest, format!("the request body {what}"));
         let body = self.request.consume().map_err(|()| unreadable("was already read"))?;
         let mut out = Vec::new();
@@ -70,7 +94,18 @@ pub fn respond(out: ResponseOutparam, reply: Result<(u16, Vec<u8>), ApiError>) {
         }
         Err(failure) => (failure.status(), failure.headers().into_iter().map(field).collect(), failure.body()),
     };
-    let fields = Fields::from_list(&headers).unwrap_or_else(|_| Fields::new());
+    write_response(out, status, &headers, &body);
+}
+
+/// Sends a response built with spin-sdk's builder.
+pub fn send(out: ResponseOutparam, response: Response) {
+    let headers: Vec<(String, Vec<u8>)> =
+        response.headers().map(|(name, value)| (name.to_owned(), value.as_bytes().to_vec())).collect();
+    write_response(out, *response.status(), &headers, response.body());
+}
+
+fn write_response(out: ResponseOutparam, status: u16, headers: &[(String, Vec<u8>)], body: &[u8]) {
+    let fields = Fields::from_list(headers).unwrap_or_else(|_| Fields::new());
     let response = OutgoingResponse::new(fields);
     // Our statuses are all valid; the guard keeps a bad one from going out as 200.
     if response.set_status_code(status).is_err() {
@@ -78,7 +113,7 @@ pub fn respond(out: ResponseOutparam, reply: Result<(u16, Vec<u8>), ApiError>) {
     }
     let Ok(outgoing) = response.body() else { return };
     out.set(response);
-    if let Err(e) = write_all(&outgoing, &body) {
+    if let Err(e) = write_all(&outgoing, body) {
         eprintln!("could not write the response: {e:?}");
         return;
     }

@@ -12,15 +12,20 @@ use edgeshell_fn::outbound::{self, Call};
 use edgeshell_fn::reply::{self, ApiError, ErrorCode};
 use edgeshell_fn::settings;
 use edgeshell_keys::KeyRing;
-use spin_sdk::http::{Method, Request, Response};
+use edgeshell_fn::wasi_http::send;
+use spin_sdk::http::{IncomingRequest, Method, Response, ResponseOutparam};
 use spin_sdk::http_component;
 
 /// Verifiers may cache for 5 minutes, then revalidate; on an issuer outage they may keep the set a day.
 const CACHE_CONTROL: &str = "public, max-age=300, stale-while-revalidate=60, stale-if-error=86400";
 
 #[http_component]
-fn handle(req: Request) -> Response {
-    if !matches!(req.method(), Method::Get | Method::Head) {
+fn handle(req: IncomingRequest, out: ResponseOutparam) {
+    send(out, answer(&req.method()));
+}
+
+fn answer(method: &Method) -> Response {
+    if !matches!(method, Method::Get | Method::Head) {
         return reply::error_response(&ApiError::new(ErrorCode::MethodNotAllowed, "use GET"));
     }
     match key_set() {
@@ -28,7 +33,7 @@ fn handle(req: Request) -> Response {
             .status(200)
             .header("content-type", "application/jwk-set+json")
             .header("cache-control", CACHE_CONTROL)
-            .body(if matches!(req.method(), Method::Head) { Vec::new() } else { json })
+            .body(if matches!(method, Method::Head) { Vec::new() } else { json })
             .build(),
         Err(failure) => reply::error_response(&failure),
     }

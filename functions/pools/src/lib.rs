@@ -15,10 +15,11 @@ use edgeshell_fn::db::{col, int, text, Db};
 use edgeshell_fn::platform::now;
 use edgeshell_fn::registry;
 use edgeshell_fn::reply::{self, finish, json, ApiError, ErrorCode};
-use edgeshell_fn::request::{bearer, json_body};
+use edgeshell_fn::request::{bearer, json_body, Request};
+use edgeshell_fn::wasi_http::send;
 use edgeshell_fn::settings;
 use edgeshell_fn::Reply;
-use spin_sdk::http::{Method, Request, Response};
+use spin_sdk::http::{IncomingRequest, Method, ResponseOutparam};
 use spin_sdk::http_component;
 use spin_sdk::pg4::ParameterValue;
 
@@ -32,15 +33,24 @@ const MAX_BODY: usize = 256 * 1024;
 const MAX_RUNNERS: u32 = 1_000_000;
 
 #[http_component]
-fn handle(req: Request) -> Response {
-    finish(match (req.method(), req.path()) {
-        (Method::Post, "/api/pools/heartbeat") => heartbeat(&req),
+fn handle(req: IncomingRequest, out: ResponseOutparam) {
+    let req = Request::new(req);
+    send(out, finish(route(&req)));
+}
+
+fn route(req: &Request) -> Reply {
+    if matches!(req.path(), "/api/pools/heartbeat" | "/api/regions") {
+        // Before the key is looked up: a token of the caller's address.
+        edgeshell_fn::ratelimit::admit(req, &Db::open()?)?;
+    }
+    match (req.method(), req.path()) {
+        (Method::Post, "/api/pools/heartbeat") => heartbeat(req),
         (Method::Get, "/api/regions") => regions(),
         (_, "/api/pools/heartbeat" | "/api/regions") => {
             Err(ApiError::new(ErrorCode::MethodNotAllowed, "method not allowed here"))
         }
         _ => Err(ApiError::new(ErrorCode::NotFound, "no such route")),
-    })
+    }
 }
 
 fn heartbeat(req: &Request) -> Reply {
@@ -49,7 +59,7 @@ fn heartbeat(req: &Request) -> Reply {
     let row = db
         .query_opt(
             "SELECT region FROM pool_api_keys WHERE key_sha256 = $1 AND revoked_at IS NULL",
-            &[ParameterValue::Binary(api_key_hash(key).to_vec())],
+            &[ParameterValue::Binary(api_key_hash(&key).to_vec())],
         )?
         .ok_or_else(|| ApiError::new(ErrorCode::InvalidApiKey, "unknown or revoked pool API key"))?;
     let key_region: String = col(&row, 0)?;

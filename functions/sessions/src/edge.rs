@@ -10,7 +10,7 @@ use edgeshell_fn::reply::{json, ApiError, ErrorCode};
 use edgeshell_fn::request::{json_body, require_internal};
 use edgeshell_fn::Reply;
 use serde::Deserialize;
-use spin_sdk::http::Request;
+use edgeshell_fn::request::Request;
 
 /// The reasons a room reports.
 const REASONS: [&str; 5] = EndReason::NAMES;

@@ -19,17 +19,20 @@ mod mint;
 mod pools;
 
 use edgeshell_fn::reply::{finish, ApiError, ErrorCode};
-use edgeshell_fn::request::segments_after;
-use spin_sdk::http::{Method, Request, Response};
+use edgeshell_fn::request::{require_internal, segments_after, Request};
+use edgeshell_fn::wasi_http::send;
+use spin_sdk::http::{IncomingRequest, Method, ResponseOutparam};
 use spin_sdk::http_component;
 
 #[http_component]
-fn handle(req: Request) -> Response {
-    finish(route(&req))
+fn handle(req: IncomingRequest, out: ResponseOutparam) {
+    send(out, finish(route(&Request::new(req))));
 }
 
 fn route(req: &Request) -> edgeshell_fn::Reply {
     if let Some(segments) = segments_after(req, "/internal/sessions") {
+        // Internal routes do nothing, not even routing, for a caller without the internal key.
+        require_internal(req)?;
         return match (req.method(), segments.as_slice()) {
             (Method::Post, [id, "ended"]) => edge::ended(req, id),
             (_, [_, "ended"]) => Err(ApiError::new(ErrorCode::MethodNotAllowed, "method not allowed here")),
@@ -37,6 +40,8 @@ fn route(req: &Request) -> edgeshell_fn::Reply {
         };
     }
     let segments = segments_after(req, "/api/sessions").ok_or_else(not_found)?;
+    // Before any authentication: a token of the caller's address.
+    edgeshell_fn::ratelimit::admit(req, &edgeshell_fn::db::Db::open()?)?;
     match (req.method(), segments.as_slice()) {
         (Method::Post, []) => mint::mint(req),
         (Method::Get, []) => manage::list(req),

@@ -13,7 +13,7 @@ use edgeshell_fn::reply::{self, json, ApiError, ErrorCode};
 use edgeshell_fn::signing::Signing;
 use edgeshell_fn::Reply;
 use serde::Serialize;
-use spin_sdk::http::Request;
+use edgeshell_fn::request::Request;
 use spin_sdk::pg4::DbValue;
 
 /// A session as its owner sees it.

@@ -26,7 +26,7 @@ use edgeshell_fn::request::json_body;
 use edgeshell_fn::signing::Signing;
 use edgeshell_fn::Reply;
 use serde::{Deserialize, Serialize};
-use spin_sdk::http::Request;
+use edgeshell_fn::request::Request;
 use spin_sdk::pg4::ParameterValue;
 use std::collections::BTreeMap;
 
@@ -77,6 +77,12 @@ pub(crate) fn mint(req: &Request) -> Reply {
 type Steps = (Spent, Spent);
 
 fn mint_timed(req: &Request) -> Result<(Minted, Signing, Db, Spent, Steps), ApiError> {
+    let config = Config::load()?;
+    let steps: Steps = Default::default();
+    let signing = steps.0.time(Signing::load)?;
+    let db = Db::open()?;
+    // Who is calling comes first: an unauthenticated caller's body is never read.
+    let user = steps.1.time(|| authenticate(req, &db))?;
     let input: MintRequest = json_body(req, 4096)?;
     let bad = |what: &str, e: String| ApiError::new(ErrorCode::BadRequest, format!("{what}: {e}"));
     let hint = input.region_hint.map(RegionId::new).transpose().map_err(|e| bad("region_hint", e.to_string()))?;
@@ -87,11 +93,6 @@ fn mint_timed(req: &Request) -> Result<(Minted, Signing, Db, Spent, Steps), ApiE
             Ok((RegionId::new(region).map_err(|e| bad("rtts", e.to_string()))?, Duration::from_millis(ms)))
         })
         .collect::<Result<Vec<_>, ApiError>>()?;
-    let config = Config::load()?;
-    let steps: Steps = Default::default();
-    let signing = steps.0.time(Signing::load)?;
-    let db = Db::open()?;
-    let user = steps.1.time(|| authenticate(req, &db))?;
     let now = now();
     let mut sid = session_id(entropy());
     let deadline = now + config.session_max;

@@ -71,6 +71,7 @@ module "control" {
   next_es256_key       = var.next_es256_key
   previous_es256_key   = var.previous_es256_key
   internal_api_key     = var.internal_api_key
+  edge_cidrs           = var.edge_cidrs
   token_issuer         = local.token_issuer
   edge_url             = module.edge.edge_url
   oidc_issuer          = var.oidc.issuer

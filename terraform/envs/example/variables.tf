@@ -132,6 +132,11 @@ variable "runner_egress_cidrs" {
   type        = list(string)
 }
 
+variable "edge_cidrs" {
+  description = "Where the edge's calls to the control plane come from: Cloudflare's published ranges (https://www.cloudflare.com/ips/)."
+  type        = list(string)
+}
+
 variable "rbac_security_group" {
   description = "Google Groups for RBAC: gke-security-groups@<your domain>."
   type        = string

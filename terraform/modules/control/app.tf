@@ -24,6 +24,8 @@ locals {
       pool_origin   = var.pool_origin
       signer_url    = local.signer_url
       signer_origin = local.signer_url
+      # Google's HTTPS load balancer appends "<client>, <its own address>" to X-Forwarded-For.
+      trusted_proxy_hops = "2"
     },
     var.oidc_jwks_url == "" ? {} : { oidc_jwks_url = var.oidc_jwks_url },
     var.oidc_jwks_origin == "" ? {} : { oidc_jwks_origin = var.oidc_jwks_origin },
@@ -193,6 +195,8 @@ resource "kubernetes_manifest" "app" {
     spec = {
       image    = var.spin_app_image
       executor = kubernetes_manifest.executor.manifest.metadata.name
+      # The load balancer's backend gets the Cloud Armor policy below.
+      serviceAnnotations = { "cloud.google.com/backend-config" = jsonencode({ default = "edgeshell-control" }) }
       replicas = var.replicas
       resources = {
         limits   = { cpu = "1", memory = "512Mi" }
@@ -208,6 +212,62 @@ resource "kubernetes_manifest" "app" {
     }
   }
   depends_on = [kubernetes_job_v1.migrate, kubernetes_deployment_v1.signer]
+}
+
+# /internal/* answers the edge alone: Cloud Armor lets it through only from the edge's ranges (each
+# allow rule holds four, the most a rule's expression may test beside the path) and refuses it from
+# anywhere else before it reaches a component, which would refuse it too without the internal key.
+# Unauthenticated public calls are limited per client address by the components themselves
+# (preauth_burst, preauth_per_minute), which answer 429 with Retry-After.
+resource "google_compute_security_policy" "control" {
+  # checkov:skip=CKV_GCP_73: the backend is Rust on Spin; no Java, no Log4j lookup to guard against.
+  project     = var.project_id
+  name        = "edgeshell-control"
+  description = "edgeshell control plane: /internal/* only from the edge"
+  dynamic "rule" {
+    for_each = chunklist(var.edge_cidrs, 4)
+    content {
+      action   = "allow"
+      priority = 1000 + rule.key
+      match {
+        expr {
+          expression = "request.path.startsWith('/internal/') && (${join(" || ", [for cidr in rule.value : "inIpRange(origin.ip, '${cidr}')"])})"
+        }
+      }
+      description = "the edge's ranges, part ${rule.key + 1}"
+    }
+  }
+  rule {
+    action   = "deny(403)"
+    priority = 2000
+    match {
+      expr {
+        expression = "request.path.startsWith('/internal/')"
+      }
+    }
+    description = "internal routes from anywhere else"
+  }
+  rule {
+    action   = "allow"
+    priority = 2147483647
+    match {
+      versioned_expr = "SRC_IPS_V1"
+      config {
+        src_ip_ranges = ["*"]
+      }
+    }
+    description = "everything else"
+  }
+}
+
+resource "kubernetes_manifest" "backend_config" {
+  manifest = {
+    apiVersion = "cloud.google.com/v1"
+    kind       = "BackendConfig"
+    metadata   = { name = "edgeshell-control", namespace = local.ns }
+    spec       = { securityPolicy = { name = google_compute_security_policy.control.name } }
+  }
+  depends_on = [kubernetes_namespace_v1.control]
 }
 
 # HTTPS for the edge, the browsers' API calls (through the edge) and the pool agents' heartbeats: a

@@ -156,10 +156,20 @@ variable "limits" {
     # The names are spin.toml's (terraform/tests checks this list against the manifest).
     condition = alltrue([for name in keys(var.limits) : contains([
       "session_max_secs", "attach_token_secs", "max_live_sessions", "mints_per_minute", "pool_timeout_ms", "pool_health_ttl_secs",
+      "preauth_burst", "preauth_per_minute",
       "artifact_max_per_session", "artifact_max_bytes", "artifact_user_bytes", "artifact_retention_secs",
       "artifact_link_ttl_secs",
     ], name)])
     error_message = "limits names a variable spin.toml does not declare as a limit."
+  }
+}
+
+variable "edge_cidrs" {
+  description = "Where the edge's calls come from (Cloudflare's published ranges): only these reach /internal/*."
+  type        = list(string)
+  validation {
+    condition     = length(var.edge_cidrs) > 0 && alltrue([for c in var.edge_cidrs : can(cidrhost(c, 0))])
+    error_message = "edge_cidrs must list at least one CIDR."
   }
 }
 

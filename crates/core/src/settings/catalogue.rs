@@ -83,6 +83,17 @@ pub const FUNCTIONS: &[Setting] = &[
     ),
     setting("max_live_sessions", Number(QUOTA.max_live_sessions as u64), "Sessions one user may have starting or running."),
     setting("mints_per_minute", Number(QUOTA.mints_per_window as u64), "New sessions one user may start per minute."),
+    setting(
+        "preauth_burst",
+        Number(60),
+        "Requests one client address may make at once to the public routes, before it is authenticated (a token bucket; 429 with `Retry-After` beyond).",
+    ),
+    setting("preauth_per_minute", Number(120), "The rate at which a client address's `preauth_burst` refills."),
+    setting(
+        "trusted_proxy_hops",
+        Number(0),
+        "Proxies in front of the functions that append to `X-Forwarded-For` (Google's HTTPS load balancer: 2): the client address is that many entries from the right. 0: the connection's peer.",
+    ),
     setting("pool_timeout_ms", Number(3000), "How long a pool may take to accept a start before the next region is tried."),
     setting(
         "pool_health_ttl_secs",
