@@ -11,10 +11,10 @@ use edgeshell_core::time::Timestamp;
 use edgeshell_fn::db::{col, int, text, Db};
 use edgeshell_fn::platform::now;
 use edgeshell_fn::reply::{self, json, ApiError, ErrorCode};
+use edgeshell_fn::request::Request;
 use edgeshell_fn::request::{json_body, require_internal};
 use edgeshell_fn::Reply;
 use serde::Deserialize;
-use edgeshell_fn::request::Request;
 use spin_sdk::pg4::ParameterValue;
 
 #[derive(Deserialize)]

@@ -17,8 +17,8 @@ mod user;
 
 use edgeshell_core::artifacts::ArtifactLimits;
 use edgeshell_fn::reply::{finish, ApiError, ErrorCode};
-use edgeshell_fn::settings;
 use edgeshell_fn::request::{require_internal, Request};
+use edgeshell_fn::settings;
 use edgeshell_fn::wasi_http::send;
 use spin_sdk::http::{IncomingRequest, Method, ResponseOutparam};
 use spin_sdk::http_component;

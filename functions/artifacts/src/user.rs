@@ -9,12 +9,12 @@ use edgeshell_fn::db::{col, text, Db};
 use edgeshell_fn::identity::authenticate;
 use edgeshell_fn::platform::{entropy, now};
 use edgeshell_fn::reply::{json, ApiError, ErrorCode};
+use edgeshell_fn::request::Request;
 use edgeshell_fn::request::{json_body, query_param};
 use edgeshell_fn::settings;
 use edgeshell_fn::signing::Signing;
 use edgeshell_fn::Reply;
 use serde::Deserialize;
-use edgeshell_fn::request::Request;
 
 fn not_found() -> ApiError {
     ApiError::new(ErrorCode::SessionNotFound, "no such session")

@@ -11,8 +11,8 @@ use edgeshell_core::jwks::{KeySet, MAX_JWKS_BYTES};
 use edgeshell_fn::outbound::{self, Call};
 use edgeshell_fn::reply::{self, ApiError, ErrorCode};
 use edgeshell_fn::settings;
-use edgeshell_keys::KeyRing;
 use edgeshell_fn::wasi_http::send;
+use edgeshell_keys::KeyRing;
 use spin_sdk::http::{IncomingRequest, Method, Response, ResponseOutparam};
 use spin_sdk::http_component;
 

@@ -7,10 +7,10 @@ use edgeshell_core::ids::SessionId;
 use edgeshell_core::room::EndReason;
 use edgeshell_fn::db::{text, Db};
 use edgeshell_fn::reply::{json, ApiError, ErrorCode};
+use edgeshell_fn::request::Request;
 use edgeshell_fn::request::{json_body, require_internal};
 use edgeshell_fn::Reply;
 use serde::Deserialize;
-use edgeshell_fn::request::Request;
 
 /// The reasons a room reports.
 const REASONS: [&str; 5] = EndReason::NAMES;

@@ -10,10 +10,10 @@ use edgeshell_fn::db::{col, text, Db};
 use edgeshell_fn::identity::authenticate;
 use edgeshell_fn::platform::{entropy, now};
 use edgeshell_fn::reply::{self, json, ApiError, ErrorCode};
+use edgeshell_fn::request::Request;
 use edgeshell_fn::signing::Signing;
 use edgeshell_fn::Reply;
 use serde::Serialize;
-use edgeshell_fn::request::Request;
 use spin_sdk::pg4::DbValue;
 
 /// A session as its owner sees it.

@@ -23,10 +23,10 @@ use edgeshell_fn::identity::authenticate;
 use edgeshell_fn::platform::{entropy, now, Spent};
 use edgeshell_fn::reply::{self, json_with, ApiError, ErrorCode};
 use edgeshell_fn::request::json_body;
+use edgeshell_fn::request::Request;
 use edgeshell_fn::signing::Signing;
 use edgeshell_fn::Reply;
 use serde::{Deserialize, Serialize};
-use edgeshell_fn::request::Request;
 use spin_sdk::pg4::ParameterValue;
 use std::collections::BTreeMap;
 
