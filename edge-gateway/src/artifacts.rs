@@ -1,5 +1,7 @@
-//! Artifact routes: `GET /artifacts/{sid}/{path}?token=<artifact:get>` streams an object from R2 to its
-//! owner once per link, and `PUT /artifacts/{sid}/{path}` with the runner's `artifact:put` token streams
+//! Artifact routes: `GET /artifacts/{sid}/{path}` with a link's `artifact:get` token as
+//! `Authorization: Bearer` streams an object from R2 to its owner once per link (a token in the query
+//! string, where request logs keep it, is refused unread), and `PUT /artifacts/{sid}/{path}` with the
+//! runner's `artifact:put` token streams
 //! an upload into R2. Tokens are verified here (no database); what needs the database — the link's
 //! one-time use, the upload limits, the audit log — is the control plane's internal artifacts routes.
 
@@ -50,6 +52,13 @@ async fn verify(
     keys::verify(config, Some(ctx), &token, Expectation { scope, session: Some(session) }).await.map_err(token_failure)
 }
 
+/// The request's `Authorization: Bearer` token, if any.
+fn bearer(req: &Request) -> Option<String> {
+    let value = req.headers().get("authorization").ok().flatten()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_owned()).filter(|t| !t.is_empty())
+}
+
 /// Serves an artifact route.
 pub async fn serve(req: Request, env: &Env, ctx: &Context) -> Result<Response> {
     let outcome = match req.method() {
@@ -67,8 +76,13 @@ struct Redeemed {
 
 async fn download(req: &Request, env: &Env, ctx: &Context) -> std::result::Result<Response, ApiError> {
     let (config, url, session, path) = target(req, env)?;
-    let token = url.query_pairs().find(|(k, _)| k == "token").map(|(_, v)| v.into_owned());
-    let link = verify(&config, ctx, token, Scope::ArtifactGet, &session).await?;
+    if url.query_pairs().any(|(k, _)| k == "token") {
+        return Err(ApiError::new(
+            ErrorCode::BadRequest,
+            "send the link's token as Authorization: Bearer, never in the URL",
+        ));
+    }
+    let link = verify(&config, ctx, bearer(req), Scope::ArtifactGet, &session).await?;
     check_link(&link, &session, &path, Method::Get).map_err(|e| ApiError::new(ErrorCode::Forbidden, e.to_string()))?;
     let c = link.claims();
     let body = serde_json::json!({
@@ -103,9 +117,7 @@ struct Registered {
 
 async fn upload(req: &Request, env: &Env, ctx: &Context) -> std::result::Result<Response, ApiError> {
     let (config, _, session, path) = target(req, env)?;
-    let bearer =
-        req.headers().get("authorization").ok().flatten().and_then(|v| v.strip_prefix("Bearer ").map(str::to_owned));
-    verify(&config, ctx, bearer, Scope::ArtifactPut, &session).await?;
+    verify(&config, ctx, bearer(req), Scope::ArtifactPut, &session).await?;
     let size: u64 = req
         .headers()
         .get("content-length")

@@ -36,13 +36,13 @@ fn lookup(env: &Env, name: &str) -> Option<String> {
     env.var(name).ok().map(|v| v.to_string()).or_else(|| env.secret(name).ok().map(|s| s.to_string()))
 }
 
+/// A service the edge sends its internal key to or takes its keys from: https, or http to this machine
+/// (the core's `service_url` rule).
 fn http_url(settings: &Reader<'_>, name: &str) -> Result<String, ConfigError> {
-    let value = settings.required(name)?;
-    let parsed = worker::Url::parse(&value).map_err(|e| settings.invalid(name, format!("{value:?}: {e}")))?;
-    match parsed.scheme() {
-        "https" | "http" => Ok(value.trim_end_matches('/').to_owned()),
-        other => Err(settings.invalid(name, format!("must be an http(s) URL, not {other}:"))),
-    }
+    settings.required(name)?;
+    let value = settings.service_url(name)?.unwrap_or_default();
+    worker::Url::parse(&value).map_err(|e| settings.invalid(name, format!("{value:?}: {e}")))?;
+    Ok(value)
 }
 
 impl EdgeConfig {

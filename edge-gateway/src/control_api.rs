@@ -5,7 +5,7 @@ use crate::config::{internal_key, EdgeConfig};
 use crate::http::{self, ApiError, ErrorCode};
 use futures_util::future::{select, Either};
 use std::time::Duration;
-use worker::{Delay, Env, Fetch, Headers, Request, RequestInit, Response};
+use worker::{Delay, Env, Fetch, Headers, Request, RequestInit, RequestRedirect, Response};
 
 /// How long an internal call may take.
 const INTERNAL_TIMEOUT: Duration = Duration::from_secs(5);
@@ -36,7 +36,11 @@ pub async fn internal<T: serde::de::DeserializeOwned>(
     headers.set("authorization", &format!("Bearer {key}")).map_err(|e| http::internal(e.to_string()))?;
     headers.set("content-type", "application/json").map_err(|e| http::internal(e.to_string()))?;
     let mut init = RequestInit::new();
-    init.with_method(worker::Method::Post).with_headers(headers).with_body(Some(body.to_string().into()));
+    // A redirect is an answer like any other, never followed: the key goes only to CONTROL_URL.
+    init.with_method(worker::Method::Post)
+        .with_headers(headers)
+        .with_body(Some(body.to_string().into()))
+        .with_redirect(RequestRedirect::Manual);
     let request = Request::new_with_init(&format!("{}{path}", config.control_url), &init)
         .map_err(|e| http::internal(e.to_string()))?;
     let mut response = send(request, INTERNAL_TIMEOUT).await?;

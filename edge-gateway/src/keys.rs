@@ -175,8 +175,12 @@ async fn fetch_into_cache(config: &EdgeConfig) {
 }
 
 async fn fetch(config: &EdgeConfig) -> Result<(KeySet, Vec<u8>), JwksError> {
-    let url = worker::Url::parse(&config.jwks_url).map_err(|e| JwksError::Fetch(e.to_string()))?;
-    let request = Fetch::Url(url);
+    // The keys come from JWKS_URL's origin or not at all: a redirect is a failed fetch.
+    let mut init = worker::RequestInit::new();
+    init.with_redirect(worker::RequestRedirect::Manual);
+    let request =
+        worker::Request::new_with_init(&config.jwks_url, &init).map_err(|e| JwksError::Fetch(e.to_string()))?;
+    let request = Fetch::Request(request);
     let sent = Box::pin(request.send());
     let timeout = Box::pin(Delay::from(FETCH_TIMEOUT));
     let mut response = match select(sent, timeout).await {

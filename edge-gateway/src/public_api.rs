@@ -12,7 +12,7 @@ use crate::control_api;
 use crate::http::{error, ApiError, ErrorCode};
 use edgeshell_core::settings::{Reader, SettingsError};
 use std::time::Duration;
-use worker::{Env, Headers, Method, Request, RequestInit, Response, Result};
+use worker::{Env, Headers, Method, Request, RequestInit, RequestRedirect, Response, Result};
 
 /// How long the control plane may take (a mint asks a pool to start a runner, with failover).
 const TIMEOUT: Duration = Duration::from_secs(20);
@@ -54,7 +54,8 @@ pub async fn proxy(mut req: Request, env: &Env) -> Result<Response> {
     }
     let method = req.method();
     let mut init = RequestInit::new();
-    init.with_method(method.clone()).with_headers(headers);
+    // Never followed: the browser's credentials and the edge's key go only to CONTROL_URL.
+    init.with_method(method.clone()).with_headers(headers).with_redirect(RequestRedirect::Manual);
     if !matches!(method, Method::Get | Method::Head) {
         let body = req.bytes().await?;
         if body.len() > MAX_BODY {

@@ -6,6 +6,7 @@
 use edgeshell_core::dangerous::assume_verified;
 use edgeshell_core::ids::{Kid, SessionId};
 use edgeshell_core::protocol::{CloseCode, Role, UpgradeRefused};
+use edgeshell_core::secret::Secret;
 use edgeshell_core::tokens::{Claims, Verified};
 use worker::{Env, Headers, Method, Request, RequestInit, Response};
 
@@ -98,14 +99,14 @@ pub enum Admission {
     /// A browser resuming at `offset`.
     BrowserResume {
         /// The ticket.
-        ticket: String,
+        ticket: Secret,
         /// Output bytes it has.
         offset: u64,
     },
     /// The runner resuming.
     RunnerResume {
         /// The ticket.
-        ticket: String,
+        ticket: Secret,
     },
 }
 
@@ -128,9 +129,9 @@ pub fn read(req: &Request) -> Result<(SessionId, Admission), UpgradeRefused> {
         ("runner", None) => Admission::Join(verified()?),
         ("browser", Some(ticket)) => {
             let offset = header(OFFSET).and_then(|o| o.parse().ok()).ok_or_else(|| bad("offset"))?;
-            Admission::BrowserResume { ticket, offset }
+            Admission::BrowserResume { ticket: ticket.into(), offset }
         }
-        ("runner", Some(ticket)) => Admission::RunnerResume { ticket },
+        ("runner", Some(ticket)) => Admission::RunnerResume { ticket: ticket.into() },
         _ => return Err(bad("role")),
     };
     Ok((session, admission))

@@ -424,7 +424,7 @@ impl Host {
                 let session = self.room.borrow().as_ref().map(|l| l.room.session().clone())?;
                 let config = self.config().ok()?;
                 let expect = Expectation { scope: Scope::Attach, session: Some(&session) };
-                return match keys::verify(&config, None, &token, expect).await {
+                return match keys::verify(&config, None, token.expose(), expect).await {
                     Ok(token) => Some(Event::RefreshVerified { conn, token }),
                     Err(VerifyError::Token(error)) => Some(Event::RefreshRejected { conn, error }),
                     // Not judged: the seat keeps its current authorization and the client may retry.

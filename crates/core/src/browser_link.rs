@@ -10,6 +10,7 @@
 
 use crate::machine::{earliest, Backoff, Jitter, StateMachine};
 use crate::protocol::{CloseCode, Credential, ExitStatus, Frame, FrameError, NextStep, Role, MAX_DATA_BYTES};
+use crate::secret::Secret;
 use crate::time::Timestamp;
 use core::time::Duration;
 
@@ -177,8 +178,8 @@ enum Connection {
 #[derive(Clone)]
 pub struct BrowserLink {
     session: String,
-    token: String,
-    ticket: Option<String>,
+    token: Secret,
+    ticket: Option<Secret>,
     /// The next output byte the terminal has not shown; `None` until the first `Welcome`.
     next: Option<u64>,
     acked: u64,
@@ -202,7 +203,7 @@ impl BrowserLink {
     pub fn new(session: impl Into<String>, token: impl Into<String>, seed: u64, now: Timestamp) -> BrowserLink {
         BrowserLink {
             session: session.into(),
-            token: token.into(),
+            token: Secret::new(token),
             ticket: None,
             next: None,
             acked: 0,
@@ -249,8 +250,8 @@ impl BrowserLink {
     /// The credential the next connection offers: the resume ticket once there is one, else the token.
     pub fn credential(&self) -> Credential {
         match &self.ticket {
-            Some(ticket) => Credential::Resume(ticket.clone()),
-            None => Credential::Token(self.token.clone()),
+            Some(ticket) => Credential::Resume(ticket.expose().to_owned()),
+            None => Credential::Token(self.token.expose().to_owned()),
         }
     }
 
@@ -500,13 +501,13 @@ impl StateMachine for BrowserLink {
             }
             Event::Refresh(token) => {
                 // It also becomes the token for a later fresh attach.
-                self.token = token.clone();
+                self.token = Secret::new(token);
                 if matches!(self.connection, Connection::Open { .. }) {
-                    fx.push(Effect::Send(Frame::Refresh { token }.encode()));
+                    fx.push(Effect::Send(Frame::Refresh { token: self.token.clone() }.encode()));
                 }
             }
             Event::NewToken(token) => {
-                self.token = token;
+                self.token = Secret::new(token);
                 self.ticket = None;
                 if self.connection == Connection::NeedToken {
                     self.connect(&mut fx);

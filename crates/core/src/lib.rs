@@ -27,6 +27,7 @@ pub mod quotas;
 pub mod ratelimit;
 pub mod room;
 pub mod runner_link;
+pub mod secret;
 pub mod settings;
 pub mod time;
 pub mod tokens;

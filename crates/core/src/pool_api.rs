@@ -8,6 +8,7 @@
 
 use crate::api_error::{ApiError, ErrorCode};
 use crate::ids::{RegionId, SessionId};
+use crate::secret::Secret;
 use serde::{Deserialize, Serialize};
 
 /// Where a pool agent takes start commands.
@@ -64,7 +65,7 @@ pub struct StartRunner {
     /// The URL the runner dials (`wss://edge/sessions/{id}/join`).
     pub join_url: String,
     /// The runner's join token.
-    pub join_token: String,
+    pub join_token: Secret,
     /// The hard deadline, seconds since the epoch: the runner is killed then.
     pub deadline: u64,
 }

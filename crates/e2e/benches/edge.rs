@@ -122,7 +122,7 @@ impl Path {
             }
             Path::Edge(stack) => {
                 let s = stack.mint("bench").await.unwrap();
-                (Session { attach_url: s.ws_url, id: s.id }, s.token)
+                (Session { attach_url: s.ws_url, id: s.id }, s.token.into_exposed())
             }
         }
     }
@@ -253,7 +253,7 @@ async fn attach_latencies(path: &mut Path, n: usize) -> (Vec<Duration>, Vec<Dura
         let mut browser = attach(&session.attach_url, Credential::Token(token)).await;
         assert!(browser.step_until(WAIT, |b| !b.output.is_empty()).await);
         with_token.push(opened.elapsed());
-        let (ticket, offset) = (browser.welcome.resume_ticket.clone(), browser.welcome.offset);
+        let (ticket, offset) = (browser.welcome.resume_ticket.expose().to_owned(), browser.welcome.offset);
         drop(browser);
         tokio::time::sleep(Duration::from_millis(20)).await;
         let url = format!("{}?offset={offset}", session.attach_url);

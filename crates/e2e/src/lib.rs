@@ -7,6 +7,7 @@
 pub mod pool_proxy;
 
 use edgeshell_core::ids::SessionId;
+use edgeshell_core::secret::Secret;
 use edgeshell_stack::{AgentSettings, ControlPlane, ControlSettings, EdgeGateway, JwksProxy, PoolAgent};
 use std::time::Duration;
 
@@ -45,7 +46,7 @@ pub struct StackOptions {
     /// An existing control database (migrated at start); a private cluster when `None`.
     pub database_url: Option<String>,
     /// The control plane's signing key, a private JWK; the `pyjwt-rs256.json` vector's when `None`.
-    pub signing_key: Option<String>,
+    pub signing_key: Option<Secret>,
     /// Sign at a token signer holding the key (the production shape) instead of in the components.
     pub signer: bool,
     /// More control-plane Spin variables (`NAME`, value), e.g. `ATTACH_TOKEN_SECS`.
@@ -80,7 +81,7 @@ pub struct Session {
     /// Where a browser attaches.
     pub ws_url: String,
     /// The attach token.
-    pub token: String,
+    pub token: Secret,
 }
 
 /// The running stack; everything stops when dropped.
@@ -109,7 +110,7 @@ impl Stack {
         };
         let signing_key = match &options.signing_key {
             Some(key) => key.clone(),
-            None => vector_jwk("pyjwt-rs256.json")?,
+            None => vector_jwk("pyjwt-rs256.json")?.into(),
         };
         let control_settings = ControlSettings {
             signing_key,
@@ -151,7 +152,7 @@ impl Stack {
                 token_issuer: TOKEN_ISSUER.into(),
                 jwks_url: control.jwks_url(),
                 control_url: control.url().into(),
-                api_key: control.add_pool_key(region).await?,
+                api_key: control.add_pool_key(region).await?.into(),
                 state_dir,
                 session_command: options.session_command.clone(),
             };
@@ -201,7 +202,7 @@ impl Stack {
                     id: SessionId::new(text("session_id")?)?,
                     region: text("region")?,
                     ws_url: text("ws_url")?,
-                    token: text("token")?,
+                    token: text("token")?.into(),
                 });
             }
             anyhow::ensure!(body["error"]["code"] == "no_region_available", "mint failed: {status} {body}");
@@ -237,7 +238,7 @@ impl Stack {
         content: Vec<u8>,
     ) -> anyhow::Result<u16> {
         use edgeshell_core::issue::Issuer;
-        let key = edgeshell_keys::RsaSigner::from_secret(&self.control_settings.signing_key)?;
+        let key = edgeshell_keys::RsaSigner::from_secret(self.control_settings.signing_key.expose())?;
         let region = edgeshell_core::ids::RegionId::new(region)?;
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
         let entropy: [u8; 16] = rand::random();

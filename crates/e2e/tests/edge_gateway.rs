@@ -71,7 +71,7 @@ fn closed_with(result: Result<Browser, AttachError>) -> CloseCode {
 async fn attach_and_echo(stack: &Stack) -> Session {
     let session = stack.mint(USER).await.unwrap();
     assert!(session.ws_url.starts_with(&stack.edge_ws()), "{} is not at the edge", session.ws_url);
-    let mut browser = attach(&session, &session.token).await.expect("attach");
+    let mut browser = attach(&session, session.token.expose()).await.expect("attach");
     browser.input(b"echo hel''lo\n").await;
     browser.expect_from(0, "hello", WAIT).await;
     // Resize reaches the PTY.
@@ -84,7 +84,7 @@ async fn attach_and_echo(stack: &Stack) -> Session {
     assert!(browser.step_until(WAIT, |b| b.pongs > 0).await, "no pong: {:?}", browser.closed);
     // An in-band refresh: the room has the new token verified at the edge and extends the seat.
     let fresh = stack.attach_token(USER, &session.id).await.unwrap();
-    browser.send(Frame::Refresh { token: fresh.clone() }).await;
+    browser.send(Frame::Refresh { token: fresh.clone().into() }).await;
     let accepted = |b: &Browser| b.events.iter().any(|f| matches!(f, Frame::RefreshAccepted { .. }));
     assert!(browser.step_until(WAIT, accepted).await, "refresh not accepted: {:?}", browser.closed);
     // The refresh consumed the token: it cannot attach a second browser.
@@ -96,7 +96,7 @@ async fn cached_keys_need_no_network(stack: &Stack) {
     let before = stack.jwks.requests();
     for _ in 0..3 {
         let session = stack.mint(USER).await.unwrap();
-        let mut browser = attach(&session, &session.token).await.expect("attach");
+        let mut browser = attach(&session, session.token.expose()).await.expect("attach");
         browser.input(b"echo cached\n").await;
         browser.expect_from(0, "cached", WAIT).await;
     }
@@ -110,7 +110,7 @@ async fn the_verify_cost_route(stack: &Stack) {
     let url = format!("{}/internal/verify-cost", stack.edge.url);
     let http = reqwest::Client::new();
     let ask = |key: Option<&'static str>, n: u32, sid: &str| {
-        let body = serde_json::json!({ "token": session.token, "session": sid, "n": n });
+        let body = serde_json::json!({ "token": session.token.expose(), "session": sid, "n": n });
         let mut request = http.post(&url).json(&body);
         if let Some(key) = key {
             request = request.bearer_auth(key);
@@ -130,13 +130,13 @@ async fn the_verify_cost_route(stack: &Stack) {
     let (_, refused) = ask(Some(INTERNAL_KEY), 2, other.as_str()).await;
     assert_eq!(refused["passed"], 0, "{refused}");
     assert!(refused["error"].as_str().is_some_and(|e| e.contains("WrongSession")), "{refused}");
-    attach(&session, &session.token).await.expect("the checks did not use the token up");
+    attach(&session, session.token.expose()).await.expect("the checks did not use the token up");
 }
 
 async fn tokens_work_once(stack: &Stack) {
     let session = stack.mint(USER).await.unwrap();
-    let _first = attach(&session, &session.token).await.expect("the first use attaches");
-    assert_eq!(closed_with(attach(&session, &session.token).await), CloseCode::Replayed);
+    let _first = attach(&session, session.token.expose()).await.expect("the first use attaches");
+    assert_eq!(closed_with(attach(&session, session.token.expose()).await), CloseCode::Replayed);
 
     // One fresh token, 100 browsers at once: exactly one gets in.
     let token = stack.attach_token(USER, &session.id).await.unwrap();
@@ -167,7 +167,11 @@ async fn bad_tokens_get_their_close_codes(stack: &Stack) {
         c.exp -= 3600;
     });
     assert_eq!(closed_with(attach(&session, &expired).await), CloseCode::TokenExpired);
-    assert_eq!(closed_with(attach(&session, &other.token).await), CloseCode::Forbidden, "another session's token");
+    assert_eq!(
+        closed_with(attach(&session, other.token.expose()).await),
+        CloseCode::Forbidden,
+        "another session's token"
+    );
     // Same kid, another key: the signature does not verify.
     let forger = key_with_kid("rfc7515-a2.json", "pyjwt-1");
     assert_eq!(
@@ -202,7 +206,7 @@ async fn bad_tokens_get_their_close_codes(stack: &Stack) {
 
 async fn runner_lost_within_grace(stack: &Stack) {
     let session = stack.mint(USER).await.unwrap();
-    let mut browser = attach(&session, &session.token).await.expect("attach");
+    let mut browser = attach(&session, session.token.expose()).await.expect("attach");
     browser.input(b"echo up\n").await;
     browser.expect_from(0, "up", WAIT).await;
     let runners = stack.agent("eu").unwrap().runners().await.unwrap();
@@ -237,13 +241,14 @@ async fn exact_resume_through_a_drop(stack: &Stack) {
     const N: u32 = 1_500_000; // 10.9 MB
     let expected = seq_output(N);
     let session = stack.mint(USER).await.unwrap();
-    let mut browser = attach(&session, &session.token).await.expect("attach");
+    let mut browser = attach(&session, session.token.expose()).await.expect("attach");
     browser.input(b"stty -echo -onlcr; echo ready\n").await;
     let from = browser.expect_from(0, "ready", WAIT).await;
     browser.input(format!("seq 1 {N}; echo; echo finished\n").as_bytes()).await;
     // Cut the connection in the middle of the output, without a close frame.
     assert!(browser.step_until(WAIT, |b| b.output.len() >= from + 3_000_000).await, "3 MB did not arrive");
-    let (kept, offset, ticket) = (browser.output.clone(), browser.offset, browser.welcome.resume_ticket.clone());
+    let (kept, offset, ticket) =
+        (browser.output.clone(), browser.offset, browser.welcome.resume_ticket.expose().to_owned());
     drop(browser);
     tokio::time::sleep(Duration::from_millis(200)).await;
     let url = format!("{}?offset={offset}", session.ws_url);
@@ -266,7 +271,7 @@ async fn exact_resume_through_a_drop(stack: &Stack) {
 /// and then refuses the paster with 4016; the session lives on and the browser resumes.
 async fn input_to_a_stalled_program_is_bounded(stack: &Stack) {
     let session = stack.mint(USER).await.unwrap();
-    let mut browser = attach(&session, &session.token).await.expect("attach");
+    let mut browser = attach(&session, session.token.expose()).await.expect("attach");
     // In raw mode the terminal takes a few KiB and then nothing more until the program reads; after a
     // while the program drains what reached it and says so.
     let script = "stty raw -echo; echo ready; sleep 3; timeout 5 cat >/dev/null; stty sane; echo drain''ed\n";
@@ -287,7 +292,7 @@ async fn input_to_a_stalled_program_is_bounded(stack: &Stack) {
     assert!(sent < 100 * 1024 * 1024, "refused before the paste ended ({sent} bytes sent)");
     // The session lives on: the browser resumes, and once the program has drained it types again.
     let url = format!("{}?offset={}", session.ws_url, browser.offset);
-    let mut resumed = Browser::attach(&url, &Credential::Resume(browser.welcome.resume_ticket.clone()))
+    let mut resumed = Browser::attach(&url, &Credential::Resume(browser.welcome.resume_ticket.expose().to_owned()))
         .await
         .expect("resume after the refusal");
     let after = resumed.expect_from(0, "drained", Duration::from_secs(30)).await;
@@ -299,10 +304,11 @@ async fn input_to_a_stalled_program_is_bounded(stack: &Stack) {
 /// its checkpoints, the runner resumes with its ticket, the browser resumes at its exact byte.
 async fn the_room_survives_an_edge_restart(stack: &mut Stack) {
     let session = stack.mint(USER).await.unwrap();
-    let mut browser = attach(&session, &session.token).await.expect("attach");
+    let mut browser = attach(&session, session.token.expose()).await.expect("attach");
     browser.input(b"echo before; sleep 0.1; echo held\n").await;
     browser.expect_from(0, "held\r\n", WAIT).await;
-    let (kept, offset, ticket) = (browser.output.clone(), browser.offset, browser.welcome.resume_ticket.clone());
+    let (kept, offset, ticket) =
+        (browser.output.clone(), browser.offset, browser.welcome.resume_ticket.expose().to_owned());
     drop(browser);
     stack.edge.restart().await.unwrap();
     eprintln!("edge restarted");
@@ -323,7 +329,7 @@ async fn the_room_survives_an_edge_restart(stack: &mut Stack) {
 async fn cached_keys_survive_an_issuer_outage(stack: &Stack) {
     stack.jwks.set_down(true);
     let session = stack.mint(USER).await.unwrap();
-    let mut browser = attach(&session, &session.token).await.expect("attach on cached keys");
+    let mut browser = attach(&session, session.token.expose()).await.expect("attach on cached keys");
     browser.input(b"echo still here\n").await;
     browser.expect_from(0, "still here", WAIT).await;
     stack.jwks.set_down(false);
@@ -341,14 +347,19 @@ async fn artifact_links_work_once(stack: &Stack, session: &Session) {
     let body = serde_json::json!({ "session_id": session.id.as_str(), "path": "out/report.txt" });
     let (status, link) = stack.call(reqwest::Method::POST, "/api/artifacts/links", USER, body).await.unwrap();
     assert_eq!(status, 201, "{link}");
+    let token = link["token"].as_str().unwrap().to_owned();
     let link = link["url"].as_str().unwrap().replacen("wss://", "http://", 1).replacen("ws://", "http://", 1);
-    let first = http.get(&link).send().await.unwrap();
+    assert!(!link.contains(&token) && !link.contains('?'), "the link's URL carries no token: {link}");
+    // A token in the query string (where logs keep URLs) is refused without being looked at.
+    let queried = http.get(format!("{link}?token={token}")).send().await.unwrap();
+    assert_eq!(error_of_the_table(queried).await, ErrorCode::BadRequest);
+    let first = http.get(&link).bearer_auth(&token).send().await.unwrap();
     assert_eq!(first.status(), 200);
     assert_eq!(first.bytes().await.unwrap().as_ref(), content.as_slice(), "the download streams the upload");
-    let second = http.get(&link).send().await.unwrap();
+    let second = http.get(&link).bearer_auth(&token).send().await.unwrap();
     assert_eq!(error_of_the_table(second).await, ErrorCode::ReplayedToken, "a link works once");
     let tampered = link.replace("report.txt", "other.txt");
-    let tampered = http.get(&tampered).send().await.unwrap();
+    let tampered = http.get(&tampered).bearer_auth(&token).send().await.unwrap();
     assert_eq!(error_of_the_table(tampered).await, ErrorCode::Forbidden, "a link is bound to its path");
 }
 
@@ -367,18 +378,18 @@ async fn error_of_the_table(response: reqwest::Response) -> ErrorCode {
 async fn rotation_needs_one_refetch(stack: &mut Stack) {
     let old = stack.mint(USER).await.unwrap();
     let mut settings = stack.control_settings.clone();
-    settings.signing_key = vector_jwk("rfc7515-a2.json").unwrap();
+    settings.signing_key = vector_jwk("rfc7515-a2.json").unwrap().into();
     settings.extra += &format!("SPIN_VARIABLE_PREVIOUS_SIGNING_KEY='{}'\n", vector_jwk("pyjwt-rs256.json").unwrap());
     stack.control.redeploy(&settings).await.unwrap();
     let before = stack.jwks.requests();
     let new = stack.mint(USER).await.unwrap();
-    let mut browser = attach(&new, &new.token).await.expect("a token of the new key attaches");
+    let mut browser = attach(&new, new.token.expose()).await.expect("a token of the new key attaches");
     browser.input(b"echo rotated\n").await;
     browser.expect_from(0, "rotated", WAIT).await;
     assert_eq!(stack.jwks.requests() - before, 1, "the new kid costs a single JWKS refetch");
     let again = stack.mint(USER).await.unwrap();
-    attach(&again, &again.token).await.expect("and is cached after");
-    let _old = attach(&old, &old.token).await.expect("tokens of the previous key still verify");
+    attach(&again, again.token.expose()).await.expect("and is cached after");
+    let _old = attach(&old, old.token.expose()).await.expect("tokens of the previous key still verify");
     assert_eq!(stack.jwks.requests() - before, 1);
 }
 
@@ -404,9 +415,9 @@ async fn the_edge_gateway_end_to_end() {
     runner_lost_within_grace(&stack).await;
     eprintln!("runner lost: ok");
     exact_resume_through_a_drop(&stack).await;
-    eprintln!("input to a stalled program");
-    input_to_a_stalled_program_is_bounded(&stack).await;
     eprintln!("exact resume: ok");
+    input_to_a_stalled_program_is_bounded(&stack).await;
+    eprintln!("input to a stalled program: ok");
     cached_keys_survive_an_issuer_outage(&stack).await;
     eprintln!("issuer outage: ok");
     artifact_links_work_once(&stack, &first).await;
@@ -415,4 +426,19 @@ async fn the_edge_gateway_end_to_end() {
     eprintln!("edge restart: ok");
     rotation_needs_one_refetch(&mut stack).await;
     eprintln!("key rotation: ok ({:?} in all)", steps.elapsed());
+    no_credential_reaches_the_logs(&stack);
+    eprintln!("logs hold no credential: ok");
+}
+
+/// After every step above (attaches, refusals, resumes, artifact uploads and downloads, restarts),
+/// nothing `wrangler dev` or the Worker logged holds a token (a JWT starts `eyJ`) or a credential
+/// subprotocol.
+fn no_credential_reaches_the_logs(stack: &Stack) {
+    let logs = stack.edge.logs();
+    assert!(logs.lines().count() > 10, "the edge's logs were not kept:\n{logs}");
+    for line in logs.lines() {
+        for leak in ["eyJ", "edgeshell.auth.", "edgeshell.resume."] {
+            assert!(!line.contains(leak), "a credential in the edge's logs: {line}");
+        }
+    }
 }

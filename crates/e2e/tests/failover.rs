@@ -23,7 +23,8 @@ async fn mint_in(stack: &Stack, hint: &str) -> Session {
 }
 
 async fn shell(session: &Session) -> Browser {
-    let mut browser = Browser::attach(&session.ws_url, &Credential::Token(session.token.clone())).await.unwrap();
+    let mut browser =
+        Browser::attach(&session.ws_url, &Credential::Token(session.token.expose().to_owned())).await.unwrap();
     browser.input(b"echo alive-$((40+2))\n").await;
     browser.expect_from(0, "alive-42", WAIT).await;
     browser

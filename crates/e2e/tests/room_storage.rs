@@ -40,7 +40,8 @@ async fn junk_leaves_no_storage_and_ended_rooms_delete_theirs() {
 
     // A real session has storage while it lives...
     let session = stack.mint(USER).await.unwrap();
-    let mut browser = Browser::attach(&session.ws_url, &Credential::Token(session.token.clone())).await.unwrap();
+    let mut browser =
+        Browser::attach(&session.ws_url, &Credential::Token(session.token.expose().to_owned())).await.unwrap();
     browser.input(b"echo here\n").await;
     browser.expect_from(0, "here", WAIT).await;
     let live = stack.edge.stored_rooms().unwrap();
@@ -55,7 +56,7 @@ async fn junk_leaves_no_storage_and_ended_rooms_delete_theirs() {
     assert_eq!(stack.edge.stored_rooms().unwrap(), empty, "the ended room's storage was not deleted");
     // And a junk resume for that session, after it was forgotten, stores nothing again.
     let url = format!("{}?offset=0", session.ws_url);
-    let ticket = browser.welcome.resume_ticket.clone();
+    let ticket = browser.welcome.resume_ticket.expose().to_owned();
     let refused = Browser::attach(&url, &Credential::Resume(ticket)).await;
     assert!(matches!(refused, Err(AttachError::Closed(CloseCode::SessionNotFound, _))), "{:?}", refused.map(|_| ()));
     assert_eq!(stack.edge.stored_rooms().unwrap(), empty);

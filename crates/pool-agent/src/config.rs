@@ -74,10 +74,9 @@ pub fn from_env(var: impl Fn(&str) -> Option<String>) -> Result<AgentConfig, Con
     let endpoint = settings.text("EDGESHELL_POOL_ENDPOINT")?.unwrap_or_else(|| format!("http://{listen}"));
     edgeshell_core::pool_api::check_endpoint(&endpoint)
         .map_err(|e| settings.invalid("EDGESHELL_POOL_ENDPOINT", e.to_string()))?;
-    let control_url = settings.required("EDGESHELL_CONTROL_URL")?.trim_end_matches('/').to_owned();
-    if !(control_url.starts_with("http://") || control_url.starts_with("https://")) {
-        return Err(settings.invalid("EDGESHELL_CONTROL_URL", "must be an http(s) URL"));
-    }
+    // The agent sends its API key there and trusts the keys it publishes: https, or this machine.
+    let control_url =
+        settings.service_url("EDGESHELL_CONTROL_URL")?.ok_or(SettingsError::Missing("EDGESHELL_CONTROL_URL"))?;
     let api_key = settings.required("EDGESHELL_POOL_API_KEY")?;
     if !api_key.starts_with(edgeshell_core::pool_api::API_KEY_PREFIX) {
         let why = "not a pool API key (esp_...); make one with `edgeshell-db pool-key add`";
@@ -121,7 +120,7 @@ pub fn from_env(var: impl Fn(&str) -> Option<String>) -> Result<AgentConfig, Con
     };
     Ok(AgentConfig {
         jwks_url: settings
-            .text("EDGESHELL_JWKS_URL")?
+            .service_url("EDGESHELL_JWKS_URL")?
             .unwrap_or_else(|| format!("{control_url}/.well-known/jwks.json")),
         region,
         listen,
@@ -193,5 +192,14 @@ mod tests {
         assert!(matches!(with(("EDGESHELL_POOL_BACKEND", "docker")), Err(ConfigError::Invalid { .. })));
         assert!(matches!(with(("EDGESHELL_POOL_BACKEND", "kubernetes")), Err(ConfigError::Missing(_))));
         assert_eq!(config(&BASE[1..]).unwrap_err(), ConfigError::Missing("EDGESHELL_POOL_REGION"));
+        // The agent's key and the keys it trusts never cross plain HTTP beyond this machine.
+        for (name, url) in [
+            ("EDGESHELL_CONTROL_URL", "http://control.example.com"),
+            ("EDGESHELL_JWKS_URL", "http://control.example.com/.well-known/jwks.json"),
+            ("EDGESHELL_CONTROL_URL", "https://user:pw@control.example.com"),
+        ] {
+            assert!(matches!(with((name, url)), Err(ConfigError::Invalid { .. })), "{name}={url}");
+        }
+        assert!(with(("EDGESHELL_JWKS_URL", "https://control.example.com/.well-known/jwks.json")).is_ok());
     }
 }

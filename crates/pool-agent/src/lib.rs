@@ -39,7 +39,12 @@ async fn serve<B: RunnerBackend>(
     backend: B,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let http = reqwest::Client::builder().connect_timeout(std::time::Duration::from_secs(5)).build()?;
+    // Redirects are never followed: the keys come from the configured origin and the API key goes
+    // only there (a 3xx is a failure like any other answer but 200).
+    let http = reqwest::Client::builder()
+        .connect_timeout(std::time::Duration::from_secs(5))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
     let agent = Arc::new(Agent::new(config.region.clone(), config.capacity, config.limits.clone(), backend));
     let reaped = agent.reap_leftovers().await?;
     let listener = tokio::net::TcpListener::bind(config.listen).await?;

@@ -398,3 +398,45 @@ async fn two_agents_on_one_host_never_share_a_session_user() {
     browser_b.input(b"echo sti''ll-here\n").await;
     browser_b.expect_from(from, "still-here", WAIT).await;
 }
+
+/// Answers every request with a redirect to `to`; the URL to ask.
+async fn redirecting_to(to: String) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/.well-known/jwks.json", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let mut buf = [0u8; 4096];
+            let _ = stream.read(&mut buf).await;
+            let head =
+                format!("HTTP/1.1 302 Found\r\nlocation: {to}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+            let _ = stream.write_all(head.as_bytes()).await;
+        }
+    });
+    url
+}
+
+#[tokio::test]
+async fn a_redirected_jwks_is_never_followed() {
+    // The agent's key URL redirects to an attacker's key set: a command the attacker signs under the
+    // real issuer's name must not start anything (following the redirect would have verified it).
+    let fixture = Fixture::start().await;
+    let attacker = edgeshell_dev_oidc::DevIssuer::start("127.0.0.1:0", "attacker").await.unwrap();
+    let mut upstream = fixture.upstream();
+    upstream.jwks_url = redirecting_to(attacker.jwks_url()).await;
+    let state = tempfile::tempdir().unwrap();
+    let agent = support::spawn_agent_for(&upstream, state.path(), &[]).await;
+    let sid = new_session();
+    let body = fixture.start_body(&sid, 600);
+    let claims = edgeshell_core::issue::Issuer::new(fixture.issuer.issuer()).pool_command(
+        &sid,
+        &region(),
+        &body,
+        rand::random(),
+        now(),
+    );
+    let forged = attacker.sign_claims(&serde_json::to_value(&claims).unwrap()).unwrap();
+    let (status, text) = fixture.post(&agent, START_PATH, Some(&forged), body).await;
+    assert!(status == 401 || status == 503, "a command signed with the keys behind the redirect: {status} {text}");
+    assert!(fixture.runners(&agent).await.is_empty());
+}

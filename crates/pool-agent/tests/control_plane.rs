@@ -42,7 +42,7 @@ async fn world() -> World {
     let room =
         RoomHost::start(Options { issuer: TOKEN_ISSUER.into(), keys, config: RoomConfig::default() }).await.unwrap();
     let settings = ControlSettings {
-        signing_key: jwk,
+        signing_key: jwk.into(),
         signer: false,
         token_issuer: TOKEN_ISSUER.into(),
         edge_url: room.url(),
@@ -125,7 +125,7 @@ async fn a_runner_the_control_plane_does_not_know_is_reaped_by_heartbeat() {
         session_id: sid.clone(),
         region: region(),
         join_url: w.room.join_url(&sid),
-        join_token: edgeshell_core::tokens::sign(&join, &w.signer).unwrap(),
+        join_token: edgeshell_core::tokens::sign(&join, &w.signer).unwrap().into(),
         deadline: now().as_secs() + 600,
     }))
     .unwrap();

@@ -256,13 +256,18 @@ fn admit(shared: &Shared, conn: ConnId, request: &Request) -> Result<Admission, 
         (Role::Browser, Credential::Token(t)) => {
             Event::BrowserAttach { conn, token: verify(Scope::Attach, &t)?, entropy: entropy() }
         }
-        (Role::Browser, Credential::Resume(ticket)) => {
-            Event::BrowserResume { conn, ticket, offset: upgrade.offset.unwrap_or_default(), entropy: entropy() }
-        }
+        (Role::Browser, Credential::Resume(ticket)) => Event::BrowserResume {
+            conn,
+            ticket: ticket.into(),
+            offset: upgrade.offset.unwrap_or_default(),
+            entropy: entropy(),
+        },
         (Role::Runner, Credential::Token(t)) => {
             Event::RunnerJoin { conn, token: verify(Scope::Join, &t)?, entropy: entropy() }
         }
-        (Role::Runner, Credential::Resume(ticket)) => Event::RunnerResume { conn, ticket, entropy: entropy() },
+        (Role::Runner, Credential::Resume(ticket)) => {
+            Event::RunnerResume { conn, ticket: ticket.into(), entropy: entropy() }
+        }
     };
     let exists = shared.rooms.lock().unwrap_or_else(|e| e.into_inner()).contains_key(&session);
     if !exists && !event.may_create_room() {
@@ -334,7 +339,7 @@ async fn run_room(
                 Effect::VerifyRefresh { conn, token } => {
                     let expect = Expectation { scope: Scope::Attach, session: Some(room.session()) };
                     let checked = now_or_never(shared.validator.verify(
-                        &token,
+                        token.expose(),
                         &shared.options.keys,
                         &RingVerifier,
                         expect,

@@ -10,6 +10,7 @@ use crate::pty::{exit_status, os_signal, Program, Pty, ReadResult};
 use edgeshell_core::machine::StateMachine;
 use edgeshell_core::protocol::{ExitStatus, MAX_DATA_BYTES};
 use edgeshell_core::runner_link::{Effect, Event, LinkConfig, RunnerLink, MAX_QUEUED_INPUT};
+use edgeshell_core::secret::Secret;
 use edgeshell_platform::clock;
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
@@ -27,7 +28,7 @@ pub struct Settings {
     /// `wss://<edge>/sessions/<id>/join`.
     pub join_url: String,
     /// The one-time join token.
-    pub join_token: String,
+    pub join_token: Secret,
     /// The session's hard deadline.
     pub deadline: Option<SystemTime>,
     /// The session ends after this long without input or output.
@@ -74,7 +75,7 @@ pub async fn run_until(
         clock::now(),
     );
     let mut settings = settings;
-    settings.join_token = String::new();
+    settings.join_token = Secret::default();
     let mut host = Host {
         program,
         pty: None,

@@ -7,6 +7,7 @@
 
 use crate::pty::Program;
 use crate::relay::Settings;
+use edgeshell_core::secret::Secret;
 use edgeshell_core::settings::{Program as SettingsOf, Reader, SettingsError};
 use edgeshell_platform::environment::Environment;
 use std::path::PathBuf;
@@ -110,7 +111,7 @@ fn run_as(settings: &Reader<'_>) -> Result<Option<u32>, ConfigError> {
 /// `EDGESHELL_JOIN_TOKEN_FILE`, which is then deleted (a file that cannot be deleted is refused), or
 /// from the descriptor `EDGESHELL_JOIN_TOKEN_FD`, which is then closed. A token in the environment is
 /// refused.
-fn take_join_token(settings: &Reader<'_>, var: &impl Fn(&str) -> Option<String>) -> Result<String, ConfigError> {
+fn take_join_token(settings: &Reader<'_>, var: &impl Fn(&str) -> Option<String>) -> Result<Secret, ConfigError> {
     if var("EDGESHELL_JOIN_TOKEN").is_some() {
         return Err(ConfigError::Invalid {
             name: "EDGESHELL_JOIN_TOKEN",
@@ -138,7 +139,7 @@ fn take_join_token(settings: &Reader<'_>, var: &impl Fn(&str) -> Option<String>)
     if token.is_empty() {
         return Err(ConfigError::Missing("EDGESHELL_JOIN_TOKEN_FILE"));
     }
-    Ok(token)
+    Ok(Secret::new(token))
 }
 
 /// Reads an inherited descriptor to its end and closes it.
@@ -202,7 +203,7 @@ mod tests {
             ("SECRET", "x".to_owned()),
         ]);
         let c = config(&borrowed(&vars), &[]).unwrap();
-        assert_eq!(c.settings.join_token, "t");
+        assert_eq!(c.settings.join_token.expose(), "t");
         let names: Vec<&str> = c.program.env.iter().map(|(k, _)| k.as_str()).collect();
         assert!(names.contains(&"ANTHROPIC_API_KEY") && !names.contains(&"SECRET") && !names.contains(&"MISSING"));
         assert!(c.program.env.iter().all(|(_, v)| v != "t"), "token leaked");
@@ -262,7 +263,7 @@ mod tests {
         let pipe = link(fd).unwrap();
         std::mem::forget(read);
         let c = config(&[URL, ("EDGESHELL_JOIN_TOKEN_FD", &fd.to_string())], &[]).unwrap();
-        assert_eq!(c.settings.join_token, "from-a-pipe");
+        assert_eq!(c.settings.join_token.expose(), "from-a-pipe");
         // Closed: the number is free, or (tests run in parallel) already names another file.
         assert_ne!(link(fd), Some(pipe), "the descriptor was left open");
     }

@@ -92,7 +92,7 @@ async fn a_forged_or_reused_join_token_is_refused_and_the_program_never_runs() {
     .unwrap();
     let claims = edgeshell_core::issue::Issuer::new(ISSUER).join(&sid, &region(), rand::random(), now());
     let mut forged = settings(&host, &sid);
-    forged.join_token = edgeshell_core::tokens::sign(&claims, &forger).unwrap();
+    forged.join_token = edgeshell_core::tokens::sign(&claims, &forger).unwrap().into();
     let outcome = run(forged, program()).await.unwrap();
     assert!(matches!(&outcome, Outcome::Refused(why) if why.contains("401")), "{outcome:?}");
     assert_eq!(outcome.exit_code(), 4);
@@ -100,7 +100,7 @@ async fn a_forged_or_reused_join_token_is_refused_and_the_program_never_runs() {
 
     // A token for another session.
     let mut other = settings(&host, &sid);
-    other.join_token = join_token(&new_session());
+    other.join_token = join_token(&new_session()).into();
     let outcome = run(other, program()).await.unwrap();
     assert!(matches!(&outcome, Outcome::Refused(why) if why.contains("403")), "{outcome:?}");
     assert!(!marker.exists(), "the program ran before the join was accepted");

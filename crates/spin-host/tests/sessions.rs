@@ -65,7 +65,7 @@ async fn mint_round_trip_and_session_routes() {
     let starts = eu.pool.with_log(|l| l.starts.clone());
     assert_eq!(starts.len(), 1);
     assert_eq!(starts[0].join_url, format!("{EDGE_URL}/sessions/{sid}/join"));
-    let join = verify(&stack.host.url, &starts[0].join_token, Scope::Join, &sid).await;
+    let join = verify(&stack.host.url, starts[0].join_token.expose(), Scope::Join, &sid).await;
     assert_eq!(join.claims().sub.as_str(), "pool:eu");
     assert!(eu.pool.with_log(|l| l.rejected.is_empty()), "every command verified");
 

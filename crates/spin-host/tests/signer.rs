@@ -59,7 +59,7 @@ async fn a_mint_signs_at_the_signer_and_its_tokens_verify_against_the_served_key
     assert_eq!(UntrustedToken::parse(token).unwrap().header().alg, "RS256");
     assert_eq!(eu.pool.with_log(|l| l.command_algs.clone()), ["ES256"]);
     let join = eu.pool.with_log(|l| l.starts[0].join_token.clone());
-    assert_eq!(UntrustedToken::parse(&join).unwrap().header().alg, "ES256");
+    assert_eq!(UntrustedToken::parse(join.expose()).unwrap().header().alg, "ES256");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,6 +4,7 @@
 use crate::functions_host::FunctionsHost;
 use crate::postgres;
 use edgeshell_core::grants::{SignerClient, SignerClients, FUNCTIONS_AUDIENCES, FUNCTIONS_SCOPES};
+use edgeshell_core::secret::Secret;
 use edgeshell_dev_oidc::{DevIssuer, IdTokenRequest};
 use edgeshell_keys::KeyRing;
 use edgeshell_signer::{Signer, SignerConfig};
@@ -14,7 +15,7 @@ use std::path::PathBuf;
 #[derive(Debug, Clone)]
 pub struct ControlSettings {
     /// The signing key, a private JWK (JSON).
-    pub signing_key: String,
+    pub signing_key: Secret,
     /// Sign with an `edgeshell-signer` (in this process) holding `signing_key`, instead of in the
     /// components, which then get no private key at all.
     pub signer: bool,
@@ -23,7 +24,7 @@ pub struct ControlSettings {
     /// The edge's base URL (`ws://` or `wss://`), for the URLs in minted sessions.
     pub edge_url: String,
     /// The shared secret of internal routes.
-    pub internal_key: String,
+    pub internal_key: Secret,
     /// The dev issuer's client id (the ID tokens' audience).
     pub client_id: String,
     /// More `SPIN_VARIABLE_*` lines, overriding the above.
@@ -123,7 +124,7 @@ async fn start_signer(settings: &ControlSettings) -> anyhow::Result<Signer> {
         listen: "127.0.0.1:0".parse()?,
         issuer: settings.token_issuer.clone(),
         clients: SignerClients::from_clients(vec![functions]),
-        keys: KeyRing::from_secrets(&settings.signing_key, "", "")?.with_es256(&es256, "", "")?,
+        keys: KeyRing::from_secrets(settings.signing_key.expose(), "", "")?.with_es256(&es256, "", "")?,
     };
     Signer::start(config).await
 }
@@ -137,7 +138,7 @@ fn host_env(
     signer: Option<&Signer>,
 ) -> String {
     let signing = match signer {
-        None => format!("SPIN_VARIABLE_SIGNING_KEY='{}'", settings.signing_key),
+        None => format!("SPIN_VARIABLE_SIGNING_KEY='{}'", settings.signing_key.expose()),
         Some(signer) => format!(
             "SPIN_VARIABLE_SIGNER_URL=http://{addr}
 SPIN_VARIABLE_SIGNER_ORIGIN=http://{addr}
@@ -162,7 +163,7 @@ SPIN_VARIABLE_POOL_ORIGIN=http://127.0.0.1:*
 SPIN_VARIABLE_PREAUTH_BURST=100000
 SPIN_VARIABLE_PREAUTH_PER_MINUTE=100000
 {extra}",
-        internal = settings.internal_key,
+        internal = settings.internal_key.expose(),
         token_issuer = settings.token_issuer,
         edge = settings.edge_url,
         iss = issuer.issuer(),

@@ -31,6 +31,11 @@ impl EdgeGateway {
         Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
     }
 
+    /// Everything `wrangler dev` printed so far (its request log and the Worker's own log lines).
+    pub fn logs(&self) -> String {
+        String::from_utf8_lossy(&std::fs::read(self.state.join("wrangler.log")).unwrap_or_default()).into_owned()
+    }
+
     /// What the session rooms have stored, read from the SQLite files `wrangler dev` persists: how
     /// many objects hold a table of their own, and how many alarms are scheduled. Miniflare writes
     /// its own `__miniflare_do_name` table into every object it instantiates, which is local
@@ -137,7 +142,12 @@ fn spawn(port: u16, state: &std::path::Path) -> anyhow::Result<tokio::process::C
     let wrangler = crate::paths::wrangler();
     let node_bin = crate::paths::node_bin_dir();
     let path = format!("{}:{}", node_bin.display(), std::env::var("PATH").unwrap_or_default());
-    let logs = if crate::dev_setting("EDGESHELL_TEST_LOGS").is_some() { Stdio::inherit } else { Stdio::null };
+    // Kept in the state directory (see `EdgeGateway::logs`), or shown with EDGESHELL_TEST_LOGS.
+    let file = std::fs::OpenOptions::new().create(true).append(true).open(state.join("wrangler.log"))?;
+    let shown = crate::dev_setting("EDGESHELL_TEST_LOGS").is_some();
+    let logs = |file: &std::fs::File| -> std::io::Result<Stdio> {
+        Ok(if shown { Stdio::inherit() } else { Stdio::from(file.try_clone()?) })
+    };
     let child = tokio::process::Command::new(&wrangler)
         .args(["dev", "--ip", "127.0.0.1", "--port", &port.to_string(), "--env-file"])
         .arg(state.join("vars.env"))
@@ -148,8 +158,8 @@ fn spawn(port: u16, state: &std::path::Path) -> anyhow::Result<tokio::process::C
         .env("WRANGLER_SEND_METRICS", "false")
         .env("CI", "true")
         .stdin(Stdio::null())
-        .stdout(logs())
-        .stderr(logs())
+        .stdout(logs(&file)?)
+        .stderr(logs(&file)?)
         .process_group(0)
         .kill_on_drop(true)
         .spawn()?;

@@ -1,6 +1,7 @@
 //! A loopback HTTP proxy in front of the control plane's JWKS for tests that count the edge's key
-//! fetches or take the issuer down: every request is counted, and while "down" it answers 503 without
-//! asking upstream.
+//! fetches or take the issuer down: every request is counted, while "down" it answers 503 without
+//! asking upstream, and it can answer with a redirect elsewhere (an attacker's keys), which a client
+//! must not follow.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -19,6 +20,7 @@ struct State {
     upstream: String,
     requests: AtomicU64,
     down: AtomicBool,
+    redirect: std::sync::Mutex<Option<String>>,
     http: reqwest::Client,
 }
 
@@ -37,6 +39,7 @@ impl JwksProxy {
             upstream: upstream.to_owned(),
             requests: AtomicU64::new(0),
             down: AtomicBool::new(false),
+            redirect: std::sync::Mutex::new(None),
             http: reqwest::Client::new(),
         });
         let serving = state.clone();
@@ -51,6 +54,11 @@ impl JwksProxy {
     /// Requests received so far.
     pub fn requests(&self) -> u64 {
         self.state.requests.load(Ordering::SeqCst)
+    }
+
+    /// Answers every request with `302 Found` to `to` (or proxies again with `None`).
+    pub fn redirect_to(&self, to: Option<&str>) {
+        *self.state.redirect.lock().unwrap_or_else(|e| e.into_inner()) = to.map(str::to_owned);
     }
 
     /// Takes the issuer down (503) or brings it back.
@@ -72,6 +80,13 @@ async fn answer(state: Arc<State>, mut stream: TcpStream) {
         }
     }
     state.requests.fetch_add(1, Ordering::SeqCst);
+    let redirect = state.redirect.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    if let Some(to) = redirect {
+        let head = format!("HTTP/1.1 302 Found\r\nlocation: {to}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+        let _ = stream.write_all(head.as_bytes()).await;
+        let _ = stream.shutdown().await;
+        return;
+    }
     let (status, body) = if state.down.load(Ordering::SeqCst) {
         (503, b"{\"error\":{\"code\":\"down\",\"message\":\"taken down by the test\"}}".to_vec())
     } else {

@@ -2,6 +2,7 @@
 //! runners as local processes; killed on drop. Its logs are drained, errors always shown, everything
 //! with `EDGESHELL_TEST_LOGS` set.
 
+use edgeshell_core::secret::Secret;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -19,7 +20,7 @@ pub struct AgentSettings {
     /// The control plane's base URL (heartbeats).
     pub control_url: String,
     /// The pool's API key.
-    pub api_key: String,
+    pub api_key: Secret,
     /// Where it records its runners.
     pub state_dir: PathBuf,
     /// The session program.
@@ -35,7 +36,7 @@ pub struct PoolAgent {
     /// Its process id.
     pub pid: i32,
     /// The API key it was given (also guards its read routes).
-    pub api_key: String,
+    pub api_key: Secret,
 }
 
 impl Drop for PoolAgent {
@@ -61,7 +62,7 @@ impl PoolAgent {
             .env("EDGESHELL_POOL_REGION", &settings.region)
             .env("EDGESHELL_POOL_LISTEN", format!("127.0.0.1:{port}"))
             .env("EDGESHELL_CONTROL_URL", &settings.control_url)
-            .env("EDGESHELL_POOL_API_KEY", &settings.api_key)
+            .env("EDGESHELL_POOL_API_KEY", settings.api_key.expose())
             .env("EDGESHELL_TOKEN_ISSUER", &settings.token_issuer)
             .env("EDGESHELL_JWKS_URL", &settings.jwks_url)
             .env("EDGESHELL_POOL_STATE_DIR", &settings.state_dir)
@@ -108,7 +109,7 @@ impl PoolAgent {
     /// The runners the agent lists.
     pub async fn runners(&self) -> anyhow::Result<Vec<serde_json::Value>> {
         let url = format!("{}/v1/runners", self.url);
-        let response = reqwest::Client::new().get(url).bearer_auth(&self.api_key).send().await?;
+        let response = reqwest::Client::new().get(url).bearer_auth(self.api_key.expose()).send().await?;
         anyhow::ensure!(response.status() == 200, "GET /v1/runners: HTTP {}", response.status());
         let body: serde_json::Value = response.json().await?;
         Ok(body["runners"].as_array().cloned().unwrap_or_default())

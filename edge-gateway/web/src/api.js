@@ -20,23 +20,31 @@ export async function call(method, path, idToken, body) {
   } catch (e) {
     throw new ApiError(0, 'network', `The service cannot be reached (${e.message}).`);
   }
+  if (!response.ok) throw await errorOf(response);
   const text = await response.text();
-  let json = null;
   try {
-    json = text ? JSON.parse(text) : null;
+    return text ? JSON.parse(text) : null;
   } catch {
-    // Not JSON: reported below with the status.
+    throw new ApiError(response.status, 'http_' + response.status, 'The service answered something that is not JSON.');
   }
-  if (!response.ok) {
-    const err = json && json.error;
-    const retry = Number(response.headers.get('retry-after')) || undefined;
-    throw new ApiError(response.status, err ? err.code : 'http_' + response.status,
-      err ? err.message : `The service answered ${response.status}.`, retry);
+}
+
+/** The ApiError of a failed response: the control plane's (or the gateway's) code and message. */
+export async function errorOf(response) {
+  const text = await response.text();
+  let err = null;
+  try {
+    err = text ? JSON.parse(text).error : null;
+  } catch {
+    // Not JSON: reported with the status.
   }
-  return json;
+  const retry = Number(response.headers.get('retry-after')) || undefined;
+  return new ApiError(response.status, err ? err.code : 'http_' + response.status,
+    err ? err.message : `The service answered ${response.status}.`, retry);
 }
 
 export const api = {
+  errorOf,
   config: () => call('GET', '/client-config.json'),
   regions: () => call('GET', '/api/regions'),
   startSession: (idToken, options) => call('POST', '/api/sessions', idToken, options),

@@ -340,13 +340,17 @@ async function toggleArtifacts() {
 
 async function download(id, path) {
   try {
-    // Each link works once and briefly: fetch it at click time.
-    const { url } = await api.artifactLink(idToken(), id, path);
-    const u = new URL(url);
+    // Each link works once and briefly: ask for it at click time. Its token goes in a header, never in a
+    // URL (where logs keep it), so the file is fetched here and handed to the browser as a blob.
+    const { url, token } = await api.artifactLink(idToken(), id, path);
+    const answer = await fetch(new URL(url).pathname, { headers: { authorization: `Bearer ${token}` } });
+    if (!answer.ok) throw await api.errorOf(answer);
+    const blob = URL.createObjectURL(await answer.blob());
     const a = document.createElement('a');
-    a.href = u.pathname + u.search;
+    a.href = blob;
     a.download = path.split('/').pop();
     a.click();
+    setTimeout(() => URL.revokeObjectURL(blob), 60_000);
   } catch (e) {
     toast(explainApiError(e));
   }

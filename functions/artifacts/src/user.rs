@@ -100,6 +100,7 @@ pub(crate) fn link(req: &Request) -> Reply {
         "INSERT INTO audit_log (actor, action, session_id, detail) VALUES ($1, 'artifact.link', $2, ($3::text)::jsonb)",
         &[text(user.subject.as_str()), text(sid.as_str()), text(detail)],
     )?;
-    let url = format!("{}{}?token={token}", origin.trim_end_matches('/'), download_path(&sid, &path));
-    json(201, &serde_json::json!({ "url": url, "expires_at": claims.exp }))
+    // The token goes in a header, never the URL: URLs end up in logs (Cloudflare's, proxies').
+    let url = format!("{}{}", origin.trim_end_matches('/'), download_path(&sid, &path));
+    json(201, &serde_json::json!({ "url": url, "token": token, "expires_at": claims.exp }))
 }

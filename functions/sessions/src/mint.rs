@@ -207,7 +207,7 @@ fn place(
                     session_id: sid.clone(),
                     region: region.clone(),
                     join_url: format!("{}{}", config.edge_url, join_path(sid)),
-                    join_token: signing.sign(&join)?,
+                    join_token: signing.sign(&join)?.into(),
                     deadline: deadline.as_secs(),
                 });
                 plan.record(pools::start(signing, endpoint, &command, config.pool_timeout)?);

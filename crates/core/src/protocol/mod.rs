@@ -9,6 +9,7 @@
 mod close;
 mod handshake;
 
+use crate::secret::Secret;
 pub use close::{close_reason, CloseCode, NextStep, ALL_CLOSE_CODES};
 pub use handshake::{Credential, HandshakeError, Upgrade, UpgradeRefused, SUBPROTOCOL};
 
@@ -92,7 +93,7 @@ pub struct Welcome {
     /// stored up to, from which the runner must (re)send.
     pub offset: u64,
     /// The ticket for resuming this connection without a token; each resume returns a new one.
-    pub resume_ticket: String,
+    pub resume_ticket: Secret,
     /// Browser: bytes it may have unacknowledged. Runner: bytes of credit beyond `offset`.
     pub window: u32,
     /// When the peer's authorization expires, seconds since the epoch (0: with the session).
@@ -139,7 +140,7 @@ pub enum Frame {
     /// A fresh attach token, sent in-band before the current one expires (browser -> room).
     Refresh {
         /// The compact JWS.
-        token: String,
+        token: Secret,
     },
     /// Program output (runner -> room -> browser).
     Output {
@@ -245,8 +246,8 @@ impl Frame {
     fn payload_len(&self) -> usize {
         match self {
             Frame::Input { data } | Frame::Output { data, .. } => data.len(),
-            Frame::Refresh { token } => token.len(),
-            Frame::Welcome(w) => w.session.len() + w.resume_ticket.len() + 32,
+            Frame::Refresh { token } => token.expose().len(),
+            Frame::Welcome(w) => w.session.len() + w.resume_ticket.expose().len() + 32,
             Frame::Closing { reason, .. } => reason.len(),
             _ => 0,
         }
@@ -275,7 +276,7 @@ impl Frame {
             Frame::Ack { offset } => tagged_u64(out, tag::ACK, *offset),
             Frame::Refresh { token } => {
                 out.push(tag::REFRESH);
-                put_str(out, token);
+                put_str(out, token.expose());
             }
             Frame::Output { offset, data } => {
                 tagged_u64(out, tag::OUTPUT, *offset);
@@ -306,7 +307,7 @@ impl Frame {
                 });
                 put_str(out, &w.session);
                 out.extend_from_slice(&w.offset.to_be_bytes());
-                put_str(out, &w.resume_ticket);
+                put_str(out, w.resume_ticket.expose());
                 out.extend_from_slice(&w.window.to_be_bytes());
                 out.extend_from_slice(&w.expires_at.to_be_bytes());
                 out.extend_from_slice(&w.heartbeat_ms.to_be_bytes());
@@ -350,7 +351,7 @@ impl Frame {
                 signal: Signal::from_number(r.u8("signal")?).ok_or(FrameError::InvalidValue("signal"))?,
             },
             tag::ACK => Frame::Ack { offset: r.u64("offset")? },
-            tag::REFRESH => Frame::Refresh { token: r.string("token")? },
+            tag::REFRESH => Frame::Refresh { token: Secret::new(r.string("token")?) },
             tag::OUTPUT => {
                 let offset = r.u64("offset")?;
                 let data = r.data()?;
@@ -385,7 +386,7 @@ impl Frame {
                     role,
                     session: r.string("session")?,
                     offset: r.u64("offset")?,
-                    resume_ticket: r.string("resume_ticket")?,
+                    resume_ticket: Secret::new(r.string("resume_ticket")?),
                     window: r.u32("window")?,
                     expires_at: r.u64("expires_at")?,
                     heartbeat_ms: r.u32("heartbeat_ms")?,

@@ -3,6 +3,7 @@
 use super::ticket::{self, Holder};
 use super::{ConnId, Effect, EndReason, Phase, Room, Seat, INPUT_WINDOW, MAX_CHUNK, MAX_CONSUMED};
 use crate::protocol::{close_reason, CloseCode, Frame, Role, Welcome, MAX_DATA_BYTES};
+use crate::secret::Secret;
 use crate::time::Timestamp;
 use crate::tokens::{Scope, Verified};
 
@@ -40,7 +41,7 @@ impl Room {
             exit_sent: false,
         });
         self.idle_since = None;
-        self.welcome_browser(conn, start, ticket, token.claims().exp, fx);
+        self.welcome_browser(conn, start, Secret::new(ticket), token.claims().exp, fx);
         self.after_attach(conn, fx);
     }
 
@@ -97,11 +98,11 @@ impl Room {
         seat.exit_sent = false;
         let expires = seat.authorized_until;
         self.idle_since = None;
-        self.welcome_browser(conn, offset, ticket_text, expires, fx);
+        self.welcome_browser(conn, offset, Secret::new(ticket_text), expires, fx);
         self.after_attach(conn, fx);
     }
 
-    fn welcome_browser(&self, conn: ConnId, offset: u64, resume_ticket: String, expires_at: u64, fx: &mut Vec<Effect>) {
+    fn welcome_browser(&self, conn: ConnId, offset: u64, resume_ticket: Secret, expires_at: u64, fx: &mut Vec<Effect>) {
         let welcome = Welcome {
             role: Role::Browser,
             session: self.session.to_string(),
@@ -185,7 +186,7 @@ impl Room {
             role: Role::Runner,
             session: self.session.to_string(),
             offset,
-            resume_ticket: ticket_text,
+            resume_ticket: Secret::new(ticket_text),
             window: u32::try_from(limit.saturating_sub(offset)).unwrap_or(u32::MAX),
             expires_at: 0,
             heartbeat_ms: self.config.heartbeat_interval.as_millis() as u32,

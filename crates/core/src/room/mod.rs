@@ -31,6 +31,7 @@ mod tests;
 use crate::ids::{Jti, SessionId, Subject};
 use crate::machine::StateMachine;
 use crate::protocol::{CloseCode, ExitStatus, Frame};
+use crate::secret::Secret;
 use crate::time::Timestamp;
 use crate::tokens::{TokenError, Verified};
 use buffer::OutputBuffer;
@@ -127,7 +128,7 @@ pub enum Event {
         /// The new connection.
         conn: ConnId,
         /// The ticket from its last `Welcome`.
-        ticket: String,
+        ticket: Secret,
         /// Output bytes it has (the offset it wants to continue at).
         offset: u64,
         /// Fresh random bytes for its next ticket.
@@ -147,7 +148,7 @@ pub enum Event {
         /// The new connection.
         conn: ConnId,
         /// The ticket from its last `Welcome`.
-        ticket: String,
+        ticket: Secret,
         /// Fresh random bytes for its next ticket.
         entropy: [u8; 32],
     },
@@ -222,7 +223,7 @@ pub enum Effect {
         /// The connection that sent it.
         conn: ConnId,
         /// The compact JWS.
-        token: String,
+        token: Secret,
     },
     /// The session is over; tell the control plane and the pool (once).
     SessionEnded(EndReason),
@@ -500,10 +501,12 @@ impl Room {
         match event {
             Event::BrowserAttach { conn, token, entropy } => self.browser_attach(conn, &token, &entropy, now, &mut fx),
             Event::BrowserResume { conn, ticket, offset, entropy } => {
-                self.browser_resume(conn, &ticket, offset, &entropy, now, &mut fx)
+                self.browser_resume(conn, ticket.expose(), offset, &entropy, now, &mut fx)
             }
             Event::RunnerJoin { conn, token, entropy } => self.runner_join(conn, &token, &entropy, now, &mut fx),
-            Event::RunnerResume { conn, ticket, entropy } => self.runner_resume(conn, &ticket, &entropy, now, &mut fx),
+            Event::RunnerResume { conn, ticket, entropy } => {
+                self.runner_resume(conn, ticket.expose(), &entropy, now, &mut fx)
+            }
             Event::Message { conn, data } => self.message(conn, &data, now, &mut fx),
             Event::HeartbeatSeen { conn, at } => self.touch(conn, at),
             Event::RefreshVerified { conn, token } => self.refresh_verified(conn, &token, now, &mut fx),

@@ -123,7 +123,7 @@ fn resume_outside_the_held_range_fails_cleanly() {
     let beyond = 100 + u64::from(RoomConfig::default().buffer_capacity) + 1;
     h.resume(11, &w.resume_ticket, beyond);
     assert_eq!(h.closed(11), Some(CloseCode::ResumeFailed));
-    h.resume(12, "1.not-a-ticket", 0);
+    h.resume(12, &"1.not-a-ticket".into(), 0);
     assert_eq!(h.closed(12), Some(CloseCode::Unauthorized));
 }
 
@@ -195,7 +195,7 @@ fn refresh_in_band() {
     h.advance_alive(at(540_000), &[1, 10]);
     assert_eq!(h.take(10), vec![Frame::RefreshNeeded { expires_at: T0 + 600 }]);
     h.send(10, Frame::Refresh { token: "jws".into() });
-    assert_eq!(h.refreshes, vec![(ConnId(10), "jws".to_owned())]);
+    assert_eq!(h.refreshes, vec![(ConnId(10), "jws".into())]);
     let fresh = token(Scope::Attach, "a2", "s1", 1200);
     h.event(Event::RefreshVerified { conn: ConnId(10), token: fresh.clone() });
     assert_eq!(h.take(10), vec![Frame::RefreshAccepted { expires_at: T0 + 1200 }]);

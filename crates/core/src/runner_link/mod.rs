@@ -13,6 +13,7 @@ use crate::machine::{earliest, Backoff, Jitter, StateMachine};
 use crate::protocol::{
     silence_limit, CloseCode, Credential, ExitStatus, Frame, NextStep, Role, HEARTBEAT_INTERVAL, MAX_DATA_BYTES,
 };
+use crate::secret::Secret;
 use crate::time::Timestamp;
 use core::time::Duration;
 use std::collections::VecDeque;
@@ -84,7 +85,7 @@ enum Connection {
 #[derive(Clone)]
 pub struct RunnerLink {
     config: LinkConfig,
-    token: String,
+    token: Secret,
     deadline: Option<Timestamp>,
     jitter: Jitter,
     // Output and credit.
@@ -92,7 +93,7 @@ pub struct RunnerLink {
     limit: u64,
     next_send: u64,
     pending: VecDeque<u8>,
-    ticket: Option<String>,
+    ticket: Option<Secret>,
     // Input: bytes received since the last welcome, written to the PTY, and reported to the room; and
     // bytes from earlier connections the host still holds.
     input_received: u64,
@@ -119,7 +120,7 @@ impl RunnerLink {
     /// is random (reconnect jitter). Its first timeout, due at once, dials.
     pub fn new(
         config: LinkConfig,
-        join_token: String,
+        join_token: Secret,
         deadline: Option<Timestamp>,
         seed: u64,
         now: Timestamp,
@@ -154,7 +155,7 @@ impl RunnerLink {
 
     /// The ticket to resume with after a disconnect.
     pub fn resume_ticket(&self) -> Option<&str> {
-        self.ticket.as_deref()
+        self.ticket.as_ref().map(Secret::expose)
     }
 
     /// Total output bytes produced so far.
@@ -183,8 +184,8 @@ impl RunnerLink {
 
     fn credential(&self) -> Credential {
         match &self.ticket {
-            Some(ticket) => Credential::Resume(ticket.clone()),
-            None => Credential::Token(self.token.clone()),
+            Some(ticket) => Credential::Resume(ticket.expose().to_owned()),
+            None => Credential::Token(self.token.expose().to_owned()),
         }
     }
 

@@ -55,7 +55,7 @@ fn welcome(offset: u64, window: u32) -> Vec<u8> {
         role: Role::Runner,
         session: "s".into(),
         offset,
-        resume_ticket: format!("r.{offset}"),
+        resume_ticket: format!("r.{offset}").into(),
         window,
         expires_at: 0,
         heartbeat_ms: 30_000,

@@ -110,8 +110,16 @@ pub const FUNCTIONS: &[Setting] = &[
 /// The edge Worker's vars and secrets (`wrangler.toml` documents the same names).
 pub const EDGE: &[Setting] = &[
     setting("TOKEN_ISSUER", Required, "The control plane's `token_issuer`."),
-    setting("JWKS_URL", Required, "Where the control plane publishes its public keys (cached in the isolate and the Cache API)."),
-    setting("CONTROL_URL", Required, "The control plane's base URL, for `/api/*` and its internal routes."),
+    setting(
+        "JWKS_URL",
+        Required,
+        "Where the control plane publishes its public keys (cached in the isolate and the Cache API). `https://` (`http://` only to loopback); a redirect is a failed fetch.",
+    ),
+    setting(
+        "CONTROL_URL",
+        Required,
+        "The control plane's base URL, for `/api/*` and its internal routes. `https://` (`http://` only to loopback); redirects are not followed.",
+    ),
     secret("INTERNAL_API_KEY", Required, "The control plane's `internal_api_key`."),
     setting(
         "REGION_LOCATION_HINTS",
@@ -178,10 +186,18 @@ pub const SIGNER: &[Setting] = &[
 /// A pool agent's environment (`runner-image/k8s/agent.yaml` and terraform set it on Kubernetes).
 pub const POOL_AGENT: &[Setting] = &[
     setting("EDGESHELL_POOL_REGION", Required, "The region (`[a-z0-9-]`)."),
-    setting("EDGESHELL_CONTROL_URL", Required, "The control functions' base URL (heartbeats; the JWKS by default)."),
+    setting(
+        "EDGESHELL_CONTROL_URL",
+        Required,
+        "The control functions' base URL (heartbeats; the JWKS by default). `https://` (`http://` only to loopback); redirects are not followed.",
+    ),
     secret("EDGESHELL_POOL_API_KEY", Required, "The key `edgeshell-db pool-key add <region>` printed."),
     setting("EDGESHELL_TOKEN_ISSUER", Required, "The control plane's `token_issuer`."),
-    setting("EDGESHELL_JWKS_URL", Derived("`<control>/.well-known/jwks.json`"), "The control plane's keys."),
+    setting(
+        "EDGESHELL_JWKS_URL",
+        Derived("`<control>/.well-known/jwks.json`"),
+        "The control plane's keys. `https://` (`http://` only to loopback); a redirect is a failed fetch.",
+    ),
     setting("EDGESHELL_POOL_LISTEN", Text("127.0.0.1:7100"), "Where the agent's API listens."),
     setting("EDGESHELL_POOL_ENDPOINT", Derived("`http://<listen>`"), "Where the control plane reaches the API."),
     setting("EDGESHELL_POOL_CAPACITY", Number(16), "Runners the pool holds at most."),

@@ -220,6 +220,16 @@ impl<'a> Reader<'a> {
             .ok_or_else(|| invalid(setting, format!("{value:?}: use one of {}", choices.join(", "))))
     }
 
+    /// The URL of a service this program calls with credentials or trusts for keys (`None` when
+    /// unset): `https://`, or `http://` only to a loopback host (`127.0.0.0/8`, `::1`, `localhost`),
+    /// with no user info; without a trailing `/`. See [`service_url`].
+    pub fn service_url(&self, name: &str) -> Result<Option<String>, SettingsError> {
+        match self.text(name)? {
+            Some(value) => service_url(&value).map(Some).map_err(|why| self.invalid(name, why)),
+            None => Ok(None),
+        }
+    }
+
     /// An error about `name`'s value, for checks beyond parsing (a URL's scheme, a key's prefix).
     pub fn invalid(&self, name: &str, why: impl Into<String>) -> SettingsError {
         match self.setting(name) {
@@ -279,3 +289,37 @@ fn reads_secret_files(program: Program) -> bool {
 
 #[cfg(test)]
 mod tests;
+
+/// Checks the URL of a service called with credentials or trusted for keys: plain `http://` would let
+/// anyone on the path read the credentials or swap the keys, so it is allowed only to this machine.
+/// Returns the URL without a trailing `/`.
+pub fn service_url(value: &str) -> Result<String, String> {
+    let value = value.trim();
+    let (scheme, rest) = value.split_once("://").ok_or_else(|| format!("{value:?} is not a URL"))?;
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if authority.contains('@') {
+        return Err(format!("{value:?} carries user info; put credentials in their own setting"));
+    }
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => authority.rsplit_once(':').map_or(authority, |(host, _port)| host),
+    };
+    if host.is_empty() {
+        return Err(format!("{value:?} names no host"));
+    }
+    match scheme.to_ascii_lowercase().as_str() {
+        "https" => {}
+        "http" if is_loopback(host) => {}
+        "http" => return Err(format!("{value:?} must use https:// (http:// only to 127.0.0.1, ::1 or localhost)")),
+        other => return Err(format!("{value:?} must be an https:// URL, not {other}://")),
+    }
+    Ok(value.trim_end_matches('/').to_owned())
+}
+
+fn is_loopback(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host.parse::<core::net::IpAddr>().is_ok_and(|ip| match ip {
+            core::net::IpAddr::V4(v4) => v4.is_loopback(),
+            core::net::IpAddr::V6(v6) => v6.is_loopback(),
+        })
+}

@@ -73,3 +73,37 @@ fn the_catalogue_is_consistent() {
     assert!(names(Program::PoolAgent).contains(&"EDGESHELL_POOL_API_KEY_FILE".to_owned()));
     assert!(!names(Program::Functions).iter().any(|n| n.ends_with("_FILE")));
 }
+
+#[test]
+fn service_urls_are_https_or_loopback_http_with_no_user_info() {
+    for ok in [
+        "https://control.example.com",
+        "https://control.example.com/",
+        "https://control.example.com:8443/.well-known/jwks.json",
+        "http://127.0.0.1:3000",
+        "http://127.9.9.9/x",
+        "http://[::1]:8787/.well-known/jwks.json",
+        "http://localhost:8787",
+        "HTTPS://Control.Example.com",
+    ] {
+        let checked = service_url(ok).unwrap_or_else(|e| panic!("{ok}: {e}"));
+        assert!(!checked.ends_with('/'), "{checked}");
+    }
+    for bad in [
+        "http://control.example.com",
+        "http://127.0.0.1.evil.example/",
+        "http://10.0.0.1:3000",
+        "http://[::2]/",
+        "http://localhost.evil.example",
+        "ftp://127.0.0.1/",
+        "https://user:pass@control.example.com",
+        "https://",
+        "control.example.com",
+    ] {
+        assert!(service_url(bad).is_err(), "{bad} was accepted");
+    }
+    let vars = HashMap::from([("EDGESHELL_CONTROL_URL".to_owned(), "http://example.com".to_owned())]);
+    let lookup = move |name: &str| vars.get(name).cloned();
+    let err = Reader::new(Program::PoolAgent, &lookup).service_url("EDGESHELL_CONTROL_URL").unwrap_err();
+    assert!(matches!(err, SettingsError::Invalid { name: "EDGESHELL_CONTROL_URL", .. }), "{err}");
+}

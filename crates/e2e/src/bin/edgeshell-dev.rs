@@ -58,7 +58,7 @@ async fn run() -> anyhow::Result<()> {
         session_command: session_command(&settings)?,
         edge_port: Some(port),
         database_url,
-        signing_key: Some(serde_json::to_string(&key)?),
+        signing_key: Some(serde_json::to_string(&key)?.into()),
         signer: true,
         ..StackOptions::default()
     };

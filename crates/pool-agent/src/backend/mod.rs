@@ -19,7 +19,7 @@ pub struct RunnerSpec {
     /// Where the runner dials (`wss://edge/sessions/{id}/join`).
     pub join_url: String,
     /// The one-time join token (a secret).
-    pub join_token: String,
+    pub join_token: edgeshell_core::secret::Secret,
     /// When the runner is stopped, seconds since the epoch.
     pub deadline: u64,
 }

@@ -86,7 +86,7 @@ impl Fixture {
             session_id: sid.clone(),
             region: region(),
             join_url: self.room.join_url(sid),
-            join_token: join,
+            join_token: join.into(),
             deadline: now().as_secs() + deadline_in,
         });
         serde_json::to_vec(&command).unwrap()
@@ -173,7 +173,7 @@ pub async fn spawn_agent_for(upstream: &Upstream, state: &Path, extra: &[(&str, 
         token_issuer: upstream.token_issuer.clone(),
         jwks_url: upstream.jwks_url.clone(),
         control_url: upstream.control_url.clone(),
-        api_key: upstream.api_key.clone(),
+        api_key: upstream.api_key.clone().into(),
         state_dir: state.to_owned(),
         session_command: "/bin/sh".into(),
     };

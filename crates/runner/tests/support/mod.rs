@@ -54,7 +54,7 @@ pub async fn room_host(config: RoomConfig) -> RoomHost {
 pub fn settings(host: &RoomHost, sid: &SessionId) -> Settings {
     Settings {
         join_url: host.join_url(sid),
-        join_token: join_token(sid),
+        join_token: join_token(sid).into(),
         deadline: None,
         idle_timeout: Duration::from_secs(600),
         max_offline: Duration::from_secs(10),

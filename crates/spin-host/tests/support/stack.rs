@@ -54,7 +54,7 @@ impl Stack {
 
     async fn start_with(extra: &str, max_instances: u32, signer: bool) -> Stack {
         let settings = ControlSettings {
-            signing_key: vector_jwk("pyjwt-rs256.json"),
+            signing_key: vector_jwk("pyjwt-rs256.json").into(),
             signer,
             token_issuer: TOKEN_ISSUER.into(),
             edge_url: EDGE_URL.into(),

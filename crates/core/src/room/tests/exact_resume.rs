@@ -54,7 +54,7 @@ struct Runner {
 
 struct Browser {
     conn: Option<u64>,
-    ticket: String,
+    ticket: Secret,
     received: Vec<u8>,
     exited: bool,
 }
@@ -219,7 +219,11 @@ impl World {
                     let conn = self.next_conn;
                     self.next_conn += 1;
                     let entropy = self.h.entropy();
-                    self.h.event(Event::RunnerResume { conn: ConnId(conn), ticket: ticket.clone(), entropy });
+                    self.h.event(Event::RunnerResume {
+                        conn: ConnId(conn),
+                        ticket: Secret::new(ticket.clone()),
+                        entropy,
+                    });
                     self.runner.conn = Some(conn);
                     self.runner_event(RunnerEvent::Connected);
                     self.runner_inbox();

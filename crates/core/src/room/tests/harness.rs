@@ -49,7 +49,7 @@ pub(crate) struct Harness {
     pub(crate) inbox: BTreeMap<u64, Inbox>,
     pub(crate) ended: Vec<EndReason>,
     pub(crate) alarm: Option<Timestamp>,
-    pub(crate) refreshes: Vec<(ConnId, String)>,
+    pub(crate) refreshes: Vec<(ConnId, Secret)>,
     pub(crate) now: Timestamp,
     pub(crate) forgotten: bool,
     /// How many times the room asked for its alarm to move.
@@ -245,9 +245,9 @@ impl Harness {
         self.take(conn)
     }
 
-    pub(crate) fn resume(&mut self, conn: u64, ticket: &str, offset: u64) -> Vec<Frame> {
+    pub(crate) fn resume(&mut self, conn: u64, ticket: &Secret, offset: u64) -> Vec<Frame> {
         let entropy = self.entropy();
-        self.event(Event::BrowserResume { conn: ConnId(conn), ticket: ticket.to_owned(), offset, entropy });
+        self.event(Event::BrowserResume { conn: ConnId(conn), ticket: ticket.clone(), offset, entropy });
         self.take(conn)
     }
 }

@@ -90,7 +90,7 @@ fn meta(options: &KubernetesOptions, spec: &RunnerSpec) -> ObjectMeta {
 pub fn runner_secret(options: &KubernetesOptions, spec: &RunnerSpec) -> Secret {
     Secret {
         metadata: meta(options, spec),
-        string_data: Some(BTreeMap::from([(TOKEN_KEY.to_owned(), spec.join_token.clone())])),
+        string_data: Some(BTreeMap::from([(TOKEN_KEY.to_owned(), spec.join_token.expose().to_owned())])),
         type_: Some("Opaque".to_owned()),
         immutable: Some(true),
         ..Secret::default()

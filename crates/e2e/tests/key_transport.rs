@@ -1,0 +1,73 @@
+//! The edge takes keys only from its configured JWKS origin: the control plane's JWKS answering with a
+//! redirect to an attacker's key set is a failed fetch, so a token the attacker signed never attaches
+//! (following the redirect would have verified it), while the issuer's own tokens wait for the keys.
+
+use edgeshell_core::ids::{RegionId, Subject};
+use edgeshell_core::issue::Issuer;
+use edgeshell_core::protocol::{CloseCode, Credential};
+use edgeshell_core::time::Timestamp;
+use edgeshell_core::tokens::sign;
+use edgeshell_e2e::{vector_jwk, Stack, StackOptions, TOKEN_ISSUER};
+use edgeshell_keys::{KeyRing, RsaSigner};
+use edgeshell_room_host::browser::{AttachError, Browser};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+fn attacker_jwk() -> String {
+    let mut jwk: serde_json::Value = serde_json::from_str(&vector_jwk("rfc7515-a2.json").unwrap()).unwrap();
+    jwk["kid"] = "attacker-1".into();
+    jwk.to_string()
+}
+
+/// Serves `body` as JSON to every request on a loopback port; the URL.
+async fn serve(body: Vec<u8>) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/attacker/jwks.json", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let body = body.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = stream.read(&mut buf).await;
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = stream.write_all(head.as_bytes()).await;
+                let _ = stream.write_all(&body).await;
+            });
+        }
+    });
+    url
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the whole local stack: cargo xtask test"]
+async fn a_redirected_jwks_is_never_followed() {
+    let stack = Stack::start(StackOptions::default()).await.unwrap();
+    let jwk = attacker_jwk();
+    let attacker_keys = serve(KeyRing::from_secrets(&jwk, "", "").unwrap().jwks_json()).await;
+    stack.jwks.redirect_to(Some(&attacker_keys));
+    let session = stack.mint("alice").await.unwrap();
+    let now =
+        Timestamp::from_secs(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs());
+    let claims = Issuer::new(TOKEN_ISSUER).attach(
+        &Subject::new("alice").unwrap(),
+        &session.id,
+        &RegionId::new("eu").unwrap(),
+        rand::random(),
+        now,
+    );
+    let forged = sign(&claims, &RsaSigner::from_secret(&jwk).unwrap()).unwrap();
+    let refused = Browser::attach(&session.ws_url, &Credential::Token(forged)).await;
+    match refused {
+        Err(AttachError::Closed(code, _)) => {
+            assert!(matches!(code, CloseCode::Unauthorized | CloseCode::InternalError), "{code:?}")
+        }
+        other => panic!("a token signed with the keys behind the redirect attached: {:?}", other.map(|_| ())),
+    }
+    assert!(stack.jwks.requests() >= 1, "the edge asked for its keys");
+    // The issuer's own token cannot attach either: no keys came from the configured origin.
+    let waiting = Browser::attach(&session.ws_url, &Credential::Token(session.token.expose().to_owned())).await;
+    assert!(waiting.is_err(), "no keys came from the configured origin");
+    stack.jwks.redirect_to(None);
+}
