@@ -9,6 +9,7 @@ use edgeshell_core::placement::LocationHints;
 use edgeshell_core::room::RoomConfig;
 use edgeshell_core::settings::{Program, Reader, SettingsError};
 use edgeshell_core::tokens::{ValidationOptions, Validator};
+use edgeshell_core::web_policy::PageOrigins;
 use worker::Env;
 
 /// What the Worker and the room need from the environment.
@@ -26,6 +27,8 @@ pub struct EdgeConfig {
     pub room: RoomConfig,
     /// Whether rooms accept sockets with the hibernation API.
     pub hibernation: bool,
+    /// The page origins that may attach besides the edge's own.
+    pub page_origins: PageOrigins,
 }
 
 /// A configuration value that is missing or malformed.
@@ -68,6 +71,8 @@ impl EdgeConfig {
                 .map_err(|e| settings.invalid("REGION_LOCATION_HINTS", e.to_string()))?,
             room,
             hibernation: settings.choice("ROOM_HIBERNATION", &["on", "off"])? == 0,
+            page_origins: PageOrigins::parse(&settings.text("PAGE_ORIGINS")?.unwrap_or_default())
+                .map_err(|e| settings.invalid("PAGE_ORIGINS", e))?,
         })
     }
 

@@ -17,8 +17,11 @@ use std::cell::{Cell, RefCell};
 use std::time::Duration;
 use worker::{Cache, Context, Date, Delay, Fetch, Headers, Response};
 
-/// How long one JWKS fetch may take.
-const FETCH_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long one JWKS fetch may take: the cache's own bound on a fetch in flight, so a request waiting
+/// for another's fetch waits as long as that fetch may take.
+fn fetch_timeout() -> Duration {
+    CachePolicy::default().fetch_timeout
+}
 /// The header recording when a JWKS in the Cache API was fetched (milliseconds since the epoch).
 const FETCHED_AT: &str = "x-edgeshell-fetched-at";
 
@@ -118,7 +121,10 @@ enum Step {
 
 async fn keys_for(config: &EdgeConfig, token: &UntrustedToken<'_>) -> Result<KeySet, VerifyError> {
     load_cache(config).await;
-    for _ in 0..100 {
+    // Long enough for a fetch in flight to end or be presumed lost, and for this request's own fetch
+    // after it: a cold isolate's concurrent attaches all wait for the one fetch, never time out first.
+    let deadline = now().as_millis() + 2 * fetch_timeout().as_millis() as u64 + 1_000;
+    while now().as_millis() < deadline {
         let step = CACHE.with(|c| {
             let mut c = c.borrow_mut();
             let cache = c.as_mut().ok_or_else(unavailable)?;
@@ -182,10 +188,10 @@ async fn fetch(config: &EdgeConfig) -> Result<(KeySet, Vec<u8>), JwksError> {
         worker::Request::new_with_init(&config.jwks_url, &init).map_err(|e| JwksError::Fetch(e.to_string()))?;
     let request = Fetch::Request(request);
     let sent = Box::pin(request.send());
-    let timeout = Box::pin(Delay::from(FETCH_TIMEOUT));
+    let timeout = Box::pin(Delay::from(fetch_timeout()));
     let mut response = match select(sent, timeout).await {
         Either::Left((response, _)) => response.map_err(|e| JwksError::Fetch(e.to_string()))?,
-        Either::Right(_) => return Err(JwksError::Fetch(format!("no answer within {FETCH_TIMEOUT:?}"))),
+        Either::Right(_) => return Err(JwksError::Fetch(format!("no answer within {:?}", fetch_timeout()))),
     };
     if response.status_code() != 200 {
         return Err(JwksError::Fetch(format!("HTTP {}", response.status_code())));

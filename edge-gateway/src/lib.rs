@@ -1,10 +1,12 @@
 //! The edgeshell edge gateway, a Cloudflare Worker: browsers attach and runners join their session's
 //! `SessionRoom` Durable Object over WebSockets, after their token was verified here against the
 //! control plane's cached JWKS (no database); artifacts stream from and to R2 behind signed links.
-//! The web client's static assets are served by the platform from `[assets]` before this code runs.
+//! The web client's static assets are served by the platform from `[assets]` before this code runs,
+//! except the document itself, which this code serves with its security policy.
 //!
 //! | route | module |
 //! |---|---|
+//! | `GET /`, `/index.html` | [`page`]: the page's document with its Content-Security-Policy |
 //! | `GET /healthz` | here: liveness, protocol version, the isolate's JWKS cache counters |
 //! | `GET /sessions/{sid}/attach`, `/sessions/{sid}/join` (WebSocket) | [`upgrade`], then [`session_room`] |
 //! | `GET`, `PUT /artifacts/{sid}/{path}` | [`artifacts`] |
@@ -18,6 +20,7 @@ pub mod config;
 pub mod control_api;
 pub mod http;
 pub mod keys;
+pub mod page;
 pub mod probe;
 pub mod public_api;
 pub mod room_link;
@@ -40,6 +43,9 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
             "protocol": edgeshell_core::protocol::SUBPROTOCOL,
             "jwks": keys::metrics(),
         }));
+    }
+    if page::is_page(&path) {
+        return page::serve(&req, &env).await;
     }
     if path.starts_with("/sessions/") {
         if !upgrade::is_websocket(&req) {

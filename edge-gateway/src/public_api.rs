@@ -94,10 +94,17 @@ pub fn client_config(env: &Env) -> Result<Response> {
     Ok(response)
 }
 
+/// Firebase's auth domain when Firebase sign-in is configured: `FIREBASE_AUTH_DOMAIN`, else the
+/// project's `<project>.firebaseapp.com`.
+pub fn firebase_auth_domain(settings: &Reader<'_>) -> core::result::Result<Option<String>, SettingsError> {
+    let Some(project) = settings.text("FIREBASE_PROJECT_ID")? else { return Ok(None) };
+    Ok(Some(settings.text("FIREBASE_AUTH_DOMAIN")?.unwrap_or_else(|| format!("{project}.firebaseapp.com"))))
+}
+
 fn sign_in(settings: &Reader<'_>) -> core::result::Result<serde_json::Value, SettingsError> {
     let firebase = match (settings.text("FIREBASE_PROJECT_ID")?, settings.text("FIREBASE_API_KEY")?) {
         (Some(project), Some(api_key)) => Some(serde_json::json!({
-            "auth_domain": settings.text("FIREBASE_AUTH_DOMAIN")?.unwrap_or_else(|| format!("{project}.firebaseapp.com")),
+            "auth_domain": firebase_auth_domain(settings)?.unwrap_or_default(),
             "project_id": project,
             "api_key": api_key,
         })),

@@ -117,7 +117,8 @@ impl DurableObject for SessionRoom {
         }
         match self.host.clone().connect(&req).await {
             Ok(response) => Ok(response),
-            Err(refused) => upgrade::refuse(&refused),
+            // The Worker forwards only upgrades that offered our subprotocol.
+            Err(refused) => upgrade::refuse(&refused, SUBPROTOCOL),
         }
     }
 

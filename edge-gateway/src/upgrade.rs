@@ -11,7 +11,7 @@ use crate::config::EdgeConfig;
 use crate::keys;
 use crate::room_link;
 use edgeshell_core::protocol::{
-    close_reason, CloseCode, Credential, Frame, Role, Upgrade, UpgradeRefused, SUBPROTOCOL,
+    answered_subprotocol, close_reason, CloseCode, Credential, Frame, Role, Upgrade, UpgradeRefused,
 };
 use edgeshell_core::tokens::{Expectation, Scope};
 use worker::{Context, Env, Headers, Request, Response, Result, WebSocketPair};
@@ -23,9 +23,10 @@ pub fn is_websocket(req: &Request) -> bool {
 
 /// Serves an upgrade to a session route.
 pub async fn serve(req: Request, env: &Env, ctx: &Context) -> Result<Response> {
+    let offered = req.headers().get("sec-websocket-protocol").ok().flatten().unwrap_or_default();
     match forward(req, env, ctx).await {
         Ok(response) => Ok(response),
-        Err(refused) => refuse(&refused),
+        Err(refused) => refuse(&refused, &offered),
     }
 }
 
@@ -37,6 +38,9 @@ async fn forward(req: Request, env: &Env, ctx: &Context) -> std::result::Result<
         worker::console_error!("{}", serde_json::json!({"event": "config_error", "error": e.to_string()}));
         UpgradeRefused::new(CloseCode::InternalError, "the gateway is misconfigured")
     })?;
+    // Before the token: a page of another site, or a "runner" in a browser, gets nothing checked.
+    let origin = req.headers().get("origin").ok().flatten();
+    config.page_origins.check(upgrade.role, origin.as_deref(), &url.origin().ascii_serialization())?;
     let mut handoff = room_link::Handoff::new(&upgrade.session, upgrade.role);
     let mut hint = None;
     match &upgrade.credential {
@@ -55,14 +59,17 @@ async fn forward(req: Request, env: &Env, ctx: &Context) -> std::result::Result<
     room_link::open(env, &upgrade.session, hint.as_deref(), handoff).await
 }
 
-/// Accepts the WebSocket only to close it with the refused's code.
-pub fn refuse(refused: &UpgradeRefused) -> Result<Response> {
+/// Accepts the WebSocket only to close it with the refused's code, answering only a subprotocol the
+/// client offered (`offered`: its `Sec-WebSocket-Protocol`; see `answered_subprotocol`).
+pub fn refuse(refused: &UpgradeRefused, offered: &str) -> Result<Response> {
     let pair = WebSocketPair::new()?;
     pair.server.accept()?;
     let closing = Frame::Closing { code: refused.code, reason: refused.reason.clone() };
     pair.server.send_with_bytes(closing.encode())?;
     pair.server.close(Some(refused.code.code()), Some(close_reason(&refused.reason)))?;
     let headers = Headers::new();
-    headers.set("sec-websocket-protocol", SUBPROTOCOL)?;
+    if let Some(protocol) = answered_subprotocol(offered) {
+        headers.set("sec-websocket-protocol", protocol)?;
+    }
     Ok(Response::from_websocket(pair.client)?.with_headers(headers))
 }

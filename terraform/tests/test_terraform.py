@@ -127,6 +127,10 @@ class EdgeMatchesWrangler(unittest.TestCase):
         config = self.version["assets"][0]["config"]
         self.assertEqual(config["run_worker_first"], self.wrangler["assets"]["run_worker_first"])
         self.assertEqual(config["not_found_handling"], self.wrangler["assets"]["not_found_handling"])
+        # The Worker reads the page's document through the assets binding (edge-gateway/src/page.rs).
+        binding = self.wrangler["assets"]["binding"]
+        self.assertIn(f"'name': '{binding}', 'type': 'assets'", self.bindings)
+        self.assertIn(f'"{binding}"', open(os.path.join(ROOT, "edge-gateway/src/page.rs")).read())
         variables = parse("modules/edge/variables.tf")["variable"]
         default = one([v["compatibility_date"]["default"] for v in variables if "compatibility_date" in v][0])
         self.assertEqual(default, self.wrangler["compatibility_date"])

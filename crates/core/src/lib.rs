@@ -31,3 +31,4 @@ pub mod secret;
 pub mod settings;
 pub mod time;
 pub mod tokens;
+pub mod web_policy;

@@ -109,6 +109,7 @@ async fn the_web_client_in_chromium() {
         "token refreshed in band",
         "copy and paste",
         "artifacts listed and downloaded",
+        "the page policy holds",
         "sample CLI progress",
         "resize follows stty size",
         "cut in the middle, shown exactly once",

@@ -22,6 +22,8 @@ const WAIT: Duration = Duration::from_secs(20);
 const USER: &str = "alice";
 /// The room's runner grace period in this stack.
 const GRACE: Duration = Duration::from_secs(2);
+/// A page origin the edge is configured to accept besides its own.
+const PAGE_ORIGIN: &str = "https://app.example.com";
 
 fn now() -> Timestamp {
     Timestamp::from_millis(
@@ -393,11 +395,40 @@ async fn rotation_needs_one_refetch(stack: &mut Stack) {
     assert_eq!(stack.jwks.requests() - before, 1);
 }
 
+/// A page of another site holding a stolen attach token cannot attach; the edge's own page and a
+/// configured page origin can; a "runner" with an `Origin` (a page) cannot join. Refusals come before
+/// the token is looked at, so a refused token still works from an allowed page.
+async fn pages_of_other_sites_cannot_attach(stack: &Stack) {
+    let session = stack.mint(USER).await.unwrap();
+    let own = stack.edge.url.trim_end_matches('/').to_owned();
+    let token = Credential::Token(session.token.expose().to_owned());
+    for evil in ["https://evil.example", "null", "http://localhost.evil.example", &own.replace("http://", "https://")] {
+        let refused = Browser::attach_from(&session.ws_url, &token, Some(evil)).await;
+        assert_eq!(closed_with(refused), CloseCode::Forbidden, "a page of {evil} attached");
+    }
+    let mut browser = Browser::attach_from(&session.ws_url, &token, Some(&own)).await.expect("the edge's own page");
+    browser.input(b"echo own''-page\n").await;
+    browser.expect_from(0, "own-page", WAIT).await;
+    let other = Credential::Token(stack.attach_token(USER, &session.id).await.unwrap());
+    Browser::attach_from(&session.ws_url, &other, Some(PAGE_ORIGIN)).await.expect("a configured page origin");
+
+    let key = RsaSigner::from_secret(&vector_jwk("pyjwt-rs256.json").unwrap()).unwrap();
+    let sid = edgeshell_core::issue::session_id(rand::random());
+    let join =
+        sign(&Issuer::new(TOKEN_ISSUER).join(&sid, &RegionId::new("eu").unwrap(), entropy(), now()), &key).unwrap();
+    let url = format!("{}/sessions/{sid}/join", stack.edge_ws());
+    let refused = Browser::attach_from(&url, &Credential::Token(join), Some(&own)).await;
+    assert_eq!(closed_with(refused), CloseCode::Forbidden, "a join from a page");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs the whole local stack: cargo xtask test"]
 async fn the_edge_gateway_end_to_end() {
     let options = StackOptions {
-        edge_vars: vec![("ROOM_RUNNER_GRACE_MS", GRACE.as_millis().to_string())],
+        edge_vars: vec![
+            ("ROOM_RUNNER_GRACE_MS", GRACE.as_millis().to_string()),
+            ("PAGE_ORIGINS", PAGE_ORIGIN.to_owned()),
+        ],
         ..StackOptions::default()
     };
     let mut stack = Stack::start(options).await.unwrap();
@@ -412,6 +443,8 @@ async fn the_edge_gateway_end_to_end() {
     eprintln!("one-time attach tokens: ok");
     bad_tokens_get_their_close_codes(&stack).await;
     eprintln!("close codes: ok");
+    pages_of_other_sites_cannot_attach(&stack).await;
+    eprintln!("origins: ok");
     runner_lost_within_grace(&stack).await;
     eprintln!("runner lost: ok");
     exact_resume_through_a_drop(&stack).await;

@@ -1,6 +1,7 @@
-//! The edge takes keys only from its configured JWKS origin: the control plane's JWKS answering with a
-//! redirect to an attacker's key set is a failed fetch, so a token the attacker signed never attaches
-//! (following the redirect would have verified it), while the issuer's own tokens wait for the keys.
+//! How the edge gets its keys, attacked: the control plane's JWKS answering with a redirect to an
+//! attacker's key set is a failed fetch, so a token the attacker signed never attaches (following the
+//! redirect would have verified it); and a cold edge's concurrent attaches all wait for one slow fetch
+//! instead of giving up before it ends (a spurious `internal_error`).
 
 use edgeshell_core::ids::{RegionId, Subject};
 use edgeshell_core::issue::Issuer;
@@ -70,4 +71,30 @@ async fn a_redirected_jwks_is_never_followed() {
     let waiting = Browser::attach(&session.ws_url, &Credential::Token(session.token.expose().to_owned())).await;
     assert!(waiting.is_err(), "no keys came from the configured origin");
     stack.jwks.redirect_to(None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the whole local stack: cargo xtask test"]
+async fn concurrent_cold_attaches_wait_for_one_slow_fetch() {
+    let stack = Stack::start(StackOptions::default()).await.unwrap();
+    // The issuer answers its keys after 3.5 s: slower than the 2 s the edge used to wait for another
+    // request's fetch, within the fetch timeout. Nothing has asked the edge for keys yet: its isolate and
+    // the Cache API are cold. The session's runner joins at once and starts the one fetch; the browsers
+    // arrive while it is in flight, and every one of them must wait for it.
+    stack.jwks.set_delay(std::time::Duration::from_millis(3_500));
+    let session = stack.mint("alice").await.unwrap();
+    let mut tokens = vec![session.token.expose().to_owned()];
+    // As many browsers as a session seats.
+    for _ in 1..edgeshell_core::room::RoomConfig::DEFAULT.max_browsers {
+        tokens.push(stack.attach_token("alice", &session.id).await.unwrap());
+    }
+    let attaches = tokens.into_iter().map(|token| {
+        let url = session.ws_url.clone();
+        tokio::spawn(async move { Browser::attach(&url, &Credential::Token(token)).await.map(|_| ()) })
+    });
+    let results: Vec<_> = futures_util::future::join_all(attaches).await.into_iter().map(Result::unwrap).collect();
+    for result in &results {
+        assert!(result.is_ok(), "a concurrent cold attach failed: {result:?}");
+    }
+    assert_eq!(stack.jwks.requests(), 1, "one fetch for the runner and all the browsers");
 }

@@ -46,9 +46,18 @@ pub enum AttachError {
 impl Browser {
     /// Attaches to `url` with `credential`; `url` carries `?offset=` for a resume.
     pub async fn attach(url: &str, credential: &Credential) -> Result<Browser, AttachError> {
+        Browser::attach_from(url, credential, None).await
+    }
+
+    /// [`Browser::attach`] as a page of `origin` would (its `Origin` header), or as a program (`None`).
+    pub async fn attach_from(url: &str, credential: &Credential, origin: Option<&str>) -> Result<Browser, AttachError> {
         use tokio_tungstenite::tungstenite::Error;
         let mut request = url.into_client_request().map_err(|e| AttachError::Other(e.to_string()))?;
         request.headers_mut().insert("sec-websocket-protocol", credential.header_value().parse().expect("header"));
+        if let Some(origin) = origin {
+            let value = origin.parse().map_err(|_| AttachError::Other(format!("{origin:?} is not a header value")))?;
+            request.headers_mut().insert("origin", value);
+        }
         let mut socket = match tokio_tungstenite::connect_async(request).await {
             Ok((socket, _)) => socket,
             Err(Error::Http(response)) => return Err(AttachError::Refused(response.status().as_u16())),

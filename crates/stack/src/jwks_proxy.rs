@@ -1,6 +1,6 @@
 //! A loopback HTTP proxy in front of the control plane's JWKS for tests that count the edge's key
 //! fetches or take the issuer down: every request is counted, while "down" it answers 503 without
-//! asking upstream, and it can answer with a redirect elsewhere (an attacker's keys), which a client
+//! asking upstream, it can answer slowly, and it can answer with a redirect elsewhere (an attacker's keys), which a client
 //! must not follow.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -21,6 +21,7 @@ struct State {
     requests: AtomicU64,
     down: AtomicBool,
     redirect: std::sync::Mutex<Option<String>>,
+    delay_ms: AtomicU64,
     http: reqwest::Client,
 }
 
@@ -40,6 +41,7 @@ impl JwksProxy {
             requests: AtomicU64::new(0),
             down: AtomicBool::new(false),
             redirect: std::sync::Mutex::new(None),
+            delay_ms: AtomicU64::new(0),
             http: reqwest::Client::new(),
         });
         let serving = state.clone();
@@ -61,6 +63,11 @@ impl JwksProxy {
         *self.state.redirect.lock().unwrap_or_else(|e| e.into_inner()) = to.map(str::to_owned);
     }
 
+    /// Answers every request only after `delay` (a slow issuer).
+    pub fn set_delay(&self, delay: std::time::Duration) {
+        self.state.delay_ms.store(delay.as_millis() as u64, Ordering::SeqCst);
+    }
+
     /// Takes the issuer down (503) or brings it back.
     pub fn set_down(&self, down: bool) {
         self.state.down.store(down, Ordering::SeqCst);
@@ -80,6 +87,7 @@ async fn answer(state: Arc<State>, mut stream: TcpStream) {
         }
     }
     state.requests.fetch_add(1, Ordering::SeqCst);
+    tokio::time::sleep(std::time::Duration::from_millis(state.delay_ms.load(Ordering::SeqCst))).await;
     let redirect = state.redirect.lock().unwrap_or_else(|e| e.into_inner()).clone();
     if let Some(to) = redirect {
         let head = format!("HTTP/1.1 302 Found\r\nlocation: {to}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");

@@ -195,6 +195,37 @@ async function firebaseSignIn(context, base) {
   await page.close();
 }
 
+// The document's security policy, the static assets' headers, framing refused, and a socket offering
+// another protocol version told why (a close code) rather than failed by the browser: the edge never
+// answers a subprotocol the page did not offer.
+async function pagePolicy(context, page, base) {
+  const doc = await fetch(`${base}/`);
+  const csp = doc.headers.get('content-security-policy') || '';
+  for (const part of ["default-src 'none'", "script-src 'self' 'wasm-unsafe-eval'", "frame-ancestors 'none'", "object-src 'none'"]) {
+    if (!csp.includes(part)) throw new Error(`the page's policy lacks ${part}: ${csp}`);
+  }
+  if (doc.headers.get('x-frame-options') !== 'DENY') throw new Error('the page has no X-Frame-Options: DENY');
+  const script = await fetch(`${base}/app.js`);
+  if (script.headers.get('x-content-type-options') !== 'nosniff') throw new Error('app.js is served without nosniff');
+
+  const framer = await context.newPage();
+  const refusals = [];
+  framer.on('console', (m) => { if (m.text().includes('frame-ancestors')) refusals.push(m.text()); });
+  await framer.setContent(`<iframe id="f" src="${base}/"></iframe>`);
+  await waitFor('the framing to be refused', async () => refusals.length > 0 || framer.frames().some((f) => f.url().startsWith('chrome-error:')));
+  const framed = framer.frames().find((f) => f !== framer.mainFrame());
+  const loaded = framed && await framed.evaluate(() => !!document.querySelector('#home')).catch(() => false);
+  if (loaded) throw new Error('another page framed the terminal page');
+  await framer.close();
+
+  const wsBase = base.replace(/^http/, 'ws');
+  const code = await page.evaluate((url) => new Promise((resolve) => {
+    const ws = new WebSocket(url, ['edgeshell.v0', 'edgeshell.auth.not-a-token']);
+    ws.onclose = (e) => resolve(e.code);
+  }), `${wsBase}/sessions/s_nowhere0000000000000000/attach`);
+  if (code !== 4000) throw new Error(`an old client was not told protocol_error (4000) but got ${code}`);
+}
+
 async function startSession(page) {
   await page.click('#start');
   await waitLive(page);
@@ -342,6 +373,9 @@ async function main() {
     await context.grantPermissions(['clipboard-read', 'clipboard-write']);
     const page = await context.newPage();
     page.on('pageerror', (e) => out({ pageerror: e.message }));
+    // Anything the page's policy blocks (Chromium reports each on the console) fails the run at the end.
+    const violations = [];
+    page.on('console', (m) => { if (m.text().includes('Content Security Policy')) violations.push(m.text()); });
     const base = `http://127.0.0.1:${proxy.port}`;
     const step = async (name, f) => {
       const started = Date.now();
@@ -363,6 +397,7 @@ async function main() {
     await step('token refreshed in band', () => tokenRefresh(page));
     await step('copy and paste', () => copyAndPaste(page));
     await step('artifacts listed and downloaded', () => artifacts(page));
+    await step('the page policy holds', () => pagePolicy(context, page, base));
     await step('sample CLI progress', () => sampleCli(page, process.env.EDGESHELL_SCREENSHOT));
     await step('resize follows stty size', () => resize(page));
     const statuses = await step('cut in the middle, shown exactly once', () => cutInTheMiddle(page, proxy));
@@ -371,6 +406,7 @@ async function main() {
       const lost = await step('region lost, new session elsewhere', () => regionLost(page));
       out({ figure: 'region stop -> page shows runner lost', value: lost.lostMs, unit: 'ms' });
     }
+    if (violations.length) throw new Error(`the page's policy blocked: ${violations.join(' | ')}`);
     out({ done: true });
   } finally {
     await browser.close();

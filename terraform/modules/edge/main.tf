@@ -79,13 +79,14 @@ resource "cloudflare_worker_version" "edge" {
     directory = var.assets_dir
     config = {
       not_found_handling = "none"
-      run_worker_first   = ["/healthz", "/sessions/*", "/artifacts/*", "/api/*", "/probe/*", "/client-config.json", "/internal/*"]
+      run_worker_first   = ["/", "/index.html", "/healthz", "/sessions/*", "/artifacts/*", "/api/*", "/probe/*", "/client-config.json", "/internal/*"]
     }
   }
   bindings = concat(
     [
       { name = "SESSION_ROOMS", type = "durable_object_namespace", class_name = "SessionRoom" },
       { name = "ARTIFACTS", type = "r2_bucket", bucket_name = cloudflare_r2_bucket.artifacts.name },
+      { name = "ASSETS", type = "assets" },
       { name = "INTERNAL_API_KEY", type = "secret_text", text = var.internal_api_key },
     ],
     [for name, value in local.plain_vars : { name = name, type = "plain_text", text = value }],

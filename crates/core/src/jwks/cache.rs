@@ -34,7 +34,7 @@ impl Default for CachePolicy {
             max_stale: Duration::from_secs(24 * 60 * 60),
             unknown_kid_cooldown: Duration::from_secs(30),
             error_backoff: Duration::from_secs(5),
-            fetch_timeout: Duration::from_secs(10),
+            fetch_timeout: Duration::from_secs(5),
         }
     }
 }

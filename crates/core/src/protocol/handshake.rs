@@ -92,6 +92,20 @@ impl Credential {
     }
 }
 
+/// The subprotocol to answer an upgrade that offered `offered` (the `Sec-WebSocket-Protocol` value),
+/// always one the client offered: ours if offered; else (a refusal of another version) the first
+/// offered that is not a credential, so the client completes the handshake and reads the close code
+/// that says why; else none. RFC 6455 makes a client fail a connection answered with a subprotocol it
+/// did not offer, and browsers also fail one answered with none when they offered some, which would
+/// hide the close code. A credential is never echoed into a response header.
+pub fn answered_subprotocol(offered: &str) -> Option<&str> {
+    let mut items = offered.split(',').map(str::trim).filter(|p| !p.is_empty());
+    if items.clone().any(|p| p == SUBPROTOCOL) {
+        return Some(SUBPROTOCOL);
+    }
+    items.find(|p| !p.starts_with(AUTH_PREFIX) && !p.starts_with(RESUME_PREFIX))
+}
+
 /// What a session WebSocket upgrade asks for, read from its path, query and offered subprotocols before
 /// any token is checked: `/sessions/{sid}/attach` (browser) or `/sessions/{sid}/join` (runner), and for a
 /// browser's resume the offset it continues at (`?offset=<bytes>`).
@@ -186,6 +200,16 @@ mod tests {
 
     fn check(header: &str, expected: Result<Credential, HandshakeError>) {
         assert_eq!(Credential::from_offer(header), expected, "{header}");
+    }
+
+    #[test]
+    fn only_an_offered_subprotocol_is_answered() {
+        assert_eq!(answered_subprotocol("edgeshell.v1, edgeshell.auth.x"), Some(SUBPROTOCOL));
+        assert_eq!(answered_subprotocol("edgeshell.auth.x,edgeshell.v1"), Some(SUBPROTOCOL));
+        assert_eq!(answered_subprotocol("edgeshell.v0, edgeshell.auth.x"), Some("edgeshell.v0"));
+        assert_eq!(answered_subprotocol("edgeshell.auth.x, edgeshell.v10"), Some("edgeshell.v10"));
+        assert_eq!(answered_subprotocol("edgeshell.auth.x, edgeshell.resume.y"), None, "never a credential");
+        assert_eq!(answered_subprotocol(""), None);
     }
 
     #[test]

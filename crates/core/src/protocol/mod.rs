@@ -11,7 +11,7 @@ mod handshake;
 
 use crate::secret::Secret;
 pub use close::{close_reason, CloseCode, NextStep, ALL_CLOSE_CODES};
-pub use handshake::{Credential, HandshakeError, Upgrade, UpgradeRefused, SUBPROTOCOL};
+pub use handshake::{answered_subprotocol, Credential, HandshakeError, Upgrade, UpgradeRefused, SUBPROTOCOL};
 
 /// The protocol version this build speaks.
 pub const VERSION: u8 = 1;

@@ -122,6 +122,11 @@ pub const EDGE: &[Setting] = &[
     ),
     secret("INTERNAL_API_KEY", Required, "The control plane's `internal_api_key`."),
     setting(
+        "PAGE_ORIGINS",
+        Derived("the edge's own origin only"),
+        "Other origins whose pages may attach to sessions, comma-separated (`https://app.example.com`). A browser attach from any other page, and a runner join carrying any `Origin`, is refused with `forbidden` before its token is looked at.",
+    ),
+    setting(
         "REGION_LOCATION_HINTS",
         Unset,
         "Durable Object location hints per region, `region=hint` comma-separated (e.g. `eu=weur,us=enam`), so rooms sit near their runners.",
