@@ -4,12 +4,16 @@
 //! ([`edgeshell_core::bundles`]). Files are created fresh (never through an existing path), inside a
 //! new directory that is removed again if anything is refused.
 
-use edgeshell_core::bundles::{hex, BundleError, BundlePolicy, EntryHeader, EntryKind, SafeEntry};
+use edgeshell_core::bundles::{
+    hex, printable, BundleError, BundlePolicy, EntryHeader, EntryKind, ExtractionPlan, SafeEntry,
+};
 use sha2::{Digest, Sha256};
+use std::cell::RefCell;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 /// Why a bundle was not installed.
 #[derive(Debug, thiserror::Error)]
@@ -182,16 +186,47 @@ pub fn extract_fresh(archive: File, policy: &BundlePolicy, dest: &Path) -> Resul
     result
 }
 
+/// What the readers and the extraction loop share: the plan sees every decompressed byte before the
+/// tar reader buffers it (metadata included), and a refusal raised inside a read is kept here, since
+/// the tar reader reports it only as an I/O error.
+struct Shared {
+    plan: ExtractionPlan,
+    compressed: u64,
+    refused: Option<BundleError>,
+}
+
+type SharedRef = Rc<RefCell<Shared>>;
+
 /// Counts the compressed bytes read, for the ratio check.
 struct Counting<R> {
     inner: R,
-    count: std::rc::Rc<std::cell::Cell<u64>>,
+    shared: SharedRef,
 }
 
 impl<R: Read> Read for Counting<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.count.set(self.count.get() + n as u64);
+        self.shared.borrow_mut().compressed += n as u64;
+        Ok(n)
+    }
+}
+
+/// Hands decompressed bytes on only once the plan has accounted for them.
+struct Checked<R> {
+    inner: R,
+    shared: SharedRef,
+}
+
+impl<R: Read> Read for Checked<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let mut shared = self.shared.borrow_mut();
+        let compressed = shared.compressed;
+        if let Err(refused) = shared.plan.check_stream(n as u64, compressed) {
+            let message = refused.to_string();
+            shared.refused = Some(refused);
+            return Err(io::Error::other(message));
+        }
         Ok(n)
     }
 }
@@ -200,14 +235,17 @@ fn extract(mut archive: File, policy: &BundlePolicy, dest: &Path) -> Result<u64,
     let mut magic = [0u8; 2];
     let gzip = archive.read_exact(&mut magic).is_ok() && magic == [0x1f, 0x8b];
     archive.rewind().map_err(|e| InstallError::Archive(e.to_string()))?;
-    let compressed = std::rc::Rc::new(std::cell::Cell::new(0u64));
-    let counting = Counting { inner: io::BufReader::new(archive), count: compressed.clone() };
-    let reader: Box<dyn Read> =
+    let shared = Rc::new(RefCell::new(Shared { plan: policy.extraction(), compressed: 0, refused: None }));
+    let counting = Counting { inner: io::BufReader::new(archive), shared: shared.clone() };
+    let decompressed: Box<dyn Read> =
         if gzip { Box::new(flate2::read::MultiGzDecoder::new(counting)) } else { Box::new(counting) };
-    let mut tar = tar::Archive::new(reader);
-    let mut plan = policy.extraction();
-    let mut written = 0u64;
-    let bad = |e: io::Error| InstallError::Archive(e.to_string());
+    let mut tar = tar::Archive::new(Checked { inner: decompressed, shared: shared.clone() });
+    // A refusal raised inside a read wins over the I/O error the tar reader made of it; other errors
+    // quote archive bytes, escaped.
+    let bad = |e: io::Error| match shared.borrow_mut().refused.take() {
+        Some(refused) => InstallError::Refused(refused),
+        None => InstallError::Archive(printable(&e.to_string())),
+    };
     for entry in tar.entries().map_err(bad)? {
         let mut entry = entry.map_err(bad)?;
         let header = entry.header();
@@ -220,6 +258,7 @@ fn extract(mut archive: File, policy: &BundlePolicy, dest: &Path) -> Result<u64,
             tar::EntryType::Link => {
                 EntryKind::Hardlink { target: entry.link_name_bytes().map(|b| b.into_owned()).unwrap_or_default() }
             }
+            tar::EntryType::XGlobalHeader => EntryKind::GlobalHeader,
             tar::EntryType::Char => EntryKind::CharDevice,
             tar::EntryType::Block => EntryKind::BlockDevice,
             tar::EntryType::Fifo => EntryKind::Fifo,
@@ -228,8 +267,9 @@ fn extract(mut archive: File, policy: &BundlePolicy, dest: &Path) -> Result<u64,
         let size = header.size().map_err(bad)?;
         let mode = header.mode().unwrap_or(0o644);
         let path = entry.path_bytes().into_owned();
-        let admitted = plan.admit(&EntryHeader { path: &path, kind, size, mode })?;
+        let admitted = shared.borrow_mut().plan.admit(&EntryHeader { path: &path, kind, size, mode })?;
         match admitted {
+            SafeEntry::Skip => {}
             SafeEntry::Dir { path } => fs::create_dir_all(dest.join(&path)).map_err(|e| target(dest, e))?,
             SafeEntry::File { path, mode, size } => {
                 let at = dest.join(&path);
@@ -241,19 +281,19 @@ fn extract(mut archive: File, policy: &BundlePolicy, dest: &Path) -> Result<u64,
                     OpenOptions::new().write(true).create_new(true).mode(mode).open(&at).map_err(|e| target(&at, e))?;
                 let mut buf = [0u8; 64 * 1024];
                 let mut copied = 0u64;
+                shared.borrow_mut().plan.content_begins();
                 loop {
                     let n = entry.read(&mut buf).map_err(bad)?;
                     if n == 0 {
                         break;
                     }
                     copied += n as u64;
-                    written += n as u64;
                     if copied > size {
                         return Err(InstallError::Archive(format!("{path}: more content than its header says")));
                     }
-                    plan.check_ratio(compressed.get(), written)?;
                     file.write_all(&buf[..n]).map_err(|e| target(&at, e))?;
                 }
+                shared.borrow_mut().plan.content_ends();
             }
             SafeEntry::Symlink { path, target: link } => {
                 let at = dest.join(&path);
@@ -270,7 +310,7 @@ fn extract(mut archive: File, policy: &BundlePolicy, dest: &Path) -> Result<u64,
                 fs::hard_link(dest.join(&original), &at).map_err(|e| target(&at, e))?;
             }
         }
-        plan.check_ratio(compressed.get(), written)?;
     }
-    Ok(plan.entries())
+    let entries = shared.borrow().plan.entries();
+    Ok(entries)
 }

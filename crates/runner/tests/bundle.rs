@@ -10,7 +10,7 @@ use edgeshell_runner::bundle::{client_builder, install, InstallError};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::Ordering;
-use support::bundles::{digest, gzip, Server, Tar, HOST};
+use support::bundles::{digest, gzip, pax_bomb, Server, Tar, HOST};
 
 /// Everything under `root`, as relative paths.
 fn tree(root: &Path) -> Vec<String> {
@@ -105,6 +105,32 @@ async fn the_attack_corpus_is_refused_and_nothing_escapes() {
             })
         },
         case("not a tar", b"<html>hello</html>".to_vec(), |e| matches!(e, InstallError::Archive(_))),
+        case(
+            "symlink chain out",
+            // a/b is the root; a/c = a/b/.. is lexically a, but really the root's parent (and so on to /).
+            Tar::new()
+                .entry(b"a/b", T::Symlink, b"..", b"", 0o777)
+                .entry(b"a/c", T::Symlink, b"b/..", b"", 0o777)
+                .finish(),
+            |e| refused(e, |b| matches!(b, BundleError::LinkEscape { kind: "symlink", .. })),
+        ),
+        case(
+            "symlink redirecting an earlier one",
+            Tar::new()
+                .entry(b"c", T::Symlink, b"a/b/../x", b"", 0o777)
+                .entry(b"a/b", T::Symlink, b"..", b"", 0o777)
+                .finish(),
+            |e| refused(e, |b| matches!(b, BundleError::UnsafePath { reason, .. } if reason.contains("redirect"))),
+        ),
+        case("PAX record of 64 MiB", pax_bomb(64 << 20), |e| {
+            refused(e, |b| matches!(b, BundleError::Bomb { what: "metadata size", .. }))
+        }),
+        case("terminal escapes in a name", Tar::new().file("x\u{1b}]0;pwned\u{7}", b"x").finish(), |e| {
+            refused(e, |b| matches!(b, BundleError::UnsafePath { .. }))
+        }),
+        case("terminal escapes in a header field", escapes_in_the_size_field(), |e| {
+            matches!(e, InstallError::Archive(_))
+        }),
     ];
     let files: HashMap<String, Vec<u8>> =
         cases.iter().enumerate().map(|(i, c)| (format!("/b{i}.tgz"), c.body.clone())).collect();
@@ -128,9 +154,66 @@ async fn the_attack_corpus_is_refused_and_nothing_escapes() {
         let error = result.expect_err(c.name);
         assert!((c.expect)(&error), "{}: unexpected error {error:?}", c.name);
         assert!(!error.to_string().is_empty());
+        assert!(!error.to_string().chars().any(char::is_control), "{}: archive bytes printed raw: {error:?}", c.name);
         assert!(!dest.exists(), "{}: the target directory was left behind", c.name);
         assert_eq!(tree(root.path()), before, "{}: something was written outside the target", c.name);
         assert!(!Path::new("/tmp/edgeshell-absolute-escape").exists());
+    }
+}
+
+/// A tar whose size field holds a terminal escape (with a valid checksum, so the reader parses it).
+fn escapes_in_the_size_field() -> Vec<u8> {
+    let mut archive = Tar::new().file("x", b"1").finish();
+    let mut header = tar::Header::new_old();
+    header.as_mut_bytes().copy_from_slice(&archive[..512]);
+    header.as_old_mut().size.copy_from_slice(b"\x1b[2J\x1b]0;xy\x07 ");
+    header.set_cksum();
+    archive[..512].copy_from_slice(header.as_bytes());
+    archive
+}
+
+/// Runs `program` in `dir`, failing the test on a non-zero exit.
+fn run(dir: &Path, program: &str, args: &[&str]) {
+    let status = std::process::Command::new(program).args(args).current_dir(dir).status().unwrap();
+    assert!(status.success(), "{program} {args:?}: {status}");
+}
+
+#[tokio::test]
+async fn bundles_made_by_git_archive_and_tar_c_install() {
+    use std::os::unix::fs::PermissionsExt;
+    // The two most common ways to package a directory: `tar -C dir .` (a `./` entry first) and
+    // `git archive` (a global PAX header with the commit first).
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    std::fs::create_dir_all(src.join("bin")).unwrap();
+    std::fs::create_dir_all(src.join("share")).unwrap();
+    std::fs::write(src.join("bin/cli"), "#!/bin/sh\necho hi\n").unwrap();
+    std::fs::set_permissions(src.join("bin/cli"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(src.join("share/readme"), "read me").unwrap();
+    std::os::unix::fs::symlink("cli", src.join("bin/cli-link")).unwrap();
+    run(dir.path(), "tar", &["-czf", "tar-c.tgz", "-C", "src", "."]);
+    run(&src, "git", &["init", "-q"]);
+    run(&src, "git", &["add", "-A"]);
+    run(&src, "git", &["-c", "user.email=t@example.com", "-c", "user.name=t", "commit", "-qm", "bundle"]);
+    run(&src, "git", &["archive", "--format=tar.gz", "-o", "../git-archive.tgz", "HEAD"]);
+    let bodies: Vec<(String, Vec<u8>)> = ["tar-c.tgz", "git-archive.tgz"]
+        .iter()
+        .map(|name| (format!("/{name}"), std::fs::read(dir.path().join(name)).unwrap()))
+        .collect();
+    let server = Server::start(bodies.iter().cloned().collect()).await;
+    for (path, body) in &bodies {
+        let policy = BundlePolicy::new(&[server.host()], &[digest(body)]).unwrap();
+        let client =
+            client_builder(&policy, server.ca_pem.as_bytes()).unwrap().resolve(HOST, server.addr).build().unwrap();
+        let dest = dir.path().join(format!("installed{}", path.replace(['/', '.'], "-")));
+        let installed = install(&client, &policy, &server.url(path), &dest).await;
+        let installed = installed.unwrap_or_else(|e| panic!("{path}: {e}"));
+        assert!(installed.entries >= 5, "{path}: {installed:?}");
+        let out = std::process::Command::new(dest.join("bin/cli")).output().unwrap();
+        assert_eq!(out.stdout, b"hi\n", "{path}");
+        assert_eq!(std::fs::read(dest.join("share/readme")).unwrap(), b"read me", "{path}");
+        assert_eq!(std::fs::read_link(dest.join("bin/cli-link")).unwrap(), Path::new("cli"), "{path}");
+        assert!(!dest.join("pax_global_header").exists(), "{path}: a global header became a file");
     }
 }
 

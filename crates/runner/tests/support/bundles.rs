@@ -132,3 +132,32 @@ pub fn gzip(data: &[u8]) -> Vec<u8> {
 pub fn digest(data: &[u8]) -> String {
     hex(&Sha256::digest(data))
 }
+
+/// A gzip stream (of concatenated members, which gzip allows) of a tar holding one PAX extended
+/// header whose single record is `record_bytes` long, followed by a good file `bin/cli`: a few
+/// hundred bytes per decompressed MiB, so a 1 GiB record downloads as about 1 MB.
+pub fn pax_bomb(record_bytes: u64) -> Vec<u8> {
+    const MIB: usize = 1024 * 1024;
+    let prefix = format!("{record_bytes} comment=");
+    let filler = record_bytes as usize - prefix.len() - 1;
+    let mut header = tar::Header::new_ustar();
+    header.set_path("PaxHeaders/bin").unwrap();
+    header.set_entry_type(tar::EntryType::XHeader);
+    header.set_size(record_bytes);
+    header.set_mode(0o644);
+    header.set_cksum();
+    let mut first = header.as_bytes().to_vec();
+    first.extend_from_slice(prefix.as_bytes());
+    let mut out = gzip(&first);
+    let full = gzip(&vec![b'a'; MIB]);
+    for _ in 0..filler / MIB {
+        out.extend_from_slice(&full);
+    }
+    let mut last = vec![b'a'; filler % MIB];
+    last.push(b'\n');
+    let padding = (512 - (record_bytes % 512) as usize) % 512;
+    last.resize(last.len() + padding, 0);
+    last.extend_from_slice(&Tar::new().file("bin/cli", b"#!/bin/sh\necho hi\n").finish());
+    out.extend_from_slice(&gzip(&last));
+    out
+}
