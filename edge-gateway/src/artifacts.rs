@@ -1,8 +1,8 @@
 //! Artifact routes: `GET /artifacts/{sid}/{path}` with a link's `artifact:get` token as
 //! `Authorization: Bearer` streams an object from R2 to its owner once per link (a token in the query
 //! string, where request logs keep it, is refused unread), and `PUT /artifacts/{sid}/{path}` with the
-//! runner's `artifact:put` token streams
-//! an upload into R2. Tokens are verified here (no database); what needs the database — the link's
+//! runner's `artifact:put` token streams an upload into R2, counting its bytes and SHA-256 on the way
+//! (what is recorded is what was stored, never what was declared). Tokens are verified here (no database); what needs the database — the link's
 //! one-time use, the upload limits, the audit log — is the control plane's internal artifacts routes.
 
 use crate::config::EdgeConfig;
@@ -12,8 +12,12 @@ use crate::keys::{self, VerifyError};
 use edgeshell_core::artifacts::{check_link, parse_artifact_route, ArtifactPath};
 use edgeshell_core::ids::SessionId;
 use edgeshell_core::tokens::{Expectation, Method, Scope, TokenError, Verified};
+use futures_util::{FutureExt, TryStreamExt};
 use serde::Deserialize;
-use worker::{url, Context, Env, Headers, Request, Response, Result};
+use sha2::{Digest, Sha256};
+use std::cell::RefCell;
+use std::rc::Rc;
+use worker::{url, ByteStream, Context, Env, FixedLengthStream, Headers, Request, Response, Result};
 
 /// The R2 bucket binding of artifacts (`wrangler.toml`).
 pub const BUCKET_BINDING: &str = "ARTIFACTS";
@@ -60,10 +64,10 @@ fn bearer(req: &Request) -> Option<String> {
 }
 
 /// Serves an artifact route.
-pub async fn serve(req: Request, env: &Env, ctx: &Context) -> Result<Response> {
+pub async fn serve(mut req: Request, env: &Env, ctx: &Context) -> Result<Response> {
     let outcome = match req.method() {
         worker::Method::Get => download(&req, env, ctx).await,
-        worker::Method::Put => upload(&req, env, ctx).await,
+        worker::Method::Put => upload(&mut req, env, ctx).await,
         _ => Err(ApiError::new(ErrorCode::MethodNotAllowed, "artifacts are read with GET and uploaded with PUT")),
     };
     outcome.or_else(|f| error(&f))
@@ -115,7 +119,32 @@ struct Registered {
     object_key: String,
 }
 
-async fn upload(req: &Request, env: &Env, ctx: &Context) -> std::result::Result<Response, ApiError> {
+/// What streaming an upload counted.
+#[derive(Default)]
+struct Streamed {
+    bytes: u64,
+    sha256: Sha256,
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The declared `x-content-sha256`, if any, checked to be 64 hex digits.
+fn declared_sha256(req: &Request) -> std::result::Result<Option<String>, ApiError> {
+    match req.headers().get("x-content-sha256").ok().flatten() {
+        None => Ok(None),
+        Some(v) if v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit()) => Ok(Some(v.to_ascii_lowercase())),
+        Some(_) => Err(ApiError::new(ErrorCode::BadSha256, "x-content-sha256 must be 64 hex digits")),
+    }
+}
+
+/// Registers the upload (its path and declared size reserved), streams it to R2 counting its bytes
+/// and SHA-256 on the way, and completes the registration with what was counted: stored, or failed
+/// (the path and quota released) when the stream broke, its length differs from `Content-Length`, or
+/// its SHA-256 differs from the declared one (the object is then deleted). Streaming and completing
+/// run under `wait_until`: an uploader that disconnects mid-body still gets its registration released.
+async fn upload(req: &mut Request, env: &Env, ctx: &Context) -> std::result::Result<Response, ApiError> {
     let (config, _, session, path) = target(req, env)?;
     verify(&config, ctx, bearer(req), Scope::ArtifactPut, &session).await?;
     let size: u64 = req
@@ -125,17 +154,99 @@ async fn upload(req: &Request, env: &Env, ctx: &Context) -> std::result::Result<
         .flatten()
         .and_then(|v| v.parse().ok())
         .ok_or_else(|| ApiError::new(ErrorCode::LengthRequired, "an upload needs a Content-Length"))?;
-    let sha256 = req.headers().get("x-content-sha256").ok().flatten();
+    let declared = declared_sha256(req)?;
     let body = serde_json::json!({
-        "session_id": session.as_str(), "path": path.as_str(), "size": size, "sha256": sha256,
+        "session_id": session.as_str(), "path": path.as_str(), "size": size, "sha256": declared,
     });
     let registered: Registered = control_api::internal(env, &config, "/internal/artifacts", &body).await?;
-    let bucket = env.bucket(BUCKET_BINDING).map_err(|e| ApiError::new(ErrorCode::Misconfigured, e.to_string()))?;
-    let stream = req.inner().body().ok_or_else(|| ApiError::new(ErrorCode::EmptyBody, "the upload has no body"))?;
-    bucket.put(registered.object_key.as_str(), stream).execute().await.map_err(|e| {
-        worker::console_error!("{}", serde_json::json!({"event": "artifact_store_failed", "error": e.to_string()}));
-        ApiError::new(ErrorCode::StorageUnavailable, format!("the upload could not be stored: {e}"))
-    })?;
-    let answer = serde_json::json!({ "session_id": session.as_str(), "path": path.as_str(), "size": size });
+    let stream = req.stream().map_err(|_| ApiError::new(ErrorCode::EmptyBody, "the upload has no body"))?;
+    let mut answer = serde_json::json!({ "session_id": session.as_str(), "path": path.as_str() });
+    let upload = Upload { env: env.clone(), config, session, path, key: registered.object_key, size, declared };
+    let job = upload.run(stream).shared();
+    ctx.wait_until(job.clone().map(|_| ()));
+    let (bytes, sha256) = job.await?;
+    answer["size"] = bytes.into();
+    answer["sha256"] = sha256.into();
     Response::from_json(&answer).map(|r| r.with_status(201)).map_err(|e| http::internal(e.to_string()))
+}
+
+/// A registered upload, owned so that it can outlive its request.
+struct Upload {
+    env: Env,
+    config: EdgeConfig,
+    session: SessionId,
+    path: ArtifactPath,
+    key: String,
+    size: u64,
+    declared: Option<String>,
+}
+
+impl Upload {
+    async fn run(self, stream: ByteStream) -> std::result::Result<(u64, String), ApiError> {
+        let stored = store(&self.env, stream, &self.key, self.size, self.declared.as_deref()).await;
+        let completion = match &stored {
+            Ok((bytes, sha256)) => serde_json::json!({
+                "session_id": self.session.as_str(), "path": self.path.as_str(), "outcome": "stored",
+                "size": bytes, "sha256": sha256,
+            }),
+            Err(e) => serde_json::json!({
+                "session_id": self.session.as_str(), "path": self.path.as_str(), "outcome": "failed",
+                "reason": e.message,
+            }),
+        };
+        let completed: std::result::Result<serde_json::Value, ApiError> =
+            control_api::internal(&self.env, &self.config, "/internal/artifacts/complete", &completion).await;
+        let stored = stored?;
+        if let Err(e) = completed {
+            // Not recorded as stored: nothing may stay in R2 (cleanup releases the pending record).
+            if let Ok(bucket) = self.env.bucket(BUCKET_BINDING) {
+                let _ = bucket.delete(self.key.as_str()).await;
+            }
+            return Err(e);
+        }
+        Ok(stored)
+    }
+}
+
+/// Streams the body to R2 under `key`, exactly `size` bytes, hashing it; returns the bytes and their
+/// SHA-256. Nothing is left in R2 when it fails.
+async fn store(
+    env: &Env,
+    body: ByteStream,
+    key: &str,
+    size: u64,
+    declared: Option<&str>,
+) -> std::result::Result<(u64, String), ApiError> {
+    let bucket = env.bucket(BUCKET_BINDING).map_err(|e| ApiError::new(ErrorCode::Misconfigured, e.to_string()))?;
+    let counted = Rc::new(RefCell::new(Streamed::default()));
+    let counting = counted.clone();
+    let hashed = body.map_ok(move |chunk| {
+        let mut c = counting.borrow_mut();
+        c.bytes += chunk.len() as u64;
+        c.sha256.update(&chunk);
+        chunk
+    });
+    // R2 takes a stream of known length; one that ends early or runs long fails the put.
+    let put = bucket.put(key, FixedLengthStream::wrap(hashed, size)).execute().await;
+    let streamed = counted.borrow().bytes;
+    if let Err(e) = put {
+        let _ = bucket.delete(key).await;
+        if streamed != size {
+            return Err(ApiError::new(
+                ErrorCode::ContentMismatch,
+                format!("the upload ended after {streamed} of its {size} bytes (Content-Length)"),
+            ));
+        }
+        worker::console_error!("{}", serde_json::json!({"event": "artifact_store_failed", "error": e.to_string()}));
+        return Err(ApiError::new(ErrorCode::StorageUnavailable, format!("the upload could not be stored: {e}")));
+    }
+    let sha256 = hex(&std::mem::take(&mut counted.borrow_mut().sha256).finalize());
+    if declared.is_some_and(|d| d != sha256) {
+        let _ = bucket.delete(key).await;
+        return Err(ApiError::new(
+            ErrorCode::ContentMismatch,
+            format!("the upload's SHA-256 is {sha256}, not the declared x-content-sha256"),
+        ));
+    }
+    Ok((streamed, sha256))
 }

@@ -1,7 +1,7 @@
 //! The periodic cleanup job: expired token ids, old rate-limit windows, sessions past their expiry,
 //! ended sessions after a day (kept that long for "my sessions" and support), and artifact records past
 //! their retention (the objects themselves expire by the bucket's lifecycle rule, set to the same
-//! retention). Run it with `edgeshell-db cleanup SECONDS` as a long-running job, or one pass at a time
+//! retention), and uploads left pending for an hour. Run it with `edgeshell-db cleanup SECONDS` as a long-running job, or one pass at a time
 //! from a scheduler (a Kubernetes CronJob in production).
 
 use crate::DbError;
@@ -22,6 +22,9 @@ pub struct Cleaned {
     pub sessions_deleted: u64,
     /// Artifact records past their retention deleted.
     pub artifacts_expired: u64,
+    /// Uploads registered an hour ago and never completed (the edge that streamed them was lost),
+    /// deleted to release their paths and quota.
+    pub uploads_abandoned: u64,
 }
 
 /// Runs one cleanup pass.
@@ -48,5 +51,8 @@ pub async fn cleanup(client: &Client) -> Result<Cleaned, DbError> {
             .execute("DELETE FROM sessions WHERE state = 'ended' AND ended_at < now() - interval '1 day'", &[])
             .await?,
         artifacts_expired: client.execute("DELETE FROM artifacts WHERE expires_at < now()", &[]).await?,
+        uploads_abandoned: client
+            .execute("DELETE FROM artifacts WHERE state = 'pending' AND created_at < now() - interval '1 hour'", &[])
+            .await?,
     })
 }

@@ -30,6 +30,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "rate_buckets",
         sql: include_str!("../../../functions/migrations/0003_rate_buckets.sql"),
     },
+    Migration {
+        version: 4,
+        name: "artifact_uploads",
+        sql: include_str!("../../../functions/migrations/0004_artifact_uploads.sql"),
+    },
 ];
 
 /// An arbitrary constant naming the migration lock.

@@ -36,12 +36,12 @@ async fn schema_migrations_jti_and_cleanup() {
     for r in racers {
         applied.push(r.await.unwrap());
     }
-    assert_eq!(applied.iter().filter(|a| a.as_slice() == [1, 2, 3]).count(), 1, "{applied:?}");
+    assert_eq!(applied.iter().filter(|a| a.as_slice() == [1, 2, 3, 4]).count(), 1, "{applied:?}");
     assert_eq!(applied.iter().filter(|a| a.is_empty()).count(), 3, "{applied:?}");
 
     let mut client = connect(&url).await;
     assert!(migrate::migrate(&mut client).await.unwrap().is_empty(), "idempotent");
-    assert_eq!(migrate::applied_versions(&client).await.unwrap(), vec![1, 2, 3]);
+    assert_eq!(migrate::applied_versions(&client).await.unwrap(), vec![1, 2, 3, 4]);
 
     // UNLOGGED exactly where documented.
     let rows = client
@@ -100,8 +100,18 @@ async fn schema_migrations_jti_and_cleanup() {
         )
         .await
         .unwrap();
+    client
+        .execute(
+            "INSERT INTO artifacts (session_id, path, owner, size_bytes, object_key, expires_at, created_at) VALUES
+             ('s-new', 'lost.txt', 'alice', 1, 'k-lost', now() + interval '7 days', now() - interval '2 hours'),
+             ('s-new', 'streaming.txt', 'alice', 1, 'k-streaming', now() + interval '7 days', now())",
+            &[],
+        )
+        .await
+        .unwrap();
     let cleaned = cleanup::cleanup(&client).await.unwrap();
     assert_eq!((cleaned.jtis, cleaned.sessions_expired, cleaned.artifacts_expired), (1, 1, 1), "{cleaned:?}");
+    assert_eq!(cleaned.uploads_abandoned, 1, "an upload pending for an hour is released, one streaming now is not");
     let live: i64 = client.query_one("SELECT count(*) FROM token_jtis", &[]).await.unwrap().get(0);
     assert_eq!(live, 2);
     let state: String = client.query_one("SELECT state FROM sessions WHERE id = 's-old'", &[]).await.unwrap().get(0);
@@ -129,5 +139,5 @@ async fn stop_and_restart_keep_the_url() {
     pg.restart().unwrap();
     let client = connect(&url).await;
     // Logged tables survive a clean restart.
-    assert_eq!(migrate::applied_versions(&client).await.unwrap(), vec![1, 2, 3]);
+    assert_eq!(migrate::applied_versions(&client).await.unwrap(), vec![1, 2, 3, 4]);
 }

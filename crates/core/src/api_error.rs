@@ -74,6 +74,8 @@ error_table! {
     BadPath = ("bad_path", 400, Never),
     /// A SHA-256 that is not 64 hex digits.
     BadSha256 = ("bad_sha256", 400, Never),
+    /// An upload whose bytes are not what it declared (its SHA-256 or its `Content-Length`).
+    ContentMismatch = ("content_mismatch", 400, Never),
     /// A pool endpoint the control plane may not call.
     BadEndpoint = ("bad_endpoint", 400, Never),
     /// A pool's capacity or load out of range.

@@ -220,7 +220,7 @@ pub fn check_link(
     Ok(())
 }
 
-/// The URL path of an artifact's download route at the edge (the link token travels in the query).
+/// The URL path of an artifact's download route at the edge (its token travels as `Authorization: Bearer`).
 pub fn download_path(session: &SessionId, path: &ArtifactPath) -> String {
     // Both parts are restricted to characters that need no escaping except the space.
     format!("/artifacts/{session}/{}", path.as_str().replace(' ', "%20"))

@@ -237,6 +237,14 @@ impl Stack {
         path: &str,
         content: Vec<u8>,
     ) -> anyhow::Result<u16> {
+        let token = self.artifact_put_token(session, region)?;
+        let url = format!("{}/artifacts/{session}/{path}", self.edge.url);
+        let response = self.http.put(url).bearer_auth(token.expose()).body(content).send().await?;
+        Ok(response.status().as_u16())
+    }
+
+    /// An `artifact:put` token for `session`, as its runner gets one.
+    pub fn artifact_put_token(&self, session: &SessionId, region: &str) -> anyhow::Result<Secret> {
         use edgeshell_core::issue::Issuer;
         let key = edgeshell_keys::RsaSigner::from_secret(self.control_settings.signing_key.expose())?;
         let region = edgeshell_core::ids::RegionId::new(region)?;
@@ -248,10 +256,7 @@ impl Stack {
             entropy,
             edgeshell_core::time::Timestamp::from_millis(now.as_millis() as u64),
         );
-        let token = edgeshell_core::tokens::sign(&claims, &key)?;
-        let url = format!("{}/artifacts/{session}/{path}", self.edge.url);
-        let response = self.http.put(url).bearer_auth(token).body(content).send().await?;
-        Ok(response.status().as_u16())
+        Ok(edgeshell_core::tokens::sign(&claims, &key)?.into())
     }
 
     /// A region outage: its pool agent and every runner it started are killed at once (SIGKILL), as a

@@ -17,6 +17,7 @@ use edgeshell_keys::RsaSigner;
 use edgeshell_room_host::browser::{AttachError, Browser};
 use sha2::{Digest, Sha256};
 use std::time::{Duration, Instant};
+use tokio::io::AsyncWriteExt;
 
 const WAIT: Duration = Duration::from_secs(20);
 const USER: &str = "alice";
@@ -367,6 +368,70 @@ async fn artifact_links_work_once(stack: &Stack, session: &Session) {
 
 /// The edge's refusal on a plain route: a row of the one error table, in its shape, with its status and
 /// `Retry-After` exactly where the row allows one.
+/// What an upload records is what was streamed: its SHA-256 computed on the way (a mismatch with the
+/// declared one is refused and stores nothing), and an upload cut short (the uploader gone mid-body)
+/// releases its path at once.
+async fn uploads_are_recorded_as_streamed(stack: &Stack, session: &Session) {
+    let http = reqwest::Client::new();
+    let token = stack.artifact_put_token(&session.id, &session.region).unwrap();
+    let url = |path: &str| format!("{}/artifacts/{}/{path}", stack.edge.url, session.id);
+    let content: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let sha = hex(&Sha256::digest(&content));
+    let put = |path: &str, declared: Option<&str>, body: Vec<u8>| {
+        let mut request = http.put(url(path)).bearer_auth(token.expose()).body(body);
+        if let Some(declared) = declared {
+            request = request.header("x-content-sha256", declared);
+        }
+        request.send()
+    };
+    let stored = put("out/a.bin", None, content.clone()).await.unwrap();
+    assert_eq!(stored.status(), 201);
+    let stored: serde_json::Value = stored.json().await.unwrap();
+    assert_eq!((stored["size"].as_u64(), stored["sha256"].as_str()), (Some(300_000), Some(sha.as_str())));
+
+    let wrong = hex(&Sha256::digest(b"something else"));
+    let refused = put("out/b.bin", Some(&wrong), content.clone()).await.unwrap();
+    assert_eq!(error_of_the_table(refused).await, ErrorCode::ContentMismatch);
+    assert_eq!(put("out/b.bin", Some(&sha), content.clone()).await.unwrap().status(), 201, "the path was released");
+
+    // Content-Length says 300,000; 1,000 bytes arrive and the uploader is gone.
+    let addr = stack.edge.url.trim_start_matches("http://").trim_end_matches('/').to_owned();
+    let mut raw = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let head = format!(
+        "PUT /artifacts/{}/out/c.bin HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {}\r\ncontent-length: 300000\r\n\r\n",
+        session.id,
+        token.expose()
+    );
+    raw.write_all(head.as_bytes()).await.unwrap();
+    raw.write_all(&content[..1_000]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(raw);
+    let mut released = false;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let again = put("out/c.bin", Some(&sha), content.clone()).await.unwrap();
+        if again.status() == 201 {
+            released = true;
+            break;
+        }
+        assert_eq!(error_of_the_table(again).await, ErrorCode::ArtifactExists);
+    }
+    assert!(released, "the cut-short upload still holds its path");
+
+    let list = format!("/api/artifacts?session={}", session.id);
+    let (status, list) = stack.call(reqwest::Method::GET, &list, USER, serde_json::Value::Null).await.unwrap();
+    assert_eq!(status, 200, "{list}");
+    for artifact in list["artifacts"].as_array().unwrap() {
+        if artifact["path"].as_str().unwrap().ends_with(".bin") {
+            assert_eq!((artifact["size"].as_u64(), artifact["sha256"].as_str()), (Some(300_000), Some(sha.as_str())));
+        }
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 async fn error_of_the_table(response: reqwest::Response) -> ErrorCode {
     let status = response.status().as_u16();
     let retry = response.headers().contains_key("retry-after");
@@ -454,6 +519,8 @@ async fn the_edge_gateway_end_to_end() {
     cached_keys_survive_an_issuer_outage(&stack).await;
     eprintln!("issuer outage: ok");
     artifact_links_work_once(&stack, &first).await;
+    uploads_are_recorded_as_streamed(&stack, &first).await;
+    eprintln!("uploads recorded as streamed: ok");
     eprintln!("artifacts: ok");
     the_room_survives_an_edge_restart(&mut stack).await;
     eprintln!("edge restart: ok");

@@ -1,6 +1,8 @@
-//! The real `artifacts` component: uploads are registered under the limits, links go to the owner only,
-//! verify as `artifact:get` tokens bound to session, path and method, work exactly once even when
-//! redeemed concurrently, and every link, upload and download is in the audit log.
+//! The real `artifacts` component: uploads are registered under the limits and completed with what was
+//! streamed (a failed one releases its path and quota), links go to the owner only (for the whole
+//! retention, after the session's row is gone), verify as `artifact:get` tokens bound to session, path
+//! and method, work exactly once even when redeemed concurrently, and every link, upload and download
+//! is in the audit log.
 
 use edgeshell_core::artifacts::{check_link, ArtifactPath};
 use edgeshell_core::ids::SessionId;
@@ -16,9 +18,83 @@ use support::stack::{Stack, INTERNAL_KEY, TOKEN_ISSUER};
 
 mod support;
 
-async fn upload(stack: &Stack, sid: &str, path: &str, size: u64) -> (u16, serde_json::Value) {
+async fn register(stack: &Stack, sid: &str, path: &str, size: u64) -> (u16, serde_json::Value) {
     let body = json!({ "session_id": sid, "path": path, "size": size, "sha256": "ab".repeat(32) });
     stack.call("POST", "/internal/artifacts", INTERNAL_KEY, body).await
+}
+
+async fn complete(stack: &Stack, sid: &str, path: &str, outcome: serde_json::Value) -> (u16, serde_json::Value) {
+    let mut body = json!({ "session_id": sid, "path": path });
+    body.as_object_mut().unwrap().extend(outcome.as_object().unwrap().clone());
+    stack.call("POST", "/internal/artifacts/complete", INTERNAL_KEY, body).await
+}
+
+/// Registers and, when that succeeds, completes as stored with the size registered.
+async fn upload(stack: &Stack, sid: &str, path: &str, size: u64) -> (u16, serde_json::Value) {
+    let (status, created) = register(stack, sid, path, size).await;
+    if status == 201 {
+        let stored = json!({ "outcome": "stored", "size": size, "sha256": "cd".repeat(32) });
+        let (done, body) = complete(stack, sid, path, stored).await;
+        assert_eq!(done, 200, "{body}");
+    }
+    (status, created)
+}
+
+fn code(answer: &(u16, serde_json::Value)) -> (u16, &str) {
+    (answer.0, answer.1["error"]["code"].as_str().unwrap_or_default())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the built functions and PostgreSQL: cargo xtask test"]
+async fn failed_uploads_release_their_path_and_owners_keep_access_for_the_retention() {
+    let stack = Stack::start("SPIN_VARIABLE_ARTIFACT_USER_BYTES=1500\n").await;
+    let _eu = stack.add_pool("eu", Mode::Accept).await;
+    let (alice, bob) = (stack.id_token("alice"), stack.id_token("bob"));
+    let (_, m) = stack.mint(&alice, json!({})).await;
+    let sid = m["session_id"].as_str().unwrap().to_owned();
+    let list_path = format!("/api/artifacts?session={sid}");
+    let listed = |list: &serde_json::Value| list["artifacts"].as_array().map_or(usize::MAX, Vec::len);
+
+    // A registered upload reserves its path and size, and is not listed or linked until stored.
+    assert_eq!(register(&stack, &sid, "a.txt", 1000).await.0, 201);
+    assert_eq!(listed(&stack.call("GET", &list_path, &alice, serde_json::Value::Null).await.1), 0);
+    let ask = json!({ "session_id": sid, "path": "a.txt" });
+    assert_eq!(
+        code(&stack.call("POST", "/api/artifacts/links", &alice, ask.clone()).await),
+        (404, "artifact_not_found")
+    );
+    assert_eq!(code(&register(&stack, &sid, "b.txt", 600).await), (413, "artifact_limit"));
+    // It fails: the path and the quota are free again, at once.
+    let failed = json!({ "outcome": "failed", "reason": "the stream broke" });
+    assert_eq!(complete(&stack, &sid, "a.txt", failed.clone()).await.0, 200);
+    assert_eq!(code(&complete(&stack, &sid, "a.txt", failed).await), (404, "artifact_not_found"));
+    assert_eq!(register(&stack, &sid, "b.txt", 600).await.0, 201, "the quota was released");
+    assert_eq!(register(&stack, &sid, "a.txt", 800).await.0, 201, "the path was released");
+    // Stored: what was streamed is recorded, never more than was reserved.
+    let sha = "ef".repeat(32);
+    let more = json!({ "outcome": "stored", "size": 801, "sha256": sha });
+    assert_eq!(code(&complete(&stack, &sid, "a.txt", more).await), (400, "content_mismatch"));
+    let stored = json!({ "outcome": "stored", "size": 750, "sha256": sha });
+    assert_eq!(complete(&stack, &sid, "a.txt", stored).await.0, 200);
+    let (_, list) = stack.call("GET", &list_path, &alice, serde_json::Value::Null).await;
+    assert_eq!(
+        (list["artifacts"][0]["size"].as_i64(), list["artifacts"][0]["sha256"].as_str()),
+        (Some(750), Some(sha.as_str()))
+    );
+
+    // A day after the session ended its row is deleted; its artifacts stay for their retention, and so
+    // does their owner's access.
+    stack.db.execute("DELETE FROM sessions WHERE id = $1", &[&sid]).await.unwrap();
+    let (status, list) = stack.call("GET", &list_path, &alice, serde_json::Value::Null).await;
+    assert_eq!((status, listed(&list)), (200, 1), "{list}");
+    let (status, link) = stack.call("POST", "/api/artifacts/links", &alice, ask.clone()).await;
+    assert_eq!(status, 201, "{link}");
+    assert_eq!(code(&stack.call("GET", &list_path, &bob, serde_json::Value::Null).await), (404, "session_not_found"));
+    assert_eq!(code(&stack.call("POST", "/api/artifacts/links", &bob, ask).await), (404, "session_not_found"));
+    let rows =
+        stack.db.query("SELECT action FROM audit_log WHERE action LIKE 'artifact.upload%' ORDER BY id", &[]).await;
+    let actions: Vec<String> = rows.unwrap().iter().map(|r| r.get(0)).collect();
+    assert_eq!(actions, ["artifact.upload_failed", "artifact.upload"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,6 +1,8 @@
-//! The edge's side (internal key): register an upload under the limits, and redeem a download link
-//! exactly once. The edge has already verified the runner's `artifact:put` token or the link's
-//! signature and claims; these routes do what needs the database.
+//! The edge's side (internal key): register an upload under the limits (a pending row reserving its
+//! path and declared size), complete it with what the edge counted while streaming it (stored, or
+//! deleted again if it failed), and redeem a download link exactly once. The edge has already verified
+//! the runner's `artifact:put` token or the link's signature and claims; these routes do what needs
+//! the database.
 
 use crate::limits;
 use edgeshell_control_db::sql::JTI_CONSUME;
@@ -51,9 +53,10 @@ pub(crate) fn register(req: &Request) -> Reply {
     let db = Db::open()?;
     let created = db.transaction(|tx| {
         let owner_row = tx
-            .query_opt("SELECT owner FROM sessions WHERE id = $1", &[text(sid.as_str())])?
+            .query_opt("SELECT owner, region FROM sessions WHERE id = $1", &[text(sid.as_str())])?
             .ok_or_else(|| ApiError::new(ErrorCode::SessionNotFound, "no such session"))?;
         let owner: String = col(&owner_row, 0)?;
+        let region: Option<String> = col(&owner_row, 1)?;
         // Serialize uploads of one user so two cannot both fit the last free bytes.
         tx.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 11))", &[text(owner.as_str())])?;
         let usage_row = tx
@@ -72,8 +75,8 @@ pub(crate) fn register(req: &Request) -> Reply {
         let expires = limits.expires_at(now);
         let object_key = format!("sessions/{sid}/{}", path.as_str());
         let inserted = tx.execute(
-            "INSERT INTO artifacts (session_id, path, owner, size_bytes, sha256, object_key, expires_at)
-             VALUES ($1, $2, $3, $4, $5, $6, to_timestamp($7)) ON CONFLICT (session_id, path) DO NOTHING",
+            "INSERT INTO artifacts (session_id, path, owner, size_bytes, sha256, object_key, expires_at, region, state)
+             VALUES ($1, $2, $3, $4, $5, $6, to_timestamp($7), $8, 'pending') ON CONFLICT (session_id, path) DO NOTHING",
             &[
                 text(sid.as_str()),
                 text(path.as_str()),
@@ -82,19 +85,93 @@ pub(crate) fn register(req: &Request) -> Reply {
                 sha.map_or(ParameterValue::DbNull, ParameterValue::Binary),
                 text(object_key.as_str()),
                 ParameterValue::Floating64(expires.as_secs() as f64),
+                region.map_or(ParameterValue::DbNull, ParameterValue::Str),
             ],
         )?;
         if inserted == 0 {
             return Err(ApiError::new(ErrorCode::ArtifactExists, "the session already has an artifact at this path"));
         }
-        let detail = serde_json::json!({ "path": path.as_str(), "size": input.size }).to_string();
-        tx.execute(
-            "INSERT INTO audit_log (actor, action, session_id, detail) VALUES ($1, 'artifact.upload', $2, ($3::text)::jsonb)",
-            &[text(format!("runner:{sid}")), text(sid.as_str()), text(detail)],
-        )?;
         Ok(serde_json::json!({ "object_key": object_key, "expires_at": expires.as_secs() }))
     })?;
     json(201, &created)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Completion {
+    session_id: String,
+    path: String,
+    /// `stored` or `failed`.
+    outcome: String,
+    /// Bytes streamed into storage (stored).
+    #[serde(default)]
+    size: Option<u64>,
+    /// Their SHA-256, hex, computed while streaming (stored).
+    #[serde(default)]
+    sha256: Option<String>,
+    /// Why it failed (failed), for the audit log.
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+/// Completes a registered upload: `stored` records the size and SHA-256 the edge counted (never more
+/// than was reserved), `failed` deletes the pending row, releasing its path and quota. Both are audited.
+pub(crate) fn complete(req: &Request) -> Reply {
+    require_internal(req)?;
+    let input: Completion = json_body(req, 4096)?;
+    let (sid, path) = ids(input.session_id, &input.path)?;
+    let db = Db::open()?;
+    let answer = db.transaction(|tx| {
+        let row = tx
+            .query_opt(
+                "SELECT size_bytes FROM artifacts WHERE session_id = $1 AND path = $2 AND state = 'pending' FOR UPDATE",
+                &[text(sid.as_str()), text(path.as_str())],
+            )?
+            .ok_or_else(|| ApiError::new(ErrorCode::ArtifactNotFound, "no upload in progress at this path"))?;
+        let reserved = u64::try_from(col::<i64>(&row, 0)?).unwrap_or(0);
+        let (action, detail) = match input.outcome.as_str() {
+            "stored" => {
+                let size =
+                    input.size.ok_or_else(|| ApiError::new(ErrorCode::BadRequest, "a stored upload has a size"))?;
+                let sha = input
+                    .sha256
+                    .as_deref()
+                    .map(hex32)
+                    .transpose()?
+                    .ok_or_else(|| ApiError::new(ErrorCode::BadSha256, "a stored upload has its sha256"))?;
+                if size > reserved {
+                    return Err(ApiError::new(ErrorCode::ContentMismatch, "more bytes were stored than were reserved"));
+                }
+                tx.execute(
+                    "UPDATE artifacts SET state = 'stored', size_bytes = $3, sha256 = $4
+                     WHERE session_id = $1 AND path = $2",
+                    &[
+                        text(sid.as_str()),
+                        text(path.as_str()),
+                        int(i64::try_from(size).unwrap_or(i64::MAX)),
+                        ParameterValue::Binary(sha),
+                    ],
+                )?;
+                let detail = serde_json::json!({ "path": path.as_str(), "size": size, "sha256": input.sha256 });
+                ("artifact.upload", detail)
+            }
+            "failed" => {
+                tx.execute(
+                    "DELETE FROM artifacts WHERE session_id = $1 AND path = $2",
+                    &[text(sid.as_str()), text(path.as_str())],
+                )?;
+                let reason: String = input.reason.unwrap_or_default().chars().take(300).collect();
+                ("artifact.upload_failed", serde_json::json!({ "path": path.as_str(), "reason": reason }))
+            }
+            other => return Err(ApiError::new(ErrorCode::BadRequest, format!("outcome {other:?}: stored or failed"))),
+        };
+        tx.execute(
+            "INSERT INTO audit_log (actor, action, session_id, detail) VALUES ($1, $2, $3, ($4::text)::jsonb)",
+            &[text(format!("runner:{sid}")), text(action), text(sid.as_str()), text(detail.to_string())],
+        )?;
+        Ok(serde_json::json!({ "session_id": sid.as_str(), "path": path.as_str(), "outcome": input.outcome }))
+    })?;
+    json(200, &answer)
 }
 
 #[derive(Deserialize)]
@@ -120,7 +197,7 @@ pub(crate) fn redeem(req: &Request) -> Reply {
         let row = tx
             .query_opt(
                 "SELECT object_key, size_bytes FROM artifacts
-                 WHERE session_id = $1 AND path = $2 AND owner = $3 AND expires_at > now()",
+                 WHERE session_id = $1 AND path = $2 AND owner = $3 AND state = 'stored' AND expires_at > now()",
                 &[text(sid.as_str()), text(path.as_str()), text(input.owner.as_str())],
             )?
             .ok_or_else(|| ApiError::new(ErrorCode::ArtifactNotFound, "no such artifact"))?;

@@ -6,7 +6,8 @@
 //! |---|---|---|
 //! | `GET /api/artifacts?session=ID` | user (ID token) | the session's artifacts |
 //! | `POST /api/artifacts/links` | user | `{session_id, path}` -> a download link |
-//! | `POST /internal/artifacts` | edge (internal key) | register an upload under the limits -> its object key |
+//! | `POST /internal/artifacts` | edge (internal key) | register an upload under the limits (pending) -> its object key |
+//! | `POST /internal/artifacts/complete` | edge | `{outcome: stored, size, sha256}` as streamed, or `{outcome: failed}` (path and quota released) |
 //! | `POST /internal/artifacts/redeem` | edge | use a link once -> the object key |
 //!
 //! Limits: the `artifact_*` variables (docs/configuration.md; their defaults are `ArtifactLimits::DEFAULT`,
@@ -41,10 +42,16 @@ fn route(req: &Request) -> edgeshell_fn::Reply {
         (Method::Get, "/api/artifacts") => user::list(req),
         (Method::Post, "/api/artifacts/links") => user::link(req),
         (Method::Post, "/internal/artifacts") => edge::register(req),
+        (Method::Post, "/internal/artifacts/complete") => edge::complete(req),
         (Method::Post, "/internal/artifacts/redeem") => edge::redeem(req),
-        (_, "/api/artifacts" | "/api/artifacts/links" | "/internal/artifacts" | "/internal/artifacts/redeem") => {
-            Err(ApiError::new(ErrorCode::MethodNotAllowed, "method not allowed here"))
-        }
+        (
+            _,
+            "/api/artifacts"
+            | "/api/artifacts/links"
+            | "/internal/artifacts"
+            | "/internal/artifacts/complete"
+            | "/internal/artifacts/redeem",
+        ) => Err(ApiError::new(ErrorCode::MethodNotAllowed, "method not allowed here")),
         _ => Err(ApiError::new(ErrorCode::NotFound, "no such route")),
     }
 }

@@ -1,4 +1,6 @@
-//! The owner's side: list a session's artifacts and get a download link for one.
+//! The owner's side: list a session's artifacts and get a download link for one. Ownership is the
+//! artifact's own (its `owner` and `region` are kept with it), so the owner keeps access for the
+//! whole retention period, after the session's row is gone.
 
 use crate::limits;
 use edgeshell_core::artifacts::{download_path, link_claims, ArtifactPath, LinkRequest};
@@ -20,13 +22,15 @@ fn not_found() -> ApiError {
     ApiError::new(ErrorCode::SessionNotFound, "no such session")
 }
 
-/// The session's region if the caller owns it.
-fn owned(db: &Db, sid: &SessionId, owner: &str) -> Result<RegionId, ApiError> {
-    let row = db
-        .query_opt("SELECT region FROM sessions WHERE id = $1 AND owner = $2", &[text(sid.as_str()), text(owner)])?
-        .ok_or_else(not_found)?;
-    let region: Option<String> = col(&row, 0)?;
-    region.and_then(|r| RegionId::new(r).ok()).ok_or_else(not_found)
+/// Whether the caller owns the session: it is their session, or they own an artifact of it (the
+/// session's row is deleted a day after it ends; its artifacts stay for their retention).
+fn owns(db: &Db, sid: &SessionId, owner: &str) -> Result<bool, ApiError> {
+    let row = db.query_opt(
+        "SELECT 1 WHERE EXISTS (SELECT 1 FROM sessions WHERE id = $1 AND owner = $2)
+                     OR EXISTS (SELECT 1 FROM artifacts WHERE session_id = $1 AND owner = $2 AND expires_at > now())",
+        &[text(sid.as_str()), text(owner)],
+    )?;
+    Ok(row.is_some())
 }
 
 pub(crate) fn list(req: &Request) -> Reply {
@@ -35,12 +39,15 @@ pub(crate) fn list(req: &Request) -> Reply {
         .ok_or_else(|| ApiError::new(ErrorCode::BadRequest, "name the session: /api/artifacts?session=ID"))?;
     let db = Db::open()?;
     let user = authenticate(req, &db)?;
-    owned(&db, &sid, user.subject.as_str())?;
+    if !owns(&db, &sid, user.subject.as_str())? {
+        return Err(not_found());
+    }
     let rows = db.query(
         "SELECT path, size_bytes, encode(sha256, 'hex'), extract(epoch FROM created_at)::int8,
                 extract(epoch FROM expires_at)::int8
-         FROM artifacts WHERE session_id = $1 AND expires_at > now() ORDER BY path",
-        &[text(sid.as_str())],
+         FROM artifacts WHERE session_id = $1 AND owner = $2 AND state = 'stored' AND expires_at > now()
+         ORDER BY path",
+        &[text(sid.as_str()), text(user.subject.as_str())],
     )?;
     let mut artifacts = Vec::new();
     for r in rows {
@@ -73,12 +80,23 @@ pub(crate) fn link(req: &Request) -> Reply {
     let signing = Signing::load()?;
     let edge = settings::required("edge_url")?;
     let origin = edge.replacen("wss://", "https://", 1).replacen("ws://", "http://", 1);
-    let region = owned(&db, &sid, user.subject.as_str())?;
-    db.query_opt(
-        "SELECT 1 FROM artifacts WHERE session_id = $1 AND path = $2 AND expires_at > now()",
-        &[text(sid.as_str()), text(path.as_str())],
-    )?
-    .ok_or_else(|| ApiError::new(ErrorCode::ArtifactNotFound, "no such artifact"))?;
+    // The artifact's own owner and region: a link works for the whole retention period.
+    let row = db.query_opt(
+        "SELECT COALESCE(a.region, s.region) FROM artifacts a LEFT JOIN sessions s ON s.id = a.session_id
+         WHERE a.session_id = $1 AND a.path = $2 AND a.owner = $3 AND a.state = 'stored' AND a.expires_at > now()",
+        &[text(sid.as_str()), text(path.as_str()), text(user.subject.as_str())],
+    )?;
+    let Some(row) = row else {
+        return Err(if owns(&db, &sid, user.subject.as_str())? {
+            ApiError::new(ErrorCode::ArtifactNotFound, "no such artifact")
+        } else {
+            not_found()
+        });
+    };
+    let region: Option<String> = col(&row, 0)?;
+    let region = region
+        .and_then(|r| RegionId::new(r).ok())
+        .ok_or_else(|| ApiError::new(ErrorCode::ArtifactNotFound, "the artifact's session left no region"))?;
     let now = now();
     let claims = link_claims(
         LinkRequest {
