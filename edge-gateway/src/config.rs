@@ -90,7 +90,7 @@ impl EdgeConfig {
 /// The bearer key of the control plane's internal routes (a secret).
 pub fn internal_key(env: &Env) -> Result<String, ConfigError> {
     let get = |name: &str| lookup(env, name);
-    Reader::new(Program::Edge, &get).required("INTERNAL_API_KEY")
+    Reader::new(Program::Edge, &get).bearer_key("INTERNAL_API_KEY")
 }
 
 /// Reads other settings of the edge's catalogue (the page's sign-in) with the core's reader.

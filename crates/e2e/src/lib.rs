@@ -14,7 +14,7 @@ use std::time::Duration;
 /// The control plane's `iss` in these tests.
 pub const TOKEN_ISSUER: &str = "edgeshell-e2e-control";
 /// The key of the control plane's internal routes.
-pub const INTERNAL_KEY: &str = "internal-key-for-e2e";
+pub const INTERNAL_KEY: &str = "internal-key-for-e2e-0123456789abcdef0123";
 
 /// A test vector's private JWK (`crates/keys/tests/vectors/<name>`): `pyjwt-rs256.json` (kid
 /// `pyjwt-1`) and `rfc7515-a2.json` (kid `rfc7515-a2`).

@@ -46,7 +46,7 @@ async fn world() -> World {
         signer: false,
         token_issuer: TOKEN_ISSUER.into(),
         edge_url: room.url(),
-        internal_key: "internal-key-for-tests".into(),
+        internal_key: "internal-key-for-tests-0123456789abcdef".into(),
         client_id: "edgeshell-dev".into(),
         extra: String::new(),
         cache_dir: std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("cwasm"),

@@ -3,6 +3,7 @@
 //! ```text
 //! edgeshell-spin-host [--manifest spin.toml] [--listen 127.0.0.1:3000] [--env-file .env]
 //!                     [--cache-dir DIR] [--wasm-dir DIR] [--max-instances 256]
+//!                     [--max-body-bytes 16777216] [--guest-deadline-secs 60]
 //! ```
 
 use anyhow::{bail, Context, Result};
@@ -23,6 +24,7 @@ async fn main() -> Result<()> {
         cache_dir: std::env::temp_dir().join("edgeshell-cwasm"),
         wasm_dir: None,
         max_instances: edgeshell_spin_host::server::DEFAULT_MAX_INSTANCES,
+        limits: edgeshell_spin_host::server::GuestLimits::DEFAULT,
     };
     let mut listen = String::from("127.0.0.1:3000");
     let mut args = std::env::args().skip(1);
@@ -35,6 +37,13 @@ async fn main() -> Result<()> {
             "--cache-dir" => config.cache_dir = value()?.into(),
             "--wasm-dir" => config.wasm_dir = Some(value()?.into()),
             "--max-instances" => config.max_instances = value()?.parse().context("--max-instances is a number")?,
+            "--max-body-bytes" => {
+                config.limits.max_body_bytes = value()?.parse().context("--max-body-bytes is a number")?
+            }
+            "--guest-deadline-secs" => {
+                let secs = value()?.parse().context("--guest-deadline-secs is a number")?;
+                config.limits.deadline = std::time::Duration::from_secs(secs);
+            }
             other => bail!("unknown argument {other}"),
         }
     }

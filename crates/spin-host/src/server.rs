@@ -158,7 +158,32 @@ pub struct HostConfig {
     pub wasm_dir: Option<PathBuf>,
     /// Requests that may run at once; more get `503 overloaded` with `Retry-After`.
     pub max_instances: u32,
+    /// What one request may take.
+    pub limits: GuestLimits,
 }
+
+/// What one request may take of the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GuestLimits {
+    /// Bytes of request body a guest can read: a larger `Content-Length` is refused with `413` before
+    /// any guest runs, and a body that streams past it ends in an error for the guest.
+    pub max_body_bytes: u64,
+    /// How long a request's guest may run, answering included; then it is dropped (an answer not yet
+    /// given becomes `500`), whatever it was waiting on.
+    pub deadline: std::time::Duration,
+}
+
+impl GuestLimits {
+    /// 16 MiB and 60 s: well beyond what the control functions need (their bodies are a few KiB, their
+    /// slowest path a mint that waits on a pool), and a bound on a stuck or hostile guest.
+    pub const DEFAULT: GuestLimits =
+        GuestLimits { max_body_bytes: 16 * 1024 * 1024, deadline: std::time::Duration::from_secs(60) };
+}
+
+/// A guest that ran past its deadline.
+#[derive(Debug, thiserror::Error)]
+#[error("the function ran past the host's {0:?} deadline")]
+struct DeadlineExceeded(std::time::Duration);
 
 struct Loaded {
     /// The component's id in the manifest.
@@ -174,6 +199,7 @@ pub struct Host {
     manifest: Manifest,
     components: BTreeMap<String, Loaded>,
     pg_pool: Arc<PgPool>,
+    limits: GuestLimits,
 }
 
 impl Host {
@@ -251,7 +277,7 @@ impl Host {
             let variables = resolved.variables;
             components.insert(id.clone(), Loaded { id: id.as_str().into(), pre, variables, allowlist });
         }
-        Ok(Host { engine, manifest, components, pg_pool: Arc::new(PgPool::default()) })
+        Ok(Host { engine, manifest, components, pg_pool: Arc::new(PgPool::default()), limits: config.limits })
     }
 
     /// Serves until the listener fails or the task is dropped.
@@ -298,6 +324,11 @@ impl Host {
                 req.headers_mut().insert(name, value);
             }
         }
+        let declared = req.headers().get("content-length").and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > self.limits.max_body_bytes) {
+            let why = format!("a body of at most {} bytes is accepted", self.limits.max_body_bytes);
+            return error_response(&ApiError::new(ErrorCode::BodyTooLarge, why));
+        }
         let Some(route) = self.manifest.route(req.uri().path()) else {
             return error_response(&ApiError::new(ErrorCode::NotFound, "no route for this path"));
         };
@@ -311,6 +342,10 @@ impl Host {
             Ok(response) => response,
             Err(e) if e.chain().any(|c| c.is::<wasmtime::PoolConcurrencyLimitError>()) => {
                 error_response(&ApiError::new(ErrorCode::Overloaded, "too many requests in flight; retry shortly"))
+            }
+            Err(e) if e.chain().any(|c| c.is::<DeadlineExceeded>()) => {
+                eprintln!("edgeshell-spin-host: component {}: {e:#}", route.component);
+                error_response(&ApiError::new(ErrorCode::InternalError, format!("{e:#}")))
             }
             Err(e) => {
                 eprintln!("edgeshell-spin-host: component {} failed: {e:#}", route.component);
@@ -346,15 +381,41 @@ impl Host {
     async fn call(&self, loaded: &Loaded, req: hyper::Request<Incoming>) -> Result<hyper::Response<HyperOutgoingBody>> {
         let mut store = self.new_store(loaded);
         let (sender, receiver) = tokio::sync::oneshot::channel();
+        let limit = self.limits.max_body_bytes;
+        let req = req.map(|body| {
+            http_body_util::BodyExt::map_err(http_body_util::Limited::new(body, limit as usize), move |e| {
+                body_error(e, limit)
+            })
+        });
         let req = store.data_mut().http().new_incoming_request(Scheme::Http, req)?;
         let out = store.data_mut().http().new_response_outparam(sender)?;
         let pre = loaded.pre.clone();
+        let deadline = self.limits.deadline;
         let guest = Box::pin(async move {
-            let proxy = pre.instantiate_async(&mut store).await?;
-            proxy.wasi_http_incoming_handler().call_handle(&mut store, req, out).await?;
-            Ok(())
+            let run = async {
+                let proxy = pre.instantiate_async(&mut store).await?;
+                proxy.wasi_http_incoming_handler().call_handle(&mut store, req, out).await?;
+                anyhow::Ok(())
+            };
+            // A guest busy with CPU yields at every epoch tick, so the deadline also ends a loop.
+            tokio::time::timeout(deadline, run).await.map_err(|_| anyhow!(DeadlineExceeded(deadline)))?
         });
         Running::new(loaded.id.clone(), guest).response(receiver).await
+    }
+}
+
+/// What a guest reading the body sees when it breaks: its size limit, or the connection's error.
+fn body_error(
+    error: Box<dyn std::error::Error + Send + Sync>,
+    limit: u64,
+) -> wasmtime_wasi_http::p2::bindings::http::types::ErrorCode {
+    use wasmtime_wasi_http::p2::bindings::http::types::ErrorCode as Code;
+    if error.is::<http_body_util::LengthLimitError>() {
+        return Code::HttpRequestBodySize(Some(limit));
+    }
+    match error.downcast::<hyper::Error>() {
+        Ok(hyper) => Code::from(*hyper),
+        Err(other) => Code::InternalError(Some(other.to_string())),
     }
 }
 

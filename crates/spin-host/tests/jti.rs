@@ -8,7 +8,7 @@ use support::{send, start, vector_jwk, TestHost};
 
 mod support;
 
-const KEY: &str = "a-long-internal-key-for-tests";
+const KEY: &str = "a-long-internal-key-for-tests-0123456789";
 
 fn env(url: &str, database_host: &str) -> String {
     format!(
@@ -115,4 +115,49 @@ async fn the_allowlist_keeps_the_component_from_other_databases() {
     let (status, text) = consume(&host, KEY, body("j", in_an_hour())).await;
     assert_eq!(status, 503, "{text}");
     assert!(text.contains("not allowed"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the built functions and PostgreSQL: cargo xtask test"]
+async fn a_short_internal_key_opens_nothing() {
+    // An operator's guessable key: even presented exactly, no internal route answers but
+    // `misconfigured`, so the weakness is found at once rather than by an attacker.
+    let (pg, url) = migrated().await;
+    let short = "letmein-2026";
+    let config = env(&url, &format!("127.0.0.1:{}", pg.port())).replace(KEY, short);
+    let host = start(&config).await;
+    let (status, text) = consume(&host, short, body("j1", in_an_hour())).await;
+    assert_eq!(status, 500, "{text}");
+    assert!(text.contains("misconfigured") && text.contains("at least 32"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the built functions and PostgreSQL: cargo xtask test"]
+async fn a_stuck_guest_is_ended_at_its_deadline_and_big_bodies_never_reach_one() {
+    use edgeshell_spin_host::server::GuestLimits;
+    let (pg, url, _) = support::migrated_postgres().await;
+    let limits = GuestLimits { max_body_bytes: 1024 * 1024, deadline: std::time::Duration::from_secs(2) };
+    let host = support::start_with_limits(&env(&url, &format!("127.0.0.1:{}", pg.port())), limits).await;
+
+    // A body over the host's limit is refused by the host, before the guest (which would have said
+    // 401 for the wrong key) runs at all.
+    let big = vec![b'x'; 2 * 1024 * 1024];
+    let headers = [("authorization", "Bearer wrong"), ("content-type", "application/json")];
+    let (status, _, text) = send(&host.url, "POST", "/internal/jti/consume", &headers, big).await;
+    assert_eq!(status, 413, "{}", String::from_utf8_lossy(&text));
+    assert!(String::from_utf8_lossy(&text).contains("body_too_large"));
+
+    // The guest's insert waits on a lock nobody releases: at its deadline it is ended and answered.
+    let (locker, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    locker.batch_execute("BEGIN; LOCK TABLE token_jtis IN ACCESS EXCLUSIVE MODE").await.unwrap();
+    let started = std::time::Instant::now();
+    let stuck = tokio::time::timeout(std::time::Duration::from_secs(20), consume(&host, KEY, body("j1", in_an_hour())));
+    let (status, text) = stuck.await.expect("the stuck guest was never ended");
+    assert_eq!(status, 500, "{text}");
+    assert!(text.contains("deadline"), "{text}");
+    assert!(started.elapsed() >= limits.deadline);
+    locker.batch_execute("ROLLBACK").await.unwrap();
+    // The host serves on.
+    assert_eq!(consume(&host, KEY, body("j2", in_an_hour())).await.0, 200);
 }

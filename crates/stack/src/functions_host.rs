@@ -1,5 +1,6 @@
 //! The functions host on a loopback port, serving the components of `spin.toml`.
 
+use edgeshell_spin_host::server::GuestLimits;
 use edgeshell_spin_host::{Host, HostConfig};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -30,6 +31,17 @@ impl FunctionsHost {
         max_instances: u32,
         addr: Option<std::net::SocketAddr>,
     ) -> anyhow::Result<FunctionsHost> {
+        FunctionsHost::start_with(env, cache_dir, max_instances, GuestLimits::DEFAULT, addr).await
+    }
+
+    /// [`FunctionsHost::start`] with these per-request limits.
+    pub async fn start_with(
+        env: &str,
+        cache_dir: &Path,
+        max_instances: u32,
+        limits: GuestLimits,
+        addr: Option<std::net::SocketAddr>,
+    ) -> anyhow::Result<FunctionsHost> {
         let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_nanos();
         let dir = std::env::temp_dir().join(format!("edgeshell-host-{}-{nanos}", std::process::id()));
         std::fs::create_dir_all(&dir)?;
@@ -41,6 +53,7 @@ impl FunctionsHost {
             cache_dir: cache_dir.to_owned(),
             wasm_dir: Some(crate::paths::wasm_dir()?),
             max_instances,
+            limits,
         };
         let host = Arc::new(Host::load(&config)?);
         let listener = match addr {

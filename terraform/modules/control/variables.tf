@@ -108,6 +108,10 @@ variable "internal_api_key" {
   description = "Spin variable internal_api_key: the edge's bearer key for /internal/*."
   type        = string
   sensitive   = true
+  validation {
+    condition     = length(var.internal_api_key) >= 32
+    error_message = "internal_api_key must be at least 32 characters (openssl rand -hex 32)."
+  }
 }
 
 variable "token_issuer" {

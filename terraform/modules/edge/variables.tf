@@ -94,6 +94,10 @@ variable "internal_api_key" {
   description = "INTERNAL_API_KEY secret: the control plane's internal_api_key."
   type        = string
   sensitive   = true
+  validation {
+    condition     = length(var.internal_api_key) >= 32
+    error_message = "internal_api_key must be at least 32 characters (openssl rand -hex 32)."
+  }
 }
 
 variable "artifacts_bucket_name" {

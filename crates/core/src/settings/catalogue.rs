@@ -55,7 +55,11 @@ pub const FUNCTIONS: &[Setting] = &[
     ),
     secret("database_url", Required, "The Postgres URL (`postgres://user:password@host:port/db`)."),
     setting("database_host", Text("127.0.0.1:5432"), "The `host:port` of that database, the only one the components may reach."),
-    secret("internal_api_key", Required, "The bearer key of the `/internal/*` routes (the edge's `INTERNAL_API_KEY`)."),
+    secret(
+        "internal_api_key",
+        Required,
+        "The bearer key of the `/internal/*` routes (the edge's `INTERNAL_API_KEY`), at least 32 characters (`openssl rand -hex 32`): a shorter one answers every internal call with `misconfigured`.",
+    ),
     setting("token_issuer", Text("edgeshell-control"), "The `iss` of our tokens; the edge and the pool agents expect exactly this."),
     setting("edge_url", Required, "The edge's WebSocket origin, e.g. `wss://edge.example.com`."),
     setting(
@@ -120,7 +124,7 @@ pub const EDGE: &[Setting] = &[
         Required,
         "The control plane's base URL, for `/api/*` and its internal routes. `https://` (`http://` only to loopback); redirects are not followed.",
     ),
-    secret("INTERNAL_API_KEY", Required, "The control plane's `internal_api_key`."),
+    secret("INTERNAL_API_KEY", Required, "The control plane's `internal_api_key`, at least 32 characters."),
     setting(
         "PAGE_ORIGINS",
         Derived("the edge's own origin only"),

@@ -160,6 +160,20 @@ impl<'a> Reader<'a> {
         self.text(name)?.ok_or(SettingsError::Missing(setting.name))
     }
 
+    /// A shared bearer key (the internal API key): required, and at least [`MIN_KEY_BYTES`] long, so
+    /// that a guessable one is a configuration error rather than an open door.
+    pub fn bearer_key(&self, name: &str) -> Result<String, SettingsError> {
+        let key = self.required(name)?;
+        if key.len() < MIN_KEY_BYTES {
+            let why = format!(
+                "{} characters; a bearer key has at least {MIN_KEY_BYTES} (make one with `openssl rand -hex 32`)",
+                key.len()
+            );
+            return Err(self.invalid(name, why));
+        }
+        Ok(key)
+    }
+
     /// The value parsed as `T`, `None` when unset without a default.
     pub fn parse<T: FromStr>(&self, name: &str) -> Result<Option<T>, SettingsError>
     where
@@ -289,6 +303,10 @@ fn reads_secret_files(program: Program) -> bool {
 
 #[cfg(test)]
 mod tests;
+
+/// The shortest shared bearer key accepted ([`Reader::bearer_key`]): 32 characters, 128 bits or more
+/// of a random hex or base64 key.
+pub const MIN_KEY_BYTES: usize = 32;
 
 /// Checks the URL of a service called with credentials or trusted for keys: plain `http://` would let
 /// anyone on the path read the credentials or swap the keys, so it is allowed only to this machine.

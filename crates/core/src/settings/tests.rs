@@ -107,3 +107,16 @@ fn service_urls_are_https_or_loopback_http_with_no_user_info() {
     let err = Reader::new(Program::PoolAgent, &lookup).service_url("EDGESHELL_CONTROL_URL").unwrap_err();
     assert!(matches!(err, SettingsError::Invalid { name: "EDGESHELL_CONTROL_URL", .. }), "{err}");
 }
+
+#[test]
+fn bearer_keys_have_a_minimum_length() {
+    let check = |value: &str| {
+        let vars = HashMap::from([("INTERNAL_API_KEY".to_owned(), value.to_owned())]);
+        let lookup = move |name: &str| vars.get(name).cloned();
+        Reader::new(Program::Edge, &lookup).bearer_key("INTERNAL_API_KEY")
+    };
+    assert!(matches!(check("letmein"), Err(SettingsError::Invalid { name: "INTERNAL_API_KEY", .. })));
+    assert!(matches!(check(&"k".repeat(MIN_KEY_BYTES - 1)), Err(SettingsError::Invalid { .. })));
+    assert_eq!(check(&"k".repeat(MIN_KEY_BYTES)).unwrap().len(), MIN_KEY_BYTES);
+    assert!(matches!(check(""), Err(SettingsError::Missing("INTERNAL_API_KEY"))));
+}

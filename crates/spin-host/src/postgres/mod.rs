@@ -264,7 +264,14 @@ impl pg::HostConnection for PgView<'_> {
                 _ => false,
             },
         );
-        if !allowed || config.get_hosts().is_empty() {
+        // `hostaddr` is where libpq and tokio-postgres really connect (the host name is then only for TLS
+        // and the password file): every one must be allowed in its own right.
+        let ports = config.get_ports();
+        let addrs_allowed = config.get_hostaddrs().iter().enumerate().all(|(i, ip)| {
+            let port = ports.get(i).or(ports.first()).copied().unwrap_or(5432);
+            self.access.allowlist.allows("postgres", &ip.to_string(), port)
+        });
+        if !allowed || !addrs_allowed || config.get_hosts().is_empty() {
             return Ok(Err(pg::Error::ConnectionFailed("destination not allowed by allowed_outbound_hosts".into())));
         }
         Ok(Ok(self.table.push(PgConnection { address, pinned: None })?))
@@ -395,6 +402,29 @@ mod tests {
         fn idle(&self) -> usize {
             self.access.pool.idle_of(&self.url)
         }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "needs PostgreSQL: cargo xtask test"]
+    async fn hostaddr_cannot_bypass_the_allowlist() {
+        let mut guests = Guests::start().await;
+        let port = guests.url.rsplit(':').next().unwrap().split('/').next().unwrap().to_owned();
+        // The allowed host's name, but the address of another machine: refused before any connection.
+        for address in [
+            format!("postgres://postgres@127.0.0.1:{port}/postgres?hostaddr=192.0.2.1"),
+            format!("host=127.0.0.1 hostaddr=192.0.2.1 port={port} user=postgres dbname=postgres"),
+            format!("host=127.0.0.1 hostaddr=127.0.0.2 port={port} user=postgres dbname=postgres"),
+        ] {
+            let opened = guests.view().open(address.clone()).await.unwrap();
+            assert!(
+                matches!(&opened, Err(pg::Error::ConnectionFailed(why)) if why.contains("not allowed")),
+                "{address}: {:?}",
+                opened.map(|_| ())
+            );
+        }
+        // The allowed address itself, named both ways, is fine.
+        let same = format!("host=127.0.0.1 hostaddr=127.0.0.1 port={port} user=postgres dbname=postgres");
+        assert!(guests.view().open(same).await.unwrap().is_ok());
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

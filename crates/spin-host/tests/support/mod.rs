@@ -15,7 +15,7 @@ use wasmtime_wasi_http::io::TokioIo;
 
 /// Values for the manifest's other required variables; tests override them with later lines.
 pub const BASE_ENV: &str = "SPIN_VARIABLE_DATABASE_URL=postgres://edgeshell@127.0.0.1:1/none
-SPIN_VARIABLE_INTERNAL_API_KEY=test-internal-key
+SPIN_VARIABLE_INTERNAL_API_KEY=test-internal-key-0123456789abcdef0123
 SPIN_VARIABLE_EDGE_URL=ws://127.0.0.1:1
 SPIN_VARIABLE_OIDC_ISSUER=http://127.0.0.1:1
 SPIN_VARIABLE_OIDC_AUDIENCE=edgeshell-test
@@ -71,6 +71,7 @@ pub fn config(dir: &tempdir::Dir, env: &str) -> HostConfig {
         cache_dir: dir.0.join("cwasm"),
         wasm_dir: Some(wasm_dir()),
         max_instances: edgeshell_spin_host::server::DEFAULT_MAX_INSTANCES,
+        limits: edgeshell_spin_host::server::GuestLimits::DEFAULT,
     }
 }
 
@@ -87,6 +88,12 @@ pub async fn start(env: &str) -> TestHost {
 /// A host that runs at most `max_instances` requests at once.
 pub async fn start_limited(env: &str, max_instances: u32) -> TestHost {
     TestHost::start(&format!("{BASE_ENV}{env}"), &shared_cache(), max_instances, None).await.expect("host starts")
+}
+
+/// A host whose guests get `limits`.
+pub async fn start_with_limits(env: &str, limits: edgeshell_spin_host::server::GuestLimits) -> TestHost {
+    let max = edgeshell_spin_host::server::DEFAULT_MAX_INSTANCES;
+    TestHost::start_with(&format!("{BASE_ENV}{env}"), &shared_cache(), max, limits, None).await.expect("host starts")
 }
 
 pub async fn request(url: &str, method: &str, path: &str) -> (u16, http::HeaderMap, Vec<u8>) {

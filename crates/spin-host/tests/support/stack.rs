@@ -6,7 +6,7 @@ use super::{send, vector_jwk};
 use edgeshell_control_db::pool_keys;
 use edgeshell_stack::{ControlPlane, ControlSettings};
 
-pub const INTERNAL_KEY: &str = "internal-key-for-tests";
+pub const INTERNAL_KEY: &str = "internal-key-for-tests-0123456789abcdef";
 pub const TOKEN_ISSUER: &str = "edgeshell-test-control";
 pub const CLIENT_ID: &str = "edgeshell-dev";
 pub const EDGE_URL: &str = "ws://127.0.0.1:8787";
