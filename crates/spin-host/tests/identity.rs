@@ -112,3 +112,45 @@ async fn provider_outage_keeps_cached_keys_working() {
     assert_eq!(stack.issuer.jwks_served(), 0);
     assert!(fetched >= 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the built functions and PostgreSQL: cargo xtask test"]
+async fn a_provider_down_from_the_start_is_asked_once_per_cooldown() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stack = Stack::start("").await;
+    let _eu = stack.add_pool("eu", Mode::Accept).await;
+    // Tokens the provider signed before it went away; its keys were never fetched.
+    let tokens: Vec<String> = (0..10).map(|i| stack.id_token(&format!("user{i}"))).collect();
+    let port = stack.issuer.jwks_url().split(':').nth(2).unwrap().split('/').next().unwrap().to_owned();
+    stack.issuer = edgeshell_dev_oidc::DevIssuer::start("127.0.0.1:0", CLIENT_ID).await.unwrap();
+    // Its address now answers every key fetch with 503, counting them.
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut listener = None;
+    for _ in 0..100 {
+        // The old issuer's listener goes away with its task, shortly after it is dropped.
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_reuseaddr(true).unwrap();
+        if let Ok(bound) = socket.bind(addr).and_then(|()| socket.listen(64)) {
+            listener = Some(bound);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let listener = listener.expect("the provider's port is free again");
+    let asked = std::sync::Arc::new(AtomicUsize::new(0));
+    let counting = asked.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            counting.fetch_add(1, Ordering::SeqCst);
+            let mut buf = [0u8; 4096];
+            let _ = stream.read(&mut buf).await;
+            let _ = stream.write_all(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n").await;
+        }
+    });
+    for token in &tokens {
+        let (status, body) = stack.mint(token, json!({})).await;
+        assert_eq!((status, body["error"]["code"].as_str()), (503, Some("identity_provider_unavailable")), "{body}");
+    }
+    assert_eq!(asked.load(Ordering::SeqCst), 1, "ten sign-ins within the backoff asked the provider once");
+}

@@ -134,9 +134,13 @@ fn store(db: &Db, url: &str, cache: &JwksCache, body: Option<&[u8]>) -> Result<(
                  last_unknown_kid = EXCLUDED.last_unknown_kid, last_failure = EXCLUDED.last_failure",
             &[text(url), text(String::from_utf8_lossy(body)), secs(Some(t.fetched_at)), unknown_kid, failed],
         )?,
+        // A failure is recorded even when no keys were ever fetched (a row with no key set), so the
+        // next requests back off instead of each asking the provider again.
         None => db.execute(
-            "UPDATE provider_keys SET last_unknown_kid = to_timestamp($2), last_failure = to_timestamp($3)
-             WHERE jwks_url = $1",
+            "INSERT INTO provider_keys (jwks_url, jwks, fetched_at, last_unknown_kid, last_failure)
+             VALUES ($1, '', to_timestamp(0), to_timestamp($2), to_timestamp($3))
+             ON CONFLICT (jwks_url) DO UPDATE SET last_unknown_kid = EXCLUDED.last_unknown_kid,
+                 last_failure = EXCLUDED.last_failure",
             &[text(url), unknown_kid, failed],
         )?,
     };
