@@ -5,6 +5,7 @@
 
 use edgeshell_core::ids::RegionId;
 use edgeshell_core::issue::EDGE_AUDIENCE;
+use edgeshell_core::jwks::cache::CachePolicy;
 use edgeshell_core::placement::LocationHints;
 use edgeshell_core::room::RoomConfig;
 use edgeshell_core::settings::{Program, Reader, SettingsError};
@@ -29,6 +30,8 @@ pub struct EdgeConfig {
     pub hibernation: bool,
     /// The page origins that may attach besides the edge's own.
     pub page_origins: PageOrigins,
+    /// How the isolate caches the control plane's keys.
+    pub jwks_policy: CachePolicy,
 }
 
 /// A configuration value that is missing or malformed.
@@ -73,6 +76,11 @@ impl EdgeConfig {
             hibernation: settings.choice("ROOM_HIBERNATION", &["on", "off"])? == 0,
             page_origins: PageOrigins::parse(&settings.text("PAGE_ORIGINS")?.unwrap_or_default())
                 .map_err(|e| settings.invalid("PAGE_ORIGINS", e))?,
+            jwks_policy: CachePolicy {
+                refresh_after: settings.secs("JWKS_REFRESH_SECS")?,
+                serve_stale: settings.choice("JWKS_SERVE_STALE", &["on", "off"])? == 0,
+                ..CachePolicy::DEFAULT
+            },
         })
     }
 

@@ -105,8 +105,8 @@ async fn load_cache(config: &EdgeConfig) {
         let mut c = c.borrow_mut();
         if c.is_none() {
             *c = Some(match restored {
-                Some((keys, at)) => JwksCache::with_keys(CachePolicy::default(), keys, at),
-                None => JwksCache::new(CachePolicy::default()),
+                Some((keys, at)) => JwksCache::with_keys(config.jwks_policy, keys, at),
+                None => JwksCache::new(config.jwks_policy),
             });
         }
     });
@@ -213,7 +213,7 @@ async fn from_cache_api(config: &EdgeConfig) -> Option<(KeySet, Timestamp)> {
 
 async fn store_in_cache_api(config: &EdgeConfig, body: &[u8], at: Timestamp) {
     let headers = Headers::new();
-    let max_age = CachePolicy::default().max_stale.as_secs();
+    let max_age = config.jwks_policy.max_stale.as_secs();
     let stored = headers.set(FETCHED_AT, &at.as_millis().to_string()).is_ok()
         && headers.set("cache-control", &format!("max-age={max_age}")).is_ok()
         && headers.set("content-type", "application/json").is_ok();

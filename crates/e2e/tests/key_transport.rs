@@ -98,3 +98,36 @@ async fn concurrent_cold_attaches_wait_for_one_slow_fetch() {
     }
     assert_eq!(stack.jwks.requests(), 1, "one fetch for the runner and all the browsers");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the whole local stack: cargo xtask test"]
+async fn stale_keys_are_not_served_when_turned_off() {
+    // An operator who would rather refuse than trust keys the issuer may have revoked: with
+    // JWKS_SERVE_STALE=off, a failed refresh retires the cached keys at once.
+    let options = StackOptions {
+        edge_vars: vec![("JWKS_REFRESH_SECS", "1".to_owned()), ("JWKS_SERVE_STALE", "off".to_owned())],
+        ..StackOptions::default()
+    };
+    let stack = Stack::start(options).await.unwrap();
+    let session = stack.mint("alice").await.unwrap();
+    let attached = Browser::attach(&session.ws_url, &Credential::Token(session.token.expose().to_owned())).await;
+    assert!(attached.is_ok(), "keys fetched while the issuer is up");
+    stack.jwks.set_down(true);
+    tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;
+    // The first attach after the refresh is due may still use the keys (it starts the refresh, which
+    // fails); after that, nothing verifies.
+    let mut refused = None;
+    for _ in 0..5 {
+        let token = stack.attach_token("alice", &session.id).await.unwrap();
+        match Browser::attach(&session.ws_url, &Credential::Token(token)).await {
+            Ok(_) => tokio::time::sleep(std::time::Duration::from_millis(300)).await,
+            Err(AttachError::Closed(code, _)) => {
+                refused = Some(code);
+                break;
+            }
+            Err(other) => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(refused, Some(CloseCode::InternalError), "stale keys were served");
+    stack.jwks.set_down(false);
+}

@@ -25,17 +25,28 @@ pub struct CachePolicy {
     pub error_backoff: Duration,
     /// A fetch in flight for longer than this is presumed lost.
     pub fetch_timeout: Duration,
+    /// Whether keys whose refresh failed are still served (up to `max_stale`) while the issuer is
+    /// down. Off, a failed refresh retires them at once: no token verifies until a fetch succeeds,
+    /// for operators who would rather refuse than trust keys the issuer may have revoked.
+    pub serve_stale: bool,
+}
+
+impl CachePolicy {
+    /// Refresh after 5 minutes, serve stale keys for a day, one unknown-kid refetch per 30 s, 5 s of
+    /// backoff after a failure, 5 s per fetch.
+    pub const DEFAULT: CachePolicy = CachePolicy {
+        refresh_after: Duration::from_secs(5 * 60),
+        max_stale: Duration::from_secs(24 * 60 * 60),
+        unknown_kid_cooldown: Duration::from_secs(30),
+        error_backoff: Duration::from_secs(5),
+        fetch_timeout: Duration::from_secs(5),
+        serve_stale: true,
+    };
 }
 
 impl Default for CachePolicy {
     fn default() -> Self {
-        CachePolicy {
-            refresh_after: Duration::from_secs(5 * 60),
-            max_stale: Duration::from_secs(24 * 60 * 60),
-            unknown_kid_cooldown: Duration::from_secs(30),
-            error_backoff: Duration::from_secs(5),
-            fetch_timeout: Duration::from_secs(5),
-        }
+        CachePolicy::DEFAULT
     }
 }
 
@@ -182,9 +193,10 @@ impl JwksCache {
             return Freshness::Empty;
         }
         let age = now.since(self.fetched_at);
-        if age >= self.policy.max_stale {
+        let failed = self.last_failure.is_some_and(|f| f >= self.fetched_at);
+        if age >= self.policy.max_stale || (failed && !self.policy.serve_stale) {
             Freshness::Expired
-        } else if self.last_failure.is_some_and(|f| f >= self.fetched_at) {
+        } else if failed {
             Freshness::Stale
         } else if age >= self.policy.refresh_after {
             Freshness::RefreshDue
@@ -323,6 +335,21 @@ mod tests {
         assert_eq!(outcome(c.lookup(&kid("b"), at(32))), "fetch");
         c.on_fetch(Ok(keys(&["a", "b"])), at(32));
         assert_eq!(outcome(c.lookup(&kid("b"), at(32))), "key");
+    }
+
+    #[test]
+    fn stale_keys_are_served_only_when_the_policy_says_so() {
+        for serve_stale in [true, false] {
+            let p = CachePolicy { serve_stale, ..CachePolicy::default() };
+            let mut c = JwksCache::with_keys(p, keys(&["a"]), at(0));
+            assert!(c.poll_refresh(at(301)));
+            c.on_fetch(Err(JwksError::Malformed("issuer down".into())), at(302));
+            let expected = if serve_stale { "key" } else { "unavailable" };
+            assert_eq!(outcome(c.lookup(&kid("a"), at(303))), expected, "serve_stale: {serve_stale}");
+            // A good fetch brings them back either way.
+            c.on_fetch(Ok(keys(&["a"])), at(310));
+            assert_eq!(outcome(c.lookup(&kid("a"), at(311))), "key");
+        }
     }
 
     #[test]

@@ -35,6 +35,7 @@ const QUOTA: QuotaPolicy = QuotaPolicy::DEFAULT;
 const ARTIFACTS: ArtifactLimits = ArtifactLimits::DEFAULT;
 const PLACEMENT: PlacementPolicy = PlacementPolicy::DEFAULT;
 const LINK: LinkConfig = LinkConfig::DEFAULT;
+const JWKS: crate::jwks::cache::CachePolicy = crate::jwks::cache::CachePolicy::DEFAULT;
 
 /// The control functions' Spin variables (`spin.toml` declares the same names and defaults).
 pub const FUNCTIONS: &[Setting] = &[
@@ -118,6 +119,16 @@ pub const EDGE: &[Setting] = &[
         "JWKS_URL",
         Required,
         "Where the control plane publishes its public keys (cached in the isolate and the Cache API). `https://` (`http://` only to loopback); a redirect is a failed fetch.",
+    ),
+    setting(
+        "JWKS_REFRESH_SECS",
+        Number(JWKS.refresh_after.as_secs()),
+        "Age of the cached keys after which the edge refreshes them in the background.",
+    ),
+    setting(
+        "JWKS_SERVE_STALE",
+        Text("on"),
+        "`on`: while the control plane cannot be reached, keys whose refresh failed keep verifying tokens for up to a day. `off`: a failed refresh retires them at once, and no token verifies until the keys can be fetched again.",
     ),
     setting(
         "CONTROL_URL",
