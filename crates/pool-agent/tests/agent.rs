@@ -440,3 +440,34 @@ async fn a_redirected_jwks_is_never_followed() {
     assert!(status == 401 || status == 503, "a command signed with the keys behind the redirect: {status} {text}");
     assert!(fixture.runners(&agent).await.is_empty());
 }
+
+#[tokio::test]
+async fn forged_records_make_the_agent_kill_nothing_that_is_not_a_session() {
+    // Someone who can write the agent's state (a misconfigured directory, or the same user without
+    // root) forges a runner record and a program status naming a process of theirs to have killed: a
+    // restarted agent reaps only what carries a session's mark.
+    let fixture = Fixture::start().await;
+    let state = tempfile::tempdir().unwrap();
+    let mut agent = spawn_agent(&fixture, state.path(), &[]).await;
+    signal(&agent, rustix::process::Signal::KILL);
+    let _ = agent.child.wait().await;
+    use std::os::unix::process::CommandExt;
+    let mut victim = std::process::Command::new("sleep").arg("300").process_group(0).spawn().unwrap();
+    let pid = victim.id() as i32;
+    let start_time = process_tree::stat(pid).unwrap().start_time;
+    let sid = new_session();
+    let record = serde_json::json!({
+        "session_id": sid.as_str(), "pid": pid, "start_time": start_time,
+        "workdir": state.path().join("work").join(sid.as_str()),
+    });
+    std::fs::write(state.path().join(format!("{sid}.json")), record.to_string()).unwrap();
+    std::fs::write(state.path().join(format!("{sid}.program")), format!("{{\"program_pid\":{pid}}}")).unwrap();
+
+    let restarted = spawn_agent(&fixture, state.path(), &[]).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(alive(pid), "the agent killed a process a forged record named");
+    assert!(!state.path().join(format!("{sid}.json")).exists(), "the forged record was not cleared");
+    drop(restarted);
+    let _ = victim.kill();
+    let _ = victim.wait();
+}

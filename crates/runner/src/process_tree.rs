@@ -92,6 +92,14 @@ pub fn user_processes(uid: u32) -> Vec<i32> {
         .collect()
 }
 
+/// Whether process `pid`'s environment (as it was at exec) has `name=value`. False when it cannot be
+/// read (gone, or another user's non-dumpable process and the caller is not root).
+pub fn environ_has(pid: i32, name: &str, value: &str) -> bool {
+    let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else { return false };
+    let wanted = format!("{name}={value}");
+    environ.split(|b| *b == 0).any(|entry| entry == wanted.as_bytes())
+}
+
 fn real_uid(pid: i32) -> Option<u32> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with("Uid:"))?;

@@ -211,7 +211,9 @@ impl LocalBackend {
     /// then removes its files.
     async fn clean_up(&self, session: &str, pid: i32, workdir: &Path, uid: Option<u32>) -> usize {
         let mut ids = vec![pid];
-        if let Some(program) = read_program(&self.status_path(session)) {
+        // The status file names the program; a file is only a claim, so its processes are killed only
+        // if they carry this session's mark.
+        if let Some(program) = read_program(&self.status_path(session)).filter(|p| of_session(*p, session)) {
             ids.push(program);
         }
         let mut killed = process_tree::kill_all(&ids).await;
@@ -294,6 +296,13 @@ fn token_pipe(token: &str) -> std::io::Result<std::os::fd::OwnedFd> {
     // A token is far below a pipe's buffer: the write never blocks.
     std::fs::File::from(write).write_all(token.as_bytes())?;
     Ok(read)
+}
+
+/// Whether the processes of session or group `id` are `session`'s: one of them has the session's id
+/// in its environment (the runner and its program get `EDGESHELL_SESSION_ID`, and what the program
+/// starts inherits it). Another user's session, or a process a forged record names, has not.
+fn of_session(id: i32, session: &str) -> bool {
+    process_tree::members(&[id]).iter().any(|m| process_tree::environ_has(m.pid, "EDGESHELL_SESSION_ID", session))
 }
 
 fn read_program(path: &Path) -> Option<i32> {
@@ -437,8 +446,11 @@ impl RunnerBackend for LocalBackend {
                 let _ = std::fs::remove_file(&path);
                 continue;
             };
-            // A pid now naming another process is left alone; only its program's session is killed.
-            let alive = process_tree::stat(record.pid).is_some_and(|s| s.start_time == record.start_time);
+            // A pid now naming another process is left alone, and so is one that is not this session's
+            // runner (a record is a file: a forged one must not make the agent kill for it); only its
+            // program's session is killed.
+            let alive = process_tree::stat(record.pid).is_some_and(|s| s.start_time == record.start_time)
+                && of_session(record.pid, &record.session_id);
             let pid = if alive { record.pid } else { 0 };
             // Only a user from the sessions' range that no other agent holds now is wiped out (records
             // are files; the user may since have gone to another agent's session).
