@@ -1,6 +1,8 @@
-//! Per-user quotas on minting sessions: live sessions at once, and mints per fixed time window. The
-//! control plane counts in Postgres; this decides, and says when to retry.
+//! Per-user quotas on minting sessions: live sessions at once, and a token bucket of mints (a burst of
+//! `mints_per_minute`, refilled at that rate), so no window edge lets twice the limit through. The
+//! control plane keeps the counts in Postgres; this decides, and says when to retry.
 
+use crate::ratelimit::{BucketState, TokenBucket};
 use crate::time::Timestamp;
 use core::time::Duration;
 
@@ -9,16 +11,18 @@ use core::time::Duration;
 pub struct QuotaPolicy {
     /// Sessions one user may have running or starting.
     pub max_live_sessions: u32,
-    /// Mints allowed per window.
-    pub mints_per_window: u32,
-    /// The window length.
-    pub window: Duration,
+    /// Mints one user may make at once, and per minute sustained.
+    pub mints_per_minute: u32,
 }
 
 impl QuotaPolicy {
     /// The defaults (docs/requirements.md#r-limits: 5 concurrent agents per user).
-    pub const DEFAULT: QuotaPolicy =
-        QuotaPolicy { max_live_sessions: 5, mints_per_window: 20, window: Duration::from_secs(60) };
+    pub const DEFAULT: QuotaPolicy = QuotaPolicy { max_live_sessions: 5, mints_per_minute: 20 };
+
+    /// The user's mint bucket.
+    pub fn mint_bucket(&self) -> TokenBucket {
+        TokenBucket { burst: self.mints_per_minute, per_minute: self.mints_per_minute }
+    }
 }
 
 impl Default for QuotaPolicy {
@@ -32,8 +36,8 @@ impl Default for QuotaPolicy {
 pub struct QuotaUsage {
     /// Sessions running or starting.
     pub live_sessions: u32,
-    /// Mints in the current window.
-    pub mints_in_window: u32,
+    /// The user's mint bucket as stored (`None`: never used, full).
+    pub mints: Option<BucketState>,
 }
 
 /// A refused mint; both map to HTTP 429 with `Retry-After`.
@@ -45,10 +49,10 @@ pub enum QuotaError {
         /// The limit.
         limit: u32,
     },
-    /// Too many mints in this window.
-    #[error("too many new sessions; retry in {} s", retry_after.as_secs())]
+    /// Too many mints just now.
+    #[error("too many new sessions; retry in {} s", retry_after.as_secs().max(1))]
     RateLimited {
-        /// When the window resets.
+        /// Until the bucket has a token again.
         retry_after: Duration,
     },
 }
@@ -58,28 +62,20 @@ impl QuotaError {
     pub fn retry_after_secs(&self) -> u64 {
         match self {
             QuotaError::TooManySessions { .. } => 30,
-            QuotaError::RateLimited { retry_after } => retry_after.as_secs().max(1),
+            QuotaError::RateLimited { retry_after } => retry_after.as_millis().div_ceil(1000).max(1) as u64,
         }
     }
 }
 
 impl QuotaPolicy {
-    /// The start of the window containing `now` (windows are aligned to the epoch).
-    pub fn window_start(&self, now: Timestamp) -> Timestamp {
-        let w = u64::try_from(self.window.as_millis()).unwrap_or(u64::MAX).max(1);
-        Timestamp::from_millis(now.as_millis() / w * w)
-    }
-
-    /// Whether one more mint is allowed at `now`.
-    pub fn check_mint(&self, usage: QuotaUsage, now: Timestamp) -> Result<(), QuotaError> {
+    /// Whether one more mint is allowed at `now`; the mint bucket's state to store when it is.
+    pub fn check_mint(&self, usage: QuotaUsage, now: Timestamp) -> Result<BucketState, QuotaError> {
         if usage.live_sessions >= self.max_live_sessions {
             return Err(QuotaError::TooManySessions { limit: self.max_live_sessions });
         }
-        if usage.mints_in_window >= self.mints_per_window {
-            let next = self.window_start(now) + self.window;
-            return Err(QuotaError::RateLimited { retry_after: next.since(now).max(Duration::from_secs(1)) });
-        }
-        Ok(())
+        self.mint_bucket()
+            .take(usage.mints, now)
+            .map_err(|limited| QuotaError::RateLimited { retry_after: limited.retry_after })
     }
 }
 
@@ -87,22 +83,26 @@ impl QuotaPolicy {
 mod tests {
     use super::*;
 
-    fn check(live: u32, mints: u32, at_ms: u64, expected: Result<(), QuotaError>) {
-        let usage = QuotaUsage { live_sessions: live, mints_in_window: mints };
-        assert_eq!(QuotaPolicy::default().check_mint(usage, Timestamp::from_millis(at_ms)), expected);
+    fn at(ms: u64) -> Timestamp {
+        Timestamp::from_millis(1_000_000 + ms)
     }
 
     #[test]
-    fn decisions() {
-        check(0, 0, 0, Ok(()));
-        check(4, 19, 0, Ok(()));
-        check(5, 0, 0, Err(QuotaError::TooManySessions { limit: 5 }));
-        check(0, 20, 45_000, Err(QuotaError::RateLimited { retry_after: Duration::from_secs(15) }));
-        check(0, 20, 59_900, Err(QuotaError::RateLimited { retry_after: Duration::from_secs(1) }));
+    fn live_sessions_cap_and_a_bucket_of_mints_with_no_double_burst_at_a_minute_edge() {
+        let policy = QuotaPolicy { max_live_sessions: 5, mints_per_minute: 20 };
+        let full = QuotaUsage::default();
         assert_eq!(
-            QuotaPolicy::default().window_start(Timestamp::from_millis(125_000)),
-            Timestamp::from_millis(120_000)
+            policy.check_mint(QuotaUsage { live_sessions: 5, ..full }, at(0)),
+            Err(QuotaError::TooManySessions { limit: 5 })
         );
-        assert_eq!(QuotaError::RateLimited { retry_after: Duration::from_millis(200) }.retry_after_secs(), 1);
+        // 20 at the end of one minute...
+        let mut state = None;
+        for _ in 0..20 {
+            state = Some(policy.check_mint(QuotaUsage { live_sessions: 0, mints: state }, at(59_900)).unwrap());
+        }
+        // ...and not 20 more at the start of the next: one token comes back every 3 s.
+        let refused = policy.check_mint(QuotaUsage { live_sessions: 0, mints: state }, at(60_100)).unwrap_err();
+        assert_eq!(refused.retry_after_secs(), 3);
+        assert!(policy.check_mint(QuotaUsage { live_sessions: 0, mints: state }, at(62_900)).is_ok());
     }
 }

@@ -10,6 +10,7 @@ use edgeshell_core::tokens::Method;
 use edgeshell_fn::db::{col, text, Db};
 use edgeshell_fn::identity::authenticate;
 use edgeshell_fn::platform::{entropy, now};
+use edgeshell_fn::ratelimit;
 use edgeshell_fn::reply::{json, ApiError, ErrorCode};
 use edgeshell_fn::request::Request;
 use edgeshell_fn::request::{json_body, query_param};
@@ -39,6 +40,7 @@ pub(crate) fn list(req: &Request) -> Reply {
         .ok_or_else(|| ApiError::new(ErrorCode::BadRequest, "name the session: /api/artifacts?session=ID"))?;
     let db = Db::open()?;
     let user = authenticate(req, &db)?;
+    ratelimit::per_user(&db, user.subject.as_str(), "artifacts")?;
     if !owns(&db, &sid, user.subject.as_str())? {
         return Err(not_found());
     }
@@ -73,6 +75,7 @@ pub(crate) fn link(req: &Request) -> Reply {
     let db = Db::open()?;
     // Who is calling comes first: an unauthenticated caller's body is never read.
     let user = authenticate(req, &db)?;
+    ratelimit::per_user(&db, user.subject.as_str(), "links")?;
     let input: LinkInput = json_body(req, 4096)?;
     let sid = SessionId::new(input.session_id).map_err(|_| not_found())?;
     let path = ArtifactPath::new(&input.path).map_err(|e| ApiError::new(ErrorCode::BadPath, e.to_string()))?;

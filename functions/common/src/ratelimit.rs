@@ -24,25 +24,44 @@ pub const EDGE_KEY_HEADER: &str = "x-edgeshell-edge-key";
 pub fn take(db: &Db, key: &str, bucket: &TokenBucket) -> Result<(), ApiError> {
     let now = now();
     db.transaction(|tx| {
-        tx.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 11))", &[text(key)])?;
-        let row = tx.query_opt("SELECT milli_tokens, at_ms FROM rate_buckets WHERE key = $1", &[text(key)])?;
-        let state = match row {
-            Some(row) => Some(BucketState {
-                milli_tokens: u64::try_from(col::<i64>(&row, 0)?).unwrap_or(0),
-                at: Timestamp::from_millis(u64::try_from(col::<i64>(&row, 1)?).unwrap_or(0)),
-            }),
-            None => None,
-        };
+        let state = lock_and_read(tx, key)?;
         let next = bucket.take(state, now).map_err(|limited| {
             ApiError::new(ErrorCode::RateLimited, limited.to_string()).retry_after(limited.retry_after_secs())
         })?;
-        tx.execute(
-            "INSERT INTO rate_buckets (key, milli_tokens, at_ms) VALUES ($1, $2, $3)
-             ON CONFLICT (key) DO UPDATE SET milli_tokens = EXCLUDED.milli_tokens, at_ms = EXCLUDED.at_ms",
-            &[text(key), int(next.milli_tokens as i64), int(next.at.as_millis() as i64)],
-        )?;
-        Ok(())
+        store(tx, key, next)
     })
+}
+
+/// Inside a transaction: locks `key`'s bucket until it ends and reads its state (`None`: never used).
+pub fn lock_and_read(tx: &Db, key: &str) -> Result<Option<BucketState>, ApiError> {
+    tx.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 11))", &[text(key)])?;
+    let row = tx.query_opt("SELECT milli_tokens, at_ms FROM rate_buckets WHERE key = $1", &[text(key)])?;
+    Ok(match row {
+        Some(row) => Some(BucketState {
+            milli_tokens: u64::try_from(col::<i64>(&row, 0)?).unwrap_or(0),
+            at: Timestamp::from_millis(u64::try_from(col::<i64>(&row, 1)?).unwrap_or(0)),
+        }),
+        None => None,
+    })
+}
+
+/// Inside the transaction of [`lock_and_read`]: stores `key`'s new state.
+pub fn store(tx: &Db, key: &str, state: BucketState) -> Result<(), ApiError> {
+    tx.execute(
+        "INSERT INTO rate_buckets (key, milli_tokens, at_ms) VALUES ($1, $2, $3)
+         ON CONFLICT (key) DO UPDATE SET milli_tokens = EXCLUDED.milli_tokens, at_ms = EXCLUDED.at_ms",
+        &[text(key), int(state.milli_tokens as i64), int(state.at.as_millis() as i64)],
+    )?;
+    Ok(())
+}
+
+/// The limit on an authenticated user's calls to one group of routes (`route`): a token from their
+/// bucket for it (`user_burst`, refilled at `user_per_minute`), or 429.
+pub fn per_user(db: &Db, user: &str, route: &str) -> Result<(), ApiError> {
+    let bucket = settings::read(|s| {
+        Ok(TokenBucket { burst: s.number("user_burst")?, per_minute: s.number("user_per_minute")? })
+    })?;
+    take(db, &format!("user:{route}:{user}"), &bucket)
 }
 
 /// The caller's address (see the module documentation), if anything names one.

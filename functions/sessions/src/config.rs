@@ -34,8 +34,7 @@ impl Config {
                 session_max: s.secs("session_max_secs")?,
                 quota: QuotaPolicy {
                     max_live_sessions: s.number("max_live_sessions")?,
-                    mints_per_window: s.number("mints_per_minute")?,
-                    ..QuotaPolicy::DEFAULT
+                    mints_per_minute: s.number("mints_per_minute")?,
                 },
                 placement: PlacementPolicy { health_ttl: s.secs("pool_health_ttl_secs")?, ..PlacementPolicy::DEFAULT },
                 pool_timeout: s.millis("pool_timeout_ms")?,

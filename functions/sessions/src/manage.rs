@@ -9,6 +9,7 @@ use edgeshell_core::pool_api::attach_path;
 use edgeshell_fn::db::{col, text, Db};
 use edgeshell_fn::identity::authenticate;
 use edgeshell_fn::platform::{entropy, now};
+use edgeshell_fn::ratelimit;
 use edgeshell_fn::reply::{self, json, ApiError, ErrorCode};
 use edgeshell_fn::request::Request;
 use edgeshell_fn::signing::Signing;
@@ -47,6 +48,7 @@ fn view(row: &[DbValue]) -> Result<SessionView, ApiError> {
 pub(crate) fn list(req: &Request) -> Reply {
     let db = Db::open()?;
     let user = authenticate(req, &db)?;
+    ratelimit::per_user(&db, user.subject.as_str(), "sessions")?;
     let rows = db.query(
         &format!("SELECT {COLUMNS} FROM sessions WHERE owner = $1 ORDER BY created_at DESC LIMIT 100"),
         &[text(user.subject.as_str())],
@@ -67,6 +69,7 @@ pub(crate) fn show(req: &Request, id: &str) -> Reply {
     let sid = session_id(id)?;
     let db = Db::open()?;
     let user = authenticate(req, &db)?;
+    ratelimit::per_user(&db, user.subject.as_str(), "sessions")?;
     let row = db
         .query_opt(
             &format!("SELECT {COLUMNS} FROM sessions WHERE id = $1 AND owner = $2"),
@@ -83,6 +86,7 @@ pub(crate) fn refresh(req: &Request, id: &str) -> Reply {
     let signing = Signing::load()?;
     let db = Db::open()?;
     let user = authenticate(req, &db)?;
+    ratelimit::per_user(&db, user.subject.as_str(), "refresh")?;
     let row = db
         .query_opt(
             "SELECT region, extract(epoch FROM expires_at)::int8 FROM sessions
@@ -111,6 +115,7 @@ pub(crate) fn end(req: &Request, id: &str) -> Reply {
     let signing = Signing::load()?;
     let db = Db::open()?;
     let user = authenticate(req, &db)?;
+    ratelimit::per_user(&db, user.subject.as_str(), "end")?;
     // One statement: the end and its audit row are atomic, and the row is durable when this answers.
     let ended = db.query_opt(
         "WITH ended AS (

@@ -21,6 +21,7 @@ use edgeshell_core::time::Timestamp;
 use edgeshell_fn::db::{col, text, Db};
 use edgeshell_fn::identity::authenticate;
 use edgeshell_fn::platform::{entropy, now, Spent};
+use edgeshell_fn::ratelimit;
 use edgeshell_fn::reply::{self, json_with, ApiError, ErrorCode};
 use edgeshell_fn::request::json_body;
 use edgeshell_fn::request::Request;
@@ -136,35 +137,24 @@ fn reserve(
     quota: &QuotaPolicy,
     now: Timestamp,
 ) -> Result<(), ApiError> {
-    let window = ParameterValue::Floating64(quota.window_start(now).as_secs() as f64);
     db.transaction(|tx| {
         tx.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 7))", &[text(owner.as_str())])?;
+        let bucket = format!("mint:{owner}");
+        let mints = ratelimit::lock_and_read(tx, &bucket)?;
         let row = tx
             .query_opt(
-                "SELECT (SELECT count(*) FROM sessions WHERE owner = $1 AND state <> 'ended' AND expires_at > now()),
-                        COALESCE((SELECT mints FROM mint_windows WHERE owner = $1 AND window_start = to_timestamp($2)), 0)::int8",
-                &[text(owner.as_str()), window.clone()],
+                "SELECT count(*) FROM sessions WHERE owner = $1 AND state <> 'ended' AND expires_at > now()",
+                &[text(owner.as_str())],
             )?
             .ok_or_else(|| reply::internal("quota query returned no row"))?;
-        let usage = QuotaUsage {
-            live_sessions: u32::try_from(col::<i64>(&row, 0)?).unwrap_or(u32::MAX),
-            mints_in_window: u32::try_from(col::<i64>(&row, 1)?).unwrap_or(u32::MAX),
-        };
-        quota.check_mint(usage, now).map_err(|e| {
-            ApiError::new(ErrorCode::QuotaExceeded, e.to_string()).retry_after(e.retry_after_secs())
-        })?;
+        let usage = QuotaUsage { live_sessions: u32::try_from(col::<i64>(&row, 0)?).unwrap_or(u32::MAX), mints };
+        let next = quota
+            .check_mint(usage, now)
+            .map_err(|e| ApiError::new(ErrorCode::QuotaExceeded, e.to_string()).retry_after(e.retry_after_secs()))?;
+        ratelimit::store(tx, &bucket, next)?;
         tx.execute(
-            "WITH counted AS (
-                 INSERT INTO mint_windows (owner, window_start, mints) VALUES ($1, to_timestamp($3), 1)
-                 ON CONFLICT (owner, window_start) DO UPDATE SET mints = mint_windows.mints + 1
-             )
-             INSERT INTO sessions (id, owner, state, expires_at) VALUES ($2, $1, 'starting', to_timestamp($4))",
-            &[
-                text(owner.as_str()),
-                text(sid.as_str()),
-                window.clone(),
-                ParameterValue::Floating64(deadline.as_secs() as f64),
-            ],
+            "INSERT INTO sessions (id, owner, state, expires_at) VALUES ($2, $1, 'starting', to_timestamp($3))",
+            &[text(owner.as_str()), text(sid.as_str()), ParameterValue::Floating64(deadline.as_secs() as f64)],
         )?;
         Ok(())
     })

@@ -87,7 +87,17 @@ pub const FUNCTIONS: &[Setting] = &[
         "An attach token's lifetime (65..600 s); the room asks for an in-band refresh a minute before it expires.",
     ),
     setting("max_live_sessions", Number(QUOTA.max_live_sessions as u64), "Sessions one user may have starting or running."),
-    setting("mints_per_minute", Number(QUOTA.mints_per_window as u64), "New sessions one user may start per minute."),
+    setting(
+        "mints_per_minute",
+        Number(QUOTA.mints_per_minute as u64),
+        "New sessions one user may start at once and per minute sustained (a token bucket: never twice that across a minute's edge).",
+    ),
+    setting(
+        "user_burst",
+        Number(60),
+        "Requests one user may make at once to each group of their routes (list and show sessions, refresh a token, end a session, list artifacts, ask for a link): a token bucket per user and group; 429 with `Retry-After` beyond.",
+    ),
+    setting("user_per_minute", Number(120), "The rate at which a user's `user_burst` refills."),
     setting(
         "preauth_burst",
         Number(60),
