@@ -19,8 +19,16 @@ impl Room {
         if let Err((code, reason)) = self.admit_token(token, Scope::Attach, now) {
             return Self::close_conn(conn, code, reason, fx);
         }
-        if self.seats.len() >= self.config.max_browsers as usize {
+        // Only browsers attached now count: a seat held for a resume never keeps a new attach out.
+        let max = self.config.max_browsers as usize;
+        if self.seats.iter().filter(|s| s.conn.is_some()).count() >= max {
             return Self::close_conn(conn, CloseCode::Overloaded, "too many browsers on this session", fx);
+        }
+        // With every seat taken, the one detached longest gives way (a reloaded tab leaves one behind):
+        // its ticket stops working, and that browser attaches afresh if it ever comes back.
+        if self.seats.len() >= max {
+            let longest = self.seats.iter().filter_map(|s| Some((s.detached_at?, s.id))).min().map(|(_, id)| id);
+            self.seats.retain(|s| Some(s.id) != longest);
         }
         self.consume(token);
         let id = self.next_seat;

@@ -421,3 +421,29 @@ fn input_flows_without_limit_while_the_program_reads() {
     h.send(1, Frame::Ack { offset: u64::MAX });
     assert_eq!(h.closed(1), None);
 }
+
+#[test]
+fn reloads_never_lock_a_user_out_and_attached_browsers_are_still_capped() {
+    let mut h = live();
+    let max = RoomConfig::default().max_browsers as u64;
+    // Tab after tab reloads: each leaves a seat held for a resume it will never make.
+    let mut tickets = Vec::new();
+    for conn in 10..10 + 3 * max {
+        let w = welcome(&h.attach(conn, &format!("a{conn}")));
+        assert_eq!(h.closed(conn), None, "reload {} was locked out", conn - 10);
+        tickets.push(w.resume_ticket);
+        h.event(Event::Disconnected { conn: ConnId(conn) });
+    }
+    // The seats given away took their tickets with them; the latest still resumes.
+    h.resume(100, &tickets[0], 0);
+    assert_eq!(h.closed(100), Some(CloseCode::Unauthorized));
+    h.resume(101, tickets.last().unwrap(), 0);
+    assert_eq!(h.closed(101), None);
+    // Browsers attached at once are still capped.
+    for conn in 200..200 + max - 1 {
+        h.attach(conn, &format!("b{conn}"));
+        assert_eq!(h.closed(conn), None);
+    }
+    h.attach(300, "c");
+    assert_eq!(h.closed(300), Some(CloseCode::Overloaded));
+}
