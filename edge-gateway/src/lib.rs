@@ -13,11 +13,13 @@
 //! | `/api/sessions/...`, `/api/regions`, `/api/artifacts/...` | [`public_api`]: passed to the control plane |
 //! | `GET /client-config.json` | [`public_api`]: the page's sign-in settings |
 //! | `GET /probe/{region}` | [`probe`]: a round trip to where the region's rooms live |
+//! | `POST /internal/sessions/{sid}/end` | [`end_room`]: the control plane ends a room at once (internal key) |
 //! | `POST /internal/verify-cost` | [`verify_cost`]: the token check run `n` times, for the benchmark (internal key) |
 
 pub mod artifacts;
 pub mod config;
 pub mod control_api;
+pub mod end_room;
 pub mod http;
 pub mod keys;
 pub mod page;
@@ -61,6 +63,9 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
     }
     if path.starts_with("/probe/") {
         return probe::serve(&req, &env).await;
+    }
+    if let Some(id) = end_room::route(&path) {
+        return end_room::serve(&req, &env, id).await;
     }
     if path == verify_cost::PATH && req.method() == worker::Method::Post {
         return verify_cost::serve(req, &env, &ctx).await;

@@ -12,6 +12,8 @@ use worker::{Env, Headers, Method, Request, RequestInit, Response};
 
 /// The Durable Object namespace binding of the rooms (`wrangler.toml`).
 pub const ROOMS_BINDING: &str = "SESSION_ROOMS";
+/// The room's route that ends it at once (the Worker's `/internal/sessions/{id}/end` leads here).
+pub const END_PATH: &str = "/end";
 
 const SESSION: &str = "x-edgeshell-session";
 const ROLE: &str = "x-edgeshell-role";
@@ -87,6 +89,16 @@ pub async fn open(
     init.with_method(Method::Get).with_headers(handoff.headers);
     let request = Request::new_with_init("https://room.internal/connect", &init).map_err(internal)?;
     object.fetch_with_request(request).await.map_err(internal)
+}
+
+/// Ends `session`'s room at once, if it exists: the room's answer (200, or 404 when there is none;
+/// nothing is created for a session that has no room).
+pub async fn end(env: &Env, session: &SessionId) -> worker::Result<Response> {
+    let object = env.durable_object(ROOMS_BINDING)?.get_by_name(session.as_str())?;
+    let mut init = RequestInit::new();
+    init.with_method(Method::Post);
+    let request = Request::new_with_init(&format!("https://room.internal{END_PATH}"), &init)?;
+    object.fetch_with_request(request).await
 }
 
 /// What the room was handed.

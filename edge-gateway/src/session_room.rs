@@ -115,6 +115,9 @@ impl DurableObject for SessionRoom {
             // A region probe: answered without loading or creating a room.
             return Ok(Response::empty()?.with_status(204));
         }
+        if req.path() == room_link::END_PATH && req.method() == worker::Method::Post {
+            return self.host.clone().end_now().await;
+        }
         match self.host.clone().connect(&req).await {
             Ok(response) => Ok(response),
             // The Worker forwards only upgrades that offered our subprotocol.
@@ -163,6 +166,24 @@ impl Host {
     }
 
     /// Loads the room from storage unless it is in memory. `Ok(false)`: there is no room.
+    /// The control plane ended the session: the room ends now (`Event::End`), closing every socket with
+    /// `session_ended`. A room that does not exist is not created.
+    async fn end_now(self: Rc<Self>) -> Result<Response> {
+        match self.ensure_loaded() {
+            Ok(true) => {
+                self.handle(vec![Some(Event::End)]).await;
+                Response::from_json(&serde_json::json!({ "ended": true }))
+            }
+            Ok(false) => crate::http::error(&crate::http::ApiError::new(
+                crate::http::ErrorCode::SessionNotFound,
+                "no room for this session",
+            )),
+            Err(e) => {
+                crate::http::error(&crate::http::ApiError::new(crate::http::ErrorCode::InternalError, e.to_string()))
+            }
+        }
+    }
+
     fn ensure_loaded(&self) -> std::result::Result<bool, StoreError> {
         if self.room.borrow().is_some() {
             return Ok(true);

@@ -428,6 +428,27 @@ async fn uploads_are_recorded_as_streamed(stack: &Stack, session: &Session) {
     }
 }
 
+/// The owner ends a session: its browsers are closed with `session_ended` at once (the control plane
+/// ends the room at the edge), not when the runner is gone.
+async fn ending_a_session_closes_its_browsers_at_once(stack: &Stack) {
+    let session = stack.mint(USER).await.unwrap();
+    let mut browser = attach(&session, session.token.expose()).await.expect("attach");
+    browser.input(b"echo before-the-end\n").await;
+    browser.expect_from(0, "before-the-end", WAIT).await;
+    let path = format!("/api/sessions/{}", session.id);
+    let started = Instant::now();
+    let (status, ended) = stack.call(reqwest::Method::DELETE, &path, USER, serde_json::Value::Null).await.unwrap();
+    assert_eq!((status, ended["room_ended"].as_bool()), (200, Some(true)), "{ended}");
+    // Stepping ends when the socket does.
+    browser.step_until(WAIT, |b| b.closed.is_some()).await;
+    let (code, reason) = browser.closed.clone().expect("the browser was never closed");
+    assert!(!browser.events.contains(&Frame::RunnerAway), "the runner went before the room was ended");
+    assert_eq!(code, CloseCode::SessionEnded, "{reason}");
+    eprintln!("ended by its owner: browser closed {:?} after the DELETE was sent", started.elapsed());
+    // And it stays ended: no new token for it.
+    assert!(stack.attach_token(USER, &session.id).await.is_err());
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -524,6 +545,8 @@ async fn the_edge_gateway_end_to_end() {
     eprintln!("artifacts: ok");
     the_room_survives_an_edge_restart(&mut stack).await;
     eprintln!("edge restart: ok");
+    ending_a_session_closes_its_browsers_at_once(&stack).await;
+    eprintln!("ended by its owner: ok");
     rotation_needs_one_refetch(&mut stack).await;
     eprintln!("key rotation: ok ({:?} in all)", steps.elapsed());
     no_credential_reaches_the_logs(&stack);

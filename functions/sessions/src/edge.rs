@@ -11,6 +11,7 @@ use edgeshell_fn::request::Request;
 use edgeshell_fn::request::{json_body, require_internal};
 use edgeshell_fn::Reply;
 use serde::Deserialize;
+use std::time::Duration;
 
 /// The reasons a room reports.
 const REASONS: [&str; 5] = EndReason::NAMES;
@@ -45,4 +46,41 @@ pub(crate) fn ended(req: &Request, id: &str) -> Reply {
     )?;
     let changed = audited == 1;
     json(200, &serde_json::json!({ "session_id": sid, "state": "ended", "changed": changed }))
+}
+
+/// Ends `sid`'s room at the edge at once (`POST /internal/sessions/{id}/end` with the internal key at
+/// `edge_origin`): its browsers are closed with `session_ended` now, not when its runner is gone.
+/// True when the room ended or never existed; false when the edge could not be reached (the runner's
+/// stop ends the room then).
+pub(crate) fn end_room(sid: &SessionId) -> bool {
+    let Ok((origin, key)) =
+        edgeshell_fn::settings::read(|s| Ok((s.required("edge_origin")?, s.bearer_key("internal_api_key")?)))
+    else {
+        return false;
+    };
+    let url = format!("{}/internal/sessions/{sid}/end", origin.trim_end_matches('/'));
+    let auth = format!("Bearer {key}");
+    let call = edgeshell_fn::outbound::Call {
+        post: true,
+        url: &url,
+        headers: &[("authorization", auth.as_str()), ("content-type", "application/json")],
+        body: b"{}",
+        timeout: Duration::from_secs(3),
+        max_body: 4096,
+    };
+    match edgeshell_fn::outbound::send(&call) {
+        Ok(answer) if answer.status == 200 => true,
+        // No room at the edge (the session never had a browser or a runner): nothing to end there.
+        Ok(answer) if answer.status == 404 && String::from_utf8_lossy(&answer.body).contains("session_not_found") => {
+            true
+        }
+        Ok(answer) => {
+            eprintln!("sessions: the edge answered HTTP {} to ending {sid}'s room", answer.status);
+            false
+        }
+        Err(e) => {
+            eprintln!("sessions: ending {sid}'s room at the edge: {e}");
+            false
+        }
+    }
 }

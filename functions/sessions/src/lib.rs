@@ -6,7 +6,7 @@
 //! | `GET /api/sessions` | the caller's recent sessions |
 //! | `GET /api/sessions/{id}` | one of them |
 //! | `POST /api/sessions/{id}/token` | a fresh attach token for a live session (in-band refresh) |
-//! | `DELETE /api/sessions/{id}` | end it and stop its runner |
+//! | `DELETE /api/sessions/{id}` | end it: its room at the edge at once (`edge_origin`), and its runner |
 //! | `POST /internal/sessions/{id}/ended` | the edge's room reports the session ended (internal key) |
 //!
 //! Every public route takes the user's OIDC ID token as `Authorization: Bearer`. Sessions of other users

@@ -136,6 +136,8 @@ pub(crate) fn end(req: &Request, id: &str) -> Reply {
         .ok_or_else(not_found)?;
         return json(200, &serde_json::json!({ "session_id": sid, "state": "ended", "runner_stopped": true }));
     };
+    // Its browsers are told first (`session_ended`), then its runner is stopped.
+    let room_ended = crate::edge::end_room(&sid);
     let stopped = match col::<Option<String>>(&row, 0)? {
         Some(region) => match (RegionId::new(region.as_str()), edgeshell_fn::registry::endpoint_of(&db, &region)?) {
             (Ok(region), Some(endpoint)) => pools::stop(&signing, &endpoint, &region, &sid, "ended by its owner"),
@@ -143,6 +145,9 @@ pub(crate) fn end(req: &Request, id: &str) -> Reply {
         },
         None => true,
     };
-    // A runner whose stop failed is reaped by its pool at the next heartbeat, which reports ended sessions.
-    json(200, &serde_json::json!({ "session_id": sid, "state": "ended", "runner_stopped": stopped }))
+    // A runner whose stop failed is reaped by its pool at the next heartbeat.
+    json(
+        200,
+        &serde_json::json!({ "session_id": sid, "state": "ended", "runner_stopped": stopped, "room_ended": room_ended }),
+    )
 }

@@ -19,6 +19,7 @@ locals {
       database_host = local.db_host
       token_issuer  = var.token_issuer
       edge_url      = var.edge_url
+      edge_origin   = replace(var.edge_url, "/^wss:/", "https:")
       oidc_issuer   = var.oidc_issuer
       oidc_audience = var.oidc_audience
       pool_origin   = var.pool_origin

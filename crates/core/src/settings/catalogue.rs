@@ -64,6 +64,11 @@ pub const FUNCTIONS: &[Setting] = &[
     setting("token_issuer", Text("edgeshell-control"), "The `iss` of our tokens; the edge and the pool agents expect exactly this."),
     setting("edge_url", Required, "The edge's WebSocket origin, e.g. `wss://edge.example.com`."),
     setting(
+        "edge_origin",
+        Text("http://127.0.0.1:8787"),
+        "The edge's HTTP origin (`edge_url` as `https://`), which the sessions component calls to end a room at once when its owner ends the session.",
+    ),
+    setting(
         "oidc_issuer",
         Required,
         "The identity provider's issuer; Firebase: `https://securetoken.google.com/<project>`.",
