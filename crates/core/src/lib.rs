@@ -22,6 +22,7 @@ pub mod machine;
 pub mod oidc;
 pub mod placement;
 pub mod pool_api;
+pub mod pool_ledger;
 pub mod protocol;
 pub mod quotas;
 pub mod ratelimit;

@@ -1,0 +1,148 @@
+//! The ledger's promises, by example and under random sequences of submits, hand-outs, answers, lost
+//! agents, restarts (a stored and reloaded ledger) and time.
+
+use super::*;
+use crate::issue::session_id;
+use proptest::prelude::*;
+
+const MINUTE: Duration = Duration::from_secs(60);
+
+fn at(secs: u64) -> Timestamp {
+    Timestamp::from_secs(1_000_000 + secs)
+}
+
+fn holder(agent: &str, connection: u64) -> Holder {
+    Holder { agent: agent.to_owned(), connection }
+}
+
+fn sid(n: u8) -> SessionId {
+    session_id([n; 16])
+}
+
+#[test]
+fn a_start_whose_agent_went_is_never_handed_out_again_a_stop_is() {
+    let mut ledger = Ledger::new(MINUTE, MINUTE);
+    let start = ledger.submit(Kind::Start, sid(1), at(0));
+    let stop = ledger.submit(Kind::Stop, sid(2), at(0));
+    let a = holder("agent-a", 1);
+    assert_eq!(ledger.next_for(&a, at(1)), Some((start, Kind::Start, sid(1))));
+    assert_eq!(ledger.next_for(&a, at(1)), Some((stop, Kind::Stop, sid(2))));
+    assert_eq!(ledger.next_for(&a, at(1)), None);
+    // The agent goes before answering either.
+    assert_eq!(ledger.agent_gone(&a, at(2)), vec![start]);
+    assert_eq!(ledger.state(start), Some(&State::Ended(Outcome::Unknown)));
+    // It comes back (a new connection), and so does a sibling: only the stop is handed out again.
+    let again = holder("agent-a", 2);
+    assert_eq!(ledger.next_for(&again, at(3)), Some((stop, Kind::Stop, sid(2))));
+    assert_eq!(ledger.next_for(&holder("agent-b", 1), at(3)), None);
+    // Its answer to the start, from the old connection's command, is too late to matter.
+    assert_eq!(ledger.answer(&a, start, Outcome::Done, at(4)), Ok(()));
+    assert_eq!(ledger.state(start), Some(&State::Ended(Outcome::Unknown)));
+}
+
+#[test]
+fn answers_count_once_and_only_from_the_agent_it_went_to() {
+    let mut ledger = Ledger::new(MINUTE, MINUTE);
+    let start = ledger.submit(Kind::Start, sid(1), at(0));
+    let (a, b) = (holder("a", 1), holder("b", 1));
+    assert_eq!(ledger.answer(&a, start, Outcome::Done, at(0)), Err(LedgerError::NotYours(start)), "not sent yet");
+    ledger.next_for(&a, at(1));
+    assert_eq!(ledger.answer(&b, start, Outcome::Done, at(2)), Err(LedgerError::NotYours(start)));
+    assert_eq!(ledger.answer(&a, start, Outcome::Refused("full".into()), at(2)), Ok(()));
+    assert_eq!(ledger.answer(&a, start, Outcome::Done, at(3)), Ok(()), "a repeated answer is harmless");
+    assert_eq!(ledger.state(start), Some(&State::Ended(Outcome::Refused("full".into()))));
+    assert_eq!(ledger.answer(&a, CommandId(99), Outcome::Done, at(3)), Err(LedgerError::Unknown(CommandId(99))));
+}
+
+#[test]
+fn unclaimed_commands_expire_and_ended_ones_are_forgotten_later() {
+    let mut ledger = Ledger::new(MINUTE, 2 * MINUTE);
+    let start = ledger.submit(Kind::Start, sid(1), at(0));
+    ledger.tidy(at(59));
+    assert_eq!(ledger.state(start), Some(&State::Queued));
+    ledger.tidy(at(60));
+    assert_eq!(ledger.state(start), Some(&State::Ended(Outcome::Expired)));
+    assert_eq!(ledger.next_for(&holder("a", 1), at(61)), None, "an expired start is never handed out");
+    ledger.tidy(at(179));
+    assert_eq!(ledger.len(), 1);
+    ledger.tidy(at(180));
+    assert!(ledger.is_empty());
+    // Ids are never reused, so an answer to a forgotten command cannot land on a new one.
+    assert_eq!(ledger.submit(Kind::Stop, sid(2), at(181)), CommandId(2));
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Submit(bool, u8),
+    Next(u8),
+    Answer(u8, u8),
+    Gone(u8),
+    Restart,
+    Tidy(u8),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        (any::<bool>(), 0..4u8).prop_map(|(start, s)| Op::Submit(start, s)),
+        (0..3u8).prop_map(Op::Next),
+        (0..3u8, 0..12u8).prop_map(|(a, c)| Op::Answer(a, c)),
+        (0..3u8).prop_map(Op::Gone),
+        Just(Op::Restart),
+        (0..90u8).prop_map(Op::Tidy),
+    ]
+}
+
+proptest! {
+    /// Whatever happens, no start is handed out twice, a stop is handed out until it is answered
+    /// (it never ends otherwise but by expiring while queued), and the stored ledger is the ledger.
+    #[test]
+    fn starts_at_most_once_stops_until_answered(ops in proptest::collection::vec(op(), 1..80)) {
+        let mut ledger = Ledger::new(MINUTE, 2 * MINUTE);
+        let mut connection = [1u64; 3];
+        let mut handed: BTreeMap<CommandId, (Kind, u32)> = BTreeMap::new();
+        let mut now = 0u64;
+        for op in ops {
+            match op {
+                Op::Submit(start, s) => {
+                    ledger.submit(if start { Kind::Start } else { Kind::Stop }, sid(s), at(now));
+                }
+                Op::Next(a) => {
+                    let h = holder(&format!("agent-{a}"), connection[a as usize]);
+                    if let Some((id, kind, _)) = ledger.next_for(&h, at(now)) {
+                        handed.entry(id).or_insert((kind, 0)).1 += 1;
+                    }
+                }
+                Op::Answer(a, c) => {
+                    let h = holder(&format!("agent-{a}"), connection[a as usize]);
+                    let _ = ledger.answer(&h, CommandId(u64::from(c)), Outcome::Done, at(now));
+                }
+                Op::Gone(a) => {
+                    let h = holder(&format!("agent-{a}"), connection[a as usize]);
+                    ledger.agent_gone(&h, at(now));
+                    connection[a as usize] += 1;
+                }
+                Op::Restart => {
+                    let stored = serde_json::to_string(&ledger).unwrap();
+                    let back: Ledger = serde_json::from_str(&stored).unwrap();
+                    prop_assert_eq!(&back, &ledger);
+                    ledger = back;
+                }
+                Op::Tidy(secs) => {
+                    now += u64::from(secs);
+                    ledger.tidy(at(now));
+                }
+            }
+            for (id, (kind, times)) in &handed {
+                prop_assert!(*kind == Kind::Stop || *times <= 1, "start {:?} handed out {} times", id, times);
+            }
+            for (id, entry) in &ledger.entries {
+                if entry.kind == Kind::Stop {
+                    prop_assert!(
+                        !matches!(entry.state, State::Ended(Outcome::Unknown)),
+                        "stop {:?} given up while unanswered", id
+                    );
+                }
+            }
+        }
+    }
+}
