@@ -126,10 +126,6 @@ struct Streamed {
     sha256: Sha256,
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// The declared `x-content-sha256`, if any, checked to be 64 hex digits.
 fn declared_sha256(req: &Request) -> std::result::Result<Option<String>, ApiError> {
     match req.headers().get("x-content-sha256").ok().flatten() {
@@ -240,7 +236,7 @@ async fn store(
         worker::console_error!("{}", serde_json::json!({"event": "artifact_store_failed", "error": e.to_string()}));
         return Err(ApiError::new(ErrorCode::StorageUnavailable, format!("the upload could not be stored: {e}")));
     }
-    let sha256 = hex(&std::mem::take(&mut counted.borrow_mut().sha256).finalize());
+    let sha256 = edgeshell_core::bundles::hex(&std::mem::take(&mut counted.borrow_mut().sha256).finalize());
     if declared.is_some_and(|d| d != sha256) {
         let _ = bucket.delete(key).await;
         return Err(ApiError::new(

@@ -2,11 +2,9 @@
 //! when its owner ends the session, so every browser is closed with `session_ended` now rather than
 //! when the runner is gone. A session without a room gets 404 and no room is created.
 
-use crate::config::internal_key;
 use crate::http::{error, ApiError, ErrorCode};
 use crate::room_link;
 use edgeshell_core::ids::SessionId;
-use subtle::ConstantTimeEq;
 use worker::{Env, Request, Response, Result};
 
 /// The session id of an end route, if `path` is one.
@@ -16,14 +14,8 @@ pub fn route(path: &str) -> Option<&str> {
 
 /// Serves the route for session `id`.
 pub async fn serve(req: &Request, env: &Env, id: &str) -> Result<Response> {
-    let expected = match internal_key(env) {
-        Ok(key) => key,
-        Err(e) => return error(&ApiError::new(ErrorCode::Misconfigured, e.to_string())),
-    };
-    let presented = req.headers().get("authorization")?.unwrap_or_default();
-    let presented = presented.strip_prefix("Bearer ").unwrap_or_default();
-    if !bool::from(presented.as_bytes().ct_eq(expected.as_bytes())) {
-        return error(&ApiError::new(ErrorCode::Unauthorized, "missing or wrong internal API key"));
+    if let Err(refused) = crate::http::require_internal(req, env) {
+        return error(&refused);
     }
     if req.method() != worker::Method::Post {
         return error(&ApiError::new(ErrorCode::MethodNotAllowed, "a room is ended with POST"));

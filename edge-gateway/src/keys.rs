@@ -17,10 +17,9 @@ use std::cell::{Cell, RefCell};
 use std::time::Duration;
 use worker::{Cache, Context, Date, Delay, Fetch, Headers, Response};
 
-/// How long one JWKS fetch may take: the cache's own bound on a fetch in flight, so a request waiting
-/// for another's fetch waits as long as that fetch may take.
+/// How long one JWKS fetch may take: the cache's own bound on a fetch in flight.
 fn fetch_timeout() -> Duration {
-    CachePolicy::default().fetch_timeout
+    CachePolicy::DEFAULT.fetch_timeout
 }
 /// The header recording when a JWKS in the Cache API was fetched (milliseconds since the epoch).
 const FETCHED_AT: &str = "x-edgeshell-fetched-at";
@@ -121,9 +120,8 @@ enum Step {
 
 async fn keys_for(config: &EdgeConfig, token: &UntrustedToken<'_>) -> Result<KeySet, VerifyError> {
     load_cache(config).await;
-    // Long enough for a fetch in flight to end or be presumed lost, and for this request's own fetch
-    // after it: a cold isolate's concurrent attaches all wait for the one fetch, never time out first.
-    let deadline = now().as_millis() + 2 * fetch_timeout().as_millis() as u64 + 1_000;
+    // A cold isolate's concurrent attaches all wait for the one fetch, never time out first.
+    let deadline = now().as_millis() + config.jwks_policy.max_wait().as_millis() as u64;
     while now().as_millis() < deadline {
         let step = CACHE.with(|c| {
             let mut c = c.borrow_mut();

@@ -5,13 +5,12 @@
 //! one check's cost, without the WebSocket, the proxy and the scheduling around an attach. Only a
 //! holder of the internal key can spend the isolate's CPU this way.
 
-use crate::config::{internal_key, EdgeConfig};
+use crate::config::EdgeConfig;
 use crate::http::{error, ApiError, ErrorCode};
 use crate::keys;
 use edgeshell_core::ids::SessionId;
 use edgeshell_core::tokens::{Expectation, Scope};
 use serde::Deserialize;
-use subtle::ConstantTimeEq;
 use worker::{Context, Env, Request, Response, Result};
 
 /// The route.
@@ -32,11 +31,8 @@ struct Ask {
 
 /// Serves the route.
 pub async fn serve(mut req: Request, env: &Env, ctx: &Context) -> Result<Response> {
-    let expected = internal_key(env).map_err(|e| worker::Error::RustError(e.to_string()))?;
-    let presented = req.headers().get("authorization")?.unwrap_or_default();
-    let presented = presented.strip_prefix("Bearer ").unwrap_or_default();
-    if !bool::from(presented.as_bytes().ct_eq(expected.as_bytes())) {
-        return error(&ApiError::new(ErrorCode::Unauthorized, "missing or wrong internal API key"));
+    if let Err(refused) = crate::http::require_internal(&req, env) {
+        return error(&refused);
     }
     let ask: Ask = match req.json().await {
         Ok(ask) => ask,

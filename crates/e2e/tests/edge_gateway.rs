@@ -7,6 +7,7 @@
 //! runs last.
 
 use edgeshell_core::api_error::{ApiError, ErrorCode, Retry};
+use edgeshell_core::bundles::hex;
 use edgeshell_core::ids::{RegionId, SessionId, Subject};
 use edgeshell_core::issue::Issuer;
 use edgeshell_core::protocol::{CloseCode, Credential, Frame};
@@ -447,10 +448,6 @@ async fn ending_a_session_closes_its_browsers_at_once(stack: &Stack) {
     eprintln!("ended by its owner: browser closed {:?} after the DELETE was sent", started.elapsed());
     // And it stays ended: no new token for it.
     assert!(stack.attach_token(USER, &session.id).await.is_err());
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 async fn error_of_the_table(response: reqwest::Response) -> ErrorCode {

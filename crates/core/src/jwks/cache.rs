@@ -44,6 +44,14 @@ impl CachePolicy {
     };
 }
 
+impl CachePolicy {
+    /// How long a request may wait for the keys: a fetch in flight may take `fetch_timeout` before it
+    /// is presumed lost, then the request's own fetch as long again, and a second for the rest.
+    pub fn max_wait(&self) -> Duration {
+        self.fetch_timeout.saturating_mul(2).saturating_add(Duration::from_secs(1))
+    }
+}
+
 impl Default for CachePolicy {
     fn default() -> Self {
         CachePolicy::DEFAULT
