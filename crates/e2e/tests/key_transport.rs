@@ -13,6 +13,10 @@ use edgeshell_keys::{KeyRing, RsaSigner};
 use edgeshell_room_host::browser::{AttachError, Browser};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+/// One stack at a time: the tests of this file run in parallel threads, and two `wrangler dev`s starting
+/// together on this 2-core machine can make one exit before it serves.
+static ONE_STACK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn attacker_jwk() -> String {
     let mut jwk: serde_json::Value = serde_json::from_str(&vector_jwk("rfc7515-a2.json").unwrap()).unwrap();
     jwk["kid"] = "attacker-1".into();
@@ -44,6 +48,7 @@ async fn serve(body: Vec<u8>) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs the whole local stack: cargo xtask test"]
 async fn a_redirected_jwks_is_never_followed() {
+    let _one = ONE_STACK.lock().await;
     let stack = Stack::start(StackOptions::default()).await.unwrap();
     let jwk = attacker_jwk();
     let attacker_keys = serve(KeyRing::from_secrets(&jwk, "", "").unwrap().jwks_json()).await;
@@ -76,6 +81,7 @@ async fn a_redirected_jwks_is_never_followed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs the whole local stack: cargo xtask test"]
 async fn concurrent_cold_attaches_wait_for_one_slow_fetch() {
+    let _one = ONE_STACK.lock().await;
     let stack = Stack::start(StackOptions::default()).await.unwrap();
     // The issuer answers its keys after 3.5 s: slower than the 2 s the edge used to wait for another
     // request's fetch, within the fetch timeout. Nothing has asked the edge for keys yet: its isolate and
@@ -108,6 +114,7 @@ async fn stale_keys_are_not_served_when_turned_off() {
         edge_vars: vec![("JWKS_REFRESH_SECS", "1".to_owned()), ("JWKS_SERVE_STALE", "off".to_owned())],
         ..StackOptions::default()
     };
+    let _one = ONE_STACK.lock().await;
     let stack = Stack::start(options).await.unwrap();
     let session = stack.mint("alice").await.unwrap();
     let attached = Browser::attach(&session.ws_url, &Credential::Token(session.token.expose().to_owned())).await;
