@@ -130,8 +130,9 @@ struct Streamed {
 fn declared_sha256(req: &Request) -> std::result::Result<Option<String>, ApiError> {
     match req.headers().get("x-content-sha256").ok().flatten() {
         None => Ok(None),
-        Some(v) if v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit()) => Ok(Some(v.to_ascii_lowercase())),
-        Some(_) => Err(ApiError::new(ErrorCode::BadSha256, "x-content-sha256 must be 64 hex digits")),
+        Some(v) => edgeshell_core::bundles::parse_hex32(&v)
+            .map(|digest| Some(edgeshell_core::bundles::hex(&digest)))
+            .ok_or_else(|| ApiError::new(ErrorCode::BadSha256, "x-content-sha256 must be 64 hex digits")),
     }
 }
 

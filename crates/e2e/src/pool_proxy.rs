@@ -1,35 +1,35 @@
-//! A faulty network path from the control plane to one region's pool agent: the agent advertises this
-//! proxy as its endpoint (`EDGESHELL_POOL_ENDPOINT`), and the test switches the path between passing
-//! requests, delaying them (a slow region) and refusing them (a region that turns starts away with 503).
-//! Delayed requests still arrive late, as on a slow network, so a start the control plane gave up on
-//! reaches the agent afterwards.
+//! A faulty network path between one pool agent and the edge: the agent dials the edge through this
+//! proxy (`EDGESHELL_POOL_EDGE_URL`), and the test switches the path between passing bytes, delaying
+//! what the edge sends (a slow region: commands arrive late, answers do not come in time) and being
+//! down (connections cut without a close frame, new ones refused), and cuts the connections it carries
+//! at will (a socket lost and dialled again).
 
-use edgeshell_core::api_error::{ApiError, ErrorCode};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 /// How the path behaves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PathMode {
-    /// Requests pass.
+    /// Bytes pass.
     Pass,
-    /// Each connection waits this long before it is forwarded.
+    /// What the edge sends reaches the agent this much later.
     Delay(Duration),
-    /// Each request is answered `503` by the path itself.
-    Refuse,
+    /// Every connection is cut and new ones are refused.
+    Down,
 }
 
 #[derive(Debug)]
 struct State {
     mode: PathMode,
-    upstream: Option<String>,
+    upstream: String,
+    carried: Vec<tokio::task::JoinHandle<()>>,
 }
 
 /// The proxy; stops when dropped.
 pub struct PoolProxy {
-    /// `http://127.0.0.1:<port>`, what the agent advertises.
+    /// `http://127.0.0.1:<port>`, the agent's edge URL.
     pub url: String,
     state: Arc<Mutex<State>>,
     task: tokio::task::JoinHandle<()>,
@@ -38,65 +38,73 @@ pub struct PoolProxy {
 impl Drop for PoolProxy {
     fn drop(&mut self) {
         self.task.abort();
+        self.cut();
     }
 }
 
 impl PoolProxy {
-    /// Listens on a free loopback port; requests fail until [`PoolProxy::set_upstream`].
-    pub async fn start() -> anyhow::Result<PoolProxy> {
+    /// Listens on a free loopback port and passes to `upstream` (`http://host:port`, the edge).
+    pub async fn start(upstream: &str) -> anyhow::Result<PoolProxy> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let url = format!("http://{}", listener.local_addr()?);
-        let state = Arc::new(Mutex::new(State { mode: PathMode::Pass, upstream: None }));
+        let upstream = upstream.trim_start_matches("http://").trim_end_matches('/').to_owned();
+        let state = Arc::new(Mutex::new(State { mode: PathMode::Pass, upstream, carried: Vec::new() }));
         let shared = state.clone();
         let task = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
-                let (mode, upstream) = {
-                    let s = shared.lock().unwrap_or_else(|p| p.into_inner());
-                    (s.mode, s.upstream.clone())
-                };
-                tokio::spawn(serve(client, mode, upstream));
+                let mut s = shared.lock().unwrap_or_else(|p| p.into_inner());
+                if s.mode == PathMode::Down {
+                    continue;
+                }
+                let carried = tokio::spawn(carry(client, s.upstream.clone(), shared.clone()));
+                s.carried.retain(|t| !t.is_finished());
+                s.carried.push(carried);
             }
         });
         Ok(PoolProxy { url, state, task })
     }
 
-    /// Where requests go (the agent's own `http://host:port`).
-    pub fn set_upstream(&self, url: &str) {
-        self.state.lock().unwrap_or_else(|p| p.into_inner()).upstream =
-            Some(url.trim_start_matches("http://").to_owned());
-    }
-
-    /// Switches the behaviour for new connections.
+    /// Switches the behaviour; `Down` cuts what it carries now.
     pub fn set_mode(&self, mode: PathMode) {
         self.state.lock().unwrap_or_else(|p| p.into_inner()).mode = mode;
+        if mode == PathMode::Down {
+            self.cut();
+        }
+    }
+
+    /// Cuts every connection it carries, without a close frame (the agent dials again).
+    pub fn cut(&self) {
+        for task in self.state.lock().unwrap_or_else(|p| p.into_inner()).carried.drain(..) {
+            task.abort();
+        }
     }
 }
 
-async fn serve(mut client: TcpStream, mode: PathMode, upstream: Option<String>) {
-    match mode {
-        PathMode::Refuse => {
-            let refusal = ApiError::new(ErrorCode::Draining, "the region refuses starts");
-            let body = String::from_utf8_lossy(&refusal.body()).into_owned();
-            let answer = format!(
-                "HTTP/1.1 {} Refused\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                refusal.status(),
-                body.len()
-            );
-            // The request is read by nobody: a refusing front end answers at once.
-            let _ = client.write_all(answer.as_bytes()).await;
-            let _ = client.shutdown().await;
+async fn carry(client: TcpStream, upstream: String, state: Arc<Mutex<State>>) {
+    let Ok(edge) = TcpStream::connect(upstream).await else { return };
+    let (mut from_agent, mut to_agent) = client.into_split();
+    let (mut from_edge, mut to_edge) = edge.into_split();
+    let up = async move {
+        let _ = tokio::io::copy(&mut from_agent, &mut to_edge).await;
+    };
+    let down = async move {
+        let mut buffer = vec![0u8; 16 * 1024];
+        loop {
+            let n = match from_edge.read(&mut buffer).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            let mode = state.lock().unwrap_or_else(|p| p.into_inner()).mode;
+            if let PathMode::Delay(delay) = mode {
+                tokio::time::sleep(delay).await;
+            }
+            if to_agent.write_all(&buffer[..n]).await.is_err() {
+                break;
+            }
         }
-        PathMode::Delay(delay) => {
-            tokio::time::sleep(delay).await;
-            forward(client, upstream).await;
-        }
-        PathMode::Pass => forward(client, upstream).await,
-    }
-}
-
-async fn forward(mut client: TcpStream, upstream: Option<String>) {
-    let Some(addr) = upstream else { return };
-    if let Ok(mut agent) = TcpStream::connect(addr).await {
-        let _ = tokio::io::copy_bidirectional(&mut client, &mut agent).await;
+    };
+    tokio::select! {
+        _ = up => {}
+        _ = down => {}
     }
 }

@@ -4,8 +4,11 @@
 //! - region A stops (its agent and runners killed): its browsers hear "runner lost" after the grace
 //!   period, and the control plane records the session as ended by it; new sessions land in B at once (the mint fails over) and A leaves placement within the
 //!   health TTL; A restarted takes sessions again;
-//! - A refuses starts, or answers too slowly: the mint fails over to B, and no session or runner is
-//!   left behind in A (a start that arrives late is refused by the room and reaped by A's pool).
+//! - A's agent loses its connection to the edge (its path down, heartbeats still fresh): the pool room
+//!   refuses at once and the mint lands in B without waiting for a health TTL; the path back, A takes
+//!   sessions again;
+//! - A answers too slowly: the mint fails over to B, and no session or runner is left behind in A (the
+//!   late start is followed by the stop the mint sent, on the same connection).
 //!
 //! The figures are printed; the assertions are about outcomes, not durations.
 
@@ -130,47 +133,54 @@ async fn regions_fail_over_and_come_back() {
     eprintln!("figure: region restart -> takes sessions again: {:.0} ms", restarted.elapsed().as_secs_f64() * 1000.0);
     shell(&back).await;
 
-    // ---- A refuses starts.
-    let proxy = PoolProxy::start().await.unwrap();
+    // ---- A's path to the edge goes down: its agent still heartbeats (the registry calls eu healthy),
+    // but the pool room knows no agent is connected and refuses at once: no health-TTL wait.
+    let proxy = PoolProxy::start(&stack.edge.url).await.unwrap();
     stack.stop_region("eu").await.unwrap();
-    stack.start_region_with("eu", &[("EDGESHELL_POOL_ENDPOINT", proxy.url.as_str())]).await.unwrap();
-    proxy.set_upstream(&stack.agent("eu").unwrap().url);
-    assert!(
-        wait_until(WAIT, || async {
-            // The new agent's heartbeat moved eu's endpoint to the proxy; a passing start proves it.
-            let s = mint_in(&stack, "eu").await;
-            s.region == "eu"
-        })
-        .await,
-        "eu serves through the proxy"
-    );
+    stack.start_region_with("eu", &[("EDGESHELL_POOL_EDGE_URL", proxy.url.as_str())]).await.unwrap();
+    let through_proxy = mint_in(&stack, "eu").await;
+    assert_eq!(through_proxy.region, "eu", "eu serves through the proxy");
     let before = live_sessions_in(&stack, "eu").await;
     let runners_before = stack.agent("eu").unwrap().runners().await.unwrap().len();
-    proxy.set_mode(PathMode::Refuse);
+    proxy.set_mode(PathMode::Down);
+    let cut = Instant::now();
     let refused = mint_in(&stack, "eu").await;
-    assert_eq!(refused.region, "us", "a refusing region is skipped");
+    let placed_elsewhere = cut.elapsed();
+    assert_eq!(refused.region, "us", "a region with no connected agent is skipped");
     shell(&refused).await;
     let after = live_sessions_in(&stack, "eu").await;
-    assert!(after.iter().all(|s| before.contains(s)), "a session was left in the refusing region: {after:?}");
+    assert!(after.iter().all(|s| before.contains(s)), "a session was left in the unreachable region: {after:?}");
     assert_eq!(stack.agent("eu").unwrap().runners().await.unwrap().len(), runners_before, "no runner started in eu");
+    eprintln!(
+        "figure: agent socket closed -> new session placed elsewhere: {:.0} ms (heartbeats still fresh)",
+        placed_elsewhere.as_secs_f64() * 1000.0
+    );
 
-    // ---- A answers too slowly (later than the control plane's 3 s pool timeout).
+    // ---- A's path is back: the agent dials again and eu takes sessions.
+    proxy.set_mode(PathMode::Pass);
+    assert!(
+        wait_until(WAIT, || async { mint_in(&stack, "eu").await.region == "eu" }).await,
+        "eu takes sessions once its agent is connected again"
+    );
+
+    // ---- A answers too slowly (commands reach it after the control plane's 3 s pool timeout).
     proxy.set_mode(PathMode::Delay(Duration::from_millis(3500)));
     let slow_started = Instant::now();
     let slow = mint_in(&stack, "eu").await;
     let slow_mint = slow_started.elapsed();
     assert_eq!(slow.region, "us", "a slow region is given up on");
     let mut browser = shell(&slow).await;
-    let after = live_sessions_in(&stack, "eu").await;
-    assert!(after.iter().all(|s| before.contains(s)), "a session was left in the slow region: {after:?}");
-    // The late start reaches eu's agent after the mint gave up; the runner it starts must not take the
-    // session over, and eu's pool stops it (heartbeats report it; the control plane names it to stop).
+    let before = live_sessions_in(&stack, "eu").await;
+    assert!(before.iter().all(|s| *s != slow.id.as_str()), "the session is not eu's");
+    // The late start reaches eu's agent after the mint gave up, and the stop the mint sent follows it
+    // on the same connection: the runner it started is stopped, and never takes the session over.
     let eu = stack.agent("eu").unwrap();
     let reaped = wait_until(Duration::from_secs(15), || async {
         let runners = eu.runners().await.unwrap();
         !runners.iter().any(|r| r["session_id"] == slow.id.as_str())
     })
     .await;
+    proxy.set_mode(PathMode::Pass);
     tokio::time::sleep(Duration::from_secs(5)).await;
     let runners = eu.runners().await.unwrap();
     assert!(

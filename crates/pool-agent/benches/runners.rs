@@ -117,7 +117,7 @@ async fn start_to_first_byte(fixture: &Fixture, agent: &AgentProcess) -> Duratio
     let body = fixture.start_body(&sid, 600);
     let token = fixture.command_token(&sid, &region(), &body);
     let began = Instant::now();
-    let (status, text) = fixture.post(agent, edgeshell_core::pool_api::START_PATH, Some(&token), body).await;
+    let (status, text) = fixture.submit(&token, body).await;
     assert_eq!(status, 201, "{text}");
     let mut browser = attach(fixture, &sid).await;
     while browser.output.is_empty() {

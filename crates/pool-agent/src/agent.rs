@@ -42,6 +42,8 @@ pub struct Agent<B> {
     /// Starts in progress (they hold a slot).
     starting: Mutex<Vec<SessionId>>,
     draining: AtomicBool,
+    /// Told whenever the runners held change, so the pool room hears of a freed slot at once.
+    pub changed: tokio::sync::Notify,
     /// The agent's metrics.
     pub metrics: Metrics,
 }
@@ -57,6 +59,7 @@ impl<B: RunnerBackend> Agent<B> {
             runners: Mutex::new(BTreeMap::new()),
             starting: Mutex::new(Vec::new()),
             draining: AtomicBool::new(false),
+            changed: tokio::sync::Notify::new(),
             metrics: Metrics::default(),
         }
     }
@@ -93,11 +96,25 @@ impl<B: RunnerBackend> Agent<B> {
         self.draining.load(Ordering::Relaxed)
     }
 
-    /// Removes what an earlier agent left; call once before serving.
-    pub async fn reap_leftovers(&self) -> Result<usize, BackendError> {
-        let reaped = self.backend.reap_leftovers().await?;
-        self.metrics.reaped(reaped);
-        Ok(reaped)
+    /// Settles what an earlier run of this agent left, once before serving: healthy runners the
+    /// backend can adopt are held again (their sessions carry on), the rest removed. Returns (adopted,
+    /// reaped).
+    pub async fn recover(&self) -> Result<(usize, usize), BackendError> {
+        let recovered = self.backend.recover().await?;
+        self.metrics.reaped(recovered.reaped);
+        let now = clock::now().as_secs();
+        let mut runners = self.runners.lock().unwrap_or_else(|e| e.into_inner());
+        for (session_id, runner, deadline) in &recovered.adopted {
+            tracing::info!(session = %session_id, %runner, deadline, "runner adopted");
+            let info = RunnerInfo {
+                session_id: session_id.clone(),
+                runner: runner.clone(),
+                started_at: now,
+                deadline: *deadline,
+            };
+            runners.insert(session_id.clone(), info);
+        }
+        Ok((recovered.adopted.len(), recovered.reaped))
     }
 
     /// Carries out a verified start command.
@@ -145,6 +162,7 @@ impl<B: RunnerBackend> Agent<B> {
                 self.metrics.start(StartResult::Ok, Some(began.elapsed().as_secs_f64()));
                 let info = RunnerInfo { session_id: sid.clone(), runner: runner.clone(), started_at: now, deadline };
                 runners.insert(sid.clone(), info);
+                self.changed.notify_one();
                 tracing::info!(session = %sid, %runner, deadline, ms = began.elapsed().as_millis() as u64, "runner started");
                 Ok(Started { session_id: sid, runner })
             }
@@ -165,6 +183,7 @@ impl<B: RunnerBackend> Agent<B> {
         let held = self.runners.lock().unwrap_or_else(|e| e.into_inner()).contains_key(session);
         self.backend.stop(session).await?;
         if self.runners.lock().unwrap_or_else(|e| e.into_inner()).remove(session).is_some() || held {
+            self.changed.notify_one();
             self.metrics.stopped();
             tracing::info!(session = %session, reason, "runner stopped");
         }
@@ -178,15 +197,18 @@ impl<B: RunnerBackend> Agent<B> {
                 self.metrics.runner_failed();
             }
             self.runners.lock().unwrap_or_else(|e| e.into_inner()).remove(&exit.session_id);
+            self.changed.notify_one();
             tracing::info!(session = %exit.session_id, success = exit.success, detail = %exit.detail, "runner ended");
         }
         match self.backend.running().await {
             Ok(alive) => {
                 let starting = self.starting.lock().unwrap_or_else(|e| e.into_inner()).clone();
-                self.runners
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .retain(|sid, _| alive.contains(sid) || starting.contains(sid));
+                let mut runners = self.runners.lock().unwrap_or_else(|e| e.into_inner());
+                let before = runners.len();
+                runners.retain(|sid, _| alive.contains(sid) || starting.contains(sid));
+                if runners.len() != before {
+                    self.changed.notify_one();
+                }
             }
             Err(e) => tracing::warn!(error = %e, "listing runners failed"),
         }
@@ -205,6 +227,7 @@ impl<B: RunnerBackend> Agent<B> {
     /// Stops taking sessions and stops every runner (shutdown).
     pub async fn drain(&self) {
         self.draining.store(true, Ordering::Relaxed);
+        self.changed.notify_one();
         let sessions: Vec<SessionId> = self.runners().into_iter().map(|r| r.session_id).collect();
         for sid in sessions {
             if let Err(e) = self.stop(&sid, "agent shutting down").await {

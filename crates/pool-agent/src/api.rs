@@ -1,10 +1,9 @@
-//! The agent's HTTP API. Commands that change something must be signed by the control plane;
-//! read-only operator views take the pool's own API key; liveness and metrics are open.
+//! The agent's local HTTP listener: health, metrics and the operator's read-only views, inside its pod
+//! only (no Service exposes it; the NetworkPolicy admits no one from outside the pod's namespace's
+//! scrapers). It takes no commands: they arrive on the agent's outbound connection ([`crate::dial`]).
 //!
 //! | route | auth | answer |
 //! |---|---|---|
-//! | `POST /v1/runners` | signed `start` command | 201 `Started`; 409 already running; 503 at capacity/draining |
-//! | `POST /v1/runners/{session}/stop` | signed `stop` command | 200 |
 //! | `GET /v1/runners` | pool API key | the runners held |
 //! | `GET /v1/health` | pool API key | region, capacity, load, draining |
 //! | `GET /healthz` | none | 200 while serving |
@@ -14,25 +13,16 @@
 
 use crate::agent::Agent;
 use crate::backend::RunnerBackend;
-use crate::commands::CommandCheck;
 use edgeshell_core::api_error::{ApiError, ErrorCode};
-use edgeshell_core::ids::SessionId;
-use edgeshell_core::pool_api::{PoolCommand, START_PATH};
-use edgeshell_platform::clock;
 use edgeshell_platform::http::{self, Reply};
 use hyper::{Method, Request};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 
-/// The largest command body accepted.
-const MAX_BODY: usize = 64 * 1024;
-
 /// What the API serves from.
 pub struct Api<B> {
     /// The agent.
     pub agent: Arc<Agent<B>>,
-    /// The command verifier.
-    pub commands: CommandCheck,
     /// SHA-256 of the pool API key, for the operator routes.
     pub api_key_sha256: [u8; 32],
 }
@@ -71,14 +61,6 @@ impl<B: RunnerBackend> Api<B> {
                 ),
                 Err(reply) => *reply,
             },
-            (Method::POST, START_PATH) => self.command(req, None).await,
-            (Method::POST, p) => match p.strip_prefix("/v1/runners/").and_then(|r| r.strip_suffix("/stop")) {
-                Some(sid) => match SessionId::new(sid) {
-                    Ok(sid) => self.command(req, Some(sid)).await,
-                    Err(e) => http::error(&ApiError::new(ErrorCode::NotFound, e.to_string())),
-                },
-                None => http::not_found(p),
-            },
             (_, p) => http::not_found(p),
         }
     }
@@ -90,36 +72,6 @@ impl<B: RunnerBackend> Api<B> {
             Ok(())
         } else {
             Err(Box::new(http::error(&ApiError::new(ErrorCode::Unauthorized, "send the pool API key as Bearer"))))
-        }
-    }
-
-    async fn command(&self, req: Request<hyper::body::Incoming>, path_session: Option<SessionId>) -> Reply {
-        let token = http::bearer(&req).map(str::to_owned);
-        let body = match http::read_body(req.into_body(), MAX_BODY).await {
-            Ok(body) => body,
-            Err(e) => return http::error(&e),
-        };
-        let command = match self.commands.check(token.as_deref(), &body, path_session.as_ref(), clock::now()).await {
-            Ok(command) => command,
-            Err(rejection) => {
-                self.agent.metrics.rejected(rejection.status());
-                tracing::warn!(status = rejection.status(), code = rejection.code.name(), reason = %rejection.message, "command refused");
-                return http::error(&rejection);
-            }
-        };
-        match (command, path_session) {
-            (PoolCommand::Start(start), None) => match self.agent.start(start).await {
-                Ok(started) => http::json(201, &started),
-                Err(e) => http::error(&e),
-            },
-            (PoolCommand::Stop { session_id, reason }, Some(_)) => match self.agent.stop(&session_id, &reason).await {
-                Ok(()) => http::json(200, &serde_json::json!({ "session_id": session_id, "stopped": true })),
-                Err(e) => http::error(&ApiError::new(ErrorCode::RunnerStopFailed, e.to_string())),
-            },
-            _ => http::error(&ApiError::new(
-                ErrorCode::BadCommand,
-                "start commands go to /v1/runners, stop commands to /v1/runners/{id}/stop",
-            )),
         }
     }
 }

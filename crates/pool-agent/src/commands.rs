@@ -1,7 +1,8 @@
 //! Accepting only commands the control plane signed: the `Authorization: Bearer` token must be a
 //! `pool:command` token from the configured issuer for this region's audience, signed by a key in the
 //! control plane's published JWKS (fetched and cached under the core's cache policy, verified with
-//! `ring`), bound to the exact request body and to the path's session, and used only once.
+//! `ring`) and bound to the exact body. A start's token is used only once; a stop may come again (the
+//! edge's pool room resends a stop until it is answered, and stopping is idempotent).
 
 use edgeshell_core::api_error::{ApiError, ErrorCode};
 use edgeshell_core::ids::{Jti, RegionId, SessionId};
@@ -65,7 +66,9 @@ impl CommandCheck {
         if path_session.is_some_and(|s| s != command.session()) {
             return Err(ApiError::new(ErrorCode::Forbidden, "the path names another session than the command"));
         }
-        self.use_once(&verified.claims().jti, verified.claims().exp, now)?;
+        if matches!(command, PoolCommand::Start(_)) {
+            self.use_once(&verified.claims().jti, verified.claims().exp, now)?;
+        }
         Ok(command)
     }
 

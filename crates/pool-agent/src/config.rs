@@ -1,5 +1,5 @@
 //! The agent's configuration, from its environment (twelve-factor; the Kubernetes Deployment sets these
-//! from a ConfigMap and the API key from a Secret). The settings, their defaults and meanings are the
+//! from a ConfigMap and the pool key from a Secret). The settings, their defaults and meanings are the
 //! core's catalogue (`edgeshell_core::settings::POOL_AGENT`, listed in docs/configuration.md).
 
 use crate::backend::kubernetes::objects::KubernetesOptions;
@@ -28,10 +28,12 @@ pub enum BackendConfig {
 pub struct AgentConfig {
     /// The pool's region.
     pub region: RegionId,
-    /// Where the API listens.
+    /// The agent's name in its region (unique among the region's agents; the pod's name on Kubernetes).
+    pub agent: String,
+    /// Where health and metrics listen (inside the pod only: nothing takes commands here).
     pub listen: SocketAddr,
-    /// Where the control plane reaches the API (`http(s)://host[:port]`).
-    pub endpoint: String,
+    /// The edge the agent dials out to (`https://`, or `http://` on this machine).
+    pub edge_url: String,
     /// The control functions' base URL.
     pub control_url: String,
     /// The pool API key (`esp_...`), a secret.
@@ -52,8 +54,9 @@ impl std::fmt::Debug for AgentConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AgentConfig")
             .field("region", &self.region)
+            .field("agent", &self.agent)
             .field("listen", &self.listen)
-            .field("endpoint", &self.endpoint)
+            .field("edge_url", &self.edge_url)
             .field("control_url", &self.control_url)
             .field("token_issuer", &self.token_issuer)
             .field("capacity", &self.capacity)
@@ -71,9 +74,17 @@ pub fn from_env(var: impl Fn(&str) -> Option<String>) -> Result<AgentConfig, Con
         .map_err(|e| settings.invalid("EDGESHELL_POOL_REGION", e.to_string()))?;
     let listen: SocketAddr =
         settings.parse("EDGESHELL_POOL_LISTEN")?.ok_or(SettingsError::Missing("EDGESHELL_POOL_LISTEN"))?;
-    let endpoint = settings.text("EDGESHELL_POOL_ENDPOINT")?.unwrap_or_else(|| format!("http://{listen}"));
-    edgeshell_core::pool_api::check_endpoint(&endpoint)
-        .map_err(|e| settings.invalid("EDGESHELL_POOL_ENDPOINT", e.to_string()))?;
+    // The agent presents its key there and takes commands from it: https, or this machine.
+    let edge_url = settings
+        .service_url("EDGESHELL_POOL_EDGE_URL")?
+        .ok_or(SettingsError::Missing("EDGESHELL_POOL_EDGE_URL"))?
+        .trim_end_matches('/')
+        .to_owned();
+    let agent = match settings.text("EDGESHELL_POOL_AGENT_NAME")? {
+        Some(name) => name,
+        None => rustix::system::uname().nodename().to_string_lossy().to_ascii_lowercase(),
+    };
+    edgeshell_core::pool_api::check_agent_name(&agent).map_err(|e| settings.invalid("EDGESHELL_POOL_AGENT_NAME", e))?;
     // The agent sends its API key there and trusts the keys it publishes: https, or this machine.
     let control_url =
         settings.service_url("EDGESHELL_CONTROL_URL")?.ok_or(SettingsError::Missing("EDGESHELL_CONTROL_URL"))?;
@@ -112,6 +123,7 @@ pub fn from_env(var: impl Fn(&str) -> Option<String>) -> Result<AgentConfig, Con
                 .text("EDGESHELL_K8S_NAMESPACE")?
                 .ok_or(SettingsError::Missing("EDGESHELL_K8S_NAMESPACE"))?,
             region: region.clone(),
+            agent: agent.clone(),
             image: settings.text("EDGESHELL_RUNNER_IMAGE")?.ok_or(SettingsError::Missing("EDGESHELL_RUNNER_IMAGE"))?,
             session_command,
             limits: limits.clone(),
@@ -123,8 +135,9 @@ pub fn from_env(var: impl Fn(&str) -> Option<String>) -> Result<AgentConfig, Con
             .service_url("EDGESHELL_JWKS_URL")?
             .unwrap_or_else(|| format!("{control_url}/.well-known/jwks.json")),
         region,
+        agent,
         listen,
-        endpoint,
+        edge_url,
         control_url,
         api_key,
         token_issuer: settings.required("EDGESHELL_TOKEN_ISSUER")?,
@@ -161,8 +174,10 @@ mod tests {
         from_env(|k| vars.get(k).cloned())
     }
 
-    const BASE: [(&str, &str); 4] = [
+    const BASE: [(&str, &str); 6] = [
         ("EDGESHELL_POOL_REGION", "eu"),
+        ("EDGESHELL_POOL_EDGE_URL", "http://127.0.0.1:8787/"),
+        ("EDGESHELL_POOL_AGENT_NAME", "eu-a"),
         ("EDGESHELL_CONTROL_URL", "http://127.0.0.1:3000/"),
         ("EDGESHELL_POOL_API_KEY", "esp_k1_secret"),
         ("EDGESHELL_TOKEN_ISSUER", "https://control.test"),
@@ -171,7 +186,8 @@ mod tests {
     #[test]
     fn defaults_and_derived_values() {
         let c = config(&BASE).unwrap();
-        assert_eq!(c.endpoint, "http://127.0.0.1:7100");
+        assert_eq!((c.edge_url.as_str(), c.agent.as_str()), ("http://127.0.0.1:8787", "eu-a"));
+        assert_eq!(c.listen.to_string(), "127.0.0.1:7100");
         assert_eq!(c.jwks_url, "http://127.0.0.1:3000/.well-known/jwks.json");
         assert_eq!((c.capacity, c.limits.memory_mb), (16, 1024));
         assert!(matches!(c.backend, BackendConfig::Local(_)));
@@ -187,11 +203,17 @@ mod tests {
         };
         assert!(matches!(with(("EDGESHELL_POOL_REGION", "EU West")), Err(ConfigError::Invalid { .. })));
         assert!(matches!(with(("EDGESHELL_POOL_API_KEY", "hunter2")), Err(ConfigError::Invalid { .. })));
-        assert!(matches!(with(("EDGESHELL_POOL_ENDPOINT", "http://x/path")), Err(ConfigError::Invalid { .. })));
+        assert!(matches!(with(("EDGESHELL_POOL_AGENT_NAME", "Agent A")), Err(ConfigError::Invalid { .. })));
+        assert!(matches!(
+            with(("EDGESHELL_POOL_EDGE_URL", "http://edge.example.com")),
+            Err(ConfigError::Invalid { .. })
+        ));
         assert!(matches!(with(("EDGESHELL_POOL_CAPACITY", "lots")), Err(ConfigError::Invalid { .. })));
         assert!(matches!(with(("EDGESHELL_POOL_BACKEND", "docker")), Err(ConfigError::Invalid { .. })));
         assert!(matches!(with(("EDGESHELL_POOL_BACKEND", "kubernetes")), Err(ConfigError::Missing(_))));
         assert_eq!(config(&BASE[1..]).unwrap_err(), ConfigError::Missing("EDGESHELL_POOL_REGION"));
+        let without_edge: Vec<_> = BASE.iter().copied().filter(|(k, _)| *k != "EDGESHELL_POOL_EDGE_URL").collect();
+        assert_eq!(config(&without_edge).unwrap_err(), ConfigError::Missing("EDGESHELL_POOL_EDGE_URL"));
         // The agent's key and the keys it trusts never cross plain HTTP beyond this machine.
         for (name, url) in [
             ("EDGESHELL_CONTROL_URL", "http://control.example.com"),

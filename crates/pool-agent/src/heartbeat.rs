@@ -1,5 +1,5 @@
-//! Registration and heartbeats: every interval the agent tells the control plane its region, endpoint,
-//! capacity, load and runners, authenticated with the pool API key; the answer names runners whose
+//! Heartbeats: every interval the agent tells the control plane its region, name, capacity, load and
+//! runners (placement across regions reads them), authenticated with the pool key; the answer names runners whose
 //! session ended or is unknown, and the agent stops them (orphans are reaped even if a stop command was
 //! lost). Failures back off; a refused key is logged loudly, because the pool is out of placement
 //! until it is fixed.
@@ -18,8 +18,8 @@ pub struct Reporter {
     pub url: String,
     /// The pool API key.
     pub api_key: String,
-    /// The endpoint the control plane reaches the agent at.
-    pub endpoint: String,
+    /// The agent's name in its region.
+    pub agent: String,
     /// The HTTP client.
     pub http: reqwest::Client,
 }
@@ -38,7 +38,7 @@ impl Reporter {
     pub async fn beat<B: RunnerBackend>(&self, agent: &Agent<B>) -> Beat {
         let heartbeat = Heartbeat {
             region: agent.region().clone(),
-            endpoint: self.endpoint.clone(),
+            agent: self.agent.clone(),
             capacity: agent.capacity(),
             load: agent.load(),
             draining: agent.draining(),

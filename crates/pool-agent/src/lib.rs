@@ -1,18 +1,22 @@
-//! The edgeshell pool agent: one per region. It registers and heartbeats with the control plane,
-//! starts one runner per session on commands the control plane signed, enforces per-runner limits, and
-//! reaps runners whose session ended, whose deadline passed, or whose agent restarted.
+//! The edgeshell pool agent: one or more per region. It dials out to its region's pool room at the edge
+//! and heartbeats to the control plane (it listens on nothing reachable from outside its pod), starts
+//! one runner per session on commands the control plane signed, enforces per-runner limits, and reaps
+//! runners whose session ended, whose deadline passed, or whose agent restarted.
 //!
 //! - [`config`]: settings from the environment.
-//! - [`commands`]: verifying signed commands against the control plane's JWKS.
+//! - [`dial`]: the outbound connection commands arrive on; [`commands`]: verifying them against the
+//!   control plane's JWKS.
 //! - [`agent`]: the runner table and the start/stop/sweep decisions.
 //! - [`backend`]: where runners run (local processes, Kubernetes Jobs).
-//! - [`api`]: the HTTP API; [`heartbeat`]: reporting to the control plane; [`metrics`]: Prometheus.
+//! - [`api`]: health, metrics, the operator's views; [`heartbeat`]: reporting to the control plane;
+//!   [`metrics`]: Prometheus.
 
 pub mod agent;
 pub mod api;
 pub mod backend;
 pub mod commands;
 pub mod config;
+pub mod dial;
 pub mod heartbeat;
 pub mod metrics;
 
@@ -46,25 +50,33 @@ async fn serve<B: RunnerBackend>(
         .redirect(reqwest::redirect::Policy::none())
         .build()?;
     let agent = Arc::new(Agent::new(config.region.clone(), config.capacity, config.limits.clone(), backend));
-    let reaped = agent.reap_leftovers().await?;
+    let (adopted, reaped) = agent.recover().await?;
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     tracing::info!(
         region = %config.region,
+        agent = %config.agent,
         backend = agent.backend_kind(),
         listen = %listener.local_addr()?,
-        endpoint = %config.endpoint,
+        edge = %config.edge_url,
         capacity = config.capacity,
+        adopted,
         reaped,
         "pool agent serving"
     );
-    let commands = commands::CommandCheck::new(&config.token_issuer, &config.region, &config.jwks_url, http.clone());
-    let api =
-        Arc::new(api::Api { agent: agent.clone(), commands, api_key_sha256: Sha256::digest(&config.api_key).into() });
+    let commands =
+        Arc::new(commands::CommandCheck::new(&config.token_issuer, &config.region, &config.jwks_url, http.clone()));
+    let api = Arc::new(api::Api { agent: agent.clone(), api_key_sha256: Sha256::digest(&config.api_key).into() });
     let server = tokio::spawn(api::serve(api, listener));
+    let dialer = dial::Dialer::new(
+        &config.edge_url,
+        &config.region,
+        edgeshell_core::secret::Secret::new(config.api_key.clone()),
+        config.agent.clone(),
+    );
     let reporter = heartbeat::Reporter {
         url: format!("{}{}", config.control_url, heartbeat::HEARTBEAT_PATH),
         api_key: config.api_key.clone(),
-        endpoint: config.endpoint.clone(),
+        agent: config.agent.clone(),
         http,
     };
     let sweeper = async {
@@ -76,6 +88,7 @@ async fn serve<B: RunnerBackend>(
     tokio::select! {
         _ = shutdown => tracing::info!("shutting down: draining"),
         _ = reporter.run(&agent) => {}
+        _ = dialer.run(agent.clone(), commands) => {}
         _ = sweeper => {}
     }
     agent.drain().await;

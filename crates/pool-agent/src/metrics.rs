@@ -1,6 +1,6 @@
 //! The agent's Prometheus metrics, kept in atomics and rendered in the text exposition format at
 //! `GET /metrics`: runners held, starts by result, start latency (histogram), runner failures,
-//! rejected commands by reason, and heartbeats by result.
+//! rejected commands by reason, heartbeats by result, and the edge connection.
 
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,6 +26,10 @@ pub struct Metrics {
     heartbeats_ok: AtomicU64,
     heartbeats_failed: AtomicU64,
     reaped: AtomicU64,
+    edge_connected: AtomicU64,
+    edge_connects: AtomicU64,
+    commands_start: AtomicU64,
+    commands_stop: AtomicU64,
 }
 
 /// Why a start did not happen, for the `result` label.
@@ -90,6 +94,19 @@ impl Metrics {
         inc(if ok { &self.heartbeats_ok } else { &self.heartbeats_failed });
     }
 
+    /// A verified command taken from the pool room (a start, or a stop).
+    pub fn command(&self, start: bool) {
+        inc(if start { &self.commands_start } else { &self.commands_stop });
+    }
+
+    /// The connection to the edge's pool room opened (`true`) or went down.
+    pub fn edge_connected(&self, up: bool) {
+        self.edge_connected.store(u64::from(up), Ordering::Relaxed);
+        if up {
+            inc(&self.edge_connects);
+        }
+    }
+
     /// Runners left by an earlier agent and removed.
     pub fn reaped(&self, n: usize) {
         self.reaped.fetch_add(n as u64, Ordering::Relaxed);
@@ -142,6 +159,24 @@ impl Metrics {
             "counter",
             "Heartbeats to the control plane by result.",
             &[("result=\"ok\"", get(&self.heartbeats_ok)), ("result=\"failed\"", get(&self.heartbeats_failed))],
+        );
+        line(
+            "edgeshell_pool_commands_total",
+            "counter",
+            "Verified commands taken from the pool room, by kind (a stop may come again until answered).",
+            &[("kind=\"start\"", get(&self.commands_start)), ("kind=\"stop\"", get(&self.commands_stop))],
+        );
+        line(
+            "edgeshell_pool_edge_connected",
+            "gauge",
+            "1 while the connection to the region's pool room at the edge is up.",
+            &[("", get(&self.edge_connected))],
+        );
+        line(
+            "edgeshell_pool_edge_connects_total",
+            "counter",
+            "Connections opened to the region's pool room.",
+            &[("", get(&self.edge_connects))],
         );
         line(
             "edgeshell_pool_reaped_total",

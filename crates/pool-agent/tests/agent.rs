@@ -9,7 +9,7 @@
 mod support;
 
 use edgeshell_core::api_error::ApiError;
-use edgeshell_core::pool_api::{stop_path, PoolCommand, START_PATH};
+use edgeshell_core::pool_api::PoolCommand;
 use edgeshell_core::protocol::Credential;
 use edgeshell_room_host::browser::Browser;
 use edgeshell_runner::process_tree;
@@ -107,8 +107,8 @@ async fn unsigned_forged_replayed_and_misbound_commands_are_refused() {
         assert_eq!(error.code.name(), code, "{text}");
     };
 
-    check(fixture.post(&agent, START_PATH, None, body.clone()).await, 401, "unauthorized");
-    check(fixture.post(&agent, START_PATH, Some("not.a.token"), body.clone()).await, 401, "unauthorized");
+    check(fixture.post(None, body.clone()).await, 401, "unauthorized");
+    check(fixture.post(Some("not.a.token"), body.clone()).await, 401, "unauthorized");
     // Signed by another key under the same kid: the signature fails.
     let other = edgeshell_dev_oidc::DevIssuer::start("127.0.0.1:0", "x").await.unwrap();
     let mut claims = edgeshell_core::issue::Issuer::new(fixture.issuer.issuer()).pool_command(
@@ -127,38 +127,40 @@ async fn unsigned_forged_replayed_and_misbound_commands_are_refused() {
         header_kid = format!("{real_head}.{rest}");
         header_kid
     };
-    check(fixture.post(&agent, START_PATH, Some(&forged), body.clone()).await, 401, "unauthorized");
+    check(fixture.post(Some(&forged), body.clone()).await, 401, "unauthorized");
     // Another region's audience.
     let elsewhere = fixture.command_token(&sid, &edgeshell_core::ids::RegionId::new("us").unwrap(), &body);
-    check(fixture.post(&agent, START_PATH, Some(&elsewhere), body.clone()).await, 401, "unauthorized");
+    check(fixture.post(Some(&elsewhere), body.clone()).await, 401, "unauthorized");
     // Expired.
     claims.exp = now().as_secs() - 120;
     claims.iat = claims.exp - 60;
     claims.nbf = claims.iat;
-    check(fixture.post(&agent, START_PATH, Some(&fixture.sign(&claims)), body.clone()).await, 401, "unauthorized");
+    check(fixture.post(Some(&fixture.sign(&claims)), body.clone()).await, 401, "unauthorized");
     // Signed for another body (a stop) but sent with this one.
     let stop = Fixture::stop_body(&sid);
     let for_stop = fixture.command_token(&sid, &region(), &stop);
-    check(fixture.post(&agent, START_PATH, Some(&for_stop), body.clone()).await, 403, "forbidden");
+    check(fixture.post(Some(&for_stop), body.clone()).await, 403, "forbidden");
     // Signed for another session.
     let other_sid = new_session();
     let other_body = fixture.start_body(&other_sid, 600);
     let for_other = fixture.command_token(&other_sid, &region(), &other_body);
-    check(fixture.post(&agent, START_PATH, Some(&for_other), body.clone()).await, 403, "forbidden");
-    // A stop whose path names another session than its body.
-    let stop_token = fixture.command_token(&sid, &region(), &stop);
-    check(fixture.post(&agent, &stop_path(&other_sid), Some(&stop_token), stop.clone()).await, 403, "forbidden");
+    check(fixture.post(Some(&for_other), body.clone()).await, 403, "forbidden");
     // Garbage, properly signed, is a bad command.
     let garbage = b"{\"action\":\"explode\"}".to_vec();
     let garbage_token = fixture.command_token(&sid, &region(), &garbage);
-    check(fixture.post(&agent, START_PATH, Some(&garbage_token), garbage).await, 400, "bad_command");
+    check(fixture.post(Some(&garbage_token), garbage).await, 400, "bad_command");
     fixture.wait_for_runners(&agent, 0).await;
 
     // The genuine command works once; the same token again is a replay.
     let token = fixture.command_token(&sid, &region(), &body);
-    let (status, text) = fixture.post(&agent, START_PATH, Some(&token), body.clone()).await;
+    let (status, text) = fixture.post(Some(&token), body.clone()).await;
     assert_eq!(status, 201, "{text}");
-    check(fixture.post(&agent, START_PATH, Some(&token), body.clone()).await, 401, "unauthorized");
+    check(fixture.post(Some(&token), body.clone()).await, 401, "unauthorized");
+    // Through the room as the control plane submits: the room refuses the replay itself.
+    let token = fixture.command_token(&sid, &region(), &body);
+    let (status, text) = fixture.submit(&token, body.clone()).await;
+    assert_eq!(status, 409, "the agent's own replay check or the session's runner: {text}");
+    check(fixture.submit(&token, body.clone()).await, 409, "replayed_token");
     // A fresh token for the same session: one runner per session.
     check(fixture.start_runner(&agent, &sid, 600).await, 409, "already_running");
     // Operator routes want the API key.
@@ -171,11 +173,12 @@ async fn unsigned_forged_replayed_and_misbound_commands_are_refused() {
 async fn concurrent_replays_of_one_command_start_one_runner() {
     let fixture = Fixture::start().await;
     let state = tempfile::tempdir().unwrap();
-    let agent = spawn_agent(&fixture, state.path(), &[]).await;
+    // Room for all twenty in the pool room's count: every copy reaches the agent, which alone decides.
+    let agent = spawn_agent(&fixture, state.path(), &[("EDGESHELL_POOL_CAPACITY", "32")]).await;
     let sid = new_session();
     let body = fixture.start_body(&sid, 600);
     let token = fixture.command_token(&sid, &region(), &body);
-    let attempts = (0..20).map(|_| fixture.post(&agent, START_PATH, Some(&token), body.clone()));
+    let attempts = (0..20).map(|_| fixture.post(Some(&token), body.clone()));
     let results = futures_util::future::join_all(attempts).await;
     let created = results.iter().filter(|(s, _)| *s == 201).count();
     assert_eq!(created, 1, "{results:?}");
@@ -191,9 +194,12 @@ async fn capacity_and_deadlines_are_enforced() {
     let first = new_session();
     let (status, body) = fixture.start_runner(&agent, &first, 2).await;
     assert_eq!(status, 201, "{body}");
+    // Refused: by the pool room, which counts the agent full, or by the agent itself.
     let (status, body) = fixture.start_runner(&agent, &new_session(), 600).await;
     assert_eq!(status, 503, "{body}");
-    assert!(body.contains("at_capacity"));
+    assert!(body.contains("no_pool_agent") || body.contains("at_capacity"), "{body}");
+    let (status, body) = fixture.post(Some("any"), fixture.start_body(&new_session(), 600)).await;
+    assert_eq!(status, 503, "{body}");
     // The first runner's deadline is 2 s away: the runner stops itself and the slot frees.
     fixture.wait_for_runners(&agent, 0).await;
     let (status, body) = fixture.start_runner(&agent, &new_session(), 600).await;
@@ -206,7 +212,7 @@ async fn capacity_and_deadlines_are_enforced() {
     }
     let body = serde_json::to_vec(&command).unwrap();
     let token = fixture.command_token(&sid, &region(), &body);
-    let (status, text) = fixture.post(&agent, START_PATH, Some(&token), body).await;
+    let (status, text) = fixture.post(Some(&token), body).await;
     assert!(status == 400 || status == 503, "{text}");
 }
 
@@ -252,13 +258,13 @@ async fn draining_on_sigterm_stops_every_runner() {
 async fn the_session_program_cannot_find_its_join_token() {
     let fixture = Fixture::start().await;
     let state = tempfile::tempdir().unwrap();
-    let agent = spawn_agent(&fixture, state.path(), &[]).await;
+    let _agent = spawn_agent(&fixture, state.path(), &[]).await;
     let sid = new_session();
     let join = fixture.join_token(&sid);
     let body = fixture.start_body_with(&sid, join.clone(), 600);
     let command = fixture.command_token(&sid, &region(), &body);
     let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() - 5;
-    let (status, text) = fixture.post(&agent, START_PATH, Some(&command), body).await;
+    let (status, text) = fixture.submit(&command, body).await;
     assert_eq!(status, 201, "{text}");
     let credential = Credential::Token(fixture.attach_token(&sid));
     let mut browser = Browser::attach(&fixture.room.attach_url(&sid), &credential).await.unwrap();
@@ -436,7 +442,7 @@ async fn a_redirected_jwks_is_never_followed() {
         now(),
     );
     let forged = attacker.sign_claims(&serde_json::to_value(&claims).unwrap()).unwrap();
-    let (status, text) = fixture.post(&agent, START_PATH, Some(&forged), body).await;
+    let (status, text) = fixture.post(Some(&forged), body).await;
     assert!(status == 401 || status == 503, "a command signed with the keys behind the redirect: {status} {text}");
     assert!(fixture.runners(&agent).await.is_empty());
 }

@@ -1,17 +1,19 @@
 //! The agent with the real control plane (the functions host serving the real components, on a
-//! private Postgres): it registers through heartbeats, a minted session's runner starts on the signed
-//! command and serves the terminal through the room, ending the session stops it, and a runner the
-//! control plane does not know is reaped through the heartbeat answer.
+//! private Postgres) and the core's rooms hosted natively as the edge: it dials out to its pool room
+//! and registers through heartbeats, a minted session's runner starts on the signed command the control
+//! plane submits to the edge and serves the terminal through the room, ending the session stops it, and
+//! a runner the control plane does not know is reaped through the heartbeat answer.
 
 mod support;
 
 use edgeshell_core::ids::SessionId;
 use edgeshell_core::jwks::KeySet;
-use edgeshell_core::pool_api::{PoolCommand, StartRunner, START_PATH};
+use edgeshell_core::pool_api::{PoolCommand, StartRunner};
 use edgeshell_core::protocol::Credential;
 use edgeshell_core::room::RoomConfig;
 use edgeshell_keys::RsaSigner;
 use edgeshell_room_host::browser::Browser;
+use edgeshell_room_host::pool::PoolRoomHost;
 use edgeshell_room_host::{Options, RoomHost};
 use edgeshell_stack::{ControlPlane, ControlSettings};
 use std::time::Duration;
@@ -20,9 +22,12 @@ use support::*;
 const TOKEN_ISSUER: &str = "edgeshell-test-control";
 const WAIT: Duration = Duration::from_secs(15);
 
+const INTERNAL_KEY: &str = "internal-key-for-tests-0123456789abcdef";
+
 struct World {
     control: ControlPlane,
     room: RoomHost,
+    pools: PoolRoomHost,
     signer: RsaSigner,
     _state: tempfile::TempDir,
     agent: AgentProcess,
@@ -39,29 +44,32 @@ async fn world() -> World {
     let signer = RsaSigner::from_secret(&jwk).unwrap();
     // The edge trusts the control plane's key, as the Worker does through the published JWKS.
     let keys = KeySet::from_keys(vec![signer.verifying_key().clone()]).unwrap();
-    let room =
-        RoomHost::start(Options { issuer: TOKEN_ISSUER.into(), keys, config: RoomConfig::default() }).await.unwrap();
+    let options = Options { issuer: TOKEN_ISSUER.into(), keys, config: RoomConfig::default() };
+    let (room, pools) = RoomHost::start_with_pools(options, "", INTERNAL_KEY).await.unwrap();
     let settings = ControlSettings {
         signing_key: jwk.into(),
         signer: false,
         token_issuer: TOKEN_ISSUER.into(),
         edge_url: room.url(),
-        internal_key: "internal-key-for-tests-0123456789abcdef".into(),
+        internal_key: INTERNAL_KEY.into(),
         client_id: "edgeshell-dev".into(),
         extra: String::new(),
         cache_dir: std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("cwasm"),
         max_instances: 64,
     };
     let control = ControlPlane::start(&settings).await.unwrap();
+    let api_key = control.add_pool_key(REGION).await.unwrap();
+    pools.accept_key(&api_key);
     let upstream = Upstream {
         token_issuer: TOKEN_ISSUER.into(),
         jwks_url: control.jwks_url(),
         control_url: control.url().into(),
-        api_key: control.add_pool_key(REGION).await.unwrap(),
+        edge_url: room.url().replacen("ws://", "http://", 1),
+        api_key,
     };
     let state = tempfile::tempdir().unwrap();
     let agent = spawn_agent_for(&upstream, state.path(), &[]).await;
-    World { control, room, signer, _state: state, agent }
+    World { control, room, pools, signer, _state: state, agent }
 }
 
 impl World {
@@ -131,14 +139,8 @@ async fn a_runner_the_control_plane_does_not_know_is_reaped_by_heartbeat() {
     .unwrap();
     let claims = issuer.pool_command(&sid, &region(), &body, rand::random(), now());
     let token = edgeshell_core::tokens::sign(&claims, &w.signer).unwrap();
-    let response = reqwest::Client::new()
-        .post(format!("{}{START_PATH}", w.agent.url))
-        .bearer_auth(token)
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 201);
+    let (status, text) = w.pools.submit(&region(), &token, std::str::from_utf8(&body).unwrap(), WAIT).await;
+    assert_eq!(status, 201, "{text}");
     // The next heartbeats name it; the agent stops it and keeps the known one.
     for _ in 0..100 {
         let listed = w.agent.runners().await.unwrap();

@@ -16,6 +16,7 @@ fn options() -> KubernetesOptions {
     KubernetesOptions {
         namespace: "edgeshell-eu".into(),
         region: RegionId::new("eu").unwrap(),
+        agent: "edgeshell-pool-agent-0".into(),
         image: "registry.example.com/edgeshell/runner@sha256:0123".into(),
         session_command: None,
         limits: RunnerLimits {

@@ -5,9 +5,11 @@
 //!
 //! One Tokio task per session owns its `Room`; connections feed it events through a channel and
 //! receive the frames it sends through their own channels. The alarm is a timer in that task.
-//! [`browser::Browser`] is the other end: a client that attaches as the web client does.
+//! [`browser::Browser`] is the other end: a client that attaches as the web client does. [`pool`] hosts
+//! the core's pool room the same way, for the pool agent's tests.
 
 pub mod browser;
+pub mod pool;
 
 use edgeshell_core::api_error::{ApiError, ErrorCode};
 use edgeshell_core::ids::SessionId;
@@ -59,6 +61,8 @@ impl Drop for RoomHost {
 }
 
 struct Shared {
+    /// The pool rooms served beside the session rooms, if any.
+    pools: Option<Arc<pool::Shared>>,
     options: Options,
     validator: Validator,
     rooms: Mutex<HashMap<SessionId, RoomHandle>>,
@@ -89,10 +93,31 @@ enum RoomInput {
 impl RoomHost {
     /// Starts serving on `127.0.0.1` at a free port.
     pub async fn start(options: Options) -> std::io::Result<RoomHost> {
+        Ok(RoomHost::start_inner(options, None).await?.0)
+    }
+
+    /// Starts serving the session rooms and, on the same origin as the edge does, the pool rooms:
+    /// agents dial `/pools/{region}/connect` with `pool_key`, the control plane posts commands with
+    /// `internal_key`. Returns the pool rooms' handle too.
+    pub async fn start_with_pools(
+        options: Options,
+        pool_key: &str,
+        internal_key: &str,
+    ) -> std::io::Result<(RoomHost, pool::PoolRoomHost)> {
+        let pools = pool::shared(&options.issuer, options.keys.clone(), pool_key, internal_key);
+        let (host, addr) = RoomHost::start_inner(options, Some(pools.clone())).await?;
+        Ok((host, pool::PoolRoomHost::beside(addr, pools)))
+    }
+
+    async fn start_inner(
+        options: Options,
+        pools: Option<Arc<pool::Shared>>,
+    ) -> std::io::Result<(RoomHost, SocketAddr)> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let validator = Validator::new(ValidationOptions::new(options.issuer.clone(), EDGE_AUDIENCE));
         let shared = Arc::new(Shared {
+            pools,
             options,
             validator,
             rooms: Mutex::new(HashMap::new()),
@@ -105,10 +130,15 @@ impl RoomHost {
             loop {
                 let Ok((stream, _)) = listener.accept().await else { continue };
                 let shared = accepting.clone();
-                tokio::spawn(async move { serve(shared, stream).await });
+                tokio::spawn(async move {
+                    match &shared.pools {
+                        Some(pools) if is_pool_route(&stream).await => pool::serve(pools.clone(), stream).await,
+                        _ => serve(shared, stream).await,
+                    }
+                });
             }
         });
-        Ok(RoomHost { addr, shared, task })
+        Ok((RoomHost { addr, shared, task }, addr))
     }
 
     /// `ws://127.0.0.1:<port>`.
@@ -150,6 +180,15 @@ impl RoomHost {
         if let Some(room) = self.shared.rooms.lock().unwrap_or_else(|e| e.into_inner()).get(session) {
             let _ = room.events.send(RoomInput::Event(Event::End));
         }
+    }
+}
+
+/// Whether a connection asks for a pool route (its request line, peeked).
+async fn is_pool_route(stream: &TcpStream) -> bool {
+    let mut head = [0u8; 64];
+    match stream.peek(&mut head).await {
+        Ok(n) => head[..n].starts_with(b"GET /pools/") || head[..n].starts_with(b"POST /internal/pools/"),
+        Err(_) => false,
     }
 }
 

@@ -370,7 +370,7 @@ async fn run() {
 async fn fast_pool(stack: &Stack) -> (support::stack::Pool, tokio::task::JoinHandle<()>) {
     let fast = stack.add_pool("fast", Mode::Accept).await;
     let (beat_url, key) = (stack.host.url.clone(), fast.key.clone());
-    let body = serde_json::json!({ "region": "fast", "endpoint": fast.pool.endpoint, "capacity": 100000, "load": 0 });
+    let body = serde_json::json!({ "region": "fast", "agent": fast.pool.agent, "capacity": 100000, "load": 0 });
     let heartbeat = tokio::spawn(async move {
         loop {
             tokio::time::sleep(Duration::from_millis(1000)).await;

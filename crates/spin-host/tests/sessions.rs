@@ -10,7 +10,7 @@ use edgeshell_core::time::Timestamp;
 use edgeshell_core::tokens::{Expectation, Scope, ValidationOptions, Validator, Verified};
 use edgeshell_keys::RingVerifier;
 use support::pool::Mode;
-use support::stack::{Stack, EDGE_URL, TOKEN_ISSUER};
+use support::stack::{Stack, TOKEN_ISSUER};
 use support::{request, start, vector_jwk};
 
 mod support;
@@ -54,7 +54,7 @@ async fn mint_round_trip_and_session_routes() {
     assert!(timing.contains("sign;dur=") && timing.contains("desc=\"3 RS256 signatures\""), "{timing}");
     let sid = sid(&minted);
     assert_eq!(minted["region"], "eu");
-    assert_eq!(minted["ws_url"], format!("{EDGE_URL}/sessions/{sid}/attach"));
+    assert_eq!(minted["ws_url"], format!("{}/sessions/{sid}/attach", stack.edge_url()));
     // The attach token verifies with the core against the JWKS the functions serve.
     let attach = verify(&stack.host.url, minted["token"].as_str().unwrap(), Scope::Attach, &sid).await;
     assert_eq!(attach.claims().sub.as_str(), "dev:alice");
@@ -64,7 +64,7 @@ async fn mint_round_trip_and_session_routes() {
     // The pool got a start with a join token for this session, which verifies too.
     let starts = eu.pool.with_log(|l| l.starts.clone());
     assert_eq!(starts.len(), 1);
-    assert_eq!(starts[0].join_url, format!("{EDGE_URL}/sessions/{sid}/join"));
+    assert_eq!(starts[0].join_url, format!("{}/sessions/{sid}/join", stack.edge_url()));
     let join = verify(&stack.host.url, starts[0].join_token.expose(), Scope::Join, &sid).await;
     assert_eq!(join.claims().sub.as_str(), "pool:eu");
     assert!(eu.pool.with_log(|l| l.rejected.is_empty()), "every command verified");
@@ -213,7 +213,7 @@ async fn a_failing_region_fails_over_without_leftovers() {
     assert!(near.pool.with_log(|l| l.rejected.is_empty()) && far.pool.with_log(|l| l.rejected.is_empty()));
 
     // No pool at all: 503 with Retry-After, not a hang.
-    stack.db.execute("DELETE FROM pools", &[]).await.unwrap();
+    stack.db.execute("DELETE FROM pool_agents", &[]).await.unwrap();
     let (status, e) = stack.mint(&alice, serde_json::json!({})).await;
     assert_eq!((status, e["error"]["code"].as_str()), (503, Some("no_region_available")), "{e}");
 }

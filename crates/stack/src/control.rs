@@ -158,7 +158,6 @@ SPIN_VARIABLE_OIDC_ISSUER={iss}
 SPIN_VARIABLE_OIDC_AUDIENCE={client}
 SPIN_VARIABLE_OIDC_JWKS_URL={jwks}
 SPIN_VARIABLE_OIDC_JWKS_ORIGIN=http://127.0.0.1:{issuer_port}
-SPIN_VARIABLE_POOL_ORIGIN=http://127.0.0.1:*
 # Every caller of a local stack is 127.0.0.1 (tests, the dev page, the pool agents): one address's
 # bucket would hold them all. Tests of the limit set their own.
 SPIN_VARIABLE_PREAUTH_BURST=100000

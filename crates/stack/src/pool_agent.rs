@@ -1,5 +1,5 @@
-//! A pool agent binary (`edgeshell-pool-agent`) as a real process on a loopback port, running its
-//! runners as local processes; killed on drop. Its logs are drained, errors always shown, everything
+//! A pool agent binary (`edgeshell-pool-agent`) as a real process, dialing out to the edge and serving
+//! health on a loopback port, running its runners as local processes; killed on drop. Its logs are drained, errors always shown, everything
 //! with `EDGESHELL_TEST_LOGS` set.
 
 use edgeshell_core::secret::Secret;
@@ -19,6 +19,10 @@ pub struct AgentSettings {
     pub jwks_url: String,
     /// The control plane's base URL (heartbeats).
     pub control_url: String,
+    /// The edge the agent dials out to (`http://127.0.0.1:<port>` of `wrangler dev` or a room host).
+    pub edge_url: String,
+    /// The agent's name in its region (unique among its siblings).
+    pub agent: String,
     /// The pool's API key.
     pub api_key: Secret,
     /// Where it records its runners.
@@ -37,6 +41,8 @@ pub struct PoolAgent {
     pub pid: i32,
     /// The API key it was given (also guards its read routes).
     pub api_key: Secret,
+    /// Its name in its region.
+    pub name: String,
 }
 
 impl Drop for PoolAgent {
@@ -62,6 +68,8 @@ impl PoolAgent {
             .env("EDGESHELL_POOL_REGION", &settings.region)
             .env("EDGESHELL_POOL_LISTEN", format!("127.0.0.1:{port}"))
             .env("EDGESHELL_CONTROL_URL", &settings.control_url)
+            .env("EDGESHELL_POOL_EDGE_URL", &settings.edge_url)
+            .env("EDGESHELL_POOL_AGENT_NAME", &settings.agent)
             .env("EDGESHELL_POOL_API_KEY", settings.api_key.expose())
             .env("EDGESHELL_TOKEN_ISSUER", &settings.token_issuer)
             .env("EDGESHELL_JWKS_URL", &settings.jwks_url)
@@ -84,11 +92,16 @@ impl PoolAgent {
         let pid = child.id().ok_or_else(|| anyhow::anyhow!("the agent exited at once"))? as i32;
         let stderr = child.stderr.take().ok_or_else(|| anyhow::anyhow!("no stderr pipe"))?;
         let mut lines = tokio::io::BufReader::new(stderr).lines();
-        let region = settings.region.clone();
+        let name = settings.agent.clone();
+        let connected = std::sync::Arc::new(tokio::sync::Notify::new());
+        let told = connected.clone();
         tokio::spawn(async move {
             while let Ok(Some(line)) = lines.next_line().await {
+                if line.contains("connected to the edge") {
+                    told.notify_one();
+                }
                 if crate::dev_setting("EDGESHELL_TEST_LOGS").is_some() || line.contains("\"level\":\"ERROR\"") {
-                    eprintln!("agent {region}: {line}");
+                    eprintln!("agent {name}: {line}");
                 }
             }
         });
@@ -96,7 +109,17 @@ impl PoolAgent {
         let http = reqwest::Client::new();
         for _ in 0..400 {
             if http.get(format!("{url}/healthz")).send().await.is_ok_and(|r| r.status() == 200) {
-                return Ok(PoolAgent { child, url, pid, api_key: settings.api_key.clone() });
+                // Serving is not enough: commands reach it only once it is connected to the edge.
+                if tokio::time::timeout(Duration::from_secs(20), connected.notified()).await.is_err() {
+                    anyhow::bail!("the agent did not connect to the edge at {} within 20 s", settings.edge_url);
+                }
+                return Ok(PoolAgent {
+                    child,
+                    url,
+                    pid,
+                    api_key: settings.api_key.clone(),
+                    name: settings.agent.clone(),
+                });
             }
             if let Some(status) = child.try_wait()? {
                 anyhow::bail!("the agent exited: {status}");

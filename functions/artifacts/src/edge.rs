@@ -37,11 +37,9 @@ fn ids(session: String, path: &str) -> Result<(SessionId, ArtifactPath), ApiErro
 }
 
 fn hex32(s: &str) -> Result<Vec<u8>, ApiError> {
-    let bad = || ApiError::new(ErrorCode::BadSha256, "sha256 must be 64 hex digits");
-    if s.len() != 64 {
-        return Err(bad());
-    }
-    (0..32).map(|i| u8::from_str_radix(s.get(2 * i..2 * i + 2).ok_or_else(bad)?, 16).map_err(|_| bad())).collect()
+    edgeshell_core::bundles::parse_hex32(s)
+        .map(|b| b.to_vec())
+        .ok_or_else(|| ApiError::new(ErrorCode::BadSha256, "sha256 must be 64 hex digits"))
 }
 
 pub(crate) fn register(req: &Request) -> Reply {

@@ -1,21 +1,24 @@
 //! The pool registry.
 //!
-//! - `POST /api/pools/heartbeat`: a pool agent registers and reports (`region`, `endpoint`, `capacity`,
-//!   `load`, `draining`, its `runners`) with `Authorization: Bearer <pool API key>`. Keys are stored
-//!   only as SHA-256 and bound to one region: 401 for a bad or revoked key, 403 for another region's,
-//!   429 for heartbeats closer together than [`MIN_INTERVAL_MS`]. The answer names runners whose
-//!   session ended or is unknown, which the agent stops. Pools that stop heartbeating drop out of
-//!   placement after the health TTL.
+//! - `POST /api/pools/heartbeat`: a pool agent reports (`region`, its `agent` name, `capacity`, `load`,
+//!   `draining`, its `runners`) with `Authorization: Bearer <pool key>`. Keys are stored only as
+//!   SHA-256 and bound to one region: 401 for a bad or revoked key, 403 for another region's, 429 for
+//!   heartbeats of one agent closer together than [`MIN_INTERVAL_MS`]. The answer names runners whose
+//!   session ended or is unknown, which the agent stops. A region's status for placement is the sum of
+//!   its agents'; agents that stop heartbeating drop out after the health TTL (commands never wait for
+//!   that: the edge's pool room refuses a start at once when no connected agent can take it).
+//! - `POST /internal/pools/keys/check` (internal key): the edge checks a connecting agent's key
+//!   (`key_sha256`, hex, and the `region` it asks for): `{key_id}`, 401 or 403.
 //! - `GET /api/regions`: the regions and whether they take sessions now, for clients choosing one.
 
 use edgeshell_core::placement::{is_eligible, PlacementPolicy};
-use edgeshell_core::pool_api::{api_key_hash, check_endpoint, Heartbeat, HeartbeatAnswer};
+use edgeshell_core::pool_api::{api_key_hash, check_agent_name, Heartbeat, HeartbeatAnswer};
 use edgeshell_core::time::Timestamp;
 use edgeshell_fn::db::{col, int, text, Db};
 use edgeshell_fn::platform::now;
 use edgeshell_fn::registry;
 use edgeshell_fn::reply::{self, finish, json, ApiError, ErrorCode};
-use edgeshell_fn::request::{bearer, json_body, Request};
+use edgeshell_fn::request::{bearer, json_body, require_internal, Request};
 use edgeshell_fn::settings;
 use edgeshell_fn::wasi_http::send;
 use edgeshell_fn::Reply;
@@ -46,43 +49,73 @@ fn route(req: &Request) -> Reply {
     match (req.method(), req.path()) {
         (Method::Post, "/api/pools/heartbeat") => heartbeat(req),
         (Method::Get, "/api/regions") => regions(),
-        (_, "/api/pools/heartbeat" | "/api/regions") => {
+        (Method::Post, KEY_CHECK_PATH) => {
+            require_internal(req)?;
+            check_key(req)
+        }
+        (_, "/api/pools/heartbeat" | "/api/regions" | KEY_CHECK_PATH) => {
             Err(ApiError::new(ErrorCode::MethodNotAllowed, "method not allowed here"))
         }
         _ => Err(ApiError::new(ErrorCode::NotFound, "no such route")),
     }
 }
 
-fn heartbeat(req: &Request) -> Reply {
-    let key = bearer(req).ok_or_else(|| ApiError::new(ErrorCode::MissingApiKey, "send the pool API key as Bearer"))?;
-    let db = Db::open()?;
+/// The edge's key check of a connecting agent.
+const KEY_CHECK_PATH: &str = "/internal/pools/keys/check";
+
+/// A live key's `(key_id, region)` by its SHA-256; a rotated key lives until its grace ends.
+fn key_owner(db: &Db, sha256: &[u8]) -> Result<(String, String), ApiError> {
     let row = db
         .query_opt(
-            "SELECT region FROM pool_api_keys WHERE key_sha256 = $1 AND revoked_at IS NULL",
-            &[ParameterValue::Binary(api_key_hash(&key).to_vec())],
+            "SELECT key_id, region FROM pool_api_keys
+             WHERE key_sha256 = $1 AND (revoked_at IS NULL OR revoked_at > now())",
+            &[ParameterValue::Binary(sha256.to_vec())],
         )?
-        .ok_or_else(|| ApiError::new(ErrorCode::InvalidApiKey, "unknown or revoked pool API key"))?;
-    let key_region: String = col(&row, 0)?;
+        .ok_or_else(|| ApiError::new(ErrorCode::InvalidApiKey, "unknown or revoked pool key"))?;
+    Ok((col(&row, 0)?, col(&row, 1)?))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeyCheck {
+    key_sha256: String,
+    region: String,
+}
+
+fn check_key(req: &Request) -> Reply {
+    let check: KeyCheck = json_body(req, 1024)?;
+    let sha256 = edgeshell_core::bundles::parse_hex32(&check.key_sha256)
+        .ok_or_else(|| ApiError::new(ErrorCode::BadSha256, "key_sha256 is 64 hex digits"))?;
+    let (key_id, region) = key_owner(&Db::open()?, &sha256)?;
+    if region != check.region {
+        return Err(ApiError::new(ErrorCode::WrongRegion, format!("this key belongs to region {region}")));
+    }
+    json(200, &serde_json::json!({ "key_id": key_id, "region": region }))
+}
+
+fn heartbeat(req: &Request) -> Reply {
+    let key = bearer(req).ok_or_else(|| ApiError::new(ErrorCode::MissingApiKey, "send the pool key as Bearer"))?;
+    let db = Db::open()?;
+    let (_, key_region) = key_owner(&db, &api_key_hash(&key))?;
     let hb: Heartbeat = json_body(req, MAX_BODY)?;
     if hb.region.as_str() != key_region {
         return Err(ApiError::new(ErrorCode::WrongRegion, format!("this key belongs to region {key_region}")));
     }
-    check_endpoint(&hb.endpoint).map_err(|e| ApiError::new(ErrorCode::BadEndpoint, e.to_string()))?;
+    check_agent_name(&hb.agent).map_err(|e| ApiError::new(ErrorCode::BadRequest, e))?;
     if hb.capacity > MAX_RUNNERS || hb.load > MAX_RUNNERS {
         return Err(ApiError::new(ErrorCode::BadCapacity, format!("capacity and load are at most {MAX_RUNNERS}")));
     }
     let updated = db.transaction(|tx| {
         tx.execute("SET LOCAL synchronous_commit = off", &[])?;
         tx.execute(
-            "INSERT INTO pools (region, endpoint, capacity, load, draining, last_heartbeat)
+            "INSERT INTO pool_agents (region, agent, capacity, load, draining, last_heartbeat)
              VALUES ($1, $2, $3, $4, $5, now())
-             ON CONFLICT (region) DO UPDATE SET endpoint = EXCLUDED.endpoint, capacity = EXCLUDED.capacity,
+             ON CONFLICT (region, agent) DO UPDATE SET capacity = EXCLUDED.capacity,
                  load = EXCLUDED.load, draining = EXCLUDED.draining, last_heartbeat = now()
-             WHERE pools.last_heartbeat IS NULL
-                OR pools.last_heartbeat <= now() - make_interval(secs => $6::int8 / 1000.0)",
+             WHERE pool_agents.last_heartbeat <= now() - make_interval(secs => $6::int8 / 1000.0)",
             &[
                 text(hb.region.as_str()),
-                text(hb.endpoint.as_str()),
+                text(hb.agent.as_str()),
                 ParameterValue::Int32(hb.capacity as i32),
                 ParameterValue::Int32(hb.load as i32),
                 ParameterValue::Boolean(hb.draining),
@@ -117,7 +150,7 @@ fn regions() -> Reply {
         ..PlacementPolicy::default()
     };
     let now: Timestamp = now();
-    let regions: Vec<_> = registry::load(&db)?
+    let regions: Vec<_> = registry::load(&db, policy.health_ttl)?
         .into_iter()
         .map(|pool| {
             let s = pool.status;

@@ -139,9 +139,9 @@ pub(crate) fn end(req: &Request, id: &str) -> Reply {
     // Its browsers are told first (`session_ended`), then its runner is stopped.
     let room_ended = crate::edge::end_room(&sid);
     let stopped = match col::<Option<String>>(&row, 0)? {
-        Some(region) => match (RegionId::new(region.as_str()), edgeshell_fn::registry::endpoint_of(&db, &region)?) {
-            (Ok(region), Some(endpoint)) => pools::stop(&signing, &endpoint, &region, &sid, "ended by its owner"),
-            _ => false,
+        Some(region) => match RegionId::new(region.as_str()) {
+            Ok(region) => pools::stop(&signing, &region, &sid, "ended by its owner"),
+            Err(_) => false,
         },
         None => true,
     };

@@ -100,15 +100,16 @@ fn mint_timed(req: &Request) -> Result<(Minted, Signing, Db, Spent, Steps), ApiE
     reserve(&db, &user.subject, &sid, deadline, &config.quota, now)?;
     let placing = Spent::default();
     let client = ClientLocation { hint: hint.as_ref(), rtts: &rtts };
-    let placed = placing.time(|| place(&db, &signing, &config, (&mut sid, deadline), client, now)).and_then(
-        |(region, endpoint)| match record(&db, &user.subject, &sid, &region) {
-            Ok(()) => Ok(region),
-            Err(e) => {
-                pools::stop(&signing, &endpoint, &region, &sid, "the mint failed");
-                Err(e)
-            }
-        },
-    );
+    let placed =
+        placing.time(|| place(&db, &signing, &config, (&mut sid, deadline), client, now)).and_then(
+            |region| match record(&db, &user.subject, &sid, &region) {
+                Ok(()) => Ok(region),
+                Err(e) => {
+                    pools::stop(&signing, &region, &sid, "the mint failed");
+                    Err(e)
+                }
+            },
+        );
     let region = match placed {
         Ok(region) => region,
         Err(e) => {
@@ -173,8 +174,8 @@ fn place(
     (sid, deadline): (&mut SessionId, Timestamp),
     client: ClientLocation<'_>,
     now: Timestamp,
-) -> Result<(RegionId, String), ApiError> {
-    let registry = Registry::load(db)?;
+) -> Result<RegionId, ApiError> {
+    let registry = Registry::load(db, config.placement.health_ttl)?;
     let unavailable = |e: PlacementError| ApiError::new(ErrorCode::NoRegionAvailable, e.to_string());
     let mut plan =
         FailoverPlan::new(candidates(&registry.status, client, &config.placement, now).map_err(unavailable)?);
@@ -182,8 +183,6 @@ fn place(
     loop {
         match plan.step() {
             Step::Start(region) => {
-                let endpoint =
-                    registry.endpoint(&region).ok_or_else(|| reply::internal("candidate without endpoint"))?;
                 let id = if tried.is_empty() { sid.clone() } else { session_id(entropy()) };
                 db.execute(
                     "UPDATE sessions SET id = $2, region = $3 WHERE id = $1",
@@ -200,18 +199,16 @@ fn place(
                     join_token: signing.sign(&join)?.into(),
                     deadline: deadline.as_secs(),
                 });
-                plan.record(pools::start(signing, endpoint, &command, config.pool_timeout)?);
+                plan.record(pools::start(signing, &command, config.pool_timeout)?);
             }
             Step::Stop(region) => {
                 let attempt = tried.iter().rev().find(|(r, _)| *r == region).map(|(_, id)| id);
-                if let (Some(endpoint), Some(id)) = (registry.endpoint(&region), attempt) {
-                    pools::stop(signing, endpoint, &region, id, "start timed out; placed elsewhere");
+                if let Some(id) = attempt {
+                    let wait = pools::FAILOVER_STOP_WAIT;
+                    pools::stop_within(signing, &region, id, "start timed out; placed elsewhere", wait);
                 }
             }
-            Step::Placed(region) => {
-                let endpoint = registry.endpoint(&region).unwrap_or_default().to_owned();
-                return Ok((region, endpoint));
-            }
+            Step::Placed(region) => return Ok(region),
             Step::Failed(e) => return Err(unavailable(e)),
         }
     }

@@ -1,63 +1,63 @@
-//! Talking to regional pool agents: the registry as placement sees it, and signed start and stop
-//! commands. Each command is a `pool:command` token bound to the exact body it authorizes.
+//! Talking to regional pools, which dial out to the edge: the registry as placement sees it, and signed
+//! start and stop commands, each submitted with one request to the region's pool room at the edge
+//! (`POST {edge_origin}/internal/pools/{region}/commands`, internal key). The room hands the command to
+//! one of the region's connected agents and answers with the agent's answer, or at once when no agent
+//! can take it. Each command is a `pool:command` token bound to the exact body it authorizes.
 
 use core::time::Duration;
 use edgeshell_core::ids::{RegionId, SessionId};
 use edgeshell_core::placement::{AttemptOutcome, RegionStatus};
-use edgeshell_core::pool_api::{stop_path, PoolCommand, START_PATH};
+use edgeshell_core::pool_api::{pool_commands_path, CommandRequest, PoolCommand};
 use edgeshell_fn::db::Db;
 use edgeshell_fn::outbound::{self, Call, OutboundError};
 use edgeshell_fn::platform::{entropy, now};
 use edgeshell_fn::registry;
 use edgeshell_fn::reply::{self, ApiError};
 use edgeshell_fn::signing::Signing;
-use std::collections::BTreeMap;
 
 /// Stop commands are best effort and must not hold a request long.
 const STOP_TIMEOUT: Duration = Duration::from_secs(2);
+/// A stop after a start given up on: the pool room delivers it whether or not the mint waits for the
+/// answer (it resends a stop until an agent answers), so the mint only waits to see it handed out.
+pub(crate) const FAILOVER_STOP_WAIT: Duration = Duration::from_millis(300);
+/// The edge's own time on top of the agent's wait (its answer must arrive before we give up).
+const EDGE_MARGIN: Duration = Duration::from_millis(500);
 
-/// Registered pools: their status for placement, and where to reach them.
+/// Registered pools: their status for placement.
 pub(crate) struct Registry {
     pub(crate) status: Vec<RegionStatus>,
-    endpoints: BTreeMap<RegionId, String>,
 }
 
 impl Registry {
-    pub(crate) fn load(db: &Db) -> Result<Registry, ApiError> {
-        let pools = registry::load(db)?;
-        let endpoints = pools.iter().map(|p| (p.status.region.clone(), p.endpoint.clone())).collect();
-        Ok(Registry { status: pools.into_iter().map(|p| p.status).collect(), endpoints })
-    }
-
-    pub(crate) fn endpoint(&self, region: &RegionId) -> Option<&str> {
-        self.endpoints.get(region).map(String::as_str)
+    pub(crate) fn load(db: &Db, health_ttl: Duration) -> Result<Registry, ApiError> {
+        Ok(Registry { status: registry::load(db, health_ttl)?.into_iter().map(|p| p.status).collect() })
     }
 }
 
 /// Sends a start command; says what became of it.
-pub(crate) fn start(
-    signing: &Signing,
-    endpoint: &str,
-    command: &PoolCommand,
-    timeout: Duration,
-) -> Result<AttemptOutcome, ApiError> {
+pub(crate) fn start(signing: &Signing, command: &PoolCommand, timeout: Duration) -> Result<AttemptOutcome, ApiError> {
     let region = match command {
         PoolCommand::Start(s) => s.region.clone(),
         PoolCommand::Stop { .. } => return Err(reply::internal("start called with a stop command")),
     };
-    let outcome = match send(signing, endpoint, &region, START_PATH, command, timeout)? {
+    let outcome = match send(signing, &region, command, timeout)? {
         Ok(200..=299) => AttemptOutcome::Started,
-        // The pool answered no: nothing was started.
+        // The agent (or the room, for want of an agent) may have carried it out: stop before going on.
+        Ok(status @ (502 | 504)) => {
+            eprintln!("sessions: pool {region} lost the start of {} ({status})", command.session());
+            AttemptOutcome::TimedOut
+        }
+        // The agent or the room answered no: nothing was started.
         Ok(status) => {
             eprintln!("sessions: pool {region} refused the start of {} with {status}", command.session());
             AttemptOutcome::Refused
         }
         Err(OutboundError::NotConnected(m)) => {
-            eprintln!("sessions: pool {region} unreachable: {m}");
+            eprintln!("sessions: the edge is unreachable for pool {region}: {m}");
             AttemptOutcome::Refused
         }
         Err(OutboundError::Denied) => {
-            eprintln!("sessions: pool {region} at {endpoint} is not in allowed_outbound_hosts");
+            eprintln!("sessions: edge_origin is not in allowed_outbound_hosts");
             AttemptOutcome::Refused
         }
         // It may have started the runner: the plan stops it before trying elsewhere.
@@ -69,10 +69,22 @@ pub(crate) fn start(
     Ok(outcome)
 }
 
-/// Tells a pool to stop a session's runner; true when the pool confirmed.
-pub(crate) fn stop(signing: &Signing, endpoint: &str, region: &RegionId, session: &SessionId, reason: &str) -> bool {
+/// Tells a pool to stop a session's runner; true when an agent confirmed, or the stop waits at the edge
+/// for the agent holding the runner (202).
+pub(crate) fn stop(signing: &Signing, region: &RegionId, session: &SessionId, reason: &str) -> bool {
+    stop_within(signing, region, session, reason, STOP_TIMEOUT)
+}
+
+/// [`stop`], waiting at most `wait` for the agent's answer.
+pub(crate) fn stop_within(
+    signing: &Signing,
+    region: &RegionId,
+    session: &SessionId,
+    reason: &str,
+    wait: Duration,
+) -> bool {
     let command = PoolCommand::Stop { session_id: session.clone(), reason: reason.to_owned() };
-    match send(signing, endpoint, region, &stop_path(session), &command, STOP_TIMEOUT) {
+    match send(signing, region, &command, wait) {
         Ok(Ok(200..=299)) => true,
         other => {
             eprintln!("sessions: stopping {session} in {region} failed: {other:?}");
@@ -83,17 +95,27 @@ pub(crate) fn stop(signing: &Signing, endpoint: &str, region: &RegionId, session
 
 fn send(
     signing: &Signing,
-    endpoint: &str,
     region: &RegionId,
-    path: &str,
     command: &PoolCommand,
-    timeout: Duration,
+    wait: Duration,
 ) -> Result<Result<u16, OutboundError>, ApiError> {
-    let body = serde_json::to_vec(command).map_err(|e| reply::internal(format!("encoding a command: {e}")))?;
-    let claims = signing.issuer.pool_command(command.session(), region, &body, entropy(), now());
-    let authorization = format!("Bearer {}", signing.sign(&claims)?);
-    let url = format!("{endpoint}{path}");
+    let (origin, key) =
+        edgeshell_fn::settings::read(|s| Ok((s.required("edge_origin")?, s.bearer_key("internal_api_key")?)))?;
+    let body = serde_json::to_string(command).map_err(|e| reply::internal(format!("encoding a command: {e}")))?;
+    let claims = signing.issuer.pool_command(command.session(), region, body.as_bytes(), entropy(), now());
+    let token = signing.sign(&claims)?;
+    let request = CommandRequest { token: token.into(), body, wait_ms: wait.as_millis() as u64 };
+    let request = serde_json::to_vec(&request).map_err(|e| reply::internal(format!("encoding a command: {e}")))?;
+    let url = format!("{}{}", origin.trim_end_matches('/'), pool_commands_path(region));
+    let authorization = format!("Bearer {key}");
     let headers = [("authorization", authorization.as_str()), ("content-type", "application/json")];
-    let call = Call { post: true, url: &url, headers: &headers, body: &body, timeout, max_body: 64 * 1024 };
+    let call = Call {
+        post: true,
+        url: &url,
+        headers: &headers,
+        body: &request,
+        timeout: wait + EDGE_MARGIN,
+        max_body: 64 * 1024,
+    };
     Ok(outbound::send(&call).map(|answer| answer.status))
 }

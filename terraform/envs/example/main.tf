@@ -76,7 +76,6 @@ module "control" {
   edge_url             = module.edge.edge_url
   oidc_issuer          = var.oidc.issuer
   oidc_audience        = var.oidc.audience
-  pool_origin          = "https://*.pools.${var.domain}"
 }
 
 # One kubernetes provider per region (Terraform providers cannot be created in a loop).
@@ -87,6 +86,15 @@ provider "kubernetes" {
   cluster_ca_certificate = base64decode(module.pool_eu.cluster_ca_certificate)
 }
 
+provider "helm" {
+  alias = "eu"
+  kubernetes = {
+    host                   = "https://${module.pool_eu.cluster_endpoint}"
+    token                  = data.google_client_config.current.access_token
+    cluster_ca_certificate = base64decode(module.pool_eu.cluster_ca_certificate)
+  }
+}
+
 provider "kubernetes" {
   alias                  = "us"
   host                   = "https://${module.pool_us.cluster_endpoint}"
@@ -94,9 +102,18 @@ provider "kubernetes" {
   cluster_ca_certificate = base64decode(module.pool_us.cluster_ca_certificate)
 }
 
+provider "helm" {
+  alias = "us"
+  kubernetes = {
+    host                   = "https://${module.pool_us.cluster_endpoint}"
+    token                  = data.google_client_config.current.access_token
+    cluster_ca_certificate = base64decode(module.pool_us.cluster_ca_certificate)
+  }
+}
+
 module "pool_eu" {
   source              = "../../modules/runner_pool"
-  providers           = { kubernetes = kubernetes.eu }
+  providers           = { kubernetes = kubernetes.eu, helm = helm.eu }
   project_id          = var.project_id
   region              = "eu"
   gcp_region          = var.regions["eu"].gcp_region
@@ -108,7 +125,7 @@ module "pool_eu" {
   rbac_security_group = var.rbac_security_group
   control_url         = module.control.control_url
   token_issuer        = local.token_issuer
-  pool_endpoint       = "https://pool-eu.pools.${var.domain}"
+  edge_url            = module.edge.page_url
   pool_api_key        = var.pool_api_keys["eu"]
   agent_image         = var.images.pool_agent
   runner_image        = var.images.runner
@@ -117,7 +134,7 @@ module "pool_eu" {
 
 module "pool_us" {
   source              = "../../modules/runner_pool"
-  providers           = { kubernetes = kubernetes.us }
+  providers           = { kubernetes = kubernetes.us, helm = helm.us }
   project_id          = var.project_id
   region              = "us"
   gcp_region          = var.regions["us"].gcp_region
@@ -129,7 +146,7 @@ module "pool_us" {
   rbac_security_group = var.rbac_security_group
   control_url         = module.control.control_url
   token_issuer        = local.token_issuer
-  pool_endpoint       = "https://pool-us.pools.${var.domain}"
+  edge_url            = module.edge.page_url
   pool_api_key        = var.pool_api_keys["us"]
   agent_image         = var.images.pool_agent
   runner_image        = var.images.runner

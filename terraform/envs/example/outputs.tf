@@ -9,10 +9,8 @@ output "control_url" {
 }
 
 output "dns_records" {
-  description = "A records to create: the control plane's address and each pool agent's load balancer."
+  description = "A records to create: the control plane's address (pools dial out: they need none)."
   value = {
-    (local.control_host)                = module.control.control_ip
-    "pool-eu.pools.${var.domain}" = module.pool_eu.agent_service_ip
-    "pool-us.pools.${var.domain}" = module.pool_us.agent_service_ip
+    (local.control_host) = module.control.control_ip
   }
 }

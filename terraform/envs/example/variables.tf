@@ -14,7 +14,7 @@ variable "cloudflare_zone_id" {
 }
 
 variable "domain" {
-  description = "The domain: the edge is edge.<domain>, the control plane control.<domain>, pools pool-<region>.pools.<domain>."
+  description = "The domain: the edge is edge.<domain>, the control plane control.<domain> (pools dial out to the edge and need no name)."
   type        = string
 }
 

@@ -22,7 +22,6 @@ locals {
       edge_origin   = replace(var.edge_url, "/^wss:/", "https:")
       oidc_issuer   = var.oidc_issuer
       oidc_audience = var.oidc_audience
-      pool_origin   = var.pool_origin
       signer_url    = local.signer_url
       signer_origin = local.signer_url
       # Google's HTTPS load balancer appends "<client>, <its own address>" to X-Forwarded-For.

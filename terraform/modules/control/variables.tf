@@ -147,11 +147,6 @@ variable "oidc_jwks_origin" {
   default     = ""
 }
 
-variable "pool_origin" {
-  description = "Spin variable pool_origin: which pool endpoints may be called, e.g. https://*.pools.example.com."
-  type        = string
-}
-
 variable "limits" {
   description = "Optional Spin variables of spin.toml's limits, by name (unset ones keep the manifest's defaults)."
   type        = map(string)

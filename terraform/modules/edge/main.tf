@@ -79,21 +79,26 @@ resource "cloudflare_worker_version" "edge" {
     directory = var.assets_dir
     config = {
       not_found_handling = "none"
-      run_worker_first   = ["/", "/index.html", "/healthz", "/sessions/*", "/artifacts/*", "/api/*", "/probe/*", "/client-config.json", "/internal/*"]
+      run_worker_first   = ["/", "/index.html", "/healthz", "/sessions/*", "/artifacts/*", "/api/*", "/probe/*", "/pools/*", "/client-config.json", "/internal/*"]
     }
   }
   bindings = concat(
     [
       { name = "SESSION_ROOMS", type = "durable_object_namespace", class_name = "SessionRoom" },
+      { name = "POOL_ROOMS", type = "durable_object_namespace", class_name = "PoolRoom" },
       { name = "ARTIFACTS", type = "r2_bucket", bucket_name = cloudflare_r2_bucket.artifacts.name },
       { name = "ASSETS", type = "assets" },
       { name = "INTERNAL_API_KEY", type = "secret_text", text = var.internal_api_key },
     ],
     [for name, value in local.plain_vars : { name = name, type = "plain_text", text = value }],
   )
+  # wrangler.toml's migrations, in order (v1: the session rooms; v2: the pool rooms agents dial out to).
   migrations = {
-    new_tag            = "v1"
-    new_sqlite_classes = ["SessionRoom"]
+    new_tag = "v2"
+    steps = [
+      { new_sqlite_classes = ["SessionRoom"] },
+      { new_sqlite_classes = ["PoolRoom"] },
+    ]
   }
 }
 

@@ -9,11 +9,6 @@ output "cluster_endpoint" {
   sensitive   = true
 }
 
-output "agent_service_ip" {
-  description = "The agent's load balancer address; point pool_endpoint's DNS name at it."
-  value       = try(kubernetes_service_v1.agent.status[0].load_balancer[0].ingress[0].ip, null)
-}
-
 output "region" {
   description = "The edgeshell region id this pool serves."
   value       = var.region

@@ -56,13 +56,23 @@ variable "token_issuer" {
   type        = string
 }
 
-variable "pool_endpoint" {
-  description = "EDGESHELL_POOL_ENDPOINT: https URL where the control plane reaches this agent (the LoadBalancer's DNS name, allowed by the control plane's pool_origin)."
+variable "edge_url" {
+  description = "EDGESHELL_POOL_EDGE_URL: the edge (https) the agents dial out to; nothing connects in to a pool."
   type        = string
+  validation {
+    condition     = startswith(var.edge_url, "https://")
+    error_message = "edge_url must be https."
+  }
+}
+
+variable "agent_replicas" {
+  description = "Pool agents sharing the region (each dials the edge; one lost, the others take its new sessions)."
+  type        = number
+  default     = 2
 }
 
 variable "pool_api_key" {
-  description = "EDGESHELL_POOL_API_KEY: the key `edgeshell-db pool-key add <region>` printed."
+  description = "EDGESHELL_POOL_API_KEY: the pool key `edgeshell-db pool-key add <region>` (or `rotate`) printed."
   type        = string
   sensitive   = true
 }

@@ -9,5 +9,9 @@ terraform {
       source  = "hashicorp/kubernetes"
       version = "2.38.0"
     }
+    helm = {
+      source  = "hashicorp/helm"
+      version = "3.0.2"
+    }
   }
 }

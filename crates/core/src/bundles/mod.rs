@@ -154,17 +154,21 @@ impl BundlePolicy {
 }
 
 fn parse_digest(text: &str) -> Result<Sha256Digest, BundleError> {
-    let bad = || BundleError::BadAllowlistEntry(text.to_owned());
-    let hex_text = text.strip_prefix("sha256:").unwrap_or(text);
-    if hex_text.len() != 64 {
-        return Err(bad());
+    parse_hex32(text.strip_prefix("sha256:").unwrap_or(text))
+        .ok_or_else(|| BundleError::BadAllowlistEntry(text.to_owned()))
+}
+
+/// A SHA-256 written as 64 hex digits (either case); `None` for anything else. The one parser of
+/// digests as text: bundle allowlists, declared upload digests, pool key hashes.
+pub fn parse_hex32(text: &str) -> Option<[u8; 32]> {
+    if text.len() != 64 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
     }
     let mut out = [0u8; 32];
-    for (i, pair) in hex_text.as_bytes().chunks(2).enumerate() {
-        let s = core::str::from_utf8(pair).map_err(|_| bad())?;
-        out[i] = u8::from_str_radix(s, 16).map_err(|_| bad())?;
+    for (i, pair) in text.as_bytes().chunks(2).enumerate() {
+        out[i] = u8::from_str_radix(core::str::from_utf8(pair).ok()?, 16).ok()?;
     }
-    Ok(out)
+    Some(out)
 }
 
 /// Lowercase hex of bytes.

@@ -19,22 +19,32 @@ fn sid(n: u8) -> SessionId {
     session_id([n; 16])
 }
 
+fn payload() -> Payload {
+    Payload { token: Secret::new("token"), body: "{}".to_owned() }
+}
+
+/// Submits with a fresh token id.
+fn submit(ledger: &mut Ledger, kind: Kind, session: SessionId, now: Timestamp) -> CommandId {
+    let jti = format!("jti-{}", ledger.next);
+    ledger.submit(kind, session, &jti, now + MINUTE, payload(), now).unwrap()
+}
+
 #[test]
 fn a_start_whose_agent_went_is_never_handed_out_again_a_stop_is() {
     let mut ledger = Ledger::new(MINUTE, MINUTE);
-    let start = ledger.submit(Kind::Start, sid(1), at(0));
-    let stop = ledger.submit(Kind::Stop, sid(2), at(0));
+    let start = submit(&mut ledger, Kind::Start, sid(1), at(0));
+    let stop = submit(&mut ledger, Kind::Stop, sid(2), at(0));
     let a = holder("agent-a", 1);
-    assert_eq!(ledger.next_for(&a, at(1)), Some((start, Kind::Start, sid(1))));
-    assert_eq!(ledger.next_for(&a, at(1)), Some((stop, Kind::Stop, sid(2))));
-    assert_eq!(ledger.next_for(&a, at(1)), None);
+    assert_eq!(ledger.next_for(&a, at(1)).map(|(id, k, s, _)| (id, k, s)), Some((start, Kind::Start, sid(1))));
+    assert_eq!(ledger.next_for(&a, at(1)).map(|(id, k, s, _)| (id, k, s)), Some((stop, Kind::Stop, sid(2))));
+    assert_eq!(ledger.next_for(&a, at(1)).map(|(id, k, s, _)| (id, k, s)), None);
     // The agent goes before answering either.
     assert_eq!(ledger.agent_gone(&a, at(2)), vec![start]);
     assert_eq!(ledger.state(start), Some(&State::Ended(Outcome::Unknown)));
     // It comes back (a new connection), and so does a sibling: only the stop is handed out again.
     let again = holder("agent-a", 2);
-    assert_eq!(ledger.next_for(&again, at(3)), Some((stop, Kind::Stop, sid(2))));
-    assert_eq!(ledger.next_for(&holder("agent-b", 1), at(3)), None);
+    assert_eq!(ledger.next_for(&again, at(3)).map(|(id, k, s, _)| (id, k, s)), Some((stop, Kind::Stop, sid(2))));
+    assert_eq!(ledger.next_for(&holder("agent-b", 1), at(3)).map(|(id, k, s, _)| (id, k, s)), None);
     // Its answer to the start, from the old connection's command, is too late to matter.
     assert_eq!(ledger.answer(&a, start, Outcome::Done, at(4)), Ok(()));
     assert_eq!(ledger.state(start), Some(&State::Ended(Outcome::Unknown)));
@@ -43,7 +53,7 @@ fn a_start_whose_agent_went_is_never_handed_out_again_a_stop_is() {
 #[test]
 fn answers_count_once_and_only_from_the_agent_it_went_to() {
     let mut ledger = Ledger::new(MINUTE, MINUTE);
-    let start = ledger.submit(Kind::Start, sid(1), at(0));
+    let start = submit(&mut ledger, Kind::Start, sid(1), at(0));
     let (a, b) = (holder("a", 1), holder("b", 1));
     assert_eq!(ledger.answer(&a, start, Outcome::Done, at(0)), Err(LedgerError::NotYours(start)), "not sent yet");
     ledger.next_for(&a, at(1));
@@ -57,18 +67,22 @@ fn answers_count_once_and_only_from_the_agent_it_went_to() {
 #[test]
 fn unclaimed_commands_expire_and_ended_ones_are_forgotten_later() {
     let mut ledger = Ledger::new(MINUTE, 2 * MINUTE);
-    let start = ledger.submit(Kind::Start, sid(1), at(0));
+    let start = submit(&mut ledger, Kind::Start, sid(1), at(0));
     ledger.tidy(at(59));
     assert_eq!(ledger.state(start), Some(&State::Queued));
     ledger.tidy(at(60));
     assert_eq!(ledger.state(start), Some(&State::Ended(Outcome::Expired)));
-    assert_eq!(ledger.next_for(&holder("a", 1), at(61)), None, "an expired start is never handed out");
+    assert_eq!(
+        ledger.next_for(&holder("a", 1), at(61)).map(|(id, k, s, _)| (id, k, s)),
+        None,
+        "an expired start is never handed out"
+    );
     ledger.tidy(at(179));
     assert_eq!(ledger.len(), 1);
     ledger.tidy(at(180));
     assert!(ledger.is_empty());
     // Ids are never reused, so an answer to a forgotten command cannot land on a new one.
-    assert_eq!(ledger.submit(Kind::Stop, sid(2), at(181)), CommandId(2));
+    assert_eq!(submit(&mut ledger, Kind::Stop, sid(2), at(181)), CommandId(2));
 }
 
 #[derive(Debug, Clone)]
@@ -104,11 +118,11 @@ proptest! {
         for op in ops {
             match op {
                 Op::Submit(start, s) => {
-                    ledger.submit(if start { Kind::Start } else { Kind::Stop }, sid(s), at(now));
+                    submit(&mut ledger, if start { Kind::Start } else { Kind::Stop }, sid(s), at(now));
                 }
                 Op::Next(a) => {
                     let h = holder(&format!("agent-{a}"), connection[a as usize]);
-                    if let Some((id, kind, _)) = ledger.next_for(&h, at(now)) {
+                    if let Some((id, kind, _, _)) = ledger.next_for(&h, at(now)) {
                         handed.entry(id).or_insert((kind, 0)).1 += 1;
                     }
                 }
@@ -145,4 +159,43 @@ proptest! {
             }
         }
     }
+}
+
+#[test]
+fn a_token_id_is_taken_once_until_its_token_expires_even_after_a_restart() {
+    let mut ledger = Ledger::new(MINUTE, MINUTE);
+    let first = ledger.submit(Kind::Start, sid(1), "jti-1", at(60), payload(), at(0)).unwrap();
+    ledger.hand(first, &holder("a", 1), at(0)).unwrap();
+    ledger.answer(&holder("a", 1), first, Outcome::Done, at(1)).unwrap();
+    let stored: Ledger = serde_json::from_str(&serde_json::to_string(&ledger).unwrap()).unwrap();
+    let mut ledger = stored;
+    assert_eq!(ledger.submit(Kind::Start, sid(1), "jti-1", at(60), payload(), at(2)), Err(LedgerError::Replayed));
+    ledger.tidy(at(59));
+    assert_eq!(ledger.submit(Kind::Start, sid(1), "jti-1", at(60), payload(), at(59)), Err(LedgerError::Replayed));
+    // Once its token can no longer verify, the id may go (the token is refused on its expiry instead).
+    ledger.tidy(at(60));
+    assert!(ledger.submit(Kind::Start, sid(1), "jti-1", at(120), payload(), at(60)).is_ok());
+}
+
+#[test]
+fn a_start_leaves_with_its_payload_once_a_stop_keeps_it_for_the_next_agent() {
+    let mut ledger = Ledger::new(MINUTE, MINUTE);
+    let start = submit(&mut ledger, Kind::Start, sid(1), at(0));
+    let a = holder("a", 1);
+    assert!(ledger.hand(start, &a, at(0)).is_some());
+    assert_eq!(ledger.entry(start).unwrap().payload, None, "no join token stays in the ledger");
+    ledger.answer(&a, start, Outcome::Done, at(1)).unwrap();
+    assert_eq!(ledger.holder_of(&sid(1)), Some("a"));
+    // The stop of that session waits for agent a, not for its sibling b.
+    let stop = submit(&mut ledger, Kind::Stop, sid(1), at(2));
+    assert!(ledger.next_for(&holder("b", 1), at(2)).is_none());
+    let (id, _, _, p) = ledger.next_for(&a, at(2)).unwrap();
+    assert_eq!((id, p), (stop, payload()));
+    // a goes before answering: the stop waits for a's next connection, payload and all.
+    ledger.agent_gone(&a, at(3));
+    let again = holder("a", 2);
+    assert_eq!(ledger.next_for(&again, at(4)).map(|(id, _, _, p)| (id, p)), Some((stop, payload())));
+    ledger.answer(&again, stop, Outcome::Done, at(5)).unwrap();
+    assert_eq!(ledger.holder_of(&sid(1)), None);
+    assert_eq!(ledger.entry(stop).unwrap().payload, None);
 }

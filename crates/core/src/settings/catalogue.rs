@@ -80,11 +80,6 @@ pub const FUNCTIONS: &[Setting] = &[
         "The provider's JWKS (the default is Firebase's).",
     ),
     setting("oidc_jwks_origin", Text("https://www.googleapis.com"), "The origin of `oidc_jwks_url`, which the components may reach."),
-    setting(
-        "pool_origin",
-        Text("https://*.pools.edgeshell.invalid"),
-        "Which pool agent endpoints the sessions component may call (`scheme://host-pattern[:port]`; dev: `http://127.0.0.1:*`).",
-    ),
     setting("session_max_secs", Number(SESSION_SECS), "A new session's deadline after its start."),
     setting(
         "attach_token_secs",
@@ -226,15 +221,32 @@ pub const POOL_AGENT: &[Setting] = &[
         Required,
         "The control functions' base URL (heartbeats; the JWKS by default). `https://` (`http://` only to loopback); redirects are not followed.",
     ),
-    secret("EDGESHELL_POOL_API_KEY", Required, "The key `edgeshell-db pool-key add <region>` printed."),
+    secret(
+        "EDGESHELL_POOL_API_KEY",
+        Required,
+        "The pool key `edgeshell-db pool-key add <region>` (or `rotate`) printed: for the edge connection and heartbeats.",
+    ),
     setting("EDGESHELL_TOKEN_ISSUER", Required, "The control plane's `token_issuer`."),
     setting(
         "EDGESHELL_JWKS_URL",
         Derived("`<control>/.well-known/jwks.json`"),
         "The control plane's keys. `https://` (`http://` only to loopback); a redirect is a failed fetch.",
     ),
-    setting("EDGESHELL_POOL_LISTEN", Text("127.0.0.1:7100"), "Where the agent's API listens."),
-    setting("EDGESHELL_POOL_ENDPOINT", Derived("`http://<listen>`"), "Where the control plane reaches the API."),
+    setting(
+        "EDGESHELL_POOL_EDGE_URL",
+        Required,
+        "The edge the agent dials out to (its region's pool room). `https://` (`http://` only to loopback); the agent opens no port for commands.",
+    ),
+    setting(
+        "EDGESHELL_POOL_AGENT_NAME",
+        Derived("the host name (the pod's name)"),
+        "The agent's name, unique among its region's agents: a newer connection under the same name replaces the older.",
+    ),
+    setting(
+        "EDGESHELL_POOL_LISTEN",
+        Text("127.0.0.1:7100"),
+        "Where health, metrics and the operator's runner list listen: inside the pod only, never behind a Service.",
+    ),
     setting("EDGESHELL_POOL_CAPACITY", Number(16), "Runners the pool holds at most."),
     setting("EDGESHELL_POOL_BACKEND", Text("local"), "`local` (processes; dev, not an isolation boundary) or `kubernetes` (Jobs)."),
     setting(

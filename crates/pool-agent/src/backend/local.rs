@@ -432,6 +432,15 @@ impl RunnerBackend for LocalBackend {
         std::mem::take(&mut *self.exits.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
+    async fn recover(&self) -> Result<super::Recovered, BackendError> {
+        // A local runner is the agent's child: an agent that restarted cannot wait on it, so it is
+        // removed (the local backend is a development tool; Kubernetes runners are adopted).
+        Ok(super::Recovered { adopted: Vec::new(), reaped: self.reap_leftovers().await? })
+    }
+}
+
+impl LocalBackend {
+    /// Removes every runner an earlier agent on this state directory left behind; returns how many.
     async fn reap_leftovers(&self) -> Result<usize, BackendError> {
         let entries = std::fs::read_dir(&self.options.state_dir)
             .map_err(|e| BackendError::Query(format!("state directory: {e}")))?;

@@ -51,18 +51,6 @@ pub struct RunnerLimits {
     pub cpu_millis: u32,
 }
 
-impl Default for RunnerLimits {
-    fn default() -> Self {
-        RunnerLimits {
-            max_runtime: Duration::from_secs(60 * 60),
-            memory_mb: 1024,
-            process_limit: 256,
-            idle_timeout: Duration::from_secs(15 * 60),
-            cpu_millis: 1000,
-        }
-    }
-}
-
 /// How a runner ended, as far as the backend can tell.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunnerExit {
@@ -72,6 +60,15 @@ pub struct RunnerExit {
     pub success: bool,
     /// For logs.
     pub detail: String,
+}
+
+/// What [`RunnerBackend::recover`] found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Recovered {
+    /// Runners still healthy, now held again: session, the backend's name, deadline (epoch seconds).
+    pub adopted: Vec<(SessionId, String, u64)>,
+    /// Runners (or their remains) removed.
+    pub reaped: usize,
 }
 
 /// Why a backend operation failed.
@@ -108,7 +105,7 @@ pub trait RunnerBackend: Send + Sync + 'static {
     /// Runners that ended since the last call.
     fn take_exits(&self) -> impl Future<Output = Vec<RunnerExit>> + Send;
 
-    /// Removes every runner an earlier agent of this pool left behind (after a crash or restart);
-    /// returns how many.
-    fn reap_leftovers(&self) -> impl Future<Output = Result<usize, BackendError>> + Send;
+    /// Settles what an earlier run of this agent left (after a crash or restart): runners still
+    /// healthy are adopted where the backend can (they keep their sessions), the rest are removed.
+    fn recover(&self) -> impl Future<Output = Result<Recovered, BackendError>> + Send;
 }

@@ -1,16 +1,18 @@
 //! What the agent's tests share: a key server standing for the control plane's JWKS (the dev OIDC
-//! issuer signs our tokens here), the room host the runners join, tokens as the control plane mints
-//! them, and the agent binary started as a real process and stopped on drop.
+//! issuer signs our tokens here), the room host the runners join, the pool room host the agents dial
+//! out to (the core's pool room, as the edge hosts it), tokens as the control plane mints them, and the
+//! agent binary started as a real process and stopped on drop.
 
 #![allow(dead_code, unreachable_pub)]
 
 use edgeshell_core::ids::{RegionId, SessionId, Subject};
 use edgeshell_core::issue::{session_id, Issuer};
 use edgeshell_core::jwks::KeySet;
-use edgeshell_core::pool_api::{stop_path, PoolCommand, StartRunner, START_PATH};
+use edgeshell_core::pool_api::{PoolCommand, StartRunner};
 use edgeshell_core::room::RoomConfig;
 use edgeshell_core::time::Timestamp;
 use edgeshell_dev_oidc::DevIssuer;
+use edgeshell_room_host::pool::PoolRoomHost;
 use edgeshell_room_host::{Options, RoomHost};
 use std::path::Path;
 
@@ -29,8 +31,13 @@ pub fn assert_error_of_the_table(status: u16, body: &str) {
 pub struct Fixture {
     pub issuer: DevIssuer,
     pub room: RoomHost,
+    /// The edge's pool rooms, which the agents dial out to and commands reach them through.
+    pub pools: PoolRoomHost,
     pub http: reqwest::Client,
 }
+
+/// How long a command waits for its agent's answer.
+pub const COMMAND_WAIT: std::time::Duration = std::time::Duration::from_secs(20);
 
 pub fn now() -> Timestamp {
     Timestamp::from_secs(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs())
@@ -50,10 +57,15 @@ impl Fixture {
         let http = reqwest::Client::new();
         let jwks = http.get(issuer.jwks_url()).send().await.unwrap().bytes().await.unwrap();
         let keys = KeySet::from_json(&jwks).unwrap();
-        let room = RoomHost::start(Options { issuer: issuer.issuer().into(), keys, config: RoomConfig::default() })
-            .await
-            .unwrap();
-        Fixture { issuer, room, http }
+        let room = RoomHost::start(Options {
+            issuer: issuer.issuer().into(),
+            keys: keys.clone(),
+            config: RoomConfig::default(),
+        })
+        .await
+        .unwrap();
+        let pools = PoolRoomHost::start(issuer.issuer(), keys, API_KEY).await.unwrap();
+        Fixture { issuer, room, pools, http }
     }
 
     fn issuer(&self) -> Issuer {
@@ -96,30 +108,35 @@ impl Fixture {
         serde_json::to_vec(&PoolCommand::Stop { session_id: sid.clone(), reason: "test".into() }).unwrap()
     }
 
-    /// Sends a command with `token`; returns status and body.
-    pub async fn post(&self, agent: &AgentProcess, path: &str, token: Option<&str>, body: Vec<u8>) -> (u16, String) {
-        let mut request = self.http.post(format!("{}{path}", agent.url)).body(body);
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
-        let response = request.send().await.unwrap();
-        let status = response.status().as_u16();
-        let text = response.text().await.unwrap();
+    /// Hands a command with `token` to the region's agent the way a compromised edge could, unverified:
+    /// what the agent itself checks; returns status and body.
+    pub async fn post(&self, token: Option<&str>, body: Vec<u8>) -> (u16, String) {
+        let body = String::from_utf8(body).unwrap();
+        let (status, text) =
+            self.pools.submit_unverified(&region(), token.unwrap_or_default(), &body, COMMAND_WAIT).await;
+        assert_error_of_the_table(status, &text);
+        (status, text)
+    }
+
+    /// Submits a command as the control plane does (the room verifies it, then the agent).
+    pub async fn submit(&self, token: &str, body: Vec<u8>) -> (u16, String) {
+        let body = String::from_utf8(body).unwrap();
+        let (status, text) = self.pools.submit(&region(), token, &body, COMMAND_WAIT).await;
         assert_error_of_the_table(status, &text);
         (status, text)
     }
 
     /// Starts a runner for `sid` with a properly signed command.
-    pub async fn start_runner(&self, agent: &AgentProcess, sid: &SessionId, deadline_in: u64) -> (u16, String) {
+    pub async fn start_runner(&self, _agent: &AgentProcess, sid: &SessionId, deadline_in: u64) -> (u16, String) {
         let body = self.start_body(sid, deadline_in);
         let token = self.command_token(sid, &region(), &body);
-        self.post(agent, START_PATH, Some(&token), body).await
+        self.submit(&token, body).await
     }
 
-    pub async fn stop_runner(&self, agent: &AgentProcess, sid: &SessionId) -> (u16, String) {
+    pub async fn stop_runner(&self, _agent: &AgentProcess, sid: &SessionId) -> (u16, String) {
         let body = Fixture::stop_body(sid);
         let token = self.command_token(sid, &region(), &body);
-        self.post(agent, &stop_path(sid), Some(&token), body).await
+        self.submit(&token, body).await
     }
 
     /// The runners the agent lists.
@@ -140,11 +157,12 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-/// Whom the agent trusts and reports to.
+/// Whom the agent trusts, dials and reports to.
 pub struct Upstream {
     pub token_issuer: String,
     pub jwks_url: String,
     pub control_url: String,
+    pub edge_url: String,
     pub api_key: String,
 }
 
@@ -156,6 +174,7 @@ impl Fixture {
             token_issuer: self.issuer.issuer().into(),
             jwks_url: self.issuer.jwks_url(),
             control_url: format!("http://127.0.0.1:{}", free_port()),
+            edge_url: self.pools.url(),
             api_key: API_KEY.into(),
         }
     }
@@ -166,6 +185,15 @@ pub async fn spawn_agent(fixture: &Fixture, state: &Path, extra: &[(&str, &str)]
     spawn_agent_for(&fixture.upstream(), state, extra).await
 }
 
+/// An agent's name from its state directory: one agent restarted on the same state is the same agent
+/// (its new connection replaces the old), two with their own state are siblings.
+pub fn agent_name(state: &Path) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    state.hash(&mut hasher);
+    format!("eu-{:08x}", hasher.finish() as u32)
+}
+
 /// Starts the agent against `upstream`.
 pub async fn spawn_agent_for(upstream: &Upstream, state: &Path, extra: &[(&str, &str)]) -> AgentProcess {
     let settings = edgeshell_stack::AgentSettings {
@@ -173,6 +201,8 @@ pub async fn spawn_agent_for(upstream: &Upstream, state: &Path, extra: &[(&str, 
         token_issuer: upstream.token_issuer.clone(),
         jwks_url: upstream.jwks_url.clone(),
         control_url: upstream.control_url.clone(),
+        edge_url: upstream.edge_url.clone(),
+        agent: agent_name(state),
         api_key: upstream.api_key.clone().into(),
         state_dir: state.to_owned(),
         session_command: "/bin/sh".into(),

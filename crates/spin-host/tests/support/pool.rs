@@ -1,11 +1,15 @@
-//! A pool agent stand-in for the control plane's tests (the real agent is its own crate): it checks
-//! every command exactly as an agent must (signature against the control plane's published JWKS, the
-//! pool audience, the session, the body hash), records what it was asked, and answers as its mode says.
+//! The edge's pool rooms and their agents, stood in for the control plane's tests (the real room is the
+//! Worker's, the real agent its own crate): a [`FakeEdge`] serves the edge's internal routes the control
+//! plane calls (`POST /internal/pools/{region}/commands` with the internal key, and a room's end) and
+//! hands each command to its region's [`TestPool`], which checks it exactly as the room and an agent
+//! must (signature against the control plane's published JWKS, the pool audience, the session, the
+//! body hash, one use per token id for starts), records what it was asked, and answers as its mode
+//! says. No region registered: `503 no_pool_agent`, as the room answers when no agent is connected.
 
 use edgeshell_core::ids::{RegionId, SessionId};
 use edgeshell_core::issue::{check_body, pool_audience};
 use edgeshell_core::jwks::KeySet;
-use edgeshell_core::pool_api::{stop_path, PoolCommand, StartRunner, Started, START_PATH};
+use edgeshell_core::pool_api::{CommandRequest, PoolCommand, StartRunner, Started};
 use edgeshell_core::time::Timestamp;
 use edgeshell_core::tokens::{Expectation, Scope, ValidationOptions, Validator};
 use edgeshell_keys::RingVerifier;
@@ -20,7 +24,7 @@ pub enum Mode {
     Accept,
     /// Answers 503 (no capacity).
     Refuse,
-    /// Never answers (a hung pool).
+    /// Never answers (a hung agent: the room answers `504 pool_command_timeout` after the wait).
     Hang,
     /// Starts the runner after this long (a slow start that still makes the pool timeout).
     Slow(std::time::Duration),
@@ -47,42 +51,39 @@ struct State {
     log: Mutex<Log>,
     /// The control plane's keys, fetched on first use and again for an unknown kid (as an agent would).
     keys: Mutex<Option<KeySet>>,
+    /// Token ids of the starts taken (the room's replay protection).
+    used: Mutex<std::collections::HashSet<String>>,
 }
 
-pub struct TestPool {
-    pub region: RegionId,
-    pub endpoint: String,
-    state: Arc<State>,
+/// The edge's internal routes, serving the registered regions' pools.
+pub struct FakeEdge {
+    /// `http://127.0.0.1:<port>`.
+    pub url: String,
+    internal_key: String,
+    pools: Arc<Mutex<Vec<Arc<State>>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
-impl Drop for TestPool {
+impl Drop for FakeEdge {
     fn drop(&mut self) {
         self.task.abort();
     }
 }
 
-impl TestPool {
-    pub async fn start(region: &str, mode: Mode, control_url: &str, issuer: &str) -> TestPool {
+impl FakeEdge {
+    pub async fn start(internal_key: &str) -> FakeEdge {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let endpoint = format!("http://{}", listener.local_addr().unwrap());
-        let state = Arc::new(State {
-            region: RegionId::new(region).unwrap(),
-            control_url: control_url.to_owned(),
-            issuer: issuer.to_owned(),
-            mode: Mutex::new(mode),
-            log: Mutex::new(Log::default()),
-            keys: Mutex::new(None),
-        });
-        let served = state.clone();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let pools: Arc<Mutex<Vec<Arc<State>>>> = Arc::default();
+        let (served, key) = (pools.clone(), internal_key.to_owned());
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else { continue };
-                let state = served.clone();
+                let (pools, key) = (served.clone(), key.clone());
                 tokio::spawn(async move {
                     let service = hyper::service::service_fn(move |req| {
-                        let state = state.clone();
-                        async move { Ok::<_, std::convert::Infallible>(handle(&state, req).await) }
+                        let (pools, key) = (pools.clone(), key.clone());
+                        async move { Ok::<_, std::convert::Infallible>(route(&pools, &key, req).await) }
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), service)
@@ -90,7 +91,45 @@ impl TestPool {
                 });
             }
         });
-        TestPool { region: RegionId::new(region).unwrap(), endpoint, state, task }
+        FakeEdge { url, internal_key: internal_key.to_owned(), pools, task }
+    }
+
+    /// Connects `pool` (its region's agents) to the edge.
+    pub fn connect(&self, pool: &TestPool) {
+        self.pools.lock().unwrap().push(pool.state.clone());
+    }
+
+    /// Disconnects every agent of `region`.
+    #[allow(dead_code)]
+    pub fn disconnect(&self, region: &str) {
+        self.pools.lock().unwrap().retain(|p| p.region.as_str() != region);
+    }
+
+    #[allow(dead_code)]
+    pub fn internal_key(&self) -> &str {
+        &self.internal_key
+    }
+}
+
+pub struct TestPool {
+    pub region: RegionId,
+    /// The agent's name in heartbeats.
+    pub agent: String,
+    state: Arc<State>,
+}
+
+impl TestPool {
+    pub fn new(region: &str, mode: Mode, control_url: &str, issuer: &str) -> TestPool {
+        let state = Arc::new(State {
+            region: RegionId::new(region).unwrap(),
+            control_url: control_url.to_owned(),
+            issuer: issuer.to_owned(),
+            mode: Mutex::new(mode),
+            log: Mutex::new(Log::default()),
+            keys: Mutex::new(None),
+            used: Mutex::default(),
+        });
+        TestPool { region: RegionId::new(region).unwrap(), agent: format!("{region}-a"), state }
     }
 
     pub fn set_mode(&self, mode: Mode) {
@@ -116,17 +155,45 @@ fn reply(status: u16, body: String) -> hyper::Response<Full<bytes::Bytes>> {
     r
 }
 
-async fn handle(state: &State, req: hyper::Request<hyper::body::Incoming>) -> hyper::Response<Full<bytes::Bytes>> {
+fn error(status: u16, code: &str, message: &str) -> hyper::Response<Full<bytes::Bytes>> {
+    reply(status, serde_json::json!({ "error": { "code": code, "message": message } }).to_string())
+}
+
+async fn route(
+    pools: &Mutex<Vec<Arc<State>>>,
+    internal_key: &str,
+    req: hyper::Request<hyper::body::Incoming>,
+) -> hyper::Response<Full<bytes::Bytes>> {
     let path = req.uri().path().to_owned();
-    let token = req
+    let authorized = req
         .headers()
         .get("authorization")
         .and_then(|h| h.to_str().ok())
-        .and_then(|h| h.strip_prefix("Bearer "))
-        .unwrap_or_default()
-        .to_owned();
+        .is_some_and(|h| h.strip_prefix("Bearer ") == Some(internal_key));
+    if !authorized {
+        return error(401, "unauthorized", "missing or wrong internal API key");
+    }
+    if path.starts_with("/internal/sessions/") && path.ends_with("/end") {
+        return error(404, "session_not_found", "no room for this session");
+    }
+    let Some(region) = path.strip_prefix("/internal/pools/").and_then(|p| p.strip_suffix("/commands")) else {
+        return error(404, "not_found", "no such route");
+    };
     let body = req.into_body().collect().await.unwrap().to_bytes().to_vec();
-    let command = match verify(state, &token, &body, &path).await {
+    let Ok(request) = serde_json::from_slice::<CommandRequest>(&body) else {
+        return error(400, "bad_request", "not a command request");
+    };
+    let state = pools.lock().unwrap().iter().find(|p| p.region.as_str() == region).cloned();
+    match state {
+        Some(state) => handle(&state, request).await,
+        None => error(503, "no_pool_agent", "no agent of this region is connected and ready"),
+    }
+}
+
+async fn handle(state: &State, request: CommandRequest) -> hyper::Response<Full<bytes::Bytes>> {
+    let token = request.token.expose().to_owned();
+    let body = request.body.into_bytes();
+    let command = match verify(state, &token, &body).await {
         Ok(c) => {
             let alg = edgeshell_core::tokens::UntrustedToken::parse(&token).map(|t| t.header().alg.clone());
             state.log.lock().unwrap().command_algs.push(alg.unwrap_or_default());
@@ -134,7 +201,7 @@ async fn handle(state: &State, req: hyper::Request<hyper::body::Incoming>) -> hy
         }
         Err(reason) => {
             state.log.lock().unwrap().rejected.push(reason.clone());
-            return reply(401, reason);
+            return error(401, "unauthorized", &reason);
         }
     };
     match command {
@@ -161,10 +228,10 @@ async fn handle(state: &State, req: hyper::Request<hyper::body::Incoming>) -> hy
                     assert!(status.success());
                     started("process")
                 }
-                Mode::Refuse => reply(503, r#"{"error":{"code":"no_capacity","message":"full"}}"#.into()),
+                Mode::Refuse => error(503, "at_capacity", "full"),
                 Mode::Hang => {
-                    tokio::time::sleep(std::time::Duration::from_secs(60)).await;
-                    reply(504, String::new())
+                    tokio::time::sleep(std::time::Duration::from_millis(request.wait_ms)).await;
+                    error(504, "pool_command_timeout", "the agent did not answer in time")
                 }
             }
         }
@@ -181,7 +248,7 @@ async fn fetch_keys(state: &State) -> Result<KeySet, String> {
     Ok(keys)
 }
 
-async fn verify(state: &State, token: &str, body: &[u8], path: &str) -> Result<PoolCommand, String> {
+async fn verify(state: &State, token: &str, body: &[u8]) -> Result<PoolCommand, String> {
     let cached = state.keys.lock().unwrap().clone();
     let kid_known =
         |keys: &KeySet| edgeshell_core::tokens::UntrustedToken::parse(token).is_ok_and(|t| keys.get(t.kid()).is_some());
@@ -198,13 +265,13 @@ async fn verify(state: &State, token: &str, body: &[u8], path: &str) -> Result<P
     let verified =
         validator.verify(token, &keys, &RingVerifier, expect, now).await.map_err(|e| format!("token: {e}"))?;
     check_body(&verified, body).map_err(|e| e.to_string())?;
-    let expected_path = match &command {
-        PoolCommand::Start(s) if s.region == state.region => START_PATH.to_owned(),
-        PoolCommand::Start(_) => return Err("start for another region".into()),
-        PoolCommand::Stop { session_id, .. } => stop_path(session_id),
-    };
-    if path != expected_path {
-        return Err(format!("command for {expected_path} sent to {path}"));
+    if let PoolCommand::Start(start) = &command {
+        if start.region != state.region {
+            return Err("start for another region".into());
+        }
+        if !state.used.lock().unwrap().insert(verified.claims().jti.as_str().to_owned()) {
+            return Err("replayed start".into());
+        }
     }
     Ok(command)
 }

@@ -1,7 +1,8 @@
 //! The control plane as the tests run it: a migrated private Postgres, the dev OIDC issuer, the host
-//! serving the real components from `spin.toml`, and pools registered through the real heartbeat route.
+//! serving the real components from `spin.toml`, the edge's internal routes stood in for by a
+//! [`FakeEdge`], and pools connected to it and registered through the real heartbeat route.
 
-use super::pool::{Mode, TestPool};
+use super::pool::{FakeEdge, Mode, TestPool};
 use super::{send, vector_jwk};
 use edgeshell_control_db::pool_keys;
 use edgeshell_stack::{ControlPlane, ControlSettings};
@@ -9,11 +10,11 @@ use edgeshell_stack::{ControlPlane, ControlSettings};
 pub const INTERNAL_KEY: &str = "internal-key-for-tests-0123456789abcdef";
 pub const TOKEN_ISSUER: &str = "edgeshell-test-control";
 pub const CLIENT_ID: &str = "edgeshell-dev";
-pub const EDGE_URL: &str = "ws://127.0.0.1:8787";
-
 /// The control plane of `edgeshell_stack` with the tests' settings and helpers.
 pub struct Stack {
     control: ControlPlane,
+    /// The edge's pool rooms and room ends.
+    pub edge: FakeEdge,
 }
 
 impl std::ops::Deref for Stack {
@@ -53,27 +54,35 @@ impl Stack {
     }
 
     async fn start_with(extra: &str, max_instances: u32, signer: bool) -> Stack {
+        let edge = FakeEdge::start(INTERNAL_KEY).await;
         let settings = ControlSettings {
             signing_key: vector_jwk("pyjwt-rs256.json").into(),
             signer,
             token_issuer: TOKEN_ISSUER.into(),
-            edge_url: EDGE_URL.into(),
+            edge_url: edge.url.replacen("http://", "ws://", 1),
             internal_key: INTERNAL_KEY.into(),
             client_id: CLIENT_ID.into(),
             extra: extra.into(),
             cache_dir: super::shared_cache(),
             max_instances,
         };
-        Stack { control: ControlPlane::start(&settings).await.expect("control plane starts") }
+        Stack { control: ControlPlane::start(&settings).await.expect("control plane starts"), edge }
+    }
+
+    /// The edge's WebSocket origin, as the control plane builds session URLs from it.
+    #[allow(dead_code)]
+    pub fn edge_url(&self) -> String {
+        self.edge.url.replacen("http://", "ws://", 1)
     }
 
     pub fn id_token(&self, user: &str) -> String {
         self.control.id_token(user).unwrap()
     }
 
-    /// Starts a pool, gives it a key, and registers it with a heartbeat.
+    /// Starts a pool, connects it to the edge, gives it a key, and registers it with a heartbeat.
     pub async fn add_pool(&self, region: &str, mode: Mode) -> Pool {
-        let pool = TestPool::start(region, mode, &self.host.url, TOKEN_ISSUER).await;
+        let pool = TestPool::new(region, mode, &self.host.url, TOKEN_ISSUER);
+        self.edge.connect(&pool);
         let (_, key) = pool_keys::add(&self.db, region).await.unwrap();
         let pool = Pool { pool, key };
         let (status, body) = self.heartbeat(&pool, 10, 0).await;
@@ -84,7 +93,7 @@ impl Stack {
     /// One heartbeat; answers status and JSON.
     pub async fn heartbeat(&self, pool: &Pool, capacity: u32, load: u32) -> (u16, serde_json::Value) {
         let body = serde_json::json!({
-            "region": pool.pool.region, "endpoint": pool.pool.endpoint, "capacity": capacity, "load": load,
+            "region": pool.pool.region, "agent": pool.pool.agent, "capacity": capacity, "load": load,
         });
         self.call("POST", "/api/pools/heartbeat", &pool.key, body).await
     }

@@ -6,13 +6,13 @@
 
 pub mod objects;
 
-use super::{BackendError, RunnerBackend, RunnerExit, RunnerSpec};
+use super::{BackendError, Recovered, RunnerBackend, RunnerExit, RunnerSpec};
 use edgeshell_core::ids::SessionId;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams, PropagationPolicy};
 use kube::Api;
-use objects::{job_name, runner_job, runner_secret, selector, KubernetesOptions};
+use objects::{agent_selector, job_name, runner_job, runner_secret, selector, KubernetesOptions};
 use std::collections::HashSet;
 use std::sync::Mutex;
 
@@ -114,7 +114,7 @@ impl RunnerBackend for KubernetesBackend {
     async fn running(&self) -> Result<Vec<SessionId>, BackendError> {
         let list = self
             .jobs
-            .list(&ListParams::default().labels(&selector(&self.options.region)))
+            .list(&ListParams::default().labels(&agent_selector(&self.options.region, &self.options.agent)))
             .await
             .map_err(|e| BackendError::Query(e.to_string()))?;
         let mut running = Vec::new();
@@ -137,15 +137,35 @@ impl RunnerBackend for KubernetesBackend {
         std::mem::take(&mut *self.exits.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
-    async fn reap_leftovers(&self) -> Result<usize, BackendError> {
+    async fn recover(&self) -> Result<Recovered, BackendError> {
+        // Runners of this region that finished are removed, whoever started them; running ones of this
+        // agent (its name survives a restart on a StatefulSet, or locally) are adopted. Running Jobs of
+        // another agent are left alone: their sessions carry on, and each ends by itself (the runner
+        // at its session's end, the Job at its active deadline).
         let params = ListParams::default().labels(&selector(&self.options.region));
         let jobs = self.jobs.list(&params).await.map_err(|e| BackendError::Query(e.to_string()))?;
-        let secrets = self.secrets.list(&params).await.map_err(|e| BackendError::Query(e.to_string()))?;
-        let mut names: HashSet<String> = jobs.items.iter().filter_map(|j| j.metadata.name.clone()).collect();
-        names.extend(secrets.items.iter().filter_map(|s| s.metadata.name.clone()));
-        for name in &names {
-            self.delete_objects(name).await?;
+        let mut recovered = Recovered::default();
+        for job in &jobs.items {
+            let Some(name) = job.metadata.name.clone() else { continue };
+            let mine =
+                job.metadata.labels.as_ref().and_then(|l| l.get(objects::AGENT_LABEL)) == Some(&self.options.agent);
+            let deadline = job
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(objects::DEADLINE_ANNOTATION))
+                .and_then(|d| d.parse().ok());
+            match (finished(job), session_of(job), deadline) {
+                (Some(_), _, _) => {
+                    self.delete_objects(&name).await?;
+                    recovered.reaped += 1;
+                }
+                (None, Some(session), Some(deadline)) if mine && job.metadata.deletion_timestamp.is_none() => {
+                    recovered.adopted.push((session, name, deadline));
+                }
+                _ => {}
+            }
         }
-        Ok(names.len())
+        Ok(recovered)
     }
 }

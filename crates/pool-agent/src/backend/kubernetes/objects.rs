@@ -27,6 +27,10 @@ use std::collections::BTreeMap;
 pub const APP_LABEL: (&str, &str) = ("app.kubernetes.io/name", "edgeshell-runner");
 /// Label naming the pool (region) that owns a runner.
 pub const POOL_LABEL: &str = "edgeshell.dev/pool";
+/// Label naming the agent that started a runner.
+pub const AGENT_LABEL: &str = "edgeshell.dev/agent";
+/// Annotation holding a runner's deadline (epoch seconds), read when an agent adopts it.
+pub const DEADLINE_ANNOTATION: &str = "edgeshell.dev/deadline";
 /// Annotation holding the session id (ids may end in `-` or `_`, which label values may not).
 pub const SESSION_ANNOTATION: &str = "edgeshell.dev/session";
 /// The Secret key of the join token.
@@ -45,6 +49,9 @@ pub struct KubernetesOptions {
     pub namespace: String,
     /// The pool's region.
     pub region: RegionId,
+    /// The agent's name: its runners carry it (label [`AGENT_LABEL`]), so siblings never count,
+    /// adopt or remove each other's.
+    pub agent: String,
     /// The runner image (by digest in production).
     pub image: String,
     /// The session command, or the image's default program.
@@ -71,6 +78,11 @@ pub fn labels(region: &RegionId) -> BTreeMap<String, String> {
     ])
 }
 
+/// The label selector of the runner objects `agent` started in `region`.
+pub fn agent_selector(region: &RegionId, agent: &str) -> String {
+    format!("{},{AGENT_LABEL}={agent}", selector(region))
+}
+
 /// The label selector of `region`'s runner objects.
 pub fn selector(region: &RegionId) -> String {
     format!("{}={},{POOL_LABEL}={region}", APP_LABEL.0, APP_LABEL.1)
@@ -80,8 +92,15 @@ fn meta(options: &KubernetesOptions, spec: &RunnerSpec) -> ObjectMeta {
     ObjectMeta {
         name: Some(job_name(&spec.session_id)),
         namespace: Some(options.namespace.clone()),
-        labels: Some(labels(&options.region)),
-        annotations: Some(BTreeMap::from([(SESSION_ANNOTATION.to_owned(), spec.session_id.to_string())])),
+        labels: Some({
+            let mut labels = labels(&options.region);
+            labels.insert(AGENT_LABEL.to_owned(), options.agent.clone());
+            labels
+        }),
+        annotations: Some(BTreeMap::from([
+            (SESSION_ANNOTATION.to_owned(), spec.session_id.to_string()),
+            (DEADLINE_ANNOTATION.to_owned(), spec.deadline.to_string()),
+        ])),
         ..ObjectMeta::default()
     }
 }

@@ -1,0 +1,159 @@
+//! Pools dial out, with the real agents, the real control plane and the edge under `wrangler dev`
+//! (its `PoolRoom` Durable Objects):
+//!
+//! - two agents share a region: one killed, new sessions land on its sibling at once (the room knows
+//!   the socket closed; no health TTL), and the sibling's sessions carry on;
+//! - an agent's socket cut and restored: a stop submitted while it is away waits in the room and is
+//!   carried out once when it is back; a start submitted while it is away is refused at once and never
+//!   carried out later;
+//! - a captured start command, replayed after its agent restarted, is refused by the room's stored
+//!   ledger (the restarted agent's own memory of used commands is empty).
+//!
+//! The figures are printed; the assertions are about outcomes, not durations.
+
+use edgeshell_core::protocol::Credential;
+use edgeshell_e2e::pool_proxy::{PathMode, PoolProxy};
+use edgeshell_e2e::{Session, Stack, StackOptions};
+use edgeshell_room_host::browser::Browser;
+use std::time::{Duration, Instant};
+
+const USER: &str = "dana";
+const WAIT: Duration = Duration::from_secs(20);
+
+/// One local stack at a time: each starts its own `wrangler dev`.
+static ONE_STACK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+async fn shell(session: &Session) -> Browser {
+    let mut browser =
+        Browser::attach(&session.ws_url, &Credential::Token(session.token.expose().to_owned())).await.unwrap();
+    browser.input(b"echo alive-$((40+2))\n").await;
+    browser.expect_from(0, "alive-42", WAIT).await;
+    browser
+}
+
+/// The name of the agent holding `session`'s runner.
+async fn holder(stack: &Stack, session: &str) -> Option<String> {
+    for (_, agent) in &stack.agents {
+        if agent.runners().await.unwrap().iter().any(|r| r["session_id"] == session) {
+            return Some(agent.name.clone());
+        }
+    }
+    None
+}
+
+/// A counter of the agent's metrics.
+async fn metric(url: &str, line_start: &str) -> u64 {
+    let text = reqwest::get(format!("{url}/metrics")).await.unwrap().text().await.unwrap();
+    text.lines()
+        .find(|l| l.starts_with(line_start))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {line_start} in\n{text}"))
+}
+
+async fn wait_until<F: std::future::Future<Output = bool>>(within: Duration, mut check: impl FnMut() -> F) -> bool {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the whole local stack: cargo xtask test"]
+async fn a_killed_agent_leaves_its_sibling_taking_sessions_at_once() {
+    let _one = ONE_STACK.lock().await;
+    let options = StackOptions { agents_per_region: 2, ..StackOptions::default() };
+    let mut stack = Stack::start(options).await.expect("the stack starts");
+    // Sessions spread over both agents (the least loaded first).
+    let first = stack.mint(USER).await.unwrap();
+    let second = stack.mint(USER).await.unwrap();
+    let (a, b) = (holder(&stack, first.id.as_str()).await.unwrap(), holder(&stack, second.id.as_str()).await.unwrap());
+    assert_ne!(a, b, "two agents, two sessions: one each");
+    let mut survivor = shell(&second).await;
+
+    let killed = Instant::now();
+    stack.kill_agent(&a).await.unwrap();
+    let next = stack.mint(USER).await.unwrap();
+    let placed = killed.elapsed();
+    assert_eq!(next.region, "eu");
+    assert_eq!(holder(&stack, next.id.as_str()).await.as_deref(), Some(b.as_str()), "the sibling took it");
+    shell(&next).await;
+    // The sibling's own session carries on.
+    survivor.input(b"echo still-$((6*7))\n").await;
+    let from = survivor.output.len();
+    survivor.expect_from(from, "still-42", WAIT).await;
+    eprintln!("figure: agent killed -> new session started on its sibling: {:.0} ms", placed.as_secs_f64() * 1000.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the whole local stack: cargo xtask test"]
+async fn a_cut_socket_loses_no_command_and_repeats_none() {
+    let _one = ONE_STACK.lock().await;
+    let mut stack = Stack::start(StackOptions::default()).await.expect("the stack starts");
+    let proxy = PoolProxy::start(&stack.edge.url).await.unwrap();
+    stack.stop_region("eu").await.unwrap();
+    stack.start_region_with("eu", &[("EDGESHELL_POOL_EDGE_URL", proxy.url.as_str())]).await.unwrap();
+    let session = stack.mint(USER).await.unwrap();
+    shell(&session).await;
+    let agent_url = stack.agent("eu").unwrap().url.clone();
+    let stops = "edgeshell_pool_commands_total{region=\"eu\",backend=\"local\",kind=\"stop\"}";
+    let starts = "edgeshell_pool_commands_total{region=\"eu\",backend=\"local\",kind=\"start\"}";
+    let starts_before = metric(&agent_url, starts).await;
+
+    // The socket is cut and stays down.
+    proxy.set_mode(PathMode::Down);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // A stop while the agent is away waits in the room for the agent holding the session.
+    let (token, body) = stack.stop_command("eu", &session.id).unwrap();
+    let (status, answer) = stack.submit_command("eu", &token, &body, Duration::from_millis(500)).await.unwrap();
+    assert_eq!((status, answer["queued"].as_bool()), (202, Some(true)), "{answer}");
+    // A start while it is away is refused at once, never kept for later.
+    let (_, start_token, start_body) = stack.start_command("eu").unwrap();
+    let (status, answer) = stack.submit_command("eu", &start_token, &start_body, WAIT).await.unwrap();
+    assert_eq!((status, answer["error"]["code"].as_str()), (503, Some("no_pool_agent")), "{answer}");
+    assert_eq!(holder(&stack, session.id.as_str()).await.as_deref(), Some("eu-a"), "the runner lives on meanwhile");
+
+    // The path is back: the agent dials again, and the stop is carried out, once.
+    let restored = Instant::now();
+    proxy.set_mode(PathMode::Pass);
+    assert!(
+        wait_until(WAIT, || async { holder(&stack, session.id.as_str()).await.is_none() }).await,
+        "the queued stop reached the agent"
+    );
+    eprintln!(
+        "figure: socket restored -> queued stop carried out: {:.0} ms",
+        restored.elapsed().as_secs_f64() * 1000.0
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(metric(&agent_url, stops).await, 1, "the stop was carried out once");
+    assert_eq!(metric(&agent_url, starts).await, starts_before, "the refused start never reached the agent");
+    // Sent again, the stop's token is refused by the room: one command, one use.
+    let (status, answer) = stack.submit_command("eu", &token, &body, WAIT).await.unwrap();
+    assert_eq!((status, answer["error"]["code"].as_str()), (409, Some("replayed_token")), "{answer}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the whole local stack: cargo xtask test"]
+async fn a_captured_start_replayed_after_the_agent_restarts_is_refused() {
+    let _one = ONE_STACK.lock().await;
+    let mut stack = Stack::start(StackOptions::default()).await.expect("the stack starts");
+    let (sid, token, body) = stack.start_command("eu").unwrap();
+    let (status, answer) = stack.submit_command("eu", &token, &body, WAIT).await.unwrap();
+    assert_eq!(status, 201, "{answer}");
+    assert_eq!(answer["session_id"], sid.as_str());
+
+    // The agent restarts: it remembers no command it carried out.
+    stack.kill_agent("eu-a").await.unwrap();
+    stack.start_agent_with("eu-a", &[]).await.unwrap();
+    let (status, answer) = stack.submit_command("eu", &token, &body, WAIT).await.unwrap();
+    assert_eq!((status, answer["error"]["code"].as_str()), (409, Some("replayed_token")), "{answer}");
+    assert_eq!(holder(&stack, sid.as_str()).await, None, "nothing was started again");
+    // A forged body under the captured token is refused before any agent sees it.
+    let forged = body.replace("\"deadline\":", "\"deadline\":1");
+    let (status, answer) = stack.submit_command("eu", &token, &forged, WAIT).await.unwrap();
+    assert_eq!((status, answer["error"]["code"].as_str()), (403, Some("forbidden")), "{answer}");
+}
