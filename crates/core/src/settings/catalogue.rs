@@ -66,7 +66,7 @@ pub const FUNCTIONS: &[Setting] = &[
     setting(
         "edge_origin",
         Text("http://127.0.0.1:8787"),
-        "The edge's HTTP origin (`edge_url` as `https://`), which the sessions component calls to end a room at once when its owner ends the session.",
+        "The edge's HTTP origin (`edge_url` as `https://`), which the sessions component calls to end a room at once and to submit pool commands.",
     ),
     setting(
         "oidc_issuer",
@@ -213,7 +213,7 @@ pub const SIGNER: &[Setting] = &[
     secret("EDGESHELL_PREVIOUS_ES256_KEY", Unset, "The ES256 key just replaced, published until its tokens have expired."),
 ];
 
-/// A pool agent's environment (`runner-image/k8s/agent.yaml` and terraform set it on Kubernetes).
+/// A pool agent's environment (the chart `deploy/helm/edgeshell-pool` and terraform set it on Kubernetes).
 pub const POOL_AGENT: &[Setting] = &[
     setting("EDGESHELL_POOL_REGION", Required, "The region (`[a-z0-9-]`)."),
     setting(

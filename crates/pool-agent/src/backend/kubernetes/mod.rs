@@ -1,8 +1,9 @@
-//! Runners as Kubernetes Jobs, one per session, in the agent's namespace (see [`objects`] for what is
-//! created). The cluster is the source of truth: the agent lists its pool's Jobs by label, so a
-//! restarted agent finds and deletes what its predecessor left. Talks to the API server with the
+//! Runners as Kubernetes Jobs, one per session, in the runners' namespace (see [`objects`] for what is
+//! created). The cluster is the source of truth: the agent lists the Jobs labelled with its region and
+//! its own name, so siblings never touch each other's runners and a restarted agent adopts its own
+//! (finished ones of the region are deleted; a dead agent's running ones end by themselves). Talks to the API server with the
 //! in-cluster service account (or a kubeconfig); its RBAC is Jobs and Secrets (the join token), and
-//! reading Pods, in that namespace only (see `runner-image/k8s/agent.yaml`).
+//! reading Pods, in that namespace only (see the chart, `deploy/helm/edgeshell-pool`).
 
 pub mod objects;
 
@@ -28,7 +29,7 @@ pub struct KubernetesBackend {
 
 impl KubernetesBackend {
     /// Connects with the in-cluster (or kubeconfig) credentials. The runners' network policy is applied
-    /// by the operator (`runner-image/k8s/`, or `edgeshell-pool-agent network-policy`), so the agent
+    /// by the operator (the chart, or `edgeshell-pool-agent network-policy`), so the agent
     /// needs no rights on policies.
     pub async fn connect(options: KubernetesOptions) -> Result<KubernetesBackend, BackendError> {
         let client = kube::Client::try_default().await.map_err(|e| BackendError::Query(format!("cluster: {e}")))?;
