@@ -32,6 +32,8 @@ pub struct EdgeConfig {
     pub page_origins: PageOrigins,
     /// How the isolate caches the control plane's keys.
     pub jwks_policy: CachePolicy,
+    /// How often a pool room checks its connected agents' keys again.
+    pub pool_key_recheck: std::time::Duration,
 }
 
 /// A configuration value that is missing or malformed.
@@ -81,6 +83,7 @@ impl EdgeConfig {
                 serve_stale: settings.choice("JWKS_SERVE_STALE", &["on", "off"])? == 0,
                 ..CachePolicy::DEFAULT
             },
+            pool_key_recheck: settings.secs("POOL_KEY_RECHECK_SECS")?,
         })
     }
 

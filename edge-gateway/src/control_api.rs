@@ -50,6 +50,9 @@ pub async fn internal<T: serde::de::DeserializeOwned>(
         return serde_json::from_str(&text).map_err(|e| ApiError::new(ErrorCode::BadControlAnswer, e.to_string()));
     }
     match ApiError::from_body(text.as_bytes()) {
+        // A 401 about what was asked (a pool key that is unknown or revoked) passes through; one about
+        // the gateway's own key means the gateway is misconfigured.
+        Ok(refusal) if status == 401 && refusal.code != ErrorCode::Unauthorized => Err(refusal),
         _ if status == 401 => {
             Err(ApiError::new(ErrorCode::Misconfigured, "the control plane refused the gateway's internal key"))
         }

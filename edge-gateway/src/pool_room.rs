@@ -10,8 +10,8 @@
 //! - Sockets are accepted without hibernation: agents report every two seconds, so the object would not
 //!   sleep anyway, and a command's waiting request lives in memory.
 //! - A ticker feeds the time while agents are connected or the ledger has something due, and every
-//!   [`KEY_RECHECK`] asks the control plane whether each connected agent's key is still valid, closing
-//!   the connections of revoked keys.
+//!   `POOL_KEY_RECHECK_SECS` (in a task of its own) asks the control plane whether each connected
+//!   agent's key is still valid, closing the connections of revoked keys.
 
 // `#[durable_object]` generates undocumented exported glue.
 #![allow(missing_docs)]
@@ -45,8 +45,6 @@ use worker::{
     WebsocketEvent,
 };
 
-/// How often connected agents' keys are checked again with the control plane.
-const KEY_RECHECK: Duration = Duration::from_secs(60);
 /// The ticker's period: the machine's deadlines are seconds apart.
 const TICK: Duration = Duration::from_millis(500);
 
@@ -147,7 +145,8 @@ impl Host {
             Some(Err(e)) => return Err(failed(e)),
             None => Machine::new_ledger(&config),
         };
-        *self.machine.borrow_mut() = Some(Machine::new(config, ledger));
+        *self.machine.borrow_mut() = Some(Machine::new(config, ledger, keys::now()));
+        self.keys_checked.set(keys::now().as_millis());
         Ok(())
     }
 
@@ -229,9 +228,11 @@ impl Host {
                     let effects = self.machine.borrow_mut().as_mut().map(|m| m.handle_timeout(now)).unwrap_or_default();
                     self.carry_out(effects);
                 }
-                if now.as_millis().saturating_sub(self.keys_checked.get()) >= KEY_RECHECK.as_millis() as u64 {
+                let recheck = self.config().map(|c| c.pool_key_recheck).unwrap_or(Duration::from_secs(60));
+                if now.as_millis().saturating_sub(self.keys_checked.get()) >= recheck.as_millis() as u64 {
                     self.keys_checked.set(now.as_millis());
-                    self.recheck_keys().await;
+                    // Its own task: the control plane's answers never hold up the machine's time.
+                    wasm_bindgen_futures::spawn_local(self.clone().recheck_keys());
                 }
                 if self.sockets.borrow().is_empty() && due.is_none() {
                     break;
@@ -242,7 +243,7 @@ impl Host {
     }
 
     /// Closes the connections whose pool key the control plane no longer accepts for this region.
-    async fn recheck_keys(&self) {
+    async fn recheck_keys(self: Rc<Self>) {
         let Some(region) = self.region.borrow().clone() else { return };
         let Ok(config) = self.config() else { return };
         let mut checked: HashMap<String, bool> = HashMap::new();

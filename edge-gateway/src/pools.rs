@@ -7,15 +7,16 @@
 //! | `POST /internal/pools/{region}/commands` | the control plane | the internal key; the command's own `pool:command` token is verified in the room |
 //!
 //! The pool key is checked once per connection (an agent connects rarely, unlike a browser's attach,
-//! which never waits for the database); the room checks it again every minute, so a revoked key's
-//! connection is closed within a minute.
+//! which never waits for the database; a value not shaped like a pool key costs no lookup); the room
+//! checks it again every `POOL_KEY_RECHECK_SECS` (60), so a revoked key's connection is closed within
+//! that.
 
 use crate::config::EdgeConfig;
 use crate::control_api;
 use crate::http::{error, ApiError, ErrorCode};
 use crate::upgrade::is_websocket;
 use edgeshell_core::ids::RegionId;
-use edgeshell_core::pool_api::{api_key_hash, check_agent_name, AGENT_HEADER};
+use edgeshell_core::pool_api::{api_key_hash, check_agent_name, is_api_key_shaped, AGENT_HEADER};
 use serde::{Deserialize, Serialize};
 use worker::{Env, Headers, Method, Request, RequestInit, Response, Result};
 
@@ -115,6 +116,10 @@ async fn connect_checked(req: Request, env: &Env, region: &str) -> std::result::
         .and_then(|v| v.strip_prefix("Bearer ").map(str::to_owned))
         .filter(|k| !k.is_empty())
         .ok_or_else(|| ApiError::new(ErrorCode::MissingApiKey, "send the pool key as Bearer"))?;
+    // Refused here, before it costs the control plane a lookup.
+    if !is_api_key_shaped(&key) {
+        return Err(ApiError::new(ErrorCode::InvalidApiKey, "not a pool key (esp_<id>_<secret>)"));
+    }
     let config = config(env)?;
     let key_sha256 = edgeshell_core::bundles::hex(&api_key_hash(&key));
     let owner = check_key(env, &config, &key_sha256, &region).await?;

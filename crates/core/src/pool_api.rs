@@ -123,8 +123,8 @@ pub const AGENT_HEADER: &str = "x-edgeshell-agent";
 /// How often a connected agent reports its load (its liveness on the socket).
 pub const REPORT_EVERY: core::time::Duration = core::time::Duration::from_secs(2);
 
-/// The most runners one report may list.
-pub const MAX_REPORTED_RUNNERS: usize = 100_000;
+/// The most runners one report may list (an agent holds a few hundred at most).
+pub const MAX_REPORTED_RUNNERS: usize = 10_000;
 
 /// Checks an agent's name: 1 to 63 characters of `a-z`, `0-9`, `-`, `.`, `_`, starting with a letter
 /// or digit (a Kubernetes pod name fits).
@@ -233,6 +233,16 @@ impl core::fmt::Debug for RoomMessage {
 
 /// Pool API keys are `esp_<key id>_<secret>`; the key id names the key in logs and revocations.
 pub const API_KEY_PREFIX: &str = "esp_";
+
+/// Whether `key` has a pool key's shape (`esp_<id>_<43 base64url characters>`): anything else is refused
+/// before it costs a lookup.
+pub fn is_api_key_shaped(key: &str) -> bool {
+    let Some(rest) = key.strip_prefix(API_KEY_PREFIX) else { return false };
+    let Some((id, secret)) = rest.split_once('_') else { return false };
+    let id_ok = (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric());
+    let secret_ok = secret.len() == 43 && secret.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    id_ok && secret_ok
+}
 
 /// Builds an API key from its id and 32 random bytes (the caller's randomness).
 pub fn api_key(key_id: &str, secret: [u8; 32]) -> String {
@@ -382,6 +392,10 @@ mod tests {
         let key = api_key("k1", [7; 32]);
         assert!(key.starts_with("esp_k1_") && key.len() == 7 + 43, "{key}");
         assert_ne!(api_key_hash(&key), api_key_hash(&api_key("k1", [8; 32])));
+        assert!(is_api_key_shaped(&key));
+        for bad in ["", "esp_", "esp_k1", "esp_k1_short", "hunter2", &format!("{key}x"), &key.replace("esp_", "esq_")] {
+            assert!(!is_api_key_shaped(bad), "{bad}");
+        }
     }
 
     #[test]

@@ -143,8 +143,12 @@ pub struct Ledger {
     entries: BTreeMap<CommandId, Entry>,
     /// Token ids taken, with when they may be forgotten (their token can no longer verify).
     used: BTreeMap<String, Timestamp>,
-    /// Which agent holds each session's runner, as far as the room heard.
+    /// Which agent holds each session's runner (or was handed its start), as far as the room heard.
     placed: BTreeMap<SessionId, String>,
+    /// Agents with no connection, since when: their placements are released after `keep`, so stops
+    /// of their sessions go to any agent (on Kubernetes any agent of the region can stop any runner).
+    #[serde(default)]
+    gone: BTreeMap<String, Timestamp>,
     /// How long a queued command waits for an agent before it expires.
     queue_ttl: Duration,
     /// How long an ended command is remembered (answers to it are then refused as unknown).
@@ -160,6 +164,7 @@ impl Ledger {
             entries: BTreeMap::new(),
             used: BTreeMap::new(),
             placed: BTreeMap::new(),
+            gone: BTreeMap::new(),
             queue_ttl,
             keep,
         }
@@ -194,11 +199,44 @@ impl Ledger {
         Ok(id)
     }
 
-    /// Hands queued command `id` to `holder`; answers its payload (`None` when it is not queued).
+    /// Hands queued command `id` to `holder`; answers its payload (`None` when it is not queued). A start
+    /// places its session with the agent at once (tentatively, until its answer), so a stop sent while
+    /// it is in flight, or after it was lost, goes to the agent that may hold the runner.
     pub fn hand(&mut self, id: CommandId, holder: &Holder, now: Timestamp) -> Option<Payload> {
         let entry = self.entries.get_mut(&id).filter(|e| e.state == State::Queued && e.payload.is_some())?;
         entry.state = State::Sent { holder: holder.clone(), at: now };
+        if entry.kind == Kind::Start {
+            self.placed.insert(entry.session.clone(), holder.agent.clone());
+        }
         entry.handed_payload()
+    }
+
+    /// The room restarted (its object was evicted, or its storage failed): every connection it handed
+    /// commands to is gone. Unanswered starts end as [`Outcome::Unknown`], unanswered stops wait for
+    /// the next agent, and every agent counts as gone from `now`. Returns the starts that ended so.
+    pub fn restored(&mut self, now: Timestamp) -> Vec<CommandId> {
+        let holders: Vec<Holder> = self
+            .entries
+            .values()
+            .filter_map(|e| match &e.state {
+                State::Sent { holder, .. } => Some(holder.clone()),
+                _ => None,
+            })
+            .collect();
+        let mut unknown = Vec::new();
+        for holder in holders {
+            unknown.extend(self.agent_gone(&holder, now));
+        }
+        let agents: Vec<String> = self.placed.values().cloned().collect();
+        for agent in agents {
+            self.gone.entry(agent).or_insert(now);
+        }
+        unknown
+    }
+
+    /// An agent connected: its placements stay.
+    pub fn agent_back(&mut self, agent: &str) {
+        self.gone.remove(agent);
     }
 
     /// Ends queued command `id` without handing it out (no agent could take it).
@@ -241,6 +279,10 @@ impl Ledger {
                     (Kind::Start, Outcome::Done) => {
                         self.placed.insert(entry.session.clone(), holder.agent.clone());
                     }
+                    // Refused: nothing was started there.
+                    (Kind::Start, Outcome::Refused(_)) if self.placed.get(&entry.session) == Some(&holder.agent) => {
+                        self.placed.remove(&entry.session);
+                    }
                     (Kind::Stop, Outcome::Done) => {
                         self.placed.remove(&entry.session);
                     }
@@ -259,6 +301,7 @@ impl Ledger {
     /// `holder`'s connection is gone: its unanswered starts end as [`Outcome::Unknown`] (never handed
     /// out again), its unanswered stops wait for the next agent. Returns the starts that ended so.
     pub fn agent_gone(&mut self, holder: &Holder, now: Timestamp) -> Vec<CommandId> {
+        self.gone.entry(holder.agent.clone()).or_insert(now);
         let mut unknown = Vec::new();
         for (id, entry) in &mut self.entries {
             if !matches!(&entry.state, State::Sent { holder: to, .. } if to == holder) {
@@ -290,12 +333,28 @@ impl Ledger {
         }
     }
 
-    /// An agent reports exactly these sessions: those it no longer lists are no longer placed with it.
-    pub fn placed_with(&mut self, agent: &str, sessions: &[SessionId]) {
-        self.placed.retain(|s, a| a != agent || sessions.contains(s));
+    /// An agent reports exactly these sessions (and those it was handed a start for since, still in
+    /// flight): those it no longer lists are no longer placed with it. True when anything changed.
+    pub fn placed_with(&mut self, agent: &str, sessions: &[SessionId]) -> bool {
+        let listed: std::collections::BTreeSet<&SessionId> = sessions.iter().collect();
+        let in_flight: std::collections::BTreeSet<SessionId> = self
+            .entries
+            .values()
+            .filter(|e| {
+                e.kind == Kind::Start && matches!(&e.state, State::Sent { holder, .. } if holder.agent == agent)
+            })
+            .map(|e| e.session.clone())
+            .collect();
+        let before = self.placed.len();
+        self.placed.retain(|s, a| a != agent || listed.contains(s) || in_flight.contains(s));
+        let mut changed = self.placed.len() != before;
         for s in sessions {
-            self.place(s.clone(), agent);
+            if self.placed.get(s).is_none_or(|a| a != agent) {
+                self.placed.insert(s.clone(), agent.to_owned());
+                changed = true;
+            }
         }
+        changed
     }
 
     /// Expires commands that waited too long for an agent, forgets ended ones kept long enough, and token
@@ -311,6 +370,12 @@ impl Ledger {
         let keep = self.keep;
         self.entries.retain(|_, e| e.ended_at.is_none_or(|at| now.since(at) < keep));
         self.used.retain(|_, forget_after| *forget_after > now);
+        let released: Vec<String> =
+            self.gone.iter().filter(|(_, since)| now.since(**since) >= keep).map(|(a, _)| a.clone()).collect();
+        for agent in released {
+            self.gone.remove(&agent);
+            self.placed.retain(|_, a| *a != agent);
+        }
     }
 
     /// When [`Ledger::tidy`] next has something to do.
@@ -321,7 +386,8 @@ impl Ledger {
             None => Timestamp::from_millis(u64::MAX),
         });
         let used = self.used.values().copied();
-        entries.chain(used).min().filter(|t| *t != Timestamp::from_millis(u64::MAX))
+        let gone = self.gone.values().map(|since| *since + self.keep);
+        entries.chain(used).chain(gone).min().filter(|t| *t != Timestamp::from_millis(u64::MAX))
     }
 
     /// A command's state, while the ledger remembers it.

@@ -25,7 +25,7 @@
 use crate::ids::SessionId;
 use crate::machine::StateMachine;
 use crate::pool_api::{AgentMessage, AgentReport, RoomMessage, MAX_REPORTED_RUNNERS};
-use crate::pool_ledger::{CommandId, Holder, Kind, Ledger, LedgerError, Outcome, Payload};
+use crate::pool_ledger::{CommandId, Holder, Kind, Ledger, LedgerError, Outcome, Payload, State};
 use crate::time::Timestamp;
 use core::time::Duration;
 use std::collections::BTreeMap;
@@ -224,9 +224,14 @@ pub struct PoolRoom {
     waiters: BTreeMap<WaiterId, CommandId>,
 }
 
+/// The most agents one room takes (a region's pool rarely has more than a handful).
+pub const MAX_AGENTS: usize = 64;
+
 impl PoolRoom {
-    /// A room over `ledger` (a new one, or the one its host stored).
-    pub fn new(config: PoolRoomConfig, ledger: Ledger) -> PoolRoom {
+    /// A room over `ledger` (a new one, or the one its host stored) at `now`: no connection of the
+    /// stored ledger exists any more, so what was in flight is settled ([`Ledger::restored`]).
+    pub fn new(config: PoolRoomConfig, mut ledger: Ledger, now: Timestamp) -> PoolRoom {
+        ledger.restored(now);
         PoolRoom { config, ledger, agents: BTreeMap::new(), waiters: BTreeMap::new() }
     }
 
@@ -338,9 +343,9 @@ impl PoolRoom {
             }
             AgentMessage::Hello(report) => {
                 let name = agent.holder.agent.clone();
-                self.ledger.placed_with(&name, &report.runners);
-                agent.report = Some(report);
+                agent.report = Some(report.clone());
                 agent.started_since_report = 0;
+                self.ledger.placed_with(&name, &report.runners);
                 effects.push(Effect::Store);
                 self.hand_queued(conn, now, effects);
             }
@@ -353,8 +358,10 @@ impl PoolRoom {
                 let name = agent.holder.agent.clone();
                 agent.report = Some(report.clone());
                 agent.started_since_report = 0;
-                self.ledger.placed_with(&name, &report.runners);
-                effects.push(Effect::Store);
+                // Stored only when a placement changed: a status every 2 s costs no write otherwise.
+                if self.ledger.placed_with(&name, &report.runners) {
+                    effects.push(Effect::Store);
+                }
                 self.hand_queued(conn, now, effects);
             }
             AgentMessage::Answer { id, status, body } => {
@@ -377,12 +384,21 @@ impl PoolRoom {
 
     fn gone(&mut self, conn: AgentConn, now: Timestamp, effects: &mut Vec<Effect>) {
         let Some(agent) = self.agents.remove(&conn) else { return };
+        let handed: Vec<CommandId> = self
+            .waiters
+            .values()
+            .copied()
+            .filter(|id| matches!(self.ledger.state(*id), Some(State::Sent { holder, .. }) if *holder == agent.holder))
+            .collect();
         let lost = self.ledger.agent_gone(&agent.holder, now);
         effects.push(Effect::Store);
-        let waiting: Vec<WaiterId> = self.waiters.iter().filter(|(_, c)| lost.contains(c)).map(|(w, _)| *w).collect();
-        for waiter in waiting {
+        let waiting: Vec<(WaiterId, CommandId)> =
+            self.waiters.iter().filter(|(_, c)| handed.contains(c)).map(|(w, c)| (*w, *c)).collect();
+        for (waiter, id) in waiting {
             self.waiters.remove(&waiter);
-            effects.push(Effect::Reply { waiter, reply: Reply::AgentLost });
+            // A start may have happened; a stop waits for the next agent meant for it.
+            let reply = if lost.contains(&id) { Reply::AgentLost } else { Reply::Queued };
+            effects.push(Effect::Reply { waiter, reply });
         }
         // Stops it had in flight wait for the next agent meant for them; one may be here already.
         let others: Vec<AgentConn> = self.agents.iter().filter(|(_, a)| a.report.is_some()).map(|(c, _)| *c).collect();
@@ -404,7 +420,12 @@ impl StateMachine for PoolRoom {
                     effects
                         .push(Effect::Close { conn: old, reason: "a newer connection of this agent took over".into() });
                     self.gone(old, now, &mut effects);
+                } else if self.agents.len() >= MAX_AGENTS {
+                    effects
+                        .push(Effect::Close { conn, reason: format!("this room takes at most {MAX_AGENTS} agents") });
+                    return coalesce_stores(effects);
                 }
+                self.ledger.agent_back(&agent);
                 let holder = Holder { agent, connection: self.ledger.next_connection() };
                 effects.push(Effect::Store);
                 self.agents.insert(conn, Agent { holder, report: None, last_heard: now, started_since_report: 0 });

@@ -13,7 +13,8 @@
 //! difference includes the edge's token check), the token check alone (a refusal after a full check
 //! minus a refusal before it, and inside the isolate with `/internal/verify-cost`), session start (a new session until its first prompt byte at an
 //! attached browser: through the edge a real mint with placement and the pool starting the runner;
-//! directly the runner started by hand), and the Worker's `.wasm` size.
+//! directly the runner started by hand; the slowest starts broken into phases), the memory per connected
+//! idle agent in a pool room, and the Worker's `.wasm` size.
 //!
 //! `cargo xtask bench` runs the full version; under `cargo test` it runs once with tiny counts against
 //! the edge only, as a smoke test.
@@ -42,6 +43,7 @@ struct Sizes {
     attaches: usize,
     starts: usize,
     refusals: usize,
+    idle_agents: usize,
 }
 
 /// A way to get a fresh session with a runner, and fresh attach tokens for it.
@@ -169,21 +171,27 @@ impl Path {
 /// times: (the whole, of which getting the session and its token). Through the edge the session comes
 /// from the control plane's mint (placement, three signatures, the pool starting the runner); directly,
 /// the runner is started by hand and the token signed natively.
-async fn session_starts(path: &mut Path, n: usize) -> (Vec<Duration>, Vec<Duration>) {
-    let (mut whole, mut mint) = (Vec::new(), Vec::new());
+/// Session starts: the whole (new session -> first prompt byte) sorted, the session-and-token part
+/// sorted, and each start's phases in order (session, attach open, first byte) for the slow ones.
+async fn session_starts(path: &mut Path, n: usize) -> (Vec<Duration>, Vec<Duration>, Vec<[Duration; 3]>) {
+    let (mut whole, mut mint, mut phases) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..n {
         let started = Instant::now();
         let (session, token) = path.session().await;
-        mint.push(started.elapsed());
+        let minted = started.elapsed();
+        mint.push(minted);
         let mut browser = attach(&session.attach_url, Credential::Token(token)).await;
+        let opened = started.elapsed();
         browser.step_until(WAIT, |b| !b.output.is_empty()).await;
-        whole.push(started.elapsed());
+        let first = started.elapsed();
+        whole.push(first);
+        phases.push([minted, opened - minted, first - opened]);
         drop(browser);
         path.end(&session).await;
     }
     whole.sort();
     mint.sort();
-    (whole, mint)
+    (whole, mint, phases)
 }
 
 async fn attach(url: &str, credential: Credential) -> Browser {
@@ -338,9 +346,48 @@ struct Figures {
     attach_ticket: Vec<Duration>,
     start: Vec<Duration>,
     start_session: Vec<Duration>,
+    start_phases: Vec<[Duration; 3]>,
     verified: Vec<Duration>,
     unparsed: Vec<Duration>,
     in_isolate: Option<f64>,
+    /// Bytes of the edge's resident memory per connected idle pool agent.
+    agent_memory: Option<f64>,
+}
+
+/// Memory per connected idle agent in a region's pool room: the resident memory of `wrangler dev` and
+/// its workerd with `n` more agents connected (each said hello and reports every 2 s), minus before,
+/// per agent. Includes `wrangler dev`'s local proxy, which production does not have: an upper bound.
+async fn pool_room_memory(stack: &Stack, n: usize) -> f64 {
+    use edgeshell_core::pool_api::{AgentMessage, AgentReport, AGENT_HEADER};
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::Message;
+    let key = stack.pool_key("eu").unwrap();
+    let url = format!("{}/pools/eu/connect", stack.edge_ws());
+    // Full, so placement never picks them.
+    let report = AgentReport { capacity: 0, load: 0, draining: false, runners: vec![] };
+    let status = serde_json::to_string(&AgentMessage::Status(report.clone())).unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let before = stack.edge.resident_bytes();
+    let mut agents = Vec::with_capacity(n);
+    for i in 0..n {
+        let mut request = url.as_str().into_client_request().unwrap();
+        request.headers_mut().insert("authorization", format!("Bearer {}", key.expose()).parse().unwrap());
+        request.headers_mut().insert(AGENT_HEADER, format!("bench-idle-{i}").parse().unwrap());
+        let (mut socket, _) = tokio_tungstenite::connect_async(request).await.expect("the pool room takes the agent");
+        let hello = serde_json::to_string(&AgentMessage::Hello(report.clone())).unwrap();
+        socket.send(Message::text(hello)).await.unwrap();
+        agents.push(socket);
+    }
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        for socket in &mut agents {
+            socket.send(Message::text(status.clone())).await.unwrap();
+        }
+    }
+    let after = stack.edge.resident_bytes();
+    drop(agents);
+    after.saturating_sub(before) as f64 / n as f64
 }
 
 async fn measure(name: &'static str, mut path: Path, sizes: &Sizes) -> Figures {
@@ -357,10 +404,27 @@ async fn measure(name: &'static str, mut path: Path, sizes: &Sizes) -> Figures {
     let mbps = runs[1];
     let (attach_token, attach_ticket) = attach_latencies(&mut path, sizes.attaches).await;
     drop((session, browser));
-    let (start, start_session) = session_starts(&mut path, sizes.starts).await;
+    let (start, start_session, start_phases) = session_starts(&mut path, sizes.starts).await;
     let (verified, unparsed) = verify_costs(&mut path, sizes.refusals).await;
     let in_isolate = isolate_verify_cost(&mut path, (sizes.refusals / 20).max(2)).await;
-    Figures { name, echo, mbps, attach_token, attach_ticket, start, start_session, verified, unparsed, in_isolate }
+    let agent_memory = match &path {
+        Path::Edge(stack) => Some(pool_room_memory(stack, sizes.idle_agents).await),
+        Path::Direct(_) => None,
+    };
+    Figures {
+        name,
+        echo,
+        mbps,
+        attach_token,
+        attach_ticket,
+        start,
+        start_session,
+        start_phases,
+        verified,
+        unparsed,
+        in_isolate,
+        agent_memory,
+    }
 }
 
 fn report(all: &[Figures]) {
@@ -401,6 +465,18 @@ fn report(all: &[Figures]) {
             base.name,
             pct(&f.start_session, 0.5),
         );
+        // Where the slowest starts spent their time.
+        let mut slow = f.start_phases.clone();
+        slow.sort_by_key(|p| std::cmp::Reverse(p[0] + p[1] + p[2]));
+        for p in slow.iter().take(2) {
+            println!(
+                "{}: a slow start: session and token {:.1} ms, attach open {:.1} ms, first byte {:.1} ms",
+                f.name,
+                p[0].as_secs_f64() * 1e3,
+                p[1].as_secs_f64() * 1e3,
+                p[2].as_secs_f64() * 1e3
+            );
+        }
     }
     for f in all {
         println!(
@@ -419,6 +495,15 @@ fn report(all: &[Figures]) {
             );
         }
     }
+    for f in all {
+        if let Some(bytes) = f.agent_memory {
+            println!(
+                "{}: pool room, memory per connected idle agent {:.1} KiB (wrangler dev's resident memory, its proxy included)",
+                f.name,
+                bytes / 1024.0
+            );
+        }
+    }
     let wasm = edgeshell_stack::paths::repo_root().join("edge-gateway/build/index_bg.wasm");
     if let Ok(meta) = std::fs::metadata(&wasm) {
         println!("Worker .wasm: {:.0} KiB", meta.len() as f64 / 1024.0);
@@ -430,7 +515,8 @@ fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     runtime.block_on(async {
         if full {
-            let sizes = Sizes { echoes: 500, bytes: 20_000_000, attaches: 40, starts: 12, refusals: 1000 };
+            let sizes =
+                Sizes { echoes: 500, bytes: 20_000_000, attaches: 40, starts: 40, refusals: 1000, idle_agents: 200 };
             let mut all = vec![measure("direct (native room)", Path::direct().await, &sizes).await];
             all.push(measure("edge, hibernation", Path::edge(true).await, &sizes).await);
             if edgeshell_stack::dev_setting("EDGESHELL_BENCH_QUICK").is_none() {
@@ -438,7 +524,7 @@ fn main() {
             }
             report(&all);
         } else {
-            let sizes = Sizes { echoes: 5, bytes: 100_000, attaches: 2, starts: 2, refusals: 3 };
+            let sizes = Sizes { echoes: 5, bytes: 100_000, attaches: 2, starts: 2, refusals: 3, idle_agents: 2 };
             let all = [
                 measure("direct (native room)", Path::direct().await, &sizes).await,
                 measure("edge, hibernation", Path::edge(true).await, &sizes).await,

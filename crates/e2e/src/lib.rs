@@ -228,6 +228,15 @@ impl Stack {
         body["token"].as_str().map(str::to_owned).ok_or_else(|| anyhow::anyhow!("no token in {body}"))
     }
 
+    /// The pool key of `region`'s agents.
+    pub fn pool_key(&self, region: &str) -> anyhow::Result<Secret> {
+        self.agent_settings
+            .iter()
+            .find(|s| s.region == region)
+            .map(|s| s.api_key.clone())
+            .ok_or_else(|| anyhow::anyhow!("no region {region}"))
+    }
+
     /// The agent named `name` (`{region}-a`, ...).
     pub fn agent_named(&self, name: &str) -> anyhow::Result<&PoolAgent> {
         self.agents.iter().map(|(_, a)| a).find(|a| a.name == name).ok_or_else(|| anyhow::anyhow!("no agent {name}"))

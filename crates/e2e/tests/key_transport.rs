@@ -53,18 +53,24 @@ async fn a_redirected_jwks_is_never_followed() {
     let jwk = attacker_jwk();
     let attacker_keys = serve(KeyRing::from_secrets(&jwk, "", "").unwrap().jwks_json()).await;
     stack.jwks.redirect_to(Some(&attacker_keys));
-    let session = stack.mint("alice").await.unwrap();
+    // The pool room verifies the control plane's commands with the same keys: none came from the
+    // configured origin, so no start is taken and no session can be minted.
+    let (status, body) =
+        stack.call(reqwest::Method::POST, "/api/sessions", "alice", serde_json::json!({})).await.unwrap();
+    assert_eq!((status, body["error"]["code"].as_str()), (503, Some("no_region_available")), "{body}");
+    let session_id = edgeshell_core::issue::session_id(rand::random());
+    let ws_url = format!("{}{}", stack.edge_ws(), edgeshell_core::pool_api::attach_path(&session_id));
     let now =
         Timestamp::from_secs(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs());
     let claims = Issuer::new(TOKEN_ISSUER).attach(
         &Subject::new("alice").unwrap(),
-        &session.id,
+        &session_id,
         &RegionId::new("eu").unwrap(),
         rand::random(),
         now,
     );
     let forged = sign(&claims, &RsaSigner::from_secret(&jwk).unwrap()).unwrap();
-    let refused = Browser::attach(&session.ws_url, &Credential::Token(forged)).await;
+    let refused = Browser::attach(&ws_url, &Credential::Token(forged)).await;
     match refused {
         Err(AttachError::Closed(code, _)) => {
             assert!(matches!(code, CloseCode::Unauthorized | CloseCode::InternalError), "{code:?}")
@@ -73,7 +79,8 @@ async fn a_redirected_jwks_is_never_followed() {
     }
     assert!(stack.jwks.requests() >= 1, "the edge asked for its keys");
     // The issuer's own token cannot attach either: no keys came from the configured origin.
-    let waiting = Browser::attach(&session.ws_url, &Credential::Token(session.token.expose().to_owned())).await;
+    let genuine = stack.sign(&claims).unwrap();
+    let waiting = Browser::attach(&ws_url, &Credential::Token(genuine.into_exposed())).await;
     assert!(waiting.is_err(), "no keys came from the configured origin");
     stack.jwks.redirect_to(None);
 }

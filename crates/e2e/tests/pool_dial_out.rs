@@ -7,7 +7,9 @@
 //!   carried out once when it is back; a start submitted while it is away is refused at once and never
 //!   carried out later;
 //! - a captured start command, replayed after its agent restarted, is refused by the room's stored
-//!   ledger (the restarted agent's own memory of used commands is empty).
+//!   ledger (the restarted agent's own memory of used commands is empty);
+//! - a revoked pool key: its agent's open socket is closed at the room's next key check, and it cannot
+//!   connect again.
 //!
 //! The figures are printed; the assertions are about outcomes, not durations.
 
@@ -128,8 +130,11 @@ async fn a_cut_socket_loses_no_command_and_repeats_none() {
         "figure: socket restored -> queued stop carried out: {:.0} ms",
         restored.elapsed().as_secs_f64() * 1000.0
     );
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Long enough for a silent-edge check to have cut a healthy connection (it does not: pongs arrive).
+    tokio::time::sleep(Duration::from_secs(8)).await;
     assert_eq!(metric(&agent_url, stops).await, 1, "the stop was carried out once");
+    let connects = "edgeshell_pool_edge_connects_total{region=\"eu\",backend=\"local\"}";
+    assert_eq!(metric(&agent_url, connects).await, 2, "connected once, and once again after the cut");
     assert_eq!(metric(&agent_url, starts).await, starts_before, "the refused start never reached the agent");
     // Sent again, the stop's token is refused by the room: one command, one use.
     let (status, answer) = stack.submit_command("eu", &token, &body, WAIT).await.unwrap();
@@ -156,4 +161,35 @@ async fn a_captured_start_replayed_after_the_agent_restarts_is_refused() {
     let forged = body.replace("\"deadline\":", "\"deadline\":1");
     let (status, answer) = stack.submit_command("eu", &token, &forged, WAIT).await.unwrap();
     assert_eq!((status, answer["error"]["code"].as_str()), (403, Some("forbidden")), "{answer}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the whole local stack: cargo xtask test"]
+async fn a_revoked_key_is_cut_off_and_cannot_connect_again() {
+    let _one = ONE_STACK.lock().await;
+    let options = StackOptions { edge_vars: vec![("POOL_KEY_RECHECK_SECS", "1".into())], ..StackOptions::default() };
+    let stack = Stack::start(options).await.expect("the stack starts");
+    let session = stack.mint(USER).await.unwrap();
+    shell(&session).await;
+    let agent_url = stack.agent("eu").unwrap().url.clone();
+    let connected = "edgeshell_pool_edge_connected{region=\"eu\",backend=\"local\"}";
+    let connects = "edgeshell_pool_edge_connects_total{region=\"eu\",backend=\"local\"}";
+    assert_eq!(metric(&agent_url, connected).await, 1);
+    let revoked = Instant::now();
+    stack.control.db.execute("UPDATE pool_api_keys SET revoked_at = now() WHERE region = 'eu'", &[]).await.unwrap();
+    assert!(
+        wait_until(WAIT, || async { metric(&agent_url, connected).await == 0 }).await,
+        "the revoked key's socket was closed"
+    );
+    eprintln!(
+        "figure: key revoked -> its agent's socket closed: {:.0} ms (recheck every 1 s)",
+        revoked.elapsed().as_secs_f64() * 1000.0
+    );
+    let after = metric(&agent_url, connects).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(metric(&agent_url, connected).await, 0, "it cannot connect again");
+    assert_eq!(metric(&agent_url, connects).await, after, "no connection was accepted since");
+    // New sessions find no agent there.
+    let (status, body) = stack.call(reqwest::Method::POST, "/api/sessions", USER, serde_json::json!({})).await.unwrap();
+    assert_eq!((status, body["error"]["code"].as_str()), (503, Some("no_region_available")), "{body}");
 }

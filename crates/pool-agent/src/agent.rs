@@ -224,10 +224,15 @@ impl<B: RunnerBackend> Agent<B> {
         }
     }
 
-    /// Stops taking sessions and stops every runner (shutdown).
+    /// Stops taking sessions (shutdown). Runners that outlive the agent (Kubernetes Jobs) are left
+    /// running, so a rolling update ends no session; the others (local processes) are stopped.
     pub async fn drain(&self) {
         self.draining.store(true, Ordering::Relaxed);
         self.changed.notify_one();
+        if self.backend.runners_outlive_the_agent() {
+            tracing::info!(runners = self.runners().len(), "draining: runners keep running");
+            return;
+        }
         let sessions: Vec<SessionId> = self.runners().into_iter().map(|r| r.session_id).collect();
         for sid in sessions {
             if let Err(e) = self.stop(&sid, "agent shutting down").await {

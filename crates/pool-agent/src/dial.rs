@@ -30,6 +30,8 @@ pub const RECONNECT: Backoff =
 const STABLE: Duration = Duration::from_secs(10);
 /// How long the handshake may take.
 const HANDSHAKE: Duration = Duration::from_secs(10);
+/// A connection from which nothing (not even a pong) came for this long is given up.
+const SILENCE: Duration = Duration::from_secs(3 * REPORT_EVERY.as_secs());
 /// The largest message taken from the room (a start command is a few KiB).
 const MAX_MESSAGE: usize = 256 * 1024;
 
@@ -127,24 +129,30 @@ impl Dialer {
         }
         let mut tick = tokio::time::interval(REPORT_EVERY);
         tick.tick().await;
+        // Any frame from the edge (a command, a pong to our pings) shows the connection is alive; a
+        // half-open connection is given up after SILENCE instead of when TCP gives up.
+        let mut heard = Instant::now();
         loop {
             tokio::select! {
                 message = stream.next() => match message {
-                    Some(Ok(Message::Text(text))) => match serde_json::from_str::<RoomMessage>(&text) {
-                        Ok(RoomMessage::Command { id, token, body }) => {
-                            let (agent, commands, answers) = (agent.clone(), commands.clone(), answers.clone());
-                            tokio::spawn(async move {
-                                let (status, body) = carry_out(&agent, &commands, &token, &body).await;
-                                let answer = AgentMessage::Answer { id, status, body };
-                                if let Ok(json) = serde_json::to_string(&answer) {
-                                    let _ = answers.send(json);
-                                }
-                            });
+                    Some(Ok(Message::Text(text))) => {
+                        heard = Instant::now();
+                        match serde_json::from_str::<RoomMessage>(&text) {
+                            Ok(RoomMessage::Command { id, token, body }) => {
+                                let (agent, commands, answers) = (agent.clone(), commands.clone(), answers.clone());
+                                tokio::spawn(async move {
+                                    let (status, body) = carry_out(&agent, &commands, &token, &body).await;
+                                    let answer = AgentMessage::Answer { id, status, body };
+                                    if let Ok(json) = serde_json::to_string(&answer) {
+                                        let _ = answers.send(json);
+                                    }
+                                });
+                            }
+                            Err(e) => tracing::warn!(error = %e, "an unreadable message from the edge"),
                         }
-                        Err(e) => tracing::warn!(error = %e, "an unreadable message from the edge"),
-                    },
+                    }
                     Some(Ok(Message::Close(frame))) => return Ended::Lost(format!("closed by the edge: {frame:?}")),
-                    Some(Ok(_)) => {}
+                    Some(Ok(_)) => heard = Instant::now(),
                     Some(Err(e)) => return Ended::Lost(e.to_string()),
                     None => return Ended::Lost("the connection ended".into()),
                 },
@@ -155,7 +163,13 @@ impl Dialer {
                 }
                 // Every REPORT_EVERY, and at once when its runners change (a freed slot is placeable).
                 _ = tick.tick() => {
+                    if heard.elapsed() >= SILENCE {
+                        return Ended::Lost(format!("nothing from the edge for {:?}", heard.elapsed()));
+                    }
                     if let Err(e) = sink.send(Message::text(report(agent, false))).await {
+                        return Ended::Lost(e.to_string());
+                    }
+                    if let Err(e) = sink.send(Message::Ping(Vec::new().into())).await {
                         return Ended::Lost(e.to_string());
                     }
                 }

@@ -29,8 +29,8 @@ use sha2::{Digest, Sha256};
 use std::future::Future;
 use std::sync::Arc;
 
-/// Runs the agent until `shutdown` completes, then drains: stops taking sessions, stops its runners,
-/// and reports the empty pool.
+/// Runs the agent until `shutdown` completes, then drains: stops taking sessions, stops its runners
+/// unless they outlive it (Kubernetes Jobs), and reports.
 pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     match config.backend.clone() {
         BackendConfig::Local(options) => serve(config, LocalBackend::new(options)?, shutdown).await,

@@ -11,7 +11,9 @@
 //!   `Server-Timing`).
 //!
 //! The mint rows run twice: signing in the component (`mint`) and at the native signer service
-//! (`signer`, the production setting).
+//! (`signer`, the production setting). Each ends with the runner start through a pool room (the pool's
+//! agent dialed out to the core's pool room, hosted natively) against the same pool answering at the
+//! edge's route directly, interleaved, and prints their ratio.
 //!
 //! Load comes from keep-alive connections on loopback; every request must succeed. Arguments after `--`
 //! choose groups (`jti`, `mint`, `signer`; the baseline and instantiation always run), e.g. to profile
@@ -417,5 +419,48 @@ async fn mints(
         let name = format!("mint, {in_flight} in flight, runner started{suffix}");
         rows.push(load(&name, &url, in_flight, n(200), mint.clone()).await.0);
     }
+    // Pools dial out: the same pool, answering either at the edge's route directly (one HTTP hop, as the
+    // control plane once called an agent's endpoint) or through a pool room and an agent's socket, as
+    // production does; interleaved, 4 in flight.
+    fast.pool.set_mode(Mode::Spawn);
+    let jwks = support::request(&url, "GET", "/.well-known/jwks.json").await.2;
+    let keys = edgeshell_core::jwks::KeySet::from_json(&jwks).unwrap();
+    let room = edgeshell_room_host::pool::PoolRoomHost::start_with_route(
+        support::stack::TOKEN_ISSUER,
+        keys,
+        &fast.key,
+        INTERNAL_KEY,
+    )
+    .await
+    .unwrap();
+    let agent = fast.pool.dial(&room.url(), &fast.key);
+    let region = edgeshell_core::ids::RegionId::new("fast").unwrap();
+    while room.connected(&region).is_empty() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let (mut direct, mut dialed) = (Vec::new(), Vec::new());
+    for round in 1..=3 {
+        stack.edge.forward("fast", None);
+        let name = format!("mint, 4 in flight, runner started, pool at the edge ({round}){suffix}");
+        direct.push(load(&name, &url, 4, n(200), mint.clone()).await.0);
+        stack.edge.forward("fast", Some(&room.url()));
+        let name = format!("mint, 4 in flight, runner started, dial-out ({round}){suffix}");
+        dialed.push(load(&name, &url, 4, n(200), mint.clone()).await.0);
+    }
+    stack.edge.forward("fast", None);
+    agent.abort();
+    let median = |rows: &[Figures], f: fn(&Figures) -> Duration| {
+        let mut v: Vec<Duration> = rows.iter().map(f).collect();
+        v.sort();
+        v[v.len() / 2]
+    };
+    let (p50, p99) = (|r: &Figures| r.p50, |r: &Figures| r.p99);
+    println!(
+        "dial-out vs pool at the edge{suffix}, runner started, 4 in flight, medians of 3: p50 {:.2}x, p99 {:.2}x",
+        median(&dialed, p50).as_secs_f64() / median(&direct, p50).as_secs_f64(),
+        median(&dialed, p99).as_secs_f64() / median(&direct, p99).as_secs_f64(),
+    );
+    rows.extend(direct);
+    rows.extend(dialed);
     breakdown
 }

@@ -31,6 +31,26 @@ impl EdgeGateway {
         Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
     }
 
+    /// The resident memory of `wrangler dev` and everything it started (its proxy and the workerd
+    /// serving the Worker and its Durable Objects), in bytes, from `/proc`.
+    pub fn resident_bytes(&self) -> u64 {
+        let Some(root) = self.child.id() else { return 0 };
+        let mut family = vec![root];
+        let mut total = 0;
+        while let Some(pid) = family.pop() {
+            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+            let kib: u64 = status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+                .unwrap_or(0);
+            total += kib * 1024;
+            let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+            family.extend(children.split_whitespace().filter_map(|c| c.parse::<u32>().ok()));
+        }
+        total
+    }
+
     /// Everything `wrangler dev` printed so far (its request log and the Worker's own log lines).
     pub fn logs(&self) -> String {
         String::from_utf8_lossy(&std::fs::read(self.state.join("wrangler.log")).unwrap_or_default()).into_owned()

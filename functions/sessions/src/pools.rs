@@ -42,8 +42,9 @@ pub(crate) fn start(signing: &Signing, command: &PoolCommand, timeout: Duration)
     };
     let outcome = match send(signing, &region, command, timeout)? {
         Ok(200..=299) => AttemptOutcome::Started,
-        // The agent (or the room, for want of an agent) may have carried it out: stop before going on.
-        Ok(status @ (502 | 504)) => {
+        // The agent may have carried it out (lost, timed out, or an edge failure mid-wait): stop it
+        // before going on. A 503 is a clean refusal (no agent with room, at capacity, draining).
+        Ok(status @ (500..=502 | 504..=599)) => {
             eprintln!("sessions: pool {region} lost the start of {} ({status})", command.session());
             AttemptOutcome::TimedOut
         }

@@ -29,7 +29,7 @@ fn command(kind: Kind, session: SessionId, jti: &str, now: Timestamp) -> Submiss
 }
 
 fn room() -> PoolRoom {
-    PoolRoom::new(PoolRoomConfig::DEFAULT, PoolRoom::new_ledger(&PoolRoomConfig::DEFAULT))
+    PoolRoom::new(PoolRoomConfig::DEFAULT, PoolRoom::new_ledger(&PoolRoomConfig::DEFAULT), at(0))
 }
 
 /// Connects agent `name` as `conn` and says hello.
@@ -112,7 +112,7 @@ fn a_start_in_flight_when_its_agent_goes_is_lost_not_resent_and_its_replay_is_re
     assert_eq!(replies(&effects), vec![(1, Reply::AgentLost)]);
     assert!(sent(&effects).is_empty(), "never handed to the sibling");
     // The same signed command again, even to a room restarted from its stored ledger: refused.
-    let mut restarted = PoolRoom::new(PoolRoomConfig::DEFAULT, room.ledger().clone());
+    let mut restarted = PoolRoom::new(PoolRoomConfig::DEFAULT, room.ledger().clone(), at(2));
     join(&mut restarted, 3, "a", report(4, 0, &[]), at(2));
     let effects = restarted
         .handle_event(Event::Submit { waiter: WaiterId(2), command: command(Kind::Start, sid(1), "j1", at(2)) }, at(2));
@@ -170,6 +170,80 @@ fn a_status_before_hello_and_answers_from_other_connections_change_nothing() {
     assert!(replies(&effects).is_empty());
     let effects = room.handle_event(Event::WaitOver { waiter: WaiterId(1) }, at(2));
     assert_eq!(replies(&effects), vec![(1, Reply::TimedOut)]);
+}
+
+#[test]
+fn a_restarted_room_sends_its_stops_again_and_ends_its_starts_as_lost() {
+    let mut room = room();
+    join(&mut room, 1, "a", report(4, 1, &[sid(1)]), at(0));
+    room.handle_event(
+        Event::Submit { waiter: WaiterId(1), command: command(Kind::Stop, sid(1), "stop", at(0)) },
+        at(0),
+    );
+    room.handle_event(
+        Event::Submit { waiter: WaiterId(2), command: command(Kind::Start, sid(2), "start", at(0)) },
+        at(0),
+    );
+    // The object is evicted with both in flight; it comes back from what it stored.
+    let mut back = PoolRoom::new(PoolRoomConfig::DEFAULT, room.ledger().clone(), at(1));
+    let effects = join(&mut back, 2, "a", report(4, 2, &[sid(1), sid(2)]), at(1));
+    let ids = sent(&effects);
+    assert_eq!(ids.len(), 1, "only the stop goes again: {ids:?}");
+    let stop_id = ids[0].1;
+    assert_eq!(back.ledger().entry(CommandId(stop_id)).map(|e| e.kind), Some(Kind::Stop));
+    assert!(matches!(back.ledger().state(CommandId(2)), Some(State::Ended(Outcome::Unknown))));
+    // Nothing stays in flight for a connection that no longer exists: the ledger empties in time.
+    back.handle_event(Event::Said { conn: AgentConn(2), message: answer(stop_id, 200) }, at(2));
+    back.handle_timeout(at(1000));
+    assert!(back.ledger().is_empty());
+}
+
+#[test]
+fn a_stop_follows_its_start_in_flight_and_a_gone_agents_sessions_are_released_in_time() {
+    let mut room = room();
+    join(&mut room, 1, "a", report(4, 0, &[]), at(0));
+    join(&mut room, 2, "b", report(4, 1, &[]), at(0));
+    let effects = room
+        .handle_event(Event::Submit { waiter: WaiterId(1), command: command(Kind::Start, sid(1), "s", at(0)) }, at(0));
+    assert_eq!(sent(&effects), vec![(1, 1)]);
+    // The start is in flight at a; a stop for its session goes to a, not to the less loaded b.
+    room.handle_event(Event::WaitOver { waiter: WaiterId(1) }, at(1));
+    let effects = room
+        .handle_event(Event::Submit { waiter: WaiterId(2), command: command(Kind::Stop, sid(1), "t", at(1)) }, at(1));
+    assert_eq!(sent(&effects), vec![(1, 2)]);
+    // a goes with the stop unanswered: its waiter hears the stop is queued, not a lost start.
+    let effects = room.handle_event(Event::Gone { conn: AgentConn(1) }, at(2));
+    assert_eq!(replies(&effects), vec![(2, Reply::Queued)]);
+    // (b keeps reporting, as a live agent does.)
+    for t in [5, 9] {
+        room.handle_event(Event::Said { conn: AgentConn(2), message: AgentMessage::Status(report(4, 1, &[])) }, at(t));
+    }
+    // While a may come back, a new stop of its session waits for it...
+    let effects = room
+        .handle_event(Event::Submit { waiter: WaiterId(3), command: command(Kind::Stop, sid(1), "u", at(10)) }, at(10));
+    assert_eq!(replies(&effects), vec![(3, Reply::Queued)]);
+    // ...and once a is gone for good (`keep`), its sessions are released: any agent may stop them (on
+    // Kubernetes any agent of the region can), so the next stop goes to b at once.
+    for t in (14..=130).step_by(5) {
+        room.handle_event(Event::Said { conn: AgentConn(2), message: AgentMessage::Status(report(4, 1, &[])) }, at(t));
+    }
+    let effects = room.handle_event(
+        Event::Submit { waiter: WaiterId(4), command: command(Kind::Stop, sid(1), "v", at(131)) },
+        at(131),
+    );
+    assert_eq!(sent(&effects).len(), 1, "{effects:?}");
+    assert_eq!(sent(&effects)[0].0, 2);
+}
+
+#[test]
+fn a_room_takes_a_bounded_number_of_agents() {
+    let mut room = room();
+    for i in 0..MAX_AGENTS as u64 {
+        join(&mut room, i + 1, &format!("agent-{i}"), report(1, 0, &[]), at(0));
+    }
+    let effects = room.handle_event(Event::Connected { conn: AgentConn(999), agent: "one-too-many".into() }, at(0));
+    assert!(effects.iter().any(|e| matches!(e, Effect::Close { conn: AgentConn(999), .. })));
+    assert_eq!(room.agents().len(), MAX_AGENTS);
 }
 
 #[derive(Debug, Clone)]
@@ -247,7 +321,7 @@ proptest! {
                 },
                 Op::Restart => {
                     let stored: Ledger = serde_json::from_str(&serde_json::to_string(room.ledger()).unwrap()).unwrap();
-                    room = PoolRoom::new(PoolRoomConfig::DEFAULT, stored);
+                    room = PoolRoom::new(PoolRoomConfig::DEFAULT, stored, at(now));
                     conns.clear();
                     vec![]
                 }

@@ -141,6 +141,11 @@ pub const EDGE: &[Setting] = &[
         "`on`: while the control plane cannot be reached, keys whose refresh failed keep verifying tokens for up to a day. `off`: a failed refresh retires them at once, and no token verifies until the keys can be fetched again.",
     ),
     setting(
+        "POOL_KEY_RECHECK_SECS",
+        Number(60),
+        "How often a pool room checks its connected agents' pool keys again with the control plane, closing the sockets of revoked keys.",
+    ),
+    setting(
         "CONTROL_URL",
         Required,
         "The control plane's base URL, for `/api/*` and its internal routes. `https://` (`http://` only to loopback); redirects are not followed.",

@@ -432,6 +432,10 @@ impl RunnerBackend for LocalBackend {
         std::mem::take(&mut *self.exits.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
+    fn runners_outlive_the_agent(&self) -> bool {
+        false
+    }
+
     async fn recover(&self) -> Result<super::Recovered, BackendError> {
         // A local runner is the agent's child: an agent that restarted cannot wait on it, so it is
         // removed (the local backend is a development tool; Kubernetes runners are adopted).

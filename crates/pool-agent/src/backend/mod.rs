@@ -93,6 +93,11 @@ pub trait RunnerBackend: Send + Sync + 'static {
     /// `local` or `kubernetes`, for logs and metrics.
     fn kind(&self) -> &'static str;
 
+    /// Whether runners live on when their agent stops (Kubernetes Jobs do; local processes are the
+    /// agent's children). An agent that shuts down then leaves them running: their sessions keep their
+    /// rooms, and another agent of the region can stop them.
+    fn runners_outlive_the_agent(&self) -> bool;
+
     /// Starts the runner of `spec.session_id`; returns the backend's name for it (pid, Job name).
     fn start(&self, spec: RunnerSpec) -> impl Future<Output = Result<String, BackendError>> + Send;
 

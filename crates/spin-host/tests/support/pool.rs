@@ -61,8 +61,12 @@ pub struct FakeEdge {
     pub url: String,
     internal_key: String,
     pools: Arc<Mutex<Vec<Arc<State>>>>,
+    /// Regions whose commands go on to a real pool room (`url`), as the Worker hands them to its object.
+    forwards: Forwards,
     task: tokio::task::JoinHandle<()>,
 }
+
+type Forwards = Arc<Mutex<std::collections::HashMap<String, String>>>;
 
 impl Drop for FakeEdge {
     fn drop(&mut self) {
@@ -75,15 +79,16 @@ impl FakeEdge {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let pools: Arc<Mutex<Vec<Arc<State>>>> = Arc::default();
-        let (served, key) = (pools.clone(), internal_key.to_owned());
+        let forwards: Forwards = Arc::default();
+        let (served, key, forwarded) = (pools.clone(), internal_key.to_owned(), forwards.clone());
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else { continue };
-                let (pools, key) = (served.clone(), key.clone());
+                let (pools, key, forwards) = (served.clone(), key.clone(), forwarded.clone());
                 tokio::spawn(async move {
                     let service = hyper::service::service_fn(move |req| {
-                        let (pools, key) = (pools.clone(), key.clone());
-                        async move { Ok::<_, std::convert::Infallible>(route(&pools, &key, req).await) }
+                        let (pools, key, forwards) = (pools.clone(), key.clone(), forwards.clone());
+                        async move { Ok::<_, std::convert::Infallible>(route(&pools, &forwards, &key, req).await) }
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), service)
@@ -91,7 +96,18 @@ impl FakeEdge {
                 });
             }
         });
-        FakeEdge { url, internal_key: internal_key.to_owned(), pools, task }
+        FakeEdge { url, internal_key: internal_key.to_owned(), pools, forwards, task }
+    }
+
+    /// Hands `region`'s commands on to the pool room served at `url` (a native `PoolRoomHost`), where
+    /// agents dial in; `None`: answered here again.
+    #[allow(dead_code)]
+    pub fn forward(&self, region: &str, url: Option<&str>) {
+        let mut forwards = self.forwards.lock().unwrap();
+        match url {
+            Some(url) => forwards.insert(region.to_owned(), url.to_owned()),
+            None => forwards.remove(region),
+        };
     }
 
     /// Connects `pool` (its region's agents) to the edge.
@@ -108,6 +124,63 @@ impl FakeEdge {
     #[allow(dead_code)]
     pub fn internal_key(&self) -> &str {
         &self.internal_key
+    }
+}
+
+impl TestPool {
+    /// An agent for this pool dialing out to the pool room at `room` (a native `PoolRoomHost`) with
+    /// `key`: it says hello, reports every two seconds, and answers each command exactly as this pool
+    /// answers it over the fake edge (same checks, same mode). Runs until the task is aborted.
+    #[allow(dead_code)]
+    pub fn dial(&self, room: &str, key: &str) -> tokio::task::JoinHandle<()> {
+        use edgeshell_core::pool_api::{AgentMessage, AgentReport, RoomMessage, AGENT_HEADER, REPORT_EVERY};
+        use futures_util::{SinkExt, StreamExt};
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        use tokio_tungstenite::tungstenite::Message;
+        let url = format!("{}/pools/{}/connect", room.replacen("http://", "ws://", 1), self.region);
+        let (state, key, agent) = (self.state.clone(), key.to_owned(), self.agent.clone());
+        tokio::spawn(async move {
+            let mut request = url.into_client_request().unwrap();
+            request.headers_mut().insert("authorization", format!("Bearer {key}").parse().unwrap());
+            request.headers_mut().insert(AGENT_HEADER, agent.parse().unwrap());
+            let (socket, _) = tokio_tungstenite::connect_async(request).await.expect("the pool room takes the agent");
+            let (mut sink, mut stream) = socket.split();
+            let report = AgentReport { capacity: 1_000_000, load: 0, draining: false, runners: vec![] };
+            let hello = serde_json::to_string(&AgentMessage::Hello(report.clone())).unwrap();
+            sink.send(Message::text(hello)).await.unwrap();
+            let (answers, mut answered) = tokio::sync::mpsc::unbounded_channel::<String>();
+            let mut tick = tokio::time::interval(REPORT_EVERY);
+            loop {
+                tokio::select! {
+                    message = stream.next() => match message {
+                        Some(Ok(Message::Text(text))) => {
+                            let Ok(RoomMessage::Command { id, token, body }) = serde_json::from_str(&text) else { continue };
+                            let (state, answers) = (state.clone(), answers.clone());
+                            tokio::spawn(async move {
+                                let response = handle(&state, CommandRequest { token, body, wait_ms: 5000 }).await;
+                                let status = response.status().as_u16();
+                                let body = response.into_body().collect().await.unwrap().to_bytes();
+                                let answer = AgentMessage::Answer { id, status, body: String::from_utf8_lossy(&body).into_owned() };
+                                let _ = answers.send(serde_json::to_string(&answer).unwrap());
+                            });
+                        }
+                        Some(Ok(_)) => {}
+                        _ => return,
+                    },
+                    Some(json) = answered.recv() => {
+                        if sink.send(Message::text(json)).await.is_err() {
+                            return;
+                        }
+                    }
+                    _ = tick.tick() => {
+                        let status = serde_json::to_string(&AgentMessage::Status(report.clone())).unwrap();
+                        if sink.send(Message::text(status)).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+        })
     }
 }
 
@@ -161,6 +234,7 @@ fn error(status: u16, code: &str, message: &str) -> hyper::Response<Full<bytes::
 
 async fn route(
     pools: &Mutex<Vec<Arc<State>>>,
+    forwards: &Forwards,
     internal_key: &str,
     req: hyper::Request<hyper::body::Incoming>,
 ) -> hyper::Response<Full<bytes::Bytes>> {
@@ -180,6 +254,13 @@ async fn route(
         return error(404, "not_found", "no such route");
     };
     let body = req.into_body().collect().await.unwrap().to_bytes().to_vec();
+    let forward = forwards.lock().unwrap().get(region).cloned();
+    if let Some(room) = forward {
+        let auth = format!("Bearer {internal_key}");
+        let headers = [("authorization", auth.as_str()), ("content-type", "application/json")];
+        let (status, _, answer) = super::send(&room, "POST", &path, &headers, body).await;
+        return reply(status, String::from_utf8_lossy(&answer).into_owned());
+    }
     let Ok(request) = serde_json::from_slice::<CommandRequest>(&body) else {
         return error(400, "bad_request", "not a command request");
     };
