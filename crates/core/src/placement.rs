@@ -1,8 +1,10 @@
 //! Region placement: which regions may take a new session, best first, and how to fail over.
 //!
-//! [`candidates`] is a pure ordering: healthy regions with free capacity, the user's hint first, then by
-//! measured RTT (regions within `rtt_tolerance` of each other count as equally near and are ordered by
-//! free capacity). Failover is "take the next one" ([`FailoverPlan`]); a region whose start request may
+//! [`candidates`] is a pure ordering of the healthy regions: those whose last report had a free slot
+//! first, then the user's hint, then measured RTT (regions within `rtt_tolerance` of each other count as
+//! equally near and are ordered by free capacity). A region reported full stays a candidate, last: its
+//! report is up to a heartbeat old, and its pool room, which knows its agents' load now, takes the start
+//! or refuses it at once (a freed slot is never hidden for a heartbeat). Failover is "take the next one" ([`FailoverPlan`]); a region whose start request may
 //! have reached the pool (a timeout) must be told to stop that session before the next region is tried,
 //! so no runner is orphaned.
 
@@ -66,9 +68,15 @@ pub enum PlacementError {
     AllFailed(usize),
 }
 
-/// True when `r` may take a new session at `now`.
+/// True when `r` may be offered a new session at `now`: heard from within the health TTL, not draining,
+/// with capacity. Its reported load only orders it ([`candidates`]).
 pub fn is_eligible(r: &RegionStatus, policy: &PlacementPolicy, now: Timestamp) -> bool {
-    !r.draining && r.load < r.capacity && now.since(r.last_heartbeat) < policy.health_ttl
+    !r.draining && r.capacity > 0 && now.since(r.last_heartbeat) < policy.health_ttl
+}
+
+/// True when `r` is eligible and its last report had a free slot (the region list's `available`).
+pub fn is_available(r: &RegionStatus, policy: &PlacementPolicy, now: Timestamp) -> bool {
+    is_eligible(r, policy, now) && r.load < r.capacity
 }
 
 /// Eligible regions, best first.
@@ -79,23 +87,24 @@ pub fn candidates(
     now: Timestamp,
 ) -> Result<Candidates, PlacementError> {
     let tolerance = policy.rtt_tolerance.as_millis().max(1);
-    let mut eligible: Vec<(bool, u128, u64, &RegionId)> = regions
+    let mut eligible: Vec<(bool, bool, u128, u64, &RegionId)> = regions
         .iter()
         .filter(|r| is_eligible(r, policy, now))
         .map(|r| {
+            let reported_full = r.load >= r.capacity;
             let not_hinted = client.hint != Some(&r.region);
             let rtt = client.rtts.iter().find(|(id, _)| id == &r.region).map(|(_, d)| d.as_millis());
             let rtt_bucket = rtt.map_or(u128::MAX, |ms| ms / tolerance);
             // Utilization in parts per million, so fuller regions sort later.
             let used_ppm = u64::from(r.load) * 1_000_000 / u64::from(r.capacity.max(1));
-            (not_hinted, rtt_bucket, used_ppm, &r.region)
+            (reported_full, not_hinted, rtt_bucket, used_ppm, &r.region)
         })
         .collect();
     if eligible.is_empty() {
         return Err(PlacementError::NoCapacity(regions.len()));
     }
     eligible.sort();
-    Ok(Candidates { order: eligible.into_iter().map(|(_, _, _, id)| id.clone()).collect(), next: 0 })
+    Ok(Candidates { order: eligible.into_iter().map(|(_, _, _, _, id)| id.clone()).collect(), next: 0 })
 }
 
 /// Candidate regions, best first. Iterating is failing over.
@@ -266,12 +275,14 @@ mod tests {
     }
 
     #[test]
-    fn unhealthy_regions_drop_out() {
+    fn unhealthy_regions_drop_out_and_full_ones_come_last() {
         let mut draining = region("dr", 1, 0, 10);
         draining.draining = true;
         let regions = [region("stale", 5, 0, 10), region("full", 1, 10, 10), draining, region("ok", 4, 9, 10)];
-        check(&regions, Some("stale"), &[], &["ok"]);
-        check(&regions[..3], None, &[], &[]);
+        // "full" was full a heartbeat ago: still offered, after every region with room, hint or not.
+        check(&regions, Some("full"), &[], &["ok", "full"]);
+        check(&regions[..3], None, &[], &["full"]);
+        check(&[region("stale", 5, 0, 10), region("none", 1, 0, 0)], None, &[], &[]);
     }
 
     #[test]

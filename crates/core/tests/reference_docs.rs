@@ -1,7 +1,8 @@
 //! The reference documents are the code's own tables: `docs/configuration.md` holds the settings
 //! catalogue and `docs/errors.md` the error table, each rendered by the core; `spin.toml` and
 //! `wrangler.toml` declare the settings the catalogue lists, with its defaults; and no service writes an
-//! error body by hand. `EDGESHELL_BLESS=1 cargo test -p edgeshell-core --test reference_docs` rewrites
+//! error body by hand; ARCHITECTURE.md and docs/enforcement.md list the same rules, each with a test.
+//! `EDGESHELL_BLESS=1 cargo test -p edgeshell-core --test reference_docs` rewrites
 //! the generated tables after a change to the code.
 
 // A test over the repository's files, not core code: it reads them and, blessed, rewrites the tables.
@@ -99,7 +100,15 @@ fn wrangler_toml_sets_only_edge_settings_and_documents_the_room_defaults() {
 #[test]
 fn no_service_writes_an_error_body_by_hand() {
     // Error bodies are `ApiError::body()`; these are the shapes a hand-written one takes.
-    const HAND_MADE: [&str; 4] = [r#""error": {"#, r#""error":{"#, r#"{ "error": code"#, r#"json!({ "error": {"#];
+    const HAND_MADE: [&str; 6] = [
+        r#""error": {"#,
+        r#""error":{"#,
+        r#"{ "error": code"#,
+        r#"json!({ "error": {"#,
+        // The same, written inside a string literal.
+        r#"\"error\":{"#,
+        r#"\"error\": {"#,
+    ];
     let mut offences = Vec::new();
     for dir in ["crates", "functions", "edge-gateway/src", "xtask"] {
         let mut files = Vec::new();
@@ -120,4 +129,35 @@ fn no_service_writes_an_error_body_by_hand() {
         }
     }
     assert!(offences.is_empty(), "error bodies must come from the core's table (ApiError):\n{}", offences.join("\n"));
+}
+
+/// The first column of each row of the first Markdown table after `heading` (or in the whole file).
+fn rules(file: &str, heading: Option<&str>) -> Vec<String> {
+    let text = std::fs::read_to_string(workspace().join(file)).unwrap();
+    let from = heading.map_or(0, |h| text.find(h).unwrap_or_else(|| panic!("{file}: no {h}")));
+    text[from..]
+        .lines()
+        .skip_while(|l| !l.starts_with("| property"))
+        .skip(2)
+        .take_while(|l| l.starts_with("| "))
+        .map(|l| l.split('|').nth(1).unwrap_or_default().trim().to_owned())
+        .collect()
+}
+
+#[test]
+fn architecture_and_the_enforcement_reference_list_the_same_rules() {
+    let map = rules("ARCHITECTURE.md", Some("## Who enforces what"));
+    let reference = rules("docs/enforcement.md", None);
+    assert!(map.len() > 20, "{map:?}");
+    assert_eq!(map, reference, "ARCHITECTURE.md's rules and docs/enforcement.md's rows differ");
+    // Each of ARCHITECTURE's rows names a test that attacks it.
+    let text = std::fs::read_to_string(workspace().join("ARCHITECTURE.md")).unwrap();
+    for rule in &map {
+        let row = text.lines().find(|l| l.starts_with(&format!("| {rule} |"))).unwrap();
+        assert_eq!(row.matches(" | ").count(), 2, "{rule}: property, enforced by, attacked by");
+        assert!(
+            row.trim_end().trim_end_matches('|').rsplit('|').next().unwrap().contains("tests"),
+            "{rule}: no test named"
+        );
+    }
 }

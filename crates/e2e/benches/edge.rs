@@ -253,6 +253,9 @@ async fn attach_latencies(path: &mut Path, n: usize) -> (Vec<Duration>, Vec<Dura
     let mut session = None;
     for i in 0..n {
         if i % 3 == 0 {
+            if let Some((old, _)) = session.take() {
+                path.end(&old).await;
+            }
             session = Some(ready(path).await);
         }
         let (session, _first) = session.as_ref().expect("a session every third attach");
@@ -269,6 +272,10 @@ async fn attach_latencies(path: &mut Path, n: usize) -> (Vec<Duration>, Vec<Dura
         let mut resumed = attach(&url, Credential::Resume(ticket)).await;
         assert!(resumed.step_until(WAIT, |b| !b.output.is_empty()).await);
         with_ticket.push(opened.elapsed());
+    }
+    // The sessions made here end here: left running, they would fill the pool for the measurements after.
+    if let Some((session, _)) = session {
+        path.end(&session).await;
     }
     with_token.sort();
     with_ticket.sort();
@@ -403,7 +410,8 @@ async fn measure(name: &'static str, mut path: Path, sizes: &Sizes) -> Figures {
     runs.sort_by(f64::total_cmp);
     let mbps = runs[1];
     let (attach_token, attach_ticket) = attach_latencies(&mut path, sizes.attaches).await;
-    drop((session, browser));
+    drop(browser);
+    path.end(&session).await;
     let (start, start_session, start_phases) = session_starts(&mut path, sizes.starts).await;
     let (verified, unparsed) = verify_costs(&mut path, sizes.refusals).await;
     let in_isolate = isolate_verify_cost(&mut path, (sizes.refusals / 20).max(2)).await;

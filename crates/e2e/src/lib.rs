@@ -215,6 +215,7 @@ impl Stack {
                 });
             }
             anyhow::ensure!(body["error"]["code"] == "no_region_available", "mint failed: {status} {body}");
+            eprintln!("mint: {status} {}, trying again in 100 ms", body["error"]["message"]);
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         anyhow::bail!("no region became available")

@@ -6,8 +6,13 @@
 
 use crate::agent::Agent;
 use crate::backend::RunnerBackend;
+use edgeshell_core::machine::{Backoff, Jitter};
 use edgeshell_core::pool_api::{Heartbeat, HeartbeatAnswer};
 use std::time::Duration;
+
+/// Retries of failed heartbeats.
+const RETRY: Backoff =
+    Backoff { base: Duration::from_secs(1), cap: Duration::from_secs(30), floor: Duration::from_millis(500) };
 
 /// The control plane's heartbeat route.
 pub const HEARTBEAT_PATH: &str = "/api/pools/heartbeat";
@@ -96,11 +101,22 @@ impl Reporter {
         Beat::Accepted(Duration::from_millis(answer.next_heartbeat_ms.clamp(200, 30_000)))
     }
 
-    /// Heartbeats forever (until the task is dropped).
+    /// Heartbeats forever (until the task is dropped). Failures are retried after the core's
+    /// [`Backoff`] (full jitter, so a region's agents do not come back in lockstep), never sooner than
+    /// the failure asks (`Retry-After`).
     pub async fn run<B: RunnerBackend>(&self, agent: &Agent<B>) {
+        let mut jitter = Jitter::new(rand::random());
+        let mut failures = 0u32;
         loop {
             let wait = match self.beat(agent).await {
-                Beat::Accepted(d) | Beat::Failed(d) => d,
+                Beat::Accepted(d) => {
+                    failures = 0;
+                    d
+                }
+                Beat::Failed(at_least) => {
+                    failures = failures.saturating_add(1);
+                    RETRY.delay(failures, jitter.next_u32()).max(at_least)
+                }
             };
             tokio::time::sleep(wait).await;
         }

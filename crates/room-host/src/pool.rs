@@ -95,27 +95,6 @@ impl PoolRoomHost {
         Ok(PoolRoomHost { addr, shared, task })
     }
 
-    /// [`PoolRoomHost::start`], also taking commands over HTTP (`POST /internal/pools/{region}/commands`
-    /// with `internal_key`), as the edge's route does.
-    pub async fn start_with_route(
-        issuer: &str,
-        keys: KeySet,
-        pool_key: &str,
-        internal_key: &str,
-    ) -> std::io::Result<PoolRoomHost> {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
-        let shared = shared(issuer, keys, pool_key, internal_key);
-        let accepting = shared.clone();
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else { continue };
-                tokio::spawn(serve(accepting.clone(), stream));
-            }
-        });
-        Ok(PoolRoomHost { addr, shared, task })
-    }
-
     /// A host sharing another server's listener (the session room host's, so one origin serves both
     /// as the edge does); `internal_key` guards the HTTP command route.
     pub(crate) fn beside(addr: SocketAddr, shared: Arc<Shared>) -> PoolRoomHost {

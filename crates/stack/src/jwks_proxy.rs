@@ -96,7 +96,11 @@ async fn answer(state: Arc<State>, mut stream: TcpStream) {
         return;
     }
     let (status, body) = if state.down.load(Ordering::SeqCst) {
-        (503, b"{\"error\":{\"code\":\"down\",\"message\":\"taken down by the test\"}}".to_vec())
+        let down = edgeshell_core::api_error::ApiError::new(
+            edgeshell_core::api_error::ErrorCode::ControlUnavailable,
+            "taken down by the test",
+        );
+        (down.status(), down.body())
     } else {
         match state.http.get(&state.upstream).send().await {
             Ok(r) => (r.status().as_u16(), r.bytes().await.map(|b| b.to_vec()).unwrap_or_default()),

@@ -11,7 +11,7 @@
 //!   (`key_sha256`, hex, and the `region` it asks for): `{key_id}`, 401 or 403.
 //! - `GET /api/regions`: the regions and whether they take sessions now, for clients choosing one.
 
-use edgeshell_core::placement::{is_eligible, PlacementPolicy};
+use edgeshell_core::placement::{is_available, PlacementPolicy};
 use edgeshell_core::pool_api::{api_key_hash, check_agent_name, Heartbeat, HeartbeatAnswer};
 use edgeshell_core::time::Timestamp;
 use edgeshell_fn::db::{col, int, text, Db};
@@ -156,7 +156,7 @@ fn regions() -> Reply {
             let s = pool.status;
             serde_json::json!({
                 "region": s.region,
-                "available": is_eligible(&s, &policy, now),
+                "available": is_available(&s, &policy, now),
                 "capacity": s.capacity,
                 "load": s.load,
                 "draining": s.draining,

@@ -66,7 +66,7 @@ pub struct FakeEdge {
     task: tokio::task::JoinHandle<()>,
 }
 
-type Forwards = Arc<Mutex<std::collections::HashMap<String, String>>>;
+type Forwards = Arc<Mutex<std::collections::HashMap<String, Arc<edgeshell_room_host::pool::PoolRoomHost>>>>;
 
 impl Drop for FakeEdge {
     fn drop(&mut self) {
@@ -99,13 +99,13 @@ impl FakeEdge {
         FakeEdge { url, internal_key: internal_key.to_owned(), pools, forwards, task }
     }
 
-    /// Hands `region`'s commands on to the pool room served at `url` (a native `PoolRoomHost`), where
-    /// agents dial in; `None`: answered here again.
+    /// Hands `region`'s commands on to `room` (a native `PoolRoomHost`, where agents dial in), in this
+    /// process as the Worker hands them to its Durable Object; `None`: answered here again.
     #[allow(dead_code)]
-    pub fn forward(&self, region: &str, url: Option<&str>) {
+    pub fn forward(&self, region: &str, room: Option<Arc<edgeshell_room_host::pool::PoolRoomHost>>) {
         let mut forwards = self.forwards.lock().unwrap();
-        match url {
-            Some(url) => forwards.insert(region.to_owned(), url.to_owned()),
+        match room {
+            Some(room) => forwards.insert(region.to_owned(), room),
             None => forwards.remove(region),
         };
     }
@@ -254,16 +254,16 @@ async fn route(
         return error(404, "not_found", "no such route");
     };
     let body = req.into_body().collect().await.unwrap().to_bytes().to_vec();
-    let forward = forwards.lock().unwrap().get(region).cloned();
-    if let Some(room) = forward {
-        let auth = format!("Bearer {internal_key}");
-        let headers = [("authorization", auth.as_str()), ("content-type", "application/json")];
-        let (status, _, answer) = super::send(&room, "POST", &path, &headers, body).await;
-        return reply(status, String::from_utf8_lossy(&answer).into_owned());
-    }
     let Ok(request) = serde_json::from_slice::<CommandRequest>(&body) else {
         return error(400, "bad_request", "not a command request");
     };
+    let forward = forwards.lock().unwrap().get(region).cloned();
+    if let Some(room) = forward {
+        let wait = std::time::Duration::from_millis(request.wait_ms);
+        let (status, answer) =
+            room.submit(&RegionId::new(region).unwrap(), request.token.expose(), &request.body, wait).await;
+        return reply(status, answer);
+    }
     let state = pools.lock().unwrap().iter().find(|p| p.region.as_str() == region).cloned();
     match state {
         Some(state) => handle(&state, request).await,
