@@ -56,9 +56,9 @@ fn free_port() -> std::io::Result<u16> {
 }
 
 impl PoolAgent {
-    /// Starts `bin` with `settings` plus `extra` variables and waits until `/healthz` answers. The
-    /// runners are `bin runner` (the agent embeds the runner); the sample CLI beside `bin`, when built,
-    /// is offered to every session (`edgeshell-sample-cli` on its `PATH`).
+    /// Starts `bin` with `settings` plus `extra` variables and waits until it serves and is connected to
+    /// the edge. The runners are `bin runner` (the agent embeds the runner); the sample CLI beside `bin`,
+    /// when built, is offered to every session (`edgeshell-sample-cli` on its `PATH`).
     pub async fn spawn(bin: &Path, settings: &AgentSettings, extra: &[(&str, &str)]) -> anyhow::Result<PoolAgent> {
         let port = free_port()?;
         let mut command = tokio::process::Command::new(bin);
@@ -93,13 +93,8 @@ impl PoolAgent {
         let stderr = child.stderr.take().ok_or_else(|| anyhow::anyhow!("no stderr pipe"))?;
         let mut lines = tokio::io::BufReader::new(stderr).lines();
         let name = settings.agent.clone();
-        let connected = std::sync::Arc::new(tokio::sync::Notify::new());
-        let told = connected.clone();
         tokio::spawn(async move {
             while let Ok(Some(line)) = lines.next_line().await {
-                if line.contains("connected to the edge") {
-                    told.notify_one();
-                }
                 if crate::dev_setting("EDGESHELL_TEST_LOGS").is_some() || line.contains("\"level\":\"ERROR\"") {
                     eprintln!("agent {name}: {line}");
                 }
@@ -107,26 +102,23 @@ impl PoolAgent {
         });
         let url = format!("http://127.0.0.1:{port}");
         let http = reqwest::Client::new();
-        for _ in 0..400 {
-            if http.get(format!("{url}/healthz")).send().await.is_ok_and(|r| r.status() == 200) {
-                // Serving is not enough: commands reach it only once it is connected to the edge.
-                if tokio::time::timeout(Duration::from_secs(20), connected.notified()).await.is_err() {
-                    anyhow::bail!("the agent did not connect to the edge at {} within 20 s", settings.edge_url);
-                }
-                return Ok(PoolAgent {
-                    child,
-                    url,
-                    pid,
-                    api_key: settings.api_key.clone(),
-                    name: settings.agent.clone(),
-                });
+        for _ in 0..800 {
+            // Serving is not enough: commands reach it only once it is connected to the edge (its metrics
+            // say so, whatever its log level).
+            let metrics = match http.get(format!("{url}/metrics")).send().await {
+                Ok(r) if r.status() == 200 => r.text().await.unwrap_or_default(),
+                _ => String::new(),
+            };
+            if metrics.lines().any(|l| l.starts_with("edgeshell_pool_edge_connected{") && l.ends_with(" 1")) {
+                let name = settings.agent.clone();
+                return Ok(PoolAgent { child, url, pid, api_key: settings.api_key.clone(), name });
             }
             if let Some(status) = child.try_wait()? {
                 anyhow::bail!("the agent exited: {status}");
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        anyhow::bail!("the agent did not answer /healthz within 20 s")
+        anyhow::bail!("the agent did not serve and connect to the edge at {} within 40 s", settings.edge_url)
     }
 
     /// The runners the agent lists.
