@@ -1,5 +1,5 @@
 //! The one table of how sessions end: WebSocket close codes, the HTTP status used when the same condition
-//! is refused before the upgrade, and what a client should do next. ARCHITECTURE.md reproduces it.
+//! is refused before the upgrade, and what a client should do next. docs/wire-protocol.md reproduces it.
 
 use crate::api_error::ErrorCode;
 use crate::tokens::TokenError;
