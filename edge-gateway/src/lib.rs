@@ -39,6 +39,15 @@ pub mod webcrypto;
 use http::{error, ApiError, ErrorCode};
 use worker::{event, Context, Env, Request, Response, Result};
 
+/// One JSON log line of an event (`{"event": ..., fields...}`), as the rooms write them.
+pub(crate) fn log(event: &str, fields: serde_json::Value) {
+    let mut line = serde_json::json!({ "event": event });
+    if let (Some(line), serde_json::Value::Object(fields)) = (line.as_object_mut(), fields) {
+        line.extend(fields);
+    }
+    worker::console_log!("{line}");
+}
+
 /// Routes one request.
 #[event(fetch)]
 async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {

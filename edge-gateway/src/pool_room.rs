@@ -19,6 +19,7 @@
 use crate::config::EdgeConfig;
 use crate::http::{error, ApiError, ErrorCode};
 use crate::keys::{self, VerifyError};
+use crate::log;
 use crate::pools::{check_key, KEY_ID, KEY_SHA256, REGION, ROOM_COMMANDS, ROOM_CONNECT};
 use crate::webcrypto::random;
 use edgeshell_core::ids::RegionId;
@@ -72,14 +73,6 @@ struct Host {
     next_waiter: Cell<u64>,
     ticking: Cell<bool>,
     keys_checked: Cell<u64>,
-}
-
-fn log(event: &str, fields: serde_json::Value) {
-    let mut line = serde_json::json!({ "event": event });
-    if let (Some(line), serde_json::Value::Object(fields)) = (line.as_object_mut(), fields) {
-        line.extend(fields);
-    }
-    worker::console_log!("{line}");
 }
 
 impl DurableObject for PoolRoom {

@@ -20,6 +20,7 @@
 use crate::config::EdgeConfig;
 use crate::control_api;
 use crate::keys::{self, VerifyError};
+use crate::log;
 use crate::room_link::{self, Admission};
 use crate::room_store::{RoomStore, StoreError};
 use crate::upgrade;
@@ -83,14 +84,6 @@ impl Loaded {
         }
         Ok(self.room.checkpoint_written())
     }
-}
-
-fn log(event: &str, fields: serde_json::Value) {
-    let mut line = serde_json::json!({ "event": event });
-    if let (Some(line), serde_json::Value::Object(fields)) = (line.as_object_mut(), fields) {
-        line.extend(fields);
-    }
-    worker::console_log!("{line}");
 }
 
 impl DurableObject for SessionRoom {

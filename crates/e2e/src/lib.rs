@@ -421,3 +421,15 @@ impl Stack {
         self.edge.url.replacen("http://", "ws://", 1)
     }
 }
+
+/// Polls `check` every 50 ms until it holds or `within` has passed; true when it held.
+pub async fn wait_until<F: std::future::Future<Output = bool>>(within: Duration, mut check: impl FnMut() -> F) -> bool {
+    let deadline = std::time::Instant::now() + within;
+    while std::time::Instant::now() < deadline {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}

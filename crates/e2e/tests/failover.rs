@@ -14,7 +14,7 @@
 
 use edgeshell_core::protocol::{CloseCode, Credential};
 use edgeshell_e2e::pool_proxy::{PathMode, PoolProxy};
-use edgeshell_e2e::{Session, Stack, StackOptions};
+use edgeshell_e2e::{wait_until, Session, Stack, StackOptions};
 use edgeshell_room_host::browser::Browser;
 use std::time::{Duration, Instant};
 
@@ -48,17 +48,6 @@ async fn live_sessions_in(stack: &Stack, region: &str) -> Vec<String> {
         .await
         .unwrap();
     rows.iter().map(|r| r.get(0)).collect()
-}
-
-async fn wait_until<F: std::future::Future<Output = bool>>(within: Duration, mut check: impl FnMut() -> F) -> bool {
-    let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        if check().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    false
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -15,7 +15,7 @@
 
 use edgeshell_core::protocol::Credential;
 use edgeshell_e2e::pool_proxy::{PathMode, PoolProxy};
-use edgeshell_e2e::{Session, Stack, StackOptions};
+use edgeshell_e2e::{wait_until, Session, Stack, StackOptions};
 use edgeshell_room_host::browser::Browser;
 use std::time::{Duration, Instant};
 
@@ -51,17 +51,6 @@ async fn metric(url: &str, line_start: &str) -> u64 {
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("no {line_start} in\n{text}"))
-}
-
-async fn wait_until<F: std::future::Future<Output = bool>>(within: Duration, mut check: impl FnMut() -> F) -> bool {
-    let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        if check().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    false
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
