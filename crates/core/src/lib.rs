@@ -7,6 +7,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod agent_lease;
 pub mod api_error;
 pub mod artifacts;
 pub mod base64url;

@@ -102,6 +102,7 @@ impl<B: RunnerBackend> Agent<B> {
     pub async fn recover(&self) -> Result<(usize, usize), BackendError> {
         let recovered = self.backend.recover().await?;
         self.metrics.reaped(recovered.reaped);
+        self.metrics.adopted(recovered.adopted.len());
         let now = clock::now().as_secs();
         let mut runners = self.runners.lock().unwrap_or_else(|e| e.into_inner());
         for (session_id, runner, deadline) in &recovered.adopted {
@@ -224,20 +225,12 @@ impl<B: RunnerBackend> Agent<B> {
         }
     }
 
-    /// Stops taking sessions (shutdown). Runners that outlive the agent (Kubernetes Jobs) are left
-    /// running, so a rolling update ends no session; the others (local processes) are stopped.
+    /// Stops taking sessions (shutdown). Runners are left running, so a restart or rolling update ends
+    /// no session: the next agent adopts them (a local agent's runners end by themselves if none does
+    /// within the lease's window); stops sent meanwhile wait in the pool room for it.
     pub async fn drain(&self) {
         self.draining.store(true, Ordering::Relaxed);
         self.changed.notify_one();
-        if self.backend.runners_outlive_the_agent() {
-            tracing::info!(runners = self.runners().len(), "draining: runners keep running");
-            return;
-        }
-        let sessions: Vec<SessionId> = self.runners().into_iter().map(|r| r.session_id).collect();
-        for sid in sessions {
-            if let Err(e) = self.stop(&sid, "agent shutting down").await {
-                tracing::warn!(session = %sid, error = %e, "stopping a runner at shutdown failed");
-            }
-        }
+        tracing::info!(runners = self.runners().len(), "draining: runners keep running");
     }
 }

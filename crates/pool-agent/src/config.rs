@@ -104,6 +104,10 @@ pub fn from_env(var: impl Fn(&str) -> Option<String>) -> Result<AgentConfig, Con
     let backend = match settings.choice("EDGESHELL_POOL_BACKEND", &["local", "kubernetes"])? {
         0 => {
             let state_dir = PathBuf::from(settings.required("EDGESHELL_POOL_STATE_DIR")?);
+            let adopt_within = settings.secs("EDGESHELL_POOL_ADOPT_WITHIN_SECS")?;
+            if adopt_within < edgeshell_core::agent_lease::MIN_WINDOW {
+                return Err(settings.invalid("EDGESHELL_POOL_ADOPT_WITHIN_SECS", "must be 3 seconds or more"));
+            }
             BackendConfig::Local(LocalOptions {
                 runner_command: runner_command(&settings)?,
                 work_root: settings
@@ -116,6 +120,7 @@ pub fn from_env(var: impl Fn(&str) -> Option<String>) -> Result<AgentConfig, Con
                 limits: limits.clone(),
                 first_uid: settings.number("EDGESHELL_RUNNER_FIRST_UID")?,
                 tools: settings.list("EDGESHELL_RUNNER_TOOLS")?.into_iter().map(PathBuf::from).collect(),
+                adopt_within,
             })
         }
         _ => BackendConfig::Kubernetes(KubernetesOptions {
@@ -210,6 +215,8 @@ mod tests {
         ));
         assert!(matches!(with(("EDGESHELL_POOL_CAPACITY", "lots")), Err(ConfigError::Invalid { .. })));
         assert!(matches!(with(("EDGESHELL_POOL_BACKEND", "docker")), Err(ConfigError::Invalid { .. })));
+        assert!(matches!(with(("EDGESHELL_POOL_ADOPT_WITHIN_SECS", "2")), Err(ConfigError::Invalid { .. })));
+        assert!(with(("EDGESHELL_POOL_ADOPT_WITHIN_SECS", "3")).is_ok());
         assert!(matches!(with(("EDGESHELL_POOL_BACKEND", "kubernetes")), Err(ConfigError::Missing(_))));
         assert_eq!(config(&BASE[1..]).unwrap_err(), ConfigError::Missing("EDGESHELL_POOL_REGION"));
         let without_edge: Vec<_> = BASE.iter().copied().filter(|(k, _)| *k != "EDGESHELL_POOL_EDGE_URL").collect();

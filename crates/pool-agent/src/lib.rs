@@ -1,7 +1,7 @@
 //! The edgeshell pool agent: one or more per region. It dials out to its region's pool room at the edge
 //! and heartbeats to the control plane (it listens on nothing reachable from outside its pod), starts
 //! one runner per session on commands the control plane signed, enforces per-runner limits, and reaps
-//! runners whose session ended, whose deadline passed, or whose agent restarted.
+//! runners whose session ended or whose deadline passed; a restarted agent adopts its healthy runners.
 //!
 //! - [`config`]: settings from the environment.
 //! - [`dial`]: the outbound connection commands arrive on; [`commands`]: verifying them against the
@@ -29,8 +29,8 @@ use sha2::{Digest, Sha256};
 use std::future::Future;
 use std::sync::Arc;
 
-/// Runs the agent until `shutdown` completes, then drains: stops taking sessions, stops its runners
-/// unless they outlive it (Kubernetes Jobs), and reports.
+/// Runs the agent until `shutdown` completes, then drains: stops taking sessions, leaves its runners
+/// to the next agent, and reports.
 pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     match config.backend.clone() {
         BackendConfig::Local(options) => serve(config, LocalBackend::new(options)?, shutdown).await,

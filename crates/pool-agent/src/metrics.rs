@@ -26,6 +26,7 @@ pub struct Metrics {
     heartbeats_ok: AtomicU64,
     heartbeats_failed: AtomicU64,
     reaped: AtomicU64,
+    adopted: AtomicU64,
     edge_connected: AtomicU64,
     edge_connects: AtomicU64,
     commands_start: AtomicU64,
@@ -112,6 +113,11 @@ impl Metrics {
         self.reaped.fetch_add(n as u64, Ordering::Relaxed);
     }
 
+    /// Runners left by an earlier agent and held again.
+    pub fn adopted(&self, n: usize) {
+        self.adopted.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
     /// The exposition text; `runners` and `capacity` are the current gauges.
     pub fn render(&self, region: &str, backend: &str, runners: usize, capacity: u32) -> String {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
@@ -183,6 +189,12 @@ impl Metrics {
             "counter",
             "Runners left by an earlier agent and removed.",
             &[("", get(&self.reaped))],
+        );
+        line(
+            "edgeshell_pool_adopted_total",
+            "counter",
+            "Runners left by an earlier agent, still healthy and held again (their sessions carried on).",
+            &[("", get(&self.adopted))],
         );
         let name = "edgeshell_pool_runner_start_seconds";
         let _ = writeln!(out, "# HELP {name} From start command to runner started.\n# TYPE {name} histogram");

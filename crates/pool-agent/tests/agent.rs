@@ -1,10 +1,11 @@
 //! The agent binary with its local backend, started as a real process: a signed start runs a real
 //! runner that joins its room and serves a terminal; stop kills the whole tree and removes the working
 //! directory; every unsigned, forged, replayed or misbound command is refused; capacity, duplicates and
-//! deadlines hold; an agent killed and restarted reaps what the old one left; the session's program
-//! cannot find its join token anywhere; and, the agent being root, each session runs as a user of its
-//! own: a fork bomb exhausts only its own session, and a process it detached dies with it, whether the
-//! session is stopped or the agent is interrupted (the dev stack's Ctrl-C).
+//! deadlines hold; an agent killed and restarted adopts its healthy runners (their sessions carry on)
+//! and reaps what is left of the others; runners of an agent that never comes back end when its lease
+//! lapses; the session's program cannot find its join token anywhere; and, the agent being root, each
+//! session runs as a user of its own: a fork bomb exhausts only its own session, and a process it
+//! detached dies with it, whether the session is stopped or its agent is gone for good.
 
 mod support;
 
@@ -23,13 +24,34 @@ fn alive(pid: i32) -> bool {
 }
 
 async fn wait_gone(pid: i32) {
-    for _ in 0..300 {
+    let until = std::time::Instant::now() + WAIT;
+    while std::time::Instant::now() < until {
         if !alive(pid) {
             return;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     panic!("process {pid} is still alive");
+}
+
+/// The runner of `sid` as the agent lists it: its pid.
+async fn runner_pid(fixture: &Fixture, agent: &AgentProcess, sid: &edgeshell_core::ids::SessionId) -> i32 {
+    let runners = fixture.runners(agent).await;
+    let runner = runners.iter().find(|r| r["session_id"] == sid.as_str()).expect("the session's runner is listed");
+    runner["runner"].as_str().and_then(|r| r.strip_prefix("pid:")).and_then(|p| p.parse().ok()).unwrap()
+}
+
+/// Types a line into `browser` and waits for its answer: the session is served.
+async fn still_served(browser: &mut Browser, word: &str) {
+    let from = browser.output.len();
+    let (head, tail) = word.split_at(word.len() / 2);
+    browser.input(format!("echo {head}''{tail}\n").as_bytes()).await;
+    browser.expect_from(from, word, WAIT).await;
+}
+
+/// A few lines of the agent's metrics.
+async fn metrics(fixture: &Fixture, agent: &AgentProcess) -> String {
+    fixture.http.get(format!("{}/metrics", agent.url)).send().await.unwrap().text().await.unwrap()
 }
 
 /// Attaches a browser, starts `sleep` in the background, and returns the sleeper's pid.
@@ -42,19 +64,6 @@ async fn background_sleeper(fixture: &Fixture, sid: &edgeshell_core::ids::Sessio
     let pid: i32 = String::from_utf8_lossy(&browser.output[at..end - 2]).trim().parse().unwrap();
     assert!(alive(pid));
     (browser, pid)
-}
-
-/// An agent holding one runner whose program left a background job: the agent, the session, the
-/// attached browser and the job's pid.
-async fn agent_with_a_sleeper(
-    fixture: &Fixture,
-    state: &std::path::Path,
-) -> (AgentProcess, edgeshell_core::ids::SessionId, Browser, i32) {
-    let agent = spawn_agent(fixture, state, &[]).await;
-    let sid = new_session();
-    assert_eq!(fixture.start_runner(&agent, &sid, 600).await.0, 201);
-    let (browser, sleeper) = background_sleeper(fixture, &sid).await;
-    (agent, sid, browser, sleeper)
 }
 
 fn signal(agent: &AgentProcess, signal: rustix::process::Signal) {
@@ -86,7 +95,13 @@ async fn a_signed_start_serves_a_terminal_and_stop_removes_everything() {
     wait_gone(sleeper).await;
     assert!(!workdir.exists(), "the working directory outlived the runner");
     fixture.wait_for_runners(&agent, 0).await;
-    assert_eq!(std::fs::read_dir(state.path()).unwrap().filter(|e| e.as_ref().unwrap().path().is_file()).count(), 0);
+    let files: Vec<_> = std::fs::read_dir(state.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file())
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(files, ["agent.lease"], "only the agent's lease is left");
     // Stopping again is fine.
     assert_eq!(fixture.stop_runner(&agent, &sid).await.0, 200);
     let metrics = fixture.http.get(format!("{}/metrics", agent.url)).send().await.unwrap().text().await.unwrap();
@@ -217,41 +232,88 @@ async fn capacity_and_deadlines_are_enforced() {
 }
 
 #[tokio::test]
-async fn an_agent_killed_and_restarted_reaps_what_it_left() {
+async fn an_agent_killed_and_restarted_adopts_healthy_runners_and_reaps_the_rest() {
     let fixture = Fixture::start().await;
     let state = tempfile::tempdir().unwrap();
-    let (mut agent, sid, _browser, sleeper) = agent_with_a_sleeper(&fixture, state.path()).await;
-    let sleeper_session = process_tree::stat(sleeper).unwrap().session;
-    let workdir = state.path().join("work").join(sid.as_str());
-    assert!(workdir.exists());
+    let window = [("EDGESHELL_POOL_ADOPT_WITHIN_SECS", "30")];
+    let mut agent = spawn_agent(&fixture, state.path(), &window).await;
+    let (healthy, broken) = (new_session(), new_session());
+    for sid in [&healthy, &broken] {
+        assert_eq!(fixture.start_runner(&agent, sid, 600).await.0, 201);
+    }
+    let (mut browser, healthy_sleeper) = background_sleeper(&fixture, &healthy).await;
+    let (_broken_browser, orphan) = background_sleeper(&fixture, &broken).await;
+    let (healthy_runner, broken_runner) =
+        (runner_pid(&fixture, &agent, &healthy).await, runner_pid(&fixture, &agent, &broken).await);
+    let orphan_session = process_tree::stat(orphan).unwrap().session;
+    let workdir = |sid: &edgeshell_core::ids::SessionId| state.path().join("work").join(sid.as_str());
 
-    // A crash: no draining, no cleanup.
+    // A crash: no draining, no cleanup. The runners live on without their agent...
     signal(&agent, rustix::process::Signal::KILL);
     let _ = agent.child.wait().await;
-    // The runner dies with its agent; the program's nohup'd child does not.
+    still_served(&mut browser, "alone-without-an-agent").await;
+    // ...and one of them is lost as well, leaving its program's nohup'd child behind.
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(broken_runner).unwrap(),
+        rustix::process::Signal::KILL,
+    )
+    .unwrap();
+    wait_gone(broken_runner).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(alive(sleeper), "the orphan should outlive the crash until the restart reaps it");
-    assert!(workdir.exists());
+    assert!(alive(orphan), "the orphan should outlive its runner until the restart reaps it");
+    assert!(workdir(&broken).exists());
 
-    let restarted = spawn_agent(&fixture, state.path(), &[]).await;
-    wait_gone(sleeper).await;
-    assert!(process_tree::members(&[sleeper_session]).iter().all(|p| !alive(p.pid)));
-    assert!(!workdir.exists(), "the old runner's working directory was not removed");
-    assert!(fixture.runners(&restarted).await.is_empty());
-    let metrics = fixture.http.get(format!("{}/metrics", restarted.url)).send().await.unwrap().text().await.unwrap();
-    assert!(metrics.contains("edgeshell_pool_reaped_total{region=\"eu\",backend=\"local\"} 1"), "{metrics}");
+    let restarted = spawn_agent(&fixture, state.path(), &window).await;
+    // The lost one's remains are removed...
+    wait_gone(orphan).await;
+    assert!(process_tree::members(&[orphan_session]).iter().all(|p| !alive(p.pid)));
+    assert!(!workdir(&broken).exists(), "the lost runner's working directory was not removed");
+    // ...the healthy one is held again, its session never interrupted.
+    let listed = fixture.runners(&restarted).await;
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0]["session_id"], healthy.as_str());
+    assert_eq!(listed[0]["runner"], format!("pid:{healthy_runner}"));
+    let text = metrics(&fixture, &restarted).await;
+    assert!(text.contains("edgeshell_pool_reaped_total{region=\"eu\",backend=\"local\"} 1"), "{text}");
+    assert!(text.contains("edgeshell_pool_adopted_total{region=\"eu\",backend=\"local\"} 1"), "{text}");
+    assert!(alive(healthy_sleeper) && workdir(&healthy).exists());
+    still_served(&mut browser, "adopted-and-served").await;
+    // The new agent holds the lease: the runner outlives the first agent's window...
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(alive(healthy_runner));
+    // ...and stops like its own: the whole session ends and its files go.
+    assert_eq!(fixture.stop_runner(&restarted, &healthy).await.0, 200);
+    wait_gone(healthy_sleeper).await;
+    wait_gone(healthy_runner).await;
+    assert!(!workdir(&healthy).exists(), "the adopted runner's working directory was not removed");
+    fixture.wait_for_runners(&restarted, 0).await;
 }
 
 #[tokio::test]
-async fn draining_on_sigterm_stops_every_runner() {
+async fn runners_of_an_agent_gone_for_good_end_when_its_lease_lapses() {
     let fixture = Fixture::start().await;
     let state = tempfile::tempdir().unwrap();
-    let (mut agent, sid, _browser, sleeper) = agent_with_a_sleeper(&fixture, state.path()).await;
+    let window = [("EDGESHELL_POOL_ADOPT_WITHIN_SECS", "3")];
+    let mut agent = spawn_agent(&fixture, state.path(), &window).await;
+    let sid = new_session();
+    assert_eq!(fixture.start_runner(&agent, &sid, 600).await.0, 201);
+    let (mut browser, sleeper) = background_sleeper(&fixture, &sid).await;
+    let runner = runner_pid(&fixture, &agent, &sid).await;
+    // SIGTERM drains: the agent leaves, its runner keeps serving the session for the next agent.
     signal(&agent, rustix::process::Signal::TERM);
     let status = tokio::time::timeout(WAIT, agent.child.wait()).await.unwrap().unwrap();
     assert!(status.success(), "{status}");
+    still_served(&mut browser, "waiting-for-an-agent").await;
+    // None comes: the runner ends the session, background jobs and all, by itself.
+    wait_gone(runner).await;
     wait_gone(sleeper).await;
+    // The next agent on this state directory finds nothing to adopt and removes the rest.
+    let next = spawn_agent(&fixture, state.path(), &window).await;
+    assert!(fixture.runners(&next).await.is_empty());
     assert!(!state.path().join("work").join(sid.as_str()).exists());
+    let text = metrics(&fixture, &next).await;
+    assert!(text.contains("edgeshell_pool_reaped_total{region=\"eu\",backend=\"local\"} 1"), "{text}");
+    assert!(text.contains("edgeshell_pool_adopted_total{region=\"eu\",backend=\"local\"} 0"), "{text}");
 }
 
 #[tokio::test]
@@ -342,14 +404,14 @@ async fn a_fork_bomb_in_one_session_leaves_another_able_to_start_processes() {
 }
 
 #[tokio::test]
-async fn a_detached_process_dies_with_its_session_and_with_the_agent() {
+async fn a_detached_process_dies_with_its_session_and_when_its_agent_is_gone_for_good() {
     if !as_root() {
         eprintln!("skipped: detached processes are found by the session's own user, given when the agent is root");
         return;
     }
     let fixture = Fixture::start().await;
     let state = tempfile::tempdir().unwrap();
-    let mut agent = spawn_agent(&fixture, state.path(), &[]).await;
+    let mut agent = spawn_agent(&fixture, state.path(), &[("EDGESHELL_POOL_ADOPT_WITHIN_SECS", "3")]).await;
     let detach = |browser: &mut Browser| {
         let from = browser.output.len();
         let line = b"setsid sh -c 'echo deta''ched=$$.; exec sleep 1000' </dev/null 2>&1 &\n".to_vec();
@@ -373,10 +435,12 @@ async fn a_detached_process_dies_with_its_session_and_with_the_agent() {
     assert_eq!(fixture.stop_runner(&agent, &sessions[0]).await.0, 200);
     wait_gone(detached[0].1).await;
     assert!(alive(detached[1].1));
-    // Interrupting the agent (Ctrl-C on the dev stack) ends the other's.
+    // Interrupting the agent (Ctrl-C on the dev stack) with no agent after it ends the other's: its
+    // runner, once the lease lapses, kills every process of the session's user.
     signal(&agent, rustix::process::Signal::INT);
     let status = tokio::time::timeout(WAIT, agent.child.wait()).await.unwrap().unwrap();
     assert!(status.success(), "{status}");
+    assert!(alive(detached[1].1), "the session waits for the next agent");
     wait_gone(detached[1].1).await;
 }
 

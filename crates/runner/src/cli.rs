@@ -6,7 +6,7 @@
 //! edgeshell-runner install-bundle URL DEST      policy from EDGESHELL_BUNDLE_* variables
 //! ```
 
-use crate::{bundle, relay, settings};
+use crate::{bundle, lease, relay, settings};
 use anyhow::{bail, Context, Result};
 use edgeshell_core::bundles::BundlePolicy;
 use edgeshell_core::settings::{Program, Reader};
@@ -38,10 +38,15 @@ fn real_main(args: Vec<String>) -> Result<i32> {
             let config = settings::from_env(|k| std::env::var(k).ok(), command)?;
             tracing::info!(session = %config.session_id, url = %config.settings.join_url, "runner starting");
             let outcome = runtime.block_on(async {
-                // SIGTERM (the pool agent stopping the session) ends the program's whole tree first.
+                // SIGTERM (the pool agent stopping the session) ends the program's whole tree first;
+                // so does a lapsed agent lease (a local agent gone for good).
                 let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+                let lease = config.agent_lease.clone();
                 let stop = async move {
-                    term.recv().await;
+                    tokio::select! {
+                        _ = term.recv() => {}
+                        () = lease::lapsed(lease) => {}
+                    }
                 };
                 relay::run_until(config.settings, config.program, stop).await
             })?;

@@ -4,6 +4,7 @@
 //! - [`pty`]: the program on a real pseudo-terminal.
 //! - [`relay`]: the main loop between the PTY and the room, over the core's `RunnerLink`.
 //! - [`dial`]: opening the WebSocket with the join token or resume ticket.
+//! - [`lease`]: ending the session when the local pool agent that started it is gone for good.
 //! - [`process_tree`]: finding and killing everything a program started.
 //! - [`settings`]: the runner's configuration from its environment.
 //! - [`cli`]: the command line.
@@ -12,6 +13,7 @@
 pub mod bundle;
 pub mod cli;
 pub mod dial;
+pub mod lease;
 pub mod process_tree;
 pub mod pty;
 pub mod relay;

@@ -94,7 +94,15 @@ pub async fn run_until(
         _ = stop => Ok(Outcome::Stopped),
     };
     if let Some(group) = host.group {
-        let killed = process_tree::kill_all(&[group]).await;
+        let mut killed = process_tree::kill_all(&[group]).await;
+        // The session's own user (the local backend's): whatever it detached ends with it too, even
+        // with no agent left to see to it.
+        if let Some(uid) = host.program.user {
+            match process_tree::kill_user(uid).await {
+                Ok(n) => killed += n,
+                Err(e) => tracing::error!(uid, error = %e, "could not kill the session user's processes"),
+            }
+        }
         tracing::info!(?outcome, killed, "session over");
     }
     outcome

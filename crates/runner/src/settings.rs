@@ -25,6 +25,8 @@ pub struct RunnerConfig {
     pub program: Program,
     /// The session, for logs.
     pub session_id: String,
+    /// The local pool agent's lease file and window, when the runner must end without an agent.
+    pub agent_lease: Option<(PathBuf, Duration)>,
 }
 
 /// Reads the configuration through `var` (the process environment in production), with `args` (after
@@ -90,6 +92,10 @@ pub fn from_env(var: impl Fn(&str) -> Option<String>, args: &[String]) -> Result
             user: run_as(&settings)?,
         },
         session_id,
+        agent_lease: settings
+            .text("EDGESHELL_AGENT_LEASE_FILE")?
+            .map(|file| Ok::<_, ConfigError>((PathBuf::from(file), settings.secs("EDGESHELL_AGENT_LEASE_SECS")?)))
+            .transpose()?,
     })
 }
 

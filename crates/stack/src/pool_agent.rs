@@ -1,6 +1,7 @@
 //! A pool agent binary (`edgeshell-pool-agent`) as a real process, dialing out to the edge and serving
-//! health on a loopback port, running its runners as local processes; killed on drop. Its logs are drained, errors always shown, everything
-//! with `EDGESHELL_TEST_LOGS` set.
+//! health on a loopback port, running its runners as local processes; killed on drop (its runners end
+//! once its lease lapses, 5 s later). Its logs are drained, errors always shown, everything with
+//! `EDGESHELL_TEST_LOGS` set.
 
 use edgeshell_core::secret::Secret;
 use std::path::{Path, PathBuf};
@@ -77,6 +78,9 @@ impl PoolAgent {
             .env("EDGESHELL_RUNNER_COMMAND", format!("{} runner", bin.display()))
             .env("EDGESHELL_SESSION_COMMAND", &settings.session_command)
             .env("EDGESHELL_LOG", "info")
+            // Runners outlive a killed agent only briefly here: a test's stack leaves nothing running
+            // for long (`extra` may set a longer window).
+            .env("EDGESHELL_POOL_ADOPT_WITHIN_SECS", "5")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -276,7 +276,16 @@ pub const POOL_AGENT: &[Setting] = &[
         Unset,
         "The session's program (unset: the runner's shell locally, `edgeshell-sample-cli` in the image).",
     ),
-    setting("EDGESHELL_POOL_STATE_DIR", Text("/var/lib/edgeshell-pool"), "Local backend: runner records, for reaping after a crash."),
+    setting(
+        "EDGESHELL_POOL_STATE_DIR",
+        Text("/var/lib/edgeshell-pool"),
+        "Local backend: runner records and the agent's lease, for adopting or reaping runners after a restart.",
+    ),
+    setting(
+        "EDGESHELL_POOL_ADOPT_WITHIN_SECS",
+        Number(crate::agent_lease::DEFAULT_WINDOW.as_secs()),
+        "Local backend: runners left by an agent that stopped or crashed keep their sessions this long (3 s at least) for the next agent on the same state directory to adopt them; then they end.",
+    ),
     setting("EDGESHELL_RUNNER_WORK_ROOT", Derived("`<state dir>/work`"), "Local backend: the runners' working directories."),
     setting(
         "EDGESHELL_RUNNER_TOOLS",
@@ -342,7 +351,17 @@ pub const RUNNER: &[Setting] = &[
     setting(
         "EDGESHELL_RUN_AS_UID",
         Unset,
-        "Run the program as this user and group id (not 0); the runner must be root. The local pool backend gives each session its own.",
+        "Run the program as this user and group id (not 0), the session's own: every process of the user is killed when the session ends. The runner must be root; the local pool backend gives each session its own.",
+    ),
+    setting(
+        "EDGESHELL_AGENT_LEASE_FILE",
+        Unset,
+        "The local pool agent's lease: the runner ends its session when no agent has refreshed this file for `EDGESHELL_AGENT_LEASE_SECS`.",
+    ),
+    setting(
+        "EDGESHELL_AGENT_LEASE_SECS",
+        Number(crate::agent_lease::DEFAULT_WINDOW.as_secs()),
+        "How long the runner waits for an agent to refresh its lease (3 s at least).",
     ),
     setting(
         "EDGESHELL_STATUS_FILE",

@@ -1,8 +1,10 @@
 //! Runners as local processes: one `edgeshell-runner` per session in its own process group and working
 //! directory, which is removed when the runner ends. Each runner is recorded in the state directory
-//! (pid and start time, the session's user, and the program's pid once the runner reports it), so an
-//! agent restarted after a crash finds and kills what its predecessor left, whether the runner still
-//! lives or only the program's children do.
+//! (pid and start time, deadline, the session's user, and the program's pid once the runner reports
+//! it). Runners outlive their agent while its lease (the core's `agent_lease`) holds: an agent that
+//! restarts, however it stopped, adopts the runners still healthy (their sessions carry on) and
+//! removes what is left of the others, whether the runner still lives or only the program's children
+//! do; runners whose agent does not come back within the window end themselves.
 //!
 //! Started as root, the agent gives each session a user of its own (`EDGESHELL_RUNNER_FIRST_UID` and
 //! up, one per live session): the program never runs as root, sessions cannot signal, trace or read
@@ -42,6 +44,8 @@ pub struct LocalOptions {
     /// Executables offered to every session: copied where sessions' users can run them, at the head of
     /// their `PATH` (a build's binaries under a private home would be out of their reach).
     pub tools: Vec<PathBuf>,
+    /// How long runners wait for an agent to hold the lease again before they end.
+    pub adopt_within: Duration,
 }
 
 /// What survives an agent crash about one runner.
@@ -54,6 +58,9 @@ struct Record {
     /// The session's own user, if it had one.
     #[serde(default)]
     uid: Option<u32>,
+    /// When the runner is stopped, seconds since the epoch (0 in records of older agents: never adopted).
+    #[serde(default)]
+    deadline: u64,
 }
 
 /// What the runner writes once its program runs (see `edgeshell_runner::relay::Settings::status_file`).
@@ -110,7 +117,20 @@ impl LocalBackend {
         if !options.tools.is_empty() {
             offer_tools(&options.tools, &options.state_dir.join("tools"))?;
         }
-        Ok(LocalBackend { options, live: Arc::default(), exits: Arc::default() })
+        let backend = LocalBackend { options, live: Arc::default(), exits: Arc::default() };
+        // Held from the start: runners started before the first refresh must not find it stale.
+        refresh_lease(&backend.lease_path())?;
+        Ok(backend)
+    }
+
+    /// The agent's lease: a file whose modification time the agent keeps fresh (see `recover`).
+    fn lease_path(&self) -> PathBuf {
+        self.options.state_dir.join("agent.lease")
+    }
+
+    /// A handle on the same runners, for tasks that outlive one call.
+    fn handle(&self) -> LocalBackend {
+        LocalBackend { options: self.options.clone(), live: self.live.clone(), exits: self.exits.clone() }
     }
 
     /// A user id of its own for a new session, when sessions get one: the lowest from the first that
@@ -164,6 +184,8 @@ impl LocalBackend {
             .env("EDGESHELL_DEADLINE", spec.deadline.to_string())
             .env("EDGESHELL_WORKDIR", workdir)
             .env("EDGESHELL_STATUS_FILE", self.status_path(spec.session_id.as_str()))
+            .env("EDGESHELL_AGENT_LEASE_FILE", self.lease_path())
+            .env("EDGESHELL_AGENT_LEASE_SECS", o.adopt_within.as_secs().to_string())
             .env("EDGESHELL_IDLE_TIMEOUT_SECS", o.limits.idle_timeout.as_secs().to_string())
             .env("EDGESHELL_MEMORY_LIMIT_MB", o.limits.memory_mb.to_string())
             .env("EDGESHELL_PROCESS_LIMIT", o.limits.process_limit.to_string())
@@ -190,12 +212,12 @@ impl LocalBackend {
             cmd.env("EDGESHELL_RUN_AS_UID", uid.to_string());
         }
         #[allow(unsafe_code)]
-        // SAFETY: runs in the forked child before exec and only makes the prctl, dup2 and fcntl system
-        // calls, which are async-signal-safe.
+        // SAFETY: runs in the forked child before exec and only makes the dup2 and fcntl system calls,
+        // which are async-signal-safe.
         unsafe {
             cmd.pre_exec(move || {
-                // A runner never outlives its agent; what its program left is reaped on restart.
-                rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))?;
+                // No parent-death signal: a runner outlives its agent while the lease holds, so that
+                // the next agent adopts it.
                 // The token's pipe as descriptor 3, open across exec (dup2 onto itself would keep the
                 // close-on-exec flag, so it is cleared explicitly).
                 if libc::dup2(token, TOKEN_FD) < 0 || libc::fcntl(TOKEN_FD, libc::F_SETFD, 0) < 0 {
@@ -370,7 +392,14 @@ impl RunnerBackend for LocalBackend {
         };
         let pid = child.id().map_or(0, |p| p as i32);
         let start_time = process_tree::stat(pid).map_or(0, |s| s.start_time);
-        let record = Record { session_id: sid.to_string(), pid, start_time, workdir: workdir.clone(), uid };
+        let record = Record {
+            session_id: sid.to_string(),
+            pid,
+            start_time,
+            workdir: workdir.clone(),
+            uid,
+            deadline: spec.deadline,
+        };
         let json = serde_json::to_vec(&record).unwrap_or_default();
         if let Err(e) = write_atomically(&self.record_path(sid.as_str()), &json) {
             let _ = child.start_kill();
@@ -379,25 +408,13 @@ impl RunnerBackend for LocalBackend {
         }
         let (done_tx, done) = watch::channel(false);
         self.live.lock().unwrap_or_else(|e| e.into_inner()).insert(sid.clone(), Live { pid, start_time, uid, done });
-        let watcher =
-            LocalBackend { options: self.options.clone(), live: self.live.clone(), exits: self.exits.clone() };
+        let watcher = self.handle();
         tokio::spawn(async move {
-            let status = child.wait().await;
-            let killed = watcher.clean_up(sid.as_str(), pid, &workdir, uid).await;
-            // Only now, with none of its processes left, may another session have the user.
-            drop(claim);
-            let (success, detail) = match &status {
+            let (success, detail) = match child.wait().await {
                 Ok(s) => (s.success(), format!("runner exited with {s}")),
                 Err(e) => (false, format!("waiting for the runner failed: {e}")),
             };
-            tracing::info!(session = %sid, pid, killed, %detail, "runner ended");
-            watcher.live.lock().unwrap_or_else(|e| e.into_inner()).remove(&sid);
-            watcher.exits.lock().unwrap_or_else(|e| e.into_inner()).push(RunnerExit {
-                session_id: sid,
-                success,
-                detail,
-            });
-            let _ = done_tx.send(true);
+            watcher.ended(sid, pid, &workdir, claim, success, detail, done_tx).await;
         });
         Ok(format!("pid:{pid}"))
     }
@@ -432,23 +449,82 @@ impl RunnerBackend for LocalBackend {
         std::mem::take(&mut *self.exits.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
-    fn runners_outlive_the_agent(&self) -> bool {
-        false
-    }
-
     async fn recover(&self) -> Result<super::Recovered, BackendError> {
-        // A local runner is the agent's child: an agent that restarted cannot wait on it, so it is
-        // removed (the local backend is a development tool; Kubernetes runners are adopted).
-        Ok(super::Recovered { adopted: Vec::new(), reaped: self.reap_leftovers().await? })
+        let recovered = self.settle_leftovers().await?;
+        // From now on this agent holds the lease its runners (and those just adopted) watch.
+        let lease = self.lease_path();
+        tokio::spawn(async move {
+            loop {
+                if let Err(e) = refresh_lease(&lease) {
+                    tracing::error!(lease = %lease.display(), error = %e, "refreshing the agent's lease failed");
+                }
+                tokio::time::sleep(edgeshell_core::agent_lease::REFRESH_EVERY).await;
+            }
+        });
+        Ok(recovered)
     }
 }
 
+/// Marks the lease refreshed now (creating its file).
+fn refresh_lease(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).mode(0o644).open(path)?;
+    file.set_modified(std::time::SystemTime::now())
+}
+
 impl LocalBackend {
-    /// Removes every runner an earlier agent on this state directory left behind; returns how many.
-    async fn reap_leftovers(&self) -> Result<usize, BackendError> {
+    /// What follows a runner's end, however it was noticed: everything of the session is killed and
+    /// removed, the user released, the exit reported.
+    #[allow(clippy::too_many_arguments)]
+    async fn ended(
+        &self,
+        sid: SessionId,
+        pid: i32,
+        workdir: &Path,
+        claim: Option<UidClaim>,
+        success: bool,
+        detail: String,
+        done: watch::Sender<bool>,
+    ) {
+        let uid = claim.as_ref().map(|c| c.uid);
+        let killed = self.clean_up(sid.as_str(), pid, workdir, uid).await;
+        // Only now, with none of its processes left, may another session have the user.
+        drop(claim);
+        tracing::info!(session = %sid, pid, killed, %detail, "runner ended");
+        self.live.lock().unwrap_or_else(|e| e.into_inner()).remove(&sid);
+        self.exits.lock().unwrap_or_else(|e| e.into_inner()).push(RunnerExit { session_id: sid, success, detail });
+        let _ = done.send(true);
+    }
+
+    /// Holds an earlier agent's runner again: it is not this agent's child, so its end is noticed by
+    /// watching its process.
+    fn adopt(&self, record: &Record, sid: SessionId, claim: Option<UidClaim>) {
+        let (pid, start_time, workdir) = (record.pid, record.start_time, record.workdir.clone());
+        let (done_tx, done) = watch::channel(false);
+        let uid = claim.as_ref().map(|c| c.uid);
+        self.live.lock().unwrap_or_else(|e| e.into_inner()).insert(sid.clone(), Live { pid, start_time, uid, done });
+        let watcher = self.handle();
+        tokio::spawn(async move {
+            while process_tree::stat(pid).is_some_and(|s| s.start_time == start_time) && !process_tree::is_zombie(pid) {
+                tokio::time::sleep(ADOPTED_POLL).await;
+            }
+            // An agent that is PID 1 (or a subreaper) inherits its orphans and must reap them.
+            if let Some(p) = rustix::process::Pid::from_raw(pid) {
+                let _ = rustix::process::waitpid(Some(p), rustix::process::WaitOptions::NOHANG);
+            }
+            let detail = "adopted runner exited (its status went to its first agent)".to_owned();
+            watcher.ended(sid, pid, &workdir, claim, true, detail, done_tx).await;
+        });
+    }
+
+    /// Settles every runner an earlier agent on this state directory left behind: healthy ones (alive,
+    /// this session's, before their deadline, their user not taken by another agent) are adopted, what
+    /// is left of the others removed.
+    async fn settle_leftovers(&self) -> Result<super::Recovered, BackendError> {
         let entries = std::fs::read_dir(&self.options.state_dir)
             .map_err(|e| BackendError::Query(format!("state directory: {e}")))?;
-        let mut reaped = 0;
+        let mut recovered = super::Recovered::default();
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
         for entry in entries.flatten() {
             let path = entry.path();
             if path.extension().is_none_or(|e| e != "json") {
@@ -472,12 +548,25 @@ impl LocalBackend {
                 Some(uid) => UidClaim::try_claim(uid).ok().flatten(),
                 None => None,
             };
+            // A user is needed only when sessions get one; one that another agent holds now is not
+            // this runner's to adopt.
+            let user_held = record.uid.is_none() || claim.is_some() || !per_session_users();
+            let session = SessionId::new(&record.session_id).ok();
+            if let Some(sid) = session.filter(|_| alive && user_held && record.deadline > now) {
+                tracing::info!(session = %sid, pid, deadline = record.deadline, "adopted a runner left by an earlier agent");
+                recovered.adopted.push((sid.clone(), format!("pid:{pid}"), record.deadline));
+                self.adopt(&record, sid, claim);
+                continue;
+            }
             let uid = claim.as_ref().map(|c| c.uid);
             let killed = self.clean_up(&record.session_id, pid, &record.workdir, uid).await;
             drop(claim);
             tracing::info!(session = %record.session_id, pid = record.pid, alive, killed, "reaped a runner left by an earlier agent");
-            reaped += 1;
+            recovered.reaped += 1;
         }
-        Ok(reaped)
+        Ok(recovered)
     }
 }
+
+/// How often an adopted runner's process is looked at.
+const ADOPTED_POLL: Duration = Duration::from_millis(200);

@@ -93,11 +93,6 @@ pub trait RunnerBackend: Send + Sync + 'static {
     /// `local` or `kubernetes`, for logs and metrics.
     fn kind(&self) -> &'static str;
 
-    /// Whether runners live on when their agent stops (Kubernetes Jobs do; local processes are the
-    /// agent's children). An agent that shuts down then leaves them running: their sessions keep their
-    /// rooms, and another agent of the region can stop them.
-    fn runners_outlive_the_agent(&self) -> bool;
-
     /// Starts the runner of `spec.session_id`; returns the backend's name for it (pid, Job name).
     fn start(&self, spec: RunnerSpec) -> impl Future<Output = Result<String, BackendError>> + Send;
 
@@ -111,6 +106,8 @@ pub trait RunnerBackend: Send + Sync + 'static {
     fn take_exits(&self) -> impl Future<Output = Vec<RunnerExit>> + Send;
 
     /// Settles what an earlier run of this agent left (after a crash or restart): runners still
-    /// healthy are adopted where the backend can (they keep their sessions), the rest are removed.
+    /// healthy are adopted (they keep their sessions), the rest are removed. Runners outlive their
+    /// agent (Kubernetes Jobs for good, local processes while the agent's lease holds), so an agent
+    /// that shuts down leaves them running for the next one.
     fn recover(&self) -> impl Future<Output = Result<Recovered, BackendError>> + Send;
 }

@@ -80,10 +80,6 @@ impl RunnerBackend for KubernetesBackend {
         "kubernetes"
     }
 
-    fn runners_outlive_the_agent(&self) -> bool {
-        true
-    }
-
     async fn start(&self, spec: RunnerSpec) -> Result<String, BackendError> {
         let name = job_name(&spec.session_id);
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
