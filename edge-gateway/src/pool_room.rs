@@ -4,9 +4,11 @@
 //! the agent's answer. This glue turns sockets, requests and time into the machine's events and carries
 //! out its effects; the rules are the core's.
 //!
-//! - The ledger is stored in the object's SQLite (`pool_ledger`, one row) on every `Effect::Store`,
-//!   before anything the event caused leaves (the runtime holds outgoing messages until the write is
-//!   durable): a restarted room still refuses a command it took before.
+//! - The ledger is stored in the object's SQLite (`pool_ledger_rows`, a row per command, token id,
+//!   placement and gone agent) on every `Effect::Store`, only the rows that changed, before anything the
+//!   event caused leaves (the runtime holds outgoing messages until the writes are durable, and commits
+//!   the writes of one event together): a restarted room still refuses a command it took before. A
+//!   ledger an earlier version stored whole (`pool_ledger`, one row) moves to rows on load.
 //! - Sockets are accepted without hibernation: agents report every two seconds, so the object would not
 //!   sleep anyway, and a command's waiting request lives in memory.
 //! - A ticker feeds the time while agents are connected or the ledger has something due, and every
@@ -28,7 +30,7 @@ use edgeshell_core::machine::StateMachine;
 use edgeshell_core::pool_api::{
     check_agent_name, AgentMessage, CommandRequest, PoolCommand, AGENT_HEADER, MAX_COMMAND_WAIT_MS,
 };
-use edgeshell_core::pool_ledger::{Kind, Ledger, Payload};
+use edgeshell_core::pool_ledger::{Changes, Kind, Ledger, Payload, Row};
 use edgeshell_core::pool_room::{
     AgentConn, Effect, Event, PoolRoom as Machine, PoolRoomConfig, Reply, Submission, WaiterId,
 };
@@ -123,37 +125,38 @@ impl Host {
         let failed = |e: worker::Error| ApiError::new(ErrorCode::InternalError, format!("pool room storage: {e}"));
         let sql = self.state.storage().sql();
         sql.exec(
-            "CREATE TABLE IF NOT EXISTS pool_ledger (id INTEGER PRIMARY KEY CHECK (id = 1), ledger TEXT NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS pool_ledger_rows (kind TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, \
+             PRIMARY KEY (kind, key)) WITHOUT ROWID",
             None,
         )
         .map_err(failed)?;
-        let stored = sql.exec("SELECT ledger FROM pool_ledger WHERE id = 1", None).map_err(failed)?.raw().next();
+        move_whole_ledger_to_rows(&sql).map_err(|e| ApiError::new(ErrorCode::InternalError, e))?;
+        let mut rows = Vec::new();
+        for row in sql.exec("SELECT kind, key, value FROM pool_ledger_rows", None).map_err(failed)?.raw() {
+            match row.map_err(failed)?.as_slice() {
+                [SqlStorageValue::String(kind), SqlStorageValue::String(key), SqlStorageValue::String(value)] => {
+                    rows.push((kind.clone(), key.clone(), value.clone()));
+                }
+                other => {
+                    return Err(ApiError::new(ErrorCode::InternalError, format!("stored ledger: a row of {other:?}")))
+                }
+            }
+        }
         let config = PoolRoomConfig::DEFAULT;
-        let ledger = match stored {
-            Some(Ok(row)) => match row.first() {
-                Some(SqlStorageValue::String(text)) => serde_json::from_str::<Ledger>(text)
-                    .map_err(|e| ApiError::new(ErrorCode::InternalError, format!("stored ledger: {e}")))?,
-                _ => Machine::new_ledger(&config),
-            },
-            Some(Err(e)) => return Err(failed(e)),
-            None => Machine::new_ledger(&config),
-        };
+        let mut ledger = Machine::new_ledger(&config);
+        ledger.apply(Changes::from_rows(rows).map_err(|e| ApiError::new(ErrorCode::InternalError, e.to_string()))?);
         *self.machine.borrow_mut() = Some(Machine::new(config, ledger, keys::now()));
         self.keys_checked.set(keys::now().as_millis());
         Ok(())
     }
 
+    /// Writes what changed in the ledger.
     fn store(&self) -> std::result::Result<(), String> {
-        let json = match self.machine.borrow().as_ref() {
-            Some(m) => serde_json::to_string(m.ledger()).map_err(|e| e.to_string())?,
+        let changes = match self.machine.borrow_mut().as_mut() {
+            Some(m) => m.take_changes(),
             None => return Ok(()),
         };
-        self.state
-            .storage()
-            .sql()
-            .exec("INSERT OR REPLACE INTO pool_ledger (id, ledger) VALUES (1, ?)", Some(vec![json.into()]))
-            .map(|_| ())
-            .map_err(|e| e.to_string())
+        write_rows(&self.state.storage().sql(), changes.into_rows())
     }
 
     /// Accepts an agent's socket the Worker handed over (its key checked for this region).
@@ -386,4 +389,43 @@ fn answer(reply: Reply) -> std::result::Result<Response, ApiError> {
     let mut response = Response::ok(body).map_err(internal)?.with_status(status);
     response.headers_mut().set("content-type", "application/json").map_err(internal)?;
     Ok(response)
+}
+
+/// Writes `rows` (a value: insert or replace; none: delete) in order.
+fn write_rows(sql: &worker::SqlStorage, rows: Vec<Row>) -> std::result::Result<(), String> {
+    for Row { kind, key, value } in rows {
+        let written = match value {
+            Some(value) => sql.exec(
+                "INSERT OR REPLACE INTO pool_ledger_rows (kind, key, value) VALUES (?, ?, ?)",
+                vec![kind.name().into(), key.into(), value.into()],
+            ),
+            None => sql
+                .exec("DELETE FROM pool_ledger_rows WHERE kind = ? AND key = ?", vec![kind.name().into(), key.into()]),
+        };
+        written.map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// Moves a ledger stored whole (one JSON row, as rooms stored it before rows) to rows, once.
+fn move_whole_ledger_to_rows(sql: &worker::SqlStorage) -> std::result::Result<(), String> {
+    let text = |e: worker::Error| e.to_string();
+    let found = sql
+        .exec("SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'pool_ledger'", None)
+        .map_err(text)?
+        .raw()
+        .next()
+        .is_some();
+    if !found {
+        return Ok(());
+    }
+    let whole = sql.exec("SELECT ledger FROM pool_ledger WHERE id = 1", None).map_err(text)?.raw().next();
+    if let Some(row) = whole {
+        if let Some(SqlStorageValue::String(json)) = row.map_err(text)?.first() {
+            let ledger: Ledger = serde_json::from_str(json).map_err(|e| format!("stored ledger: {e}"))?;
+            write_rows(sql, ledger.everything().into_rows())?;
+        }
+    }
+    sql.exec("DROP TABLE pool_ledger", None).map_err(text)?;
+    Ok(())
 }

@@ -6,7 +6,7 @@ use anyhow::{Context, Result};
 use std::path::PathBuf;
 
 /// (group directory, baseline benchmark, other benchmarks) as criterion writes them.
-const TABLES: [(&str, &str, &[&str]); 2] = [
+const TABLES: [(&str, &str, &[&str]); 3] = [
     ("rs256_2048", "verify_ring", &["verify_jwt_compact_rsa", "sign_ring"]),
     (
         "frame",
@@ -20,6 +20,7 @@ const TABLES: [(&str, &str, &[&str]); 2] = [
             "decode_output/32768",
         ],
     ),
+    ("pool_room", "start_and_stop/100", &["start_and_stop/10000"]),
 ];
 
 /// The groups `cargo xtask bench [group]` can run on their own.
@@ -41,9 +42,10 @@ pub(crate) fn run(only: Option<&str>) -> Result<()> {
     }
 }
 
-/// The micro-benchmarks (signing, frame codec), summarized as ratios to their baselines.
+/// The micro-benchmarks (signing, frame codec, the pool room's cost per command), summarized as ratios to their baselines.
 fn criterion() -> Result<()> {
-    for (package, bench) in [("edgeshell-keys", "rs256"), ("edgeshell-core", "frames")] {
+    for (package, bench) in [("edgeshell-keys", "rs256"), ("edgeshell-core", "frames"), ("edgeshell-core", "pool_room")]
+    {
         let args = ["bench", "-p", package, "--bench", bench, "--", "--warm-up-time", "1", "--measurement-time", "3"];
         Step::new("criterion benchmarks", cargo(&args)).run()?;
     }

@@ -15,14 +15,18 @@
 //! it is handed out (it is never queued, so a join token is not kept), a stop until it is answered.
 //!
 //! I/O-free like the rest of the core: the pool room ([`crate::pool_room`]) feeds it what happens and
-//! its host stores it (it is `serde`).
+//! its host stores what changed, as rows ([`Ledger::take_changes`], [`Changes::into_rows`]); a restarted
+//! room reads the rows back ([`Changes::from_rows`], [`Ledger::apply`]).
 
 use crate::ids::SessionId;
 use crate::secret::Secret;
 use crate::time::Timestamp;
 use core::time::Duration;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+
+mod rows;
+pub use rows::{Changes, Counters, Row, RowError, RowKind};
 
 /// A command's id, unique in its region's ledger and never reused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -136,7 +140,12 @@ pub enum LedgerError {
 }
 
 /// The ledger.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// Every operation costs a logarithm of its size, so a busy region's room stays cheap: commands waiting
+/// or in flight, ended ones by when they are forgotten, and token ids by expiry are indexed, and
+/// [`Ledger::take_changes`] hands the host only the rows that changed since its last write.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(from = "rows::LedgerData")]
 pub struct Ledger {
     next: u64,
     connections: u64,
@@ -147,12 +156,77 @@ pub struct Ledger {
     placed: BTreeMap<SessionId, String>,
     /// Agents with no connection, since when: their placements are released after `keep`, so stops
     /// of their sessions go to any agent (on Kubernetes any agent of the region can stop any runner).
-    #[serde(default)]
     gone: BTreeMap<String, Timestamp>,
     /// How long a queued command waits for an agent before it expires.
     queue_ttl: Duration,
     /// How long an ended command is remembered (answers to it are then refused as unknown).
     keep: Duration,
+    /// Derived from the rest (never stored), and what changed since the host last stored.
+    #[serde(skip)]
+    index: Index,
+}
+
+/// Two ledgers are equal when they hold the same: their indexes follow, and what each has yet to store
+/// is its host's business.
+impl PartialEq for Ledger {
+    fn eq(&self, other: &Ledger) -> bool {
+        (self.next, self.connections, &self.entries, &self.used, &self.placed, &self.gone, self.queue_ttl, self.keep)
+            == (
+                other.next,
+                other.connections,
+                &other.entries,
+                &other.used,
+                &other.placed,
+                &other.gone,
+                other.queue_ttl,
+                other.keep,
+            )
+    }
+}
+
+impl Eq for Ledger {}
+
+/// What the ledger derives from its entries, and the keys changed since the last
+/// [`Ledger::take_changes`].
+#[derive(Debug, Clone, Default)]
+struct Index {
+    /// Commands waiting for an agent.
+    queued: BTreeSet<CommandId>,
+    /// Commands handed out and not answered.
+    sent: BTreeSet<CommandId>,
+    /// Ended commands, by when they ended.
+    ended: BTreeSet<(Timestamp, CommandId)>,
+    /// Token ids, by when they may be forgotten.
+    expiring: BTreeSet<(Timestamp, String)>,
+    changed_commands: BTreeSet<CommandId>,
+    changed_used: BTreeSet<String>,
+    changed_placed: BTreeSet<SessionId>,
+    changed_gone: BTreeSet<String>,
+}
+
+impl Index {
+    fn add(&mut self, id: CommandId, entry: &Entry) {
+        match entry.state {
+            State::Queued => {
+                self.queued.insert(id);
+            }
+            State::Sent { .. } => {
+                self.sent.insert(id);
+            }
+            State::Ended(_) => {}
+        }
+        if let Some(at) = entry.ended_at {
+            self.ended.insert((at, id));
+        }
+    }
+
+    fn remove(&mut self, id: CommandId, entry: &Entry) {
+        self.queued.remove(&id);
+        self.sent.remove(&id);
+        if let Some(at) = entry.ended_at {
+            self.ended.remove(&(at, id));
+        }
+    }
 }
 
 impl Ledger {
@@ -167,6 +241,37 @@ impl Ledger {
             gone: BTreeMap::new(),
             queue_ttl,
             keep,
+            index: Index::default(),
+        }
+    }
+
+    /// Changes command `id` with `change`, keeping the indexes and marking it changed.
+    fn update<R>(&mut self, id: CommandId, change: impl FnOnce(&mut Entry) -> R) -> Option<R> {
+        let entry = self.entries.get_mut(&id)?;
+        self.index.remove(id, entry);
+        let result = change(entry);
+        self.index.add(id, entry);
+        self.index.changed_commands.insert(id);
+        Some(result)
+    }
+
+    fn set_placed(&mut self, session: SessionId, agent: Option<String>) {
+        let changed = match agent {
+            Some(agent) => self.placed.insert(session.clone(), agent.clone()).is_none_or(|old| old != agent),
+            None => self.placed.remove(&session).is_some(),
+        };
+        if changed {
+            self.index.changed_placed.insert(session);
+        }
+    }
+
+    fn set_gone(&mut self, agent: &str, since: Option<Timestamp>) {
+        let changed = match since {
+            Some(since) => self.gone.insert(agent.to_owned(), since) != Some(since),
+            None => self.gone.remove(agent).is_some(),
+        };
+        if changed {
+            self.index.changed_gone.insert(agent.to_owned());
         }
     }
 
@@ -191,10 +296,14 @@ impl Ledger {
             return Err(LedgerError::Replayed);
         }
         self.used.insert(jti.to_owned(), forget_after);
+        self.index.expiring.insert((forget_after, jti.to_owned()));
+        self.index.changed_used.insert(jti.to_owned());
         let id = CommandId(self.next);
         self.next += 1;
         let entry =
             Entry { kind, session, state: State::Queued, payload: Some(payload), created_at: now, ended_at: None };
+        self.index.add(id, &entry);
+        self.index.changed_commands.insert(id);
         self.entries.insert(id, entry);
         Ok(id)
     }
@@ -203,22 +312,26 @@ impl Ledger {
     /// places its session with the agent at once (tentatively, until its answer), so a stop sent while
     /// it is in flight, or after it was lost, goes to the agent that may hold the runner.
     pub fn hand(&mut self, id: CommandId, holder: &Holder, now: Timestamp) -> Option<Payload> {
-        let entry = self.entries.get_mut(&id).filter(|e| e.state == State::Queued && e.payload.is_some())?;
-        entry.state = State::Sent { holder: holder.clone(), at: now };
-        if entry.kind == Kind::Start {
-            self.placed.insert(entry.session.clone(), holder.agent.clone());
+        self.entries.get(&id).filter(|e| e.state == State::Queued && e.payload.is_some())?;
+        let (kind, session, payload) = self.update(id, |entry| {
+            entry.state = State::Sent { holder: holder.clone(), at: now };
+            (entry.kind, entry.session.clone(), entry.handed_payload())
+        })?;
+        if kind == Kind::Start {
+            self.set_placed(session, Some(holder.agent.clone()));
         }
-        entry.handed_payload()
+        payload
     }
 
     /// The room restarted (its object was evicted, or its storage failed): every connection it handed
     /// commands to is gone. Unanswered starts end as [`Outcome::Unknown`], unanswered stops wait for
     /// the next agent, and every agent counts as gone from `now`. Returns the starts that ended so.
     pub fn restored(&mut self, now: Timestamp) -> Vec<CommandId> {
-        let holders: Vec<Holder> = self
-            .entries
-            .values()
-            .filter_map(|e| match &e.state {
+        let holders: BTreeSet<Holder> = self
+            .index
+            .sent
+            .iter()
+            .filter_map(|id| match &self.entries.get(id)?.state {
                 State::Sent { holder, .. } => Some(holder.clone()),
                 _ => None,
             })
@@ -227,39 +340,44 @@ impl Ledger {
         for holder in holders {
             unknown.extend(self.agent_gone(&holder, now));
         }
-        let agents: Vec<String> = self.placed.values().cloned().collect();
+        let agents: BTreeSet<String> = self.placed.values().cloned().collect();
         for agent in agents {
-            self.gone.entry(agent).or_insert(now);
+            if !self.gone.contains_key(&agent) {
+                self.set_gone(&agent, Some(now));
+            }
         }
         unknown
     }
 
     /// An agent connected: its placements stay.
     pub fn agent_back(&mut self, agent: &str) {
-        self.gone.remove(agent);
+        self.set_gone(agent, None);
     }
 
     /// Ends queued command `id` without handing it out (no agent could take it).
     pub fn refuse(&mut self, id: CommandId, why: &str, now: Timestamp) {
-        if let Some(entry) = self.entries.get_mut(&id).filter(|e| e.state == State::Queued) {
-            entry.state = State::Ended(Outcome::Refused(why.to_owned()));
-            entry.payload = None;
-            entry.ended_at = Some(now);
+        if self.entries.get(&id).is_some_and(|e| e.state == State::Queued) {
+            self.update(id, |entry| {
+                entry.state = State::Ended(Outcome::Refused(why.to_owned()));
+                entry.payload = None;
+                entry.ended_at = Some(now);
+            });
         }
     }
 
     /// The oldest queued command `holder` should carry out (one for a session it holds, or for a
     /// session nobody is known to hold), now handed to it.
     pub fn next_for(&mut self, holder: &Holder, now: Timestamp) -> Option<(CommandId, Kind, SessionId, Payload)> {
-        let placed = &self.placed;
-        let (id, entry) = self.entries.iter_mut().find(|(_, e)| {
-            e.state == State::Queued
-                && e.payload.is_some()
-                && placed.get(&e.session).is_none_or(|agent| *agent == holder.agent)
+        let id = self.index.queued.iter().copied().find(|id| {
+            self.entries.get(id).is_some_and(|e| {
+                e.payload.is_some() && self.placed.get(&e.session).is_none_or(|agent| *agent == holder.agent)
+            })
         })?;
-        entry.state = State::Sent { holder: holder.clone(), at: now };
-        let payload = entry.handed_payload()?;
-        Some((*id, entry.kind, entry.session.clone(), payload))
+        let (kind, session, payload) = self.update(id, |entry| {
+            entry.state = State::Sent { holder: holder.clone(), at: now };
+            (entry.kind, entry.session.clone(), entry.handed_payload())
+        })?;
+        Some((id, kind, session, payload?))
     }
 
     /// Takes `holder`'s answer to `id`. A second answer to an ended command is accepted and changes
@@ -272,25 +390,24 @@ impl Ledger {
         outcome: Outcome,
         now: Timestamp,
     ) -> Result<(), LedgerError> {
-        let entry = self.entries.get_mut(&id).ok_or(LedgerError::Unknown(id))?;
+        let entry = self.entries.get(&id).ok_or(LedgerError::Unknown(id))?;
         match &entry.state {
             State::Sent { holder: to, .. } if to == holder => {
-                match (entry.kind, &outcome) {
-                    (Kind::Start, Outcome::Done) => {
-                        self.placed.insert(entry.session.clone(), holder.agent.clone());
-                    }
+                let (kind, session) = (entry.kind, entry.session.clone());
+                match (kind, &outcome) {
+                    (Kind::Start, Outcome::Done) => self.set_placed(session, Some(holder.agent.clone())),
                     // Refused: nothing was started there.
-                    (Kind::Start, Outcome::Refused(_)) if self.placed.get(&entry.session) == Some(&holder.agent) => {
-                        self.placed.remove(&entry.session);
+                    (Kind::Start, Outcome::Refused(_)) if self.placed.get(&session) == Some(&holder.agent) => {
+                        self.set_placed(session, None);
                     }
-                    (Kind::Stop, Outcome::Done) => {
-                        self.placed.remove(&entry.session);
-                    }
+                    (Kind::Stop, Outcome::Done) => self.set_placed(session, None),
                     _ => {}
                 }
-                entry.state = State::Ended(outcome);
-                entry.payload = None;
-                entry.ended_at = Some(now);
+                self.update(id, |entry| {
+                    entry.state = State::Ended(outcome);
+                    entry.payload = None;
+                    entry.ended_at = Some(now);
+                });
                 Ok(())
             }
             State::Ended(_) => Ok(()),
@@ -301,22 +418,30 @@ impl Ledger {
     /// `holder`'s connection is gone: its unanswered starts end as [`Outcome::Unknown`] (never handed
     /// out again), its unanswered stops wait for the next agent. Returns the starts that ended so.
     pub fn agent_gone(&mut self, holder: &Holder, now: Timestamp) -> Vec<CommandId> {
-        self.gone.entry(holder.agent.clone()).or_insert(now);
+        if !self.gone.contains_key(&holder.agent) {
+            self.set_gone(&holder.agent, Some(now));
+        }
+        let held: Vec<CommandId> = self
+            .index
+            .sent
+            .iter()
+            .copied()
+            .filter(|id| {
+                self.entries.get(id).is_some_and(|e| matches!(&e.state, State::Sent { holder: to, .. } if to == holder))
+            })
+            .collect();
         let mut unknown = Vec::new();
-        for (id, entry) in &mut self.entries {
-            if !matches!(&entry.state, State::Sent { holder: to, .. } if to == holder) {
-                continue;
-            }
-            match entry.kind {
+        for id in held {
+            self.update(id, |entry| match entry.kind {
                 Kind::Start => {
                     entry.state = State::Ended(Outcome::Unknown);
                     entry.ended_at = Some(now);
-                    unknown.push(*id);
+                    unknown.push(id);
                 }
                 // Its payload went with it; the agent's answer is what counts, so the stop waits until
                 // the agent (or a sibling, for a session nobody holds) comes to ask.
                 Kind::Stop => entry.state = State::Queued,
-            }
+            });
         }
         unknown
     }
@@ -328,29 +453,36 @@ impl Ledger {
 
     /// An agent reports holding `session`'s runner (its hello or status).
     pub fn place(&mut self, session: SessionId, agent: &str) {
-        if self.placed.get(&session).is_none_or(|a| a != agent) {
-            self.placed.insert(session, agent.to_owned());
-        }
+        self.set_placed(session, Some(agent.to_owned()));
     }
 
     /// An agent reports exactly these sessions (and those it was handed a start for since, still in
     /// flight): those it no longer lists are no longer placed with it. True when anything changed.
     pub fn placed_with(&mut self, agent: &str, sessions: &[SessionId]) -> bool {
-        let listed: std::collections::BTreeSet<&SessionId> = sessions.iter().collect();
-        let in_flight: std::collections::BTreeSet<SessionId> = self
-            .entries
-            .values()
+        let listed: BTreeSet<&SessionId> = sessions.iter().collect();
+        let in_flight: BTreeSet<SessionId> = self
+            .index
+            .sent
+            .iter()
+            .filter_map(|id| self.entries.get(id))
             .filter(|e| {
                 e.kind == Kind::Start && matches!(&e.state, State::Sent { holder, .. } if holder.agent == agent)
             })
             .map(|e| e.session.clone())
             .collect();
-        let before = self.placed.len();
-        self.placed.retain(|s, a| a != agent || listed.contains(s) || in_flight.contains(s));
-        let mut changed = self.placed.len() != before;
+        let dropped: Vec<SessionId> = self
+            .placed
+            .iter()
+            .filter(|(s, a)| *a == agent && !listed.contains(s) && !in_flight.contains(*s))
+            .map(|(s, _)| s.clone())
+            .collect();
+        let mut changed = !dropped.is_empty();
+        for s in dropped {
+            self.set_placed(s, None);
+        }
         for s in sessions {
             if self.placed.get(s).is_none_or(|a| a != agent) {
-                self.placed.insert(s.clone(), agent.to_owned());
+                self.set_placed(s.clone(), Some(agent.to_owned()));
                 changed = true;
             }
         }
@@ -360,34 +492,59 @@ impl Ledger {
     /// Expires commands that waited too long for an agent, forgets ended ones kept long enough, and token
     /// ids whose tokens can no longer verify.
     pub fn tidy(&mut self, now: Timestamp) {
-        for entry in self.entries.values_mut() {
-            if entry.state == State::Queued && now.since(entry.created_at) >= self.queue_ttl {
+        let expired: Vec<CommandId> = self
+            .index
+            .queued
+            .iter()
+            .copied()
+            .filter(|id| self.entries.get(id).is_some_and(|e| now.since(e.created_at) >= self.queue_ttl))
+            .collect();
+        for id in expired {
+            self.update(id, |entry| {
                 entry.state = State::Ended(Outcome::Expired);
                 entry.payload = None;
                 entry.ended_at = Some(now);
+            });
+        }
+        while let Some(&(at, id)) = self.index.ended.first() {
+            if now.since(at) < self.keep {
+                break;
+            }
+            self.index.ended.pop_first();
+            if let Some(entry) = self.entries.remove(&id) {
+                self.index.remove(id, &entry);
+            }
+            self.index.changed_commands.insert(id);
+        }
+        while let Some((at, _)) = self.index.expiring.first() {
+            if *at > now {
+                break;
+            }
+            if let Some((_, jti)) = self.index.expiring.pop_first() {
+                self.used.remove(&jti);
+                self.index.changed_used.insert(jti);
             }
         }
-        let keep = self.keep;
-        self.entries.retain(|_, e| e.ended_at.is_none_or(|at| now.since(at) < keep));
-        self.used.retain(|_, forget_after| *forget_after > now);
         let released: Vec<String> =
-            self.gone.iter().filter(|(_, since)| now.since(**since) >= keep).map(|(a, _)| a.clone()).collect();
+            self.gone.iter().filter(|(_, since)| now.since(**since) >= self.keep).map(|(a, _)| a.clone()).collect();
         for agent in released {
-            self.gone.remove(&agent);
-            self.placed.retain(|_, a| *a != agent);
+            self.set_gone(&agent, None);
+            let theirs: Vec<SessionId> =
+                self.placed.iter().filter(|(_, a)| **a == agent).map(|(s, _)| s.clone()).collect();
+            for session in theirs {
+                self.set_placed(session, None);
+            }
         }
     }
 
     /// When [`Ledger::tidy`] next has something to do.
     pub fn next_tidy(&self) -> Option<Timestamp> {
-        let entries = self.entries.values().map(|e| match e.ended_at {
-            Some(at) => at + self.keep,
-            None if e.state == State::Queued => e.created_at + self.queue_ttl,
-            None => Timestamp::from_millis(u64::MAX),
-        });
-        let used = self.used.values().copied();
+        let queued =
+            self.index.queued.iter().filter_map(|id| self.entries.get(id)).map(|e| e.created_at + self.queue_ttl);
+        let ended = self.index.ended.first().map(|(at, _)| *at + self.keep);
+        let used = self.index.expiring.first().map(|(at, _)| *at);
         let gone = self.gone.values().map(|since| *since + self.keep);
-        entries.chain(used).chain(gone).min().filter(|t| *t != Timestamp::from_millis(u64::MAX))
+        queued.chain(ended).chain(used).chain(gone).min()
     }
 
     /// A command's state, while the ledger remembers it.

@@ -20,7 +20,8 @@
 //!   [`Reply::AgentLost`], never resent) and a stop until it is answered.
 //!
 //! Every change to the ledger comes with [`Effect::Store`] before the effects it caused: the host writes
-//! the ledger before anything leaves, so a restarted room never forgets a command it handed out.
+//! what changed ([`PoolRoom::take_changes`]) before anything leaves, so a restarted room never forgets
+//! a command it handed out.
 
 use crate::ids::SessionId;
 use crate::machine::StateMachine;
@@ -157,7 +158,7 @@ impl Reply {
 /// What the host does.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Effect {
-    /// Write the ledger ([`PoolRoom::ledger`]) before any later effect leaves.
+    /// Write what changed in the ledger ([`PoolRoom::take_changes`]) before any later effect leaves.
     Store,
     /// Send a message to an agent.
     Send {
@@ -229,7 +230,8 @@ pub const MAX_AGENTS: usize = 64;
 
 impl PoolRoom {
     /// A room over `ledger` (a new one, or the one its host stored) at `now`: no connection of the
-    /// stored ledger exists any more, so what was in flight is settled ([`Ledger::restored`]).
+    /// stored ledger exists any more, so what was in flight is settled ([`Ledger::restored`]; the host
+    /// stores that with the first event's changes).
     pub fn new(config: PoolRoomConfig, mut ledger: Ledger, now: Timestamp) -> PoolRoom {
         ledger.restored(now);
         PoolRoom { config, ledger, agents: BTreeMap::new(), waiters: BTreeMap::new() }
@@ -240,9 +242,14 @@ impl PoolRoom {
         Ledger::new(config.queue_ttl, config.keep)
     }
 
-    /// The ledger, for the host to store.
+    /// The ledger.
     pub fn ledger(&self) -> &Ledger {
         &self.ledger
+    }
+
+    /// What changed in the ledger since the last call, for the host to write on [`Effect::Store`].
+    pub fn take_changes(&mut self) -> crate::pool_ledger::Changes {
+        self.ledger.take_changes()
     }
 
     /// The connected agents that said hello: name, capacity, load, draining.

@@ -9,7 +9,10 @@
 //! - a captured start command, replayed after its agent restarted, is refused by the room's stored
 //!   ledger (the restarted agent's own memory of used commands is empty);
 //! - a revoked pool key: its agent's open socket is closed at the room's next key check, and it cannot
-//!   connect again.
+//!   connect again;
+//! - the room's ledger, stored row by row in the object's SQLite, survives the edge's restart (a
+//!   captured start is still refused), and a ledger an older room stored whole moves to rows on load,
+//!   its token ids still refused.
 //!
 //! The figures are printed; the assertions are about outcomes, not durations.
 
@@ -181,4 +184,70 @@ async fn a_revoked_key_is_cut_off_and_cannot_connect_again() {
     // New sessions find no agent there.
     let (status, body) = stack.call(reqwest::Method::POST, "/api/sessions", USER, serde_json::json!({})).await.unwrap();
     assert_eq!((status, body["error"]["code"].as_str()), (503, Some("no_region_available")), "{body}");
+}
+
+/// A token's id (`jti`), read from its claims.
+fn jti_of(token: &edgeshell_core::secret::Secret) -> String {
+    let claims = token.expose().split('.').nth(1).unwrap();
+    let claims: serde_json::Value =
+        serde_json::from_slice(&edgeshell_core::base64url::decode(claims).unwrap()).unwrap();
+    claims["jti"].as_str().unwrap().to_owned()
+}
+
+/// Waits until the agent at `url` has connected to the edge `times` times and is connected now.
+async fn connected_again(url: &str, times: u64) {
+    let connected = "edgeshell_pool_edge_connected{region=\"eu\",backend=\"local\"}";
+    let connects = "edgeshell_pool_edge_connects_total{region=\"eu\",backend=\"local\"}";
+    assert!(
+        wait_until(WAIT, || async { metric(url, connected).await == 1 && metric(url, connects).await >= times }).await,
+        "the agent did not connect again"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the whole local stack: cargo xtask test"]
+async fn the_ledger_is_stored_by_rows_and_survives_the_edge_restarting() {
+    use edgeshell_core::pool_ledger::{Holder, Kind, Ledger, Outcome, Payload};
+    let _one = ONE_STACK.lock().await;
+    let mut stack = Stack::start(StackOptions::default()).await.expect("the stack starts");
+    let agent_url = stack.agent("eu").unwrap().url.clone();
+    let (sid, token, body) = stack.start_command("eu").unwrap();
+    let (status, answer) = stack.submit_command("eu", &token, &body, WAIT).await.unwrap();
+    assert_eq!(status, 201, "{answer}");
+    // Stored by rows: the token id, the command, where its session is.
+    let rows = stack.edge.pool_ledger_rows().unwrap();
+    assert!(rows.contains(&("used".to_owned(), jti_of(&token))), "{rows:?}");
+    assert!(rows.contains(&("placed".to_owned(), sid.to_string())), "{rows:?}");
+    assert!(rows.iter().any(|(kind, _)| kind == "command"), "{rows:?}");
+
+    // The edge restarts (every object evicted): its agent dials again, and the captured start is
+    // refused from what the room stored.
+    stack.edge.restart().await.unwrap();
+    connected_again(&agent_url, 2).await;
+    let (status, answer) = stack.submit_command("eu", &token, &body, WAIT).await.unwrap();
+    assert_eq!((status, answer["error"]["code"].as_str()), (409, Some("replayed_token")), "{answer}");
+
+    // An older room stored its ledger whole: one start it took, by its token id.
+    let (old_sid, old_token, old_body) = stack.start_command("eu").unwrap();
+    let now = edgeshell_platform::clock::now();
+    let mut old = Ledger::new(Duration::from_secs(50), Duration::from_secs(120));
+    let payload = Payload { token: old_token.clone(), body: old_body.clone() };
+    let id = old
+        .submit(Kind::Start, old_sid.clone(), &jti_of(&old_token), now + Duration::from_secs(600), payload, now)
+        .unwrap();
+    let holder_then = Holder { agent: "eu-a".into(), connection: 1 };
+    old.hand(id, &holder_then, now).unwrap();
+    old.answer(&holder_then, id, Outcome::Refused("at capacity".into()), now).unwrap();
+    stack.edge.restart_with_whole_pool_ledger(&serde_json::to_string(&old).unwrap()).await.unwrap();
+    connected_again(&agent_url, 3).await;
+    let (status, answer) = stack.submit_command("eu", &old_token, &old_body, WAIT).await.unwrap();
+    assert_eq!((status, answer["error"]["code"].as_str()), (409, Some("replayed_token")), "{answer}");
+    assert_eq!(holder(&stack, old_sid.as_str()).await, None, "nothing was started");
+    // It moved to rows (each room as it loads): the old table is gone, its token id is a row.
+    assert!(
+        wait_until(WAIT, || async { !stack.edge.pool_room_tables().unwrap().iter().any(|t| t == "pool_ledger") }).await,
+        "the whole ledger stayed"
+    );
+    let rows = stack.edge.pool_ledger_rows().unwrap();
+    assert!(rows.contains(&("used".to_owned(), jti_of(&old_token))), "{rows:?}");
 }

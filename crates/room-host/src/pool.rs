@@ -5,9 +5,9 @@
 //! production's host is the `PoolRoom` Durable Object, and both are thin glue over the same
 //! `edgeshell_core::pool_room::PoolRoom`.
 //!
-//! One Tokio task per region owns its machine and a copy of its ledger as the Durable Object would have
-//! stored it ([`PoolRoomHost::restart`] brings the machine back from that copy, as an evicted object
-//! comes back); connections feed it events through a channel.
+//! One Tokio task per region owns its machine and the ledger's rows as the Durable Object stores them,
+//! written change by change ([`PoolRoomHost::restart`] brings the machine back from those rows, as an
+//! evicted object comes back); connections feed it events through a channel.
 
 use edgeshell_core::api_error::{ApiError, ErrorCode};
 use edgeshell_core::ids::RegionId;
@@ -15,7 +15,7 @@ use edgeshell_core::issue::{check_body, pool_audience};
 use edgeshell_core::jwks::KeySet;
 use edgeshell_core::machine::StateMachine;
 use edgeshell_core::pool_api::{check_agent_name, AgentMessage, PoolCommand, AGENT_HEADER};
-use edgeshell_core::pool_ledger::{Kind, Ledger, Payload};
+use edgeshell_core::pool_ledger::{Changes, Kind, Payload};
 use edgeshell_core::pool_room::{AgentConn, Effect, Event, PoolRoom, PoolRoomConfig, Reply, Submission, WaiterId};
 use edgeshell_core::secret::Secret;
 use edgeshell_core::time::Timestamp;
@@ -59,9 +59,12 @@ type LiveAgent = (RegionId, String, oneshot::Sender<()>);
 struct Region {
     inputs: mpsc::UnboundedSender<Input>,
     task: tokio::task::JoinHandle<()>,
-    /// The ledger as last stored.
-    stored: Arc<Mutex<Ledger>>,
+    /// The ledger's rows as last stored.
+    stored: Arc<Mutex<Rows>>,
 }
+
+/// A ledger's stored rows: (kind, key) to value.
+type Rows = std::collections::BTreeMap<(&'static str, String), String>;
 
 enum Input {
     Open { conn: AgentConn, agent: String, outbox: mpsc::UnboundedSender<Message> },
@@ -188,8 +191,8 @@ impl PoolRoomHost {
         let mut rooms = self.shared.rooms.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(old) = rooms.remove(region) {
             old.task.abort();
-            let ledger = old.stored.lock().unwrap_or_else(|e| e.into_inner()).clone();
-            rooms.insert(region.clone(), spawn_room(self.shared.config, ledger));
+            let rows = old.stored.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            rooms.insert(region.clone(), spawn_room(self.shared.config, rows));
         }
     }
 }
@@ -248,21 +251,34 @@ async fn wait_for(shared: &Arc<Shared>, region: &RegionId, command: Submission, 
 
 fn inputs(shared: &Arc<Shared>, region: &RegionId) -> mpsc::UnboundedSender<Input> {
     let mut rooms = shared.rooms.lock().unwrap_or_else(|e| e.into_inner());
-    rooms
-        .entry(region.clone())
-        .or_insert_with(|| spawn_room(shared.config, PoolRoom::new_ledger(&shared.config)))
-        .inputs
-        .clone()
+    rooms.entry(region.clone()).or_insert_with(|| spawn_room(shared.config, Rows::new())).inputs.clone()
 }
 
-fn spawn_room(config: PoolRoomConfig, ledger: Ledger) -> Region {
+/// A region's room over the ledger its `rows` hold (none: a new one).
+fn spawn_room(config: PoolRoomConfig, rows: Rows) -> Region {
     let (inputs, inbox) = mpsc::unbounded_channel();
-    let stored = Arc::new(Mutex::new(ledger.clone()));
+    let mut ledger = PoolRoom::new_ledger(&config);
+    let read = rows.iter().map(|((kind, key), value)| (*kind, key.as_str(), value.as_str()));
+    // The rows are this host's own writes: they read back.
+    ledger.apply(Changes::from_rows(read).expect("the rows this host wrote read back"));
+    let stored = Arc::new(Mutex::new(rows));
     let task = tokio::spawn(run_room(PoolRoom::new(config, ledger, now()), inbox, stored.clone()));
     Region { inputs, task, stored }
 }
 
-async fn run_room(mut room: PoolRoom, mut inbox: mpsc::UnboundedReceiver<Input>, stored: Arc<Mutex<Ledger>>) {
+/// Writes what changed in `room`'s ledger into `rows`, as the Durable Object writes its table.
+fn store(room: &mut PoolRoom, rows: &Mutex<Rows>) {
+    let mut rows = rows.lock().unwrap_or_else(|e| e.into_inner());
+    for row in room.take_changes().into_rows() {
+        let key = (row.kind.name(), row.key);
+        match row.value {
+            Some(value) => rows.insert(key, value),
+            None => rows.remove(&key),
+        };
+    }
+}
+
+async fn run_room(mut room: PoolRoom, mut inbox: mpsc::UnboundedReceiver<Input>, stored: Arc<Mutex<Rows>>) {
     let mut conns: HashMap<AgentConn, mpsc::UnboundedSender<Message>> = HashMap::new();
     let mut waiters: HashMap<WaiterId, oneshot::Sender<Reply>> = HashMap::new();
     loop {
@@ -297,7 +313,7 @@ async fn run_room(mut room: PoolRoom, mut inbox: mpsc::UnboundedReceiver<Input>,
         };
         for effect in effects {
             match effect {
-                Effect::Store => *stored.lock().unwrap_or_else(|e| e.into_inner()) = room.ledger().clone(),
+                Effect::Store => store(&mut room, &stored),
                 Effect::Send { conn, message } => {
                     if let (Some(out), Ok(json)) = (conns.get(&conn), serde_json::to_string(&message)) {
                         let _ = out.send(Message::text(json));

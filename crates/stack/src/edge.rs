@@ -122,8 +122,76 @@ impl EdgeGateway {
     /// Kills `wrangler dev` (every connection drops) and starts it again on the same port with the same
     /// vars and the same persisted state, as a restarted or moved edge location would come back.
     pub async fn restart(&mut self) -> anyhow::Result<()> {
+        self.restart_after(|_| Ok(())).await
+    }
+
+    /// What the pool rooms have stored: (kind, key) of each row of their ledgers, read from the SQLite
+    /// files `wrangler dev` persists.
+    pub fn pool_ledger_rows(&self) -> anyhow::Result<Vec<(String, String)>> {
+        let mut rows = Vec::new();
+        for path in self.pool_room_files()? {
+            let db = rusqlite::Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+            let tables = tables(&db)?;
+            if tables.iter().any(|t| t == "pool_ledger_rows") {
+                let mut query = db.prepare("SELECT kind, key FROM pool_ledger_rows")?;
+                let found = query.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                rows.extend(found.collect::<Result<Vec<(String, String)>, _>>()?);
+            }
+        }
+        Ok(rows)
+    }
+
+    /// The tables of the pool rooms' SQLite files (each object's, together).
+    pub fn pool_room_tables(&self) -> anyhow::Result<Vec<String>> {
+        let mut all = Vec::new();
+        for path in self.pool_room_files()? {
+            let db = rusqlite::Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+            all.extend(tables(&db)?);
+        }
+        Ok(all)
+    }
+
+    /// Restarts `wrangler dev` after making every pool room hold `ledger_json` as rooms stored their
+    /// ledger before they stored it by rows (one JSON row in `pool_ledger`, no rows), as an upgrade
+    /// finds an older room.
+    pub async fn restart_with_whole_pool_ledger(&mut self, ledger_json: &str) -> anyhow::Result<()> {
+        self.restart_after(|edge| {
+            for path in edge.pool_room_files()? {
+                let db = rusqlite::Connection::open(&path)?;
+                db.execute_batch(
+                    "DROP TABLE IF EXISTS pool_ledger_rows; \
+                     CREATE TABLE pool_ledger (id INTEGER PRIMARY KEY CHECK (id = 1), ledger TEXT NOT NULL);",
+                )?;
+                db.execute("INSERT INTO pool_ledger (id, ledger) VALUES (1, ?1)", [ledger_json])?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    fn pool_room_files(&self) -> anyhow::Result<Vec<PathBuf>> {
+        let dir = self.state.join("data/v3/do/edgeshell-edge-PoolRoom");
+        let Ok(entries) = std::fs::read_dir(&dir) else { return Ok(Vec::new()) };
+        let mut files = Vec::new();
+        for entry in entries {
+            let path = entry?.path();
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+            if name.ends_with(".sqlite") && name != "metadata.sqlite" {
+                files.push(path);
+            }
+        }
+        Ok(files)
+    }
+
+    /// Kills `wrangler dev`, runs `while_stopped`, and starts it again on the same port with the same
+    /// vars and persisted state.
+    async fn restart_after(
+        &mut self,
+        while_stopped: impl FnOnce(&EdgeGateway) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
         self.kill();
         let _ = self.child.wait().await;
+        while_stopped(self)?;
         // The port is free again once workerd is gone.
         for _ in 0..100 {
             if std::net::TcpListener::bind(("127.0.0.1", self.port)).is_ok() {
@@ -206,4 +274,10 @@ pub struct StoredRooms {
     pub objects: usize,
     /// Alarms scheduled across all session rooms.
     pub alarms: usize,
+}
+
+fn tables(db: &rusqlite::Connection) -> anyhow::Result<Vec<String>> {
+    let mut query = db.prepare("SELECT name FROM sqlite_master WHERE type = 'table'")?;
+    let names = query.query_map([], |r| r.get(0))?.collect::<Result<Vec<String>, _>>()?;
+    Ok(names)
 }

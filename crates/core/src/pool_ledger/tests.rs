@@ -1,5 +1,6 @@
 //! The ledger's promises, by example and under random sequences of submits, hand-outs, answers, lost
-//! agents, restarts (a stored and reloaded ledger) and time.
+//! agents, restarts (a ledger restored from the rows its host wrote) and time; and that the rows written
+//! change by change are the ledger, its indexes always what its entries say.
 
 use super::*;
 use crate::issue::session_id;
@@ -106,12 +107,44 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
+/// Writes `ledger`'s changes into `rows` as a host does (a key per kind, deleted rows removed).
+fn write(ledger: &mut Ledger, rows: &mut BTreeMap<(&'static str, String), String>) {
+    for row in ledger.take_changes().into_rows() {
+        let key = (row.kind.name(), row.key);
+        match row.value {
+            Some(value) => rows.insert(key, value),
+            None => rows.remove(&key),
+        };
+    }
+}
+
+/// The ledger a restarted host reads back from `rows`.
+fn read(rows: &BTreeMap<(&'static str, String), String>) -> Ledger {
+    let mut ledger = Ledger::new(MINUTE, 2 * MINUTE);
+    let rows = rows.iter().map(|((kind, key), value)| (kind.to_string(), key.clone(), value.clone()));
+    ledger.apply(Changes::from_rows(rows).unwrap());
+    ledger
+}
+
+/// The indexes are what the entries say: rebuilt from scratch, they are the same.
+fn indexes_hold(ledger: &Ledger) -> Result<(), TestCaseError> {
+    let rebuilt: Ledger = serde_json::from_str(&serde_json::to_string(ledger).unwrap()).unwrap();
+    prop_assert_eq!(&rebuilt.index.queued, &ledger.index.queued);
+    prop_assert_eq!(&rebuilt.index.sent, &ledger.index.sent);
+    prop_assert_eq!(&rebuilt.index.ended, &ledger.index.ended);
+    prop_assert_eq!(&rebuilt.index.expiring, &ledger.index.expiring);
+    prop_assert_eq!(rebuilt.next_tidy(), ledger.next_tidy());
+    Ok(())
+}
+
 proptest! {
     /// Whatever happens, no start is handed out twice, a stop is handed out until it is answered
-    /// (it never ends otherwise but by expiring while queued), and the stored ledger is the ledger.
+    /// (it never ends otherwise but by expiring while queued), the rows written change by change are
+    /// the ledger, and its indexes hold.
     #[test]
     fn starts_at_most_once_stops_until_answered(ops in proptest::collection::vec(op(), 1..80)) {
         let mut ledger = Ledger::new(MINUTE, 2 * MINUTE);
+        let mut rows = BTreeMap::new();
         let mut connection = [1u64; 3];
         let mut handed: BTreeMap<CommandId, (Kind, u32)> = BTreeMap::new();
         let mut now = 0u64;
@@ -136,8 +169,8 @@ proptest! {
                     connection[a as usize] += 1;
                 }
                 Op::Restart => {
-                    let stored = serde_json::to_string(&ledger).unwrap();
-                    let back: Ledger = serde_json::from_str(&stored).unwrap();
+                    write(&mut ledger, &mut rows);
+                    let back = read(&rows);
                     prop_assert_eq!(&back, &ledger);
                     ledger = back;
                 }
@@ -146,6 +179,9 @@ proptest! {
                     ledger.tidy(at(now));
                 }
             }
+            indexes_hold(&ledger)?;
+            write(&mut ledger, &mut rows);
+            prop_assert_eq!(&read(&rows), &ledger);
             for (id, (kind, times)) in &handed {
                 prop_assert!(*kind == Kind::Stop || *times <= 1, "start {:?} handed out {} times", id, times);
             }
@@ -198,4 +234,63 @@ fn a_start_leaves_with_its_payload_once_a_stop_keeps_it_for_the_next_agent() {
     ledger.answer(&again, stop, Outcome::Done, at(5)).unwrap();
     assert_eq!(ledger.holder_of(&sid(1)), None);
     assert_eq!(ledger.entry(stop).unwrap().payload, None);
+}
+
+#[test]
+fn a_ledger_stored_whole_moves_to_rows_unchanged() {
+    let mut ledger = Ledger::new(MINUTE, 2 * MINUTE);
+    let start = submit(&mut ledger, Kind::Start, sid(1), at(0));
+    ledger.hand(start, &holder("a", 1), at(0)).unwrap();
+    submit(&mut ledger, Kind::Stop, sid(2), at(1));
+    ledger.place(sid(3), "b");
+    ledger.agent_gone(&holder("b", 1), at(2));
+    // As an older room stored it: one JSON document.
+    let whole: Ledger = serde_json::from_str(&serde_json::to_string(&ledger).unwrap()).unwrap();
+    let mut rows = BTreeMap::new();
+    for row in whole.everything().into_rows() {
+        rows.insert((row.kind.name(), row.key), row.value.unwrap());
+    }
+    assert_eq!(read(&rows), ledger);
+    assert_eq!(read(&rows).next_tidy(), ledger.next_tidy());
+}
+
+#[test]
+fn rows_that_cannot_be_read_are_a_clear_error() {
+    let bad = |kind: &str, key: &str, value: &str| {
+        Changes::from_rows([(kind.to_owned(), key.to_owned(), value.to_owned())]).unwrap_err().to_string()
+    };
+    assert!(bad("orders", "1", "{}").contains("unknown kind"));
+    assert!(bad("command", "one", "{}").contains("not a command id"));
+    assert!(bad("command", "1", "{}").starts_with("stored ledger: command row \"1\""));
+    assert!(bad("used", "jti-1", "soon").contains("not a time"));
+    assert!(bad("placed", "not a session", "a").starts_with("stored ledger: placed row"));
+    assert!(bad("counters", "ledger", "[]").starts_with("stored ledger: counters row"));
+}
+
+#[test]
+fn only_what_changed_is_written() {
+    let mut ledger = Ledger::new(MINUTE, 2 * MINUTE);
+    for n in 0..50 {
+        let id = submit(&mut ledger, Kind::Start, sid(n), at(0));
+        ledger.hand(id, &holder("a", 1), at(0)).unwrap();
+        ledger.answer(&holder("a", 1), id, Outcome::Done, at(0)).unwrap();
+    }
+    ledger.take_changes();
+    let id = submit(&mut ledger, Kind::Stop, sid(7), at(1));
+    let changes = ledger.take_changes();
+    assert_eq!(changes.commands.len(), 1);
+    assert_eq!(changes.commands[0].0, id);
+    assert_eq!((changes.used.len(), changes.placed.len(), changes.gone.len()), (1, 0, 0));
+    // A status that changes no placement changes nothing.
+    let sessions: Vec<SessionId> = (0..50).map(sid).collect();
+    assert!(!ledger.placed_with("a", &sessions));
+    let changes = ledger.take_changes();
+    assert!(changes.commands.is_empty() && changes.placed.is_empty() && changes.used.is_empty());
+    // Forgetting is written as deletions; the stop nobody took expires (kept, as ended).
+    ledger.tidy(at(200));
+    let changes = ledger.take_changes();
+    assert_eq!(changes.commands.iter().filter(|(_, e)| e.is_none()).count(), 50);
+    let expired = changes.commands.iter().find(|(c, _)| *c == id).and_then(|(_, e)| e.as_ref()).unwrap();
+    assert_eq!(expired.state, State::Ended(Outcome::Expired));
+    assert_eq!(changes.used.iter().filter(|(_, at)| at.is_none()).count(), 51);
 }
