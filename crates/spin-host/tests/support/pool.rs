@@ -143,7 +143,10 @@ impl TestPool {
             let mut request = url.into_client_request().unwrap();
             request.headers_mut().insert("authorization", format!("Bearer {key}").parse().unwrap());
             request.headers_mut().insert(AGENT_HEADER, agent.parse().unwrap());
-            let (socket, _) = tokio_tungstenite::connect_async(request).await.expect("the pool room takes the agent");
+            // Nagle's algorithm off, as the real agent has it: small answers leave at once.
+            let (socket, _) = tokio_tungstenite::connect_async_with_config(request, None, true)
+                .await
+                .expect("the pool room takes the agent");
             let (mut sink, mut stream) = socket.split();
             let report = AgentReport { capacity: 1_000_000, load: 0, draining: false, runners: vec![] };
             let hello = serde_json::to_string(&AgentMessage::Hello(report.clone())).unwrap();
