@@ -1,5 +1,6 @@
-//! The subset of Spin's manifest v2 (`spin.toml`) the host implements: application variables,
-//! HTTP triggers (routes), and per component its source, variables and allowed outbound hosts.
+//! The subset of Spin's manifest v2 (`spin.toml`) the host implements: the application's name and
+//! version, application variables, HTTP triggers (route patterns as Spin takes them, or
+//! `{ private = true }`), and per component its source, variables and allowed outbound hosts.
 //! Anything else in the file is ignored; anything referenced but missing is an error at load time.
 
 use serde::Deserialize;
@@ -23,6 +24,8 @@ struct Raw {
     #[serde(default)]
     variables: BTreeMap<String, VariableDecl>,
     #[serde(default)]
+    application: RawApplication,
+    #[serde(default)]
     trigger: RawTriggers,
     #[serde(default)]
     component: BTreeMap<String, RawComponent>,
@@ -36,8 +39,23 @@ struct RawTriggers {
 
 #[derive(Debug, Deserialize)]
 struct RawRoute {
-    route: String,
+    route: RawRouteConfig,
     component: String,
+}
+
+/// A route as Spin takes it: a pattern, or `{ private = true }` (reached by no request from outside).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RawRouteConfig {
+    Route(String),
+    Private { private: bool },
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RawApplication {
+    #[serde(default)]
+    name: String,
+    version: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -79,20 +97,10 @@ pub struct ComponentDecl {
 /// A route to a component.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Route {
-    /// `/exact` or `/prefix/...`.
-    pub pattern: String,
+    /// As written: `/exact`, `/prefix/...`, `/users/:id`; `None` for a private component.
+    pub pattern: Option<String>,
     /// The component id.
     pub component: String,
-}
-
-impl Route {
-    /// Whether `path` (without query) is served by this route.
-    pub fn matches(&self, path: &str) -> bool {
-        match self.pattern.strip_suffix("/...") {
-            Some(prefix) => path == prefix || path.strip_prefix(prefix).is_some_and(|rest| rest.starts_with('/')),
-            None => path == self.pattern,
-        }
-    }
 }
 
 /// A checked manifest.
@@ -100,8 +108,10 @@ impl Route {
 pub struct Manifest {
     /// Application variables.
     pub variables: BTreeMap<String, VariableDecl>,
-    /// Routes in manifest order; the most specific match wins.
+    /// Routes in manifest order (matched by [`crate::router::Router`]).
     pub routes: Vec<Route>,
+    /// `[application] name` (empty when not given) and `version`, for `/.well-known/spin/info`.
+    pub application: (String, Option<String>),
     /// Components by id.
     pub components: BTreeMap<String, ComponentDecl>,
 }
@@ -168,22 +178,22 @@ impl Manifest {
         let mut routes = Vec::new();
         for r in raw.trigger.http {
             if !components.contains_key(&r.component) {
-                return invalid(format!("route {} names unknown component {}", r.route, r.component));
+                return invalid(format!("a route names unknown component {}", r.component));
             }
-            if !r.route.starts_with('/') {
-                return invalid(format!("route {} must start with /", r.route));
-            }
-            if routes.iter().any(|x: &Route| x.pattern == r.route) {
-                return invalid(format!("route {} appears twice", r.route));
-            }
-            routes.push(Route { pattern: r.route, component: r.component });
+            let pattern = match r.route {
+                RawRouteConfig::Route(pattern) => Some(pattern),
+                RawRouteConfig::Private { private: true } => None,
+                RawRouteConfig::Private { private: false } => {
+                    return invalid(format!(
+                        "component {}: a route must be a pattern or {{ private = true }}, not {{ private = false }}",
+                        r.component
+                    ))
+                }
+            };
+            routes.push(Route { pattern, component: r.component });
         }
-        Ok(Manifest { variables: raw.variables, routes, components })
-    }
-
-    /// The route serving `path`: exact routes first, then the longest matching prefix.
-    pub fn route(&self, path: &str) -> Option<&Route> {
-        self.routes.iter().filter(|r| r.matches(path)).max_by_key(|r| (!r.pattern.ends_with("/..."), r.pattern.len()))
+        let application = (raw.application.name, raw.application.version);
+        Ok(Manifest { variables: raw.variables, routes, components, application })
     }
 }
 
@@ -242,14 +252,21 @@ mod tests {
     "#;
 
     #[test]
-    fn parses_and_routes() {
+    fn parses() {
         let m = Manifest::parse(GOOD, Path::new("/app")).unwrap();
         assert_eq!(m.components["jwks"].source, Path::new("/app/target/jwks.wasm"));
-        assert_eq!(m.route("/.well-known/jwks.json").unwrap().component, "jwks");
-        assert_eq!(m.route("/api/sessions").unwrap().pattern, "/api/sessions");
-        assert_eq!(m.route("/api/sessions/s_1").unwrap().pattern, "/api/sessions/...");
-        assert!(m.route("/api/sessionsX").is_none());
-        assert!(m.route("/").is_none());
+        let routes: Vec<_> = m.routes.iter().map(|r| (r.pattern.as_deref(), r.component.as_str())).collect();
+        assert_eq!(
+            routes,
+            [
+                (Some("/.well-known/jwks.json"), "jwks"),
+                (Some("/api/sessions/..."), "sessions"),
+                (Some("/api/sessions"), "sessions")
+            ]
+        );
+        let private = GOOD.replacen("route = \"/api/sessions\"", "route = { private = true }", 1);
+        let m = Manifest::parse(&private, Path::new("/app")).unwrap();
+        assert_eq!(m.routes[2].pattern, None);
     }
 
     fn check(edit: (&str, &str), expected: &str) {
@@ -264,7 +281,7 @@ mod tests {
         check(("signing_key = \"{{ key }}\"", "signing_key = \"{{ nope }}\""), "undeclared");
         check(("signing_key = \"{{ key }}\"", "signing_key = \"{{ key \""), "unclosed");
         check(("component = \"jwks\"", "component = \"ghost\""), "unknown component");
-        check(("route = \"/.well-known/jwks.json\"", "route = \"jwks\""), "must start with /");
+        check(("route = \"/api/sessions\"", "route = { private = false }"), "not { private = false }");
         check(("key = { required", "Key = { required"), "must match");
         check(("\"http://127.0.0.1:*\"", "\"127.0.0.1\""), "scheme");
         check(

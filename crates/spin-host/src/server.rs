@@ -6,6 +6,7 @@ use crate::guest_run::Running;
 use crate::manifest::Manifest;
 use crate::outbound::Allowlist;
 use crate::postgres::{bindings as pg_bindings, PgAccess, PgPool, PgView};
+use crate::router::{Router, WELL_KNOWN_PREFIX};
 use crate::variables::{self, ComponentVariables};
 use anyhow::{anyhow, Context, Result};
 use edgeshell_core::api_error::{ApiError, ErrorCode};
@@ -197,6 +198,7 @@ struct Loaded {
 pub struct Host {
     engine: Engine,
     manifest: Manifest,
+    router: Router,
     components: BTreeMap<String, Loaded>,
     pg_pool: Arc<PgPool>,
     limits: GuestLimits,
@@ -207,6 +209,11 @@ impl Host {
     /// and compiles or loads every component.
     pub fn load(config: &HostConfig) -> Result<Host> {
         let manifest = Manifest::load(&config.manifest)?;
+        let routes = manifest.routes.iter().filter_map(|r| Some((r.component.as_str(), r.pattern.as_deref()?)));
+        let (router, warnings) = Router::build(routes)?;
+        for warning in warnings {
+            eprintln!("edgeshell-spin-host: {warning}");
+        }
         let env: BTreeMap<String, String> = std::env::vars().collect();
         let file = match &config.env_file {
             Some(path) => variables::parse_env_file(
@@ -277,7 +284,7 @@ impl Host {
             let variables = resolved.variables;
             components.insert(id.clone(), Loaded { id: id.as_str().into(), pre, variables, allowlist });
         }
-        Ok(Host { engine, manifest, components, pg_pool: Arc::new(PgPool::default()), limits: config.limits })
+        Ok(Host { engine, manifest, router, components, pg_pool: Arc::new(PgPool::default()), limits: config.limits })
     }
 
     /// Serves until the listener fails or the task is dropped.
@@ -309,30 +316,34 @@ impl Host {
     }
 
     async fn handle(&self, mut req: hyper::Request<Incoming>, peer: SocketAddr) -> hyper::Response<HyperOutgoingBody> {
-        // As Spin does: the `spin-*` headers are the host's word, never the client's.
+        // The `spin-*` headers are the host's word: what a client sent under those names is dropped
+        // (Spin appends its own after the client's, so a guest reading the first could be lied to).
         let forged: Vec<_> = req.headers().keys().filter(|name| name.as_str().starts_with("spin-")).cloned().collect();
         for name in forged {
             req.headers_mut().remove(name);
-        }
-        let full_url = format!(
-            "http://{}{}",
-            req.headers().get("host").and_then(|h| h.to_str().ok()).unwrap_or("localhost"),
-            req.uri()
-        );
-        for (name, value) in [("spin-client-addr", peer.to_string()), ("spin-full-url", full_url)] {
-            if let Ok(value) = hyper::header::HeaderValue::from_str(&value) {
-                req.headers_mut().insert(name, value);
-            }
         }
         let declared = req.headers().get("content-length").and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
         if declared.is_some_and(|n| n > self.limits.max_body_bytes) {
             let why = format!("a body of at most {} bytes is accepted", self.limits.max_body_bytes);
             return error_response(&ApiError::new(ErrorCode::BodyTooLarge, why));
         }
-        let Some(route) = self.manifest.route(req.uri().path()) else {
+        if let Some(well_known) = req.uri().path().strip_prefix(WELL_KNOWN_PREFIX) {
+            return self.well_known(well_known);
+        }
+        let Some(route) = self.router.route(req.uri().path()) else {
             return error_response(&ApiError::new(ErrorCode::NotFound, "no route for this path"));
         };
-        let Some(loaded) = self.components.get(&route.component) else {
+        let host = req.headers().get("host").and_then(|h| h.to_str().ok()).unwrap_or("localhost").to_owned();
+        let path_and_query = req.uri().path_and_query().map_or("/", |p| p.as_str()).to_owned();
+        for (name, value) in route.spin_headers(&host, &path_and_query, &peer.to_string()) {
+            if let (Ok(name), Ok(value)) =
+                (hyper::header::HeaderName::from_bytes(name.as_bytes()), hyper::header::HeaderValue::from_str(&value))
+            {
+                req.headers_mut().insert(name, value);
+            }
+        }
+        let component = route.component().to_owned();
+        let Some(loaded) = self.components.get(&component) else {
             return error_response(&ApiError::new(
                 ErrorCode::InternalError,
                 "route names a component that did not load",
@@ -344,11 +355,11 @@ impl Host {
                 error_response(&ApiError::new(ErrorCode::Overloaded, "too many requests in flight; retry shortly"))
             }
             Err(e) if e.chain().any(|c| c.is::<DeadlineExceeded>()) => {
-                eprintln!("edgeshell-spin-host: component {}: {e:#}", route.component);
+                eprintln!("edgeshell-spin-host: component {component}: {e:#}");
                 error_response(&ApiError::new(ErrorCode::InternalError, format!("{e:#}")))
             }
             Err(e) => {
-                eprintln!("edgeshell-spin-host: component {} failed: {e:#}", route.component);
+                eprintln!("edgeshell-spin-host: component {component} failed: {e:#}");
                 error_response(&ApiError::new(ErrorCode::InternalError, "the function failed"))
             }
         }
@@ -376,6 +387,30 @@ impl Host {
         let mut store = self.new_store(loaded);
         loaded.pre.instantiate_async(&mut store).await?;
         Ok(())
+    }
+
+    /// What Spin itself answers under `/.well-known/spin/`: `health` (`OK`) and `info` (the application's
+    /// name and version), else 404.
+    fn well_known(&self, name: &str) -> hyper::Response<HyperOutgoingBody> {
+        use http_body_util::BodyExt;
+        let (body, content_type) = match name {
+            "health" => ("OK".to_owned(), "text/plain"),
+            "info" => {
+                let (app, version) = &self.manifest.application;
+                let mut info = serde_json::json!({ "name": app });
+                if let Some(version) = version {
+                    info["version"] = serde_json::json!(version);
+                }
+                (serde_json::to_string_pretty(&info).unwrap_or_default(), "application/json")
+            }
+            _ => return error_response(&ApiError::new(ErrorCode::NotFound, "no such path under /.well-known/spin/")),
+        };
+        let body = http_body_util::Full::new(bytes::Bytes::from(body)).map_err(|never| match never {}).boxed_unsync();
+        let mut response = hyper::Response::new(body);
+        if let Ok(value) = hyper::header::HeaderValue::from_str(content_type) {
+            response.headers_mut().insert(hyper::header::CONTENT_TYPE, value);
+        }
+        response
     }
 
     async fn call(&self, loaded: &Loaded, req: hyper::Request<Incoming>) -> Result<hyper::Response<HyperOutgoingBody>> {

@@ -1,6 +1,7 @@
 //! The real `spin.toml` and the real `jwks` component in the host: the published set verifies tokens
 //! signed with the configured key, rotation publishes the next key too, bad requests get JSON errors, a
-//! missing secret stops startup, and precompiled components are cached.
+//! missing secret stops startup, and precompiled components are cached; the host answers Spin's own
+//! `/.well-known/spin/health` and `info`.
 
 use edgeshell_core::jwks::KeySet;
 use edgeshell_core::time::Timestamp;
@@ -18,6 +19,14 @@ async fn jwks_publishes_current_and_next_keys() {
     let next = vector_jwk("rfc7515-a2.json");
     let host =
         start(&format!("SPIN_VARIABLE_SIGNING_KEY='{current}'\nSPIN_VARIABLE_NEXT_SIGNING_KEY='{next}'\n")).await;
+
+    // What the host answers itself, as Spin does.
+    let (status, _, body) = request(&host.url, "GET", "/.well-known/spin/health").await;
+    assert_eq!((status, body.as_ref()), (200, b"OK".as_ref()));
+    let (status, _, body) = request(&host.url, "GET", "/.well-known/spin/info").await;
+    let info: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!((status, info["name"].as_str()), (200, Some("edgeshell-control")), "{info}");
+    assert_eq!(request(&host.url, "GET", "/.well-known/spin/nothing").await.0, 404);
 
     let (status, headers, body) = request(&host.url, "GET", "/.well-known/jwks.json").await;
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
