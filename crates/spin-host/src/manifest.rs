@@ -38,9 +38,16 @@ struct RawTriggers {
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawRoute {
     route: RawRouteConfig,
     component: String,
+    /// The trigger's id (names it in Spin's logs).
+    #[serde(default, rename = "id")]
+    _id: Option<String>,
+    /// Spin's `executor` (`wagi`) and `static_response`: not carried out here.
+    executor: Option<toml::Value>,
+    static_response: Option<toml::Value>,
 }
 
 /// A route as Spin takes it: a pattern, or `{ private = true }` (reached by no request from outside).
@@ -65,7 +72,31 @@ struct RawComponent {
     allowed_outbound_hosts: Vec<String>,
     #[serde(default)]
     variables: BTreeMap<String, String>,
+    #[serde(default)]
+    environment: BTreeMap<String, String>,
+    // Build-time only: nothing a guest sees.
+    #[serde(default, rename = "description")]
+    _description: Option<String>,
+    #[serde(default, rename = "build")]
+    _build: Option<toml::Value>,
+    #[serde(default, rename = "tool")]
+    _tool: Option<toml::Value>,
+    // What Spin gives a component that this host does not: refused by name, never ignored.
+    #[serde(flatten)]
+    unsupported: BTreeMap<String, toml::Value>,
 }
+
+/// Component fields Spin knows that this host does not carry out.
+const UNSUPPORTED_COMPONENT_FIELDS: [&str; 8] = [
+    "files",
+    "exclude_files",
+    "key_value_stores",
+    "sqlite_databases",
+    "ai_models",
+    "dependencies",
+    "dependencies_inherit_configuration",
+    "allowed_http_hosts",
+];
 
 /// An application variable's declaration.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
@@ -92,6 +123,8 @@ pub struct ComponentDecl {
     pub allowed_outbound_hosts: Vec<String>,
     /// Its variables, as templates over application variables.
     pub variables: BTreeMap<String, String>,
+    /// Its environment variables (WASI), as written.
+    pub environment: BTreeMap<String, String>,
 }
 
 /// A route to a component.
@@ -142,6 +175,14 @@ impl Manifest {
         }
         let mut components = BTreeMap::new();
         for (id, c) in raw.component {
+            if let Some(field) = c.unsupported.keys().next() {
+                let why = if UNSUPPORTED_COMPONENT_FIELDS.contains(&field.as_str()) {
+                    "Spin's, but not supported by this host"
+                } else {
+                    "unknown"
+                };
+                return invalid(format!("component {id}: field `{field}` is {why}"));
+            }
             for (name, template) in &c.variables {
                 if !valid_variable_name(name) {
                     return invalid(format!("component {id}: variable name {name:?} must match [a-z][a-z0-9_]*"));
@@ -172,13 +213,27 @@ impl Manifest {
             let source = base.join(&c.source);
             components.insert(
                 id.clone(),
-                ComponentDecl { id, source, allowed_outbound_hosts: c.allowed_outbound_hosts, variables: c.variables },
+                ComponentDecl {
+                    id,
+                    source,
+                    allowed_outbound_hosts: c.allowed_outbound_hosts,
+                    variables: c.variables,
+                    environment: c.environment,
+                },
             );
         }
         let mut routes = Vec::new();
         for r in raw.trigger.http {
             if !components.contains_key(&r.component) {
                 return invalid(format!("a route names unknown component {}", r.component));
+            }
+            for (field, value) in [("executor", &r.executor), ("static_response", &r.static_response)] {
+                if value.is_some() {
+                    return invalid(format!(
+                        "the route of component {}: `{field}` is Spin's, but not supported by this host",
+                        r.component
+                    ));
+                }
             }
             let pattern = match r.route {
                 RawRouteConfig::Route(pattern) => Some(pattern),
@@ -289,5 +344,16 @@ mod tests {
             "required and has a default",
         );
         check(("[variables]", "[variables]\nx = { deflt = \"1\" }"), "unknown field");
+        let sessions = "[component.sessions]\n";
+        check(
+            (sessions, "[component.sessions]\nfiles = [\"static/*\"]\n"),
+            "field `files` is Spin's, but not supported",
+        );
+        check((sessions, "[component.sessions]\nkey_value_stores = [\"default\"]\n"), "`key_value_stores` is Spin's");
+        check((sessions, "[component.sessions]\nsourse = \"typo\"\n"), "field `sourse` is unknown");
+        check(("component = \"jwks\"", "component = \"jwks\"\nexecutor = { type = \"wagi\" }"), "`executor` is Spin's");
+        let built =
+            GOOD.replacen(sessions, "[component.sessions]\ndescription = \"d\"\nbuild = { command = \"make\" }\n", 1);
+        assert!(Manifest::parse(&built, Path::new("/")).is_ok(), "build-time fields are fine");
     }
 }

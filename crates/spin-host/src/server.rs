@@ -192,6 +192,8 @@ struct Loaded {
     pre: ProxyPre<RequestState>,
     variables: ComponentVariables,
     allowlist: Arc<Allowlist>,
+    /// The manifest's `environment`, as the guest's WASI environment.
+    environment: Vec<(String, String)>,
 }
 
 /// A loaded application, ready to serve.
@@ -282,7 +284,8 @@ impl Host {
             let allowlist =
                 Arc::new(Allowlist::new(&resolved.allowed_outbound_hosts).map_err(|e| anyhow!("component {id}: {e}"))?);
             let variables = resolved.variables;
-            components.insert(id.clone(), Loaded { id: id.as_str().into(), pre, variables, allowlist });
+            let environment = decl.environment.clone().into_iter().collect();
+            components.insert(id.clone(), Loaded { id: id.as_str().into(), pre, variables, allowlist, environment });
         }
         Ok(Host { engine, manifest, router, components, pg_pool: Arc::new(PgPool::default()), limits: config.limits })
     }
@@ -368,7 +371,7 @@ impl Host {
     /// A request's store: its own WASI context, resource table, variables and outbound allowlist.
     fn new_store(&self, loaded: &Loaded) -> Store<RequestState> {
         let state = RequestState {
-            wasi: WasiCtx::builder().inherit_stderr().build(),
+            wasi: guest_wasi(&loaded.environment),
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
             hooks: OutboundHooks { allowlist: loaded.allowlist.clone() },
@@ -439,6 +442,11 @@ impl Host {
     }
 }
 
+/// A guest's WASI context: stderr to the host's, the manifest's `environment`, nothing else of the host.
+fn guest_wasi(environment: &[(String, String)]) -> WasiCtx {
+    WasiCtx::builder().inherit_stderr().envs(environment).build()
+}
+
 /// What a guest reading the body sees when it breaks: its size limit, or the connection's error.
 fn body_error(
     error: Box<dyn std::error::Error + Send + Sync>,
@@ -459,4 +467,20 @@ fn body_error(
 fn error_response(error: &ApiError) -> hyper::Response<HyperOutgoingBody> {
     use http_body_util::BodyExt;
     edgeshell_platform::http::error(error).map(|body| body.map_err(|never| match never {}).boxed_unsync())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_guest_sees_the_manifests_environment_and_nothing_of_the_hosts() {
+        use wasmtime_wasi::p2::bindings::cli::environment::Host as _;
+        std::env::set_var("EDGESHELL_HOST_ONLY", "secret");
+        let mut wasi = guest_wasi(&[("PG_CONNECTION_STRING".into(), "host=db".into())]);
+        let mut table = ResourceTable::new();
+        let mut view = wasmtime_wasi::cli::WasiCliCtxView { ctx: wasi.cli(), table: &mut table };
+        let seen = view.get_environment().unwrap();
+        assert_eq!(seen, [("PG_CONNECTION_STRING".to_owned(), "host=db".to_owned())]);
+    }
 }

@@ -232,7 +232,11 @@ impl PgView<'_> {
         params: Vec<pg::ParameterValue>,
         ask: Ask,
     ) -> wasmtime::Result<Result<Ran, pg::Error>> {
-        let params = match values::to_sql_params(params) {
+        let asked = match ask {
+            Ask::Rows => values::For::Query,
+            Ask::Count => values::For::Execute,
+        };
+        let params = match values::to_sql_params(params, asked) {
             Ok(p) => p,
             Err(e) => return Ok(Err(e)),
         };
@@ -274,6 +278,10 @@ impl pg::HostConnection for PgView<'_> {
         if !allowed || !addrs_allowed || config.get_hosts().is_empty() {
             return Ok(Err(pg::Error::ConnectionFailed("destination not allowed by allowed_outbound_hosts".into())));
         }
+        // As on Spin, a wrong password or database fails here, with the server's reason.
+        if let Err(e) = self.access.pool.ensure_reachable(&address).await {
+            return Ok(Err(e));
+        }
         Ok(Ok(self.table.push(PgConnection { address, pinned: None })?))
     }
 
@@ -292,7 +300,10 @@ impl pg::HostConnection for PgView<'_> {
             Some(r) => r.columns().iter().map(values::column).collect(),
             None => prepared.columns().iter().map(values::column).collect(),
         };
-        let rows = rows.iter().map(|r| (0..r.len()).map(|i| values::value(r, i)).collect()).collect();
+        let rows = match rows.iter().map(values::row).collect::<Result<Vec<_>, _>>() {
+            Ok(rows) => rows,
+            Err(e) => return Ok(Err(e)),
+        };
         Ok(Ok(pg::RowSet { columns, rows }))
     }
 
@@ -343,66 +354,16 @@ fn query_error(e: tokio_postgres::Error) -> pg::Error {
 }
 
 #[cfg(test)]
+mod guests;
+
+#[cfg(test)]
 mod tests {
     //! The guest's view: what runs where, and that nothing of one request's session reaches another.
 
     use super::pg::HostConnection;
     use super::*;
 
-    struct Guests {
-        access: PgAccess,
-        table: ResourceTable,
-        url: String,
-        _pg: local_postgres::LocalPostgres,
-    }
-
-    impl Guests {
-        async fn start() -> Guests {
-            let pg = local_postgres::LocalPostgres::start().unwrap();
-            let allowlist = Allowlist::new(&[format!("postgres://127.0.0.1:{}", pg.port())]).unwrap();
-            let access = PgAccess { pool: Arc::new(PgPool::default()), allowlist: Arc::new(allowlist) };
-            let url = pg.url("postgres");
-            let mut guests = Guests { access, table: ResourceTable::new(), url, _pg: pg };
-            let c = guests.open().await;
-            guests.execute(&c, "CREATE TABLE t (a int)").await.unwrap();
-            guests.close(c).await;
-            guests
-        }
-
-        fn view(&mut self) -> PgView<'_> {
-            PgView { access: &self.access, table: &mut self.table }
-        }
-
-        async fn open(&mut self) -> Resource<PgConnection> {
-            let url = self.url.clone();
-            self.view().open(url).await.unwrap().unwrap()
-        }
-
-        async fn execute(&mut self, c: &Resource<PgConnection>, sql: &str) -> Result<u64, pg::Error> {
-            let c = Resource::new_borrow(c.rep());
-            self.view().execute(c, sql.to_owned(), Vec::new()).await.unwrap()
-        }
-
-        /// The first column of the first row, as text.
-        async fn text(&mut self, c: &Resource<PgConnection>, sql: &str) -> String {
-            let c = Resource::new_borrow(c.rep());
-            let rows = self.view().query(c, sql.to_owned(), Vec::new()).await.unwrap().unwrap().rows;
-            match &rows[0][0] {
-                pg::DbValue::Str(s) => s.clone(),
-                pg::DbValue::Int64(n) => n.to_string(),
-                pg::DbValue::Int32(n) => n.to_string(),
-                other => panic!("{other:?}"),
-            }
-        }
-
-        async fn close(&mut self, c: Resource<PgConnection>) {
-            self.view().drop(c).await.unwrap();
-        }
-
-        fn idle(&self) -> usize {
-            self.access.pool.idle_of(&self.url)
-        }
-    }
+    use super::guests::Guests;
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     #[ignore = "needs PostgreSQL: cargo xtask test"]
@@ -422,8 +383,9 @@ mod tests {
                 opened.map(|_| ())
             );
         }
-        // The allowed address itself, named both ways, is fine.
-        let same = format!("host=127.0.0.1 hostaddr=127.0.0.1 port={port} user=postgres dbname=postgres");
+        // The allowed address itself, named both ways, is fine (opening connects: the real user).
+        let user = guests.url.trim_start_matches("postgres://").split('@').next().unwrap().to_owned();
+        let same = format!("host=127.0.0.1 hostaddr=127.0.0.1 port={port} user={user} dbname=postgres");
         assert!(guests.view().open(same).await.unwrap().is_ok());
     }
 

@@ -45,6 +45,15 @@ const LANE_DEPTH: usize = 32;
 /// busy lane is not taken for a stuck one.
 const LANE_STALL: Duration = Duration::from_millis(20);
 
+/// Why a connection could not be made, with its cause (the server's own words, or the socket's).
+fn connect_error(e: &tokio_postgres::Error) -> String {
+    match (e.as_db_error(), std::error::Error::source(e)) {
+        (Some(db), _) => format!("{}: {}", db.severity(), db.message()),
+        (None, Some(cause)) => format!("{e}: {cause}"),
+        (None, None) => e.to_string(),
+    }
+}
+
 /// A connection and the statements prepared on it.
 pub(super) struct Connection {
     client: Client,
@@ -57,7 +66,7 @@ impl Connection {
         let (client, connection) = tokio::time::timeout(CONNECT_TIMEOUT, connect)
             .await
             .map_err(|_| pg::Error::ConnectionFailed("timed out connecting to the database".into()))?
-            .map_err(|e| pg::Error::ConnectionFailed(e.to_string()))?;
+            .map_err(|e| pg::Error::ConnectionFailed(connect_error(&e)))?;
         tokio::spawn(connection);
         Ok(Connection { client, statements: Mutex::default() })
     }
@@ -265,6 +274,26 @@ impl PgPool {
         let conn = Connection::open(address).await?;
         let lane = Arc::new(Lane { conn, in_flight: AtomicUsize::new(0), progress: AtomicU64::new(self.now()) });
         Ok(self.place(address, Some(lane)))
+    }
+
+    /// Proves `address` reachable with its credentials before a guest uses it, as Spin connects at
+    /// `open`: a live lane or idle connection to it already does; else one is opened now (and kept idle
+    /// for the guest's first statement), its failure reported with its cause.
+    pub(super) async fn ensure_reachable(&self, address: &str) -> Result<(), pg::Error> {
+        let live = |list: Option<&Vec<Arc<Lane>>>| list.is_some_and(|l| l.iter().any(|lane| !lane.conn.is_closed()));
+        if live(self.lanes.lock().unwrap_or_else(|p| p.into_inner()).get(address)) {
+            return Ok(());
+        }
+        let idle_live = {
+            let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+            idle.get(address).is_some_and(|l| l.iter().any(|c| !c.conn.is_closed()))
+        };
+        if idle_live {
+            return Ok(());
+        }
+        let conn = self.get(address).await?;
+        self.put(address.to_owned(), conn);
+        Ok(())
     }
 
     /// Idle exclusive connections to `address`.
