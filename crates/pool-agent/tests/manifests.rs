@@ -37,8 +37,9 @@ fn render(extra: &[&str]) -> Vec<(String, serde_json::Value)> {
     assert!(output.status.success(), "helm template: {}", String::from_utf8_lossy(&output.stderr));
     let text = String::from_utf8(output.stdout).unwrap();
     let mut out = Vec::new();
-    for doc in serde_yaml::Deserializer::from_str(&text) {
-        let value: serde_json::Value = serde::Deserialize::deserialize(doc).unwrap();
+    // Empty documents (a template that rendered nothing) are skipped by the reader.
+    let documents: Vec<serde_json::Value> = serde_saphyr::from_multiple(&text).expect("helm's output is YAML");
+    for value in documents {
         if value.is_null() {
             continue;
         }
