@@ -3,24 +3,27 @@
 //! ```text
 //! edgeshell-dev-oidc [--listen 127.0.0.1:8790] [--client-id edgeshell-dev]
 //! ```
-//! Prints the issuer URL on stdout once it serves.
+//! Prints the issuer URL on stdout once it serves. Arguments are parsed by `clap` (`--help`).
 
 use anyhow::{bail, Context, Result};
 use edgeshell_dev_oidc::DevIssuer;
 use std::io::Write;
 
+/// The local OIDC issuer: signs anyone in, on loopback only.
+#[derive(Debug, clap::Parser)]
+#[command(name = "edgeshell-dev-oidc", version)]
+struct Args {
+    /// Where to listen (IP:PORT, loopback).
+    #[arg(long, default_value = "127.0.0.1:8790")]
+    listen: String,
+    /// The client id tokens are issued for.
+    #[arg(long, default_value = "edgeshell-dev")]
+    client_id: String,
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
-    let (mut listen, mut client_id) = ("127.0.0.1:8790".to_owned(), "edgeshell-dev".to_owned());
-    let mut args = std::env::args().skip(1);
-    while let Some(flag) = args.next() {
-        let mut value = || args.next().with_context(|| format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--listen" => listen = value()?,
-            "--client-id" => client_id = value()?,
-            other => bail!("unknown argument {other}"),
-        }
-    }
+    let Args { listen, client_id } = <Args as clap::Parser>::parse();
     let ip: std::net::SocketAddr = listen.parse().context("--listen must be IP:PORT")?;
     if !ip.ip().is_loopback() {
         bail!("the dev issuer signs anyone in: it listens on loopback only");
