@@ -195,35 +195,13 @@ impl Ledger {
     /// What changed since the last call, for the host to store; nothing is marked changed after it.
     pub fn take_changes(&mut self) -> Changes {
         let index = &mut self.index;
-        let changes = Changes {
+        Changes {
             counters: Some(Counters { next: self.next, connections: self.connections }),
-            commands: std::mem::take(&mut index.changed_commands)
-                .into_iter()
-                .map(|id| (id, self.entries.get(&id).cloned()))
-                .collect(),
-            used: std::mem::take(&mut index.changed_used)
-                .into_iter()
-                .map(|jti| {
-                    let at = self.used.get(&jti).copied();
-                    (jti, at)
-                })
-                .collect(),
-            placed: std::mem::take(&mut index.changed_placed)
-                .into_iter()
-                .map(|s| {
-                    let agent = self.placed.get(&s).cloned();
-                    (s, agent)
-                })
-                .collect(),
-            gone: std::mem::take(&mut index.changed_gone)
-                .into_iter()
-                .map(|a| {
-                    let since = self.gone.get(&a).copied();
-                    (a, since)
-                })
-                .collect(),
-        };
-        changes
+            commands: now_of(std::mem::take(&mut index.changed_commands), &self.entries),
+            used: now_of(std::mem::take(&mut index.changed_used), &self.used),
+            placed: now_of(std::mem::take(&mut index.changed_placed), &self.placed),
+            gone: now_of(std::mem::take(&mut index.changed_gone), &self.gone),
+        }
     }
 
     /// Everything the ledger holds, as changes: for a host moving a ledger stored whole to rows.
@@ -275,4 +253,14 @@ impl Ledger {
             };
         }
     }
+}
+
+/// Each changed key with its value now (`None`: removed).
+fn now_of<K: Ord, V: Clone>(keys: std::collections::BTreeSet<K>, map: &BTreeMap<K, V>) -> Vec<(K, Option<V>)> {
+    keys.into_iter()
+        .map(|k| {
+            let value = map.get(&k).cloned();
+            (k, value)
+        })
+        .collect()
 }

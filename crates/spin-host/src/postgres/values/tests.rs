@@ -53,8 +53,9 @@ async fn every_type_round_trips_with_spins_conversions() {
     let mut g = Guests::start().await;
     let c = g.open().await;
     g.execute(&c, TABLE).await.unwrap();
-    let placeholders: Vec<String> = (1..=every().len()).map(|i| format!("${i}")).collect();
-    let insert = format!("INSERT INTO every VALUES ({})", placeholders.join(", "));
+    // One positional parameter per column: `$1, $2, ...`.
+    let params: Vec<String> = (1..=every().len()).map(|i| format!("${i}")).collect();
+    let insert = format!("INSERT INTO every VALUES ({})", params.join(", "));
     same!(g.execute_with(&c, &insert, every()).await, Ok::<u64, ()>(1));
     // Written by SQL: what Postgres holds is read back exactly, fractions of seconds included.
     let literal = "INSERT INTO every (id, tm, ts, iv, n, r4) VALUES (2, '04:05:06.789', '1989-11-24 01:02:03.5', \
