@@ -54,6 +54,11 @@ impl Guests {
         self.view().drop(c).await.unwrap();
     }
 
+    /// The server, to stop and restart.
+    pub(crate) fn pg(&mut self) -> &mut local_postgres::LocalPostgres {
+        &mut self._pg
+    }
+
     pub(crate) fn idle(&self) -> usize {
         self.access.pool.idle_of(&self.url)
     }

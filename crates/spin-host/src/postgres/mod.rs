@@ -1,8 +1,12 @@
-//! Host side of `spin:postgres/postgres@4.0.0` on `tokio-postgres`. A guest's standalone statements
-//! run on connections shared with every other request, pipelined ([`pool`]); a guest that needs a
-//! session of its own (a transaction, session settings: [`sharing`]) gets an exclusive connection from
-//! a pool and keeps it until it drops its connection. Every address is checked against the component's
-//! `allowed_outbound_hosts` (`postgres://host:port`). Values convert as [`values`] says.
+//! Host side of `spin:postgres/postgres@4.0.0` on `tokio-postgres`. On Spin a guest connection is one
+//! backend; here the guest sees exactly that, while its standalone statements run pipelined on
+//! connections shared with every other request ([`pool`]) until it needs or could notice a backend of
+//! its own: a transaction, session state, or a statement that reveals which backend runs it
+//! ([`sharing`] says which, and why the shared statements answer as the guest's own backend would).
+//! From then on it keeps an exclusive connection from a pool until it drops its connection. A shared
+//! connection failing under a statement fails the guest connection for good, as its own backend going
+//! away would on Spin. Every address is checked against the component's `allowed_outbound_hosts`
+//! (`postgres://host:port`). Values convert as [`values`] says.
 
 // The `error` type is fixed by the WIT interface; boxing it is not ours to choose.
 #![allow(clippy::result_large_err)]
@@ -100,6 +104,20 @@ use bindings::spin::postgres::postgres as pg;
 pub struct PgConnection {
     address: String,
     pinned: Option<Pinned>,
+    /// Why the connection is gone: a shared connection failed under one of its statements. Every
+    /// statement after fails with it, as on a backend that went away.
+    broken: Option<String>,
+}
+
+impl PgConnection {
+    /// Notes `e` of connecting for a statement: the server unreachable now means, on Spin, the guest's
+    /// own backend gone, for good.
+    fn failed(&mut self, e: pg::Error) -> pg::Error {
+        if let pg::Error::ConnectionFailed(why) = &e {
+            self.broken = Some(why.clone());
+        }
+        e
+    }
 }
 
 /// The exclusive connection of a guest that needed a session.
@@ -117,7 +135,7 @@ impl Pinned {
     fn track(&mut self, statement: &str, sharing: Sharing) {
         match sharing {
             Sharing::Transaction => self.in_transaction = true,
-            Sharing::Shared => {}
+            Sharing::Shared | Sharing::Observes => {}
             Sharing::Session if ends_transaction(statement) => self.in_transaction = false,
             Sharing::Session if self.in_transaction && scoped_to_transaction(statement) => {}
             Sharing::Session => self.session_state = true,
@@ -181,13 +199,23 @@ impl Chosen<'_> {
     ) -> Result<Chosen<'a>, pg::Error> {
         let sharing = Sharing::of(statement);
         if connection.pinned.is_none() && sharing == Sharing::Shared {
-            return Ok(match pool.lane(&connection.address).await? {
+            let lane = match pool.lane(&connection.address).await {
+                Ok(lane) => lane,
+                Err(e) => return Err(connection.failed(e)),
+            };
+            return Ok(match lane {
                 Some(place) => Chosen::Lane(place),
-                None => Chosen::Single(Box::new(pool.get(&connection.address).await?), connection.address.clone()),
+                None => match pool.get(&connection.address).await {
+                    Ok(single) => Chosen::Single(Box::new(single), connection.address.clone()),
+                    Err(e) => return Err(connection.failed(e)),
+                },
             });
         }
         if connection.pinned.is_none() {
-            let conn = pool.get(&connection.address).await?;
+            let conn = match pool.get(&connection.address).await {
+                Ok(conn) => conn,
+                Err(e) => return Err(connection.failed(e)),
+            };
             connection.pinned = Some(Pinned { conn, in_transaction: false, session_state: false });
         }
         let pinned = connection.pinned.as_mut().expect("pinned just above");
@@ -242,16 +270,25 @@ impl PgView<'_> {
         };
         let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)).collect();
         let pool = self.access.pool.clone();
-        let chosen = match Chosen::of(&pool, self.table.get_mut(&conn)?, statement).await {
+        let guest = self.table.get_mut(&conn)?;
+        if let Some(why) = &guest.broken {
+            return Ok(Err(pg::Error::ConnectionFailed(why.clone())));
+        }
+        let chosen = match Chosen::of(&pool, guest, statement).await {
             Ok(chosen) => chosen,
             Err(e) => return Ok(Err(e)),
         };
+        let shared = !matches!(chosen, Chosen::Pinned(_));
         let ran = match ask {
             Ask::Rows => chosen.conn().query(statement, &refs).await.map(|(rows, prepared)| Ran::Rows(rows, prepared)),
             Ask::Count => chosen.conn().execute(statement, &refs).await.map(Ran::Count),
         };
         chosen.done(&pool);
-        Ok(ran.map_err(query_error))
+        let ran = ran.map_err(query_error);
+        if let (true, Err(pg::Error::ConnectionFailed(why))) = (shared, &ran) {
+            self.table.get_mut(&conn)?.broken = Some(why.clone());
+        }
+        Ok(ran)
     }
 }
 
@@ -282,7 +319,7 @@ impl pg::HostConnection for PgView<'_> {
         if let Err(e) = self.access.pool.ensure_reachable(&address).await {
             return Ok(Err(e));
         }
-        Ok(Ok(self.table.push(PgConnection { address, pinned: None })?))
+        Ok(Ok(self.table.push(PgConnection { address, pinned: None, broken: None })?))
     }
 
     async fn query(
@@ -462,5 +499,86 @@ mod tests {
         assert!(matches!(e, pg::Error::QueryFailed(_)), "{e:?}");
         assert_eq!(g.execute(&a, "INSERT INTO t VALUES (1)").await.unwrap(), 1);
         g.close(a).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "needs PostgreSQL: cargo xtask test"]
+    async fn every_statement_of_a_guest_connection_runs_on_its_one_backend_under_load() {
+        let g = Guests::start().await;
+        let (pool, allowlist, url) = (g.access.pool.clone(), g.access.allowlist.clone(), g.url.clone());
+        // 16 guests at once, each with 40 rounds of a standalone insert (pipelined on shared
+        // connections) and a look at its backend, and a session setting read back at the end: each
+        // sees one backend throughout, no two open guests share one, and what a guest set is there
+        // for it alone. Before a statement that reveals the backend pinned, the look ran on whichever
+        // shared connection was free.
+        let guests: Vec<_> = (0..16)
+            .map(|i| {
+                let access = PgAccess { pool: pool.clone(), allowlist: allowlist.clone() };
+                let url = url.clone();
+                tokio::spawn(async move {
+                    let mut table = ResourceTable::new();
+                    let mut view = PgView { access: &access, table: &mut table };
+                    let c = view.open(url).await.unwrap().unwrap();
+                    let pid = |rows: pg::RowSet| match rows.rows[0][0] {
+                        pg::DbValue::Int32(p) => p,
+                        ref other => panic!("{other:?}"),
+                    };
+                    let mut pids = std::collections::BTreeSet::new();
+                    for n in 0..40 {
+                        let borrow = Resource::new_borrow(c.rep());
+                        let rows =
+                            view.query(borrow, "SELECT pg_backend_pid()".into(), Vec::new()).await.unwrap().unwrap();
+                        pids.insert(pid(rows));
+                        if n == 0 {
+                            let borrow = Resource::new_borrow(c.rep());
+                            let set = format!("SET application_name = 'guest-{i}'");
+                            view.execute(borrow, set, Vec::new()).await.unwrap().unwrap();
+                        }
+                        let borrow = Resource::new_borrow(c.rep());
+                        view.execute(borrow, "INSERT INTO t VALUES ($1)".into(), vec![pg::ParameterValue::Int32(n)])
+                            .await
+                            .unwrap()
+                            .unwrap();
+                    }
+                    let borrow = Resource::new_borrow(c.rep());
+                    let name = view
+                        .query(borrow, "SELECT current_setting('application_name')".into(), Vec::new())
+                        .await
+                        .unwrap()
+                        .unwrap();
+                    assert!(matches!(&name.rows[0][0], pg::DbValue::Str(s) if *s == format!("guest-{i}")), "{name:?}");
+                    // Held until every guest has run, so that none of them hands its backend on.
+                    (pids, c, table)
+                })
+            })
+            .collect();
+        let mut seen = std::collections::BTreeSet::new();
+        let mut held = Vec::new();
+        for guest in guests {
+            let (pids, c, table) = guest.await.unwrap();
+            assert_eq!(pids.len(), 1, "one guest connection, one backend: {pids:?}");
+            assert!(seen.insert(*pids.first().unwrap()), "two open guest connections shared a backend");
+            held.push((c, table));
+        }
+        assert_eq!(seen.len(), 16);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "needs PostgreSQL: cargo xtask test"]
+    async fn a_guest_whose_shared_connection_failed_stays_failed_as_on_its_own_backend() {
+        let mut g = Guests::start().await;
+        let a = g.open().await;
+        assert_eq!(g.execute(&a, "INSERT INTO t VALUES (1)").await.unwrap(), 1, "on a shared connection");
+        g.pg().stop().unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        let e = g.execute(&a, "INSERT INTO t VALUES (2)").await.unwrap_err();
+        assert!(matches!(e, pg::Error::ConnectionFailed(_)), "{e:?}");
+        g.pg().restart().unwrap();
+        // The server is back, but this guest's backend would not be: the guest connection stays failed,
+        // and a new one works.
+        let again = g.execute(&a, "INSERT INTO t VALUES (3)").await.unwrap_err();
+        assert!(matches!(again, pg::Error::ConnectionFailed(_)), "{again:?}");
+        let b = g.open().await;
+        assert_eq!(g.execute(&b, "INSERT INTO t VALUES (4)").await.unwrap(), 1);
     }
 }
