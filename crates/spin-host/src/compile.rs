@@ -1,4 +1,5 @@
-//! Compiling components once: each `.wasm` is precompiled to a `.cwasm` named by the SHA-256 of its bytes
+//! Compiling components once (a core module converted to one first: [`componentize`](crate::componentize)):
+//! each `.wasm` is precompiled to a `.cwasm` named by the SHA-256 of its bytes
 //! and of the engine's compatibility hash, so a restart of the host (or the next test) loads machine code
 //! instead of compiling again.
 
@@ -30,8 +31,11 @@ pub fn load(engine: &Engine, wasm: &Path, cache_dir: &Path) -> Result<Component>
             }
         }
     }
+    // A core module becomes a component first, as Spin converts it (the cache is named by the bytes on
+    // disk, so a converted module is converted once).
+    let component = crate::componentize::if_necessary(&bytes).with_context(|| format!("loading {}", wasm.display()))?;
     let compiled = engine
-        .precompile_component(&bytes)
+        .precompile_component(&component)
         .map_err(anyhow::Error::from)
         .with_context(|| format!("compiling {}", wasm.display()))?;
     std::fs::create_dir_all(cache_dir).with_context(|| format!("creating {}", cache_dir.display()))?;
@@ -78,8 +82,8 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("edgeshell-compile-test-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        let wasm = dir.join("small.wat");
-        std::fs::write(&wasm, "(component (core module (func (export \"f\"))))").unwrap();
+        let wasm = dir.join("small.wasm");
+        std::fs::write(&wasm, wat::parse_str("(component (core module (func (export \"f\"))))").unwrap()).unwrap();
         let engine = Engine::default();
         let cache = dir.join("cache");
         let start = std::sync::Barrier::new(8);

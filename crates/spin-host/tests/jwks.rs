@@ -94,3 +94,51 @@ fn a_missing_secret_stops_startup_and_components_are_cached() {
     assert_eq!(cached.len(), components, "one precompiled file per component");
     Host::load(&cfg).expect("loads again from the cache");
 }
+
+/// The `jwks` function built for `wasm32-wasip1` by `cargo xtask test`: a core module, as `spin build`
+/// made them for years.
+fn jwks_core_module() -> std::path::PathBuf {
+    let module = support::wasm_dir().join("../../wasm32-wasip1/release/edgeshell_jwks.wasm");
+    assert!(module.exists(), "{} missing: `cargo xtask test` builds it", module.display());
+    module
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the built functions: cargo xtask test"]
+async fn the_function_as_a_core_module_is_converted_on_load_and_answers_as_the_component() {
+    let module = std::fs::read(jwks_core_module()).unwrap();
+    assert_eq!(module[..8], *b"\0asm\x01\0\0\0", "a core module, not a component");
+    // The same components, but `jwks` as the core module.
+    let dir = tempdir::Dir::new("core-module");
+    let wasm = dir.0.join("wasm");
+    std::fs::create_dir_all(&wasm).unwrap();
+    for entry in std::fs::read_dir(support::wasm_dir()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "wasm") {
+            std::fs::copy(&path, wasm.join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    std::fs::write(wasm.join("edgeshell_jwks.wasm"), &module).unwrap();
+    let keys = format!(
+        "SPIN_VARIABLE_SIGNING_KEY='{}'\nSPIN_VARIABLE_NEXT_SIGNING_KEY='{}'\n",
+        vector_jwk("pyjwt-rs256.json"),
+        vector_jwk("rfc7515-a2.json")
+    );
+    let cfg = edgeshell_spin_host::HostConfig { wasm_dir: Some(wasm), ..config(&dir, &keys) };
+    let host = std::sync::Arc::new(Host::load(&cfg).expect("the core module loads"));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let serving = tokio::spawn(host.serve(listener));
+    let component = start(&keys).await;
+    for (method, path) in [("GET", "/.well-known/jwks.json"), ("POST", "/.well-known/jwks.json"), ("GET", "/nowhere")] {
+        let (status, headers, body) = request(&url, method, path).await;
+        let (want_status, want_headers, want_body) = request(&component.url, method, path).await;
+        assert_eq!(
+            (status, String::from_utf8_lossy(&body)),
+            (want_status, String::from_utf8_lossy(&want_body)),
+            "{method} {path}"
+        );
+        assert_eq!(headers.get("content-type"), want_headers.get("content-type"));
+    }
+    serving.abort();
+}
