@@ -10,7 +10,6 @@ use edgeshell_core::jwks::{VerifyingKey, P256_COORDINATE_BYTES};
 use edgeshell_core::tokens::{Alg, SignatureError, TokenSigner};
 use ring::rand::SystemRandom;
 use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
-use rsa::pkcs8::{Document, LineEnding};
 
 /// An ES256 signing key with its id.
 pub struct Es256Signer {
@@ -29,11 +28,12 @@ impl core::fmt::Debug for Es256Signer {
 impl Es256Signer {
     /// Loads a PKCS#8 PEM of a P-256 key.
     pub fn from_secret(text: &str) -> Result<Self, KeyError> {
-        let (label, der) = Document::from_pem(text.trim()).map_err(|e| KeyError::Unreadable(format!("PEM: {e}")))?;
+        let (label, der) =
+            pem_rfc7468::decode_vec(text.trim().as_bytes()).map_err(|e| KeyError::Unreadable(format!("PEM: {e}")))?;
         if label != "PRIVATE KEY" {
             return Err(KeyError::Unreadable(format!("a {label:?} PEM; a PKCS#8 \"PRIVATE KEY\" is needed")));
         }
-        Self::from_pkcs8(der.as_bytes())
+        Self::from_pkcs8(&der)
     }
 
     fn from_pkcs8(der: &[u8]) -> Result<Self, KeyError> {
@@ -54,8 +54,7 @@ impl Es256Signer {
         let rng = SystemRandom::new();
         let der = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
             .map_err(|e| KeyError::Refused(format!("generating a P-256 key: {e}")))?;
-        let pem = Document::try_from(der.as_ref())
-            .and_then(|doc| doc.to_pem("PRIVATE KEY", LineEnding::LF))
+        let pem = pem_rfc7468::encode_string("PRIVATE KEY", pem_rfc7468::LineEnding::LF, der.as_ref())
             .map_err(|e| KeyError::Refused(format!("encoding PEM: {e}")))?;
         Ok((Self::from_pkcs8(der.as_ref())?, pem))
     }
@@ -108,7 +107,7 @@ mod tests {
     fn other_keys_and_text_are_refused() {
         use rsa::pkcs8::EncodePrivateKey;
         let rsa = rsa::RsaPrivateKey::new(&mut rand::rngs::OsRng, 2048).unwrap();
-        let rsa_pem = rsa.to_pkcs8_pem(LineEnding::LF).unwrap();
+        let rsa_pem = rsa.to_pkcs8_pem(rsa::pkcs8::LineEnding::LF).unwrap();
         assert!(Es256Signer::from_secret(&rsa_pem).unwrap_err().to_string().contains("not a P-256"));
         for bad in ["", "not a key", "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----"] {
             assert!(Es256Signer::from_secret(bad).is_err(), "{bad:?}");

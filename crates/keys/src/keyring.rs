@@ -7,7 +7,6 @@
 
 use crate::signer::{KeyError, RsaSigner};
 use edgeshell_core::jwks::KeySet;
-#[cfg(feature = "ring")]
 use edgeshell_core::tokens::{Scope, TokenSigner};
 
 /// The current signer and the public keys to publish.
@@ -15,7 +14,6 @@ pub struct KeyRing {
     /// Signs every new token (every RS256 one, when there is an ES256 key).
     pub current: RsaSigner,
     /// The current ES256 key, if any.
-    #[cfg(feature = "ring")]
     pub es256: Option<crate::Es256Signer>,
     /// Current, next and previous public keys, in that order (RSA, then EC).
     pub published: KeySet,
@@ -55,17 +53,11 @@ impl KeyRing {
             }
         }
         let published = KeySet::from_keys(keys).map_err(|e| KeyRingError::Set(e.to_string()))?;
-        Ok(KeyRing {
-            current,
-            #[cfg(feature = "ring")]
-            es256: None,
-            published,
-        })
+        Ok(KeyRing { current, es256: None, published })
     }
 
     /// Adds an ES256 rotation (PKCS#8 PEMs; `next` and `previous` may be empty). An empty `current`
     /// leaves the ring as it is: every token is then RS256.
-    #[cfg(feature = "ring")]
     pub fn with_es256(mut self, current: &str, next: &str, previous: &str) -> Result<KeyRing, KeyRingError> {
         if current.trim().is_empty() {
             if !next.trim().is_empty() || !previous.trim().is_empty() {
@@ -90,7 +82,6 @@ impl KeyRing {
     }
 
     /// The key that signs a token of `scope`: the ES256 one where the scope allows it and there is one.
-    #[cfg(feature = "ring")]
     pub fn signer_for(&self, scope: Scope) -> &dyn TokenSigner {
         match &self.es256 {
             Some(es256) if scope.may_use_es256() => es256,
@@ -134,7 +125,6 @@ mod tests {
         assert!(matches!(KeyRing::from_secrets(&a, "", &a), Err(KeyRingError::Set(_))));
     }
 
-    #[cfg(feature = "ring")]
     #[test]
     fn an_es256_rotation_signs_only_the_scopes_that_allow_it_and_is_published_after_the_rsa_keys() {
         use edgeshell_core::tokens::{Alg, Scope};

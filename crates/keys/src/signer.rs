@@ -1,16 +1,15 @@
 //! The control plane's signing key: loading (PKCS#8 / PKCS#1 PEM, or a private JWK), its public half for
-//! the JWKS, and RS256 signing (with `ring` when its feature is on, else through `jwt-compact` and `rsa`).
+//! the JWKS, and RS256 signing with `ring`, on every target (natively and in the components).
+//!
+//! `rsa` is in no part of this: it has no constant-time private-key operations (RUSTSEC-2023-0071,
+//! the Marvin attack), so keys are read by `ring` itself (PKCS#8, PKCS#1) or from a JWK's members, and
+//! a JWK without its CRT members (`dp`, `dq`, `qi`) gets them from `crypto-bigint`'s constant-time
+//! arithmetic.
 
 use crate::private_jwk::PrivateJwk;
 use edgeshell_core::ids::Kid;
 use edgeshell_core::jwks::VerifyingKey;
 use edgeshell_core::tokens::{Alg, SignatureError, TokenSigner};
-use jwt_compact::alg::RsaPrivateKey;
-#[cfg(not(feature = "ring"))]
-use jwt_compact::{alg::Rsa, Algorithm, AlgorithmSignature};
-#[cfg(feature = "ring")]
-use rsa::traits::PrivateKeyParts;
-use rsa::traits::PublicKeyParts;
 
 /// Why a signing key could not be loaded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -26,13 +25,8 @@ pub enum KeyError {
 /// An RS256 signing key with its id.
 pub struct RsaSigner {
     kid: Kid,
-    #[cfg(not(feature = "ring"))]
-    key: RsaPrivateKey,
     public: VerifyingKey,
-    /// The same key in `ring`, which signs natively in about a third of the time `rsa` takes (measured
-    /// with `cargo xtask bench`); used whenever the `ring` feature is on.
-    #[cfg(feature = "ring")]
-    fast: ring::rsa::KeyPair,
+    key: ring::rsa::KeyPair,
 }
 
 impl core::fmt::Debug for RsaSigner {
@@ -42,31 +36,26 @@ impl core::fmt::Debug for RsaSigner {
 }
 
 impl RsaSigner {
-    /// A signer from an RSA private key; refuses keys under 2048 bits and inconsistent keys.
-    pub fn new(kid: Kid, key: RsaPrivateKey) -> Result<Self, KeyError> {
-        key.validate().map_err(|e| KeyError::Refused(e.to_string()))?;
-        let public = VerifyingKey::rsa(kid.clone(), Alg::Rs256, &key.n().to_bytes_be(), &key.e().to_bytes_be())
-            .map_err(|e| KeyError::Refused(e.to_string()))?;
-        #[cfg(feature = "ring")]
-        let fast = ring_key_pair(&key)?;
-        Ok(RsaSigner {
-            kid,
-            #[cfg(not(feature = "ring"))]
-            key,
-            public,
-            #[cfg(feature = "ring")]
-            fast,
-        })
+    /// A signer from `ring`'s key pair, named `kid`, or by its RFC 7638 thumbprint without one.
+    fn new(kid: Option<Kid>, key: ring::rsa::KeyPair) -> Result<Self, KeyError> {
+        let refused = |e: &dyn core::fmt::Display| KeyError::Refused(e.to_string());
+        let public: ring::rsa::PublicKeyComponents<Vec<u8>> = key.public().into();
+        let kid = match kid {
+            Some(kid) => kid,
+            None => {
+                let n = edgeshell_core::base64url::encode(&public.n);
+                let e = edgeshell_core::base64url::encode(&public.e);
+                Kid::new(edgeshell_core::jwks::thumbprint(&e, &n)).map_err(|e| refused(&e))?
+            }
+        };
+        let public = VerifyingKey::rsa(kid.clone(), Alg::Rs256, &public.n, &public.e).map_err(|e| refused(&e))?;
+        Ok(RsaSigner { kid, public, key })
     }
 
-    /// Loads a PKCS#8 (`BEGIN PRIVATE KEY`) or PKCS#1 (`BEGIN RSA PRIVATE KEY`) PEM.
+    /// Loads a PKCS#8 (`BEGIN PRIVATE KEY`) or PKCS#1 (`BEGIN RSA PRIVATE KEY`) PEM; `ring` refuses keys
+    /// under 2048 bits and inconsistent ones.
     pub fn from_pem(kid: Kid, pem: &str) -> Result<Self, KeyError> {
-        use rsa::pkcs1::DecodeRsaPrivateKey;
-        use rsa::pkcs8::DecodePrivateKey;
-        let key = RsaPrivateKey::from_pkcs8_pem(pem)
-            .or_else(|_| RsaPrivateKey::from_pkcs1_pem(pem))
-            .map_err(|e| KeyError::Unreadable(e.to_string()))?;
-        Self::new(kid, key)
+        Self::new(Some(kid), key_pair_from_pem(pem)?)
     }
 
     /// Loads a private JWK; `kid` wins over the JWK's own, and the RFC 7638 thumbprint names a key with
@@ -80,15 +69,10 @@ impl RsaSigner {
             (None, Some(k)) => Some(Kid::new(k.as_str()).map_err(|e| KeyError::Refused(e.to_string()))?),
             (None, None) => None,
         };
-        let part = |name, v: &String| PrivateJwk::component(name, v).map_err(KeyError::Unreadable);
-        let key = RsaPrivateKey::from_components(
-            part("n", &jwk.n)?,
-            part("e", &jwk.e)?,
-            part("d", &jwk.d)?,
-            vec![part("p", &jwk.p)?, part("q", &jwk.q)?],
-        )
-        .map_err(|e| KeyError::Refused(e.to_string()))?;
-        Self::with_kid_or_thumbprint(kid, key)
+        let members = jwk.members().map_err(KeyError::Unreadable)?;
+        let key = ring::rsa::KeyPair::from_components(&members.components())
+            .map_err(|e| KeyError::Refused(format!("ring: {e}")))?;
+        Self::new(kid, key)
     }
 
     /// Loads a key as secret variables hold it: a private JWK (`{...}`) or a PEM. Without a `kid`, the
@@ -100,40 +84,36 @@ impl RsaSigner {
                 serde_json::from_str(text).map_err(|e| KeyError::Unreadable(format!("private JWK: {e}")))?;
             return Self::from_jwk(None, &jwk);
         }
-        use rsa::pkcs1::DecodeRsaPrivateKey;
-        use rsa::pkcs8::DecodePrivateKey;
-        let key = RsaPrivateKey::from_pkcs8_pem(text)
-            .or_else(|_| RsaPrivateKey::from_pkcs1_pem(text))
-            .map_err(|e| KeyError::Unreadable(e.to_string()))?;
-        Self::with_kid_or_thumbprint(None, key)
+        Self::new(None, key_pair_from_pem(text)?)
     }
 
-    fn with_kid_or_thumbprint(kid: Option<Kid>, key: RsaPrivateKey) -> Result<Self, KeyError> {
-        let kid = match kid {
-            Some(kid) => kid,
-            None => {
-                let n = edgeshell_core::base64url::encode(&key.n().to_bytes_be());
-                let e = edgeshell_core::base64url::encode(&key.e().to_bytes_be());
-                Kid::new(edgeshell_core::jwks::thumbprint(&e, &n)).map_err(|e| KeyError::Refused(e.to_string()))?
-            }
-        };
-        Self::new(kid, key)
-    }
-
-    /// Generates a fresh key (dev issuer, tests). Slow: about a second for 2048 bits.
+    /// Generates a fresh key (dev issuer, tests). Slow: about a second for 2048 bits. `ring` cannot make
+    /// RSA keys, so `rsa` finds the primes (feature `generate`); `ring` signs with them.
+    #[cfg(feature = "generate")]
     pub fn generate(
         kid: Kid,
         bits: usize,
         rng: &mut (impl rand_core::CryptoRngCore + ?Sized),
     ) -> Result<Self, KeyError> {
-        let key = RsaPrivateKey::new(rng, bits).map_err(|e| KeyError::Refused(e.to_string()))?;
-        Self::new(kid, key)
+        Self::from_jwk(Some(kid.clone()), &PrivateJwk::generate(kid.as_str(), bits, rng)?)
     }
 
     /// The public half, for the JWKS.
     pub fn verifying_key(&self) -> &VerifyingKey {
         &self.public
     }
+}
+
+/// `ring`'s key pair from a PEM: PKCS#8 (`PRIVATE KEY`) or PKCS#1 (`RSA PRIVATE KEY`).
+fn key_pair_from_pem(pem: &str) -> Result<ring::rsa::KeyPair, KeyError> {
+    let (label, der) =
+        pem_rfc7468::decode_vec(pem.trim().as_bytes()).map_err(|e| KeyError::Unreadable(format!("PEM: {e}")))?;
+    let key = match label {
+        "PRIVATE KEY" => ring::rsa::KeyPair::from_pkcs8(&der),
+        "RSA PRIVATE KEY" => ring::rsa::KeyPair::from_der(&der),
+        other => return Err(KeyError::Unreadable(format!("a PEM of {other:?}, not PRIVATE KEY or RSA PRIVATE KEY"))),
+    };
+    key.map_err(|e| KeyError::Refused(format!("ring: {e}")))
 }
 
 impl TokenSigner for RsaSigner {
@@ -146,35 +126,11 @@ impl TokenSigner for RsaSigner {
     }
 
     fn sign(&self, signing_input: &[u8]) -> Result<Vec<u8>, SignatureError> {
-        #[cfg(feature = "ring")]
-        {
-            let mut signature = vec![0u8; self.fast.public().modulus_len()];
-            let rng = ring::rand::SystemRandom::new();
-            self.fast
-                .sign(&ring::signature::RSA_PKCS1_SHA256, &rng, signing_input, &mut signature)
-                .map_err(|_| SignatureError::Backend("ring could not sign".into()))?;
-            Ok(signature)
-        }
-        #[cfg(not(feature = "ring"))]
-        Ok(Rsa::rs256().sign(&self.key, signing_input).as_bytes().into_owned())
+        let mut signature = vec![0u8; self.key.public().modulus_len()];
+        let rng = ring::rand::SystemRandom::new();
+        self.key
+            .sign(&ring::signature::RSA_PKCS1_SHA256, &rng, signing_input, &mut signature)
+            .map_err(|_| SignatureError::Backend("ring could not sign".into()))?;
+        Ok(signature)
     }
-}
-
-/// The key's CRT form for `ring`.
-#[cfg(feature = "ring")]
-fn ring_key_pair(key: &RsaPrivateKey) -> Result<ring::rsa::KeyPair, KeyError> {
-    let refused = |what: &str| KeyError::Refused(format!("ring: {what}"));
-    let [p, q] = key.primes() else { return Err(refused("multi-prime keys are not supported")) };
-    let (dp, dq) = (key.dp().ok_or_else(|| refused("no dP"))?, key.dq().ok_or_else(|| refused("no dQ"))?);
-    let qinv = key.qinv().and_then(|v| v.to_biguint()).ok_or_else(|| refused("no qInv"))?;
-    let components = ring::rsa::KeyPairComponents {
-        public_key: ring::rsa::PublicKeyComponents { n: key.n().to_bytes_be(), e: key.e().to_bytes_be() },
-        d: key.d().to_bytes_be(),
-        p: p.to_bytes_be(),
-        q: q.to_bytes_be(),
-        dP: dp.to_bytes_be(),
-        dQ: dq.to_bytes_be(),
-        qInv: qinv.to_bytes_be(),
-    };
-    ring::rsa::KeyPair::from_components(&components).map_err(|e| refused(&e.to_string()))
 }

@@ -2,13 +2,17 @@
 
 use edgeshell_core::jwks::{PublicKey, VerifyingKey};
 use edgeshell_core::tokens::{SignatureError, SignatureVerifier};
+#[cfg(feature = "reference")]
 use jwt_compact::alg::{Rsa, RsaPublicKey, RsaSignature};
+#[cfg(feature = "reference")]
 use jwt_compact::{Algorithm, AlgorithmSignature};
 
-/// RS256 verification with `jwt-compact` and the pure-Rust `rsa` crate.
+/// RS256 verification with `jwt-compact` and the pure-Rust `rsa` crate (public-key arithmetic only).
+#[cfg(feature = "reference")]
 #[derive(Debug, Clone, Copy, Default)]
 pub struct JwtCompactRs256;
 
+#[cfg(feature = "reference")]
 impl JwtCompactRs256 {
     fn public_key(n: &[u8], e: &[u8]) -> Result<RsaPublicKey, SignatureError> {
         let (n, e) = (rsa::BigUint::from_bytes_be(n), rsa::BigUint::from_bytes_be(e));
@@ -16,6 +20,7 @@ impl JwtCompactRs256 {
     }
 }
 
+#[cfg(feature = "reference")]
 impl SignatureVerifier for JwtCompactRs256 {
     async fn verify(&self, key: &VerifyingKey, signing_input: &[u8], signature: &[u8]) -> Result<(), SignatureError> {
         let PublicKey::Rsa { n, e } = key.public() else {
@@ -37,11 +42,9 @@ impl SignatureVerifier for JwtCompactRs256 {
 
 /// RS256 and ES256 verification with `ring`, the native services' backend. A P-256 point off the curve
 /// is refused by `ring` like a bad signature.
-#[cfg(feature = "ring")]
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RingVerifier;
 
-#[cfg(feature = "ring")]
 impl SignatureVerifier for RingVerifier {
     async fn verify(&self, key: &VerifyingKey, signing_input: &[u8], signature: &[u8]) -> Result<(), SignatureError> {
         use ring::signature::{

@@ -353,6 +353,46 @@ fn a_generated_key_round_trips_as_a_jwk_and_verifies_with_every_backend() {
 }
 
 #[test]
+fn ring_signs_keys_from_every_form_and_computes_missing_crt_members() {
+    use rsa::pkcs1::EncodeRsaPrivateKey;
+    use rsa::pkcs8::EncodePrivateKey;
+    // A JWK with its CRT members (as `generate` writes it) and the same key without them: the members
+    // computed here give the very signatures the given ones give (PKCS#1 v1.5 is deterministic).
+    let full = PrivateJwk::generate("crt", 2048, &mut rand::rngs::OsRng).unwrap();
+    assert!(full.dp.is_some() && full.dq.is_some() && full.qi.is_some());
+    let bare = PrivateJwk { dp: None, dq: None, qi: None, ..full.clone() };
+    let (with, without) = (RsaSigner::from_jwk(None, &full).unwrap(), RsaSigner::from_jwk(None, &bare).unwrap());
+    assert_eq!(with.sign(b"input").unwrap(), without.sign(b"input").unwrap());
+    // The p and q of a JWK may come in either order: qInv is reduced first.
+    let swapped = PrivateJwk { p: bare.q.clone(), q: bare.p.clone(), ..bare.clone() };
+    assert_eq!(RsaSigner::from_jwk(None, &swapped).unwrap().sign(b"input").unwrap(), with.sign(b"input").unwrap());
+    let partial = PrivateJwk { qi: None, ..full.clone() };
+    let why = RsaSigner::from_jwk(None, &partial).unwrap_err().to_string();
+    assert!(why.contains("dp, dq and qi"), "{why}");
+
+    // PKCS#1 and PKCS#8 PEM of one key: the same kid, the same signatures.
+    let b = |v: &str| rsa::BigUint::from_bytes_be(&URL_SAFE_NO_PAD.decode(v).unwrap());
+    let key =
+        rsa::RsaPrivateKey::from_components(b(&full.n), b(&full.e), b(&full.d), vec![b(&full.p), b(&full.q)]).unwrap();
+    let pkcs1 = key.to_pkcs1_pem(rsa::pkcs8::LineEnding::LF).unwrap();
+    let pkcs8 = key.to_pkcs8_pem(rsa::pkcs8::LineEnding::LF).unwrap();
+    for pem in [pkcs1.as_str(), pkcs8.as_str()] {
+        let signer = RsaSigner::from_secret(pem).unwrap();
+        assert_eq!(signer.kid().as_str(), with.verifying_key().thumbprint());
+        assert_eq!(signer.sign(b"input").unwrap(), with.sign(b"input").unwrap());
+    }
+    // Under 2048 bits, and PEMs of other things, are refused with the reason.
+    let weak = rsa::RsaPrivateKey::new(&mut rand::rngs::OsRng, 1024)
+        .unwrap()
+        .to_pkcs8_pem(rsa::pkcs8::LineEnding::LF)
+        .unwrap();
+    assert!(matches!(RsaSigner::from_secret(&weak), Err(edgeshell_keys::KeyError::Refused(_))));
+    let cert = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----";
+    let why = RsaSigner::from_secret(cert).unwrap_err().to_string();
+    assert!(why.contains("CERTIFICATE"), "{why}");
+}
+
+#[test]
 fn es256_tokens_verify_natively_and_resist_algorithm_confusion() {
     let f = fixture();
     let (es, _) = edgeshell_keys::Es256Signer::generate().unwrap();
