@@ -9,32 +9,63 @@
 //! - `dev`: the whole stack locally (Postgres, functions, dev issuer, two regions, `wrangler dev`).
 //! - `edge-build`: installs the edge gateway's tools if missing and builds the Worker.
 //! - `fuzz <target> [seconds]`: one fuzz target for longer.
+//! - `deny`: `cargo deny check` (advisories, licenses, bans, sources) for the three workspaces
+//!   ([`deny`]).
 
 // A command-line tool: printing its report to stdout is its job.
 #![allow(clippy::print_stdout)]
 
 mod bench;
+mod deny;
 mod dev;
 mod edge;
 mod fresh;
 mod run;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
+use clap::{Parser, Subcommand};
 use run::{cargo, fuzz_smoke, Step};
 
+/// edgeshell's developer tasks.
+#[derive(Parser)]
+#[command(name = "cargo xtask", bin_name = "cargo xtask")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// The full gate, the README's test command (`.ci/run` calls it).
+    Test,
+    /// The benchmarks (all, or one group), as ratios against a baseline measured in the same run.
+    Bench {
+        #[arg(value_parser = ["criterion", "control", "runners", "edge"])]
+        group: Option<String>,
+    },
+    /// The whole stack locally: Postgres, functions, dev issuer, two regions, `wrangler dev`.
+    Dev,
+    /// Installs the edge gateway's tools if missing and builds the Worker.
+    EdgeBuild,
+    /// One fuzz target for longer.
+    Fuzz {
+        #[arg(default_value = "frame_decoder")]
+        target: String,
+        #[arg(default_value_t = 60)]
+        seconds: u64,
+    },
+    /// `cargo deny check` for the three workspaces.
+    Deny,
+}
+
 fn main() -> Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.first().map(String::as_str) {
-        Some("test") => test(),
-        Some("bench") => bench::run(args.get(1).map(String::as_str)),
-        Some("dev") => dev::run(),
-        Some("edge-build") => edge::build(&edge::tools()?),
-        Some("fuzz") => {
-            let target = args.get(1).map(String::as_str).unwrap_or("frame_decoder");
-            let seconds = args.get(2).map(|s| s.parse()).transpose()?.unwrap_or(60);
-            run::fuzz(&[target], seconds)
-        }
-        _ => bail!("usage: cargo xtask <test | dev | bench [criterion|control|runners|edge] | edge-build | fuzz [target] [seconds]>"),
+    match Cli::parse().task {
+        Task::Test => test(),
+        Task::Bench { group } => bench::run(group.as_deref()),
+        Task::Dev => dev::run(),
+        Task::EdgeBuild => edge::build(&edge::tools()?),
+        Task::Fuzz { target, seconds } => run::fuzz(&[target.as_str()], seconds),
+        Task::Deny => deny::run(),
     }
 }
 
