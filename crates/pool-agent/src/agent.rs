@@ -51,6 +51,7 @@ pub struct Agent<B> {
 impl<B: RunnerBackend> Agent<B> {
     /// An agent for `region` holding at most `capacity` runners.
     pub fn new(region: RegionId, capacity: u32, limits: RunnerLimits, backend: B) -> Self {
+        let metrics = Metrics::new(region.as_str(), backend.kind());
         Agent {
             region,
             capacity,
@@ -60,7 +61,7 @@ impl<B: RunnerBackend> Agent<B> {
             starting: Mutex::new(Vec::new()),
             draining: AtomicBool::new(false),
             changed: tokio::sync::Notify::new(),
-            metrics: Metrics::default(),
+            metrics,
         }
     }
 

@@ -36,13 +36,8 @@ impl<B: RunnerBackend> Api<B> {
             (Method::GET, "/healthz") => http::json(200, &serde_json::json!({ "ok": true })),
             (Method::GET, "/metrics") => {
                 let agent = &self.agent;
-                let text = agent.metrics.render(
-                    agent.region().as_str(),
-                    agent.backend_kind(),
-                    agent.runners().len(),
-                    agent.capacity(),
-                );
-                http::respond(200, "text/plain; version=0.0.4", text)
+                let text = agent.metrics.render(agent.runners().len(), agent.capacity());
+                http::respond(200, crate::metrics::CONTENT_TYPE, text)
             }
             (Method::GET, "/v1/runners") => match self.operator(&req) {
                 Ok(()) => http::json(200, &serde_json::json!({ "runners": self.agent.runners() })),

@@ -1,22 +1,41 @@
-//! `edgeshell-pool-agent`: a region's pool agent, configured from its environment (see README.md).
-//! `edgeshell-pool-agent runner ...` runs the embedded runner (for local pools from one executable);
-//! `edgeshell-pool-agent network-policy` prints the runners' NetworkPolicy for this configuration.
+//! `edgeshell-pool-agent`: a region's pool agent, configured from its environment (see README.md);
+//! its command line is `clap`'s. `edgeshell-pool-agent runner ...` runs the embedded runner (for local
+//! pools from one executable); `edgeshell-pool-agent network-policy` prints the runners'
+//! NetworkPolicy for this configuration.
 
 // Printing the policy is that subcommand's job.
 #![allow(clippy::print_stdout)]
 
+use clap::{Parser, Subcommand};
+
+/// A region's pool agent: dials out to its pool room at the edge, starts one runner per session on
+/// commands the control plane signed, and heartbeats. Configured by `EDGESHELL_POOL_*` and
+/// `EDGESHELL_RUNNER_*` variables (README.md, docs/configuration.md).
+#[derive(Parser)]
+#[command(name = "edgeshell-pool-agent", version)]
+struct Cli {
+    #[command(subcommand)]
+    task: Option<Task>,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Runs the embedded runner with the arguments that follow (`runner --help` for its own).
+    #[command(disable_help_flag = true, disable_version_flag = true)]
+    Runner {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Prints the runners' NetworkPolicy for this configuration (needs EDGESHELL_POOL_BACKEND=kubernetes).
+    NetworkPolicy,
+}
+
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.first().map(String::as_str) == Some("runner") {
-        std::process::exit(edgeshell_runner::cli::main(args[1..].to_vec()));
-    }
-    if args.first().map(String::as_str) == Some("network-policy") {
+    match Cli::parse().task {
+        Some(Task::Runner { args }) => std::process::exit(edgeshell_runner::cli::main(args)),
         // The runners' NetworkPolicy for this configuration, for the operator to apply.
-        return print_network_policy();
-    }
-    if args.iter().any(|a| a == "--help" || a == "-h") {
-        eprintln!("edgeshell-pool-agent: configured by EDGESHELL_POOL_* and EDGESHELL_RUNNER_* variables (README.md)");
-        return;
+        Some(Task::NetworkPolicy) => return print_network_policy(),
+        None => {}
     }
     edgeshell_runner::cli::init_logs();
     // The agent holds every session's join token on its way to a runner: no process of its user (a

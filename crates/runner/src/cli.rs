@@ -1,5 +1,5 @@
-//! The runner's command line, in the library so that other binaries can embed it (the pool agent's
-//! `runner` subcommand runs local runners from one executable):
+//! The runner's command line (`clap`), in the library so that other binaries can embed it (the pool
+//! agent's `runner` subcommand runs local runners from one executable):
 //!
 //! ```text
 //! edgeshell-runner [-- COMMAND [ARGS...]]        configuration from EDGESHELL_* (see settings)
@@ -8,13 +8,46 @@
 
 use crate::{bundle, lease, relay, settings};
 use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
 use edgeshell_core::bundles::BundlePolicy;
 use edgeshell_core::settings::{Program, Reader};
 use edgeshell_platform::environment::Environment;
 
-/// Runs the command line `args` (without the program name); returns the process exit code.
+/// One session's runner: joins its room at the edge and serves the session's program on a PTY.
+/// Configured by `EDGESHELL_*` variables (docs/configuration.md).
+#[derive(Parser, Debug)]
+#[command(name = "edgeshell-runner", version)]
+struct Cli {
+    #[command(subcommand)]
+    task: Option<Task>,
+    /// The session's program and its arguments, instead of the configured one.
+    #[arg(last = true, value_name = "COMMAND")]
+    command: Vec<String>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Task {
+    /// Downloads a CLI bundle over HTTPS, checks its SHA-256 against `EDGESHELL_BUNDLE_SHA256` and
+    /// unpacks it into DEST (policy from `EDGESHELL_BUNDLE_*`).
+    InstallBundle {
+        /// The bundle's URL (a host in `EDGESHELL_BUNDLE_HOSTS`).
+        url: String,
+        /// The directory to unpack into.
+        dest: String,
+    },
+}
+
+/// Runs the command line `args` (without the program name); returns the process exit code: 2 for a
+/// command line that does not parse (with clap's message), 0 after `--help` or `--version`.
 pub fn main(args: Vec<String>) -> i32 {
-    match real_main(args) {
+    let cli = match Cli::try_parse_from(std::iter::once("edgeshell-runner".to_owned()).chain(args)) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return e.exit_code();
+        }
+    };
+    match real_main(cli) {
         Ok(code) => code,
         Err(e) => {
             tracing::error!(error = format!("{e:#}"), "runner failed");
@@ -24,18 +57,17 @@ pub fn main(args: Vec<String>) -> i32 {
     }
 }
 
-fn real_main(args: Vec<String>) -> Result<i32> {
+fn real_main(cli: Cli) -> Result<i32> {
     init_logs();
     // No other process of this user (the session's program included) may read this one's memory or
     // /proc environment, where the join token and resume ticket live.
     rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)
         .context("making the runner non-dumpable")?;
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    match args.first().map(String::as_str) {
-        Some("install-bundle") => runtime.block_on(install_bundle(&args[1..])),
-        Some("--") | None => {
-            let command = args.get(1..).unwrap_or_default();
-            let config = settings::from_env(|k| std::env::var(k).ok(), command)?;
+    match cli.task {
+        Some(Task::InstallBundle { url, dest }) => runtime.block_on(install_bundle(&url, &dest)),
+        None => {
+            let config = settings::from_env(|k| std::env::var(k).ok(), &cli.command)?;
             tracing::info!(session = %config.session_id, url = %config.settings.join_url, "runner starting");
             let outcome = runtime.block_on(async {
                 // SIGTERM (the pool agent stopping the session) ends the program's whole tree first;
@@ -53,14 +85,10 @@ fn real_main(args: Vec<String>) -> Result<i32> {
             tracing::info!(session = %config.session_id, ?outcome, "runner done");
             Ok(outcome.exit_code())
         }
-        Some(other) => {
-            bail!("unknown command {other:?}; usage: edgeshell-runner [install-bundle URL DEST | -- COMMAND...]")
-        }
     }
 }
 
-async fn install_bundle(args: &[String]) -> Result<i32> {
-    let [url, dest] = args else { bail!("usage: edgeshell-runner install-bundle URL DEST") };
+async fn install_bundle(url: &str, dest: &str) -> Result<i32> {
     let env = Environment::read(Program::Runner)?;
     let lookup = env.lookup();
     let settings = Reader::new(Program::Runner, &lookup);
@@ -96,4 +124,33 @@ pub fn init_logs() {
     } else {
         builder.json().try_init()
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("edgeshell-runner").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn the_command_line_parses_as_documented() {
+        Cli::command().debug_assert();
+        let cli = parse(&["--", "sh", "-c", "echo --help"]).unwrap();
+        assert!(cli.task.is_none());
+        assert_eq!(cli.command, ["sh", "-c", "echo --help"], "everything after -- is the program's");
+        assert!(parse(&[]).unwrap().command.is_empty(), "no arguments: the configured program");
+        let cli = parse(&["install-bundle", "https://b.test/x.tgz", "/opt/cli"]).unwrap();
+        assert!(
+            matches!(cli.task, Some(Task::InstallBundle { url, dest }) if url == "https://b.test/x.tgz" && dest == "/opt/cli")
+        );
+        for bad in [&["install-bundle", "only-url"][..], &["bogus"], &["sh"]] {
+            let e = parse(bad).map(|_| ()).unwrap_err();
+            assert_eq!(e.exit_code(), 2, "{bad:?}: {e}");
+        }
+        assert_eq!(main(vec!["--help".into()]), 0);
+        assert_eq!(main(vec!["--no-such-flag".into()]), 2);
+    }
 }
