@@ -74,6 +74,10 @@ struct RawComponent {
     variables: BTreeMap<String, String>,
     #[serde(default)]
     environment: BTreeMap<String, String>,
+    #[serde(default)]
+    files: Vec<crate::files::FilesMount>,
+    #[serde(default)]
+    exclude_files: Vec<String>,
     // Build-time only: nothing a guest sees.
     #[serde(default, rename = "description")]
     _description: Option<String>,
@@ -87,9 +91,7 @@ struct RawComponent {
 }
 
 /// Component fields Spin knows that this host does not carry out.
-const UNSUPPORTED_COMPONENT_FIELDS: [&str; 8] = [
-    "files",
-    "exclude_files",
+const UNSUPPORTED_COMPONENT_FIELDS: [&str; 6] = [
     "key_value_stores",
     "sqlite_databases",
     "ai_models",
@@ -125,6 +127,10 @@ pub struct ComponentDecl {
     pub variables: BTreeMap<String, String>,
     /// Its environment variables (WASI), as written.
     pub environment: BTreeMap<String, String>,
+    /// The application's files it sees, read-only, under `/` ([`crate::files`]).
+    pub files: Vec<crate::files::FilesMount>,
+    /// Globs of files left out of `files`.
+    pub exclude_files: Vec<String>,
 }
 
 /// A route to a component.
@@ -147,6 +153,8 @@ pub struct Manifest {
     pub application: (String, Option<String>),
     /// Components by id.
     pub components: BTreeMap<String, ComponentDecl>,
+    /// The application directory (the manifest's), which `files` are relative to.
+    pub root: PathBuf,
 }
 
 impl Manifest {
@@ -219,6 +227,8 @@ impl Manifest {
                     allowed_outbound_hosts: c.allowed_outbound_hosts,
                     variables: c.variables,
                     environment: c.environment,
+                    files: c.files,
+                    exclude_files: c.exclude_files,
                 },
             );
         }
@@ -248,7 +258,7 @@ impl Manifest {
             routes.push(Route { pattern, component: r.component });
         }
         let application = (raw.application.name, raw.application.version);
-        Ok(Manifest { variables: raw.variables, routes, components, application })
+        Ok(Manifest { variables: raw.variables, routes, components, application, root: base.to_path_buf() })
     }
 }
 
@@ -345,15 +355,22 @@ mod tests {
         );
         check(("[variables]", "[variables]\nx = { deflt = \"1\" }"), "unknown field");
         let sessions = "[component.sessions]\n";
-        check(
-            (sessions, "[component.sessions]\nfiles = [\"static/*\"]\n"),
-            "field `files` is Spin's, but not supported",
-        );
+        check((sessions, "[component.sessions]\nfiles = [{ source = \"a\" }]\n"), "files");
         check((sessions, "[component.sessions]\nkey_value_stores = [\"default\"]\n"), "`key_value_stores` is Spin's");
         check((sessions, "[component.sessions]\nsourse = \"typo\"\n"), "field `sourse` is unknown");
         check(("component = \"jwks\"", "component = \"jwks\"\nexecutor = { type = \"wagi\" }"), "`executor` is Spin's");
         let built =
             GOOD.replacen(sessions, "[component.sessions]\ndescription = \"d\"\nbuild = { command = \"make\" }\n", 1);
         assert!(Manifest::parse(&built, Path::new("/")).is_ok(), "build-time fields are fine");
+        let files = GOOD.replacen(
+            sessions,
+            "[component.sessions]\nfiles = [\"static/*\", { source = \"a\", destination = \"/b\" }]\nexclude_files = [\"**/*.md\"]\n",
+            1,
+        );
+        let m = Manifest::parse(&files, Path::new("/app")).expect("files and exclude_files are carried out");
+        let sessions = &m.components["sessions"];
+        assert_eq!(sessions.files.len(), 2);
+        assert_eq!(sessions.exclude_files, ["**/*.md"]);
+        assert_eq!(m.root, Path::new("/app"));
     }
 }

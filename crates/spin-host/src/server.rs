@@ -2,6 +2,7 @@
 //! (store) per request, Spin variables and the outbound allowlist wired into each store.
 
 use crate::compile;
+use crate::files::{self, FilesDir};
 use crate::guest_run::Running;
 use crate::manifest::Manifest;
 use crate::outbound::Allowlist;
@@ -14,12 +15,12 @@ use hyper::body::Incoming;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use wasmtime::component::{HasData, HasSelf, Linker, ResourceTable};
 use wasmtime::{Config, Engine, Store};
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::io::TokioIo;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
@@ -194,6 +195,8 @@ struct Loaded {
     allowlist: Arc<Allowlist>,
     /// The manifest's `environment`, as the guest's WASI environment.
     environment: Vec<(String, String)>,
+    /// Its `files`, copied: what the guest sees, read-only, as `/`.
+    files: Option<PathBuf>,
 }
 
 /// A loaded application, ready to serve.
@@ -204,6 +207,8 @@ pub struct Host {
     components: BTreeMap<String, Loaded>,
     pg_pool: Arc<PgPool>,
     limits: GuestLimits,
+    /// Where the components' `files` were copied (removed with the host).
+    _files: Option<FilesDir>,
 }
 
 impl Host {
@@ -265,6 +270,10 @@ impl Host {
             table: &mut s.table,
         })?;
         let mut components = BTreeMap::new();
+        let files_dir = match manifest.components.values().any(|c| !c.files.is_empty()) {
+            true => Some(FilesDir::new()?),
+            false => None,
+        };
         for (id, decl) in &manifest.components {
             let source = match &config.wasm_dir {
                 Some(dir) => {
@@ -285,9 +294,20 @@ impl Host {
                 Arc::new(Allowlist::new(&resolved.allowed_outbound_hosts).map_err(|e| anyhow!("component {id}: {e}"))?);
             let variables = resolved.variables;
             let environment = decl.environment.clone().into_iter().collect();
-            components.insert(id.clone(), Loaded { id: id.as_str().into(), pre, variables, allowlist, environment });
+            let files = match (&files_dir, decl.files.is_empty()) {
+                (Some(dir), false) => {
+                    let dest = dir.component(id);
+                    files::assemble(&manifest.root, &decl.files, &decl.exclude_files, &dest)
+                        .with_context(|| format!("component {id}: files"))?;
+                    Some(dest)
+                }
+                _ => None,
+            };
+            let loaded = Loaded { id: id.as_str().into(), pre, variables, allowlist, environment, files };
+            components.insert(id.clone(), loaded);
         }
-        Ok(Host { engine, manifest, router, components, pg_pool: Arc::new(PgPool::default()), limits: config.limits })
+        let pg_pool = Arc::new(PgPool::default());
+        Ok(Host { engine, manifest, router, components, pg_pool, limits: config.limits, _files: files_dir })
     }
 
     /// Serves until the listener fails or the task is dropped.
@@ -371,7 +391,7 @@ impl Host {
     /// A request's store: its own WASI context, resource table, variables and outbound allowlist.
     fn new_store(&self, loaded: &Loaded) -> Store<RequestState> {
         let state = RequestState {
-            wasi: guest_wasi(&loaded.environment),
+            wasi: guest_wasi(&loaded.environment, loaded.files.as_deref()),
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
             hooks: OutboundHooks { allowlist: loaded.allowlist.clone() },
@@ -442,9 +462,19 @@ impl Host {
     }
 }
 
-/// A guest's WASI context: stderr to the host's, the manifest's `environment`, nothing else of the host.
-fn guest_wasi(environment: &[(String, String)]) -> WasiCtx {
-    WasiCtx::builder().inherit_stderr().envs(environment).build()
+/// A guest's WASI context: stderr to the host's, the manifest's `environment`, its `files` read-only
+/// as `/`, nothing else of the host.
+fn guest_wasi(environment: &[(String, String)], files: Option<&Path>) -> WasiCtx {
+    let mut builder = WasiCtx::builder();
+    builder.inherit_stderr().envs(environment);
+    if let Some(dir) = files {
+        // The directory was made at load; failing to open it now (removed under the host) leaves the
+        // guest without files, and it says so when it looks.
+        if let Err(e) = builder.preopened_dir(dir, "/", FsPerms::ReadOnly) {
+            eprintln!("edgeshell-spin-host: opening {}: {e}", dir.display());
+        }
+    }
+    builder.build()
 }
 
 /// What a guest reading the body sees when it breaks: its size limit, or the connection's error.
@@ -477,10 +507,57 @@ mod tests {
     fn a_guest_sees_the_manifests_environment_and_nothing_of_the_hosts() {
         use wasmtime_wasi::p2::bindings::cli::environment::Host as _;
         std::env::set_var("EDGESHELL_HOST_ONLY", "secret");
-        let mut wasi = guest_wasi(&[("PG_CONNECTION_STRING".into(), "host=db".into())]);
+        let mut wasi = guest_wasi(&[("PG_CONNECTION_STRING".into(), "host=db".into())], None);
         let mut table = ResourceTable::new();
         let mut view = wasmtime_wasi::cli::WasiCliCtxView { ctx: wasi.cli(), table: &mut table };
         let seen = view.get_environment().unwrap();
         assert_eq!(seen, [("PG_CONNECTION_STRING".to_owned(), "host=db".to_owned())]);
+    }
+
+    #[tokio::test]
+    async fn a_guest_reads_its_files_at_the_root_and_cannot_write_them() {
+        use wasmtime_wasi::p2::bindings::filesystem::preopens::Host as _;
+        use wasmtime_wasi::p2::bindings::filesystem::types::{DescriptorFlags, HostDescriptor, OpenFlags, PathFlags};
+        let dir = FilesDir::new().unwrap();
+        let files = dir.component("c");
+        std::fs::create_dir_all(files.join("www")).unwrap();
+        std::fs::write(files.join("www/index.html"), "<h1>hi</h1>").unwrap();
+        let mut wasi = guest_wasi(&[], Some(&files));
+        let mut table = ResourceTable::new();
+        let mut view = wasmtime_wasi::filesystem::WasiFilesystemCtxView { ctx: wasi.filesystem(), table: &mut table };
+        let mut preopens = view.get_directories().unwrap();
+        assert_eq!(preopens.iter().map(|(_, p)| p.as_str()).collect::<Vec<_>>(), ["/"]);
+        let (root, _) = preopens.remove(0);
+        let borrow = |r: &wasmtime::component::Resource<_>| wasmtime::component::Resource::new_borrow(r.rep());
+        let file = view
+            .open_at(
+                borrow(&root),
+                PathFlags::empty(),
+                "www/index.html".into(),
+                OpenFlags::empty(),
+                DescriptorFlags::READ,
+            )
+            .await
+            .unwrap();
+        let (bytes, _) = view.read(file, 1024, 0).await.unwrap();
+        assert_eq!(bytes, b"<h1>hi</h1>");
+        let write = DescriptorFlags::READ | DescriptorFlags::WRITE;
+        assert!(view
+            .open_at(borrow(&root), PathFlags::empty(), "www/index.html".into(), OpenFlags::empty(), write)
+            .await
+            .is_err());
+        assert!(view
+            .open_at(borrow(&root), PathFlags::empty(), "new.txt".into(), OpenFlags::CREATE, write)
+            .await
+            .is_err());
+        assert!(view
+            .open_at(borrow(&root), PathFlags::empty(), "../c".into(), OpenFlags::empty(), DescriptorFlags::READ)
+            .await
+            .is_err());
+        assert!(!files.join("new.txt").exists());
+        // Without files, nothing of the host's filesystem.
+        let mut bare = guest_wasi(&[], None);
+        let mut view = wasmtime_wasi::filesystem::WasiFilesystemCtxView { ctx: bare.filesystem(), table: &mut table };
+        assert!(view.get_directories().unwrap().is_empty());
     }
 }
