@@ -560,4 +560,31 @@ mod tests {
         let mut view = wasmtime_wasi::filesystem::WasiFilesystemCtxView { ctx: bare.filesystem(), table: &mut table };
         assert!(view.get_directories().unwrap().is_empty());
     }
+
+    #[test]
+    fn an_interface_the_host_does_not_provide_is_refused_at_load_by_name() {
+        let dir = FilesDir::new().unwrap();
+        let app = dir.component("app");
+        std::fs::create_dir_all(&app).unwrap();
+        // A component that needs Spin's key-value store, which this host does not carry.
+        let kv = r#"(component
+            (import "fermyon:spin/key-value@2.0.0" (instance (export "open" (func (param "name" string) (result u32))))))"#;
+        std::fs::write(app.join("kv.wasm"), wat::parse_str(kv).unwrap()).unwrap();
+        let manifest = "spin_manifest_version = 2\n[application]\nname = \"kv\"\n\
+            [[trigger.http]]\nroute = \"/kv\"\ncomponent = \"kv\"\n[component.kv]\nsource = \"kv.wasm\"\n";
+        std::fs::write(app.join("spin.toml"), manifest).unwrap();
+        let config = HostConfig {
+            manifest: app.join("spin.toml"),
+            env_file: None,
+            cache_dir: app.join("cache"),
+            wasm_dir: None,
+            max_instances: 1,
+            limits: GuestLimits::DEFAULT,
+        };
+        let why = match Host::load(&config) {
+            Ok(_) => panic!("loaded a component importing an interface the host does not provide"),
+            Err(e) => format!("{e:#}"),
+        };
+        assert!(why.contains("linking component kv") && why.contains("fermyon:spin/key-value@2.0.0"), "{why}");
+    }
 }
