@@ -20,6 +20,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use wasmtime::component::{HasData, HasSelf, Linker, ResourceTable};
 use wasmtime::{Config, Engine, Store};
+use wasmtime_wasi::sockets::SocketAddrUse;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::io::TokioIo;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
@@ -391,7 +392,7 @@ impl Host {
     /// A request's store: its own WASI context, resource table, variables and outbound allowlist.
     fn new_store(&self, loaded: &Loaded) -> Store<RequestState> {
         let state = RequestState {
-            wasi: guest_wasi(&loaded.environment, loaded.files.as_deref()),
+            wasi: guest_wasi(&loaded.environment, loaded.files.as_deref(), &loaded.allowlist),
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
             hooks: OutboundHooks { allowlist: loaded.allowlist.clone() },
@@ -463,10 +464,29 @@ impl Host {
 }
 
 /// A guest's WASI context: stderr to the host's, the manifest's `environment`, its `files` read-only
-/// as `/`, nothing else of the host.
-fn guest_wasi(environment: &[(String, String)], files: Option<&Path>) -> WasiCtx {
+/// as `/`, and `wasi:sockets` as Spin allows them: TCP connections and UDP to the addresses its
+/// `allowed_outbound_hosts` name (`tcp://`, `udp://`, `*://`), no listening, no name lookup. Nothing
+/// else of the host.
+fn guest_wasi(environment: &[(String, String)], files: Option<&Path>, allowlist: &Arc<Allowlist>) -> WasiCtx {
     let mut builder = WasiCtx::builder();
     builder.inherit_stderr().envs(environment);
+    let allowlist = allowlist.clone();
+    builder.allow_tcp(true).allow_udp(true).allow_ip_name_lookup(false);
+    builder.socket_addr_check(move |addr, used| {
+        let allowed = match used {
+            // wasmtime checks the ephemeral bind a connect makes on its own (Spin's wasmtime does not):
+            // that one is allowed; binding to an address of the guest's choice, and listening, are not.
+            SocketAddrUse::TcpBind => addr.ip().is_unspecified() && addr.port() == 0,
+            SocketAddrUse::TcpListen | SocketAddrUse::TcpAccept => false,
+            SocketAddrUse::TcpConnect => allowlist.allows("tcp", &addr.ip().to_string(), addr.port()),
+            SocketAddrUse::UdpBind | SocketAddrUse::UdpSend => {
+                allowlist.allows("udp", &addr.ip().to_string(), addr.port())
+            }
+            // Spin checks what a guest sends, not what reaches a socket it was allowed to open.
+            SocketAddrUse::UdpReceive => true,
+        };
+        Box::pin(async move { allowed })
+    });
     if let Some(dir) = files {
         // The directory was made at load; failing to open it now (removed under the host) leaves the
         // guest without files, and it says so when it looks.
@@ -503,11 +523,57 @@ fn error_response(error: &ApiError) -> hyper::Response<HyperOutgoingBody> {
 mod tests {
     use super::*;
 
+    /// An allowlist that allows nothing.
+    fn nobody() -> Arc<Allowlist> {
+        Arc::new(Allowlist::new(&[]).unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_guest_connects_sockets_only_where_its_allowed_hosts_say_as_on_spin() {
+        use wasmtime_wasi::p2::bindings::sockets::instance_network::Host as _;
+        use wasmtime_wasi::p2::bindings::sockets::network::{IpAddressFamily, IpSocketAddress, Ipv4SocketAddress};
+        use wasmtime_wasi::p2::bindings::sockets::tcp::HostTcpSocket as _;
+        use wasmtime_wasi::p2::bindings::sockets::tcp_create_socket::Host as _;
+        let open = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let (allowed, other) = (open.local_addr().unwrap().port(), std::net::TcpListener::bind("127.0.0.1:0").unwrap());
+        let other = other.local_addr().unwrap().port();
+        let allowlist = Arc::new(Allowlist::new(&[format!("tcp://127.0.0.1:{allowed}")]).unwrap());
+        let mut wasi = guest_wasi(&[], None, &allowlist);
+        let mut table = ResourceTable::new();
+        let mut view = wasmtime_wasi::sockets::WasiSocketsCtxView { ctx: wasi.sockets(), table: &mut table };
+        let addr = |port| IpSocketAddress::Ipv4(Ipv4SocketAddress { port, address: (127, 0, 0, 1) });
+        // Connecting: the check runs when the connection does; its verdict comes with `finish-connect`.
+        async fn connect(view: &mut wasmtime_wasi::sockets::WasiSocketsCtxView<'_>, port: u16) -> Result<(), String> {
+            let network = view.instance_network().unwrap();
+            let socket = view.create_tcp_socket(IpAddressFamily::Ipv4).unwrap();
+            let borrow = || wasmtime::component::Resource::new_borrow(socket.rep());
+            let addr = IpSocketAddress::Ipv4(Ipv4SocketAddress { port, address: (127, 0, 0, 1) });
+            view.start_connect(borrow(), network, addr).map_err(|e| format!("{e:?}"))?;
+            for _ in 0..200 {
+                match view.finish_connect(borrow()) {
+                    Ok(_) => return Ok(()),
+                    Err(e) if format!("{e:?}").contains("would-block") => {}
+                    Err(e) => return Err(format!("{e:?}")),
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            Err("never finished".into())
+        }
+        assert_eq!(connect(&mut view, allowed).await, Ok(()), "the allowed address");
+        let denied = connect(&mut view, other).await.unwrap_err();
+        assert!(denied.contains("access-denied"), "{denied}");
+        // Listening is Spin's to refuse as well.
+        let network = view.instance_network().unwrap();
+        let socket = view.create_tcp_socket(IpAddressFamily::Ipv4).unwrap();
+        let bound = view.start_bind(socket, network, addr(allowed)).await;
+        assert!(bound.is_err(), "binding is refused");
+    }
+
     #[test]
     fn a_guest_sees_the_manifests_environment_and_nothing_of_the_hosts() {
         use wasmtime_wasi::p2::bindings::cli::environment::Host as _;
         std::env::set_var("EDGESHELL_HOST_ONLY", "secret");
-        let mut wasi = guest_wasi(&[("PG_CONNECTION_STRING".into(), "host=db".into())], None);
+        let mut wasi = guest_wasi(&[("PG_CONNECTION_STRING".into(), "host=db".into())], None, &nobody());
         let mut table = ResourceTable::new();
         let mut view = wasmtime_wasi::cli::WasiCliCtxView { ctx: wasi.cli(), table: &mut table };
         let seen = view.get_environment().unwrap();
@@ -522,7 +588,7 @@ mod tests {
         let files = dir.component("c");
         std::fs::create_dir_all(files.join("www")).unwrap();
         std::fs::write(files.join("www/index.html"), "<h1>hi</h1>").unwrap();
-        let mut wasi = guest_wasi(&[], Some(&files));
+        let mut wasi = guest_wasi(&[], Some(&files), &nobody());
         let mut table = ResourceTable::new();
         let mut view = wasmtime_wasi::filesystem::WasiFilesystemCtxView { ctx: wasi.filesystem(), table: &mut table };
         let mut preopens = view.get_directories().unwrap();
@@ -556,7 +622,7 @@ mod tests {
             .is_err());
         assert!(!files.join("new.txt").exists());
         // Without files, nothing of the host's filesystem.
-        let mut bare = guest_wasi(&[], None);
+        let mut bare = guest_wasi(&[], None, &nobody());
         let mut view = wasmtime_wasi::filesystem::WasiFilesystemCtxView { ctx: bare.filesystem(), table: &mut table };
         assert!(view.get_directories().unwrap().is_empty());
     }
