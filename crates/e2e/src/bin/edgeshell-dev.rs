@@ -25,7 +25,16 @@ fn session_command(settings: &Reader<'_>) -> anyhow::Result<String> {
     }))
 }
 
+/// The whole stack on this machine, for a person at a browser: Postgres, the control functions, the
+/// token signer, the dev OIDC issuer, two regions and the edge gateway (`cargo xtask dev` builds
+/// everything first). Configured by `EDGESHELL_DEV_*`, `EDGESHELL_SESSION_COMMAND` and `DATABASE_URL`
+/// (docs/configuration.md); takes no arguments. Ctrl-C stops all of it.
+#[derive(clap::Parser)]
+#[command(name = "edgeshell-dev", version)]
+struct Cli {}
+
 fn main() -> anyhow::Result<()> {
+    <Cli as clap::Parser>::parse();
     // The sessions' PATH includes this build's binaries: `edgeshell-sample-cli` runs in any session. Set
     // before any thread starts.
     if let Ok(bin) = edgeshell_stack::paths::workspace_bin("edgeshell-pool-agent") {
