@@ -25,17 +25,13 @@ use crate::log;
 use crate::pools::{check_key, KEY_ID, KEY_SHA256, REGION, ROOM_COMMANDS, ROOM_CONNECT};
 use crate::webcrypto::random;
 use edgeshell_core::ids::RegionId;
-use edgeshell_core::issue::{check_body, pool_audience};
 use edgeshell_core::machine::StateMachine;
-use edgeshell_core::pool_api::{
-    check_agent_name, AgentMessage, CommandRequest, PoolCommand, AGENT_HEADER, MAX_COMMAND_WAIT_MS,
-};
-use edgeshell_core::pool_ledger::{Changes, Kind, Ledger, Payload, Row};
+use edgeshell_core::pool_api::{check_agent_name, AgentMessage, CommandRequest, AGENT_HEADER, MAX_COMMAND_WAIT_MS};
+use edgeshell_core::pool_ledger::{Changes, Ledger, Row};
 use edgeshell_core::pool_room::{
-    AgentConn, Effect, Event, PoolRoom as Machine, PoolRoomConfig, Reply, Submission, WaiterId,
+    AgentConn, Effect, Event, PoolRoom as Machine, PoolRoomConfig, Reply, Submitted, WaiterId,
 };
-use edgeshell_core::time::Timestamp;
-use edgeshell_core::tokens::{Expectation, Scope, TokenError, ValidationOptions, Validator};
+use edgeshell_core::tokens::{TokenError, Validator};
 use futures_channel::oneshot;
 use futures_util::future::{select, Either};
 use futures_util::StreamExt;
@@ -279,15 +275,12 @@ impl Host {
         let text = req.text().await.map_err(|e| ApiError::new(ErrorCode::BadRequest, e.to_string()))?;
         let request: CommandRequest = serde_json::from_str(&text)
             .map_err(|e| ApiError::new(ErrorCode::BadRequest, format!("not a command request: {e}")))?;
-        let command: PoolCommand = serde_json::from_str(&request.body)
-            .map_err(|e| ApiError::new(ErrorCode::BadCommand, format!("not a pool command: {e}")))?;
         let config = self.config()?;
-        let options = ValidationOptions::new(config.token_issuer.clone(), pool_audience(&region));
-        let leeway = options.leeway;
-        let validator = Validator::new(options);
-        let expect = Expectation { scope: Scope::PoolCommand, session: Some(command.session()) };
-        let verified = keys::verify_with(&config, None, &validator, request.token.expose(), expect).await.map_err(
-            |e| match e {
+        let submitted = Submitted::read(&config.token_issuer, &region, request.body)?;
+        let validator = Validator::new(submitted.options.clone());
+        let verified = keys::verify_with(&config, None, &validator, request.token.expose(), submitted.expectation())
+            .await
+            .map_err(|e| match e {
                 VerifyError::KeysUnavailable => {
                     ApiError::new(ErrorCode::KeysUnavailable, "the control plane's keys cannot be fetched now")
                 }
@@ -295,22 +288,8 @@ impl Host {
                     ApiError::new(ErrorCode::Forbidden, "the token was signed for another session")
                 }
                 VerifyError::Token(e) => ApiError::new(ErrorCode::Unauthorized, format!("command token refused: {e}")),
-            },
-        )?;
-        check_body(&verified, request.body.as_bytes())
-            .map_err(|e| ApiError::new(ErrorCode::Forbidden, e.to_string()))?;
-        let claims = verified.claims();
-        let kind = match command {
-            PoolCommand::Start(_) => Kind::Start,
-            PoolCommand::Stop { .. } => Kind::Stop,
-        };
-        let submission = Submission {
-            kind,
-            session: command.session().clone(),
-            jti: claims.jti.as_str().to_owned(),
-            forget_after: Timestamp::from_secs(claims.exp) + leeway + Duration::from_secs(1),
-            payload: Payload { token: request.token.clone(), body: request.body },
-        };
+            })?;
+        let submission = submitted.verified(&verified, request.token.clone())?;
         let waiter = WaiterId(self.next_waiter.get());
         self.next_waiter.set(waiter.0 + 1);
         let (tx, rx) = oneshot::channel();

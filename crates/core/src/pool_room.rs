@@ -23,11 +23,15 @@
 //! what changed ([`PoolRoom::take_changes`]) before anything leaves, so a restarted room never forgets
 //! a command it handed out.
 
-use crate::ids::SessionId;
+use crate::api_error::{ApiError, ErrorCode};
+use crate::ids::{RegionId, SessionId};
+use crate::issue::{check_body, pool_audience};
 use crate::machine::StateMachine;
-use crate::pool_api::{AgentMessage, AgentReport, RoomMessage, MAX_REPORTED_RUNNERS};
+use crate::pool_api::{AgentMessage, AgentReport, PoolCommand, RoomMessage, MAX_REPORTED_RUNNERS};
 use crate::pool_ledger::{CommandId, Holder, Kind, Ledger, LedgerError, Outcome, Payload, State};
+use crate::secret::Secret;
 use crate::time::Timestamp;
+use crate::tokens::{Expectation, Scope, ValidationOptions, Verified};
 use core::time::Duration;
 use std::collections::BTreeMap;
 
@@ -75,6 +79,54 @@ pub struct Submission {
     pub forget_after: Timestamp,
     /// The token and body, as the agent needs them.
     pub payload: Payload,
+}
+
+/// A command submitted to a region's room, read but not yet verified: what its `pool:command` token
+/// must satisfy. Both hosts of the room (the edge's Durable Object and `room-host`) verify with their
+/// own key cache and verifier, then make the [`Submission`] with [`Submitted::verified`].
+#[derive(Debug, Clone)]
+pub struct Submitted {
+    /// The command the body holds.
+    pub command: PoolCommand,
+    /// The token's issuer, audience (this region's pools) and leeway.
+    pub options: ValidationOptions,
+    body: String,
+}
+
+impl Submitted {
+    /// Reads `body` as a pool command for `region`'s room, whose tokens `issuer` signs. Not a command:
+    /// `bad_command`.
+    pub fn read(issuer: &str, region: &RegionId, body: String) -> Result<Submitted, ApiError> {
+        let command: PoolCommand = serde_json::from_str(&body)
+            .map_err(|e| ApiError::new(ErrorCode::BadCommand, format!("not a pool command: {e}")))?;
+        let options = ValidationOptions::new(issuer.to_owned(), pool_audience(region));
+        Ok(Submitted { command, options, body })
+    }
+
+    /// What the token must be: a `pool:command` token for this command's session.
+    pub fn expectation(&self) -> Expectation<'_> {
+        Expectation { scope: Scope::PoolCommand, session: Some(self.command.session()) }
+    }
+
+    /// The command once its token (`token`, verified as [`Submitted::expectation`] says, with
+    /// [`Submitted::options`]) is `verified`: the body must be the one the token was signed for (`bh`;
+    /// else `forbidden`), and the room keeps its token id until the token can no longer verify (its
+    /// `exp` plus the leeway, and a second).
+    pub fn verified(self, verified: &Verified, token: Secret) -> Result<Submission, ApiError> {
+        check_body(verified, self.body.as_bytes()).map_err(|e| ApiError::new(ErrorCode::Forbidden, e.to_string()))?;
+        let claims = verified.claims();
+        let kind = match self.command {
+            PoolCommand::Start(_) => Kind::Start,
+            PoolCommand::Stop { .. } => Kind::Stop,
+        };
+        Ok(Submission {
+            kind,
+            session: self.command.session().clone(),
+            jti: claims.jti.as_str().to_owned(),
+            forget_after: Timestamp::from_secs(claims.exp) + self.options.leeway + Duration::from_secs(1),
+            payload: Payload { token, body: self.body },
+        })
+    }
 }
 
 /// What happened.

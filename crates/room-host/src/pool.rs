@@ -11,15 +11,15 @@
 
 use edgeshell_core::api_error::{ApiError, ErrorCode};
 use edgeshell_core::ids::RegionId;
-use edgeshell_core::issue::{check_body, pool_audience};
 use edgeshell_core::jwks::KeySet;
 use edgeshell_core::machine::StateMachine;
 use edgeshell_core::pool_api::{check_agent_name, AgentMessage, PoolCommand, AGENT_HEADER};
 use edgeshell_core::pool_ledger::{Changes, Kind, Payload};
-use edgeshell_core::pool_room::{AgentConn, Effect, Event, PoolRoom, PoolRoomConfig, Reply, Submission, WaiterId};
+use edgeshell_core::pool_room::{
+    AgentConn, Effect, Event, PoolRoom, PoolRoomConfig, Reply, Submission, Submitted, WaiterId,
+};
 use edgeshell_core::secret::Secret;
-use edgeshell_core::time::Timestamp;
-use edgeshell_core::tokens::{Expectation, Scope, ValidationOptions, Validator};
+use edgeshell_core::tokens::Validator;
 use edgeshell_keys::{now_or_never, RingVerifier};
 use edgeshell_platform::clock::{self, now};
 use futures_util::{SinkExt, StreamExt};
@@ -199,35 +199,20 @@ impl PoolRoomHost {
 
 /// The command route's work: verify as the edge does, then wait for the machine's answer.
 async fn submit(shared: &Arc<Shared>, region: &RegionId, token: &str, body: &str, wait: Duration) -> (u16, String) {
-    let error = |code, message: String| {
-        let e = ApiError::new(code, message);
-        (e.status(), String::from_utf8_lossy(&e.body()).into_owned())
+    let answer = |e: ApiError| (e.status(), String::from_utf8_lossy(&e.body()).into_owned());
+    let submitted = match Submitted::read(&shared.issuer, region, body.to_owned()) {
+        Ok(s) => s,
+        Err(e) => return answer(e),
     };
-    let command: PoolCommand = match serde_json::from_str(body) {
-        Ok(c) => c,
-        Err(e) => return error(ErrorCode::BadCommand, format!("not a pool command: {e}")),
-    };
-    let options = ValidationOptions::new(shared.issuer.clone(), pool_audience(region));
-    let leeway = options.leeway;
-    let validator = Validator::new(options);
-    let expect = Expectation { scope: Scope::PoolCommand, session: Some(command.session()) };
-    let verified = match now_or_never(validator.verify(token, &shared.keys, &RingVerifier, expect, now())) {
-        Ok(v) => v,
-        Err(e) => return error(ErrorCode::Unauthorized, format!("command token refused: {e}")),
-    };
-    if let Err(e) = check_body(&verified, body.as_bytes()) {
-        return error(ErrorCode::Forbidden, e.to_string());
-    }
-    let claims = verified.claims();
-    let command = Submission {
-        kind: match command {
-            PoolCommand::Start(_) => Kind::Start,
-            PoolCommand::Stop { .. } => Kind::Stop,
-        },
-        session: command.session().clone(),
-        jti: claims.jti.as_str().to_owned(),
-        forget_after: Timestamp::from_secs(claims.exp) + leeway + Duration::from_secs(1),
-        payload: Payload { token: Secret::new(token), body: body.to_owned() },
+    let validator = Validator::new(submitted.options.clone());
+    let verified =
+        match now_or_never(validator.verify(token, &shared.keys, &RingVerifier, submitted.expectation(), now())) {
+            Ok(v) => v,
+            Err(e) => return answer(ApiError::new(ErrorCode::Unauthorized, format!("command token refused: {e}"))),
+        };
+    let command = match submitted.verified(&verified, Secret::new(token)) {
+        Ok(command) => command,
+        Err(e) => return answer(e),
     };
     wait_for(shared, region, command, wait).await
 }

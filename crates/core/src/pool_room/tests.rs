@@ -380,3 +380,42 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_submitted_command_is_read_checked_against_its_signed_body_and_kept_until_its_token_lapses() {
+    use crate::api_error::ErrorCode;
+    use crate::dangerous::assume_verified;
+    use crate::ids::{Kid, RegionId};
+    use crate::issue::{session_id, Issuer};
+    use crate::secret::Secret;
+    let region = RegionId::new("eu").unwrap();
+    let not_a_command = Submitted::read("https://control.test", &region, "{\"action\":\"reboot\"}".into());
+    assert_eq!(not_a_command.unwrap_err().code, ErrorCode::BadCommand);
+
+    let sid = session_id([1; 16]);
+    let body = format!("{{\"action\":\"stop\",\"session_id\":\"{sid}\",\"reason\":\"ended\"}}");
+    let submitted = Submitted::read("https://control.test", &region, body.clone()).unwrap();
+    assert_eq!(submitted.options.audience, crate::issue::pool_audience(&region), "this region's pools");
+    assert_eq!(submitted.expectation().session, Some(&sid));
+    let claims = Issuer::new("https://control.test").pool_command(
+        &sid,
+        &region,
+        body.as_bytes(),
+        [5; 16],
+        Timestamp::from_secs(100),
+    );
+    let exp = claims.exp;
+    let verified = assume_verified(claims.clone(), Kid::new("k").unwrap());
+    let submission = submitted.verified(&verified, Secret::new("t")).unwrap();
+    assert_eq!((submission.kind, &submission.session), (Kind::Stop, &sid));
+    assert_eq!(submission.jti, claims.jti.as_str());
+    let leeway = ValidationOptions::new("i".to_owned(), "a".to_owned()).leeway;
+    assert_eq!(submission.forget_after, Timestamp::from_secs(exp) + leeway + Duration::from_secs(1));
+    assert_eq!(submission.payload.body, body, "the body as signed, byte for byte");
+
+    // The same token for another body (another session's stop) is refused.
+    let other = format!("{{\"action\":\"stop\",\"session_id\":\"{}\",\"reason\":\"ended\"}}", session_id([2; 16]));
+    let submitted = Submitted::read("https://control.test", &region, other).unwrap();
+    let refused = submitted.verified(&verified, Secret::new("t")).unwrap_err();
+    assert_eq!(refused.code, ErrorCode::Forbidden);
+}
