@@ -211,6 +211,8 @@ impl Host {
         if self.ticking.replace(true) {
             return;
         }
+        // The Worker's settings are fixed for the isolate: read once per ticker, not every tick.
+        let recheck = self.config().map(|c| c.pool_key_recheck).unwrap_or(Duration::from_secs(60));
         wasm_bindgen_futures::spawn_local(async move {
             loop {
                 worker::Delay::from(TICK).await;
@@ -220,7 +222,6 @@ impl Host {
                     let effects = self.machine.borrow_mut().as_mut().map(|m| m.handle_timeout(now)).unwrap_or_default();
                     self.carry_out(effects);
                 }
-                let recheck = self.config().map(|c| c.pool_key_recheck).unwrap_or(Duration::from_secs(60));
                 if now.as_millis().saturating_sub(self.keys_checked.get()) >= recheck.as_millis() as u64 {
                     self.keys_checked.set(now.as_millis());
                     // Its own task: the control plane's answers never hold up the machine's time.
