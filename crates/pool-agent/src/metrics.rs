@@ -57,8 +57,8 @@ impl From<StartResult> for Started {
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Start {
-    region: String,
-    backend: String,
+    #[prometheus(flatten)]
+    pool: Pool,
     result: Started,
 }
 
@@ -74,8 +74,8 @@ enum Reason {
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Rejected {
-    region: String,
-    backend: String,
+    #[prometheus(flatten)]
+    pool: Pool,
     reason: Reason,
 }
 
@@ -88,8 +88,8 @@ enum Outcome {
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Heartbeat {
-    region: String,
-    backend: String,
+    #[prometheus(flatten)]
+    pool: Pool,
     result: Outcome,
 }
 
@@ -102,8 +102,8 @@ enum Kind {
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Command {
-    region: String,
-    backend: String,
+    #[prometheus(flatten)]
+    pool: Pool,
     kind: Kind,
 }
 
@@ -218,30 +218,23 @@ impl Metrics {
             let _ = family.get_or_create(p);
         }
         let _ = self.start_seconds.get_or_create(p);
-        for result in [StartResult::Ok, StartResult::Failed, StartResult::Refused] {
-            let _ = self.starts.get_or_create(&self.start_labels(result));
+        for result in [Started::ok, Started::failed, Started::refused] {
+            let _ = self.starts.get_or_create(&Start { pool: p.clone(), result });
         }
         for reason in [Reason::unauthorized, Reason::forbidden, Reason::bad_command, Reason::keys_unavailable] {
-            let _ =
-                self.rejected.get_or_create(&Rejected { region: p.region.clone(), backend: p.backend.clone(), reason });
+            let _ = self.rejected.get_or_create(&Rejected { pool: p.clone(), reason });
         }
         for result in [Outcome::ok, Outcome::failed] {
-            let labels = Heartbeat { region: p.region.clone(), backend: p.backend.clone(), result };
-            let _ = self.heartbeats.get_or_create(&labels);
+            let _ = self.heartbeats.get_or_create(&Heartbeat { pool: p.clone(), result });
         }
         for kind in [Kind::start, Kind::stop] {
-            let _ =
-                self.commands.get_or_create(&Command { region: p.region.clone(), backend: p.backend.clone(), kind });
+            let _ = self.commands.get_or_create(&Command { pool: p.clone(), kind });
         }
-    }
-
-    fn start_labels(&self, result: StartResult) -> Start {
-        Start { region: self.pool.region.clone(), backend: self.pool.backend.clone(), result: result.into() }
     }
 
     /// A start attempt and, when it started, how long it took.
     pub fn start(&self, result: StartResult, seconds: Option<f64>) {
-        self.starts.get_or_create(&self.start_labels(result)).inc();
+        self.starts.get_or_create(&Start { pool: self.pool.clone(), result: result.into() }).inc();
         if result == StartResult::Failed {
             self.failures.get_or_create(&self.pool).inc();
         }
@@ -268,22 +261,19 @@ impl Metrics {
             503 => Reason::keys_unavailable,
             _ => Reason::bad_command,
         };
-        let labels = Rejected { region: self.pool.region.clone(), backend: self.pool.backend.clone(), reason };
-        self.rejected.get_or_create(&labels).inc();
+        self.rejected.get_or_create(&Rejected { pool: self.pool.clone(), reason }).inc();
     }
 
     /// A heartbeat's outcome.
     pub fn heartbeat(&self, ok: bool) {
         let result = if ok { Outcome::ok } else { Outcome::failed };
-        let labels = Heartbeat { region: self.pool.region.clone(), backend: self.pool.backend.clone(), result };
-        self.heartbeats.get_or_create(&labels).inc();
+        self.heartbeats.get_or_create(&Heartbeat { pool: self.pool.clone(), result }).inc();
     }
 
     /// A verified command taken from the pool room (a start, or a stop).
     pub fn command(&self, start: bool) {
         let kind = if start { Kind::start } else { Kind::stop };
-        let labels = Command { region: self.pool.region.clone(), backend: self.pool.backend.clone(), kind };
-        self.commands.get_or_create(&labels).inc();
+        self.commands.get_or_create(&Command { pool: self.pool.clone(), kind }).inc();
     }
 
     /// The connection to the edge's pool room opened (`true`) or went down.
