@@ -199,23 +199,16 @@ impl Chosen<'_> {
     ) -> Result<Chosen<'a>, pg::Error> {
         let sharing = Sharing::of(statement);
         if connection.pinned.is_none() && sharing == Sharing::Shared {
-            let lane = match pool.lane(&connection.address).await {
-                Ok(lane) => lane,
-                Err(e) => return Err(connection.failed(e)),
-            };
-            return Ok(match lane {
+            return Ok(match pool.lane(&connection.address).await.map_err(|e| connection.failed(e))? {
                 Some(place) => Chosen::Lane(place),
-                None => match pool.get(&connection.address).await {
-                    Ok(single) => Chosen::Single(Box::new(single), connection.address.clone()),
-                    Err(e) => return Err(connection.failed(e)),
-                },
+                None => {
+                    let single = pool.get(&connection.address).await.map_err(|e| connection.failed(e))?;
+                    Chosen::Single(Box::new(single), connection.address.clone())
+                }
             });
         }
         if connection.pinned.is_none() {
-            let conn = match pool.get(&connection.address).await {
-                Ok(conn) => conn,
-                Err(e) => return Err(connection.failed(e)),
-            };
+            let conn = pool.get(&connection.address).await.map_err(|e| connection.failed(e))?;
             connection.pinned = Some(Pinned { conn, in_transaction: false, session_state: false });
         }
         let pinned = connection.pinned.as_mut().expect("pinned just above");
