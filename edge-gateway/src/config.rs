@@ -62,8 +62,6 @@ impl EdgeConfig {
             runner_grace: settings.millis("ROOM_RUNNER_GRACE_MS")?,
             join_timeout: settings.secs("ROOM_JOIN_TIMEOUT_SECS")?,
             resume_window: settings.secs("ROOM_RESUME_WINDOW_SECS")?,
-            idle_timeout: settings.secs("ROOM_IDLE_TIMEOUT_SECS")?,
-            max_duration: settings.secs("ROOM_MAX_DURATION_SECS")?,
             tombstone: settings.secs("ROOM_TOMBSTONE_SECS")?,
             ..RoomConfig::DEFAULT
         };

@@ -13,7 +13,7 @@
 //! | `/api/sessions/...`, `/api/regions`, `/api/artifacts/...` | [`public_api`]: passed to the control plane |
 //! | `GET /client-config.json` | [`public_api`]: the page's sign-in settings |
 //! | `GET /probe/{region}` | [`probe`]: a round trip to where the region's rooms live |
-//! | `POST /internal/sessions/{sid}/end` | [`end_room`]: the control plane ends a room at once (internal key) |
+//! | `POST /internal/sessions/{sid}/end`, `/extend` | [`end_room`]: the control plane ends or extends a room at once (internal key) |
 //! | `GET /pools/{region}/connect` (WebSocket) | [`pools`], then [`pool_room`]: a pool agent dials out (pool key) |
 //! | `POST /internal/pools/{region}/commands` | [`pools`], then [`pool_room`]: the control plane's command to a region's agents (internal key) |
 //! | `POST /internal/verify-cost` | [`verify_cost`]: the token check run `n` times, for the benchmark (internal key) |
@@ -83,8 +83,8 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
     if let Some(region) = pools::commands_route(&path) {
         return pools::commands(req, &env, region).await;
     }
-    if let Some(id) = end_room::route(&path) {
-        return end_room::serve(&req, &env, id).await;
+    if let Some(route) = end_room::route(&path) {
+        return end_room::serve(req, &env, route).await;
     }
     if path == verify_cost::PATH && req.method() == worker::Method::Post {
         return verify_cost::serve(req, &env, &ctx).await;

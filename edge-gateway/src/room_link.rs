@@ -12,8 +12,31 @@ use worker::{Env, Headers, Method, Request, RequestInit, Response};
 
 /// The Durable Object namespace binding of the rooms (`wrangler.toml`).
 pub const ROOMS_BINDING: &str = "SESSION_ROOMS";
-/// The room's route that ends it at once (the Worker's `/internal/sessions/{id}/end` leads here).
-pub const END_PATH: &str = "/end";
+/// The room's route for the control plane's orders (the Worker's `/internal/sessions/{id}/end` and
+/// `/extend` lead here); the order is in [`ORDER`].
+pub const ORDER_PATH: &str = "/order";
+const ORDER: &str = "x-edgeshell-order";
+
+/// What the control plane tells a room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoomOrder {
+    /// End the session now.
+    End,
+    /// The session's new deadline, seconds since the epoch.
+    Extend(u64),
+}
+
+impl RoomOrder {
+    /// Reads the order of a request to [`ORDER_PATH`].
+    pub fn read(req: &Request) -> Option<RoomOrder> {
+        let text = req.headers().get(ORDER).ok()??;
+        match text.split_once(' ') {
+            Some(("extend", ends)) => ends.parse().ok().map(RoomOrder::Extend),
+            None if text == "end" => Some(RoomOrder::End),
+            _ => None,
+        }
+    }
+}
 
 const SESSION: &str = "x-edgeshell-session";
 const ROLE: &str = "x-edgeshell-role";
@@ -93,11 +116,19 @@ pub async fn open(
 
 /// Ends `session`'s room at once, if it exists: the room's answer (200, or 404 when there is none;
 /// nothing is created for a session that has no room).
-pub async fn end(env: &Env, session: &SessionId) -> worker::Result<Response> {
+pub async fn order(env: &Env, session: &SessionId, order: RoomOrder) -> worker::Result<Response> {
     let object = env.durable_object(ROOMS_BINDING)?.get_by_name(session.as_str())?;
+    let headers = Headers::new();
+    headers.set(
+        ORDER,
+        &match order {
+            RoomOrder::End => "end".to_owned(),
+            RoomOrder::Extend(ends) => format!("extend {ends}"),
+        },
+    )?;
     let mut init = RequestInit::new();
-    init.with_method(Method::Post);
-    let request = Request::new_with_init(&format!("https://room.internal{END_PATH}"), &init)?;
+    init.with_method(Method::Post).with_headers(headers);
+    let request = Request::new_with_init(&format!("https://room.internal{ORDER_PATH}"), &init)?;
     object.fetch_with_request(request).await
 }
 

@@ -108,8 +108,14 @@ impl DurableObject for SessionRoom {
             // A region probe: answered without loading or creating a room.
             return Ok(Response::empty()?.with_status(204));
         }
-        if req.path() == room_link::END_PATH && req.method() == worker::Method::Post {
-            return self.host.clone().end_now().await;
+        if req.path() == room_link::ORDER_PATH && req.method() == worker::Method::Post {
+            return match room_link::RoomOrder::read(&req) {
+                Some(order) => self.host.clone().order_now(order).await,
+                None => crate::http::error(&crate::http::ApiError::new(
+                    crate::http::ErrorCode::BadRequest,
+                    "not an order for a room",
+                )),
+            };
         }
         match self.host.clone().connect(&req).await {
             Ok(response) => Ok(response),
@@ -159,14 +165,25 @@ impl Host {
     }
 
     /// Loads the room from storage unless it is in memory. `Ok(false)`: there is no room.
-    /// The control plane ended the session: the room ends now (`Event::End`), closing every socket with
-    /// `session_ended`. A room that does not exist is not created.
-    async fn end_now(self: Rc<Self>) -> Result<Response> {
+    /// The control plane's order: end the session now (`Event::End`, closing every socket with
+    /// `session_ended`), or extend it (`Event::Extend`; answers the room's deadline). A room that does
+    /// not exist is not created.
+    async fn order_now(self: Rc<Self>, order: room_link::RoomOrder) -> Result<Response> {
         match self.ensure_loaded() {
-            Ok(true) => {
-                self.handle(vec![Some(Event::End)]).await;
-                Response::from_json(&serde_json::json!({ "ended": true }))
-            }
+            Ok(true) => match order {
+                room_link::RoomOrder::End => {
+                    self.handle(vec![Some(Event::End)]).await;
+                    Response::from_json(&serde_json::json!({ "ended": true }))
+                }
+                room_link::RoomOrder::Extend(ends) => {
+                    self.handle(vec![Some(Event::Extend { ends })]).await;
+                    let room = self.room.borrow();
+                    let ended =
+                        room.as_ref().is_none_or(|r| matches!(r.room.phase(), edgeshell_core::room::Phase::Ended(_)));
+                    let deadline = room.as_ref().and_then(|r| r.room.deadline());
+                    Response::from_json(&serde_json::json!({ "ends": deadline, "ended": ended }))
+                }
+            },
             Ok(false) => crate::http::error(&crate::http::ApiError::new(
                 crate::http::ErrorCode::SessionNotFound,
                 "no room for this session",

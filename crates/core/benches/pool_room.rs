@@ -95,7 +95,7 @@ impl Busy {
     fn cycle(&mut self) {
         self.start();
         let oldest = self.live.pop_front().unwrap();
-        self.submit(Kind::Stop, oldest);
+        self.submit(Kind::ToHolder, oldest);
     }
 }
 

@@ -88,6 +88,8 @@ error_table! {
     BadUser = ("bad_user", 400, Never),
     /// A start whose deadline has already passed.
     DeadlinePassed = ("deadline_passed", 400, Never),
+    /// A session's deadline lies beyond the pool's ceiling on a runner's life.
+    BeyondRuntime = ("beyond_runtime", 400, Never),
     /// An upload without a body.
     EmptyBody = ("empty_body", 400, Never),
     /// A session frame that breaks the protocol (a refused upgrade of the native room).

@@ -195,6 +195,7 @@ pub fn link_claims(req: LinkRequest<'_>, limits: &ArtifactLimits, now: Timestamp
         scope: Scope::ArtifactGet,
         art: Some(ArtifactGrant { path: req.path.as_str().to_owned(), method: req.method }),
         bh: None,
+        ses: None,
     }
 }
 

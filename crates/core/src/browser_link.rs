@@ -14,6 +14,9 @@ use crate::secret::Secret;
 use crate::time::Timestamp;
 use core::time::Duration;
 
+mod messages;
+pub use messages::{Effect, Event, Status};
+
 /// The text a browser sends as a heartbeat; the room's platform answers [`PONG`] without waking it.
 pub const PING: &str = "ping";
 /// The heartbeat answer.
@@ -31,113 +34,6 @@ pub const MAX_QUEUED_INPUT: usize = 64 * 1024;
 pub const MAX_ATTEMPTS: u32 = 12;
 /// The room's heartbeat interval until its `Welcome` names one.
 const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(15);
-
-/// What the person sees in the status bar.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Status {
-    /// Opening the first connection.
-    Connecting,
-    /// Attached; output flows.
-    Live,
-    /// The connection dropped; reconnecting to continue at the exact byte.
-    Resuming,
-    /// Attached, but the runner's connection dropped; the room waits out its grace period.
-    RunnerAway,
-    /// The runner did not come back: the session is gone.
-    RunnerLost,
-    /// The session is over (program exited, ended, or refused for good).
-    Ended,
-}
-
-impl Status {
-    /// A stable lowercase name (for the page's CSS classes and tests).
-    pub fn name(self) -> &'static str {
-        match self {
-            Status::Connecting => "connecting",
-            Status::Live => "live",
-            Status::Resuming => "resuming",
-            Status::RunnerAway => "runner-away",
-            Status::RunnerLost => "runner-lost",
-            Status::Ended => "ended",
-        }
-    }
-}
-
-/// Something that happened to the page's side of the session. Its `Debug` leaves tokens out.
-#[derive(Clone, PartialEq, Eq)]
-pub enum Event {
-    /// The WebSocket asked for by [`Effect::Connect`] opened.
-    Opened,
-    /// A binary message from the room.
-    Binary(Vec<u8>),
-    /// A text message from the room (the heartbeat answer).
-    Text(String),
-    /// Keystrokes or pasted text.
-    Input(Vec<u8>),
-    /// The terminal's size changed.
-    Resize {
-        /// Columns.
-        cols: u16,
-        /// Rows.
-        rows: u16,
-    },
-    /// A fresh attach token for the in-band refresh (after [`Effect::RefreshNeeded`]).
-    Refresh(String),
-    /// A new attach token after [`Effect::NeedToken`]: the next connection attaches with it.
-    NewToken(String),
-    /// The WebSocket closed with `code` (1006 and other non-edgeshell codes for a dropped network).
-    Closed {
-        /// The close code.
-        code: u16,
-    },
-}
-
-/// Something the page must do.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Effect {
-    /// Open a WebSocket to `path` (relative to the edge's origin) offering `credential`; report
-    /// [`Event::Opened`], then messages, then [`Event::Closed`].
-    Connect {
-        /// The path and query.
-        path: String,
-        /// What to offer in `Sec-WebSocket-Protocol`.
-        credential: Credential,
-    },
-    /// Write these bytes to the terminal (each output byte arrives here exactly once).
-    Output(Vec<u8>),
-    /// Output was lost between two connections (the resume point was no longer held): this many bytes.
-    Gap(u64),
-    /// Send this binary message.
-    Send(Vec<u8>),
-    /// Send this text message (the heartbeat).
-    SendText(&'static str),
-    /// The status changed.
-    Status(Status),
-    /// A heartbeat's round trip, in milliseconds.
-    Rtt(u64),
-    /// The program exited.
-    Exited(ExitStatus),
-    /// The attach token expires soon: fetch a fresh one and pass it in as [`Event::Refresh`].
-    RefreshNeeded,
-    /// The room announced a close, with the full reason.
-    Closing(CloseCode, String),
-    /// Something the person should read in the terminal (input that was not delivered).
-    Notice(String),
-    /// Drop the connection without waiting for its close (it broke the protocol or went silent); no
-    /// [`Event::Closed`] needs to follow. The link reconnects on its own.
-    Abandon(String),
-    /// The next connection is due in this long (for the status bar).
-    ReconnectIn(Duration),
-    /// Fetch a new attach token from the control plane and pass it in as [`Event::NewToken`].
-    NeedToken,
-    /// Stop; show the message and offer what `next` says.
-    Stop {
-        /// What happened, for a person.
-        message: String,
-        /// What the page should offer.
-        next: NextStep,
-    },
-}
 
 /// Why a message from the room broke the protocol (the link abandons the connection and reconnects).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -195,9 +91,40 @@ pub struct BrowserLink {
     closing: Option<(CloseCode, String)>,
     size: Option<(u16, u16)>,
     queued: Vec<u8>,
+    /// Continuing a seat from before a reload with a stored ticket that has not been welcomed yet: if
+    /// the room refuses it, the link attaches afresh with its token instead of giving up.
+    restored: bool,
+    /// A snapshot's parts are arriving (the first one replaces what the terminal shows).
+    in_snapshot: bool,
 }
 
 impl BrowserLink {
+    /// A link that continues the seat a page held before it reloaded, at `offset` (the output it has
+    /// shown) with `ticket`, both from [`BrowserLink::resume_point`] before the reload. `token` is a
+    /// fresh attach token: should the room refuse the ticket (used, or its seat gone), the link
+    /// attaches afresh with it, and the overlap with what the page shows is dropped.
+    pub fn resuming(
+        session: impl Into<String>,
+        token: impl Into<String>,
+        (ticket, offset): (impl Into<String>, u64),
+        seed: u64,
+        now: Timestamp,
+    ) -> BrowserLink {
+        BrowserLink {
+            ticket: Some(Secret::new(ticket)),
+            next: Some(offset),
+            acked: offset,
+            restored: true,
+            ..BrowserLink::new(session, token, seed, now)
+        }
+    }
+
+    /// Where a reloaded page could continue this seat: the latest resume ticket and the offset shown,
+    /// once the room has welcomed the link.
+    pub fn resume_point(&self) -> Option<(&str, u64)> {
+        Some((self.ticket.as_ref()?.expose(), self.next?))
+    }
+
     /// A link for `session` with its first attach token, created at `now`; `seed` is random
     /// (reconnect jitter). Its first timeout, due at once, connects.
     pub fn new(session: impl Into<String>, token: impl Into<String>, seed: u64, now: Timestamp) -> BrowserLink {
@@ -219,6 +146,8 @@ impl BrowserLink {
             closing: None,
             size: None,
             queued: Vec::new(),
+            restored: false,
+            in_snapshot: false,
         }
     }
 
@@ -310,6 +239,7 @@ impl BrowserLink {
                     next_probe: Some(now),
                 };
                 self.attempts = 0;
+                self.restored = false;
                 self.ticket = Some(w.resume_ticket);
                 self.window = w.window;
                 self.heartbeat = Duration::from_millis(u64::from(w.heartbeat_ms.max(1000)));
@@ -363,6 +293,7 @@ impl BrowserLink {
             Frame::RunnerAway => self.set_status(Status::RunnerAway, fx),
             Frame::RunnerBack => self.set_status(Status::Live, fx),
             Frame::RunnerLost => self.set_status(Status::RunnerLost, fx),
+            Frame::Deadline { ends_at } => fx.push(Effect::Deadline(ends_at)),
             Frame::Closing { code, reason } => {
                 self.closing = Some((code, reason.clone()));
                 fx.push(Effect::Closing(code, reason));
@@ -374,7 +305,19 @@ impl BrowserLink {
             | Frame::Signal { .. }
             | Frame::Ack { .. }
             | Frame::Refresh { .. }
+            | Frame::SnapshotWanted
             | Frame::Credit { .. } => return Err(BrowserLinkError::Unexpected("a frame the room does not send")),
+            // A fresh attach's screen: it replaces what the terminal shows, and the output continues
+            // at its offset.
+            Frame::Snapshot { offset, last, data } => {
+                if !was_welcomed {
+                    return Err(BrowserLinkError::Unexpected("a snapshot before the welcome"));
+                }
+                let first = !self.in_snapshot;
+                self.in_snapshot = !last;
+                (self.next, self.acked) = (Some(offset), offset);
+                fx.push(Effect::Screen { data, first, last });
+            }
         }
         Ok(())
     }
@@ -400,6 +343,13 @@ impl BrowserLink {
         let announced = self.closing.take();
         let ours = CloseCode::from_code(code).or(announced.as_ref().map(|(c, _)| *c));
         let reason = announced.map(|(_, r)| r).unwrap_or_default();
+        // A ticket kept across a reload that the room no longer honours: attach afresh with the token.
+        if self.restored && matches!(ours, Some(CloseCode::Unauthorized | CloseCode::ResumeFailed)) {
+            self.restored = false;
+            self.ticket = None;
+            self.connection = Connection::Waiting { connect_at: now };
+            return;
+        }
         if let Some(status) = self.exit {
             self.set_status(Status::Ended, fx);
             let message = match status {
@@ -551,21 +501,6 @@ impl StateMachine for BrowserLink {
                 earliest([self.silence_deadline(), next_probe.filter(|_| ping_sent_at.is_none())])
             }
             _ => None,
-        }
-    }
-}
-
-impl core::fmt::Debug for Event {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        match self {
-            Event::Opened => write!(f, "Opened"),
-            Event::Binary(bytes) => write!(f, "Binary({} bytes)", bytes.len()),
-            Event::Text(text) => write!(f, "Text({text:?})"),
-            Event::Input(bytes) => write!(f, "Input({} bytes)", bytes.len()),
-            Event::Resize { cols, rows } => write!(f, "Resize {{ cols: {cols}, rows: {rows} }}"),
-            Event::Refresh(_) => write!(f, "Refresh(..)"),
-            Event::NewToken(_) => write!(f, "NewToken(..)"),
-            Event::Closed { code } => write!(f, "Closed {{ code: {code} }}"),
         }
     }
 }

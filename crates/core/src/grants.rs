@@ -197,7 +197,8 @@ mod tests {
         let issuer = Issuer::new("https://control.test");
         let (sid, region) = (SessionId::new("s_1").unwrap(), RegionId::new("eu").unwrap());
         let now = Timestamp::from_secs(1_000_000);
-        let attach = issuer.attach(&Subject::new("alice").unwrap(), &sid, &region, [1; 16], now);
+        let terms = crate::lifetime::LifetimePolicy::DEFAULT.terms_at_mint(None, now).unwrap();
+        let attach = issuer.attach(&Subject::new("alice").unwrap(), (&sid, &region), terms, [1; 16], now);
         let command = issuer.pool_command(&sid, &region, b"{}", [2; 16], now);
         let upload = issuer.artifact_put(&sid, &region, [3; 16], now);
         let f = functions();

@@ -5,6 +5,7 @@
 
 use crate::base64url;
 use crate::ids::{Jti, RegionId, SessionId, Subject};
+use crate::lifetime::Terms;
 use crate::time::Timestamp;
 use crate::tokens::{Claims, Expectation, Scope, TokenError, ValidationOptions, Validator, Verified};
 use core::time::Duration;
@@ -124,19 +125,22 @@ impl Issuer {
             scope,
             art: None,
             bh: None,
+            ses: None,
         }
     }
 
-    /// A browser attach token for `user` (10 minutes, one-time).
+    /// A browser attach token for `user` to a session with these `terms` (10 minutes, one-time).
     pub fn attach(
         &self,
         user: &Subject,
-        sid: &SessionId,
-        region: &RegionId,
+        (sid, region): (&SessionId, &RegionId),
+        terms: Terms,
         entropy: [u8; 16],
         now: Timestamp,
     ) -> Claims {
-        self.claims(Scope::Attach, EDGE_AUDIENCE.into(), user.clone(), (sid, region), entropy, now)
+        let mut claims = self.claims(Scope::Attach, EDGE_AUDIENCE.into(), user.clone(), (sid, region), entropy, now);
+        claims.ses = Some(terms);
+        claims
     }
 
     /// A browser's attach token living `lifetime_secs`, clamped to
@@ -145,20 +149,30 @@ impl Issuer {
     pub fn attach_for(
         &self,
         user: &Subject,
-        (sid, region): (&SessionId, &RegionId),
+        at: (&SessionId, &RegionId),
+        terms: Terms,
         entropy: [u8; 16],
         now: Timestamp,
         lifetime_secs: u64,
     ) -> Claims {
-        let mut claims = self.attach(user, sid, region, entropy, now);
+        let mut claims = self.attach(user, at, terms, entropy, now);
         let lifetime = lifetime_secs.clamp(MIN_ATTACH_LIFETIME_SECS, Scope::Attach.max_lifetime_secs());
         claims.exp = claims.nbf + lifetime;
         claims
     }
 
-    /// The runner's join token (15 minutes, one-time).
-    pub fn join(&self, sid: &SessionId, region: &RegionId, entropy: [u8; 16], now: Timestamp) -> Claims {
-        self.claims(Scope::Join, EDGE_AUDIENCE.into(), pool_subject(region), (sid, region), entropy, now)
+    /// The runner's join token to a session with these `terms` (15 minutes, one-time).
+    pub fn join(
+        &self,
+        (sid, region): (&SessionId, &RegionId),
+        terms: Terms,
+        entropy: [u8; 16],
+        now: Timestamp,
+    ) -> Claims {
+        let mut claims =
+            self.claims(Scope::Join, EDGE_AUDIENCE.into(), pool_subject(region), (sid, region), entropy, now);
+        claims.ses = Some(terms);
+        claims
     }
 
     /// The runner's artifact upload token (the session's lifetime, reusable).
@@ -200,11 +214,21 @@ pub fn check_body(command: &Verified, body: &[u8]) -> Result<(), TokenError> {
 mod tests {
     use super::*;
 
+    fn terms(now: Timestamp) -> Terms {
+        crate::lifetime::LifetimePolicy::DEFAULT.terms_at_mint(None, now).unwrap()
+    }
+
     fn attach_now() -> (Issuer, Claims, Timestamp) {
         let issuer = Issuer::new("edgeshell-control");
         let now = Timestamp::from_millis(1_800_000_000_000);
         let sid = session_id([7; 16]);
-        let claims = issuer.attach(&Subject::new("alice").unwrap(), &sid, &RegionId::new("eu").unwrap(), [1; 16], now);
+        let claims = issuer.attach(
+            &Subject::new("alice").unwrap(),
+            (&sid, &RegionId::new("eu").unwrap()),
+            terms(now),
+            [1; 16],
+            now,
+        );
         (issuer, claims, now)
     }
 
@@ -212,7 +236,7 @@ mod tests {
     fn claims_the_issuer_makes_now_are_signable() {
         let (issuer, claims, now) = attach_now();
         assert_eq!(issuer.check_signable(&claims, now), Ok(()));
-        let join = issuer.join(&claims.sid, &claims.region, [2; 16], now);
+        let join = issuer.join((&claims.sid, &claims.region), terms(now), [2; 16], now);
         assert_eq!(issuer.check_signable(&join, now), Ok(()));
     }
 
@@ -241,6 +265,20 @@ mod tests {
         assert!(matches!(back_dated, Err(SignRefusal::NotNow { .. })));
         assert!(matches!(refused(|c| c.iat += 3600), Err(SignRefusal::NotNow { .. })));
     }
+
+    #[test]
+    fn session_tokens_carry_their_terms_within_the_ceiling_and_no_other_kind_does() {
+        let (issuer, claims, now) = attach_now();
+        let bad = |c: Claims| match issuer.check_signable(&c, now) {
+            Err(SignRefusal::Claims(TokenError::BadClaim(m))) => m,
+            other => panic!("{other:?}"),
+        };
+        assert!(bad(Claims { ses: None, ..claims.clone() }).starts_with("ses: the session's terms are missing"));
+        let forever = Terms { ends: now.as_secs() + 8 * 24 * 3600, idle: None, detached: None };
+        assert!(bad(Claims { ses: Some(forever), ..claims.clone() }).contains("ceiling"));
+        let put = issuer.artifact_put(&claims.sid, &claims.region, [3; 16], now);
+        assert!(bad(Claims { ses: claims.ses, ..put }).starts_with("ses not allowed"));
+    }
     use crate::dangerous::assume_verified;
     use crate::ids::Kid;
     use crate::tokens::{Expectation, ValidationOptions, Validator};
@@ -257,11 +295,11 @@ mod tests {
         let i = Issuer::new("https://control.test");
         let (sid, region, user) = (session_id([1; 16]), RegionId::new("eu").unwrap(), Subject::new("alice").unwrap());
         let now = Timestamp::from_secs(1_800_000_000);
-        check(&i.attach(&user, &sid, &region, [2; 16], now), Scope::Attach, EDGE_AUDIENCE, 600);
-        check(&i.join(&sid, &region, [3; 16], now), Scope::Join, EDGE_AUDIENCE, 900);
+        check(&i.attach(&user, (&sid, &region), terms(now), [2; 16], now), Scope::Attach, EDGE_AUDIENCE, 600);
+        check(&i.join((&sid, &region), terms(now), [3; 16], now), Scope::Join, EDGE_AUDIENCE, 900);
         check(&i.artifact_put(&sid, &region, [4; 16], now), Scope::ArtifactPut, EDGE_AUDIENCE, 7200);
         check(&i.pool_command(&sid, &region, b"{}", [5; 16], now), Scope::PoolCommand, "edgeshell-pool:eu", 60);
-        assert_eq!(i.join(&sid, &region, [3; 16], now).sub.as_str(), "pool:eu");
+        assert_eq!(i.join((&sid, &region), terms(now), [3; 16], now).sub.as_str(), "pool:eu");
         assert_ne!(jti([2; 16]), jti([3; 16]));
         assert_eq!(sid.as_str().len(), 24);
     }
@@ -272,9 +310,10 @@ mod tests {
         let (sid, region, user) = (session_id([1; 16]), RegionId::new("eu").unwrap(), Subject::new("alice").unwrap());
         let now = Timestamp::from_secs(1_800_000_000);
         let at = (&sid, &region);
-        check(&i.attach_for(&user, at, [2; 16], now, 120), Scope::Attach, EDGE_AUDIENCE, 120);
-        check(&i.attach_for(&user, at, [2; 16], now, 1), Scope::Attach, EDGE_AUDIENCE, MIN_ATTACH_LIFETIME_SECS);
-        check(&i.attach_for(&user, at, [2; 16], now, u64::MAX), Scope::Attach, EDGE_AUDIENCE, 600);
+        let t = terms(now);
+        check(&i.attach_for(&user, at, t, [2; 16], now, 120), Scope::Attach, EDGE_AUDIENCE, 120);
+        check(&i.attach_for(&user, at, t, [2; 16], now, 1), Scope::Attach, EDGE_AUDIENCE, MIN_ATTACH_LIFETIME_SECS);
+        check(&i.attach_for(&user, at, t, [2; 16], now, u64::MAX), Scope::Attach, EDGE_AUDIENCE, 600);
     }
 
     #[test]

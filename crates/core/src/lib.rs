@@ -19,6 +19,7 @@ pub mod ids;
 pub mod issue;
 pub mod jti;
 pub mod jwks;
+pub mod lifetime;
 pub mod machine;
 pub mod oidc;
 pub mod placement;

@@ -39,6 +39,14 @@ pub enum PoolCommand {
         /// Why, for logs.
         reason: String,
     },
+    /// The session was extended: its runner's new deadline (seconds since the epoch). A deadline
+    /// earlier than the runner's is ignored; a session without a runner here is not found.
+    Extend {
+        /// The session.
+        session_id: SessionId,
+        /// The new deadline.
+        deadline: u64,
+    },
 }
 
 impl PoolCommand {
@@ -46,7 +54,7 @@ impl PoolCommand {
     pub fn session(&self) -> &SessionId {
         match self {
             PoolCommand::Start(s) => &s.session_id,
-            PoolCommand::Stop { session_id, .. } => session_id,
+            PoolCommand::Stop { session_id, .. } | PoolCommand::Extend { session_id, .. } => session_id,
         }
     }
 }
@@ -293,6 +301,12 @@ pub enum StartRefusal {
     /// Every slot is taken.
     #[error("the pool is at capacity ({0} runners)")]
     AtCapacity(u32),
+    /// The deadline lies beyond the pool's ceiling on a runner's life.
+    #[error("this pool runs a session for at most {max_secs} s")]
+    BeyondRuntime {
+        /// The ceiling.
+        max_secs: u64,
+    },
 }
 
 impl StartRefusal {
@@ -304,13 +318,15 @@ impl StartRefusal {
             StartRefusal::DeadlinePassed => ErrorCode::DeadlinePassed,
             StartRefusal::AlreadyRunning(_) => ErrorCode::AlreadyRunning,
             StartRefusal::AtCapacity(_) => ErrorCode::AtCapacity,
+            StartRefusal::BeyondRuntime { .. } => ErrorCode::BeyondRuntime,
         };
         ApiError::new(code, self.to_string())
     }
 }
 
-/// Decides a start: the refusal, or the runner's deadline (the command's, clamped to
-/// `max_runtime_secs` from `now_secs`).
+/// Decides a start: the refusal, or the runner's deadline (the command's: one beyond
+/// `max_runtime_secs` from `now_secs` is refused, never cut, so the pool keeps the deadline every
+/// other tier keeps).
 pub fn admit_start(
     start: &StartRunner,
     pool: PoolSlots<'_>,
@@ -332,7 +348,20 @@ pub fn admit_start(
     if pool.held >= pool.capacity {
         return Err(StartRefusal::AtCapacity(pool.capacity));
     }
-    Ok(start.deadline.min(now_secs.saturating_add(max_runtime_secs)))
+    within_runtime(start.deadline, now_secs, max_runtime_secs)
+}
+
+/// Decides an extension of a runner started at `started_secs`: the new deadline, unless it lies
+/// beyond the pool's ceiling on a runner's life.
+pub fn admit_extend(deadline: u64, started_secs: u64, max_runtime_secs: u64) -> Result<u64, StartRefusal> {
+    within_runtime(deadline, started_secs, max_runtime_secs)
+}
+
+fn within_runtime(deadline: u64, from_secs: u64, max_runtime_secs: u64) -> Result<u64, StartRefusal> {
+    if deadline > from_secs.saturating_add(max_runtime_secs) {
+        return Err(StartRefusal::BeyondRuntime { max_secs: max_runtime_secs });
+    }
+    Ok(deadline)
 }
 
 #[cfg(test)]
@@ -359,7 +388,7 @@ mod tests {
     }
 
     #[test]
-    fn starts_are_admitted_in_order_and_deadlines_clamped() {
+    fn starts_are_admitted_in_order_and_deadlines_beyond_the_ceiling_refused() {
         let eu = RegionId::new("eu").unwrap();
         let start = |deadline| StartRunner {
             session_id: SessionId::new("s_1").unwrap(),
@@ -373,7 +402,10 @@ mod tests {
             assert_eq!(admit_start(s, p, 3600, 1000), expected, "{p:?}");
         };
         check(&start(2000), pool, Ok(2000));
-        check(&start(999_999), pool, Ok(4600));
+        check(&start(4600), pool, Ok(4600));
+        check(&start(4601), pool, Err(StartRefusal::BeyondRuntime { max_secs: 3600 }));
+        assert_eq!(admit_extend(4600, 1000, 3600), Ok(4600));
+        assert_eq!(admit_extend(4601, 1000, 3600), Err(StartRefusal::BeyondRuntime { max_secs: 3600 }));
         check(&start(1000), pool, Err(StartRefusal::DeadlinePassed));
         check(&start(2000), PoolSlots { held: 2, ..pool }, Err(StartRefusal::AtCapacity(2)));
         check(

@@ -47,8 +47,9 @@ pub struct Holder {
 pub enum Kind {
     /// Start the session's runner: at most once.
     Start,
-    /// Stop the session's runner: at least once.
-    Stop,
+    /// A command for the agent holding the session's runner (stop, extend): idempotent, so at least
+    /// once.
+    ToHolder,
 }
 
 /// What an agent needs to carry a command out: the control plane's signed `pool:command` token and the
@@ -120,7 +121,7 @@ impl Entry {
     fn handed_payload(&mut self) -> Option<Payload> {
         match self.kind {
             Kind::Start => self.payload.take(),
-            Kind::Stop => self.payload.clone(),
+            Kind::ToHolder => self.payload.clone(),
         }
     }
 }
@@ -400,7 +401,7 @@ impl Ledger {
                     (Kind::Start, Outcome::Refused(_)) if self.placed.get(&session) == Some(&holder.agent) => {
                         self.set_placed(session, None);
                     }
-                    (Kind::Stop, Outcome::Done) => self.set_placed(session, None),
+                    (Kind::ToHolder, Outcome::Done) => self.set_placed(session, None),
                     _ => {}
                 }
                 self.update(id, |entry| {
@@ -440,7 +441,7 @@ impl Ledger {
                 }
                 // Its payload went with it; the agent's answer is what counts, so the stop waits until
                 // the agent (or a sibling, for a session nobody holds) comes to ask.
-                Kind::Stop => entry.state = State::Queued,
+                Kind::ToHolder => entry.state = State::Queued,
             });
         }
         unknown

@@ -117,7 +117,7 @@ impl Submitted {
         let claims = verified.claims();
         let kind = match self.command {
             PoolCommand::Start(_) => Kind::Start,
-            PoolCommand::Stop { .. } => Kind::Stop,
+            PoolCommand::Stop { .. } | PoolCommand::Extend { .. } => Kind::ToHolder,
         };
         Ok(Submission {
             kind,
@@ -363,7 +363,7 @@ impl PoolRoom {
         effects.push(Effect::Store);
         let to = match kind {
             Kind::Start => self.least_loaded(true),
-            Kind::Stop => match self.ledger.holder_of(&session).map(str::to_owned) {
+            Kind::ToHolder => match self.ledger.holder_of(&session).map(str::to_owned) {
                 Some(agent) => self.conn_of(&agent).filter(|c| self.agents.get(c).is_some_and(|a| a.report.is_some())),
                 None => self.least_loaded(false),
             },
@@ -385,7 +385,7 @@ impl PoolRoom {
                 self.ledger.refuse(id, why, now);
                 effects.push(Effect::Reply { waiter, reply: Reply::NoAgent(why.to_owned()) });
             }
-            (None, Kind::Stop) => effects.push(Effect::Reply { waiter, reply: Reply::Queued }),
+            (None, Kind::ToHolder) => effects.push(Effect::Reply { waiter, reply: Reply::Queued }),
         }
     }
 

@@ -104,7 +104,16 @@ impl Path {
                 let Direct { room, signer, runners } = direct.as_mut();
                 let id = edgeshell_core::issue::session_id(entropy());
                 let region = RegionId::new("eu").unwrap();
-                let join = sign(&Issuer::new(TOKEN_ISSUER).join(&id, &region, entropy(), now()), signer).unwrap();
+                let join = sign(
+                    &Issuer::new(TOKEN_ISSUER).join(
+                        (&id, &region),
+                        edgeshell_core::lifetime::Terms::lasting(now(), 3600),
+                        entropy(),
+                        now(),
+                    ),
+                    signer,
+                )
+                .unwrap();
                 let bin = edgeshell_stack::paths::workspace_bin("edgeshell-pool-agent").unwrap();
                 let token_file = std::env::temp_dir().join(format!("edgeshell-bench-join-{}", id.as_str()));
                 std::fs::write(&token_file, join).unwrap();
@@ -136,8 +145,8 @@ impl Path {
                 let user = Subject::new("bench").unwrap();
                 let claims = Issuer::new(TOKEN_ISSUER).attach(
                     &user,
-                    &session.id,
-                    &RegionId::new("eu").unwrap(),
+                    (&session.id, &RegionId::new("eu").unwrap()),
+                    edgeshell_core::lifetime::Terms::lasting(now(), 3600),
                     entropy(),
                     now(),
                 );

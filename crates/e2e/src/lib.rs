@@ -53,7 +53,13 @@ pub struct StackOptions {
     pub control_vars: Vec<(&'static str, String)>,
     /// Pool agents per region (named `{region}-a`, `{region}-b`, ...), each dialing out to the edge.
     pub agents_per_region: usize,
+    /// Lift the per-user quotas to [`LIFTED_QUOTAS`]: test scenarios mint many sessions for few users.
+    /// The dev stack keeps the documented defaults.
+    pub lift_quotas: bool,
 }
+
+/// The control variables [`StackOptions::lift_quotas`] sets.
+pub const LIFTED_QUOTAS: [(&str, &str); 2] = [("MAX_LIVE_SESSIONS", "1000"), ("MINTS_PER_MINUTE", "10000")];
 
 impl Default for StackOptions {
     fn default() -> Self {
@@ -67,6 +73,7 @@ impl Default for StackOptions {
             signer: false,
             control_vars: Vec::new(),
             agents_per_region: 1,
+            lift_quotas: true,
         }
     }
 }
@@ -122,11 +129,12 @@ impl Stack {
             edge_url: format!("ws://127.0.0.1:{edge_port}"),
             internal_key: INTERNAL_KEY.into(),
             client_id: CLIENT_ID.into(),
-            // Scenarios mint many sessions for few users.
-            extra: options.control_vars.iter().fold(
-                "SPIN_VARIABLE_MAX_LIVE_SESSIONS=1000\nSPIN_VARIABLE_MINTS_PER_MINUTE=10000\n".to_owned(),
-                |extra, (name, value)| format!("{extra}SPIN_VARIABLE_{name}={value}\n"),
-            ),
+            extra: LIFTED_QUOTAS
+                .iter()
+                .filter(|_| options.lift_quotas)
+                .map(|(name, value)| (*name, *value))
+                .chain(options.control_vars.iter().map(|(name, value)| (*name, value.as_str())))
+                .fold(String::new(), |extra, (name, value)| format!("{extra}SPIN_VARIABLE_{name}={value}\n")),
             cache_dir: cwasm_cache(),
             max_instances: 64,
         };
@@ -282,13 +290,14 @@ impl Stack {
         let region = edgeshell_core::ids::RegionId::new(region)?;
         let now = edgeshell_platform::clock::now();
         let sid = session_id(rand::random());
-        let join = self.sign(&issuer.join(&sid, &region, rand::random(), now))?;
+        let terms = edgeshell_core::lifetime::Terms { ends: now.as_secs() + 600, idle: None, detached: None };
+        let join = self.sign(&issuer.join((&sid, &region), terms, rand::random(), now))?;
         let command = PoolCommand::Start(StartRunner {
             session_id: sid.clone(),
             region: region.clone(),
             join_url: format!("{}{}", self.edge_ws(), join_path(&sid)),
             join_token: join,
-            deadline: now.as_secs() + 600,
+            deadline: terms.ends,
         });
         let body = serde_json::to_string(&command)?;
         let token = self.sign(&issuer.pool_command(&sid, &region, body.as_bytes(), rand::random(), now))?;

@@ -2,6 +2,8 @@
 //! page and the API on the edge's port, and on Ctrl-C (SIGINT) stops every piece: no process it
 //! started survives it, and its private Postgres no longer answers.
 
+use edgeshell_core::protocol::Credential;
+use edgeshell_room_host::browser::Browser;
 use edgeshell_runner::process_tree::{self, ProcStat};
 use std::collections::BTreeSet;
 use std::process::Stdio;
@@ -38,7 +40,8 @@ async fn the_dev_stack_comes_up_and_ctrl_c_leaves_nothing_behind() {
     let port = edgeshell_stack::EdgeGateway::free_port().unwrap();
     let mut dev = tokio::process::Command::new(bin)
         .env("EDGESHELL_DEV_PORT", port.to_string())
-        .env("EDGESHELL_SESSION_COMMAND", "/bin/sh")
+        // Its default session program, as a person gets it.
+        .env_remove("EDGESHELL_SESSION_COMMAND")
         .env_remove("DATABASE_URL")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -49,10 +52,14 @@ async fn the_dev_stack_comes_up_and_ctrl_c_leaves_nothing_behind() {
     let pid = dev.id().unwrap() as i32;
     let mut lines = BufReader::new(dev.stdout.take().unwrap()).lines();
     let mut database = None;
+    let mut issuer = None;
     let up = tokio::time::timeout(Duration::from_secs(180), async {
         while let Some(line) = lines.next_line().await.unwrap() {
             if let Some(url) = line.trim().strip_prefix("database  ") {
                 database = Some(url.to_owned());
+            }
+            if let Some(url) = line.trim().strip_prefix("issuer    ") {
+                issuer = Some(url.to_owned());
             }
             if line.contains("Ctrl-C stops everything") {
                 return true;
@@ -84,6 +91,39 @@ async fn the_dev_stack_comes_up_and_ctrl_c_leaves_nothing_behind() {
     }
     let names: BTreeSet<_> = regions.iter().filter_map(|r| r["region"].as_str()).collect();
     assert_eq!(names, BTreeSet::from(["eu", "us"]), "two local regions: {regions:?}");
+
+    // A person's session: what the README promises runs by name, and the quotas are the documented
+    // ones (5 live sessions), not a test's.
+    let issuer = issuer.expect("the issuer is printed");
+    let token: serde_json::Value = http
+        .post(format!("{issuer}/token"))
+        .json(&serde_json::json!({ "user": "dev-stack" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let bearer = format!("Bearer {}", token["id_token"].as_str().unwrap());
+    let mint = || async {
+        let answer = http.post(format!("http://127.0.0.1:{port}/api/sessions")).header("authorization", &bearer);
+        let answer = answer.json(&serde_json::json!({})).send().await.unwrap();
+        (answer.status().as_u16(), answer.json::<serde_json::Value>().await.unwrap())
+    };
+    let (status, first) = mint().await;
+    assert_eq!(status, 201, "{first}");
+    let credential = Credential::Token(first["token"].as_str().unwrap().to_owned());
+    let mut browser = Browser::attach(first["ws_url"].as_str().unwrap(), &credential).await.unwrap();
+    browser.input(b"command -v edgeshell-sample-cli || echo NOT-$((1+1))-FOUND\n").await;
+    let at = browser.expect_from(0, "/edgeshell-sample-cli\r\n", Duration::from_secs(20)).await;
+    assert!(!String::from_utf8_lossy(&browser.output[..at]).contains("NOT-2-FOUND"));
+    for _ in 1..5 {
+        assert_eq!(mint().await.0, 201);
+    }
+    let (status, refused) = mint().await;
+    assert_eq!((status, refused["error"]["code"].as_str()), (429, Some("quota_exceeded")), "{refused}");
+    assert!(refused["error"]["message"].as_str().unwrap().starts_with("5 sessions"), "{refused}");
+    drop(browser);
 
     let started = descendants(pid);
     assert!(started.len() >= 3, "wrangler, workerd and two agents run under it: {started:?}");

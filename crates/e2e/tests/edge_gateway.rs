@@ -44,8 +44,8 @@ fn entropy() -> [u8; 16] {
 fn attach_token(signer: &RsaSigner, session: &SessionId, edit: impl FnOnce(&mut Claims)) -> String {
     let mut claims = Issuer::new(TOKEN_ISSUER).attach(
         &Subject::new(USER).unwrap(),
-        session,
-        &RegionId::new("eu").unwrap(),
+        (session, &RegionId::new("eu").unwrap()),
+        edgeshell_core::lifetime::Terms::lasting(now(), 3600),
         entropy(),
         now(),
     );
@@ -186,9 +186,16 @@ async fn bad_tokens_get_their_close_codes(stack: &Stack) {
     assert_eq!(closed_with(attach(&session, &wrong_audience).await), CloseCode::Unauthorized);
     assert_eq!(closed_with(attach(&session, "not.a.token").await), CloseCode::Unauthorized);
     // A join token is not an attach token.
-    let join =
-        sign(&Issuer::new(TOKEN_ISSUER).join(&session.id, &RegionId::new("eu").unwrap(), entropy(), now()), &key)
-            .unwrap();
+    let join = sign(
+        &Issuer::new(TOKEN_ISSUER).join(
+            (&session.id, &RegionId::new("eu").unwrap()),
+            edgeshell_core::lifetime::Terms::lasting(now(), 3600),
+            entropy(),
+            now(),
+        ),
+        &key,
+    )
+    .unwrap();
     assert_eq!(closed_with(attach(&session, &join).await), CloseCode::Forbidden);
     // A resume ticket for a session that has no room.
     let nowhere = format!("{}/sessions/s_nowhere0000000000000000/attach?offset=0", stack.edge_ws());
@@ -497,8 +504,16 @@ async fn pages_of_other_sites_cannot_attach(stack: &Stack) {
 
     let key = RsaSigner::from_secret(&vector_jwk("pyjwt-rs256.json").unwrap()).unwrap();
     let sid = edgeshell_core::issue::session_id(rand::random());
-    let join =
-        sign(&Issuer::new(TOKEN_ISSUER).join(&sid, &RegionId::new("eu").unwrap(), entropy(), now()), &key).unwrap();
+    let join = sign(
+        &Issuer::new(TOKEN_ISSUER).join(
+            (&sid, &RegionId::new("eu").unwrap()),
+            edgeshell_core::lifetime::Terms::lasting(now(), 3600),
+            entropy(),
+            now(),
+        ),
+        &key,
+    )
+    .unwrap();
     let url = format!("{}/sessions/{sid}/join", stack.edge_ws());
     let refused = Browser::attach_from(&url, &Credential::Token(join), Some(&own)).await;
     assert_eq!(closed_with(refused), CloseCode::Forbidden, "a join from a page");

@@ -64,8 +64,8 @@ async fn a_redirected_jwks_is_never_followed() {
         Timestamp::from_secs(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs());
     let claims = Issuer::new(TOKEN_ISSUER).attach(
         &Subject::new("alice").unwrap(),
-        &session_id,
-        &RegionId::new("eu").unwrap(),
+        (&session_id, &RegionId::new("eu").unwrap()),
+        edgeshell_core::lifetime::Terms::lasting(now, 3600),
         rand::random(),
         now,
     );

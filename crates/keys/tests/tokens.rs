@@ -83,6 +83,7 @@ impl Fixture {
             scope: Scope::Attach,
             art: None,
             bh: None,
+            ses: Some(edgeshell_core::lifetime::Terms::lasting(Timestamp::from_secs(now), 3600)),
         }
     }
 

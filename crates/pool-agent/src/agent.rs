@@ -7,7 +7,7 @@ use crate::backend::{BackendError, RunnerBackend, RunnerLimits, RunnerSpec};
 use crate::metrics::{Metrics, StartResult};
 use edgeshell_core::api_error::{ApiError, ErrorCode};
 use edgeshell_core::ids::{RegionId, SessionId};
-use edgeshell_core::pool_api::{admit_start, PoolSlots, StartRefusal, StartRunner, Started};
+use edgeshell_core::pool_api::{admit_extend, admit_start, PoolSlots, StartRefusal, StartRunner, Started};
 use edgeshell_platform::clock;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -190,6 +190,28 @@ impl<B: RunnerBackend> Agent<B> {
             tracing::info!(session = %session, reason, "runner stopped");
         }
         Ok(())
+    }
+
+    /// Carries out a verified extension: the runner's new deadline, within the pool's ceiling from its
+    /// start, kept where the backend keeps it (so an adopting agent honours it too).
+    pub async fn extend(&self, session: &SessionId, deadline: u64) -> Result<u64, ApiError> {
+        let started = self.runners.lock().unwrap_or_else(|e| e.into_inner()).get(session).map(|r| r.started_at);
+        let Some(started) = started else {
+            return Err(ApiError::new(ErrorCode::SessionNotFound, format!("no runner of {session} in this pool")));
+        };
+        let deadline =
+            admit_extend(deadline, started, self.limits.max_runtime.as_secs()).map_err(|e| e.to_api_error())?;
+        self.backend
+            .extend(session, deadline)
+            .await
+            .map_err(|e| ApiError::new(ErrorCode::InternalError, e.to_string()))?;
+        let mut runners = self.runners.lock().unwrap_or_else(|e| e.into_inner());
+        let deadline = runners.get_mut(session).map_or(deadline, |r| {
+            r.deadline = r.deadline.max(deadline);
+            r.deadline
+        });
+        tracing::info!(session = %session, deadline, "runner extended");
+        Ok(deadline)
     }
 
     /// Notices runners that ended and stops those past their deadline. Call about once a second.

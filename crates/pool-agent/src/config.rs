@@ -97,7 +97,6 @@ pub fn from_env(var: impl Fn(&str) -> Option<String>) -> Result<AgentConfig, Con
         max_runtime: settings.secs("EDGESHELL_RUNNER_MAX_RUNTIME_SECS")?,
         memory_mb: settings.number("EDGESHELL_RUNNER_MEMORY_MB")?,
         process_limit: settings.number("EDGESHELL_RUNNER_PROCESS_LIMIT")?,
-        idle_timeout: settings.secs("EDGESHELL_RUNNER_IDLE_TIMEOUT_SECS")?,
         cpu_millis: settings.number("EDGESHELL_RUNNER_CPU_MILLIS")?,
     };
     let session_command = settings.text("EDGESHELL_SESSION_COMMAND")?;

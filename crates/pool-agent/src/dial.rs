@@ -221,5 +221,9 @@ pub async fn carry_out<B: RunnerBackend>(
             Ok(()) => (200, serde_json::json!({ "session_id": session_id, "stopped": true }).to_string()),
             Err(e) => error(&ApiError::new(ErrorCode::RunnerStopFailed, e.to_string())),
         },
+        PoolCommand::Extend { session_id, deadline } => match agent.extend(&session_id, deadline).await {
+            Ok(deadline) => (200, serde_json::json!({ "session_id": session_id, "deadline": deadline }).to_string()),
+            Err(e) => error(&e),
+        },
     }
 }

@@ -128,7 +128,8 @@ async fn a_runner_the_control_plane_does_not_know_is_reaped_by_heartbeat() {
     // A start signed with the control plane's key for a session it never recorded.
     let sid = edgeshell_core::issue::session_id(rand::random());
     let issuer = edgeshell_core::issue::Issuer::new(TOKEN_ISSUER);
-    let join = issuer.join(&sid, &region(), rand::random(), now());
+    let join =
+        issuer.join((&sid, &region()), edgeshell_core::lifetime::Terms::lasting(now(), 3600), rand::random(), now());
     let body = serde_json::to_vec(&PoolCommand::Start(StartRunner {
         session_id: sid.clone(),
         region: region(),

@@ -4,7 +4,8 @@
 
 use edgeshell_core::ids::{RegionId, SessionId};
 use edgeshell_pool_agent::backend::kubernetes::objects::{
-    job_name, runner_job, runner_network_policy, runner_secret, selector, KubernetesOptions,
+    extension_patch, job_name, runner_job, runner_network_policy, runner_secret, selector, KubernetesOptions,
+    DEADLINE_ANNOTATION,
 };
 use edgeshell_pool_agent::backend::{RunnerLimits, RunnerSpec};
 use serde_json::{json, Value};
@@ -23,7 +24,6 @@ fn options() -> KubernetesOptions {
             max_runtime: Duration::from_secs(3600),
             memory_mb: 768,
             process_limit: 128,
-            idle_timeout: Duration::from_secs(600),
             cpu_millis: 500,
         },
         egress_cidrs: vec!["198.51.100.0/24".into(), "0.0.0.0/0".into()],
@@ -136,6 +136,15 @@ fn deadlines_are_clamped_to_the_pools_maximum_and_at_least_a_second() {
     assert_eq!(far["spec"]["activeDeadlineSeconds"], 3600);
     let past = serde_json::to_value(runner_job(&options(), &spec(0), NOW)).unwrap();
     assert_eq!(past["spec"]["activeDeadlineSeconds"], 1);
+}
+
+#[test]
+fn an_extension_moves_the_jobs_deadline_and_its_active_deadline_by_as_much() {
+    let job = runner_job(&options(), &spec(900), NOW);
+    let patch = extension_patch(&job, NOW + 900 + 1800).expect("a later deadline");
+    assert_eq!(patch["spec"]["activeDeadlineSeconds"], json!(900 + 1800));
+    assert_eq!(patch["metadata"]["annotations"][DEADLINE_ANNOTATION], json!((NOW + 2700).to_string()));
+    assert_eq!(extension_patch(&job, NOW + 600), None, "never earlier");
 }
 
 #[test]

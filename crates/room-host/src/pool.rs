@@ -135,7 +135,7 @@ impl PoolRoomHost {
     /// own checks are then all that stands (a body that is not a command counts as a start).
     pub async fn submit_unverified(&self, region: &RegionId, token: &str, body: &str, wait: Duration) -> (u16, String) {
         let kind = match serde_json::from_str::<PoolCommand>(body) {
-            Ok(PoolCommand::Stop { .. }) => Kind::Stop,
+            Ok(PoolCommand::Stop { .. } | PoolCommand::Extend { .. }) => Kind::ToHolder,
             _ => Kind::Start,
         };
         let session = serde_json::from_str::<PoolCommand>(body)

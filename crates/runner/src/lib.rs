@@ -6,6 +6,7 @@
 //! - [`dial`]: opening the WebSocket with the join token or resume ticket.
 //! - [`lease`]: ending the session when the local pool agent that started it is gone for good.
 //! - [`process_tree`]: finding and killing everything a program started.
+//! - [`screen`]: the terminal's screen state, for the snapshots a fresh browser is drawn from.
 //! - [`settings`]: the runner's configuration from its environment.
 //! - [`cli`]: the command line.
 //! - [`bundle`]: download, verification and safe extraction of the CLI bundle.
@@ -17,4 +18,5 @@ pub mod lease;
 pub mod process_tree;
 pub mod pty;
 pub mod relay;
+pub mod screen;
 pub mod settings;

@@ -29,10 +29,8 @@ pub struct Settings {
     pub join_url: String,
     /// The one-time join token.
     pub join_token: Secret,
-    /// The session's hard deadline.
+    /// The session's deadline (the room ends the session then; the runner a backstop later).
     pub deadline: Option<SystemTime>,
-    /// The session ends after this long without input or output.
-    pub idle_timeout: Duration,
     /// Give up when the room has been unreachable for this long.
     pub max_offline: Duration,
     /// One connection attempt's limit.
@@ -47,7 +45,6 @@ impl std::fmt::Debug for Settings {
         f.debug_struct("Settings")
             .field("join_url", &self.join_url)
             .field("deadline", &self.deadline)
-            .field("idle_timeout", &self.idle_timeout)
             .finish_non_exhaustive()
     }
 }
@@ -65,8 +62,7 @@ pub async fn run_until(
     program: Program,
     stop: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<Outcome> {
-    let config =
-        LinkConfig { idle_timeout: settings.idle_timeout, max_offline: settings.max_offline, ..LinkConfig::DEFAULT };
+    let config = LinkConfig { max_offline: settings.max_offline, ..LinkConfig::DEFAULT };
     let link = RunnerLink::new(
         config,
         settings.join_token.clone(),
@@ -86,6 +82,7 @@ pub async fn run_until(
         input: VecDeque::new(),
         sink: None,
         stream: None,
+        screen: None,
     };
     // The stop is raced against the whole loop, so it also ends a dial or a send that is waiting on the
     // network.
@@ -123,6 +120,8 @@ struct Host {
     input: VecDeque<u8>,
     sink: Option<SplitSink<Socket, Message>>,
     stream: Option<SplitStream<Socket>>,
+    /// The terminal's screen, fed every output byte (once the program runs).
+    screen: Option<crate::screen::Screen>,
 }
 
 impl Host {
@@ -146,7 +145,12 @@ impl Host {
             let reading_room = self.stream.is_some() && self.input.len() < MAX_QUEUED_INPUT;
             let event = tokio::select! {
                 read = read_pty(self.pty.as_ref(), &mut buf[..budget]), if budget > 0 && self.pty.is_some() => match read {
-                    Ok(ReadResult::Data(n)) => Event::Output(buf[..n].to_vec()),
+                    Ok(ReadResult::Data(n)) => {
+                        if let Some(screen) = &mut self.screen {
+                            screen.feed(&buf[..n]);
+                        }
+                        Event::Output(buf[..n].to_vec())
+                    }
                     Ok(ReadResult::Closed) | Err(_) => Event::PtyClosed,
                 },
                 written = write_pty(self.pty.as_ref(), self.input.make_contiguous()), if !self.input.is_empty() && self.pty.is_some() => {
@@ -194,6 +198,8 @@ impl Host {
         let group = pty.pid().as_raw_nonzero().get();
         tracing::info!(pid = group, command = %self.program.command, "program started");
         (self.pty, self.group) = (Some(pty), Some(group));
+        let (cols, rows) = self.program.size;
+        self.screen = Some(crate::screen::Screen::new(cols, rows));
         if let Some(path) = &self.settings.status_file {
             let start_time = process_tree::stat(group).map_or(0, |s| s.start_time);
             let status = serde_json::json!({ "program_pid": group, "start_time": start_time });
@@ -249,6 +255,16 @@ impl Host {
             Effect::Resize { cols, rows } => {
                 if let Some(Err(e)) = self.pty.as_ref().map(|pty| pty.resize(cols, rows)) {
                     tracing::warn!(error = %e, "resize failed");
+                }
+                if let Some(screen) = &mut self.screen {
+                    screen.resize(cols, rows);
+                }
+            }
+            Effect::TakeSnapshot => {
+                if let Some(screen) = &self.screen {
+                    // Every byte read so far was fed to the screen: it stands at the link's offset.
+                    let event = Event::Snapshot { offset: self.link.produced(), data: screen.snapshot() };
+                    more.extend(self.link.handle_event(event, clock::now()));
                 }
             }
             Effect::Signal(signal) => {

@@ -76,7 +76,6 @@ pub fn from_env(var: impl Fn(&str) -> Option<String>, args: &[String]) -> Result
             join_url,
             join_token,
             deadline,
-            idle_timeout: settings.secs("EDGESHELL_IDLE_TIMEOUT_SECS")?,
             max_offline: settings.secs("EDGESHELL_MAX_OFFLINE_SECS")?,
             connect_timeout: Duration::from_secs(10),
             status_file: settings.text("EDGESHELL_STATUS_FILE")?.map(PathBuf::from),

@@ -90,7 +90,12 @@ async fn a_forged_or_reused_join_token_is_refused_and_the_program_never_runs() {
         &mut rand::thread_rng(),
     )
     .unwrap();
-    let claims = edgeshell_core::issue::Issuer::new(ISSUER).join(&sid, &region(), rand::random(), now());
+    let claims = edgeshell_core::issue::Issuer::new(ISSUER).join(
+        (&sid, &region()),
+        edgeshell_core::lifetime::Terms::lasting(now(), 3600),
+        rand::random(),
+        now(),
+    );
     let mut forged = settings(&host, &sid);
     forged.join_token = edgeshell_core::tokens::sign(&claims, &forger).unwrap().into();
     let outcome = run(forged, program()).await.unwrap();
@@ -176,14 +181,16 @@ async fn an_unreachable_edge_is_given_up_on() {
 }
 
 #[tokio::test]
-async fn an_idle_session_ends() {
+async fn an_idle_session_is_ended_by_its_room_with_the_reason() {
     let host = room_host(RoomConfig::default()).await;
     let sid = new_session();
     let dir = tempfile::tempdir().unwrap();
     let mut s = settings(&host, &sid);
-    s.idle_timeout = Duration::from_secs(1);
-    // The program prints once, then nothing happens.
+    s.join_token = join_token_with(&sid, Terms { idle: Some(1), ..terms() }).into();
+    // The program prints once, then nothing happens: the room's idle rule (from the join token's
+    // terms) ends the session, and the runner stops the program.
     let outcome =
         tokio::time::timeout(WAIT, run(s, shell(dir.path(), &["-c", "echo hi; sleep 1000"]))).await.unwrap().unwrap();
-    assert_eq!(outcome, Outcome::Idle);
+    let why = "the session had neither input nor output for too long".to_owned();
+    assert_eq!(outcome, Outcome::Ended(CloseCode::SessionEnded, why));
 }

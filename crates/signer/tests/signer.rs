@@ -55,8 +55,8 @@ async fn start(next: Option<&str>) -> Signer {
 fn attach_claims() -> Claims {
     Issuer::new(ISSUER).attach(
         &Subject::new("alice").unwrap(),
-        &session_id(rand::random()),
-        &RegionId::new("eu").unwrap(),
+        (&session_id(rand::random()), &RegionId::new("eu").unwrap()),
+        edgeshell_core::lifetime::Terms::lasting(now(), 3600),
         rand::random(),
         now(),
     )
@@ -114,7 +114,8 @@ async fn with_an_es256_key_join_and_pool_command_tokens_are_es256_and_attach_tok
     assert_eq!(algs, [("current".to_owned(), Alg::Rs256), (es.kid().as_str().to_owned(), Alg::Es256)]);
     let issuer = Issuer::new(ISSUER);
     let (sid, region) = (session_id(rand::random()), RegionId::new("eu").unwrap());
-    let join = issuer.join(&sid, &region, rand::random(), now());
+    let join =
+        issuer.join((&sid, &region), edgeshell_core::lifetime::Terms::lasting(now(), 3600), rand::random(), now());
     let command = issuer.pool_command(&sid, &region, b"{}", rand::random(), now());
     let attach = attach_claims();
     for (claims, kid, alg) in
@@ -217,7 +218,8 @@ async fn a_key_signs_only_its_grant_even_under_a_concurrent_flood() {
     let issuer = Issuer::new(ISSUER);
     let (sid, region) = (session_id(rand::random()), RegionId::new("eu").unwrap());
     let command = issuer.pool_command(&sid, &region, b"{}", rand::random(), now());
-    let join = issuer.join(&sid, &region, rand::random(), now());
+    let join =
+        issuer.join((&sid, &region), edgeshell_core::lifetime::Terms::lasting(now(), 3600), rand::random(), now());
     let upload = issuer.artifact_put(&sid, &region, rand::random(), now());
     // A key without pool:command cannot have a pool command signed: 403, whatever else it may do.
     let (status, answer) = sign(&signer, Some(JOIN_ONLY_KEY), body(&command)).await;

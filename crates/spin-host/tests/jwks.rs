@@ -41,7 +41,8 @@ async fn jwks_publishes_current_and_next_keys() {
     let signer = RsaSigner::from_secret(&current).unwrap();
     let claims: Claims = serde_json::from_value(serde_json::json!({
         "iss": "https://control.test", "aud": "edgeshell-edge", "sub": "alice", "sid": "s1", "region": "eu",
-        "jti": "j1", "iat": 1_800_000_000u64, "nbf": 1_800_000_000u64, "exp": 1_800_000_600u64, "scope": "session:attach"
+        "jti": "j1", "iat": 1_800_000_000u64, "nbf": 1_800_000_000u64, "exp": 1_800_000_600u64, "scope": "session:attach",
+        "ses": { "ends": 1_800_003_600u64, "idle": null, "detached": null }
     }))
     .unwrap();
     let token = sign(&claims, &signer).unwrap();

@@ -49,6 +49,8 @@ export const api = {
   regions: () => call('GET', '/api/regions'),
   startSession: (idToken, options) => call('POST', '/api/sessions', idToken, options),
   sessions: (idToken) => call('GET', '/api/sessions', idToken),
+  session: (idToken, id) => call('GET', `/api/sessions/${encodeURIComponent(id)}`, idToken),
+  extend: (idToken, id, bySecs) => call('POST', `/api/sessions/${encodeURIComponent(id)}/extend`, idToken, { by_secs: bySecs }),
   attachToken: (idToken, id) => call('POST', `/api/sessions/${encodeURIComponent(id)}/token`, idToken, {}),
   endSession: (idToken, id) => call('DELETE', `/api/sessions/${encodeURIComponent(id)}`, idToken),
   artifacts: (idToken, id) => call('GET', `/api/artifacts?session=${encodeURIComponent(id)}`, idToken),

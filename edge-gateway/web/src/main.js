@@ -6,9 +6,11 @@ import './style.css';
 import { Terminal } from '@xterm/xterm';
 import { FitAddon } from '@xterm/addon-fit';
 import { WebLinksAddon } from '@xterm/addon-web-links';
+import { SerializeAddon } from '@xterm/addon-serialize';
 import init from '../build/client/client.js';
 import { api, ApiError } from './api.js';
 import { completeSignIn, currentUser, displayName, signIn, signOut, watchTokens } from './auth.js';
+import { Countdown } from './lifetime.js';
 import { probeAll } from './regions.js';
 import { TerminalSession } from './session.js';
 
@@ -22,6 +24,12 @@ const STATUS_TEXT = {
   ended: 'Ended',
 };
 
+// What this tab keeps across a reload (sessionStorage is per tab): the seat's resume ticket, the
+// offset of the output on screen and that screen, so a reload continues at the exact byte.
+const RESUME_KEY = 'edgeshell.resume';
+// Lines of history kept with the screen across a reload.
+const KEPT_SCROLLBACK = 1000;
+
 const app = {
   config: null,
   user: null,
@@ -33,6 +41,46 @@ const app = {
   metrics: { sessionStartMs: null, statuses: [] },
 };
 window.edgeshell = app;
+
+/** Asks for a second click before `action` (ending a session cannot be undone). */
+function confirmClick(button, action) {
+  if (button.dataset.confirm === '1') {
+    clearTimeout(button.confirmTimer);
+    button.dataset.confirm = '';
+    button.textContent = button.dataset.label;
+    return action();
+  }
+  button.dataset.label = button.textContent;
+  button.dataset.confirm = '1';
+  button.textContent = 'Click again to end';
+  button.confirmTimer = setTimeout(() => {
+    button.dataset.confirm = '';
+    button.textContent = button.dataset.label;
+  }, 4000);
+  return undefined;
+}
+
+/** Keeps this tab's resume point (called periodically and when the page is hidden or unloads). */
+function keepResumePoint() {
+  const s = app.current;
+  if (!s || !app.serialize) return;
+  const point = s.resumePoint(() => app.serialize.serialize({ scrollback: KEPT_SCROLLBACK }));
+  if (!point) return; // still parsing output: the last kept point stays, and still matches its screen
+  try {
+    sessionStorage.setItem(RESUME_KEY, JSON.stringify({ session_id: s.session.session_id, ...point }));
+  } catch {
+    // Storage full or disabled: a reload then attaches afresh.
+  }
+}
+
+function keptResumePoint(sessionId) {
+  try {
+    const kept = JSON.parse(sessionStorage.getItem(RESUME_KEY) || 'null');
+    return kept && kept.session_id === sessionId && kept.ticket ? kept : null;
+  } catch {
+    return null;
+  }
+}
 
 function show(view) {
   for (const id of ['signin-view', 'home-view', 'terminal-view']) $(id).hidden = id !== view;
@@ -83,6 +131,8 @@ async function showHome() {
     app.current.dispose();
     app.current = null;
   }
+  sessionStorage.removeItem(RESUME_KEY);
+  app.countdown.stop();
   history.replaceState(null, '', '/');
   $('user-name').textContent = displayName(app.user);
   $('user-chip').hidden = false;
@@ -148,25 +198,27 @@ async function refreshSessions() {
     li.querySelector('.meta').textContent = `${s.region || '—'} · since ${new Date(s.created_at * 1000).toLocaleTimeString()}`;
     const [open, end] = li.querySelectorAll('button');
     open.onclick = () => reopen(s.session_id, s.region);
-    end.onclick = async () => {
+    end.onclick = () => confirmClick(end, async () => {
       try {
         await api.endSession(idToken(), s.session_id);
       } catch (e) {
         toast(explainApiError(e));
       }
       refreshSessions();
-    };
+    });
     list.append(li);
   }
 }
 
-async function startSession() {
+/** Starts a session; `options.lifetime_secs` overrides the lifetime picked on the home page. */
+async function startSession(options = {}) {
   const button = $('start');
   button.disabled = true;
   button.textContent = 'Starting…';
   const clicked = performance.now();
+  const picked = Number($('lifetime').value) || undefined;
   try {
-    const session = await api.startSession(idToken(), { rtts: roundedRtts() });
+    const session = await api.startSession(idToken(), { rtts: roundedRtts(), lifetime_secs: picked, ...options });
     app.metrics.mintMs = performance.now() - clicked;
     openTerminal(session, clicked);
   } catch (e) {
@@ -184,10 +236,10 @@ function roundedRtts() {
   return out;
 }
 
-async function reopen(sessionId, region) {
+async function reopen(sessionId, region, resume = null) {
   try {
     const { token } = await api.attachToken(idToken(), sessionId);
-    openTerminal({ session_id: sessionId, region, token }, null);
+    openTerminal({ session_id: sessionId, region, token }, null, resume);
   } catch (e) {
     toast(explainApiError(e));
     if (app.user) showHome();
@@ -212,6 +264,8 @@ function ensureTerminal() {
   });
   app.fit = new FitAddon();
   app.term.loadAddon(app.fit);
+  app.serialize = new SerializeAddon();
+  app.term.loadAddon(app.serialize);
   app.term.loadAddon(new WebLinksAddon());
   app.term.open($('terminal'));
   // Ctrl+Shift+C / Ctrl+Shift+V copy and paste, as in desktop terminals (Ctrl+C stays an interrupt).
@@ -249,7 +303,7 @@ async function pasteClipboard() {
   }
 }
 
-function openTerminal(session, clickedAt) {
+function openTerminal(session, clickedAt, resume = null) {
   if (app.current) app.current.dispose();
   show('terminal-view');
   $('overlay').hidden = true;
@@ -267,10 +321,20 @@ function openTerminal(session, clickedAt) {
     freshToken: async () => (await api.attachToken(idToken(), session.session_id)).token,
     onChange: renderStatus,
     onStop: showStopped,
+    onDeadline: (at) => app.countdown.setDeadline(at),
+    resume,
   });
   app.current = sessionObj;
   app.metrics.statuses = [];
+  app.metrics.resumedFrom = resume ? resume.offset : null;
   $('session-id').textContent = session.session_id;
+  app.countdown.start();
+  api.session(idToken(), session.session_id).then((view) => {
+    app.countdown.setLongest(view.longest_expires_at);
+    if (app.countdown.deadline === null) app.countdown.setDeadline(view.expires_at);
+  }).catch(() => {
+    // The room's deadline effect still arrives; only the extend limit stays unknown.
+  });
 }
 
 function renderStatus(s) {
@@ -278,7 +342,9 @@ function renderStatus(s) {
   const seen = app.metrics.statuses;
   if (seen[seen.length - 1] !== s.status) seen.push(s.status);
   bar.dataset.status = s.status;
-  $('status-text').textContent = STATUS_TEXT[s.status] + (s.retryIn ? ` in ${(s.retryIn / 1000).toFixed(1)} s` : '');
+  // While it reconnects, why the last connection closed (e.g. the service is busy), in words.
+  $('status-text').textContent = STATUS_TEXT[s.status] + (s.retryIn ? ` in ${(s.retryIn / 1000).toFixed(1)} s` : '')
+    + (s.lastClose && s.status !== 'ended' ? ` (${s.lastClose})` : '');
   $('status-region').textContent = s.region;
   $('status-rtt').textContent = s.rtt == null ? '— ms' : `${s.rtt} ms`;
   $('status-bytes').textContent = formatBytes(s.offset);
@@ -291,6 +357,8 @@ function formatBytes(n) {
 }
 
 function showStopped({ message, next }) {
+  sessionStorage.removeItem(RESUME_KEY);
+  app.countdown.stop();
   const overlay = $('overlay');
   $('overlay-message').textContent = message;
   $('overlay-new').hidden = next !== 'new-session';
@@ -301,11 +369,13 @@ function showStopped({ message, next }) {
 async function endCurrent() {
   const s = app.current;
   if (!s) return;
-  try {
-    await api.endSession(idToken(), s.session.session_id);
-  } catch (e) {
-    toast(explainApiError(e));
-  }
+  await confirmClick($('end'), async () => {
+    try {
+      await api.endSession(idToken(), s.session.session_id);
+    } catch (e) {
+      toast(explainApiError(e));
+    }
+  });
 }
 
 async function toggleArtifacts() {
@@ -377,7 +447,8 @@ async function boot() {
     app.current = null;
     showSignIn();
   };
-  $('start').onclick = startSession;
+  $('start').onclick = () => startSession();
+  app.startSession = startSession;
   $('refresh-regions').onclick = () => refreshRegions();
   $('overlay-new').onclick = () => {
     showHome().then(() => startSession());
@@ -388,6 +459,15 @@ async function boot() {
   $('copy').onclick = copySelection;
   $('paste').onclick = pasteClipboard;
   $('artifacts-toggle').onclick = toggleArtifacts;
+  app.countdown = new Countdown({
+    $,
+    toast,
+    extend: (by) => api.extend(idToken(), app.current.session.session_id, by),
+  });
+  // A reload continues this tab's seat at the exact byte: keep where it is, now and then and on leaving.
+  setInterval(keepResumePoint, 3000);
+  window.addEventListener('pagehide', keepResumePoint);
+  document.addEventListener('visibilitychange', () => { if (document.hidden) keepResumePoint(); });
 
   try {
     [app.config] = await Promise.all([api.config(), init({ module_or_path: '/client.wasm' })]);
@@ -405,7 +485,7 @@ async function boot() {
     const known = s.sessions.find((x) => x.session_id === reopenId);
     $('user-name').textContent = displayName(app.user);
     $('user-chip').hidden = false;
-    if (known && known.state !== 'ended') return reopen(reopenId, known.region);
+    if (known && known.state !== 'ended') return reopen(reopenId, known.region, keptResumePoint(reopenId));
   }
   return showHome();
 }

@@ -15,20 +15,42 @@ export class TerminalSession {
    * @param {(state: object) => void} o.onChange  status bar updates
    * @param {(stop: {message: string, next: string}) => void} o.onStop
    * @param {() => void} [o.onFirstOutput]  the first output byte was shown (session start time)
+   * @param {(at: number) => void} [o.onDeadline]  when the session ends (epoch seconds), on attach and extension
+   * @param {{ticket: string, offset: number, screen: string}} [o.resume]  what this tab kept before it
+   *   reloaded: the seat's ticket, the offset of the output it had shown, and that screen
    */
-  constructor({ session, term, freshToken, onChange, onStop, onFirstOutput }) {
+  constructor({ session, term, freshToken, onChange, onStop, onFirstOutput, onDeadline, resume }) {
     this.session = session;
     this.term = term;
     this.freshToken = freshToken;
     this.onChange = onChange;
     this.onStop = onStop;
     this.onFirstOutput = onFirstOutput;
-    this.link = new Link(session.session_id, session.token, Math.random(), Date.now());
+    this.onDeadline = onDeadline;
+    // What xterm.js has parsed: the offset of the output on screen, and writes still being parsed.
+    this.shown = resume ? resume.offset : 0;
+    this.parsing = 0;
+    // While a kept screen is written back, the terminal's answers to the queries in it (cursor
+    // position, focus, colours) are not the person's typing: they never reach the program.
+    this.replaying = 0;
+    if (resume) {
+      this.replaying += 1;
+      term.write(resume.screen, () => { this.replaying -= 1; });
+      this.link = Link.resuming(session.session_id, session.token, resume.ticket, resume.offset, Math.random(), Date.now());
+    } else {
+      this.link = new Link(session.session_id, session.token, Math.random(), Date.now());
+    }
     this.ws = null;
     this.timer = null;
     this.stopped = false;
-    this.inputSub = term.onData((text) => this.apply(this.link.input(text, Date.now())));
-    this.binarySub = term.onBinary((text) => this.apply(this.link.input(text, Date.now())));
+    this.lastClose = null;
+    // Screens drawn from the room's snapshots (fresh attaches), for the status and the tests.
+    this.snapshots = 0;
+    const typed = (text) => {
+      if (!this.replaying) this.apply(this.link.input(text, Date.now()));
+    };
+    this.inputSub = term.onData(typed);
+    this.binarySub = term.onBinary(typed);
     this.resizeSub = term.onResize(({ cols, rows }) => this.apply(this.link.resize(cols, rows, Date.now())));
     this.apply(this.link.resize(term.cols, term.rows, Date.now()));
     // The engine's first timeout is due at once: it asks for the first connection.
@@ -45,13 +67,43 @@ export class TerminalSession {
         case 'connect':
           this.connect(e.path, e.protocols);
           break;
-        case 'output':
-          this.term.write(e.data);
+        case 'output': {
+          const end = this.link.offset;
+          this.parsing += 1;
+          this.term.write(e.data, () => {
+            this.shown = end;
+            this.parsing -= 1;
+          });
           changed = true; // the status bar shows the offset
           if (this.onFirstOutput) {
             this.onFirstOutput();
             this.onFirstOutput = null;
           }
+          break;
+        }
+        case 'screen': {
+          // A fresh attach: the screen as it stands, drawn on a reset terminal; what xterm.js answers
+          // while drawing it is not typing (see `replaying`).
+          if (e.first) {
+            this.term.reset();
+            this.snapshots += 1;
+          }
+          const end = this.link.offset;
+          this.replaying += 1;
+          this.parsing += 1;
+          this.term.write(e.data, () => {
+            this.replaying -= 1;
+            this.parsing -= 1;
+            this.shown = end;
+          });
+          break;
+        }
+        case 'deadline':
+          if (this.onDeadline) this.onDeadline(e.at);
+          break;
+        case 'closing':
+          this.lastClose = e.reason;
+          changed = true;
           break;
         case 'send':
         case 'sendText':
@@ -162,8 +214,20 @@ export class TerminalSession {
     }
   }
 
+  /**
+   * What a reload needs to continue this seat exactly: the ticket, the offset of the output on screen
+   * and that screen (serialized by `serialize`), or null while xterm.js is still parsing output (the
+   * screen would not match the offset) or before the room welcomed the link.
+   */
+  resumePoint(serialize) {
+    const ticket = this.link.resumeTicket;
+    if (!ticket || this.parsing > 0 || this.replaying > 0 || this.stopped) return null;
+    return { ticket, offset: this.shown, screen: serialize() };
+  }
+
   changed(extra = {}) {
     this.onChange({
+      lastClose: this.link.status === 'live' ? null : this.lastClose,
       status: this.link.status,
       rtt: this.link.rttMs,
       region: this.session.region,

@@ -251,6 +251,162 @@ async function echoHello(page) {
   await waitForLine(page, (l) => l.trim() === 'hello', '"hello" on its own line');
 }
 
+// A reload continues the tab's seat at the exact byte: the screen comes back as it was (kept in the
+// tab's sessionStorage with the ticket and the offset it matches), nothing is replayed, and input after
+// it reaches the program untouched. Four reloads in a row never lock the owner out.
+async function reloadResumes(page) {
+  await typeLine(page, 'clear; for i in $(seq 1 30); do echo line-$i; done; printf "\\033[1;31mred\\033[0m done\\n"');
+  await waitForLine(page, (l) => l.trim() === 'red done', 'the coloured line');
+  const tail = async () => (await screen(page)).map((l) => l.trimEnd()).filter((l, i, all) => i < all.length).slice(-40);
+  const trimmed = (rows) => { const r = rows.slice(); while (r.length && !r[r.length - 1]) r.pop(); return r; };
+  for (let i = 0; i < 4; i += 1) {
+    // Quiet for a moment, so the kept point is the latest (it is also taken as the page unloads).
+    await new Promise((r) => setTimeout(r, 3500));
+    const before = trimmed(await tail());
+    const offset = await page.evaluate(() => window.edgeshell.current.link.offset);
+    await page.reload();
+    await waitLive(page);
+    const resumedFrom = await page.evaluate(() => window.edgeshell.metrics.resumedFrom);
+    if (resumedFrom !== offset) throw new Error(`reload ${i + 1} did not continue at ${offset} (kept ${resumedFrom})`);
+    const after = trimmed(await tail());
+    if (JSON.stringify(after) !== JSON.stringify(before)) {
+      throw new Error(`reload ${i + 1} changed the screen:\n${before.join('\n')}\n---\n${after.join('\n')}`);
+    }
+    const red = await page.evaluate(() => {
+      const b = window.edgeshell.term.buffer.active;
+      for (let y = b.length - 1; y >= 0; y -= 1) {
+        const line = b.getLine(y);
+        if (line.translateToString(true).startsWith('red done')) return line.getCell(0).getFgColor();
+      }
+      return null;
+    });
+    if (red !== 1) throw new Error(`reload ${i + 1} lost the colour (fg ${red})`);
+  }
+  await typeLine(page, 'cat -v');
+  await typeLine(page, 'typed-after-reload');
+  await waitFor('cat to echo the line', async () => (await screen(page)).filter((l) => l.trim() === 'typed-after-reload').length === 2);
+  if ((await screen(page)).some((l) => l.includes('^['))) throw new Error('a terminal answer reached the program as typed input');
+  await page.keyboard.press('Control+C');
+}
+
+/** Every cell of the terminal's viewport and where its cursor is: what a person sees. */
+async function cells(page) {
+  return page.evaluate(() => {
+    const t = window.edgeshell.term;
+    const b = t.buffer.active;
+    const rows = [];
+    for (let y = b.viewportY; y < b.viewportY + t.rows; y += 1) {
+      const line = b.getLine(y);
+      const row = [];
+      for (let x = 0; x < t.cols; x += 1) {
+        const c = line.getCell(x);
+        row.push([c.getChars(), c.getWidth(), c.getFgColorMode(), c.getFgColor(), c.getBgColorMode(), c.getBgColor(), c.isBold(), c.isInverse()]);
+      }
+      rows.push(row);
+    }
+    return { type: b.type, cursor: [b.cursorX, b.cursorY], cols: t.cols, rows };
+  });
+}
+
+function sameCells(a, b, what) {
+  if (a.type !== b.type) throw new Error(`${what}: the ${b.type} buffer is shown, not the ${a.type} one`);
+  if (JSON.stringify(a.cursor) !== JSON.stringify(b.cursor)) throw new Error(`${what}: cursor at ${b.cursor}, not ${a.cursor}`);
+  for (let y = 0; y < a.rows.length; y += 1) {
+    for (let x = 0; x < a.rows[y].length; x += 1) {
+      if (JSON.stringify(a.rows[y][x]) !== JSON.stringify(b.rows[y][x])) {
+        throw new Error(`${what}: cell (${x}, ${y}) is ${JSON.stringify(b.rows[y][x])}, not ${JSON.stringify(a.rows[y][x])}`);
+      }
+    }
+  }
+}
+
+// A full-screen program (alternate screen, colours, a wide character, cursor moves) is left running
+// and the page leaves; another browser opens the session from its list and is drawn the very screen,
+// cell by cell, cursor included; when the program exits, both are back on the same primary screen.
+async function freshAttach(browser, page, base) {
+  // The drawing, then 1.4 MB of updates in place: more than the room's raw history and the page's ack
+  // window hold, so the switch to the alternate screen and the drawing itself reach a fresh browser
+  // only in a snapshot.
+  const tui = "printf '\\033[?1049h\\033[2J\\033[H\\033[1;33mAGENT\\033[0m working\\033[5;10H\\033[44;37m box \\033[0m"
+    + "\\033[8;3Hwide: 中文 ok'; i=0; while [ $i -lt 25000 ]; do printf '\\033[12;1H\\033[32mstep %05d\\033[0m of the plan .......................' $i; i=$((i+1)); done;"
+    + " printf '\\033[3;20H'; read x; printf '\\033[?1049l'";
+  await typeLine(page, `clear; echo before-the-program; ${tui}`);
+  await waitForLine(page, (l) => l.startsWith('step 24999'), 'the program\'s last update', 30000);
+  await new Promise((r) => setTimeout(r, 1500)); // the runner's snapshot once output settles
+  const watched = await cells(page);
+  const id = await page.textContent('#session-id');
+  await page.click('#home');
+  await page.waitForSelector('#home-view', { state: 'visible' });
+  const context = await browser.newContext({ viewport: { width: 1100, height: 700 } });
+  const other = await context.newPage();
+  await signIn(other, base);
+  await other.click(`.session:has(code:text("${id}")) button:text("Open")`);
+  await waitLive(other);
+  await waitFor('the screen drawn', async () => (await cells(other)).type === 'alternate');
+  await new Promise((r) => setTimeout(r, 300));
+  sameCells(watched, await cells(other), 'a fresh attach');
+  if (!(await other.evaluate(() => window.edgeshell.current.snapshots))) throw new Error('the screen was not drawn from a snapshot');
+  // The program exits: the primary screen under it comes back, in both.
+  await typeLine(other, '');
+  await waitFor('the primary screen', async () => (await cells(other)).type === 'normal');
+  await waitForLine(other, (l) => l.trim() === 'before-the-program', 'the primary screen under the program');
+  const back = await cells(other);
+  await context.close();
+  await page.click(`.session:has(code:text("${id}")) button:text("Open")`);
+  await waitLive(page);
+  await waitFor('the same primary screen', async () => (await cells(page)).type === 'normal');
+  await new Promise((r) => setTimeout(r, 1500));
+  sameCells(back, await cells(page), 'the primary screen after the program');
+}
+
+// The session's time: the countdown from the room's deadline; a 60 s session warned at once and
+// extended by an hour from the warning, which the room and the runner both honour (it is still live
+// after its first deadline and the runner's backstop); another left alone ends at its deadline with the
+// reason in words; ending one's own session asks twice and says so.
+async function lifetime(context, page, base) {
+  const left = await page.textContent('#time-left');
+  if (!/^(7 h 59 m|8 h 00 m) left$/.test(left)) throw new Error(`a default session shows "${left}"`);
+  const second = await context.newPage();
+  for (const p of [page, second]) {
+    if (p === second) {
+      await signIn(second, base);
+    } else {
+      await page.click('#home');
+      await page.waitForSelector('#home-view', { state: 'visible' });
+    }
+    await p.evaluate(() => window.edgeshell.startSession({ lifetime_secs: 60 }));
+    await waitLive(p);
+  }
+  await page.waitForSelector('#deadline-warning', { state: 'visible' });
+  const first = await page.evaluate(() => window.edgeshell.countdown.deadline);
+  await page.click('#deadline-extend');
+  await waitFor('the room to announce the new deadline', () => page.evaluate((f) => window.edgeshell.countdown.deadline === f + 3600, first));
+  if (!(await page.isHidden('#deadline-warning'))) throw new Error('the warning stays after the extension');
+  const id = await page.textContent('#session-id');
+  const view = await page.evaluate((sid) => fetch(`/api/sessions/${sid}`, { headers: { authorization: `Bearer ${window.edgeshell.user.token}` } }).then((r) => r.json()), id);
+  if (view.expires_at !== first + 3600) throw new Error(`the control plane says ${view.expires_at}, not ${first + 3600}`);
+  // Past the first deadline and the runner's backstop (5 s): still live, and the program answers.
+  await waitFor('the second session to end at its deadline', async () => !(await second.isHidden('#overlay')), 90000);
+  const ended = await second.textContent('#overlay-message');
+  if (!/time limit/.test(ended)) throw new Error(`the deadline was reported as: ${ended}`);
+  if ((await status(second)) !== 'ended') throw new Error(`a deadline shows status ${await status(second)}`);
+  await new Promise((r) => setTimeout(r, Math.max(0, (first + 8) * 1000 - Date.now())));
+  if ((await status(page)) !== 'live') throw new Error(`the extended session is ${await status(page)} after its first deadline`);
+  await echoHello(page);
+  // Ending asks twice, then says who ended it.
+  await page.click('#end');
+  if ((await page.textContent('#end')) !== 'Click again to end') throw new Error('ending did not ask for confirmation');
+  await page.click('#end');
+  await page.waitForSelector('#overlay', { state: 'visible' });
+  const byOwner = await page.textContent('#overlay-message');
+  if (!/ended by its owner/.test(byOwner)) throw new Error(`ending one's session was reported as: ${byOwner}`);
+  await second.close();
+  await page.click('#overlay-home');
+  await page.waitForSelector('#home-view', { state: 'visible' });
+  await startSession(page);
+  await echoHello(page);
+}
+
 // The room asks for a fresh attach token before the current one expires (65 s tokens here: after 5 s);
 // the page fetches one from the control plane and hands it over in band, and the expiry moves on.
 async function tokenRefresh(page) {
@@ -395,6 +551,9 @@ async function main() {
     out({ figure: 'session start max', value: Math.max(...times.map((t) => t.total)), unit: 'ms' });
     await step('echo hello', () => echoHello(page));
     await step('token refreshed in band', () => tokenRefresh(page));
+    await step('reload continues at the exact byte', () => reloadResumes(page));
+    await step('a fresh attach shows the right screen', () => freshAttach(browser, page, base));
+    await step('lifetime: countdown, extend, end reasons', () => lifetime(context, page, base));
     await step('copy and paste', () => copyAndPaste(page));
     await step('artifacts listed and downloaded', () => artifacts(page));
     await step('the page policy holds', () => pagePolicy(context, page, base));

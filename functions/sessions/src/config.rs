@@ -1,6 +1,7 @@
 //! The component's settings, from Spin variables (the core's catalogue holds their defaults).
 
 use core::time::Duration;
+use edgeshell_core::lifetime::LifetimePolicy;
 use edgeshell_core::placement::PlacementPolicy;
 use edgeshell_core::quotas::QuotaPolicy;
 use edgeshell_fn::reply::ApiError;
@@ -10,8 +11,8 @@ use edgeshell_fn::settings;
 pub(crate) struct Config {
     /// The edge's WebSocket origin (`wss://edge.example.com`); browsers attach and runners join there.
     pub(crate) edge_url: String,
-    /// A session's hard deadline after its start.
-    pub(crate) session_max: Duration,
+    /// Session lifetimes: the default, the longest, the detached and idle rules.
+    pub(crate) lifetime: LifetimePolicy,
     /// Per-user limits.
     pub(crate) quota: QuotaPolicy,
     /// Which regions count as healthy.
@@ -29,9 +30,17 @@ impl Config {
             if !(edge_url.starts_with("ws://") || edge_url.starts_with("wss://")) {
                 return Err(s.invalid("edge_url", format!("must be ws:// or wss://, not {edge_url:?}")));
             }
+            let idle = s.secs("session_idle_secs")?;
+            let lifetime = LifetimePolicy {
+                default_lifetime: s.secs("session_lifetime_secs")?,
+                max_lifetime: s.secs("session_max_lifetime_secs")?,
+                detached: s.parse::<u64>("session_detached_secs")?.map(Duration::from_secs),
+                idle: (!idle.is_zero()).then_some(idle),
+            };
+            lifetime.check().map_err(|why| s.invalid("session_lifetime_secs", why))?;
             Ok(Config {
                 edge_url,
-                session_max: s.secs("session_max_secs")?,
+                lifetime,
                 quota: QuotaPolicy {
                     max_live_sessions: s.number("max_live_sessions")?,
                     mints_per_minute: s.number("mints_per_minute")?,

@@ -14,7 +14,7 @@ use serde::Deserialize;
 use std::time::Duration;
 
 /// The reasons a room reports.
-const REASONS: [&str; 5] = EndReason::NAMES;
+const REASONS: &[&str] = &EndReason::NAMES;
 
 #[derive(Deserialize)]
 struct Ended {
@@ -53,33 +53,45 @@ pub(crate) fn ended(req: &Request, id: &str) -> Reply {
 /// True when the room ended or never existed; false when the edge could not be reached (the runner's
 /// stop ends the room then).
 pub(crate) fn end_room(sid: &SessionId) -> bool {
+    order_room(sid, "end", b"{}")
+}
+
+/// Tells the session's room its new deadline (`POST {edge_origin}/internal/sessions/{id}/extend`): the
+/// room tells its runner and browsers. True when the room took it or there is no room yet (its first
+/// token carries the deadline); false when the edge could not be reached (the next attach token tells
+/// the room).
+pub(crate) fn extend_room(sid: &SessionId, ends: u64) -> bool {
+    order_room(sid, "extend", format!("{{\"ends\":{ends}}}").as_bytes())
+}
+
+fn order_room(sid: &SessionId, order: &str, body: &[u8]) -> bool {
     let Ok((origin, key)) =
         edgeshell_fn::settings::read(|s| Ok((s.required("edge_origin")?, s.bearer_key("internal_api_key")?)))
     else {
         return false;
     };
-    let url = format!("{}/internal/sessions/{sid}/end", origin.trim_end_matches('/'));
+    let url = format!("{}/internal/sessions/{sid}/{order}", origin.trim_end_matches('/'));
     let auth = format!("Bearer {key}");
     let call = edgeshell_fn::outbound::Call {
         post: true,
         url: &url,
         headers: &[("authorization", auth.as_str()), ("content-type", "application/json")],
-        body: b"{}",
+        body,
         timeout: Duration::from_secs(3),
         max_body: 4096,
     };
     match edgeshell_fn::outbound::send(&call) {
         Ok(answer) if answer.status == 200 => true,
-        // No room at the edge (the session never had a browser or a runner): nothing to end there.
+        // No room at the edge (the session never had a browser or a runner): nothing to tell there.
         Ok(answer) if answer.status == 404 && String::from_utf8_lossy(&answer.body).contains("session_not_found") => {
             true
         }
         Ok(answer) => {
-            eprintln!("sessions: the edge answered HTTP {} to ending {sid}'s room", answer.status);
+            eprintln!("sessions: the edge answered HTTP {} to the {order} of {sid}'s room", answer.status);
             false
         }
         Err(e) => {
-            eprintln!("sessions: ending {sid}'s room at the edge: {e}");
+            eprintln!("sessions: the {order} of {sid}'s room at the edge: {e}");
             false
         }
     }

@@ -6,6 +6,7 @@
 //! | `GET /api/sessions` | the caller's recent sessions |
 //! | `GET /api/sessions/{id}` | one of them |
 //! | `POST /api/sessions/{id}/token` | a fresh attach token for a live session (in-band refresh) |
+//! | `POST /api/sessions/{id}/extend` | move a live session's deadline later, within the longest lifetime (audited) |
 //! | `DELETE /api/sessions/{id}` | end it: its room at the edge at once (`edge_origin`), and its runner |
 //! | `POST /internal/sessions/{id}/ended` | the edge's room reports the session ended (internal key) |
 //!
@@ -14,6 +15,7 @@
 
 mod config;
 mod edge;
+mod extend;
 mod manage;
 mod mint;
 mod pools;
@@ -47,8 +49,11 @@ fn route(req: &Request) -> edgeshell_fn::Reply {
         (Method::Get, []) => manage::list(req),
         (Method::Get, [id]) => manage::show(req, id),
         (Method::Post, [id, "token"]) => manage::refresh(req, id),
+        (Method::Post, [id, "extend"]) => extend::extend(req, id),
         (Method::Delete, [id]) => manage::end(req, id),
-        (_, [] | [_] | [_, "token"]) => Err(ApiError::new(ErrorCode::MethodNotAllowed, "method not allowed here")),
+        (_, [] | [_] | [_, "token" | "extend"]) => {
+            Err(ApiError::new(ErrorCode::MethodNotAllowed, "method not allowed here"))
+        }
         _ => Err(not_found()),
     }
 }

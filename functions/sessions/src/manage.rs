@@ -25,6 +25,8 @@ struct SessionView {
     state: String,
     created_at: i64,
     expires_at: i64,
+    /// The latest an extension may move `expires_at` to.
+    longest_expires_at: i64,
     ended_at: Option<i64>,
     end_reason: Option<String>,
 }
@@ -33,12 +35,14 @@ const COLUMNS: &str = "id, region, CASE WHEN state <> 'ended' AND expires_at <= 
     extract(epoch FROM created_at)::int8, extract(epoch FROM expires_at)::int8,
     extract(epoch FROM ended_at)::int8, CASE WHEN state <> 'ended' AND expires_at <= now() THEN 'expired' ELSE end_reason END";
 
-fn view(row: &[DbValue]) -> Result<SessionView, ApiError> {
+fn view(row: &[DbValue], longest: i64) -> Result<SessionView, ApiError> {
+    let created_at: i64 = col(row, 3)?;
     Ok(SessionView {
+        longest_expires_at: created_at.saturating_add(longest),
         session_id: col(row, 0)?,
         region: col(row, 1)?,
         state: col(row, 2)?,
-        created_at: col(row, 3)?,
+        created_at,
         expires_at: col(row, 4)?,
         ended_at: col(row, 5)?,
         end_reason: col(row, 6)?,
@@ -53,8 +57,14 @@ pub(crate) fn list(req: &Request) -> Reply {
         &format!("SELECT {COLUMNS} FROM sessions WHERE owner = $1 ORDER BY created_at DESC LIMIT 100"),
         &[text(user.subject.as_str())],
     )?;
-    let sessions = rows.iter().map(|r| view(r)).collect::<Result<Vec<_>, _>>()?;
+    let longest = longest_secs()?;
+    let sessions = rows.iter().map(|r| view(r, longest)).collect::<Result<Vec<_>, _>>()?;
     json(200, &serde_json::json!({ "sessions": sessions }))
+}
+
+/// The longest lifetime sessions may reach with extensions.
+fn longest_secs() -> Result<i64, ApiError> {
+    Ok(i64::try_from(Config::load()?.lifetime.max_lifetime.as_secs()).unwrap_or(i64::MAX))
 }
 
 fn session_id(id: &str) -> Result<SessionId, ApiError> {
@@ -76,7 +86,7 @@ pub(crate) fn show(req: &Request, id: &str) -> Reply {
             &[text(sid.as_str()), text(user.subject.as_str())],
         )?
         .ok_or_else(not_found)?;
-    json(200, &view(&row)?)
+    json(200, &view(&row, longest_secs()?)?)
 }
 
 /// A fresh attach token for a live session: the browser refreshes in-band before the old one expires.
@@ -95,14 +105,17 @@ pub(crate) fn refresh(req: &Request, id: &str) -> Reply {
         )?
         .ok_or_else(|| ApiError::new(ErrorCode::SessionNotFound, "no such live session"))?;
     let region = RegionId::new(col::<String>(&row, 0)?).map_err(|e| reply::internal(e.to_string()))?;
-    let claims = signing.issuer.attach_for(&user.subject, (&sid, &region), entropy(), now(), config.attach_token_secs);
+    let ends = u64::try_from(col::<i64>(&row, 1)?).unwrap_or(0);
+    let terms = config.lifetime.terms_until(ends);
+    let claims =
+        signing.issuer.attach_for(&user.subject, (&sid, &region), terms, entropy(), now(), config.attach_token_secs);
     json(
         200,
         &Minted {
             ws_url: format!("{}{}", config.edge_url, attach_path(&sid)),
             token: signing.sign(&claims)?,
             expires_at: claims.exp,
-            session_expires_at: u64::try_from(col::<i64>(&row, 1)?).unwrap_or(0),
+            session_expires_at: ends,
             session_id: sid,
             region,
         },

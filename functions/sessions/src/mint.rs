@@ -14,6 +14,7 @@ use crate::pools::{self, Registry};
 use core::time::Duration;
 use edgeshell_core::ids::{RegionId, SessionId, Subject};
 use edgeshell_core::issue::session_id;
+use edgeshell_core::lifetime::Terms;
 use edgeshell_core::placement::{candidates, ClientLocation, FailoverPlan, PlacementError, Step};
 use edgeshell_core::pool_api::{attach_path, join_path, PoolCommand, StartRunner};
 use edgeshell_core::quotas::{QuotaPolicy, QuotaUsage};
@@ -41,6 +42,9 @@ struct MintRequest {
     /// Measured round-trip times per region, in milliseconds.
     #[serde(default)]
     rtts: BTreeMap<String, u64>,
+    /// How long the session should live, within the operator's longest (the default when absent).
+    #[serde(default)]
+    lifetime_secs: Option<u64>,
 }
 
 /// The answer of a successful mint.
@@ -95,21 +99,25 @@ fn mint_timed(req: &Request) -> Result<(Minted, Signing, Db, Spent, Steps), ApiE
         })
         .collect::<Result<Vec<_>, ApiError>>()?;
     let now = now();
+    let terms =
+        config.lifetime.terms_at_mint(input.lifetime_secs, now).map_err(|e| bad("lifetime_secs", e.to_string()))?;
     let mut sid = session_id(entropy());
-    let deadline = now + config.session_max;
-    reserve(&db, &user.subject, &sid, deadline, &config.quota, now)?;
+    reserve(&db, &user.subject, &sid, terms.deadline(), &config.quota, now)?;
     let placing = Spent::default();
     let client = ClientLocation { hint: hint.as_ref(), rtts: &rtts };
     let placed =
-        placing.time(|| place(&db, &signing, &config, (&mut sid, deadline), client, now)).and_then(
-            |region| match record(&db, &user.subject, &sid, &region) {
-                Ok(()) => Ok(region),
-                Err(e) => {
-                    pools::stop(&signing, &region, &sid, "the mint failed");
-                    Err(e)
-                }
-            },
-        );
+        placing.time(|| place(&db, &signing, &config, (&mut sid, terms), client, now)).and_then(|region| match record(
+            &db,
+            &user.subject,
+            &sid,
+            &region,
+        ) {
+            Ok(()) => Ok(region),
+            Err(e) => {
+                pools::stop(&signing, &region, &sid, "the mint failed");
+                Err(e)
+            }
+        });
     let region = match placed {
         Ok(region) => region,
         Err(e) => {
@@ -117,12 +125,13 @@ fn mint_timed(req: &Request) -> Result<(Minted, Signing, Db, Spent, Steps), ApiE
             return Err(e);
         }
     };
-    let claims = signing.issuer.attach_for(&user.subject, (&sid, &region), entropy(), now, config.attach_token_secs);
+    let claims =
+        signing.issuer.attach_for(&user.subject, (&sid, &region), terms, entropy(), now, config.attach_token_secs);
     let minted = Minted {
         ws_url: format!("{}{}", config.edge_url, attach_path(&sid)),
         token: signing.sign(&claims)?,
         expires_at: claims.exp,
-        session_expires_at: deadline.as_secs(),
+        session_expires_at: terms.ends,
         session_id: sid,
         region,
     };
@@ -153,9 +162,17 @@ fn reserve(
             .check_mint(usage, now)
             .map_err(|e| ApiError::new(ErrorCode::QuotaExceeded, e.to_string()).retry_after(e.retry_after_secs()))?;
         ratelimit::store(tx, &bucket, next)?;
+        // Created at the whole second the deadline counts from: the longest lifetime an extension may
+        // reach counts from `created_at`, so both use the same clock.
         tx.execute(
-            "INSERT INTO sessions (id, owner, state, expires_at) VALUES ($2, $1, 'starting', to_timestamp($3))",
-            &[text(owner.as_str()), text(sid.as_str()), ParameterValue::Floating64(deadline.as_secs() as f64)],
+            "INSERT INTO sessions (id, owner, state, created_at, expires_at)
+             VALUES ($2, $1, 'starting', to_timestamp($4), to_timestamp($3))",
+            &[
+                text(owner.as_str()),
+                text(sid.as_str()),
+                ParameterValue::Floating64(deadline.as_secs() as f64),
+                ParameterValue::Floating64(now.as_secs() as f64),
+            ],
         )?;
         Ok(())
     })
@@ -171,7 +188,7 @@ fn place(
     db: &Db,
     signing: &Signing,
     config: &Config,
-    (sid, deadline): (&mut SessionId, Timestamp),
+    (sid, terms): (&mut SessionId, Terms),
     client: ClientLocation<'_>,
     now: Timestamp,
 ) -> Result<RegionId, ApiError> {
@@ -191,13 +208,13 @@ fn place(
                 *sid = id;
                 tried.push((region.clone(), sid.clone()));
                 let sid = &*sid;
-                let join = signing.issuer.join(sid, &region, entropy(), now);
+                let join = signing.issuer.join((sid, &region), terms, entropy(), now);
                 let command = PoolCommand::Start(StartRunner {
                     session_id: sid.clone(),
                     region: region.clone(),
                     join_url: format!("{}{}", config.edge_url, join_path(sid)),
                     join_token: signing.sign(&join)?.into(),
-                    deadline: deadline.as_secs(),
+                    deadline: terms.ends,
                 });
                 plan.record(pools::start(signing, &command, config.pool_timeout)?);
             }

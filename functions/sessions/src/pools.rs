@@ -38,7 +38,9 @@ impl Registry {
 pub(crate) fn start(signing: &Signing, command: &PoolCommand, timeout: Duration) -> Result<AttemptOutcome, ApiError> {
     let region = match command {
         PoolCommand::Start(s) => s.region.clone(),
-        PoolCommand::Stop { .. } => return Err(reply::internal("start called with a stop command")),
+        PoolCommand::Stop { .. } | PoolCommand::Extend { .. } => {
+            return Err(reply::internal("start called with another command"))
+        }
     };
     let outcome = match send(signing, &region, command, timeout)? {
         Ok(200..=299) => AttemptOutcome::Started,
@@ -74,6 +76,19 @@ pub(crate) fn start(signing: &Signing, command: &PoolCommand, timeout: Duration)
 /// for the agent holding the runner (202).
 pub(crate) fn stop(signing: &Signing, region: &RegionId, session: &SessionId, reason: &str) -> bool {
     stop_within(signing, region, session, reason, STOP_TIMEOUT)
+}
+
+/// Tells a pool a session's runner's new deadline; true when an agent confirmed, or the command waits
+/// at the edge for the agent holding the runner (202).
+pub(crate) fn extend(signing: &Signing, region: &RegionId, session: &SessionId, deadline: u64) -> bool {
+    let command = PoolCommand::Extend { session_id: session.clone(), deadline };
+    match send(signing, region, &command, STOP_TIMEOUT) {
+        Ok(Ok(200..=299)) => true,
+        other => {
+            eprintln!("sessions: extending {session} in {region} failed: {other:?}");
+            false
+        }
+    }
 }
 
 /// [`stop`], waiting at most `wait` for the agent's answer.

@@ -154,7 +154,7 @@ variable "limits" {
   validation {
     # The names are spin.toml's (terraform/tests checks this list against the manifest).
     condition = alltrue([for name in keys(var.limits) : contains([
-      "session_max_secs", "attach_token_secs", "max_live_sessions", "mints_per_minute", "pool_timeout_ms", "pool_health_ttl_secs",
+      "session_lifetime_secs", "session_max_lifetime_secs", "session_detached_secs", "session_idle_secs", "attach_token_secs", "max_live_sessions", "mints_per_minute", "pool_timeout_ms", "pool_health_ttl_secs",
       "preauth_burst", "preauth_per_minute", "user_burst", "user_per_minute",
       "artifact_max_per_session", "artifact_max_bytes", "artifact_user_bytes", "artifact_retention_secs",
       "artifact_link_ttl_secs",

@@ -85,7 +85,7 @@ variable "oidc_provider_name" {
 }
 
 variable "room_settings" {
-  description = "Optional ROOM_* vars (ROOM_RUNNER_GRACE_MS, ROOM_IDLE_TIMEOUT_SECS, ...) and ROOM_HIBERNATION."
+  description = "Optional ROOM_* vars (ROOM_RUNNER_GRACE_MS, ROOM_RESUME_WINDOW_SECS, ...) and ROOM_HIBERNATION."
   type        = map(string)
   default     = {}
 }

@@ -28,7 +28,6 @@ locals {
       maxRuntimeSecs  = var.runner_limits.max_runtime_secs
       memoryMb        = var.runner_limits.memory_mb
       cpuMillis       = var.runner_limits.cpu_millis
-      idleTimeoutSecs = var.runner_limits.idle_timeout_secs
       egressCidrs     = var.runner_egress_cidrs
     }
   }

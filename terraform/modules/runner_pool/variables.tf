@@ -102,18 +102,16 @@ variable "capacity" {
 }
 
 variable "runner_limits" {
-  description = "Per-runner limits: EDGESHELL_RUNNER_{MAX_RUNTIME_SECS,MEMORY_MB,CPU_MILLIS,IDLE_TIMEOUT_SECS}. Processes per pod are the kubelet's podPidsLimit on the runners' nodes (runner-image/README.md)."
+  description = "Per-runner limits: EDGESHELL_RUNNER_{MAX_RUNTIME_SECS,MEMORY_MB,CPU_MILLIS} (the idle and detached rules are the control plane's session_* limits). Processes per pod are the kubelet's podPidsLimit on the runners' nodes (runner-image/README.md)."
   type = object({
-    max_runtime_secs  = number
-    memory_mb         = number
-    cpu_millis        = number
-    idle_timeout_secs = number
+    max_runtime_secs = number
+    memory_mb        = number
+    cpu_millis       = number
   })
   default = {
-    max_runtime_secs  = 3600
-    memory_mb         = 1024
-    cpu_millis        = 1000
-    idle_timeout_secs = 900
+    max_runtime_secs = 86400
+    memory_mb        = 1024
+    cpu_millis       = 1000
   }
 }
 

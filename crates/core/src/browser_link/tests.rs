@@ -110,6 +110,44 @@ fn first_attach_uses_the_token_then_resumes_with_the_ticket_at_the_next_byte() {
 }
 
 #[test]
+fn a_reloaded_page_continues_its_seat_at_the_byte_it_showed_or_attaches_afresh() {
+    // The page kept the ticket and the offset it had shown when it unloaded.
+    let mut before = Harness::live();
+    before.binary(&output(0, b"hello world"));
+    let (ticket, offset) = before.link.resume_point().map(|(t, o)| (t.to_owned(), o)).unwrap();
+    assert_eq!((ticket.as_str(), offset), ("t", 11));
+
+    let mut h = Harness { link: BrowserLink::resuming("s1", "fresh", (ticket.clone(), offset), 3, T0), now: T0 };
+    assert_eq!(
+        h.open(),
+        Effect::Connect { path: "/sessions/s1/attach?offset=11".into(), credential: Credential::Resume(ticket) },
+        "no replay: the room continues at the byte the page shows"
+    );
+    h.binary(&welcome(11, "t2"));
+    assert_eq!(shown(&h.binary(&output(11, b"!"))), b"!");
+
+    // A ticket the room no longer honours (used by another tab, or its seat gone): attach afresh with
+    // the fresh token, and drop the overlap with what the page already shows.
+    for refusal in [CloseCode::Unauthorized, CloseCode::ResumeFailed] {
+        let mut h = Harness { link: BrowserLink::resuming("s1", "fresh", ("old", 11), 3, T0), now: T0 };
+        h.open();
+        let fx = h.event(Event::Closed { code: refusal.code() });
+        assert!(!fx.iter().any(|e| matches!(e, Effect::Stop { .. })), "{refusal:?}: {fx:?}");
+        let [Effect::Connect { credential, .. }] = &h.step(Duration::ZERO)[..] else { panic!("{refusal:?}") };
+        assert_eq!(credential, &Credential::Token("fresh".into()));
+        h.event(Event::Opened);
+        h.binary(&welcome(0, "t3"));
+        assert_eq!(shown(&h.binary(&output(0, b"hello world!"))), b"!", "{refusal:?}");
+    }
+}
+
+#[test]
+fn the_deadline_reaches_the_page_on_attach_and_after_an_extension() {
+    let mut h = Harness::live();
+    assert_eq!(h.binary(&Frame::Deadline { ends_at: 1_000_600 }.encode()), vec![Effect::Deadline(1_000_600)]);
+}
+
+#[test]
 fn overlap_after_a_resume_is_shown_once_and_a_gap_is_reported() {
     let mut h = Harness::live();
     assert_eq!(shown(&h.binary(&output(0, b"abcdef"))), b"abcdef");

@@ -34,17 +34,17 @@ fn submit(ledger: &mut Ledger, kind: Kind, session: SessionId, now: Timestamp) -
 fn a_start_whose_agent_went_is_never_handed_out_again_a_stop_is() {
     let mut ledger = Ledger::new(MINUTE, MINUTE);
     let start = submit(&mut ledger, Kind::Start, sid(1), at(0));
-    let stop = submit(&mut ledger, Kind::Stop, sid(2), at(0));
+    let stop = submit(&mut ledger, Kind::ToHolder, sid(2), at(0));
     let a = holder("agent-a", 1);
     assert_eq!(ledger.next_for(&a, at(1)).map(|(id, k, s, _)| (id, k, s)), Some((start, Kind::Start, sid(1))));
-    assert_eq!(ledger.next_for(&a, at(1)).map(|(id, k, s, _)| (id, k, s)), Some((stop, Kind::Stop, sid(2))));
+    assert_eq!(ledger.next_for(&a, at(1)).map(|(id, k, s, _)| (id, k, s)), Some((stop, Kind::ToHolder, sid(2))));
     assert_eq!(ledger.next_for(&a, at(1)).map(|(id, k, s, _)| (id, k, s)), None);
     // The agent goes before answering either.
     assert_eq!(ledger.agent_gone(&a, at(2)), vec![start]);
     assert_eq!(ledger.state(start), Some(&State::Ended(Outcome::Unknown)));
     // It comes back (a new connection), and so does a sibling: only the stop is handed out again.
     let again = holder("agent-a", 2);
-    assert_eq!(ledger.next_for(&again, at(3)).map(|(id, k, s, _)| (id, k, s)), Some((stop, Kind::Stop, sid(2))));
+    assert_eq!(ledger.next_for(&again, at(3)).map(|(id, k, s, _)| (id, k, s)), Some((stop, Kind::ToHolder, sid(2))));
     assert_eq!(ledger.next_for(&holder("agent-b", 1), at(3)).map(|(id, k, s, _)| (id, k, s)), None);
     // Its answer to the start, from the old connection's command, is too late to matter.
     assert_eq!(ledger.answer(&a, start, Outcome::Done, at(4)), Ok(()));
@@ -83,7 +83,7 @@ fn unclaimed_commands_expire_and_ended_ones_are_forgotten_later() {
     ledger.tidy(at(180));
     assert!(ledger.is_empty());
     // Ids are never reused, so an answer to a forgotten command cannot land on a new one.
-    assert_eq!(submit(&mut ledger, Kind::Stop, sid(2), at(181)), CommandId(2));
+    assert_eq!(submit(&mut ledger, Kind::ToHolder, sid(2), at(181)), CommandId(2));
 }
 
 #[derive(Debug, Clone)]
@@ -151,7 +151,7 @@ proptest! {
         for op in ops {
             match op {
                 Op::Submit(start, s) => {
-                    submit(&mut ledger, if start { Kind::Start } else { Kind::Stop }, sid(s), at(now));
+                    submit(&mut ledger, if start { Kind::Start } else { Kind::ToHolder }, sid(s), at(now));
                 }
                 Op::Next(a) => {
                     let h = holder(&format!("agent-{a}"), connection[a as usize]);
@@ -183,10 +183,10 @@ proptest! {
             write(&mut ledger, &mut rows);
             prop_assert_eq!(&read(&rows), &ledger);
             for (id, (kind, times)) in &handed {
-                prop_assert!(*kind == Kind::Stop || *times <= 1, "start {:?} handed out {} times", id, times);
+                prop_assert!(*kind == Kind::ToHolder || *times <= 1, "start {:?} handed out {} times", id, times);
             }
             for (id, entry) in &ledger.entries {
-                if entry.kind == Kind::Stop {
+                if entry.kind == Kind::ToHolder {
                     prop_assert!(
                         !matches!(entry.state, State::Ended(Outcome::Unknown)),
                         "stop {:?} given up while unanswered", id
@@ -223,7 +223,7 @@ fn a_start_leaves_with_its_payload_once_a_stop_keeps_it_for_the_next_agent() {
     ledger.answer(&a, start, Outcome::Done, at(1)).unwrap();
     assert_eq!(ledger.holder_of(&sid(1)), Some("a"));
     // The stop of that session waits for agent a, not for its sibling b.
-    let stop = submit(&mut ledger, Kind::Stop, sid(1), at(2));
+    let stop = submit(&mut ledger, Kind::ToHolder, sid(1), at(2));
     assert!(ledger.next_for(&holder("b", 1), at(2)).is_none());
     let (id, _, _, p) = ledger.next_for(&a, at(2)).unwrap();
     assert_eq!((id, p), (stop, payload()));
@@ -241,7 +241,7 @@ fn a_ledger_stored_whole_moves_to_rows_unchanged() {
     let mut ledger = Ledger::new(MINUTE, 2 * MINUTE);
     let start = submit(&mut ledger, Kind::Start, sid(1), at(0));
     ledger.hand(start, &holder("a", 1), at(0)).unwrap();
-    submit(&mut ledger, Kind::Stop, sid(2), at(1));
+    submit(&mut ledger, Kind::ToHolder, sid(2), at(1));
     ledger.place(sid(3), "b");
     ledger.agent_gone(&holder("b", 1), at(2));
     // As an older room stored it: one JSON document.
@@ -276,7 +276,7 @@ fn only_what_changed_is_written() {
         ledger.answer(&holder("a", 1), id, Outcome::Done, at(0)).unwrap();
     }
     ledger.take_changes();
-    let id = submit(&mut ledger, Kind::Stop, sid(7), at(1));
+    let id = submit(&mut ledger, Kind::ToHolder, sid(7), at(1));
     let changes = ledger.take_changes();
     assert_eq!(changes.commands.len(), 1);
     assert_eq!(changes.commands[0].0, id);

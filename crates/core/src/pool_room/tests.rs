@@ -126,8 +126,10 @@ fn a_stop_waits_for_the_agent_holding_the_session_across_its_reconnect() {
     join(&mut room, 1, "a", report(4, 1, &[sid(1)]), at(0));
     join(&mut room, 2, "b", report(4, 0, &[]), at(0));
     room.handle_event(Event::Gone { conn: AgentConn(1) }, at(1));
-    let effects = room
-        .handle_event(Event::Submit { waiter: WaiterId(1), command: command(Kind::Stop, sid(1), "j1", at(1)) }, at(1));
+    let effects = room.handle_event(
+        Event::Submit { waiter: WaiterId(1), command: command(Kind::ToHolder, sid(1), "j1", at(1)) },
+        at(1),
+    );
     assert_eq!(replies(&effects), vec![(1, Reply::Queued)]);
     assert!(sent(&effects).is_empty(), "not to b, which does not hold it");
     // a comes back (a restart that kept its runner): the stop goes to it once it said hello.
@@ -177,7 +179,7 @@ fn a_restarted_room_sends_its_stops_again_and_ends_its_starts_as_lost() {
     let mut room = room();
     join(&mut room, 1, "a", report(4, 1, &[sid(1)]), at(0));
     room.handle_event(
-        Event::Submit { waiter: WaiterId(1), command: command(Kind::Stop, sid(1), "stop", at(0)) },
+        Event::Submit { waiter: WaiterId(1), command: command(Kind::ToHolder, sid(1), "stop", at(0)) },
         at(0),
     );
     room.handle_event(
@@ -190,7 +192,7 @@ fn a_restarted_room_sends_its_stops_again_and_ends_its_starts_as_lost() {
     let ids = sent(&effects);
     assert_eq!(ids.len(), 1, "only the stop goes again: {ids:?}");
     let stop_id = ids[0].1;
-    assert_eq!(back.ledger().entry(CommandId(stop_id)).map(|e| e.kind), Some(Kind::Stop));
+    assert_eq!(back.ledger().entry(CommandId(stop_id)).map(|e| e.kind), Some(Kind::ToHolder));
     assert!(matches!(back.ledger().state(CommandId(2)), Some(State::Ended(Outcome::Unknown))));
     // Nothing stays in flight for a connection that no longer exists: the ledger empties in time.
     back.handle_event(Event::Said { conn: AgentConn(2), message: answer(stop_id, 200) }, at(2));
@@ -208,8 +210,10 @@ fn a_stop_follows_its_start_in_flight_and_a_gone_agents_sessions_are_released_in
     assert_eq!(sent(&effects), vec![(1, 1)]);
     // The start is in flight at a; a stop for its session goes to a, not to the less loaded b.
     room.handle_event(Event::WaitOver { waiter: WaiterId(1) }, at(1));
-    let effects = room
-        .handle_event(Event::Submit { waiter: WaiterId(2), command: command(Kind::Stop, sid(1), "t", at(1)) }, at(1));
+    let effects = room.handle_event(
+        Event::Submit { waiter: WaiterId(2), command: command(Kind::ToHolder, sid(1), "t", at(1)) },
+        at(1),
+    );
     assert_eq!(sent(&effects), vec![(1, 2)]);
     // a goes with the stop unanswered: its waiter hears the stop is queued, not a lost start.
     let effects = room.handle_event(Event::Gone { conn: AgentConn(1) }, at(2));
@@ -219,8 +223,10 @@ fn a_stop_follows_its_start_in_flight_and_a_gone_agents_sessions_are_released_in
         room.handle_event(Event::Said { conn: AgentConn(2), message: AgentMessage::Status(report(4, 1, &[])) }, at(t));
     }
     // While a may come back, a new stop of its session waits for it...
-    let effects = room
-        .handle_event(Event::Submit { waiter: WaiterId(3), command: command(Kind::Stop, sid(1), "u", at(10)) }, at(10));
+    let effects = room.handle_event(
+        Event::Submit { waiter: WaiterId(3), command: command(Kind::ToHolder, sid(1), "u", at(10)) },
+        at(10),
+    );
     assert_eq!(replies(&effects), vec![(3, Reply::Queued)]);
     // ...and once a is gone for good (`keep`), its sessions are released: any agent may stop them (on
     // Kubernetes any agent of the region can), so the next stop goes to b at once.
@@ -228,7 +234,7 @@ fn a_stop_follows_its_start_in_flight_and_a_gone_agents_sessions_are_released_in
         room.handle_event(Event::Said { conn: AgentConn(2), message: AgentMessage::Status(report(4, 1, &[])) }, at(t));
     }
     let effects = room.handle_event(
-        Event::Submit { waiter: WaiterId(4), command: command(Kind::Stop, sid(1), "v", at(131)) },
+        Event::Submit { waiter: WaiterId(4), command: command(Kind::ToHolder, sid(1), "v", at(131)) },
         at(131),
     );
     assert_eq!(sent(&effects).len(), 1, "{effects:?}");
@@ -322,7 +328,7 @@ proptest! {
                 },
                 Op::Start(s) | Op::Stop(s) => {
                     waiter += 1;
-                    let kind = if matches!(op, Op::Start(_)) { Kind::Start } else { Kind::Stop };
+                    let kind = if matches!(op, Op::Start(_)) { Kind::Start } else { Kind::ToHolder };
                     let jti = format!("j{waiter}");
                     jtis.push((jti.clone(), now));
                     room.handle_event(Event::Submit { waiter: WaiterId(waiter), command: command(kind, sid(s), &jti, at(now)) }, at(now))
@@ -407,7 +413,7 @@ fn a_submitted_command_is_read_checked_against_its_signed_body_and_kept_until_it
     let exp = claims.exp;
     let verified = assume_verified(claims.clone(), Kid::new("k").unwrap());
     let submission = submitted.verified(&verified, Secret::new("t")).unwrap();
-    assert_eq!((submission.kind, &submission.session), (Kind::Stop, &sid));
+    assert_eq!((submission.kind, &submission.session), (Kind::ToHolder, &sid));
     assert_eq!(submission.jti, claims.jti.as_str());
     let leeway = ValidationOptions::new("i".to_owned(), "a".to_owned()).leeway;
     assert_eq!(submission.forget_after, Timestamp::from_secs(exp) + leeway + Duration::from_secs(1));

@@ -154,6 +154,19 @@ pub enum Frame {
         /// How.
         status: ExitStatus,
     },
+    /// The terminal's screen as it stood after output byte `offset` (exclusive): the escape sequences
+    /// that draw it on a blank terminal (runner -> room, and room -> a browser attaching afresh, before
+    /// the output from `offset`). Sent in parts of at most [`MAX_DATA_BYTES`]; `last` marks the final one.
+    Snapshot {
+        /// The output offset the screen stands at.
+        offset: u64,
+        /// Whether this is the last part.
+        last: bool,
+        /// A part of the drawing.
+        data: Vec<u8>,
+    },
+    /// The room wants a fresh snapshot of the screen (room -> runner).
+    SnapshotWanted,
     /// Flow control from the room to the runner.
     Credit {
         /// The room has stored output up to here; the runner may forget it.
@@ -179,6 +192,12 @@ pub enum Frame {
     RunnerBack,
     /// The runner did not come back: the session is lost (room -> browser).
     RunnerLost,
+    /// The session's deadline, sent after each `Welcome` and whenever an extension moves it (room ->
+    /// browser, room -> runner).
+    Deadline {
+        /// Seconds since the epoch.
+        ends_at: u64,
+    },
     /// The room is about to close this connection; carries the full reason (WebSocket close reasons are
     /// limited to 123 bytes).
     Closing {
@@ -226,6 +245,7 @@ mod tag {
     pub(super) const OUTPUT: u8 = 0x20;
     pub(super) const EXITED: u8 = 0x21;
     pub(super) const CREDIT: u8 = 0x22;
+    pub(super) const SNAPSHOT: u8 = 0x23;
     pub(super) const WELCOME: u8 = 0x30;
     pub(super) const REFRESH_NEEDED: u8 = 0x31;
     pub(super) const REFRESH_ACCEPTED: u8 = 0x32;
@@ -233,9 +253,37 @@ mod tag {
     pub(super) const RUNNER_BACK: u8 = 0x34;
     pub(super) const RUNNER_LOST: u8 = 0x35;
     pub(super) const CLOSING: u8 = 0x36;
+    pub(super) const DEADLINE: u8 = 0x37;
+    pub(super) const SNAPSHOT_WANTED: u8 = 0x38;
 }
 
 impl Frame {
+    /// A short name for logs and close reasons.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Frame::Ping { .. } => "ping",
+            Frame::Pong { .. } => "pong",
+            Frame::Input { .. } => "input",
+            Frame::Resize { .. } => "resize",
+            Frame::Signal { .. } => "signal",
+            Frame::Ack { .. } => "ack",
+            Frame::Refresh { .. } => "refresh",
+            Frame::Output { .. } => "output",
+            Frame::Exited { .. } => "exited",
+            Frame::Credit { .. } => "credit",
+            Frame::Welcome(_) => "welcome",
+            Frame::RefreshNeeded { .. } => "refresh-needed",
+            Frame::RefreshAccepted { .. } => "refresh-accepted",
+            Frame::RunnerAway => "runner-away",
+            Frame::RunnerBack => "runner-back",
+            Frame::RunnerLost => "runner-lost",
+            Frame::Closing { .. } => "closing",
+            Frame::Deadline { .. } => "deadline",
+            Frame::Snapshot { .. } => "snapshot",
+            Frame::SnapshotWanted => "snapshot-wanted",
+        }
+    }
+
     /// Encodes into a new buffer.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(16 + self.payload_len());
@@ -245,7 +293,7 @@ impl Frame {
 
     fn payload_len(&self) -> usize {
         match self {
-            Frame::Input { data } | Frame::Output { data, .. } => data.len(),
+            Frame::Input { data } | Frame::Output { data, .. } | Frame::Snapshot { data, .. } => data.len(),
             Frame::Refresh { token } => token.expose().len(),
             Frame::Welcome(w) => w.session.len() + w.resume_ticket.expose().len() + 32,
             Frame::Closing { reason, .. } => reason.len(),
@@ -295,6 +343,12 @@ impl Frame {
                     }
                 }
             }
+            Frame::Snapshot { offset, last, data } => {
+                tagged_u64(out, tag::SNAPSHOT, *offset);
+                out.push(u8::from(*last));
+                out.extend_from_slice(data);
+            }
+            Frame::SnapshotWanted => out.push(tag::SNAPSHOT_WANTED),
             Frame::Credit { acked, limit } => {
                 tagged_u64(out, tag::CREDIT, *acked);
                 out.extend_from_slice(&limit.to_be_bytes());
@@ -317,6 +371,7 @@ impl Frame {
             Frame::RunnerAway => out.push(tag::RUNNER_AWAY),
             Frame::RunnerBack => out.push(tag::RUNNER_BACK),
             Frame::RunnerLost => out.push(tag::RUNNER_LOST),
+            Frame::Deadline { ends_at } => tagged_u64(out, tag::DEADLINE, *ends_at),
             Frame::Closing { code, reason } => {
                 out.push(tag::CLOSING);
                 out.extend_from_slice(&code.code().to_be_bytes());
@@ -368,6 +423,16 @@ impl Frame {
                 };
                 Frame::Exited { status }
             }
+            tag::SNAPSHOT => {
+                let offset = r.u64("offset")?;
+                let last = match r.u8("last")? {
+                    0 => false,
+                    1 => true,
+                    _ => return Err(FrameError::InvalidValue("last")),
+                };
+                Frame::Snapshot { offset, last, data: r.data()? }
+            }
+            tag::SNAPSHOT_WANTED => Frame::SnapshotWanted,
             tag::CREDIT => {
                 let acked = r.u64("acked")?;
                 let limit = r.u64("limit")?;
@@ -397,6 +462,7 @@ impl Frame {
             tag::RUNNER_AWAY => Frame::RunnerAway,
             tag::RUNNER_BACK => Frame::RunnerBack,
             tag::RUNNER_LOST => Frame::RunnerLost,
+            tag::DEADLINE => Frame::Deadline { ends_at: r.u64("ends_at")? },
             tag::CLOSING => {
                 let code = CloseCode::from_code(r.u16("code")?).ok_or(FrameError::InvalidValue("close code"))?;
                 Frame::Closing { code, reason: r.string("reason")? }

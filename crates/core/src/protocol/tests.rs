@@ -89,6 +89,10 @@ fn arb_frame() -> impl Strategy<Value = Frame> {
         Just(Frame::RunnerAway),
         Just(Frame::RunnerBack),
         Just(Frame::RunnerLost),
+        Just(Frame::SnapshotWanted),
+        any::<u64>().prop_map(|ends_at| Frame::Deadline { ends_at }),
+        (any::<u64>(), any::<bool>(), proptest::collection::vec(any::<u8>(), 0..300))
+            .prop_map(|(offset, last, data)| Frame::Snapshot { offset, last, data }),
         (code, text).prop_map(|(code, reason)| Frame::Closing { code, reason }),
     ]
 }

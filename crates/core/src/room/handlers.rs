@@ -31,10 +31,13 @@ impl Room {
             self.seats.retain(|s| Some(s.id) != longest);
         }
         self.consume(token);
+        self.adopt_terms(token, fx);
         let id = self.next_seat;
         self.next_seat += 1;
         let (ticket, hash) = ticket::issue(Holder::Seat(id), entropy);
-        let start = self.buffer.start();
+        // A fresh browser gets the screen as a snapshot, then the output after it.
+        let (start, snapshot) = self.fresh_start(fx);
+        let snapshot = snapshot.cloned();
         self.seats.push(Seat {
             id,
             subject: token.claims().sub.clone(),
@@ -47,9 +50,13 @@ impl Room {
             last_seen: now,
             detached_at: None,
             exit_sent: false,
+            size: None,
         });
-        self.idle_since = None;
+        self.unattended_since = None;
         self.welcome_browser(conn, start, Secret::new(ticket), token.claims().exp, fx);
+        if let Some(snapshot) = &snapshot {
+            Self::send_snapshot(conn, snapshot, fx);
+        }
         self.after_attach(conn, fx);
     }
 
@@ -105,7 +112,7 @@ impl Room {
         seat.detached_at = None;
         seat.exit_sent = false;
         let expires = seat.authorized_until;
-        self.idle_since = None;
+        self.unattended_since = None;
         self.welcome_browser(conn, offset, Secret::new(ticket_text), expires, fx);
         self.after_attach(conn, fx);
     }
@@ -121,6 +128,7 @@ impl Room {
             heartbeat_ms: self.config.heartbeat_interval.as_millis() as u32,
         };
         Self::send(fx, conn, &Frame::Welcome(welcome));
+        self.send_deadline(conn, fx);
     }
 
     /// Tells a newly admitted browser where the runner is, then starts its output.
@@ -146,6 +154,7 @@ impl Room {
             return Self::close_conn(conn, CloseCode::Forbidden, "a runner already joined; resume with its ticket", fx);
         }
         self.consume(token);
+        self.adopt_terms(token, fx);
         self.admit_runner(conn, entropy, now, fx);
     }
 
@@ -200,6 +209,7 @@ impl Room {
             heartbeat_ms: self.config.heartbeat_interval.as_millis() as u32,
         };
         Self::send(fx, conn, &Frame::Welcome(welcome));
+        self.send_deadline(conn, fx);
         if let Some((cols, rows)) = self.size {
             Self::send(fx, conn, &Frame::Resize { cols, rows });
         }
@@ -254,7 +264,10 @@ impl Room {
         match (role, frame) {
             (_, Frame::Ping { nonce }) => Self::send(fx, conn, &Frame::Pong { nonce }),
             (_, Frame::Pong { .. }) => {}
-            (Role::Browser, Frame::Input { data }) => self.browser_input(conn, &data, now, fx),
+            (Role::Browser, Frame::Input { data }) => {
+                self.follow(conn, fx);
+                self.browser_input(conn, &data, now, fx)
+            }
             (Role::Runner, Frame::Ack { offset }) => {
                 // Input the runner wrote to its PTY; an ack beyond what was sent (from before a wake)
                 // counts as all of it.
@@ -262,6 +275,9 @@ impl Room {
                 self.pump_input(fx);
             }
             (Role::Browser, Frame::Resize { cols, rows }) => {
+                if let Some(seat) = self.seats.iter_mut().find(|s| s.conn == Some(conn)) {
+                    seat.size = Some((cols, rows));
+                }
                 self.size = Some((cols, rows));
                 self.relay_to_runner(Frame::Resize { cols, rows }, fx);
             }
@@ -269,6 +285,9 @@ impl Room {
             (Role::Browser, Frame::Ack { offset }) => self.browser_ack(conn, offset, now, fx),
             (Role::Browser, Frame::Refresh { token }) => fx.push(Effect::VerifyRefresh { conn, token }),
             (Role::Runner, Frame::Output { offset, data }) => self.runner_output(conn, offset, &data, now, fx),
+            (Role::Runner, Frame::Snapshot { offset, last, data }) => {
+                self.snapshot_part(conn, (offset, last, data), now, fx)
+            }
             (Role::Runner, Frame::Exited { status }) => {
                 if self.phase == Phase::Live {
                     // The exit is due `Now`: the host stores everything before these effects leave, so
@@ -286,9 +305,19 @@ impl Room {
                 }
             }
             (role, frame) => {
-                let reason = format!("{role:?} may not send {}", frame_name(&frame));
+                let reason = format!("{role:?} may not send {}", frame.name());
                 self.close(conn, CloseCode::ProtocolError, &reason, now, fx);
             }
+        }
+    }
+
+    /// The terminal follows the browser that types: input from one whose size is not the terminal's
+    /// resizes the terminal to its size first. (The other browsers fit the output as they can.)
+    fn follow(&mut self, conn: ConnId, fx: &mut Vec<Effect>) {
+        let size = self.seats.iter().find(|s| s.conn == Some(conn)).and_then(|s| s.size);
+        if let Some((cols, rows)) = size.filter(|s| Some(*s) != self.size) {
+            self.size = Some((cols, rows));
+            self.relay_to_runner(Frame::Resize { cols, rows }, fx);
         }
     }
 
@@ -316,6 +345,9 @@ impl Room {
             return self.close(conn, CloseCode::InputOverflow, &reason, now, fx);
         }
         self.pending_input.extend_from_slice(data);
+        if !data.is_empty() {
+            self.last_io = now;
+        }
         self.pump_input(fx);
     }
 
@@ -361,6 +393,7 @@ impl Room {
             return; // Already stored: a resend after resume.
         }
         self.buffer.append(&data[(end - offset) as usize..]);
+        self.last_io = now;
         self.trim(fx);
         self.pump_all(fx);
     }
@@ -408,7 +441,11 @@ impl Room {
         let end = self.buffer.end();
         let history_start = end.saturating_sub(u64::from(self.config.history_bytes));
         let needed = self.seats.iter().map(|s| s.acked).min().unwrap_or(end);
-        self.buffer.trim_to(needed.min(history_start));
+        // The output after the latest snapshot stays too (a fresh attach needs it), up to a buffer's worth.
+        let for_snapshot = self
+            .snapshot_keeps_from()
+            .map_or(end, |at| at.max(end.saturating_sub(u64::from(self.config.buffer_capacity))));
+        self.buffer.trim_to(needed.min(history_start).min(for_snapshot));
         self.maybe_grant(fx);
     }
 
@@ -457,6 +494,7 @@ impl Room {
             return self.close(conn, CloseCode::Forbidden, "refresh token is for another user", now, fx);
         }
         self.consume(token);
+        self.adopt_terms(token, fx);
         let seat = &mut self.seats[index];
         seat.authorized_until = seat.authorized_until.max(token.claims().exp);
         seat.refresh_requested = false;
@@ -483,7 +521,7 @@ impl Room {
             seat.conn = None;
             seat.detached_at = Some(now);
             if self.seats.iter().all(|s| s.conn.is_none()) {
-                self.idle_since = Some(now);
+                self.unattended_since = Some(now);
             }
             self.maybe_finish_exit(fx);
         }
@@ -541,27 +579,5 @@ impl Room {
         if !self.seats.is_empty() && self.seats.iter().all(|s| s.conn.is_some() && s.acked == end && s.exit_sent) {
             self.end(EndReason::Exited(status), fx);
         }
-    }
-}
-
-fn frame_name(frame: &Frame) -> &'static str {
-    match frame {
-        Frame::Ping { .. } => "ping",
-        Frame::Pong { .. } => "pong",
-        Frame::Input { .. } => "input",
-        Frame::Resize { .. } => "resize",
-        Frame::Signal { .. } => "signal",
-        Frame::Ack { .. } => "ack",
-        Frame::Refresh { .. } => "refresh",
-        Frame::Output { .. } => "output",
-        Frame::Exited { .. } => "exited",
-        Frame::Credit { .. } => "credit",
-        Frame::Welcome(_) => "welcome",
-        Frame::RefreshNeeded { .. } => "refresh-needed",
-        Frame::RefreshAccepted { .. } => "refresh-accepted",
-        Frame::RunnerAway => "runner-away",
-        Frame::RunnerBack => "runner-back",
-        Frame::RunnerLost => "runner-lost",
-        Frame::Closing { .. } => "closing",
     }
 }

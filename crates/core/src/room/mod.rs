@@ -21,7 +21,9 @@
 
 mod buffer;
 mod handlers;
+mod snapshot;
 mod store;
+mod terms;
 mod ticket;
 mod timers;
 
@@ -37,11 +39,12 @@ use crate::tokens::{TokenError, Verified};
 use buffer::OutputBuffer;
 use core::time::Duration;
 use serde::{Deserialize, Serialize};
+pub use snapshot::MAX_SNAPSHOT_BYTES;
 pub use store::{Checkpoint, CheckpointDue, OutputChunk, StoredOutput, LIVENESS_SLACK};
 use ticket::TicketHash;
 
 /// The version of the serialized room state; bumped on any incompatible change.
-pub const STATE_VERSION: u8 = 3;
+pub const STATE_VERSION: u8 = 4;
 
 /// A connection (WebSocket) as numbered by the host. Stable across hibernation (the host stores it in
 /// the socket's attachment).
@@ -73,10 +76,6 @@ pub struct RoomConfig {
     pub resume_window: Duration,
     /// How long before its authorization expires a browser is asked to refresh.
     pub refresh_lead: Duration,
-    /// The session ends after this long without any attached browser.
-    pub idle_timeout: Duration,
-    /// The session's hard limit from creation.
-    pub max_duration: Duration,
     /// Clock skew tolerated on token expiry.
     pub leeway: Duration,
     /// How long an ended room is kept as a tombstone (so that a token minted for it cannot recreate
@@ -98,8 +97,6 @@ impl RoomConfig {
         join_timeout: Duration::from_secs(60),
         resume_window: Duration::from_secs(120),
         refresh_lead: Duration::from_secs(60),
-        idle_timeout: Duration::from_secs(5 * 60),
-        max_duration: Duration::from_secs(crate::settings::SESSION_CEILING_SECS),
         leeway: Duration::from_secs(30),
         tombstone: Duration::from_secs(crate::tokens::Scope::Join.max_lifetime_secs() + 30),
     };
@@ -187,6 +184,11 @@ pub enum Event {
     },
     /// The control plane ended the session (user deleted it).
     End,
+    /// The control plane extended the session to this deadline (seconds since the epoch).
+    Extend {
+        /// The new deadline; an earlier one than the room's is ignored.
+        ends: u64,
+    },
 }
 
 impl Event {
@@ -239,17 +241,19 @@ pub enum EndReason {
     Exited(ExitStatus),
     /// The runner went away and did not come back, or never joined.
     RunnerLost,
-    /// No browser for the idle timeout.
+    /// Neither input nor output for the terms' idle limit.
     Idle,
-    /// The session's hard limit passed.
+    /// No browser attached for the terms' detached limit.
+    Unattended,
+    /// The session's deadline passed.
     Deadline,
-    /// The control plane ended it.
+    /// The control plane ended it (its owner did).
     Ended,
 }
 
 impl EndReason {
     /// Every [`EndReason::name`], for the control plane's check of what a room reports.
-    pub const NAMES: [&'static str; 5] = ["exited", "runner_lost", "idle", "deadline", "ended"];
+    pub const NAMES: [&'static str; 6] = ["exited", "runner_lost", "idle", "unattended", "deadline", "ended"];
 
     /// A stable machine-readable name (what the edge reports to the control plane).
     pub fn name(self) -> &'static str {
@@ -257,6 +261,7 @@ impl EndReason {
             EndReason::Exited(_) => "exited",
             EndReason::RunnerLost => "runner_lost",
             EndReason::Idle => "idle",
+            EndReason::Unattended => "unattended",
             EndReason::Deadline => "deadline",
             EndReason::Ended => "ended",
         }
@@ -284,10 +289,11 @@ impl EndReason {
             EndReason::Exited(ExitStatus::Signaled(s)) => {
                 format!("the program was killed by signal {s}")
             }
-            EndReason::RunnerLost => "the runner was lost".into(),
-            EndReason::Idle => "the session was idle for too long".into(),
+            EndReason::RunnerLost => "the machine running the session stopped answering".into(),
+            EndReason::Idle => "the session had neither input nor output for too long".into(),
+            EndReason::Unattended => "no browser was attached for too long".into(),
             EndReason::Deadline => "the session reached its time limit".into(),
-            EndReason::Ended => "the session was ended".into(),
+            EndReason::Ended => "the session was ended by its owner".into(),
         }
     }
 }
@@ -328,6 +334,8 @@ struct Seat {
     last_seen: Timestamp,
     detached_at: Option<Timestamp>,
     exit_sent: bool,
+    /// The size of this browser's terminal, once it said.
+    size: Option<(u16, u16)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -376,7 +384,18 @@ pub struct Room {
     pending_input: Vec<u8>,
     size: Option<(u16, u16)>,
     exit_status: Option<ExitStatus>,
-    idle_since: Option<Timestamp>,
+    /// Since when no browser has been attached (`None` while one is).
+    unattended_since: Option<Timestamp>,
+    /// The session's terms, from the first verified token (see `terms`).
+    terms: Option<crate::lifetime::Terms>,
+    /// The last input or output byte (the idle rule).
+    last_io: Timestamp,
+    /// The latest screen snapshot from the runner (see `snapshot`).
+    snapshot: Option<snapshot::Snapshot>,
+    /// A snapshot whose parts are arriving: its offset and the bytes so far. Not part of the state: a
+    /// woken room asks for a whole one again.
+    #[serde(skip)]
+    snapshot_parts: Option<(u64, Vec<u8>)>,
     alarm: Option<Timestamp>,
     ended_reported: bool,
     /// When the session ended, for the tombstone's expiry.
@@ -437,7 +456,11 @@ impl Room {
             pending_input: Vec::new(),
             size: None,
             exit_status: None,
-            idle_since: Some(now),
+            unattended_since: Some(now),
+            terms: None,
+            last_io: now,
+            snapshot: None,
+            snapshot_parts: None,
             alarm: None,
             ended_reported: false,
             ended_at: None,
@@ -516,6 +539,7 @@ impl Room {
             }
             Event::Disconnected { conn } => self.disconnected(conn, now, &mut fx),
             Event::End => self.end(EndReason::Ended, &mut fx),
+            Event::Extend { ends } => self.extend_to(ends, &mut fx),
         }
         self.expire(now, &mut fx);
         self.finish_step(now);

@@ -13,10 +13,11 @@
 //! - **Soon**: output and how far it was sent and acknowledged. The host may batch it: a credit names
 //!   only stored output, so the runner still holds what a crash would lose and sends it again, and a
 //!   browser resumes at its own offset.
-//! - **Nothing**: liveness alone (when connections were last heard from: typed input, heartbeats)
-//!   until those times cross a [`LIVENESS_SLACK`] boundary. A restored room may therefore think a
-//!   connection was last heard from up to that long before it was, so it may close a silent connection
-//!   that much earlier (against a `dead_after` of 100 s).
+//! - **Nothing**: liveness alone (when connections were last heard from: typed input, heartbeats; and
+//!   the last input or output, for the idle rule) until those times cross a [`LIVENESS_SLACK`]
+//!   boundary. A restored room may therefore think a connection was last heard from up to that long
+//!   before it was, so it may close a silent connection that much earlier (against a `dead_after` of
+//!   100 s), and end an idle session that much early (against an idle rule of minutes or hours).
 
 use super::{Effect, RestoreError, Room, STATE_VERSION};
 use crate::time::Timestamp;
@@ -106,6 +107,7 @@ impl Room {
     pub fn checkpoint_due(&mut self, stored: &StoredOutput) -> CheckpointDue {
         let (start, end) = (self.buffer.start(), self.buffer.end());
         let bytes = self.buffer.take_bytes();
+        let screen = self.take_snapshot_bytes();
         let due = if self.masked_state(Mask::Progress, end) != stored.essential_state {
             CheckpointDue::Now
         } else if (start, end) != (stored.start, stored.end)
@@ -116,6 +118,7 @@ impl Room {
             CheckpointDue::Nothing
         };
         self.buffer.put_bytes(bytes);
+        self.put_snapshot_bytes(screen);
         due
     }
 
@@ -129,12 +132,14 @@ impl Room {
         let forget_before = (start > stored.start).then_some(start);
         // The bytes are in the chunks; the state records only where they start and end.
         let bytes = self.buffer.take_bytes();
+        let screen = self.take_snapshot_bytes();
         let rounded_state = self.masked_state(Mask::Liveness, end);
+        let essential_state = self.masked_state(Mask::Progress, end);
+        self.put_snapshot_bytes(screen);
         let unchanged = append.is_none() && forget_before.is_none() && rounded_state == stored.rounded_state;
         // Serializing plain data into a Vec cannot fail.
         let state =
             (!unchanged).then(|| postcard::to_allocvec(&StateRef { room: self, output_end: end }).unwrap_or_default());
-        let essential_state = self.masked_state(Mask::Progress, end);
         self.buffer.put_bytes(bytes);
         let state = state?;
         *stored = StoredOutput { start, end, rounded_state, essential_state };
@@ -153,7 +158,7 @@ impl Room {
     /// The state as [`Room::checkpoint`] writes it, with some fields masked, to tell what changed:
     /// with `Liveness`, the liveness times rounded down to [`LIVENESS_SLACK`]; with `Progress`, the
     /// liveness times and the output's progress (where it starts, how far each peer got, the credit)
-    /// left out as well. (The buffer's bytes must be taken out.)
+    /// left out as well. (The buffer's and the snapshot's bytes must be taken out.)
     fn masked_state(&self, mask: Mask, output_end: u64) -> Vec<u8> {
         let slack = LIVENESS_SLACK.as_millis() as u64;
         let progress = mask == Mask::Progress;
@@ -161,6 +166,12 @@ impl Room {
         // A copy without the buffer's bytes (the caller took them out) is small.
         let mut room = self.clone();
         room.runner.last_seen = hide(room.runner.last_seen);
+        room.last_io = hide(room.last_io);
+        // A new snapshot may wait for the output's batch: a restored room still has the output after
+        // its older one.
+        if progress {
+            room.snapshot = None;
+        }
         for seat in &mut room.seats {
             seat.last_seen = hide(seat.last_seen);
             if progress {
@@ -208,8 +219,10 @@ impl Room {
         if at != output_end {
             return Err(RestoreError::Corrupt(format!("output bytes {at}..{output_end} are missing")));
         }
+        let screen = room.take_snapshot_bytes();
         let rounded_state = room.masked_state(Mask::Liveness, output_end);
         let essential_state = room.masked_state(Mask::Progress, output_end);
+        room.put_snapshot_bytes(screen);
         room.buffer.put_bytes(bytes.into());
         room.stored_end = output_end;
         Ok((room, StoredOutput { start, end: output_end, rounded_state, essential_state }))
@@ -272,7 +285,7 @@ mod tests {
         assert_eq!(restored.runner.last_seen, Timestamp::from_secs(12), "at most the slack behind");
         assert_eq!(back, stored, "and the host's record of what it stored is the same after a restore");
         // Anything else is written at once.
-        room.idle_since = None;
+        room.unattended_since = None;
         assert!(room.checkpoint(&mut stored).is_some());
     }
 

@@ -3,7 +3,9 @@
 
 mod exact_resume;
 mod harness;
+mod lifetime;
 mod quiet_traffic;
+mod screen;
 
 use super::*;
 use crate::protocol::{CloseCode, ExitStatus, Frame, Role};
@@ -258,7 +260,7 @@ fn exit_is_delivered_after_the_last_byte() {
 }
 
 #[test]
-fn timers_end_idle_and_silent_sessions() {
+fn timers_end_unattended_and_silent_sessions() {
     let mut h = Harness::new(RoomConfig::default());
     h.advance_to(at(60_000));
     assert_eq!(h.ended, vec![EndReason::RunnerLost], "runner never joined");
@@ -274,7 +276,7 @@ fn timers_end_idle_and_silent_sessions() {
     let mut h = live();
     h.event(Event::HeartbeatSeen { conn: ConnId(1), at: at(90_000) });
     h.advance_to(at(5 * 60_000));
-    assert_eq!(h.ended, vec![EndReason::Idle]);
+    assert_eq!(h.ended, vec![EndReason::Unattended], "the test terms: 5 minutes without a browser");
 }
 
 #[test]
@@ -319,7 +321,8 @@ fn input_waits_for_a_late_runner() {
     h.event(Event::RunnerJoin { conn: ConnId(1), token: token(Scope::Join, "j", "s1", 600), entropy: e });
     let frames = h.take(1);
     assert!(matches!(frames[0], Frame::Welcome(_)));
-    assert_eq!(frames[1..], [Frame::Resize { cols: 100, rows: 30 }, Frame::Input { data: b"ls\r".to_vec() }]);
+    let deadline = Frame::Deadline { ends_at: TERMS.ends };
+    assert_eq!(frames[1..], [deadline, Frame::Resize { cols: 100, rows: 30 }, Frame::Input { data: b"ls\r".to_vec() }]);
 }
 
 #[test]
@@ -364,6 +367,7 @@ fn end_reasons_have_distinct_listed_names() {
         EndReason::Exited(ExitStatus::Code(3)),
         EndReason::RunnerLost,
         EndReason::Idle,
+        EndReason::Unattended,
         EndReason::Deadline,
         EndReason::Ended,
     ];

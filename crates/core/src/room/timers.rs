@@ -10,8 +10,9 @@ pub(super) enum Due {
     JoinTimeout,
     RunnerGrace,
     ExitLinger,
-    MaxDuration,
+    Deadline,
     Idle,
+    Unattended,
     RunnerSilent,
     SeatSilent(u32),
     SeatResumeWindow(u32),
@@ -36,9 +37,17 @@ impl Room {
             Phase::Exited { at } => out.push((at + c.resume_window, Due::ExitLinger)),
             Phase::Live => {}
         }
-        out.push((self.created_at + c.max_duration, Due::MaxDuration));
-        if let Some(since) = self.idle_since {
-            out.push((since + c.idle_timeout, Due::Idle));
+        if let Some(terms) = self.terms {
+            out.push((terms.deadline(), Due::Deadline));
+            // After an exit the session ends as exited, however quiet or unattended it is.
+            if !matches!(self.phase, Phase::Exited { .. }) {
+                if let Some(idle) = terms.idle() {
+                    out.push((self.last_io + idle, Due::Idle));
+                }
+                if let (Some(since), Some(limit)) = (self.unattended_since, terms.detached()) {
+                    out.push((since + limit, Due::Unattended));
+                }
+            }
         }
         if self.runner.conn.is_some() {
             out.push((self.runner.last_seen + c.dead_after, Due::RunnerSilent));
@@ -81,12 +90,13 @@ impl Room {
                 let status = self.exit_status.unwrap_or(crate::protocol::ExitStatus::Code(0));
                 self.end(EndReason::Exited(status), fx);
             }
-            Due::MaxDuration => self.end(EndReason::Deadline, fx),
+            Due::Deadline => self.end(EndReason::Deadline, fx),
             Due::Forget => {
                 self.forgotten = true;
                 fx.push(Effect::Forget);
             }
             Due::Idle => self.end(EndReason::Idle, fx),
+            Due::Unattended => self.end(EndReason::Unattended, fx),
             Due::RunnerSilent => {
                 if let Some(conn) = self.runner.conn {
                     self.close(conn, CloseCode::HeartbeatTimeout, "no heartbeat from the runner", now, fx);
@@ -116,8 +126,8 @@ impl Room {
                     );
                 }
                 self.seats.retain(|s| s.id != id);
-                if self.seats.iter().all(|s| s.conn.is_none()) && self.idle_since.is_none() {
-                    self.idle_since = Some(now);
+                if self.seats.iter().all(|s| s.conn.is_none()) && self.unattended_since.is_none() {
+                    self.unattended_since = Some(now);
                 }
                 self.trim(fx);
                 self.maybe_finish_exit(fx);

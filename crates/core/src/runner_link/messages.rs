@@ -34,6 +34,14 @@ pub enum Event {
     ProgramExited(ExitStatus),
     /// The runner was told to stop (its pool agent's SIGTERM).
     Stop,
+    /// The screen after output byte `offset` (what [`Effect::TakeSnapshot`] asked for): the escape
+    /// sequences that draw it on a blank terminal.
+    Snapshot {
+        /// The output offset it stands at (the bytes read from the PTY so far).
+        offset: u64,
+        /// The drawing, at most [`MAX_SNAPSHOT_BYTES`](crate::room::MAX_SNAPSHOT_BYTES).
+        data: Vec<u8>,
+    },
 }
 
 /// Something the runner must do.
@@ -68,6 +76,9 @@ pub enum Effect {
     KillLeftovers,
     /// The session is over for the runner: kill whatever is left of the program and exit.
     Finish(Outcome),
+    /// Snapshot the screen as it stands after all output read so far, and report it as
+    /// [`Event::Snapshot`].
+    TakeSnapshot,
 }
 
 /// How a runner's session ended.
@@ -77,10 +88,8 @@ pub enum Outcome {
     Exited(ExitStatus),
     /// The room ended the session (the program was stopped).
     Ended(CloseCode, String),
-    /// The session's deadline passed (the program was stopped).
+    /// The session's deadline passed and the room did not end it (the program was stopped).
     DeadlinePassed,
-    /// Nothing happened for the idle timeout (the program was stopped).
-    Idle,
     /// The room refused the runner (bad, used or expired join token).
     Refused(String),
     /// The room stayed unreachable for the offline limit.
@@ -93,7 +102,7 @@ impl Outcome {
     /// The runner process's exit code: 0 when the session ran its course.
     pub fn exit_code(&self) -> i32 {
         match self {
-            Outcome::Exited(_) | Outcome::Ended(..) | Outcome::Idle | Outcome::Stopped => 0,
+            Outcome::Exited(_) | Outcome::Ended(..) | Outcome::Stopped => 0,
             Outcome::DeadlinePassed => 3,
             Outcome::Refused(_) => 4,
             Outcome::Unreachable(_) => 5,

@@ -1,9 +1,10 @@
 //! The runner's side of the session protocol, as a [`StateMachine`]: it keeps every output byte the room
 //! has not yet stored, sends only within the room's credit, says how much PTY output may be read now (so
 //! a stalled browser slows the program instead of losing bytes), continues at the exact byte after a
-//! reconnect, and keeps the runner's clocks: heartbeats and the room's silence, the idle timeout, the
-//! session's deadline, the reconnect backoff and the offline limit, and the wait for a program's
-//! leftover children after it exits.
+//! reconnect, and keeps the runner's clocks: heartbeats and the room's silence, the session's deadline
+//! (a backstop [`crate::lifetime::BACKSTOP`] after the one the room enforces, moved by the room's
+//! `Deadline` frames), the reconnect backoff and the offline limit, and the wait for a program's
+//! leftover children after it exits. The idle rule is the room's: it sees every byte both ways.
 //!
 //! The runner binary (`crates/runner`, `relay`) dials when told ([`Effect::Dial`]), feeds it socket
 //! messages, PTY output and the program's exit, carries out the effects, reads the PTY only while
@@ -19,7 +20,9 @@ use core::time::Duration;
 use std::collections::VecDeque;
 
 mod messages;
+mod screen;
 pub use messages::{Effect, Event, Outcome};
+pub use screen::{SNAPSHOT_EVERY, SNAPSHOT_SETTLE};
 
 /// Input bytes queued for the PTY beyond which the runner stops reading from the room (the program is
 /// not reading its terminal; the room then queues, and the browsers' typing waits).
@@ -32,8 +35,6 @@ pub const INPUT_ACK_STEP: u64 = 16 * 1024;
 /// The runner's tunables.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LinkConfig {
-    /// The session ends after this long without input or output.
-    pub idle_timeout: Duration,
     /// Give up when the room has been unreachable for this long.
     pub max_offline: Duration,
     /// After the program exits, how long the PTY may stay open (held by leftover children) before those
@@ -48,7 +49,6 @@ pub struct LinkConfig {
 impl LinkConfig {
     /// The defaults.
     pub const DEFAULT: LinkConfig = LinkConfig {
-        idle_timeout: Duration::from_secs(15 * 60),
         max_offline: Duration::from_secs(60),
         exit_drain: Duration::from_millis(300),
         heartbeat: HEARTBEAT_INTERVAL,
@@ -106,18 +106,19 @@ pub struct RunnerLink {
     exit_seen: Option<Timestamp>,
     pty_closed: bool,
     leftovers_killed: bool,
-    last_activity: Timestamp,
     // The connection.
     connection: Connection,
     offline_since: Timestamp,
     attempts: u32,
     heartbeat: Duration,
     next_nonce: u64,
+    snapshots: screen::Snapshots,
 }
 
 impl RunnerLink {
-    /// A link created at `now` that joins with `join_token` and stops the session at `deadline`; `seed`
-    /// is random (reconnect jitter). Its first timeout, due at once, dials.
+    /// A link created at `now` that joins with `join_token` and stops the session a backstop after
+    /// `deadline` (the room ends it at the deadline); `seed` is random (reconnect jitter). Its first
+    /// timeout, due at once, dials.
     pub fn new(
         config: LinkConfig,
         join_token: Secret,
@@ -128,7 +129,7 @@ impl RunnerLink {
         RunnerLink {
             config,
             token: join_token,
-            deadline,
+            deadline: deadline.map(|at| at + crate::lifetime::BACKSTOP),
             jitter: Jitter::new(seed),
             acked: 0,
             limit: 0,
@@ -144,12 +145,12 @@ impl RunnerLink {
             exit_seen: None,
             pty_closed: false,
             leftovers_killed: false,
-            last_activity: now,
             connection: Connection::Waiting { dial_at: now },
             offline_since: now,
             attempts: 0,
             heartbeat: config.heartbeat,
             next_nonce: 1,
+            snapshots: screen::Snapshots::new(now),
         }
     }
 
@@ -312,17 +313,16 @@ impl RunnerLink {
                 self.limit = self.limit.max(limit);
             }
             Frame::Input { data } => {
-                self.last_activity = now;
                 self.input_received += data.len() as u64;
                 fx.push(Effect::WriteInput(data));
             }
-            Frame::Resize { cols, rows } => {
-                self.last_activity = now;
-                fx.push(Effect::Resize { cols, rows });
-            }
-            Frame::Signal { signal } => {
-                self.last_activity = now;
-                fx.push(Effect::Signal(signal));
+            Frame::Resize { cols, rows } => fx.push(Effect::Resize { cols, rows }),
+            Frame::SnapshotWanted => self.snapshot_wanted(),
+            Frame::Signal { signal } => fx.push(Effect::Signal(signal)),
+            // An extension: the room ends the session at the new deadline, this link a backstop later.
+            Frame::Deadline { ends_at } => {
+                let at = Timestamp::from_secs(ends_at) + crate::lifetime::BACKSTOP;
+                self.deadline = Some(self.deadline.map_or(at, |d| d.max(at)));
             }
             Frame::Ping { nonce } => fx.push(Effect::Send(Frame::Pong { nonce }.encode())),
             Frame::Pong { .. } => {}
@@ -380,14 +380,7 @@ impl RunnerLink {
             Connection::Open { next_ping, .. } => (None, Some(next_ping)),
             Connection::Dialing | Connection::Finished => (None, None),
         };
-        [
-            dial,
-            ping,
-            self.silence_deadline(),
-            Some(self.last_activity + self.config.idle_timeout),
-            self.deadline,
-            self.drain_deadline(),
-        ]
+        [dial, ping, self.silence_deadline(), self.deadline, self.drain_deadline(), self.snapshot_due()]
     }
 }
 
@@ -425,9 +418,10 @@ impl StateMachine for RunnerLink {
                 }
             }
             Event::Output(data) => {
-                self.last_activity = now;
                 self.pending.extend(data);
+                self.screen_changed(now);
             }
+            Event::Snapshot { offset, data } => self.send_snapshot(offset, &data, &mut fx),
             Event::InputWritten(n) => {
                 let n = n as u64;
                 let from_before = n.min(self.input_backlog);
@@ -472,10 +466,6 @@ impl RunnerLink {
             self.finish(Outcome::DeadlinePassed, &mut fx);
             return fx;
         }
-        if self.last_activity + self.config.idle_timeout <= now {
-            self.finish(Outcome::Idle, &mut fx);
-            return fx;
-        }
         match self.connection {
             Connection::Waiting { dial_at } if dial_at <= now => {
                 self.connection = Connection::Dialing;
@@ -492,6 +482,7 @@ impl RunnerLink {
             }
             _ => {}
         }
+        self.maybe_snapshot(now, &mut fx);
         if self.drain_deadline().is_some_and(|at| at <= now) {
             if self.leftovers_killed {
                 // Killed already and still open: stop waiting for output.

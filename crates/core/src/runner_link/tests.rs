@@ -1,6 +1,7 @@
 //! The runner link driven by events and times: credit, exact continuation, and every clock.
 
 use super::*;
+use crate::lifetime::BACKSTOP;
 use crate::protocol::Signal;
 use crate::protocol::Welcome;
 
@@ -90,7 +91,9 @@ fn sends_within_credit_and_resumes_at_the_room_offset() {
     assert_eq!(h.event(Event::Message(welcome(7, 7))), vec![output(7, b"789abcd")]);
     assert_eq!(h.link.resume_ticket(), Some("r.7"));
     // The exit goes after the last byte, once the terminal closed; the room's last credit finishes.
-    assert_eq!(h.event(Event::ProgramExited(ExitStatus::Code(0))), vec![]);
+    // (A second has passed since the output: a snapshot is due by then.)
+    let fx = h.event(Event::ProgramExited(ExitStatus::Code(0)));
+    assert_eq!(fx, vec![Effect::TakeSnapshot]);
     let exited = Effect::Send(Frame::Exited { status: ExitStatus::Code(0) }.encode());
     assert_eq!(h.event(Event::PtyClosed), vec![exited]);
     assert_eq!(
@@ -137,7 +140,7 @@ fn heartbeats_go_out_and_a_silent_room_is_redialled_with_backoff() {
 }
 
 #[test]
-fn the_offline_limit_the_idle_timeout_and_the_deadline_end_the_session() {
+fn the_offline_limit_a_refusal_and_the_deadline_end_the_session() {
     // Unreachable: dials fail for the whole offline limit.
     let mut h = Harness::new(None);
     let mut outcome = None;
@@ -167,20 +170,33 @@ fn the_offline_limit_the_idle_timeout_and_the_deadline_end_the_session() {
     let fx = h.event(Event::DialFailed { permanent: true, reason: "401".into() });
     assert_eq!(fx, vec![Effect::Finish(Outcome::Refused("401".into()))]);
 
-    // Idle: no input and no output for 15 minutes; output moves the clock.
-    let mut h = Harness::joined(1000);
-    h.step(Duration::from_secs(14 * 60));
-    h.event(Event::Output(b"x".to_vec()));
-    let fx: Vec<Effect> = h.step(Duration::from_secs(14 * 60 + 59)).into_iter().filter(is_finish).collect();
-    assert!(fx.is_empty(), "{fx:?}");
-    let fx: Vec<Effect> = h.step(Duration::from_secs(1)).into_iter().filter(is_finish).collect();
-    assert_eq!(fx, vec![Effect::Finish(Outcome::Idle)]);
-
-    // The deadline, connected or not.
+    // The deadline, connected or not: a backstop after the room's (which ends the session first).
     let mut h = Harness::new(Some(Duration::from_secs(90)));
     h.timeout();
     h.event(Event::DialFailed { permanent: false, reason: "down".into() });
     let fx: Vec<Effect> = h.step(Duration::from_secs(90)).into_iter().filter(is_finish).collect();
+    assert!(fx.is_empty(), "the room's deadline first: {fx:?}");
+    let fx: Vec<Effect> = h.step(BACKSTOP).into_iter().filter(is_finish).collect();
+    assert_eq!(fx, vec![Effect::Finish(Outcome::DeadlinePassed)]);
+
+    // No idle rule here: hours without input or output end nothing (the room owns that rule).
+    let mut h = Harness::joined(1000);
+    let fx: Vec<Effect> = h.step(Duration::from_secs(24 * 3600)).into_iter().filter(is_finish).collect();
+    assert!(fx.is_empty(), "{fx:?}");
+}
+
+#[test]
+fn an_extension_from_the_room_moves_the_deadline_later_never_earlier() {
+    let mut h = Harness::new(Some(Duration::from_secs(60)));
+    h.timeout();
+    h.event(Event::Connected);
+    h.event(Event::Message(welcome(0, 1000)));
+    let later = (T0 + Duration::from_secs(3600)).as_secs();
+    h.event(Event::Message(Frame::Deadline { ends_at: later }.encode()));
+    h.event(Event::Message(Frame::Deadline { ends_at: T0.as_secs() + 30 }.encode()));
+    let fx: Vec<Effect> = h.step(Duration::from_secs(3600)).into_iter().filter(is_finish).collect();
+    assert!(fx.is_empty(), "extended to an hour: {fx:?}");
+    let fx: Vec<Effect> = h.step(BACKSTOP).into_iter().filter(is_finish).collect();
     assert_eq!(fx, vec![Effect::Finish(Outcome::DeadlinePassed)]);
 }
 
@@ -310,4 +326,37 @@ fn the_program_starts_once_and_only_after_the_join_is_welcomed() {
     assert_eq!(h.step(Duration::from_secs(1)), vec![Effect::Dial(Credential::Resume("r.0".into()))]);
     h.event(Event::Connected);
     assert!(!h.event(Event::Message(welcome(0, 100))).contains(&Effect::StartProgram));
+}
+
+#[test]
+fn the_screen_is_snapshotted_once_output_settles_often_while_it_flows_and_when_the_room_asks() {
+    let mut h = Harness::joined(1 << 20);
+    let takes = |fx: &[Effect]| fx.iter().filter(|e| matches!(e, Effect::TakeSnapshot)).count();
+    assert_eq!(takes(&h.step(Duration::from_secs(30))), 0, "nothing written: a blank screen needs none");
+    h.event(Event::Output(b"$ ".to_vec()));
+    assert_eq!(takes(&h.step(SNAPSHOT_SETTLE - Duration::from_millis(1))), 0);
+    assert_eq!(takes(&h.step(Duration::from_millis(1))), 1, "output settled");
+    // A flood: output every 100 ms for 12 s still gets one at least every SNAPSHOT_EVERY.
+    let mut taken = 0;
+    for _ in 0..120 {
+        h.event(Event::Output(vec![b'x'; 100]));
+        taken += takes(&h.step(Duration::from_millis(100)));
+    }
+    assert!((2..=3).contains(&taken), "{taken} snapshots in 12 s of output");
+    // The host's answer goes to the room in parts, with the offset it was taken at.
+    let data = vec![b's'; MAX_DATA_BYTES + 10];
+    let sent = h.event(Event::Snapshot { offset: 12_002, data: data.clone() });
+    let frames: Vec<Frame> =
+        sent.iter().filter_map(|e| if let Effect::Send(m) = e { Frame::decode(m).ok() } else { None }).collect();
+    assert_eq!(
+        frames,
+        [
+            Frame::Snapshot { offset: 12_002, last: false, data: data[..MAX_DATA_BYTES].to_vec() },
+            Frame::Snapshot { offset: 12_002, last: true, data: data[MAX_DATA_BYTES..].to_vec() },
+        ]
+    );
+    // The room asks: at once, though nothing changed.
+    h.step(Duration::from_secs(10));
+    h.event(Event::Message(Frame::SnapshotWanted.encode()));
+    assert_eq!(takes(&h.step(Duration::ZERO)), 1);
 }

@@ -4,8 +4,9 @@
 //! here, never typed twice.
 
 use super::DefaultValue::{Derived, Number, Required, Text, Unset};
-use super::{Setting, SESSION_CEILING_SECS, SESSION_SECS};
+use super::Setting;
 use crate::artifacts::ArtifactLimits;
+use crate::lifetime::LifetimePolicy;
 use crate::placement::PlacementPolicy;
 use crate::quotas::QuotaPolicy;
 use crate::room::RoomConfig;
@@ -35,6 +36,7 @@ const QUOTA: QuotaPolicy = QuotaPolicy::DEFAULT;
 const ARTIFACTS: ArtifactLimits = ArtifactLimits::DEFAULT;
 const PLACEMENT: PlacementPolicy = PlacementPolicy::DEFAULT;
 const LINK: LinkConfig = LinkConfig::DEFAULT;
+const LIFETIME: LifetimePolicy = LifetimePolicy::DEFAULT;
 const JWKS: crate::jwks::cache::CachePolicy = crate::jwks::cache::CachePolicy::DEFAULT;
 
 /// The control functions' Spin variables (`spin.toml` declares the same names and defaults).
@@ -80,7 +82,29 @@ pub const FUNCTIONS: &[Setting] = &[
         "The provider's JWKS (the default is Firebase's).",
     ),
     setting("oidc_jwks_origin", Text("https://www.googleapis.com"), "The origin of `oidc_jwks_url`, which the components may reach."),
-    setting("session_max_secs", Number(SESSION_SECS), "A new session's deadline after its start."),
+    setting(
+        "session_lifetime_secs",
+        Number(LIFETIME.default_lifetime.as_secs()),
+        "A new session's lifetime when its mint asks for none (`lifetime_secs`).",
+    ),
+    setting(
+        "session_max_lifetime_secs",
+        Number(LIFETIME.max_lifetime.as_secs()),
+        "The longest a session may live from its start, extensions included (at most a week).",
+    ),
+    setting(
+        "session_detached_secs",
+        Text(""),
+        "How long a session keeps running with no browser attached. Empty: until its deadline.",
+    ),
+    setting(
+        "session_idle_secs",
+        Number(match LIFETIME.idle {
+            Some(idle) => idle.as_secs(),
+            None => 0,
+        }),
+        "A session with neither input nor output for this long ends as idle; `0`: never.",
+    ),
     setting(
         "attach_token_secs",
         Number(crate::tokens::Scope::Attach.max_lifetime_secs()),
@@ -173,8 +197,6 @@ pub const EDGE: &[Setting] = &[
     ),
     setting("ROOM_JOIN_TIMEOUT_SECS", Number(ROOM.join_timeout.as_secs()), "How long the first runner join may take."),
     setting("ROOM_RESUME_WINDOW_SECS", Number(ROOM.resume_window.as_secs()), "How long a dropped browser may take to resume."),
-    setting("ROOM_IDLE_TIMEOUT_SECS", Number(ROOM.idle_timeout.as_secs()), "A session ends after this long with no browser attached."),
-    setting("ROOM_MAX_DURATION_SECS", Number(ROOM.max_duration.as_secs()), "A room's hard limit from its creation."),
     setting(
         "ROOM_TOMBSTONE_SECS",
         Number(ROOM.tombstone.as_secs()),
@@ -256,19 +278,14 @@ pub const POOL_AGENT: &[Setting] = &[
     setting("EDGESHELL_POOL_BACKEND", Text("local"), "`local` (processes; dev, not an isolation boundary) or `kubernetes` (Jobs)."),
     setting(
         "EDGESHELL_RUNNER_MAX_RUNTIME_SECS",
-        Number(SESSION_CEILING_SECS),
-        "The pool's ceiling on a runner's life; a start's deadline beyond it is cut to it.",
+        Number(LIFETIME.max_lifetime.as_secs()),
+        "The pool's ceiling on a runner's life: a start whose deadline lies further is refused (so every tier keeps the one deadline the control plane set).",
     ),
     setting("EDGESHELL_RUNNER_MEMORY_MB", Number(1024), "Memory per runner (`RLIMIT_AS` locally, the container limit on Kubernetes)."),
     setting(
         "EDGESHELL_RUNNER_PROCESS_LIMIT",
         Number(256),
         "Processes per session locally: `RLIMIT_NPROC` of the session's own user (an agent run as root), else of the agent's user, shared by every session. Not used on Kubernetes, where runners share one user and the kubelet's `podPidsLimit` bounds each pod.",
-    ),
-    setting(
-        "EDGESHELL_RUNNER_IDLE_TIMEOUT_SECS",
-        Number(LINK.idle_timeout.as_secs()),
-        "A runner with no input and no output for this long ends its session.",
     ),
     setting("EDGESHELL_RUNNER_CPU_MILLIS", Number(1000), "CPU per runner on Kubernetes, in millicores."),
     setting(
@@ -336,11 +353,6 @@ pub const RUNNER: &[Setting] = &[
         "The session's program, a shell command line (arguments after `--` win).",
     ),
     setting("EDGESHELL_PASS_ENV", Unset, "Variables passed on to the program, comma-separated (never the join token)."),
-    setting(
-        "EDGESHELL_IDLE_TIMEOUT_SECS",
-        Number(LINK.idle_timeout.as_secs()),
-        "The session ends after this long with no input and no output.",
-    ),
     setting(
         "EDGESHELL_MAX_OFFLINE_SECS",
         Number(LINK.max_offline.as_secs()),
@@ -410,7 +422,7 @@ pub const DEV: &[Setting] = &[
     setting("EDGESHELL_DEV_REGIONS", Text("eu,us"), "`cargo xtask dev`: the regions, one pool agent each."),
     setting(
         "EDGESHELL_SESSION_COMMAND",
-        Derived("`/bin/bash -l`, else `/bin/sh`"),
+        Derived("`/bin/bash` (interactive, not a login shell: a login profile resets `PATH`), else `/bin/sh`"),
         "`cargo xtask dev`: the program each session runs.",
     ),
     secret(

@@ -16,14 +16,6 @@ use core::fmt::Write as _;
 use core::str::FromStr;
 use core::time::Duration;
 
-/// A session's lifetime when the operator sets none (docs/requirements.md#r-limits: 10 minutes of agent
-/// runtime): the deadline each mint gives its session.
-pub const SESSION_SECS: u64 = 10 * 60;
-
-/// The backstop behind every session's own deadline: the room's hard limit and the pool's runtime
-/// ceiling, unless configured. A mint's deadline beyond it is cut to it.
-pub const SESSION_CEILING_SECS: u64 = 60 * 60;
-
 /// Which program reads a setting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Program {

@@ -49,7 +49,7 @@ fn values_defaults_and_errors() {
     let derived = |r: &Reader<'_>| r.text("EDGESHELL_JWKS_URL").map(|v| format!("{v:?}"));
     reader_check(&[], derived, "None");
     let secs = |r: &Reader<'_>| r.secs("EDGESHELL_RUNNER_MAX_RUNTIME_SECS").map(|d| d.as_secs().to_string());
-    reader_check(&[], secs, &SESSION_CEILING_SECS.to_string());
+    reader_check(&[], secs, &crate::lifetime::LifetimePolicy::DEFAULT.max_lifetime.as_secs().to_string());
 }
 
 #[test]

@@ -128,4 +128,8 @@ pub struct Claims {
     /// For `pool:command`: base64url SHA-256 of the request body the token authorizes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bh: Option<String>,
+    /// For `session:attach` and `session:join`: the session's terms (deadline, idle and detached
+    /// rules), which the room enforces ([`crate::lifetime`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ses: Option<crate::lifetime::Terms>,
 }

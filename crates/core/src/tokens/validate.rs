@@ -140,6 +140,15 @@ impl Validator {
                 return Err(TokenError::WrongSession);
             }
         }
+        let session_scoped = matches!(c.scope, Scope::Attach | Scope::Join);
+        match (session_scoped, &c.ses) {
+            (true, None) => return Err(TokenError::BadClaim("ses: the session's terms are missing")),
+            (false, Some(_)) => return Err(TokenError::BadClaim("ses not allowed for this scope")),
+            (true, Some(terms)) if terms.ends > c.iat.saturating_add(crate::lifetime::LIFETIME_CEILING.as_secs()) => {
+                return Err(TokenError::BadClaim("ses: a deadline beyond the lifetime ceiling"))
+            }
+            _ => {}
+        }
         match c.scope {
             Scope::ArtifactGet if c.art.is_none() => Err(TokenError::BadClaim("art")),
             Scope::PoolCommand if c.bh.as_deref().is_none_or(|h| h.len() != 43) => Err(TokenError::BadClaim("bh")),

@@ -14,11 +14,13 @@ use edgeshell_core::settings::{Program, Reader};
 use edgeshell_e2e::{Stack, StackOptions};
 use std::time::Instant;
 
-/// The default session program: a login shell, so the person gets their usual prompt.
+/// The default session program: an interactive shell, so the person gets their usual prompt. Not a
+/// login shell: a login profile resets `PATH`, and the session's `PATH` is what puts this build's
+/// `edgeshell-sample-cli` (and the other tools the README names) in reach by name.
 fn session_command(settings: &Reader<'_>) -> anyhow::Result<String> {
     Ok(settings.text("EDGESHELL_SESSION_COMMAND")?.unwrap_or_else(|| {
         if std::path::Path::new("/bin/bash").exists() {
-            "/bin/bash -l".into()
+            "/bin/bash".into()
         } else {
             "/bin/sh".into()
         }
@@ -69,6 +71,8 @@ async fn run() -> anyhow::Result<()> {
         database_url,
         signing_key: Some(serde_json::to_string(&key)?.into()),
         signer: true,
+        // The documented quotas (docs/configuration.md), as a person meets them in production.
+        lift_quotas: false,
         ..StackOptions::default()
     };
     let stack = Stack::start(options).await?;

@@ -188,7 +188,6 @@ impl LocalBackend {
             .env("EDGESHELL_STATUS_FILE", self.status_path(spec.session_id.as_str()))
             .env("EDGESHELL_AGENT_LEASE_FILE", self.lease_path())
             .env("EDGESHELL_AGENT_LEASE_SECS", o.adopt_within.as_secs().to_string())
-            .env("EDGESHELL_IDLE_TIMEOUT_SECS", o.limits.idle_timeout.as_secs().to_string())
             .env("EDGESHELL_MEMORY_LIMIT_MB", o.limits.memory_mb.to_string())
             .env("EDGESHELL_PROCESS_LIMIT", o.limits.process_limit.to_string())
             .env("EDGESHELL_PASS_ENV", o.pass_env.join(","))
@@ -441,6 +440,15 @@ impl RunnerBackend for LocalBackend {
             let _ = tokio::time::timeout(Duration::from_secs(5), done.wait_for(|d| *d)).await;
         }
         Ok(())
+    }
+
+    async fn extend(&self, session: &SessionId, deadline: u64) -> Result<(), BackendError> {
+        let path = self.record_path(session.as_str());
+        let failed = |e: std::io::Error| BackendError::Query(format!("the record of {session}: {e}"));
+        let mut record: Record =
+            serde_json::from_slice(&std::fs::read(&path).map_err(failed)?).map_err(|e| failed(e.into()))?;
+        record.deadline = record.deadline.max(deadline);
+        write_atomically(&path, &serde_json::to_vec(&record).unwrap_or_default()).map_err(failed)
     }
 
     async fn running(&self) -> Result<Vec<SessionId>, BackendError> {

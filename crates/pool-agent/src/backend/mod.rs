@@ -45,8 +45,6 @@ pub struct RunnerLimits {
     /// Kubernetes: `RLIMIT_NPROC` counts per user and every runner pod has user 10001, so one session
     /// could exhaust the others'; the kubelet's `podPidsLimit` bounds each pod there.
     pub process_limit: u64,
-    /// The session ends after this long without input or output.
-    pub idle_timeout: Duration,
     /// CPU for one runner, in millicores (Kubernetes).
     pub cpu_millis: u32,
 }
@@ -98,6 +96,10 @@ pub trait RunnerBackend: Send + Sync + 'static {
 
     /// Stops the session's runner and everything it started. Stopping an unknown session succeeds.
     fn stop(&self, session: &SessionId) -> impl Future<Output = Result<(), BackendError>> + Send;
+
+    /// Moves the session's runner's deadline to `deadline` (seconds since the epoch; never earlier),
+    /// where the backend keeps it: the record an adopting agent reads, the Job's active deadline.
+    fn extend(&self, session: &SessionId, deadline: u64) -> impl Future<Output = Result<(), BackendError>> + Send;
 
     /// The sessions whose runners are alive.
     fn running(&self) -> impl Future<Output = Result<Vec<SessionId>, BackendError>> + Send;

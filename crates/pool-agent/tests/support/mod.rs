@@ -8,6 +8,7 @@
 use edgeshell_core::ids::{RegionId, SessionId, Subject};
 use edgeshell_core::issue::{session_id, Issuer};
 use edgeshell_core::jwks::KeySet;
+use edgeshell_core::lifetime::Terms;
 use edgeshell_core::pool_api::{PoolCommand, StartRunner};
 use edgeshell_core::room::RoomConfig;
 use edgeshell_core::time::Timestamp;
@@ -82,15 +83,21 @@ impl Fixture {
 
     pub fn attach_token(&self, sid: &SessionId) -> String {
         let user = Subject::new("dev:alice").unwrap();
-        self.sign(&self.issuer().attach(&user, sid, &region(), rand::random(), now()))
+        self.sign(&self.issuer().attach(&user, (sid, &region()), Terms::lasting(now(), 3600), rand::random(), now()))
     }
 
     pub fn join_token(&self, sid: &SessionId) -> String {
-        self.sign(&self.issuer().join(sid, &region(), rand::random(), now()))
+        self.join_token_lasting(sid, 3600)
     }
 
+    /// A join token whose terms end `secs` from now, as the control plane makes one with its start.
+    pub fn join_token_lasting(&self, sid: &SessionId, secs: u64) -> String {
+        self.sign(&self.issuer().join((sid, &region()), Terms::lasting(now(), secs), rand::random(), now()))
+    }
+
+    /// A start command whose deadline (and its join token's) is `deadline_in` seconds away.
     pub fn start_body(&self, sid: &SessionId, deadline_in: u64) -> Vec<u8> {
-        self.start_body_with(sid, self.join_token(sid), deadline_in)
+        self.start_body_with(sid, self.join_token_lasting(sid, deadline_in), deadline_in)
     }
 
     pub fn start_body_with(&self, sid: &SessionId, join: String, deadline_in: u64) -> Vec<u8> {

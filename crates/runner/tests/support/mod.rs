@@ -8,6 +8,7 @@ pub mod bundles;
 use edgeshell_core::ids::{Kid, RegionId, SessionId, Subject};
 use edgeshell_core::issue::{session_id, Issuer};
 use edgeshell_core::jwks::KeySet;
+pub use edgeshell_core::lifetime::{LifetimePolicy, Terms};
 use edgeshell_core::room::RoomConfig;
 use edgeshell_core::time::Timestamp;
 use edgeshell_core::tokens::sign;
@@ -37,13 +38,22 @@ pub fn new_session() -> SessionId {
     session_id(rand::random())
 }
 
+/// The terms of the tests' sessions: the default policy's, minted now.
+pub fn terms() -> Terms {
+    LifetimePolicy::DEFAULT.terms_at_mint(None, now()).unwrap()
+}
+
 pub fn join_token(sid: &SessionId) -> String {
-    sign(&Issuer::new(ISSUER).join(sid, &region(), rand::random(), now()), signer()).unwrap()
+    join_token_with(sid, terms())
+}
+
+pub fn join_token_with(sid: &SessionId, terms: Terms) -> String {
+    sign(&Issuer::new(ISSUER).join((sid, &region()), terms, rand::random(), now()), signer()).unwrap()
 }
 
 pub fn attach_token(sid: &SessionId) -> String {
     let user = Subject::new("dev:alice").unwrap();
-    sign(&Issuer::new(ISSUER).attach(&user, sid, &region(), rand::random(), now()), signer()).unwrap()
+    sign(&Issuer::new(ISSUER).attach(&user, (sid, &region()), terms(), rand::random(), now()), signer()).unwrap()
 }
 
 pub async fn room_host(config: RoomConfig) -> RoomHost {
@@ -56,7 +66,6 @@ pub fn settings(host: &RoomHost, sid: &SessionId) -> Settings {
         join_url: host.join_url(sid),
         join_token: join_token(sid).into(),
         deadline: None,
-        idle_timeout: Duration::from_secs(600),
         max_offline: Duration::from_secs(10),
         connect_timeout: Duration::from_secs(5),
         status_file: None,

@@ -37,6 +37,8 @@ pub enum Mode {
 pub struct Log {
     pub starts: Vec<StartRunner>,
     pub stops: Vec<SessionId>,
+    /// Extensions: the session and its new deadline.
+    pub extends: Vec<(SessionId, u64)>,
     /// Commands refused for a bad token or body, with the reason.
     pub rejected: Vec<String>,
     /// The signature algorithm of each accepted command's token.
@@ -250,7 +252,7 @@ async fn route(
     if !authorized {
         return error(401, "unauthorized", "missing or wrong internal API key");
     }
-    if path.starts_with("/internal/sessions/") && path.ends_with("/end") {
+    if path.starts_with("/internal/sessions/") && (path.ends_with("/end") || path.ends_with("/extend")) {
         return error(404, "session_not_found", "no room for this session");
     }
     let Some(region) = path.strip_prefix("/internal/pools/").and_then(|p| p.strip_suffix("/commands")) else {
@@ -292,6 +294,10 @@ async fn handle(state: &State, request: CommandRequest) -> hyper::Response<Full<
         PoolCommand::Stop { session_id, .. } => {
             state.log.lock().unwrap().stops.push(session_id);
             reply(200, "{}".into())
+        }
+        PoolCommand::Extend { session_id, deadline } => {
+            state.log.lock().unwrap().extends.push((session_id.clone(), deadline));
+            reply(200, serde_json::json!({ "session_id": session_id, "deadline": deadline }).to_string())
         }
         PoolCommand::Start(start) => {
             let sid = start.session_id.clone();

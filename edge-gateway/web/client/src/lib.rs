@@ -5,8 +5,10 @@
 //! so the browser speaks exactly the protocol the room and the native clients speak.
 //!
 //! Every call returns the effects as an array of plain objects with a `kind`: `connect` (`path`,
-//! `protocols`), `output` and `send` (`data`: `Uint8Array`), `sendText` (`text`), `gap` (`bytes`),
-//! `status` (`status`), `rtt` (`ms`), `exited` (`code` or `signal`), `refresh`, `closing` (`code`,
+//! `protocols`), `output` and `send` (`data`: `Uint8Array`), `screen` (`data`, `first`, `last`: a
+//! snapshot that draws the session's screen on a fresh attach), `sendText` (`text`), `gap` (`bytes`),
+//! `status` (`status`), `rtt` (`ms`), `exited` (`code` or `signal`), `deadline` (`at`, epoch seconds),
+//! `refresh`, `closing` (`code`,
 //! `reason`), `notice` (`text`), `abandon` (`reason`), `reconnectIn` (`ms`), `needToken`, `stop` (`message`,
 //! `next`).
 
@@ -31,6 +33,22 @@ impl Link {
     pub fn new(session: String, token: String, seed: f64, now_ms: f64) -> Link {
         let seed = (seed.clamp(0.0, 1.0) * 9_007_199_254_740_992.0) as u64;
         Link { inner: BrowserLink::new(session, token, seed, ms(now_ms)) }
+    }
+
+    /// A link continuing the seat this tab held before a reload: the `ticket` and `offset` that
+    /// page kept (the [`Link::resume_ticket`] and the offset of the output it had shown), and a fresh `token`
+    /// to attach with should the room refuse the ticket.
+    pub fn resuming(session: String, token: String, ticket: String, offset: f64, seed: f64, now_ms: f64) -> Link {
+        let seed = (seed.clamp(0.0, 1.0) * 9_007_199_254_740_992.0) as u64;
+        let offset = if offset.is_finite() && offset > 0.0 { offset as u64 } else { 0 };
+        Link { inner: BrowserLink::resuming(session, token, (ticket, offset), seed, ms(now_ms)) }
+    }
+
+    /// The latest resume ticket, once the room has welcomed the link (the page keeps it per tab, so a
+    /// reload continues the seat).
+    #[wasm_bindgen(getter, js_name = resumeTicket)]
+    pub fn resume_ticket(&self) -> Option<String> {
+        self.inner.resume_point().map(|(ticket, _)| ticket.to_owned())
     }
 
     /// The WebSocket opened.
@@ -152,6 +170,12 @@ fn effect(effect: Effect) -> JsValue {
             kind("output");
             set(&out, "data", Uint8Array::from(data.as_slice()));
         }
+        Effect::Screen { data, first, last } => {
+            kind("screen");
+            set(&out, "data", Uint8Array::from(data.as_slice()));
+            set(&out, "first", first);
+            set(&out, "last", last);
+        }
         Effect::Gap(bytes) => {
             kind("gap");
             set(&out, "bytes", bytes as f64);
@@ -178,6 +202,10 @@ fn effect(effect: Effect) -> JsValue {
                 ExitStatus::Code(code) => set(&out, "code", code),
                 ExitStatus::Signaled(signal) => set(&out, "signal", signal),
             }
+        }
+        Effect::Deadline(at) => {
+            kind("deadline");
+            set(&out, "at", at as f64);
         }
         Effect::RefreshNeeded => kind("refresh"),
         Effect::Closing(code, reason) => {

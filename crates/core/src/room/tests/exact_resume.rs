@@ -73,7 +73,7 @@ impl World {
         let w = h.join_runner(1);
         // No clock of the link's may end the run: only the room's offsets are under test.
         let day = core::time::Duration::from_secs(86_400);
-        let config = LinkConfig { idle_timeout: day, max_offline: day, ..LinkConfig::DEFAULT };
+        let config = LinkConfig { max_offline: day, ..LinkConfig::DEFAULT };
         let now = at(0);
         let mut link = RunnerLink::new(config, "join".into(), None, 1, now);
         assert_eq!(link.handle_timeout(now), vec![RunnerEffect::Dial(Credential::Token("join".into()))]);

@@ -15,6 +15,11 @@ pub(crate) fn at(ms: u64) -> Timestamp {
     Timestamp::from_millis(T0 * 1000 + ms)
 }
 
+/// The terms every test token carries: an hour's lifetime, ended after 5 minutes without a browser,
+/// no idle rule (tests of the rules make tokens of their own).
+pub(crate) const TERMS: crate::lifetime::Terms =
+    crate::lifetime::Terms { ends: T0 + 3600, idle: None, detached: Some(300) };
+
 pub(crate) fn sid() -> SessionId {
     SessionId::new("s1").unwrap()
 }
@@ -33,6 +38,7 @@ pub(crate) fn token(scope: Scope, jti: &str, session: &str, exp_in_secs: u64) ->
         scope,
         art: None,
         bh: None,
+        ses: matches!(scope, Scope::Attach | Scope::Join).then_some(TERMS),
     };
     assume_verified(claims, Kid::new("k1").unwrap())
 }

@@ -13,7 +13,7 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams, PropagationPolicy};
 use kube::Api;
-use objects::{agent_selector, job_name, runner_job, runner_secret, selector, KubernetesOptions};
+use objects::{agent_selector, extension_patch, job_name, runner_job, runner_secret, selector, KubernetesOptions};
 use std::collections::HashSet;
 use std::sync::Mutex;
 
@@ -110,6 +110,17 @@ impl RunnerBackend for KubernetesBackend {
 
     async fn stop(&self, session: &SessionId) -> Result<(), BackendError> {
         self.delete_objects(&job_name(session)).await
+    }
+
+    async fn extend(&self, session: &SessionId, deadline: u64) -> Result<(), BackendError> {
+        let name = job_name(session);
+        let failed = |e: kube::Error| BackendError::Query(format!("{name}: {e}"));
+        let job = self.jobs.get(&name).await.map_err(failed)?;
+        let Some(patch) = extension_patch(&job, deadline) else {
+            return Err(BackendError::Query(format!("{name}: no deadline to move to {deadline}")));
+        };
+        self.jobs.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await.map_err(failed)?;
+        Ok(())
     }
 
     async fn running(&self) -> Result<Vec<SessionId>, BackendError> {

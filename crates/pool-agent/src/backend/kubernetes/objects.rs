@@ -124,6 +124,21 @@ fn quantity(text: String) -> Quantity {
     Quantity(text)
 }
 
+/// The merge patch that moves a running Job's end to `deadline` (an extension): its deadline
+/// annotation, and its active deadline moved by as much (the active deadline counts from the Job's
+/// start, so the difference carries over without reading any clock). `None` when the Job lacks what
+/// was set at its creation, or the deadline would move earlier.
+pub fn extension_patch(job: &Job, deadline: u64) -> Option<serde_json::Value> {
+    let annotations = job.metadata.annotations.as_ref()?;
+    let old: u64 = annotations.get(DEADLINE_ANNOTATION)?.parse().ok()?;
+    let active = job.spec.as_ref()?.active_deadline_seconds?;
+    let later = i64::try_from(deadline.checked_sub(old)?).ok()?;
+    Some(serde_json::json!({
+        "metadata": { "annotations": { DEADLINE_ANNOTATION: deadline.to_string() } },
+        "spec": { "activeDeadlineSeconds": active.checked_add(later)? },
+    }))
+}
+
 /// The Job running the session's runner; `now` in seconds since the epoch.
 pub fn runner_job(options: &KubernetesOptions, spec: &RunnerSpec, now: u64) -> Job {
     let limits = &options.limits;
@@ -132,7 +147,6 @@ pub fn runner_job(options: &KubernetesOptions, spec: &RunnerSpec, now: u64) -> J
         env("EDGESHELL_JOIN_URL", &spec.join_url),
         env("EDGESHELL_SESSION_ID", spec.session_id.as_str()),
         env("EDGESHELL_DEADLINE", spec.deadline.to_string()),
-        env("EDGESHELL_IDLE_TIMEOUT_SECS", limits.idle_timeout.as_secs().to_string()),
         env("EDGESHELL_WORKDIR", "/work"),
         env("EDGESHELL_JOIN_TOKEN_FILE", TOKEN_PATH),
     ];
