@@ -98,6 +98,7 @@ pub fn from_env(var: impl Fn(&str) -> Option<String>) -> Result<AgentConfig, Con
         memory_mb: settings.number("EDGESHELL_RUNNER_MEMORY_MB")?,
         process_limit: settings.number("EDGESHELL_RUNNER_PROCESS_LIMIT")?,
         cpu_millis: settings.number("EDGESHELL_RUNNER_CPU_MILLIS")?,
+        screen: settings.choice("EDGESHELL_RUNNER_SCREEN", &["on", "off"])? == 0,
     };
     let session_command = settings.text("EDGESHELL_SESSION_COMMAND")?;
     let backend = match settings.choice("EDGESHELL_POOL_BACKEND", &["local", "kubernetes"])? {

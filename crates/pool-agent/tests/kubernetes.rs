@@ -25,6 +25,7 @@ fn options() -> KubernetesOptions {
             memory_mb: 768,
             process_limit: 128,
             cpu_millis: 500,
+            screen: true,
         },
         egress_cidrs: vec!["198.51.100.0/24".into(), "0.0.0.0/0".into()],
     }

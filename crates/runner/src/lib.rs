@@ -7,6 +7,7 @@
 //! - [`lease`]: ending the session when the local pool agent that started it is gone for good.
 //! - [`process_tree`]: finding and killing everything a program started.
 //! - [`screen`]: the terminal's screen state, for the snapshots a fresh browser is drawn from.
+//! - [`screen_keeper`]: the screen kept on a thread of its own, off the relay's path.
 //! - [`settings`]: the runner's configuration from its environment.
 //! - [`cli`]: the command line.
 //! - [`bundle`]: download, verification and safe extraction of the CLI bundle.
@@ -19,4 +20,5 @@ pub mod process_tree;
 pub mod pty;
 pub mod relay;
 pub mod screen;
+pub mod screen_keeper;
 pub mod settings;

@@ -38,6 +38,8 @@ pub struct Settings {
     /// Where to record the program's process id and start time (for the pool agent's reaping after
     /// a crash), if anywhere.
     pub status_file: Option<std::path::PathBuf>,
+    /// Keep the terminal's screen for the room's snapshots (`EDGESHELL_SCREEN`).
+    pub screen: bool,
 }
 
 impl std::fmt::Debug for Settings {
@@ -48,6 +50,9 @@ impl std::fmt::Debug for Settings {
             .finish_non_exhaustive()
     }
 }
+
+/// How soon to ask again for a snapshot the screen thread could not give yet.
+const SNAPSHOT_RETRY: Duration = Duration::from_millis(50);
 
 /// Runs `program` for the session until it ends; always leaves no process of the program behind.
 pub async fn run(settings: Settings, program: Program) -> anyhow::Result<Outcome> {
@@ -83,6 +88,8 @@ pub async fn run_until(
         sink: None,
         stream: None,
         screen: None,
+        snapshot: None,
+        snapshot_wanted: false,
     };
     // The stop is raced against the whole loop, so it also ends a dial or a send that is waiting on the
     // network.
@@ -120,8 +127,12 @@ struct Host {
     input: VecDeque<u8>,
     sink: Option<SplitSink<Socket, Message>>,
     stream: Option<SplitStream<Socket>>,
-    /// The terminal's screen, fed every output byte (once the program runs).
-    screen: Option<crate::screen::Screen>,
+    /// The terminal's screen, fed every output byte on a thread of its own (once the program runs).
+    screen: Option<crate::screen_keeper::ScreenKeeper>,
+    /// A snapshot on its way from the screen thread.
+    snapshot: Option<tokio::sync::oneshot::Receiver<crate::screen_keeper::Snapshot>>,
+    /// The link asked for a snapshot while the screen thread was catching up.
+    snapshot_wanted: bool,
 }
 
 impl Host {
@@ -147,7 +158,7 @@ impl Host {
                 read = read_pty(self.pty.as_ref(), &mut buf[..budget]), if budget > 0 && self.pty.is_some() => match read {
                     Ok(ReadResult::Data(n)) => {
                         if let Some(screen) = &mut self.screen {
-                            screen.feed(&buf[..n]);
+                            screen.output(&buf[..n]);
                         }
                         Event::Output(buf[..n].to_vec())
                     }
@@ -183,6 +194,18 @@ impl Host {
                     self.exit_rx = None;
                     Event::ProgramExited(status.unwrap_or(ExitStatus::Code(-1)))
                 }
+                snapshot = async { self.snapshot.as_mut().expect("guarded").await }, if self.snapshot.is_some() => {
+                    self.snapshot = None;
+                    match snapshot {
+                        Ok((offset, data)) => Event::Snapshot { offset, data },
+                        Err(_) => continue,
+                    }
+                }
+                // The screen thread was catching up when the link asked: ask again shortly.
+                _ = tokio::time::sleep(SNAPSHOT_RETRY), if self.snapshot_wanted => {
+                    self.ask_for_snapshot();
+                    continue;
+                }
                 _ = tokio::time::sleep(timer.unwrap_or_default()), if timer.is_some() => {
                     effects.extend(self.link.handle_timeout(clock::now()));
                     continue;
@@ -198,8 +221,10 @@ impl Host {
         let group = pty.pid().as_raw_nonzero().get();
         tracing::info!(pid = group, command = %self.program.command, "program started");
         (self.pty, self.group) = (Some(pty), Some(group));
-        let (cols, rows) = self.program.size;
-        self.screen = Some(crate::screen::Screen::new(cols, rows));
+        if self.settings.screen {
+            let (cols, rows) = self.program.size;
+            self.screen = Some(crate::screen_keeper::ScreenKeeper::start(cols, rows)?);
+        }
         if let Some(path) = &self.settings.status_file {
             let start_time = process_tree::stat(group).map_or(0, |s| s.start_time);
             let status = serde_json::json!({ "program_pid": group, "start_time": start_time });
@@ -260,13 +285,7 @@ impl Host {
                     screen.resize(cols, rows);
                 }
             }
-            Effect::TakeSnapshot => {
-                if let Some(screen) = &self.screen {
-                    // Every byte read so far was fed to the screen: it stands at the link's offset.
-                    let event = Event::Snapshot { offset: self.link.produced(), data: screen.snapshot() };
-                    more.extend(self.link.handle_event(event, clock::now()));
-                }
-            }
+            Effect::TakeSnapshot => self.ask_for_snapshot(),
             Effect::Signal(signal) => {
                 if let Some(Err(e)) = self.pty.as_ref().map(|pty| pty.signal(os_signal(signal))) {
                     tracing::warn!(error = %e, ?signal, "signal failed");
@@ -279,6 +298,15 @@ impl Host {
             Effect::Finish(outcome) => return Ok(Some(outcome)),
         }
         Ok(None)
+    }
+
+    /// Asks the screen thread for a snapshot; the answer arrives in the loop.
+    fn ask_for_snapshot(&mut self) {
+        let Some(screen) = &mut self.screen else { return };
+        match screen.snapshot() {
+            Some(answer) => (self.snapshot, self.snapshot_wanted) = (Some(answer), false),
+            None => self.snapshot_wanted = true,
+        }
     }
 
     /// A write or flush failed: the connection is gone.

@@ -79,6 +79,7 @@ pub fn from_env(var: impl Fn(&str) -> Option<String>, args: &[String]) -> Result
             max_offline: settings.secs("EDGESHELL_MAX_OFFLINE_SECS")?,
             connect_timeout: Duration::from_secs(10),
             status_file: settings.text("EDGESHELL_STATUS_FILE")?.map(PathBuf::from),
+            screen: settings.choice("EDGESHELL_SCREEN", &["on", "off"])? == 0,
         },
         program: Program {
             command,

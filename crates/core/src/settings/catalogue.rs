@@ -289,6 +289,11 @@ pub const POOL_AGENT: &[Setting] = &[
     ),
     setting("EDGESHELL_RUNNER_CPU_MILLIS", Number(1000), "CPU per runner on Kubernetes, in millicores."),
     setting(
+        "EDGESHELL_RUNNER_SCREEN",
+        Text("on"),
+        "The runners' `EDGESHELL_SCREEN`: `on` keeps each terminal's screen for fresh attaches, `off` leaves them the room's raw history.",
+    ),
+    setting(
         "EDGESHELL_SESSION_COMMAND",
         Unset,
         "The session's program (unset: the runner's shell locally, `edgeshell-sample-cli` in the image).",
@@ -379,6 +384,11 @@ pub const RUNNER: &[Setting] = &[
         "EDGESHELL_STATUS_FILE",
         Unset,
         "Where to record the program's pid and start time (for the local pool's reaping).",
+    ),
+    setting(
+        "EDGESHELL_SCREEN",
+        Text("on"),
+        "`on`: keep the terminal's screen (on a thread of its own) and send the room snapshots, so a browser attaching afresh is drawn the screen; `off`: it gets the room's raw history instead.",
     ),
     setting(
         "EDGESHELL_BUNDLE_URL",

@@ -189,6 +189,7 @@ impl LocalBackend {
             .env("EDGESHELL_AGENT_LEASE_FILE", self.lease_path())
             .env("EDGESHELL_AGENT_LEASE_SECS", o.adopt_within.as_secs().to_string())
             .env("EDGESHELL_MEMORY_LIMIT_MB", o.limits.memory_mb.to_string())
+            .env("EDGESHELL_SCREEN", if o.limits.screen { "on" } else { "off" })
             .env("EDGESHELL_PROCESS_LIMIT", o.limits.process_limit.to_string())
             .env("EDGESHELL_PASS_ENV", o.pass_env.join(","))
             .stdin(Stdio::null())

@@ -47,6 +47,8 @@ pub struct RunnerLimits {
     pub process_limit: u64,
     /// CPU for one runner, in millicores (Kubernetes).
     pub cpu_millis: u32,
+    /// Whether runners keep their terminal's screen for fresh attaches (`EDGESHELL_SCREEN`).
+    pub screen: bool,
 }
 
 /// How a runner ended, as far as the backend can tell.

@@ -69,6 +69,7 @@ pub fn settings(host: &RoomHost, sid: &SessionId) -> Settings {
         max_offline: Duration::from_secs(10),
         connect_timeout: Duration::from_secs(5),
         status_file: None,
+        screen: true,
     }
 }
 

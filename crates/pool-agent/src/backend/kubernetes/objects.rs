@@ -148,6 +148,7 @@ pub fn runner_job(options: &KubernetesOptions, spec: &RunnerSpec, now: u64) -> J
         env("EDGESHELL_SESSION_ID", spec.session_id.as_str()),
         env("EDGESHELL_DEADLINE", spec.deadline.to_string()),
         env("EDGESHELL_WORKDIR", "/work"),
+        env("EDGESHELL_SCREEN", if limits.screen { "on" } else { "off" }),
         env("EDGESHELL_JOIN_TOKEN_FILE", TOKEN_PATH),
     ];
     if let Some(command) = &options.session_command {
