@@ -155,14 +155,38 @@ async fn the_room_ending_the_session_stops_the_program() {
 }
 
 #[tokio::test]
-async fn the_deadline_stops_the_program() {
+async fn the_room_ends_the_session_at_its_deadline_and_the_runner_stops_the_program() {
     let host = room_host(RoomConfig::default()).await;
     let sid = new_session();
     let dir = tempfile::tempdir().unwrap();
     let mut s = settings(&host, &sid);
+    // The one deadline, as the control plane gives it: in the start command and the join token.
+    let ends = std::time::SystemTime::now() + Duration::from_secs(2);
+    let secs = ends.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    s.deadline = Some(std::time::UNIX_EPOCH + Duration::from_secs(secs));
+    s.join_token = join_token_with(&sid, Terms { ends: secs, ..terms() }).into();
+    let outcome = tokio::time::timeout(WAIT, run(s, shell(dir.path(), &["-c", "sleep 1000"]))).await.unwrap().unwrap();
+    let why = "the session reached its time limit".to_owned();
+    assert_eq!(outcome, Outcome::Ended(CloseCode::SessionEnded, why), "ended by the room, with its reason");
+    assert!(host.ended().iter().any(|(id, r)| id == &sid && *r == EndReason::Deadline));
+}
+
+#[tokio::test]
+async fn a_runner_cut_off_from_its_room_stops_the_program_a_backstop_after_the_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    // A port nobody listens on: the room cannot end the session.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("ws://{}/sessions/s_x/join", listener.local_addr().unwrap());
+    drop(listener);
+    let host = room_host(RoomConfig::default()).await;
+    let mut s = settings(&host, &new_session());
+    s.join_url = url;
+    s.max_offline = Duration::from_secs(60);
     s.deadline = Some(std::time::SystemTime::now() + Duration::from_secs(1));
+    let started = std::time::Instant::now();
     let outcome = tokio::time::timeout(WAIT, run(s, shell(dir.path(), &["-c", "sleep 1000"]))).await.unwrap().unwrap();
     assert_eq!(outcome, Outcome::DeadlinePassed);
+    assert!(started.elapsed() >= edgeshell_core::lifetime::BACKSTOP, "{:?}", started.elapsed());
 }
 
 #[tokio::test]
