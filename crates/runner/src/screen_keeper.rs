@@ -2,8 +2,10 @@
 //! some tens of MB/s, while the relay moves more than a hundred), so keeping the screen never slows the
 //! program's output. When output outruns it, the bytes it could not take are not queued without
 //! bound: the keeper falls behind, keeps the last [`TAIL_BYTES`] of output, and once the thread has
-//! caught up it starts the screen afresh from that tail (enough to rebuild a screen of plain output,
-//! or of a full-screen program that redraws). A snapshot asked for while behind waits for that.
+//! caught up it plays that tail over the screen it has (the modes, the alternate screen and what was
+//! drawn stay; what scrolled or was redrawn comes back from the tail: plain output and programs that
+//! redraw in place are whole again; only what the skipped bytes alone changed is lost). A snapshot
+//! asked for while behind waits for that.
 
 use crate::screen::Screen;
 use std::collections::VecDeque;
@@ -23,7 +25,7 @@ pub type Snapshot = (u64, Vec<u8>);
 enum Job {
     Output(Vec<u8>),
     Resize(u16, u16),
-    /// Start afresh from `tail`, the output that ends at `offset`.
+    /// Play `tail`, the output that ends at `offset`, over the screen (output before it was skipped).
     Restart {
         offset: u64,
         tail: Vec<u8>,
@@ -63,9 +65,7 @@ impl ScreenKeeper {
                     }
                     Job::Resize(cols, rows) => screen.resize(cols, rows),
                     Job::Restart { offset, tail } => {
-                        let (rows, cols) = screen.screen().size();
-                        screen = Screen::new(cols.get(), rows.get());
-                        screen.feed(&tail);
+                        screen.feed(resumable(&tail));
                         at = offset;
                     }
                     Job::Snapshot(reply) => {
@@ -149,6 +149,17 @@ impl ScreenKeeper {
     }
 }
 
+/// `tail` from its first line start or escape sequence (within its first 4 KiB), so playing it does
+/// not begin inside a sequence or a character cut in half.
+fn resumable(tail: &[u8]) -> &[u8] {
+    let head = &tail[..tail.len().min(4096)];
+    match head.iter().position(|b| *b == b'\n' || *b == 0x1b) {
+        Some(at) if head[at] == b'\n' => &tail[at + 1..],
+        Some(at) => &tail[at..],
+        None => tail,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -186,5 +197,29 @@ mod tests {
         assert!(keeper.restarts() > 0, "the flood outran the thread");
         assert!(copy.screen().contents().contains(last.trim_end()), "{}", copy.screen().contents());
         assert!(copy.screen().contents().ends_with("$ "), "{}", copy.screen().contents());
+    }
+
+    #[tokio::test]
+    async fn a_full_screen_program_flooding_in_place_keeps_its_screen_and_drawing_through_a_catch_up() {
+        let mut keeper = ScreenKeeper::start(40, 12).unwrap();
+        keeper.output(b"$ top\r\n\x1b[?1049h\x1b[2J\x1b[1;1HAGENT working\x1b[5;3Hbox");
+        for i in 0..100_000 {
+            keeper.output(format!("\x1b[10;1Hstep {i:06}").as_bytes());
+        }
+        let (_, drawing) = loop {
+            if let Some(answer) = keeper.snapshot() {
+                break answer.await.unwrap();
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        };
+        assert!(keeper.restarts() > 0, "the flood outran the thread");
+        let mut copy = Screen::new(40, 12);
+        copy.feed(&drawing);
+        assert!(copy.screen().alternate_screen());
+        let contents = copy.screen().contents();
+        assert!(contents.starts_with("AGENT working") && contents.contains("box"), "{contents}");
+        assert!(contents.contains("step 099999"), "{contents}");
+        copy.feed(b"\x1b[?1049l");
+        assert!(copy.screen().contents().starts_with("$ top"), "{}", copy.screen().contents());
     }
 }
