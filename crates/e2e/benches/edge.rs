@@ -255,7 +255,8 @@ async fn throughput(browser: &mut Browser, bytes: u64) -> f64 {
     (browser.output.len() - start_len) as f64 / started.elapsed().as_secs_f64() / 1e6
 }
 
-/// Open -> first output byte, with fresh tokens, and with the resume ticket of each. A room seats at
+/// Open -> the screen drawn (a snapshot, or the first output byte), with fresh tokens, and -> the first
+/// output byte with the resume ticket of each. A room seats at
 /// most four browsers (detached ones stay resumable), so every third attach gets a fresh session.
 async fn attach_latencies(path: &mut Path, n: usize) -> (Vec<Duration>, Vec<Duration>) {
     let (mut with_token, mut with_ticket) = (Vec::new(), Vec::new());
@@ -271,12 +272,14 @@ async fn attach_latencies(path: &mut Path, n: usize) -> (Vec<Duration>, Vec<Dura
         let token = path.token(session).await;
         let opened = Instant::now();
         let mut browser = attach(&session.attach_url, Credential::Token(token)).await;
-        assert!(browser.step_until(WAIT, |b| !b.output.is_empty()).await);
+        // Drawn: the room's screen snapshot, or (before the runner sent one) its history.
+        assert!(browser.step_until(WAIT, |b| !b.output.is_empty() || !b.screen.is_empty()).await);
         with_token.push(opened.elapsed());
         let (ticket, offset) = (browser.welcome.resume_ticket.expose().to_owned(), browser.welcome.offset);
         drop(browser);
         tokio::time::sleep(Duration::from_millis(20)).await;
-        let url = format!("{}?offset={offset}", session.attach_url);
+        // One byte back, so the resume has a byte to deliver even when the snapshot stood at the end.
+        let url = format!("{}?offset={}", session.attach_url, offset.saturating_sub(1));
         let opened = Instant::now();
         let mut resumed = attach(&url, Credential::Resume(ticket)).await;
         assert!(resumed.step_until(WAIT, |b| !b.output.is_empty()).await);

@@ -17,6 +17,8 @@ pub struct Browser {
     pub welcome: Welcome,
     /// Every output byte received, in order.
     pub output: Vec<u8>,
+    /// The screen snapshot a fresh attach was drawn from (its parts joined), if the room had one.
+    pub screen: Vec<u8>,
     /// The offset of the byte after `output`'s last one.
     pub offset: u64,
     /// The program's exit, once reported.
@@ -72,6 +74,7 @@ impl Browser {
                             socket,
                             welcome,
                             output: Vec::new(),
+                            screen: Vec::new(),
                             offset,
                             exit: None,
                             events: Vec::new(),
@@ -141,6 +144,12 @@ impl Browser {
                         self.acked = self.offset;
                         self.send(Frame::Ack { offset: self.offset }).await;
                     }
+                }
+                // A fresh attach's screen: the output continues at its offset.
+                Frame::Snapshot { offset, data, .. } => {
+                    self.offset = offset;
+                    self.acked = offset;
+                    self.screen.extend_from_slice(&data);
                 }
                 Frame::Exited { status } => {
                     self.exit = Some(status);
