@@ -284,6 +284,16 @@ impl Frame {
         }
     }
 
+    /// A screen snapshot as the `Snapshot` frames that carry it: parts of at most [`MAX_DATA_BYTES`],
+    /// the last one marked (one empty part for an empty drawing).
+    pub fn snapshot_parts(offset: u64, data: &[u8]) -> impl Iterator<Item = Frame> + '_ {
+        let count = data.len().div_ceil(MAX_DATA_BYTES).max(1);
+        (0..count).map(move |i| {
+            let part = &data[(i * MAX_DATA_BYTES).min(data.len())..((i + 1) * MAX_DATA_BYTES).min(data.len())];
+            Frame::Snapshot { offset, last: i + 1 == count, data: part.to_vec() }
+        })
+    }
+
     /// Encodes into a new buffer.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(16 + self.payload_len());

@@ -10,7 +10,7 @@
 //! per-event comparisons that decide what to write.
 
 use super::{ConnId, Effect, Room};
-use crate::protocol::{CloseCode, Frame, MAX_DATA_BYTES};
+use crate::protocol::{CloseCode, Frame};
 use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
 
@@ -79,13 +79,7 @@ impl Room {
 
     /// Sends `snapshot` to a browser, in parts.
     pub(super) fn send_snapshot(conn: ConnId, snapshot: &Snapshot, fx: &mut Vec<Effect>) {
-        let mut parts = snapshot.data.chunks(MAX_DATA_BYTES).peekable();
-        if parts.peek().is_none() {
-            let frame = Frame::Snapshot { offset: snapshot.offset, last: true, data: Vec::new() };
-            return Self::send(fx, conn, &frame);
-        }
-        while let Some(part) = parts.next() {
-            let frame = Frame::Snapshot { offset: snapshot.offset, last: parts.peek().is_none(), data: part.to_vec() };
+        for frame in Frame::snapshot_parts(snapshot.offset, &snapshot.data) {
             Self::send(fx, conn, &frame);
         }
     }

@@ -6,7 +6,7 @@
 //! output after its latest snapshot, so the snapshots' pace bounds that, not correctness.
 
 use super::{Connection, Effect, RunnerLink};
-use crate::protocol::{Frame, MAX_DATA_BYTES};
+use crate::protocol::Frame;
 use crate::time::Timestamp;
 use core::time::Duration;
 
@@ -77,13 +77,6 @@ impl RunnerLink {
             self.snapshots.wanted = true;
             return;
         }
-        let mut parts = data.chunks(MAX_DATA_BYTES).peekable();
-        if parts.peek().is_none() {
-            fx.push(Effect::Send(Frame::Snapshot { offset, last: true, data: Vec::new() }.encode()));
-        }
-        while let Some(part) = parts.next() {
-            let frame = Frame::Snapshot { offset, last: parts.peek().is_none(), data: part.to_vec() };
-            fx.push(Effect::Send(frame.encode()));
-        }
+        fx.extend(Frame::snapshot_parts(offset, data).map(|frame| Effect::Send(frame.encode())));
     }
 }
