@@ -290,7 +290,7 @@ impl Stack {
         let region = edgeshell_core::ids::RegionId::new(region)?;
         let now = edgeshell_platform::clock::now();
         let sid = session_id(rand::random());
-        let terms = edgeshell_core::lifetime::Terms { ends: now.as_secs() + 600, idle: None, detached: None };
+        let terms = edgeshell_core::lifetime::Terms::lasting(now, 600);
         let join = self.sign(&issuer.join((&sid, &region), terms, rand::random(), now))?;
         let command = PoolCommand::Start(StartRunner {
             session_id: sid.clone(),

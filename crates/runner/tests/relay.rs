@@ -8,7 +8,7 @@ use edgeshell_core::protocol::{CloseCode, Credential, ExitStatus, Frame, Role, S
 use edgeshell_core::room::{EndReason, RoomConfig};
 use edgeshell_room_host::browser::Browser;
 use edgeshell_runner::process_tree;
-use edgeshell_runner::relay::{run, Outcome};
+use edgeshell_runner::relay::{run, Outcome, Settings};
 use std::time::Duration;
 use support::*;
 
@@ -171,17 +171,20 @@ async fn the_room_ends_the_session_at_its_deadline_and_the_runner_stops_the_prog
     assert!(host.ended().iter().any(|(id, r)| id == &sid && *r == EndReason::Deadline));
 }
 
-#[tokio::test]
-async fn a_runner_cut_off_from_its_room_stops_the_program_a_backstop_after_the_deadline() {
-    let dir = tempfile::tempdir().unwrap();
-    // A port nobody listens on: the room cannot end the session.
+/// Runner settings whose room is a port nobody listens on, given up on after `max_offline`.
+async fn cut_off(max_offline: Duration) -> Settings {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("ws://{}/sessions/s_x/join", listener.local_addr().unwrap());
     drop(listener);
     let host = room_host(RoomConfig::default()).await;
-    let mut s = settings(&host, &new_session());
-    s.join_url = url;
-    s.max_offline = Duration::from_secs(60);
+    Settings { join_url: url, max_offline, ..settings(&host, &new_session()) }
+}
+
+#[tokio::test]
+async fn a_runner_cut_off_from_its_room_stops_the_program_a_backstop_after_the_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    // The room cannot end the session.
+    let mut s = cut_off(Duration::from_secs(60)).await;
     s.deadline = Some(std::time::SystemTime::now() + Duration::from_secs(1));
     let started = std::time::Instant::now();
     let outcome = tokio::time::timeout(WAIT, run(s, shell(dir.path(), &["-c", "sleep 1000"]))).await.unwrap().unwrap();
@@ -192,14 +195,7 @@ async fn a_runner_cut_off_from_its_room_stops_the_program_a_backstop_after_the_d
 #[tokio::test]
 async fn an_unreachable_edge_is_given_up_on() {
     let dir = tempfile::tempdir().unwrap();
-    // A port nobody listens on.
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("ws://{}/sessions/s_x/join", listener.local_addr().unwrap());
-    drop(listener);
-    let host = room_host(RoomConfig::default()).await;
-    let mut s = settings(&host, &new_session());
-    s.join_url = url;
-    s.max_offline = Duration::from_secs(1);
+    let s = cut_off(Duration::from_secs(1)).await;
     let outcome = tokio::time::timeout(WAIT, run(s, shell(dir.path(), &["-c", "sleep 1000"]))).await.unwrap().unwrap();
     assert!(matches!(outcome, Outcome::Unreachable(_)), "{outcome:?}");
 }

@@ -4,16 +4,11 @@
 //! lifetime even when many arrive at once, and never for another user's or an ended session.
 
 use edgeshell_core::ids::SessionId;
-use edgeshell_core::issue::EDGE_AUDIENCE;
-use edgeshell_core::jwks::KeySet;
 use edgeshell_core::lifetime::Terms;
-use edgeshell_core::time::Timestamp;
-use edgeshell_core::tokens::{Expectation, Scope, ValidationOptions, Validator};
-use edgeshell_keys::RingVerifier;
+use edgeshell_core::tokens::Scope;
 use serde_json::{json, Value};
 use support::pool::Mode;
-use support::request;
-use support::stack::{Stack, TOKEN_ISSUER};
+use support::stack::{verify_at_edge, Stack};
 
 mod support;
 
@@ -23,14 +18,7 @@ fn now_secs() -> u64 {
 
 /// The terms a token carries, once it verifies against the served keys.
 async fn terms_of(url: &str, token: &str, scope: Scope, sid: &SessionId) -> Terms {
-    let (status, _, body) = request(url, "GET", "/.well-known/jwks.json").await;
-    assert_eq!(status, 200);
-    let keys = KeySet::from_json(&body).unwrap();
-    let validator = Validator::new(ValidationOptions::new(TOKEN_ISSUER, EDGE_AUDIENCE));
-    let expect = Expectation { scope, session: Some(sid) };
-    let now = Timestamp::from_secs(now_secs());
-    let verified = validator.verify(token, &keys, &RingVerifier, expect, now).await.expect("token verifies");
-    verified.claims().ses.expect("a session token carries its terms")
+    verify_at_edge(url, token, scope, sid).await.claims().ses.expect("a session token carries its terms")
 }
 
 fn sid(v: &Value) -> SessionId {

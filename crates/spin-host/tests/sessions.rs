@@ -5,13 +5,12 @@
 
 use edgeshell_core::ids::SessionId;
 use edgeshell_core::issue::EDGE_AUDIENCE;
-use edgeshell_core::jwks::KeySet;
 use edgeshell_core::time::Timestamp;
-use edgeshell_core::tokens::{Expectation, Scope, ValidationOptions, Validator, Verified};
+use edgeshell_core::tokens::{Expectation, Scope, ValidationOptions, Validator};
 use edgeshell_keys::RingVerifier;
 use support::pool::Mode;
-use support::stack::{Stack, TOKEN_ISSUER};
-use support::{request, start, vector_jwk};
+use support::stack::{served_keys, verify_at_edge, Stack, TOKEN_ISSUER};
+use support::{start, vector_jwk};
 
 mod support;
 
@@ -19,18 +18,6 @@ fn now() -> Timestamp {
     Timestamp::from_millis(
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64
     )
-}
-
-async fn served_keys(url: &str) -> KeySet {
-    let (status, _, body) = request(url, "GET", "/.well-known/jwks.json").await;
-    assert_eq!(status, 200);
-    KeySet::from_json(&body).unwrap()
-}
-
-async fn verify(url: &str, token: &str, scope: Scope, sid: &SessionId) -> Verified {
-    let validator = Validator::new(ValidationOptions::new(TOKEN_ISSUER, EDGE_AUDIENCE));
-    let expect = Expectation { scope, session: Some(sid) };
-    validator.verify(token, &served_keys(url).await, &RingVerifier, expect, now()).await.expect("token verifies")
 }
 
 fn sid(v: &serde_json::Value) -> SessionId {
@@ -56,7 +43,7 @@ async fn mint_round_trip_and_session_routes() {
     assert_eq!(minted["region"], "eu");
     assert_eq!(minted["ws_url"], format!("{}/sessions/{sid}/attach", stack.edge_url()));
     // The attach token verifies with the core against the JWKS the functions serve.
-    let attach = verify(&stack.host.url, minted["token"].as_str().unwrap(), Scope::Attach, &sid).await;
+    let attach = verify_at_edge(&stack.host.url, minted["token"].as_str().unwrap(), Scope::Attach, &sid).await;
     assert_eq!(attach.claims().sub.as_str(), "dev:alice");
     assert_eq!(attach.claims().region.as_str(), "eu");
     assert_eq!(minted["expires_at"], attach.claims().exp);
@@ -65,7 +52,7 @@ async fn mint_round_trip_and_session_routes() {
     let starts = eu.pool.with_log(|l| l.starts.clone());
     assert_eq!(starts.len(), 1);
     assert_eq!(starts[0].join_url, format!("{}/sessions/{sid}/join", stack.edge_url()));
-    let join = verify(&stack.host.url, starts[0].join_token.expose(), Scope::Join, &sid).await;
+    let join = verify_at_edge(&stack.host.url, starts[0].join_token.expose(), Scope::Join, &sid).await;
     assert_eq!(join.claims().sub.as_str(), "pool:eu");
     assert!(eu.pool.with_log(|l| l.rejected.is_empty()), "every command verified");
 
@@ -79,7 +66,7 @@ async fn mint_round_trip_and_session_routes() {
     assert_eq!((status, one["region"].as_str()), (200, Some("eu")), "{one}");
     let (status, refreshed) = stack.call("POST", &format!("{path}/token"), &alice, serde_json::Value::Null).await;
     assert_eq!(status, 200, "{refreshed}");
-    let again = verify(&stack.host.url, refreshed["token"].as_str().unwrap(), Scope::Attach, &sid).await;
+    let again = verify_at_edge(&stack.host.url, refreshed["token"].as_str().unwrap(), Scope::Attach, &sid).await;
     assert_ne!(again.claims().jti, attach.claims().jti, "a fresh one-time token");
 
     // Someone else's session does not exist for them.
@@ -279,7 +266,7 @@ async fn key_rotation_keeps_old_tokens_valid_until_they_expire() {
     let alice = stack.id_token("alice");
     let (_, m) = stack.mint(&alice, serde_json::json!({})).await;
     let (old_sid, old_token) = (sid(&m), m["token"].as_str().unwrap().to_owned());
-    assert_eq!(verify(&stack.host.url, &old_token, Scope::Attach, &old_sid).await.kid().as_str(), "pyjwt-1");
+    assert_eq!(verify_at_edge(&stack.host.url, &old_token, Scope::Attach, &old_sid).await.kid().as_str(), "pyjwt-1");
 
     // Step 2: B is promoted, A stays published as the previous key: old and new tokens both verify.
     let env = |extra: &str| {
@@ -291,7 +278,7 @@ async fn key_rotation_keeps_old_tokens_valid_until_they_expire() {
         )
     };
     let promoted = start(&env(&format!("SPIN_VARIABLE_PREVIOUS_SIGNING_KEY='{a}'\n"))).await;
-    assert_eq!(verify(&promoted.url, &old_token, Scope::Attach, &old_sid).await.kid().as_str(), "pyjwt-1");
+    assert_eq!(verify_at_edge(&promoted.url, &old_token, Scope::Attach, &old_sid).await.kid().as_str(), "pyjwt-1");
     let keys = served_keys(&promoted.url).await;
     let kids: Vec<&str> = keys.keys().iter().map(|k| k.kid().as_str()).collect();
     assert_eq!(kids, ["rfc7515-a2", "pyjwt-1"]);

@@ -10,6 +10,30 @@ use edgeshell_stack::{ControlPlane, ControlSettings};
 pub const INTERNAL_KEY: &str = "internal-key-for-tests-0123456789abcdef";
 pub const TOKEN_ISSUER: &str = "edgeshell-test-control";
 pub const CLIENT_ID: &str = "edgeshell-dev";
+
+/// The keys the host at `url` publishes (`/.well-known/jwks.json`).
+pub async fn served_keys(url: &str) -> edgeshell_core::jwks::KeySet {
+    let (status, _, body) = super::request(url, "GET", "/.well-known/jwks.json").await;
+    assert_eq!(status, 200);
+    edgeshell_core::jwks::KeySet::from_json(&body).unwrap()
+}
+
+/// `token`, a token for the edge of kind `scope` and session `sid`, verified with the core against the
+/// keys the host at `url` publishes, now.
+pub async fn verify_at_edge(
+    url: &str,
+    token: &str,
+    scope: edgeshell_core::tokens::Scope,
+    sid: &edgeshell_core::ids::SessionId,
+) -> edgeshell_core::tokens::Verified {
+    use edgeshell_core::tokens::{Expectation, ValidationOptions, Validator};
+    let validator = Validator::new(ValidationOptions::new(TOKEN_ISSUER, edgeshell_core::issue::EDGE_AUDIENCE));
+    let expect = Expectation { scope, session: Some(sid) };
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+    let now = edgeshell_core::time::Timestamp::from_millis(since.as_millis() as u64);
+    let keys = served_keys(url).await;
+    validator.verify(token, &keys, &edgeshell_keys::RingVerifier, expect, now).await.expect("token verifies")
+}
 /// The control plane of `edgeshell_stack` with the tests' settings and helpers.
 pub struct Stack {
     control: ControlPlane,
