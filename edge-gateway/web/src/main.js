@@ -64,10 +64,14 @@ function confirmClick(button, action) {
 function keepResumePoint() {
   const s = app.current;
   if (!s || !app.serialize) return;
+  // Serializing the screen costs; nothing to do when neither the seat, the output shown nor the size moved.
+  const key = [s.session.session_id, s.link.resumeTicket, s.shown, app.term.cols, app.term.rows].join(' ');
+  if (key === app.keptKey) return;
   const point = s.resumePoint(() => app.serialize.serialize({ scrollback: KEPT_SCROLLBACK }));
   if (!point) return; // still parsing output: the last kept point stays, and still matches its screen
   try {
     sessionStorage.setItem(RESUME_KEY, JSON.stringify({ session_id: s.session.session_id, ...point }));
+    app.keptKey = key;
   } catch {
     // Storage full or disabled: a reload then attaches afresh.
   }
@@ -132,6 +136,7 @@ async function showHome() {
     app.current = null;
   }
   sessionStorage.removeItem(RESUME_KEY);
+  app.keptKey = null;
   app.countdown.stop();
   history.replaceState(null, '', '/');
   $('user-name').textContent = displayName(app.user);
@@ -358,6 +363,7 @@ function formatBytes(n) {
 
 function showStopped({ message, next }) {
   sessionStorage.removeItem(RESUME_KEY);
+  app.keptKey = null;
   app.countdown.stop();
   const overlay = $('overlay');
   $('overlay-message').textContent = message;
