@@ -1,8 +1,10 @@
-//! The implicit-flow sign-in page: the browser client sends the user here, they type a dev user name,
-//! and are sent back to the client with an ID token in the URL fragment. Only loopback redirect URIs
-//! are accepted, so the page cannot hand tokens to another site.
+//! The sign-in page of the authorization-code flow with PKCE: the browser client sends the person here,
+//! they type a dev user name, and are sent back to the client with a one-time code in the query, which
+//! the client redeems at `POST /token` with its PKCE verifier. Only loopback redirect URIs are accepted,
+//! so the page cannot hand codes to another site; only `S256` challenges, so a code is useless without
+//! the verifier that never left the client.
 
-use crate::server::IdTokenRequest;
+use crate::grants::{is_challenge, CodeRequest, SignedIn};
 use edgeshell_core::api_error::ErrorCode;
 use edgeshell_platform::http::{respond, Reply};
 use std::collections::BTreeMap;
@@ -12,6 +14,8 @@ struct Authorize {
     redirect_uri: String,
     state: String,
     nonce: String,
+    scope: String,
+    challenge: String,
 }
 
 fn params(encoded: &[u8]) -> BTreeMap<String, String> {
@@ -23,14 +27,24 @@ fn check(client_id: &str, p: &BTreeMap<String, String>) -> Result<Authorize, Str
     if get("client_id") != client_id {
         return Err(format!("unknown client_id; this issuer serves {client_id:?}"));
     }
-    if get("response_type") != "id_token" {
-        return Err("only response_type=id_token is supported".into());
+    if get("response_type") != "code" {
+        return Err("only response_type=code (the authorization-code flow with PKCE) is supported".into());
     }
     let redirect_uri = get("redirect_uri");
     if !is_loopback(&redirect_uri) {
         return Err("redirect_uri must be an http(s) URL on 127.0.0.1, [::1] or localhost".into());
     }
-    Ok(Authorize { redirect_uri, state: get("state"), nonce: get("nonce") })
+    if get("code_challenge_method") != "S256" || !is_challenge(&get("code_challenge")) {
+        return Err("PKCE is required: code_challenge_method=S256 and a 43-character code_challenge".into());
+    }
+    let scope = get("scope");
+    if !scope.split(' ').any(|s| s == "openid") {
+        return Err("scope must include openid".into());
+    }
+    if get("response_mode").as_str() != "" && get("response_mode") != "query" {
+        return Err("only response_mode=query is supported".into());
+    }
+    Ok(Authorize { redirect_uri, state: get("state"), nonce: get("nonce"), scope, challenge: get("code_challenge") })
 }
 
 fn is_loopback(uri: &str) -> bool {
@@ -73,10 +87,13 @@ pub(crate) fn authorize_page(client_id: &str, query: &str) -> Reply {
     };
     let hidden = [
         ("client_id", client_id),
-        ("response_type", "id_token"),
+        ("response_type", "code"),
         ("redirect_uri", a.redirect_uri.as_str()),
         ("state", a.state.as_str()),
         ("nonce", a.nonce.as_str()),
+        ("scope", a.scope.as_str()),
+        ("code_challenge", a.challenge.as_str()),
+        ("code_challenge_method", "S256"),
     ]
     .iter()
     .map(|(k, v)| format!(r#"<input type="hidden" name="{k}" value="{}">"#, escape(v)))
@@ -97,33 +114,32 @@ p{{color:#8a9199;font-size:.85rem}}</style></head><body>
     respond(200, "text/html; charset=utf-8", page)
 }
 
-pub(crate) fn authorize_submit(
-    client_id: &str,
-    body: &[u8],
-    sign: impl Fn(&IdTokenRequest) -> anyhow::Result<String>,
-) -> Reply {
+/// The page's form: a valid dev user name gets a code, sent to the client in the redirect's query.
+pub(crate) fn authorize_submit(client_id: &str, body: &[u8], now: u64, issue: impl Fn(CodeRequest) -> String) -> Reply {
     let p = params(body);
     let a = match check(client_id, &p) {
         Ok(a) => a,
         Err(m) => return bad(&m),
     };
-    let request = IdTokenRequest {
-        user: p.get("user").cloned().unwrap_or_default(),
-        audience: None,
-        nonce: Some(a.nonce.clone()).filter(|n| !n.is_empty()),
-    };
-    let token = match sign(&request) {
-        Ok(t) => t,
-        Err(e) => return bad(&e.to_string()),
-    };
-    let fragment = form_urlencoded::Serializer::new(String::new())
-        .append_pair("id_token", &token)
-        .append_pair("token_type", "Bearer")
+    let user = p.get("user").map(|u| u.trim().to_owned()).unwrap_or_default();
+    if let Err(m) = crate::server::check_user(&user) {
+        return bad(&m);
+    }
+    let signed_in = SignedIn { user, scope: a.scope, auth_time: now, nonce: Some(a.nonce).filter(|n| !n.is_empty()) };
+    let code = issue(CodeRequest {
+        client_id: client_id.to_owned(),
+        redirect_uri: a.redirect_uri.clone(),
+        challenge: a.challenge,
+        signed_in,
+    });
+    let answer = form_urlencoded::Serializer::new(String::new())
+        .append_pair("code", &code)
         .append_pair("state", &a.state)
         .finish();
     let base = a.redirect_uri.split('#').next().unwrap_or_default();
+    let joiner = if base.contains('?') { '&' } else { '?' };
     let mut response = respond(303, "text/plain; charset=utf-8", "");
-    match format!("{base}#{fragment}").parse() {
+    match format!("{base}{joiner}{answer}").parse() {
         Ok(location) => {
             response.headers_mut().insert("location", location);
             response
