@@ -6,8 +6,8 @@
 
 use crate::config;
 use crate::http::{error, ApiError, ErrorCode};
-use crate::public_api::firebase_auth_domain;
-use edgeshell_core::web_policy::{content_security_policy, SignInSources, PAGE_HEADERS};
+use crate::public_api::sign_in_sources;
+use edgeshell_core::web_policy::{content_security_policy, PAGE_HEADERS};
 use worker::{Env, Request, Response, Result};
 
 /// True for the paths that are the page's document.
@@ -17,7 +17,7 @@ pub fn is_page(path: &str) -> bool {
 
 /// Serves the document with its policy.
 pub async fn serve(req: &Request, env: &Env) -> Result<Response> {
-    let sources = config::read(env, |s| Ok(SignInSources { firebase_auth_domain: firebase_auth_domain(s)? }));
+    let sources = config::read(env, sign_in_sources);
     let sources = match sources {
         Ok(sources) => sources,
         Err(e) => return error(&ApiError::new(ErrorCode::Misconfigured, e.to_string())),

@@ -11,6 +11,7 @@ use crate::config::{self, internal_key, EdgeConfig};
 use crate::control_api;
 use crate::http::{error, ApiError, ErrorCode};
 use edgeshell_core::settings::{Reader, SettingsError};
+use edgeshell_core::web_policy::SignInSources;
 use std::time::Duration;
 use worker::{Env, Headers, Method, Request, RequestInit, RequestRedirect, Response, Result};
 
@@ -82,8 +83,9 @@ pub async fn proxy(mut req: Request, env: &Env) -> Result<Response> {
 
 /// `GET /client-config.json`: how the page signs people in (all public values). `FIREBASE_PROJECT_ID`
 /// and `FIREBASE_API_KEY` (with `FIREBASE_AUTH_DOMAIN`, default `<project>.firebaseapp.com`) select
-/// Firebase Authentication; otherwise `OIDC_AUTHORIZE_URL` and `OIDC_CLIENT_ID` select an OpenID
-/// Connect provider's implicit flow. Half a pair, or neither, is a configuration error.
+/// Firebase Authentication; otherwise `OIDC_ISSUER` and `OIDC_CLIENT_ID` select an OpenID Connect
+/// provider (the authorization-code flow with PKCE and refresh tokens). Half a pair, or neither, is a
+/// configuration error.
 pub fn client_config(env: &Env) -> Result<Response> {
     let body = match config::read(env, sign_in) {
         Ok(body) => body,
@@ -101,6 +103,19 @@ pub fn firebase_auth_domain(settings: &Reader<'_>) -> core::result::Result<Optio
     Ok(Some(settings.text("FIREBASE_AUTH_DOMAIN")?.unwrap_or_else(|| format!("{project}.firebaseapp.com"))))
 }
 
+/// Where the page's sign-in reaches beyond the edge (its Content-Security-Policy): Firebase's domains,
+/// or the OIDC issuer's origin and `OIDC_CONNECT_ORIGINS`.
+pub fn sign_in_sources(settings: &Reader<'_>) -> core::result::Result<SignInSources, SettingsError> {
+    if let Some(domain) = firebase_auth_domain(settings)? {
+        return Ok(SignInSources { firebase_auth_domain: Some(domain), ..SignInSources::default() });
+    }
+    match settings.text("OIDC_ISSUER")? {
+        Some(issuer) => SignInSources::oidc(&issuer, settings.text("OIDC_CONNECT_ORIGINS")?.as_deref())
+            .map_err(|why| settings.invalid("OIDC_ISSUER", why)),
+        None => Ok(SignInSources::default()),
+    }
+}
+
 fn sign_in(settings: &Reader<'_>) -> core::result::Result<serde_json::Value, SettingsError> {
     let firebase = match (settings.text("FIREBASE_PROJECT_ID")?, settings.text("FIREBASE_API_KEY")?) {
         (Some(project), Some(api_key)) => Some(serde_json::json!({
@@ -116,24 +131,27 @@ fn sign_in(settings: &Reader<'_>) -> core::result::Result<serde_json::Value, Set
             ))
         }
     };
-    let oidc = match (settings.text("OIDC_AUTHORIZE_URL")?, settings.text("OIDC_CLIENT_ID")?) {
-        (Some(authorize_url), Some(client_id)) => Some(serde_json::json!({
-            "authorize_url": authorize_url,
+    let oidc = match (settings.text("OIDC_ISSUER")?, settings.text("OIDC_CLIENT_ID")?) {
+        (Some(issuer), Some(client_id)) => Some(serde_json::json!({
+            "issuer": issuer,
             "client_id": client_id,
             "scope": settings.required("OIDC_SCOPE")?,
         })),
         (None, None) => None,
         _ => {
-            return Err(settings
-                .invalid("OIDC_CLIENT_ID", "OIDC_AUTHORIZE_URL and OIDC_CLIENT_ID are set together or not at all"))
+            return Err(
+                settings.invalid("OIDC_CLIENT_ID", "OIDC_ISSUER and OIDC_CLIENT_ID are set together or not at all")
+            )
         }
     };
     if firebase.is_none() && oidc.is_none() {
         // No sign-in is configured.
         return Err(SettingsError::Missing(
-            "OIDC_AUTHORIZE_URL and OIDC_CLIENT_ID (or FIREBASE_PROJECT_ID and FIREBASE_API_KEY)",
+            "OIDC_ISSUER and OIDC_CLIENT_ID (or FIREBASE_PROJECT_ID and FIREBASE_API_KEY)",
         ));
     }
+    // A malformed issuer or origin list is refused here too, not only where the page's policy is built.
+    sign_in_sources(settings)?;
     let named = settings.text("OIDC_PROVIDER_NAME")?;
     let provider_name = match (&firebase, named) {
         (_, Some(name)) => name,

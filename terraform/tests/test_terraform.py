@@ -147,7 +147,7 @@ class EdgeMatchesWrangler(unittest.TestCase):
             with self.subTest(name=name):
                 optional = name.startswith("ROOM_")
                 self.assertTrue(name in bound or optional, f"wrangler.toml sets {name}; the edge module does not")
-        for required in ["TOKEN_ISSUER", "JWKS_URL", "CONTROL_URL", "OIDC_AUTHORIZE_URL", "OIDC_CLIENT_ID",
+        for required in ["TOKEN_ISSUER", "JWKS_URL", "CONTROL_URL", "OIDC_ISSUER", "OIDC_CLIENT_ID", "OIDC_CONNECT_ORIGINS",
                          "FIREBASE_PROJECT_ID", "FIREBASE_API_KEY", "FIREBASE_AUTH_DOMAIN"]:
             self.assertIn(required, bound)
 

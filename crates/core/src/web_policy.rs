@@ -9,7 +9,8 @@
 //! looked at, with `forbidden`.
 //!
 //! **The page's policy.** Scripts, styles, fonts and connections only from the edge's own origin (plus
-//! the sign-in provider's endpoints when Firebase is configured), WebAssembly allowed (the page runs the
+//! the sign-in provider's endpoints: Firebase's, or the OIDC provider's origins the page fetches its
+//! discovery document, code exchange and refreshes from), WebAssembly allowed (the page runs the
 //! core compiled to wasm), no plugins, no `<base>`, no forms, and `frame-ancestors 'none'`: no other
 //! site may frame the page (click-jacking a terminal types into it).
 
@@ -103,8 +104,34 @@ pub fn normalize_origin(text: &str) -> Result<String, String> {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SignInSources {
     /// Firebase Authentication's auth domain (its sign-in popup frames it, and loads Google's API
-    /// script), when Firebase is configured. An OIDC provider needs nothing: the page navigates to it.
+    /// script), when Firebase is configured.
     pub firebase_auth_domain: Option<String>,
+    /// The origins the page calls for an OIDC provider (normalized): discovery, the token endpoint
+    /// (code exchange and refresh) and revocation. The sign-in page itself is navigated to.
+    pub oidc_origins: Vec<String>,
+}
+
+impl SignInSources {
+    /// An OIDC provider's sources: the issuer's origin, plus `extra` (a comma-separated list of the
+    /// origins of endpoints elsewhere, e.g. a token endpoint on another host).
+    pub fn oidc(issuer: &str, extra: Option<&str>) -> Result<SignInSources, String> {
+        let mut origins = vec![origin_of(issuer)?];
+        for origin in PageOrigins::parse(extra.unwrap_or_default())?.0 {
+            if !origins.contains(&origin) {
+                origins.push(origin);
+            }
+        }
+        Ok(SignInSources { firebase_auth_domain: None, oidc_origins: origins })
+    }
+}
+
+/// The normalized origin of an `http(s)` URL (its scheme, host and port; the path is dropped).
+pub fn origin_of(url: &str) -> Result<String, String> {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return Err(format!("{url:?} is not an http(s) URL"));
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    normalize_origin(&format!("{scheme}://{authority}"))
 }
 
 /// The page's `Content-Security-Policy`.
@@ -116,7 +143,10 @@ pub fn content_security_policy(sign_in: &SignInSources) -> String {
                 .to_owned(),
             format!("https://{domain}"),
         ),
-        None => (String::new(), String::new(), "'none'".to_owned()),
+        None => {
+            let connect = sign_in.oidc_origins.iter().map(|o| format!(" {o}")).collect::<String>();
+            (String::new(), connect, "'none'".to_owned())
+        }
     };
     [
         "default-src 'none'".to_owned(),
@@ -209,11 +239,28 @@ mod tests {
         }
         assert!(!plain.contains("unsafe-eval'") || plain.contains("wasm-unsafe-eval"));
         assert!(!plain.contains("script-src 'self' 'unsafe-inline'"));
-        let firebase =
-            content_security_policy(&SignInSources { firebase_auth_domain: Some("p.firebaseapp.com".into()) });
+        let firebase = content_security_policy(&SignInSources {
+            firebase_auth_domain: Some("p.firebaseapp.com".into()),
+            ..SignInSources::default()
+        });
         assert!(
             firebase.contains("frame-src https://p.firebaseapp.com") && firebase.contains("https://apis.google.com")
         );
         assert!(firebase.contains("frame-ancestors 'none'"));
+    }
+
+    #[test]
+    fn an_oidc_provider_is_reachable_from_the_page_and_nothing_else() {
+        let sources =
+            SignInSources::oidc("https://Login.Example.com/realms/x/", Some("https://tokens.example.net:443")).unwrap();
+        assert_eq!(sources.oidc_origins, ["https://login.example.com", "https://tokens.example.net"]);
+        let csp = content_security_policy(&sources);
+        assert!(csp.contains("connect-src 'self' https://login.example.com https://tokens.example.net;"), "{csp}");
+        assert!(csp.contains("frame-src 'none'") && csp.contains("script-src 'self' 'wasm-unsafe-eval';"), "{csp}");
+        assert_eq!(origin_of("http://127.0.0.1:8790").unwrap(), "http://127.0.0.1:8790");
+        for bad in ["127.0.0.1:8790", "ftp://x/", "https://u@x/"] {
+            assert!(SignInSources::oidc(bad, None).is_err(), "{bad}");
+        }
+        assert!(SignInSources::oidc("https://a.example", Some("https://b.example/path")).is_err());
     }
 }

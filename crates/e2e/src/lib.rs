@@ -145,7 +145,7 @@ impl Stack {
             ("JWKS_URL", jwks.url.clone()),
             ("CONTROL_URL", control.url().to_owned()),
             ("INTERNAL_API_KEY", INTERNAL_KEY.to_owned()),
-            ("OIDC_AUTHORIZE_URL", format!("{}/authorize", control.issuer.issuer())),
+            ("OIDC_ISSUER", control.issuer.issuer().to_owned()),
             ("OIDC_CLIENT_ID", CLIENT_ID.to_owned()),
             ("OIDC_PROVIDER_NAME", "the local dev issuer".to_owned()),
         ];

@@ -1,8 +1,9 @@
 //! The web client end to end in headless Chromium: `edge-gateway/web/tests/e2e.mjs` (playwright-core
 //! driving Debian's `chromium`) signs in with the dev issuer, starts sessions, types, resizes, runs the
-//! sample CLI, is cut off in the middle of a long output, and loses its region; this harness starts the
-//! whole stack with two regions, answers the script's requests to stop and restart a region, and
-//! reports the figures it prints.
+//! sample CLI, is cut off in the middle of a long output, and loses its region, while other tabs stay
+//! attached for 6 minutes on 2-minute ID tokens, renewing their sign-in; this harness starts the whole
+//! stack with two regions, answers the script's requests to stop and restart a region, checks that no
+//! refresh token was ever used twice, and reports the figures the script prints.
 
 use edgeshell_e2e::{Stack, StackOptions};
 use std::path::PathBuf;
@@ -48,6 +49,8 @@ async fn the_web_client_in_chromium() {
         ..StackOptions::default()
     };
     let mut stack = Stack::start(options).await.expect("the stack starts");
+    // Sessions outlive their ID tokens only if the page renews its sign-in: 2-minute tokens prove it.
+    stack.control.issuer.set_id_token_secs(120);
     let root = edgeshell_stack::paths::repo_root();
     // The agent offers the built sample CLI to every session, on its PATH (a session's own user cannot
     // reach the build's directory).
@@ -98,13 +101,14 @@ async fn the_web_client_in_chromium() {
             done |= message["done"] == true;
         }
     };
-    tokio::time::timeout(Duration::from_secs(300), run).await.expect("the browser test ends within 5 minutes");
+    tokio::time::timeout(Duration::from_secs(720), run).await.expect("the browser test ends within 12 minutes");
     let status = script.wait().await.unwrap();
     assert!(status.success() && done, "the script ended with {status} after {steps:?}");
     for expected in [
         "sign in with the dev issuer",
         "firebase sign-in loaded on demand",
         "start sessions",
+        "sign-in renewed silently for 6 minutes",
         "echo hello",
         "token refreshed in band",
         "reload continues at the exact byte",
@@ -120,6 +124,9 @@ async fn the_web_client_in_chromium() {
     ] {
         assert!(steps.iter().any(|s| s == expected), "step {expected:?} did not run: {steps:?}");
     }
+    // Every tab renewed with a fresh refresh token: none was presented twice (which revokes a sign-in).
+    let (refreshed, reused) = stack.control.issuer.refreshes();
+    assert!(refreshed >= 5 && reused == 0, "refresh grants {refreshed}, refresh tokens reused {reused}");
     assert!(screenshot().exists(), "no screenshot at {}", screenshot().display());
     // Sessions (3 tokens each), refreshes and artifact links: all signed at the signer.
     let signed = stack.control.signer.as_ref().map_or(0, |s| s.signed());

@@ -74,6 +74,7 @@ async fn the_dev_stack_comes_up_and_ctrl_c_leaves_nothing_behind() {
     let http = reqwest::Client::new();
     let page = http.get(format!("http://127.0.0.1:{port}/")).send().await.unwrap();
     assert_eq!(page.status(), 200);
+    let policy = page.headers()["content-security-policy"].to_str().unwrap().to_owned();
     assert!(page.text().await.unwrap().contains("/app.js"), "the web client is served");
     let config: serde_json::Value =
         http.get(format!("http://127.0.0.1:{port}/client-config.json")).send().await.unwrap().json().await.unwrap();
@@ -95,6 +96,10 @@ async fn the_dev_stack_comes_up_and_ctrl_c_leaves_nothing_behind() {
     // A person's session: what the README promises runs by name, and the quotas are the documented
     // ones (5 live sessions), not a test's.
     let issuer = issuer.expect("the issuer is printed");
+    // The page signs in at that issuer with the code flow, asks for refresh tokens, and may call it.
+    assert_eq!(config["oidc"]["issuer"].as_str(), Some(issuer.trim_end_matches('/')));
+    assert!(config["oidc"]["scope"].as_str().is_some_and(|s| s.contains("offline_access")), "{config}");
+    assert!(policy.contains(&format!("connect-src 'self' {}", issuer.trim_end_matches('/'))), "{policy}");
     let token: serde_json::Value = http
         .post(format!("{issuer}/token"))
         .json(&serde_json::json!({ "user": "dev-stack" }))

@@ -9,7 +9,7 @@ import { WebLinksAddon } from '@xterm/addon-web-links';
 import { SerializeAddon } from '@xterm/addon-serialize';
 import init from '../build/client/client.js';
 import { api, ApiError } from './api.js';
-import { completeSignIn, currentUser, displayName, signIn, signOut, watchTokens } from './auth.js';
+import { createSignIn, displayName } from './auth.js';
 import { Countdown } from './lifetime.js';
 import { probeAll } from './regions.js';
 import { TerminalSession } from './session.js';
@@ -103,15 +103,16 @@ function toast(message, kind = 'error') {
 function explainApiError(e) {
   if (!(e instanceof ApiError)) return e.message;
   if (e.status === 401) {
-    signOut(app.config);
+    if (app.auth) app.auth.signOut().catch(() => {});
     return 'Your sign-in expired; sign in again.';
   }
   if (e.status === 429 && e.retryAfter) return `${e.message} Try again in ${e.retryAfter} s.`;
   return e.message;
 }
 
-function idToken() {
-  app.user = currentUser();
+/** A current ID token (renewed silently when it is about to expire), or the sign-in view. */
+async function idToken() {
+  app.user = await app.auth.user().catch(() => null);
   if (!app.user) {
     showSignIn('Your sign-in expired; sign in again.');
     throw new ApiError(401, 'signed_out', 'Signed out.');
@@ -187,7 +188,7 @@ async function refreshSessions() {
   const list = $('sessions');
   let sessions;
   try {
-    sessions = (await api.sessions(idToken())).sessions.filter((s) => s.state !== 'ended');
+    sessions = (await api.sessions(await idToken())).sessions.filter((s) => s.state !== 'ended');
   } catch (e) {
     list.innerHTML = '';
     list.append(row(explainApiError(e)));
@@ -205,7 +206,7 @@ async function refreshSessions() {
     open.onclick = () => reopen(s.session_id, s.region);
     end.onclick = () => confirmClick(end, async () => {
       try {
-        await api.endSession(idToken(), s.session_id);
+        await api.endSession(await idToken(), s.session_id);
       } catch (e) {
         toast(explainApiError(e));
       }
@@ -223,7 +224,7 @@ async function startSession(options = {}) {
   const clicked = performance.now();
   const picked = Number($('lifetime').value) || undefined;
   try {
-    const session = await api.startSession(idToken(), { rtts: roundedRtts(), lifetime_secs: picked, ...options });
+    const session = await api.startSession(await idToken(), { rtts: roundedRtts(), lifetime_secs: picked, ...options });
     app.metrics.mintMs = performance.now() - clicked;
     openTerminal(session, clicked);
   } catch (e) {
@@ -243,7 +244,7 @@ function roundedRtts() {
 
 async function reopen(sessionId, region, resume = null) {
   try {
-    const { token } = await api.attachToken(idToken(), sessionId);
+    const { token } = await api.attachToken(await idToken(), sessionId);
     openTerminal({ session_id: sessionId, region, token }, null, resume);
   } catch (e) {
     toast(explainApiError(e));
@@ -323,7 +324,7 @@ function openTerminal(session, clickedAt, resume = null) {
     onFirstOutput: () => {
       if (clickedAt !== null) app.metrics.sessionStartMs = performance.now() - clickedAt;
     },
-    freshToken: async () => (await api.attachToken(idToken(), session.session_id)).token,
+    freshToken: async () => (await api.attachToken(await idToken(), session.session_id)).token,
     onChange: renderStatus,
     onStop: showStopped,
     onDeadline: (at) => app.countdown.setDeadline(at),
@@ -334,7 +335,7 @@ function openTerminal(session, clickedAt, resume = null) {
   app.metrics.resumedFrom = resume ? resume.offset : null;
   $('session-id').textContent = session.session_id;
   app.countdown.start();
-  api.session(idToken(), session.session_id).then((view) => {
+  idToken().then((token) => api.session(token, session.session_id)).then((view) => {
     app.countdown.setLongest(view.longest_expires_at);
     if (app.countdown.deadline === null) app.countdown.setDeadline(view.expires_at);
   }).catch(() => {
@@ -377,7 +378,7 @@ async function endCurrent() {
   if (!s) return;
   await confirmClick($('end'), async () => {
     try {
-      await api.endSession(idToken(), s.session.session_id);
+      await api.endSession(await idToken(), s.session.session_id);
     } catch (e) {
       toast(explainApiError(e));
     }
@@ -396,7 +397,7 @@ async function toggleArtifacts() {
   list.append(row('Loading…'));
   const id = app.current && app.current.session.session_id;
   try {
-    const { artifacts } = await api.artifacts(idToken(), id);
+    const { artifacts } = await api.artifacts(await idToken(), id);
     list.innerHTML = '';
     if (artifacts.length === 0) list.append(row('This session has saved no artifacts yet.'));
     for (const a of artifacts) {
@@ -418,7 +419,7 @@ async function download(id, path) {
   try {
     // Each link works once and briefly: ask for it at click time. Its token goes in a header, never in a
     // URL (where logs keep it), so the file is fetched here and handed to the browser as a blob.
-    const { url, token } = await api.artifactLink(idToken(), id, path);
+    const { url, token } = await api.artifactLink(await idToken(), id, path);
     const answer = await fetch(new URL(url).pathname, { headers: { authorization: `Bearer ${token}` } });
     if (!answer.ok) throw await api.errorOf(answer);
     const blob = URL.createObjectURL(await answer.blob());
@@ -440,15 +441,15 @@ async function boot() {
   if (scrollback > 0) sessionStorage.setItem('edgeshell.scrollback', String(Math.min(scrollback, 200000)));
   $('signin').onclick = async () => {
     try {
-      await signIn(app.config);
-      app.user = currentUser();
-      if (app.user) showHome();
+      await app.auth.signIn(); // a redirect for OIDC; a popup that resolves for Firebase
+      app.user = await app.auth.user();
+      if (app.user) signedIn();
     } catch (e) {
       showSignIn(`Sign-in failed: ${e.message}`);
     }
   };
   $('signout').onclick = () => {
-    signOut(app.config);
+    app.auth.signOut().catch(() => {});
     if (app.current) app.current.dispose();
     app.current = null;
     showSignIn();
@@ -468,7 +469,7 @@ async function boot() {
   app.countdown = new Countdown({
     $,
     toast,
-    extend: (by) => api.extend(idToken(), app.current.session.session_id, by),
+    extend: async (by) => api.extend(await idToken(), app.current.session.session_id, by),
   });
   // A reload continues this tab's seat at the exact byte: keep where it is, now and then and on leaving.
   setInterval(keepResumePoint, 3000);
@@ -481,13 +482,27 @@ async function boot() {
     document.body.textContent = `edgeshell cannot start: ${e.message}`;
     return;
   }
-  const failed = completeSignIn();
-  await watchTokens(app.config);
-  app.user = currentUser();
-  if (!app.user) return showSignIn(failed);
+  try {
+    app.auth = await createSignIn(app.config, () => {
+      if (app.current) app.current.dispose();
+      app.current = null;
+      showSignIn('You were signed out (in another tab, or your sign-in ended).');
+    });
+  } catch (e) {
+    document.body.textContent = `edgeshell cannot start its sign-in: ${e.message}`;
+    return;
+  }
+  const { error } = await app.auth.restore();
+  app.user = await app.auth.user().catch(() => null);
+  if (!app.user) return showSignIn(error);
+  return signedIn();
+}
+
+/** After sign-in: the session the link names (kept through the sign-in), else home. */
+async function signedIn() {
   const reopenId = (location.hash.match(/^#\/s\/([A-Za-z0-9_-]+)$/) || [])[1];
   if (reopenId) {
-    const s = await api.sessions(idToken()).catch(() => ({ sessions: [] }));
+    const s = await api.sessions(await idToken()).catch(() => ({ sessions: [] }));
     const known = s.sessions.find((x) => x.session_id === reopenId);
     $('user-name').textContent = displayName(app.user);
     $('user-chip').hidden = false;

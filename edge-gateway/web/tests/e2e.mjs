@@ -160,12 +160,18 @@ async function waitLive(page) {
 
 // ------------------------------------------------------------------ the scenarios
 
-async function signIn(page, base) {
-  await page.goto(`${base}/?scrollback=60000`);
+// Signs in at the dev issuer's page (the code flow with PKCE), from the page's sign-in view.
+async function signInAtIssuer(page, base, user) {
+  await page.waitForSelector('#signin-view', { state: 'visible' });
   await page.click('#signin');
   await page.waitForURL((url) => url.port !== String(new URL(base).port));
-  await page.fill('#user', 'alice');
+  await page.fill('#user', user);
   await page.click('button[type=submit]');
+}
+
+async function signIn(page, base, user = 'alice') {
+  await page.goto(`${base}/?scrollback=60000`);
+  await signInAtIssuer(page, base, user);
   await page.waitForSelector('#home-view', { state: 'visible' });
   await waitFor('two available regions', async () => (await page.$$('.region[data-available="true"]')).length === 2);
   const rtts = await page.$$eval('.region .meta', (els) => els.map((e) => e.textContent));
@@ -369,7 +375,9 @@ async function lifetime(context, page, base) {
   const second = await context.newPage();
   for (const p of [page, second]) {
     if (p === second) {
-      await signIn(second, base);
+      // A new tab of the same browser is signed in already.
+      await second.goto(`${base}/`);
+      await second.waitForSelector('#home-view', { state: 'visible' });
     } else {
       await page.click('#home');
       await page.waitForSelector('#home-view', { state: 'visible' });
@@ -405,6 +413,63 @@ async function lifetime(context, page, base) {
   await page.waitForSelector('#home-view', { state: 'visible' });
   await startSession(page);
   await echoHello(page);
+}
+
+// A sign-in outlives its ID tokens (2 minutes here): for 6 minutes two tabs of one browser stay
+// attached to one session while the page renews the sign-in with refresh tokens, one tab at a time (the
+// issuer revokes a sign-in whose refresh token is used twice: the harness checks it never did), and the
+// room's attach-token refreshes keep working long after the first ID token expired. A session link
+// opened in that browser needs no second sign-in; in a signed-out browser it survives the sign-in.
+async function renewal(browser, base, minutes) {
+  const started = Date.now();
+  const context = await browser.newContext({ viewport: { width: 900, height: 600 } });
+  const page = await context.newPage();
+  context.on('console', (m) => { if (m.type() === 'error') out({ console: m.text() }); });
+  await signIn(page, base, 'rita');
+  const first = await page.evaluate(() => window.edgeshell.user.claims);
+  if (first.exp - first.iat !== 120) throw new Error(`ID tokens live ${first.exp - first.iat} s here, not 120`);
+  await startSession(page);
+  const id = await page.textContent('#session-id');
+  const tab = await context.newPage();
+  await tab.goto(`${base}/#/s/${id}`);
+  await waitLive(tab);
+  if ((await tab.textContent('#session-id')) !== id) throw new Error('the new tab did not open the linked session');
+  const elsewhere = await browser.newContext({ viewport: { width: 900, height: 600 } });
+  const away = await elsewhere.newPage();
+  await away.goto(`${base}/#/s/${id}`);
+  await signInAtIssuer(away, base, 'rita');
+  await waitLive(away);
+  if ((await away.textContent('#session-id')) !== id) throw new Error('the session link was lost in the sign-in');
+  await elsewhere.close();
+
+  const tokens = new Set();
+  const token = (p) => p.evaluate(async () => ((await window.edgeshell.auth.user()) || {}).token);
+  while (Date.now() < started + minutes * 60_000) {
+    for (const p of [page, tab]) {
+      if (await p.isVisible('#signin-view')) {
+        const why = await p.evaluate(() => [document.querySelector('#signin-message').textContent, window.edgeshell.auth.lastError, window.edgeshell.auth.renewals]);
+        throw new Error(`a tab was signed out after ${(Date.now() - started) / 1000} s: ${JSON.stringify(why)}`);
+      }
+      const now = await status(p);
+      if (now === 'ended' || now === 'runner-lost') throw new Error(`a tab's session went ${now}`);
+      tokens.add(await token(p));
+    }
+    await new Promise((r) => setTimeout(r, 5000));
+  }
+  const renewals = await Promise.all([page, tab].map((p) => p.evaluate(() => window.edgeshell.auth.renewals)));
+  // One renewal a minute with 2-minute tokens (a minute ahead of expiry).
+  if (tokens.size < minutes - 1) throw new Error(`only ${tokens.size} ID tokens in ${minutes} minutes`);
+  // Attached with a token minted after the first ID token and its leeway were long gone.
+  const attachExpiry = await tab.evaluate(() => window.edgeshell.current.link.expiresAt);
+  if (!(attachExpiry > first.exp + 120)) throw new Error(`the attach token (to ${attachExpiry}) was not refreshed after ${first.exp}`);
+  for (const p of [page, tab]) await waitLive(p);
+  await typeLine(tab, 'echo still-$((6*7))');
+  await waitForLine(page, (l) => l.trim() === 'still-42', 'input from one tab, output in both');
+  await page.evaluate(async (sid) => {
+    await fetch(`/api/sessions/${sid}`, { method: 'DELETE', headers: { authorization: `Bearer ${(await window.edgeshell.auth.user()).token}` } });
+  }, id);
+  await context.close();
+  return { tokens: tokens.size, renewals: renewals[0] + renewals[1], minutes: (Date.now() - started) / 60_000 };
 }
 
 // The room asks for a fresh attach token before the current one expires (65 s tokens here: after 5 s);
@@ -543,6 +608,9 @@ async function main() {
     page.on('request', (r) => { firebaseChunk ||= r.url().includes('/chunks/firebase-'); });
     await step('sign in with the dev issuer', () => signIn(page, base));
     if (firebaseChunk) throw new Error('the OIDC page loaded the Firebase chunk');
+    // Runs beside the other steps until the network cut (which would cut its tabs too).
+    const renewed = step('sign-in renewed silently for 6 minutes', () => renewal(browser, base, 6));
+    renewed.catch(() => {}); // awaited below; a failure there fails the run
     await step('firebase sign-in loaded on demand', () => firebaseSignIn(context, base));
     const times = await step('start sessions', () => sessionStartTimes(page, 7));
     const p50 = (xs) => xs.slice().sort((a, b) => a - b)[Math.floor(xs.length / 2)];
@@ -559,6 +627,9 @@ async function main() {
     await step('the page policy holds', () => pagePolicy(context, page, base));
     await step('sample CLI progress', () => sampleCli(page, process.env.EDGESHELL_SCREENSHOT));
     await step('resize follows stty size', () => resize(page));
+    const renewals = await renewed;
+    out({ figure: 'ID tokens seen in 6 minutes (2-minute lifetime)', value: renewals.tokens });
+    out({ figure: 'renewals by the two tabs', value: renewals.renewals });
     const statuses = await step('cut in the middle, shown exactly once', () => cutInTheMiddle(page, proxy));
     out({ figure: 'statuses through the cut', value: statuses.join(' > ') });
     if (process.env.EDGESHELL_NO_REGION_STOP !== '1') {

@@ -30,8 +30,9 @@ module "edge" {
   token_issuer          = local.token_issuer
   control_url           = local.control_url
   region_location_hints = { for region, r in var.regions : region => r.location_hint }
-  oidc_authorize_url    = var.oidc.authorize_url
+  oidc_issuer           = var.oidc.issuer
   oidc_client_id        = var.oidc.audience
+  oidc_connect_origins  = var.oidc.connect_origins
   oidc_provider_name    = var.oidc.provider_name
   firebase              = var.firebase
   internal_api_key      = var.internal_api_key

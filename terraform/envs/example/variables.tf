@@ -82,12 +82,12 @@ variable "internal_api_key" {
 }
 
 variable "oidc" {
-  description = "The identity provider: issuer, audience (the web client id), authorize_url, provider_name."
+  description = "The identity provider: issuer, audience (the web client id, a public client allowed refresh tokens), provider_name, and connect_origins (its token or revocation endpoints' origins when not the issuer's)."
   type = object({
-    issuer        = string
-    audience      = string
-    authorize_url = string
-    provider_name = string
+    issuer          = string
+    audience        = string
+    provider_name   = string
+    connect_origins = optional(string, "")
   })
 }
 
@@ -143,7 +143,7 @@ variable "rbac_security_group" {
 }
 
 variable "firebase" {
-  description = "Sign in with Firebase Authentication instead of oidc.authorize_url: { project_id, api_key, auth_domain }; oidc.issuer and oidc.audience are then https://securetoken.google.com/<project> and <project>."
+  description = "Sign in with Firebase Authentication instead of the oidc provider: { project_id, api_key, auth_domain }; oidc.issuer and oidc.audience are then https://securetoken.google.com/<project> and <project>."
   type = object({
     project_id  = string
     api_key     = string

@@ -9,8 +9,9 @@ locals {
     FIREBASE_API_KEY     = var.firebase.api_key
     FIREBASE_AUTH_DOMAIN = var.firebase.auth_domain
     } : {
-    OIDC_AUTHORIZE_URL = var.oidc_authorize_url
-    OIDC_CLIENT_ID     = var.oidc_client_id
+    OIDC_ISSUER          = var.oidc_issuer
+    OIDC_CLIENT_ID       = var.oidc_client_id
+    OIDC_CONNECT_ORIGINS = var.oidc_connect_origins
   }
   plain_vars = merge(var.room_settings, local.sign_in, {
     TOKEN_ISSUER          = var.token_issuer
@@ -23,8 +24,8 @@ locals {
 
 check "sign_in" {
   assert {
-    condition     = var.firebase != null || (var.oidc_authorize_url != "" && var.oidc_client_id != "")
-    error_message = "Configure the page's sign-in: firebase, or oidc_authorize_url and oidc_client_id."
+    condition     = var.firebase != null || (var.oidc_issuer != "" && var.oidc_client_id != "")
+    error_message = "Configure the page's sign-in: firebase, or oidc_issuer and oidc_client_id."
   }
 }
 

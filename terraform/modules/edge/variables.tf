@@ -56,8 +56,14 @@ variable "region_location_hints" {
   type        = map(string)
 }
 
-variable "oidc_authorize_url" {
-  description = "OIDC_AUTHORIZE_URL: the identity provider's authorization endpoint (implicit flow); empty with firebase."
+variable "oidc_issuer" {
+  description = "OIDC_ISSUER: the identity provider's issuer; the page signs in with the code flow, PKCE and refresh tokens. Empty with firebase."
+  type        = string
+  default     = ""
+}
+
+variable "oidc_connect_origins" {
+  description = "OIDC_CONNECT_ORIGINS: origins of the provider's token or revocation endpoints when not the issuer's (comma-separated)."
   type        = string
   default     = ""
 }
