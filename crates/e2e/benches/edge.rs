@@ -35,6 +35,11 @@ use edgeshell_room_host::browser::{AttachError, Browser};
 use edgeshell_room_host::{Options, RoomHost};
 use std::time::{Duration, Instant};
 
+#[path = "edge/attach.rs"]
+mod attach;
+
+use attach::{attach_latencies, tui_fresh_attach, TuiAttach};
+
 const WAIT: Duration = Duration::from_secs(60);
 
 struct Sizes {
@@ -255,45 +260,6 @@ async fn throughput(browser: &mut Browser, bytes: u64) -> f64 {
     (browser.output.len() - start_len) as f64 / started.elapsed().as_secs_f64() / 1e6
 }
 
-/// Open -> the screen drawn (a snapshot, or the first output byte), with fresh tokens, and -> the first
-/// output byte with the resume ticket of each. A room seats at
-/// most four browsers (detached ones stay resumable), so every third attach gets a fresh session.
-async fn attach_latencies(path: &mut Path, n: usize) -> (Vec<Duration>, Vec<Duration>) {
-    let (mut with_token, mut with_ticket) = (Vec::new(), Vec::new());
-    let mut session = None;
-    for i in 0..n {
-        if i % 3 == 0 {
-            if let Some((old, _)) = session.take() {
-                path.end(&old).await;
-            }
-            session = Some(ready(path).await);
-        }
-        let (session, _first) = session.as_ref().expect("a session every third attach");
-        let token = path.token(session).await;
-        let opened = Instant::now();
-        let mut browser = attach(&session.attach_url, Credential::Token(token)).await;
-        // Drawn: the room's screen snapshot, or (before the runner sent one) its history.
-        assert!(browser.step_until(WAIT, |b| !b.output.is_empty() || !b.screen.is_empty()).await);
-        with_token.push(opened.elapsed());
-        let (ticket, offset) = (browser.welcome.resume_ticket.expose().to_owned(), browser.welcome.offset);
-        drop(browser);
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        // One byte back, so the resume has a byte to deliver even when the snapshot stood at the end.
-        let url = format!("{}?offset={}", session.attach_url, offset.saturating_sub(1));
-        let opened = Instant::now();
-        let mut resumed = attach(&url, Credential::Resume(ticket)).await;
-        assert!(resumed.step_until(WAIT, |b| !b.output.is_empty()).await);
-        with_ticket.push(opened.elapsed());
-    }
-    // The sessions made here end here: left running, they would fill the pool for the measurements after.
-    if let Some((session, _)) = session {
-        path.end(&session).await;
-    }
-    with_token.sort();
-    with_ticket.sort();
-    (with_token, with_ticket)
-}
-
 /// The token check alone, per attach, `n` times each, interleaved: refusals of a correctly signed token
 /// for another session (parsed, key found, signature verified, claims checked, then refused with
 /// `Forbidden`) against refusals of a credential that does not parse as a token (refused before any of
@@ -363,6 +329,7 @@ struct Figures {
     mbps: f64,
     attach_token: Vec<Duration>,
     attach_ticket: Vec<Duration>,
+    tui: TuiAttach,
     start: Vec<Duration>,
     start_session: Vec<Duration>,
     start_phases: Vec<[Duration; 3]>,
@@ -422,6 +389,7 @@ async fn measure(name: &'static str, mut path: Path, sizes: &Sizes) -> Figures {
     runs.sort_by(f64::total_cmp);
     let mbps = runs[1];
     let (attach_token, attach_ticket) = attach_latencies(&mut path, sizes.attaches).await;
+    let tui = tui_fresh_attach(&mut path).await;
     drop(browser);
     path.end(&session).await;
     let (start, start_session, start_phases) = session_starts(&mut path, sizes.starts).await;
@@ -437,6 +405,7 @@ async fn measure(name: &'static str, mut path: Path, sizes: &Sizes) -> Figures {
         mbps,
         attach_token,
         attach_ticket,
+        tui,
         start,
         start_session,
         start_phases,
@@ -464,6 +433,26 @@ fn report(all: &[Figures]) {
             f.mbps,
             pct(&f.attach_token, 0.5),
             pct(&f.attach_ticket, 0.5),
+        );
+    }
+    for f in all {
+        println!(
+            "{}: fresh attach (open -> screen drawn) p50 {:.2} ms, p99 {:.2} ms; resume with a ticket p50 {:.2} ms, p99 {:.2} ms ({:.2}x)",
+            f.name,
+            pct(&f.attach_token, 0.5),
+            pct(&f.attach_token, 0.99),
+            pct(&f.attach_ticket, 0.5),
+            pct(&f.attach_ticket, 0.99),
+            pct(&f.attach_token, 0.5) / pct(&f.attach_ticket, 0.5),
+        );
+        println!(
+            "{}: fresh attach to an 80x24 TUI after {} bytes of output: {} bytes (snapshot and the output after it) vs {} bytes of raw replay ({:.2}x), drawn in {:.1} ms",
+            f.name,
+            f.tui.total,
+            f.tui.fresh_bytes,
+            f.tui.replay_bytes,
+            f.tui.fresh_bytes as f64 / f.tui.replay_bytes as f64,
+            f.tui.drawn.as_secs_f64() * 1e3,
         );
     }
     for f in &all[1..] {

@@ -128,6 +128,8 @@ async fn the_web_client_in_chromium() {
     let (refreshed, reused) = stack.control.issuer.refreshes();
     assert!(refreshed >= 5 && reused == 0, "refresh grants {refreshed}, refresh tokens reused {reused}");
     assert!(screenshot().exists(), "no screenshot at {}", screenshot().display());
+    let fresh = screenshot().with_file_name("edgeshell-live-session-fresh-attach.png");
+    assert!(fresh.exists(), "no screenshot of the fresh attach at {}", fresh.display());
     // Sessions (3 tokens each), refreshes and artifact links: all signed at the signer.
     let signed = stack.control.signer.as_ref().map_or(0, |s| s.signed());
     assert!(signed >= 3 * 7, "tokens signed at the signer: {signed}");

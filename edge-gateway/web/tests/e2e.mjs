@@ -351,6 +351,8 @@ async function freshAttach(browser, page, base) {
   await waitFor('the screen drawn', async () => (await cells(other)).type === 'alternate');
   await new Promise((r) => setTimeout(r, 300));
   sameCells(watched, await cells(other), 'a fresh attach');
+  // Beside the live session's screenshot: what the fresh browser shows.
+  if (process.env.EDGESHELL_SCREENSHOT) await other.screenshot({ path: process.env.EDGESHELL_SCREENSHOT.replace(/\.png$/, '-fresh-attach.png') });
   if (!(await other.evaluate(() => window.edgeshell.current.snapshots))) throw new Error('the screen was not drawn from a snapshot');
   // The program exits: the primary screen under it comes back, in both.
   await typeLine(other, '');
