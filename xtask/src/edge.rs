@@ -190,6 +190,8 @@ fn web_assets() -> Result<()> {
     let mut bundle = Command::new(modules.join("esbuild"));
     bundle
         .args(["src/main.js", "--bundle", "--format=esm", "--minify", "--sourcemap", "--target=es2022"])
+        // The bundled font's files, referenced by its CSS.
+        .args(["--loader:.woff2=file", "--loader:.woff=file", "--asset-names=assets/[name]-[hash]"])
         // Firebase's sign-in is a chunk of its own, loaded only when the gateway configures it.
         .args(["--splitting", "--entry-names=app", "--chunk-names=chunks/[name]-[hash]"])
         .arg("--log-level=warning")

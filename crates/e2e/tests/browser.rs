@@ -115,6 +115,8 @@ async fn the_web_client_in_chromium() {
         "a fresh attach shows the right screen",
         "lifetime: countdown, extend, end reasons",
         "copy and paste",
+        "terminal features: OSC 52, keys, widths, search, bell, renderers",
+        "a phone: extra keys and a toolbar that fits",
         "artifacts listed and downloaded",
         "the page policy holds",
         "sample CLI progress",
@@ -128,8 +130,10 @@ async fn the_web_client_in_chromium() {
     let (refreshed, reused) = stack.control.issuer.refreshes();
     assert!(refreshed >= 5 && reused == 0, "refresh grants {refreshed}, refresh tokens reused {reused}");
     assert!(screenshot().exists(), "no screenshot at {}", screenshot().display());
-    let fresh = screenshot().with_file_name("edgeshell-live-session-fresh-attach.png");
-    assert!(fresh.exists(), "no screenshot of the fresh attach at {}", fresh.display());
+    for shot in ["edgeshell-live-session-fresh-attach.png", "edgeshell-live-session-phone.png"] {
+        let path = screenshot().with_file_name(shot);
+        assert!(path.exists(), "no screenshot at {}", path.display());
+    }
     // Sessions (3 tokens each), refreshes and artifact links: all signed at the signer.
     let signed = stack.control.signer.as_ref().map_or(0, |s| s.signed());
     assert!(signed >= 3 * 7, "tokens signed at the signer: {signed}");

@@ -89,7 +89,7 @@ export class Countdown {
       bar.hidden = true;
       return;
     }
-    el.textContent = `${formatLeft(left)} left`;
+    el.replaceChildren(formatLeft(left), Object.assign(document.createElement('span'), { className: 'long', textContent: ' left' }));
     el.dataset.warn = String(left <= WARN_SECS);
     el.title = `The session ends at ${new Date(this.deadline * 1000).toLocaleString()}`;
     const by = this.extendable();

@@ -3,16 +3,14 @@
 
 import '@xterm/xterm/css/xterm.css';
 import './style.css';
-import { Terminal } from '@xterm/xterm';
-import { FitAddon } from '@xterm/addon-fit';
-import { WebLinksAddon } from '@xterm/addon-web-links';
-import { SerializeAddon } from '@xterm/addon-serialize';
 import init from '../build/client/client.js';
 import { api, ApiError } from './api.js';
 import { createSignIn, displayName } from './auth.js';
+import { ExtraKeys, followVisualViewport } from './keys.js';
 import { Countdown } from './lifetime.js';
 import { probeAll } from './regions.js';
 import { TerminalSession } from './session.js';
+import { FONT_SIZES, MAX_SCROLLBACK, TerminalView, fontReady, loadPrefs, savePrefs } from './terminal.js';
 
 const $ = (id) => document.getElementById(id);
 const STATUS_TEXT = {
@@ -36,6 +34,8 @@ const app = {
   rtts: {},
   term: null,
   fit: null,
+  view: null,
+  prefs: loadPrefs(),
   current: null,
   // Figures the end-to-end tests read; also handy in the console.
   metrics: { sessionStartMs: null, statuses: [] },
@@ -44,18 +44,19 @@ window.edgeshell = app;
 
 /** Asks for a second click before `action` (ending a session cannot be undone). */
 function confirmClick(button, action) {
+  // The label is the page's own markup (a part of it hides on phones): kept and put back as it was.
   if (button.dataset.confirm === '1') {
     clearTimeout(button.confirmTimer);
     button.dataset.confirm = '';
-    button.textContent = button.dataset.label;
+    button.innerHTML = button.dataset.label;
     return action();
   }
-  button.dataset.label = button.textContent;
+  button.dataset.label = button.innerHTML;
   button.dataset.confirm = '1';
   button.textContent = 'Click again to end';
   button.confirmTimer = setTimeout(() => {
     button.dataset.confirm = '';
-    button.textContent = button.dataset.label;
+    button.innerHTML = button.dataset.label;
   }, 4000);
   return undefined;
 }
@@ -226,7 +227,7 @@ async function startSession(options = {}) {
   try {
     const session = await api.startSession(await idToken(), { rtts: roundedRtts(), lifetime_secs: picked, ...options });
     app.metrics.mintMs = performance.now() - clicked;
-    openTerminal(session, clicked);
+    await openTerminal(session, clicked);
   } catch (e) {
     toast(explainApiError(e));
     if (e.status === 401) showSignIn();
@@ -245,7 +246,7 @@ function roundedRtts() {
 async function reopen(sessionId, region, resume = null) {
   try {
     const { token } = await api.attachToken(await idToken(), sessionId);
-    openTerminal({ session_id: sessionId, region, token }, null, resume);
+    await openTerminal({ session_id: sessionId, region, token }, null, resume);
   } catch (e) {
     toast(explainApiError(e));
     if (app.user) showHome();
@@ -254,40 +255,117 @@ async function reopen(sessionId, region, resume = null) {
 
 // ---------------------------------------------------------------- terminal
 
-function ensureTerminal() {
-  if (app.term) {
+/** The terminal, made once per page (after its font has loaded, so its cells are measured with it). */
+async function ensureTerminal() {
+  if (app.view) {
     app.term.reset();
     return;
   }
-  const scrollback = Number(sessionStorage.getItem('edgeshell.scrollback')) || 10000;
-  app.term = new Terminal({
-    cursorBlink: true,
-    fontFamily: '"JetBrains Mono", "DejaVu Sans Mono", Menlo, Consolas, monospace',
-    fontSize: 14,
-    scrollback,
-    allowProposedApi: true,
-    theme: { background: '#0b0f14', foreground: '#d7dde5', cursor: '#5cc8ff', selectionBackground: '#2a4a6b' },
+  await fontReady(app.prefs.fontSize);
+  app.view = new TerminalView($('terminal'), {
+    prefs: app.prefs,
+    copy: copySelection,
+    onRenderer: (renderer) => {
+      app.metrics.renderer = renderer;
+      $('terminal').dataset.renderer = renderer.split(' ')[0];
+      $('renderer-now').textContent = renderer;
+    },
   });
-  app.fit = new FitAddon();
-  app.term.loadAddon(app.fit);
-  app.serialize = new SerializeAddon();
-  app.term.loadAddon(app.serialize);
-  app.term.loadAddon(new WebLinksAddon());
-  app.term.open($('terminal'));
-  // Ctrl+Shift+C / Ctrl+Shift+V copy and paste, as in desktop terminals (Ctrl+C stays an interrupt).
-  app.term.attachCustomKeyEventHandler((e) => {
-    if (e.type !== 'keydown' || !e.ctrlKey || !e.shiftKey) return true;
-    if (e.code === 'KeyC') {
-      copySelection();
-      return false;
-    }
-    if (e.code === 'KeyV') {
-      pasteClipboard();
-      return false;
-    }
-    return true;
+  app.view.onSearchKey = openSearch;
+  app.term = app.view.term;
+  app.fit = app.view.fit;
+  app.serialize = app.view.serialize;
+}
+
+// ---------------------------------------------------------------- terminal tools
+
+function toggleMenu(open) {
+  const bar = $('toolbar');
+  const next = open ?? bar.dataset.menu !== 'open';
+  bar.dataset.menu = next ? 'open' : '';
+  $('more').setAttribute('aria-expanded', String(next));
+}
+
+function openSearch() {
+  $('search-bar').hidden = false;
+  $('search-input').focus();
+  $('search-input').select();
+  app.fit.fit();
+}
+
+function closeSearch() {
+  $('search-bar').hidden = true;
+  $('search-result').textContent = '';
+  if (app.view) app.view.clearSearch();
+  if (app.term) app.term.focus();
+}
+
+function findNow(backwards = false) {
+  const text = $('search-input').value;
+  if (!text || !app.view) return;
+  $('search-result').textContent = app.view.find(text, backwards) ? '' : 'Not found';
+}
+
+/** Changes preferences: kept in this browser, and applied to the terminal when it is open. */
+function setPrefs(changes) {
+  app.prefs = { ...app.prefs, ...changes };
+  savePrefs(app.prefs);
+  if (app.view) app.view.apply(app.prefs);
+  renderPrefs();
+}
+
+function renderPrefs() {
+  const size = $('pref-font-size');
+  if (!size.options.length) for (const px of FONT_SIZES) size.append(new Option(`${px} px`, String(px)));
+  size.value = String(app.prefs.fontSize);
+  $('pref-scrollback').value = String(app.prefs.scrollback);
+  $('pref-alt-meta').checked = app.prefs.altIsMeta;
+  $('pref-renderer').value = app.prefs.renderer;
+  $('pref-screen-reader').checked = app.prefs.screenReader;
+  const granted = typeof Notification !== 'undefined' && Notification.permission === 'granted';
+  $('notify-permission').disabled = granted || typeof Notification === 'undefined';
+  $('notify-permission').textContent = granted ? 'Notifications are on' : 'Notify me when a session needs me';
+}
+
+function stepFont(direction) {
+  const at = FONT_SIZES.indexOf(app.prefs.fontSize);
+  const next = FONT_SIZES[Math.min(FONT_SIZES.length - 1, Math.max(0, at + direction))];
+  setPrefs({ fontSize: next });
+}
+
+function wireTools() {
+  $('more').onclick = () => toggleMenu();
+  $('tools').addEventListener('click', (e) => { if (e.target.closest('button')) toggleMenu(false); });
+  $('search-toggle').onclick = openSearch;
+  $('search-next').onclick = () => findNow(false);
+  $('search-prev').onclick = () => findNow(true);
+  $('search-close').onclick = closeSearch;
+  $('search-input').addEventListener('keydown', (e) => {
+    if (e.key === 'Enter') findNow(e.shiftKey);
+    if (e.key === 'Escape') closeSearch();
   });
-  new ResizeObserver(() => app.fit.fit()).observe($('terminal'));
+  $('font-smaller').onclick = () => stepFont(-1);
+  $('font-larger').onclick = () => stepFont(1);
+  $('settings-toggle').onclick = () => {
+    $('settings').hidden = !$('settings').hidden;
+    renderPrefs();
+  };
+  $('pref-font-size').onchange = (e) => setPrefs({ fontSize: Number(e.target.value) });
+  $('pref-scrollback').onchange = (e) => {
+    const lines = Math.round(Number(e.target.value));
+    if (Number.isFinite(lines) && lines >= 0 && lines <= MAX_SCROLLBACK) setPrefs({ scrollback: lines });
+    else toast(`Scrollback is 0 to ${MAX_SCROLLBACK} lines.`);
+    renderPrefs();
+  };
+  $('pref-alt-meta').onchange = (e) => setPrefs({ altIsMeta: e.target.checked });
+  $('pref-renderer').onchange = (e) => setPrefs({ renderer: e.target.value });
+  $('pref-screen-reader').onchange = (e) => setPrefs({ screenReader: e.target.checked });
+  $('notify-permission').onclick = async () => {
+    if (typeof Notification !== 'undefined') await Notification.requestPermission();
+    renderPrefs();
+  };
+  app.keys = new ExtraKeys($('extra-keys'), () => app.term);
+  followVisualViewport();
 }
 
 async function copySelection() {
@@ -309,12 +387,12 @@ async function pasteClipboard() {
   }
 }
 
-function openTerminal(session, clickedAt, resume = null) {
+async function openTerminal(session, clickedAt, resume = null) {
   if (app.current) app.current.dispose();
   show('terminal-view');
   $('overlay').hidden = true;
   $('artifacts').hidden = true;
-  ensureTerminal();
+  await ensureTerminal();
   app.fit.fit();
   app.term.focus();
   history.replaceState(null, '', `/#/s/${session.session_id}`);
@@ -329,6 +407,7 @@ function openTerminal(session, clickedAt, resume = null) {
     onStop: showStopped,
     onDeadline: (at) => app.countdown.setDeadline(at),
     resume,
+    inputFilter: (text) => app.keys.filter(text),
   });
   app.current = sessionObj;
   app.metrics.statuses = [];
@@ -436,9 +515,9 @@ async function download(id, path) {
 // ---------------------------------------------------------------- boot
 
 async function boot() {
-  // `?scrollback=N` sets this tab's terminal history (lines); kept across sign-in redirects.
-  const scrollback = Number(new URLSearchParams(location.search).get('scrollback'));
-  if (scrollback > 0) sessionStorage.setItem('edgeshell.scrollback', String(Math.min(scrollback, 200000)));
+  // `?scrollback=N` sets the terminal's history (lines), as the settings panel does.
+  const scrollback = Math.round(Number(new URLSearchParams(location.search).get('scrollback')));
+  if (scrollback > 0) setPrefs({ scrollback: Math.min(scrollback, MAX_SCROLLBACK) });
   $('signin').onclick = async () => {
     try {
       await app.auth.signIn(); // a redirect for OIDC; a popup that resolves for Firebase
@@ -465,6 +544,7 @@ async function boot() {
   $('end').onclick = endCurrent;
   $('copy').onclick = copySelection;
   $('paste').onclick = pasteClipboard;
+  wireTools();
   $('artifacts-toggle').onclick = toggleArtifacts;
   app.countdown = new Countdown({
     $,

@@ -18,8 +18,9 @@ export class TerminalSession {
    * @param {(at: number) => void} [o.onDeadline]  when the session ends (epoch seconds), on attach and extension
    * @param {{ticket: string, offset: number, screen: string}} [o.resume]  what this tab kept before it
    *   reloaded: the seat's ticket, the offset of the output it had shown, and that screen
+   * @param {(text: string) => string} [o.inputFilter]  applied to typed text first (sticky modifiers)
    */
-  constructor({ session, term, freshToken, onChange, onStop, onFirstOutput, onDeadline, resume }) {
+  constructor({ session, term, freshToken, onChange, onStop, onFirstOutput, onDeadline, resume, inputFilter }) {
     this.session = session;
     this.term = term;
     this.freshToken = freshToken;
@@ -47,10 +48,10 @@ export class TerminalSession {
     // Screens drawn from the room's snapshots (fresh attaches), for the status and the tests.
     this.snapshots = 0;
     const typed = (text) => {
-      if (!this.replaying) this.apply(this.link.input(text, Date.now()));
+      if (!this.replaying) this.apply(this.link.input(inputFilter ? inputFilter(text) : text, Date.now()));
     };
     this.inputSub = term.onData(typed);
-    this.binarySub = term.onBinary(typed);
+    this.binarySub = term.onBinary((bytes) => { if (!this.replaying) this.apply(this.link.input(bytes, Date.now())); });
     this.resizeSub = term.onResize(({ cols, rows }) => this.apply(this.link.resize(cols, rows, Date.now())));
     this.apply(this.link.resize(term.cols, term.rows, Date.now()));
     // The engine's first timeout is due at once: it asks for the first connection.

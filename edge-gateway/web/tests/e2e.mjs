@@ -417,6 +417,179 @@ async function lifetime(context, page, base) {
   await echoHello(page);
 }
 
+// Where a cell of the row showing `text` is on the page, for screenshots of single cells.
+async function cellClip(page, text, col, lowerHalf = true) {
+  const g = await page.evaluate((wanted) => {
+    const t = window.edgeshell.term;
+    const b = t.buffer.active;
+    let row = -1;
+    for (let i = 0; i < t.rows; i += 1) if (b.getLine(b.viewportY + i).translateToString(true).trim() === wanted) row = i;
+    const r = t.element.querySelector('.xterm-screen').getBoundingClientRect();
+    return { x: r.left, y: r.top, w: r.width / t.cols, h: r.height / t.rows, row };
+  }, text);
+  if (g.row < 0) throw new Error(`no row shows ${text}`);
+  const top = g.y + g.row * g.h + (lowerHalf ? g.h / 2 : 0);
+  return { x: g.x + col * g.w, y: top, width: g.w, height: lowerHalf ? g.h / 2 : g.h };
+}
+
+// What AI coding CLIs rely on: the WebGL renderer, OSC 52 copies reaching the clipboard, Shift+Enter as
+// ESC CR, Unicode 11 widths, search in the scrollback, underscores that show, one paste per Ctrl+Shift+V,
+// a bell in a background tab raising the title's badge, and the DOM renderer taking over when WebGL
+// is unavailable or its context is lost.
+async function terminalFeatures(browser, context, page, base) {
+  const renderer = await page.evaluate(() => window.edgeshell.metrics.renderer);
+  if (renderer !== 'webgl') throw new Error(`the renderer is ${renderer}, not webgl`);
+
+  await page.evaluate(() => navigator.clipboard.writeText('nothing yet'));
+  await typeLine(page, "clear; printf '\\033]52;c;%s\\a' \"$(printf 'copied by the program' | base64)\"");
+  await waitFor('the OSC 52 copy on the clipboard', async () => (await page.evaluate(() => navigator.clipboard.readText())) === 'copied by the program');
+
+  // A program may not read the clipboard: its OSC 52 query gets nothing of it back.
+  await page.evaluate(() => navigator.clipboard.writeText('clipboard secret'));
+  await typeLine(page, "clear; f=$(mktemp); stty raw -echo; printf '\\033]52;c;?\\a'; timeout 2 cat > $f; stty sane; echo; echo \"reply: $(cat -v $f)\"; rm -f $f");
+  const reply = await waitForLine(page, (l) => l.startsWith('reply:') && !l.includes('$('), 'the answer to an OSC 52 query');
+  if (reply.includes(btoa('clipboard secret')) || reply.includes('clipboard secret')) throw new Error(`a program read the clipboard: ${reply}`);
+
+  await typeLine(page, 'clear; stty raw -echo; od -An -c -N2; stty sane');
+  await new Promise((r) => setTimeout(r, 500));
+  await page.keyboard.press('Shift+Enter');
+  await waitForLine(page, (l) => /^\s*033\s+\\r\s*$/.test(l), 'Shift+Enter as ESC CR');
+
+  await typeLine(page, 'clear; echo "A中文😀B"');
+  const wide = await waitFor('the wide line', () => page.evaluate(() => {
+    const b = window.edgeshell.term.buffer.active;
+    for (let i = 0; i < b.length; i += 1) {
+      const line = b.getLine(i);
+      if (line.translateToString(true) === 'A中文😀B') return { b: line.getCell(7).getChars(), emoji: line.getCell(5).getWidth() };
+    }
+    return null;
+  }));
+  if (wide.b !== 'B' || wide.emoji !== 2) throw new Error(`wide characters misplaced: ${JSON.stringify(wide)}`);
+
+  await typeLine(page, 'clear; echo needle-in-the-scrollback; seq 1 400');
+  await waitForLine(page, (l) => l.trim() === '400', 'the last of 400 lines');
+  await page.click('#search-toggle');
+  await page.fill('#search-input', 'needle-in-the-scrollback');
+  await page.press('#search-input', 'Enter');
+  await waitFor('the match selected and scrolled to', () => page.evaluate(() => {
+    const t = window.edgeshell.term;
+    return t.getSelection() === 'needle-in-the-scrollback' && t.buffer.active.viewportY < t.buffer.active.baseY;
+  }));
+  await page.click('#search-close');
+
+  await typeLine(page, "clear; echo 'a_b a b'");
+  await waitForLine(page, (l) => l === 'a_b a b', 'a_b');
+  await new Promise((r) => setTimeout(r, 300));
+  const underscore = await page.screenshot({ clip: await cellClip(page, 'a_b a b', 1) });
+  const space = await page.screenshot({ clip: await cellClip(page, 'a_b a b', 5) });
+  if (underscore.equals(space)) throw new Error('the underscore draws nothing below the middle of its cell');
+
+  await page.evaluate(() => navigator.clipboard.writeText('echo pasted-$((20+22))'));
+  await typeLine(page, 'clear');
+  await page.keyboard.press('Control+Shift+V');
+  await page.keyboard.press('Enter');
+  await waitForLine(page, (l) => l.trim() === 'pasted-42', 'the pasted command ran');
+  const pasted = (await screen(page)).join('\n').split('echo pasted-').length - 1;
+  if (pasted !== 1) throw new Error(`one Ctrl+Shift+V pasted ${pasted} times`);
+
+  // The tab goes to the background (Playwright makes every page report focus and visibility, so the
+  // page is told what a browser tells a background tab), then the program rings.
+  await typeLine(page, "clear; sleep 2; printf '\\a'; printf '\\033]777;notify;agent;needs input\\a'");
+  await page.evaluate(() => {
+    Object.defineProperty(document, 'hidden', { configurable: true, get: () => true });
+    Object.defineProperty(document, 'visibilityState', { configurable: true, get: () => 'hidden' });
+    document.hasFocus = () => false;
+    document.dispatchEvent(new Event('visibilitychange'));
+    window.notified = [];
+    const Real = window.Notification;
+    window.Notification = class extends Real {
+      constructor(title, options) {
+        window.notified.push(options.body);
+        super(title, options);
+      }
+    };
+  });
+  await waitFor('the badge in the background tab', async () => /^\(2\) /.test(await page.title()), 10000);
+  const notified = await page.evaluate(() => window.notified);
+  if (!notified.includes('agent: needs input')) throw new Error(`notifications shown: ${JSON.stringify(notified)}`);
+  await page.evaluate(() => {
+    delete document.hidden;
+    delete document.visibilityState;
+    delete document.hasFocus;
+    document.dispatchEvent(new Event('visibilitychange'));
+  });
+  await waitFor('the badge cleared', async () => !/^\(/.test(await page.title()));
+
+  // WebGL unavailable: the DOM renderer draws.
+  const plain = await browser.newContext({ viewport: { width: 900, height: 600 } });
+  await plain.addInitScript(() => {
+    const getContext = HTMLCanvasElement.prototype.getContext;
+    HTMLCanvasElement.prototype.getContext = function withoutWebgl(type, ...rest) {
+      return /webgl/.test(type) ? null : getContext.call(this, type, ...rest);
+    };
+  });
+  const dom = await plain.newPage();
+  await signIn(dom, base, 'dora');
+  await startSession(dom);
+  const fallback = await dom.evaluate(() => window.edgeshell.metrics.renderer);
+  if (!fallback.startsWith('dom')) throw new Error(`without WebGL the renderer is ${fallback}`);
+  await echoHello(dom);
+  if (!(await dom.isVisible('.xterm-rows'))) throw new Error('the DOM renderer shows no rows');
+  await dom.evaluate(async () => { await fetch(`/api/sessions/${window.edgeshell.current.session.session_id}`, { method: 'DELETE', headers: { authorization: `Bearer ${(await window.edgeshell.auth.user()).token}` } }); });
+  await plain.close();
+
+  // The WebGL context lost: the DOM renderer takes over in place.
+  await page.evaluate(() => {
+    for (const canvas of document.querySelectorAll('#terminal canvas')) {
+      const gl = canvas.getContext('webgl2');
+      if (gl) gl.getExtension('WEBGL_lose_context').loseContext();
+    }
+  });
+  await waitFor('the DOM renderer after the context loss', async () => (await page.evaluate(() => window.edgeshell.metrics.renderer)).startsWith('dom'), 15000);
+  await echoHello(page);
+  return renderer;
+}
+
+// A phone (390x844, touch): the extra-keys bar shows, every toolbar button fits on the screen, and its
+// Esc and Ctrl (then "c" from the keyboard) reach the program.
+async function phoneLayout(browser, base, shot) {
+  // At a device scale of 1: Chromium's emulated scale reports the host's device pixels to the WebGL
+  // renderer's size observer, which then draws a 2x terminal into a 1x canvas.
+  const context = await browser.newContext({ viewport: { width: 390, height: 844 }, deviceScaleFactor: 1, isMobile: true, hasTouch: true });
+  const page = await context.newPage();
+  await signIn(page, base, 'pat');
+  await startSession(page);
+  if (!(await page.isVisible('#extra-keys'))) throw new Error('no extra-keys bar on a phone');
+  const cut = await page.$$eval('#toolbar > button, #toolbar > span', (els) => els
+    .filter((e) => e.offsetParent !== null)
+    .map((e) => [e.id, e.getBoundingClientRect()])
+    .filter(([, r]) => r.left < 0 || r.right > 390)
+    .map(([id]) => id));
+  if (cut.length) throw new Error(`toolbar items cut off at 390 px: ${cut}`);
+  // Nothing makes the page wider than the phone (which would zoom it out and put taps off target).
+  const wide = await page.evaluate(() => document.documentElement.scrollWidth);
+  if (wide > 390) throw new Error(`the page is ${wide} px wide on a 390 px phone`);
+  await page.tap('#more');
+  if (!(await page.isVisible('#copy'))) throw new Error('the menu does not open');
+  await page.tap('#more');
+  await typeLine(page, 'clear; stty raw -echo; od -An -c -N1; stty sane');
+  await new Promise((r) => setTimeout(r, 500));
+  await page.tap('#extra-keys [aria-label="Esc"]');
+  await waitForLine(page, (l) => l.trim() === '033', 'Esc from the extra keys');
+  await typeLine(page, 'clear; stty raw -echo; od -An -c -N1; stty sane');
+  await new Promise((r) => setTimeout(r, 500));
+  await page.tap('#extra-keys [aria-label="Ctrl"]');
+  await page.keyboard.type('c');
+  await waitForLine(page, (l) => l.trim() === '003', 'Ctrl+C from the extra keys').catch(async (e) => {
+    const state = await page.evaluate(() => [document.activeElement && document.activeElement.className, document.querySelector('[aria-label="Ctrl"]').getAttribute('aria-pressed')]);
+    throw new Error(`${e.message}: focus and Ctrl ${state}; screen ${JSON.stringify((await screen(page)).filter(Boolean))}`);
+  });
+  await typeLine(page, `clear; EDGESHELL_DEMO_SPEED=25 ${SAMPLE_CLI} --task "add a --verbose flag"`);
+  await waitForLine(page, (l) => l.includes('✔ Done'), 'the sample CLI on the phone', 30000);
+  if (shot) await page.screenshot({ path: shot });
+  await context.close();
+}
+
 // A sign-in outlives its ID tokens (2 minutes here): for 6 minutes two tabs of one browser stay
 // attached to one session while the page renews the sign-in with refresh tokens, one tab at a time (the
 // issuer revokes a sign-in whose refresh token is used twice: the harness checks it never did), and the
@@ -593,7 +766,7 @@ async function main() {
   });
   try {
     const context = await browser.newContext({ viewport: { width: 1100, height: 700 } });
-    await context.grantPermissions(['clipboard-read', 'clipboard-write']);
+    await context.grantPermissions(['clipboard-read', 'clipboard-write', 'notifications']);
     const page = await context.newPage();
     page.on('pageerror', (e) => out({ pageerror: e.message }));
     // Anything the page's policy blocks (Chromium reports each on the console) fails the run at the end.
@@ -625,6 +798,10 @@ async function main() {
     await step('a fresh attach shows the right screen', () => freshAttach(browser, page, base));
     await step('lifetime: countdown, extend, end reasons', () => lifetime(context, page, base));
     await step('copy and paste', () => copyAndPaste(page));
+    const renderer = await step('terminal features: OSC 52, keys, widths, search, bell, renderers', () => terminalFeatures(browser, context, page, base));
+    out({ figure: 'renderer', value: renderer });
+    const phoneShot = process.env.EDGESHELL_SCREENSHOT && process.env.EDGESHELL_SCREENSHOT.replace(/\.png$/, '-phone.png');
+    await step('a phone: extra keys and a toolbar that fits', () => phoneLayout(browser, base, phoneShot));
     await step('artifacts listed and downloaded', () => artifacts(page));
     await step('the page policy holds', () => pagePolicy(context, page, base));
     await step('sample CLI progress', () => sampleCli(page, process.env.EDGESHELL_SCREENSHOT));

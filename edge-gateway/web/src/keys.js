@@ -1,0 +1,91 @@
+// Phones and tablets: the extra-keys bar (Esc, Tab, Ctrl, Alt, arrows, `|`, `~`, `/`, `-`), whose keys
+// go through the terminal's input (`term.input`), so the protocol engine sends them like typing, and
+// the page's height following the on-screen keyboard (`visualViewport`), so the prompt stays visible.
+//
+// Ctrl and Alt are sticky: tapped, they apply to the next key, from the bar or the on-screen keyboard
+// (Ctrl+C is "Ctrl", then "c"), then release. Arrows follow the program's cursor-key mode.
+
+const KEYS = [
+  ['Esc', '\x1b'], ['Tab', '\t'], ['Ctrl', 'ctrl'], ['Alt', 'alt'],
+  ['←', 'left'], ['↑', 'up'], ['↓', 'down'], ['→', 'right'],
+  ['|', '|'], ['~', '~'], ['/', '/'], ['-', '-'],
+];
+const ARROWS = { up: 'A', down: 'B', right: 'C', left: 'D' };
+
+/** `text` with Ctrl applied: a letter or one of `@[\]^_?` becomes its control character. */
+export function withCtrl(text) {
+  if (text.length !== 1) return text;
+  const c = text.toUpperCase().charCodeAt(0);
+  if (c >= 0x40 && c <= 0x5f) return String.fromCharCode(c - 0x40);
+  if (text === '?') return '\x7f';
+  if (text === ' ') return '\x00';
+  return text;
+}
+
+export class ExtraKeys {
+  /**
+   * @param {HTMLElement} bar  where the keys go
+   * @param {() => import('@xterm/xterm').Terminal} term  the terminal keys are typed into
+   */
+  constructor(bar, term) {
+    this.term = term;
+    this.ctrl = false;
+    this.alt = false;
+    this.buttons = {};
+    for (const [label, key] of KEYS) {
+      const b = document.createElement('button');
+      b.type = 'button';
+      b.className = 'key';
+      b.textContent = label;
+      b.dataset.key = key;
+      if (key === 'ctrl' || key === 'alt') b.setAttribute('aria-pressed', 'false');
+      b.setAttribute('aria-label', label === '←' ? 'Left' : label === '→' ? 'Right' : label === '↑' ? 'Up' : label === '↓' ? 'Down' : label);
+      // Keep the focus (and the on-screen keyboard) in the terminal.
+      b.addEventListener('pointerdown', (e) => e.preventDefault());
+      b.addEventListener('click', () => this.press(key));
+      this.buttons[key] = b;
+      bar.append(b);
+    }
+  }
+
+  press(key) {
+    const term = this.term();
+    if (!term) return;
+    if (key === 'ctrl' || key === 'alt') {
+      this[key] = !this[key];
+      this.buttons[key].setAttribute('aria-pressed', String(this[key]));
+      // The next key comes from the on-screen keyboard, which types into the terminal.
+      term.focus();
+      return;
+    }
+    let data = key;
+    if (ARROWS[key]) data = `\x1b${term.modes.applicationCursorKeysMode ? 'O' : '['}${ARROWS[key]}`;
+    term.input(data, true);
+    term.focus();
+  }
+
+  /** Applies armed modifiers to typed text (the terminal's input filter), then releases them. */
+  filter(text) {
+    if (!this.ctrl && !this.alt) return text;
+    let out = this.ctrl ? withCtrl(text) : text;
+    if (this.alt) out = `\x1b${out}`;
+    this.ctrl = false;
+    this.alt = false;
+    for (const key of ['ctrl', 'alt']) this.buttons[key].setAttribute('aria-pressed', 'false');
+    return out;
+  }
+}
+
+/** Keeps `--app-height` at the visible viewport's height (the on-screen keyboard shrinks it). */
+export function followVisualViewport() {
+  const vv = window.visualViewport;
+  if (!vv) return;
+  const update = () => {
+    document.documentElement.style.setProperty('--app-height', `${vv.height}px`);
+    // iOS scrolls the page up under the keyboard; the layout already fits, so undo it.
+    if (vv.offsetTop > 0) window.scrollTo(0, 0);
+  };
+  vv.addEventListener('resize', update);
+  vv.addEventListener('scroll', update);
+  update();
+}
