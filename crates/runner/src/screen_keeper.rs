@@ -198,6 +198,16 @@ fn resumable(tail: &[u8]) -> &[u8] {
 mod tests {
     use super::*;
 
+    /// The snapshot once the keeper has caught up (it answers `None` while behind).
+    async fn caught_up(keeper: &mut ScreenKeeper) -> Snapshot {
+        loop {
+            if let Some(answer) = keeper.snapshot() {
+                return answer.await.unwrap();
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+
     #[tokio::test]
     async fn a_snapshot_stands_after_all_the_output_given() {
         let mut keeper = ScreenKeeper::start(40, 5).unwrap();
@@ -219,12 +229,7 @@ mod tests {
         }
         keeper.output(b"$ ");
         // Whatever it skipped, once it catches up the screen is the flood's last lines.
-        let answer = loop {
-            if let Some(answer) = keeper.snapshot() {
-                break answer.await.unwrap();
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        };
+        let answer = caught_up(&mut keeper).await;
         let mut copy = Screen::new(30, 4);
         copy.feed(&answer.1);
         assert_eq!(answer.0, keeper.read, "the snapshot stands after every byte read");
@@ -240,12 +245,7 @@ mod tests {
         for i in 0..500_000 {
             keeper.output(format!("\x1b[10;1Hstep {i:06}").as_bytes());
         }
-        let (_, drawing) = loop {
-            if let Some(answer) = keeper.snapshot() {
-                break answer.await.unwrap();
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        };
+        let (_, drawing) = caught_up(&mut keeper).await;
         assert!(keeper.restarts() > 0, "the flood outran the thread");
         let mut copy = Screen::new(40, 12);
         copy.feed(&drawing);
@@ -276,12 +276,7 @@ mod tests {
         }
         let mut everything = Screen::new(80, 24);
         everything.feed(&chunks.concat());
-        let (_, drawing) = loop {
-            if let Some(answer) = keeper.snapshot() {
-                break answer.await.unwrap();
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        };
+        let (_, drawing) = caught_up(&mut keeper).await;
         assert!(keeper.restarts() > 0, "the flood outran the thread");
         let mut copy = Screen::new(80, 24);
         copy.feed(&drawing);
