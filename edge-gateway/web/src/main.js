@@ -5,7 +5,7 @@ import '@xterm/xterm/css/xterm.css';
 import './style.css';
 import init from '../build/client/client.js';
 import { api, ApiError } from './api.js';
-import { createSignIn, displayName } from './auth.js';
+import { createSignIn, displayName, sessionLink } from './auth.js';
 import { ExtraKeys, followVisualViewport } from './keys.js';
 import { Countdown } from './lifetime.js';
 import { probeAll } from './regions.js';
@@ -204,6 +204,7 @@ async function refreshSessions() {
     li.querySelector('code').textContent = s.session_id;
     li.querySelector('.meta').textContent = `${s.region || '—'} · since ${new Date(s.created_at * 1000).toLocaleTimeString()}`;
     const [open, end] = li.querySelectorAll('button');
+    open.setAttribute('aria-label', `Open session ${s.session_id}`);
     open.onclick = () => reopen(s.session_id, s.region);
     end.onclick = () => confirmClick(end, async () => {
       try {
@@ -272,6 +273,7 @@ async function ensureTerminal() {
     },
   });
   app.view.onSearchKey = openSearch;
+  app.view.onLeaveKey = focusToolbar;
   app.term = app.view.term;
   app.fit = app.view.fit;
   app.serialize = app.view.serialize;
@@ -284,6 +286,21 @@ function toggleMenu(open) {
   const next = open ?? bar.dataset.menu !== 'open';
   bar.dataset.menu = next ? 'open' : '';
   $('more').setAttribute('aria-expanded', String(next));
+}
+
+/** Keyboard users leave the terminal (which keeps Tab for the program) for the toolbar's first control. */
+function focusToolbar() {
+  const first = [...$('toolbar').querySelectorAll('button')].find((b) => b.offsetParent !== null && !b.disabled);
+  if (first) first.focus();
+}
+
+/** Escape in the toolbar or a drawer closes what is open and returns to the terminal. */
+function escapeToTerminal(e) {
+  if (e.key !== 'Escape') return;
+  toggleMenu(false);
+  $('settings').hidden = true;
+  $('artifacts').hidden = true;
+  if (app.term) app.term.focus();
 }
 
 function openSearch() {
@@ -344,11 +361,15 @@ function wireTools() {
     if (e.key === 'Enter') findNow(e.shiftKey);
     if (e.key === 'Escape') closeSearch();
   });
+  for (const id of ['toolbar', 'settings', 'artifacts']) $(id).addEventListener('keydown', escapeToTerminal);
   $('font-smaller').onclick = () => stepFont(-1);
   $('font-larger').onclick = () => stepFont(1);
   $('settings-toggle').onclick = () => {
     $('settings').hidden = !$('settings').hidden;
     renderPrefs();
+    // The drawer comes after the terminal, which keeps Tab: focus goes into it, Esc brings it back.
+    if (!$('settings').hidden) $('pref-font-size').focus();
+    else if (app.term) app.term.focus();
   };
   $('pref-font-size').onchange = (e) => setPrefs({ fontSize: Number(e.target.value) });
   $('pref-scrollback').onchange = (e) => {
@@ -468,9 +489,11 @@ async function toggleArtifacts() {
   const panel = $('artifacts');
   if (!panel.hidden) {
     panel.hidden = true;
+    if (app.term) app.term.focus();
     return;
   }
   panel.hidden = false;
+  panel.focus();
   const list = $('artifact-list');
   list.innerHTML = '';
   list.append(row('Loading…'));
@@ -580,7 +603,7 @@ async function boot() {
 
 /** After sign-in: the session the link names (kept through the sign-in), else home. */
 async function signedIn() {
-  const reopenId = (location.hash.match(/^#\/s\/([A-Za-z0-9_-]+)$/) || [])[1];
+  const reopenId = sessionLink(location.hash).slice('#/s/'.length);
   if (reopenId) {
     const s = await api.sessions(await idToken()).catch(() => ({ sessions: [] }));
     const known = s.sessions.find((x) => x.session_id === reopenId);

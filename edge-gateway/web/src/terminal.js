@@ -11,7 +11,8 @@
 //   program may not read it (that would hand it whatever the person copied elsewhere).
 // - Keys: Ctrl+Shift+C copies, Ctrl+Shift+V is the browser's own paste (once; bracketed when the
 //   program asked), Ctrl+C stays an interrupt, Shift+Enter sends ESC CR (Meta+Enter: a new line in the
-//   coding CLIs, harmless to a shell). xterm.js 6.0 has no kitty keyboard protocol or CSI u.
+//   coding CLIs, harmless to a shell), Ctrl+Shift+O leaves the terminal for the toolbar (Tab is the
+//   program's). xterm.js 6.0 has no kitty keyboard protocol or CSI u.
 // - Attention: the bell and OSC 9 / OSC 777 notifications raise a badge in the title while the page is
 //   not looked at and, with permission, a Web Notification.
 // - Search in the scrollback (`@xterm/addon-search`).
@@ -24,6 +25,7 @@ import { SerializeAddon } from '@xterm/addon-serialize';
 import { Unicode11Addon } from '@xterm/addon-unicode11';
 import { WebLinksAddon } from '@xterm/addon-web-links';
 import { WebglAddon } from '@xterm/addon-webgl';
+import { touchScroll } from './keys.js';
 import '@fontsource/jetbrains-mono/latin-400.css';
 import '@fontsource/jetbrains-mono/latin-700.css';
 
@@ -161,9 +163,15 @@ export class TerminalView {
         this.onSearchKey?.();
         return false;
       }
+      if (e.code === 'KeyO') {
+        e.preventDefault();
+        this.onLeaveKey?.();
+        return false;
+      }
       return true;
     });
     this.term.open(container);
+    touchScroll(this.term.element);
     this.renderer = 'dom';
     if (prefs.renderer === 'webgl') this.useWebgl();
     else onRenderer('dom');

@@ -8,6 +8,7 @@
 // {"ok": true}), and finally {"done": true}. Any failure exits non-zero with the reason.
 
 import { chromium } from 'playwright-core';
+import { createHash } from 'node:crypto';
 import fs from 'node:fs/promises';
 import net from 'node:net';
 import readline from 'node:readline';
@@ -240,6 +241,16 @@ async function startSession(page) {
   return page.evaluate(() => ({ total: window.edgeshell.metrics.sessionStartMs, mint: window.edgeshell.metrics.mintMs }));
 }
 
+/** Ends `sid` (the page's current session by default) through the API, as the page's user. */
+async function endSession(page, sid = null) {
+  await page.evaluate(async (id) => {
+    const session = id || window.edgeshell.current.session.session_id;
+    const token = (await window.edgeshell.auth.user()).token;
+    const answer = await fetch(`/api/sessions/${session}`, { method: 'DELETE', headers: { authorization: `Bearer ${token}` } });
+    if (!answer.ok) throw new Error(`DELETE /api/sessions/${session} answered ${answer.status}`);
+  }, sid);
+}
+
 async function sessionStartTimes(page, n) {
   const times = [];
   for (let i = 0; i < n; i += 1) {
@@ -434,6 +445,7 @@ async function cellClip(page, text, col, lowerHalf = true) {
 
 // What AI coding CLIs rely on: the WebGL renderer, OSC 52 copies reaching the clipboard, Shift+Enter as
 // ESC CR, Unicode 11 widths, search in the scrollback, underscores that show, one paste per Ctrl+Shift+V,
+// a megabyte pasted while output floods in,
 // a bell in a background tab raising the title's badge, and the DOM renderer taking over when WebGL
 // is unavailable or its context is lost.
 async function terminalFeatures(browser, context, page, base) {
@@ -492,6 +504,8 @@ async function terminalFeatures(browser, context, page, base) {
   const pasted = (await screen(page)).join('\n').split('echo pasted-').length - 1;
   if (pasted !== 1) throw new Error(`one Ctrl+Shift+V pasted ${pasted} times`);
 
+  await largePasteWhileOutputFlows(page);
+
   // The tab goes to the background (Playwright makes every page report focus and visibility, so the
   // page is told what a browser tells a background tab), then the program rings.
   await typeLine(page, "clear; sleep 2; printf '\\a'; printf '\\033]777;notify;agent;needs input\\a'");
@@ -535,7 +549,7 @@ async function terminalFeatures(browser, context, page, base) {
   if (!fallback.startsWith('dom')) throw new Error(`without WebGL the renderer is ${fallback}`);
   await echoHello(dom);
   if (!(await dom.isVisible('.xterm-rows'))) throw new Error('the DOM renderer shows no rows');
-  await dom.evaluate(async () => { await fetch(`/api/sessions/${window.edgeshell.current.session.session_id}`, { method: 'DELETE', headers: { authorization: `Bearer ${(await window.edgeshell.auth.user()).token}` } }); });
+  await endSession(dom);
   await plain.close();
 
   // The WebGL context lost: the DOM renderer takes over in place.
@@ -550,8 +564,103 @@ async function terminalFeatures(browser, context, page, base) {
   return renderer;
 }
 
-// A phone (390x844, touch): the extra-keys bar shows, every toolbar button fits on the screen, and its
-// Esc and Ctrl (then "c" from the keyboard) reach the program.
+// A megabyte pasted while the program floods the terminal: the program reads every byte of it (its
+// SHA-256 matches), and the output keeps coming while the paste goes the other way.
+async function largePasteWhileOutputFlows(page) {
+  const text = `${Array.from({ length: 16384 }, (_, i) => `paste line ${String(i).padStart(5, '0')} ${'x'.repeat(48)}`).join('\n')}\n`;
+  const hash = createHash('sha256').update(text).digest('hex');
+  await page.evaluate((t) => navigator.clipboard.writeText(t), text);
+  // xterm.js pastes line ends as CR; the terminal's ICRNL gives them back as LF.
+  await typeLine(page, `clear; stty -icanon -echo; f=$(mktemp); (while [ -e $f ]; do seq -f 'flow %g' 1 100; sleep 0.02; done) & head -c ${text.length} | sha256sum > $f.sum; rm $f; wait; stty sane; echo "paste: $(cut -c1-64 $f.sum)"; rm $f.sum`);
+  await waitForLine(page, (l) => l === 'flow 100', 'the output flowing');
+  const before = await page.evaluate(() => window.edgeshell.current.shown);
+  await page.keyboard.press('Control+Shift+V');
+  const line = await waitForLine(page, (l) => l.startsWith('paste: ') && !l.includes('$('), 'the hash of what the program read', 60000);
+  if (line !== `paste: ${hash}`) throw new Error(`the program read something else than the ${text.length} bytes pasted: ${line}`);
+  const during = (await page.evaluate(() => window.edgeshell.current.shown)) - before;
+  if (during < 2000) throw new Error(`only ${during} bytes of output arrived while the paste went in`);
+  out({ figure: 'output shown while 1 MiB was pasted', value: during, unit: 'bytes' });
+}
+
+// Keyboard only: Ctrl+Shift+O leaves the terminal (which keeps Tab for the program) for the toolbar; Tab
+// walks every control there, each with a visible focus ring, and then returns to the terminal; Enter
+// opens the settings with the focus inside them, the arrow keys change the text size, Esc returns to
+// the terminal, which takes typing again.
+async function keyboardOnly(page) {
+  const focused = () => page.evaluate(() => {
+    const e = document.activeElement;
+    const style = getComputedStyle(e);
+    return { id: e.id, terminal: e.classList.contains('xterm-helper-textarea'), ring: style.outlineStyle !== 'none' && parseFloat(style.outlineWidth) > 0 };
+  });
+  await page.click('#terminal');
+  const controls = await page.$$eval('#toolbar button', (bs) => bs.filter((b) => b.offsetParent !== null && !b.disabled).map((b) => b.id));
+  await page.keyboard.press('Control+Shift+O');
+  const reached = [];
+  for (;;) {
+    const f = await focused();
+    if (f.terminal) break;
+    if (!f.ring) throw new Error(`#${f.id} has the focus without a visible ring`);
+    reached.push(f.id);
+    if (reached.length > controls.length) throw new Error(`Tab went past the toolbar: ${reached}`);
+    await page.keyboard.press('Tab');
+  }
+  if (reached.join() !== controls.join()) throw new Error(`Tab reached ${reached}, not ${controls}`);
+  await page.keyboard.press('Control+Shift+O');
+  while ((await focused()).id !== 'settings-toggle') await page.keyboard.press('Tab');
+  await page.keyboard.press('Enter');
+  const inside = await focused();
+  if (inside.id !== 'pref-font-size' || !inside.ring) throw new Error(`the open settings put the focus on ${JSON.stringify(inside)}`);
+  const size = () => page.evaluate(() => window.edgeshell.term.options.fontSize);
+  const was = await size();
+  await page.keyboard.press('ArrowDown');
+  await waitFor('a larger text size from the keyboard', async () => (await size()) > was);
+  await page.keyboard.press('ArrowUp');
+  await waitFor('the text size back', async () => (await size()) === was);
+  await page.keyboard.press('Escape');
+  if (!(await page.isHidden('#settings')) || !(await focused()).terminal) throw new Error('Esc did not close the settings and return to the terminal');
+  await page.keyboard.type('echo keyboard-$((6*7))');
+  await page.keyboard.press('Enter');
+  await waitForLine(page, (l) => l.trim() === 'keyboard-42', 'typing after the keyboard walk');
+}
+
+// Alt / Option as Meta, on a Mac (the setting only matters there: elsewhere Alt is always Meta): on,
+// Alt+b reaches the program as ESC b (a word back in a shell); off, Option is the keyboard's own (a
+// real Mac types a character with it; this Linux keyboard none) and no ESC goes to the program.
+async function altAsMeta(browser, base) {
+  const context = await browser.newContext({ viewport: { width: 1100, height: 700 } });
+  await context.addInitScript(() => Object.defineProperty(Navigator.prototype, 'platform', { get: () => 'MacIntel' }));
+  const page = await context.newPage();
+  await signIn(page, base, 'mac');
+  await startSession(page);
+  // What the program reads in 2 s after Alt+b then x, as `cat -v` shows it (ESC as ^[).
+  const altB = async (probe) => {
+    await typeLine(page, `clear; stty raw -echo; timeout 2 cat -v; stty sane; echo; echo probe-${probe}-done`);
+    await new Promise((r) => setTimeout(r, 500));
+    await page.keyboard.press('Alt+b');
+    await page.keyboard.press('x');
+    const marker = `probe-${probe}-done`;
+    await waitForLine(page, (l) => l.trim() === marker, 'the probe to end');
+    const rows = await screen(page);
+    const done = rows.findIndex((l) => l.trim() === marker);
+    const from = rows.findIndex((l) => l.includes(`echo probe-${probe}-done`)) + 1;
+    return rows.slice(from, done).map((l) => l.trim()).filter(Boolean).join(' ');
+  };
+  const on = await altB(1);
+  if (on !== '^[bx') throw new Error(`Alt+b then x with Alt as Meta sent ${on}`);
+  await page.click('#settings-toggle');
+  await page.click('#pref-alt-meta');
+  await page.keyboard.press('Escape');
+  const kept = await page.evaluate(() => JSON.parse(localStorage.getItem('edgeshell.prefs')).altIsMeta);
+  if (kept !== false) throw new Error('the setting was not kept');
+  const off = await altB(2);
+  if (off !== 'x') throw new Error(`Alt+b then x without Alt as Meta sent ${off}`);
+  await endSession(page);
+  await context.close();
+  return { on, off };
+}
+
+// A phone (390x844, touch): the extra-keys bar shows, every toolbar button fits on the screen, its Esc
+// and Ctrl (then "c" from the keyboard) reach the program, and a finger's drag scrolls the terminal.
 async function phoneLayout(browser, base, shot) {
   // At a device scale of 1: Chromium's emulated scale reports the host's device pixels to the WebGL
   // renderer's size observer, which then draws a 2x terminal into a 1x canvas.
@@ -584,6 +693,19 @@ async function phoneLayout(browser, base, shot) {
     const state = await page.evaluate(() => [document.activeElement && document.activeElement.className, document.querySelector('[aria-label="Ctrl"]').getAttribute('aria-pressed')]);
     throw new Error(`${e.message}: focus and Ctrl ${state}; screen ${JSON.stringify((await screen(page)).filter(Boolean))}`);
   });
+  // A finger dragged down the terminal scrolls its scrollback, not the page.
+  await typeLine(page, 'clear; seq 1 300');
+  await waitForLine(page, (l) => l.trim() === '300', 'the last of 300 lines');
+  const at = await page.$eval('#terminal', (e) => { const r = e.getBoundingClientRect(); return { x: r.left + r.width / 2, y: r.top + r.height / 4 }; });
+  const cdp = await context.newCDPSession(page);
+  await cdp.send('Input.dispatchTouchEvent', { type: 'touchStart', touchPoints: [{ x: at.x, y: at.y }] });
+  for (let i = 1; i <= 12; i += 1) await cdp.send('Input.dispatchTouchEvent', { type: 'touchMove', touchPoints: [{ x: at.x, y: at.y + i * 25 }] });
+  await cdp.send('Input.dispatchTouchEvent', { type: 'touchEnd', touchPoints: [] });
+  const scrolled = await waitFor('the drag to scroll the scrollback', () => page.evaluate(() => {
+    const b = window.edgeshell.term.buffer.active;
+    return b.viewportY < b.baseY && { up: b.baseY - b.viewportY, page: window.scrollY };
+  }));
+  if (scrolled.page !== 0) throw new Error(`the drag scrolled the page by ${scrolled.page} px`);
   await typeLine(page, `clear; EDGESHELL_DEMO_SPEED=25 ${SAMPLE_CLI} --task "add a --verbose flag"`);
   await waitForLine(page, (l) => l.includes('✔ Done'), 'the sample CLI on the phone', 30000);
   if (shot) await page.screenshot({ path: shot });
@@ -640,9 +762,7 @@ async function renewal(browser, base, minutes) {
   for (const p of [page, tab]) await waitLive(p);
   await typeLine(tab, 'echo still-$((6*7))');
   await waitForLine(page, (l) => l.trim() === 'still-42', 'input from one tab, output in both');
-  await page.evaluate(async (sid) => {
-    await fetch(`/api/sessions/${sid}`, { method: 'DELETE', headers: { authorization: `Bearer ${(await window.edgeshell.auth.user()).token}` } });
-  }, id);
+  await endSession(page, id);
   await context.close();
   return { tokens: tokens.size, renewals: renewals[0] + renewals[1], minutes: (Date.now() - started) / 60_000 };
 }
@@ -801,7 +921,10 @@ async function main() {
     const renderer = await step('terminal features: OSC 52, keys, widths, search, bell, renderers', () => terminalFeatures(browser, context, page, base));
     out({ figure: 'renderer', value: renderer });
     const phoneShot = process.env.EDGESHELL_SCREENSHOT && process.env.EDGESHELL_SCREENSHOT.replace(/\.png$/, '-phone.png');
-    await step('a phone: extra keys and a toolbar that fits', () => phoneLayout(browser, base, phoneShot));
+    await step('a phone: extra keys, touch scrolling and a toolbar that fits', () => phoneLayout(browser, base, phoneShot));
+    await step('keyboard only: the toolbar, the settings, visible focus', () => keyboardOnly(page));
+    const alt = await step('Alt as Meta, a setting (on a Mac)', () => altAsMeta(browser, base));
+    out({ figure: 'Alt+b with the setting on / off', value: `${alt.on} / ${alt.off}` });
     await step('artifacts listed and downloaded', () => artifacts(page));
     await step('the page policy holds', () => pagePolicy(context, page, base));
     await step('sample CLI progress', () => sampleCli(page, process.env.EDGESHELL_SCREENSHOT));
