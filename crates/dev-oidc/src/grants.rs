@@ -12,7 +12,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
 /// How long a code may wait to be redeemed.
-pub const CODE_SECS: u64 = 60;
+pub(crate) const CODE_SECS: u64 = 60;
 
 /// Who signed in, and how: what every ID token of one sign-in repeats.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -18,5 +18,4 @@ mod grants;
 mod pages;
 mod server;
 
-pub use grants::CODE_SECS;
-pub use server::{DevIssuer, IdTokenRequest, ID_TOKEN_SECS, REFRESH_TOKEN_SECS};
+pub use server::{DevIssuer, IdTokenRequest, ID_TOKEN_SECS};

@@ -22,7 +22,7 @@ use tokio::net::TcpListener;
 /// How long ID tokens live unless set otherwise ([`DevIssuer::set_id_token_secs`]).
 pub const ID_TOKEN_SECS: u64 = 3600;
 /// How long a refresh token stays usable (each use gives a new one for as long).
-pub const REFRESH_TOKEN_SECS: u64 = 12 * 3600;
+const REFRESH_TOKEN_SECS: u64 = 12 * 3600;
 
 /// What to sign in as.
 #[derive(Debug, Clone, Default, Deserialize)]

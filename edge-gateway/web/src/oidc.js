@@ -84,7 +84,7 @@ export class OidcSignIn {
     document.addEventListener('visibilitychange', () => { if (!document.hidden) this.user().catch(() => {}); });
   }
 
-  /** Completes a sign-in the provider redirected back from; returns { error } or { returnTo }. */
+  /** Completes a sign-in the provider redirected back from (back at its session link); returns { error } or {}. */
   async restore() {
     const params = new URLSearchParams(location.search);
     if (!params.has('state') || !(params.has('code') || params.has('error'))) return {};
@@ -92,7 +92,7 @@ export class OidcSignIn {
       const user = await this.manager.signinCallback();
       const returnTo = (user && user.state && user.state.returnTo) || '';
       history.replaceState(null, '', `/${sessionLink(returnTo)}`);
-      return { returnTo };
+      return {};
     } catch (e) {
       history.replaceState(null, '', '/');
       const why = e instanceof ErrorResponse ? (e.error_description || e.error) : e.message;
