@@ -4,6 +4,7 @@
 use crate::run::{cargo, root, Step};
 use anyhow::{Context, Result};
 use std::path::PathBuf;
+use std::process::Command;
 
 /// (group directory, baseline benchmark, other benchmarks) as criterion writes them.
 const TABLES: [(&str, &str, &[&str]); 3] = [
@@ -24,7 +25,7 @@ const TABLES: [(&str, &str, &[&str]); 3] = [
 ];
 
 /// The groups `cargo xtask bench [group]` can run on their own.
-const GROUPS: [&str; 4] = ["criterion", "control", "runners", "edge"];
+const GROUPS: [&str; 5] = ["criterion", "control", "runners", "edge", "render"];
 
 pub(crate) fn run(only: Option<&str>) -> Result<()> {
     match only {
@@ -32,12 +33,14 @@ pub(crate) fn run(only: Option<&str>) -> Result<()> {
             criterion()?;
             control()?;
             runners()?;
-            edge()
+            edge()?;
+            render()
         }
         Some("criterion") => criterion(),
         Some("control") => control(),
         Some("runners") => runners(),
         Some("edge") => edge(),
+        Some("render") => render(),
         Some(other) => anyhow::bail!("no benchmark group {other:?}; the groups are {}", GROUPS.join(", ")),
     }
 }
@@ -88,6 +91,17 @@ fn edge() -> Result<()> {
     bench.env("EDGESHELL_WASM_DIR", crate::run::functions_wasm_dir());
     crate::edge::test_env(&tools, &mut bench);
     Step::new("edge gateway benchmarks", bench).run()
+}
+
+/// Render throughput of the web client's terminal in Chromium, WebGL against DOM renderer, 50 MiB per
+/// run (`edge-gateway/web/bench/render.mjs` prints its own table, ratios to the DOM renderer; Chromium
+/// from the `CHROMIUM` setting, as the browser test).
+fn render() -> Result<()> {
+    let tools = crate::edge::tools()?;
+    let gateway = root().join("edge-gateway");
+    let mut bench = Command::new(tools.node_bin.join("node"));
+    bench.arg(gateway.join("web/bench/render.mjs")).args(["--mb", "50", "--rounds", "3"]).current_dir(&gateway);
+    Step::new("render benchmark (Chromium)", bench).run()
 }
 
 fn criterion_dir() -> PathBuf {

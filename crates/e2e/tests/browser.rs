@@ -3,7 +3,8 @@
 //! sample CLI, is cut off in the middle of a long output, and loses its region, while other tabs stay
 //! attached for 6 minutes on 2-minute ID tokens, renewing their sign-in; this harness starts the whole
 //! stack with two regions, answers the script's requests to stop and restart a region, checks that no
-//! refresh token was ever used twice, and reports the figures the script prints.
+//! refresh token was ever used twice, and reports the figures the script prints. The render benchmark
+//! (`edge-gateway/web/bench/render.mjs`) then runs once, small.
 
 use edgeshell_e2e::{Stack, StackOptions};
 use std::path::PathBuf;
@@ -63,7 +64,7 @@ async fn the_web_client_in_chromium() {
         .env("EDGESHELL_URL", &stack.edge.url)
         .env("EDGESHELL_SAMPLE_CLI", sample_cli)
         .env("EDGESHELL_SCREENSHOT", screenshot())
-        .env("CHROMIUM", chromium)
+        .env("CHROMIUM", &chromium)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -116,7 +117,9 @@ async fn the_web_client_in_chromium() {
         "lifetime: countdown, extend, end reasons",
         "copy and paste",
         "terminal features: OSC 52, keys, widths, search, bell, renderers",
-        "a phone: extra keys and a toolbar that fits",
+        "a phone: extra keys, touch scrolling and a toolbar that fits",
+        "keyboard only: the toolbar, the settings, visible focus",
+        "Alt as Meta, a setting (on a Mac)",
         "artifacts listed and downloaded",
         "the page policy holds",
         "sample CLI progress",
@@ -137,4 +140,30 @@ async fn the_web_client_in_chromium() {
     // Sessions (3 tokens each), refreshes and artifact links: all signed at the signer.
     let signed = stack.control.signer.as_ref().map_or(0, |s| s.signed());
     assert!(signed >= 3 * 7, "tokens signed at the signer: {signed}");
+    drop(stack);
+    render_benchmark_once(chromium).await;
+}
+
+/// The render benchmark (`cargo xtask bench render`) once and small, after the browser test (not beside
+/// it: both are heavy on 2 cores), so it keeps working: the script exits non-zero unless both renderers
+/// drew a MiB of output to its end.
+async fn render_benchmark_once(chromium: PathBuf) {
+    let root = edgeshell_stack::paths::repo_root();
+    let run = tokio::process::Command::new(edgeshell_stack::paths::node_bin_dir().join("node"))
+        .arg(root.join("edge-gateway/web/bench/render.mjs"))
+        .args(["--mb", "1", "--rounds", "1"])
+        .current_dir(root.join("edge-gateway"))
+        .env("CHROMIUM", chromium)
+        .kill_on_drop(true)
+        .output();
+    let output =
+        tokio::time::timeout(Duration::from_secs(180), run).await.expect("within 3 minutes").expect("node starts");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    eprintln!("{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "the render benchmark failed");
+    let table = stdout
+        .lines()
+        .find_map(|l| serde_json::from_str::<serde_json::Value>(l).ok().filter(|v| v["table"].is_array()));
+    let rows = table.expect("a table")["table"].as_array().cloned().unwrap_or_default();
+    assert!(rows.len() == 2 && rows.iter().all(|r| r["mbps"].as_f64() > Some(0.0)), "{rows:?}");
 }
