@@ -634,15 +634,15 @@ async function altAsMeta(browser, base) {
   await startSession(page);
   // What the program reads in 2 s after Alt+b then x, as `cat -v` shows it (ESC as ^[).
   const altB = async (probe) => {
-    await typeLine(page, `clear; stty raw -echo; timeout 2 cat -v; stty sane; echo; echo probe-${probe}-done`);
-    await new Promise((r) => setTimeout(r, 500));
+    await typeLine(page, `clear; stty raw -echo; echo probe-${probe}-ready; timeout 2 cat -v; stty sane; echo; echo probe-${probe}-done`);
+    await waitForLine(page, (l) => l.trim() === `probe-${probe}-ready`, 'the probe to read raw keys');
     await page.keyboard.press('Alt+b');
     await page.keyboard.press('x');
     const marker = `probe-${probe}-done`;
     await waitForLine(page, (l) => l.trim() === marker, 'the probe to end');
     const rows = await screen(page);
     const done = rows.findIndex((l) => l.trim() === marker);
-    const from = rows.findIndex((l) => l.includes(`echo probe-${probe}-done`)) + 1;
+    const from = rows.findIndex((l) => l.trim() === `probe-${probe}-ready`) + 1;
     return rows.slice(from, done).map((l) => l.trim()).filter(Boolean).join(' ');
   };
   const on = await altB(1);
