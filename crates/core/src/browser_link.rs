@@ -9,10 +9,13 @@
 //! and passes the clock and a random seed in.
 
 use crate::machine::{earliest, Backoff, Jitter, StateMachine};
-use crate::protocol::{CloseCode, Credential, ExitStatus, Frame, FrameError, NextStep, Role, MAX_DATA_BYTES};
+use crate::protocol::{
+    CloseCode, Credential, ExitStatus, Frame, FrameError, NextStep, Role, INPUT_CREDIT, MAX_DATA_BYTES,
+};
 use crate::secret::Secret;
 use crate::time::Timestamp;
 use core::time::Duration;
+use std::collections::VecDeque;
 
 mod messages;
 pub use messages::{Effect, Event, Status};
@@ -27,9 +30,9 @@ pub const BACKOFF: Backoff =
 /// How often the round trip is measured while connected (at most; a third of the room's heartbeat
 /// interval when that is shorter).
 pub const PROBE_EVERY: Duration = Duration::from_secs(5);
-/// Input typed while no connection is live is kept up to this many bytes, and sent after the next
-/// `Welcome`; beyond it, keystrokes are dropped.
-pub const MAX_QUEUED_INPUT: usize = 64 * 1024;
+/// Input waiting to be sent (typed while no connection is live, or a paste beyond the room's input
+/// credit) is kept up to this many bytes; beyond it, input is dropped and the person told.
+pub const MAX_QUEUED_INPUT: usize = 16 * 1024 * 1024;
 /// Reconnect attempts without a `Welcome` in between before the link gives up.
 pub const MAX_ATTEMPTS: u32 = 12;
 /// The room's heartbeat interval until its `Welcome` names one.
@@ -90,7 +93,11 @@ pub struct BrowserLink {
     exit: Option<ExitStatus>,
     closing: Option<(CloseCode, String)>,
     size: Option<(u16, u16)>,
-    queued: Vec<u8>,
+    /// Input not yet sent: beyond the connection's input credit, or typed while none is live.
+    queued: VecDeque<u8>,
+    /// Input bytes sent on this connection, and how many of them the room has acked (passed on).
+    input_sent: u64,
+    input_acked: u64,
     /// Continuing a seat from before a reload with a stored ticket that has not been welcomed yet: if
     /// the room refuses it, the link attaches afresh with its token instead of giving up.
     restored: bool,
@@ -145,7 +152,9 @@ impl BrowserLink {
             exit: None,
             closing: None,
             size: None,
-            queued: Vec::new(),
+            queued: VecDeque::new(),
+            input_sent: 0,
+            input_acked: 0,
             restored: false,
             in_snapshot: false,
         }
@@ -208,18 +217,39 @@ impl BrowserLink {
         }
     }
 
-    /// Keystrokes as binary messages (split at the frame limit), or queued (up to
-    /// [`MAX_QUEUED_INPUT`]) until the next `Welcome`.
+    /// Keystrokes and pastes join the queue (up to [`MAX_QUEUED_INPUT`]; beyond it they are dropped
+    /// and the person told), which is sent as the connection's input credit allows.
     fn input(&mut self, data: &[u8], fx: &mut Vec<Effect>) {
-        if !self.welcomed() {
-            if self.queued.len() + data.len() <= MAX_QUEUED_INPUT {
-                self.queued.extend_from_slice(data);
-            }
+        if self.queued.len() + data.len() > MAX_QUEUED_INPUT {
+            fx.push(Effect::Notice(format!(
+                "{} bytes of input were not sent: {} bytes are still waiting to go, and at most {} may wait",
+                data.len(),
+                self.queued.len(),
+                MAX_QUEUED_INPUT
+            )));
             return;
         }
-        fx.extend(
-            data.chunks(MAX_DATA_BYTES).map(|chunk| Effect::Send(Frame::Input { data: chunk.to_vec() }.encode())),
-        );
+        self.queued.extend(data);
+        self.send_input(fx);
+    }
+
+    /// Sends queued input as binary messages (split at the frame limit) while the room has acked
+    /// enough of this connection's input: at most [`INPUT_CREDIT`] bytes in flight.
+    fn send_input(&mut self, fx: &mut Vec<Effect>) {
+        if !self.welcomed() {
+            return;
+        }
+        while !self.queued.is_empty() {
+            let room = u64::from(INPUT_CREDIT).saturating_sub(self.input_sent - self.input_acked);
+            let take = self.queued.len().min(usize::try_from(room).unwrap_or(usize::MAX)).min(MAX_DATA_BYTES);
+            if take == 0 {
+                return;
+            }
+            let data: Vec<u8> = self.queued.drain(..take).collect();
+            let offset = self.input_sent;
+            self.input_sent += take as u64;
+            fx.push(Effect::Send(Frame::InputAt { offset, data }.encode()));
+        }
     }
 
     fn on_binary(&mut self, bytes: &[u8], now: Timestamp, fx: &mut Vec<Effect>) -> Result<(), BrowserLinkError> {
@@ -262,8 +292,9 @@ impl BrowserLink {
                 if let Some((cols, rows)) = self.size {
                     fx.push(Effect::Send(Frame::Resize { cols, rows }.encode()));
                 }
-                let queued = core::mem::take(&mut self.queued);
-                self.input(&queued, fx);
+                // Input credit is per connection; what was in flight on the last one arrived or not.
+                (self.input_sent, self.input_acked) = (0, 0);
+                self.send_input(fx);
             }
             Frame::Output { offset, data } => {
                 let next = match (was_welcomed, self.next) {
@@ -284,6 +315,14 @@ impl BrowserLink {
                     fx.push(Effect::Send(Frame::Ack { offset: self.acked }.encode()));
                 }
             }
+            // The room passed this connection's input on up to `offset`: more may go.
+            Frame::Ack { offset } => {
+                if !was_welcomed || offset > self.input_sent {
+                    return Err(BrowserLinkError::Unexpected("an input ack beyond the input sent"));
+                }
+                self.input_acked = self.input_acked.max(offset);
+                self.send_input(fx);
+            }
             Frame::Exited { status } => {
                 self.exit = Some(status);
                 fx.push(Effect::Exited(status));
@@ -301,9 +340,9 @@ impl BrowserLink {
             Frame::Ping { nonce } => fx.push(Effect::Send(Frame::Pong { nonce }.encode())),
             Frame::Pong { .. } => {}
             Frame::Input { .. }
+            | Frame::InputAt { .. }
             | Frame::Resize { .. }
             | Frame::Signal { .. }
-            | Frame::Ack { .. }
             | Frame::Refresh { .. }
             | Frame::SnapshotWanted
             | Frame::Credit { .. } => return Err(BrowserLinkError::Unexpected("a frame the room does not send")),

@@ -304,10 +304,46 @@ fn refused_input_is_told_to_the_person_and_the_link_resumes() {
 #[test]
 fn input_is_split_at_the_frame_limit_and_zero_sizes_are_not_sent() {
     let mut h = Harness::live();
-    let frames = sent(&h.event(Event::Input(vec![b'a'; MAX_DATA_BYTES * 2 + 1])));
-    assert_eq!(frames.len(), 3);
+    let frames = sent(&h.event(Event::Input(vec![b'a'; INPUT_CREDIT as usize + 1])));
+    let sizes: Vec<usize> =
+        frames.iter().map(|f| if let Frame::InputAt { data, .. } = f { data.len() } else { 0 }).collect();
+    assert_eq!(sizes, vec![(INPUT_CREDIT as usize).min(MAX_DATA_BYTES)], "within the credit and the frame limit");
     assert_eq!(h.event(Event::Resize { cols: 0, rows: 10 }), vec![]);
     assert_eq!(sent(&h.event(Event::Resize { cols: 80, rows: 24 })), vec![Frame::Resize { cols: 80, rows: 24 }]);
+}
+
+#[test]
+fn a_paste_goes_out_as_the_room_acks_it_and_waits_across_a_reconnect() {
+    let credit = INPUT_CREDIT as usize;
+    let mut h = Harness::live();
+    let paste: Vec<u8> = (0..credit * 3 + 100).map(|i| (i % 251) as u8).collect();
+    let inputs = |fx: &[Effect]| -> Vec<u8> {
+        sent(fx)
+            .into_iter()
+            .filter_map(|f| if let Frame::InputAt { data, .. } = f { Some(data) } else { None })
+            .flatten()
+            .collect()
+    };
+    let mut arrived = inputs(&h.event(Event::Input(paste.clone())));
+    assert_eq!(arrived.len(), credit, "no more than the credit in flight");
+    assert!(inputs(&h.event(Event::Input(b"typed".to_vec()))).is_empty(), "typing waits behind the paste");
+    // The room passes half on: as much more goes.
+    arrived.extend(inputs(&h.binary(&Frame::Ack { offset: credit as u64 / 2 }.encode())));
+    assert_eq!(arrived.len(), credit * 3 / 2);
+    assert!(inputs(&h.binary(&Frame::Ack { offset: 10 }.encode())).is_empty(), "an older ack changes nothing");
+    // Dropped with a credit's worth in flight: what was in flight is gone (or arrived), the rest waits
+    // and goes on the next connection, from a fresh credit.
+    h.event(Event::Closed { code: 1006 });
+    h.step(BACKOFF.cap);
+    h.event(Event::Opened);
+    let after = inputs(&h.binary(&welcome(0, "t2")));
+    assert_eq!(after.len(), credit);
+    assert_eq!(after[..], paste[credit * 3 / 2..credit * 5 / 2], "in order, after what went before");
+    let rest = inputs(&h.binary(&Frame::Ack { offset: credit as u64 }.encode()));
+    assert_eq!([&after[..], &rest[..]].concat(), [&paste[credit * 3 / 2..], b"typed"].concat());
+    // An ack for more than was sent breaks the protocol: the connection is abandoned.
+    let fx = h.binary(&Frame::Ack { offset: 1 << 40 }.encode());
+    assert!(matches!(&fx[0], Effect::Abandon(why) if why.contains("input ack")), "{fx:?}");
 }
 
 #[test]
@@ -373,17 +409,24 @@ fn input_typed_while_disconnected_follows_the_size_after_the_next_welcome() {
     assert_eq!(h.event(Event::Resize { cols: 80, rows: 24 }), vec![], "no welcome yet: remembered only");
     assert_eq!(h.event(Event::Input(b"ls\n".to_vec())), vec![]);
     let fx = h.binary(&welcome(0, "t1"));
-    assert_eq!(sent(&fx), vec![Frame::Resize { cols: 80, rows: 24 }, Frame::Input { data: b"ls\n".to_vec() }]);
+    assert_eq!(
+        sent(&fx),
+        vec![Frame::Resize { cols: 80, rows: 24 }, Frame::InputAt { offset: 0, data: b"ls\n".to_vec() }]
+    );
     assert_eq!(h.step(Duration::ZERO), vec![Effect::SendText(PING)]);
     assert_eq!(sent(&h.event(Event::Input(b"x".to_vec()))).len(), 1, "live: sent at once");
 
     // The connection drops: typing is queued, bounded, and a resize waits for the next welcome.
     h.event(Event::Closed { code: 1006 });
     assert_eq!(h.event(Event::Input(b"pwd\n".to_vec())), vec![]);
-    assert_eq!(h.event(Event::Input(vec![b'z'; MAX_QUEUED_INPUT])), vec![], "beyond the bound: dropped");
+    let fx = h.event(Event::Input(vec![b'z'; MAX_QUEUED_INPUT]));
+    assert!(matches!(&fx[..], [Effect::Notice(t)] if t.contains("not sent")), "beyond the bound: dropped, told {fx:?}");
     assert_eq!(h.event(Event::Resize { cols: 100, rows: 30 }), vec![]);
     h.step(BACKOFF.cap);
     h.event(Event::Opened);
     let fx = h.binary(&welcome(0, "t2"));
-    assert_eq!(sent(&fx), vec![Frame::Resize { cols: 100, rows: 30 }, Frame::Input { data: b"pwd\n".to_vec() }]);
+    assert_eq!(
+        sent(&fx),
+        vec![Frame::Resize { cols: 100, rows: 30 }, Frame::InputAt { offset: 0, data: b"pwd\n".to_vec() }]
+    );
 }

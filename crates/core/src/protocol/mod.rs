@@ -17,6 +17,11 @@ pub use handshake::{answered_subprotocol, Credential, HandshakeError, Upgrade, U
 pub const VERSION: u8 = 1;
 /// The most bytes of terminal data in one input or output frame.
 pub const MAX_DATA_BYTES: usize = 64 * 1024;
+/// Input bytes a browser may have sent on one connection (as `InputAt`) that the room has not yet
+/// passed on to the runner. The room acks (`Ack`, room to browser: the connection's input offset passed
+/// on) each time half of it has gone, so a paste of any size flows at the program's pace and never
+/// overruns the room (see `RoomConfig::max_pending_input`).
+pub const INPUT_CREDIT: u32 = 16 * 1024;
 /// The most bytes of a string field (tokens, tickets, reasons).
 pub const MAX_TEXT_BYTES: usize = 8 * 1024;
 /// The largest encoded frame.
@@ -117,6 +122,15 @@ pub enum Frame {
     },
     /// Keystrokes or pasted text for the program (browser -> room -> runner).
     Input {
+        /// Raw bytes for the PTY.
+        data: Vec<u8>,
+    },
+    /// Keystrokes or pasted text from a browser that keeps to its input credit (browser -> room; the
+    /// room passes the data on as `Input`): `offset` counts this connection's input bytes before
+    /// `data`, and the room acks (`Ack`, room -> browser) the offset up to which it passed input on.
+    InputAt {
+        /// This connection's input bytes before `data`.
+        offset: u64,
         /// Raw bytes for the PTY.
         data: Vec<u8>,
     },
@@ -242,6 +256,7 @@ mod tag {
     pub(super) const SIGNAL: u8 = 0x12;
     pub(super) const ACK: u8 = 0x13;
     pub(super) const REFRESH: u8 = 0x14;
+    pub(super) const INPUT_AT: u8 = 0x15;
     pub(super) const OUTPUT: u8 = 0x20;
     pub(super) const EXITED: u8 = 0x21;
     pub(super) const CREDIT: u8 = 0x22;
@@ -264,6 +279,7 @@ impl Frame {
             Frame::Ping { .. } => "ping",
             Frame::Pong { .. } => "pong",
             Frame::Input { .. } => "input",
+            Frame::InputAt { .. } => "input at",
             Frame::Resize { .. } => "resize",
             Frame::Signal { .. } => "signal",
             Frame::Ack { .. } => "ack",
@@ -303,7 +319,10 @@ impl Frame {
 
     fn payload_len(&self) -> usize {
         match self {
-            Frame::Input { data } | Frame::Output { data, .. } | Frame::Snapshot { data, .. } => data.len(),
+            Frame::Input { data }
+            | Frame::InputAt { data, .. }
+            | Frame::Output { data, .. }
+            | Frame::Snapshot { data, .. } => data.len(),
             Frame::Refresh { token } => token.expose().len(),
             Frame::Welcome(w) => w.session.len() + w.resume_ticket.expose().len() + 32,
             Frame::Closing { reason, .. } => reason.len(),
@@ -320,6 +339,10 @@ impl Frame {
             Frame::Pong { nonce } => tagged_u64(out, tag::PONG, *nonce),
             Frame::Input { data } => {
                 out.push(tag::INPUT);
+                out.extend_from_slice(data);
+            }
+            Frame::InputAt { offset, data } => {
+                tagged_u64(out, tag::INPUT_AT, *offset);
                 out.extend_from_slice(data);
             }
             Frame::Resize { cols, rows } => {
@@ -404,6 +427,7 @@ impl Frame {
             tag::PING => Frame::Ping { nonce: r.u64("nonce")? },
             tag::PONG => Frame::Pong { nonce: r.u64("nonce")? },
             tag::INPUT => Frame::Input { data: r.data()? },
+            tag::INPUT_AT => Frame::InputAt { offset: r.u64("offset")?, data: r.data()? },
             tag::RESIZE => {
                 let cols = r.u16("cols")?;
                 let rows = r.u16("rows")?;

@@ -63,6 +63,7 @@ fn arb_frame() -> impl Strategy<Value = Frame> {
         any::<u64>().prop_map(|nonce| Frame::Ping { nonce }),
         any::<u64>().prop_map(|nonce| Frame::Pong { nonce }),
         data.clone().prop_map(|data| Frame::Input { data }),
+        (any::<u64>(), data.clone()).prop_map(|(offset, data)| Frame::InputAt { offset, data }),
         (1..=u16::MAX, 1..=u16::MAX).prop_map(|(cols, rows)| Frame::Resize { cols, rows }),
         signal.prop_map(|signal| Frame::Signal { signal }),
         any::<u64>().prop_map(|offset| Frame::Ack { offset }),

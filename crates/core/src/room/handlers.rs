@@ -1,8 +1,8 @@
 //! How the room reacts to peers: admission (attach, resume, join), frames, refreshes, disconnects.
 
 use super::ticket::{self, Holder};
-use super::{ConnId, Effect, EndReason, Phase, Room, Seat, INPUT_WINDOW, MAX_CHUNK, MAX_CONSUMED};
-use crate::protocol::{close_reason, CloseCode, Frame, Role, Welcome, MAX_DATA_BYTES};
+use super::{ConnId, Effect, EndReason, Phase, Room, Seat, MAX_CHUNK, MAX_CONSUMED};
+use crate::protocol::{close_reason, CloseCode, Frame, Role, Welcome};
 use crate::secret::Secret;
 use crate::time::Timestamp;
 use crate::tokens::{Scope, Verified};
@@ -51,6 +51,7 @@ impl Room {
             detached_at: None,
             exit_sent: false,
             size: None,
+            input_acked: 0,
         });
         self.unattended_since = None;
         self.welcome_browser(conn, start, Secret::new(ticket), token.claims().exp, fx);
@@ -111,6 +112,7 @@ impl Room {
         seat.last_seen = now;
         seat.detached_at = None;
         seat.exit_sent = false;
+        seat.input_acked = 0;
         let expires = seat.authorized_until;
         self.unattended_since = None;
         self.welcome_browser(conn, offset, Secret::new(ticket_text), expires, fx);
@@ -266,7 +268,11 @@ impl Room {
             (_, Frame::Pong { .. }) => {}
             (Role::Browser, Frame::Input { data }) => {
                 self.follow(conn, fx);
-                self.browser_input(conn, &data, now, fx)
+                self.browser_input(conn, None, &data, now, fx)
+            }
+            (Role::Browser, Frame::InputAt { offset, data }) => {
+                self.follow(conn, fx);
+                self.browser_input(conn, Some(offset), &data, now, fx)
             }
             (Role::Runner, Frame::Ack { offset }) => {
                 // Input the runner wrote to its PTY; an ack beyond what was sent (from before a wake)
@@ -325,44 +331,6 @@ impl Room {
         // Resizes are remembered in `self.size` and sent on join; signals need a live program.
         if let Some(runner) = self.runner.conn {
             Self::send(fx, runner, &frame);
-        }
-    }
-
-    /// Typed or pasted input: it waits in order behind what already waits, and goes to the runner
-    /// within its input window. Beyond what the room holds, the browser is refused (the excess is not
-    /// delivered) and may resume.
-    fn browser_input(&mut self, conn: ConnId, data: &[u8], now: Timestamp, fx: &mut Vec<Effect>) {
-        if !matches!(self.phase, Phase::AwaitingRunner | Phase::Live | Phase::RunnerAway { .. }) {
-            // The program has exited: its input has nowhere to go.
-            return;
-        }
-        if self.pending_input.len() + data.len() > self.config.max_pending_input as usize {
-            let reason = format!(
-                "the program is not reading its input: {} bytes beyond the {} waiting were not delivered",
-                data.len(),
-                self.pending_input.len()
-            );
-            return self.close(conn, CloseCode::InputOverflow, &reason, now, fx);
-        }
-        self.pending_input.extend_from_slice(data);
-        if !data.is_empty() {
-            self.last_io = now;
-        }
-        self.pump_input(fx);
-    }
-
-    /// Sends waiting input to the runner while its window has room.
-    fn pump_input(&mut self, fx: &mut Vec<Effect>) {
-        let Some(runner) = self.runner.conn else { return };
-        while !self.pending_input.is_empty() {
-            let room = INPUT_WINDOW.saturating_sub(self.input_sent - self.input_acked);
-            let take = self.pending_input.len().min(usize::try_from(room).unwrap_or(usize::MAX)).min(MAX_DATA_BYTES);
-            if take == 0 {
-                return;
-            }
-            let data: Vec<u8> = self.pending_input.drain(..take).collect();
-            self.input_sent += take as u64;
-            Self::send(fx, runner, &Frame::Input { data });
         }
     }
 
@@ -563,6 +531,7 @@ impl Room {
         }
         self.runner.ticket = None;
         self.pending_input.clear();
+        self.pending_from.clear();
         self.buffer.trim_to(self.buffer.end());
         if !self.ended_reported {
             self.ended_reported = true;

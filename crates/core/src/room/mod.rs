@@ -21,6 +21,7 @@
 
 mod buffer;
 mod handlers;
+mod input;
 mod snapshot;
 mod store;
 mod terms;
@@ -40,11 +41,12 @@ use buffer::OutputBuffer;
 use core::time::Duration;
 use serde::{Deserialize, Serialize};
 pub use snapshot::MAX_SNAPSHOT_BYTES;
+use std::collections::VecDeque;
 pub use store::{Checkpoint, CheckpointDue, OutputChunk, StoredOutput, LIVENESS_SLACK};
 use ticket::TicketHash;
 
 /// The version of the serialized room state; bumped on any incompatible change.
-pub const STATE_VERSION: u8 = 4;
+pub const STATE_VERSION: u8 = 5;
 
 /// A connection (WebSocket) as numbered by the host. Stable across hibernation (the host stores it in
 /// the socket's attachment).
@@ -62,7 +64,10 @@ pub struct RoomConfig {
     pub browser_window: u32,
     /// Most browser seats (attached or resumable) at once.
     pub max_browsers: u32,
-    /// Input bytes queued while the runner is away or its input window is full.
+    /// Input bytes queued while the runner is away or its input window is full. Browsers that keep to
+    /// their input credit never reach it when it is at least `max_browsers` x [`INPUT_CREDIT`].
+    ///
+    /// [`INPUT_CREDIT`]: crate::protocol::INPUT_CREDIT
     pub max_pending_input: u32,
     /// Expected heartbeat interval.
     pub heartbeat_interval: Duration,
@@ -90,7 +95,7 @@ impl RoomConfig {
         history_bytes: 64 * 1024,
         browser_window: 1024 * 1024,
         max_browsers: 4,
-        max_pending_input: 64 * 1024,
+        max_pending_input: 4 * crate::protocol::INPUT_CREDIT,
         heartbeat_interval: crate::protocol::HEARTBEAT_INTERVAL,
         dead_after: crate::protocol::silence_limit(crate::protocol::HEARTBEAT_INTERVAL),
         runner_grace: Duration::from_secs(2),
@@ -336,6 +341,10 @@ struct Seat {
     exit_sent: bool,
     /// The size of this browser's terminal, once it said.
     size: Option<(u16, u16)>,
+    /// The input offset last acked to this connection (see `input`). Not part of the state: a woken
+    /// room acks the next input it passes on at once, which is harmless.
+    #[serde(skip)]
+    input_acked: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -382,6 +391,9 @@ pub struct Room {
     runner: RunnerSlot,
     consumed: Vec<(Jti, u64)>,
     pending_input: Vec<u8>,
+    /// Where each run of `pending_input` came from, in order: the connection, the run's length, and
+    /// for input sent as `InputAt` the connection's input offset at the run's end (see `input`).
+    pending_from: VecDeque<(ConnId, u32, Option<u64>)>,
     size: Option<(u16, u16)>,
     exit_status: Option<ExitStatus>,
     /// Since when no browser has been attached (`None` while one is).
@@ -413,6 +425,10 @@ pub struct Room {
     #[serde(skip)]
     input_acked: u64,
 }
+
+// Every browser may have its input credit waiting in the room at once.
+const _: () =
+    assert!(RoomConfig::DEFAULT.max_pending_input >= RoomConfig::DEFAULT.max_browsers * crate::protocol::INPUT_CREDIT);
 
 /// Input bytes the runner may have received but not yet written to its PTY. Beyond them input waits
 /// in the room (up to `max_pending_input`), and beyond that it is refused with
@@ -454,6 +470,7 @@ impl Room {
             runner: RunnerSlot { conn: None, ticket: None, last_seen: now, credit_limit: 0, credit_acked: 0 },
             consumed: Vec::new(),
             pending_input: Vec::new(),
+            pending_from: VecDeque::new(),
             size: None,
             exit_status: None,
             unattended_since: Some(now),

@@ -3,6 +3,7 @@
 
 mod exact_resume;
 mod harness;
+mod input_credit;
 mod lifetime;
 mod quiet_traffic;
 mod screen;
