@@ -40,6 +40,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "pool_agents",
         sql: include_str!("../../../functions/migrations/0005_pool_agents.sql"),
     },
+    Migration {
+        version: 6,
+        name: "pool_templates",
+        sql: include_str!("../../../functions/migrations/0006_pool_templates.sql"),
+    },
 ];
 
 /// An arbitrary constant naming the migration lock.

@@ -82,6 +82,10 @@ error_table! {
     BadCapacity = ("bad_capacity", 400, Never),
     /// A region name that is not one.
     BadRegion = ("bad_region", 400, Never),
+    /// A session asked of a template no region offers (`GET /api/templates` lists them).
+    UnknownTemplate = ("unknown_template", 400, Never),
+    /// A session variable its template does not let users set, or a value out of bounds.
+    BadEnv = ("bad_env", 400, Never),
     /// A pool command on the wrong route, or not a command at all.
     BadCommand = ("bad_command", 400, Never),
     /// A dev user name the dev issuer refuses.

@@ -33,6 +33,7 @@ pub mod room;
 pub mod runner_link;
 pub mod secret;
 pub mod settings;
+pub mod templates;
 pub mod time;
 pub mod tokens;
 pub mod web_policy;

@@ -73,6 +73,16 @@ pub struct StartRunner {
     pub join_token: Secret,
     /// The hard deadline, seconds since the epoch: the runner is killed then.
     pub deadline: u64,
+    /// The template to run (the agent's catalogue, [`crate::templates`]).
+    #[serde(default = "default_template")]
+    pub template: String,
+    /// Variables the user set, each one the template allows (checked again by the agent).
+    #[serde(default)]
+    pub env: std::collections::BTreeMap<String, String>,
+}
+
+fn default_template() -> String {
+    crate::templates::DEFAULT_TEMPLATE.to_owned()
 }
 
 /// A pool agent's answer to a start command.
@@ -102,6 +112,9 @@ pub struct Heartbeat {
     /// The sessions whose runners the agent holds; the answer names those to stop.
     #[serde(default)]
     pub runners: Vec<SessionId>,
+    /// The templates the agent offers (the same for every agent of a region).
+    #[serde(default)]
+    pub templates: Vec<crate::templates::TemplateOffer>,
 }
 
 /// The control plane's answer to a heartbeat.
@@ -377,6 +390,8 @@ mod tests {
             join_url: "wss://edge.test/sessions/s_abc/join".into(),
             join_token: "t".into(),
             deadline: 1,
+            template: "default".into(),
+            env: Default::default(),
         });
         let json = serde_json::to_string(&start).unwrap();
         assert!(json.starts_with(r#"{"action":"start","session_id":"s_abc""#), "{json}");
@@ -396,6 +411,8 @@ mod tests {
             join_url: "wss://e/sessions/s_1/join".into(),
             join_token: "t".into(),
             deadline,
+            template: "default".into(),
+            env: Default::default(),
         };
         let pool = PoolSlots { region: &eu, capacity: 2, held: 1, draining: false, has_session: false };
         let check = |s: &StartRunner, p: PoolSlots<'_>, expected: Result<u64, StartRefusal>| {

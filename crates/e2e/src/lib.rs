@@ -53,10 +53,16 @@ pub struct StackOptions {
     pub control_vars: Vec<(&'static str, String)>,
     /// Pool agents per region (named `{region}-a`, `{region}-b`, ...), each dialing out to the edge.
     pub agents_per_region: usize,
+    /// The pools' template catalogue (JSON); [`DEV_TEMPLATES`] by default.
+    pub templates: Option<String>,
     /// Lift the per-user quotas to [`LIFTED_QUOTAS`]: test scenarios mint many sessions for few users.
     /// The dev stack keeps the documented defaults.
     pub lift_quotas: bool,
 }
+
+/// The dev stack's and the tests' template catalogue: `default` (the session command) and
+/// `shell-with-settings` (a shell with two variables a user may set, and its own memory limit).
+pub const DEV_TEMPLATES: &str = include_str!("../dev-templates.json");
 
 /// The control variables [`StackOptions::lift_quotas`] sets.
 pub const LIFTED_QUOTAS: [(&str, &str); 2] = [("MAX_LIVE_SESSIONS", "1000"), ("MINTS_PER_MINUTE", "10000")];
@@ -73,6 +79,7 @@ impl Default for StackOptions {
             signer: false,
             control_vars: Vec::new(),
             agents_per_region: 1,
+            templates: Some(DEV_TEMPLATES.into()),
             lift_quotas: true,
         }
     }
@@ -152,6 +159,14 @@ impl Stack {
         vars.extend(options.edge_vars.iter().cloned());
         let edge = EdgeGateway::start_on(edge_port, &vars).await?;
         let state = tempfile::tempdir()?;
+        let templates = match &options.templates {
+            Some(json) => {
+                let path = state.path().join("templates.json");
+                std::fs::write(&path, json)?;
+                Some(path)
+            }
+            None => None,
+        };
         let bin = edgeshell_stack::paths::workspace_bin("edgeshell-pool-agent")?;
         let mut agents = Vec::new();
         let mut agent_settings = Vec::new();
@@ -171,6 +186,7 @@ impl Stack {
                     api_key: api_key.clone(),
                     state_dir,
                     session_command: options.session_command.clone(),
+                    templates: templates.clone(),
                 };
                 agents.push((region.clone(), PoolAgent::spawn(&bin, &settings, &[]).await?));
                 agent_settings.push(settings);
@@ -298,6 +314,8 @@ impl Stack {
             join_url: format!("{}{}", self.edge_ws(), join_path(&sid)),
             join_token: join,
             deadline: terms.ends,
+            template: edgeshell_core::templates::DEFAULT_TEMPLATE.into(),
+            env: Default::default(),
         });
         let body = serde_json::to_string(&command)?;
         let token = self.sign(&issuer.pool_command(&sid, &region, body.as_bytes(), rand::random(), now))?;

@@ -3,11 +3,12 @@
 //! capacity) and the deadline it gets are decided by the core's `pool_api::admit_start`. The HTTP API
 //! and the heartbeat loop call into this; the backend carries it out.
 
-use crate::backend::{BackendError, RunnerBackend, RunnerLimits, RunnerSpec};
+use crate::backend::{BackendError, ProgramSpec, RunnerBackend, RunnerLimits, RunnerSpec};
 use crate::metrics::{Metrics, StartResult};
 use edgeshell_core::api_error::{ApiError, ErrorCode};
 use edgeshell_core::ids::{RegionId, SessionId};
 use edgeshell_core::pool_api::{admit_extend, admit_start, PoolSlots, StartRefusal, StartRunner, Started};
+use edgeshell_core::templates::{Catalogue, Template, TemplateOffer};
 use edgeshell_platform::clock;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -37,6 +38,7 @@ pub struct Agent<B> {
     region: RegionId,
     capacity: u32,
     limits: RunnerLimits,
+    catalogue: Catalogue,
     backend: B,
     runners: Mutex<BTreeMap<SessionId, RunnerInfo>>,
     /// Starts in progress (they hold a slot).
@@ -50,12 +52,13 @@ pub struct Agent<B> {
 
 impl<B: RunnerBackend> Agent<B> {
     /// An agent for `region` holding at most `capacity` runners.
-    pub fn new(region: RegionId, capacity: u32, limits: RunnerLimits, backend: B) -> Self {
+    pub fn new(region: RegionId, capacity: u32, limits: RunnerLimits, catalogue: Catalogue, backend: B) -> Self {
         let metrics = Metrics::new(region.as_str(), backend.kind());
         Agent {
             region,
             capacity,
             limits,
+            catalogue,
             backend,
             runners: Mutex::new(BTreeMap::new()),
             starting: Mutex::new(Vec::new()),
@@ -68,6 +71,11 @@ impl<B: RunnerBackend> Agent<B> {
     /// The pool's region.
     pub fn region(&self) -> &RegionId {
         &self.region
+    }
+
+    /// What users see of the templates the pool offers.
+    pub fn offers(&self) -> Vec<TemplateOffer> {
+        self.catalogue.offered_in(&self.region).map(Template::offer).collect()
     }
 
     /// Runners the pool can hold.
@@ -127,6 +135,16 @@ impl<B: RunnerBackend> Agent<B> {
         };
         let now = clock::now().as_secs();
         let sid = command.session_id.clone();
+        // The control plane checked the request against every region's report; this pool's own
+        // catalogue decides.
+        let Some(template) = self.catalogue.find(&self.region, &command.template) else {
+            let why = format!("this pool offers no template {:?}", command.template);
+            return refused(ApiError::new(ErrorCode::UnknownTemplate, why));
+        };
+        if let Err(e) = template.check_env(&command.env) {
+            return refused(e.to_api_error());
+        }
+        let program = ProgramSpec::new(template, command.env.clone(), &self.limits);
         let deadline = {
             // One lock order everywhere: runners, then starting.
             let runners = self.runners.lock().unwrap_or_else(|e| e.into_inner());
@@ -154,6 +172,7 @@ impl<B: RunnerBackend> Agent<B> {
             join_url: command.join_url,
             join_token: command.join_token,
             deadline,
+            program,
         };
         let began = Instant::now();
         let result = self.backend.start(spec).await;

@@ -7,6 +7,7 @@ use crate::backend::local::LocalOptions;
 use crate::backend::RunnerLimits;
 use edgeshell_core::ids::RegionId;
 use edgeshell_core::settings::{Program, Reader, SettingsError};
+use edgeshell_core::templates::Catalogue;
 use edgeshell_platform::environment::Environment;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -46,6 +47,8 @@ pub struct AgentConfig {
     pub capacity: u32,
     /// Per-runner limits.
     pub limits: RunnerLimits,
+    /// The session templates the pool offers (its region's).
+    pub catalogue: Catalogue,
     /// The backend.
     pub backend: BackendConfig,
 }
@@ -60,6 +63,7 @@ impl std::fmt::Debug for AgentConfig {
             .field("control_url", &self.control_url)
             .field("token_issuer", &self.token_issuer)
             .field("capacity", &self.capacity)
+            .field("templates", &self.catalogue.templates.len())
             .field("backend", &self.backend)
             .finish_non_exhaustive()
     }
@@ -101,6 +105,17 @@ pub fn from_env(var: impl Fn(&str) -> Option<String>) -> Result<AgentConfig, Con
         screen: settings.choice("EDGESHELL_RUNNER_SCREEN", &["on", "off"])? == 0,
     };
     let session_command = settings.text("EDGESHELL_SESSION_COMMAND")?;
+    let catalogue = match settings.text("EDGESHELL_POOL_TEMPLATES")? {
+        None => Catalogue::single(None),
+        Some(path) => {
+            let json = std::fs::read_to_string(&path)
+                .map_err(|e| settings.invalid("EDGESHELL_POOL_TEMPLATES", format!("reading {path}: {e}")))?;
+            Catalogue::parse(&json).map_err(|e| settings.invalid("EDGESHELL_POOL_TEMPLATES", e.to_string()))?
+        }
+    };
+    if catalogue.offered_in(&region).next().is_none() {
+        return Err(settings.invalid("EDGESHELL_POOL_TEMPLATES", format!("no template is offered in region {region}")));
+    }
     let backend = match settings.choice("EDGESHELL_POOL_BACKEND", &["local", "kubernetes"])? {
         0 => {
             let state_dir = PathBuf::from(settings.required("EDGESHELL_POOL_STATE_DIR")?);
@@ -135,6 +150,14 @@ pub fn from_env(var: impl Fn(&str) -> Option<String>) -> Result<AgentConfig, Con
             egress_cidrs: settings.list("EDGESHELL_RUNNER_EGRESS_CIDRS")?,
         }),
     };
+    if let (BackendConfig::Local(_), Some(t)) = (&backend, catalogue.offered_in(&region).find(|t| t.bundle.is_some())) {
+        let why = format!(
+            "template {} installs a bundle, which only the kubernetes backend does; locally, offer the CLI with \
+             EDGESHELL_RUNNER_TOOLS",
+            t.name
+        );
+        return Err(settings.invalid("EDGESHELL_POOL_TEMPLATES", why));
+    }
     Ok(AgentConfig {
         jwks_url: settings
             .service_url("EDGESHELL_JWKS_URL")?
@@ -148,6 +171,7 @@ pub fn from_env(var: impl Fn(&str) -> Option<String>) -> Result<AgentConfig, Con
         token_issuer: settings.required("EDGESHELL_TOKEN_ISSUER")?,
         capacity: settings.number("EDGESHELL_POOL_CAPACITY")?,
         limits,
+        catalogue,
         backend,
     })
 }
@@ -230,5 +254,35 @@ mod tests {
             assert!(matches!(with((name, url)), Err(ConfigError::Invalid { .. })), "{name}={url}");
         }
         assert!(with(("EDGESHELL_JWKS_URL", "https://control.example.com/.well-known/jwks.json")).is_ok());
+    }
+
+    #[test]
+    fn a_catalogue_file_is_read_checked_and_must_offer_something_here() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = |name: &str, json: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, json).unwrap();
+            path.to_string_lossy().into_owned()
+        };
+        let with_file = |path: &str| {
+            let mut v: Vec<(&str, &str)> = BASE.to_vec();
+            v.push(("EDGESHELL_POOL_TEMPLATES", path));
+            config(&v)
+        };
+        assert_eq!(config(&BASE).unwrap().catalogue.templates[0].name, "default");
+        let good = file("good.json", r#"{"templates": [{"name": "claude-code", "title": "Claude Code"}]}"#);
+        assert_eq!(with_file(&good).unwrap().catalogue.templates[0].name, "claude-code");
+        let invalid = |path: &str, needle: &str| match with_file(path) {
+            Err(e @ ConfigError::Invalid { name: "EDGESHELL_POOL_TEMPLATES", .. }) => {
+                assert!(e.to_string().contains(needle), "{e}")
+            }
+            other => panic!("{path}: {other:?}"),
+        };
+        invalid(&dir.path().join("missing.json").to_string_lossy(), "reading");
+        invalid(&file("bad.json", r#"{"templates": [{"name": "x", "title": "x", "env": ["PATH"]}]}"#), "PATH");
+        invalid(&file("us.json", r#"{"templates": [{"name": "x", "title": "x", "regions": ["us"]}]}"#), "region eu");
+        let bundle = r#"{"templates": [{"name": "x", "title": "x", "bundle": {"url": "https://b.example/x.tar",
+            "sha256": "0000000000000000000000000000000000000000000000000000000000000000"}}]}"#;
+        invalid(&file("bundle.json", bundle), "kubernetes backend");
     }
 }

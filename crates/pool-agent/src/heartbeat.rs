@@ -48,6 +48,7 @@ impl Reporter {
             load: agent.load(),
             draining: agent.draining(),
             runners: agent.runners().into_iter().map(|r| r.session_id).collect(),
+            templates: agent.offers(),
         };
         let sent = self
             .http

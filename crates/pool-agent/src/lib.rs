@@ -49,7 +49,13 @@ async fn serve<B: RunnerBackend>(
         .connect_timeout(std::time::Duration::from_secs(5))
         .redirect(reqwest::redirect::Policy::none())
         .build()?;
-    let agent = Arc::new(Agent::new(config.region.clone(), config.capacity, config.limits.clone(), backend));
+    let agent = Arc::new(Agent::new(
+        config.region.clone(),
+        config.capacity,
+        config.limits.clone(),
+        config.catalogue.clone(),
+        backend,
+    ));
     let (adopted, reaped) = agent.recover().await?;
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     tracing::info!(

@@ -136,6 +136,8 @@ async fn a_runner_the_control_plane_does_not_know_is_reaped_by_heartbeat() {
         join_url: w.room.join_url(&sid),
         join_token: edgeshell_core::tokens::sign(&join, &w.signer).unwrap().into(),
         deadline: now().as_secs() + 600,
+        template: edgeshell_core::templates::DEFAULT_TEMPLATE.into(),
+        env: Default::default(),
     }))
     .unwrap();
     let claims = issuer.pool_command(&sid, &region(), &body, rand::random(), now());

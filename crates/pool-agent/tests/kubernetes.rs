@@ -3,11 +3,12 @@
 //! and out of the Job, valid names and labels, and the network policy's default deny.
 
 use edgeshell_core::ids::{RegionId, SessionId};
+use edgeshell_core::templates::Catalogue;
 use edgeshell_pool_agent::backend::kubernetes::objects::{
     extension_patch, job_name, runner_job, runner_network_policy, runner_secret, selector, KubernetesOptions,
     DEADLINE_ANNOTATION,
 };
-use edgeshell_pool_agent::backend::{RunnerLimits, RunnerSpec};
+use edgeshell_pool_agent::backend::{ProgramSpec, RunnerLimits, RunnerSpec};
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -38,6 +39,7 @@ fn spec(deadline_in: u64) -> RunnerSpec {
         join_url: "wss://edge.example.com/sessions/s_AbC-dEf_123456789012-_/join".into(),
         join_token: "eyJhbGciOiJSUzI1NiJ9.secret-join-token.sig".into(),
         deadline: NOW + deadline_in,
+        program: ProgramSpec::new(&Catalogue::single(None).templates[0], Default::default(), &options().limits),
     }
 }
 
@@ -189,4 +191,40 @@ fn names_are_stable_and_distinct_and_the_selector_matches_the_labels() {
         selector(&RegionId::new("eu").unwrap()),
         "app.kubernetes.io/name=edgeshell-runner,edgeshell.dev/pool=eu"
     );
+}
+
+#[test]
+fn a_template_sets_the_image_command_bundle_limits_and_the_users_variables() {
+    let catalogue = Catalogue::parse(
+        r#"{"templates": [{"name": "claude-code", "title": "Claude Code", "command": "claude --verbose",
+            "image": "registry.example.com/claude@sha256:abcd", "memory_mb": 2048, "cpu_millis": 2000,
+            "bundle": {"url": "https://bundles.example.com/claude.tar.gz?v=1",
+                       "sha256": "0000000000000000000000000000000000000000000000000000000000000001"},
+            "env": ["ANTHROPIC_MODEL"]}]}"#,
+    )
+    .unwrap();
+    let env = [("ANTHROPIC_MODEL".to_owned(), "opus".to_owned())].into();
+    let claude = RunnerSpec { program: ProgramSpec::new(&catalogue.templates[0], env, &options().limits), ..spec(900) };
+    let job = serde_json::to_value(runner_job(&options(), &claude, NOW)).unwrap();
+    let pod = &job["spec"]["template"]["spec"];
+    let c = &pod["containers"][0];
+    assert_eq!(c["image"], "registry.example.com/claude@sha256:abcd");
+    assert_eq!(pod["initContainers"][0]["image"], c["image"], "the token copier comes from the same image");
+    assert_eq!(
+        (c["resources"]["limits"]["memory"].as_str(), c["resources"]["limits"]["cpu"].as_str()),
+        (Some("2048Mi"), Some("2000m"))
+    );
+    let var = |name: &str| {
+        c["env"].as_array().unwrap().iter().find(|e| e["name"] == name).map(|e| e["value"].as_str().unwrap().to_owned())
+    };
+    assert_eq!(var("EDGESHELL_SESSION_COMMAND").as_deref(), Some("claude --verbose"));
+    assert_eq!(var("EDGESHELL_BUNDLE_URL").as_deref(), Some("https://bundles.example.com/claude.tar.gz?v=1"));
+    assert_eq!(var("EDGESHELL_BUNDLE_HOSTS").as_deref(), Some("bundles.example.com"));
+    assert_eq!(var("EDGESHELL_PASS_ENV").as_deref(), Some("ANTHROPIC_MODEL"));
+    assert_eq!(var("ANTHROPIC_MODEL").as_deref(), Some("opus"));
+    // Without a template's own, the pool's.
+    let plain = serde_json::to_value(runner_job(&options(), &spec(900), NOW)).unwrap();
+    let c = &plain["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(c["image"], "registry.example.com/edgeshell/runner@sha256:0123");
+    assert!(c["env"].as_array().unwrap().iter().all(|e| e["name"] != "EDGESHELL_PASS_ENV"));
 }

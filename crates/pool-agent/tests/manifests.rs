@@ -162,7 +162,8 @@ fn runners_in_a_namespace_of_their_own_get_the_role_and_policy_there() {
     assert_eq!(in_ns("RoleBinding", "edgeshell-pool-agent"), "edgeshell-runners");
     assert_eq!(in_ns("NetworkPolicy", "edgeshell-runners-eu-west"), "edgeshell-runners");
     assert_eq!(in_ns("Deployment", "edgeshell-pool-agent"), "edgeshell-pool");
-    let config = docs.iter().find(|(k, _)| k == "ConfigMap").unwrap();
+    let config =
+        docs.iter().find(|(k, v)| k == "ConfigMap" && v["metadata"]["name"] == "edgeshell-pool-agent").unwrap();
     assert_eq!(config.1["data"]["EDGESHELL_K8S_NAMESPACE"], "edgeshell-runners");
     let namespace = docs.iter().find(|(k, v)| k == "Namespace" && v["metadata"]["name"] == "edgeshell-runners");
     assert!(
@@ -172,19 +173,26 @@ fn runners_in_a_namespace_of_their_own_get_the_role_and_policy_there() {
     assert_eq!(binding.1["subjects"][0]["namespace"], "edgeshell-pool", "the agents' account, from their namespace");
 }
 
-/// The ConfigMap's settings with the ones the Deployment adds (its name, the pool key).
-fn agent_settings() -> BTreeMap<String, String> {
-    let config: ConfigMap = one("ConfigMap");
+/// The ConfigMap's settings with the ones the Deployment adds (its name, the pool key), and the
+/// catalogue the chart mounts, written where this test can read it (the directory lives as long as the
+/// settings are used).
+fn agent_settings() -> (BTreeMap<String, String>, tempfile::TempDir) {
+    let config: ConfigMap = named("ConfigMap", "edgeshell-pool-agent");
     let mut vars = config.data.unwrap();
     vars.insert("EDGESHELL_POOL_AGENT_NAME".into(), "edgeshell-pool-agent-7f9c4-x2x".into());
     vars.insert("EDGESHELL_POOL_API_KEY".into(), "esp_manifest_test".into());
-    vars
+    let templates: ConfigMap = named("ConfigMap", "edgeshell-pool-templates");
+    let dir = tempfile::tempdir().unwrap();
+    let local = dir.path().join("templates.json");
+    std::fs::write(&local, &templates.data.unwrap()["templates.json"]).unwrap();
+    vars.insert("EDGESHELL_POOL_TEMPLATES".into(), local.to_string_lossy().into_owned());
+    (vars, dir)
 }
 
 #[test]
 #[ignore = "needs helm: cargo xtask test"]
 fn the_agents_settings_are_real_and_form_a_valid_configuration() {
-    let vars = agent_settings();
+    let (vars, _dir) = agent_settings();
     let read = names(Program::PoolAgent);
     for name in vars.keys() {
         assert!(read.contains(name), "the agent does not read {name}");
@@ -194,8 +202,14 @@ fn the_agents_settings_are_real_and_form_a_valid_configuration() {
     for env in pod.containers[0].env.clone().unwrap() {
         assert!(read.contains(&env.name), "the agent does not read {}", env.name);
     }
+    // The catalogue is mounted where the setting says.
+    let setting: ConfigMap = named("ConfigMap", "edgeshell-pool-agent");
+    let mount = &pod.containers[0].volume_mounts.clone().unwrap()[0];
+    assert_eq!(setting.data.unwrap()["EDGESHELL_POOL_TEMPLATES"], format!("{}/templates.json", mount.mount_path));
     let config = from_env(|k| vars.get(k).cloned()).unwrap();
     assert!(matches!(config.backend, BackendConfig::Kubernetes(_)));
+    let names: Vec<_> = config.catalogue.templates.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["default", "claude-code"]);
     assert_eq!(config.listen.port(), 7100);
     let port = &pod.containers[0].ports.clone().unwrap()[0];
     assert_eq!(port.container_port, 7100);
@@ -223,7 +237,7 @@ fn the_agent_pod_meets_pod_security_restricted() {
 #[test]
 #[ignore = "needs helm: cargo xtask test"]
 fn the_network_policy_is_what_the_agent_generates() {
-    let vars = agent_settings();
+    let (vars, _dir) = agent_settings();
     let BackendConfig::Kubernetes(options) = from_env(|k| vars.get(k).cloned()).unwrap().backend else {
         panic!("kubernetes backend expected")
     };

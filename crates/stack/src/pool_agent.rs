@@ -30,6 +30,8 @@ pub struct AgentSettings {
     pub state_dir: PathBuf,
     /// The session program.
     pub session_command: String,
+    /// The pool's template catalogue (`EDGESHELL_POOL_TEMPLATES`), when it has one.
+    pub templates: Option<PathBuf>,
 }
 
 /// A running agent.
@@ -85,6 +87,9 @@ impl PoolAgent {
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
+        if let Some(templates) = &settings.templates {
+            command.env("EDGESHELL_POOL_TEMPLATES", templates);
+        }
         let sample_cli = bin.with_file_name("edgeshell-sample-cli");
         if sample_cli.exists() {
             command.env("EDGESHELL_RUNNER_TOOLS", &sample_cli);

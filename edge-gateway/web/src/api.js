@@ -47,6 +47,7 @@ export const api = {
   errorOf,
   config: () => call('GET', '/client-config.json'),
   regions: () => call('GET', '/api/regions'),
+  templates: (idToken) => call('GET', '/api/templates', idToken),
   startSession: (idToken, options) => call('POST', '/api/sessions', idToken, options),
   sessions: (idToken) => call('GET', '/api/sessions', idToken),
   session: (idToken, id) => call('GET', `/api/sessions/${encodeURIComponent(id)}`, idToken),

@@ -9,6 +9,7 @@ import { createSignIn, displayName, sessionLink } from './auth.js';
 import { ExtraKeys, followVisualViewport } from './keys.js';
 import { Countdown } from './lifetime.js';
 import { probeAll } from './regions.js';
+import { TemplatePicker } from './templates.js';
 import { TerminalSession } from './session.js';
 import { FONT_SIZES, MAX_SCROLLBACK, TerminalView, fontReady, loadPrefs, savePrefs } from './terminal.js';
 
@@ -144,7 +145,17 @@ async function showHome() {
   $('user-name').textContent = displayName(app.user);
   $('user-chip').hidden = false;
   show('home-view');
-  await Promise.all([refreshRegions(), refreshSessions()]);
+  await Promise.all([refreshRegions(), refreshSessions(), refreshTemplates()]);
+}
+
+async function refreshTemplates() {
+  app.templates ??= new TemplatePicker($('template'), $('template-description'), $('template-env'));
+  try {
+    const listed = await api.templates(await idToken());
+    app.templates.show(listed.templates, listed.default);
+  } catch (e) {
+    $('template-description').textContent = 'Templates are unavailable: ' + explainApiError(e);
+  }
 }
 
 async function refreshRegions() {
@@ -202,7 +213,7 @@ async function refreshSessions() {
     li.className = 'session';
     li.innerHTML = '<span class="dot"></span><code></code><span class="meta"></span><button class="ghost">Open</button><button class="ghost danger">End</button>';
     li.querySelector('code').textContent = s.session_id;
-    li.querySelector('.meta').textContent = `${s.region || '—'} · since ${new Date(s.created_at * 1000).toLocaleTimeString()}`;
+    li.querySelector('.meta').textContent = `${s.template} · ${s.region || '—'} · since ${new Date(s.created_at * 1000).toLocaleTimeString()}`;
     const [open, end] = li.querySelectorAll('button');
     open.setAttribute('aria-label', `Open session ${s.session_id}`);
     open.onclick = () => reopen(s.session_id, s.region);
@@ -226,7 +237,8 @@ async function startSession(options = {}) {
   const clicked = performance.now();
   const picked = Number($('lifetime').value) || undefined;
   try {
-    const session = await api.startSession(await idToken(), { rtts: roundedRtts(), lifetime_secs: picked, ...options });
+    const chosen = app.templates ? app.templates.request() : {};
+    const session = await api.startSession(await idToken(), { rtts: roundedRtts(), lifetime_secs: picked, ...chosen, ...options });
     app.metrics.mintMs = performance.now() - clicked;
     await openTerminal(session, clicked);
   } catch (e) {

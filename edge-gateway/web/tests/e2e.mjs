@@ -263,6 +263,42 @@ async function sessionStartTimes(page, n) {
   return times;
 }
 
+// The home page offers the pools' catalogue; a template's variable, typed into its field, reaches the
+// program along with the template's memory limit; a variable no template allows is refused by the
+// control plane with a 400 naming it, and starts nothing.
+async function templates(page) {
+  await page.click('#home');
+  await page.waitForSelector('#home-view', { state: 'visible' });
+  await waitFor('the catalogue', async () => (await page.$$('#template option')).length === 2);
+  const titles = await page.$$eval('#template option', (els) => els.map((e) => e.textContent));
+  if (titles.join('|') !== 'Shell|Shell with agent settings') throw new Error(`the catalogue shows ${titles}`);
+  await page.selectOption('#template', 'shell-with-settings');
+  await page.fill('input[data-env="AGENT_MODEL"]', 'model-from-the-page');
+  const described = await page.textContent('#template-description');
+  if (!described.includes('Offered in eu, us')) throw new Error(`the description says ${described}`);
+  const refused = await page.evaluate(async () => {
+    const token = (await window.edgeshell.auth.user()).token;
+    const answer = await fetch('/api/sessions', {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ template: 'shell-with-settings', env: { AWS_SECRET_ACCESS_KEY: 'x' } }),
+    });
+    return { status: answer.status, body: await answer.json() };
+  });
+  if (refused.status !== 400 || refused.body.error.code !== 'bad_env' || !refused.body.error.message.includes('env.AWS_SECRET_ACCESS_KEY')) {
+    throw new Error(`a forbidden variable was answered ${JSON.stringify(refused)}`);
+  }
+  await startSession(page);
+  await typeLine(page, 'echo "model=$AGENT_MODEL" "mem=$(ulimit -v)" "effort=${AGENT_EFFORT:-unset}"');
+  await waitForLine(page, (l) => l.includes(`model=model-from-the-page mem=${768 * 1024} effort=unset`), 'the variable and the limit');
+  await endSession(page);
+  await page.waitForSelector('#overlay', { state: 'visible' });
+  await page.click('#overlay-home');
+  await page.waitForSelector('#home-view', { state: 'visible' });
+  await page.selectOption('#template', 'default');
+  await startSession(page);
+}
+
 async function echoHello(page) {
   await typeLine(page, 'echo hello');
   await waitForLine(page, (l) => l.trim() === 'hello', '"hello" on its own line');
@@ -913,6 +949,7 @@ async function main() {
     out({ figure: 'session start p50 (click -> first prompt byte)', value: p50(times.map((t) => t.total)), unit: 'ms' });
     out({ figure: 'of which mint p50 (POST /api/sessions)', value: p50(times.map((t) => t.mint)), unit: 'ms' });
     out({ figure: 'session start max', value: Math.max(...times.map((t) => t.total)), unit: 'ms' });
+    await step('templates: the catalogue, a variable and a limit reach the program', () => templates(page));
     await step('echo hello', () => echoHello(page));
     await step('token refreshed in band', () => tokenRefresh(page));
     await step('reload continues at the exact byte', () => reloadResumes(page));

@@ -5,6 +5,7 @@ use crate::db::{col, Db};
 use crate::reply::ApiError;
 use edgeshell_core::ids::RegionId;
 use edgeshell_core::placement::RegionStatus;
+use edgeshell_core::templates::{common_offers, TemplateOffer};
 use edgeshell_core::time::Timestamp;
 
 /// One region's pool.
@@ -12,6 +13,10 @@ use edgeshell_core::time::Timestamp;
 pub struct Pool {
     /// What placement needs.
     pub status: RegionStatus,
+    /// The templates all its agents heard from within the health TTL offer.
+    pub offers: Vec<TemplateOffer>,
+    /// The reports of its agents not heard from within the health TTL.
+    pub stale: Vec<Vec<TemplateOffer>>,
 }
 
 /// Every region whose agents have reported, by region: the capacity and load of its agents heard from
@@ -23,7 +28,9 @@ pub fn load(db: &Db, health_ttl: core::time::Duration) -> Result<Vec<Pool>, ApiE
                 coalesce(sum(capacity) FILTER (WHERE fresh AND NOT draining), 0)::int4,
                 coalesce(sum(load) FILTER (WHERE fresh), 0)::int4,
                 coalesce(bool_and(draining) FILTER (WHERE fresh), true),
-                (extract(epoch FROM max(last_heartbeat)) * 1000)::int8
+                (extract(epoch FROM max(last_heartbeat)) * 1000)::int8,
+                coalesce(jsonb_agg(templates ORDER BY agent) FILTER (WHERE fresh AND NOT draining), '[]')::text,
+                coalesce(jsonb_agg(templates ORDER BY agent) FILTER (WHERE NOT fresh OR draining), '[]')::text
          FROM (SELECT *, last_heartbeat > now() - make_interval(secs => $1::int8) AS fresh FROM pool_agents) a
          GROUP BY region ORDER BY region",
         &[crate::db::int(i64::try_from(health_ttl.as_secs()).unwrap_or(i64::MAX))],
@@ -31,7 +38,11 @@ pub fn load(db: &Db, health_ttl: core::time::Duration) -> Result<Vec<Pool>, ApiE
     let mut pools = Vec::with_capacity(rows.len());
     for row in rows {
         let Ok(region) = RegionId::new(col::<String>(&row, 0)?) else { continue };
+        // Each report was checked when it was stored; one unreadable now offers nothing.
+        let reports: Vec<Vec<TemplateOffer>> = serde_json::from_str(&col::<String>(&row, 5)?).unwrap_or_default();
         pools.push(Pool {
+            offers: common_offers(&reports),
+            stale: serde_json::from_str(&col::<String>(&row, 6)?).unwrap_or_default(),
             status: RegionStatus {
                 region,
                 capacity: u32::try_from(col::<i32>(&row, 1)?).unwrap_or(0),

@@ -51,7 +51,18 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8], max: usize) -> Result<T, Api
         return Err(too_large(max));
     }
     let body: &[u8] = if body.iter().all(u8::is_ascii_whitespace) { b"{}" } else { body };
-    serde_json::from_slice(body).map_err(|e| ApiError::new(ErrorCode::BadRequest, format!("invalid JSON body: {e}")))
+    let invalid =
+        |at: String, e: &serde_json::Error| ApiError::new(ErrorCode::BadRequest, format!("invalid JSON body{at}: {e}"));
+    let mut json = serde_json::Deserializer::from_slice(body);
+    let value = serde_path_to_error::deserialize(&mut json).map_err(|e| {
+        let at = match e.path().to_string() {
+            path if path == "." => String::new(),
+            path => format!(" at {path}"),
+        };
+        invalid(at, e.inner())
+    })?;
+    json.end().map_err(|e| invalid(String::new(), &e))?;
+    Ok(value)
 }
 
 /// 413 for a body over `max` bytes.

@@ -9,10 +9,13 @@
 //!   that: the edge's pool room refuses a start at once when no connected agent can take it).
 //! - `POST /internal/pools/keys/check` (internal key): the edge checks a connecting agent's key
 //!   (`key_sha256`, hex, and the `region` it asks for): `{key_id}`, 401 or 403.
+//!   The agent's `templates` (their public part) are stored with its row; a region offers what all
+//!   its fresh agents offer (`registry`).
 //! - `GET /api/regions`: the regions and whether they take sessions now, for clients choosing one.
 
 use edgeshell_core::placement::{is_available, PlacementPolicy};
 use edgeshell_core::pool_api::{api_key_hash, check_agent_name, Heartbeat, HeartbeatAnswer};
+use edgeshell_core::templates::{TemplateOffer, MAX_TEMPLATES};
 use edgeshell_core::time::Timestamp;
 use edgeshell_fn::db::{col, int, text, Db};
 use edgeshell_fn::platform::now;
@@ -105,13 +108,20 @@ fn heartbeat(req: &Request) -> Reply {
     if hb.capacity > MAX_RUNNERS || hb.load > MAX_RUNNERS {
         return Err(ApiError::new(ErrorCode::BadCapacity, format!("capacity and load are at most {MAX_RUNNERS}")));
     }
+    // What users are shown and mints are checked against: the core's rules, before it is stored.
+    if hb.templates.len() > MAX_TEMPLATES {
+        return Err(ApiError::new(ErrorCode::BadRequest, format!("at most {MAX_TEMPLATES} templates")));
+    }
+    hb.templates.iter().try_for_each(TemplateOffer::check).map_err(|e| ApiError::new(ErrorCode::BadRequest, e))?;
+    let templates = serde_json::to_string(&hb.templates).map_err(|e| reply::internal(e.to_string()))?;
     let updated = db.transaction(|tx| {
         tx.execute("SET LOCAL synchronous_commit = off", &[])?;
         tx.execute(
-            "INSERT INTO pool_agents (region, agent, capacity, load, draining, last_heartbeat)
-             VALUES ($1, $2, $3, $4, $5, now())
+            "INSERT INTO pool_agents (region, agent, capacity, load, draining, last_heartbeat, templates)
+             VALUES ($1, $2, $3, $4, $5, now(), ($7::text)::jsonb)
              ON CONFLICT (region, agent) DO UPDATE SET capacity = EXCLUDED.capacity,
-                 load = EXCLUDED.load, draining = EXCLUDED.draining, last_heartbeat = now()
+                 load = EXCLUDED.load, draining = EXCLUDED.draining, last_heartbeat = now(),
+                 templates = EXCLUDED.templates
              WHERE pool_agents.last_heartbeat <= now() - make_interval(secs => $6::int8 / 1000.0)",
             &[
                 text(hb.region.as_str()),
@@ -120,6 +130,7 @@ fn heartbeat(req: &Request) -> Reply {
                 ParameterValue::Int32(hb.load as i32),
                 ParameterValue::Boolean(hb.draining),
                 int(MIN_INTERVAL_MS as i64),
+                text(templates),
             ],
         )
     })?;

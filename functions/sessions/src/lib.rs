@@ -9,6 +9,7 @@
 //! | `POST /api/sessions/{id}/extend` | move a live session's deadline later, within the longest lifetime (audited) |
 //! | `DELETE /api/sessions/{id}` | end it: its room at the edge at once (`edge_origin`), and its runner |
 //! | `POST /internal/sessions/{id}/ended` | the edge's room reports the session ended (internal key) |
+//! | `GET /api/templates` | the templates a user may start, each with the regions offering it |
 //!
 //! Every public route takes the user's OIDC ID token as `Authorization: Bearer`. Sessions of other users
 //! are reported as not found.
@@ -39,6 +40,13 @@ fn route(req: &Request) -> edgeshell_fn::Reply {
             (Method::Post, [id, "ended"]) => edge::ended(req, id),
             (_, [_, "ended"]) => Err(ApiError::new(ErrorCode::MethodNotAllowed, "method not allowed here")),
             _ => Err(not_found()),
+        };
+    }
+    if req.path() == "/api/templates" {
+        edgeshell_fn::ratelimit::admit(req, &edgeshell_fn::db::Db::open()?)?;
+        return match req.method() {
+            Method::Get => mint::templates(req),
+            _ => Err(ApiError::new(ErrorCode::MethodNotAllowed, "method not allowed here")),
         };
     }
     let segments = segments_after(req, "/api/sessions").ok_or_else(not_found)?;

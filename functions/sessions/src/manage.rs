@@ -29,11 +29,14 @@ struct SessionView {
     longest_expires_at: i64,
     ended_at: Option<i64>,
     end_reason: Option<String>,
+    /// The template it runs.
+    template: String,
 }
 
 const COLUMNS: &str = "id, region, CASE WHEN state <> 'ended' AND expires_at <= now() THEN 'ended' ELSE state END,
     extract(epoch FROM created_at)::int8, extract(epoch FROM expires_at)::int8,
-    extract(epoch FROM ended_at)::int8, CASE WHEN state <> 'ended' AND expires_at <= now() THEN 'expired' ELSE end_reason END";
+    extract(epoch FROM ended_at)::int8, CASE WHEN state <> 'ended' AND expires_at <= now() THEN 'expired' ELSE end_reason END,
+    template";
 
 fn view(row: &[DbValue], longest: i64) -> Result<SessionView, ApiError> {
     let created_at: i64 = col(row, 3)?;
@@ -46,6 +49,7 @@ fn view(row: &[DbValue], longest: i64) -> Result<SessionView, ApiError> {
         expires_at: col(row, 4)?,
         ended_at: col(row, 5)?,
         end_reason: col(row, 6)?,
+        template: col(row, 7)?,
     })
 }
 

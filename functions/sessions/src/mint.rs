@@ -18,6 +18,7 @@ use edgeshell_core::lifetime::Terms;
 use edgeshell_core::placement::{candidates, ClientLocation, FailoverPlan, PlacementError, Step};
 use edgeshell_core::pool_api::{attach_path, join_path, PoolCommand, StartRunner};
 use edgeshell_core::quotas::{QuotaPolicy, QuotaUsage};
+use edgeshell_core::templates::{DEFAULT_TEMPLATE, MAX_ENV_TOTAL};
 use edgeshell_core::time::Timestamp;
 use edgeshell_fn::db::{col, text, Db};
 use edgeshell_fn::identity::authenticate;
@@ -45,7 +46,16 @@ struct MintRequest {
     /// How long the session should live, within the operator's longest (the default when absent).
     #[serde(default)]
     lifetime_secs: Option<u64>,
+    /// The template to start (`GET /api/templates`); absent, `default`.
+    #[serde(default)]
+    template: Option<String>,
+    /// Variables to set, each one the template lets users set.
+    #[serde(default)]
+    env: BTreeMap<String, String>,
 }
+
+/// The largest mint body: the variables' bounds and some room for the rest.
+const MAX_MINT_BODY: usize = MAX_ENV_TOTAL + 8 * 1024;
 
 /// The answer of a successful mint.
 #[derive(Serialize)]
@@ -88,7 +98,7 @@ fn mint_timed(req: &Request) -> Result<(Minted, Signing, Db, Spent, Steps), ApiE
     let db = Db::open()?;
     // Who is calling comes first: an unauthenticated caller's body is never read.
     let user = steps.1.time(|| authenticate(req, &db))?;
-    let input: MintRequest = json_body(req, 4096)?;
+    let input: MintRequest = json_body(req, MAX_MINT_BODY)?;
     let bad = |what: &str, e: String| ApiError::new(ErrorCode::BadRequest, format!("{what}: {e}"));
     let hint = input.region_hint.map(RegionId::new).transpose().map_err(|e| bad("region_hint", e.to_string()))?;
     let rtts = input
@@ -101,17 +111,20 @@ fn mint_timed(req: &Request) -> Result<(Minted, Signing, Db, Spent, Steps), ApiE
     let now = now();
     let terms =
         config.lifetime.terms_at_mint(input.lifetime_secs, now).map_err(|e| bad("lifetime_secs", e.to_string()))?;
+    // The template and its variables are checked before anything is reserved; placement then only
+    // considers the regions offering it.
+    let template = input.template.unwrap_or_else(|| DEFAULT_TEMPLATE.to_owned());
+    let registry = Registry::load(&db, config.placement.health_ttl)?;
+    let allowed = registry.offers.resolve(&template, &input.env).map_err(|e| e.to_api_error())?;
+    let registry = registry.only(&allowed);
+    let program = Program { template, env: input.env };
     let mut sid = session_id(entropy());
-    reserve(&db, &user.subject, &sid, terms.deadline(), &config.quota, now)?;
+    reserve(&db, (&user.subject, &sid, &program.template), terms.deadline(), &config.quota, now)?;
     let placing = Spent::default();
     let client = ClientLocation { hint: hint.as_ref(), rtts: &rtts };
-    let placed =
-        placing.time(|| place(&db, &signing, &config, (&mut sid, terms), client, now)).and_then(|region| match record(
-            &db,
-            &user.subject,
-            &sid,
-            &region,
-        ) {
+    let placed = placing
+        .time(|| place(&db, &signing, &config, (&mut sid, terms), (registry, &program), client, now))
+        .and_then(|region| match record(&db, &user.subject, &sid, &region) {
             Ok(()) => Ok(region),
             Err(e) => {
                 pools::stop(&signing, &region, &sid, "the mint failed");
@@ -138,11 +151,16 @@ fn mint_timed(req: &Request) -> Result<(Minted, Signing, Db, Spent, Steps), ApiE
     Ok((minted, signing, db, placing, steps))
 }
 
+/// What the session runs: the template and the user's variables.
+struct Program {
+    template: String,
+    env: BTreeMap<String, String>,
+}
+
 /// Checks the quotas and records the session as `starting`, atomically per user.
 fn reserve(
     db: &Db,
-    owner: &Subject,
-    sid: &SessionId,
+    (owner, sid, template): (&Subject, &SessionId, &str),
     deadline: Timestamp,
     quota: &QuotaPolicy,
     now: Timestamp,
@@ -165,13 +183,14 @@ fn reserve(
         // Created at the whole second the deadline counts from: the longest lifetime an extension may
         // reach counts from `created_at`, so both use the same clock.
         tx.execute(
-            "INSERT INTO sessions (id, owner, state, created_at, expires_at)
-             VALUES ($2, $1, 'starting', to_timestamp($4), to_timestamp($3))",
+            "INSERT INTO sessions (id, owner, state, created_at, expires_at, template)
+             VALUES ($2, $1, 'starting', to_timestamp($4), to_timestamp($3), $5)",
             &[
                 text(owner.as_str()),
                 text(sid.as_str()),
                 ParameterValue::Floating64(deadline.as_secs() as f64),
                 ParameterValue::Floating64(now.as_secs() as f64),
+                text(template),
             ],
         )?;
         Ok(())
@@ -189,10 +208,10 @@ fn place(
     signing: &Signing,
     config: &Config,
     (sid, terms): (&mut SessionId, Terms),
+    (registry, program): (Registry, &Program),
     client: ClientLocation<'_>,
     now: Timestamp,
 ) -> Result<RegionId, ApiError> {
-    let registry = Registry::load(db, config.placement.health_ttl)?;
     let unavailable = |e: PlacementError| ApiError::new(ErrorCode::NoRegionAvailable, e.to_string());
     let mut plan =
         FailoverPlan::new(candidates(&registry.status, client, &config.placement, now).map_err(unavailable)?);
@@ -215,6 +234,8 @@ fn place(
                     join_url: format!("{}{}", config.edge_url, join_path(sid)),
                     join_token: signing.sign(&join)?.into(),
                     deadline: terms.ends,
+                    template: program.template.clone(),
+                    env: program.env.clone(),
                 });
                 plan.record(pools::start(signing, &command, config.pool_timeout)?);
             }
@@ -238,14 +259,26 @@ fn place(
 fn record(db: &Db, owner: &Subject, sid: &SessionId, region: &RegionId) -> Result<(), ApiError> {
     let audited = db.execute(
         "WITH started AS (
-             UPDATE sessions SET state = 'running', region = $2 WHERE id = $1 AND state = 'starting' RETURNING id
+             UPDATE sessions SET state = 'running', region = $2 WHERE id = $1 AND state = 'starting'
+             RETURNING id, template
          )
          INSERT INTO audit_log (actor, action, session_id, detail)
-         SELECT $3, 'session.start', id, jsonb_build_object('region', $2::text) FROM started",
+         SELECT $3, 'session.start', id, jsonb_build_object('region', $2::text, 'template', template)
+         FROM started",
         &[text(sid.as_str()), text(region.as_str()), text(owner.as_str())],
     )?;
     if audited != 1 {
         return Err(ApiError::new(ErrorCode::SessionEnded, "the session ended while it was starting"));
     }
     Ok(())
+}
+
+/// `GET /api/templates`: what the caller may start, in the operator's order, each with the regions
+/// offering it now.
+pub(crate) fn templates(req: &Request) -> Reply {
+    let config = Config::load()?;
+    let db = Db::open()?;
+    authenticate(req, &db)?;
+    let registry = Registry::load(&db, config.placement.health_ttl)?;
+    reply::json(200, &serde_json::json!({ "templates": registry.offers.list(), "default": DEFAULT_TEMPLATE }))
 }

@@ -8,6 +8,7 @@ use core::time::Duration;
 use edgeshell_core::ids::{RegionId, SessionId};
 use edgeshell_core::placement::{AttemptOutcome, RegionStatus};
 use edgeshell_core::pool_api::{pool_commands_path, CommandRequest, PoolCommand};
+use edgeshell_core::templates::Offers;
 use edgeshell_fn::db::Db;
 use edgeshell_fn::outbound::{self, Call, OutboundError};
 use edgeshell_fn::platform::{entropy, now};
@@ -23,14 +24,25 @@ pub(crate) const FAILOVER_STOP_WAIT: Duration = Duration::from_millis(300);
 /// The edge's own time on top of the agent's wait (its answer must arrive before we give up).
 const EDGE_MARGIN: Duration = Duration::from_millis(500);
 
-/// Registered pools: their status for placement.
+/// Registered pools: their status for placement, and the templates they offer.
 pub(crate) struct Registry {
     pub(crate) status: Vec<RegionStatus>,
+    pub(crate) offers: Offers,
 }
 
 impl Registry {
     pub(crate) fn load(db: &Db, health_ttl: Duration) -> Result<Registry, ApiError> {
-        Ok(Registry { status: registry::load(db, health_ttl)?.into_iter().map(|p| p.status).collect() })
+        let pools = registry::load(db, health_ttl)?;
+        let stale: Vec<_> = pools.iter().flat_map(|p| p.stale.iter().cloned()).collect();
+        let offers =
+            Offers::new(pools.iter().map(|p| (p.status.region.clone(), p.offers.clone())).collect()).with_stale(&stale);
+        Ok(Registry { status: pools.into_iter().map(|p| p.status).collect(), offers })
+    }
+
+    /// Only the regions in `allowed` (those offering the session's template).
+    pub(crate) fn only(mut self, allowed: &[RegionId]) -> Registry {
+        self.status.retain(|s| allowed.contains(&s.region));
+        self
     }
 }
 

@@ -308,6 +308,11 @@ pub const POOL_AGENT: &[Setting] = &[
         "The session's program (unset: the runner's shell locally, `edgeshell-sample-cli` in the image).",
     ),
     setting(
+        "EDGESHELL_POOL_TEMPLATES",
+        Unset,
+        "A JSON file of session templates (docs/templates.md); unset: one template, `default`, running the session command.",
+    ),
+    setting(
         "EDGESHELL_POOL_STATE_DIR",
         Text("/var/lib/edgeshell-pool"),
         "Local backend: runner records and the agent's lease, for adopting or reaping runners after a restart.",

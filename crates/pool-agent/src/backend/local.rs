@@ -188,10 +188,9 @@ impl LocalBackend {
             .env("EDGESHELL_STATUS_FILE", self.status_path(spec.session_id.as_str()))
             .env("EDGESHELL_AGENT_LEASE_FILE", self.lease_path())
             .env("EDGESHELL_AGENT_LEASE_SECS", o.adopt_within.as_secs().to_string())
-            .env("EDGESHELL_MEMORY_LIMIT_MB", o.limits.memory_mb.to_string())
+            .env("EDGESHELL_MEMORY_LIMIT_MB", spec.program.limits.memory_mb.to_string())
             .env("EDGESHELL_SCREEN", if o.limits.screen { "on" } else { "off" })
-            .env("EDGESHELL_PROCESS_LIMIT", o.limits.process_limit.to_string())
-            .env("EDGESHELL_PASS_ENV", o.pass_env.join(","))
+            .env("EDGESHELL_PROCESS_LIMIT", spec.program.limits.process_limit.to_string())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .kill_on_drop(false)
@@ -202,12 +201,22 @@ impl LocalBackend {
                 cmd.env(name, value);
             }
         }
+        let mut pass_env = Vec::new();
         for name in &o.pass_env {
             if let Some(value) = var(name) {
                 cmd.env(name, value);
+                pass_env.push(name.as_str());
             }
         }
-        if let Some(command) = &o.session_command {
+        // The user's variables win over the pool's of the same name.
+        for (name, value) in &spec.program.env {
+            cmd.env(name, value);
+            if !pass_env.contains(&name.as_str()) {
+                pass_env.push(name);
+            }
+        }
+        cmd.env("EDGESHELL_PASS_ENV", pass_env.join(","));
+        if let Some(command) = spec.program.command.as_ref().or(o.session_command.as_ref()) {
             cmd.env("EDGESHELL_SESSION_COMMAND", command);
         }
         if let Some(uid) = uid {

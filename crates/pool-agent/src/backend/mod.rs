@@ -22,6 +22,48 @@ pub struct RunnerSpec {
     pub join_token: edgeshell_core::secret::Secret,
     /// When the runner is stopped, seconds since the epoch.
     pub deadline: u64,
+    /// What runs: the session's template, its variables and its limits.
+    pub program: ProgramSpec,
+}
+
+/// What a session runs, resolved from its template (the pool's own settings where it says nothing).
+#[derive(Clone, PartialEq, Eq)]
+pub struct ProgramSpec {
+    /// The template's name, for logs and labels.
+    pub template: String,
+    /// The command line; `None`: the pool's session command.
+    pub command: Option<String>,
+    /// The runner image (Kubernetes); `None`: the pool's.
+    pub image: Option<String>,
+    /// A CLI bundle installed first (Kubernetes).
+    pub bundle: Option<edgeshell_core::templates::TemplateBundle>,
+    /// The variables the user set (each one the template allows).
+    pub env: std::collections::BTreeMap<String, String>,
+    /// The limits: the template's, else the pool's.
+    pub limits: RunnerLimits,
+}
+
+impl ProgramSpec {
+    /// The program `template` describes, under the pool's `limits`, with the user's `env`.
+    pub fn new(
+        template: &edgeshell_core::templates::Template,
+        env: std::collections::BTreeMap<String, String>,
+        pool: &RunnerLimits,
+    ) -> ProgramSpec {
+        ProgramSpec {
+            template: template.name.clone(),
+            command: template.command.clone(),
+            image: template.image.clone(),
+            bundle: template.bundle.clone(),
+            env,
+            limits: RunnerLimits {
+                memory_mb: template.memory_mb.unwrap_or(pool.memory_mb),
+                cpu_millis: template.cpu_millis.unwrap_or(pool.cpu_millis),
+                process_limit: template.process_limit.unwrap_or(pool.process_limit),
+                ..pool.clone()
+            },
+        }
+    }
 }
 
 impl std::fmt::Debug for RunnerSpec {
@@ -30,6 +72,8 @@ impl std::fmt::Debug for RunnerSpec {
             .field("session_id", &self.session_id)
             .field("join_url", &self.join_url)
             .field("deadline", &self.deadline)
+            .field("template", &self.program.template)
+            .field("env", &self.program.env.keys().collect::<Vec<_>>())
             .finish_non_exhaustive()
     }
 }

@@ -101,12 +101,26 @@ impl Fixture {
     }
 
     pub fn start_body_with(&self, sid: &SessionId, join: String, deadline_in: u64) -> Vec<u8> {
+        self.start_body_of(sid, join, deadline_in, edgeshell_core::templates::DEFAULT_TEMPLATE, &[])
+    }
+
+    /// A start of `template` with the user's variables `env`.
+    pub fn start_body_of(
+        &self,
+        sid: &SessionId,
+        join: String,
+        deadline_in: u64,
+        template: &str,
+        env: &[(&str, &str)],
+    ) -> Vec<u8> {
         let command = PoolCommand::Start(StartRunner {
             session_id: sid.clone(),
             region: region(),
             join_url: self.room.join_url(sid),
             join_token: join.into(),
             deadline: now().as_secs() + deadline_in,
+            template: template.into(),
+            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
         });
         serde_json::to_vec(&command).unwrap()
     }
@@ -213,6 +227,7 @@ pub async fn spawn_agent_for(upstream: &Upstream, state: &Path, extra: &[(&str, 
         api_key: upstream.api_key.clone().into(),
         state_dir: state.to_owned(),
         session_command: "/bin/sh".into(),
+        templates: None,
     };
     AgentProcess::spawn(Path::new(env!("CARGO_BIN_EXE_edgeshell-pool-agent")), &settings, extra).await.unwrap()
 }

@@ -122,6 +122,14 @@ impl Stack {
         self.call("POST", "/api/pools/heartbeat", &pool.key, body).await
     }
 
+    /// One heartbeat reporting `templates` (the public part of the agent's catalogue).
+    pub async fn heartbeat_offering(&self, pool: &Pool, templates: serde_json::Value) -> (u16, serde_json::Value) {
+        let body = serde_json::json!({
+            "region": pool.pool.region, "agent": pool.pool.agent, "capacity": 10, "load": 0, "templates": templates,
+        });
+        self.call("POST", "/api/pools/heartbeat", &pool.key, body).await
+    }
+
     /// A JSON call with a bearer token.
     pub async fn call(
         &self,

@@ -141,7 +141,8 @@ pub fn extension_patch(job: &Job, deadline: u64) -> Option<serde_json::Value> {
 
 /// The Job running the session's runner; `now` in seconds since the epoch.
 pub fn runner_job(options: &KubernetesOptions, spec: &RunnerSpec, now: u64) -> Job {
-    let limits = &options.limits;
+    let limits = &spec.program.limits;
+    let image = spec.program.image.as_ref().unwrap_or(&options.image);
     let runtime = spec.deadline.saturating_sub(now).clamp(1, limits.max_runtime.as_secs().max(1));
     let mut env_vars = vec![
         env("EDGESHELL_JOIN_URL", &spec.join_url),
@@ -151,8 +152,20 @@ pub fn runner_job(options: &KubernetesOptions, spec: &RunnerSpec, now: u64) -> J
         env("EDGESHELL_SCREEN", if limits.screen { "on" } else { "off" }),
         env("EDGESHELL_JOIN_TOKEN_FILE", TOKEN_PATH),
     ];
-    if let Some(command) = &options.session_command {
+    if let Some(command) = spec.program.command.as_ref().or(options.session_command.as_ref()) {
         env_vars.push(env("EDGESHELL_SESSION_COMMAND", command));
+    }
+    if let Some(bundle) = &spec.program.bundle {
+        // The entrypoint installs it before the runner starts; the operator pinned its digest.
+        let host = bundle.url.trim_start_matches("https://").split(['/', '?', '#']).next().unwrap_or_default();
+        env_vars.push(env("EDGESHELL_BUNDLE_URL", &bundle.url));
+        env_vars.push(env("EDGESHELL_BUNDLE_SHA256", &bundle.sha256));
+        env_vars.push(env("EDGESHELL_BUNDLE_HOSTS", host));
+    }
+    // The user's variables, passed on by the runner to the program by name.
+    if !spec.program.env.is_empty() {
+        env_vars.push(env("EDGESHELL_PASS_ENV", spec.program.env.keys().cloned().collect::<Vec<_>>().join(",")));
+        env_vars.extend(spec.program.env.iter().map(|(name, value)| env(name, value)));
     }
     let memory = format!("{}Mi", limits.memory_mb);
     let resources = ResourceRequirements {
@@ -188,7 +201,7 @@ pub fn runner_job(options: &KubernetesOptions, spec: &RunnerSpec, now: u64) -> J
     // (a Secret volume is read-only), then exits before the runner starts.
     let init = Container {
         name: "join-token".to_owned(),
-        image: Some(options.image.clone()),
+        image: Some(image.clone()),
         image_pull_policy: Some("IfNotPresent".to_owned()),
         command: Some(vec!["/bin/cp".to_owned(), format!("/secret/{TOKEN_KEY}"), TOKEN_PATH.to_owned()]),
         resources: Some(ResourceRequirements {
@@ -216,7 +229,7 @@ pub fn runner_job(options: &KubernetesOptions, spec: &RunnerSpec, now: u64) -> J
     };
     let container = Container {
         name: "runner".to_owned(),
-        image: Some(options.image.clone()),
+        image: Some(image.clone()),
         image_pull_policy: Some("IfNotPresent".to_owned()),
         env: Some(env_vars),
         resources: Some(resources),

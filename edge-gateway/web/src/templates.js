@@ -1,0 +1,70 @@
+// The template picker on the home page: what the user may start (`GET /api/templates`), each template's
+// description, and a field for each variable its template lets users set. The control plane checks
+// everything again; empty fields are left out of the request.
+
+export class TemplatePicker {
+  /** `select`, `description` and `envFields` are the page's elements. */
+  constructor(select, description, envFields) {
+    this.select = select;
+    this.description = description;
+    this.envFields = envFields;
+    this.templates = [];
+    this.select.onchange = () => this.render();
+  }
+
+  /** Shows `listed` (the API's `templates`), keeping the current choice when it is still offered. */
+  show(listed, fallback) {
+    const keep = this.select.value;
+    this.templates = listed;
+    this.select.innerHTML = '';
+    for (const t of listed) {
+      const option = document.createElement('option');
+      option.value = t.name;
+      option.textContent = t.title;
+      this.select.append(option);
+    }
+    const names = listed.map((t) => t.name);
+    this.select.value = names.includes(keep) ? keep : names.includes(fallback) ? fallback : names[0] ?? '';
+    this.select.closest('label').hidden = listed.length <= 1;
+    this.render();
+  }
+
+  current() {
+    return this.templates.find((t) => t.name === this.select.value);
+  }
+
+  render() {
+    const t = this.current();
+    const regions = t ? t.regions.join(', ') : '';
+    this.description.textContent = t ? [t.description, regions && `Offered in ${regions}.`].filter(Boolean).join(' ') : '';
+    const kept = this.values();
+    this.envFields.innerHTML = '';
+    for (const name of t ? t.env : []) {
+      const label = document.createElement('label');
+      label.className = 'field env';
+      const code = document.createElement('code');
+      code.textContent = name;
+      const input = document.createElement('input');
+      input.dataset.env = name;
+      input.autocomplete = 'off';
+      input.spellcheck = false;
+      input.value = kept[name] ?? '';
+      label.append(code, input);
+      this.envFields.append(label);
+    }
+  }
+
+  values() {
+    const out = {};
+    for (const input of this.envFields.querySelectorAll('input[data-env]')) {
+      if (input.value !== '') out[input.dataset.env] = input.value;
+    }
+    return out;
+  }
+
+  /** The mint request's `template` and `env` (nothing when no catalogue was loaded). */
+  request() {
+    const t = this.current();
+    return t ? { template: t.name, env: this.values() } : {};
+  }
+}
