@@ -1,5 +1,5 @@
 //! The control plane's public API under the page's own origin: `/api/sessions/...`, `/api/regions`,
-//! `/api/templates` and `/api/artifacts/...` are passed to `CONTROL_URL` unchanged (method, `Authorization`, `Content-Type`,
+//! `/api/templates`, `/api/artifacts/...` and `/api/secrets/...` are passed to `CONTROL_URL` unchanged (method, `Authorization`, `Content-Type`,
 //! body; the answer's status, type, `Retry-After` and body), so the web client needs no CORS and the
 //! control plane can live anywhere. Pool and internal routes are not reachable this way. The browser's
 //! address (`CF-Connecting-IP`) goes along in `x-edgeshell-client-ip`, vouched for by the internal key
@@ -20,7 +20,7 @@ const TIMEOUT: Duration = Duration::from_secs(20);
 /// The largest request body passed on (session options, artifact requests).
 const MAX_BODY: usize = 64 * 1024;
 /// Paths that may be passed on.
-const PUBLIC: [&str; 4] = ["/api/sessions", "/api/regions", "/api/templates", "/api/artifacts"];
+const PUBLIC: [&str; 5] = ["/api/sessions", "/api/regions", "/api/templates", "/api/artifacts", "/api/secrets"];
 
 /// True for a path this module serves: one of [`PUBLIC`] or below it.
 pub fn is_public_api(path: &str) -> bool {

@@ -45,6 +45,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "pool_templates",
         sql: include_str!("../../../functions/migrations/0006_pool_templates.sql"),
     },
+    Migration {
+        version: 7,
+        name: "user_secrets",
+        sql: include_str!("../../../functions/migrations/0007_user_secrets.sql"),
+    },
 ];
 
 /// An arbitrary constant naming the migration lock.

@@ -36,12 +36,12 @@ async fn schema_migrations_jti_and_cleanup() {
     for r in racers {
         applied.push(r.await.unwrap());
     }
-    assert_eq!(applied.iter().filter(|a| a.as_slice() == [1, 2, 3, 4, 5]).count(), 1, "{applied:?}");
+    assert_eq!(applied.iter().filter(|a| a.as_slice() == all_versions().as_slice()).count(), 1, "{applied:?}");
     assert_eq!(applied.iter().filter(|a| a.is_empty()).count(), 3, "{applied:?}");
 
     let mut client = connect(&url).await;
     assert!(migrate::migrate(&mut client).await.unwrap().is_empty(), "idempotent");
-    assert_eq!(migrate::applied_versions(&client).await.unwrap(), vec![1, 2, 3, 4, 5]);
+    assert_eq!(migrate::applied_versions(&client).await.unwrap(), all_versions());
 
     // UNLOGGED exactly where documented.
     let rows = client
@@ -58,7 +58,7 @@ async fn schema_migrations_jti_and_cleanup() {
             matches!(table.as_str(), "sessions" | "token_jtis" | "mint_windows" | "provider_keys" | "rate_buckets");
         assert_eq!(p, if ephemeral { "u" } else { "p" }, "{table}");
     }
-    assert_eq!(persistence.len(), 10, "{persistence:?}");
+    assert_eq!(persistence.len(), 12, "{persistence:?}");
 
     // 100 consumers of one JTI, each on its own connection, released at once: exactly one first use.
     let exp = 4_102_444_800i64; // 2100-01-01
@@ -139,5 +139,12 @@ async fn stop_and_restart_keep_the_url() {
     pg.restart().unwrap();
     let client = connect(&url).await;
     // Logged tables survive a clean restart.
-    assert_eq!(migrate::applied_versions(&client).await.unwrap(), vec![1, 2, 3, 4, 5]);
+    assert_eq!(migrate::applied_versions(&client).await.unwrap(), all_versions());
+}
+
+/// Every migration's version, in order: 1 to the newest, without gaps.
+fn all_versions() -> Vec<i32> {
+    let versions: Vec<i32> = migrate::MIGRATIONS.iter().map(|m| m.version).collect();
+    assert_eq!(versions, (1..=versions.len() as i32).collect::<Vec<_>>(), "versions count up without gaps");
+    versions
 }

@@ -36,4 +36,5 @@ pub mod settings;
 pub mod templates;
 pub mod time;
 pub mod tokens;
+pub mod vault;
 pub mod web_policy;

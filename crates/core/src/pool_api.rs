@@ -126,6 +126,38 @@ pub struct HeartbeatAnswer {
     pub next_heartbeat_ms: u64,
 }
 
+/// Where a pool agent starting a runner fetches the values of the secrets its template takes from the
+/// session's owner (`POST`, the pool key as `Bearer`, a [`PoolSecretsRequest`]; a [`PoolSecrets`]).
+pub const POOL_SECRETS_PATH: &str = "/api/pools/secrets";
+
+/// A pool agent's request for a session's secrets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolSecretsRequest {
+    /// The session being started (of the key's region, starting or running).
+    pub session_id: SessionId,
+    /// The names the session's template takes.
+    pub names: Vec<String>,
+}
+
+impl PoolSecretsRequest {
+    /// Checks the names: each a secret's name, at most as many as a template may take.
+    pub fn check(&self) -> Result<(), String> {
+        if self.names.len() > crate::templates::MAX_ENV_VARS {
+            return Err(format!("at most {} names", crate::templates::MAX_ENV_VARS));
+        }
+        self.names.iter().try_for_each(|n| crate::vault::check_secret_name(n))
+    }
+}
+
+/// The values of those of the owner's secrets that exist (a name without a secret is left out).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolSecrets {
+    /// By name.
+    pub env: std::collections::BTreeMap<String, Secret>,
+}
+
 /// Where a pool agent dials out to its region's pool room (WebSocket; `Authorization: Bearer <pool
 /// key>`, the agent's name in [`AGENT_HEADER`]).
 pub fn pool_connect_path(region: &RegionId) -> String {

@@ -123,6 +123,10 @@ pub struct Template {
     /// The variables a user may set for a session, by exact name.
     #[serde(default)]
     pub env: Vec<String>,
+    /// The user's secrets the program gets as variables, by name (a secret the user has not set is
+    /// left out); fetched by the agent at start, never in the start command.
+    #[serde(default)]
+    pub secrets: Vec<String>,
 }
 
 /// What a user sees of a template: its heartbeat report, `GET /api/templates`' entries.
@@ -139,6 +143,9 @@ pub struct TemplateOffer {
     /// The variables a user may set.
     #[serde(default)]
     pub env: Vec<String>,
+    /// The user's secrets it takes, by name.
+    #[serde(default)]
+    pub secrets: Vec<String>,
     /// Memory in MiB, when the template sets it.
     #[serde(default)]
     pub memory_mb: Option<u64>,
@@ -179,6 +186,7 @@ impl Catalogue {
                 process_limit: None,
                 regions: Vec::new(),
                 env: Vec::new(),
+                secrets: Vec::new(),
             }],
         }
     }
@@ -226,6 +234,17 @@ impl Catalogue {
                     return fail(&t.name, format!("variable {name} listed twice"));
                 }
             }
+            if t.secrets.len() > MAX_ENV_VARS {
+                return fail(&t.name, format!("at most {MAX_ENV_VARS} secrets"));
+            }
+            for (j, name) in t.secrets.iter().enumerate() {
+                if let Err(why) = check_env_name(name) {
+                    return fail(&t.name, why);
+                }
+                if t.secrets[..j].contains(name) || t.env.contains(name) {
+                    return fail(&t.name, format!("{name} is listed twice (a variable is a user's value or a secret)"));
+                }
+            }
         }
         Ok(())
     }
@@ -248,10 +267,10 @@ impl TemplateOffer {
         if self.title.trim().is_empty() || self.title.chars().count() > 80 || self.description.chars().count() > 400 {
             return Err(format!("template {}: a title of 1 to 80 characters, a description of at most 400", self.name));
         }
-        if self.env.len() > MAX_ENV_VARS {
-            return Err(format!("template {}: at most {MAX_ENV_VARS} variables", self.name));
+        if self.env.len() > MAX_ENV_VARS || self.secrets.len() > MAX_ENV_VARS {
+            return Err(format!("template {}: at most {MAX_ENV_VARS} variables and secrets each", self.name));
         }
-        self.env.iter().try_for_each(|name| check_env_name(name))
+        self.env.iter().chain(&self.secrets).try_for_each(|name| check_env_name(name))
     }
 }
 
@@ -281,6 +300,7 @@ impl Template {
             title: self.title.clone(),
             description: self.description.clone(),
             env: self.env.clone(),
+            secrets: self.secrets.clone(),
             memory_mb: self.memory_mb,
             cpu_millis: self.cpu_millis,
         }

@@ -61,7 +61,8 @@ pub struct StackOptions {
 }
 
 /// The dev stack's and the tests' template catalogue: `default` (the session command) and
-/// `shell-with-settings` (a shell with two variables a user may set, and its own memory limit).
+/// `shell-with-settings` (a shell with two variables a user may set, the user's secret `AGENT_TOKEN`,
+/// and its own memory limit).
 pub const DEV_TEMPLATES: &str = include_str!("../dev-templates.json");
 
 /// The control variables [`StackOptions::lift_quotas`] sets.
@@ -130,6 +131,7 @@ impl Stack {
             None => vector_jwk("pyjwt-rs256.json")?.into(),
         };
         let control_settings = ControlSettings {
+            secrets_kek: edgeshell_stack::control::new_secrets_kek("k1"),
             signing_key,
             signer: options.signer,
             token_issuer: TOKEN_ISSUER.into(),

@@ -5,6 +5,7 @@
 
 use crate::backend::{BackendError, ProgramSpec, RunnerBackend, RunnerLimits, RunnerSpec};
 use crate::metrics::{Metrics, StartResult};
+use crate::secrets::SecretsClient;
 use edgeshell_core::api_error::{ApiError, ErrorCode};
 use edgeshell_core::ids::{RegionId, SessionId};
 use edgeshell_core::pool_api::{admit_extend, admit_start, PoolSlots, StartRefusal, StartRunner, Started};
@@ -39,6 +40,7 @@ pub struct Agent<B> {
     capacity: u32,
     limits: RunnerLimits,
     catalogue: Catalogue,
+    secrets: Option<SecretsClient>,
     backend: B,
     runners: Mutex<BTreeMap<SessionId, RunnerInfo>>,
     /// Starts in progress (they hold a slot).
@@ -59,6 +61,7 @@ impl<B: RunnerBackend> Agent<B> {
             capacity,
             limits,
             catalogue,
+            secrets: None,
             backend,
             runners: Mutex::new(BTreeMap::new()),
             starting: Mutex::new(Vec::new()),
@@ -71,6 +74,12 @@ impl<B: RunnerBackend> Agent<B> {
     /// The pool's region.
     pub fn region(&self) -> &RegionId {
         &self.region
+    }
+
+    /// Fetches sessions' secrets with `client` (without one, a template that takes secrets gets none).
+    pub fn with_secrets(mut self, client: SecretsClient) -> Self {
+        self.secrets = Some(client);
+        self
     }
 
     /// What users see of the templates the pool offers.
@@ -144,7 +153,17 @@ impl<B: RunnerBackend> Agent<B> {
         if let Err(e) = template.check_env(&command.env) {
             return refused(e.to_api_error());
         }
-        let program = ProgramSpec::new(template, command.env.clone(), &self.limits);
+        let mut program = ProgramSpec::new(template, command.env.clone(), &self.limits);
+        if let (false, Some(client)) = (template.secrets.is_empty(), &self.secrets) {
+            match client.fetch(&sid, &template.secrets).await {
+                Ok(secrets) => program.secrets = secrets,
+                Err(e) => {
+                    tracing::error!(session = %sid, error = %e, "the session's secrets could not be fetched");
+                    let why = "the pool could not fetch the session's secrets; nothing was started";
+                    return refused(ApiError::new(ErrorCode::ControlUnavailable, why));
+                }
+            }
+        }
         let deadline = {
             // One lock order everywhere: runners, then starting.
             let runners = self.runners.lock().unwrap_or_else(|e| e.into_inner());

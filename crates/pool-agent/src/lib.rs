@@ -19,12 +19,14 @@ pub mod config;
 pub mod dial;
 pub mod heartbeat;
 pub mod metrics;
+pub mod secrets;
 
 use agent::Agent;
 use backend::kubernetes::KubernetesBackend;
 use backend::local::LocalBackend;
 use backend::RunnerBackend;
 use config::{AgentConfig, BackendConfig};
+use secrets::SecretsClient;
 use sha2::{Digest, Sha256};
 use std::future::Future;
 use std::sync::Arc;
@@ -49,13 +51,10 @@ async fn serve<B: RunnerBackend>(
         .connect_timeout(std::time::Duration::from_secs(5))
         .redirect(reqwest::redirect::Policy::none())
         .build()?;
-    let agent = Arc::new(Agent::new(
-        config.region.clone(),
-        config.capacity,
-        config.limits.clone(),
-        config.catalogue.clone(),
-        backend,
-    ));
+    let agent = Arc::new(
+        Agent::new(config.region.clone(), config.capacity, config.limits.clone(), config.catalogue.clone(), backend)
+            .with_secrets(SecretsClient::new(&config.control_url, &config.api_key, http.clone())),
+    );
     let (adopted, reaped) = agent.recover().await?;
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     tracing::info!(

@@ -2,7 +2,8 @@
 //! private Postgres) and the core's rooms hosted natively as the edge: it dials out to its pool room
 //! and registers through heartbeats, a minted session's runner starts on the signed command the control
 //! plane submits to the edge and serves the terminal through the room, ending the session stops it, and
-//! a runner the control plane does not know is reaped through the heartbeat answer.
+//! a runner the control plane does not know is reaped through the heartbeat answer. A user's secret
+//! reaches their session's program through the agent, and nobody else's.
 
 mod support;
 
@@ -40,6 +41,10 @@ fn signing_jwk() -> String {
 }
 
 async fn world() -> World {
+    world_with(&[]).await
+}
+
+async fn world_with(agent_settings: &[(&str, &str)]) -> World {
     let jwk = signing_jwk();
     let signer = RsaSigner::from_secret(&jwk).unwrap();
     // The edge trusts the control plane's key, as the Worker does through the published JWKS.
@@ -47,6 +52,7 @@ async fn world() -> World {
     let options = Options { issuer: TOKEN_ISSUER.into(), keys, config: RoomConfig::default() };
     let (room, pools) = RoomHost::start_with_pools(options, "", INTERNAL_KEY).await.unwrap();
     let settings = ControlSettings {
+        secrets_kek: edgeshell_stack::control::new_secrets_kek("k1"),
         signing_key: jwk.into(),
         signer: false,
         token_issuer: TOKEN_ISSUER.into(),
@@ -68,7 +74,7 @@ async fn world() -> World {
         api_key,
     };
     let state = tempfile::tempdir().unwrap();
-    let agent = spawn_agent_for(&upstream, state.path(), &[]).await;
+    let agent = spawn_agent_for(&upstream, state.path(), agent_settings).await;
     World { control, room, pools, signer, _state: state, agent }
 }
 
@@ -82,9 +88,17 @@ impl World {
 
     /// Mints a session, retrying while the pool's first heartbeat is still on its way.
     async fn mint(&self) -> serde_json::Value {
-        let id_token = self.control.id_token("alice").unwrap();
+        self.mint_as("alice", serde_json::json!({})).await
+    }
+
+    /// Mints a session of `user` with `body`, retrying while the pool's first heartbeat is on its way.
+    async fn mint_as(&self, user: &str, body: serde_json::Value) -> serde_json::Value {
+        let id_token = self.control.id_token(user).unwrap();
         for _ in 0..100 {
-            let (status, body) = self.call(reqwest::Method::POST, "/api/sessions", &id_token).await;
+            let url = format!("{}/api/sessions", self.control.url());
+            let response = reqwest::Client::new().post(url).bearer_auth(&id_token).json(&body).send().await.unwrap();
+            let status = response.status().as_u16();
+            let body = response.json::<serde_json::Value>().await.unwrap_or_default();
             if status == 201 {
                 return body;
             }
@@ -154,4 +168,39 @@ async fn a_runner_the_control_plane_does_not_know_is_reaped_by_heartbeat() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     panic!("the orphan was not reaped: {:?}", w.agent.runners().await);
+}
+
+#[tokio::test]
+#[ignore = "needs the built functions and PostgreSQL: cargo xtask test"]
+async fn a_users_secret_reaches_their_sessions_program_and_nobody_elses() {
+    let state = tempfile::tempdir().unwrap();
+    let catalogue = state.path().join("templates.json");
+    let templates = r#"{"templates": [{"name": "agent", "title": "Agent", "secrets": ["AGENT_TOKEN"]}]}"#;
+    std::fs::write(&catalogue, templates).unwrap();
+    let w = world_with(&[("EDGESHELL_POOL_TEMPLATES", catalogue.to_str().unwrap())]).await;
+    let value = format!("tok-{}", rand::random::<u64>());
+    let alice = w.control.id_token("alice").unwrap();
+    let url = format!("{}/api/secrets/AGENT_TOKEN", w.control.url());
+    let response =
+        reqwest::Client::new().put(url).bearer_auth(&alice).json(&serde_json::json!({ "value": value })).send().await;
+    assert_eq!(response.unwrap().status(), 200);
+
+    let attach = |minted: &serde_json::Value| {
+        let credential = Credential::Token(minted["token"].as_str().unwrap().to_owned());
+        let url = minted["ws_url"].as_str().unwrap().to_owned();
+        async move { Browser::attach(&url, &credential).await.unwrap() }
+    };
+    let minted = w.mint_as("alice", serde_json::json!({ "template": "agent" })).await;
+    let mut browser = attach(&minted).await;
+    browser.input(b"echo \"got=$AGENT_TOKEN\" | sha256sum; echo \"plain=$AGENT_TOKEN\"\n").await;
+    browser.expect_from(0, &format!("plain={value}"), WAIT).await;
+    // The runner's own environment is out of the program's reach (another user, not dumpable).
+    browser.input(b"cat /proc/$PPID/environ >/dev/null 2>&1 || echo environ-refused\n").await;
+    browser.expect_from(0, "environ-refused", WAIT).await;
+
+    let minted = w.mint_as("bob", serde_json::json!({ "template": "agent" })).await;
+    let mut other = attach(&minted).await;
+    other.input(b"echo \"bob=${AGENT_TOKEN:-none}\"\n").await;
+    other.expect_from(0, "bob=none", WAIT).await;
+    assert!(!String::from_utf8_lossy(&other.output).contains(&value));
 }

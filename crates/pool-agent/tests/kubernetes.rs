@@ -228,3 +228,25 @@ fn a_template_sets_the_image_command_bundle_limits_and_the_users_variables() {
     assert_eq!(c["image"], "registry.example.com/edgeshell/runner@sha256:0123");
     assert!(c["env"].as_array().unwrap().iter().all(|e| e["name"] != "EDGESHELL_PASS_ENV"));
 }
+
+#[test]
+fn a_sessions_secrets_stay_in_the_secret_the_job_owns_and_are_referenced_by_name() {
+    let mut with_secret = spec(900);
+    with_secret.program.secrets = [("AGENT_TOKEN".to_owned(), "tok-value-never-in-the-job".into())].into();
+    let job = serde_json::to_value(runner_job(&options(), &with_secret, NOW)).unwrap();
+    assert!(!job.to_string().contains("tok-value-never-in-the-job"), "the Job object holds no value");
+    let c = &job["spec"]["template"]["spec"]["containers"][0];
+    let var = c["env"].as_array().unwrap().iter().find(|e| e["name"] == "AGENT_TOKEN").unwrap();
+    assert_eq!(var["valueFrom"]["secretKeyRef"]["name"], job_name(&with_secret.session_id));
+    assert_eq!(var["valueFrom"]["secretKeyRef"]["key"], "env-AGENT_TOKEN");
+    let pass = c["env"].as_array().unwrap().iter().find(|e| e["name"] == "EDGESHELL_PASS_ENV").unwrap();
+    assert_eq!(pass["value"], "AGENT_TOKEN");
+    let secret = serde_json::to_value(runner_secret(&options(), &with_secret)).unwrap();
+    assert_eq!(secret["stringData"]["env-AGENT_TOKEN"], "tok-value-never-in-the-job");
+    // The init container mounts only the join token, never the session's secrets.
+    let volumes = job["spec"]["template"]["spec"]["volumes"].as_array().unwrap();
+    let token = volumes.iter().find(|v| v["name"] == "join-token").unwrap();
+    let items: Vec<_> = token["secret"]["items"].as_array().unwrap().iter().map(|i| i["key"].clone()).collect();
+    assert_eq!(items.len(), 1);
+    assert_ne!(items[0], "env-AGENT_TOKEN");
+}

@@ -25,6 +25,8 @@ pub struct ControlSettings {
     pub edge_url: String,
     /// The shared secret of internal routes.
     pub internal_key: Secret,
+    /// The key-encryption key of users' secrets (`id:key`, [`new_secrets_kek`]).
+    pub secrets_kek: Secret,
     /// The dev issuer's client id (the ID tokens' audience).
     pub client_id: String,
     /// More `SPIN_VARIABLE_*` lines, overriding the above.
@@ -114,6 +116,11 @@ impl ControlPlane {
     }
 }
 
+/// A fresh key-encryption key for users' secrets, named `id`.
+pub fn new_secrets_kek(id: &str) -> Secret {
+    edgeshell_core::vault::Kek::generate_text(id, rand::random()).into()
+}
+
 /// A signer on a loopback port holding `settings.signing_key` and a fresh ES256 key, as production's
 /// signer does (join and pool-command tokens ES256, attach tokens RS256).
 async fn start_signer(settings: &ControlSettings) -> anyhow::Result<Signer> {
@@ -151,6 +158,7 @@ SPIN_VARIABLE_SIGNER_API_KEY={SIGNER_API_KEY}",
 SPIN_VARIABLE_DATABASE_URL={db_url}
 SPIN_VARIABLE_DATABASE_HOST={db_host}
 SPIN_VARIABLE_INTERNAL_API_KEY={internal}
+SPIN_VARIABLE_SECRETS_KEK={kek}
 SPIN_VARIABLE_TOKEN_ISSUER={token_issuer}
 SPIN_VARIABLE_EDGE_URL={edge}
 SPIN_VARIABLE_EDGE_ORIGIN={edge_origin}
@@ -164,6 +172,7 @@ SPIN_VARIABLE_PREAUTH_BURST=100000
 SPIN_VARIABLE_PREAUTH_PER_MINUTE=100000
 {extra}",
         internal = settings.internal_key.expose(),
+        kek = settings.secrets_kek.expose(),
         token_issuer = settings.token_issuer,
         edge = settings.edge_url,
         edge_origin = settings.edge_url.replacen("wss://", "https://", 1).replacen("ws://", "http://", 1),

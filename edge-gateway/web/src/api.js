@@ -54,6 +54,9 @@ export const api = {
   extend: (idToken, id, bySecs) => call('POST', `/api/sessions/${encodeURIComponent(id)}/extend`, idToken, { by_secs: bySecs }),
   attachToken: (idToken, id) => call('POST', `/api/sessions/${encodeURIComponent(id)}/token`, idToken, {}),
   endSession: (idToken, id) => call('DELETE', `/api/sessions/${encodeURIComponent(id)}`, idToken),
+  secrets: (idToken) => call('GET', '/api/secrets', idToken),
+  setSecret: (idToken, name, value) => call('PUT', `/api/secrets/${encodeURIComponent(name)}`, idToken, { value }),
+  deleteSecret: (idToken, name) => call('DELETE', `/api/secrets/${encodeURIComponent(name)}`, idToken),
   artifacts: (idToken, id) => call('GET', `/api/artifacts?session=${encodeURIComponent(id)}`, idToken),
   artifactLink: (idToken, id, path) => call('POST', '/api/artifacts/links', idToken, { session_id: id, path }),
 };

@@ -9,6 +9,7 @@ import { createSignIn, displayName, sessionLink } from './auth.js';
 import { ExtraKeys, followVisualViewport } from './keys.js';
 import { Countdown } from './lifetime.js';
 import { probeAll } from './regions.js';
+import { SecretsCard } from './secrets.js';
 import { TemplatePicker } from './templates.js';
 import { TerminalSession } from './session.js';
 import { FONT_SIZES, MAX_SCROLLBACK, TerminalView, fontReady, loadPrefs, savePrefs } from './terminal.js';
@@ -145,7 +146,15 @@ async function showHome() {
   $('user-name').textContent = displayName(app.user);
   $('user-chip').hidden = false;
   show('home-view');
-  await Promise.all([refreshRegions(), refreshSessions(), refreshTemplates()]);
+  app.secrets ??= new SecretsCard({
+    list: $('secrets'),
+    form: $('secret-form'),
+    api,
+    token: idToken,
+    onError: (e) => toast(explainApiError(e)),
+    onChange: (names) => app.templates && app.templates.setSecrets(names),
+  });
+  await Promise.all([refreshRegions(), refreshSessions(), refreshTemplates(), app.secrets.refresh()]);
 }
 
 async function refreshTemplates() {

@@ -9,6 +9,7 @@ export class TemplatePicker {
     this.description = description;
     this.envFields = envFields;
     this.templates = [];
+    this.secretNames = [];
     this.select.onchange = () => this.render();
   }
 
@@ -29,6 +30,12 @@ export class TemplatePicker {
     this.render();
   }
 
+  /** The names of the user's secrets, so the description can say which the template gets. */
+  setSecrets(names) {
+    this.secretNames = names;
+    this.render();
+  }
+
   current() {
     return this.templates.find((t) => t.name === this.select.value);
   }
@@ -36,7 +43,10 @@ export class TemplatePicker {
   render() {
     const t = this.current();
     const regions = t ? t.regions.join(', ') : '';
-    this.description.textContent = t ? [t.description, regions && `Offered in ${regions}.`].filter(Boolean).join(' ') : '';
+    const secrets = t && t.secrets && t.secrets.length
+      ? 'Takes your secrets: ' + t.secrets.map((s) => `${s} (${this.secretNames.includes(s) ? 'set' : 'not set'})`).join(', ') + '.'
+      : '';
+    this.description.textContent = t ? [t.description, regions && `Offered in ${regions}.`, secrets].filter(Boolean).join(' ') : '';
     const kept = this.values();
     this.envFields.innerHTML = '';
     for (const name of t ? t.env : []) {

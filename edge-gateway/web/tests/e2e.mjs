@@ -264,8 +264,9 @@ async function sessionStartTimes(page, n) {
 }
 
 // The home page offers the pools' catalogue; a template's variable, typed into its field, reaches the
-// program along with the template's memory limit; a variable no template allows is refused by the
-// control plane with a 400 naming it, and starts nothing.
+// program along with the template's memory limit and the user's secret the template takes (saved in
+// the secrets card, never shown again); a variable no template allows is refused by the control plane
+// with a 400 naming it, and starts nothing.
 async function templates(page) {
   await page.click('#home');
   await page.waitForSelector('#home-view', { state: 'visible' });
@@ -276,6 +277,19 @@ async function templates(page) {
   await page.fill('input[data-env="AGENT_MODEL"]', 'model-from-the-page');
   const described = await page.textContent('#template-description');
   if (!described.includes('Offered in eu, us')) throw new Error(`the description says ${described}`);
+  if (!described.includes('AGENT_TOKEN (not set)')) throw new Error(`the description says ${described}`);
+  const secret = `secret-from-the-page-${Date.now()}`;
+  await page.fill('#secret-form [name=name]', 'AGENT_TOKEN');
+  await page.fill('#secret-form [name=value]', secret);
+  await page.click('#secret-form button[type=submit]');
+  await waitFor('the secret listed', async () => (await page.$$eval('#secrets li.secret code', (els) => els.map((e) => e.textContent))).includes('AGENT_TOKEN'));
+  if ((await page.inputValue('#secret-form [name=value]')) !== '') throw new Error('the value stayed in its field');
+  await waitFor('the template to say the secret is set', async () => (await page.textContent('#template-description')).includes('AGENT_TOKEN (set)'));
+  const listed = await page.evaluate(async () => {
+    const token = (await window.edgeshell.auth.user()).token;
+    return (await fetch('/api/secrets', { headers: { authorization: `Bearer ${token}` } })).text();
+  });
+  if (listed.includes(secret) || !listed.includes('AGENT_TOKEN')) throw new Error(`GET /api/secrets answered ${listed}`);
   const refused = await page.evaluate(async () => {
     const token = (await window.edgeshell.auth.user()).token;
     const answer = await fetch('/api/sessions', {
@@ -289,8 +303,8 @@ async function templates(page) {
     throw new Error(`a forbidden variable was answered ${JSON.stringify(refused)}`);
   }
   await startSession(page);
-  await typeLine(page, 'echo "model=$AGENT_MODEL" "mem=$(ulimit -v)" "effort=${AGENT_EFFORT:-unset}"');
-  await waitForLine(page, (l) => l.includes(`model=model-from-the-page mem=${768 * 1024} effort=unset`), 'the variable and the limit');
+  await typeLine(page, 'echo "model=$AGENT_MODEL" "mem=$(ulimit -v)" "effort=${AGENT_EFFORT:-unset}" "token=$AGENT_TOKEN"');
+  await waitForLine(page, (l) => l.includes(`model=model-from-the-page mem=${768 * 1024} effort=unset token=${secret}`), 'the variable, the limit and the secret');
   await endSession(page);
   await page.waitForSelector('#overlay', { state: 'visible' });
   await page.click('#overlay-home');

@@ -12,6 +12,9 @@ locals {
     signer_api_key       = random_password.signer_api_key.result
     database_url         = local.database_url
     internal_api_key     = var.internal_api_key
+    # Users' secrets' key-encryption key (docs/secrets.md): rotate by moving it to previous_secrets_kek.
+    secrets_kek          = "k1:${random_id.secrets_kek.b64_url}"
+    previous_secrets_kek = ""
   }
   plain_variables = merge(
     var.limits,
@@ -35,6 +38,10 @@ locals {
     read_only_root_filesystem  = true
     run_as_non_root            = true
   }
+}
+
+resource "random_id" "secrets_kek" {
+  byte_length = 32
 }
 
 resource "kubernetes_namespace_v1" "control" {

@@ -56,6 +56,16 @@ pub const FUNCTIONS: &[Setting] = &[
         Text(""),
         "Without a signer: the key just replaced, published until its tokens expire (2 h).",
     ),
+    secret(
+        "secrets_kek",
+        Text(""),
+        "The key-encryption key of users' secrets, `<id>:<32 random bytes, base64url>` (docs/secrets.md); empty: secrets cannot be set.",
+    ),
+    secret(
+        "previous_secrets_kek",
+        Text(""),
+        "During a rotation: the replaced key-encryption keys, comma-separated, until the rewrap reports none left.",
+    ),
     secret("database_url", Required, "The Postgres URL (`postgres://user:password@host:port/db`)."),
     setting("database_host", Text("127.0.0.1:5432"), "The `host:port` of that database, the only one the components may reach."),
     secret(

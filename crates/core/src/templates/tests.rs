@@ -45,6 +45,8 @@ fn a_catalogue_that_cannot_work_is_refused_with_the_template_named() {
     bad(r#"{"templates": [{"name": "a", "title": "x", "env": ["EDGESHELL_JOIN_TOKEN_FD"]}]}"#, "runner");
     bad(r#"{"templates": [{"name": "a", "title": "x", "env": ["1X"]}]}"#, "not a variable name");
     bad(r#"{"templates": [{"name": "a", "title": "x", "env": ["A", "A"]}]}"#, "twice");
+    bad(r#"{"templates": [{"name": "a", "title": "x", "env": ["A"], "secrets": ["A"]}]}"#, "twice");
+    bad(r#"{"templates": [{"name": "a", "title": "x", "secrets": ["HOME"]}]}"#, "HOME");
     bad(r#"{"templates": [{"name": "a", "title": "x", "memory_mb": 1}]}"#, "memory_mb");
     bad(r#"{"templates": [{"name": "a", "title": "x", "command": ""}]}"#, "empty command");
     bad(

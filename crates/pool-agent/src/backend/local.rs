@@ -208,8 +208,10 @@ impl LocalBackend {
                 pass_env.push(name.as_str());
             }
         }
-        // The user's variables win over the pool's of the same name.
-        for (name, value) in &spec.program.env {
+        // The user's variables and secrets win over the pool's of the same name. The runner's
+        // environment is not readable by the program (another user; the runner is not dumpable).
+        let user = spec.program.env.iter().map(|(n, v)| (n, v.as_str()));
+        for (name, value) in user.chain(spec.program.secrets.iter().map(|(n, v)| (n, v.expose()))) {
             cmd.env(name, value);
             if !pass_env.contains(&name.as_str()) {
                 pass_env.push(name);

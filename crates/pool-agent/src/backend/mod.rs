@@ -39,6 +39,8 @@ pub struct ProgramSpec {
     pub bundle: Option<edgeshell_core::templates::TemplateBundle>,
     /// The variables the user set (each one the template allows).
     pub env: std::collections::BTreeMap<String, String>,
+    /// The user's secrets the template takes, by name (fetched at start; never logged).
+    pub secrets: std::collections::BTreeMap<String, edgeshell_core::secret::Secret>,
     /// The limits: the template's, else the pool's.
     pub limits: RunnerLimits,
 }
@@ -56,6 +58,7 @@ impl ProgramSpec {
             image: template.image.clone(),
             bundle: template.bundle.clone(),
             env,
+            secrets: Default::default(),
             limits: RunnerLimits {
                 memory_mb: template.memory_mb.unwrap_or(pool.memory_mb),
                 cpu_millis: template.cpu_millis.unwrap_or(pool.cpu_millis),
@@ -74,6 +77,7 @@ impl std::fmt::Debug for RunnerSpec {
             .field("deadline", &self.deadline)
             .field("template", &self.program.template)
             .field("env", &self.program.env.keys().collect::<Vec<_>>())
+            .field("secrets", &self.program.secrets.keys().collect::<Vec<_>>())
             .finish_non_exhaustive()
     }
 }

@@ -37,6 +37,8 @@ pub async fn verify_at_edge(
 /// The control plane of `edgeshell_stack` with the tests' settings and helpers.
 pub struct Stack {
     control: ControlPlane,
+    /// What the control plane was started with (a redeploy changes a copy).
+    pub settings: ControlSettings,
     /// The edge's pool rooms and room ends.
     pub edge: FakeEdge,
 }
@@ -80,6 +82,7 @@ impl Stack {
     async fn start_with(extra: &str, max_instances: u32, signer: bool) -> Stack {
         let edge = FakeEdge::start(INTERNAL_KEY).await;
         let settings = ControlSettings {
+            secrets_kek: edgeshell_stack::control::new_secrets_kek("k1"),
             signing_key: vector_jwk("pyjwt-rs256.json").into(),
             signer,
             token_issuer: TOKEN_ISSUER.into(),
@@ -90,7 +93,16 @@ impl Stack {
             cache_dir: super::shared_cache(),
             max_instances,
         };
-        Stack { control: ControlPlane::start(&settings).await.expect("control plane starts"), edge }
+        Stack { control: ControlPlane::start(&settings).await.expect("control plane starts"), settings, edge }
+    }
+
+    /// Redeploys the functions with settings changed by `change` (new keys, new variables).
+    #[allow(dead_code)]
+    pub async fn redeploy_with(&mut self, change: impl FnOnce(&mut ControlSettings)) {
+        let mut settings = self.settings.clone();
+        change(&mut settings);
+        self.control.redeploy(&settings).await.expect("the functions redeploy");
+        self.settings = settings;
     }
 
     /// The edge's WebSocket origin, as the control plane builds session URLs from it.

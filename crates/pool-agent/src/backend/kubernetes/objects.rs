@@ -11,8 +11,9 @@ use crate::backend::{RunnerLimits, RunnerSpec};
 use edgeshell_core::ids::{RegionId, SessionId};
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, EmptyDirVolumeSource, EnvVar, KeyToPath, PodSecurityContext, PodSpec, PodTemplateSpec,
-    ResourceRequirements, SeccompProfile, Secret, SecretVolumeSource, SecurityContext, Volume, VolumeMount,
+    Capabilities, Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, KeyToPath, PodSecurityContext, PodSpec,
+    PodTemplateSpec, ResourceRequirements, SeccompProfile, Secret, SecretKeySelector, SecretVolumeSource,
+    SecurityContext, Volume, VolumeMount,
 };
 use k8s_openapi::api::networking::v1::{
     IPBlock, NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyPeer, NetworkPolicyPort, NetworkPolicySpec,
@@ -109,11 +110,20 @@ fn meta(options: &KubernetesOptions, spec: &RunnerSpec) -> ObjectMeta {
 pub fn runner_secret(options: &KubernetesOptions, spec: &RunnerSpec) -> Secret {
     Secret {
         metadata: meta(options, spec),
-        string_data: Some(BTreeMap::from([(TOKEN_KEY.to_owned(), spec.join_token.expose().to_owned())])),
+        string_data: Some(
+            std::iter::once((TOKEN_KEY.to_owned(), spec.join_token.expose().to_owned()))
+                .chain(spec.program.secrets.iter().map(|(name, value)| (secret_key(name), value.expose().to_owned())))
+                .collect(),
+        ),
         type_: Some("Opaque".to_owned()),
         immutable: Some(true),
         ..Secret::default()
     }
+}
+
+/// The key of the session's secret `name` in its runner's Secret.
+fn secret_key(name: &str) -> String {
+    format!("env-{name}")
 }
 
 fn env(name: &str, value: impl Into<String>) -> EnvVar {
@@ -162,10 +172,24 @@ pub fn runner_job(options: &KubernetesOptions, spec: &RunnerSpec, now: u64) -> J
         env_vars.push(env("EDGESHELL_BUNDLE_SHA256", &bundle.sha256));
         env_vars.push(env("EDGESHELL_BUNDLE_HOSTS", host));
     }
-    // The user's variables, passed on by the runner to the program by name.
-    if !spec.program.env.is_empty() {
-        env_vars.push(env("EDGESHELL_PASS_ENV", spec.program.env.keys().cloned().collect::<Vec<_>>().join(",")));
+    // The user's variables and secrets, passed on by the runner to the program by name; the secrets'
+    // values stay in the Secret the Job owns, referenced, never in the Job.
+    let names: Vec<&String> = spec.program.env.keys().chain(spec.program.secrets.keys()).collect();
+    if !names.is_empty() {
+        env_vars.push(env("EDGESHELL_PASS_ENV", names.iter().map(|n| n.as_str()).collect::<Vec<_>>().join(",")));
         env_vars.extend(spec.program.env.iter().map(|(name, value)| env(name, value)));
+        env_vars.extend(spec.program.secrets.keys().map(|name| EnvVar {
+            name: name.clone(),
+            value: None,
+            value_from: Some(EnvVarSource {
+                secret_key_ref: Some(SecretKeySelector {
+                    name: job_name(&spec.session_id),
+                    key: secret_key(name),
+                    optional: Some(false),
+                }),
+                ..EnvVarSource::default()
+            }),
+        }));
     }
     let memory = format!("{}Mi", limits.memory_mb);
     let resources = ResourceRequirements {
