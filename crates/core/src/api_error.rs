@@ -86,6 +86,8 @@ error_table! {
     UnknownTemplate = ("unknown_template", 400, Never),
     /// A session variable its template does not let users set, or a value out of bounds.
     BadEnv = ("bad_env", 400, Never),
+    /// A repository its template does not take, or a URL or branch out of bounds.
+    BadRepo = ("bad_repo", 400, Never),
     /// A pool command on the wrong route, or not a command at all.
     BadCommand = ("bad_command", 400, Never),
     /// A dev user name the dev issuer refuses.

@@ -29,6 +29,7 @@ pub mod pool_room;
 pub mod protocol;
 pub mod quotas;
 pub mod ratelimit;
+pub mod repo;
 pub mod room;
 pub mod runner_link;
 pub mod secret;

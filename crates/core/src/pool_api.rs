@@ -79,6 +79,9 @@ pub struct StartRunner {
     /// Variables the user set, each one the template allows (checked again by the agent).
     #[serde(default)]
     pub env: std::collections::BTreeMap<String, String>,
+    /// A repository to clone into the work directory first (checked again by the agent).
+    #[serde(default)]
+    pub repo: Option<crate::repo::RepoRequest>,
 }
 
 fn default_template() -> String {
@@ -424,6 +427,7 @@ mod tests {
             deadline: 1,
             template: "default".into(),
             env: Default::default(),
+            repo: None,
         });
         let json = serde_json::to_string(&start).unwrap();
         assert!(json.starts_with(r#"{"action":"start","session_id":"s_abc""#), "{json}");
@@ -445,6 +449,7 @@ mod tests {
             deadline,
             template: "default".into(),
             env: Default::default(),
+            repo: None,
         };
         let pool = PoolSlots { region: &eu, capacity: 2, held: 1, draining: false, has_session: false };
         let check = |s: &StartRunner, p: PoolSlots<'_>, expected: Result<u64, StartRefusal>| {

@@ -58,11 +58,18 @@ pub enum Refusal {
     BadEnv,
     /// Known, but no region offering it is healthy now: try again later.
     Unavailable,
+    /// A repository the template does not take, or a URL or ref out of bounds.
+    BadRepo,
 }
 
 impl FieldError {
     fn new(field: impl Into<String>, why: impl Into<String>) -> FieldError {
         FieldError { field: field.into(), why: why.into(), kind: Refusal::BadEnv }
+    }
+
+    /// A refused repository field (`repo`, `repo.url`, `repo.ref`).
+    pub fn repo(field: impl Into<String>, why: impl Into<String>) -> FieldError {
+        FieldError { field: field.into(), why: why.into(), kind: Refusal::BadRepo }
     }
 
     /// The answer for it, from the one error table.
@@ -72,6 +79,7 @@ impl FieldError {
             Refusal::UnknownTemplate => ErrorCode::UnknownTemplate,
             Refusal::BadEnv => ErrorCode::BadEnv,
             Refusal::Unavailable => ErrorCode::NoRegionAvailable,
+            Refusal::BadRepo => ErrorCode::BadRepo,
         };
         ApiError::new(code, self.to_string())
     }
@@ -127,6 +135,12 @@ pub struct Template {
     /// left out); fetched by the agent at start, never in the start command.
     #[serde(default)]
     pub secrets: Vec<String>,
+    /// The hosts (`host` or `host:port`) a session's repository may come from; empty, it takes none.
+    #[serde(default)]
+    pub repo_hosts: Vec<String>,
+    /// The user's secret the clone authenticates with (HTTPS basic auth, e.g. a Git token), if any.
+    #[serde(default)]
+    pub repo_token: Option<String>,
 }
 
 /// What a user sees of a template: its heartbeat report, `GET /api/templates`' entries.
@@ -146,6 +160,9 @@ pub struct TemplateOffer {
     /// The user's secrets it takes, by name.
     #[serde(default)]
     pub secrets: Vec<String>,
+    /// The hosts a session's repository may come from; empty, it takes none.
+    #[serde(default)]
+    pub repo_hosts: Vec<String>,
     /// Memory in MiB, when the template sets it.
     #[serde(default)]
     pub memory_mb: Option<u64>,
@@ -187,6 +204,8 @@ impl Catalogue {
                 regions: Vec::new(),
                 env: Vec::new(),
                 secrets: Vec::new(),
+                repo_hosts: Vec::new(),
+                repo_token: None,
             }],
         }
     }
@@ -245,6 +264,15 @@ impl Catalogue {
                     return fail(&t.name, format!("{name} is listed twice (a variable is a user's value or a secret)"));
                 }
             }
+            if let Err(why) = check_repo_hosts(&t.repo_hosts) {
+                return fail(&t.name, why);
+            }
+            if let Some(token) = &t.repo_token {
+                if t.repo_hosts.is_empty() {
+                    return fail(&t.name, "repo_token without repo_hosts".into());
+                }
+                check_env_name(token).map_err(|why| CatalogueError(format!("template {:?}: {why}", t.name)))?;
+            }
         }
         Ok(())
     }
@@ -270,7 +298,8 @@ impl TemplateOffer {
         if self.env.len() > MAX_ENV_VARS || self.secrets.len() > MAX_ENV_VARS {
             return Err(format!("template {}: at most {MAX_ENV_VARS} variables and secrets each", self.name));
         }
-        self.env.iter().chain(&self.secrets).try_for_each(|name| check_env_name(name))
+        self.env.iter().chain(&self.secrets).try_for_each(|name| check_env_name(name))?;
+        check_repo_hosts(&self.repo_hosts).map_err(|why| format!("template {}: {why}", self.name))
     }
 }
 
@@ -301,6 +330,7 @@ impl Template {
             description: self.description.clone(),
             env: self.env.clone(),
             secrets: self.secrets.clone(),
+            repo_hosts: self.repo_hosts.clone(),
             memory_mb: self.memory_mb,
             cpu_millis: self.cpu_millis,
         }
@@ -335,6 +365,18 @@ pub fn check_env(template: &str, allowed: &[String], env: &BTreeMap<String, Stri
         return Err(FieldError::new("env", format!("at most {MAX_ENV_TOTAL} bytes of names and values in all")));
     }
     Ok(())
+}
+
+/// Checks the hosts a template takes repositories from: `host` or `host:port`, lowercase DNS names or
+/// addresses, at most 16.
+fn check_repo_hosts(hosts: &[String]) -> Result<(), String> {
+    let ok = hosts.len() <= 16
+        && hosts.iter().all(|h| {
+            (1..=255).contains(&h.len())
+                && h.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-.:".contains(&b))
+                && !h.starts_with(['-', '.', ':'])
+        });
+    ok.then_some(()).ok_or_else(|| "repo_hosts: at most 16 of `host` or `host:port`, lowercase".into())
 }
 
 /// Checks a template's name.
@@ -419,12 +461,19 @@ impl Offers {
 
     /// The regions that may run a session of `template` with `env`: those offering it whose template
     /// accepts the variables. Unknown template, or variables no region accepts: the field and why.
-    pub fn resolve(&self, template: &str, env: &BTreeMap<String, String>) -> Result<Vec<RegionId>, FieldError> {
+    pub fn resolve(
+        &self,
+        template: &str,
+        env: &BTreeMap<String, String>,
+        repo: Option<&crate::repo::RepoRequest>,
+    ) -> Result<Vec<RegionId>, FieldError> {
         let mut first_refusal = None;
         let mut regions = Vec::new();
         for (region, offers) in &self.by_region {
             let Some(offer) = offers.iter().find(|o| o.name == template) else { continue };
-            match check_env(template, &offer.env, env) {
+            let checked = check_env(template, &offer.env, env)
+                .and_then(|()| repo.map_or(Ok(()), |r| r.check(template, &offer.repo_hosts).map(drop)));
+            match checked {
                 Ok(()) => regions.push(region.clone()),
                 Err(e) => {
                     first_refusal.get_or_insert(e);

@@ -13,7 +13,7 @@ use syn::visit::Visit;
 const SECRET_WORDS: [&str; 8] = ["token", "ticket", "secret", "password", "passwd", "credential", "cookie", "private"];
 
 /// Fields whose names contain a secret word but hold something public (checked by hand).
-const KNOWN_PUBLIC: [&str; 4] = [
+const KNOWN_PUBLIC: [&str; 5] = [
     // The kid of a published key that carried private members.
     "JwksError::PrivateKeyMaterial.0",
     // Why a key could not be used.
@@ -21,6 +21,8 @@ const KNOWN_PUBLIC: [&str; 4] = [
     // The names of the user's secrets a template takes, never their values.
     "Template.secrets",
     "TemplateOffer.secrets",
+    // The name of the user's secret a template's clone authenticates with.
+    "Template.repo_token",
 ];
 
 /// Names that contain a secret word but name something public.

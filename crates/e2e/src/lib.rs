@@ -55,6 +55,8 @@ pub struct StackOptions {
     pub agents_per_region: usize,
     /// The pools' template catalogue (JSON); [`DEV_TEMPLATES`] by default.
     pub templates: Option<String>,
+    /// More variables for every pool agent (e.g. `EDGESHELL_GIT_CA_FILE`).
+    pub agent_env: Vec<(String, String)>,
     /// Lift the per-user quotas to [`LIFTED_QUOTAS`]: test scenarios mint many sessions for few users.
     /// The dev stack keeps the documented defaults.
     pub lift_quotas: bool,
@@ -81,6 +83,7 @@ impl Default for StackOptions {
             control_vars: Vec::new(),
             agents_per_region: 1,
             templates: Some(DEV_TEMPLATES.into()),
+            agent_env: Vec::new(),
             lift_quotas: true,
         }
     }
@@ -189,6 +192,7 @@ impl Stack {
                     state_dir,
                     session_command: options.session_command.clone(),
                     templates: templates.clone(),
+                    env: options.agent_env.clone(),
                 };
                 agents.push((region.clone(), PoolAgent::spawn(&bin, &settings, &[]).await?));
                 agent_settings.push(settings);
@@ -318,6 +322,7 @@ impl Stack {
             deadline: terms.ends,
             template: edgeshell_core::templates::DEFAULT_TEMPLATE.into(),
             env: Default::default(),
+            repo: None,
         });
         let body = serde_json::to_string(&command)?;
         let token = self.sign(&issuer.pool_command(&sid, &region, body.as_bytes(), rand::random(), now))?;

@@ -41,7 +41,17 @@ async fn the_web_client_in_chromium() {
     let Some(chromium) = chromium() else {
         panic!("Debian's chromium is required: apt-get install chromium (scripts/prerequisites.sh --ci does)");
     };
+    // A Git server for the workspace step, and a template that clones from it.
+    let widget: &[(&str, &[u8])] = &[("README.md", b"hello from the widget repository\n")];
+    let git = edgeshell_stack::GitServer::start(&[("widget", widget, false)]).await.expect("the Git server starts");
+    let mut templates: serde_json::Value = serde_json::from_str(edgeshell_e2e::DEV_TEMPLATES).unwrap();
+    templates["templates"].as_array_mut().unwrap().push(serde_json::json!({
+        "name": "shell-in-a-repository", "title": "Shell in a repository", "command": "/bin/sh",
+        "description": "A shell in a clone of your repository.", "repo_hosts": [git.host()],
+    }));
     let options = StackOptions {
+        templates: Some(templates.to_string()),
+        agent_env: vec![("EDGESHELL_GIT_CA_FILE".into(), git.ca_file.to_string_lossy().into_owned())],
         regions: vec!["eu".into(), "us".into()],
         // Attach tokens of 65 s: the room asks for a refresh after 5 s, so the page's refresh runs here.
         control_vars: vec![("ATTACH_TOKEN_SECS", "65".into())],
@@ -63,6 +73,7 @@ async fn the_web_client_in_chromium() {
         .current_dir(root.join("edge-gateway"))
         .env("EDGESHELL_URL", &stack.edge.url)
         .env("EDGESHELL_SAMPLE_CLI", sample_cli)
+        .env("EDGESHELL_GIT_URL", git.url("widget"))
         .env("EDGESHELL_SCREENSHOT", screenshot())
         .env("CHROMIUM", &chromium)
         .stdin(Stdio::piped())

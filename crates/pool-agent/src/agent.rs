@@ -3,7 +3,7 @@
 //! capacity) and the deadline it gets are decided by the core's `pool_api::admit_start`. The HTTP API
 //! and the heartbeat loop call into this; the backend carries it out.
 
-use crate::backend::{BackendError, ProgramSpec, RunnerBackend, RunnerLimits, RunnerSpec};
+use crate::backend::{BackendError, ProgramSpec, RepoSpec, RunnerBackend, RunnerLimits, RunnerSpec};
 use crate::metrics::{Metrics, StartResult};
 use crate::secrets::SecretsClient;
 use edgeshell_core::api_error::{ApiError, ErrorCode};
@@ -153,10 +153,26 @@ impl<B: RunnerBackend> Agent<B> {
         if let Err(e) = template.check_env(&command.env) {
             return refused(e.to_api_error());
         }
+        let repo = match &command.repo {
+            Some(repo) => match repo.check(&template.name, &template.repo_hosts) {
+                Ok(dir) => Some(RepoSpec { url: repo.url.clone(), git_ref: repo.git_ref.clone(), dir }),
+                Err(e) => return refused(e.to_api_error()),
+            },
+            None => None,
+        };
         let mut program = ProgramSpec::new(template, command.env.clone(), &self.limits);
-        if let (false, Some(client)) = (template.secrets.is_empty(), &self.secrets) {
-            match client.fetch(&sid, &template.secrets).await {
-                Ok(secrets) => program.secrets = secrets,
+        // The secrets the program gets, and the clone's token when there is a repository.
+        let token = template.repo_token.clone().filter(|_| repo.is_some());
+        let mut names = template.secrets.clone();
+        names.extend(token.iter().filter(|t| !template.secrets.contains(t)).cloned());
+        program.repo = repo;
+        if let (false, Some(client)) = (names.is_empty(), &self.secrets) {
+            match client.fetch(&sid, &names).await {
+                Ok(mut secrets) => {
+                    program.repo_token = token.as_ref().and_then(|t| secrets.get(t).cloned());
+                    secrets.retain(|name, _| template.secrets.contains(name));
+                    program.secrets = secrets;
+                }
                 Err(e) => {
                     tracing::error!(session = %sid, error = %e, "the session's secrets could not be fetched");
                     let why = "the pool could not fetch the session's secrets; nothing was started";

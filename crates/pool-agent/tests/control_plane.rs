@@ -152,6 +152,7 @@ async fn a_runner_the_control_plane_does_not_know_is_reaped_by_heartbeat() {
         deadline: now().as_secs() + 600,
         template: edgeshell_core::templates::DEFAULT_TEMPLATE.into(),
         env: Default::default(),
+        repo: None,
     }))
     .unwrap();
     let claims = issuer.pool_command(&sid, &region(), &body, rand::random(), now());
@@ -203,4 +204,45 @@ async fn a_users_secret_reaches_their_sessions_program_and_nobody_elses() {
     other.input(b"echo \"bob=${AGENT_TOKEN:-none}\"\n").await;
     other.expect_from(0, "bob=none", WAIT).await;
     assert!(!String::from_utf8_lossy(&other.output).contains(&value));
+}
+
+#[tokio::test]
+#[ignore = "needs the built functions and PostgreSQL: cargo xtask test"]
+async fn a_private_repository_is_cloned_with_its_owners_token_and_the_token_stays_out_of_the_program() {
+    let private: &[(&str, &[u8])] = &[("SECRET.md", b"private plans\n")];
+    let git = edgeshell_stack::GitServer::start(&[("plans", private, true)]).await.unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let catalogue = state.path().join("templates.json");
+    let templates = serde_json::json!({"templates": [
+        {"name": "code", "title": "Code", "command": "/bin/sh", "repo_hosts": [git.host()], "repo_token": "GIT_TOKEN"},
+    ]});
+    std::fs::write(&catalogue, templates.to_string()).unwrap();
+    let w = world_with(&[
+        ("EDGESHELL_POOL_TEMPLATES", catalogue.to_str().unwrap()),
+        ("EDGESHELL_GIT_CA_FILE", git.ca_file.to_str().unwrap()),
+    ])
+    .await;
+    let alice = w.control.id_token("alice").unwrap();
+    let url = format!("{}/api/secrets/GIT_TOKEN", w.control.url());
+    let set =
+        reqwest::Client::new().put(url).bearer_auth(&alice).json(&serde_json::json!({ "value": git.token })).send();
+    assert_eq!(set.await.unwrap().status(), 200);
+    let attach = |minted: &serde_json::Value| {
+        let credential = Credential::Token(minted["token"].as_str().unwrap().to_owned());
+        let url = minted["ws_url"].as_str().unwrap().to_owned();
+        async move { Browser::attach(&url, &credential).await.unwrap() }
+    };
+    let body = serde_json::json!({ "template": "code", "repo": { "url": git.url("plans") } });
+
+    let mut browser = attach(&w.mint_as("alice", body.clone()).await).await;
+    browser.expect_from(0, "into ~/plans", WAIT).await;
+    browser.input(b"cat SECRET.md; echo \"tok=${GIT_TOKEN:-none} cfg=${GIT_CONFIG_VALUE_0:-none}\"\n").await;
+    browser.expect_from(0, "private plans", WAIT).await;
+    browser.expect_from(0, "tok=none cfg=none", WAIT).await;
+    assert!(!String::from_utf8_lossy(&browser.output).contains(&git.token), "the token never reaches the terminal");
+
+    // Bob has no token: the private repository refuses him, and his session ends saying so.
+    let mut other = attach(&w.mint_as("bob", body).await).await;
+    other.expect_from(0, "could not be cloned", WAIT).await;
+    assert!(other.expect_close(WAIT).await.is_some());
 }

@@ -11,6 +11,7 @@
 //! - [`settings`]: the runner's configuration from its environment.
 //! - [`cli`]: the command line.
 //! - [`bundle`]: download, verification and safe extraction of the CLI bundle.
+//! - [`workspace`]: the session's repository, cloned before the program starts.
 
 pub mod bundle;
 pub mod cli;
@@ -22,3 +23,4 @@ pub mod relay;
 pub mod screen;
 pub mod screen_keeper;
 pub mod settings;
+pub mod workspace;

@@ -7,6 +7,7 @@
 use crate::dial::{dial, Socket};
 use crate::process_tree;
 use crate::pty::{exit_status, os_signal, Program, Pty, ReadResult};
+use crate::workspace::{notice, Workspace};
 use edgeshell_core::machine::StateMachine;
 use edgeshell_core::protocol::{ExitStatus, MAX_DATA_BYTES};
 use edgeshell_core::runner_link::{Effect, Event, LinkConfig, RunnerLink, MAX_QUEUED_INPUT};
@@ -40,6 +41,8 @@ pub struct Settings {
     pub status_file: Option<std::path::PathBuf>,
     /// Keep the terminal's screen for the room's snapshots (`EDGESHELL_SCREEN`).
     pub screen: bool,
+    /// A repository to clone before the program starts.
+    pub workspace: Option<Workspace>,
 }
 
 impl std::fmt::Debug for Settings {
@@ -90,6 +93,7 @@ pub async fn run_until(
         screen: None,
         snapshot: None,
         snapshot_wanted: false,
+        cloning: None,
     };
     // The stop is raced against the whole loop, so it also ends a dial or a send that is waiting on the
     // network.
@@ -133,7 +137,22 @@ struct Host {
     snapshot: Option<tokio::sync::oneshot::Receiver<crate::screen_keeper::Snapshot>>,
     /// The link asked for a snapshot while the screen thread was catching up.
     snapshot_wanted: bool,
+    /// The repository's clone, while it runs on the PTY before the program.
+    cloning: Option<Cloning>,
 }
+
+/// A clone on the PTY.
+struct Cloning {
+    workspace: Workspace,
+    started: std::time::Instant,
+    /// Its exit, once `git` has ended (the PTY is then read to its end before the program starts).
+    exit: Option<ExitStatus>,
+    /// Why it was stopped, if it was.
+    stopped: Option<String>,
+}
+
+/// How often a clone's size and time are checked.
+const CLONE_CHECK: Duration = Duration::from_millis(250);
 
 impl Host {
     async fn run(&mut self) -> anyhow::Result<Outcome> {
@@ -156,11 +175,14 @@ impl Host {
             let reading_room = self.stream.is_some() && self.input.len() < MAX_QUEUED_INPUT;
             let event = tokio::select! {
                 read = read_pty(self.pty.as_ref(), &mut buf[..budget]), if budget > 0 && self.pty.is_some() => match read {
-                    Ok(ReadResult::Data(n)) => {
-                        if let Some(screen) = &mut self.screen {
-                            screen.output(&buf[..n]);
+                    Ok(ReadResult::Data(n)) => self.output(buf[..n].to_vec()),
+                    Ok(ReadResult::Closed) | Err(_) if self.cloning.is_some() => {
+                        // The clone's terminal is drained: the program starts, or the session ends.
+                        let events = self.clone_ended().await?;
+                        for event in events {
+                            effects.extend(self.link.handle_event(event, clock::now()));
                         }
-                        Event::Output(buf[..n].to_vec())
+                        continue;
                     }
                     Ok(ReadResult::Closed) | Err(_) => Event::PtyClosed,
                 },
@@ -192,7 +214,16 @@ impl Host {
                 },
                 status = async { self.exit_rx.as_mut().expect("guarded").await }, if self.exit_rx.is_some() => {
                     self.exit_rx = None;
-                    Event::ProgramExited(status.unwrap_or(ExitStatus::Code(-1)))
+                    let status = status.unwrap_or(ExitStatus::Code(-1));
+                    if let Some(cloning) = &mut self.cloning {
+                        cloning.exit = Some(status);
+                        continue;
+                    }
+                    Event::ProgramExited(status)
+                }
+                _ = tokio::time::sleep(CLONE_CHECK), if self.cloning.as_ref().is_some_and(|c| c.exit.is_none() && c.stopped.is_none()) => {
+                    self.check_clone().await;
+                    continue;
                 }
                 snapshot = async { self.snapshot.as_mut().expect("guarded").await }, if self.snapshot.is_some() => {
                     self.snapshot = None;
@@ -216,12 +247,97 @@ impl Host {
     }
 
     /// Starts the program on its PTY and records its process for the pool agent.
+    /// Starts the session: the repository's clone first when there is one, else the program.
     fn start_program(&mut self) -> anyhow::Result<()> {
-        let (pty, child) = Pty::spawn(&self.program)?;
+        match self.settings.workspace.take() {
+            Some(workspace) => {
+                tracing::info!(url = %workspace.url, dir = %workspace.dir, "cloning the session's repository");
+                let clone = workspace.clone_program(&self.program);
+                self.cloning =
+                    Some(Cloning { workspace, started: std::time::Instant::now(), exit: None, stopped: None });
+                self.spawn(&clone)
+            }
+            None => self.spawn(&self.program.clone()),
+        }
+    }
+
+    /// The clone ended and its terminal is drained: the program starts in the clone, or the session
+    /// ends with the reason on the terminal and nothing of the clone left.
+    async fn clone_ended(&mut self) -> anyhow::Result<Vec<Event>> {
+        let Some(mut cloning) = self.cloning.take() else { return Ok(Vec::new()) };
+        self.pty = None;
+        // The terminal can close a moment before `git`'s exit is reaped.
+        if let (None, Some(exit)) = (cloning.exit, self.exit_rx.take()) {
+            cloning.exit = Some(exit.await.unwrap_or(ExitStatus::Code(-1)));
+        }
+        let workdir = self.program.cwd.clone();
+        // A clone quicker than the checks is measured once more before it takes its place.
+        let max = cloning.workspace.limits.max_bytes;
+        if cloning.stopped.is_none() && cloning.workspace.size(&workdir) > max {
+            cloning.stopped = Some(format!("it grew past {} MiB", max / (1024 * 1024)));
+        }
+        let ok = cloning.stopped.is_none() && cloning.exit == Some(ExitStatus::Code(0));
+        let finished =
+            if ok { cloning.workspace.finish(&workdir).map_err(|e| e.to_string()) } else { Err(String::new()) };
+        match finished {
+            Ok(dest) => {
+                tracing::info!(dir = %dest.display(), "repository cloned");
+                let line = notice(&format!("cloned {} into ~/{}", cloning.workspace.url, cloning.workspace.dir));
+                self.program.cwd = dest;
+                self.spawn(&self.program.clone())?;
+                Ok(vec![self.output(line)])
+            }
+            Err(why) => {
+                cloning.workspace.discard(&workdir);
+                let why = match (cloning.stopped, why.is_empty()) {
+                    (Some(stopped), _) => stopped,
+                    (None, false) => why,
+                    (None, true) => match cloning.exit {
+                        Some(ExitStatus::Code(code)) => format!("git exited with {code} (its output is above)"),
+                        Some(ExitStatus::Signaled(signal)) => format!("git was killed by signal {signal}"),
+                        None => "git's exit is unknown".to_owned(),
+                    },
+                };
+                tracing::warn!(%why, "the repository could not be cloned");
+                let line = notice(&format!("the repository {} could not be cloned: {why}", cloning.workspace.url));
+                // The session is over: no program, and no more output.
+                Ok(vec![self.output(line), Event::ProgramExited(ExitStatus::Code(1)), Event::PtyClosed])
+            }
+        }
+    }
+
+    /// Stops a clone past its time or size (its terminal then closes, and `clone_ended` follows).
+    async fn check_clone(&mut self) {
+        let Some(cloning) = &mut self.cloning else { return };
+        let limits = cloning.workspace.limits;
+        let why = if cloning.started.elapsed() > limits.timeout {
+            Some(format!("it took longer than {} s", limits.timeout.as_secs()))
+        } else {
+            let size = cloning.workspace.size(&self.program.cwd);
+            (size > limits.max_bytes).then(|| format!("it grew past {} MiB", limits.max_bytes / (1024 * 1024)))
+        };
+        if let Some(why) = why {
+            cloning.stopped = Some(why);
+            let killed = process_tree::kill_all(self.group.as_slice()).await;
+            tracing::warn!(killed, "clone stopped");
+        }
+    }
+
+    /// Output for the link, fed to the screen first.
+    fn output(&mut self, bytes: Vec<u8>) -> Event {
+        if let Some(screen) = &mut self.screen {
+            screen.output(&bytes);
+        }
+        Event::Output(bytes)
+    }
+
+    /// Starts `program` on a new PTY and records its process for the pool agent.
+    fn spawn(&mut self, program: &Program) -> anyhow::Result<()> {
+        let (pty, child) = Pty::spawn(program)?;
         let group = pty.pid().as_raw_nonzero().get();
-        tracing::info!(pid = group, command = %self.program.command, "program started");
+        tracing::info!(pid = group, command = %program.command, "program started");
         (self.pty, self.group) = (Some(pty), Some(group));
-        if self.settings.screen {
+        if self.settings.screen && self.screen.is_none() {
             let (cols, rows) = self.program.size;
             self.screen = Some(crate::screen_keeper::ScreenKeeper::start(cols, rows)?);
         }
@@ -278,6 +394,8 @@ impl Host {
             }
             Effect::WriteInput(data) => self.input.extend(data),
             Effect::Resize { cols, rows } => {
+                // The program started after a clone starts at the latest size.
+                self.program.size = (cols, rows);
                 if let Some(Err(e)) = self.pty.as_ref().map(|pty| pty.resize(cols, rows)) {
                     tracing::warn!(error = %e, "resize failed");
                 }

@@ -7,6 +7,7 @@
 
 use crate::pty::Program;
 use crate::relay::Settings;
+use crate::workspace::Workspace;
 use edgeshell_core::secret::Secret;
 use edgeshell_core::settings::{Program as SettingsOf, Reader, SettingsError};
 use edgeshell_platform::environment::Environment;
@@ -80,6 +81,7 @@ pub fn from_env(var: impl Fn(&str) -> Option<String>, args: &[String]) -> Result
             connect_timeout: Duration::from_secs(10),
             status_file: settings.text("EDGESHELL_STATUS_FILE")?.map(PathBuf::from),
             screen: settings.choice("EDGESHELL_SCREEN", &["on", "off"])? == 0,
+            workspace: workspace(&settings)?,
         },
         program: Program {
             command,
@@ -97,6 +99,35 @@ pub fn from_env(var: impl Fn(&str) -> Option<String>, args: &[String]) -> Result
             .map(|file| Ok::<_, ConfigError>((PathBuf::from(file), settings.secs("EDGESHELL_AGENT_LEASE_SECS")?)))
             .transpose()?,
     })
+}
+
+/// The repository to clone first, if the session has one. Its URL, ref and directory were checked by
+/// the control plane and the agent; the directory is checked again here, as it names a path.
+fn workspace(settings: &Reader<'_>) -> Result<Option<Workspace>, ConfigError> {
+    let Some(url) = settings.text("EDGESHELL_REPO_URL")? else { return Ok(None) };
+    let dir = settings.required("EDGESHELL_REPO_DIR")?;
+    let plain = !dir.is_empty() && !dir.starts_with(['.', '-']) && !dir.contains('/') && dir != "..";
+    if !plain {
+        return Err(settings.invalid("EDGESHELL_REPO_DIR", "one plain directory name"));
+    }
+    if !url.starts_with("https://") {
+        return Err(settings.invalid("EDGESHELL_REPO_URL", "an https:// URL"));
+    }
+    let git_ref = settings.text("EDGESHELL_REPO_REF")?;
+    if let Some(r) = &git_ref {
+        edgeshell_core::repo::check_ref(r).map_err(|why| settings.invalid("EDGESHELL_REPO_REF", why))?;
+    }
+    Ok(Some(Workspace {
+        url,
+        git_ref,
+        dir,
+        token: settings.text("EDGESHELL_REPO_TOKEN")?.map(Secret::new),
+        limits: edgeshell_core::repo::CloneLimits {
+            max_bytes: settings.number::<u64>("EDGESHELL_REPO_MAX_MB")?.saturating_mul(1024 * 1024),
+            timeout: settings.secs("EDGESHELL_REPO_TIMEOUT_SECS")?,
+        },
+        ca_file: settings.text("EDGESHELL_GIT_CA_FILE")?.map(PathBuf::from),
+    }))
 }
 
 /// The user the program runs as, when not the runner's: only a runner started as root can switch, and

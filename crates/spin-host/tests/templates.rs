@@ -20,7 +20,7 @@ async fn templates_are_listed_checked_and_placed_where_offered() {
     let us = stack.add_pool("us", Mode::Accept).await;
     let alice = stack.id_token("alice");
     let claude = json!({"name": "claude-code", "title": "Claude Code", "description": "Anthropic's agent",
-                        "env": ["ANTHROPIC_MODEL"], "memory_mb": 2048});
+                        "env": ["ANTHROPIC_MODEL"], "memory_mb": 2048, "repo_hosts": ["github.com"]});
     let default = json!({"name": "default", "title": "A shell"});
     tokio::time::sleep(std::time::Duration::from_millis(250)).await;
 
@@ -54,6 +54,13 @@ async fn templates_are_listed_checked_and_placed_where_offered() {
             "env.ANTHROPIC_MODEL",
         ),
         (json!({"template": "gpt-agent"}), "unknown_template", "template"),
+        (json!({"template": "claude-code", "repo": {"url": "https://gitlab.com/a/b"}}), "bad_repo", "repo.url"),
+        (
+            json!({"template": "claude-code", "repo": {"url": "https://github.com/a/b", "ref": "--upload-pack=x"}}),
+            "bad_repo",
+            "repo.ref",
+        ),
+        (json!({"template": "default", "repo": {"url": "https://github.com/a/b"}}), "bad_repo", "repo"),
         (json!({"template": 7}), "bad_request", "template"),
     ] {
         let (status, answer) = stack.mint(&alice, body.clone()).await;
@@ -64,13 +71,16 @@ async fn templates_are_listed_checked_and_placed_where_offered() {
     assert!(eu.pool.started().is_empty() && us.pool.started().is_empty(), "and starts nothing");
 
     // Asked for us, placed in eu: only eu offers the template. The start carries it and the variables.
-    let body = json!({"template": "claude-code", "env": {"ANTHROPIC_MODEL": "claude-opus-4"}, "region_hint": "us"});
+    let body = json!({"template": "claude-code", "env": {"ANTHROPIC_MODEL": "claude-opus-4"}, "region_hint": "us",
+                      "repo": {"url": "https://github.com/acme/widget.git", "ref": "main"}});
     let (status, minted) = stack.mint(&alice, body).await;
     assert_eq!(status, 201, "{minted}");
     assert_eq!(minted["region"], "eu");
     let start = eu.pool.with_log(|l| l.starts[0].clone());
     assert_eq!(start.template, "claude-code");
     assert_eq!(start.env.get("ANTHROPIC_MODEL").map(String::as_str), Some("claude-opus-4"));
+    let repo = start.repo.expect("the start carries the repository");
+    assert_eq!((repo.url.as_str(), repo.git_ref.as_deref()), ("https://github.com/acme/widget.git", Some("main")));
     // Without a template: `default`, which us offers too.
     let (status, minted) = stack.mint(&alice, json!({"region_hint": "us"})).await;
     assert_eq!((status, minted["region"].as_str()), (201, Some("us")), "{minted}");

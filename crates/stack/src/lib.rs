@@ -8,6 +8,7 @@
 pub mod control;
 pub mod edge;
 pub mod functions_host;
+pub mod git_server;
 pub mod jwks_proxy;
 pub mod paths;
 pub mod pool_agent;
@@ -16,6 +17,7 @@ pub mod postgres;
 pub use control::{ControlPlane, ControlSettings};
 pub use edge::EdgeGateway;
 pub use functions_host::FunctionsHost;
+pub use git_server::GitServer;
 pub use jwks_proxy::JwksProxy;
 pub use pool_agent::{AgentSettings, PoolAgent};
 

@@ -32,6 +32,8 @@ pub struct AgentSettings {
     pub session_command: String,
     /// The pool's template catalogue (`EDGESHELL_POOL_TEMPLATES`), when it has one.
     pub templates: Option<PathBuf>,
+    /// More variables every start of this agent gets (e.g. `EDGESHELL_GIT_CA_FILE`).
+    pub env: Vec<(String, String)>,
 }
 
 /// A running agent.
@@ -90,6 +92,7 @@ impl PoolAgent {
         if let Some(templates) = &settings.templates {
             command.env("EDGESHELL_POOL_TEMPLATES", templates);
         }
+        command.envs(settings.env.iter().map(|(k, v)| (k, v)));
         let sample_cli = bin.with_file_name("edgeshell-sample-cli");
         if sample_cli.exists() {
             command.env("EDGESHELL_RUNNER_TOOLS", &sample_cli);

@@ -1,6 +1,6 @@
 // The template picker on the home page: what the user may start (`GET /api/templates`), each template's
-// description, and a field for each variable its template lets users set. The control plane checks
-// everything again; empty fields are left out of the request.
+// description, a field for each variable its template lets users set, and a repository to clone when
+// the template takes one. The control plane checks everything again; empty fields are left out.
 
 export class TemplatePicker {
   /** `select`, `description` and `envFields` are the page's elements. */
@@ -8,6 +8,7 @@ export class TemplatePicker {
     this.select = select;
     this.description = description;
     this.envFields = envFields;
+    this.repo = document.getElementById('template-repo');
     this.templates = [];
     this.secretNames = [];
     this.select.onchange = () => this.render();
@@ -46,7 +47,11 @@ export class TemplatePicker {
     const secrets = t && t.secrets && t.secrets.length
       ? 'Takes your secrets: ' + t.secrets.map((s) => `${s} (${this.secretNames.includes(s) ? 'set' : 'not set'})`).join(', ') + '.'
       : '';
-    this.description.textContent = t ? [t.description, regions && `Offered in ${regions}.`, secrets].filter(Boolean).join(' ') : '';
+    const repo = t && t.repo_hosts && t.repo_hosts.length ? `Clones a repository from ${t.repo_hosts.join(', ')}.` : '';
+    this.description.textContent = t ? [t.description, regions && `Offered in ${regions}.`, repo, secrets].filter(Boolean).join(' ') : '';
+    const hosts = t && t.repo_hosts ? t.repo_hosts : [];
+    this.repo.hidden = hosts.length === 0;
+    this.repo.querySelector('#repo-url').placeholder = hosts.length ? `https://${hosts[0]}/you/project.git` : '';
     const kept = this.values();
     this.envFields.innerHTML = '';
     for (const name of t ? t.env : []) {
@@ -75,6 +80,11 @@ export class TemplatePicker {
   /** The mint request's `template` and `env` (nothing when no catalogue was loaded). */
   request() {
     const t = this.current();
-    return t ? { template: t.name, env: this.values() } : {};
+    if (!t) return {};
+    const out = { template: t.name, env: this.values() };
+    const url = this.repo.querySelector('#repo-url').value.trim();
+    const ref = this.repo.querySelector('#repo-ref').value.trim();
+    if (!this.repo.hidden && url) out.repo = ref ? { url, ref } : { url };
+    return out;
   }
 }

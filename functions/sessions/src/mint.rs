@@ -18,6 +18,7 @@ use edgeshell_core::lifetime::Terms;
 use edgeshell_core::placement::{candidates, ClientLocation, FailoverPlan, PlacementError, Step};
 use edgeshell_core::pool_api::{attach_path, join_path, PoolCommand, StartRunner};
 use edgeshell_core::quotas::{QuotaPolicy, QuotaUsage};
+use edgeshell_core::repo::RepoRequest;
 use edgeshell_core::templates::{DEFAULT_TEMPLATE, MAX_ENV_TOTAL};
 use edgeshell_core::time::Timestamp;
 use edgeshell_fn::db::{col, text, Db};
@@ -52,6 +53,9 @@ struct MintRequest {
     /// Variables to set, each one the template lets users set.
     #[serde(default)]
     env: BTreeMap<String, String>,
+    /// A repository to clone into the work directory, from a host the template allows.
+    #[serde(default)]
+    repo: Option<RepoRequest>,
 }
 
 /// The largest mint body: the variables' bounds and some room for the rest.
@@ -115,9 +119,9 @@ fn mint_timed(req: &Request) -> Result<(Minted, Signing, Db, Spent, Steps), ApiE
     // considers the regions offering it.
     let template = input.template.unwrap_or_else(|| DEFAULT_TEMPLATE.to_owned());
     let registry = Registry::load(&db, config.placement.health_ttl)?;
-    let allowed = registry.offers.resolve(&template, &input.env).map_err(|e| e.to_api_error())?;
+    let allowed = registry.offers.resolve(&template, &input.env, input.repo.as_ref()).map_err(|e| e.to_api_error())?;
     let registry = registry.only(&allowed);
-    let program = Program { template, env: input.env };
+    let program = Program { template, env: input.env, repo: input.repo };
     let mut sid = session_id(entropy());
     reserve(&db, (&user.subject, &sid, &program.template), terms.deadline(), &config.quota, now)?;
     let placing = Spent::default();
@@ -155,6 +159,7 @@ fn mint_timed(req: &Request) -> Result<(Minted, Signing, Db, Spent, Steps), ApiE
 struct Program {
     template: String,
     env: BTreeMap<String, String>,
+    repo: Option<RepoRequest>,
 }
 
 /// Checks the quotas and records the session as `starting`, atomically per user.
@@ -236,6 +241,7 @@ fn place(
                     deadline: terms.ends,
                     template: program.template.clone(),
                     env: program.env.clone(),
+                    repo: program.repo.clone(),
                 });
                 plan.record(pools::start(signing, &command, config.pool_timeout)?);
             }

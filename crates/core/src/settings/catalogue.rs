@@ -356,6 +356,17 @@ pub const POOL_AGENT: &[Setting] = &[
         Unset,
         "Kubernetes backend: the CIDRs runners may reach on port 443, comma-separated (the edge's and bundle hosts' ranges).",
     ),
+    setting("EDGESHELL_GIT_CA_FILE", Unset, "Extra PEM roots runners trust for repositories' hosts (tests)."),
+    setting(
+        "EDGESHELL_REPO_MAX_MB",
+        Number(crate::repo::CloneLimits::DEFAULT.max_bytes / (1024 * 1024)),
+        "The most a session's repository clone may take on disk (passed on to runners).",
+    ),
+    setting(
+        "EDGESHELL_REPO_TIMEOUT_SECS",
+        Number(crate::repo::CloneLimits::DEFAULT.timeout.as_secs()),
+        "The longest a session's repository clone may take (passed on to runners).",
+    ),
     setting("EDGESHELL_LOG", Text("info"), "The log level (a `tracing` filter)."),
     setting("EDGESHELL_LOG_FORMAT", Text("json"), "`json` or `text` lines on stderr."),
 ];
@@ -414,6 +425,25 @@ pub const RUNNER: &[Setting] = &[
         Text("on"),
         "`on`: keep the terminal's screen (on a thread of its own) and send the room snapshots, so a browser attaching afresh is drawn the screen; `off`: it gets the room's raw history instead.",
     ),
+    setting(
+        "EDGESHELL_REPO_URL",
+        Unset,
+        "The session's repository (`https://`, checked by the control plane and the agent), cloned into the work directory before the program starts.",
+    ),
+    setting("EDGESHELL_REPO_REF", Unset, "The branch or tag to clone; unset, the repository's default."),
+    setting("EDGESHELL_REPO_DIR", Unset, "The directory under the work directory the clone goes to (the program starts there)."),
+    secret("EDGESHELL_REPO_TOKEN", Unset, "The clone's HTTPS password (the user's Git token); never passed to the program."),
+    setting(
+        "EDGESHELL_REPO_MAX_MB",
+        Number(crate::repo::CloneLimits::DEFAULT.max_bytes / (1024 * 1024)),
+        "The most the clone may take on disk; beyond, it is stopped and removed.",
+    ),
+    setting(
+        "EDGESHELL_REPO_TIMEOUT_SECS",
+        Number(crate::repo::CloneLimits::DEFAULT.timeout.as_secs()),
+        "The longest the clone may take.",
+    ),
+    setting("EDGESHELL_GIT_CA_FILE", Unset, "Extra PEM roots for the repository's host (tests)."),
     setting(
         "EDGESHELL_BUNDLE_URL",
         Unset,

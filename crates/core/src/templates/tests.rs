@@ -88,27 +88,30 @@ fn offers_combine_across_regions_and_resolve_to_the_regions_that_accept() {
     assert_eq!(listed.len(), 2);
     assert_eq!((listed[0].offer.name.as_str(), listed[0].regions.len()), ("claude-code", 3));
     assert_eq!(listed[1].regions, [region("eu")]);
-    assert_eq!(offers.resolve("claude-code", &env(&[])).unwrap().len(), 3);
-    assert_eq!(offers.resolve("claude-code", &env(&[("ANTHROPIC_MODEL", "x")])).unwrap(), [region("eu"), region("us")]);
-    assert_eq!(offers.resolve("shell", &env(&[])).unwrap(), [region("eu")]);
-    let e = offers.resolve("claude-code", &env(&[("NOPE", "x")])).unwrap_err();
+    assert_eq!(offers.resolve("claude-code", &env(&[]), None).unwrap().len(), 3);
+    assert_eq!(
+        offers.resolve("claude-code", &env(&[("ANTHROPIC_MODEL", "x")]), None).unwrap(),
+        [region("eu"), region("us")]
+    );
+    assert_eq!(offers.resolve("shell", &env(&[]), None).unwrap(), [region("eu")]);
+    let e = offers.resolve("claude-code", &env(&[("NOPE", "x")]), None).unwrap_err();
     assert_eq!((e.field.as_str(), e.kind), ("env.NOPE", Refusal::BadEnv));
-    let e = offers.resolve("gpt", &env(&[])).unwrap_err();
+    let e = offers.resolve("gpt", &env(&[]), None).unwrap_err();
     assert_eq!((e.field.as_str(), e.kind), ("template", Refusal::UnknownTemplate));
     assert!(e.why.contains("offered: claude-code, shell"), "{e}");
     assert_eq!(e.to_api_error().code, crate::api_error::ErrorCode::UnknownTemplate);
     // Nothing offered anywhere: no region is up, which says nothing about the request.
-    assert_eq!(Offers::default().resolve("x", &env(&[])).unwrap_err().kind, Refusal::Unavailable);
+    assert_eq!(Offers::default().resolve("x", &env(&[]), None).unwrap_err().kind, Refusal::Unavailable);
     // Known from agents no longer heard from: unavailable now (503), not a mistake (400).
     let down = Offers::default().with_stale(&[vec![], listed.iter().map(|l| l.offer.clone()).collect()]);
     for name in ["default", "shell"] {
-        let e = down.resolve(name, &env(&[])).unwrap_err();
+        let e = down.resolve(name, &env(&[]), None).unwrap_err();
         assert_eq!(e.kind, Refusal::Unavailable, "{name}");
         assert_eq!(e.to_api_error().code, crate::api_error::ErrorCode::NoRegionAvailable);
     }
     let one_up = Offers::new(vec![report("us")]).with_stale(&[vec![]]);
-    assert_eq!(one_up.resolve("default", &env(&[])).unwrap_err().kind, Refusal::Unavailable);
-    assert_eq!(one_up.resolve("gpt", &env(&[])).unwrap_err().kind, Refusal::UnknownTemplate);
+    assert_eq!(one_up.resolve("default", &env(&[]), None).unwrap_err().kind, Refusal::Unavailable);
+    assert_eq!(one_up.resolve("gpt", &env(&[]), None).unwrap_err().kind, Refusal::UnknownTemplate);
 }
 
 #[test]
@@ -129,4 +132,26 @@ fn reports_are_checked_and_a_region_offers_what_all_its_agents_offer() {
     let legacy = common_offers(&[vec![]]);
     assert_eq!(legacy.iter().map(|o| o.name.as_str()).collect::<Vec<_>>(), [DEFAULT_TEMPLATE]);
     assert!(common_offers(&[all.clone(), vec![]]).is_empty(), "eu's catalogue has no default");
+}
+
+#[test]
+fn a_repository_is_placed_only_where_its_template_takes_it_from_that_host() {
+    let c = Catalogue::parse(
+        r#"{"templates": [{"name": "code", "title": "Code", "repo_hosts": ["github.com"], "repo_token": "GIT_TOKEN"},
+                          {"name": "plain", "title": "Plain"}]}"#,
+    )
+    .unwrap();
+    let offers = Offers::new(vec![(region("eu"), c.offered_in(&region("eu")).map(Template::offer).collect())]);
+    let repo = |url: &str| crate::repo::RepoRequest { url: url.into(), git_ref: None };
+    assert_eq!(offers.resolve("code", &env(&[]), Some(&repo("https://github.com/a/b"))).unwrap(), [region("eu")]);
+    let e = offers.resolve("code", &env(&[]), Some(&repo("https://gitlab.com/a/b"))).unwrap_err();
+    assert_eq!((e.field.as_str(), e.kind), ("repo.url", Refusal::BadRepo));
+    assert_eq!(e.to_api_error().code, crate::api_error::ErrorCode::BadRepo);
+    let e = offers.resolve("plain", &env(&[]), Some(&repo("https://github.com/a/b"))).unwrap_err();
+    assert_eq!(e.field, "repo");
+    let bad =
+        |json: &str, needle: &str| assert!(Catalogue::parse(json).unwrap_err().to_string().contains(needle), "{json}");
+    bad(r#"{"templates": [{"name": "a", "title": "x", "repo_token": "T"}]}"#, "repo_token without repo_hosts");
+    bad(r#"{"templates": [{"name": "a", "title": "x", "repo_hosts": ["GitHub.com"]}]}"#, "repo_hosts");
+    bad(r#"{"templates": [{"name": "a", "title": "x", "repo_hosts": ["h"], "repo_token": "PATH"}]}"#, "PATH");
 }

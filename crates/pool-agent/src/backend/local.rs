@@ -14,6 +14,7 @@
 //! isolate).
 
 mod exited;
+mod session_env;
 
 use super::{BackendError, RunnerBackend, RunnerExit, RunnerLimits, RunnerSpec};
 use edgeshell_core::ids::SessionId;
@@ -196,31 +197,7 @@ impl LocalBackend {
             .kill_on_drop(false)
             // Its own process group: stopping it never signals the agent.
             .process_group(0);
-        for name in ["LANG", "EDGESHELL_LOG", "EDGESHELL_LOG_FORMAT", "SHELL"] {
-            if let Some(value) = var(name) {
-                cmd.env(name, value);
-            }
-        }
-        let mut pass_env = Vec::new();
-        for name in &o.pass_env {
-            if let Some(value) = var(name) {
-                cmd.env(name, value);
-                pass_env.push(name.as_str());
-            }
-        }
-        // The user's variables and secrets win over the pool's of the same name. The runner's
-        // environment is not readable by the program (another user; the runner is not dumpable).
-        let user = spec.program.env.iter().map(|(n, v)| (n, v.as_str()));
-        for (name, value) in user.chain(spec.program.secrets.iter().map(|(n, v)| (n, v.expose()))) {
-            cmd.env(name, value);
-            if !pass_env.contains(&name.as_str()) {
-                pass_env.push(name);
-            }
-        }
-        cmd.env("EDGESHELL_PASS_ENV", pass_env.join(","));
-        if let Some(command) = spec.program.command.as_ref().or(o.session_command.as_ref()) {
-            cmd.env("EDGESHELL_SESSION_COMMAND", command);
-        }
+        session_env::apply(&mut cmd, spec, o, var);
         if let Some(uid) = uid {
             cmd.env("EDGESHELL_RUN_AS_UID", uid.to_string());
         }

@@ -26,6 +26,26 @@ pub struct RunnerSpec {
     pub program: ProgramSpec,
 }
 
+/// A session's repository, checked against its template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepoSpec {
+    /// The `https://` URL.
+    pub url: String,
+    /// A branch or tag, if any.
+    pub git_ref: Option<String>,
+    /// The directory under the work directory it is cloned to.
+    pub dir: String,
+}
+
+impl RepoSpec {
+    /// The runner's variables for it (`EDGESHELL_REPO_*`; the token separately, as a secret).
+    pub fn runner_env(&self) -> Vec<(&'static str, String)> {
+        let mut vars = vec![("EDGESHELL_REPO_URL", self.url.clone()), ("EDGESHELL_REPO_DIR", self.dir.clone())];
+        vars.extend(self.git_ref.iter().map(|r| ("EDGESHELL_REPO_REF", r.clone())));
+        vars
+    }
+}
+
 /// What a session runs, resolved from its template (the pool's own settings where it says nothing).
 #[derive(Clone, PartialEq, Eq)]
 pub struct ProgramSpec {
@@ -41,6 +61,10 @@ pub struct ProgramSpec {
     pub env: std::collections::BTreeMap<String, String>,
     /// The user's secrets the template takes, by name (fetched at start; never logged).
     pub secrets: std::collections::BTreeMap<String, edgeshell_core::secret::Secret>,
+    /// A repository the runner clones into the work directory before the program starts.
+    pub repo: Option<RepoSpec>,
+    /// The clone's HTTPS password (the user's secret the template names), if any.
+    pub repo_token: Option<edgeshell_core::secret::Secret>,
     /// The limits: the template's, else the pool's.
     pub limits: RunnerLimits,
 }
@@ -59,6 +83,8 @@ impl ProgramSpec {
             bundle: template.bundle.clone(),
             env,
             secrets: Default::default(),
+            repo: None,
+            repo_token: None,
             limits: RunnerLimits {
                 memory_mb: template.memory_mb.unwrap_or(pool.memory_mb),
                 cpu_millis: template.cpu_millis.unwrap_or(pool.cpu_millis),
@@ -78,6 +104,7 @@ impl std::fmt::Debug for RunnerSpec {
             .field("template", &self.program.template)
             .field("env", &self.program.env.keys().collect::<Vec<_>>())
             .field("secrets", &self.program.secrets.keys().collect::<Vec<_>>())
+            .field("repo", &self.program.repo)
             .finish_non_exhaustive()
     }
 }

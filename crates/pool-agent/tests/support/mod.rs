@@ -113,6 +113,18 @@ impl Fixture {
         template: &str,
         env: &[(&str, &str)],
     ) -> Vec<u8> {
+        self.start_body_with_repo(sid, join, deadline_in, (template, env), None)
+    }
+
+    /// A start of `template` with the user's variables and a repository.
+    pub fn start_body_with_repo(
+        &self,
+        sid: &SessionId,
+        join: String,
+        deadline_in: u64,
+        (template, env): (&str, &[(&str, &str)]),
+        repo: Option<edgeshell_core::repo::RepoRequest>,
+    ) -> Vec<u8> {
         let command = PoolCommand::Start(StartRunner {
             session_id: sid.clone(),
             region: region(),
@@ -121,6 +133,7 @@ impl Fixture {
             deadline: now().as_secs() + deadline_in,
             template: template.into(),
             env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            repo,
         });
         serde_json::to_vec(&command).unwrap()
     }
@@ -228,6 +241,7 @@ pub async fn spawn_agent_for(upstream: &Upstream, state: &Path, extra: &[(&str, 
         state_dir: state.to_owned(),
         session_command: "/bin/sh".into(),
         templates: None,
+        env: Vec::new(),
     };
     AgentProcess::spawn(Path::new(env!("CARGO_BIN_EXE_edgeshell-pool-agent")), &settings, extra).await.unwrap()
 }

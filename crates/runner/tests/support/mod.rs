@@ -70,6 +70,7 @@ pub fn settings(host: &RoomHost, sid: &SessionId) -> Settings {
         connect_timeout: Duration::from_secs(5),
         status_file: None,
         screen: true,
+        workspace: None,
     }
 }
 

@@ -113,6 +113,7 @@ pub fn runner_secret(options: &KubernetesOptions, spec: &RunnerSpec) -> Secret {
         string_data: Some(
             std::iter::once((TOKEN_KEY.to_owned(), spec.join_token.expose().to_owned()))
                 .chain(spec.program.secrets.iter().map(|(name, value)| (secret_key(name), value.expose().to_owned())))
+                .chain(spec.program.repo_token.iter().map(|t| (REPO_TOKEN_KEY.to_owned(), t.expose().to_owned())))
                 .collect(),
         ),
         type_: Some("Opaque".to_owned()),
@@ -121,9 +122,28 @@ pub fn runner_secret(options: &KubernetesOptions, spec: &RunnerSpec) -> Secret {
     }
 }
 
+/// The key of the clone's token in the runner's Secret.
+const REPO_TOKEN_KEY: &str = "repo-token";
+
 /// The key of the session's secret `name` in its runner's Secret.
 fn secret_key(name: &str) -> String {
     format!("env-{name}")
+}
+
+/// A variable whose value is `key` of the Secret `secret`.
+fn secret_env(name: &str, secret: &str, key: &str) -> EnvVar {
+    EnvVar {
+        name: name.to_owned(),
+        value: None,
+        value_from: Some(EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector {
+                name: secret.to_owned(),
+                key: key.to_owned(),
+                optional: Some(false),
+            }),
+            ..EnvVarSource::default()
+        }),
+    }
 }
 
 fn env(name: &str, value: impl Into<String>) -> EnvVar {
@@ -172,24 +192,20 @@ pub fn runner_job(options: &KubernetesOptions, spec: &RunnerSpec, now: u64) -> J
         env_vars.push(env("EDGESHELL_BUNDLE_SHA256", &bundle.sha256));
         env_vars.push(env("EDGESHELL_BUNDLE_HOSTS", host));
     }
+    if let Some(repo) = &spec.program.repo {
+        env_vars.extend(repo.runner_env().into_iter().map(|(name, value)| env(name, value)));
+        if spec.program.repo_token.is_some() {
+            env_vars.push(secret_env("EDGESHELL_REPO_TOKEN", &job_name(&spec.session_id), REPO_TOKEN_KEY));
+        }
+    }
     // The user's variables and secrets, passed on by the runner to the program by name; the secrets'
     // values stay in the Secret the Job owns, referenced, never in the Job.
     let names: Vec<&String> = spec.program.env.keys().chain(spec.program.secrets.keys()).collect();
     if !names.is_empty() {
         env_vars.push(env("EDGESHELL_PASS_ENV", names.iter().map(|n| n.as_str()).collect::<Vec<_>>().join(",")));
         env_vars.extend(spec.program.env.iter().map(|(name, value)| env(name, value)));
-        env_vars.extend(spec.program.secrets.keys().map(|name| EnvVar {
-            name: name.clone(),
-            value: None,
-            value_from: Some(EnvVarSource {
-                secret_key_ref: Some(SecretKeySelector {
-                    name: job_name(&spec.session_id),
-                    key: secret_key(name),
-                    optional: Some(false),
-                }),
-                ..EnvVarSource::default()
-            }),
-        }));
+        let secret = job_name(&spec.session_id);
+        env_vars.extend(spec.program.secrets.keys().map(|name| secret_env(name, &secret, &secret_key(name))));
     }
     let memory = format!("{}Mi", limits.memory_mb);
     let resources = ResourceRequirements {
