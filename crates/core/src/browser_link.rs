@@ -324,6 +324,13 @@ impl BrowserLink {
                 self.send_input(fx);
             }
             Frame::Exited { status } => {
+                // The room ends the session once every seat has acknowledged all output: acknowledge
+                // the rest now, or a last screen below half a window would keep it open until the
+                // resume window passed.
+                if self.offset() > self.acked {
+                    self.acked = self.offset();
+                    fx.push(Effect::Send(Frame::Ack { offset: self.acked }.encode()));
+                }
                 self.exit = Some(status);
                 fx.push(Effect::Exited(status));
             }

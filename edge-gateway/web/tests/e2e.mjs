@@ -336,12 +336,11 @@ async function repository(page) {
   await page.fill('#repo-url', GIT_URL.replace('widget.git', 'missing.git'));
   await page.fill('#repo-ref', '');
   await page.click('#start');
-  await waitLive(page);
-  await waitForLine(page, (l) => l.includes('could not be cloned'), 'the reason on the terminal');
-  // The runner has ended its side. Known issue: when the exit follows a fresh attach within a moment,
-  // the room's end does not reach the page (the page stays live); the owner ends it here.
-  await endSession(page);
-  await page.waitForSelector('#overlay', { state: 'visible' });
+  await page.waitForSelector('#overlay', { state: 'visible', timeout: 30000 });
+  const rows = await screen(page);
+  if (!rows.some((l) => l.includes('could not be cloned'))) throw new Error(`a failed clone showed ${rows.join(' / ')}`);
+  const ended = await page.textContent('#overlay-message');
+  if (!/exited with status 1/.test(ended)) throw new Error(`a failed clone was reported as: ${ended}`);
   await page.click('#overlay-home');
   await page.waitForSelector('#home-view', { state: 'visible' });
 }

@@ -430,3 +430,20 @@ fn input_typed_while_disconnected_follows_the_size_after_the_next_welcome() {
         vec![Frame::Resize { cols: 100, rows: 30 }, Frame::InputAt { offset: 0, data: b"pwd\n".to_vec() }]
     );
 }
+
+#[test]
+fn the_programs_exit_acknowledges_the_last_output_so_the_room_can_end_at_once() {
+    let mut h = Harness::live();
+    let fx = h.binary(&Frame::Output { offset: 0, data: b"the last words".to_vec() }.encode());
+    assert!(!fx.iter().any(|e| matches!(e, Effect::Send(_))), "a little output waits for more before an ack");
+    let fx = h.binary(&Frame::Exited { status: ExitStatus::Code(1) }.encode());
+    let acks: Vec<Frame> = fx
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Send(bytes) => Frame::decode(bytes).ok(),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(acks, vec![Frame::Ack { offset: 14 }]);
+    assert!(fx.iter().any(|e| matches!(e, Effect::Exited(ExitStatus::Code(1)))));
+}
