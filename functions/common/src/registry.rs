@@ -54,3 +54,17 @@ pub fn load(db: &Db, health_ttl: core::time::Duration) -> Result<Vec<Pool>, ApiE
     }
     Ok(pools)
 }
+
+/// A live pool key's `(key_id, region)` by its SHA-256 (a rotated key lives until its grace ends); 401
+/// `invalid_api_key` for an unknown or revoked one.
+pub fn key_owner(db: &Db, sha256: &[u8]) -> Result<(String, String), ApiError> {
+    use crate::reply::ErrorCode;
+    let row = db
+        .query_opt(
+            "SELECT key_id, region FROM pool_api_keys
+             WHERE key_sha256 = $1 AND (revoked_at IS NULL OR revoked_at > now())",
+            &[spin_sdk::pg4::ParameterValue::Binary(sha256.to_vec())],
+        )?
+        .ok_or_else(|| ApiError::new(ErrorCode::InvalidApiKey, "unknown or revoked pool key"))?;
+    Ok((col(&row, 0)?, col(&row, 1)?))
+}

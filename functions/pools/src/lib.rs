@@ -19,7 +19,7 @@ use edgeshell_core::templates::{TemplateOffer, MAX_TEMPLATES};
 use edgeshell_core::time::Timestamp;
 use edgeshell_fn::db::{col, int, text, Db};
 use edgeshell_fn::platform::now;
-use edgeshell_fn::registry;
+use edgeshell_fn::registry::{self, key_owner};
 use edgeshell_fn::reply::{self, finish, json, ApiError, ErrorCode};
 use edgeshell_fn::request::{bearer, json_body, require_internal, Request};
 use edgeshell_fn::settings;
@@ -65,18 +65,6 @@ fn route(req: &Request) -> Reply {
 
 /// The edge's key check of a connecting agent.
 const KEY_CHECK_PATH: &str = "/internal/pools/keys/check";
-
-/// A live key's `(key_id, region)` by its SHA-256; a rotated key lives until its grace ends.
-fn key_owner(db: &Db, sha256: &[u8]) -> Result<(String, String), ApiError> {
-    let row = db
-        .query_opt(
-            "SELECT key_id, region FROM pool_api_keys
-             WHERE key_sha256 = $1 AND (revoked_at IS NULL OR revoked_at > now())",
-            &[ParameterValue::Binary(sha256.to_vec())],
-        )?
-        .ok_or_else(|| ApiError::new(ErrorCode::InvalidApiKey, "unknown or revoked pool key"))?;
-    Ok((col(&row, 0)?, col(&row, 1)?))
-}
 
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -9,7 +9,6 @@ use edgeshell_fn::db::{col, text, Db};
 use edgeshell_fn::reply::{self, json, ApiError, ErrorCode};
 use edgeshell_fn::request::{bearer, json_body, Request};
 use edgeshell_fn::Reply;
-use spin_sdk::pg4::ParameterValue;
 use std::collections::BTreeMap;
 
 /// The route.
@@ -18,14 +17,7 @@ pub(crate) const PATH: &str = edgeshell_core::pool_api::POOL_SECRETS_PATH;
 pub(crate) fn fetch(req: &Request) -> Reply {
     let key = bearer(req).ok_or_else(|| ApiError::new(ErrorCode::MissingApiKey, "send the pool key as Bearer"))?;
     let db = Db::open()?;
-    let region: String = db
-        .query_opt(
-            "SELECT region FROM pool_api_keys WHERE key_sha256 = $1 AND (revoked_at IS NULL OR revoked_at > now())",
-            &[ParameterValue::Binary(api_key_hash(&key).to_vec())],
-        )?
-        .map(|r| col(&r, 0))
-        .transpose()?
-        .ok_or_else(|| ApiError::new(ErrorCode::InvalidApiKey, "unknown or revoked pool key"))?;
+    let (_, region) = edgeshell_fn::registry::key_owner(&db, &api_key_hash(&key))?;
     let input: PoolSecretsRequest = json_body(req, 8 * 1024)?;
     input.check().map_err(|e| ApiError::new(ErrorCode::BadRequest, e))?;
     let sid: &SessionId = &input.session_id;
