@@ -36,6 +36,16 @@ impl CloneLimits {
         CloneLimits { max_bytes: 1024 * 1024 * 1024, timeout: core::time::Duration::from_secs(300) };
 }
 
+impl CloneLimits {
+    /// Why a clone that has run `elapsed` and takes `bytes` must stop, if it must.
+    pub fn exceeded(&self, elapsed: core::time::Duration, bytes: u64) -> Option<String> {
+        if elapsed > self.timeout {
+            return Some(format!("it took longer than {} s", self.timeout.as_secs()));
+        }
+        (bytes > self.max_bytes).then(|| format!("it grew past {} MiB", self.max_bytes / (1024 * 1024)))
+    }
+}
+
 impl RepoRequest {
     /// Checks the request against the hosts its template allows (`host` or `host:port`); answers the
     /// directory the clone goes to (the URL's last segment, without `.git`).
@@ -93,6 +103,15 @@ mod tests {
 
     fn repo(url: &str, git_ref: Option<&str>) -> RepoRequest {
         RepoRequest { url: url.into(), git_ref: git_ref.map(Into::into) }
+    }
+
+    #[test]
+    fn a_clone_stops_past_its_time_or_size() {
+        let limits = CloneLimits { max_bytes: 1024 * 1024, timeout: core::time::Duration::from_secs(10) };
+        let secs = core::time::Duration::from_secs;
+        assert_eq!(limits.exceeded(secs(10), 1024 * 1024), None);
+        assert_eq!(limits.exceeded(secs(11), 0).as_deref(), Some("it took longer than 10 s"));
+        assert_eq!(limits.exceeded(secs(1), 1024 * 1024 + 1).as_deref(), Some("it grew past 1 MiB"));
     }
 
     #[test]

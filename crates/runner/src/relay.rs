@@ -272,9 +272,9 @@ impl Host {
         }
         let workdir = self.program.cwd.clone();
         // A clone quicker than the checks is measured once more before it takes its place.
-        let max = cloning.workspace.limits.max_bytes;
-        if cloning.stopped.is_none() && cloning.workspace.size(&workdir) > max {
-            cloning.stopped = Some(format!("it grew past {} MiB", max / (1024 * 1024)));
+        if cloning.stopped.is_none() {
+            let size = cloning.workspace.size(&workdir);
+            cloning.stopped = cloning.workspace.limits.exceeded(std::time::Duration::ZERO, size);
         }
         let ok = cloning.stopped.is_none() && cloning.exit == Some(ExitStatus::Code(0));
         let finished =
@@ -309,14 +309,8 @@ impl Host {
     /// Stops a clone past its time or size (its terminal then closes, and `clone_ended` follows).
     async fn check_clone(&mut self) {
         let Some(cloning) = &mut self.cloning else { return };
-        let limits = cloning.workspace.limits;
-        let why = if cloning.started.elapsed() > limits.timeout {
-            Some(format!("it took longer than {} s", limits.timeout.as_secs()))
-        } else {
-            let size = cloning.workspace.size(&self.program.cwd);
-            (size > limits.max_bytes).then(|| format!("it grew past {} MiB", limits.max_bytes / (1024 * 1024)))
-        };
-        if let Some(why) = why {
+        let size = cloning.workspace.size(&self.program.cwd);
+        if let Some(why) = cloning.workspace.limits.exceeded(cloning.started.elapsed(), size) {
             cloning.stopped = Some(why);
             let killed = process_tree::kill_all(self.group.as_slice()).await;
             tracing::warn!(killed, "clone stopped");

@@ -51,7 +51,7 @@ export class TemplatePicker {
     this.description.textContent = t ? [t.description, regions && `Offered in ${regions}.`, repo, secrets].filter(Boolean).join(' ') : '';
     const hosts = t && t.repo_hosts ? t.repo_hosts : [];
     this.repo.hidden = hosts.length === 0;
-    this.repo.querySelector('#repo-url').placeholder = hosts.length ? `https://${hosts[0]}/you/project.git` : '';
+    this.repo.querySelector('#repo-url').placeholder = hosts.length ? `an https:// URL on ${hosts.join(', ')}` : '';
     const kept = this.values();
     this.envFields.innerHTML = '';
     for (const name of t ? t.env : []) {
