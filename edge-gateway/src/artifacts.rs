@@ -2,7 +2,9 @@
 //! `Authorization: Bearer` streams an object from R2 to its owner once per link (a token in the query
 //! string, where request logs keep it, is refused unread), and `PUT /artifacts/{sid}/{path}` with the
 //! runner's `artifact:put` token streams an upload into R2, counting its bytes and SHA-256 on the way
-//! (what is recorded is what was stored, never what was declared). Tokens are verified here (no database); what needs the database — the link's
+//! (what is recorded is what was stored, never what was declared). An upload replaces the artifact
+//! stored at its path unless it says `If-None-Match: *`; the replaced version's object is deleted once
+//! the new one is recorded. Tokens are verified here (no database); what needs the database — the link's
 //! one-time use, the upload limits, the audit log — is the control plane's internal artifacts routes.
 
 use crate::config::EdgeConfig;
@@ -152,8 +154,11 @@ async fn upload(req: &mut Request, env: &Env, ctx: &Context) -> std::result::Res
         .and_then(|v| v.parse().ok())
         .ok_or_else(|| ApiError::new(ErrorCode::LengthRequired, "an upload needs a Content-Length"))?;
     let declared = declared_sha256(req)?;
+    // `If-None-Match: *`: only if nothing is stored at the path (RFC 9110, 13.1.2).
+    let replace = req.headers().get("if-none-match").ok().flatten().is_none_or(|v| v.trim() != "*");
     let body = serde_json::json!({
         "session_id": session.as_str(), "path": path.as_str(), "size": size, "sha256": declared,
+        "replace": replace,
     });
     let registered: Registered = control_api::internal(env, &config, "/internal/artifacts", &body).await?;
     let stream = req.stream().map_err(|_| ApiError::new(ErrorCode::EmptyBody, "the upload has no body"))?;
@@ -165,6 +170,14 @@ async fn upload(req: &mut Request, env: &Env, ctx: &Context) -> std::result::Res
     answer["size"] = bytes.into();
     answer["sha256"] = sha256.into();
     Response::from_json(&answer).map(|r| r.with_status(201)).map_err(|e| http::internal(e.to_string()))
+}
+
+/// The control plane's answer to a completion.
+#[derive(Deserialize)]
+struct Completed {
+    /// The object of the version this upload replaced.
+    #[serde(default)]
+    superseded: Option<String>,
 }
 
 /// A registered upload, owned so that it can outlive its request.
@@ -191,17 +204,31 @@ impl Upload {
                 "reason": e.message,
             }),
         };
-        let completed: std::result::Result<serde_json::Value, ApiError> =
+        let completed: std::result::Result<Completed, ApiError> =
             control_api::internal(&self.env, &self.config, "/internal/artifacts/complete", &completion).await;
         let stored = stored?;
-        if let Err(e) = completed {
-            // Not recorded as stored: nothing may stay in R2 (cleanup releases the pending record).
-            if let Ok(bucket) = self.env.bucket(BUCKET_BINDING) {
-                let _ = bucket.delete(self.key.as_str()).await;
+        match completed {
+            Err(e) => {
+                // Not recorded as stored: nothing may stay in R2 (cleanup releases the pending record).
+                if let Ok(bucket) = self.env.bucket(BUCKET_BINDING) {
+                    let _ = bucket.delete(self.key.as_str()).await;
+                }
+                Err(e)
             }
-            return Err(e);
+            Ok(Completed { superseded: Some(old) }) => {
+                // The version replaced; if this fails, the bucket's lifecycle rule deletes it.
+                if let Ok(bucket) = self.env.bucket(BUCKET_BINDING) {
+                    if let Err(e) = bucket.delete(old.as_str()).await {
+                        worker::console_error!(
+                            "{}",
+                            serde_json::json!({"event": "artifact_delete_failed", "error": e.to_string()})
+                        );
+                    }
+                }
+                Ok(stored)
+            }
+            Ok(Completed { superseded: None }) => Ok(stored),
         }
-        Ok(stored)
     }
 }
 

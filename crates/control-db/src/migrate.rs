@@ -50,6 +50,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "user_secrets",
         sql: include_str!("../../../functions/migrations/0007_user_secrets.sql"),
     },
+    Migration {
+        version: 8,
+        name: "artifact_versions",
+        sql: include_str!("../../../functions/migrations/0008_artifact_versions.sql"),
+    },
 ];
 
 /// An arbitrary constant naming the migration lock.

@@ -130,6 +130,8 @@ error_table! {
     ReplayedToken = ("replayed_token", 409, Never),
     /// The session already has an artifact at this path.
     ArtifactExists = ("artifact_exists", 409, Never),
+    /// Another upload to this artifact's path is under way; send it again once that one is done.
+    UploadInProgress = ("upload_in_progress", 409, Never),
     /// The pool already runs a runner for this session.
     AlreadyRunning = ("already_running", 409, Never),
     /// A newer connection of the same seat took over.

@@ -7,7 +7,7 @@
 //!
 //! ```json
 //! [{"name": "functions", "key_sha256": "<64 hex digits>",
-//!   "scopes": ["session:attach", "session:join", "pool:command", "artifact:get"],
+//!   "scopes": ["session:attach", "session:join", "pool:command", "artifact:get", "artifact:put"],
 //!   "audiences": ["edgeshell-edge", "edgeshell-pool:*"]}]
 //! ```
 //!
@@ -19,9 +19,10 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-/// What the control functions have signed: attach and join tokens, pool commands, artifact links. Never
-/// `artifact:put`: only test suites upload without a runner.
-pub const FUNCTIONS_SCOPES: [Scope; 4] = [Scope::Attach, Scope::Join, Scope::PoolCommand, Scope::ArtifactGet];
+/// What the control functions have signed: attach and join tokens, pool commands, artifact links, and
+/// each runner's upload token.
+pub const FUNCTIONS_SCOPES: [Scope; 5] =
+    [Scope::Attach, Scope::Join, Scope::PoolCommand, Scope::ArtifactGet, Scope::ArtifactPut];
 
 /// The audiences the control functions sign for: the edge and every region's pool agents.
 pub const FUNCTIONS_AUDIENCES: [&str; 2] = [EDGE_AUDIENCE, "edgeshell-pool:*"];
@@ -200,11 +201,13 @@ mod tests {
         let terms = crate::lifetime::LifetimePolicy::DEFAULT.terms_at_mint(None, now).unwrap();
         let attach = issuer.attach(&Subject::new("alice").unwrap(), (&sid, &region), terms, [1; 16], now);
         let command = issuer.pool_command(&sid, &region, b"{}", [2; 16], now);
-        let upload = issuer.artifact_put(&sid, &region, [3; 16], now);
+        let upload = issuer.artifact_put((&sid, &region), now + core::time::Duration::from_secs(60), [3; 16], now);
         let f = functions();
         assert_eq!(f.allows(&attach), Ok(()));
         assert_eq!(f.allows(&command), Ok(()), "edgeshell-pool:eu matches edgeshell-pool:*");
-        assert!(matches!(f.allows(&upload), Err(GrantRefusal::Scope { scope: Scope::ArtifactPut, .. })));
+        assert_eq!(f.allows(&upload), Ok(()), "each runner's upload token");
+        let narrow = SignerClient::new("links", "k", &[Scope::ArtifactGet], &["edgeshell-edge"]);
+        assert!(matches!(narrow.allows(&upload), Err(GrantRefusal::Scope { scope: Scope::ArtifactPut, .. })));
         let edge_only = SignerClient::new("edge-only", "k", &[Scope::PoolCommand], &["edgeshell-edge"]);
         assert!(matches!(edge_only.allows(&command), Err(GrantRefusal::Audience { .. })));
     }

@@ -175,9 +175,20 @@ impl Issuer {
         claims
     }
 
-    /// The runner's artifact upload token (the session's lifetime, reusable).
-    pub fn artifact_put(&self, sid: &SessionId, region: &RegionId, entropy: [u8; 16], now: Timestamp) -> Claims {
-        self.claims(Scope::ArtifactPut, EDGE_AUDIENCE.into(), pool_subject(region), (sid, region), entropy, now)
+    /// The runner's artifact upload token, reusable until `until` (the latest the session may end,
+    /// extensions included; at most the kind's cap). The edge takes uploads with it only while the
+    /// session is live.
+    pub fn artifact_put(
+        &self,
+        (sid, region): (&SessionId, &RegionId),
+        until: Timestamp,
+        entropy: [u8; 16],
+        now: Timestamp,
+    ) -> Claims {
+        let mut claims =
+            self.claims(Scope::ArtifactPut, EDGE_AUDIENCE.into(), pool_subject(region), (sid, region), entropy, now);
+        claims.exp = claims.exp.min(until.as_secs()).max(now.as_secs() + 1);
+        claims
     }
 
     /// A command to `region`'s pool agent about `sid`, bound to the exact request `body` (60 s, one-time).
@@ -276,7 +287,7 @@ mod tests {
         assert!(bad(Claims { ses: None, ..claims.clone() }).starts_with("ses: the session's terms are missing"));
         let forever = Terms { ends: now.as_secs() + 8 * 24 * 3600, idle: None, detached: None };
         assert!(bad(Claims { ses: Some(forever), ..claims.clone() }).contains("ceiling"));
-        let put = issuer.artifact_put(&claims.sid, &claims.region, [3; 16], now);
+        let put = issuer.artifact_put((&claims.sid, &claims.region), now + Duration::from_secs(60), [3; 16], now);
         assert!(bad(Claims { ses: claims.ses, ..put }).starts_with("ses not allowed"));
     }
     use crate::dangerous::assume_verified;
@@ -297,7 +308,12 @@ mod tests {
         let now = Timestamp::from_secs(1_800_000_000);
         check(&i.attach(&user, (&sid, &region), terms(now), [2; 16], now), Scope::Attach, EDGE_AUDIENCE, 600);
         check(&i.join((&sid, &region), terms(now), [3; 16], now), Scope::Join, EDGE_AUDIENCE, 900);
-        check(&i.artifact_put(&sid, &region, [4; 16], now), Scope::ArtifactPut, EDGE_AUDIENCE, 7200);
+        let week = Duration::from_secs(7 * 24 * 3600);
+        check(&i.artifact_put((&sid, &region), now + week, [4; 16], now), Scope::ArtifactPut, EDGE_AUDIENCE, 604_800);
+        let until = i.artifact_put((&sid, &region), now + Duration::from_secs(3600), [4; 16], now);
+        assert_eq!(until.exp - until.iat, 3600, "an upload token lives no longer than its session may");
+        let capped = i.artifact_put((&sid, &region), now + week + week, [4; 16], now);
+        assert_eq!(capped.exp - capped.iat, 604_800, "nor longer than its kind's cap");
         check(&i.pool_command(&sid, &region, b"{}", [5; 16], now), Scope::PoolCommand, "edgeshell-pool:eu", 60);
         assert_eq!(i.join((&sid, &region), terms(now), [3; 16], now).sub.as_str(), "pool:eu");
         assert_ne!(jti([2; 16]), jti([3; 16]));

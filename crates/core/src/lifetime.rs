@@ -82,6 +82,11 @@ impl LifetimePolicy {
         Terms { ends, idle: self.idle.map(|d| d.as_secs()), detached: self.detached.map(|d| d.as_secs()) }
     }
 
+    /// The latest a session created at `created` may end, however it is extended.
+    pub fn latest_end(&self, created: Timestamp) -> Timestamp {
+        created + self.max_lifetime
+    }
+
     /// The new deadline of a session created at `created` and ending at `ends`, extended at `now` by
     /// `by_secs`. It must still be live, and the result must stay within the longest lifetime.
     pub fn extend(&self, created: Timestamp, ends: u64, by_secs: u64, now: Timestamp) -> Result<u64, LifetimeError> {
@@ -91,7 +96,7 @@ impl LifetimePolicy {
         if by_secs == 0 {
             return Err(LifetimeError::TooShort { min_secs: 1 });
         }
-        let latest = (created + self.max_lifetime).as_secs();
+        let latest = self.latest_end(created).as_secs();
         let wanted = ends.saturating_add(by_secs);
         if wanted > latest {
             return Err(LifetimeError::BeyondLongest {

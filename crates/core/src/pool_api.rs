@@ -71,6 +71,9 @@ pub struct StartRunner {
     pub join_url: String,
     /// The runner's join token.
     pub join_token: Secret,
+    /// The runner's `artifact:put` token, for `edgeshell-files` and the outbox (`crate::files`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upload_token: Option<Secret>,
     /// The hard deadline, seconds since the epoch: the runner is killed then.
     pub deadline: u64,
     /// The template to run (the agent's catalogue, [`crate::templates`]).
@@ -424,6 +427,7 @@ mod tests {
             region: RegionId::new("eu").unwrap(),
             join_url: "wss://edge.test/sessions/s_abc/join".into(),
             join_token: "t".into(),
+            upload_token: None,
             deadline: 1,
             template: "default".into(),
             env: Default::default(),
@@ -446,6 +450,7 @@ mod tests {
             region: eu.clone(),
             join_url: "wss://e/sessions/s_1/join".into(),
             join_token: "t".into(),
+            upload_token: None,
             deadline,
             template: "default".into(),
             env: Default::default(),

@@ -319,6 +319,7 @@ impl Stack {
             region: region.clone(),
             join_url: format!("{}{}", self.edge_ws(), join_path(&sid)),
             join_token: join,
+            upload_token: None,
             deadline: terms.ends,
             template: edgeshell_core::templates::DEFAULT_TEMPLATE.into(),
             env: Default::default(),
@@ -377,12 +378,9 @@ impl Stack {
         let region = edgeshell_core::ids::RegionId::new(region)?;
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
         let entropy: [u8; 16] = rand::random();
-        let claims = Issuer::new(TOKEN_ISSUER).artifact_put(
-            session,
-            &region,
-            entropy,
-            edgeshell_core::time::Timestamp::from_millis(now.as_millis() as u64),
-        );
+        let now = edgeshell_core::time::Timestamp::from_millis(now.as_millis() as u64);
+        let claims =
+            Issuer::new(TOKEN_ISSUER).artifact_put((session, &region), now + Duration::from_secs(3600), entropy, now);
         Ok(edgeshell_core::tokens::sign(&claims, &key)?.into())
     }
 

@@ -1,5 +1,5 @@
 //! The ES256 (ECDSA P-256) signing key, native only (`ring`): it signs the tokens only our own services
-//! verify (runner join, pool commands; `Scope::may_use_es256`), for a few hundredths of what an RS256
+//! verify (runner join, uploads, pool commands; `Scope::may_use_es256`), for a few hundredths of what an RS256
 //! signature costs. Loaded from a PKCS#8 PEM (`BEGIN PRIVATE KEY`, what `openssl genpkey -algorithm EC
 //! -pkeyopt ec_paramgen_curve:P-256` and terraform's `private_key_pem_pkcs8` write); named by its RFC 7638
 //! thumbprint.

@@ -133,10 +133,10 @@ mod tests {
         let (current, next) = (pem(0), pem(1));
         let ring = KeyRing::from_secrets(&a, "", "").unwrap().with_es256(&current, &next, "").unwrap();
         let es_kid = ring.es256.as_ref().unwrap().kid().clone();
-        for scope in [Scope::Join, Scope::PoolCommand] {
+        for scope in [Scope::Join, Scope::ArtifactPut, Scope::PoolCommand] {
             assert_eq!((ring.signer_for(scope).alg(), ring.signer_for(scope).kid()), (Alg::Es256, &es_kid));
         }
-        for scope in [Scope::Attach, Scope::ArtifactGet, Scope::ArtifactPut] {
+        for scope in [Scope::Attach, Scope::ArtifactGet] {
             assert_eq!((ring.signer_for(scope).alg(), ring.signer_for(scope).kid()), (Alg::Rs256, &ka));
         }
         let algs: Vec<_> = ring.published.keys().iter().map(|k| k.alg()).collect();

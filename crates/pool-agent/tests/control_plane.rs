@@ -149,6 +149,7 @@ async fn a_runner_the_control_plane_does_not_know_is_reaped_by_heartbeat() {
         region: region(),
         join_url: w.room.join_url(&sid),
         join_token: edgeshell_core::tokens::sign(&join, &w.signer).unwrap().into(),
+        upload_token: None,
         deadline: now().as_secs() + 600,
         template: edgeshell_core::templates::DEFAULT_TEMPLATE.into(),
         env: Default::default(),

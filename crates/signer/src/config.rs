@@ -1,7 +1,7 @@
 //! The signer's settings, from the environment: the core's catalogue (`edgeshell_core::settings::SIGNER`,
 //! listed in docs/configuration.md). Every secret may come inline (`NAME`) or from a file (`NAME_FILE`,
 //! as Kubernetes mounts secrets); inline wins. Without an ES256 key every token is RS256; with one, a
-//! mint makes one RSA signature instead of three (`Scope::may_use_es256`).
+//! mint makes one RSA signature instead of four (`Scope::may_use_es256`).
 
 use edgeshell_core::grants::SignerClients;
 use edgeshell_core::settings::{Program, Reader, SettingsError};

@@ -220,13 +220,14 @@ async fn a_key_signs_only_its_grant_even_under_a_concurrent_flood() {
     let command = issuer.pool_command(&sid, &region, b"{}", rand::random(), now());
     let join =
         issuer.join((&sid, &region), edgeshell_core::lifetime::Terms::lasting(now(), 3600), rand::random(), now());
-    let upload = issuer.artifact_put(&sid, &region, rand::random(), now());
+    let upload =
+        issuer.artifact_put((&sid, &region), now() + std::time::Duration::from_secs(60), rand::random(), now());
     // A key without pool:command cannot have a pool command signed: 403, whatever else it may do.
     let (status, answer) = sign(&signer, Some(JOIN_ONLY_KEY), body(&command)).await;
     assert_eq!((status, answer["error"]["code"].as_str()), (403, Some("forbidden")), "{answer}");
     assert_eq!(sign(&signer, Some(JOIN_ONLY_KEY), body(&join)).await.0, 200);
-    // The functions' key cannot mint what only a test needs (an upload token without a runner).
-    let (status, answer) = sign(&signer, Some(API_KEY), body(&upload)).await;
+    // The narrow key cannot have a runner's upload token signed either.
+    let (status, answer) = sign(&signer, Some(JOIN_ONLY_KEY), body(&upload)).await;
     assert_eq!((status, answer["error"]["code"].as_str()), (403, Some("forbidden")), "{answer}");
     // A pool command for a region's agent, yes; the same kind for another audience, no.
     assert_eq!(sign(&signer, Some(API_KEY), body(&command)).await.0, 200);

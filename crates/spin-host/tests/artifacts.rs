@@ -2,7 +2,8 @@
 //! streamed (a failed one releases its path and quota), links go to the owner only (for the whole
 //! retention, after the session's row is gone), verify as `artifact:get` tokens bound to session, path
 //! and method, work exactly once even when redeemed concurrently, and every link, upload and download
-//! is in the audit log.
+//! is in the audit log. A replacement keeps the stored version until it is stored itself, and an
+//! ended session takes no uploads.
 
 use edgeshell_core::artifacts::{check_link, ArtifactPath};
 use edgeshell_core::ids::SessionId;
@@ -114,7 +115,8 @@ async fn links_are_owner_only_single_use_and_audited() {
     assert_eq!(status, 401);
     let (status, created) = upload(&stack, &sid, "out/report.html", 800).await;
     assert_eq!(status, 201, "{created}");
-    assert_eq!(created["object_key"], format!("sessions/{sid}/out/report.html"));
+    let key = created["object_key"].as_str().unwrap().to_owned();
+    assert!(key.starts_with(&format!("sessions/{sid}/")) && key.ends_with("/out/report.html"), "{key}");
     assert_eq!(upload(&stack, &sid, "out/report.html", 10).await.0, 409, "no silent overwrite");
     let (status, e) = upload(&stack, &sid, "big.bin", 1001).await;
     assert_eq!((status, e["error"]["code"].as_str()), (413, Some("artifact_limit")), "{e}");
@@ -173,7 +175,7 @@ async fn links_are_owner_only_single_use_and_audited() {
         match status {
             200 => {
                 ok += 1;
-                assert_eq!(body["object_key"], format!("sessions/{sid}/out/report.html"));
+                assert_eq!(body["object_key"].as_str(), Some(key.as_str()));
             }
             409 => assert_eq!(body["error"]["code"], "replayed_token"),
             other => panic!("unexpected {other}: {body}"),
@@ -191,4 +193,69 @@ async fn links_are_owner_only_single_use_and_audited() {
     let actions: Vec<&str> = audit.iter().map(|(a, _)| a.as_str()).collect();
     assert_eq!(actions, ["artifact.upload", "artifact.upload", "artifact.link", "artifact.download"]);
     assert_eq!(audit[2].1, "dev:alice");
+}
+
+async fn register_replacing(stack: &Stack, sid: &str, path: &str, size: u64) -> (u16, serde_json::Value) {
+    let body = json!({ "session_id": sid, "path": path, "size": size, "replace": true });
+    stack.call("POST", "/internal/artifacts", INTERNAL_KEY, body).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the built functions and PostgreSQL: cargo xtask test"]
+async fn a_replacement_keeps_the_stored_version_until_it_is_stored_and_ended_sessions_take_none() {
+    let stack =
+        Stack::start("SPIN_VARIABLE_ARTIFACT_MAX_PER_SESSION=2\nSPIN_VARIABLE_ARTIFACT_USER_BYTES=1500\n").await;
+    let _eu = stack.add_pool("eu", Mode::Accept).await;
+    let alice = stack.id_token("alice");
+    let (_, m) = stack.mint(&alice, json!({})).await;
+    let sid = m["session_id"].as_str().unwrap().to_owned();
+    let list_path = format!("/api/artifacts?session={sid}");
+    let listed = || async {
+        let (_, list) = stack.call("GET", &list_path, &alice, serde_json::Value::Null).await;
+        list["artifacts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| (a["path"].as_str().unwrap().to_owned(), a["size"].as_i64().unwrap()))
+            .collect::<Vec<_>>()
+    };
+    let (_, first) = upload(&stack, &sid, "out.txt", 1000).await;
+    let first_key = first["object_key"].as_str().unwrap().to_owned();
+    // Replacing reserves only the difference the new version makes: 1,400 bytes fit beside nothing else.
+    let (status, second) = register_replacing(&stack, &sid, "out.txt", 1400).await;
+    assert_eq!(status, 201, "{second}");
+    assert_ne!(second["object_key"], first_key, "each version has its own object");
+    // While it streams the stored version is what is listed, and a third upload to the path waits.
+    assert_eq!(listed().await, [("out.txt".to_owned(), 1000)]);
+    assert_eq!(code(&register_replacing(&stack, &sid, "out.txt", 10).await), (409, "upload_in_progress"));
+    // It fails: the stored version is as it was.
+    let failed = json!({ "outcome": "failed", "reason": "the stream broke" });
+    assert_eq!(complete(&stack, &sid, "out.txt", failed).await.0, 200);
+    assert_eq!(listed().await, [("out.txt".to_owned(), 1000)]);
+    // Stored: the old version goes, its object key answered for the edge to delete.
+    assert_eq!(register_replacing(&stack, &sid, "out.txt", 1400).await.0, 201);
+    let stored = json!({ "outcome": "stored", "size": 1300, "sha256": "cd".repeat(32) });
+    let (status, done) = complete(&stack, &sid, "out.txt", stored).await;
+    assert_eq!((status, done["superseded"].as_str()), (200, Some(first_key.as_str())), "{done}");
+    assert_eq!(listed().await, [("out.txt".to_owned(), 1300)]);
+    // A path counts once: one more path fits the limit of two, a third does not.
+    assert_eq!(upload(&stack, &sid, "other.txt", 100).await.0, 201);
+    assert_eq!(code(&upload(&stack, &sid, "third.txt", 1).await), (413, "artifact_limit"));
+    let rows = stack
+        .db
+        .query("SELECT detail->>'replaced' FROM audit_log WHERE action = 'artifact.upload' ORDER BY id", &[])
+        .await
+        .unwrap();
+    let replaced: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    assert_eq!(replaced, ["false", "true", "false"]);
+
+    // Twenty replacements at once: one is registered, the others are told another is under way.
+    let attempts = (0..20).map(|_| register_replacing(&stack, &sid, "other.txt", 50));
+    let answers = futures_util::future::join_all(attempts).await;
+    assert_eq!(answers.iter().filter(|a| a.0 == 201).count(), 1, "{answers:?}");
+    assert!(answers.iter().filter(|a| a.0 != 201).all(|a| code(a) == (409, "upload_in_progress")), "{answers:?}");
+
+    // The session ends: its upload token is of no more use.
+    stack.db.execute("UPDATE sessions SET state = 'ended', ended_at = now() WHERE id = $1", &[&sid]).await.unwrap();
+    assert_eq!(code(&register(&stack, &sid, "late.txt", 1).await), (410, "session_ended"));
 }

@@ -38,7 +38,7 @@ async fn mint_round_trip_and_session_routes() {
     assert_eq!(status, 201, "{minted}");
     // Where the time went, for devtools and the benchmarks.
     let timing = headers["server-timing"].to_str().unwrap();
-    assert!(timing.contains("sign;dur=") && timing.contains("desc=\"3 RS256 signatures\""), "{timing}");
+    assert!(timing.contains("sign;dur=") && timing.contains("desc=\"4 RS256 signatures\""), "{timing}");
     let sid = sid(&minted);
     assert_eq!(minted["region"], "eu");
     assert_eq!(minted["ws_url"], format!("{}/sessions/{sid}/attach", stack.edge_url()));

@@ -1,5 +1,5 @@
-//! The functions signing at the token signer (`signer_url`) instead of in wasm: a mint's three tokens
-//! are signed there (the attach token RS256, the join and pool-command tokens ES256) and verify against
+//! The functions signing at the token signer (`signer_url`) instead of in wasm: a mint's four tokens
+//! are signed there (the attach token RS256, the join, upload and pool-command tokens ES256) and verify against
 //! the JWKS the functions serve (which is the signer's); the
 //! components hold no private key; a signer that is down fails mints with 503 and leaves no session and
 //! no runner, and mints work again once it is back.
@@ -37,7 +37,7 @@ async fn a_mint_signs_at_the_signer_and_its_tokens_verify_against_the_served_key
 
     let (status, minted) = stack.mint(&stack.id_token("alice"), serde_json::json!({})).await;
     assert_eq!(status, 201, "{minted}");
-    assert_eq!(signer.signed(), 3, "attach, join and pool command tokens all signed at the signer");
+    assert_eq!(signer.signed(), 4, "attach, join, upload and pool command tokens all signed at the signer");
     let (status, body) = served(&stack.host.url).await;
     assert_eq!(status, 200);
     let keys = KeySet::from_json(&body).unwrap();
@@ -55,11 +55,13 @@ async fn a_mint_signs_at_the_signer_and_its_tokens_verify_against_the_served_key
     // The pool verified its command token and the join token it was given against the same keys.
     assert_eq!(eu.pool.started(), vec![sid]);
     assert!(eu.pool.with_log(|l| l.rejected.is_empty()), "every command verified");
-    // One RSA signature per mint: the attach token. The pool command and the join token are ES256.
+    // One RSA signature per mint: the attach token. The pool command, join and upload tokens are ES256.
     assert_eq!(UntrustedToken::parse(token).unwrap().header().alg, "RS256");
     assert_eq!(eu.pool.with_log(|l| l.command_algs.clone()), ["ES256"]);
-    let join = eu.pool.with_log(|l| l.starts[0].join_token.clone());
+    let (join, upload) = eu.pool.with_log(|l| (l.starts[0].join_token.clone(), l.starts[0].upload_token.clone()));
     assert_eq!(UntrustedToken::parse(join.expose()).unwrap().header().alg, "ES256");
+    let upload = upload.expect("an upload token with the start");
+    assert_eq!(UntrustedToken::parse(upload.expose()).unwrap().header().alg, "ES256");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

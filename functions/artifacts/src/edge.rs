@@ -1,6 +1,7 @@
 //! The edge's side (internal key): register an upload under the limits (a pending row reserving its
-//! path and declared size), complete it with what the edge counted while streaming it (stored, or
-//! deleted again if it failed), and redeem a download link exactly once. The edge has already verified
+//! path and declared size; only while the session is live), complete it with what the edge counted
+//! while streaming it (stored, replacing the version stored at its path before, or deleted again if it
+//! failed, leaving that version as it was), and redeem a download link exactly once. The edge has already verified
 //! the runner's `artifact:put` token or the link's signature and claims; these routes do what needs
 //! the database.
 
@@ -11,7 +12,7 @@ use edgeshell_core::ids::{Jti, SessionId};
 use edgeshell_core::jti::check_expiry;
 use edgeshell_core::time::Timestamp;
 use edgeshell_fn::db::{col, int, text, Db};
-use edgeshell_fn::platform::now;
+use edgeshell_fn::platform::{entropy, now};
 use edgeshell_fn::reply::{self, json, ApiError, ErrorCode};
 use edgeshell_fn::request::Request;
 use edgeshell_fn::request::{json_body, require_internal};
@@ -28,6 +29,9 @@ struct Upload {
     /// Hex SHA-256 of the content, when the uploader computed it.
     #[serde(default)]
     sha256: Option<String>,
+    /// Replace an artifact stored at the path (else such an upload is refused).
+    #[serde(default)]
+    replace: bool,
 }
 
 fn ids(session: String, path: &str) -> Result<(SessionId, ArtifactPath), ApiError> {
@@ -51,17 +55,50 @@ pub(crate) fn register(req: &Request) -> Reply {
     let db = Db::open()?;
     let created = db.transaction(|tx| {
         let owner_row = tx
-            .query_opt("SELECT owner, region FROM sessions WHERE id = $1", &[text(sid.as_str())])?
+            .query_opt(
+                "SELECT owner, region, state <> 'ended' AND expires_at > now() FROM sessions WHERE id = $1",
+                &[text(sid.as_str())],
+            )?
             .ok_or_else(|| ApiError::new(ErrorCode::SessionNotFound, "no such session"))?;
         let owner: String = col(&owner_row, 0)?;
         let region: Option<String> = col(&owner_row, 1)?;
+        // The upload token lives as long as the session may: it is of use only while the session is.
+        if !col::<bool>(&owner_row, 2)? {
+            return Err(ApiError::new(ErrorCode::SessionEnded, "the session has ended: it takes no more uploads"));
+        }
         // Serialize uploads of one user so two cannot both fit the last free bytes.
         tx.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 11))", &[text(owner.as_str())])?;
+        // An expired version at the path is past its retention: it goes now rather than at cleanup.
+        tx.execute(
+            "DELETE FROM artifacts WHERE session_id = $1 AND path = $2 AND expires_at <= now()",
+            &[text(sid.as_str()), text(path.as_str())],
+        )?;
+        let at_path = tx.query(
+            "SELECT state FROM artifacts WHERE session_id = $1 AND path = $2",
+            &[text(sid.as_str()), text(path.as_str())],
+        )?;
+        for row in &at_path {
+            match col::<String>(row, 0)?.as_str() {
+                "pending" => {
+                    return Err(ApiError::new(ErrorCode::UploadInProgress, "another upload to this path is under way"))
+                }
+                _ if !input.replace => {
+                    return Err(ApiError::new(
+                        ErrorCode::ArtifactExists,
+                        "the session already has an artifact at this path (upload without If-None-Match to replace it)",
+                    ))
+                }
+                _ => {}
+            }
+        }
+        // The limits count what will be stored: this path once, whatever version it had.
         let usage_row = tx
             .query_opt(
-                "SELECT (SELECT count(*) FROM artifacts WHERE session_id = $1 AND expires_at > now()),
-                        (SELECT COALESCE(sum(size_bytes), 0)::int8 FROM artifacts WHERE owner = $2 AND expires_at > now())",
-                &[text(sid.as_str()), text(owner.as_str())],
+                "SELECT (SELECT count(DISTINCT path) FROM artifacts
+                         WHERE session_id = $1 AND path <> $3 AND expires_at > now()),
+                        (SELECT COALESCE(sum(size_bytes), 0)::int8 FROM artifacts
+                         WHERE owner = $2 AND NOT (session_id = $1 AND path = $3) AND expires_at > now())",
+                &[text(sid.as_str()), text(owner.as_str()), text(path.as_str())],
             )?
             .ok_or_else(|| reply::internal("usage query returned no row"))?;
         let usage = Usage {
@@ -71,10 +108,12 @@ pub(crate) fn register(req: &Request) -> Reply {
         limits.check_upload(usage, input.size).map_err(|e| ApiError::new(ErrorCode::ArtifactLimit, e.to_string()))?;
         let now = now();
         let expires = limits.expires_at(now);
-        let object_key = format!("sessions/{sid}/{}", path.as_str());
+        // Each version its own object: a replacement never overwrites the version still stored.
+        let version = edgeshell_core::bundles::hex(&entropy()[..8]);
+        let object_key = format!("sessions/{sid}/{version}/{}", path.as_str());
         let inserted = tx.execute(
             "INSERT INTO artifacts (session_id, path, owner, size_bytes, sha256, object_key, expires_at, region, state)
-             VALUES ($1, $2, $3, $4, $5, $6, to_timestamp($7), $8, 'pending') ON CONFLICT (session_id, path) DO NOTHING",
+             VALUES ($1, $2, $3, $4, $5, $6, to_timestamp($7), $8, 'pending') ON CONFLICT DO NOTHING",
             &[
                 text(sid.as_str()),
                 text(path.as_str()),
@@ -87,7 +126,7 @@ pub(crate) fn register(req: &Request) -> Reply {
             ],
         )?;
         if inserted == 0 {
-            return Err(ApiError::new(ErrorCode::ArtifactExists, "the session already has an artifact at this path"));
+            return Err(ApiError::new(ErrorCode::UploadInProgress, "another upload to this path is under way"));
         }
         Ok(serde_json::json!({ "object_key": object_key, "expires_at": expires.as_secs() }))
     })?;
@@ -113,7 +152,9 @@ struct Completion {
 }
 
 /// Completes a registered upload: `stored` records the size and SHA-256 the edge counted (never more
-/// than was reserved), `failed` deletes the pending row, releasing its path and quota. Both are audited.
+/// than was reserved) and deletes the version it replaces (answering that version's object key as
+/// `superseded`, for the edge to delete), `failed` deletes the pending row, releasing its path and
+/// quota and leaving a stored version as it was. Both are audited.
 pub(crate) fn complete(req: &Request) -> Reply {
     require_internal(req)?;
     let input: Completion = json_body(req, 4096)?;
@@ -127,6 +168,7 @@ pub(crate) fn complete(req: &Request) -> Reply {
             )?
             .ok_or_else(|| ApiError::new(ErrorCode::ArtifactNotFound, "no upload in progress at this path"))?;
         let reserved = u64::try_from(col::<i64>(&row, 0)?).unwrap_or(0);
+        let mut superseded: Option<String> = None;
         let (action, detail) = match input.outcome.as_str() {
             "stored" => {
                 let size =
@@ -140,9 +182,17 @@ pub(crate) fn complete(req: &Request) -> Reply {
                 if size > reserved {
                     return Err(ApiError::new(ErrorCode::ContentMismatch, "more bytes were stored than were reserved"));
                 }
+                superseded = tx
+                    .query_opt(
+                        "DELETE FROM artifacts WHERE session_id = $1 AND path = $2 AND state = 'stored'
+                         RETURNING object_key",
+                        &[text(sid.as_str()), text(path.as_str())],
+                    )?
+                    .map(|row| col::<String>(&row, 0))
+                    .transpose()?;
                 tx.execute(
                     "UPDATE artifacts SET state = 'stored', size_bytes = $3, sha256 = $4
-                     WHERE session_id = $1 AND path = $2",
+                     WHERE session_id = $1 AND path = $2 AND state = 'pending'",
                     &[
                         text(sid.as_str()),
                         text(path.as_str()),
@@ -150,12 +200,14 @@ pub(crate) fn complete(req: &Request) -> Reply {
                         ParameterValue::Binary(sha),
                     ],
                 )?;
-                let detail = serde_json::json!({ "path": path.as_str(), "size": size, "sha256": input.sha256 });
+                let detail = serde_json::json!({
+                    "path": path.as_str(), "size": size, "sha256": input.sha256, "replaced": superseded.is_some(),
+                });
                 ("artifact.upload", detail)
             }
             "failed" => {
                 tx.execute(
-                    "DELETE FROM artifacts WHERE session_id = $1 AND path = $2",
+                    "DELETE FROM artifacts WHERE session_id = $1 AND path = $2 AND state = 'pending'",
                     &[text(sid.as_str()), text(path.as_str())],
                 )?;
                 let reason: String = input.reason.unwrap_or_default().chars().take(300).collect();
@@ -167,7 +219,9 @@ pub(crate) fn complete(req: &Request) -> Reply {
             "INSERT INTO audit_log (actor, action, session_id, detail) VALUES ($1, $2, $3, ($4::text)::jsonb)",
             &[text(format!("runner:{sid}")), text(action), text(sid.as_str()), text(detail.to_string())],
         )?;
-        Ok(serde_json::json!({ "session_id": sid.as_str(), "path": path.as_str(), "outcome": input.outcome }))
+        Ok(serde_json::json!({
+            "session_id": sid.as_str(), "path": path.as_str(), "outcome": input.outcome, "superseded": superseded,
+        }))
     })?;
     json(200, &answer)
 }

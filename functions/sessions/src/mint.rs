@@ -233,11 +233,15 @@ fn place(
                 tried.push((region.clone(), sid.clone()));
                 let sid = &*sid;
                 let join = signing.issuer.join((sid, &region), terms, entropy(), now);
+                // Uploads need a live session as well: the token is of no use once it has ended.
+                let upload =
+                    signing.issuer.artifact_put((sid, &region), config.lifetime.latest_end(now), entropy(), now);
                 let command = PoolCommand::Start(StartRunner {
                     session_id: sid.clone(),
                     region: region.clone(),
                     join_url: format!("{}{}", config.edge_url, join_path(sid)),
                     join_token: signing.sign(&join)?.into(),
+                    upload_token: Some(signing.sign(&upload)?.into()),
                     deadline: terms.ends,
                     template: program.template.clone(),
                     env: program.env.clone(),

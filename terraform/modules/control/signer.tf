@@ -30,7 +30,7 @@ locals {
   signer_clients = jsonencode([{
     name       = "functions"
     key_sha256 = sha256(random_password.signer_api_key.result)
-    scopes     = ["session:attach", "session:join", "pool:command", "artifact:get"]
+    scopes     = ["session:attach", "session:join", "pool:command", "artifact:get", "artifact:put"]
     audiences  = ["edgeshell-edge", "edgeshell-pool:*"]
   }])
 }

@@ -44,19 +44,20 @@ impl Scope {
             Scope::Attach => 10 * 60,
             Scope::Join => 15 * 60,
             Scope::ArtifactGet => 5 * 60,
-            Scope::ArtifactPut => 2 * 60 * 60,
+            // The session's longest life: the token is of use only while its session is live.
+            Scope::ArtifactPut => crate::lifetime::LIFETIME_CEILING.as_secs(),
             Scope::PoolCommand => 60,
         }
     }
 
     /// Whether a token of this kind may be signed ES256 instead of RS256: only where every verifier is
-    /// one of our native services or the edge (join: the room; pool commands: the pool agent), never a
-    /// token the components must check in wasm (artifact links) nor the browser's attach token, which
-    /// stays RS256 as the edge's contract says.
+    /// one of our native services or the edge (join: the room; uploads: the Worker; pool commands: the
+    /// pool agent), never a token the components must check in wasm (artifact links) nor the browser's
+    /// attach token, which stays RS256 as the edge's contract says.
     pub fn may_use_es256(self) -> bool {
         match self {
-            Scope::Join | Scope::PoolCommand => true,
-            Scope::Attach | Scope::ArtifactGet | Scope::ArtifactPut => false,
+            Scope::Join | Scope::ArtifactPut | Scope::PoolCommand => true,
+            Scope::Attach | Scope::ArtifactGet => false,
         }
     }
 

@@ -130,6 +130,7 @@ impl Fixture {
             region: region(),
             join_url: self.room.join_url(sid),
             join_token: join.into(),
+            upload_token: None,
             deadline: now().as_secs() + deadline_in,
             template: template.into(),
             env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
