@@ -14,6 +14,7 @@ pub mod base64url;
 pub mod browser_link;
 pub mod bundles;
 pub mod dangerous;
+pub mod files;
 pub mod grants;
 pub mod ids;
 pub mod issue;

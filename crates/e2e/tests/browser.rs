@@ -25,16 +25,6 @@ fn screenshot() -> PathBuf {
     target.join("tmp/edgeshell-live-session.png")
 }
 
-/// The script's `upload-artifact` request: the session's runner saves a file.
-async fn upload(stack: &Stack, message: &serde_json::Value) -> anyhow::Result<()> {
-    let text = |k: &str| message[k].as_str().map(str::to_owned).ok_or_else(|| anyhow::anyhow!("no {k}"));
-    let session = edgeshell_core::ids::SessionId::new(text("session")?)?;
-    let status =
-        stack.upload_artifact(&session, &text("region")?, &text("path")?, text("content")?.into_bytes()).await?;
-    anyhow::ensure!(status == 201, "the upload answered {status}");
-    Ok(())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs Chromium and the whole local stack: cargo xtask test"]
 async fn the_web_client_in_chromium() {
@@ -93,7 +83,6 @@ async fn the_web_client_in_chromium() {
             if let Some(need) = message["need"].as_str() {
                 let region = message["region"].as_str().unwrap_or_default().to_owned();
                 let answer = match need {
-                    "upload-artifact" => upload(&stack, &message).await,
                     "stop-region" => stack.stop_region(&region).await.map(|_| ()),
                     "start-region" => stack.start_region(&region).await,
                     other => Err(anyhow::anyhow!("unknown request {other}")),
@@ -148,9 +137,9 @@ async fn the_web_client_in_chromium() {
         let path = screenshot().with_file_name(shot);
         assert!(path.exists(), "no screenshot at {}", path.display());
     }
-    // Sessions (3 tokens each), refreshes and artifact links: all signed at the signer.
+    // Sessions (4 tokens each), refreshes and artifact links: all signed at the signer.
     let signed = stack.control.signer.as_ref().map_or(0, |s| s.signed());
-    assert!(signed >= 3 * 7, "tokens signed at the signer: {signed}");
+    assert!(signed >= 4 * 7, "tokens signed at the signer: {signed}");
     drop(stack);
     render_benchmark_once(chromium).await;
 }

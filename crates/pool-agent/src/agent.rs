@@ -206,6 +206,7 @@ impl<B: RunnerBackend> Agent<B> {
             session_id: sid.clone(),
             join_url: command.join_url,
             join_token: command.join_token,
+            upload_token: command.upload_token,
             deadline,
             program,
         };

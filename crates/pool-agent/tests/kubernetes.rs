@@ -38,6 +38,7 @@ fn spec(deadline_in: u64) -> RunnerSpec {
         session_id: SessionId::new("s_AbC-dEf_123456789012-_").unwrap(),
         join_url: "wss://edge.example.com/sessions/s_AbC-dEf_123456789012-_/join".into(),
         join_token: "eyJhbGciOiJSUzI1NiJ9.secret-join-token.sig".into(),
+        upload_token: Some("eyJhbGciOiJSUzI1NiJ9.secret-upload-token.sig".into()),
         deadline: NOW + deadline_in,
         program: ProgramSpec::new(&Catalogue::single(None).templates[0], Default::default(), &options().limits),
     }
@@ -109,6 +110,7 @@ fn the_job_is_isolated_bounded_and_cleaned_up() {
     let env = c["env"].as_array().unwrap();
     assert!(env.iter().all(|e| e["valueFrom"].is_null()), "nothing comes from a Secret into the environment");
     assert!(!job.to_string().contains("secret-join-token"), "the token leaked into the Job");
+    assert!(!job.to_string().contains("secret-upload-token"), "the upload token leaked into the Job");
     let token_volume = volumes.iter().find(|v| v["name"] == "token").unwrap();
     assert_eq!(token_volume["emptyDir"]["medium"], "Memory");
     let secret = volumes.iter().find(|v| !v["secret"].is_null()).unwrap();
@@ -154,7 +156,11 @@ fn an_extension_moves_the_jobs_deadline_and_its_active_deadline_by_as_much() {
 fn the_secret_holds_the_token_and_is_immutable() {
     let secret = serde_json::to_value(runner_secret(&options(), &spec(900))).unwrap();
     assert_eq!(secret["metadata"]["name"], job_name(&spec(0).session_id));
-    assert_eq!(secret["stringData"]["join-token"], "eyJhbGciOiJSUzI1NiJ9.secret-join-token.sig");
+    assert_eq!(
+        secret["stringData"]["join-token"],
+        "eyJhbGciOiJSUzI1NiJ9.secret-join-token.sig\neyJhbGciOiJSUzI1NiJ9.secret-upload-token.sig\n",
+        "the runner reads both tokens from the one file"
+    );
     assert_eq!(secret["immutable"], true);
     assert_eq!(secret["type"], "Opaque");
 }

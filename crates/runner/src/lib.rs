@@ -12,10 +12,12 @@
 //! - [`cli`]: the command line.
 //! - [`bundle`]: download, verification and safe extraction of the CLI bundle.
 //! - [`workspace`]: the session's repository, cloned before the program starts.
+//! - [`files`]: files out: `edgeshell-files put` through the runner's socket, and the outbox.
 
 pub mod bundle;
 pub mod cli;
 pub mod dial;
+pub mod files;
 pub mod lease;
 pub mod process_tree;
 pub mod pty;

@@ -5,6 +5,7 @@
 //! heartbeats, the idle timeout, the deadline, reconnect backoff and when the session is over.
 
 use crate::dial::{dial, Socket};
+use crate::files::{Files, FilesAccess, Flushed};
 use crate::process_tree;
 use crate::pty::{exit_status, os_signal, Program, Pty, ReadResult};
 use crate::workspace::{notice, Workspace};
@@ -43,6 +44,8 @@ pub struct Settings {
     pub screen: bool,
     /// A repository to clone before the program starts.
     pub workspace: Option<Workspace>,
+    /// The session's right to upload artifacts: `edgeshell-files` and the outbox ([`crate::files`]).
+    pub files: Option<FilesAccess>,
 }
 
 impl std::fmt::Debug for Settings {
@@ -80,6 +83,17 @@ pub async fn run_until(
     );
     let mut settings = settings;
     settings.join_token = Secret::default();
+    let mut program = program;
+    let files = settings.files.take().and_then(|access| match start_files(&settings.join_url, access, &program) {
+        Ok(files) => {
+            program.env.push((crate::files::client::SOCKET_VAR.to_owned(), files.socket().display().to_string()));
+            Some(files)
+        }
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "files out are not available in this session");
+            None
+        }
+    });
     let mut host = Host {
         program,
         pty: None,
@@ -94,6 +108,8 @@ pub async fn run_until(
         snapshot: None,
         snapshot_wanted: false,
         cloning: None,
+        files,
+        exiting: None,
     };
     // The stop is raced against the whole loop, so it also ends a dial or a send that is waiting on the
     // network.
@@ -139,6 +155,15 @@ struct Host {
     snapshot_wanted: bool,
     /// The repository's clone, while it runs on the PTY before the program.
     cloning: Option<Cloning>,
+    /// Files out, when the session may upload.
+    files: Option<Files>,
+    /// The program's exit, held back while the outbox is flushed.
+    exiting: Option<(ExitStatus, tokio::sync::oneshot::Receiver<Flushed>)>,
+}
+
+fn start_files(join_url: &str, access: FilesAccess, program: &Program) -> anyhow::Result<Files> {
+    let uploader = crate::files::upload::Uploader::new(join_url, access.session, access.token)?;
+    Files::start(uploader, &program.cwd, program.user)
 }
 
 /// A clone on the PTY.
@@ -219,7 +244,23 @@ impl Host {
                         cloning.exit = Some(status);
                         continue;
                     }
-                    Event::ProgramExited(status)
+                    match &self.files {
+                        // The outbox goes out before the exit is reported (and the session ends).
+                        Some(files) => {
+                            self.exiting = Some((status, files.flush()));
+                            continue;
+                        }
+                        None => Event::ProgramExited(status),
+                    }
+                }
+                flushed = async { (&mut self.exiting.as_mut().expect("guarded").1).await }, if self.exiting.is_some() => {
+                    let (status, _) = self.exiting.take().expect("guarded");
+                    let mut events: Vec<Event> = flushed.map(|f| self.flush_notices(&f)).unwrap_or_default();
+                    events.push(Event::ProgramExited(status));
+                    for event in events {
+                        effects.extend(self.link.handle_event(event, clock::now()));
+                    }
+                    continue;
                 }
                 _ = tokio::time::sleep(CLONE_CHECK), if self.cloning.as_ref().is_some_and(|c| c.exit.is_none() && c.stopped.is_none()) => {
                     self.check_clone().await;
@@ -315,6 +356,18 @@ impl Host {
             let killed = process_tree::kill_all(self.group.as_slice()).await;
             tracing::warn!(killed, "clone stopped");
         }
+    }
+
+    /// What the terminal says of a flush of the outbox, if anything happened.
+    fn flush_notices(&mut self, flushed: &Flushed) -> Vec<Event> {
+        let mut lines = Vec::new();
+        if !flushed.stored.is_empty() {
+            lines.push(notice(&format!("uploaded from ~/outbox: {}", flushed.stored.join(", "))));
+        }
+        for (path, why) in &flushed.failed {
+            lines.push(notice(&format!("{path} was not uploaded: {why}")));
+        }
+        lines.into_iter().map(|line| self.output(line)).collect()
     }
 
     /// Output for the link, fed to the screen first.

@@ -5,9 +5,12 @@
 //! can read a dumpable process's `/proc/<pid>/environ`: tini's, as PID 1 of a runner pod, is), and is
 //! never passed on.
 
+use crate::files::FilesAccess;
 use crate::pty::Program;
 use crate::relay::Settings;
 use crate::workspace::Workspace;
+use edgeshell_core::files::RunnerTokens;
+use edgeshell_core::ids::SessionId;
 use edgeshell_core::secret::Secret;
 use edgeshell_core::settings::{Program as SettingsOf, Reader, SettingsError};
 use edgeshell_platform::environment::Environment;
@@ -42,13 +45,21 @@ pub fn from_env(var: impl Fn(&str) -> Option<String>, args: &[String]) -> Result
     if !(join_url.starts_with("wss://") || join_url.starts_with("ws://")) {
         return Err(settings.invalid("EDGESHELL_JOIN_URL", "must be a ws:// or wss:// URL"));
     }
-    let join_token = take_join_token(&settings, &var)?;
+    let tokens = take_tokens(&settings, &var)?;
     let deadline = settings.parse::<u64>("EDGESHELL_DEADLINE")?.map(|secs| UNIX_EPOCH + Duration::from_secs(secs));
     if deadline.is_some_and(|d| d <= SystemTime::now()) {
         return Err(settings.invalid("EDGESHELL_DEADLINE", "already passed"));
     }
     let workdir = PathBuf::from(settings.required("EDGESHELL_WORKDIR")?);
     let session_id = settings.text("EDGESHELL_SESSION_ID")?.unwrap_or_default();
+    let files = match tokens.upload {
+        Some(token) => Some(FilesAccess {
+            session: SessionId::new(session_id.as_str())
+                .map_err(|e| settings.invalid("EDGESHELL_SESSION_ID", format!("uploads need the session's id: {e}")))?,
+            token,
+        }),
+        None => None,
+    };
     let (command, command_args) = match args.split_first() {
         Some((command, rest)) => (command.clone(), rest.to_vec()),
         None => match settings.text("EDGESHELL_SESSION_COMMAND")? {
@@ -75,7 +86,8 @@ pub fn from_env(var: impl Fn(&str) -> Option<String>, args: &[String]) -> Result
     Ok(RunnerConfig {
         settings: Settings {
             join_url,
-            join_token,
+            join_token: tokens.join,
+            files,
             deadline,
             max_offline: settings.secs("EDGESHELL_MAX_OFFLINE_SECS")?,
             connect_timeout: Duration::from_secs(10),
@@ -144,11 +156,11 @@ fn run_as(settings: &Reader<'_>) -> Result<Option<u32>, ConfigError> {
     Ok(Some(uid))
 }
 
-/// The join token, taken so that nothing started later can find it: read from
-/// `EDGESHELL_JOIN_TOKEN_FILE`, which is then deleted (a file that cannot be deleted is refused), or
-/// from the descriptor `EDGESHELL_JOIN_TOKEN_FD`, which is then closed. A token in the environment is
-/// refused.
-fn take_join_token(settings: &Reader<'_>, var: &impl Fn(&str) -> Option<String>) -> Result<Secret, ConfigError> {
+/// The join token and the upload token after it (`RunnerTokens`), taken so that nothing started later
+/// can find them: read from `EDGESHELL_JOIN_TOKEN_FILE`, which is then deleted (a file that cannot be
+/// deleted is refused), or from the descriptor `EDGESHELL_JOIN_TOKEN_FD`, which is then closed. A token
+/// in the environment is refused.
+fn take_tokens(settings: &Reader<'_>, var: &impl Fn(&str) -> Option<String>) -> Result<RunnerTokens, ConfigError> {
     if var("EDGESHELL_JOIN_TOKEN").is_some() {
         return Err(ConfigError::Invalid {
             name: "EDGESHELL_JOIN_TOKEN",
@@ -172,11 +184,7 @@ fn take_join_token(settings: &Reader<'_>, var: &impl Fn(&str) -> Option<String>)
             return Err(settings.invalid("EDGESHELL_JOIN_TOKEN_FD", "set only one of it and EDGESHELL_JOIN_TOKEN_FILE"))
         }
     };
-    let token = token.trim().to_owned();
-    if token.is_empty() {
-        return Err(ConfigError::Missing("EDGESHELL_JOIN_TOKEN_FILE"));
-    }
-    Ok(Secret::new(token))
+    RunnerTokens::parse(&token).ok_or(ConfigError::Missing("EDGESHELL_JOIN_TOKEN_FILE"))
 }
 
 /// Reads an inherited descriptor to its end and closes it.
@@ -249,6 +257,25 @@ mod tests {
         bad.push(("EDGESHELL_PASS_ENV", "EDGESHELL_JOIN_TOKEN_FILE".to_owned()));
         let bad = config(&borrowed(&bad), &[]);
         assert!(matches!(bad, Err(ConfigError::Invalid { name: "EDGESHELL_PASS_ENV", .. })));
+        assert!(c.settings.files.is_none(), "no upload token: no uploads");
+    }
+
+    #[test]
+    fn an_upload_token_after_the_join_token_gives_uploads_and_stays_out_of_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tokens");
+        std::fs::write(&path, "join.t\nupload.t\n").unwrap();
+        let vars = vec![
+            (URL.0, URL.1.to_owned()),
+            ("EDGESHELL_JOIN_TOKEN_FILE", path.to_string_lossy().into_owned()),
+            ("EDGESHELL_SESSION_ID", "s_1".to_owned()),
+        ];
+        let c = config(&borrowed(&vars), &[]).unwrap();
+        assert_eq!(c.settings.join_token.expose(), "join.t");
+        let files = c.settings.files.as_ref().expect("uploads");
+        assert_eq!((files.session.as_str(), files.token.expose()), ("s_1", "upload.t"));
+        assert!(c.program.env.iter().all(|(_, v)| !v.contains("upload.t")), "token leaked");
+        assert!(!format!("{:?}", c.settings).contains("upload.t"));
     }
 
     #[test]

@@ -62,8 +62,9 @@ fn free_port() -> std::io::Result<u16> {
 
 impl PoolAgent {
     /// Starts `bin` with `settings` plus `extra` variables and waits until it serves and is connected to
-    /// the edge. The runners are `bin runner` (the agent embeds the runner); the sample CLI beside `bin`,
-    /// when built, is offered to every session (`edgeshell-sample-cli` on its `PATH`).
+    /// the edge. The runners are `bin runner` (the agent embeds the runner); the sample CLI and
+    /// `edgeshell-files` beside `bin`, when built, are offered to every session (on its `PATH`), as the
+    /// runner image installs them.
     pub async fn spawn(bin: &Path, settings: &AgentSettings, extra: &[(&str, &str)]) -> anyhow::Result<PoolAgent> {
         let port = free_port()?;
         let mut command = tokio::process::Command::new(bin);
@@ -93,9 +94,14 @@ impl PoolAgent {
             command.env("EDGESHELL_POOL_TEMPLATES", templates);
         }
         command.envs(settings.env.iter().map(|(k, v)| (k, v)));
-        let sample_cli = bin.with_file_name("edgeshell-sample-cli");
-        if sample_cli.exists() {
-            command.env("EDGESHELL_RUNNER_TOOLS", &sample_cli);
+        let tools: Vec<String> = ["edgeshell-sample-cli", "edgeshell-files"]
+            .into_iter()
+            .map(|name| bin.with_file_name(name))
+            .filter(|tool| tool.exists())
+            .map(|tool| tool.display().to_string())
+            .collect();
+        if !tools.is_empty() {
+            command.env("EDGESHELL_RUNNER_TOOLS", tools.join(","));
         }
         for (k, v) in extra {
             command.env(k, v);

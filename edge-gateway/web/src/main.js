@@ -506,6 +506,10 @@ async function endCurrent() {
   });
 }
 
+/** While the drawer is open its list is refreshed this often: files the session writes to ~/outbox
+ * or puts with `edgeshell-files` appear without a click. */
+const ARTIFACTS_REFRESH_MS = 5000;
+
 async function toggleArtifacts() {
   const panel = $('artifacts');
   if (!panel.hidden) {
@@ -519,22 +523,42 @@ async function toggleArtifacts() {
   list.innerHTML = '';
   list.append(row('Loading…'));
   const id = app.current && app.current.session.session_id;
-  try {
-    const { artifacts } = await api.artifacts(await idToken(), id);
-    list.innerHTML = '';
-    if (artifacts.length === 0) list.append(row('This session has saved no artifacts yet.'));
-    for (const a of artifacts) {
-      const li = document.createElement('li');
-      li.className = 'artifact';
-      li.innerHTML = '<code></code><span class="meta"></span><button class="ghost">Download</button>';
-      li.querySelector('code').textContent = a.path;
-      li.querySelector('.meta').textContent = formatBytes(a.size);
-      li.querySelector('button').onclick = () => download(id, a.path);
-      list.append(li);
+  // One refresh loop: opening the drawer again ends the loop of the last opening.
+  const opening = (toggleArtifacts.openings = (toggleArtifacts.openings || 0) + 1);
+  let shown = null;
+  const refresh = async () => {
+    const current = app.current && app.current.session.session_id === id;
+    if (panel.hidden || !current || opening !== toggleArtifacts.openings) return;
+    try {
+      const { artifacts } = await api.artifacts(await idToken(), id);
+      const summary = JSON.stringify(artifacts.map((a) => [a.path, a.size, a.sha256]));
+      if (summary !== shown) {
+        shown = summary;
+        showArtifacts(list, id, artifacts);
+      }
+    } catch (e) {
+      shown = null;
+      list.innerHTML = '';
+      list.append(row(explainApiError(e)));
     }
-  } catch (e) {
-    list.innerHTML = '';
-    list.append(row(explainApiError(e)));
+    setTimeout(refresh, ARTIFACTS_REFRESH_MS);
+  };
+  await refresh();
+}
+
+function showArtifacts(list, id, artifacts) {
+  list.innerHTML = '';
+  if (artifacts.length === 0) {
+    list.append(row('Nothing yet: files the session writes to ~/outbox or puts with edgeshell-files appear here.'));
+  }
+  for (const a of artifacts) {
+    const li = document.createElement('li');
+    li.className = 'artifact';
+    li.innerHTML = '<code></code><span class="meta"></span><button class="ghost">Download</button>';
+    li.querySelector('code').textContent = a.path;
+    li.querySelector('.meta').textContent = formatBytes(a.size);
+    li.querySelector('button').onclick = () => download(id, a.path);
+    list.append(li);
   }
 }
 

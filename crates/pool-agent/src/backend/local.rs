@@ -370,7 +370,7 @@ impl RunnerBackend for LocalBackend {
                 return Err(start_error("handing the working directory to the session's user", e));
             }
         }
-        let token = token_pipe(spec.join_token.expose()).map_err(|e| start_error("the join token's pipe", e))?;
+        let token = token_pipe(spec.tokens().expose()).map_err(|e| start_error("the join token's pipe", e))?;
         let spawned = self.command(&spec, &workdir, std::os::fd::AsRawFd::as_raw_fd(&token), uid).spawn();
         drop(token);
         let mut child = match spawned {

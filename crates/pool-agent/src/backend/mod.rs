@@ -20,6 +20,8 @@ pub struct RunnerSpec {
     pub join_url: String,
     /// The one-time join token (a secret).
     pub join_token: edgeshell_core::secret::Secret,
+    /// The session's `artifact:put` token (a secret), for `edgeshell-files` and the outbox.
+    pub upload_token: Option<edgeshell_core::secret::Secret>,
     /// When the runner is stopped, seconds since the epoch.
     pub deadline: u64,
     /// What runs: the session's template, its variables and its limits.
@@ -35,6 +37,15 @@ pub struct RepoSpec {
     pub git_ref: Option<String>,
     /// The directory under the work directory it is cloned to.
     pub dir: String,
+}
+
+impl RunnerSpec {
+    /// What the runner reads from its token pipe or file: the join token, and the upload token.
+    pub fn tokens(&self) -> edgeshell_core::secret::Secret {
+        let tokens =
+            edgeshell_core::files::RunnerTokens { join: self.join_token.clone(), upload: self.upload_token.clone() };
+        edgeshell_core::secret::Secret::new(tokens.encode())
+    }
 }
 
 impl RepoSpec {

@@ -71,6 +71,7 @@ pub fn settings(host: &RoomHost, sid: &SessionId) -> Settings {
         status_file: None,
         screen: true,
         workspace: None,
+        files: None,
     }
 }
 

@@ -106,12 +106,12 @@ fn meta(options: &KubernetesOptions, spec: &RunnerSpec) -> ObjectMeta {
     }
 }
 
-/// The Secret carrying the join token to the runner (through the init container's copy).
+/// The Secret carrying the join and upload tokens to the runner (through the init container's copy).
 pub fn runner_secret(options: &KubernetesOptions, spec: &RunnerSpec) -> Secret {
     Secret {
         metadata: meta(options, spec),
         string_data: Some(
-            std::iter::once((TOKEN_KEY.to_owned(), spec.join_token.expose().to_owned()))
+            std::iter::once((TOKEN_KEY.to_owned(), spec.tokens().expose().to_owned()))
                 .chain(spec.program.secrets.iter().map(|(name, value)| (secret_key(name), value.expose().to_owned())))
                 .chain(spec.program.repo_token.iter().map(|t| (REPO_TOKEN_KEY.to_owned(), t.expose().to_owned())))
                 .collect(),
