@@ -4,7 +4,9 @@
 //! runner's `artifact:put` token streams an upload into R2, counting its bytes and SHA-256 on the way
 //! (what is recorded is what was stored, never what was declared). An upload replaces the artifact
 //! stored at its path unless it says `If-None-Match: *`; the replaced version's object is deleted once
-//! the new one is recorded. Tokens are verified here (no database); what needs the database — the link's
+//! the new one is recorded. Content is sealed as it streams in and opened as it streams out, under the
+//! session's data key the control plane answers (`edgeshell_core::sealed_stream`): the bucket holds
+//! only ciphertext, and the Worker holds no key beyond the request. Tokens are verified here (no database); what needs the database — the link's
 //! one-time use, the upload limits, the audit log — is the control plane's internal artifacts routes.
 
 use crate::config::EdgeConfig;
@@ -13,8 +15,10 @@ use crate::http::{self, error, ApiError, ErrorCode};
 use crate::keys::{self, VerifyError};
 use edgeshell_core::artifacts::{check_link, parse_artifact_route, ArtifactPath};
 use edgeshell_core::ids::SessionId;
+use edgeshell_core::sealed_stream::{sealed_len, Opener, Sealer, NONCE_PREFIX};
 use edgeshell_core::tokens::{Expectation, Method, Scope, TokenError, Verified};
-use futures_util::{FutureExt, TryStreamExt};
+use edgeshell_core::vault::DataKey;
+use futures_util::{FutureExt, StreamExt, TryStreamExt};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use std::cell::RefCell;
@@ -78,6 +82,16 @@ pub async fn serve(mut req: Request, env: &Env, ctx: &Context) -> Result<Respons
 #[derive(Deserialize)]
 struct Redeemed {
     object_key: String,
+    /// Whether the object is sealed (every upload since sealing began), and its session's key.
+    #[serde(default)]
+    sealed: bool,
+    #[serde(default)]
+    data_key: Option<String>,
+}
+
+fn data_key(text: Option<&str>) -> std::result::Result<DataKey, ApiError> {
+    text.and_then(|t| DataKey::from_transport(t).ok())
+        .ok_or_else(|| ApiError::new(ErrorCode::BadControlAnswer, "the control plane gave no usable data key"))
 }
 
 async fn download(req: &Request, env: &Env, ctx: &Context) -> std::result::Result<Response, ApiError> {
@@ -106,19 +120,52 @@ async fn download(req: &Request, env: &Env, ctx: &Context) -> std::result::Resul
     let headers = Headers::new();
     let set = |name: &str, value: &str| headers.set(name, value).map_err(|e| http::internal(e.to_string()));
     object.write_http_metadata(headers.clone()).map_err(|e| http::internal(e.to_string()))?;
-    set("content-length", &object.size().to_string())?;
+    let opener = if redeemed.sealed {
+        let key = data_key(redeemed.data_key.as_deref())?;
+        let opener = Opener::new(&key, redeemed.object_key.as_bytes(), object.size())
+            .map_err(|e| ApiError::new(ErrorCode::StorageUnavailable, format!("the stored artifact: {e}")))?;
+        Some(opener)
+    } else {
+        None
+    };
+    let length = opener.as_ref().map_or(object.size(), Opener::plain_len);
+    set("content-length", &length.to_string())?;
     set("cache-control", "private, no-store")?;
     set("x-content-type-options", "nosniff")?;
     let name = path.as_str().rsplit('/').next().unwrap_or("artifact");
     set("content-disposition", &format!("attachment; filename=\"{name}\""))?;
     let body = object.body().ok_or_else(|| http::internal("the object has no body"))?;
     let stream = body.stream().map_err(|e| http::internal(e.to_string()))?;
-    Response::from_stream(stream).map(|r| r.with_headers(headers)).map_err(|e| http::internal(e.to_string()))
+    let response = match opener {
+        // A segment that does not open ends the response early: the download fails, nothing false is served.
+        Some(opener) => Response::from_stream(opened(stream, opener)),
+        None => Response::from_stream(stream),
+    };
+    response.map(|r| r.with_headers(headers)).map_err(|e| http::internal(e.to_string()))
+}
+
+/// The plaintext of a sealed stream, segment by segment.
+fn opened(stream: ByteStream, opener: Opener) -> impl futures_util::Stream<Item = Result<Vec<u8>>> + 'static {
+    let opener = Rc::new(RefCell::new(Some(opener)));
+    let finishing = opener.clone();
+    let fail = |e: edgeshell_core::sealed_stream::StreamError| worker::Error::RustError(e.to_string());
+    stream
+        .and_then(move |chunk| {
+            let out = opener.borrow_mut().as_mut().map_or(Ok(Vec::new()), |o| o.push(&chunk)).map_err(fail);
+            futures_util::future::ready(out)
+        })
+        .chain(futures_util::stream::once(async move {
+            finishing.borrow_mut().take().map_or(Ok(Vec::new()), |o| o.finish().map_err(fail))
+        }))
+        .try_filter(|chunk| futures_util::future::ready(!chunk.is_empty()))
 }
 
 #[derive(Deserialize)]
 struct Registered {
     object_key: String,
+    /// The session's data key and this object's nonce prefix (base64url), to seal it with.
+    data_key: String,
+    nonce_prefix: String,
 }
 
 /// What streaming an upload counted.
@@ -163,7 +210,15 @@ async fn upload(req: &mut Request, env: &Env, ctx: &Context) -> std::result::Res
     let registered: Registered = control_api::internal(env, &config, "/internal/artifacts", &body).await?;
     let stream = req.stream().map_err(|_| ApiError::new(ErrorCode::EmptyBody, "the upload has no body"))?;
     let mut answer = serde_json::json!({ "session_id": session.as_str(), "path": path.as_str() });
-    let upload = Upload { env: env.clone(), config, session, path, key: registered.object_key, size, declared };
+    let sealing = Sealing {
+        key: data_key(Some(&registered.data_key))?,
+        prefix: edgeshell_core::base64url::decode(&registered.nonce_prefix)
+            .ok()
+            .and_then(|p| p.try_into().ok())
+            .ok_or_else(|| ApiError::new(ErrorCode::BadControlAnswer, "the control plane gave no nonce prefix"))?,
+    };
+    let upload =
+        Upload { env: env.clone(), config, session, path, key: registered.object_key, size, declared, sealing };
     let job = upload.run(stream).shared();
     ctx.wait_until(job.clone().map(|_| ()));
     let (bytes, sha256) = job.await?;
@@ -189,11 +244,18 @@ struct Upload {
     key: String,
     size: u64,
     declared: Option<String>,
+    sealing: Sealing,
+}
+
+/// How an upload is sealed: its session's data key and its object's nonce prefix.
+struct Sealing {
+    key: DataKey,
+    prefix: [u8; NONCE_PREFIX],
 }
 
 impl Upload {
     async fn run(self, stream: ByteStream) -> std::result::Result<(u64, String), ApiError> {
-        let stored = store(&self.env, stream, &self.key, self.size, self.declared.as_deref()).await;
+        let stored = store(&self.env, stream, (&self.key, &self.sealing), self.size, self.declared.as_deref()).await;
         let completion = match &stored {
             Ok((bytes, sha256)) => serde_json::json!({
                 "session_id": self.session.as_str(), "path": self.path.as_str(), "outcome": "stored",
@@ -232,12 +294,12 @@ impl Upload {
     }
 }
 
-/// Streams the body to R2 under `key`, exactly `size` bytes, hashing it; returns the bytes and their
-/// SHA-256. Nothing is left in R2 when it fails.
+/// Streams the body to R2 under `key`, exactly `size` bytes, hashing and sealing it; returns the bytes
+/// and their SHA-256 (of the plaintext). Nothing is left in R2 when it fails.
 async fn store(
     env: &Env,
     body: ByteStream,
-    key: &str,
+    (key, sealing): (&str, &Sealing),
     size: u64,
     declared: Option<&str>,
 ) -> std::result::Result<(u64, String), ApiError> {
@@ -250,8 +312,23 @@ async fn store(
         c.sha256.update(&chunk);
         chunk
     });
-    // R2 takes a stream of known length; one that ends early or runs long fails the put.
-    let put = bucket.put(key, FixedLengthStream::wrap(hashed, size)).execute().await;
+    let sealer = Sealer::new(&sealing.key, key.as_bytes(), sealing.prefix, size)
+        .map_err(|e| ApiError::new(ErrorCode::ArtifactLimit, e.to_string()))?;
+    let sealer = Rc::new(RefCell::new(Some(sealer)));
+    let finishing = sealer.clone();
+    let fail = |e: edgeshell_core::sealed_stream::StreamError| worker::Error::RustError(e.to_string());
+    let sealed = hashed
+        .and_then(move |chunk| {
+            let out = sealer.borrow_mut().as_mut().map_or(Ok(Vec::new()), |s| s.push(&chunk)).map_err(fail);
+            futures_util::future::ready(out)
+        })
+        .chain(futures_util::stream::once(async move {
+            finishing.borrow_mut().take().map_or(Ok(Vec::new()), |s| s.finish().map_err(fail))
+        }))
+        .try_filter(|chunk| futures_util::future::ready(!chunk.is_empty()));
+    // R2 takes a stream of known length; one that ends early or runs long fails the put (the sealer
+    // refuses more or fewer bytes than declared, too).
+    let put = bucket.put(key, FixedLengthStream::wrap(sealed, sealed_len(size))).execute().await;
     let streamed = counted.borrow().bytes;
     if let Err(e) = put {
         let _ = bucket.delete(key).await;

@@ -25,7 +25,7 @@ const TABLES: [(&str, &str, &[&str]); 3] = [
 ];
 
 /// The groups `cargo xtask bench [group]` can run on their own.
-const GROUPS: [&str; 5] = ["criterion", "control", "runners", "edge", "render"];
+const GROUPS: [&str; 6] = ["criterion", "control", "runners", "edge", "files", "render"];
 
 pub(crate) fn run(only: Option<&str>) -> Result<()> {
     match only {
@@ -34,12 +34,14 @@ pub(crate) fn run(only: Option<&str>) -> Result<()> {
             control()?;
             runners()?;
             edge()?;
+            files()?;
             render()
         }
         Some("criterion") => criterion(),
         Some("control") => control(),
         Some("runners") => runners(),
         Some("edge") => edge(),
+        Some("files") => files(),
         Some("render") => render(),
         Some(other) => anyhow::bail!("no benchmark group {other:?}; the groups are {}", GROUPS.join(", ")),
     }
@@ -91,6 +93,24 @@ fn edge() -> Result<()> {
     bench.env("EDGESHELL_WASM_DIR", crate::run::functions_wasm_dir());
     crate::edge::test_env(&tools, &mut bench);
     Step::new("edge gateway benchmarks", bench).run()
+}
+
+/// Upload and download throughput of a 100 MB file through the edge against a direct loopback copy, and
+/// a runner's memory while it uploads 1 GB (prints its own table).
+fn files() -> Result<()> {
+    let tools = crate::edge::tools()?;
+    crate::edge::build(&tools)?;
+    crate::run::build_functions().run()?;
+    // The bench starts pool agents (and offers edgeshell-files) from the release profile's directory.
+    Step::new(
+        "session binaries (release)",
+        cargo(&["build", "--release", "-p", "edgeshell-pool-agent", "-p", "edgeshell-runner"]),
+    )
+    .run()?;
+    let mut bench = cargo(&["bench", "-p", "edgeshell-e2e", "--bench", "files"]);
+    bench.env("EDGESHELL_WASM_DIR", crate::run::functions_wasm_dir());
+    crate::edge::test_env(&tools, &mut bench);
+    Step::new("files benchmark", bench).run()
 }
 
 /// Render throughput of the web client's terminal in Chromium, WebGL against DOM renderer, 50 MiB per

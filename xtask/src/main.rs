@@ -40,7 +40,7 @@ enum Task {
     Test,
     /// The benchmarks (all, or one group), as ratios against a baseline measured in the same run.
     Bench {
-        #[arg(value_parser = ["criterion", "control", "runners", "edge", "render"])]
+        #[arg(value_parser = ["criterion", "control", "runners", "edge", "files", "render"])]
         group: Option<String>,
     },
     /// The whole stack locally: Postgres, functions, dev issuer, two regions, `wrangler dev`.

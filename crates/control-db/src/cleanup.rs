@@ -1,7 +1,7 @@
 //! The periodic cleanup job: expired token ids, old rate-limit windows, sessions past their expiry,
 //! ended sessions after a day (kept that long for "my sessions" and support), and artifact records past
 //! their retention (the objects themselves expire by the bucket's lifecycle rule, set to the same
-//! retention), and uploads left pending for an hour. Run it with `edgeshell-db cleanup SECONDS` as a long-running job, or one pass at a time
+//! retention), uploads left pending for an hour, and sessions' data keys once nothing of theirs is left. Run it with `edgeshell-db cleanup SECONDS` as a long-running job, or one pass at a time
 //! from a scheduler (a Kubernetes CronJob in production).
 
 use crate::DbError;
@@ -25,6 +25,8 @@ pub struct Cleaned {
     /// Uploads registered an hour ago and never completed (the edge that streamed them was lost),
     /// deleted to release their paths and quota.
     pub uploads_abandoned: u64,
+    /// Sessions' data keys whose session and artifacts are all gone.
+    pub session_keys: u64,
 }
 
 /// Runs one cleanup pass.
@@ -53,6 +55,15 @@ pub async fn cleanup(client: &Client) -> Result<Cleaned, DbError> {
         artifacts_expired: client.execute("DELETE FROM artifacts WHERE expires_at < now()", &[]).await?,
         uploads_abandoned: client
             .execute("DELETE FROM artifacts WHERE state = 'pending' AND created_at < now() - interval '1 hour'", &[])
+            .await?,
+        // After the artifacts: a key goes with the last of them (what the bucket may still hold of them
+        // then opens with nothing).
+        session_keys: client
+            .execute(
+                "DELETE FROM session_keys k WHERE NOT EXISTS (SELECT 1 FROM sessions s WHERE s.id = k.session_id)
+                 AND NOT EXISTS (SELECT 1 FROM artifacts a WHERE a.session_id = k.session_id)",
+                &[],
+            )
             .await?,
     })
 }

@@ -55,6 +55,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "artifact_versions",
         sql: include_str!("../../../functions/migrations/0008_artifact_versions.sql"),
     },
+    Migration {
+        version: 9,
+        name: "sealed_artifacts",
+        sql: include_str!("../../../functions/migrations/0009_sealed_artifacts.sql"),
+    },
 ];
 
 /// An arbitrary constant naming the migration lock.

@@ -58,7 +58,7 @@ async fn schema_migrations_jti_and_cleanup() {
             matches!(table.as_str(), "sessions" | "token_jtis" | "mint_windows" | "provider_keys" | "rate_buckets");
         assert_eq!(p, if ephemeral { "u" } else { "p" }, "{table}");
     }
-    assert_eq!(persistence.len(), 12, "{persistence:?}");
+    assert_eq!(persistence.len(), 13, "{persistence:?}");
 
     // 100 consumers of one JTI, each on its own connection, released at once: exactly one first use.
     let exp = 4_102_444_800i64; // 2100-01-01
@@ -109,8 +109,17 @@ async fn schema_migrations_jti_and_cleanup() {
         )
         .await
         .unwrap();
+    // Sessions' data keys: one whose session and artifacts are gone, one of a live session.
+    client
+        .execute(
+            "INSERT INTO session_keys (session_id, kek_id, wrapped) VALUES ('s-gone', 'k1', '\\x00'), ('s-new', 'k1', '\\x00')",
+            &[],
+        )
+        .await
+        .unwrap();
     let cleaned = cleanup::cleanup(&client).await.unwrap();
     assert_eq!((cleaned.jtis, cleaned.sessions_expired, cleaned.artifacts_expired), (1, 1, 1), "{cleaned:?}");
+    assert_eq!(cleaned.session_keys, 1, "the key of a session with nothing left goes; a live one's stays");
     assert_eq!(cleaned.uploads_abandoned, 1, "an upload pending for an hour is released, one streaming now is not");
     let live: i64 = client.query_one("SELECT count(*) FROM token_jtis", &[]).await.unwrap().get(0);
     assert_eq!(live, 2);

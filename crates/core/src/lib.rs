@@ -33,6 +33,7 @@ pub mod ratelimit;
 pub mod repo;
 pub mod room;
 pub mod runner_link;
+pub mod sealed_stream;
 pub mod secret;
 pub mod settings;
 pub mod templates;

@@ -190,6 +190,24 @@ impl DataKey {
     pub fn open(&self, owner: &str, name: &str, sealed: &[u8]) -> Result<Vec<u8>, VaultError> {
         self.0.open(&Self::aad(owner, name), sealed)
     }
+
+    pub(crate) fn bytes(&self) -> &[u8; 32] {
+        &self.0 .0
+    }
+
+    /// The key as base64url, for the one place it travels: from the control plane to the edge over its
+    /// internal API (TLS and the internal key), for one artifact's upload or download
+    /// (`crate::sealed_stream`). Never stored or logged.
+    pub fn to_transport(&self) -> crate::secret::Secret {
+        crate::secret::Secret::new(crate::base64url::encode(&self.0 .0))
+    }
+
+    /// Reads what [`DataKey::to_transport`] made.
+    pub fn from_transport(text: &str) -> Result<DataKey, VaultError> {
+        let bytes = crate::base64url::decode(text).map_err(|_| VaultError::Unsealable)?;
+        let key: [u8; 32] = bytes.try_into().map_err(|_| VaultError::Unsealable)?;
+        Ok(DataKey(Key(key)))
+    }
 }
 
 /// Checks a secret's name: a variable name a template may take (it reaches programs as one).

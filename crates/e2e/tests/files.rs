@@ -9,7 +9,6 @@ use edgeshell_core::api_error::{ApiError, ErrorCode};
 use edgeshell_core::protocol::Credential;
 use edgeshell_e2e::{Session, Stack, StackOptions};
 use edgeshell_room_host::browser::Browser;
-use edgeshell_runner::process_tree;
 use sha2::{Digest, Sha256};
 use std::time::Duration;
 
@@ -17,28 +16,9 @@ const USER: &str = "files-owner";
 const WAIT: Duration = Duration::from_secs(30);
 const BIG: u64 = 50 * 1024 * 1024;
 
-/// The session's runner: the process with the session's id in its environment that runs `runner`
-/// (the agent's embedded runner), not the program.
-fn runner_pid(session: &Session) -> i32 {
-    let pids: Vec<i32> = std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| process_tree::environ_has(*pid, "EDGESHELL_SESSION_ID", session.id.as_str()))
-        .filter(|pid| {
-            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            cmdline.split(|b| *b == 0).nth(1) == Some(b"runner".as_slice())
-        })
-        .collect();
-    assert_eq!(pids.len(), 1, "one runner for {}: {pids:?}", session.id);
-    pids[0]
-}
-
-/// A process's peak resident memory (`VmHWM`), bytes.
-fn peak_rss(pid: i32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmHWM:")).expect("VmHWM");
-    line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 1024
-}
+#[path = "support/runners.rs"]
+mod runners;
+use runners::{peak_rss, runner_pid};
 
 /// The text of the terminal from `from` on.
 fn text(browser: &Browser, from: usize) -> String {
@@ -179,13 +159,26 @@ async fn files_leave_the_session_through_the_edge() {
 
     // At the program's exit, what the outbox holds goes out before the session ends.
     let from = browser.output.len();
-    browser.input(b"printf 'last words\\n' > ~/outbox/last.txt; exit 3\n").await;
+    browser.input(b"for i in $(seq 1000); do echo 'last words'; done > ~/outbox/last.txt; exit 3\n").await;
     let exit = browser.expect_exit(WAIT).await;
     assert_eq!(format!("{exit:?}"), "Code(3)");
     assert!(text(&browser, from).contains("uploaded from ~/outbox: outbox/last.txt"), "{}", text(&browser, from));
-    let last = edgeshell_core::bundles::hex(&Sha256::digest(b"last words\n"));
+    let words = b"last words\n".repeat(1000);
+    let last = edgeshell_core::bundles::hex(&Sha256::digest(&words));
     let listed = artifacts(&stack, &session).await;
     assert!(listed.iter().any(|(p, _, s)| p == "outbox/last.txt" && *s == last), "{listed:?}");
+    assert_eq!(download_sha256(&stack, &session, "outbox/last.txt").await, (words.len() as u64, last));
+
+    // The bucket holds ciphertext only: no stored object contains what was uploaded, and one has the
+    // sealed size of the last file.
+    let blobs = stack.edge.r2_files();
+    let sealed = edgeshell_core::sealed_stream::sealed_len(words.len() as u64);
+    let sizes: Vec<u64> = blobs.iter().filter_map(|b| std::fs::metadata(b).ok()).map(|m| m.len()).collect();
+    assert!(sizes.contains(&sealed), "no object of {sealed} bytes among {sizes:?}");
+    for blob in &blobs {
+        let bytes = std::fs::read(blob).unwrap_or_default();
+        assert!(!bytes.windows(22).any(|w| w == b"last words\nlast words\n"), "plaintext in {}", blob.display());
+    }
     assert!(!listed.iter().any(|(p, _, _)| p.contains("link")), "a symbolic link was followed: {listed:?}");
 
     // The session has ended: its upload token is of no use any more.

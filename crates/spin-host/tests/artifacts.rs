@@ -176,6 +176,7 @@ async fn links_are_owner_only_single_use_and_audited() {
             200 => {
                 ok += 1;
                 assert_eq!(body["object_key"].as_str(), Some(key.as_str()));
+                assert!(body["sealed"] == true && body["data_key"].is_string(), "the edge opens it: {body}");
             }
             409 => assert_eq!(body["error"]["code"], "replayed_token"),
             other => panic!("unexpected {other}: {body}"),
@@ -225,6 +226,14 @@ async fn a_replacement_keeps_the_stored_version_until_it_is_stored_and_ended_ses
     let (status, second) = register_replacing(&stack, &sid, "out.txt", 1400).await;
     assert_eq!(status, 201, "{second}");
     assert_ne!(second["object_key"], first_key, "each version has its own object");
+    // Sealed at rest: each registration answers the session's one data key and a fresh nonce prefix;
+    // the database holds the key only wrapped.
+    let key = first["data_key"].as_str().unwrap().to_owned();
+    assert_eq!(second["data_key"].as_str(), Some(key.as_str()));
+    assert_ne!(first["nonce_prefix"], second["nonce_prefix"]);
+    let row = stack.db.query_one("SELECT wrapped FROM session_keys WHERE session_id = $1", &[&sid]).await.unwrap();
+    let (wrapped, raw): (Vec<u8>, Vec<u8>) = (row.get(0), edgeshell_core::base64url::decode(&key).unwrap());
+    assert!(raw.len() == 32 && !wrapped.windows(32).any(|w| w == raw.as_slice()), "a key stored in the clear");
     // While it streams the stored version is what is listed, and a third upload to the path waits.
     assert_eq!(listed().await, [("out.txt".to_owned(), 1000)]);
     assert_eq!(code(&register_replacing(&stack, &sid, "out.txt", 10).await), (409, "upload_in_progress"));

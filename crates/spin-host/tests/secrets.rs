@@ -105,6 +105,12 @@ async fn secrets_are_sealed_owner_only_and_reach_only_their_sessions_pool() {
     assert_eq!(got["env"].as_object().unwrap().len(), 12, "{got}");
     assert_eq!(got["env"]["S7"], "v7");
 
+    // A session's artifact key, made on k1 by an upload's registration.
+    let internal = stack.settings.internal_key.expose().to_owned();
+    let upload = json!({ "session_id": carols["session_id"], "path": "out.txt", "size": 1 });
+    let (status, registered) = stack.call("POST", "/internal/artifacts", &internal, upload).await;
+    assert_eq!(status, 201, "{registered}");
+
     // KEK rotation: k2 current, k1 previous; everything still opens; the rewrap moves every key to k2.
     let old = stack.settings.secrets_kek.clone();
     stack
@@ -115,7 +121,6 @@ async fn secrets_are_sealed_owner_only_and_reach_only_their_sessions_pool() {
         .await;
     let (_, got) = pool_fetch(&stack, &eu.key, carols["session_id"].as_str().unwrap(), &["S3"]).await;
     assert_eq!(got["env"]["S3"], "v3", "readable during the rotation (and carol's key now rewrapped)");
-    let internal = stack.settings.internal_key.expose().to_owned();
     let (status, rewrap) = stack.call("POST", "/internal/secrets/rewrap", &internal, Value::Null).await;
     assert_eq!(status, 200, "{rewrap}");
     assert_eq!((rewrap["kek"].as_str(), rewrap["remaining"].as_i64()), (Some("k2"), Some(0)), "{rewrap}");
@@ -123,6 +128,13 @@ async fn secrets_are_sealed_owner_only_and_reach_only_their_sessions_pool() {
     let on_old: i64 =
         stack.db.query_one("SELECT count(*) FROM user_keys WHERE kek_id <> 'k2'", &[]).await.unwrap().get(0);
     assert_eq!(on_old, 0);
+    let sessions_on_old: i64 =
+        stack.db.query_one("SELECT count(*) FROM session_keys WHERE kek_id <> 'k2'", &[]).await.unwrap().get(0);
+    assert_eq!(sessions_on_old, 0, "sessions' artifact keys are rewrapped too");
+    // And the session's key is the same key: a second registration answers it unchanged.
+    let again = json!({ "session_id": carols["session_id"], "path": "other.txt", "size": 1 });
+    let (_, second) = stack.call("POST", "/internal/artifacts", &internal, again).await;
+    assert_eq!(second["data_key"], registered["data_key"], "the rewrap kept the key itself");
     assert_eq!(stack.call("POST", "/internal/secrets/rewrap", "", Value::Null).await.0, 401);
     // The old KEK dropped: every secret still opens.
     stack

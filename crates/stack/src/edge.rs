@@ -56,6 +56,24 @@ impl EdgeGateway {
         String::from_utf8_lossy(&std::fs::read(self.state.join("wrangler.log")).unwrap_or_default()).into_owned()
     }
 
+    /// Every file under the local R2 that `wrangler dev` persists (the objects' bodies among them), for
+    /// tests that look at what the bucket holds.
+    pub fn r2_files(&self) -> Vec<PathBuf> {
+        let mut files = Vec::new();
+        let mut dirs = vec![self.state.join("data/v3/r2")];
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else {
+                    files.push(path);
+                }
+            }
+        }
+        files
+    }
+
     /// What the session rooms have stored, read from the SQLite files `wrangler dev` persists: how
     /// many objects hold a table of their own, and how many alarms are scheduled. Miniflare writes
     /// its own `__miniflare_do_name` table into every object it instantiates, which is local

@@ -3,14 +3,18 @@
 //! while streaming it (stored, replacing the version stored at its path before, or deleted again if it
 //! failed, leaving that version as it was), and redeem a download link exactly once. The edge has already verified
 //! the runner's `artifact:put` token or the link's signature and claims; these routes do what needs
-//! the database.
+//! the database. Both registering and redeeming answer the session's data key (unwrapped with the
+//! KEK ring, `edgeshell_fn::data_keys`), with which the edge seals an upload as it streams it and opens
+//! a download (`edgeshell_core::sealed_stream`); a new upload also gets its object's nonce prefix.
 
 use crate::limits;
 use edgeshell_control_db::sql::JTI_CONSUME;
 use edgeshell_core::artifacts::{ArtifactPath, Usage};
 use edgeshell_core::ids::{Jti, SessionId};
 use edgeshell_core::jti::check_expiry;
+use edgeshell_core::sealed_stream::NONCE_PREFIX;
 use edgeshell_core::time::Timestamp;
+use edgeshell_fn::data_keys::{self, Holder};
 use edgeshell_fn::db::{col, int, text, Db};
 use edgeshell_fn::platform::{entropy, now};
 use edgeshell_fn::reply::{self, json, ApiError, ErrorCode};
@@ -53,6 +57,8 @@ pub(crate) fn register(req: &Request) -> Reply {
     let sha = input.sha256.as_deref().map(hex32).transpose()?;
     let limits = limits()?;
     let db = Db::open()?;
+    // The session's data key first: made once per session (one left by a refused upload is cleaned up).
+    let key = data_keys::for_holder(&db, &data_keys::ring()?, Holder::Session, sid.as_str())?;
     let created = db.transaction(|tx| {
         let owner_row = tx
             .query_opt(
@@ -112,8 +118,8 @@ pub(crate) fn register(req: &Request) -> Reply {
         let version = edgeshell_core::bundles::hex(&entropy()[..8]);
         let object_key = format!("sessions/{sid}/{version}/{}", path.as_str());
         let inserted = tx.execute(
-            "INSERT INTO artifacts (session_id, path, owner, size_bytes, sha256, object_key, expires_at, region, state)
-             VALUES ($1, $2, $3, $4, $5, $6, to_timestamp($7), $8, 'pending') ON CONFLICT DO NOTHING",
+            "INSERT INTO artifacts (session_id, path, owner, size_bytes, sha256, object_key, expires_at, region, state, sealed)
+             VALUES ($1, $2, $3, $4, $5, $6, to_timestamp($7), $8, 'pending', true) ON CONFLICT DO NOTHING",
             &[
                 text(sid.as_str()),
                 text(path.as_str()),
@@ -130,6 +136,9 @@ pub(crate) fn register(req: &Request) -> Reply {
         }
         Ok(serde_json::json!({ "object_key": object_key, "expires_at": expires.as_secs() }))
     })?;
+    let mut created = created;
+    created["data_key"] = key.to_transport().expose().into();
+    created["nonce_prefix"] = edgeshell_core::base64url::encode(&entropy()[..NONCE_PREFIX]).into();
     json(201, &created)
 }
 
@@ -248,7 +257,7 @@ pub(crate) fn redeem(req: &Request) -> Reply {
     let object = db.transaction(|tx| {
         let row = tx
             .query_opt(
-                "SELECT object_key, size_bytes FROM artifacts
+                "SELECT object_key, size_bytes, sealed FROM artifacts
                  WHERE session_id = $1 AND path = $2 AND owner = $3 AND state = 'stored' AND expires_at > now()",
                 &[text(sid.as_str()), text(path.as_str()), text(input.owner.as_str())],
             )?
@@ -265,7 +274,15 @@ pub(crate) fn redeem(req: &Request) -> Reply {
             "INSERT INTO audit_log (actor, action, session_id, detail) VALUES ($1, 'artifact.download', $2, ($3::text)::jsonb)",
             &[text(input.owner.as_str()), text(sid.as_str()), text(detail)],
         )?;
-        Ok(serde_json::json!({ "object_key": col::<String>(&row, 0)?, "size": col::<i64>(&row, 1)? }))
+        Ok(serde_json::json!({
+            "object_key": col::<String>(&row, 0)?, "size": col::<i64>(&row, 1)?, "sealed": col::<bool>(&row, 2)?,
+        }))
     })?;
+    let mut object = object;
+    if object["sealed"] == true {
+        let key = data_keys::existing(&db, &data_keys::ring()?, Holder::Session, sid.as_str())?
+            .ok_or_else(|| reply::internal("a sealed artifact's session key is gone"))?;
+        object["data_key"] = key.to_transport().expose().into();
+    }
     json(200, &object)
 }

@@ -5,6 +5,7 @@
 //! authentication ([`ratelimit`]), Postgres ([`db`]), outbound HTTP with timeouts ([`outbound`]), the
 //! signed-in user ([`identity`]), token signing ([`signing`]) and the pool registry ([`registry`]).
 
+pub mod data_keys;
 pub mod db;
 pub mod identity;
 pub mod outbound;

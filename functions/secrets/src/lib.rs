@@ -6,17 +6,17 @@
 //! | `GET /api/secrets` | user (ID token) | names and when each was set, never a value |
 //! | `PUT /api/secrets/{name}` | user | `{value}`: set or replace (audited `secret.set`) |
 //! | `DELETE /api/secrets/{name}` | user | remove (audited `secret.delete`) |
-//! | `POST /internal/secrets/rewrap` | operator (internal key) | after a KEK rotation: rewrap up to 1,000 data keys with the current KEK; `{rewrapped, remaining}` |
+//! | `POST /internal/secrets/rewrap` | operator (internal key) | after a KEK rotation: rewrap up to 1,000 data keys (users' and sessions') with the current KEK; `{rewrapped, remaining}` |
 //! | `POST /api/pools/secrets` | pool agent (pool key) | `{session_id, names}`: the values of those of the session owner's secrets, for a session of the key's region that is starting or running (audited `secret.use`) |
 //!
 //! Values are sealed with the user's data key, which is stored wrapped by the key-encryption key
 //! (`secrets_kek`; `previous_secrets_kek` during a rotation): the rules and the format are the core's
 //! `vault`. The database holds ciphertext only; no value is logged or answered to a user.
 
-mod keys;
 mod pool;
 mod user;
 
+use edgeshell_fn::data_keys as keys;
 use edgeshell_fn::reply::{finish, ApiError, ErrorCode};
 use edgeshell_fn::request::{segments_after, Request};
 use edgeshell_fn::wasi_http::send;

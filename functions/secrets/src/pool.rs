@@ -2,9 +2,9 @@
 //! takes, from the session's owner's secrets: only for a session placed in the agent's own region
 //! (its pool key says which) that is starting or running. Every value handed out is audited by name.
 
-use crate::keys;
 use edgeshell_core::ids::SessionId;
 use edgeshell_core::pool_api::{api_key_hash, PoolSecrets, PoolSecretsRequest};
+use edgeshell_fn::data_keys as keys;
 use edgeshell_fn::db::{col, text, Db};
 use edgeshell_fn::reply::{self, json, ApiError, ErrorCode};
 use edgeshell_fn::request::{bearer, json_body, Request};
@@ -42,7 +42,8 @@ pub(crate) fn fetch(req: &Request) -> Reply {
     let mut env = BTreeMap::new();
     if !rows.is_empty() {
         let ring = keys::ring()?;
-        let key = keys::existing(&db, &ring, &owner)?.ok_or_else(|| reply::internal("secrets without a data key"))?;
+        let key = keys::existing(&db, &ring, keys::Holder::User, &owner)?
+            .ok_or_else(|| reply::internal("secrets without a data key"))?;
         for row in rows {
             let name: String = col(&row, 0)?;
             let sealed: Vec<u8> = col(&row, 1)?;

@@ -1,7 +1,7 @@
 //! A user's own secrets: listed by name, set, deleted. Values go in and never come out.
 
-use crate::keys;
 use edgeshell_core::vault::{check_secret_name, check_secret_value, MAX_SECRETS_PER_USER, MAX_SECRET_VALUE};
+use edgeshell_fn::data_keys as keys;
 use edgeshell_fn::db::{col, text, Db};
 use edgeshell_fn::identity::authenticate;
 use edgeshell_fn::ratelimit;
@@ -44,7 +44,7 @@ pub(crate) fn set(req: &Request, name: &str) -> Reply {
     check_secret_value(&input.value).map_err(|e| bad("value", e))?;
     let owner = user.subject.as_str();
     let ring = keys::ring()?;
-    let key = keys::for_owner(&db, &ring, owner)?;
+    let key = keys::for_holder(&db, &ring, keys::Holder::User, owner)?;
     let sealed = key.seal(owner, name, input.value.as_bytes(), keys::nonce());
     // Counted and written under the user's lock: concurrent sets cannot pass the limit together.
     let set_at = db.transaction(|tx| {
